@@ -1,0 +1,79 @@
+// Unit tests of the pure iptables-restore rule generation.
+import { describe, expect, it } from 'vitest';
+import { iptablesRules, IptablesConfigError } from '../../../src/inject/iptables.js';
+
+describe('iptablesRules', () => {
+  it('captures app ports inbound and all TCP outbound except the proxy and loopback', () => {
+    const rules = iptablesRules({ appPorts: [8080, 9090] });
+    expect(rules[0]).toBe('*nat');
+    expect(rules[rules.length - 1]).toBe('COMMIT');
+    expect(rules).toContain('-A REMORA_IN_REDIRECT -p tcp -j REDIRECT --to-ports 15006');
+    expect(rules).toContain('-A REMORA_REDIRECT -p tcp -j REDIRECT --to-ports 15001');
+    expect(rules).toContain('-A REMORA_INBOUND -p tcp --dport 8080 -j REMORA_IN_REDIRECT');
+    expect(rules).toContain('-A REMORA_INBOUND -p tcp --dport 9090 -j REMORA_IN_REDIRECT');
+    const out = rules.filter((r) => r.startsWith('-A REMORA_OUTPUT'));
+    expect(out).toEqual([
+      '-A REMORA_OUTPUT -m owner --uid-owner 1337 -j RETURN',
+      '-A REMORA_OUTPUT -m owner --gid-owner 1337 -j RETURN',
+      '-A REMORA_OUTPUT -o lo -j RETURN',
+      '-A REMORA_OUTPUT -d 127.0.0.1/32 -j RETURN',
+      '-A REMORA_OUTPUT -j REMORA_REDIRECT',
+    ]);
+  });
+
+  it('honours the exclude/include annotations, exclusions before the catch-all', () => {
+    const rules = iptablesRules(
+      { appPorts: [8080, 9090] },
+      {
+        'traffic.sidecar.istio.io/excludeInboundPorts': '9090',
+        'traffic.sidecar.istio.io/excludeOutboundPorts': '5432, 6379',
+        'traffic.sidecar.istio.io/excludeOutboundIPRanges': '169.254.169.254',
+        'traffic.sidecar.istio.io/includeOutboundIPRanges': '10.0.0.0/8,172.16.0.0/12',
+        'traffic.sidecar.istio.io/includeOutboundPorts': '8443',
+      },
+    );
+    expect(rules.filter((r) => r.startsWith('-A REMORA_INBOUND'))).toEqual(['-A REMORA_INBOUND -p tcp --dport 8080 -j REMORA_IN_REDIRECT']);
+    expect(rules.filter((r) => r.startsWith('-A REMORA_OUTPUT')).slice(4)).toEqual([
+      '-A REMORA_OUTPUT -p tcp --dport 5432 -j RETURN',
+      '-A REMORA_OUTPUT -p tcp --dport 6379 -j RETURN',
+      '-A REMORA_OUTPUT -d 169.254.169.254/32 -j RETURN',
+      '-A REMORA_OUTPUT -p tcp --dport 8443 -j REMORA_REDIRECT',
+      '-A REMORA_OUTPUT -d 10.0.0.0/8 -j REMORA_REDIRECT',
+      '-A REMORA_OUTPUT -d 172.16.0.0/12 -j REMORA_REDIRECT',
+    ]);
+    expect(rules).not.toContain('-A REMORA_OUTPUT -j REMORA_REDIRECT');
+  });
+
+  it('includeInboundPorts "*" captures every port but the sidecar’s own and the excluded', () => {
+    const rules = iptablesRules({ appPorts: [] }, { 'traffic.sidecar.istio.io/includeInboundPorts': '*', 'traffic.sidecar.istio.io/excludeInboundPorts': '22' });
+    expect(rules.filter((r) => r.startsWith('-A REMORA_INBOUND'))).toEqual([
+      '-A REMORA_INBOUND -p tcp --dport 15021 -j RETURN',
+      '-A REMORA_INBOUND -p tcp --dport 15090 -j RETURN',
+      '-A REMORA_INBOUND -p tcp --dport 15006 -j RETURN',
+      '-A REMORA_INBOUND -p tcp --dport 22 -j RETURN',
+      '-A REMORA_INBOUND -p tcp -j REMORA_IN_REDIRECT',
+    ]);
+  });
+
+  it('has no inbound capture without app ports, and no outbound capture for an empty include range', () => {
+    const rules = iptablesRules({ appPorts: [] }, { 'traffic.sidecar.istio.io/includeOutboundIPRanges': '' });
+    expect(rules).not.toContain('-A PREROUTING -p tcp -j REMORA_INBOUND');
+    expect(rules.some((r) => r.includes('-j REMORA_REDIRECT'))).toBe(false);
+  });
+
+  it('rejects malformed ports and CIDRs, naming the annotation', () => {
+    expect(() => iptablesRules({ appPorts: [] }, { 'traffic.sidecar.istio.io/excludeOutboundPorts': '70000' })).toThrow(IptablesConfigError);
+    expect(() => iptablesRules({ appPorts: [] }, { 'traffic.sidecar.istio.io/excludeOutboundIPRanges': '10.0.0.0/33' })).toThrow(
+      /excludeOutboundIPRanges: "10.0.0.0\/33" is not an IPv4 CIDR/,
+    );
+    expect(() => iptablesRules({ appPorts: [] }, { 'traffic.sidecar.istio.io/includeOutboundIPRanges': '300.1.1.1/8' })).toThrow(/not an IPv4 CIDR/);
+  });
+
+  it('uses the given proxy UID and ports', () => {
+    const rules = iptablesRules({ appPorts: [80], proxyUid: 2000, proxyGid: 2001, outboundPort: 16001, inboundPort: 16006 });
+    expect(rules).toContain('-A REMORA_OUTPUT -m owner --uid-owner 2000 -j RETURN');
+    expect(rules).toContain('-A REMORA_OUTPUT -m owner --gid-owner 2001 -j RETURN');
+    expect(rules).toContain('-A REMORA_REDIRECT -p tcp -j REDIRECT --to-ports 16001');
+    expect(rules).toContain('-A REMORA_IN_REDIRECT -p tcp -j REDIRECT --to-ports 16006');
+  });
+});
