@@ -1,0 +1,211 @@
+/**
+ * Kubernetes Services + EndpointSlices + Pods → mesh registry hosts (ServiceDef), the way Istio's
+ * Kubernetes registry does it. Pure: objects in, ServiceDefs out; the watch lives in k8s-source.ts.
+ */
+import type { V1EndpointSlice, V1Pod, V1Service, V1ServicePort } from '@kubernetes/client-node';
+import type { ServiceDef, ServicePortDef, WorkloadDef } from '../model.js';
+
+export interface KubernetesInput {
+  services: readonly V1Service[];
+  endpointSlices: readonly V1EndpointSlice[];
+  pods: readonly V1Pod[];
+}
+
+export interface MappingOptions {
+  /** Kubernetes cluster domain (kubelet `--cluster-domain`), e.g. `cluster.local`. */
+  clusterDomain: string;
+}
+
+/** Label that ties an EndpointSlice to its Service (set by the controller, or by hand for selectorless Services). */
+export const SERVICE_NAME_LABEL = 'kubernetes.io/service-name';
+
+/** Protocol names Istio recognizes (istio `protocol.Parse`, case-insensitive). Anything else is sniffed (''). */
+const KNOWN_PROTOCOLS = new Set([
+  'http', 'http2', 'https', 'grpc', 'grpc-web', 'tcp', 'tls', 'udp', 'mongo', 'redis', 'mysql', 'thrift',
+]);
+
+/**
+ * Istio's protocol selection for a Kubernetes Service port: UDP ports are UDP; `appProtocol` wins over the
+ * name (with the Kubernetes-defined `kubernetes.io/h2c|ws|wss` values); otherwise the port name's prefix
+ * before the first `-` (`http-web` → http, `grpc-web…` → grpc-web). Unknown → '' (sniffed).
+ */
+export function protocolOf(port: Pick<V1ServicePort, 'name' | 'appProtocol' | 'protocol'>): string {
+  if ((port.protocol ?? 'TCP').toUpperCase() === 'UDP') return 'udp';
+  let name = port.name ?? '';
+  if (port.appProtocol) {
+    name = port.appProtocol;
+    switch (name) {
+      case 'kubernetes.io/h2c':
+        return 'http2';
+      case 'kubernetes.io/ws':
+        return 'http';
+      case 'kubernetes.io/wss':
+        return 'https';
+    }
+  }
+  const lower = name.toLowerCase();
+  // grpc-web contains a hyphen, so it must be checked before cutting at the first '-'.
+  if (lower.startsWith('grpc-web')) return 'grpc-web';
+  const dash = lower.indexOf('-');
+  const prefix = dash >= 0 ? lower.slice(0, dash) : lower;
+  return KNOWN_PROTOCOLS.has(prefix) ? prefix : '';
+}
+
+export function serviceHost(name: string, namespace: string, clusterDomain: string): string {
+  return `${name}.${namespace}.svc.${clusterDomain}`;
+}
+
+/** ClusterIPs of a Service (dual-stack `clusterIPs` first), without the headless marker `None`. */
+export function clusterIPsOf(svc: V1Service): string[] {
+  const spec = svc.spec ?? {};
+  const ips = spec.clusterIPs && spec.clusterIPs.length > 0 ? spec.clusterIPs : spec.clusterIP ? [spec.clusterIP] : [];
+  return ips.filter((ip) => ip !== '' && ip !== 'None');
+}
+
+interface ReadyEndpoint {
+  address: string;
+  /** Service port name → resolved endpoint port, from the slice's `ports`. */
+  ports: Record<string, number>;
+  hostname?: string;
+  podName?: string;
+  nodeName?: string;
+}
+
+/**
+ * EndpointSlice `conditions.ready`: nil means "unknown" and the API says to treat it as ready; a terminating
+ * endpoint always has ready=false, but we check `terminating` too so that hand-made slices drain as well.
+ */
+function isReady(cond: { ready?: boolean; terminating?: boolean } | undefined): boolean {
+  return cond?.ready !== false && cond?.terminating !== true;
+}
+
+function readyEndpoints(slices: readonly V1EndpointSlice[]): ReadyEndpoint[] {
+  // Dual-stack Services have one slice family per IP family: balance over IPv4 when there is any.
+  const v4 = slices.filter((s) => s.addressType === 'IPv4');
+  const chosen = v4.length > 0 ? v4 : slices.filter((s) => s.addressType === 'IPv6');
+  const byAddress = new Map<string, ReadyEndpoint>();
+  for (const slice of chosen) {
+    const ports: Record<string, number> = {};
+    for (const p of slice.ports ?? []) {
+      if (typeof p.port === 'number') ports[p.name ?? ''] = p.port;
+    }
+    for (const ep of slice.endpoints ?? []) {
+      const address = ep.addresses?.[0];
+      if (!address || !isReady(ep.conditions)) continue;
+      // During slice rebalancing an endpoint may briefly appear in two slices: keep the first, merge ports.
+      const prev = byAddress.get(address);
+      if (prev) {
+        Object.assign(prev.ports, ports);
+        continue;
+      }
+      const ready: ReadyEndpoint = { address, ports: { ...ports } };
+      if (ep.hostname) ready.hostname = ep.hostname;
+      if (ep.targetRef?.kind === 'Pod' && ep.targetRef.name) ready.podName = ep.targetRef.name;
+      if (ep.nodeName) ready.nodeName = ep.nodeName;
+      byAddress.set(address, ready);
+    }
+  }
+  return [...byAddress.values()].sort((a, b) => compareAddress(a.address, b.address));
+}
+
+function compareAddress(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+function portsOf(svc: V1Service, externalName: boolean): ServicePortDef[] {
+  return (svc.spec?.ports ?? []).map((p) => {
+    const def: ServicePortDef = { number: p.port, name: p.name ?? '', protocol: protocolOf(p) };
+    // Kubernetes defaults targetPort to port. A named targetPort has no service-wide number: it is resolved
+    // per endpoint from the EndpointSlice ports (WorkloadDef.ports). ExternalName ignores targetPort.
+    if (externalName) def.targetPort = p.port;
+    else if (typeof p.targetPort === 'number') def.targetPort = p.targetPort;
+    else if (p.targetPort === undefined || p.targetPort === '') def.targetPort = p.port;
+    else if (/^\d+$/.test(p.targetPort)) def.targetPort = Number(p.targetPort);
+    return def;
+  });
+}
+
+/** Map every Service to its registry host(s). Output is sorted by hostname for deterministic snapshots. */
+export function servicesFromKubernetes(input: KubernetesInput, opts: MappingOptions): ServiceDef[] {
+  const podLabels = new Map<string, Readonly<Record<string, string>>>();
+  for (const pod of input.pods) {
+    const m = pod.metadata;
+    if (m?.name) podLabels.set(`${m.namespace ?? ''}/${m.name}`, m.labels ?? {});
+  }
+  const slicesByService = new Map<string, V1EndpointSlice[]>();
+  for (const slice of input.endpointSlices) {
+    const svcName = slice.metadata?.labels?.[SERVICE_NAME_LABEL];
+    if (!svcName) continue;
+    const key = `${slice.metadata?.namespace ?? ''}/${svcName}`;
+    const list = slicesByService.get(key);
+    if (list) list.push(slice);
+    else slicesByService.set(key, [slice]);
+  }
+
+  const out: ServiceDef[] = [];
+  for (const svc of input.services) {
+    const name = svc.metadata?.name;
+    const namespace = svc.metadata?.namespace ?? 'default';
+    if (!name) continue;
+    const host = serviceHost(name, namespace, opts.clusterDomain);
+    const origin = `Service/${namespace}/${name}`;
+
+    if (svc.spec?.type === 'ExternalName') {
+      const target = svc.spec.externalName;
+      out.push({
+        hostname: host,
+        namespace,
+        ports: portsOf(svc, true),
+        // Istio: an ExternalName Service is a DNS cluster on the external name, marked mesh-external.
+        resolution: 'DNS',
+        workloads: target ? [{ address: target.replace(/\.$/, ''), ports: {}, labels: {}, weight: 1 }] : [],
+        addresses: [],
+        location: 'MESH_EXTERNAL',
+        origin,
+      });
+      continue;
+    }
+
+    const ports = portsOf(svc, false);
+    const endpoints = readyEndpoints(slicesByService.get(`${namespace}/${name}`) ?? []);
+    const toWorkload = (ep: ReadyEndpoint): WorkloadDef => {
+      const w: WorkloadDef = {
+        address: ep.address,
+        ports: ep.ports,
+        labels: (ep.podName && podLabels.get(`${namespace}/${ep.podName}`)) || {},
+        weight: 1,
+        name: ep.podName ?? ep.address,
+      };
+      return w;
+    };
+    const workloads = endpoints.map(toWorkload);
+    const headless = svc.spec?.clusterIP === 'None';
+    out.push({
+      hostname: host,
+      namespace,
+      ports,
+      resolution: 'STATIC',
+      workloads,
+      addresses: clusterIPsOf(svc),
+      location: 'MESH_INTERNAL',
+      origin,
+    });
+    if (headless) {
+      // StatefulSet-style per-pod DNS names (`<hostname>.<svc>.<ns>.svc.<domain>`) reach that pod only.
+      for (const ep of endpoints) {
+        if (!ep.hostname) continue;
+        out.push({
+          hostname: `${ep.hostname}.${host}`,
+          namespace,
+          ports,
+          resolution: 'STATIC',
+          workloads: [toWorkload(ep)],
+          addresses: [],
+          location: 'MESH_INTERNAL',
+          origin,
+        });
+      }
+    }
+  }
+  return out.sort((a, b) => compareAddress(a.hostname, b.hostname));
+}

@@ -1,0 +1,302 @@
+/** KubernetesSource against the fake API server: initial sync, watch events, drops, 410 relists, 5xx backoff, CRD versions. */
+import { afterEach, describe, expect, it } from 'vitest';
+import { FakeKubeApiServer, writeKubeconfig, type FakeKubeApiServerOptions } from '../../support/fake-kube-apiserver.js';
+import { endpointSlice, pod, service } from '../../support/k8s-objects.js';
+import { KubernetesSource, type KubernetesSourceOptions } from '../../../src/discovery/k8s-source.js';
+
+const cleanups: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  while (cleanups.length > 0) await cleanups.pop()!();
+});
+
+interface LogLine {
+  level: string;
+  msg: string;
+}
+
+async function setup(fakeOpts: FakeKubeApiServerOptions = {}) {
+  const api = await new FakeKubeApiServer(fakeOpts).start();
+  cleanups.push(() => api.close());
+  const kc = writeKubeconfig(api.url);
+  cleanups.push(kc.cleanup);
+  const logs: LogLine[] = [];
+  const make = (opts: Partial<KubernetesSourceOptions> = {}) => {
+    const src = new KubernetesSource({
+      kubeconfig: kc.path,
+      clusterDomain: 'cluster.local',
+      debounceMs: 20,
+      backoffInitialMs: 50,
+      backoffMaxMs: 400,
+      minWatchIntervalMs: 50,
+      initialSyncTimeoutMs: 3000,
+      rand: () => 0.5,
+      log: (level, msg) => logs.push({ level, msg }),
+      ...opts,
+    });
+    cleanups.push(() => src.stop());
+    return src;
+  };
+  return { api, make, logs, kubeconfig: kc.path };
+}
+
+/** Poll `cond` every 5 ms; resolve with the elapsed ms, or fail after `timeoutMs`. */
+async function waitFor(what: string, cond: () => boolean, timeoutMs = 1000): Promise<number> {
+  const start = Date.now();
+  while (!cond()) {
+    if (Date.now() - start > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  return Date.now() - start;
+}
+
+const host = (src: KubernetesSource, h: string) => src.current().services.find((s) => s.hostname === h);
+const addrs = (src: KubernetesSource, h: string) => (host(src, h)?.workloads ?? []).map((w) => w.address).sort();
+
+function seedReviews(api: FakeKubeApiServer) {
+  api.apply(service('reviews', 'default', [{ name: 'http', port: 9080, targetPort: 'web' }], { clusterIP: '10.96.0.15' }));
+  api.apply(pod('reviews-a', 'default', '127.0.0.2', { app: 'reviews', version: 'v1' }, [{ name: 'web', containerPort: 8080 }]));
+  api.apply(pod('reviews-b', 'default', '127.0.0.3', { app: 'reviews', version: 'v2' }, [{ name: 'web', containerPort: 8080 }]));
+  api.apply(
+    endpointSlice('reviews-abc', 'default', 'reviews', [{ ip: '127.0.0.2', pod: 'reviews-a' }, { ip: '127.0.0.3', pod: 'reviews-b' }], [{ name: 'http', port: 8080 }]),
+  );
+}
+
+const REVIEWS = 'reviews.default.svc.cluster.local';
+
+describe('KubernetesSource against the fake API server', () => {
+  it('initial sync: Services, endpoints with pod labels, Istio CRDs as Resources', async () => {
+    const { api, make } = await setup();
+    seedReviews(api);
+    api.apply({
+      apiVersion: 'networking.istio.io/v1',
+      kind: 'VirtualService',
+      metadata: { name: 'reviews', namespace: 'default', annotations: { 'kubectl.kubernetes.io/last-applied-configuration': '{"huge":true}', team: 'a' } },
+      spec: { hosts: ['reviews'], http: [{ route: [{ destination: { host: 'reviews' } }] }] },
+      status: { validationMessages: [] },
+    });
+    api.apply({ apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', metadata: { name: 'deny', namespace: 'default' }, spec: { podSelector: {}, policyTypes: ['Ingress'] } });
+    api.apply({ apiVersion: 'security.istio.io/v1', kind: 'AuthorizationPolicy', metadata: { name: 'allow-get', namespace: 'default' }, spec: { action: 'ALLOW', rules: [{ to: [{ operation: { methods: ['GET'] } }] }] } });
+    api.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'default', labels: { team: 'a' } } });
+    const src = make();
+    await src.start();
+
+    const svc = host(src, REVIEWS)!;
+    expect(svc).toBeDefined();
+    expect(svc.addresses).toEqual(['10.96.0.15']);
+    expect(svc.origin).toBe('Service/default/reviews');
+    expect(svc.workloads.map((w) => [w.address, w.ports.http, w.labels.version])).toEqual([
+      ['127.0.0.2', 8080, 'v1'],
+      ['127.0.0.3', 8080, 'v2'],
+    ]);
+    const res = src.current().resources;
+    expect(res.map((r) => `${r.kind}/${r.metadata.namespace}/${r.metadata.name}`)).toEqual([
+      'AuthorizationPolicy/default/allow-get',
+      'NetworkPolicy/default/deny',
+      'VirtualService/default/reviews',
+    ]);
+    const vs = res.find((r) => r.kind === 'VirtualService')!;
+    expect(vs.apiVersion).toBe('networking.istio.io/v1');
+    expect(vs.source).toEqual({ file: 'kubernetes', line: 0 });
+    expect(vs.lineOf(['spec'])).toBe(0);
+    expect(vs.spec.hosts).toEqual(['reviews']);
+    // Memory: the last-applied annotation (a full copy of the object) and status are not kept.
+    expect(vs.metadata.annotations).toEqual({ team: 'a' });
+    expect(src.current().namespaceLabels.get('default')).toEqual({ team: 'a', 'kubernetes.io/metadata.name': 'default' });
+    // Pods are trimmed to labels, IPs and container ports.
+    const p = src.current().pods.find((x) => x.metadata?.name === 'reviews-a')!;
+    expect(p.metadata?.managedFields).toBeUndefined();
+    expect(p.spec?.containers[0]?.image).toBeUndefined();
+    expect(p.spec?.containers[0]?.ports?.[0]).toMatchObject({ name: 'web', containerPort: 8080 });
+    expect(src.current().stalenessMs(Date.now())).toBe(0);
+    // Watches asked for bookmarks.
+    expect(api.requests.filter((r) => r.query.watch === 'true').every((r) => r.query.allowWatchBookmarks === 'true')).toBe(true);
+  });
+
+  it('reflects ADDED, MODIFIED and DELETED within 1 s, debounced into few change events', async () => {
+    const { api, make } = await setup();
+    seedReviews(api);
+    const src = make();
+    await src.start();
+    let changes = 0;
+    src.on('change', () => changes++);
+
+    // Scale up: a new pod and its endpoint.
+    api.apply(pod('reviews-c', 'default', '127.0.0.4', { app: 'reviews', version: 'v3' }));
+    api.apply(
+      endpointSlice(
+        'reviews-abc',
+        'default',
+        'reviews',
+        [{ ip: '127.0.0.2', pod: 'reviews-a' }, { ip: '127.0.0.3', pod: 'reviews-b' }, { ip: '127.0.0.4', pod: 'reviews-c' }],
+        [{ name: 'http', port: 8080 }],
+      ),
+    );
+    expect(await waitFor('scale up', () => addrs(src, REVIEWS).includes('127.0.0.4'))).toBeLessThan(1000);
+    expect(host(src, REVIEWS)!.workloads.find((w) => w.address === '127.0.0.4')!.labels).toEqual({ app: 'reviews', version: 'v3' });
+    // Two watch events in a burst compile once.
+    expect(changes).toBe(1);
+
+    // Scale down: terminating endpoint leaves at once.
+    api.apply(
+      endpointSlice(
+        'reviews-abc',
+        'default',
+        'reviews',
+        [{ ip: '127.0.0.2', pod: 'reviews-a' }, { ip: '127.0.0.3', pod: 'reviews-b', ready: false, terminating: true }, { ip: '127.0.0.4', pod: 'reviews-c' }],
+        [{ name: 'http', port: 8080 }],
+      ),
+    );
+    expect(await waitFor('terminating drained', () => !addrs(src, REVIEWS).includes('127.0.0.3'))).toBeLessThan(1000);
+
+    // VirtualService MODIFIED.
+    api.apply({ apiVersion: 'networking.istio.io/v1', kind: 'VirtualService', metadata: { name: 'r', namespace: 'default' }, spec: { hosts: ['a'] } });
+    await waitFor('VS added', () => src.current().resources.some((r) => r.metadata.name === 'r'));
+    api.apply({ apiVersion: 'networking.istio.io/v1', kind: 'VirtualService', metadata: { name: 'r', namespace: 'default' }, spec: { hosts: ['b'] } });
+    expect(await waitFor('VS modified', () => (src.current().resources.find((r) => r.metadata.name === 'r')?.spec.hosts as string[])[0] === 'b')).toBeLessThan(1000);
+
+    api.delete('Service', 'default', 'reviews');
+    expect(await waitFor('service deleted', () => host(src, REVIEWS) === undefined)).toBeLessThan(1000);
+  });
+
+  it('a dropped watch resumes from its resourceVersion without losing an event applied while it was down', async () => {
+    const { api, make } = await setup();
+    seedReviews(api);
+    const src = make();
+    await src.start();
+    await waitFor('watches open', () => api.openWatches >= 11);
+    const listsBefore = api.countRequests('/api/v1/services', false);
+    const watchesBefore = api.countRequests('/api/v1/services', true);
+
+    expect(api.dropWatches()).toBeGreaterThan(0);
+    // Applied while no watch is open: only the resumed watch (history from the client's RV) can deliver it.
+    api.apply(service('ratings', 'default', [{ name: 'http', port: 9080 }], { clusterIP: '10.96.0.16' }));
+    await waitFor('event applied during the drop', () => host(src, 'ratings.default.svc.cluster.local') !== undefined);
+
+    expect(api.countRequests('/api/v1/services', true)).toBeGreaterThan(watchesBefore);
+    // Resumed with a watch from the last resourceVersion: no relist.
+    expect(api.countRequests('/api/v1/services', false)).toBe(listsBefore);
+    const resumed = api.requests.filter((r) => r.path === '/api/v1/services' && r.query.watch === 'true').at(-1)!;
+    expect(Number(resumed.query.resourceVersion)).toBeGreaterThan(100);
+  });
+
+  for (const goneMode of ['event', 'http'] as const) {
+    it(`410 Gone (${goneMode === 'event' ? 'ERROR event in a 200 stream' : 'HTTP 410'}) → relist and converge, deletions included`, async () => {
+      const { api, make } = await setup({ goneMode });
+      seedReviews(api);
+      api.apply(service('old', 'default', [{ name: 'http', port: 80 }], { clusterIP: '10.96.0.20' }));
+      const src = make();
+      await src.start();
+      expect(host(src, 'old.default.svc.cluster.local')).toBeDefined();
+      const listsBefore = api.countRequests('/api/v1/services', false);
+
+      api.dropWatches();
+      api.apply(service('ratings', 'default', [{ name: 'http', port: 9080 }], { clusterIP: '10.96.0.16' }));
+      api.delete('Service', 'default', 'old');
+      api.compactHistory();
+
+      await waitFor('relist converged', () => host(src, 'ratings.default.svc.cluster.local') !== undefined && host(src, 'old.default.svc.cluster.local') === undefined, 3000);
+      expect(api.countRequests('/api/v1/services', false)).toBeGreaterThan(listsBefore);
+      expect(api.requests.some((r) => r.path === '/api/v1/services' && r.query.watch === 'true' && (goneMode === 'http' ? r.status === 410 : r.status === 200))).toBe(true);
+      // Keeps watching after the relist.
+      api.apply(service('later', 'default', [{ name: 'http', port: 80 }], { clusterIP: '10.96.0.21' }));
+      await waitFor('event after relist', () => host(src, 'later.default.svc.cluster.local') !== undefined, 3000);
+    });
+  }
+
+  it('500s → backoff, serves the last state meanwhile (staleness grows), recovers, logs the error once', async () => {
+    const { api, make, logs } = await setup();
+    seedReviews(api);
+    const src = make({ backoffInitialMs: 20, backoffMaxMs: 80 });
+    await src.start();
+    await waitFor('watches open', () => api.openWatches >= 11);
+
+    api.setFailing(60);
+    api.dropWatches();
+    await waitFor('staleness reported', () => src.current().stalenessMs(Date.now()) > 0);
+    // The last complete state keeps being served.
+    expect(addrs(src, REVIEWS)).toEqual(['127.0.0.2', '127.0.0.3']);
+    await waitFor('failures consumed', () => api.requests.filter((r) => r.status === 500).length >= 60, 5000);
+    api.apply(service('ratings', 'default', [{ name: 'http', port: 9080 }], { clusterIP: '10.96.0.16' }));
+    await waitFor('recovered', () => host(src, 'ratings.default.svc.cluster.local') !== undefined, 3000);
+    await waitFor('staleness back to 0', () => src.current().stalenessMs(Date.now()) === 0, 3000);
+
+    // 60 failed requests across 11 watches, but each watch logs its error once (plus its recovery).
+    const warns = logs.filter((l) => l.level === 'warn');
+    expect(warns.length).toBeGreaterThan(0);
+    expect(warns.length).toBeLessThanOrEqual(11 * 2);
+    expect(new Set(warns.map((w) => w.msg)).size).toBe(warns.length);
+  });
+
+  it('start() retries transient 500s, then resolves', async () => {
+    const { api, make } = await setup();
+    seedReviews(api);
+    api.setFailing(5);
+    const src = make();
+    await src.start();
+    expect(addrs(src, REVIEWS)).toEqual(['127.0.0.2', '127.0.0.3']);
+  });
+
+  it('start() rejects clearly on 403 and on an unreachable server', async () => {
+    const { api, make } = await setup();
+    api.setFailing(1, 403);
+    const src = make();
+    await expect(src.start()).rejects.toThrow(/initial sync with http:\/\/127\.0\.0\.1:\d+ failed: GET \/\S+: 403 Forbidden/);
+
+    const port = api.port;
+    await api.close();
+    cleanups.length = 0;
+    const kc = writeKubeconfig(`http://127.0.0.1:${port}`);
+    cleanups.push(kc.cleanup);
+    const down = new KubernetesSource({ kubeconfig: kc.path, clusterDomain: 'cluster.local', initialSyncTimeoutMs: 200, backoffInitialMs: 20 });
+    cleanups.push(() => down.stop());
+    await expect(down.start()).rejects.toThrow(/cannot reach the Kubernetes API server at http:\/\/127\.0\.0\.1:\d+.*ECONNREFUSED/);
+  });
+
+  it('uses v1beta1 when networking.istio.io/v1 is not served, and treats missing CRDs as empty', async () => {
+    const { api, make } = await setup({ istioNetworkingVersions: ['v1beta1', 'v1alpha3'], istioSecurityVersions: [] });
+    api.apply({ apiVersion: 'networking.istio.io/v1beta1', kind: 'DestinationRule', metadata: { name: 'reviews', namespace: 'default' }, spec: { host: 'reviews', subsets: [{ name: 'v1', labels: { version: 'v1' } }] } });
+    const src = make();
+    await src.start();
+    expect(src.versions()).toMatchObject({ VirtualService: 'v1beta1', DestinationRule: 'v1beta1', AuthorizationPolicy: '' });
+    const dr = src.current().resources.find((r) => r.kind === 'DestinationRule')!;
+    expect(dr.apiVersion).toBe('networking.istio.io/v1beta1');
+    expect(api.countRequests('/apis/networking.istio.io/v1/')).toBeGreaterThan(0);
+    // Objects stored at v1alpha3 are served at the chosen version too (same schema).
+    api.apply({ apiVersion: 'networking.istio.io/v1alpha3', kind: 'ServiceEntry', metadata: { name: 'ext', namespace: 'default' }, spec: { hosts: ['ext.example.com'] } });
+    await waitFor('SE through v1beta1 watch', () => src.current().resources.some((r) => r.kind === 'ServiceEntry'));
+  });
+
+  it('--watch-namespaces: only the listed namespaces are listed and watched', async () => {
+    const { api, make } = await setup();
+    seedReviews(api);
+    api.apply(service('other', 'kube-system', [{ name: 'dns', port: 53 }], { clusterIP: '10.96.0.10' }));
+    const src = make({ namespaces: ['default'] });
+    await src.start();
+    expect(host(src, REVIEWS)).toBeDefined();
+    expect(host(src, 'other.kube-system.svc.cluster.local')).toBeUndefined();
+    expect(api.countRequests('/api/v1/services')).toBe(0);
+    expect(api.countRequests('/api/v1/namespaces/default/services')).toBeGreaterThan(0);
+    api.apply(service('other2', 'kube-system', [{ name: 'dns', port: 53 }], { clusterIP: '10.96.0.11' }));
+    api.apply(service('ratings', 'default', [{ name: 'http', port: 9080 }], { clusterIP: '10.96.0.16' }));
+    await waitFor('ratings', () => host(src, 'ratings.default.svc.cluster.local') !== undefined);
+    expect(host(src, 'other2.kube-system.svc.cluster.local')).toBeUndefined();
+  });
+
+  it('BOOKMARK events advance the resume point', async () => {
+    const { api, make } = await setup();
+    seedReviews(api);
+    const src = make();
+    await src.start();
+    await waitFor('watches open', () => api.openWatches >= 11);
+    // Changes to other kinds advance the global resourceVersion; a bookmark tells the Service watch about it.
+    api.apply(pod('x', 'default', '127.0.0.9', {}));
+    api.apply(pod('y', 'default', '127.0.0.10', {}));
+    const rv = api.resourceVersion;
+    api.sendBookmarks();
+    await new Promise((r) => setTimeout(r, 50));
+    api.dropWatches();
+    await waitFor('service watch resumed', () =>
+      api.requests.some((r) => r.path === '/api/v1/services' && r.query.watch === 'true' && Number(r.query.resourceVersion) === rv),
+    );
+  });
+});
