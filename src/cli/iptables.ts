@@ -1,0 +1,101 @@
+/**
+ * `remora iptables`: prints (default) or applies, via `iptables-restore --noflush`, the capture rules
+ * of iptablesRules(). Run by the `remora-init` container (root, NET_ADMIN) that injection adds.
+ */
+import { spawn } from 'node:child_process';
+import { parseArgs } from 'node:util';
+import { iptablesRules, IptablesConfigError, TRAFFIC_ANNOTATIONS } from '../inject/iptables.js';
+
+const USAGE = `Usage: remora iptables [--apply] --app-ports P,… [capture options]
+
+Prints the iptables-restore input that redirects the pod's TCP traffic into the sidecar
+(outbound → 15001, inbound app ports → 15006, never UID/GID 1337); --apply loads it.
+
+Options (the same meaning as Istio's traffic.sidecar.istio.io/* annotations):
+      --app-ports P,…                   the app's container ports (inbound default)
+      --include-inbound-ports P,…|*     inbound ports to capture
+      --exclude-inbound-ports P,…
+      --include-outbound-ip-ranges C,…|*  (default *)
+      --exclude-outbound-ip-ranges C,…
+      --include-outbound-ports P,…
+      --exclude-outbound-ports P,…
+      --proxy-uid N / --proxy-gid N     the proxy's user and group (default 1337)
+      --apply                           run iptables-restore --noflush with the rules
+  -h, --help
+`;
+
+function restore(input: string): Promise<{ code: number; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn('iptables-restore', ['--noflush'], { stdio: ['pipe', 'inherit', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    child.on('error', (err) => resolve({ code: 127, stderr: err.message }));
+    child.on('close', (code) => resolve({ code: code ?? 1, stderr }));
+    child.stdin.end(input);
+  });
+}
+
+export async function main(argv: string[]): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        'app-ports': { type: 'string', default: '' },
+        'include-inbound-ports': { type: 'string' },
+        'exclude-inbound-ports': { type: 'string' },
+        'include-outbound-ip-ranges': { type: 'string' },
+        'exclude-outbound-ip-ranges': { type: 'string' },
+        'include-outbound-ports': { type: 'string' },
+        'exclude-outbound-ports': { type: 'string' },
+        'proxy-uid': { type: 'string', default: '1337' },
+        'proxy-gid': { type: 'string', default: '1337' },
+        apply: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (err) {
+    process.stderr.write(`remora iptables: ${(err as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  const A = TRAFFIC_ANNOTATIONS;
+  const annotations: Record<string, string> = {};
+  const map: Array<[string | undefined, string]> = [
+    [values['include-inbound-ports'], A.includeInboundPorts],
+    [values['exclude-inbound-ports'], A.excludeInboundPorts],
+    [values['include-outbound-ip-ranges'], A.includeOutboundIPRanges],
+    [values['exclude-outbound-ip-ranges'], A.excludeOutboundIPRanges],
+    [values['include-outbound-ports'], A.includeOutboundPorts],
+    [values['exclude-outbound-ports'], A.excludeOutboundPorts],
+  ];
+  for (const [v, key] of map) if (v !== undefined) annotations[key] = v;
+  const appPorts = values['app-ports'].split(',').map((s) => s.trim()).filter((s) => s !== '');
+  if (appPorts.some((p) => !/^\d+$/.test(p))) {
+    process.stderr.write(`remora iptables: --app-ports must be a comma list of port numbers\n`);
+    return 2;
+  }
+  let rules: string[];
+  try {
+    rules = iptablesRules({ appPorts: appPorts.map(Number), proxyUid: Number(values['proxy-uid']), proxyGid: Number(values['proxy-gid']) }, annotations);
+  } catch (err) {
+    if (!(err instanceof IptablesConfigError)) throw err;
+    process.stderr.write(`remora iptables: ${err.message}\n`);
+    return 2;
+  }
+  const text = rules.join('\n') + '\n';
+  process.stdout.write(text);
+  if (!values.apply) return 0;
+  const r = await restore(text);
+  if (r.code !== 0) {
+    process.stderr.write(`remora iptables: iptables-restore failed (exit ${r.code}): ${r.stderr.trim()}\n`);
+    return 1;
+  }
+  process.stdout.write('remora iptables: rules applied\n');
+  return 0;
+}
