@@ -1,0 +1,617 @@
+/**
+ * Access log: Envoy `%COMMAND%` format strings compiled once into `(rec) => line`, Istio's default TEXT and JSON
+ * formats, and a buffered, bounded, asynchronous writer that drops (and counts) lines instead of blocking or crashing.
+ */
+import * as fs from 'node:fs';
+import type { Writable } from 'node:stream';
+import type { RequestRecord } from '../model.js';
+
+/** Istio's default TEXT format (MeshConfig.accessLogFormat unset, accessLogEncoding TEXT), Istio ≥ 1.9. */
+export const ISTIO_TEXT_FORMAT =
+  '[%START_TIME%] "%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%" %RESPONSE_CODE% %RESPONSE_FLAGS% ' +
+  '%RESPONSE_CODE_DETAILS% %CONNECTION_TERMINATION_DETAILS% "%UPSTREAM_TRANSPORT_FAILURE_REASON%" %BYTES_RECEIVED% %BYTES_SENT% ' +
+  '%DURATION% %RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% "%REQ(X-FORWARDED-FOR)%" "%REQ(USER-AGENT)%" "%REQ(X-REQUEST-ID)%" ' +
+  '"%REQ(:AUTHORITY)%" "%UPSTREAM_HOST%" %UPSTREAM_CLUSTER% %UPSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_LOCAL_ADDRESS% ' +
+  '%DOWNSTREAM_REMOTE_ADDRESS% %REQUESTED_SERVER_NAME% %ROUTE_NAME%\n';
+
+/** Istio's default JSON format (accessLogEncoding JSON): Istio's key names, in Istio's order. */
+export const ISTIO_JSON_FORMAT: Readonly<Record<string, string>> = Object.freeze({
+  start_time: '%START_TIME%',
+  route_name: '%ROUTE_NAME%',
+  method: '%REQ(:METHOD)%',
+  path: '%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%',
+  protocol: '%PROTOCOL%',
+  response_code: '%RESPONSE_CODE%',
+  response_flags: '%RESPONSE_FLAGS%',
+  response_code_details: '%RESPONSE_CODE_DETAILS%',
+  connection_termination_details: '%CONNECTION_TERMINATION_DETAILS%',
+  bytes_received: '%BYTES_RECEIVED%',
+  bytes_sent: '%BYTES_SENT%',
+  duration: '%DURATION%',
+  upstream_service_time: '%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%',
+  x_forwarded_for: '%REQ(X-FORWARDED-FOR)%',
+  user_agent: '%REQ(USER-AGENT)%',
+  request_id: '%REQ(X-REQUEST-ID)%',
+  authority: '%REQ(:AUTHORITY)%',
+  upstream_host: '%UPSTREAM_HOST%',
+  upstream_cluster: '%UPSTREAM_CLUSTER%',
+  upstream_local_address: '%UPSTREAM_LOCAL_ADDRESS%',
+  downstream_local_address: '%DOWNSTREAM_LOCAL_ADDRESS%',
+  downstream_remote_address: '%DOWNSTREAM_REMOTE_ADDRESS%',
+  requested_server_name: '%REQUESTED_SERVER_NAME%',
+  upstream_transport_failure_reason: '%UPSTREAM_TRANSPORT_FAILURE_REASON%',
+});
+
+/** An operator's value: a string, a number (JSON keeps it numeric, as Envoy does) or undefined (`-` / null). */
+type Value = string | number | undefined;
+type Op = (rec: RequestRecord) => Value;
+
+export class AccessLogFormatError extends Error {
+  override name = 'AccessLogFormatError';
+}
+
+export interface CompileOptions {
+  /** Environment for `%ENVIRONMENT(X)%`, read once at compile time; default `process.env`. */
+  env?: Readonly<Record<string, string | undefined>>;
+}
+
+// === Escaping ===
+
+// C0 controls, DEL and C1 controls (0x9b is a one-byte ANSI CSI): a logged header must never start a new line or
+// drive a terminal (CVE-2024-45808 class).
+const CONTROL = /[\x00-\x1f\x7f-\x9f]/;
+const CONTROL_G = /[\x00-\x1f\x7f-\x9f]/g;
+
+function escapeControl(s: string): string {
+  if (!CONTROL.test(s)) return s;
+  return s.replace(CONTROL_G, (c) => {
+    switch (c) {
+      case '\n':
+        return '\\n';
+      case '\r':
+        return '\\r';
+      case '\t':
+        return '\\t';
+      default:
+        return '\\x' + c.charCodeAt(0).toString(16).padStart(2, '0');
+    }
+  });
+}
+
+// === Operators ===
+
+function header(h: Readonly<Record<string, string | string[] | undefined>> | undefined, name: string): string | undefined {
+  if (h === undefined) return undefined;
+  const v = h[name];
+  if (v === undefined) return undefined;
+  return Array.isArray(v) ? v.join(',') : v;
+}
+
+/** Pseudo-headers map to the record's fields; everything else is a (lowercase) request header. */
+function requestHeaderGetter(name: string): Op {
+  switch (name) {
+    case ':method':
+      return (r) => r.method;
+    case ':path':
+      return (r) => r.path;
+    case ':authority':
+    case 'host':
+      return (r) => r.authority;
+    case ':scheme':
+      return (r) => header(r.requestHeaders, ':scheme') ?? 'http';
+    case ':protocol':
+      return (r) => header(r.requestHeaders, ':protocol');
+    default:
+      return (r) => header(r.requestHeaders, name);
+  }
+}
+
+function responseHeaderGetter(name: string): Op {
+  if (name === 'x-envoy-upstream-service-time') {
+    // Envoy sets it from the upstream time in whole milliseconds.
+    return (r) => (r.upstreamServiceTimeMs === undefined ? header(r.responseHeaders, name) : Math.trunc(r.upstreamServiceTimeMs));
+  }
+  return (r) => header(r.responseHeaders, name);
+}
+
+/** `%REQ(X?Y):Z%`: header X, else Y, truncated to Z characters. */
+function headerOp(arg: string, maxLen: number | undefined, kind: 'REQ' | 'RESP' | 'REQ_WITHOUT_QUERY'): Op {
+  const [first, alt, extra] = arg.toLowerCase().split('?');
+  if (!first || extra !== undefined || alt === '') throw new AccessLogFormatError(`%${kind}(${arg})%: expected HEADER or HEADER?ALTERNATIVE`);
+  const get = kind === 'RESP' ? responseHeaderGetter : requestHeaderGetter;
+  const a = get(first);
+  const b = alt === undefined ? undefined : get(alt);
+  let op: Op = b === undefined ? a : (r) => a(r) ?? b(r);
+  if (kind === 'REQ_WITHOUT_QUERY') {
+    const inner = op;
+    op = (r) => {
+      const v = inner(r);
+      if (typeof v !== 'string') return v;
+      const q = v.indexOf('?');
+      return q < 0 ? v : v.slice(0, q);
+    };
+  }
+  if (maxLen === undefined) return op;
+  const inner = op;
+  return (r) => {
+    const v = inner(r);
+    return typeof v === 'string' && v.length > maxLen ? v.slice(0, maxLen) : v;
+  };
+}
+
+const GRPC_NAMES = [
+  'OK', 'Canceled', 'Unknown', 'InvalidArgument', 'DeadlineExceeded', 'NotFound', 'AlreadyExists', 'PermissionDenied',
+  'ResourceExhausted', 'FailedPrecondition', 'Aborted', 'OutOfRange', 'Unimplemented', 'Internal', 'Unavailable',
+  'DataLoss', 'Unauthenticated',
+];
+
+function withoutPort(addr: string | undefined): string | undefined {
+  if (addr === undefined) return undefined;
+  if (addr.startsWith('[')) {
+    const end = addr.indexOf(']');
+    return end < 0 ? addr : addr.slice(1, end);
+  }
+  const i = addr.lastIndexOf(':');
+  return i < 0 || addr.indexOf(':') !== i ? addr : addr.slice(0, i);
+}
+
+function portOf(addr: string): string | undefined {
+  const i = addr.lastIndexOf(':');
+  return i < 0 ? undefined : addr.slice(i + 1);
+}
+
+/** `%START_TIME(fmt)%` with the strftime subset Envoy users commonly use, in UTC like Envoy. */
+function startTimeOp(fmt: string | undefined): Op {
+  if (fmt === undefined || fmt === '') return (r) => new Date(r.startTime).toISOString();
+  const parts: Array<string | ((d: Date, ms: number) => string)> = [];
+  const p2 = (n: number) => String(n).padStart(2, '0');
+  for (let i = 0; i < fmt.length; i++) {
+    const c = fmt[i]!;
+    if (c !== '%') {
+      parts.push(c);
+      continue;
+    }
+    let spec = fmt[++i];
+    // %3f / %6f / %9f and %E3S style fractions
+    if (spec === 'E' || (spec !== undefined && /[0-9]/.test(spec))) {
+      let digits = '';
+      if (spec === 'E') spec = fmt[++i];
+      while (spec !== undefined && /[0-9]/.test(spec)) {
+        digits += spec;
+        spec = fmt[++i];
+      }
+      const n = Number(digits || '3');
+      if (spec === 'f') parts.push((_d, ms) => fracOf(ms, n));
+      else if (spec === 'S') parts.push((d, ms) => `${p2(d.getUTCSeconds())}.${fracOf(ms, n)}`);
+      else throw new AccessLogFormatError(`%START_TIME(${fmt})%: unsupported specifier %${digits}${spec ?? ''}`);
+      continue;
+    }
+    switch (spec) {
+      case 'Y': parts.push((d) => String(d.getUTCFullYear())); break;
+      case 'm': parts.push((d) => p2(d.getUTCMonth() + 1)); break;
+      case 'd': parts.push((d) => p2(d.getUTCDate())); break;
+      case 'H': parts.push((d) => p2(d.getUTCHours())); break;
+      case 'M': parts.push((d) => p2(d.getUTCMinutes())); break;
+      case 'S': parts.push((d) => p2(d.getUTCSeconds())); break;
+      case 's': parts.push((_d, ms) => String(Math.floor(ms / 1000))); break;
+      case 'z': parts.push('+0000'); break;
+      case 'Z': parts.push('UTC'); break;
+      case 'F': parts.push((d) => `${d.getUTCFullYear()}-${p2(d.getUTCMonth() + 1)}-${p2(d.getUTCDate())}`); break;
+      case 'T': parts.push((d) => `${p2(d.getUTCHours())}:${p2(d.getUTCMinutes())}:${p2(d.getUTCSeconds())}`); break;
+      case '%': parts.push('%'); break;
+      default:
+        throw new AccessLogFormatError(`%START_TIME(${fmt})%: unsupported specifier %${spec ?? ''}`);
+    }
+  }
+  return (r) => {
+    const d = new Date(r.startTime);
+    let s = '';
+    for (const p of parts) s += typeof p === 'string' ? p : p(d, r.startTime);
+    return s;
+  };
+}
+
+function fracOf(ms: number, digits: number): string {
+  const frac = String(Math.floor(((ms % 1000) + 1000) % 1000)).padStart(3, '0');
+  return digits <= 3 ? frac.slice(0, digits) : frac.padEnd(digits, '0');
+}
+
+const ms = (v: number | undefined): number | undefined => (v === undefined ? undefined : Math.trunc(v));
+
+/** Operators without arguments. Unset values are `undefined` (`-` in text, null in JSON). */
+const SIMPLE: Readonly<Record<string, Op>> = {
+  RESPONSE_CODE: (r) => r.status,
+  RESPONSE_FLAGS: (r) => r.flags || '-',
+  RESPONSE_CODE_DETAILS: (r) => r.details || undefined,
+  // Remora does not track per-connection termination reasons or TLS failures (plaintext sidecar): always unset.
+  CONNECTION_TERMINATION_DETAILS: () => undefined,
+  UPSTREAM_TRANSPORT_FAILURE_REASON: () => undefined,
+  UPSTREAM_LOCAL_ADDRESS: () => undefined,
+  REQUESTED_SERVER_NAME: () => undefined,
+  BYTES_RECEIVED: (r) => r.bytesReceived,
+  BYTES_SENT: (r) => r.bytesSent,
+  DURATION: (r) => Math.trunc(r.durationMs),
+  REQUEST_DURATION: () => undefined,
+  RESPONSE_DURATION: (r) => (r.upstreamServiceTimeMs === undefined ? undefined : ms(r.upstreamServiceTimeMs)),
+  UPSTREAM_HOST: (r) => r.upstreamHost,
+  UPSTREAM_CLUSTER: (r) => r.upstreamCluster,
+  UPSTREAM_CLUSTER_RAW: (r) => r.upstreamCluster,
+  UPSTREAM_REQUEST_ATTEMPT_COUNT: (r) => r.attempts,
+  DOWNSTREAM_REMOTE_ADDRESS: (r) => r.downstreamRemoteAddress,
+  DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT: (r) => withoutPort(r.downstreamRemoteAddress),
+  DOWNSTREAM_REMOTE_PORT: (r) => portOf(r.downstreamRemoteAddress),
+  DOWNSTREAM_DIRECT_REMOTE_ADDRESS: (r) => r.downstreamRemoteAddress,
+  DOWNSTREAM_DIRECT_REMOTE_ADDRESS_WITHOUT_PORT: (r) => withoutPort(r.downstreamRemoteAddress),
+  DOWNSTREAM_LOCAL_ADDRESS: (r) => r.downstreamLocalAddress,
+  DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT: (r) => withoutPort(r.downstreamLocalAddress),
+  DOWNSTREAM_LOCAL_PORT: (r) => portOf(r.downstreamLocalAddress),
+  ROUTE_NAME: (r) => r.routeName,
+  PROTOCOL: (r) => r.protocol,
+  UPSTREAM_PROTOCOL: (r) => (r.upstreamHost === undefined ? undefined : r.protocol),
+  REQUEST_PROTOCOL: (r) => r.protocol,
+  GRPC_STATUS: (r) => {
+    const v = header(r.responseHeaders, 'grpc-status');
+    if (v === undefined) return undefined;
+    return GRPC_NAMES[Number(v)] ?? v;
+  },
+  GRPC_STATUS_NUMBER: (r) => {
+    const v = header(r.responseHeaders, 'grpc-status');
+    return v === undefined || !/^\d+$/.test(v) ? undefined : Number(v);
+  },
+  // The request id is the proxy's x-request-id (generated when the app sent none).
+  STREAM_ID: (r) => r.requestId || undefined,
+  START_TIME: startTimeOp(undefined),
+};
+
+const OPERATOR = /%([A-Z_]+)(?:\(([^)]*)\))?(?::(\d+))?%/y;
+
+/** Compile one `%COMMAND(arg):len%` at the start of `s[i..]`; returns the op and the index after it. */
+function compileOperator(s: string, i: number, opts: CompileOptions): { op: Op; end: number } {
+  OPERATOR.lastIndex = i;
+  const m = OPERATOR.exec(s);
+  if (m === null) {
+    const close = s.indexOf('%', i + 1);
+    const snippet = close < 0 ? s.slice(i, i + 40) : s.slice(i, close + 1);
+    throw new AccessLogFormatError(`malformed operator ${JSON.stringify(snippet)} at offset ${i} (a literal percent sign is written %%)`);
+  }
+  const [, name, arg, len] = m as unknown as [string, string, string | undefined, string | undefined];
+  const maxLen = len === undefined ? undefined : Number(len);
+  const end = i + m[0].length;
+  switch (name) {
+    case 'REQ':
+    case 'RESP':
+    case 'REQ_WITHOUT_QUERY':
+      if (arg === undefined) throw new AccessLogFormatError(`%${name}%: needs a header name, e.g. %${name}(X-REQUEST-ID)%`);
+      return { op: headerOp(arg, maxLen, name), end };
+    case 'START_TIME':
+      return { op: startTimeOp(arg), end };
+    case 'ENVIRONMENT': {
+      if (!arg) throw new AccessLogFormatError('%ENVIRONMENT%: needs a variable name, e.g. %ENVIRONMENT(POD_NAME)%');
+      const env = opts.env ?? process.env;
+      let v = env[arg];
+      if (v !== undefined && maxLen !== undefined) v = v.slice(0, maxLen);
+      return { op: () => v, end };
+    }
+    case 'HOSTNAME': {
+      const v = (opts.env ?? process.env).HOSTNAME;
+      return { op: () => v, end };
+    }
+  }
+  const op = SIMPLE[name];
+  if (op === undefined) throw new AccessLogFormatError(`unknown access log operator %${name}% at offset ${i}`);
+  if (arg !== undefined) throw new AccessLogFormatError(`%${name}% takes no argument`);
+  return { op, end };
+}
+
+type Part = string | Op;
+
+function compileParts(format: string, opts: CompileOptions): Part[] {
+  const parts: Part[] = [];
+  let lit = '';
+  let i = 0;
+  while (i < format.length) {
+    const p = format.indexOf('%', i);
+    if (p < 0) {
+      lit += format.slice(i);
+      break;
+    }
+    lit += format.slice(i, p);
+    if (format[p + 1] === '%') {
+      lit += '%';
+      i = p + 2;
+      continue;
+    }
+    const { op, end } = compileOperator(format, p, opts);
+    if (lit !== '') parts.push(lit);
+    lit = '';
+    parts.push(op);
+    i = end;
+  }
+  if (lit !== '') parts.push(lit);
+  return parts;
+}
+
+/**
+ * Compile an Envoy text format string into a line formatter. Empty values print `-`; header values are
+ * control-character escaped. A newline is appended when missing (Istio: "Istio will insert a newline on all formats").
+ */
+export function compileTextFormat(format: string, opts: CompileOptions = {}): (rec: RequestRecord) => string {
+  const f = format.endsWith('\n') ? format : format + '\n';
+  const parts = compileParts(f, opts);
+  return (rec) => {
+    let s = '';
+    for (let i = 0; i < parts.length; i++) {
+      const p = parts[i]!;
+      if (typeof p === 'string') {
+        s += p;
+        continue;
+      }
+      const v = p(rec);
+      s += v === undefined || v === '' ? '-' : typeof v === 'number' ? String(v) : escapeControl(v);
+    }
+    return s;
+  };
+}
+
+/**
+ * Compile a JSON format (key → format string, as Envoy's `json_format`). A value that is exactly one operator keeps
+ * its type (numbers stay numbers, unset is null, as Envoy does); mixed values are strings. One object per line.
+ */
+export function compileJsonFormat(fields: Readonly<Record<string, string>>, opts: CompileOptions = {}): (rec: RequestRecord) => string {
+  const keys = Object.keys(fields);
+  const compiled = keys.map((k) => {
+    const parts = compileParts(fields[k]!, opts);
+    if (parts.length === 1 && typeof parts[0] === 'function') return parts[0];
+    return (rec: RequestRecord): Value => {
+      let s = '';
+      for (const p of parts) {
+        if (typeof p === 'string') s += p;
+        else {
+          const v = p(rec);
+          s += v === undefined || v === '' ? '-' : String(v);
+        }
+      }
+      return s;
+    };
+  });
+  const prefixes = keys.map((k, i) => (i === 0 ? '{' : ',') + JSON.stringify(k) + ':');
+  return (rec) => {
+    let s = '';
+    for (let i = 0; i < compiled.length; i++) {
+      const v = compiled[i]!(rec);
+      // JSON.stringify escapes every control character (\n, \u001b …), so values cannot break the line.
+      s += prefixes[i]! + (v === undefined || v === '' ? 'null' : typeof v === 'number' ? String(v) : JSON.stringify(v));
+    }
+    return (compiled.length === 0 ? '{' : s) + '}\n';
+  };
+}
+
+/**
+ * `--access-log-format`: 'text' (Istio's default TEXT), 'json' (Istio's JSON), a JSON object text (custom JSON
+ * format, like MeshConfig.accessLogFormat with JSON encoding) or any other string (custom Envoy text format).
+ */
+export function compileAccessLogFormat(format: 'text' | 'json' | string, opts: CompileOptions = {}): (rec: RequestRecord) => string {
+  if (format === 'text' || format === '') return compileTextFormat(ISTIO_TEXT_FORMAT, opts);
+  if (format === 'json') return compileJsonFormat(ISTIO_JSON_FORMAT, opts);
+  const t = format.trim();
+  if (t.startsWith('{') && t.endsWith('}')) {
+    let obj: unknown;
+    try {
+      obj = JSON.parse(t);
+    } catch (e) {
+      throw new AccessLogFormatError(`custom JSON access log format does not parse: ${(e as Error).message}`);
+    }
+    if (obj === null || typeof obj !== 'object' || Array.isArray(obj) || !Object.values(obj).every((v) => typeof v === 'string')) {
+      throw new AccessLogFormatError('custom JSON access log format must be an object of string values');
+    }
+    return compileJsonFormat(obj as Record<string, string>, opts);
+  }
+  return compileTextFormat(format, opts);
+}
+
+// === Writer ===
+
+export interface AccessLoggerOptions extends CompileOptions {
+  /** Bytes buffered while the destination is slow before new lines are dropped. Default 4 MiB. */
+  maxBufferBytes?: number;
+  /** A batch is written when it reaches this size … Default 64 KiB. */
+  batchBytes?: number;
+  /** … or this long after its first line (ms). Default 100 ms, so `kubectl logs` stays near real time. */
+  flushIntervalMs?: number;
+  /** After a destination error, wait this long before reopening a file destination (ms). Default 5000. */
+  reopenAfterMs?: number;
+  /** Clock for the reopen back-off (ms); default Date.now. */
+  now?: () => number;
+  /** Called once per destination error (e.g. for the control-plane log); never throws into the request path. */
+  onError?: (err: NodeJS.ErrnoException) => void;
+}
+
+/**
+ * Buffered, asynchronous access-log writer. `log()` only formats and appends to an in-memory batch; writes go through
+ * an fs WriteStream (libuv threadpool) so a slow pipe or disk never blocks the event loop. When the buffer is full or
+ * the destination is broken (EPIPE, ENOSPC, EACCES, ENOENT …) lines are dropped and counted.
+ */
+export class AccessLogger {
+  private readonly format: (rec: RequestRecord) => string;
+  private readonly maxBufferBytes: number;
+  private readonly batchBytes: number;
+  private readonly flushIntervalMs: number;
+  private readonly reopenAfterMs: number;
+  private batch: string[] = [];
+  private batchLen = 0;
+  /** Bytes handed to the stream and not yet acknowledged. */
+  private inflight = 0;
+  private inflightLines = 0;
+  private stream: Writable | undefined;
+  private broken = false;
+  private reopenAt = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private closed = false;
+  private waiters: Array<() => void> = [];
+  private dropped = 0;
+  private written = 0;
+  private errors = 0;
+  lastError: NodeJS.ErrnoException | undefined;
+
+  constructor(
+    private readonly target: 'stdout' | string | Writable,
+    format: 'text' | 'json' | string = 'text',
+    private readonly opts: AccessLoggerOptions = {},
+  ) {
+    this.format = compileAccessLogFormat(format, opts);
+    this.maxBufferBytes = opts.maxBufferBytes ?? 4 * 1024 * 1024;
+    this.batchBytes = opts.batchBytes ?? 64 * 1024;
+    this.flushIntervalMs = opts.flushIntervalMs ?? 100;
+    this.reopenAfterMs = opts.reopenAfterMs ?? 5000;
+    this.open();
+  }
+
+  /** Lines dropped because the buffer was full, the destination failed, or the logger was closed. */
+  droppedLines(): number {
+    return this.dropped;
+  }
+  writtenLines(): number {
+    return this.written;
+  }
+  destinationErrors(): number {
+    return this.errors;
+  }
+
+  log(rec: RequestRecord): void {
+    if (this.closed) {
+      this.dropped++;
+      return;
+    }
+    if (this.broken && !this.tryReopen()) {
+      this.dropped++;
+      return;
+    }
+    let line: string;
+    try {
+      line = this.format(rec);
+    } catch {
+      this.dropped++;
+      return;
+    }
+    // Bound by characters (≈ bytes for log text); cheaper than Buffer.byteLength per line.
+    if (this.batchLen + this.inflight + line.length > this.maxBufferBytes) {
+      this.dropped++;
+      return;
+    }
+    this.batch.push(line);
+    this.batchLen += line.length;
+    if (this.batchLen >= this.batchBytes) this.writeBatch();
+    else if (this.timer === undefined) {
+      this.timer = setTimeout(() => {
+        this.timer = undefined;
+        this.writeBatch();
+      }, this.flushIntervalMs);
+      this.timer.unref();
+    }
+  }
+
+  /** Resolve when every line logged so far has been written (or dropped). */
+  flush(): Promise<void> {
+    this.writeBatch();
+    if (this.inflight === 0 || this.broken) return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  /** Flush, then close a file destination (stdout and caller-supplied streams stay open). Later lines are dropped. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    await this.flush();
+    this.closed = true;
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+    const s = this.stream;
+    this.stream = undefined;
+    if (s !== undefined && typeof this.target === 'string') {
+      await new Promise<void>((resolve) => {
+        if (s.destroyed) return resolve();
+        s.once('close', () => resolve());
+        s.end();
+      });
+    }
+  }
+
+  private open(): void {
+    let s: Writable;
+    if (typeof this.target !== 'string') s = this.target;
+    else if (this.target === 'stdout') {
+      // A separate fs stream on fd 1: process.stdout writes synchronously to pipes on Linux and would block.
+      s = fs.createWriteStream('/dev/stdout', { fd: 1, autoClose: false });
+    } else {
+      s = fs.createWriteStream(this.target, { flags: 'a' });
+    }
+    s.on('error', (err: NodeJS.ErrnoException) => this.onStreamError(s, err));
+    this.stream = s;
+    this.broken = false;
+  }
+
+  private tryReopen(): boolean {
+    // Only file targets can be reopened (the directory may have been created, the disk freed).
+    if (typeof this.target !== 'string' || this.target === 'stdout' || (this.opts.now ?? Date.now)() < this.reopenAt) return false;
+    this.open();
+    return true;
+  }
+
+  private onStreamError(s: Writable, err: NodeJS.ErrnoException): void {
+    if (s !== this.stream) return;
+    this.errors++;
+    this.lastError = err;
+    this.broken = true;
+    this.reopenAt = (this.opts.now ?? Date.now)() + this.reopenAfterMs;
+    // Whatever was in flight is lost; so is the pending batch.
+    this.dropped += this.batch.length + this.inflightLines;
+    this.batch = [];
+    this.batchLen = 0;
+    this.inflightLines = 0;
+    this.inflight = 0;
+    this.stream = undefined;
+    if (typeof this.target === 'string' && this.target !== 'stdout') s.destroy();
+    try {
+      this.opts.onError?.(err);
+    } catch {
+      // the error hook must not crash the proxy
+    }
+    this.wake();
+  }
+
+  private writeBatch(): void {
+    if (this.timer !== undefined) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+    if (this.batch.length === 0) return;
+    const s = this.stream;
+    if (s === undefined || this.broken) {
+      this.dropped += this.batch.length;
+      this.batch = [];
+      this.batchLen = 0;
+      return;
+    }
+    const chunk = this.batch.length === 1 ? this.batch[0]! : this.batch.join('');
+    const lines = this.batch.length;
+    const len = this.batchLen;
+    this.batch = [];
+    this.batchLen = 0;
+    this.inflight += len;
+    this.inflightLines += lines;
+    // The stream queues internally while the destination is slow; `inflight` bounds that queue via maxBufferBytes.
+    s.write(chunk, (err) => {
+      if (s !== this.stream) return;
+      if (err) return; // reported through the 'error' event
+      this.inflight -= len;
+      this.inflightLines -= lines;
+      this.written += lines;
+      if (this.inflight === 0) this.wake();
+    });
+  }
+
+  private wake(): void {
+    const w = this.waiters;
+    this.waiters = [];
+    for (const f of w) f();
+  }
+}
