@@ -80,9 +80,15 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`remora iptables: --app-ports must be a comma list of port numbers\n`);
     return 2;
   }
+  const uid = Number(values['proxy-uid']);
+  const gid = Number(values['proxy-gid']);
+  if (!Number.isInteger(uid) || uid < 0 || !Number.isInteger(gid) || gid < 0) {
+    process.stderr.write('remora iptables: --proxy-uid and --proxy-gid must be non-negative integers\n');
+    return 2;
+  }
   let rules: string[];
   try {
-    rules = iptablesRules({ appPorts: appPorts.map(Number), proxyUid: Number(values['proxy-uid']), proxyGid: Number(values['proxy-gid']) }, annotations);
+    rules = iptablesRules({ appPorts: appPorts.map(Number), proxyUid: uid, proxyGid: gid }, annotations);
   } catch (err) {
     if (!(err instanceof IptablesConfigError)) throw err;
     process.stderr.write(`remora iptables: ${err.message}\n`);
