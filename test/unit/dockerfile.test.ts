@@ -1,0 +1,107 @@
+// Static checks of the Dockerfile (no Docker engine on these machines): every COPY source exists,
+// the entry point is `remora` on PATH, the user is non-root, and the built entry point runs.
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+
+const root = fileURLToPath(new URL('../../', import.meta.url));
+const text = readFileSync(join(root, 'Dockerfile'), 'utf8');
+
+interface Instruction {
+  stage: string;
+  op: string;
+  args: string;
+}
+
+/** Instructions with line continuations joined and comments dropped, each tagged with its stage. */
+function instructions(src: string): Instruction[] {
+  const out: Instruction[] = [];
+  let stage = '';
+  let stageCount = 0;
+  const logical = src.replace(/\\\n/g, ' ').split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'));
+  for (const line of logical) {
+    const m = /^(\w+)\s+(.*)$/.exec(line);
+    if (!m) continue;
+    const op = m[1]!.toUpperCase();
+    if (op === 'FROM') {
+      const as = /\s+AS\s+(\S+)\s*$/i.exec(m[2]!);
+      stage = as ? as[1]! : `#${stageCount}`;
+      stageCount++;
+    }
+    out.push({ stage, op, args: m[2]! });
+  }
+  return out;
+}
+
+const ins = instructions(text);
+const stages = [...new Set(ins.filter((i) => i.op === 'FROM').map((i) => i.stage))];
+const finalStage = stages[stages.length - 1]!;
+const final = ins.filter((i) => i.stage === finalStage);
+
+function copySources(args: string): { from?: string; sources: string[]; dest: string } {
+  const parts = args.split(/\s+/);
+  const flags = parts.filter((p) => p.startsWith('--'));
+  const rest = parts.filter((p) => !p.startsWith('--'));
+  const from = flags.find((f) => f.startsWith('--from='))?.slice('--from='.length);
+  return { from, sources: rest.slice(0, -1), dest: rest[rest.length - 1]! };
+}
+
+describe('Dockerfile', () => {
+  it('is multi-stage, with a Node LTS base', () => {
+    expect(stages.length).toBeGreaterThanOrEqual(2);
+    const arg = /ARG NODE_IMAGE=(\S+)/.exec(text);
+    expect(arg?.[1]).toMatch(/^node:(2[0-9])-[a-z]+-slim$/);
+    expect(Number(/^node:(\d+)/.exec(arg![1]!)![1]) % 2).toBe(0); // even majors are the LTS lines
+  });
+
+  it('copies only paths that exist in the repository (build context)', () => {
+    const dockerignore = readFileSync(join(root, '.dockerignore'), 'utf8').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+    const copies = ins.filter((i) => i.op === 'COPY' && copySources(i.args).from === undefined);
+    expect(copies.length).toBeGreaterThan(0);
+    for (const c of copies) {
+      for (const src of copySources(c.args).sources) {
+        expect(existsSync(join(root, src)), `COPY ${src}`).toBe(true);
+        expect(dockerignore.some((pat) => src === pat || src.startsWith(`${pat}/`)), `${src} is excluded by .dockerignore`).toBe(false);
+      }
+    }
+  });
+
+  it('copies from the build stage only what `npm run build` and npm produce', () => {
+    const fromBuild = final.filter((i) => i.op === 'COPY').map((i) => copySources(i.args));
+    expect(fromBuild.map((c) => c.from)).toEqual(fromBuild.map(() => 'build'));
+    const sources = fromBuild.flatMap((c) => c.sources).sort();
+    expect(sources).toEqual(['/app/dist', '/app/node_modules', '/app/package.json']);
+    // The build stage produces them: package.json copied in, npm ci, npm run build (whose outDir is dist).
+    const build = ins.filter((i) => i.stage === 'build');
+    expect(build.some((i) => i.op === 'RUN' && /npm ci\b/.test(i.args))).toBe(true);
+    expect(build.some((i) => i.op === 'RUN' && /npm run build/.test(i.args) && /npm prune --omit=dev/.test(i.args))).toBe(true);
+    const buildTsconfig = JSON.parse(readFileSync(join(root, 'tsconfig.build.json'), 'utf8')) as { compilerOptions: { outDir: string } };
+    expect(buildTsconfig.compilerOptions.outDir).toBe('dist');
+    const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { bin: Record<string, string>; scripts: Record<string, string> };
+    expect(pkg.bin.remora).toBe('dist/cli.js');
+    expect(pkg.scripts.build).toMatch(/tsconfig\.build\.json/);
+  });
+
+  it('runs as the non-root UID 1337 with `remora` as the entry point', () => {
+    const user = final.filter((i) => i.op === 'USER').at(-1);
+    expect(user?.args).toBe('1337:1337');
+    const entry = final.filter((i) => i.op === 'ENTRYPOINT').at(-1);
+    expect(JSON.parse(entry!.args)).toEqual(['remora']);
+    expect(final.some((i) => i.op === 'RUN' && i.args.includes('ln -s /app/dist/cli.js /usr/local/bin/remora'))).toBe(true);
+    const health = final.find((i) => i.op === 'HEALTHCHECK');
+    expect(health?.args).toMatch(/CMD \["remora", "wait"/);
+    expect(health?.args).toContain('/healthz/ready');
+    const exposed = final.filter((i) => i.op === 'EXPOSE').flatMap((i) => i.args.split(/\s+/)).map(Number);
+    expect(exposed).toEqual([15001, 15006, 15021, 15090]);
+  });
+
+  const cli = join(root, 'dist', 'cli.js');
+  it.skipIf(!existsSync(cli))('the entry point runs: node dist/cli.js --help (skipped until `npm run build` made dist/cli.js)', () => {
+    expect(readFileSync(cli, 'utf8').startsWith('#!/usr/bin/env node')).toBe(true);
+    const out = execFileSync(process.execPath, [cli, '--help'], { encoding: 'utf8', timeout: 15_000 });
+    expect(out.length).toBeGreaterThan(0);
+    expect(out).toMatch(/remora/i);
+  });
+});
