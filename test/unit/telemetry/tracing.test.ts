@@ -1,0 +1,168 @@
+import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
+import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
+import { describe, expect, it } from 'vitest';
+import { createTracing } from '../../../src/telemetry/otel-sdk.js';
+import type { ServerAttrs } from '../../../src/telemetry/tracing.js';
+import { REVIEWS_V1, record } from './records.js';
+
+const TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
+const PARENT = '00f067aa0ba902b7';
+const attrs: ServerAttrs = { method: 'GET', path: '/reviews/1?x=1', authority: 'reviews:9080', direction: 'outbound', peer: '127.0.0.1:51234' };
+
+function setup(samplingPercent = 100, rand?: () => number, propagateUnsampled?: boolean) {
+  const exporter = new InMemorySpanExporter();
+  const tracing = createTracing({ exporter, samplingPercent, serviceName: 'productpage.default', rand, propagateUnsampled });
+  const finished = async (): Promise<ReadableSpan[]> => {
+    await tracing.forceFlush();
+    return exporter.getFinishedSpans();
+  };
+  return { tracing, finished };
+}
+
+const toMap = (h: Array<[string, string]>) => Object.fromEntries(h);
+
+describe('tracing', () => {
+  it('W3C in: joins the trace, new span ids, W3C and B3 out with the same trace id and tracestate', async () => {
+    const { tracing, finished } = setup(0); // 0%: only the sampled parent makes this request traced
+    const server = tracing.startServer({ traceparent: `00-${TRACE}-${PARENT}-01`, tracestate: 'vendor=abc' }, attrs)!;
+    expect(server).toBeDefined();
+    expect(server.traceId).toBe(TRACE);
+    expect(server.spanId).not.toBe(PARENT);
+    const client = server.startAttempt(1, { cluster: REVIEWS_V1, upstreamHost: '10.0.0.7:9080' });
+    const h = toMap(client.headers());
+    expect(h.traceparent).toBe(`00-${TRACE}-${client.spanId}-01`);
+    expect(h.tracestate).toBe('vendor=abc');
+    expect(h['x-b3-traceid']).toBe(TRACE);
+    expect(h['x-b3-spanid']).toBe(client.spanId);
+    expect(h['x-b3-parentspanid']).toBe(server.spanId);
+    expect(h['x-b3-sampled']).toBe('1');
+    expect(h.b3).toBeUndefined();
+    expect(client.spanId).not.toBe(server.spanId);
+    client.end(200);
+    server.end(record());
+    const spans = await finished();
+    const s = spans.find((x) => x.kind === SpanKind.SERVER)!;
+    const c = spans.find((x) => x.kind === SpanKind.CLIENT)!;
+    expect(s.spanContext().traceId).toBe(TRACE);
+    expect(s.parentSpanContext?.spanId).toBe(PARENT);
+    expect(c.parentSpanContext?.spanId).toBe(server.spanId);
+    expect(c.spanContext().spanId).toBe(client.spanId);
+  });
+
+  it('B3 multi-header in: W3C and B3 out with the same trace id', async () => {
+    const { tracing, finished } = setup(0);
+    const server = tracing.startServer({ 'x-b3-traceid': TRACE, 'x-b3-spanid': PARENT, 'x-b3-sampled': '1' }, attrs)!;
+    const h = toMap(server.startAttempt(1, { cluster: REVIEWS_V1, upstreamHost: '10.0.0.7:9080' }).headers());
+    expect(h.traceparent!.split('-')[1]).toBe(TRACE);
+    expect(h['x-b3-traceid']).toBe(TRACE);
+    expect(h['x-b3-parentspanid']).toBe(server.spanId);
+    server.end(record());
+    const [s] = await finished();
+    expect(s!.parentSpanContext?.spanId).toBe(PARENT);
+  });
+
+  it('single b3 header in: answered with single b3 as well as multi-header and W3C', () => {
+    const { tracing } = setup(0);
+    const server = tracing.startServer({ b3: `${TRACE}-${PARENT}-1` }, attrs)!;
+    expect(server.traceId).toBe(TRACE);
+    const client = server.startAttempt(1, { cluster: REVIEWS_V1, upstreamHost: '10.0.0.7:9080' });
+    const h = toMap(client.headers());
+    expect(h.b3).toBe(`${TRACE}-${client.spanId}-1-${server.spanId}`);
+    expect(h.traceparent).toBe(`00-${TRACE}-${client.spanId}-01`);
+  });
+
+  it('respects an unsampled parent: nothing recorded, app headers pass through', async () => {
+    const { tracing, finished } = setup(100);
+    expect(tracing.startServer({ traceparent: `00-${TRACE}-${PARENT}-00` }, attrs)).toBeUndefined();
+    expect(tracing.startServer({ 'x-b3-traceid': TRACE, 'x-b3-spanid': PARENT, 'x-b3-sampled': '0' }, attrs)).toBeUndefined();
+    expect(tracing.startServer({ b3: '0' }, attrs)).toBeUndefined();
+    expect(tracing.startServer({ 'x-b3-sampled': '0' }, attrs)).toBeUndefined();
+    expect(await finished()).toEqual([]);
+  });
+
+  it('samples roots by percentage (0, 100, and a seeded 50)', () => {
+    expect(setup(100).tracing.startServer({}, attrs)?.sampled).toBe(true);
+    const none = setup(0, undefined, false).tracing;
+    for (let i = 0; i < 100; i++) expect(none.startServer({}, attrs)).toBeUndefined();
+    const seq = [0.49, 0.5, 0.1, 0.99];
+    let i = 0;
+    const half = setup(50, () => seq[i++]!, false).tracing;
+    expect(seq.map(() => half.startServer({}, attrs) !== undefined)).toEqual([true, false, true, false]);
+    // Sampling-only B3 decisions without ids: debug/accept starts a sampled root even at 0%.
+    expect(setup(0).tracing.startServer({ 'x-b3-flags': '1' }, attrs)?.sampled).toBe(true);
+    expect(setup(0).tracing.startServer({ b3: '1' }, attrs)?.sampled).toBe(true);
+  });
+
+  it('propagates an unsampled root decision upstream by default, recording nothing', async () => {
+    const { tracing, finished } = setup(0);
+    const server = tracing.startServer({}, attrs)!;
+    expect(server.sampled).toBe(false);
+    const c1 = server.startAttempt(1, { cluster: REVIEWS_V1, upstreamHost: '10.0.0.7:9080' });
+    const c2 = server.startAttempt(2, { cluster: REVIEWS_V1, upstreamHost: '10.0.0.8:9080' });
+    const h = toMap(c1.headers());
+    expect(h.traceparent).toMatch(new RegExp(`^00-${server.traceId}-${c1.spanId}-00$`));
+    expect(h['x-b3-sampled']).toBe('0');
+    expect(c2.spanId).not.toBe(c1.spanId);
+    c1.end(503);
+    c2.end(200);
+    server.end(record());
+    expect(await finished()).toEqual([]);
+  });
+
+  it('records a client span per attempt as siblings, with semconv and remora attributes', async () => {
+    const { tracing, finished } = setup(100);
+    const server = tracing.startServer({ 'user-agent': 'curl/8.0' }, attrs)!;
+    const a1 = server.startAttempt(1, { cluster: REVIEWS_V1, upstreamHost: '10.0.0.7:9080', url: 'http://10.0.0.7:9080/reviews/1?x=1' });
+    a1.end(undefined, 'timeout');
+    const a2 = server.startAttempt(2, { cluster: REVIEWS_V1, upstreamHost: '10.0.0.8:9080' });
+    a2.end(504);
+    server.end(record({ status: 504, flags: 'UT,URX', details: 'response_timeout', attempts: 2, upstreamHost: '10.0.0.8:9080' }));
+    server.end(record()); // idempotent
+    const spans = await finished();
+    expect(spans).toHaveLength(3);
+    const s = spans.find((x) => x.kind === SpanKind.SERVER)!;
+    const clients = spans.filter((x) => x.kind === SpanKind.CLIENT);
+    expect(clients.map((c) => c.parentSpanContext?.spanId)).toEqual([server.spanId, server.spanId]);
+    expect(clients.every((c) => c.spanContext().traceId === server.traceId)).toBe(true);
+    expect(s.parentSpanContext).toBeUndefined();
+    expect(s.name).toBe('GET');
+    expect(s.attributes).toMatchObject({
+      'http.request.method': 'GET',
+      'url.path': '/reviews/1',
+      'url.query': 'x=1',
+      'server.address': 'reviews',
+      'server.port': 9080,
+      'network.peer.address': '127.0.0.1',
+      'user_agent.original': 'curl/8.0',
+      'http.response.status_code': 504,
+      'remora.route': 'reviews.default.svc.cluster.local:9080/default',
+      'remora.cluster': REVIEWS_V1,
+      'remora.response_flags': 'UT,URX',
+      'remora.attempt': 2,
+    });
+    expect(s.status.code).toBe(SpanStatusCode.ERROR);
+    const [c1, c2] = clients;
+    expect(c1!.attributes).toMatchObject({ 'server.address': '10.0.0.7', 'server.port': 9080, 'url.full': 'http://10.0.0.7:9080/reviews/1?x=1', 'error.type': 'timeout', 'remora.attempt': 1 });
+    expect(c1!.attributes['http.request.resend_count']).toBeUndefined();
+    expect(c2!.attributes).toMatchObject({ 'http.request.resend_count': 1, 'http.response.status_code': 504, 'remora.attempt': 2 });
+    expect(c2!.status.code).toBe(SpanStatusCode.ERROR);
+  });
+
+  it('a 200 without flags is not an error; tracing without an endpoint is a no-op', async () => {
+    const { tracing, finished } = setup(100);
+    const server = tracing.startServer({}, { ...attrs, method: 'PROPFIND' })!;
+    server.end(record());
+    const [s] = await finished();
+    expect(s!.status.code).toBe(SpanStatusCode.UNSET);
+    expect(s!.name).toBe('HTTP');
+    expect(s!.attributes).toMatchObject({ 'http.request.method': '_OTHER', 'http.request.method_original': 'PROPFIND' });
+    const off = createTracing({ samplingPercent: 100, serviceName: 'x' });
+    expect(off.enabled).toBe(false);
+    expect(off.startServer({ traceparent: `00-${TRACE}-${PARENT}-01` }, attrs)).toBeUndefined();
+  });
+
+  it('rejects an out-of-range sampling percentage', () => {
+    expect(() => setup(101)).toThrow(RangeError);
+    expect(() => setup(-1)).toThrow(RangeError);
+  });
+});
