@@ -1,0 +1,301 @@
+/**
+ * Composition root of `remora run`: wires the config store, sources, listeners, cluster manager,
+ * telemetry and admin servers together, and owns the process lifecycle (ready, drain, exit).
+ * No request logic lives here.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { ConfigStore } from './discovery/config-store.js';
+import { FileWatcher } from './discovery/file-watcher.js';
+import { ClusterManager } from './upstream/cluster-manager.js';
+import { handleOutbound, type OutboundEnv } from './proxy/outbound.js';
+import { handleInbound, inboundClusters, type InboundEnv } from './proxy/inbound.js';
+import type { Observer, ClusterCounters } from './proxy/observer.js';
+import { Metrics } from './telemetry/metrics.js';
+import { AccessLogger } from './telemetry/access-log.js';
+import { adminRoutes, createAdminServer } from './admin/server.js';
+import { Logger, type Level } from './util/logger.js';
+import type { ClusterRuntime, ClusterView, RequestRecord } from './model.js';
+
+export interface RunOptions {
+  configPaths: string[];
+  namespace: string;
+  clusterDomain: string;
+  outboundPort: number;
+  inboundPort: number;
+  /** App ports for inbound; empty = no inbound listener. */
+  appPorts: number[];
+  adminPort: number;
+  statsPort: number;
+  healthPort: number;
+  labels: Record<string, string>;
+  outboundTrafficPolicy: 'ALLOW_ANY' | 'REGISTRY_ONLY';
+  accessLog: string; // 'off' | 'stdout' | path
+  accessLogFormat: string; // 'text' | 'json' | custom
+  traceEndpoint?: string;
+  traceSampling: number;
+  drainSeconds: number;
+  logLevel: Level;
+  retryBufferBytes: number;
+  outboundAddress: string;
+  inboundAddress: string;
+  workloadName: string;
+}
+
+export const VERSION = '0.1.0';
+
+export class Sidecar {
+  readonly logger: Logger;
+  readonly store: ConfigStore;
+  readonly clusters: ClusterManager;
+  readonly metrics: Metrics;
+  private accessLog: AccessLogger | undefined;
+  private watcher: FileWatcher | undefined;
+  private servers: Array<{ name: string; server: Server; address: string; port: number }> = [];
+  private inboundRuntimes = new Map<number, ClusterRuntime>();
+  private outboundEnv: OutboundEnv;
+  private inboundEnv: InboundEnv;
+  private listening = false;
+  draining = false;
+  healthFail = false;
+  private active = 0;
+  private startedAt = Date.now();
+  private drainWaiters: Array<() => void> = [];
+  private shuttingDown: Promise<number> | undefined;
+  onExit: (code: number) => void = () => {};
+
+  constructor(readonly opts: RunOptions) {
+    this.logger = new Logger(opts.logLevel);
+    const log = (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>): void => this.logger.log(level, msg, fields);
+    this.store = new ConfigStore({
+      paths: opts.configPaths,
+      namespace: opts.namespace,
+      clusterDomain: opts.clusterDomain,
+      labels: opts.labels,
+      outboundTrafficPolicy: opts.outboundTrafficPolicy,
+      log,
+    });
+    const now = (): number => performance.now();
+    this.clusters = new ClusterManager(Math.random, now, { keepAliveMs: 4000, headersTimeoutMs: 0 });
+    this.metrics = new Metrics({
+      sourceWorkload: opts.workloadName,
+      sourceNamespace: opts.namespace,
+      sourceApp: opts.labels.app ?? opts.labels['app.kubernetes.io/name'],
+      sourceVersion: opts.labels.version ?? opts.labels['app.kubernetes.io/version'],
+    });
+    if (opts.accessLog !== 'off') {
+      this.accessLog = new AccessLogger(opts.accessLog === 'stdout' ? 'stdout' : opts.accessLog, opts.accessLogFormat, {
+        onError: (err) => log('warn', `access log: ${err.code ?? err.message}`),
+      });
+    }
+    const metrics = this.metrics;
+    const accessLog = this.accessLog;
+    const observer: Observer = {
+      record(rec: RequestRecord): void {
+        metrics.recordRequest(rec);
+        if (accessLog !== undefined) accessLog.log(rec);
+      },
+      counters(cluster: string): ClusterCounters {
+        return metrics.cluster(cluster) as unknown as ClusterCounters;
+      },
+    };
+    const base = {
+      clusters: this.clusters,
+      observer,
+      rand: Math.random,
+      now,
+      retryBufferBytes: opts.retryBufferBytes,
+      draining: false,
+    };
+    this.outboundEnv = { ...base, snapshot: () => this.store.current };
+    this.inboundEnv = { ...base, appPorts: opts.appPorts, appHost: '127.0.0.1' };
+    for (const def of inboundClusters(opts.appPorts, '127.0.0.1')) this.inboundRuntimes.set(def.port, this.clusters.runtime(def));
+    this.store.on('update', (snap) => {
+      this.clusters.onSnapshot(snap);
+      this.metrics.setConfigInfo(String(snap.version), snap.hash);
+      this.logger.log('info', `config version ${snap.version} applied`, { hash: snap.hash, resources: snap.resources.length, clusters: snap.clusters.size });
+    });
+  }
+
+  /** Load config, bind listeners, start watching. Throws with the validation errors when the first config is invalid. */
+  async start(): Promise<void> {
+    const ok = await this.store.reloadFiles(true);
+    if (!ok) {
+      const err = new Error(`invalid configuration:\n${(this.store.lastError?.errors ?? []).join('\n')}`);
+      (err as Error & { configErrors?: string[] }).configErrors = this.store.lastError?.errors;
+      throw err;
+    }
+    const onClose = this.onResponseClose;
+    const outbound = createServer({ keepAliveTimeout: 65_000, headersTimeout: 30_000, requestTimeout: 0 }, (req: IncomingMessage, res: ServerResponse) => {
+      this.active++;
+      res.on('close', onClose);
+      handleOutbound(req, res, this.outboundEnv);
+    });
+    await this.listen('outbound', outbound, this.opts.outboundAddress, this.opts.outboundPort);
+    if (this.opts.appPorts.length > 0) {
+      const inbound = createServer({ keepAliveTimeout: 65_000, headersTimeout: 30_000, requestTimeout: 0 }, (req: IncomingMessage, res: ServerResponse) => {
+        this.active++;
+        res.on('close', onClose);
+        handleInbound(req, res, this.inboundEnv, this.inboundRuntimes);
+      });
+      await this.listen('inbound', inbound, this.opts.inboundAddress, this.opts.inboundPort);
+    }
+    const routes = adminRoutes(this);
+    await this.listen('admin', createAdminServer(routes), '127.0.0.1', this.opts.adminPort);
+    await this.listen('stats', createAdminServer(routes, ['/stats/prometheus']), '0.0.0.0', this.opts.statsPort);
+    await this.listen('health', createAdminServer(routes, ['/healthz/ready']), '0.0.0.0', this.opts.healthPort);
+    this.watcher = new FileWatcher(this.opts.configPaths, () => { void this.store.reloadFiles(); });
+    await this.watcher.start();
+    this.listening = true;
+  }
+
+  private onResponseClose = (): void => {
+    this.active--;
+    if (this.active === 0 && this.drainWaiters.length > 0) for (const w of this.drainWaiters.splice(0)) w();
+  };
+
+  private async listen(name: string, server: Server, address: string, port: number): Promise<void> {
+    server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+      if (!socket.writable) { socket.destroy(); return; }
+      const code = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+      const text = code === 431 ? 'Request Header Fields Too Large' : code === 408 ? 'Request Timeout' : 'Bad Request';
+      socket.end(`HTTP/1.1 ${code} ${text}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, address, () => { server.off('error', reject); resolve(); });
+    });
+    server.on('error', (err) => this.logger.log('error', `${name} listener: ${err.message}`));
+    const a = server.address() as AddressInfo;
+    this.servers.push({ name, server, address, port: a.port });
+  }
+
+  port(name: string): number {
+    return this.servers.find((s) => s.name === name)?.port ?? 0;
+  }
+
+  readiness(): { ready: boolean; reason: string } {
+    if (this.draining) return { ready: false, reason: 'DRAINING' };
+    if (this.healthFail) return { ready: false, reason: 'HEALTH_CHECK_FAILED' };
+    if (!this.listening) return { ready: false, reason: 'PRE_INITIALIZING' };
+    if (!this.store.current) return { ready: false, reason: 'NO_CONFIG' };
+    return { ready: true, reason: 'LIVE' };
+  }
+
+  /** Stop taking new inbound work: ready turns 503, inbound answers Connection: close and stops accepting. */
+  drainListeners(inboundOnly: boolean): void {
+    this.draining = true;
+    this.inboundEnv.draining = true;
+    for (const s of this.servers) {
+      if (s.name === 'inbound' || (!inboundOnly && s.name === 'outbound' && false)) {
+        s.server.close();
+        s.server.closeIdleConnections();
+      }
+    }
+  }
+
+  /** SIGTERM / quitquitquit: drain inbound, keep outbound for the app, exit when idle or at the deadline. */
+  shutdown(reason: string): Promise<number> {
+    if (this.shuttingDown) return this.shuttingDown;
+    this.shuttingDown = (async () => {
+      this.logger.log('info', `draining (${reason}); up to ${this.opts.drainSeconds}s`, { active: this.active });
+      this.drainListeners(true);
+      const deadline = this.opts.drainSeconds * 1000;
+      if (this.active > 0) {
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(resolve, deadline);
+          this.drainWaiters.push(() => { clearTimeout(t); resolve(); });
+        });
+      }
+      await this.stop();
+      this.logger.log('info', 'exiting', { active: this.active });
+      this.onExit(0);
+      return 0;
+    })();
+    return this.shuttingDown;
+  }
+
+  async stop(): Promise<void> {
+    this.watcher?.stop();
+    this.store.stop();
+    for (const s of this.servers) {
+      s.server.close();
+      s.server.closeAllConnections();
+    }
+    await this.clusters.destroy();
+    await this.accessLog?.close();
+  }
+
+  // === admin views ===
+
+  clusterViews(): ClusterView[] {
+    const now = performance.now();
+    return this.clusters.clusters().map((c) => c.view(now));
+  }
+
+  clustersText(): string {
+    const out: string[] = [];
+    for (const c of this.clusterViews()) {
+      for (const e of c.endpoints) {
+        const p = `${c.name}::${e.address}:${e.port}`;
+        out.push(`${p}::health_flags::${e.healthFlags.length ? e.healthFlags.map((f) => `/${f}`).join('') : 'healthy'}`);
+        out.push(`${p}::weight::${e.weight}`);
+        out.push(`${p}::rq_active::${e.activeRequests}`);
+        out.push(`${p}::rq_total::${e.totalRequests}`);
+        out.push(`${p}::rq_success::${e.successRequests}`);
+        out.push(`${p}::rq_error::${e.errorRequests}`);
+        out.push(`${p}::outlier::ejections::${e.ejections}`);
+      }
+    }
+    return `${out.join('\n')}\n`;
+  }
+
+  renderMetrics(): string {
+    return this.metrics.render({ clusters: this.clusterViews() });
+  }
+
+  statsText(): string {
+    return this.renderMetrics().split('\n').filter((l) => l && !l.startsWith('#')).join('\n') + '\n';
+  }
+
+  statsJson(): unknown {
+    return { stats: this.statsText().trim().split('\n').map((l) => { const i = l.lastIndexOf(' '); return { name: l.slice(0, i), value: Number(l.slice(i + 1)) }; }) };
+  }
+
+  resetCounters(): void {
+    this.metrics.reset();
+  }
+
+  serverInfo(): unknown {
+    return {
+      version: VERSION,
+      state: this.draining ? 'DRAINING' : this.readiness().ready ? 'LIVE' : 'PRE_INITIALIZING',
+      uptime_current_epoch: `${Math.round((Date.now() - this.startedAt) / 1000)}s`,
+      node: { id: `sidecar~${this.opts.workloadName}.${this.opts.namespace}`, metadata: { NAMESPACE: this.opts.namespace, LABELS: this.opts.labels } },
+      command_line_options: this.opts,
+      ports: Object.fromEntries(this.servers.map((s) => [s.name, s.port])),
+    };
+  }
+
+  listenerInfo(): Array<{ name: string; address: string; port: number }> {
+    return this.servers.map((s) => ({ name: s.name, address: s.address, port: s.port }));
+  }
+
+  configDump(): unknown {
+    const snap = this.store.current;
+    return {
+      version: snap?.version ?? null,
+      hash: snap?.hash ?? null,
+      lastReloadTime: this.store.lastReloadAt ? new Date(this.store.lastReloadAt).toISOString() : null,
+      reloads: this.store.reloads,
+      reloadFailures: this.store.reloadFailures,
+      lastError: this.store.lastError ? { time: new Date(this.store.lastError.at).toISOString(), errors: this.store.lastError.errors } : null,
+      ports: Object.fromEntries(this.servers.map((s) => [s.name, s.port])),
+      warnings: snap?.warnings ?? [],
+      resources: (snap?.resources ?? []).map((r) => ({
+        apiVersion: r.apiVersion, kind: r.kind, metadata: r.metadata, spec: r.spec, source: r.source,
+      })),
+      clusters: snap ? [...snap.clusters.values()].map((c) => ({ name: c.name, resolution: c.resolution, lb: c.policy.lb.kind, endpoints: c.endpoints.map((e) => e.key) })) : [],
+    };
+  }
+}

@@ -1,0 +1,145 @@
+/** `remora run`: the sidecar. Prints `remora ready {json}` on stdout once listeners are bound and config is loaded. */
+import { readFileSync } from 'node:fs';
+import { Sidecar, VERSION, type RunOptions } from '../app.js';
+import { parseWithEnv, portValue, parseLabels, stringList, type OptionSpec } from './options.js';
+import { isLevel } from '../util/logger.js';
+
+const OPTIONS: OptionSpec = {
+  config: { type: 'string', multiple: true, short: 'c' },
+  kubernetes: { type: 'boolean' },
+  namespace: { type: 'string' },
+  'cluster-domain': { type: 'string' },
+  'outbound-port': { type: 'string' },
+  'inbound-port': { type: 'string' },
+  'app-port': { type: 'string', multiple: true },
+  'admin-port': { type: 'string' },
+  'stats-port': { type: 'string' },
+  'health-port': { type: 'string' },
+  labels: { type: 'string' },
+  'labels-file': { type: 'string' },
+  'outbound-traffic-policy': { type: 'string' },
+  'access-log': { type: 'string' },
+  'access-log-format': { type: 'string' },
+  'trace-endpoint': { type: 'string' },
+  'trace-sampling': { type: 'string' },
+  concurrency: { type: 'string' },
+  'drain-seconds': { type: 'string' },
+  'log-level': { type: 'string' },
+  'retry-buffer-bytes': { type: 'string' },
+  'outbound-address': { type: 'string' },
+  'inbound-address': { type: 'string' },
+  workload: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+};
+
+const HELP = `usage: remora run --config PATH [PATH…] [options]
+
+  -c, --config PATH              Istio YAML file or directory (repeatable; watched and hot-reloaded)
+      --namespace NS             this workload's namespace (default $POD_NAMESPACE or "default")
+      --cluster-domain D         default cluster.local
+      --outbound-port N          default 15001 (0 = any free port)
+      --inbound-port N           default 15006
+      --app-port N[,N…]          the app's port(s) for inbound traffic (no inbound listener without it)
+      --admin-port N             default 15000 (bound to 127.0.0.1)
+      --stats-port N             default 15090 (/stats/prometheus)
+      --health-port N            default 15021 (/healthz/ready)
+      --labels k=v,…             this workload's labels (VirtualService sourceLabels, metrics)
+      --labels-file FILE         labels in Kubernetes downward-API format (k="v" per line)
+      --outbound-traffic-policy  ALLOW_ANY (default) | REGISTRY_ONLY
+      --access-log               off (default) | stdout | PATH
+      --access-log-format        text (Istio's default) | json | an Envoy %COMMAND% format string
+      --trace-endpoint URL       OTLP/HTTP endpoint for spans
+      --trace-sampling PERCENT   default 1
+      --drain-seconds N          default 5
+      --retry-buffer-bytes N     largest request body kept for retries (default 65536)
+      --log-level L              debug | info | warn | error (default info)
+Every flag can also be set as REMORA_<FLAG>, e.g. REMORA_OUTBOUND_PORT=15001.
+`;
+
+function readLabelsFile(path: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const line of readFileSync(path, 'utf8').split('\n')) {
+    const m = /^([^=]+)="(.*)"$/.exec(line.trim());
+    if (m) out[m[1]!] = m[2]!.replace(/\\"/g, '"');
+  }
+  return out;
+}
+
+export function runOptionsFrom(argv: string[], env: NodeJS.ProcessEnv = process.env): RunOptions | 'help' {
+  const { values: v, positionals } = parseWithEnv(argv, OPTIONS, env);
+  if (v.help) return 'help';
+  const configPaths = [...stringList(v.config), ...positionals];
+  if (configPaths.length === 0 && !v.kubernetes) throw new Error('--config PATH is required (a file or a directory of Istio YAML)');
+  if (v.kubernetes) throw new Error('--kubernetes is not wired into `remora run` yet (see docs/kubernetes.md); use --config');
+  const policy = String(v['outbound-traffic-policy'] ?? 'ALLOW_ANY').toUpperCase();
+  if (policy !== 'ALLOW_ANY' && policy !== 'REGISTRY_ONLY') throw new Error(`--outbound-traffic-policy must be ALLOW_ANY or REGISTRY_ONLY, not ${policy}`);
+  const level = String(v['log-level'] ?? 'info');
+  if (!isLevel(level)) throw new Error(`--log-level: unknown level ${level}`);
+  const labels = { ...(v['labels-file'] ? readLabelsFile(String(v['labels-file'])) : {}), ...parseLabels(v.labels as string | undefined) };
+  const sampling = Number(v['trace-sampling'] ?? 1);
+  if (!(sampling >= 0 && sampling <= 100)) throw new Error('--trace-sampling must be a percentage 0-100');
+  const drain = Number(v['drain-seconds'] ?? 5);
+  if (!(drain >= 0)) throw new Error('--drain-seconds must be ≥ 0');
+  const retryBuf = Number(v['retry-buffer-bytes'] ?? 65536);
+  if (!Number.isInteger(retryBuf) || retryBuf < 0) throw new Error('--retry-buffer-bytes must be a whole number of bytes');
+  const appPorts = stringList(v['app-port']).map((p) => portValue(p, 'app-port', 0));
+  const opts: RunOptions = {
+    configPaths,
+    namespace: String(v.namespace ?? env.POD_NAMESPACE ?? 'default'),
+    clusterDomain: String(v['cluster-domain'] ?? 'cluster.local'),
+    outboundPort: portValue(v['outbound-port'], 'outbound-port', 15001),
+    inboundPort: portValue(v['inbound-port'], 'inbound-port', 15006),
+    appPorts,
+    adminPort: portValue(v['admin-port'], 'admin-port', 15000),
+    statsPort: portValue(v['stats-port'], 'stats-port', 15090),
+    healthPort: portValue(v['health-port'], 'health-port', 15021),
+    labels,
+    outboundTrafficPolicy: policy,
+    accessLog: String(v['access-log'] ?? 'off'),
+    accessLogFormat: String(v['access-log-format'] ?? 'text'),
+    traceSampling: sampling,
+    drainSeconds: drain,
+    logLevel: level,
+    retryBufferBytes: retryBuf,
+    outboundAddress: String(v['outbound-address'] ?? '127.0.0.1'),
+    inboundAddress: String(v['inbound-address'] ?? '0.0.0.0'),
+    workloadName: String(v.workload ?? env.POD_NAME?.replace(/-[a-z0-9]+-[a-z0-9]+$/, '') ?? labels.app ?? 'unknown'),
+  };
+  if (v['trace-endpoint']) opts.traceEndpoint = String(v['trace-endpoint']);
+  return opts;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  let opts: RunOptions | 'help';
+  try {
+    opts = runOptionsFrom(argv);
+  } catch (err) {
+    process.stderr.write(`remora run: ${(err as Error).message}\n`);
+    return 2;
+  }
+  if (opts === 'help') { process.stdout.write(HELP); return 0; }
+  const t0 = performance.now();
+  const sidecar = new Sidecar(opts);
+  try {
+    await sidecar.start();
+  } catch (err) {
+    const e = err as Error & { configErrors?: string[]; code?: string };
+    if (e.configErrors) process.stderr.write(`remora run: invalid configuration, not starting:\n${e.configErrors.join('\n')}\n`);
+    else process.stderr.write(`remora run: ${e.message}\n`);
+    await sidecar.stop().catch(() => {});
+    return 1;
+  }
+  const ready = {
+    outbound: sidecar.port('outbound'), inbound: sidecar.port('inbound'), admin: sidecar.port('admin'),
+    stats: sidecar.port('stats'), health: sidecar.port('health'),
+    version: VERSION, config: sidecar.store.current?.version, hash: sidecar.store.current?.hash,
+    pid: process.pid, startupMs: Math.round(performance.now() - t0),
+  };
+  process.stdout.write(`remora ready ${JSON.stringify(ready)}\n`);
+  return new Promise<number>((resolve) => {
+    sidecar.onExit = (code) => resolve(code);
+    const onSignal = (sig: string): void => { void sidecar.shutdown(sig); };
+    process.once('SIGTERM', () => onSignal('SIGTERM'));
+    process.once('SIGINT', () => onSignal('SIGINT'));
+  });
+}

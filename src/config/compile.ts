@@ -1,0 +1,476 @@
+/**
+ * Validated resources (+ registry entries from Kubernetes/env) → an immutable Snapshot.
+ * Pure and deterministic: the same inputs give the same snapshot (apart from version and time).
+ */
+import { isIP } from 'node:net';
+import type {
+  DestinationRuleSpec, Destination, HTTPRoute, HTTPMatchRequest, Headers, HeaderOperations, ServiceEntrySpec,
+  VirtualServiceSpec, WorkloadEntrySpec, TrafficPolicy, StringMatch,
+} from './types.js';
+import type { Resource } from './resource.js';
+import { objectName } from './resource.js';
+import type { Snapshot, HostEntry } from './snapshot.js';
+import type { ClusterDef, Endpoint, ServiceDef, ServicePortDef, WorkloadDef } from '../model.js';
+import { durationMs } from './duration.js';
+import { compileStringMatch, fullMatchRegex } from '../routing/string-match.js';
+import type {
+  CompiledDestination, CompiledMatch, CompiledRoute, CorsPolicy, Fault, HeaderMatch, HeaderOps, Mirror, RouteAction, Rewrite, VirtualHost,
+} from '../routing/route.js';
+import { compileRetryPolicy } from '../proxy/retry-policy.js';
+import { compileClusterPolicy } from '../upstream/policy.js';
+
+export interface CompileOptions {
+  namespace: string;
+  clusterDomain: string;
+  /** This workload's labels, for match.sourceLabels. */
+  labels: Readonly<Record<string, string>>;
+  outboundTrafficPolicy: 'ALLOW_ANY' | 'REGISTRY_ONLY';
+  /** Registry entries that do not come from ServiceEntries (Kubernetes Services, environment). */
+  extraServices?: readonly ServiceDef[];
+  /** Resolved addresses of DNS names (resolution: DNS), from the DNS refresher. */
+  dns?: ReadonlyMap<string, readonly string[]>;
+  version?: number;
+  hash?: string;
+  now?: number;
+}
+
+/** Istio: a host without dots is a short name in the resource's namespace. */
+export function expandHost(host: string, namespace: string, clusterDomain: string): string {
+  const h = host.toLowerCase();
+  if (h.includes('.') || h.startsWith('*')) return h;
+  return `${h}.${namespace}.svc.${clusterDomain}`;
+}
+
+/** The names a request may use for a Kubernetes-style FQDN, as Envoy virtual host domains do. */
+export function hostAliases(fqdn: string, proxyNamespace: string, clusterDomain: string): string[] {
+  const suffix = `.svc.${clusterDomain}`;
+  if (!fqdn.endsWith(suffix)) return [];
+  const base = fqdn.slice(0, -suffix.length); // name.ns
+  const dot = base.indexOf('.');
+  if (dot < 0) return [];
+  const name = base.slice(0, dot);
+  const ns = base.slice(dot + 1);
+  const out = [`${base}.svc`, base];
+  if (ns === proxyNamespace) out.push(name);
+  return out;
+}
+
+const PROTOCOL_BY_NAME_PREFIX = ['http2', 'https', 'http', 'grpc-web', 'grpc', 'tcp', 'tls', 'mongo', 'redis', 'mysql', 'udp'];
+
+export function protocolOf(port: { protocol?: string; name?: string }): string {
+  if (port.protocol) return port.protocol.toLowerCase();
+  const n = (port.name ?? '').toLowerCase();
+  for (const p of PROTOCOL_BY_NAME_PREFIX) if (n === p || n.startsWith(`${p}-`)) return p;
+  return '';
+}
+
+// === registry ===
+
+function serviceEntryDefs(r: Resource, workloadEntries: readonly Resource[]): ServiceDef[] {
+  const spec = r.spec as ServiceEntrySpec;
+  const ports: ServicePortDef[] = (spec.ports ?? []).map((p) => {
+    const d: ServicePortDef = { number: p.number, name: p.name ?? String(p.number), protocol: protocolOf(p) };
+    if (p.targetPort) d.targetPort = p.targetPort;
+    return d;
+  });
+  const toWorkload = (w: WorkloadEntrySpec, name?: string): WorkloadDef => {
+    const wd: WorkloadDef = { address: w.address ?? '', ports: w.ports ?? {}, labels: w.labels ?? {}, weight: w.weight && w.weight > 0 ? w.weight : 1 };
+    if (w.locality) wd.locality = w.locality;
+    if (name) wd.name = name;
+    return wd;
+  };
+  let workloads: WorkloadDef[] = (spec.endpoints ?? []).map((e) => toWorkload(e));
+  const sel = spec.workloadSelector?.labels;
+  if (sel) {
+    workloads = workloadEntries
+      .filter((we) => we.metadata.namespace === r.metadata.namespace && labelsMatch(sel, (we.spec as WorkloadEntrySpec).labels ?? {}))
+      .map((we) => toWorkload(we.spec as WorkloadEntrySpec, we.metadata.name));
+  }
+  const resolution = spec.resolution ?? 'NONE';
+  return (spec.hosts ?? []).map((h) => {
+    const host = h.toLowerCase();
+    // DNS resolution without endpoints resolves the host name itself (Istio).
+    const ws = workloads.length === 0 && (resolution === 'DNS' || resolution === 'DNS_ROUND_ROBIN') && !host.startsWith('*')
+      ? [{ address: host, ports: {}, labels: {}, weight: 1 }]
+      : workloads;
+    return {
+      hostname: host,
+      namespace: r.metadata.namespace,
+      ports,
+      resolution,
+      workloads: ws,
+      addresses: spec.addresses ?? [],
+      location: spec.location ?? 'MESH_EXTERNAL',
+      origin: objectName(r),
+    };
+  });
+}
+
+export function labelsMatch(selector: Readonly<Record<string, string>>, labels: Readonly<Record<string, string>>): boolean {
+  for (const k in selector) if (labels[k] !== selector[k]) return false;
+  return true;
+}
+
+// === clusters ===
+
+export function clusterName(port: number, subset: string, host: string): string {
+  return `outbound|${port}|${subset}|${host}`;
+}
+
+function endpointsFor(svc: ServiceDef, port: ServicePortDef, subsetLabels: Readonly<Record<string, string>> | undefined, dns: ReadonlyMap<string, readonly string[]> | undefined): Endpoint[] {
+  const out: Endpoint[] = [];
+  const seen = new Set<string>();
+  for (const w of svc.workloads) {
+    if (subsetLabels && !labelsMatch(subsetLabels, w.labels)) continue;
+    const epPort = w.ports[port.name] ?? port.targetPort ?? port.number;
+    let addrs: readonly string[] = [w.address];
+    if (svc.resolution === 'DNS' && !isIP(w.address) && !w.address.startsWith('unix://')) {
+      const resolved = dns?.get(w.address);
+      if (resolved && resolved.length > 0) addrs = resolved;
+    }
+    for (const a of addrs) {
+      const key = `${a}:${epPort}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      const ep: { -readonly [K in keyof Endpoint]: Endpoint[K] } = { key, address: a, port: epPort, labels: w.labels, weight: w.weight };
+      if (w.locality) ep.locality = w.locality;
+      if (a !== w.address) ep.hostname = w.address;
+      out.push(ep);
+    }
+  }
+  return out;
+}
+
+interface DrIndex { exact: Map<string, Resource[]>; wildcard: Array<{ suffix: string; r: Resource }> }
+
+function findDestinationRule(idx: DrIndex, host: string, proxyNs: string, svcNs: string): Resource | undefined {
+  const pick = (cands: Resource[] | undefined): Resource | undefined => {
+    if (!cands || cands.length === 0) return undefined;
+    // Istio's lookup order: the client's namespace, then the service's namespace, then any (root).
+    return cands.find((c) => c.metadata.namespace === proxyNs) ?? cands.find((c) => c.metadata.namespace === svcNs) ?? cands[0];
+  };
+  const exact = pick(idx.exact.get(host));
+  if (exact) return exact;
+  for (const w of idx.wildcard) if (host.endsWith(w.suffix)) return w.r;
+  return undefined;
+}
+
+// === routes ===
+
+function compileHeaderOps(ops: HeaderOperations | undefined): HeaderOps | undefined {
+  if (!ops || (!ops.set && !ops.add && !ops.remove)) return undefined;
+  return {
+    remove: (ops.remove ?? []).map((h) => h.toLowerCase()),
+    set: Object.entries(ops.set ?? {}).map(([k, v]) => [k, String(v)] as const),
+    add: Object.entries(ops.add ?? {}).map(([k, v]) => [k, String(v)] as const),
+  };
+}
+
+function compileHeaderMatches(h: Record<string, StringMatch> | undefined): HeaderMatch[] {
+  if (!h) return [];
+  const out: HeaderMatch[] = [];
+  for (const [name, m] of Object.entries(h)) {
+    const lname = name.toLowerCase();
+    // Istio ignores pseudo-header keys here (they have their own fields).
+    if (lname === 'uri' || lname === 'scheme' || lname === 'method' || lname === 'authority') continue;
+    out.push({ name: lname, match: compileStringMatch(m) });
+  }
+  return out;
+}
+
+function compileMatch(m: HTTPMatchRequest, opts: CompileOptions, resourceNs: string): CompiledMatch | undefined {
+  // sourceLabels / sourceNamespace / gateways select workloads: evaluated once, here, against this sidecar.
+  if (m.sourceLabels && !labelsMatch(m.sourceLabels, opts.labels)) return undefined;
+  if (m.sourceNamespace && m.sourceNamespace !== opts.namespace) return undefined;
+  if (m.gateways && m.gateways.length > 0 && !m.gateways.includes('mesh')) return undefined;
+  void resourceNs;
+  const ic = m.ignoreUriCase === true;
+  return {
+    name: m.name ?? '',
+    uri: m.uri ? compileStringMatch(m.uri, ic) : undefined,
+    scheme: m.scheme ? compileStringMatch(m.scheme) : undefined,
+    method: m.method ? compileStringMatch(m.method) : undefined,
+    authority: m.authority ? compileStringMatch(m.authority) : undefined,
+    headers: compileHeaderMatches(m.headers),
+    withoutHeaders: compileHeaderMatches(m.withoutHeaders),
+    queryParams: compileHeaderMatches(m.queryParams),
+    port: m.port ?? 0,
+  };
+}
+
+function percentOf(p: { value?: number } | undefined, legacy?: number, dflt = 100): number {
+  if (p && typeof p.value === 'number') return p.value;
+  if (typeof legacy === 'number') return legacy;
+  return dflt;
+}
+
+const GRPC_STATUS: Record<string, number> = {
+  OK: 0, CANCELLED: 1, UNKNOWN: 2, INVALID_ARGUMENT: 3, DEADLINE_EXCEEDED: 4, NOT_FOUND: 5, ALREADY_EXISTS: 6,
+  PERMISSION_DENIED: 7, RESOURCE_EXHAUSTED: 8, FAILED_PRECONDITION: 9, ABORTED: 10, OUT_OF_RANGE: 11,
+  UNIMPLEMENTED: 12, INTERNAL: 13, UNAVAILABLE: 14, DATA_LOSS: 15, UNAUTHENTICATED: 16,
+};
+
+export function compile(resources: readonly Resource[], opts: CompileOptions): Snapshot {
+  const warnings: string[] = [];
+  const { namespace: proxyNs, clusterDomain } = opts;
+  const vss = resources.filter((r) => r.kind === 'VirtualService');
+  const drs = resources.filter((r) => r.kind === 'DestinationRule');
+  const ses = resources.filter((r) => r.kind === 'ServiceEntry');
+  const wes = resources.filter((r) => r.kind === 'WorkloadEntry');
+
+  // Registry: ServiceEntries first, then Kubernetes/env services (a ServiceEntry for the same host wins).
+  const services: ServiceDef[] = [];
+  const byHost = new Map<string, ServiceDef>();
+  for (const se of ses) for (const d of serviceEntryDefs(se, wes)) {
+    if (byHost.has(d.hostname)) { warnings.push(`${d.origin}: host ${d.hostname} is already defined by ${byHost.get(d.hostname)!.origin}; ignored`); continue; }
+    byHost.set(d.hostname, d); services.push(d);
+  }
+  for (const d of opts.extraServices ?? []) {
+    if (byHost.has(d.hostname)) continue;
+    byHost.set(d.hostname, d); services.push(d);
+  }
+
+  // DestinationRules by (expanded) host.
+  const drIdx: DrIndex = { exact: new Map(), wildcard: [] };
+  for (const dr of drs) {
+    const host = expandHost((dr.spec as DestinationRuleSpec).host ?? '', dr.metadata.namespace, clusterDomain);
+    if (host.startsWith('*')) drIdx.wildcard.push({ suffix: host.slice(1), r: dr });
+    else { const l = drIdx.exact.get(host) ?? []; l.push(dr); drIdx.exact.set(host, l); }
+  }
+  drIdx.wildcard.sort((a, b) => b.suffix.length - a.suffix.length);
+
+  // Clusters: every (service, port) plus every subset its DestinationRule defines.
+  const clusters = new Map<string, ClusterDef>();
+  const subsetsByHost = new Map<string, Set<string>>();
+  const makeCluster = (svc: ServiceDef, port: ServicePortDef, subset: string, dr: Resource | undefined): ClusterDef | undefined => {
+    const name = clusterName(port.number, subset, svc.hostname);
+    const existing = clusters.get(name);
+    if (existing) return existing;
+    const drSpec = dr?.spec as DestinationRuleSpec | undefined;
+    const sub = subset ? drSpec?.subsets?.find((s) => s.name === subset) : undefined;
+    if (subset && !sub) return undefined;
+    const tp: { dr?: TrafficPolicy; subset?: TrafficPolicy } = {};
+    if (drSpec?.trafficPolicy) tp.dr = drSpec.trafficPolicy;
+    if (sub?.trafficPolicy) tp.subset = sub.trafficPolicy;
+    const def: ClusterDef = {
+      name,
+      host: svc.hostname,
+      port: port.number,
+      subset,
+      policy: compileClusterPolicy(tp, port.number),
+      endpoints: svc.resolution === 'NONE' ? [] : endpointsFor(svc, port, sub?.labels, opts.dns),
+      resolution: svc.resolution,
+      protocol: port.protocol,
+    };
+    clusters.set(name, def);
+    return def;
+  };
+  for (const svc of services) {
+    const dr = findDestinationRule(drIdx, svc.hostname, proxyNs, svc.namespace);
+    const subs = new Set<string>();
+    for (const s of (dr?.spec as DestinationRuleSpec | undefined)?.subsets ?? []) subs.add(s.name);
+    subsetsByHost.set(svc.hostname, subs);
+    for (const port of svc.ports) {
+      makeCluster(svc, port, '', dr);
+      for (const s of subs) makeCluster(svc, port, s, dr);
+    }
+  }
+
+  const compileDestination = (d: Destination, weight: number, headers: Headers | undefined, ns: string): CompiledDestination => {
+    const host = expandHost(d.host, ns, clusterDomain);
+    const svc = byHost.get(host);
+    const subset = d.subset ?? '';
+    const byPort = new Map<number, ClusterDef>();
+    let missingSubset = false;
+    if (svc) {
+      const dr = findDestinationRule(drIdx, host, proxyNs, svc.namespace);
+      for (const p of svc.ports) {
+        const c = makeCluster(svc, p, subset, dr);
+        if (c) byPort.set(p.number, c); else missingSubset = true;
+      }
+    }
+    return {
+      host,
+      subset,
+      port: d.port?.number ?? 0,
+      weight,
+      requestHeaders: compileHeaderOps(headers?.request),
+      responseHeaders: compileHeaderOps(headers?.response),
+      clusters: byPort,
+      defaultPort: svc && svc.ports.length === 1 ? svc.ports[0]!.number : 0,
+      missingSubset,
+      known: svc !== undefined,
+    };
+  };
+
+  const compileRoute = (vs: Resource, r: HTTPRoute, index: number): CompiledRoute | undefined => {
+    const ns = vs.metadata.namespace;
+    const origin = objectName(vs);
+    let matches: CompiledMatch[] = [];
+    if (r.match && r.match.length > 0) {
+      for (const m of r.match) { const cm = compileMatch(m, opts, ns); if (cm) matches.push(cm); }
+      // Every block selects other workloads or gateways: the route does not exist for this sidecar.
+      if (matches.length === 0) return undefined;
+    } else matches = [];
+    let action: RouteAction;
+    let hashBased = false;
+    if (r.redirect) {
+      const rd = r.redirect;
+      action = { kind: 'redirect', uri: rd.uri, authority: rd.authority, port: rd.port, derivePort: rd.derivePort, scheme: rd.scheme, code: rd.redirectCode ?? 301 };
+    } else if (r.directResponse) {
+      const b = r.directResponse.body;
+      const body = b?.string !== undefined ? Buffer.from(b.string) : b?.bytes !== undefined ? Buffer.from(b.bytes, 'base64') : Buffer.alloc(0);
+      action = { kind: 'direct', status: r.directResponse.status, body };
+    } else {
+      const list = r.route ?? [];
+      const dests = list.map((rd) => compileDestination(rd.destination, list.length === 1 && rd.weight === undefined ? 100 : rd.weight ?? 0, rd.headers, ns));
+      const cumulative: number[] = [];
+      let total = 0;
+      for (const d of dests) { total += d.weight; cumulative.push(total); }
+      action = { kind: 'route', destinations: dests, cumulative, total };
+      hashBased = dests.some((d) => [...d.clusters.values()].some((c) => c.policy.lb.kind === 'RING_HASH' || c.policy.lb.kind === 'MAGLEV'));
+    }
+    let rewrite: Rewrite | undefined;
+    if (r.rewrite && (r.rewrite.uri !== undefined || r.rewrite.authority !== undefined || r.rewrite.uriRegexRewrite)) {
+      const rr = r.rewrite.uriRegexRewrite;
+      rewrite = {
+        uri: r.rewrite.uri,
+        authority: r.rewrite.authority,
+        regex: rr?.match !== undefined ? new RegExp(rr.match, 'g') : undefined,
+        // RE2 substitutions use \1; JavaScript uses $1.
+        regexReplacement: (rr?.rewrite ?? '').replace(/\$/g, '$$$$').replace(/\\(\d)/g, '$$$1'),
+      };
+    }
+    const timeoutMs = durationMs(r.timeout, 0);
+    let fault: Fault | undefined;
+    if (r.fault && (r.fault.delay || r.fault.abort)) {
+      const dl = r.fault.delay;
+      const ab = r.fault.abort;
+      fault = {
+        delayMs: dl ? durationMs(dl.fixedDelay, 0) : 0,
+        delayPercent: dl ? percentOf(dl.percentage, dl.percent) : 0,
+        abortStatus: ab ? (ab.httpStatus ?? (ab.grpcStatus !== undefined ? 200 : 0)) : 0,
+        abortGrpcStatus: ab?.grpcStatus !== undefined ? GRPC_STATUS[ab.grpcStatus.toUpperCase()] ?? 2 : undefined,
+        abortPercent: ab ? percentOf(ab.percentage) : 0,
+      };
+    }
+    const mirrors: Mirror[] = [];
+    if (r.mirror) mirrors.push({ destination: compileDestination(r.mirror, 100, undefined, ns), percent: percentOf(r.mirrorPercentage, r.mirrorPercent ?? r.mirror_percent) });
+    for (const m of r.mirrors ?? []) mirrors.push({ destination: compileDestination(m.destination, 100, undefined, ns), percent: percentOf(m.percentage) });
+    let cors: CorsPolicy | undefined;
+    if (r.corsPolicy) {
+      const c = r.corsPolicy;
+      const origins = c.allowOrigins ? c.allowOrigins.map((o) => compileStringMatch(o)) : (c.allowOrigin ?? []).map((o) => compileStringMatch(o === '*' ? { regex: '.*' } : { exact: o }));
+      cors = {
+        allowOrigins: origins,
+        allowMethods: (c.allowMethods ?? []).join(','),
+        allowHeaders: (c.allowHeaders ?? []).join(','),
+        exposeHeaders: (c.exposeHeaders ?? []).join(','),
+        maxAge: c.maxAge ? String(Math.floor(durationMs(c.maxAge, 0) / 1000)) : '',
+        allowCredentials: c.allowCredentials === true,
+      };
+    }
+    const retry = compileRetryPolicy(r.retries, timeoutMs);
+    return {
+      name: r.name ?? `${vs.metadata.name}.${index}`,
+      origin,
+      index,
+      matches,
+      action,
+      rewrite,
+      requestHeaders: compileHeaderOps(r.headers?.request),
+      responseHeaders: compileHeaderOps(r.headers?.response),
+      timeoutMs,
+      retry: hashBased && retry.retryIgnorePreviousHosts ? { ...retry, retryIgnorePreviousHosts: false } : retry,
+      fault,
+      mirrors,
+      cors,
+      hashBased,
+    };
+  };
+
+  // Virtual hosts: the first VirtualService for a host wins (Istio merges only for gateways).
+  const vhosts = new Map<string, VirtualHost>();
+  const sortedVs = [...vss].sort((a, b) => (a.metadata.namespace === proxyNs ? 0 : 1) - (b.metadata.namespace === proxyNs ? 0 : 1));
+  for (const vs of sortedVs) {
+    const spec = vs.spec as VirtualServiceSpec;
+    if (spec.gateways && spec.gateways.length > 0 && !spec.gateways.includes('mesh')) continue;
+    const routes: CompiledRoute[] = [];
+    (spec.http ?? []).forEach((r, i) => { const cr = compileRoute(vs, r, i); if (cr) routes.push(cr); });
+    for (const h of spec.hosts ?? []) {
+      const host = expandHost(h, vs.metadata.namespace, clusterDomain);
+      if (vhosts.has(host)) { warnings.push(`${objectName(vs)}: host ${host} is already routed by ${vhosts.get(host)!.origin}; ignored for this host`); continue; }
+      vhosts.set(host, { host, origin: objectName(vs), routes });
+    }
+  }
+
+  // A registry host without a VirtualService gets Istio's default route: all traffic to the service, default retries.
+  const defaultRetry = compileRetryPolicy(undefined, 0);
+  for (const svc of services) {
+    if (vhosts.has(svc.hostname)) continue;
+    const dest = compileDestination({ host: svc.hostname }, 100, undefined, svc.namespace);
+    const hashBased = [...dest.clusters.values()].some((c) => c.policy.lb.kind === 'RING_HASH' || c.policy.lb.kind === 'MAGLEV');
+    vhosts.set(svc.hostname, {
+      host: svc.hostname,
+      origin: svc.origin,
+      routes: [{
+        name: 'default', origin: svc.origin, index: 0, matches: [],
+        action: { kind: 'route', destinations: [dest], cumulative: [100], total: 100 },
+        rewrite: undefined, requestHeaders: undefined, responseHeaders: undefined, timeoutMs: 0,
+        retry: hashBased ? { ...defaultRetry, retryIgnorePreviousHosts: false } : defaultRetry,
+        fault: undefined, mirrors: [], cors: undefined, hashBased,
+      }],
+    });
+  }
+
+  // Host index: aliases first, exact names last so that they win.
+  const entries = new Map<string, HostEntry>();
+  const entryFor = (host: string): HostEntry => {
+    let e = entries.get(host);
+    if (!e) { e = { host, vhost: vhosts.get(host), service: byHost.get(host) }; entries.set(host, e); }
+    return e;
+  };
+  for (const h of byHost.keys()) entryFor(h);
+  for (const h of vhosts.keys()) entryFor(h);
+  const hosts = new Map<string, HostEntry>();
+  const wildcards: Array<{ suffix: string; entry: HostEntry }> = [];
+  for (const [h, e] of entries) for (const a of hostAliases(h, proxyNs, clusterDomain)) if (!hosts.has(a)) hosts.set(a, e);
+  for (const [h, e] of entries) {
+    if (h.startsWith('*')) wildcards.push({ suffix: h.slice(1), entry: e });
+    else hosts.set(h, e);
+  }
+  wildcards.sort((a, b) => b.suffix.length - a.suffix.length);
+  const addresses = new Map<string, HostEntry>();
+  for (const svc of services) for (const a of svc.addresses) if (!a.includes('/')) addresses.set(a, entryFor(svc.hostname));
+
+  return {
+    version: opts.version ?? 0,
+    hash: opts.hash ?? '',
+    loadedAt: opts.now ?? 0,
+    resources,
+    hosts,
+    wildcards,
+    addresses,
+    clusters,
+    services,
+    namespace: proxyNs,
+    clusterDomain,
+    outboundTrafficPolicy: opts.outboundTrafficPolicy,
+    warnings,
+  };
+}
+
+/** Look a request host (lowercase, without port) up: exact/alias, then VIP, then wildcard. */
+export function lookupHost(s: Snapshot, host: string): HostEntry | undefined {
+  const e = s.hosts.get(host);
+  if (e) return e;
+  const a = s.addresses.get(host);
+  if (a) return a;
+  for (let i = 0; i < s.wildcards.length; i++) {
+    const w = s.wildcards[i]!;
+    if (host.endsWith(w.suffix)) return w.entry;
+  }
+  return undefined;
+}
+
+export { fullMatchRegex };

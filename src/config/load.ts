@@ -1,0 +1,67 @@
+/**
+ * Read config paths (files or directories, recursively) into Resources. Directories follow Kubernetes
+ * ConfigMap mounts: entries whose names start with `..` (`..data`, `..2026_…`) are skipped, and the
+ * visible names are symlinks through `..data`, so an atomic `..data` swap is read consistently.
+ */
+import { readFile, readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parseDocuments } from './parse.js';
+import type { ConfigError, Resource } from './resource.js';
+
+const EXTENSIONS = ['.yaml', '.yml', '.json'];
+
+export interface LoadResult {
+  resources: Resource[];
+  errors: ConfigError[];
+  files: string[];
+  /** Concatenated file contents with names, for the config hash. */
+  digestInput: string;
+}
+
+async function listFiles(path: string, out: string[], errors: ConfigError[], top: boolean): Promise<void> {
+  let st;
+  try {
+    st = await stat(path);
+  } catch (err) {
+    errors.push({ file: path, line: 0, object: '', field: '', message: `cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` });
+    return;
+  }
+  if (st.isDirectory()) {
+    let names: string[];
+    try {
+      names = await readdir(path);
+    } catch (err) {
+      errors.push({ file: path, line: 0, object: '', field: '', message: `cannot list: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` });
+      return;
+    }
+    names.sort();
+    for (const n of names) {
+      if (n.startsWith('.')) continue; // ConfigMap internals (..data, ..2026_…) and hidden files
+      await listFiles(join(path, n), out, errors, false);
+    }
+  } else if (top || EXTENSIONS.some((e) => path.endsWith(e))) {
+    out.push(path);
+  }
+}
+
+export async function loadConfig(paths: readonly string[], defaultNamespace: string): Promise<LoadResult> {
+  const files: string[] = [];
+  const errors: ConfigError[] = [];
+  for (const p of paths) await listFiles(p, files, errors, true);
+  const resources: Resource[] = [];
+  let digestInput = '';
+  for (const f of files) {
+    let text: string;
+    try {
+      text = await readFile(f, 'utf8');
+    } catch (err) {
+      errors.push({ file: f, line: 0, object: '', field: '', message: `cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` });
+      continue;
+    }
+    digestInput += `\0${f}\0${text}`;
+    const r = parseDocuments(text, f, defaultNamespace);
+    resources.push(...r.resources);
+    errors.push(...r.errors);
+  }
+  return { resources, errors, files, digestInput };
+}

@@ -1,0 +1,206 @@
+/**
+ * Holds the current Snapshot. Sources (files, Kubernetes, environment, DNS) feed inputs; every change
+ * is validated and compiled into a new snapshot that replaces the old one in a single assignment.
+ * A change that fails validation is rejected whole: the last good snapshot keeps serving.
+ */
+import { EventEmitter } from 'node:events';
+import { createHash } from 'node:crypto';
+import { lookup } from 'node:dns/promises';
+import { isIP } from 'node:net';
+import type { ConfigError, Resource } from '../config/resource.js';
+import { formatError } from '../config/resource.js';
+import { loadConfig } from '../config/load.js';
+import { validateResources } from '../config/validate.js';
+import { compile, type CompileOptions } from '../config/compile.js';
+import type { Snapshot } from '../config/snapshot.js';
+import type { ServiceDef } from '../model.js';
+
+export interface StoreOptions {
+  paths: readonly string[];
+  namespace: string;
+  clusterDomain: string;
+  labels: Readonly<Record<string, string>>;
+  outboundTrafficPolicy: 'ALLOW_ANY' | 'REGISTRY_ONLY';
+  /** DNS refresh interval for resolution: DNS hosts (ms). */
+  dnsRefreshMs?: number;
+  log: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+}
+
+export interface ExternalInput {
+  resources: readonly Resource[];
+  services: readonly ServiceDef[];
+}
+
+export class ConfigStore extends EventEmitter {
+  current: Snapshot | undefined;
+  lastError: { at: number; errors: string[] } | undefined;
+  lastReloadAt = 0;
+  reloads = 0;
+  reloadFailures = 0;
+  private fileResources: Resource[] = [];
+  private fileDigest = '';
+  private external = new Map<string, ExternalInput>();
+  private dns = new Map<string, readonly string[]>();
+  private dnsTimer: NodeJS.Timeout | undefined;
+  private version = 0;
+  private reloading: Promise<boolean> | undefined;
+  private again = false;
+
+  constructor(readonly opts: StoreOptions) {
+    super();
+  }
+
+  /** Load files and compile. Returns false (and keeps the previous snapshot) when the config is invalid. */
+  async reloadFiles(force = false): Promise<boolean> {
+    if (this.reloading) { this.again = true; return this.reloading; }
+    this.reloading = (async () => {
+      let ok = true;
+      do {
+        this.again = false;
+        ok = await this.reloadFilesOnce(force);
+      } while (this.again);
+      return ok;
+    })();
+    try { return await this.reloading; } finally { this.reloading = undefined; }
+  }
+
+  private async reloadFilesOnce(force: boolean): Promise<boolean> {
+    const loaded = await loadConfig(this.opts.paths, this.opts.namespace);
+    if (loaded.errors.length > 0) return this.reject(loaded.errors);
+    const digest = createHash('sha256').update(loaded.digestInput).digest('hex');
+    if (!force && digest === this.fileDigest && this.current) return true;
+    const prevResources = this.fileResources;
+    const prevDigest = this.fileDigest;
+    this.fileResources = loaded.resources;
+    this.fileDigest = digest;
+    if (!this.rebuild()) {
+      this.fileResources = prevResources;
+      this.fileDigest = prevDigest;
+      return false;
+    }
+    return true;
+  }
+
+  /** Replace the input of a non-file source (Kubernetes, environment) and recompile. */
+  setExternal(name: string, input: ExternalInput): boolean {
+    const prev = this.external.get(name);
+    this.external.set(name, input);
+    if (!this.rebuild()) {
+      if (prev) this.external.set(name, prev); else this.external.delete(name);
+      return false;
+    }
+    return true;
+  }
+
+  private allResources(): Resource[] {
+    const all = [...this.fileResources];
+    for (const e of this.external.values()) all.push(...e.resources);
+    return all;
+  }
+
+  private rebuild(): boolean {
+    const resources = this.allResources();
+    const problems = validateResources(resources, { clusterDomain: this.opts.clusterDomain });
+    const errors = problems.filter((p) => p.severity !== 'warning');
+    for (const w of problems) if (w.severity === 'warning') this.opts.log('warn', formatError(w));
+    if (errors.length > 0) return this.reject(errors);
+    const extraServices: ServiceDef[] = [];
+    for (const e of this.external.values()) extraServices.push(...e.services);
+    const now = Date.now();
+    let snap: Snapshot;
+    try {
+      const copts: CompileOptions = {
+        namespace: this.opts.namespace,
+        clusterDomain: this.opts.clusterDomain,
+        labels: this.opts.labels,
+        outboundTrafficPolicy: this.opts.outboundTrafficPolicy,
+        extraServices,
+        dns: this.dns,
+        version: this.version + 1,
+        hash: this.hashOf(resources, extraServices),
+        now,
+      };
+      snap = compile(resources, copts);
+    } catch (err) {
+      return this.reject([{ file: '', line: 0, object: '', field: '', message: `compile failed: ${(err as Error).stack ?? String(err)}` }]);
+    }
+    this.version++;
+    for (const w of snap.warnings) this.opts.log('warn', w);
+    const prev = this.current;
+    this.current = snap;
+    this.lastReloadAt = now;
+    this.reloads++;
+    this.lastError = undefined;
+    this.emit('update', snap, prev);
+    this.scheduleDns(snap);
+    return true;
+  }
+
+  private hashOf(resources: readonly Resource[], services: readonly ServiceDef[]): string {
+    const h = createHash('sha256');
+    h.update(this.fileDigest);
+    for (const r of resources) if (r.source.file === 'kubernetes') h.update(`${r.kind}/${r.metadata.namespace}/${r.metadata.name}@${r.metadata.resourceVersion ?? ''}`);
+    h.update(JSON.stringify(services));
+    for (const [k, v] of [...this.dns].sort()) h.update(`${k}=${v.join(',')}`);
+    return h.digest('hex').slice(0, 16);
+  }
+
+  private reject(errors: ConfigError[]): false {
+    this.reloadFailures++;
+    const lines = errors.map(formatError);
+    this.lastError = { at: Date.now(), errors: lines };
+    this.opts.log('error', `config rejected${this.current ? ', keeping version ' + this.current.version : ''}: ${lines.length} problem(s)`, { errors: lines });
+    this.emit('rejected', lines);
+    return false;
+  }
+
+  // === DNS for resolution: DNS ServiceEntries ===
+
+  private dnsNames(snap: Snapshot): string[] {
+    const names = new Set<string>();
+    for (const s of snap.services) {
+      if (s.resolution !== 'DNS') continue;
+      for (const w of s.workloads) if (!isIP(w.address) && !w.address.startsWith('unix://')) names.add(w.address);
+    }
+    return [...names];
+  }
+
+  private scheduleDns(snap: Snapshot): void {
+    if (this.dnsTimer) return;
+    const names = this.dnsNames(snap);
+    if (names.length === 0) return;
+    // The first resolution runs at once; later ones refresh in the background.
+    this.dnsTimer = setTimeout(() => { void this.refreshDns(); }, 0);
+    this.dnsTimer.unref();
+  }
+
+  async refreshDns(): Promise<void> {
+    this.dnsTimer = undefined;
+    const snap = this.current;
+    if (!snap) return;
+    const names = this.dnsNames(snap);
+    let changed = false;
+    await Promise.all(names.map(async (n) => {
+      try {
+        const res = await lookup(n, { all: true });
+        const ips = [...new Set(res.map((r) => r.address))].sort();
+        const prev = this.dns.get(n);
+        if (!prev || prev.join() !== ips.join()) { this.dns.set(n, ips); changed = true; }
+      } catch (err) {
+        this.opts.log('warn', `DNS lookup of ${n} failed: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      }
+    }));
+    for (const k of [...this.dns.keys()]) if (!names.includes(k)) { this.dns.delete(k); changed = true; }
+    if (changed) this.rebuild();
+    if (names.length > 0 && !this.stopped) {
+      this.dnsTimer = setTimeout(() => { void this.refreshDns(); }, this.opts.dnsRefreshMs ?? 5000);
+      this.dnsTimer.unref();
+    }
+  }
+
+  private stopped = false;
+  stop(): void {
+    this.stopped = true;
+    if (this.dnsTimer) clearTimeout(this.dnsTimer);
+  }
+}

@@ -1,0 +1,606 @@
+/**
+ * One downstream request, from the matched route to the last byte: destination choice, admission
+ * (circuit breaking), the attempt/retry loop over undici, timeouts, and the response back to the app.
+ * This is the only module that sequences I/O; the decisions come from pure modules.
+ * Hot path: one Exchange per request and one Attempt per try are the only objects it allocates
+ * beyond header arrays; callbacks are methods, timers take the object as an argument (no closures).
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { performance } from 'node:perf_hooks';
+import type { Dispatcher } from 'undici';
+import type { AttemptOutcome, ClusterDef, ClusterRuntime, Endpoint, ResponseFlag, RetryPolicy } from '../model.js';
+import type { CompiledDestination, CompiledRoute, HeaderOps } from '../routing/route.js';
+import type { ClusterManager } from '../upstream/cluster-manager.js';
+import { shouldRetry, backoffMs } from './retry-policy.js';
+import { hashKeyFor } from '../upstream/hash-key.js';
+import { applyHeaderOps, downstreamResponseHeaders, setHeader } from './headers.js';
+import { E, type LocalError } from './local-reply.js';
+import type { ClusterCounters, Observer } from './observer.js';
+import { installReuseTracking, type ReuseAware } from './socket-reuse.js';
+
+export interface ForwardContext {
+  clusters: ClusterManager;
+  observer: Observer;
+  rand: () => number;
+  now: () => number;
+  /** Largest request body kept in memory for retries (bytes). */
+  retryBufferBytes: number;
+  /** Inbound while draining: answer with Connection: close. */
+  draining: boolean;
+}
+
+/** What the listener decided before forwarding (route, destination, rewritten target). */
+export interface ForwardPlan {
+  direction: 'outbound' | 'inbound';
+  route: CompiledRoute | undefined;
+  dest: CompiledDestination | undefined;
+  cluster: ClusterRuntime;
+  method: string;
+  /** Path (with query) to send upstream. */
+  path: string;
+  /** Upstream request headers without per-attempt ones (flat array, original case). */
+  headers: string[];
+  retry: RetryPolicy;
+  /** 0 = no route timeout. */
+  timeoutMs: number;
+  requestId: string;
+  authority: string;
+  originalPath: string;
+  startTime: number;
+  startHr: number;
+  remote: string;
+  local: string;
+  /** Extra response headers (CORS, Set-Cookie from cookie hashing). */
+  responseExtra: string[] | undefined;
+  flags: string;
+  routeName: string | undefined;
+}
+
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+const kExchange = Symbol('remora.exchange');
+
+let reuseInstalled = false;
+
+/** Read a request body into memory when it is small enough to replay; otherwise stream it (no retries). */
+function bodyMode(req: IncomingMessage, limit: number): 'none' | 'buffer' | 'stream' {
+  const te = req.headers['transfer-encoding'];
+  const cl = req.headers['content-length'];
+  if (te === undefined) {
+    if (cl === undefined || cl === '0') return 'none';
+    const n = Number(cl);
+    return n <= limit ? 'buffer' : 'stream';
+  }
+  return 'stream';
+}
+
+export function forward(req: IncomingMessage, res: ServerResponse, plan: ForwardPlan, ctx: ForwardContext): void {
+  if (!reuseInstalled) {
+    reuseInstalled = true;
+    installReuseTracking((h): h is ReuseAware => h instanceof Attempt);
+  }
+  const ex = new Exchange(req, res, plan, ctx);
+  const mode = bodyMode(req, ctx.retryBufferBytes);
+  if (mode === 'none') {
+    ex.body = null;
+    ex.replayable = true;
+    ex.start();
+  } else if (mode === 'stream') {
+    ex.body = req;
+    ex.replayable = false;
+    ex.start();
+  } else {
+    ex.replayable = true;
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => { chunks.push(c); size += c.length; });
+    req.on('end', () => {
+      ex.body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
+      ex.bytesReceived = size;
+      ex.start();
+    });
+    req.on('error', () => ex.downstreamGone());
+  }
+}
+
+class Exchange {
+  body: Buffer | IncomingMessage | null = null;
+  replayable = false;
+  bytesReceived = 0;
+  bytesSent = 0;
+  attempts = 0;
+  retries = 0;
+  private reusedRetryUsed = false;
+  private tried: Set<string> | undefined;
+  private current: Attempt | undefined;
+  responded = false;
+  finished = false;
+  private admitted = false;
+  private retryHeld = false;
+  private counters: ClusterCounters;
+  private deadline = 0;
+  private routeTimer: NodeJS.Timeout | undefined;
+  private backoffTimer: NodeJS.Timeout | undefined;
+  flags: string;
+  details = '';
+  upstreamHost: string | undefined;
+  serviceTimeMs: number | undefined;
+  status = 0;
+  private hashKey: string | undefined;
+  private lastRetriable = false;
+  responseHeaders: string[] | undefined;
+
+  constructor(readonly req: IncomingMessage, readonly res: ServerResponse, readonly plan: ForwardPlan, readonly ctx: ForwardContext) {
+    this.flags = plan.flags;
+    this.counters = ctx.observer.counters(plan.cluster.def.name);
+    (res as unknown as Record<symbol, Exchange>)[kExchange] = this;
+    res.on('close', onResponseClose);
+  }
+
+  start(): void {
+    if (this.finished) return;
+    const plan = this.plan;
+    const rt = plan.cluster;
+    const admit = rt.admit();
+    if (admit !== 'ok') {
+      if (admit === 'pending_overflow') this.counters.upstream_rq_pending_overflow++;
+      else this.counters.upstream_cx_overflow++;
+      this.localReply(E.overflow, true);
+      return;
+    }
+    this.admitted = true;
+    const hash = rt.def.policy.lb.hash;
+    if (hash !== undefined) {
+      const hk = hashKeyFor(hash, { headers: this.req.headers, query: queryOf(plan.path), sourceIp: plan.remote }, this.ctx.rand);
+      this.hashKey = hk.key;
+      if (hk.setCookie !== undefined) (plan.responseExtra ??= []).push('Set-Cookie', hk.setCookie);
+    }
+    if (plan.timeoutMs > 0) {
+      this.deadline = this.ctx.now() + plan.timeoutMs;
+      this.routeTimer = setTimeout(onRouteTimeout, plan.timeoutMs, this);
+    }
+    this.tryOnce();
+  }
+
+  private tryOnce(): void {
+    this.backoffTimer = undefined;
+    if (this.finished) return;
+    const rt = this.plan.cluster;
+    const now = this.ctx.now();
+    const ep = rt.pick(this.tried === undefined ? (this.hashKey === undefined ? NO_PICK : { hashKey: this.hashKey }) : { hashKey: this.hashKey, exclude: this.tried } as never, now);
+    if (ep === undefined) {
+      this.localReply(E.noHealthy, false);
+      return;
+    }
+    this.attempts++;
+    const a = new Attempt(this, ep, this.attempts, now);
+    this.current = a;
+    this.upstreamHost = ep.key;
+    rt.attemptStarted(ep, now);
+    this.counters.upstream_rq_total++;
+    const headers = this.plan.headers.slice();
+    headers.push('x-envoy-attempt-count', String(this.attempts));
+    if (this.plan.timeoutMs > 0) headers.push('x-envoy-expected-rq-timeout-ms', String(Math.max(0, Math.round(this.deadline - now))));
+    const retry = this.plan.retry;
+    let tryMs = retry.perTryTimeoutMs;
+    if (this.deadline > 0) {
+      const left = this.deadline - now;
+      if (tryMs === 0 || left < tryMs) tryMs = 0; // the route timer fires first
+    }
+    if (tryMs > 0) a.timer = setTimeout(onAttemptTimeout, tryMs, a);
+    const pool = this.ctx.clusters.pool(ep, rt.def.policy.pool);
+    const opts: Dispatcher.DispatchOptions = {
+      path: this.plan.path,
+      method: this.plan.method as Dispatcher.HttpMethod,
+      headers,
+      body: this.body as never,
+      // Our retry loop decides; undici must not retry on its own.
+      idempotent: false,
+      blocking: false,
+      headersTimeout: 0,
+      bodyTimeout: 0,
+    };
+    try {
+      pool.dispatch(opts, a as unknown as Dispatcher.DispatchHandler);
+    } catch (err) {
+      a.onError(err as Error);
+    }
+  }
+
+  /** Called by the attempt when the upstream answered with headers. Returns false if the attempt was dropped for a retry. */
+  onResponseHeaders(a: Attempt, status: number, raw: Buffer[]): boolean {
+    const rt = this.plan.cluster;
+    const now = this.ctx.now();
+    const latency = now - a.startedAt;
+    const outcome: AttemptOutcome = { kind: 'response', status };
+    if (this.plan.direction === 'outbound' && (status === 200 || status >= 400)) {
+      const g = grpcStatusOf(raw);
+      if (g !== undefined) (outcome as { grpcStatus?: number }).grpcStatus = g;
+    }
+    rt.attemptFinished(a.ep, outcome, latency, now);
+    this.counters.response?.(status);
+    if (status >= 500 || outcome.grpcStatus !== undefined) {
+      if (shouldRetry(this.plan.retry, outcome)) {
+        if (this.canRetry()) {
+          this.retryAfter(a);
+          return false;
+        }
+        this.lastRetriable = true;
+      }
+    }
+    this.commitResponse(a, status, raw, latency);
+    return true;
+  }
+
+  private commitResponse(a: Attempt, status: number, raw: Buffer[], latency: number): void {
+    this.clearRouteTimer();
+    this.status = status;
+    this.serviceTimeMs = latency;
+    if (this.lastRetriable && this.plan.retry.attempts > 0) {
+      this.addFlag('URX');
+      this.counters.upstream_rq_retry_limit_exceeded++;
+    }
+    if (this.retries > 0 && status < 500) this.counters.upstream_rq_retry_success++;
+    const { headers } = downstreamResponseHeaders(raw);
+    headers.push('x-envoy-upstream-service-time', String(Math.round(latency)));
+    const r = this.plan.route;
+    if (r?.responseHeaders) applyHeaderOps(headers, r.responseHeaders);
+    const d = this.plan.dest?.responseHeaders;
+    if (d) applyHeaderOps(headers, d);
+    if (this.plan.responseExtra) headers.push(...this.plan.responseExtra);
+    if (this.ctx.draining && this.plan.direction === 'inbound') setHeader(headers, 'Connection', 'close');
+    this.details = 'via_upstream';
+    this.responded = true;
+    this.responseHeaders = headers;
+    void a;
+    try {
+      this.res.writeHead(status, headers as unknown as Record<string, string>);
+    } catch {
+      // Invalid header from upstream: answer 502 instead of crashing.
+      this.responded = false;
+      this.current?.abort();
+      this.localReply({ status: 502, flag: 'UPE', details: 'upstream_invalid_header', body: 'upstream sent an invalid header' }, false);
+    }
+  }
+
+  private canRetry(): boolean {
+    if (!this.replayable) return false;
+    if (this.retries >= this.plan.retry.attempts) return false;
+    if (this.deadline > 0 && this.ctx.now() >= this.deadline) return false;
+    // One retry slot (maxRetries / retry budget) is held from the first retry until the request ends.
+    if (!this.retryHeld) {
+      if (!this.plan.cluster.tryStartRetry()) {
+        this.counters.upstream_rq_retry_overflow++;
+        return false;
+      }
+      this.retryHeld = true;
+    }
+    return true;
+  }
+
+  private retryAfter(a: Attempt): void {
+    a.abort();
+    this.retries++;
+    this.counters.upstream_rq_retry++;
+    if (this.plan.retry.retryIgnorePreviousHosts) (this.tried ??= new Set()).add(a.ep.key);
+    const wait = backoffMs(this.retries, this.plan.retry, this.ctx.rand);
+    if (this.deadline > 0 && this.ctx.now() + wait >= this.deadline) {
+      // No attempt may start after the route deadline: let the route timer answer.
+      return;
+    }
+    this.backoffTimer = setTimeout(onBackoffDone, wait, this);
+  }
+
+  /** The attempt failed before response headers (connect failure, reset, per-try timeout). */
+  onAttemptFailed(a: Attempt, outcome: AttemptOutcome, noteTimeout: boolean): void {
+    if (this.finished) return;
+    const rt = this.plan.cluster;
+    const now = this.ctx.now();
+    rt.attemptFinished(a.ep, outcome, now - a.startedAt, now);
+    if (outcome.kind === 'connect-failure') this.counters.upstream_cx_connect_fail++;
+    if (noteTimeout) this.counters.upstream_rq_per_try_timeout++;
+    // Keep-alive race: a reused connection closed under us before any response byte. Safe to retry once,
+    // on a fresh connection, without spending an attempt: nothing was processed, or the method is idempotent.
+    if (outcome.kind === 'reset' && a.reused && !this.reusedRetryUsed && this.replayable && (!a.bodyFullySent || IDEMPOTENT.has(this.plan.method))) {
+      this.reusedRetryUsed = true;
+      this.counters.upstream_rq_reset_reused_retry++;
+      this.attempts--;
+      this.tryOnce();
+      return;
+    }
+    if (shouldRetry(this.plan.retry, outcome)) {
+      if (this.canRetry()) {
+        this.retryAfter(a);
+        return;
+      }
+      this.lastRetriable = true;
+    }
+    const err = outcome.kind === 'connect-failure' ? E.connectFailure : outcome.kind === 'timeout' ? E.timeout : E.reset;
+    if (outcome.kind === 'timeout') this.counters.upstream_rq_timeout++;
+    this.localReply(err, false);
+  }
+
+  /** Route timeout: 504 UT if nothing was sent yet, else reset the downstream. */
+  onRouteTimeout(): void {
+    this.routeTimer = undefined;
+    if (this.finished) return;
+    this.counters.upstream_rq_timeout++;
+    if (this.backoffTimer) { clearTimeout(this.backoffTimer); this.backoffTimer = undefined; }
+    const a = this.current;
+    if (a !== undefined && !a.done) {
+      a.done = true;
+      a.clearTimer();
+      const now = this.ctx.now();
+      if (!a.headersSeen) this.plan.cluster.attemptFinished(a.ep, { kind: 'timeout' }, now - a.startedAt, now);
+      a.abort();
+    }
+    if (this.responded) {
+      this.addFlag('UT');
+      this.resetDownstream();
+    } else {
+      this.localReply(E.timeout, false);
+    }
+  }
+
+  onResponseData(chunk: Buffer): boolean {
+    this.bytesSent += chunk.length;
+    return this.res.write(chunk);
+  }
+
+  onResponseEnd(trailers: Buffer[] | string[] | null): void {
+    if (this.finished) return;
+    if (trailers && trailers.length > 0 && this.res.chunkedEncoding) {
+      const t: Record<string, string> = {};
+      for (let i = 0; i < trailers.length; i += 2) t[trailers[i]!.toString()] = trailers[i + 1]!.toString();
+      this.res.addTrailers(t);
+    }
+    this.res.end();
+    this.complete();
+  }
+
+  /** The upstream failed after we started answering: never end the downstream cleanly. */
+  onResponseBroken(): void {
+    if (this.finished) return;
+    this.addFlag('UR');
+    this.details = 'upstream_reset_after_response_started';
+    this.resetDownstream();
+  }
+
+  private resetDownstream(): void {
+    this.res.destroy();
+    this.complete();
+  }
+
+  downstreamGone(): void {
+    if (this.finished) return;
+    this.addFlag('DC');
+    this.details = this.details || 'downstream_remote_disconnect';
+    if (this.backoffTimer) { clearTimeout(this.backoffTimer); this.backoffTimer = undefined; }
+    const a = this.current;
+    if (a !== undefined && !a.done) {
+      a.done = true;
+      a.clearTimer();
+      a.abort();
+    }
+    if (!this.responded) this.status = 0;
+    this.complete();
+  }
+
+  localReply(err: LocalError, overloaded: boolean): void {
+    if (this.finished) return;
+    this.clearRouteTimer();
+    this.addFlag(err.flag);
+    this.details = err.details;
+    this.status = err.status;
+    if (!this.res.headersSent) {
+      const body = err.body;
+      const headers: string[] = ['content-type', 'text/plain', 'content-length', String(Buffer.byteLength(body)), 'x-remora-proxy-error', `${err.flag} ${err.details}`];
+      if (overloaded) headers.push('x-envoy-overloaded', 'true');
+      if (this.ctx.draining && this.plan.direction === 'inbound') headers.push('connection', 'close');
+      this.res.writeHead(err.status, headers as unknown as Record<string, string>);
+      this.res.end(body);
+      this.bytesSent += body.length;
+    } else {
+      this.res.destroy();
+    }
+    this.complete();
+  }
+
+  addFlag(f: ResponseFlag | '-'): void {
+    if (f === '-') return;
+    this.flags = this.flags === '-' ? f : `${this.flags},${f}`;
+  }
+
+  private clearRouteTimer(): void {
+    if (this.routeTimer !== undefined) { clearTimeout(this.routeTimer); this.routeTimer = undefined; }
+  }
+
+  private complete(): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.clearRouteTimer();
+    if (this.backoffTimer) { clearTimeout(this.backoffTimer); this.backoffTimer = undefined; }
+    if (this.admitted) { this.admitted = false; this.plan.cluster.release(); }
+    if (this.retryHeld) { this.retryHeld = false; this.plan.cluster.endRetry(); }
+    if (this.body !== null && !Buffer.isBuffer(this.body) && !this.body.complete) this.body.resume();
+    const p = this.plan;
+    const def: ClusterDef = p.cluster.def;
+    this.ctx.observer.record({
+      direction: p.direction,
+      startTime: p.startTime,
+      durationMs: performance.now() - p.startHr,
+      method: p.method,
+      path: p.originalPath,
+      protocol: this.req.httpVersion === '1.0' ? 'HTTP/1.0' : 'HTTP/1.1',
+      authority: p.authority,
+      requestId: p.requestId,
+      status: this.status,
+      flags: this.flags,
+      details: this.details,
+      bytesReceived: this.bytesReceived,
+      bytesSent: this.bytesSent,
+      upstreamServiceTimeMs: this.serviceTimeMs,
+      upstreamHost: this.upstreamHost,
+      upstreamCluster: def.name,
+      attempts: this.attempts,
+      routeName: p.routeName,
+      downstreamRemoteAddress: p.remote,
+      downstreamLocalAddress: p.local,
+      destinationService: def.host,
+      destinationServiceName: serviceNameOf(def.host),
+      destinationServiceNamespace: serviceNamespaceOf(def.host),
+      destinationVersion: def.subset || undefined,
+      requestHeaders: this.req.headers,
+      responseHeaders: this.responseHeaders ? headerObject(this.responseHeaders) : undefined,
+    } as never);
+  }
+}
+
+const NO_PICK = {};
+
+function onResponseClose(this: ServerResponse): void {
+  const ex = (this as unknown as Record<symbol, Exchange | undefined>)[kExchange];
+  if (ex !== undefined && !ex.finished) ex.downstreamGone();
+}
+function onRouteTimeout(ex: Exchange): void { ex.onRouteTimeout(); }
+function onBackoffDone(ex: Exchange): void { (ex as unknown as { tryOnce(): void }).tryOnce(); }
+function onAttemptTimeout(a: Attempt): void { a.onTimeout(); }
+
+/** An undici dispatch handler for one try (legacy handler API: raw header buffers, no per-call wrapping). */
+class Attempt implements ReuseAware {
+  reused = false;
+  done = false;
+  headersSeen = false;
+  bodyFullySent = false;
+  timer: NodeJS.Timeout | undefined;
+  private abortFn: ((err?: Error) => void) | undefined;
+  private resumeFn: (() => void) | undefined;
+
+  constructor(readonly ex: Exchange, readonly ep: Endpoint, readonly n: number, readonly startedAt: number) {}
+
+  clearTimer(): void {
+    if (this.timer !== undefined) { clearTimeout(this.timer); this.timer = undefined; }
+  }
+
+  abort(): void {
+    this.clearTimer();
+    this.done = true;
+    if (this.abortFn) {
+      const f = this.abortFn;
+      this.abortFn = undefined;
+      try { f(new Error('aborted by proxy')); } catch { /* already finished */ }
+    }
+  }
+
+  onConnect(abort: (err?: Error) => void): void {
+    this.abortFn = abort;
+    if (this.done) abort(new Error('aborted by proxy'));
+  }
+
+  onRequestSent(): void {
+    this.bodyFullySent = true;
+  }
+
+  onBodySent(chunk: Buffer | string): void {
+    if (this.ex.body !== null && !Buffer.isBuffer(this.ex.body)) this.ex.bytesReceived += chunk.length;
+  }
+
+  onHeaders(status: number, raw: Buffer[], resume: () => void): boolean {
+    if (this.done) return false;
+    if (status < 200) return true; // 1xx informational (100 Continue): wait for the real response
+    this.headersSeen = true;
+    this.clearTimer();
+    this.resumeFn = resume;
+    return this.ex.onResponseHeaders(this, status, raw);
+  }
+
+  onData(chunk: Buffer): boolean {
+    if (this.done) return false;
+    const ok = this.ex.onResponseData(chunk);
+    if (!ok) this.ex.res.once('drain', this.resume);
+    return ok;
+  }
+
+  private resume = (): void => {
+    this.resumeFn?.();
+  };
+
+  onComplete(trailers: Buffer[] | null): void {
+    if (this.done) return;
+    this.done = true;
+    this.clearTimer();
+    this.ex.onResponseEnd(trailers);
+  }
+
+  onError(err: Error): void {
+    if (this.done) return;
+    this.done = true;
+    this.clearTimer();
+    if (this.headersSeen) {
+      this.ex.onResponseBroken();
+      return;
+    }
+    this.ex.onAttemptFailed(this, classify(err), false);
+  }
+
+  onTimeout(): void {
+    this.timer = undefined;
+    if (this.done) return;
+    const headers = this.headersSeen;
+    this.abort();
+    if (headers) {
+      this.ex.addFlag('UT');
+      this.ex.onResponseBroken();
+    } else {
+      this.ex.onAttemptFailed(this, { kind: 'timeout' }, true);
+    }
+  }
+
+  onUpgrade(): void {
+    // Unsolicited 101 (we never ask for upgrades here): treat as a protocol error.
+    if (this.done) return;
+    this.done = true;
+    this.ex.onAttemptFailed(this, { kind: 'reset' }, false);
+  }
+}
+
+const CONNECT_CODES = new Set(['ECONNREFUSED', 'UND_ERR_CONNECT_TIMEOUT', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL', 'ECONNABORTED']);
+
+export function classify(err: Error): AttemptOutcome {
+  const code = (err as NodeJS.ErrnoException).code ?? '';
+  if (CONNECT_CODES.has(code)) return { kind: 'connect-failure' };
+  if (code === 'UND_ERR_HEADERS_TIMEOUT') return { kind: 'timeout' };
+  return { kind: 'reset' };
+}
+
+function grpcStatusOf(raw: Buffer[]): number | undefined {
+  for (let i = 0; i < raw.length; i += 2) {
+    const k = raw[i]!;
+    if (k.length === 11 && k.toString().toLowerCase() === 'grpc-status') {
+      const n = Number(raw[i + 1]!.toString());
+      return Number.isFinite(n) ? n : undefined;
+    }
+  }
+  return undefined;
+}
+
+function queryOf(path: string): string {
+  const q = path.indexOf('?');
+  return q < 0 ? '' : path.slice(q + 1);
+}
+
+function serviceNameOf(host: string): string {
+  const i = host.indexOf('.');
+  return i < 0 ? host : host.slice(0, i);
+}
+function serviceNamespaceOf(host: string): string | undefined {
+  const parts = host.split('.');
+  return parts.length >= 3 && parts[2] === 'svc' ? parts[1] : undefined;
+}
+
+function headerObject(h: readonly string[]): Record<string, string> {
+  const o: Record<string, string> = {};
+  for (let i = 0; i < h.length; i += 2) o[h[i]!.toLowerCase()] = h[i + 1]!;
+  return o;
+}
+
+export type { HeaderOps };

@@ -1,0 +1,125 @@
+/**
+ * Header hygiene between the app and upstreams: hop-by-hop removal (RFC 9110 §7.6.1 plus names listed
+ * in Connection), Envoy control headers, and original-case preservation via Node's rawHeaders.
+ */
+
+/** Always hop-by-hop. `te` is handled separately (only `trailers` survives). */
+const HOP_BY_HOP = new Set([
+  'connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer',
+  'transfer-encoding', 'upgrade', 'host',
+]);
+
+/** Envoy request controls: honored from the local app on outbound, then removed so the next hop does not re-apply them. */
+export const ENVOY_REQUEST_CONTROLS = new Set([
+  'x-envoy-max-retries', 'x-envoy-retry-on', 'x-envoy-retry-grpc-on', 'x-envoy-retriable-status-codes',
+  'x-envoy-retriable-header-names', 'x-envoy-upstream-rq-timeout-ms', 'x-envoy-upstream-rq-per-try-timeout-ms',
+  'x-envoy-hedge-on-per-try-timeout', 'x-envoy-upstream-rq-timeout-alt-response', 'x-envoy-expected-rq-timeout-ms',
+  'x-envoy-attempt-count', 'x-envoy-original-path', 'x-envoy-force-trace', 'x-envoy-internal', 'x-envoy-decorator-operation',
+]);
+
+/** Names listed in the Connection header (lowercase), or undefined when there are none beyond the usual. */
+function connectionListed(conn: string | undefined): Set<string> | undefined {
+  if (!conn) return undefined;
+  let set: Set<string> | undefined;
+  for (const part of conn.split(',')) {
+    const n = part.trim().toLowerCase();
+    if (n === '' || n === 'close' || n === 'keep-alive' || n === 'upgrade') continue;
+    (set ??= new Set()).add(n);
+  }
+  return set;
+}
+
+export interface UpstreamHeaderOptions {
+  /** Drop x-envoy-* from the request (peers on inbound); on outbound only the controls are dropped. */
+  stripAllEnvoy: boolean;
+}
+
+/**
+ * Copy request headers for the upstream as a flat [name, value, …] array, keeping the app's name case.
+ * Drops hop-by-hop and Envoy control headers, and `x-request-id`, `x-forwarded-*` (the caller re-adds them).
+ */
+export function upstreamRequestHeaders(raw: readonly string[], connection: string | undefined, opts: UpstreamHeaderOptions): string[] {
+  const listed = connectionListed(connection);
+  const out: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    const value = raw[i + 1]!;
+    const lower = name.toLowerCase();
+    if (HOP_BY_HOP.has(lower)) {
+      if (lower === 'te' && value.trim().toLowerCase() === 'trailers') out.push(name, value);
+      continue;
+    }
+    if (lower.charCodeAt(0) === 120 /* x */) {
+      if (lower === 'x-request-id' || lower === 'x-forwarded-for' || lower === 'x-forwarded-proto') continue;
+      if (lower.startsWith('x-envoy-') && (opts.stripAllEnvoy || ENVOY_REQUEST_CONTROLS.has(lower))) continue;
+    }
+    if (listed !== undefined && listed.has(lower)) continue;
+    out.push(name, value);
+  }
+  return out;
+}
+
+const RESPONSE_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'trailer', 'te', 'proxy-authenticate']);
+
+/** Response headers from undici's raw buffers → flat string array for res.writeHead, hop-by-hop removed. */
+export function downstreamResponseHeaders(raw: readonly Buffer[] | readonly string[]): { headers: string[]; contentLength: number; connectionClose: boolean } {
+  const out: string[] = [];
+  let contentLength = -1;
+  let connectionClose = false;
+  let listed: Set<string> | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toString();
+    const lower = name.toLowerCase();
+    if (lower === 'connection') {
+      const v = raw[i + 1]!.toString();
+      if (/\bclose\b/i.test(v)) connectionClose = true;
+      listed = connectionListed(v);
+    }
+  }
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toString();
+    const lower = name.toLowerCase();
+    if (RESPONSE_HOP.has(lower)) continue;
+    if (listed !== undefined && listed.has(lower)) continue;
+    const value = raw[i + 1]!.toString('latin1' as never);
+    if (lower === 'content-length') contentLength = Number(value);
+    out.push(name, value);
+  }
+  return { headers: out, contentLength, connectionClose };
+}
+
+/** Apply compiled header operations to a flat header array (remove, then set, then add). */
+export function applyHeaderOps(headers: string[], ops: { remove: readonly string[]; set: ReadonlyArray<readonly [string, string]>; add: ReadonlyArray<readonly [string, string]> }): void {
+  if (ops.remove.length > 0 || ops.set.length > 0) {
+    const drop = new Set<string>(ops.remove);
+    for (const [n] of ops.set) drop.add(n.toLowerCase());
+    let w = 0;
+    for (let r = 0; r < headers.length; r += 2) {
+      if (drop.has(headers[r]!.toLowerCase())) continue;
+      headers[w++] = headers[r]!;
+      headers[w++] = headers[r + 1]!;
+    }
+    headers.length = w;
+  }
+  for (const [n, v] of ops.set) headers.push(n, v);
+  for (const [n, v] of ops.add) headers.push(n, v);
+}
+
+/** Replace (or add) one header in a flat array, case-insensitively. */
+export function setHeader(headers: string[], name: string, value: string): void {
+  const lower = name.toLowerCase();
+  for (let i = 0; i < headers.length; i += 2) {
+    if (headers[i]!.toLowerCase() === lower) { headers[i + 1] = value; return; }
+  }
+  headers.push(name, value);
+}
+
+/** Flat array → object with lowercase keys (for logs and explain). Repeated names join with ', '. */
+export function headersToObject(headers: readonly string[]): Record<string, string> {
+  const o: Record<string, string> = {};
+  for (let i = 0; i < headers.length; i += 2) {
+    const k = headers[i]!.toLowerCase();
+    o[k] = o[k] === undefined ? headers[i + 1]! : `${o[k]}, ${headers[i + 1]!}`;
+  }
+  return o;
+}

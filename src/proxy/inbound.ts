@@ -1,0 +1,79 @@
+/**
+ * The inbound listener's request entry: peers' requests go to the app on 127.0.0.1:<app port>.
+ * Peer-supplied x-envoy-* headers are stripped (never trusted, CVE-2024-45806); no retries beyond the
+ * keep-alive race protection (as Istio's inbound routes); while draining, responses carry Connection: close.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { randomUUID } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import type { ClusterDef, ClusterRuntime, RetryPolicy } from '../model.js';
+import { compileClusterPolicy } from '../upstream/policy.js';
+import { compileRetryPolicy } from './retry-policy.js';
+import { upstreamRequestHeaders } from './headers.js';
+import { forward, type ForwardContext, type ForwardPlan } from './forwarder.js';
+import { parseTarget } from '../routing/request-target.js';
+
+export interface InboundEnv extends ForwardContext {
+  appPorts: readonly number[];
+  /** Address the app listens on (127.0.0.1). */
+  appHost: string;
+}
+
+/** `inbound|<port>||` clusters, one per app port. */
+export function inboundClusters(appPorts: readonly number[], appHost: string): ClusterDef[] {
+  const policy = compileClusterPolicy({ dr: { loadBalancer: { simple: 'ROUND_ROBIN' } } }, 0);
+  return appPorts.map((port) => ({
+    name: `inbound|${port}||`,
+    host: appHost,
+    port,
+    subset: '',
+    policy,
+    endpoints: [{ key: `${appHost}:${port}`, address: appHost, port, labels: {}, weight: 1 }],
+    resolution: 'STATIC' as const,
+    protocol: 'http',
+  }));
+}
+
+let noRetry: RetryPolicy | undefined;
+
+export function handleInbound(req: IncomingMessage, res: ServerResponse, env: InboundEnv, runtimes: ReadonlyMap<number, ClusterRuntime>): void {
+  const startTime = Date.now();
+  const startHr = performance.now();
+  noRetry ??= compileRetryPolicy({ attempts: 0 }, 0);
+  const target = parseTarget(req.url ?? '/', req.headers.host);
+  // Pick the app port the peer addressed (Host port), else the first one.
+  let rt: ClusterRuntime | undefined;
+  if (target?.explicitPort) rt = runtimes.get(target.explicitPort);
+  rt ??= runtimes.get(env.appPorts[0]!);
+  const requestId = (req.headers['x-request-id'] as string | undefined) || randomUUID();
+  const headers = upstreamRequestHeaders(req.rawHeaders, req.headers.connection, { stripAllEnvoy: true });
+  headers.push('Host', req.headers.host ?? `${env.appHost}:${rt!.def.port}`);
+  headers.push('x-request-id', requestId);
+  const remote = req.socket.remoteAddress ?? '';
+  const xff = req.headers['x-forwarded-for'];
+  headers.push('x-forwarded-for', xff ? `${xff}, ${remote}` : remote);
+  headers.push('x-forwarded-proto', (req.headers['x-forwarded-proto'] as string | undefined) ?? 'http');
+  const path = target ? (target.query === '' ? target.path : `${target.path}?${target.query}`) : (req.url ?? '/');
+  const plan: ForwardPlan = {
+    direction: 'inbound',
+    route: undefined,
+    dest: undefined,
+    cluster: rt!,
+    method: req.method ?? 'GET',
+    path,
+    headers,
+    retry: noRetry,
+    timeoutMs: 0,
+    requestId,
+    authority: req.headers.host ?? '',
+    originalPath: req.url ?? '/',
+    startTime,
+    startHr,
+    remote,
+    local: `${req.socket.localAddress ?? ''}:${req.socket.localPort ?? 0}`,
+    responseExtra: undefined,
+    flags: '-',
+    routeName: 'inbound',
+  };
+  forward(req, res, plan, env);
+}

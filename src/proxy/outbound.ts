@@ -1,0 +1,313 @@
+/**
+ * The outbound listener's request entry: parse the target, find the virtual host and the first
+ * matching route, apply local actions (redirect, direct response, fault, CORS), pick the weighted
+ * destination, rewrite, and hand the request to the forwarder.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { randomUUID } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import { Pool } from 'undici';
+import type { Snapshot } from '../config/snapshot.js';
+import { lookupHost } from '../config/compile.js';
+import { findRoute, pickDestination, type CompiledDestination, type CompiledRoute, type RequestView } from '../routing/route.js';
+import { testStringMatch } from '../routing/string-match.js';
+import { parseTarget, type RequestTarget } from '../routing/request-target.js';
+import { applyRetryOverrides, routeTimeoutOverride } from './retry-policy.js';
+import { applyHeaderOps, upstreamRequestHeaders } from './headers.js';
+import { forward, type ForwardContext, type ForwardPlan } from './forwarder.js';
+import { E, type LocalError } from './local-reply.js';
+import type { ClusterRuntime, RequestRecord } from '../model.js';
+
+export interface OutboundEnv extends ForwardContext {
+  snapshot(): Snapshot | undefined;
+}
+
+export function handleOutbound(req: IncomingMessage, res: ServerResponse, env: OutboundEnv): void {
+  const startTime = Date.now();
+  const startHr = performance.now();
+  const snap = env.snapshot();
+  const rawHeaders = req.rawHeaders;
+  let hostCount = 0;
+  for (let i = 0; i < rawHeaders.length; i += 2) if (rawHeaders[i]!.length === 4 && rawHeaders[i]!.toLowerCase() === 'host') hostCount++;
+  const te = req.headers['transfer-encoding'];
+  const target = parseTarget(req.url ?? '/', req.headers.host);
+  const requestId = (req.headers['x-request-id'] as string | undefined) || randomUUID();
+  const base = { req, res, env, startTime, startHr, requestId, target };
+  if (target === undefined || hostCount > 1 || (te !== undefined && req.httpVersion === '1.0')) return local(base, E.badRequest);
+  if (te !== undefined && te.trim().toLowerCase() !== 'chunked') return local(base, E.notImplemented);
+  if (snap === undefined) return local(base, E.noCluster);
+
+  const port = target.explicitPort || (target.scheme === 'https' ? 443 : 80);
+  const entry = lookupHost(snap, target.host);
+  const view: RequestView = {
+    method: req.method ?? 'GET',
+    path: target.path,
+    query: target.query,
+    scheme: target.scheme,
+    authority: target.authority,
+    port,
+    headers: req.headers,
+  };
+
+  if (entry === undefined || entry.vhost === undefined) {
+    if (snap.outboundTrafficPolicy === 'REGISTRY_ONLY') return local(base, E.registryOnly);
+    // ALLOW_ANY: pass through to the host and port the app named.
+    const rt = env.clusters.passthrough(target.host, port);
+    return send(base, view, undefined, undefined, rt, PASSTHROUGH_RETRY(), 0, target.authority, undefined);
+  }
+
+  const m = findRoute(entry.vhost, view);
+  if (m === undefined) return local(base, E.noRoute);
+  const route = m.route;
+  const action = route.action;
+
+  if (route.cors !== undefined && view.method === 'OPTIONS' && req.headers.origin !== undefined && req.headers['access-control-request-method'] !== undefined) {
+    return corsPreflight(base, route);
+  }
+  if (action.kind === 'direct') {
+    return localCustom(base, action.status, action.body, '-', 'direct_response', route);
+  }
+  if (action.kind === 'redirect') {
+    const a = action;
+    let host = a.authority ?? hostOnly(target.authority);
+    let p = a.port !== undefined ? a.port : a.derivePort === 'FROM_REQUEST_PORT' ? target.explicitPort : a.derivePort === 'FROM_PROTOCOL_DEFAULT' ? 0 : (a.authority === undefined ? target.explicitPort : 0);
+    const scheme = a.scheme ?? target.scheme;
+    if ((scheme === 'http' && p === 80) || (scheme === 'https' && p === 443)) p = 0;
+    if (a.authority !== undefined && a.authority.includes(':') && a.port === undefined) { p = 0; host = a.authority; }
+    let pathq = a.uri ?? target.path;
+    if (a.uri !== undefined && !a.uri.includes('?') && target.query !== '') pathq = `${a.uri}?${target.query}`;
+    else if (a.uri === undefined && target.query !== '') pathq = `${target.path}?${target.query}`;
+    const location = `${scheme}://${host}${p ? `:${p}` : ''}${pathq}`;
+    return localCustom(base, a.code, Buffer.alloc(0), '-', 'redirect', route, ['location', location]);
+  }
+
+  const dest = pickDestination(action, env.rand());
+  if (dest === undefined) return local(base, E.noCluster, route);
+  const rt = clusterFor(env, dest, target, port);
+  if (rt === undefined) return local(base, E.noCluster, route);
+
+  const fault = route.fault;
+  if (fault !== undefined) {
+    if (fault.abortStatus > 0 && env.rand() * 100 < fault.abortPercent) {
+      if (fault.abortGrpcStatus !== undefined) {
+        return localCustom(base, 200, Buffer.alloc(0), 'FI', 'fault_filter_abort', route, ['content-type', 'application/grpc', 'grpc-status', String(fault.abortGrpcStatus), 'grpc-message', 'fault filter abort']);
+      }
+      return local(base, { ...E.faultAbort, status: fault.abortStatus }, route);
+    }
+    if (fault.delayMs > 0 && env.rand() * 100 < fault.delayPercent) {
+      setTimeout(() => {
+        if (res.destroyed) return;
+        send(base, view, route, dest, rt, route.retry, route.timeoutMs, target.authority, 'DI');
+      }, fault.delayMs);
+      return;
+    }
+  }
+  send(base, view, route, dest, rt, route.retry, route.timeoutMs, target.authority, undefined);
+}
+
+interface Base {
+  req: IncomingMessage;
+  res: ServerResponse;
+  env: OutboundEnv;
+  startTime: number;
+  startHr: number;
+  requestId: string;
+  target: RequestTarget | undefined;
+}
+
+let passthroughRetry: ReturnType<typeof applyRetryOverrides> | undefined;
+function PASSTHROUGH_RETRY(): ReturnType<typeof applyRetryOverrides> {
+  // Istio's default retry policy applies to passthrough traffic as well.
+  return (passthroughRetry ??= defaultRetry());
+}
+import { compileRetryPolicy } from './retry-policy.js';
+function defaultRetry(): ReturnType<typeof applyRetryOverrides> {
+  return compileRetryPolicy(undefined, 0);
+}
+
+function hostOnly(authority: string): string {
+  if (authority.startsWith('[')) return authority.slice(0, authority.indexOf(']') + 1);
+  const c = authority.lastIndexOf(':');
+  return c < 0 ? authority : authority.slice(0, c);
+}
+
+function clusterFor(env: OutboundEnv, dest: CompiledDestination, target: RequestTarget, port: number): ClusterRuntime | undefined {
+  if (dest.missingSubset || !dest.known) return undefined;
+  let p = dest.port;
+  if (p === 0) p = dest.clusters.has(port) ? port : dest.defaultPort || port;
+  const def = dest.clusters.get(p);
+  if (def === undefined) return undefined;
+  if (def.resolution === 'NONE') return env.clusters.passthrough(target.host, target.explicitPort || p, def);
+  return env.clusters.runtime(def);
+}
+
+function send(
+  b: Base, view: RequestView, route: CompiledRoute | undefined, dest: CompiledDestination | undefined, rt: ClusterRuntime,
+  retry: ForwardPlan['retry'], timeoutMs: number, authority: string, flag: string | undefined,
+): void {
+  const { req, res, env, target } = b;
+  const t = target!;
+  const headers = upstreamRequestHeaders(req.rawHeaders, req.headers.connection, { stripAllEnvoy: false });
+  // x-envoy-* controls from the local app override the route (then they were stripped above).
+  const r = applyRetryOverrides(retry, req.headers);
+  const tOverride = routeTimeoutOverride(req.headers);
+  let path = t.query === '' ? t.path : `${t.path}?${t.query}`;
+  const originalPath = req.url ?? path;
+  let host = authority;
+  if (route?.rewrite !== undefined) {
+    const rw = route.rewrite;
+    let newPath = t.path;
+    if (rw.uri !== undefined) {
+      const m = route.matches.length > 0 ? route.matches.find((x) => x.uri !== undefined && testStringMatch(x.uri, t.path)) : undefined;
+      if (m?.uri !== undefined && m.uri.kind === 1 /* prefix */) newPath = rw.uri + t.path.slice(m.uri.value.length);
+      else if (m?.uri !== undefined) newPath = rw.uri; // exact or regex: the whole path
+      else newPath = rw.uri + t.path.slice(1); // no uri match: Istio rewrites the "/" prefix
+      if (newPath === '') newPath = '/';
+    } else if (rw.regex !== undefined) {
+      rw.regex.lastIndex = 0;
+      newPath = t.path.replace(rw.regex, rw.regexReplacement);
+    }
+    if (newPath !== t.path) {
+      headers.push('x-envoy-original-path', path);
+      path = t.query === '' ? newPath : `${newPath}?${t.query}`;
+    }
+    if (rw.authority !== undefined) host = rw.authority;
+  }
+  headers.push('Host', host);
+  headers.push('x-request-id', b.requestId);
+  const xff = req.headers['x-forwarded-for'];
+  const remote = req.socket.remoteAddress ?? '';
+  headers.push('x-forwarded-for', xff ? `${xff}, ${remote}` : remote);
+  headers.push('x-forwarded-proto', (req.headers['x-forwarded-proto'] as string | undefined) ?? t.scheme);
+  if (route?.requestHeaders) applyHeaderOps(headers, route.requestHeaders);
+  if (dest?.requestHeaders) applyHeaderOps(headers, dest.requestHeaders);
+  let responseExtra: string[] | undefined;
+  if (route?.cors !== undefined && req.headers.origin !== undefined) responseExtra = corsHeaders(route, req.headers.origin);
+  const plan: ForwardPlan = {
+    direction: 'outbound',
+    route,
+    dest,
+    cluster: rt,
+    method: req.method ?? 'GET',
+    path,
+    headers,
+    retry: r,
+    timeoutMs: tOverride ?? timeoutMs,
+    requestId: b.requestId,
+    authority: t.authority,
+    originalPath,
+    startTime: b.startTime,
+    startHr: b.startHr,
+    remote,
+    local: `${req.socket.localAddress ?? ''}:${req.socket.localPort ?? 0}`,
+    responseExtra,
+    flags: flag ?? '-',
+    routeName: route?.name,
+  };
+  if (route !== undefined && route.mirrors.length > 0) mirror(env, route, req, headers, path, host, view);
+  forward(req, res, plan, env);
+}
+
+// === mirroring: fire and forget ===
+
+const mirrorHandler = {
+  onConnect(): void {},
+  onHeaders(): boolean { return true; },
+  onData(): boolean { return true; },
+  onComplete(): void {},
+  onError(): void {},
+};
+
+function mirror(env: OutboundEnv, route: CompiledRoute, req: IncomingMessage, headers: readonly string[], path: string, host: string, view: RequestView): void {
+  // Only bodiless requests are mirrored: a streamed body can be read once (documented in docs/configuration.md).
+  if (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0') return;
+  if (req.headers['transfer-encoding'] !== undefined) return;
+  for (const m of route.mirrors) {
+    if (m.percent < 100 && env.rand() * 100 >= m.percent) continue;
+    const d = m.destination;
+    const p = d.port || (d.clusters.has(view.port) ? view.port : d.defaultPort || view.port);
+    const def = d.clusters.get(p);
+    if (def === undefined) continue;
+    const rt = env.clusters.runtime(def);
+    const ep = rt.pick({}, env.now());
+    if (ep === undefined) continue;
+    const h = headers.slice();
+    for (let i = 0; i < h.length; i += 2) if (h[i]!.toLowerCase() === 'host') h[i + 1] = `${hostOnly(host)}-shadow${host.slice(hostOnly(host).length)}`;
+    const pool: Pool = env.clusters.pool(ep, def.policy.pool);
+    try {
+      pool.dispatch({ path, method: view.method as never, headers: h, body: null }, mirrorHandler as never);
+    } catch { /* a mirror never affects the primary */ }
+  }
+}
+
+// === CORS ===
+
+function originAllowed(route: CompiledRoute, origin: string): boolean {
+  for (const o of route.cors!.allowOrigins) if (testStringMatch(o, origin)) return true;
+  return false;
+}
+
+function corsHeaders(route: CompiledRoute, origin: string | string[]): string[] | undefined {
+  const o = Array.isArray(origin) ? origin[0]! : origin;
+  if (!originAllowed(route, o)) return undefined;
+  const c = route.cors!;
+  const h = ['access-control-allow-origin', o];
+  if (c.allowCredentials) h.push('access-control-allow-credentials', 'true');
+  if (c.exposeHeaders) h.push('access-control-expose-headers', c.exposeHeaders);
+  return h;
+}
+
+function corsPreflight(b: Base, route: CompiledRoute): void {
+  const origin = b.req.headers.origin!;
+  if (!originAllowed(route, origin)) return localCustom(b, 403, Buffer.alloc(0), '-', 'cors_origin_not_allowed', route);
+  const c = route.cors!;
+  const h = ['access-control-allow-origin', origin];
+  if (c.allowMethods) h.push('access-control-allow-methods', c.allowMethods);
+  if (c.allowHeaders) h.push('access-control-allow-headers', c.allowHeaders);
+  if (c.maxAge) h.push('access-control-max-age', c.maxAge);
+  if (c.allowCredentials) h.push('access-control-allow-credentials', 'true');
+  if (c.exposeHeaders) h.push('access-control-expose-headers', c.exposeHeaders);
+  return localCustom(b, 200, Buffer.alloc(0), '-', 'cors_response', route, h);
+}
+
+// === local replies (before any upstream) ===
+
+function local(b: Base, err: LocalError, route?: CompiledRoute): void {
+  const h = ['content-type', 'text/plain', 'x-remora-proxy-error', `${err.flag} ${err.details}`];
+  localCustom(b, err.status, Buffer.from(err.body), err.flag, err.details, route, h);
+}
+
+function localCustom(b: Base, status: number, body: Buffer, flag: string, details: string, route: CompiledRoute | undefined, extra?: string[]): void {
+  const { req, res, env } = b;
+  const headers = extra ? extra.slice() : [];
+  headers.push('content-length', String(body.length));
+  if (route?.responseHeaders) applyHeaderOps(headers, route.responseHeaders);
+  if (!res.headersSent) {
+    res.writeHead(status, headers as unknown as Record<string, string>);
+    res.end(body);
+  }
+  // Drain any request body so the connection can be reused.
+  req.resume();
+  const counters = env.observer;
+  const rec: RequestRecord = {
+    direction: 'outbound',
+    startTime: b.startTime,
+    durationMs: performance.now() - b.startHr,
+    method: req.method ?? '',
+    path: req.url ?? '',
+    protocol: req.httpVersion === '1.0' ? 'HTTP/1.0' : 'HTTP/1.1',
+    authority: b.target?.authority ?? (req.headers.host ?? ''),
+    requestId: b.requestId,
+    status,
+    flags: flag,
+    details,
+    bytesReceived: 0,
+    bytesSent: body.length,
+    attempts: 0,
+    downstreamRemoteAddress: req.socket.remoteAddress ?? '',
+    downstreamLocalAddress: `${req.socket.localAddress ?? ''}:${req.socket.localPort ?? 0}`,
+    requestHeaders: req.headers,
+  };
+  if (route) rec.routeName = route.name;
+  counters.record(rec);
+}

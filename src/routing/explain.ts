@@ -1,0 +1,124 @@
+/**
+ * `remora explain` and `/debug/route`: which route, destination, subset, endpoints and policies a
+ * request would get, and why (each earlier route with the reason it did not match). Pure.
+ */
+import type { Snapshot } from '../config/snapshot.js';
+import { lookupHost } from '../config/compile.js';
+import { parseTarget } from './request-target.js';
+import { describeMatch, explainMatch, matchRoute, type RequestView } from './route.js';
+
+export interface ExplainRequest {
+  method: string;
+  url: string;
+  headers: Record<string, string>;
+}
+
+export interface Explanation {
+  request: { method: string; authority: string; path: string; query: string; port: number };
+  configVersion: number;
+  host: { name: string; matched: string | undefined; virtualService: string | undefined; service: string | undefined };
+  routes: Array<{ name: string; origin: string; matched: boolean; match?: string; why: string[] }>;
+  outcome: string;
+  route?: string;
+  action?: string;
+  destinations?: Array<{ host: string; subset: string; port: number; weight: number; share: string; cluster: string | undefined; endpoints: string[]; lb?: string; connectionPool?: unknown; outlierDetection?: unknown }>;
+  timeout?: string;
+  retries?: unknown;
+  fault?: unknown;
+  mirrors?: string[];
+  rewrite?: unknown;
+}
+
+export function explainRequest(snap: Snapshot, req: ExplainRequest): Explanation {
+  const headers: Record<string, string> = {};
+  for (const [k, v] of Object.entries(req.headers)) headers[k.toLowerCase()] = v;
+  const t = parseTarget(req.url, headers.host);
+  const method = req.method.toUpperCase();
+  const base: Explanation = {
+    request: { method, authority: t?.authority ?? '', path: t?.path ?? '', query: t?.query ?? '', port: t ? t.explicitPort || 80 : 0 },
+    configVersion: snap.version,
+    host: { name: t?.host ?? '', matched: undefined, virtualService: undefined, service: undefined },
+    routes: [],
+    outcome: '',
+  };
+  if (!t) return { ...base, outcome: '400 bad request target' };
+  const port = t.explicitPort || (t.scheme === 'https' ? 443 : 80);
+  const entry = lookupHost(snap, t.host);
+  if (!entry || !entry.vhost) {
+    base.outcome = snap.outboundTrafficPolicy === 'REGISTRY_ONLY'
+      ? `502 (flag NR): ${t.host} is not in the registry and outboundTrafficPolicy is REGISTRY_ONLY`
+      : `passthrough to ${t.host}:${port} (ALLOW_ANY): no VirtualService or ServiceEntry knows ${t.host}`;
+    return base;
+  }
+  base.host.matched = entry.host;
+  base.host.virtualService = entry.vhost.origin.startsWith('VirtualService/') ? entry.vhost.origin : undefined;
+  base.host.service = entry.service?.origin;
+  headers.host ??= t.authority;
+  const view: RequestView = { method, path: t.path, query: t.query, scheme: t.scheme, authority: t.authority, port, headers };
+  for (const r of entry.vhost.routes) {
+    const mi = matchRoute(r, view);
+    if (mi >= 0) {
+      base.routes.push({ name: r.name, origin: r.origin, matched: true, match: r.matches.length ? describeMatch(r.matches[mi]!) : 'everything', why: [] });
+      base.route = r.name;
+      base.timeout = r.timeoutMs > 0 ? `${r.timeoutMs}ms` : 'disabled (Istio default)';
+      base.retries = { attempts: r.retry.attempts, perTryTimeoutMs: r.retry.perTryTimeoutMs, retryOn: r.retry.retryOn, retryIgnorePreviousHosts: r.retry.retryIgnorePreviousHosts };
+      if (r.fault) base.fault = r.fault;
+      if (r.rewrite) base.rewrite = { uri: r.rewrite.uri, authority: r.rewrite.authority, regex: r.rewrite.regex?.source };
+      if (r.mirrors.length) base.mirrors = r.mirrors.map((m) => `${m.destination.host}${m.destination.subset ? ` subset ${m.destination.subset}` : ''} (${m.percent}%)`);
+      const a = r.action;
+      if (a.kind === 'direct') { base.action = `direct response ${a.status}`; base.outcome = `${a.status} direct response`; }
+      else if (a.kind === 'redirect') { base.action = `redirect ${a.code}`; base.outcome = `${a.code} redirect${a.uri ? ` to ${a.uri}` : ''}`; }
+      else {
+        base.action = 'route';
+        base.destinations = a.destinations.map((d) => {
+          const p = d.port || (d.clusters.has(port) ? port : d.defaultPort || port);
+          const c = d.clusters.get(p);
+          const share = a.total > 0 ? `${((d.weight / a.total) * 100).toFixed(1)}%` : '0%';
+          const out: NonNullable<Explanation['destinations']>[number] = {
+            host: d.host, subset: d.subset, port: p, weight: d.weight, share, cluster: c?.name,
+            endpoints: c ? c.endpoints.map((e) => `${e.key}${Object.keys(e.labels).length ? ` ${JSON.stringify(e.labels)}` : ''}${e.weight !== 1 ? ` weight ${e.weight}` : ''}`) : [],
+          };
+          if (c) { out.lb = c.policy.lb.kind; out.connectionPool = c.policy.pool; out.outlierDetection = c.policy.outlier ?? 'off'; }
+          return out;
+        });
+        const missing = base.destinations.filter((d) => !d.cluster);
+        base.outcome = missing.length === base.destinations.length
+          ? `503 (flag NC): no cluster for ${missing.map((m) => `${m.host}${m.subset ? ` subset ${m.subset}` : ''} port ${m.port}`).join(', ')}`
+          : `forwarded to ${base.destinations.map((d) => `${d.cluster ?? 'NC'} (${d.share})`).join(', ')}`;
+      }
+      return base;
+    }
+    base.routes.push({ name: r.name, origin: r.origin, matched: false, why: r.matches.map((m, i) => `match[${i}] (${describeMatch(m)}): ${explainMatch(m, view).join('; ')}`) });
+  }
+  base.outcome = '404 (flag NR): no route matched';
+  return base;
+}
+
+export function formatExplanation(e: Explanation): string {
+  const out: string[] = [];
+  out.push(`request:  ${e.request.method} ${e.request.authority}${e.request.path}${e.request.query ? `?${e.request.query}` : ''} (port ${e.request.port}), config version ${e.configVersion}`);
+  out.push(`host:     ${e.host.name} → ${e.host.matched ?? '(not in registry)'}${e.host.virtualService ? ` via ${e.host.virtualService}` : ''}${e.host.service ? ` [service from ${e.host.service}]` : ''}`);
+  for (const r of e.routes) {
+    if (r.matched) out.push(`route:    ✔ ${r.name} (${r.origin}) matched on ${r.match}`);
+    else {
+      out.push(`route:    ✘ ${r.name} (${r.origin}) did not match:`);
+      for (const w of r.why) out.push(`            ${w}`);
+    }
+  }
+  if (e.destinations) {
+    for (const d of e.destinations) {
+      out.push(`dest:     ${d.host}${d.subset ? ` subset ${d.subset}` : ''} port ${d.port}: weight ${d.weight} (${d.share}) → ${d.cluster ?? 'NO CLUSTER (503 NC)'}`);
+      if (d.cluster) {
+        out.push(`          lb ${d.lb}; outlier detection ${typeof d.outlierDetection === 'string' ? d.outlierDetection : JSON.stringify(d.outlierDetection)}`);
+        out.push(`          endpoints: ${d.endpoints.length ? d.endpoints.join(', ') : '(none → 503 UH)'}`);
+      }
+    }
+  }
+  if (e.timeout) out.push(`timeout:  ${e.timeout}`);
+  if (e.retries) out.push(`retries:  ${JSON.stringify(e.retries)}`);
+  if (e.fault) out.push(`fault:    ${JSON.stringify(e.fault)}`);
+  if (e.rewrite) out.push(`rewrite:  ${JSON.stringify(e.rewrite)}`);
+  if (e.mirrors) out.push(`mirrors:  ${e.mirrors.join(', ')}`);
+  out.push(`outcome:  ${e.outcome}`);
+  return `${out.join('\n')}\n`;
+}

@@ -1,0 +1,141 @@
+/**
+ * Owns the live side of clusters across snapshot swaps: one ClusterRuntime per cluster name (LB,
+ * outlier, limits) and one keep-alive undici Pool per endpoint and connection settings.
+ * On a swap, runtimes are updated in place, new ones created, removed ones dropped; pools no longer
+ * referenced are closed gracefully (in-flight requests finish first) in small batches, never recursively.
+ */
+import { Pool } from 'undici';
+import type { ClusterDef, ClusterRuntime, Endpoint, PoolLimits } from '../model.js';
+import type { Snapshot } from '../config/snapshot.js';
+import { createClusterRuntime } from './cluster-runtime.js';
+import { compileClusterPolicy } from './policy.js';
+
+const MAX_U32 = 4294967295;
+
+export interface PoolDefaults {
+  /** Upper bound of idle keep-alive time (ms). undici lowers it further from a server's `Keep-Alive: timeout=` hint. */
+  keepAliveMs: number;
+  /** Time to wait for response headers when no route timeout applies (ms). */
+  headersTimeoutMs: number;
+}
+
+export class ClusterManager {
+  private runtimes = new Map<string, ClusterRuntime>();
+  private pools = new Map<string, Pool>();
+  /** Passthrough/ NONE clusters created on demand, keyed by host:port (bounded). */
+  private dynamic = new Map<string, ClusterRuntime>();
+
+  constructor(private readonly rand: () => number, private readonly now: () => number, private readonly poolDefaults: PoolDefaults) {}
+
+  runtime(def: ClusterDef): ClusterRuntime {
+    let rt = this.runtimes.get(def.name);
+    if (rt === undefined) {
+      rt = createClusterRuntime(def, this.rand, this.now());
+      this.runtimes.set(def.name, rt);
+    } else if (rt.def !== def) {
+      rt.update(def);
+    }
+    return rt;
+  }
+
+  /** A one-endpoint cluster for traffic to a host:port outside the registry (ALLOW_ANY, resolution NONE). */
+  passthrough(host: string, port: number, base?: ClusterDef): ClusterRuntime {
+    const key = `${base?.name ?? 'PassthroughCluster'}|${host}:${port}`;
+    let rt = this.dynamic.get(key);
+    if (rt === undefined) {
+      if (this.dynamic.size >= 1024) this.evictDynamic();
+      const ep: Endpoint = { key: `${host}:${port}`, address: host, port, labels: {}, weight: 1 };
+      const def: ClusterDef = {
+        name: base?.name ?? 'PassthroughCluster',
+        host: base?.host ?? host,
+        port,
+        subset: base?.subset ?? '',
+        policy: base?.policy ?? compileClusterPolicy({}, port),
+        endpoints: [ep],
+        resolution: 'PASSTHROUGH',
+        protocol: base?.protocol ?? '',
+      };
+      rt = createClusterRuntime(def, this.rand, this.now());
+      this.dynamic.set(key, rt);
+    }
+    return rt;
+  }
+
+  private evictDynamic(): void {
+    // Drop the oldest half; their pools close when unused.
+    let n = this.dynamic.size >> 1;
+    for (const k of this.dynamic.keys()) { if (n-- <= 0) break; this.dynamic.delete(k); }
+  }
+
+  pool(ep: Endpoint, limits: PoolLimits): Pool {
+    const key = poolKey(ep, limits);
+    let p = this.pools.get(key);
+    if (p === undefined) {
+      const keepAlive = Math.min(this.poolDefaults.keepAliveMs, limits.httpIdleTimeoutMs || this.poolDefaults.keepAliveMs);
+      p = new Pool(`http://${ep.address.includes(':') ? `[${ep.address}]` : ep.address}:${ep.port}`, {
+        connections: limits.maxConnections >= MAX_U32 ? null : limits.maxConnections,
+        pipelining: 1,
+        keepAliveTimeout: keepAlive,
+        keepAliveMaxTimeout: keepAlive,
+        // undici subtracts this from a server's Keep-Alive hint so we close before the server does (the 503 UC race).
+        keepAliveTimeoutThreshold: 1000,
+        connectTimeout: limits.connectTimeoutMs,
+        headersTimeout: 0,
+        bodyTimeout: 0,
+        maxRequestsPerClient: limits.maxRequestsPerConnection > 0 ? limits.maxRequestsPerConnection : undefined,
+        clientTtl: limits.maxConnectionDurationMs > 0 ? limits.maxConnectionDurationMs : null,
+        strictContentLength: true,
+      } as Pool.Options);
+      p.on('connectionError', () => { /* reported per request */ });
+      this.pools.set(key, p);
+    }
+    return p;
+  }
+
+  /** After a swap: refresh runtimes, forget removed clusters, close pools nobody references. */
+  onSnapshot(snap: Snapshot): void {
+    const live = new Set<string>();
+    for (const def of snap.clusters.values()) {
+      const rt = this.runtimes.get(def.name);
+      if (rt !== undefined && rt.def !== def) rt.update(def);
+      for (const ep of def.endpoints) live.add(poolKey(ep, def.policy.pool));
+    }
+    for (const name of [...this.runtimes.keys()]) if (!snap.clusters.has(name)) this.runtimes.delete(name);
+    for (const rt of this.dynamic.values()) for (const ep of rt.def.endpoints) live.add(poolKey(ep, rt.def.policy.pool));
+    const dead: Pool[] = [];
+    for (const [k, p] of this.pools) if (!live.has(k)) { this.pools.delete(k); dead.push(p); }
+    closeInBatches(dead);
+  }
+
+  clusters(): ClusterRuntime[] {
+    return [...this.runtimes.values(), ...this.dynamic.values()];
+  }
+
+  poolCount(): number {
+    return this.pools.size;
+  }
+
+  async close(): Promise<void> {
+    const all = [...this.pools.values()];
+    this.pools.clear();
+    await Promise.allSettled(all.map((p) => p.close()));
+  }
+
+  async destroy(): Promise<void> {
+    const all = [...this.pools.values()];
+    this.pools.clear();
+    await Promise.allSettled(all.map((p) => p.destroy()));
+  }
+}
+
+function poolKey(ep: Endpoint, l: PoolLimits): string {
+  return `${ep.key}|${l.maxConnections}|${l.connectTimeoutMs}|${l.maxRequestsPerConnection}|${l.httpIdleTimeoutMs}|${l.maxConnectionDurationMs}`;
+}
+
+/** Close removed pools a few at a time from the event loop (CVE-2022-23606: no deep recursion on mass removal). */
+function closeInBatches(pools: Pool[]): void {
+  if (pools.length === 0) return;
+  const batch = pools.splice(0, 64);
+  for (const p of batch) p.close().catch(() => { /* already closed */ });
+  if (pools.length > 0) setImmediate(closeInBatches, pools);
+}
