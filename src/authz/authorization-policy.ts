@@ -1,0 +1,307 @@
+/**
+ * Istio `security.istio.io` AuthorizationPolicy evaluation for the workload this sidecar serves, in Istio's
+ * order: CUSTOM (no ext-authz provider here: a matching CUSTOM policy denies, fail closed), then DENY, then
+ * ALLOW (if any ALLOW policy applies, a request must match one), AUDIT ignored. Pure.
+ */
+import { cidrContains, parseCidr, parseIp, type Cidr } from './cidr.js';
+
+/** Structural: a Remora `Resource` of kind AuthorizationPolicy fits. */
+export interface AuthorizationPolicyLike {
+  metadata: { name?: string; namespace?: string };
+  spec?: Record<string, unknown>;
+}
+
+export interface AuthzWorkload {
+  namespace: string;
+  labels: Readonly<Record<string, string>>;
+  /** Istio root namespace (meshConfig.rootNamespace): its policies apply mesh-wide. Default `istio-system`. */
+  rootNamespace?: string;
+}
+
+export interface AuthzRequest {
+  /** Downstream peer address (Istio `source.ip`). */
+  sourceIp: string;
+  /** Original client address (Istio `remote.ip`, from X-Forwarded-For with numTrustedProxies); default sourceIp. */
+  remoteIp?: string;
+  /** Peer namespace. Istio derives it from the mTLS identity; without mTLS Remora maps the peer IP to a pod. */
+  sourceNamespace?: string;
+  /** mTLS peer identity `cluster.local/ns/x/sa/y`; undefined on plaintext (then `principals` never match). */
+  sourcePrincipal?: string;
+  method: string;
+  /** Request path; the query string is ignored for `paths`. */
+  path: string;
+  /** Host / :authority. */
+  host: string;
+  /** Destination (listener / app) port. */
+  port: number;
+  /** Lowercase header names. */
+  headers: Readonly<Record<string, string | string[] | undefined>>;
+}
+
+export interface AuthzDecision {
+  allowed: boolean;
+  /** `ns/name` of the deciding policy (the matching DENY/CUSTOM or ALLOW policy). */
+  policy?: string;
+  /**
+   * Envoy RESPONSE_CODE_DETAILS for a denial: `rbac_access_denied_matched_policy[ns[NS]-policy[NAME]-rule[I]]`
+   * (Istio's RBAC policy naming) or `rbac_access_denied_matched_policy[none]` when no ALLOW policy matched.
+   */
+  details?: string;
+}
+
+export type AuthzEvaluator = ((req: AuthzRequest) => AuthzDecision) & {
+  /** Fields and conditions Remora cannot evaluate, with how they were treated. */
+  readonly warnings: readonly string[];
+  /** Whether any policy applies to this workload (when false, every request is allowed). */
+  readonly active: boolean;
+};
+
+type Matcher = (req: AuthzRequest) => boolean;
+
+interface CompiledPolicy {
+  id: string;
+  ns: string;
+  name: string;
+  action: 'ALLOW' | 'DENY' | 'CUSTOM';
+  rules: Matcher[];
+}
+
+export const DEFAULT_ROOT_NAMESPACE = 'istio-system';
+
+export function compileAuthorizationPolicies(policies: readonly AuthorizationPolicyLike[], workload: AuthzWorkload): AuthzEvaluator {
+  const root = workload.rootNamespace ?? DEFAULT_ROOT_NAMESPACE;
+  const warnings: string[] = [];
+  const compiled: CompiledPolicy[] = [];
+  for (const p of policies) {
+    const ns = p.metadata.namespace ?? 'default';
+    const name = p.metadata.name ?? '';
+    if (ns !== workload.namespace && ns !== root) continue;
+    const spec = (p.spec ?? {}) as Record<string, unknown>;
+    if (spec.targetRef || spec.targetRefs) continue; // targetRef policies bind to gateways/waypoints, not sidecars
+    const selector = (spec.selector as { matchLabels?: Record<string, string> } | undefined)?.matchLabels;
+    if (selector && !Object.entries(selector).every(([k, v]) => workload.labels[k] === v)) continue;
+    const action = typeof spec.action === 'string' ? spec.action : 'ALLOW';
+    if (action === 'AUDIT') continue; // AUDIT only marks requests for a logging provider
+    if (action !== 'ALLOW' && action !== 'DENY' && action !== 'CUSTOM') {
+      warnings.push(`${ns}/${name}: unknown action ${action}; policy ignored`);
+      continue;
+    }
+    const id = `${ns}/${name}`;
+    const warn = (msg: string): void => {
+      warnings.push(`${id}: ${msg}`);
+    };
+    if (action === 'CUSTOM') warn('CUSTOM (ext-authz) is not supported: requests matching its rules are denied (fail closed)');
+    const rules = Array.isArray(spec.rules) ? (spec.rules as unknown[]) : [];
+    compiled.push({
+      id,
+      ns,
+      name,
+      action,
+      rules: rules.map((r, i) => compileRule((r ?? {}) as Record<string, unknown>, action !== 'ALLOW', (m) => warn(`rules[${i}]: ${m}`))),
+    });
+  }
+  const custom = compiled.filter((p) => p.action === 'CUSTOM');
+  const deny = compiled.filter((p) => p.action === 'DENY');
+  const allow = compiled.filter((p) => p.action === 'ALLOW');
+  const firstMatch = (list: CompiledPolicy[], req: AuthzRequest): { p: CompiledPolicy; rule: number } | undefined => {
+    for (const p of list) {
+      const rule = p.rules.findIndex((m) => m(req));
+      if (rule >= 0) return { p, rule };
+    }
+    return undefined;
+  };
+  const rbacName = (p: CompiledPolicy, rule: number): string => `rbac_access_denied_matched_policy[ns[${p.ns}]-policy[${p.name}]-rule[${rule}]]`;
+  const evaluate = (req: AuthzRequest): AuthzDecision => {
+    const c = firstMatch(custom, req) ?? firstMatch(deny, req);
+    if (c) return { allowed: false, policy: c.p.id, details: rbacName(c.p, c.rule) };
+    if (allow.length === 0) return { allowed: true };
+    const a = firstMatch(allow, req);
+    if (a) return { allowed: true, policy: a.p.id };
+    return { allowed: false, details: 'rbac_access_denied_matched_policy[none]' };
+  };
+  return Object.assign(evaluate, { warnings, active: compiled.length > 0 });
+}
+
+/**
+ * One rule: from (any source) AND to (any operation) AND every when condition; an absent section matches all.
+ * `lenient` is true for DENY/CUSTOM: a field Remora cannot evaluate is dropped from the rule (it matches more,
+ * so it denies more), as Istio does with HTTP-only fields on TCP; for ALLOW such a rule never matches.
+ */
+function compileRule(rule: Record<string, unknown>, lenient: boolean, warn: (m: string) => void): Matcher {
+  const parts: Matcher[] = [];
+  const unsupported = (what: string): void => {
+    warn(`${what} is not supported; ${lenient ? 'ignored (the DENY rule matches more)' : 'the ALLOW rule never matches'}`);
+    if (!lenient) parts.push(() => false);
+  };
+  const from = Array.isArray(rule.from) ? (rule.from as Array<{ source?: Record<string, unknown> }>) : undefined;
+  if (from && from.length > 0) {
+    const sources = from.map((f) => compileSource(f.source ?? {}, unsupported));
+    parts.push((req) => sources.some((s) => s(req)));
+  }
+  const to = Array.isArray(rule.to) ? (rule.to as Array<{ operation?: Record<string, unknown> }>) : undefined;
+  if (to && to.length > 0) {
+    const ops = to.map((t) => compileOperation(t.operation ?? {}, unsupported));
+    parts.push((req) => ops.some((o) => o(req)));
+  }
+  const when = Array.isArray(rule.when) ? (rule.when as Array<{ key?: string; values?: string[]; notValues?: string[] }>) : [];
+  for (const c of when) {
+    const m = compileCondition(c, unsupported);
+    if (m) parts.push(m);
+  }
+  return (req) => parts.every((m) => m(req));
+}
+
+const strings = (v: unknown): string[] | undefined => (Array.isArray(v) ? v.map(String) : undefined);
+
+/** Istio string match: exact, `prefix*`, `*suffix`, or `*` (any non-empty value). */
+export function stringMatch(pattern: string, value: string): boolean {
+  if (pattern === '*') return value !== '';
+  if (pattern.endsWith('*')) return value.startsWith(pattern.slice(0, -1));
+  if (pattern.startsWith('*')) return value.endsWith(pattern.slice(1));
+  return value === pattern;
+}
+
+/** `values` (any must match) and `notValues` (none may match) over one possibly-absent value. */
+function valuesMatcher(values: string[] | undefined, notValues: string[] | undefined, cmp: (pattern: string, v: string) => boolean) {
+  return (v: string | undefined): boolean => {
+    if (values && values.length > 0 && (v === undefined || !values.some((p) => cmp(p, v)))) return false;
+    if (notValues && notValues.length > 0 && v !== undefined && notValues.some((p) => cmp(p, v))) return false;
+    return true;
+  };
+}
+
+function ipMatcher(cidrs: string[] | undefined, notCidrs: string[] | undefined): (ip: string) => boolean {
+  const parse = (l: string[] | undefined) => (l ?? []).map(parseCidr).filter((c): c is Cidr => c !== undefined);
+  const yes = parse(cidrs);
+  const no = parse(notCidrs);
+  const anyYes = (cidrs ?? []).length > 0;
+  return (ipText) => {
+    const ip = parseIp(ipText);
+    if (anyYes && (!ip || !yes.some((c) => cidrContains(c, ip)))) return false;
+    if (ip && no.some((c) => cidrContains(c, ip))) return false;
+    return true;
+  };
+}
+
+function compileSource(src: Record<string, unknown>, unsupported: (what: string) => void): Matcher {
+  const ms: Matcher[] = [];
+  if (src.principals || src.notPrincipals) {
+    const m = valuesMatcher(strings(src.principals), strings(src.notPrincipals), stringMatch);
+    ms.push((req) => m(req.sourcePrincipal));
+  }
+  if (src.requestPrincipals || src.notRequestPrincipals) {
+    // JWT (RequestAuthentication) is not implemented: there is never a request principal.
+    const m = valuesMatcher(strings(src.requestPrincipals), strings(src.notRequestPrincipals), stringMatch);
+    ms.push(() => m(undefined));
+  }
+  if (src.namespaces || src.notNamespaces) {
+    const m = valuesMatcher(strings(src.namespaces), strings(src.notNamespaces), stringMatch);
+    ms.push((req) => m(req.sourceNamespace));
+  }
+  if (src.ipBlocks || src.notIpBlocks) {
+    const m = ipMatcher(strings(src.ipBlocks), strings(src.notIpBlocks));
+    ms.push((req) => m(req.sourceIp));
+  }
+  if (src.remoteIpBlocks || src.notRemoteIpBlocks) {
+    const m = ipMatcher(strings(src.remoteIpBlocks), strings(src.notRemoteIpBlocks));
+    ms.push((req) => m(req.remoteIp ?? req.sourceIp));
+  }
+  for (const k of Object.keys(src)) {
+    if (!['principals', 'notPrincipals', 'requestPrincipals', 'notRequestPrincipals', 'namespaces', 'notNamespaces', 'ipBlocks', 'notIpBlocks', 'remoteIpBlocks', 'notRemoteIpBlocks'].includes(k)) {
+      unsupported(`from.source.${k}`);
+    }
+  }
+  return (req) => ms.every((m) => m(req));
+}
+
+function hostWithoutPort(host: string): string {
+  if (host.startsWith('[')) {
+    const end = host.indexOf(']');
+    return end >= 0 ? host.slice(0, end + 1) : host;
+  }
+  const colon = host.lastIndexOf(':');
+  return colon >= 0 && host.indexOf(':') === colon ? host.slice(0, colon) : host;
+}
+
+function compileOperation(op: Record<string, unknown>, unsupported: (what: string) => void): Matcher {
+  const ms: Matcher[] = [];
+  if (op.methods || op.notMethods) {
+    const m = valuesMatcher(strings(op.methods), strings(op.notMethods), (p, v) => p === v);
+    ms.push((req) => m(req.method));
+  }
+  if (op.paths || op.notPaths) {
+    const m = valuesMatcher(strings(op.paths), strings(op.notPaths), stringMatch);
+    ms.push((req) => {
+      const q = req.path.search(/[?#]/);
+      return m(q >= 0 ? req.path.slice(0, q) : req.path);
+    });
+  }
+  if (op.ports || op.notPorts) {
+    const m = valuesMatcher(strings(op.ports), strings(op.notPorts), (p, v) => p === v);
+    ms.push((req) => m(String(req.port)));
+  }
+  if (op.hosts || op.notHosts) {
+    // Case-insensitive; a pattern matches the Host with or without its port.
+    const cmp = (p: string, v: string): boolean => stringMatch(p.toLowerCase(), v.toLowerCase());
+    const yes = strings(op.hosts) ?? [];
+    const no = strings(op.notHosts) ?? [];
+    ms.push((req) => {
+      const forms = [req.host, hostWithoutPort(req.host)];
+      if (yes.length > 0 && !forms.some((h) => yes.some((p) => cmp(p, h)))) return false;
+      if (no.length > 0 && forms.some((h) => no.some((p) => cmp(p, h)))) return false;
+      return true;
+    });
+  }
+  for (const k of Object.keys(op)) {
+    if (!['methods', 'notMethods', 'paths', 'notPaths', 'ports', 'notPorts', 'hosts', 'notHosts'].includes(k)) unsupported(`to.operation.${k}`);
+  }
+  return (req) => ms.every((m) => m(req));
+}
+
+function headerValue(req: AuthzRequest, name: string): string | undefined {
+  const v = req.headers[name.toLowerCase()];
+  return Array.isArray(v) ? v.join(',') : v;
+}
+
+function compileCondition(c: { key?: string; values?: string[]; notValues?: string[] }, unsupported: (what: string) => void): Matcher | undefined {
+  const key = c.key ?? '';
+  const values = strings(c.values);
+  const notValues = strings(c.notValues);
+  const header = /^request\.headers\[(.+)\]$/.exec(key);
+  if (header) {
+    const m = valuesMatcher(values, notValues, stringMatch);
+    const name = header[1]!;
+    return (req) => m(headerValue(req, name));
+  }
+  switch (key) {
+    case 'source.ip': {
+      const m = ipMatcher(values, notValues);
+      return (req) => m(req.sourceIp);
+    }
+    case 'remote.ip': {
+      const m = ipMatcher(values, notValues);
+      return (req) => m(req.remoteIp ?? req.sourceIp);
+    }
+    case 'source.namespace': {
+      const m = valuesMatcher(values, notValues, stringMatch);
+      return (req) => m(req.sourceNamespace);
+    }
+    case 'source.principal': {
+      const m = valuesMatcher(values, notValues, stringMatch);
+      return (req) => m(req.sourcePrincipal);
+    }
+    case 'request.auth.principal':
+    case 'request.auth.audiences':
+    case 'request.auth.presenter': {
+      const m = valuesMatcher(values, notValues, stringMatch);
+      return () => m(undefined); // no JWT support: never present
+    }
+    case 'destination.port': {
+      const m = valuesMatcher(values, notValues, (p, v) => p === v);
+      return (req) => m(String(req.port));
+    }
+    default:
+      unsupported(`when key ${key}`);
+      return undefined;
+  }
+}
