@@ -1,0 +1,76 @@
+/**
+ * Envoy/Istio circuit breaking for one cluster: counters, not a state machine. Admission is refused at once
+ * (503 UO upstream) when requests in flight reach http2MaxRequests (rq_overflow) or maxConnections +
+ * http1MaxPendingRequests (pending_overflow); retries are refused over maxRetries or the retry budget.
+ */
+
+import type { AdmitResult, PoolLimits, RetryBudgetPolicy } from '../model.js';
+import { retryBudgetAllows } from './retry-budget.js';
+
+export class ResourceLimits {
+  /** Admitted requests in flight (Envoy rq_active + rq_pending_active). */
+  active = 0;
+  activeRetries = 0;
+  /** Overflow counters (Envoy: upstream_rq_pending_overflow, upstream_rq_retry_overflow …). */
+  rqOverflow = 0;
+  pendingOverflow = 0;
+  retryOverflow = 0;
+  retryBudgetExhausted = 0;
+
+  constructor(private pool: PoolLimits, private budget: RetryBudgetPolicy) {}
+
+  setPolicy(pool: PoolLimits, budget: RetryBudgetPolicy): void {
+    this.pool = pool;
+    this.budget = budget;
+  }
+
+  /**
+   * With HTTP/1 one request holds one connection, so requests beyond maxConnections are the ones waiting
+   * for a connection (Envoy's pending queue).
+   */
+  get pending(): number {
+    const p = this.active - this.pool.maxConnections;
+    return p > 0 ? p : 0;
+  }
+
+  /** Checked in this order: http2MaxRequests (concurrent requests, HTTP/1 too), then the pending queue. */
+  admit(): AdmitResult {
+    const a = this.active;
+    if (a >= this.pool.http2MaxRequests) {
+      this.rqOverflow++;
+      return 'rq_overflow';
+    }
+    if (a >= this.pool.maxConnections + this.pool.http1MaxPendingRequests) {
+      this.pendingOverflow++;
+      return 'pending_overflow';
+    }
+    this.active = a + 1;
+    return 'ok';
+  }
+
+  release(): void {
+    if (this.active > 0) this.active--;
+  }
+
+  /**
+   * Both maxRetries and the budget apply (Envoy lets a configured budget replace max_retries; Remora's budget
+   * is on by default, so replacing would silently ignore a user's explicit maxRetries — the tighter one wins).
+   */
+  tryStartRetry(): boolean {
+    if (this.activeRetries >= this.pool.maxRetries) {
+      this.retryOverflow++;
+      return false;
+    }
+    if (!retryBudgetAllows(this.budget, this.activeRetries, this.active)) {
+      this.retryOverflow++;
+      this.retryBudgetExhausted++;
+      return false;
+    }
+    this.activeRetries++;
+    return true;
+  }
+
+  endRetry(): void {
+    if (this.activeRetries > 0) this.activeRetries--;
+  }
+}
