@@ -19,6 +19,7 @@ Options:
       --image IMG         sidecar image (default ${defaultImage()})
       --config-map NAME   ConfigMap mounted at /etc/remora/config (default ${DEFAULT_CONFIG_MAP})
       --no-native-sidecar classic sidecar: first in containers, with a postStart "remora wait" hook
+      --kubernetes        sidecars watch the Kubernetes API (--kubernetes of remora run)
       --inject-iptables   add the remora-init container with the iptables capture rules
       --no-rewrite-probes leave the app's httpGet probes alone
   -h, --help              show this help
@@ -43,6 +44,7 @@ export async function main(argv: string[]): Promise<number> {
         'no-native-sidecar': { type: 'boolean' },
         'inject-iptables': { type: 'boolean' },
         'no-rewrite-probes': { type: 'boolean' },
+        kubernetes: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -78,6 +80,7 @@ export async function main(argv: string[]): Promise<number> {
       configMap: values['config-map'] ?? DEFAULT_CONFIG_MAP,
       nativeSidecar: values['no-native-sidecar'] !== true,
       iptables: values['inject-iptables'] === true,
+        kubernetes: values.kubernetes === true,
       rewriteProbes: values['no-rewrite-probes'] !== true,
     });
   } catch (err) {

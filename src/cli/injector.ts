@@ -22,6 +22,7 @@ Options:
       --image IMG         sidecar image (default ${defaultImage()})
       --config-map NAME   ConfigMap mounted at /etc/remora/config (default ${DEFAULT_CONFIG_MAP})
       --no-native-sidecar classic sidecar with a postStart "remora wait" hook
+      --kubernetes        sidecars watch the Kubernetes API (--kubernetes of remora run)
       --inject-iptables   add the remora-init iptables container
       --max-body-bytes N  largest accepted review (default ${DEFAULT_MAX_BODY_BYTES})
       --drain-seconds N   at SIGTERM, wait this long for open requests (default 5)
@@ -44,6 +45,7 @@ export async function main(argv: string[]): Promise<number> {
         'config-map': { type: 'string' },
         'no-native-sidecar': { type: 'boolean' },
         'inject-iptables': { type: 'boolean' },
+        kubernetes: { type: 'boolean' },
         'max-body-bytes': { type: 'string' },
         'drain-seconds': { type: 'string', default: '5' },
         help: { type: 'boolean', short: 'h' },
@@ -92,6 +94,7 @@ export async function main(argv: string[]): Promise<number> {
         configMap: values['config-map'] ?? DEFAULT_CONFIG_MAP,
         nativeSidecar: values['no-native-sidecar'] !== true,
         iptables: values['inject-iptables'] === true,
+        kubernetes: values.kubernetes === true,
       },
       onReview: (r) => process.stdout.write(`review ${r.uid ?? '-'} ${r.pod}: ${r.result}${r.detail ? ` (${r.detail})` : ''}\n`),
     });

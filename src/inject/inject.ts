@@ -43,6 +43,12 @@ export interface InjectOptions {
   rewriteProbes?: boolean;
   /** Default IfNotPresent. */
   imagePullPolicy?: string;
+  /**
+   * Pass `--kubernetes` to the sidecar (watch Services/EndpointSlices/Istio objects; needs the
+   * remora-proxy ClusterRole bound to the pod's service account); default false. The pod
+   * annotation `remora.io/kubernetes: "true"|"false"` overrides.
+   */
+  kubernetes?: boolean;
 }
 
 export interface InjectResult {
@@ -297,6 +303,8 @@ function sidecarContainer(p: {
   native: boolean;
 }): Obj {
   const args = ['run', '--config', CONFIG_MOUNT_PATH];
+  const k8s = p.annotations['remora.io/kubernetes'];
+  if (k8s !== undefined ? !isFalse(k8s) && k8s.trim() !== '' : p.opts.kubernetes === true) args.push('--kubernetes');
   if (p.appPorts.length > 0) args.push('--app-port', p.appPorts.join(','));
   const fieldEnv = (name: string, fieldPath: string): Obj => ({ name, valueFrom: { fieldRef: { fieldPath } } });
   const env: Obj[] = [

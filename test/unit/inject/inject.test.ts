@@ -298,3 +298,16 @@ describe('podPatch', () => {
     expect(podPatch(injected, opts)).toEqual([]);
   });
 });
+
+describe('kubernetes discovery flag', () => {
+  const pod = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p' }, spec: { containers: [{ name: 'a', image: 'x' }] } };
+  const argsOf = (o: unknown): string[] => sidecarOf(o as Obj).args;
+  it('adds --kubernetes by option, and the pod annotation overrides either way', () => {
+    expect(argsOf(injectObject(pod, opts).object)).not.toContain('--kubernetes');
+    expect(argsOf(injectObject(pod, { ...opts, kubernetes: true }).object)).toContain('--kubernetes');
+    const off = { ...pod, metadata: { name: 'p', annotations: { 'remora.io/kubernetes': 'false' } } };
+    expect(argsOf(injectObject(off, { ...opts, kubernetes: true }).object)).not.toContain('--kubernetes');
+    const on = { ...pod, metadata: { name: 'p', annotations: { 'remora.io/kubernetes': 'true' } } };
+    expect(argsOf(injectObject(on, opts).object)).toContain('--kubernetes');
+  });
+});
