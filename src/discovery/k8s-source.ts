@@ -381,6 +381,15 @@ class Watcher {
 
   private onError(err: unknown): void {
     if (this.src.closed || this.watch.closed) return;
+    const status = err instanceof KubernetesApiError ? err.statusCode : (err as { statusCode?: number } | undefined)?.statusCode;
+    if (status === 404 && this.spec.optional && this.informer) {
+      // The CRD was uninstalled: its objects are gone; probe for it (any version) again later.
+      const informer = this.informer;
+      this.informer = undefined;
+      void informer.stop();
+      this.becomeAbsent(`no longer served (${describe(err)})`);
+      return;
+    }
     this.markBroken(err);
     // The informer does not retry by itself. Restarting resumes the watch from the last resourceVersion
     // (or relists, when the failure was the list itself or the version expired).

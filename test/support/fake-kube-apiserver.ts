@@ -195,6 +195,21 @@ export class FakeKubeApiServer {
     for (const w of this.watches) if (w.bookmarks) this.sendBookmark(w);
   }
 
+  /** Stop serving a resource type (a CRD uninstalled, or every version of it): 404 from now on, its watches end. */
+  unserve(group: string, plural: string): void {
+    const type = this.types.find((t) => t.group === group && t.plural === plural);
+    if (!type) throw new Error(`unserve: unknown ${group}/${plural}`);
+    type.versions = [];
+    for (const w of [...this.watches]) if (w.typeKey === typeKeyOf(type)) this.endWatch(w, false, true);
+  }
+
+  /** Serve a resource type (again) at `versions`: a CRD installed after the client started. */
+  serve(group: string, plural: string, versions: string[]): void {
+    const type = this.types.find((t) => t.group === group && t.plural === plural);
+    if (!type) throw new Error(`serve: unknown ${group}/${plural}`);
+    type.versions = [...versions];
+  }
+
   get openWatches(): number {
     return this.watches.size;
   }

@@ -266,6 +266,22 @@ describe('KubernetesSource against the fake API server', () => {
     await waitFor('SE through v1beta1 watch', () => src.current().resources.some((r) => r.kind === 'ServiceEntry'));
   });
 
+  it('an uninstalled CRD empties its kind instead of retrying forever; reinstalled, it comes back', async () => {
+    const { api, make, logs } = await setup();
+    api.apply({ apiVersion: 'networking.istio.io/v1', kind: 'VirtualService', metadata: { name: 'r', namespace: 'default' }, spec: { hosts: ['a'] } });
+    const src = make({ reprobeMs: 100 });
+    await src.start();
+    expect(src.current().resources.map((r) => r.kind)).toEqual(['VirtualService']);
+    api.unserve('networking.istio.io', 'virtualservices');
+    await waitFor('VS gone', () => src.current().resources.length === 0, 3000);
+    expect(src.versions().VirtualService).toBe('');
+    expect(logs.some((l) => /VirtualService: no longer served/.test(l.msg))).toBe(true);
+    api.serve('networking.istio.io', 'virtualservices', ['v1beta1']);
+    await waitFor('VS back through v1beta1', () => src.current().resources.some((r) => r.apiVersion === 'networking.istio.io/v1beta1'), 3000);
+    api.apply({ apiVersion: 'networking.istio.io/v1', kind: 'VirtualService', metadata: { name: 's', namespace: 'default' }, spec: { hosts: ['b'] } });
+    await waitFor('watching again', () => src.current().resources.length === 2, 3000);
+  });
+
   it('--watch-namespaces: only the listed namespaces are listed and watched', async () => {
     const { api, make } = await setup();
     seedReviews(api);
