@@ -161,7 +161,6 @@ export function injectPodTemplate(template: Obj, opts: InjectOptions = {}): { ch
   if (reason !== undefined) return { changed: false, template, skipped: reason };
 
   const annotations = stringMap(meta.annotations);
-  const labels = stringMap(meta.labels);
   const containers = structuredClone(spec.containers as unknown[]);
   const appPorts = collectAppPorts(containers);
 
@@ -170,7 +169,7 @@ export function injectPodTemplate(template: Obj, opts: InjectOptions = {}): { ch
 
   const image = annotations['sidecar.istio.io/proxyImage'] ?? annotations['remora.io/proxyImage'] ?? opts.image ?? DEFAULT_IMAGE;
   const native = opts.nativeSidecar !== false;
-  const sidecar = sidecarContainer({ image, opts, appPorts, labels, probers, annotations, native });
+  const sidecar = sidecarContainer({ image, opts, appPorts, probers, annotations, native });
 
   const added: { initContainers: string[]; containers: string[]; volumes: string[] } = { initContainers: [], containers: [], volumes: [] };
   const initContainers = Array.isArray(spec.initContainers) ? structuredClone(spec.initContainers) : [];
@@ -297,7 +296,6 @@ function sidecarContainer(p: {
   image: string;
   opts: InjectOptions;
   appPorts: number[];
-  labels: Record<string, string>;
   probers: AppProbers;
   annotations: Record<string, string>;
   native: boolean;
@@ -306,6 +304,9 @@ function sidecarContainer(p: {
   const k8s = p.annotations['remora.io/kubernetes'];
   if (k8s !== undefined ? !isFalse(k8s) && k8s.trim() !== '' : p.opts.kubernetes === true) args.push('--kubernetes');
   if (p.appPorts.length > 0) args.push('--app-port', p.appPorts.join(','));
+  // The pod's live labels from the downward API (a label map cannot be an env var); not REMORA_LABELS,
+  // which would be frozen at injection time and would override the file.
+  args.push('--labels-file', `${PODINFO_MOUNT_PATH}/labels`);
   const fieldEnv = (name: string, fieldPath: string): Obj => ({ name, valueFrom: { fieldRef: { fieldPath } } });
   const env: Obj[] = [
     fieldEnv('POD_NAME', 'metadata.name'),
@@ -313,9 +314,6 @@ function sidecarContainer(p: {
     fieldEnv('INSTANCE_IP', 'status.podIP'),
     fieldEnv('SERVICE_ACCOUNT', 'spec.serviceAccountName'),
   ];
-  // Labels are fixed at injection time (a map cannot be an env var); /etc/remora/podinfo/labels has the live set.
-  const labelList = Object.entries(p.labels).map(([k, v]) => `${k}=${v}`).join(',');
-  if (labelList !== '') env.push({ name: 'REMORA_LABELS', value: labelList });
   if (Object.keys(p.probers).length > 0) env.push({ name: 'REMORA_APP_PROBERS', value: JSON.stringify(p.probers) });
   // Keep V8's heap under the container memory limit so GC runs before the OOM killer does.
   env.push({ name: 'NODE_OPTIONS', value: '--max-old-space-size=96' });

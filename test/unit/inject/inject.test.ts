@@ -77,9 +77,9 @@ describe('injectObject: workload kinds', () => {
 
   it('takes the app ports from TCP containerPorts only', () => {
     const sc = sidecarOf(injectObject(byKind(docs, 'ReplicaSet'), opts).object as Obj);
-    expect(sc.args).toEqual(['run', '--config', '/etc/remora/config', '--app-port', '8080']);
+    expect(sc.args).toEqual(['run', '--config', '/etc/remora/config', '--app-port', '8080', '--labels-file', '/etc/remora/podinfo/labels']);
     const ds = sidecarOf(injectObject(byKind(docs, 'DaemonSet'), opts).object as Obj);
-    expect(ds.args).toEqual(['run', '--config', '/etc/remora/config']); // no ports declared: no --app-port
+    expect(ds.args).toEqual(['run', '--config', '/etc/remora/config', '--labels-file', '/etc/remora/podinfo/labels']); // no ports: no --app-port
   });
 
   it('builds the sidecar container as documented', () => {
@@ -100,7 +100,10 @@ describe('injectObject: workload kinds', () => {
     expect(env(sc, 'POD_NAME')?.valueFrom.fieldRef.fieldPath).toBe('metadata.name');
     expect(env(sc, 'POD_NAMESPACE')?.valueFrom.fieldRef.fieldPath).toBe('metadata.namespace');
     expect(env(sc, 'INSTANCE_IP')?.valueFrom.fieldRef.fieldPath).toBe('status.podIP');
-    expect(env(sc, 'REMORA_LABELS')?.value).toBe('app=a');
+    expect(env(sc, 'REMORA_LABELS')).toBeUndefined(); // live labels come from the downward-API file instead
+    const spec = template(injectObject(byKind(docs, 'Pod'), opts).object as Obj).spec;
+    expect(spec.volumes.find((v: Obj) => v.name === 'remora-podinfo').downwardAPI.items).toContainEqual({ path: 'labels', fieldRef: { fieldPath: 'metadata.labels' } });
+    expect(sc.volumeMounts).toContainEqual({ name: 'remora-podinfo', mountPath: '/etc/remora/podinfo', readOnly: true });
     expect(sc.volumeMounts).toContainEqual({ name: 'remora-config', mountPath: '/etc/remora/config', readOnly: true });
   });
 
