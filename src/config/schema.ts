@@ -334,7 +334,7 @@ export const OBJECT_SCHEMA: ObjectSchema = obj(
       finalizers: list(str()),
       ownerReferences: any(),
       managedFields: any(),
-    }),
+    }, { required: ['name'] }),
     spec: any(),
     status: any(),
   },
@@ -368,100 +368,108 @@ const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$
  * the API server prunes them for non-nullable fields.
  */
 export function checkSchema(value: unknown, schema: Schema, path: FieldPath, out: SchemaIssue[]): void {
+  // One mutable path stack for the whole walk; it is copied only when an issue is reported.
+  walk(value, schema, [...path], out);
+}
+
+function report(out: SchemaIssue[], path: ReadonlyArray<string | number>, message: string): void {
+  out.push({ path: [...path], message });
+}
+
+function walk(value: unknown, schema: Schema, path: Array<string | number>, out: SchemaIssue[]): void {
   if (value === null || value === undefined) return;
-  if (schema.deprecated) out.push({ path, message: schema.deprecated, severity: 'warning' });
+  if (schema.deprecated) out.push({ path: [...path], message: schema.deprecated, severity: 'warning' });
   switch (schema.type) {
     case 'any':
       return;
     case 'string': {
-      if (typeof value !== 'string') {
-        out.push({ path, message: `must be of type string, got ${typeOf(value)} ${show(value)}` });
-        return;
-      }
+      if (typeof value !== 'string') return report(out, path, `must be of type string, got ${typeOf(value)} ${show(value)}`);
       if (schema.enum && !schema.enum.includes(value)) {
         const hint = suggestName(value, schema.enum);
-        out.push({ path, message: `unsupported value ${show(value)}: must be one of ${schema.enum.join(', ')}${hint ? ` (did you mean "${hint}"?)` : ''}` });
+        report(out, path, `unsupported value ${show(value)}: must be one of ${schema.enum.join(', ')}${hint ? ` (did you mean "${hint}"?)` : ''}`);
       }
-      if (schema.maxLength !== undefined && value.length > schema.maxLength) out.push({ path, message: `must be at most ${schema.maxLength} characters` });
-      if (schema.format === 'byte' && !BASE64.test(value.replace(/\s+/g, ''))) out.push({ path, message: 'must be base64-encoded bytes' });
+      if (schema.maxLength !== undefined && value.length > schema.maxLength) report(out, path, `must be at most ${schema.maxLength} characters`);
+      if (schema.format === 'byte' && !BASE64.test(value.replace(/\s+/g, ''))) report(out, path, 'must be base64-encoded bytes');
       if (schema.duration) {
         const ms = parseDurationMs(value);
-        if (ms === undefined) out.push({ path, message: `invalid duration ${show(value)}: use a number with a unit, e.g. "250ms", "1.5s", "1m", "1h"` });
+        if (ms === undefined) report(out, path, `invalid duration ${show(value)}: use a number with a unit, e.g. "250ms", "1.5s", "1m", "1h"`);
         else if (schema.duration === 'min1ms') {
-          if (ms < 1) out.push({ path, message: `must be a valid duration greater than 1ms (got ${show(value)})` });
-          else if (!Number.isInteger(Math.round(ms * 1e6) / 1e6)) out.push({ path, message: `only durations to ms precision are supported (got ${show(value)})` });
+          if (ms < 1) report(out, path, `must be a valid duration greater than 1ms (got ${show(value)})`);
+          else if (!Number.isInteger(Math.round(ms * 1e6) / 1e6)) report(out, path, `only durations to ms precision are supported (got ${show(value)})`);
         }
       }
       return;
     }
     case 'integer': {
-      if (typeof value !== 'number' || !Number.isInteger(value)) {
-        out.push({ path, message: `must be of type integer, got ${typeOf(value)} ${show(value)}` });
-        return;
-      }
-      if (value < schema.min || value > schema.max) out.push({ path, message: `${value} is out of range ${schema.min}..${schema.max}` });
+      if (typeof value !== 'number' || !Number.isInteger(value)) return report(out, path, `must be of type integer, got ${typeOf(value)} ${show(value)}`);
+      if (value < schema.min || value > schema.max) report(out, path, `${value} is out of range ${schema.min}..${schema.max}`);
       else if (schema.range && (value < schema.range[0] || value > schema.range[1])) {
-        out.push({ path, message: `${schema.rangeMessage ?? `must be between ${schema.range[0]} and ${schema.range[1]}`} (got ${value})` });
+        report(out, path, `${schema.rangeMessage ?? `must be between ${schema.range[0]} and ${schema.range[1]}`} (got ${value})`);
       }
       return;
     }
     case 'number': {
-      if (typeof value !== 'number' || !Number.isFinite(value)) {
-        out.push({ path, message: `must be of type number, got ${typeOf(value)} ${show(value)}` });
-        return;
-      }
-      if (schema.min !== undefined && value < schema.min) out.push({ path, message: `${value} must be ≥ ${schema.min}` });
-      if (schema.max !== undefined && value > schema.max) out.push({ path, message: `${value} must be ≤ ${schema.max}` });
+      if (typeof value !== 'number' || !Number.isFinite(value)) return report(out, path, `must be of type number, got ${typeOf(value)} ${show(value)}`);
+      if (schema.min !== undefined && value < schema.min) report(out, path, `${value} must be ≥ ${schema.min}`);
+      if (schema.max !== undefined && value > schema.max) report(out, path, `${value} must be ≤ ${schema.max}`);
       return;
     }
     case 'boolean':
-      if (typeof value !== 'boolean') out.push({ path, message: `must be of type boolean, got ${typeOf(value)} ${show(value)}` });
+      if (typeof value !== 'boolean') report(out, path, `must be of type boolean, got ${typeOf(value)} ${show(value)}`);
       return;
     case 'list': {
-      if (!Array.isArray(value)) {
-        out.push({ path, message: `must be a list, got ${typeOf(value)}` });
-        return;
+      if (!Array.isArray(value)) return report(out, path, `must be a list, got ${typeOf(value)}`);
+      if (schema.minItems !== undefined && value.length < schema.minItems) report(out, path, `must have at least ${schema.minItems} item${schema.minItems === 1 ? '' : 's'}`);
+      if (schema.maxItems !== undefined && value.length > schema.maxItems) report(out, path, `must have at most ${schema.maxItems} items`);
+      for (let i = 0; i < value.length; i++) {
+        path.push(i);
+        const item: unknown = value[i];
+        if (item === null || item === undefined) report(out, path, 'list items may not be null');
+        else walk(item, schema.items, path, out);
+        path.pop();
       }
-      if (schema.minItems !== undefined && value.length < schema.minItems) out.push({ path, message: `must have at least ${schema.minItems} item${schema.minItems === 1 ? '' : 's'}` });
-      if (schema.maxItems !== undefined && value.length > schema.maxItems) out.push({ path, message: `must have at most ${schema.maxItems} items` });
-      value.forEach((item, i) => {
-        if (item === null || item === undefined) out.push({ path: [...path, i], message: 'list items may not be null' });
-        else checkSchema(item, schema.items, [...path, i], out);
-      });
       return;
     }
     case 'map': {
-      if (typeof value !== 'object' || Array.isArray(value)) {
-        out.push({ path, message: `must be a mapping, got ${typeOf(value)}` });
-        return;
+      if (typeof value !== 'object' || Array.isArray(value)) return report(out, path, `must be a mapping, got ${typeOf(value)}`);
+      const o = value as Record<string, unknown>;
+      const keys = Object.keys(o);
+      if (schema.maxProperties !== undefined && keys.length > schema.maxProperties) report(out, path, `must have at most ${schema.maxProperties} entries`);
+      for (const k of keys) {
+        path.push(k);
+        walk(o[k], schema.values, path, out);
+        path.pop();
       }
-      const entries = Object.entries(value as Record<string, unknown>);
-      if (schema.maxProperties !== undefined && entries.length > schema.maxProperties) out.push({ path, message: `must have at most ${schema.maxProperties} entries` });
-      for (const [k, v] of entries) checkSchema(v, schema.values, [...path, k], out);
       return;
     }
     case 'object': {
-      if (typeof value !== 'object' || Array.isArray(value)) {
-        out.push({ path, message: `must be a mapping, got ${typeOf(value)}` });
-        return;
-      }
+      if (typeof value !== 'object' || Array.isArray(value)) return report(out, path, `must be a mapping, got ${typeOf(value)}`);
       const o = value as Record<string, unknown>;
-      const known = Object.keys(schema.props);
-      for (const [k, v] of Object.entries(o)) {
+      for (const k of Object.keys(o)) {
         const sub = schema.props[k];
+        path.push(k);
         if (sub === undefined) {
-          const hint = suggestName(k, known);
-          out.push({ path: [...path, k], message: `unknown field "${k}"${hint ? ` (did you mean "${hint}"?)` : ''}` });
-          continue;
-        }
-        checkSchema(v, sub, [...path, k], out);
+          const hint = suggestName(k, Object.keys(schema.props));
+          report(out, path, `unknown field "${k}"${hint ? ` (did you mean "${hint}"?)` : ''}`);
+        } else walk(o[k], sub, path, out);
+        path.pop();
       }
       for (const r of schema.required ?? []) {
-        if (o[r] === undefined || o[r] === null) out.push({ path: [...path, r], message: 'required field is missing' });
+        if (o[r] === undefined || o[r] === null) {
+          path.push(r);
+          report(out, path, 'required field is missing');
+          path.pop();
+        }
       }
       for (const group of schema.oneOf ?? []) {
-        const set = group.filter((f) => o[f] !== undefined && o[f] !== null);
-        if (set.length > 1) out.push({ path: [...path, set[1]!], message: `only one of ${group.join(', ')} may be set (found ${set.join(' and ')})` });
+        let count = 0;
+        for (const f of group) if (o[f] !== undefined && o[f] !== null) count++;
+        if (count > 1) {
+          const set = group.filter((f) => o[f] !== undefined && o[f] !== null);
+          path.push(set[1]!);
+          report(out, path, `only one of ${group.join(', ')} may be set (found ${set.join(' and ')})`);
+          path.pop();
+        }
       }
       return;
     }
@@ -474,19 +482,20 @@ function normalize(s: string): string {
   return s.toLowerCase().replace(/[-_]/g, '');
 }
 
+/** Optimal-string-alignment distance: edits plus adjacent transpositions (`sepc` → `spec` is 1). */
 function editDistance(a: string, b: string): number {
-  const prev = new Array<number>(b.length + 1);
-  for (let j = 0; j <= b.length; j++) prev[j] = j;
+  const d: number[][] = [];
+  for (let i = 0; i <= a.length; i++) d.push([i]);
+  for (let j = 1; j <= b.length; j++) d[0]![j] = j;
   for (let i = 1; i <= a.length; i++) {
-    let diag = prev[0]!;
-    prev[0] = i;
     for (let j = 1; j <= b.length; j++) {
-      const up = prev[j]!;
-      prev[j] = Math.min(up + 1, prev[j - 1]! + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
-      diag = up;
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let v = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) v = Math.min(v, d[i - 2]![j - 2]! + 1);
+      d[i]![j] = v;
     }
   }
-  return prev[b.length]!;
+  return d[a.length]![b.length]!;
 }
 
 /**

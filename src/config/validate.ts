@@ -868,14 +868,13 @@ function checkWorkloadEntry(rep: Reporter, we: Obj, path: FieldPath, opts: { ser
     if (!opts.allowFqdn) rep.error([...path, 'address'], `endpoint address "${addr}" is not a valid IP address (resolution STATIC needs IPs or unix:// sockets)`);
     else if (validateFqdn(addr) !== undefined) rep.error([...path, 'address'], `endpoint address "${addr}" is not a valid FQDN or an IP address`);
   }
-  for (const [name, port] of Object.entries(objOf(we.ports) ?? {})) {
-    const p = [...path, 'ports', name];
-    if (!isDns1123Label(name)) rep.error(p, `invalid port name: "${name}"`);
+  // Port values (1..65535) are checked by the structural pass, as the CRD's CEL rule does.
+  for (const name of Object.keys(objOf(we.ports) ?? {})) {
+    // The CRD's rule is on the whole map, so Istio reports a bad name at `ports`; so do we.
+    if (!isDns1123Label(name)) rep.error([...path, 'ports'], `port name "${name}" must be valid (a DNS label: letters, digits, '-')`);
     else if (opts.servicePorts && !opts.servicePorts.has(name)) {
-      rep.error(p, `endpoint port "${name}" is not defined by the service entry (ports: ${[...opts.servicePorts].join(', ') || 'none'})`);
+      rep.error([...path, 'ports', name], `endpoint port "${name}" is not defined by the service entry (ports: ${[...opts.servicePorts].join(', ') || 'none'})`);
     }
-    // Range problems are reported by the structural pass (the CRD's CEL rule).
-    void port;
   }
   checkLabels(rep, we.labels, [...path, 'labels']);
 }
