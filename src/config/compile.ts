@@ -300,6 +300,7 @@ export function compile(resources: readonly Resource[], opts: CompileOptions): S
       defaultPort: svc && svc.ports.length === 1 ? svc.ports[0]!.number : 0,
       missingSubset,
       known: svc !== undefined,
+      followsRequestPort: false,
     };
   };
 
@@ -408,7 +409,7 @@ export function compile(resources: readonly Resource[], opts: CompileOptions): S
   const defaultRetry = compileRetryPolicy(undefined, 0);
   for (const svc of services) {
     if (vhosts.has(svc.hostname)) continue;
-    const dest = compileDestination({ host: svc.hostname }, 100, undefined, svc.namespace);
+    const dest = { ...compileDestination({ host: svc.hostname }, 100, undefined, svc.namespace), followsRequestPort: true };
     const hashBased = [...dest.clusters.values()].some((c) => c.policy.lb.kind === 'RING_HASH' || c.policy.lb.kind === 'MAGLEV');
     vhosts.set(svc.hostname, {
       host: svc.hostname,

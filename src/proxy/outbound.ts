@@ -9,7 +9,7 @@ import { performance } from 'node:perf_hooks';
 import { Pool } from 'undici';
 import type { Snapshot } from '../config/snapshot.js';
 import { lookupHost } from '../config/compile.js';
-import { findRoute, pickDestination, type CompiledDestination, type CompiledRoute, type RequestView } from '../routing/route.js';
+import { destinationPort, findRoute, pickDestination, type CompiledDestination, type CompiledRoute, type RequestView } from '../routing/route.js';
 import { testStringMatch } from '../routing/string-match.js';
 import { parseTarget, type RequestTarget } from '../routing/request-target.js';
 import { applyRetryOverrides, routeTimeoutOverride } from './retry-policy.js';
@@ -133,8 +133,7 @@ function hostOnly(authority: string): string {
 
 function clusterFor(env: OutboundEnv, dest: CompiledDestination, target: RequestTarget, port: number): ClusterRuntime | undefined {
   if (dest.missingSubset || !dest.known) return undefined;
-  let p = dest.port;
-  if (p === 0) p = dest.clusters.has(port) ? port : dest.defaultPort || port;
+  const p = destinationPort(dest, port, target.explicitPort);
   const def = dest.clusters.get(p);
   if (def === undefined) return undefined;
   if (def.resolution === 'NONE') return env.clusters.passthrough(target.host, target.explicitPort || p, def);
@@ -204,7 +203,7 @@ function send(
     flags: flag ?? '-',
     routeName: route?.name,
   };
-  if (route !== undefined && route.mirrors.length > 0) mirror(env, route, req, headers, path, host, view);
+  if (route !== undefined && route.mirrors.length > 0) mirror(env, route, req, headers, path, host, view, t.explicitPort);
   forward(req, res, plan, env);
 }
 
@@ -218,14 +217,14 @@ const mirrorHandler = {
   onError(): void {},
 };
 
-function mirror(env: OutboundEnv, route: CompiledRoute, req: IncomingMessage, headers: readonly string[], path: string, host: string, view: RequestView): void {
+function mirror(env: OutboundEnv, route: CompiledRoute, req: IncomingMessage, headers: readonly string[], path: string, host: string, view: RequestView, explicitPort: number): void {
   // Only bodiless requests are mirrored: a streamed body can be read once (documented in docs/configuration.md).
   if (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0') return;
   if (req.headers['transfer-encoding'] !== undefined) return;
   for (const m of route.mirrors) {
     if (m.percent < 100 && env.rand() * 100 >= m.percent) continue;
     const d = m.destination;
-    const p = d.port || (d.clusters.has(view.port) ? view.port : d.defaultPort || view.port);
+    const p = destinationPort(d, view.port, explicitPort);
     const def = d.clusters.get(p);
     if (def === undefined) continue;
     const rt = env.clusters.runtime(def);

@@ -5,7 +5,7 @@
 import type { Snapshot } from '../config/snapshot.js';
 import { lookupHost } from '../config/compile.js';
 import { parseTarget } from './request-target.js';
-import { describeMatch, explainMatch, matchRoute, type RequestView } from './route.js';
+import { describeMatch, destinationPort, explainMatch, matchRoute, type RequestView } from './route.js';
 
 export interface ExplainRequest {
   method: string;
@@ -71,7 +71,7 @@ export function explainRequest(snap: Snapshot, req: ExplainRequest): Explanation
       else {
         base.action = 'route';
         base.destinations = a.destinations.map((d) => {
-          const p = d.port || (d.clusters.has(port) ? port : d.defaultPort || port);
+          const p = destinationPort(d, port, t.explicitPort);
           const c = d.clusters.get(p);
           const share = a.total > 0 ? `${((d.weight / a.total) * 100).toFixed(1)}%` : '0%';
           const out: NonNullable<Explanation['destinations']>[number] = {

@@ -56,6 +56,8 @@ export interface CompiledDestination {
   /** Set when the destination names a subset no DestinationRule defines (→ 503 NC). */
   missingSubset: boolean;
   known: boolean;
+  /** The synthesized default route of a registry host: the cluster port is the request's port. */
+  followsRequestPort: boolean;
 }
 
 export interface Fault {
@@ -207,6 +209,17 @@ export function pickDestination(action: Extract<RouteAction, { kind: 'route' }>,
   const c = action.cumulative;
   for (let i = 0; i < c.length; i++) if (x < c[i]!) return d[i];
   return d[d.length - 1];
+}
+
+/**
+ * The service port a destination sends to. Istio: an explicit `port.number` wins; a VirtualService destination
+ * on a single-port service needs no port. The default route of a host follows the request's port; without one
+ * in the authority (explicit-proxy clients often omit it), a single-port service takes its port.
+ */
+export function destinationPort(d: CompiledDestination, requestPort: number, explicitPort: number): number {
+  if (d.port !== 0) return d.port;
+  if (d.followsRequestPort) return d.clusters.has(requestPort) || explicitPort !== 0 ? requestPort : d.defaultPort || requestPort;
+  return d.defaultPort || requestPort;
 }
 
 // === explanation (remora explain, /debug/route) ===
