@@ -86,6 +86,7 @@ function applyToDocument(doc: Document, ops: readonly JsonPatchOp[]): void {
       continue;
     }
     const parent = segs.length === 0 ? doc.contents : doc.getIn(indexify(doc, segs), true);
+    unflow(doc, segs);
     if (isSeq(parent)) {
       const i = Number(last);
       if (op.op === 'add') parent.items.splice(i, 0, doc.createNode(op.value));
@@ -98,6 +99,21 @@ function applyToDocument(doc: Document, ops: readonly JsonPatchOp[]): void {
       // Parent is not a collection (e.g. `annotations:` with a null value): set the whole path.
       if (op.op !== 'remove') doc.setIn(indexify(doc, [...segs, last]), doc.createNode(op.value));
     }
+  }
+}
+
+/**
+ * A flow collection (`{a: 1}`) along an edited path is switched to block style, with its ancestors:
+ * the added containers would otherwise print as one long flow mapping, and block may not nest in flow.
+ */
+function unflow(doc: Document, segs: ReadonlyArray<string | number>): void {
+  let node: unknown = doc.contents;
+  for (let i = 0; ; i++) {
+    if (!isSeq(node) && !isMap(node)) return;
+    node.flow = false;
+    if (i >= segs.length) return;
+    const s = segs[i]!;
+    node = node.get(isSeq(node) ? Number(s) : s, true);
   }
 }
 

@@ -68,3 +68,13 @@ describe('injectYaml', () => {
     expect(r.errors).toEqual([{ line: 1, message: 'traffic.sidecar.istio.io/excludeOutboundPorts: "x" is not a port number (1-65535)' }]);
   });
 });
+
+describe('injectYaml on flow-style sources', () => {
+  it('turns the edited flow collections into block style and leaves untouched flow ones alone', () => {
+    const out = injectYaml(read('list.yaml'), opts).output;
+    expect(out).toContain('  metadata: { name: svc }\n'); // the Service item: untouched, still flow (re-spaced by yaml)
+    expect(out).not.toMatch(/\{\s*labels:/); // the edited template metadata is block style now
+    expect(out).toMatch(/\n {8}annotations:\n/);
+    expect(parseAllDocuments(out).map((d) => d.toJS())).toEqual(parseAllDocuments(read('list.yaml')).map((d) => injectObject(d.toJS(), opts).object));
+  });
+});
