@@ -7,6 +7,7 @@ import { errorAt, type ConfigError, type FieldPath, type Resource } from './reso
 import { ISTIO_API_VERSIONS, ISTIO_KINDS, type IstioKind } from './types.js';
 import { OBJECT_SCHEMA, SPEC_SCHEMAS, checkSchema, type SchemaIssue } from './schema.js';
 import { parseDurationMs } from './duration.js';
+import { parseRetryOn } from '../proxy/retry-policy.js';
 import {
   DEFAULT_CLUSTER_DOMAIN, expandHost, hostCovers, hostsOverlap, isDns1123Label, isIpAddress, isK8sName, isK8sNamespace,
   validateFqdn, validateIpOrCidr, validateWildcardDomain,
@@ -51,12 +52,6 @@ const JWT_CLAIM_PREFIX = '@request.auth.claims';
 const LABEL_KEY = /^(?:([a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*)\/)?((?:[A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$/;
 const LABEL_VALUE = /^(?:(?:[A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
 
-/** Envoy's `x-envoy-retry-on` / `x-envoy-retry-grpc-on` conditions, as Istio's supportedRetryOnPolicies lists them. */
-export const RETRY_ON_TOKENS: ReadonlySet<string> = new Set([
-  '5xx', 'gateway-error', 'reset', 'reset-before-request', 'connect-failure', 'retriable-4xx', 'refused-stream',
-  'retriable-status-codes', 'retriable-headers', 'envoy-ratelimited', 'http3-post-connect-failure',
-  'cancelled', 'deadline-exceeded', 'internal', 'resource-exhausted', 'unavailable',
-]);
 /** Status codes Go's net/http knows (Istio accepts a numeric retryOn token only if http.StatusText is non-empty). */
 const KNOWN_STATUS = new Set([
   100, 101, 102, 103, 200, 201, 202, 203, 204, 205, 206, 207, 208, 226, 300, 301, 302, 303, 304, 305, 307, 308,
@@ -512,10 +507,13 @@ function checkHttpRoute(rep: Reporter, http: Obj, path: FieldPath, ctx: { isDele
     }
     const retryOn = strOf(retries.retryOn);
     if (retryOn) {
+      // The vocabulary is the runtime's (parseRetryOn); on top, Istio splits on "," without trimming and
+      // accepts a number only if it is a status code Go knows, so " reset" and "599" are rejected.
       for (const token of retryOn.split(',')) {
         const asNum = /^[0-9]+$/.test(token) ? Number(token) : NaN;
-        if (!RETRY_ON_TOKENS.has(token) && !KNOWN_STATUS.has(asNum)) {
-          const hint = token.trim() !== token && RETRY_ON_TOKENS.has(token.trim()) ? ' (remove the spaces around commas)' : '';
+        const known = Number.isNaN(asNum) ? token !== '' && token.trim() === token && !('error' in parseRetryOn(token)) : KNOWN_STATUS.has(asNum);
+        if (!known) {
+          const hint = token.trim() !== token && !('error' in parseRetryOn(token.trim())) ? ' (remove the spaces around commas)' : '';
           rep.error([...rp, 'retryOn'], `"${token}" is not a valid retryOn policy${hint}`);
         }
       }

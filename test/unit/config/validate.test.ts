@@ -335,6 +335,9 @@ describe('VirtualService', () => {
     expectIssue(out, y, 'spec.http[1].retries.retryOn', '"gateway-eror" is not a valid retryOn policy', 'gateway-eror');
     expectIssue(out, y, 'spec.http[2].retries.retryOn', '" reset" is not a valid retryOn policy (remove the spaces around commas)', '5xx, reset');
     expectIssue(out, y, 'spec.http[3].retries.attempts', 'http retry policy configured when attempts are set to 0 (disabled)');
+    const codes = vs(route('    retries:\n      attempts: 2\n      retryOn: 5xx,599,\n'));
+    expectIssue(run(codes), codes, 'spec.http[0].retries.retryOn', '"599" is not a valid retryOn policy', 'retryOn');
+    expectIssue(run(codes), codes, 'spec.http[0].retries.retryOn', '"" is not a valid retryOn policy', 'retryOn');
     const ok = vs(route('    retries:\n      attempts: 3\n      retryOn: connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes,503\n'));
     expect(run(ok)).toEqual([]);
   });
