@@ -207,14 +207,24 @@ export class OutlierDetector {
     return changed;
   }
 
-  private sweep(t: number, decay: number): boolean {
+  /** One sweep at time `t`; `sweeps` > 1 stands for that many consecutive sweeps ending at `t` (idle gap). */
+  private sweep(t: number, sweeps: number): boolean {
     let changed = false;
+    const interval = this.policy!.intervalMs > 0 ? this.policy!.intervalMs : 1;
     for (const h of this.hosts) {
       if (!h.ejected) {
-        if (h.ejectMultiplier > 0) h.ejectMultiplier = Math.max(0, h.ejectMultiplier - decay);
-      } else if (t - h.ejectedAt >= this.ejectionDurationMs(h)) {
-        this.uneject(h);
-        changed = true;
+        if (h.ejectMultiplier > 0) h.ejectMultiplier = Math.max(0, h.ejectMultiplier - sweeps);
+      } else {
+        const duration = this.ejectionDurationMs(h);
+        if (t - h.ejectedAt >= duration) {
+          this.uneject(h);
+          changed = true;
+          if (sweeps > 1) {
+            // Healthy sweeps after its return within the gap each decayed the multiplier by one.
+            const healthySweeps = Math.floor((t - (h.ejectedAt + duration)) / interval);
+            h.ejectMultiplier = Math.max(0, h.ejectMultiplier - healthySweeps);
+          }
+        }
       }
     }
     return changed;

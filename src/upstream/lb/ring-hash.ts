@@ -1,7 +1,7 @@
 /**
  * RING_HASH (consistent hash, Karger ring): each host owns points on a 32-bit ring in proportion to its weight
  * (at least `ringMinSize` points in total); a key maps to the first point at or after its hash. A host's points
- * depend only on its own key, so removing one of N hosts moves only the ~1/N of keys it owned.
+ * depend only on its own key and weight, so removing one of N hosts moves only the ~1/N of keys it owned.
  * The ring is built once per endpoint-set change; a lookup is a binary search.
  */
 
@@ -12,6 +12,27 @@ import { hash32, isExcluded, pickNotExcluded, type LbHost, type LbOptions, type 
 export const DEFAULT_RING_MIN_SIZE = 1024;
 /** Envoy's maximum_ring_size default, entries: a bound on memory whatever the weights. */
 export const MAX_RING_SIZE = 8 * 1024 * 1024;
+/** Above this many points the per-host count shrinks (build time), unless ringMinSize asks for more. */
+const STABLE_RING_CAP = 1 << 18;
+
+/** gcd of the weights (integers in practice); the smallest weight when they are not integers. */
+function weightGcd(hosts: readonly LbHost[]): number {
+  let g = 0;
+  let min = Infinity;
+  let integral = true;
+  for (const h of hosts) {
+    min = Math.min(min, h.weight);
+    if (!Number.isInteger(h.weight)) integral = false;
+  }
+  if (!integral) return min;
+  for (const h of hosts) {
+    let a = h.weight;
+    let b = g;
+    while (b !== 0) [a, b] = [b, a % b];
+    g = a;
+  }
+  return g > 0 ? g : 1;
+}
 
 export class RingHashLb implements LoadBalancer {
   private readonly hosts: readonly LbHost[];
@@ -30,25 +51,32 @@ export class RingHashLb implements LoadBalancer {
       this.owner = new Int32Array(0);
       return;
     }
-    // As Envoy: scale so the lightest host still gets ceil(minNormalizedWeight × minSize) points.
-    let minNorm = Infinity;
-    for (const h of hosts) minNorm = Math.min(minNorm, h.weight / total);
-    const scale = Math.min(Math.ceil(minNorm * minSize) / minNorm, MAX_RING_SIZE);
-    const hashes: number[] = [];
-    const owners: number[] = [];
-    let target = 0;
-    let made = 0;
+    // Each host gets `weight/g × perUnit` points, g the gcd of the weights. Unlike Envoy (which rescales every
+    // host when the set changes, so a removal also shuffles keys between survivors), a host's points do not
+    // depend on the other hosts, so removing one of N moves only its ~1/N of keys. perUnit = ringMinSize
+    // (the ring is then ≥ ringMinSize), reduced only for big clusters to keep the build cheap.
+    const g = weightGcd(hosts);
+    let units = 0;
+    for (const h of hosts) units += h.weight / g;
+    let perUnit = minSize;
+    if (units * perUnit > STABLE_RING_CAP) perUnit = Math.max(Math.ceil(minSize / units), Math.floor(STABLE_RING_CAP / units));
+    if (units * perUnit > MAX_RING_SIZE) perUnit = Math.max(1, Math.floor(MAX_RING_SIZE / units));
+    // Pack (hash, host index) into one float so a native numeric sort orders the ring (hash < 2^32, index < 2^20).
+    const packed: number[] = [];
     for (let i = 0; i < hosts.length; i++) {
       const h = hosts[i]!;
-      target += scale * (h.weight / total);
-      for (let k = 0; made < target; k++, made++) {
-        hashes.push(hash32(`${h.endpoint.key}_${k}`));
-        owners.push(i);
-      }
+      const count = Math.max(1, Math.round((h.weight / g) * perUnit));
+      for (let k = 0; k < count; k++) packed.push(hash32(`${h.endpoint.key}_${k}`) * 1048576 + i);
     }
-    const order = hashes.map((_, i) => i).sort((a, b) => hashes[a]! - hashes[b]! || owners[a]! - owners[b]!);
-    this.points = Uint32Array.from(order, (i) => hashes[i]!);
-    this.owner = Int32Array.from(order, (i) => owners[i]!);
+    const sorted = Float64Array.from(packed).sort();
+    this.points = new Uint32Array(sorted.length);
+    this.owner = new Int32Array(sorted.length);
+    for (let j = 0; j < sorted.length; j++) {
+      const v = sorted[j]!;
+      const hv = Math.floor(v / 1048576);
+      this.points[j] = hv;
+      this.owner[j] = v - hv * 1048576;
+    }
   }
 
   /** Index of the first ring point ≥ h (wrapping to 0). */
