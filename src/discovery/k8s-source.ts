@@ -436,6 +436,8 @@ export class KubernetesSource extends EventEmitter {
   private readonly watchers: Watcher[] = [];
   private debounce?: NodeJS.Timeout;
   private started = false;
+  /** Set once every initial list is in: before that, no partial state is ever computed or announced. */
+  private synced = false;
   closed = false;
   private state: Omit<KubernetesState, 'syncedAt' | 'stalenessMs'> = { resources: [], services: [], pods: [], namespaceLabels: new Map() };
 
@@ -481,9 +483,8 @@ export class KubernetesSource extends EventEmitter {
       const msg = describe(err);
       throw new KubernetesApiError(`kubernetes: initial sync with ${this.server} failed: ${msg}`, err instanceof KubernetesApiError ? err.statusCode : undefined);
     }
-    if (this.debounce) clearTimeout(this.debounce);
-    this.debounce = undefined;
     this.recompute();
+    this.synced = true;
     this.log('info', `kubernetes: synced with ${this.server}`, {
       versions: Object.fromEntries(this.watchers.filter((w) => w.version).map((w) => [w.spec.kind, w.version])),
       services: this.state.services.length,
@@ -534,7 +535,7 @@ export class KubernetesSource extends EventEmitter {
   }
 
   changed(): void {
-    if (this.closed || !this.started) return;
+    if (this.closed || !this.synced) return;
     if (this.debounce) return;
     this.debounce = setTimeout(() => {
       this.debounce = undefined;

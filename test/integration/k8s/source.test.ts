@@ -232,13 +232,21 @@ describe('KubernetesSource against the fake API server', () => {
     seedReviews(api);
     api.setFailing(5);
     const src = make();
+    let changesBeforeSync = 0;
+    let resolved = false;
+    src.on('change', () => {
+      if (!resolved) changesBeforeSync++;
+    });
     await src.start();
+    resolved = true;
     expect(addrs(src, REVIEWS)).toEqual(['127.0.0.2', '127.0.0.3']);
+    // Kinds that listed early never produce a partial state or a 'change' before start() resolves.
+    expect(changesBeforeSync).toBe(0);
   });
 
   it('start() rejects clearly on 403 and on an unreachable server', async () => {
     const { api, make } = await setup();
-    api.setFailing(1, 403);
+    api.setFailing(100, 403); // every first request, so a required kind (Service, EndpointSlice, Pod) surely sees it
     const src = make();
     await expect(src.start()).rejects.toThrow(/initial sync with http:\/\/127\.0\.0\.1:\d+ failed: GET \/\S+: 403 Forbidden/);
 
