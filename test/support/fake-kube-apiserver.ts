@@ -87,6 +87,7 @@ export class FakeKubeApiServer {
   /** Watches from a resourceVersion older than this get 410 Expired (etcd compaction). */
   private compactedRv = 0;
   private failing = 0;
+  private readonly continues = new Map<string, { rv: number; items: Obj[]; offset: number }>();
   private failStatus = 500;
   private readonly opts: Required<FakeKubeApiServerOptions>;
   readonly requests: RequestLogEntry[] = [];
@@ -182,6 +183,7 @@ export class FakeKubeApiServer {
   compactHistory(): void {
     this.compactedRv = this.rv;
     this.history.length = 0;
+    this.continues.clear();
   }
 
   /** The next `n` requests (lists, watches, discovery) answer `status` (default 500) with a Status object. */
@@ -262,15 +264,41 @@ export class FakeKubeApiServer {
       return;
     }
     if (!watch) {
-      const items = [...this.store.get(typeKeyOf(type))!.values()]
-        .filter((o) => namespace === undefined || o.metadata?.namespace === namespace)
-        .sort((a, b) => `${a.metadata?.namespace}/${a.metadata?.name}`.localeCompare(`${b.metadata?.namespace}/${b.metadata?.name}`))
-        .map((o) => this.present(o, type, version, type.crd));
+      // Paginated lists (`limit` + `continue`) are served from a snapshot taken at the first page, so every page
+      // is consistent at one resourceVersion; a continue token older than the compaction answers 410 Expired.
+      let snapshot: { rv: number; items: Obj[] };
+      let offset = 0;
+      if (query.continue) {
+        const page = this.continues.get(query.continue);
+        if (!page || page.rv < this.compactedRv) {
+          send(410, status(410, 'Expired', 'The provided continue parameter is too old to display a consistent list result.'));
+          return;
+        }
+        snapshot = page;
+        offset = page.offset;
+      } else {
+        snapshot = {
+          rv: this.rv,
+          items: [...this.store.get(typeKeyOf(type))!.values()]
+            .filter((o) => namespace === undefined || o.metadata?.namespace === namespace)
+            .sort((a, b) => `${a.metadata?.namespace}/${a.metadata?.name}`.localeCompare(`${b.metadata?.namespace}/${b.metadata?.name}`))
+            .map((o) => this.present(o, type, version, type.crd)),
+        };
+      }
+      const limit = Number(query.limit);
+      const end = Number.isInteger(limit) && limit > 0 ? Math.min(snapshot.items.length, offset + limit) : snapshot.items.length;
+      const metadata: Record<string, unknown> = { resourceVersion: String(snapshot.rv) };
+      if (end < snapshot.items.length) {
+        const token = Buffer.from(`${snapshot.rv}:${end}:${this.continues.size}`).toString('base64url');
+        this.continues.set(token, { ...snapshot, offset: end });
+        metadata.continue = token;
+        metadata.remainingItemCount = snapshot.items.length - end;
+      }
       send(200, {
         kind: `${type.kind}List`,
         apiVersion: apiVersionOf(type.group, version),
-        metadata: { resourceVersion: String(this.rv) },
-        items,
+        metadata,
+        items: snapshot.items.slice(offset, end),
       });
       return;
     }

@@ -290,6 +290,20 @@ describe('KubernetesSource against the fake API server', () => {
     await waitFor('watching again', () => src.current().resources.length === 2, 3000);
   });
 
+  it('paginated lists (limit/continue) are followed to the end', async () => {
+    const { api, make } = await setup();
+    for (let i = 0; i < 7; i++) api.apply(service(`s${i}`, 'default', [{ name: 'http', port: 80 }], { clusterIP: `10.96.1.${i}` }));
+    const src = make({ pageSize: 3 });
+    await src.start();
+    expect(src.current().services.map((s) => s.hostname.split('.')[0])).toEqual(['s0', 's1', 's2', 's3', 's4', 's5', 's6']);
+    const pages = api.requests.filter((r) => r.path === '/api/v1/services' && r.query.watch === undefined);
+    expect(pages.map((r) => [r.query.limit, r.query.continue !== undefined])).toEqual([
+      ['3', false],
+      ['3', true],
+      ['3', true],
+    ]);
+  });
+
   it('--watch-namespaces: only the listed namespaces are listed and watched', async () => {
     const { api, make } = await setup();
     seedReviews(api);
