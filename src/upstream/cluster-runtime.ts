@@ -5,7 +5,8 @@
  */
 
 import type {
-  AdmitResult, AttemptOutcome, ClusterDef, ClusterRuntime, ClusterView, Endpoint, EndpointView, LbPolicy, PickInput,
+  AdmitResult, AttemptOutcome, ClusterDef, ClusterRuntime, ClusterView, Endpoint, EndpointView, LbPolicy, OutlierPolicy,
+  PickInput,
 } from '../model.js';
 import type { Rand } from '../util/random.js';
 import { createLoadBalancer, supportsSlowStart } from './lb/index.js';
@@ -53,6 +54,17 @@ function sameLbTables(a: LbPolicy, b: LbPolicy): boolean {
   return a.kind === b.kind && a.peakEwma === b.peakEwma && a.ringMinSize === b.ringMinSize &&
     a.maglevTableSize === b.maglevTableSize && a.warmupMs === b.warmupMs &&
     a.warmupMinPercent === b.warmupMinPercent && a.warmupAggression === b.warmupAggression;
+}
+
+/** Snapshots compile fresh policy objects: compare by value so an unrelated swap rebuilds nothing. */
+function sameOutlier(a: OutlierPolicy | undefined, b: OutlierPolicy | undefined): boolean {
+  if (a === b) return true;
+  if (a === undefined || b === undefined) return false;
+  return a.consecutive5xxErrors === b.consecutive5xxErrors && a.consecutiveGatewayErrors === b.consecutiveGatewayErrors &&
+    a.splitExternalLocalOriginErrors === b.splitExternalLocalOriginErrors &&
+    a.consecutiveLocalOriginFailures === b.consecutiveLocalOriginFailures && a.intervalMs === b.intervalMs &&
+    a.baseEjectionTimeMs === b.baseEjectionTimeMs && a.maxEjectionPercent === b.maxEjectionPercent &&
+    a.minHealthPercent === b.minHealthPercent;
 }
 
 class ClusterRuntimeImpl implements ClusterRuntime {
@@ -107,7 +119,7 @@ class ClusterRuntimeImpl implements ClusterRuntime {
       }
     }
     this.limits.setPolicy(def.policy.pool, def.policy.retryBudget);
-    if (prev.policy.outlier !== def.policy.outlier) {
+    if (!sameOutlier(prev.policy.outlier, def.policy.outlier)) {
       this.detector.setPolicy(def.policy.outlier, this.lastNow);
       setChanged = true; // panic/ejection view may differ
     }

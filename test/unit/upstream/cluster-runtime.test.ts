@@ -164,3 +164,24 @@ describe('slow start', () => {
     expect(late).toBe(500);
   });
 });
+
+describe('ClusterRuntime update()', () => {
+  it('an identical snapshot (fresh objects) keeps the balancer: round-robin order continues', () => {
+    const tp: TrafficPolicy = { loadBalancer: { simple: 'ROUND_ROBIN' }, outlierDetection: { consecutive5xxErrors: 2 } };
+    const rt = createClusterRuntime(cluster([ep(1), ep(2), ep(3)], tp), seededRandom(10), 0);
+    const a = rt.pick({}, 0)!.key;
+    const b = rt.pick({}, 0)!.key;
+    rt.update(cluster([ep(1), ep(2), ep(3)], tp));
+    const c = rt.pick({}, 0)!.key;
+    expect(new Set([a, b, c]).size).toBe(3);
+  });
+
+  it('a removed endpoint is never picked again and late results for it are ignored', () => {
+    const rt = createClusterRuntime(cluster([ep(1), ep(2)]), seededRandom(11), 0);
+    rt.attemptStarted(ep(2), 0);
+    rt.update(cluster([ep(1)]));
+    rt.attemptFinished(ep(2), { kind: 'response', status: 200 }, 5, 1);
+    for (let i = 0; i < 50; i++) expect(rt.pick({}, 1)!.key).toBe('10.0.0.1:80');
+    expect(rt.view(1).endpoints).toHaveLength(1);
+  });
+});
