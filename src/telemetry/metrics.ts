@@ -146,6 +146,8 @@ function bucketIndex(v: number): number {
   return i;
 }
 
+type SeriesIndex = Map<string, Map<string, Map<number, Map<string, Map<string, RequestSeries>>>>>;
+
 class RequestSeries {
   requests = 0;
   readonly duration = new Float64Array(NB + 1);
@@ -155,7 +157,11 @@ class RequestSeries {
   readonly respBytes = new Float64Array(NB + 1);
   respBytesSum = 0;
   /** Rendered `name="value",…` (without braces), escaped once at creation. */
-  constructor(readonly labels: string) {}
+  constructor(
+    readonly labels: string,
+    readonly svcName: string,
+    readonly svcNamespace: string,
+  ) {}
 }
 
 // === Remora's own metrics (generic helpers) ===
@@ -202,7 +208,11 @@ const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
 
 /** The metrics registry the handler records into and the admin/stats servers render. */
 export class Metrics {
+  /** Every series by its full label key (the source of truth for rendering). */
   private readonly series = new Map<string, RequestSeries>();
+  /** Hot-path index: destination service → version → status → flags → grpc status → series. */
+  private outbound: SeriesIndex = new Map();
+  private inbound: SeriesIndex = new Map();
   private readonly clusters = new Map<string, ClusterCounters>();
   private readonly own = new Map<string, OwnFamily>();
   /** Pre-rendered label fragments that do not depend on the request. */
@@ -243,20 +253,7 @@ export class Metrics {
    * set apart from the lookup key string.
    */
   recordRequest(rec: RequestRecord): void {
-    const status = rec.status;
-    const flags = rec.flags || '-';
-    const grpc = grpcStatusOf(rec);
-    // The key holds only the request-dependent label values; the joiner cannot occur in them unescaped in practice,
-    // and a collision would only merge two series, never corrupt the output (labels are rendered from the values).
-    const key =
-      rec.direction + '\u0001' + (rec.destinationService ?? '') + '\u0001' + (rec.destinationServiceName ?? '') +
-      '\u0001' + (rec.destinationServiceNamespace ?? '') + '\u0001' + (rec.destinationVersion ?? '') + '\u0001' +
-      status + '\u0001' + flags + '\u0001' + grpc;
-    let s = this.series.get(key);
-    if (s === undefined) {
-      s = new RequestSeries(this.renderRequestLabels(rec, status, flags, grpc));
-      this.series.set(key, s);
-    }
+    const s = this.seriesFor(rec);
     s.requests++;
     const d = rec.durationMs;
     s.duration[bucketIndex(d)]! += 1;
@@ -267,6 +264,41 @@ export class Metrics {
     const sb = rec.bytesSent;
     s.respBytes[bucketIndex(sb)]! += 1;
     s.respBytesSum += sb;
+  }
+
+  /**
+   * Find the series of a record through nested maps keyed by the record's own strings. Those strings come from the
+   * config snapshot and are reused request after request, so V8 has their hashes cached; a concatenated key would be
+   * a fresh string to flatten and hash on every request (measured ~3× slower).
+   */
+  private seriesFor(rec: RequestRecord): RequestSeries {
+    const status = rec.status;
+    const flags = rec.flags || '-';
+    const grpc = grpcStatusOf(rec);
+    const byService = rec.direction === 'inbound' ? this.inbound : this.outbound;
+    const svc = rec.destinationService ?? '';
+    let byVersion = byService.get(svc);
+    if (byVersion === undefined) byService.set(svc, (byVersion = new Map()));
+    const ver = rec.destinationVersion ?? '';
+    let byStatus = byVersion.get(ver);
+    if (byStatus === undefined) byVersion.set(ver, (byStatus = new Map()));
+    let byFlags = byStatus.get(status);
+    if (byFlags === undefined) byStatus.set(status, (byFlags = new Map()));
+    let leaf = byFlags.get(flags);
+    if (leaf === undefined) byFlags.set(flags, (leaf = new Map()));
+    let s = leaf.get(grpc);
+    const name = rec.destinationServiceName ?? '';
+    const ns = rec.destinationServiceNamespace ?? '';
+    if (s !== undefined && s.svcName === name && s.svcNamespace === ns) return s;
+    // First request of this label set, or the rare record whose service name/namespace differ for the same FQDN.
+    const full = JSON.stringify([rec.direction, svc, name, ns, ver, status, flags, grpc]);
+    s = this.series.get(full);
+    if (s === undefined) {
+      s = new RequestSeries(this.renderRequestLabels(rec, status, flags, grpc), name, ns);
+      this.series.set(full, s);
+    }
+    leaf.set(grpc, s);
+    return s;
   }
 
   private renderRequestLabels(rec: RequestRecord, status: number, flags: string, grpc: string): string {
@@ -362,6 +394,8 @@ export class Metrics {
   /** /reset_counters: zero every counter and histogram (gauges and scrape-time observers keep their values, as in Envoy). */
   reset(): void {
     this.series.clear();
+    this.outbound = new Map();
+    this.inbound = new Map();
     for (const c of this.clusters.values()) c.resetCounters();
     for (const fam of this.own.values()) {
       if (fam.type !== 'counter') continue;

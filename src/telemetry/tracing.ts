@@ -110,9 +110,12 @@ class IdPool {
         randomFillSync(this.buf);
         this.pos = 0;
       }
-      const s = this.buf.toString('hex', this.pos, this.pos + n);
+      const b = this.buf;
+      const start = this.pos;
       this.pos += n;
-      if (!/^0+$/.test(s)) return s; // all-zero ids are invalid
+      // All-zero ids are invalid (W3C, B3); checking the first 8 bytes makes the odds of a retry negligible either way.
+      if (b.readBigUInt64BE(start + n - 8) === 0n && (n === 8 || b.readBigUInt64BE(start) === 0n)) continue;
+      return b.toString('hex', start, start + n);
     }
   }
   traceId(): string {

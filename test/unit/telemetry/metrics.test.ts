@@ -137,6 +137,19 @@ describe('Istio standard metrics', () => {
     expect(line).toContain('grpc_response_status="14"');
   });
 
+  it('keeps label sets apart that share a service FQDN but differ in name or namespace', () => {
+    const m = newMetrics();
+    m.recordRequest(record());
+    m.recordRequest(record({ destinationServiceName: 'other' }));
+    m.recordRequest(record());
+    m.recordRequest(record({ destinationServiceName: 'other' }));
+    m.recordRequest(record({ status: 201 }));
+    const text = m.render();
+    expect(value(text, 'istio_requests_total', { destination_service_name: 'reviews', response_code: '200' })).toBe(2);
+    expect(value(text, 'istio_requests_total', { destination_service_name: 'other' })).toBe(2);
+    expect(value(text, 'istio_requests_total', { response_code: '201' })).toBe(1);
+  });
+
   it('escapes label values', () => {
     expect(escapeLabelValue('a\\b"c\nd')).toBe('a\\\\b\\"c\\nd');
     const m = newMetrics();
