@@ -13,6 +13,8 @@ import { handleInbound, inboundClusters, type InboundEnv } from './proxy/inbound
 import type { Observer, ClusterCounters } from './proxy/observer.js';
 import { Metrics } from './telemetry/metrics.js';
 import { AccessLogger } from './telemetry/access-log.js';
+import { NOOP_TRACING, type ProxyTracing } from './telemetry/tracing.js';
+import { createTracing } from './telemetry/otel-sdk.js';
 import { adminRoutes, createAdminServer } from './admin/server.js';
 import { Logger, type Level } from './util/logger.js';
 import type { ClusterRuntime, ClusterView, RequestRecord } from './model.js';
@@ -50,6 +52,7 @@ export class Sidecar {
   readonly clusters: ClusterManager;
   readonly metrics: Metrics;
   private accessLog: AccessLogger | undefined;
+  readonly tracing: ProxyTracing;
   private watcher: FileWatcher | undefined;
   private servers: Array<{ name: string; server: Server; address: string; port: number }> = [];
   private inboundRuntimes = new Map<number, ClusterRuntime>();
@@ -88,6 +91,11 @@ export class Sidecar {
         onError: (err) => log('warn', `access log: ${err.code ?? err.message}`),
       });
     }
+    this.tracing = opts.traceEndpoint
+      ? createTracing({ endpoint: opts.traceEndpoint, samplingPercent: opts.traceSampling, serviceName: `${opts.labels.app ?? opts.workloadName}.${opts.namespace}` })
+      : NOOP_TRACING;
+    const tracing = this.tracing;
+    this.metrics.observe('remora_tracing_spans_dropped_total', 'counter', 'Spans dropped by the bounded export queue or failed exports.', () => tracing.spansDropped());
     const metrics = this.metrics;
     const accessLog = this.accessLog;
     const observer: Observer = {
@@ -106,6 +114,7 @@ export class Sidecar {
       now,
       retryBufferBytes: opts.retryBufferBytes,
       draining: false,
+      tracing,
     };
     this.outboundEnv = { ...base, snapshot: () => this.store.current };
     this.inboundEnv = { ...base, appPorts: opts.appPorts, appHost: '127.0.0.1' };
@@ -224,6 +233,7 @@ export class Sidecar {
     }
     await this.clusters.destroy();
     await this.accessLog?.close();
+    await this.tracing.shutdown(2000);
   }
 
   // === admin views ===

@@ -134,7 +134,12 @@ export async function main(argv: string[]): Promise<number> {
       window.other++;
     }
   };
-  const tick = setInterval(() => { void shoot(); }, 1000 / rate);
+  // Open loop: every 10 ms, send what is due so far (timers alone cannot fire every 5 ms reliably).
+  let sent = 0;
+  const tick = setInterval(() => {
+    const due = Math.floor(((Date.now() - started) / 1000) * rate);
+    for (; sent < due; sent++) void shoot();
+  }, 10);
   const report = setInterval(() => {
     const w = window;
     window = { n: 0, v1: 0, v2: 0, other: 0, jason: 0, jasonV2: 0, lat: [] };

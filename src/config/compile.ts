@@ -12,6 +12,7 @@ import { objectName } from './resource.js';
 import type { Snapshot, HostEntry } from './snapshot.js';
 import type { ClusterDef, Endpoint, ServiceDef, ServicePortDef, WorkloadDef } from '../model.js';
 import { durationMs } from './duration.js';
+import { expandHost } from './hosts.js';
 import { compileStringMatch, fullMatchRegex } from '../routing/string-match.js';
 import type {
   CompiledDestination, CompiledMatch, CompiledRoute, CorsPolicy, Fault, HeaderMatch, HeaderOps, Mirror, RouteAction, Rewrite, VirtualHost,
@@ -32,13 +33,6 @@ export interface CompileOptions {
   version?: number;
   hash?: string;
   now?: number;
-}
-
-/** Istio: a host without dots is a short name in the resource's namespace. */
-export function expandHost(host: string, namespace: string, clusterDomain: string): string {
-  const h = host.toLowerCase();
-  if (h.includes('.') || h.startsWith('*')) return h;
-  return `${h}.${namespace}.svc.${clusterDomain}`;
 }
 
 /** The names a request may use for a Kubernetes-style FQDN, as Envoy virtual host domains do. */
@@ -474,4 +468,4 @@ export function lookupHost(s: Snapshot, host: string): HostEntry | undefined {
   return undefined;
 }
 
-export { fullMatchRegex };
+export { fullMatchRegex, expandHost };

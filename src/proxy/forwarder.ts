@@ -8,7 +8,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { Dispatcher } from 'undici';
-import type { AttemptOutcome, ClusterDef, ClusterRuntime, Endpoint, ResponseFlag, RetryPolicy } from '../model.js';
+import type { AttemptOutcome, ClusterDef, ClusterRuntime, Endpoint, RequestRecord, ResponseFlag, RetryPolicy } from '../model.js';
 import type { CompiledDestination, CompiledRoute, HeaderOps } from '../routing/route.js';
 import type { ClusterManager } from '../upstream/cluster-manager.js';
 import { shouldRetry, backoffMs } from './retry-policy.js';
@@ -17,6 +17,7 @@ import { applyHeaderOps, downstreamResponseHeaders, setHeader } from './headers.
 import { E, type LocalError } from './local-reply.js';
 import type { ClusterCounters, Observer } from './observer.js';
 import { installReuseTracking, type ReuseAware } from './socket-reuse.js';
+import type { ClientSpan, ProxyTracing, ServerSpan } from '../telemetry/tracing.js';
 
 export interface ForwardContext {
   clusters: ClusterManager;
@@ -27,6 +28,7 @@ export interface ForwardContext {
   retryBufferBytes: number;
   /** Inbound while draining: answer with Connection: close. */
   draining: boolean;
+  tracing: ProxyTracing;
 }
 
 /** What the listener decided before forwarding (route, destination, rewritten target). */
@@ -128,9 +130,13 @@ class Exchange {
   private hashKey: string | undefined;
   private lastRetriable = false;
   responseHeaders: string[] | undefined;
+  private span: ServerSpan | undefined;
 
   constructor(readonly req: IncomingMessage, readonly res: ServerResponse, readonly plan: ForwardPlan, readonly ctx: ForwardContext) {
     this.flags = plan.flags;
+    if (ctx.tracing.enabled) {
+      this.span = ctx.tracing.startServer(req.headers, { method: plan.method, path: plan.originalPath, authority: plan.authority, direction: plan.direction, peer: plan.remote });
+    }
     this.counters = ctx.observer.counters(plan.cluster.def.name);
     (res as unknown as Record<symbol, Exchange>)[kExchange] = this;
     res.on('close', onResponseClose);
@@ -179,6 +185,10 @@ class Exchange {
     this.counters.upstream_rq_total++;
     const headers = this.plan.headers.slice();
     headers.push('x-envoy-attempt-count', String(this.attempts));
+    if (this.span !== undefined) {
+      a.span = this.span.startAttempt(this.attempts, { cluster: rt.def.name, upstreamHost: ep.key });
+      for (const [k, v] of a.span.headers()) setHeader(headers, k, v);
+    }
     if (this.plan.timeoutMs > 0) headers.push('x-envoy-expected-rq-timeout-ms', String(Math.max(0, Math.round(this.deadline - now))));
     const retry = this.plan.retry;
     let tryMs = retry.perTryTimeoutMs;
@@ -218,6 +228,7 @@ class Exchange {
     }
     rt.attemptFinished(a.ep, outcome, latency, now);
     this.counters.response?.(status);
+    a.span?.end(status);
     if (status >= 500 || outcome.grpcStatus !== undefined) {
       if (shouldRetry(this.plan.retry, outcome)) {
         if (this.canRetry()) {
@@ -296,6 +307,7 @@ class Exchange {
     const rt = this.plan.cluster;
     const now = this.ctx.now();
     rt.attemptFinished(a.ep, outcome, now - a.startedAt, now);
+    a.span?.end(undefined, outcome.kind);
     if (outcome.kind === 'connect-failure') this.counters.upstream_cx_connect_fail++;
     if (noteTimeout) this.counters.upstream_rq_per_try_timeout++;
     // Keep-alive race: a reused connection closed under us before any response byte. Safe to retry once,
@@ -424,7 +436,7 @@ class Exchange {
     if (this.body !== null && !Buffer.isBuffer(this.body) && !this.body.complete) this.body.resume();
     const p = this.plan;
     const def: ClusterDef = p.cluster.def;
-    this.ctx.observer.record({
+    const rec = {
       direction: p.direction,
       startTime: p.startTime,
       durationMs: performance.now() - p.startHr,
@@ -451,7 +463,12 @@ class Exchange {
       destinationVersion: def.subset || undefined,
       requestHeaders: this.req.headers,
       responseHeaders: this.responseHeaders ? headerObject(this.responseHeaders) : undefined,
-    } as never);
+    } as RequestRecord;
+    this.ctx.observer.record(rec);
+    if (this.span !== undefined) {
+      this.current?.span?.end(this.status || undefined, this.flags);
+      this.span.end(rec);
+    }
   }
 }
 
@@ -468,6 +485,7 @@ function onAttemptTimeout(a: Attempt): void { a.onTimeout(); }
 /** An undici dispatch handler for one try (legacy handler API: raw header buffers, no per-call wrapping). */
 class Attempt implements ReuseAware {
   reused = false;
+  span: ClientSpan | undefined;
   done = false;
   headersSeen = false;
   bodyFullySent = false;
