@@ -3,7 +3,7 @@
  * formats, and a buffered, bounded, asynchronous writer that drops (and counts) lines instead of blocking or crashing.
  */
 import * as fs from 'node:fs';
-import type { Writable } from 'node:stream';
+import { Writable } from 'node:stream';
 import type { RequestRecord } from '../model.js';
 
 /** Istio's default TEXT format (MeshConfig.accessLogFormat unset, accessLogEncoding TEXT), Istio ≥ 1.9. */
@@ -411,6 +411,39 @@ export function compileAccessLogFormat(format: 'text' | 'json' | string, opts: C
 
 // === Writer ===
 
+/**
+ * Writes to a file descriptor through fs.write (libuv threadpool), retrying EAGAIN and partial writes. Needed for
+ * stdout: once anything initialises `process.stdout` on a pipe, libuv makes fd 1 non-blocking, and a plain
+ * fs.WriteStream then fails with EAGAIN as soon as the reader is slower than the proxy.
+ */
+export class FdSink extends Writable {
+  constructor(
+    private readonly fd: number,
+    private readonly retryMs = 10,
+  ) {
+    super({ decodeStrings: true });
+  }
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    let off = 0;
+    const step = (): void => {
+      fs.write(this.fd, chunk, off, chunk.length - off, null, (err, n) => {
+        if (err) {
+          if (err.code === 'EAGAIN') {
+            setTimeout(step, this.retryMs).unref();
+            return;
+          }
+          cb(err);
+          return;
+        }
+        off += n;
+        if (off < chunk.length) step();
+        else cb();
+      });
+    };
+    step();
+  }
+}
+
 export interface AccessLoggerOptions extends CompileOptions {
   /** Bytes buffered while the destination is slow before new lines are dropped. Default 4 MiB. */
   maxBufferBytes?: number;
@@ -539,8 +572,8 @@ export class AccessLogger {
     let s: Writable;
     if (typeof this.target !== 'string') s = this.target;
     else if (this.target === 'stdout') {
-      // A separate fs stream on fd 1: process.stdout writes synchronously to pipes on Linux and would block.
-      s = fs.createWriteStream('/dev/stdout', { fd: 1, autoClose: false });
+      // Our own writer on fd 1: process.stdout writes synchronously to pipes on Linux and would block.
+      s = new FdSink(1);
     } else {
       s = fs.createWriteStream(this.target, { flags: 'a' });
     }

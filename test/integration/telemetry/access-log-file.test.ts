@@ -75,3 +75,33 @@ describe('AccessLogger with file destinations', () => {
     await log.close();
   });
 });
+
+describe('FdSink (the stdout writer)', () => {
+  it('delivers everything through a slow non-blocking pipe (EAGAIN and partial writes are retried)', async () => {
+    const { spawn } = await import('node:child_process');
+    const { FdSink } = await import('../../../src/telemetry/access-log.js');
+    // The reader starts 300 ms late, so the 64 KiB pipe fills and writes hit EAGAIN.
+    const child = spawn(
+      process.execPath,
+      ['-e', "setTimeout(()=>{let n=0;process.stdin.on('data',d=>n+=d.length);process.stdin.on('end',()=>process.stdout.write(String(n)))},300)"],
+      { stdio: ['pipe', 'pipe', 'inherit'] },
+    );
+    try {
+      const fd = (child.stdin as unknown as { _handle: { fd: number } })._handle.fd;
+      expect(fd).toBeGreaterThan(2);
+      const sink = new FdSink(fd, 2);
+      const chunk = Buffer.alloc(100_000, 97);
+      const writes: Array<Promise<void>> = [];
+      for (let i = 0; i < 20; i++) writes.push(new Promise((resolve, reject) => sink.write(chunk, (e) => (e ? reject(e) : resolve()))));
+      await Promise.all(writes);
+      let out = '';
+      child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+      const exited = new Promise((r) => child.once('exit', r));
+      child.stdin!.end();
+      await exited;
+      expect(Number(out)).toBe(2_000_000);
+    } finally {
+      if (child.exitCode === null) child.kill();
+    }
+  });
+});
