@@ -11,6 +11,8 @@ export interface BenchTarget {
   url: string;
   /** Processes whose CPU/RSS are attributed to this target (e.g. the proxy's worker PIDs). */
   pids?: number[];
+  /** Headers for this target only (e.g. the Host a proxy routes on), after the shared ones. */
+  headers?: Array<[string, string]>;
 }
 
 export interface BenchPlan {
@@ -40,6 +42,7 @@ export function machineFacts(): BenchReport['machine'] {
 export async function runBench(plan: BenchPlan): Promise<BenchReport> {
   const startedAt = new Date();
   const machine = machineFacts();
+  const loadFor = (t: BenchTarget): LoadOptions => (t.headers?.length ? { ...plan.load, headers: [...plan.load.headers, ...t.headers] } : plan.load);
   const inputs: TargetInput[] = plan.targets.map((t) => ({ name: t.name, url: t.url, rounds: [] }));
   for (let round = 1; round <= plan.rounds; round++) {
     for (let i = 0; i < plan.targets.length; i++) {
@@ -58,12 +61,12 @@ export async function runBench(plan: BenchPlan): Promise<BenchReport> {
         };
         const timer = warm > 0 ? setTimeout(startWatch, warm) : undefined;
         if (warm <= 0) startWatch();
-        outcome = await runLoad(t.url, plan.load);
+        outcome = await runLoad(t.url, loadFor(t));
         if (timer) clearTimeout(timer);
         if (!started) startWatch();
         usage = watchers.map((w) => w.stop());
       } else {
-        outcome = await runLoad(t.url, plan.load);
+        outcome = await runLoad(t.url, loadFor(t));
       }
       inputs[i]!.rounds.push({ outcome, usage });
       if (plan.pauseMs) await new Promise((r) => setTimeout(r, plan.pauseMs));

@@ -1,0 +1,172 @@
+// Generated configuration for the benchmark peers: Istio YAML for Remora (pass-through, the
+// full policy path, N services) and an nginx reverse-proxy config with upstream keep-alive.
+import { existsSync } from 'node:fs';
+
+/** The Host a pass-through request carries; the ServiceEntry's port is the upstream's port. */
+export const PASS_HOST = 'upstream.bench.local';
+/** The Host of the full policy path (weighted subsets, header match, retries, outlier detection). */
+export const POLICY_HOST = 'policy.bench.local';
+/** Requests with this header = "1" match the header route (to subset v2). */
+export const CANARY_HEADER = 'x-bench-canary';
+
+/** One ServiceEntry, one endpoint: the shortest path through the proxy. */
+export function passThroughYaml(port: number, host = PASS_HOST): string {
+  return `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: ${host.replace(/\./g, '-')}
+  namespace: default
+spec:
+  hosts: [${host}]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports:
+  - number: ${port}
+    name: http
+    protocol: HTTP
+  endpoints:
+  - address: 127.0.0.1
+`;
+}
+
+/**
+ * The full policy path: two endpoints (v1 on portV1, v2 on portV2 — the same upstream process),
+ * a header match to v2, an 80/20 (or `weights`) split, Istio's default retry policy (no
+ * `retries` field), outlier detection and a connection pool on the DestinationRule.
+ */
+export function policyYaml(portV1: number, portV2: number, weights: [number, number] = [80, 20]): string {
+  return `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: policy-bench-local
+  namespace: default
+spec:
+  hosts: [${POLICY_HOST}]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports:
+  - number: ${portV1}
+    name: http
+    protocol: HTTP
+  endpoints:
+  - address: 127.0.0.1
+    labels: {version: v1}
+  - address: 127.0.0.1
+    ports: {http: ${portV2}}
+    labels: {version: v2}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: policy
+  namespace: default
+spec:
+  host: ${POLICY_HOST}
+  trafficPolicy:
+    connectionPool:
+      tcp: {maxConnections: 1024}
+      http: {http1MaxPendingRequests: 4096}
+    outlierDetection:
+      consecutive5xxErrors: 5
+      interval: 10s
+      baseEjectionTime: 30s
+      maxEjectionPercent: 50
+  subsets:
+  - name: v1
+    labels: {version: v1}
+  - name: v2
+    labels: {version: v2}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: policy
+  namespace: default
+spec:
+  hosts: [${POLICY_HOST}]
+  http:
+  - name: canary
+    match:
+    - headers:
+        ${CANARY_HEADER}: {exact: "1"}
+    route:
+    - destination: {host: ${POLICY_HOST}, subset: v2}
+  - name: split
+    route:
+    - destination: {host: ${POLICY_HOST}, subset: v1}
+      weight: ${weights[0]}
+    - destination: {host: ${POLICY_HOST}, subset: v2}
+      weight: ${weights[1]}
+`;
+}
+
+/**
+ * `n` extra services (ServiceEntry + VirtualService with a prefix route each), so the route
+ * table and host lookup are as large as a big mesh's; they never receive traffic.
+ */
+export function manyServicesYaml(n: number): string {
+  const parts: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const host = `svc-${i}.mesh.bench.local`;
+    parts.push(`apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: svc-${i}, namespace: default}
+spec:
+  hosts: [${host}]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 8080, name: http, protocol: HTTP}]
+  endpoints: [{address: 127.0.0.${2 + (i % 250)}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: svc-${i}, namespace: default}
+spec:
+  hosts: [${host}]
+  http:
+  - match: [{uri: {prefix: /api/v${i % 3}}}]
+    route: [{destination: {host: ${host}}}]
+  - route: [{destination: {host: ${host}}}]
+`);
+  }
+  return parts.join('---\n');
+}
+
+/** The nginx binary: PATH, then Debian's location. */
+export function findNginx(): string | undefined {
+  for (const p of ['/usr/sbin/nginx', '/usr/bin/nginx', '/usr/local/sbin/nginx', '/usr/local/nginx/sbin/nginx']) if (existsSync(p)) return p;
+  return undefined;
+}
+
+/** One worker, reverse proxy with upstream keep-alive, no access log: nginx's fast path. */
+export function nginxConf(dir: string, listenPort: number, upstreamPort: number): string {
+  return `daemon off;
+master_process on;
+worker_processes 1;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}/body;
+  proxy_temp_path ${dir}/proxy;
+  fastcgi_temp_path ${dir}/fastcgi;
+  uwsgi_temp_path ${dir}/uwsgi;
+  scgi_temp_path ${dir}/scgi;
+  keepalive_requests 1000000;
+  upstream up {
+    server 127.0.0.1:${upstreamPort};
+    keepalive 256;
+    keepalive_requests 1000000;
+  }
+  server {
+    listen 127.0.0.1:${listenPort} backlog=4096;
+    location / {
+      proxy_pass http://up;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+`;
+}

@@ -1,0 +1,264 @@
+// The benchmark suite's result shape (bench/results/<date>.json), the check of the issue's
+// targets against measured numbers, and the generated docs/benchmarks.md. Pure.
+import { renderMarkdown, type BenchReport, type TargetReport } from '../src/bench/report.js';
+
+export interface Feature {
+  /** null: configured but not observable from outside during a clean run. */
+  active: boolean | null;
+  detail: string;
+}
+
+export interface TargetCheck {
+  figure: string;
+  target: string;
+  measured: string;
+  /** null: not measured in this run. */
+  met: boolean | null;
+}
+
+export interface SuiteResult {
+  schemaVersion: 1;
+  kind: 'remora-bench-suite';
+  date: string;
+  quick: boolean;
+  command: string;
+  machine: BenchReport['machine'];
+  pinning: { proxy: string; generatorAndUpstream: string; enabled: boolean };
+  notes: string[];
+  features: Record<string, Feature>;
+  /** latency-1000, latency-3000, max, body-1k, body-100k: `remora bench` reports. */
+  scenarios: Record<string, BenchReport>;
+  extras: {
+    services?: { sizes: Array<{ services: number; startupMs: number | null; readyMs: number; configBytes: number }>; report: BenchReport | undefined };
+    reload?: { rewrites: number; configVersionAfter: unknown; report: BenchReport };
+    coldStart?: { runs: number; readyLineMs: number[]; readyHttpMs: number[]; medianReadyLineMs: number; medianReadyHttpMs: number; medianInternalStartupMs: number | null };
+    concurrency?: { supported: boolean; detail: string; report: BenchReport | undefined };
+  };
+  targets: TargetCheck[];
+}
+
+const t = (r: BenchReport | undefined, name: string): TargetReport | undefined => r?.targets.find((x) => x.name === name);
+const ms = (n: number) => `${n.toFixed(3)} ms`;
+
+/** Checks each of the issue's targets against this run's numbers; unmeasured ones get met: null. */
+export function evaluateTargets(s: SuiteResult): TargetCheck[] {
+  const out: TargetCheck[] = [];
+  const max = s.scenarios['max'];
+  const rMax = t(max, 'remora');
+  const nMax = t(max, 'nginx');
+  if (rMax && nMax && rMax.summary.rpsPerCore !== null && nMax.summary.rpsPerCore !== null) {
+    const ratio = rMax.summary.rpsPerCore / nMax.summary.rpsPerCore;
+    out.push({ figure: 'max throughput per core (full policy path)', target: '≥ 0.5 × nginx', measured: `${ratio.toFixed(2)} × nginx (${rMax.summary.rpsPerCore.toFixed(0)} vs ${nMax.summary.rpsPerCore.toFixed(0)} req/s per CPU-second)`, met: ratio >= 0.5 });
+  } else out.push({ figure: 'max throughput per core (full policy path)', target: '≥ 0.5 × nginx', measured: 'not measured', met: null });
+
+  for (const rate of [1000, 3000]) {
+    const sc = s.scenarios[`latency-${rate}`];
+    const r = t(sc, 'remora')?.comparison;
+    const n = t(sc, 'nginx')?.comparison;
+    const figure = `added p50 at ${rate.toLocaleString('en-US')} req/s`;
+    if (r && n) out.push({ figure, target: "≤ nginx's added p50 + 0.05 ms", measured: `${ms(r.addedMs.p50)} vs nginx ${ms(n.addedMs.p50)}`, met: r.addedMs.p50 <= n.addedMs.p50 + 0.05 });
+    else out.push({ figure, target: "≤ nginx's added p50 + 0.05 ms", measured: 'not measured', met: null });
+  }
+
+  const l3 = s.scenarios['latency-3000'];
+  const r3 = t(l3, 'remora')?.summary;
+  const n3 = t(l3, 'nginx')?.summary;
+  if (r3?.cpuMsPer1000Req != null && n3?.cpuMsPer1000Req != null) {
+    const ratio = r3.cpuMsPer1000Req / n3.cpuMsPer1000Req;
+    out.push({ figure: 'CPU per 1,000 requests at 3,000 req/s', target: '≤ 1.2 × nginx', measured: `${r3.cpuMsPer1000Req.toFixed(1)} ms vs nginx ${n3.cpuMsPer1000Req.toFixed(1)} ms (${ratio.toFixed(2)} ×)`, met: ratio <= 1.2 });
+  } else out.push({ figure: 'CPU per 1,000 requests at 3,000 req/s', target: '≤ 1.2 × nginx', measured: 'not measured', met: null });
+  if (r3?.peakRssMB != null) out.push({ figure: 'peak RSS at 3,000 req/s', target: '≤ 50 MB', measured: `${r3.peakRssMB.toFixed(1)} MB`, met: r3.peakRssMB <= 50 });
+  else out.push({ figure: 'peak RSS at 3,000 req/s', target: '≤ 50 MB', measured: 'not measured', met: null });
+
+  const c = s.extras.concurrency;
+  const onePt = t(max, 'remora-passthrough');
+  const c2 = c?.report?.targets[0];
+  if (c?.supported && c2 && onePt) {
+    const ratio = c2.summary.achievedRps / onePt.summary.achievedRps;
+    out.push({ figure: '`--concurrency 2` throughput', target: '≥ 1.8 × one core', measured: `${ratio.toFixed(2)} × (${c2.summary.achievedRps.toFixed(0)} vs ${onePt.summary.achievedRps.toFixed(0)} req/s; the generator shares CPU 1)`, met: ratio >= 1.8 });
+  } else out.push({ figure: '`--concurrency 2` throughput', target: '≥ 1.8 × one core', measured: c ? c.detail : 'not measured', met: c && !c.supported ? false : null });
+
+  const sv = s.extras.services;
+  const s10 = t(sv?.report, 'remora-10-services')?.summary;
+  const s10k = t(sv?.report, 'remora-10000-services')?.summary;
+  if (s10?.cpuMsPer1000Req != null && s10k?.cpuMsPer1000Req != null) {
+    const ratio = s10k.cpuMsPer1000Req / s10.cpuMsPer1000Req;
+    out.push({ figure: '10,000 services: per-request CPU', target: 'within 5% of 10 services', measured: `${((ratio - 1) * 100).toFixed(1)}% (${s10k.cpuMsPer1000Req.toFixed(1)} vs ${s10.cpuMsPer1000Req.toFixed(1)} ms per 1,000 requests)`, met: ratio <= 1.05 });
+  } else out.push({ figure: '10,000 services: per-request CPU', target: 'within 5% of 10 services', measured: 'not measured', met: null });
+  const big = sv?.sizes.find((x) => x.services === 10_000);
+  if (big) {
+    const startup = big.startupMs ?? big.readyMs;
+    out.push({ figure: '10,000 services: config load + compile', target: '≤ 1 s', measured: `${startup.toFixed(0)} ms to ready (startupMs in the ready line; spawn → ready ${big.readyMs.toFixed(0)} ms)`, met: startup <= 1000 });
+  } else out.push({ figure: '10,000 services: config load + compile', target: '≤ 1 s', measured: 'not measured', met: null });
+
+  const cs = s.extras.coldStart;
+  if (cs) out.push({ figure: 'cold start to ready', target: '≤ 300 ms', measured: `${cs.medianReadyHttpMs.toFixed(0)} ms spawn → /ready 200 (ready line ${cs.medianReadyLineMs.toFixed(0)} ms), median of ${cs.runs}`, met: cs.medianReadyHttpMs <= 300 });
+  else out.push({ figure: 'cold start to ready', target: '≤ 300 ms', measured: 'not measured', met: null });
+  return out;
+}
+
+const METHOD = `## How to run
+
+\`\`\`sh
+npm run bench                 # full run (~10 minutes): 3 interleaved rounds of 10 s per target and scenario
+npm run bench -- --quick      # ~2 minutes: 2 rounds of 2 s; used as the CI smoke test
+npm run bench -- --only latency-1000,max   # a subset of scenarios
+\`\`\`
+
+The harness needs \`nginx\` (Debian \`nginx-light\` or \`nginx\`) and \`taskset\` (util-linux); without them it
+says so in the notes below and measures what it can. Results go to \`bench/results/<date>.json\`; this page
+and \`docs/bench-latency.svg\` are regenerated from them.
+
+\`remora bench\` is the same generator as a command for your own services:
+
+\`\`\`sh
+remora bench --rate 1000 --duration 10 http://127.0.0.1:8080/
+remora bench --compare --rounds 5 --rate 3000 --pid remora=$(pgrep -f 'remora run') \\
+  direct=http://127.0.0.1:8080/ remora=http://127.0.0.1:15001/ -H 'Host: reviews:9080' --html report.html
+remora bench --max --connections 64 --duration 5 http://127.0.0.1:8080/
+\`\`\`
+
+## Methodology
+
+- **Open loop.** Requests are scheduled at fixed intervals of 1/rate (or Poisson arrivals with
+  \`--arrival poisson\`, seeded) regardless of how fast responses come back. A worker thread sleeping in
+  \`Atomics.wait\` wakes the scheduler (Node's \`setTimeout\` has 1 ms granularity, more than a proxy adds).
+- **Coordinated-omission correction.** Latency is measured from each request's *intended* send time. When
+  all connections are busy, requests wait in a FIFO queue and the wait counts, as in wrk2 and Fortio — a
+  stalled response shows up in the latencies of every request queued behind it, not just its own.
+  "service" latency (from the socket write) is in the JSON for comparison.
+- **The generator is not the bottleneck.** Raw \`net\` sockets, one request in flight per keep-alive
+  connection, preformatted request bytes, a minimal response parser (status line, content-length/chunked,
+  \`x-envoy-upstream-service-time\`). Every run records the generator's CPU (\`process.cpuUsage\`) and its
+  scheduler lag; a warning is printed when the achieved rate is below 97% of the asked rate, when the
+  generator used more than 90% of a core, or when its scheduler lag p99 exceeds 1 ms. The closed-loop
+  \`direct\` row of the *max* scenario is the generator's own ceiling on this machine.
+- **Interleaving.** Targets run A B C A B C … for several rounds; the tables show medians over rounds, so
+  drifts of the machine spread over every target instead of favouring the one that ran first.
+- **CPU pinning.** The proxy under test (nginx, http-proxy, Remora) runs on CPU 0 (\`taskset -c 0\`); the
+  generator and the upstream share CPU 1. On a 2-core machine anything else makes the numbers meaningless.
+- **Per-process cost.** CPU is utime + stime from \`/proc/PID/stat\` over the measured window, divided by the
+  completed requests ("CPU ms per 1k req"); "req/s per core" is completed requests per CPU-second of the
+  proxy process, which is the proxy's throughput per core even when the generator saturates first. Peak
+  RSS is \`VmHWM\` after resetting it through \`/proc/PID/clear_refs\` (with 100 ms \`VmRSS\` samples as a
+  fallback). nginx counts master + worker.
+- **Peers.** *direct*: the upstream itself (\`bench/upstream.ts\`, a raw \`net\` server answering 98-byte
+  bodies) — the floor. *nginx*: one worker, \`proxy_pass\` with upstream \`keepalive\`, no access log — the
+  native anchor. *http-proxy*: \`bench/peers/http-proxy.ts\` with a keep-alive agent — the Node.js anchor.
+  *remora-passthrough*: one ServiceEntry with one endpoint, tracing off. *remora*: the full policy path —
+  a VirtualService with a header match and an 80/20 weighted split over two subsets, Istio's default retry
+  policy, a DestinationRule with outlier detection and a connection pool, metrics on, tracing sampled at
+  1% to an OTLP sink. What was actually active is checked and listed under "Features".
+
+## Columns
+
+| column | meaning |
+| --- | --- |
+| req/s | completed responses per second over the measured window (median over rounds) |
+| p50 … max ms | latency from the intended send time, ms (median over rounds of each round's percentile) |
+| errors | connect + timeout + reset + parse errors + responses with status ≥ 500 |
+| added p50 / p99 | this target's percentile minus the baseline's (\`direct\`), ms |
+| proxy p50 | service time minus \`x-envoy-upstream-service-time\` (time inside the proxy incl. loopback hops); Remora reports whole ms like Envoy, so this is coarse |
+| upstream p50 | \`x-envoy-upstream-service-time\` as reported by the proxy |
+| CPU ms/1k req | CPU time of the proxy process(es) per 1,000 completed requests |
+| req/s per core | completed requests per CPU-second of the proxy process(es) |
+| peak RSS MB | the proxy's peak resident memory during the run |
+
+## \`remora bench --json\` schema (schemaVersion 1)
+
+\`{ schemaVersion: 1, tool: "remora bench", startedAt, finishedAt, command[], options{mode, rate, arrival,
+durationMs, warmupMs, connections, timeoutMs, method, headers, bodyBytes, rounds, baseline}, machine{nproc,
+cpuModel, node, platform, loadavg1}, targets[{name, url, rounds[{round, completed, scheduled, askedRps,
+achievedRps, measuredMs, errors{connect, timeout, reset, parse, status5xx}, statusCounts, latency, service,
+upstream|null, proxy|null, scheduleLagMs{p50, p99, max}, generatorCpu, preciseTimer, process|null{pids,
+cpuMs, cpuMsPer1000Req, cpuCores, peakRssMB}}], summary{achievedRps, p50Ms, p90Ms, p99Ms, p999Ms, maxMs,
+errors, upstreamP50Ms, proxyP50Ms, proxyP99Ms, cpuMsPer1000Req, peakRssMB, rpsPerCore}, curve[[percentile,
+ms]], comparison|null{baseline, addedMs{p50, p90, p99, p999}, ratio{p50, achievedRps, cpuMsPer1000Req,
+peakRssMB, rpsPerCore}}}], warnings[] }\`. Latency objects are \`{count, minMs, meanMs, stdevMs, p50Ms, p90Ms,
+p99Ms, p999Ms, maxMs}\`. Fields are only ever added within a schema version.
+`;
+
+function ratioLine(r: BenchReport, peer: string): string {
+  const base = t(r, peer);
+  if (!base) return '';
+  const rows = r.targets
+    .filter((x) => x.name !== peer && x.name !== 'direct')
+    .map((x) => {
+      const a = x.summary;
+      const b = base.summary;
+      const parts = [`p50 ${(a.p50Ms / b.p50Ms).toFixed(2)}×`];
+      if (r.options.mode === 'max') parts.push(`req/s ${(a.achievedRps / b.achievedRps).toFixed(2)}×`);
+      if (a.rpsPerCore !== null && b.rpsPerCore !== null && r.options.mode === 'max') parts.push(`req/s per core ${(a.rpsPerCore / b.rpsPerCore).toFixed(2)}×`);
+      if (a.cpuMsPer1000Req !== null && b.cpuMsPer1000Req !== null) parts.push(`CPU/req ${(a.cpuMsPer1000Req / b.cpuMsPer1000Req).toFixed(2)}×`);
+      if (a.peakRssMB !== null && b.peakRssMB !== null) parts.push(`RSS ${(a.peakRssMB / b.peakRssMB).toFixed(2)}×`);
+      return `${x.name}: ${parts.join(', ')}`;
+    });
+  return rows.length ? `Ratios vs ${peer}: ${rows.join('; ')}.\n` : '';
+}
+
+const TITLES: Record<string, string> = {
+  'latency-1000': 'Latency at 1,000 req/s (98-byte responses)',
+  'latency-3000': 'Latency at 3,000 req/s (98-byte responses)',
+  max: 'Maximum throughput (closed loop, 64 connections)',
+  'body-1k': '1 KB responses at 1,000 req/s',
+  'body-100k': '100 KB responses at 1,000 req/s',
+};
+
+export function renderBenchmarksDoc(s: SuiteResult, jsonPath: string): string {
+  const out: string[] = [];
+  out.push('# Benchmarks', '');
+  out.push('<!-- generated by `npm run bench` (bench/run.ts, bench/doc.ts); edit those, not this file -->', '');
+  out.push('Remora is measured the same way users measure their services with `remora bench`: open loop, latency from the intended send time, peers interleaved on the same machine in the same run. Only numbers measured by the run named below appear on this page.', '');
+  out.push(METHOD);
+  out.push('## Results', '');
+  out.push(`Run: \`${s.command}\` on ${s.date.slice(0, 16).replace('T', ' ')} UTC — ${s.quick ? '**`--quick` run** (2 s runs, 2 rounds: indicative, noisier than a full run)' : 'full run'}. Raw data: \`${jsonPath}\`.`, '');
+  out.push(`Machine: ${s.machine.nproc} CPUs (${s.machine.cpuModel}), Node ${s.machine.node}, ${s.machine.platform}; load average ${s.machine.loadavg1.toFixed(2)} at start. Pinning: ${s.pinning.enabled ? `proxy on CPU ${s.pinning.proxy}, generator + upstream on CPU ${s.pinning.generatorAndUpstream}` : 'off'}.`, '');
+  if (s.notes.length) out.push('Notes:', '', ...s.notes.map((n) => `- ${n}`), '');
+
+  out.push('### Issue targets', '', '| figure | target | measured | met |', '| --- | --- | --- | --- |');
+  for (const c of s.targets) out.push(`| ${c.figure} | ${c.target} | ${c.measured} | ${c.met === null ? 'not measured' : c.met ? 'yes' : '**no**'} |`);
+  out.push('');
+
+  const feats = Object.entries(s.features);
+  if (feats.length) {
+    out.push('### Features active on the full policy path (`remora`)', '');
+    for (const [k, f] of feats) out.push(`- ${k}: ${f.active === null ? 'configured' : f.active ? 'active' : '**not active**'} — ${f.detail}`);
+    out.push('');
+  }
+
+  if (s.scenarios['latency-1000']) out.push('![Latency by percentile at 1,000 req/s](bench-latency.svg)', '');
+  for (const [name, r] of Object.entries(s.scenarios)) {
+    out.push(renderMarkdown(r, TITLES[name] ?? name).replace(/^## /, '### '));
+    const lines = [ratioLine(r, 'nginx'), ratioLine(r, 'direct')].filter(Boolean);
+    if (lines.length) out.push(...lines);
+    out.push('');
+  }
+
+  const sv = s.extras.services;
+  if (sv) {
+    out.push('### Services in the config', '');
+    out.push('| services | config size | startupMs (ready line) | spawn → ready |', '| ---: | ---: | ---: | ---: |');
+    for (const x of sv.sizes) out.push(`| ${x.services.toLocaleString('en-US')} | ${(x.configBytes / 1024).toFixed(0)} KB | ${x.startupMs ?? '-'} | ${x.readyMs.toFixed(0)} ms |`);
+    out.push('');
+    if (sv.report) out.push(renderMarkdown(sv.report, 'Per-request cost at 3,000 req/s by config size').replace(/^## /, '#### '), '');
+  }
+  const rl = s.extras.reload;
+  if (rl) {
+    const r0 = rl.report.targets[0]!.rounds[0]!;
+    const errs = Object.entries(r0.errors).filter(([, n]) => n > 0);
+    out.push('### Config reload under load', '');
+    out.push(`The full-policy config file was rewritten (write + rename) every 250 ms, alternating the split between 80/20 and 50/50, ${rl.rewrites} times during a ${(rl.report.options.durationMs / 1000).toFixed(0)} s run at 1,000 req/s: ${r0.completed} responses, ${errs.length ? `errors ${errs.map(([k, n]) => `${k}=${n}`).join(', ')}` : '**no errors**'}, statuses ${JSON.stringify(r0.statusCounts)}, p50 ${r0.latency.p50Ms.toFixed(3)} ms, p99 ${r0.latency.p99Ms.toFixed(3)} ms, max ${r0.latency.maxMs.toFixed(2)} ms. Config version after the run: ${String(rl.configVersionAfter)}.`, '');
+  }
+  const cs = s.extras.coldStart;
+  if (cs) {
+    out.push('### Cold start', '');
+    out.push(`Spawn of \`node dist/cli.js run\` (pass-through config) to the \`remora ready\` line: median ${cs.medianReadyLineMs.toFixed(0)} ms; to \`GET /ready\` → 200 on the admin port: median ${cs.medianReadyHttpMs.toFixed(0)} ms (n = ${cs.runs}; individual: ${cs.readyHttpMs.map((x) => x.toFixed(0)).join(', ')} ms).${cs.medianInternalStartupMs !== null ? ` The proxy's own \`startupMs\` (after Node and module loading): median ${cs.medianInternalStartupMs} ms.` : ''}`, '');
+  }
+  const cc = s.extras.concurrency;
+  if (cc) {
+    out.push('### `--concurrency 2`', '');
+    if (cc.report) out.push(renderMarkdown(cc.report, 'Closed loop, proxy on CPUs 0 and 1 (the generator shares CPU 1)').replace(/^## /, '#### '), '');
+    else out.push(cc.detail, '');
+  }
+  return out.join('\n').replace(/\n{3,}/g, '\n\n');
+}

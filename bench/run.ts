@@ -1,0 +1,364 @@
+// `npm run bench`: the project's benchmark. Starts the upstream and the peers (direct, nginx,
+// http-proxy, Remora) pinned to CPUs, runs every scenario interleaved with `remora bench`'s
+// generator, checks which Remora features were active, and writes bench/results/<date>.json
+// plus docs/benchmarks.md and docs/bench-latency.svg. `--quick` shortens everything (CI smoke).
+import { parseArgs } from 'node:util';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync, existsSync, renameSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { runBench, machineFacts, type BenchTarget } from '../src/bench/runner.js';
+import { DEFAULT_LOAD_OPTIONS, type LoadOptions } from '../src/bench/generator.js';
+import { renderTable, type BenchReport } from '../src/bench/report.js';
+import { renderSvg, seriesOf } from '../src/bench/plot.js';
+import { median } from '../src/bench/histogram.js';
+import { childPids, freePort, hasTaskset, httpGet, pinSelf, startProcess, stopProcess, type Started } from './procs.js';
+import { CANARY_HEADER, findNginx, manyServicesYaml, nginxConf, passThroughYaml, PASS_HOST, POLICY_HOST, policyYaml } from './configs.js';
+import { evaluateTargets, renderBenchmarksDoc, type SuiteResult } from './doc.js';
+
+const here = dirname(fileURLToPath(import.meta.url)); // build/bench
+const repo = resolve(here, '../..');
+const CLI = join(repo, 'dist/cli.js');
+const PROXY_CPU = '0';
+const LOAD_CPU = '1';
+
+const { values: argv } = parseArgs({
+  options: {
+    quick: { type: 'boolean' },
+    out: { type: 'string' },
+    'no-docs': { type: 'boolean' },
+    only: { type: 'string' },
+    help: { type: 'boolean', short: 'h' },
+  },
+});
+if (argv.help) {
+  process.stdout.write(`usage: npm run bench -- [--quick] [--only s1,s2] [--out DIR] [--no-docs]
+scenarios: latency-1000 latency-3000 max body-1k body-100k services reload cold-start concurrency
+`);
+  process.exit(0);
+}
+const quick = argv.quick === true;
+const only = argv.only ? new Set(argv.only.split(',')) : null;
+const want = (s: string) => only === null || only.has(s);
+const outDir = resolve(repo, argv.out ?? 'bench/results');
+const writeDocs = !argv['no-docs'];
+
+/** Durations (ms) and repetitions: full run vs --quick. */
+const T = quick
+  ? { latencyMs: 2000, warmupMs: 500, rounds: 2, maxMs: 2000, maxWarmupMs: 500, coldStarts: 3, reloadMs: 3000 }
+  : { latencyMs: 10_000, warmupMs: 2000, rounds: 3, maxMs: 5000, maxWarmupMs: 1000, coldStarts: 10, reloadMs: 10_000 };
+
+const started: Started[] = [];
+const tmp = mkdtempSync(join(tmpdir(), 'remora-bench-'));
+const log = (s: string) => process.stderr.write(`[bench] ${s}\n`);
+
+async function cleanup(): Promise<void> {
+  await Promise.all(started.splice(0).map((s) => stopProcess(s).catch(() => undefined)));
+  rmSync(tmp, { recursive: true, force: true });
+}
+process.once('SIGINT', () => void cleanup().then(() => process.exit(130)));
+
+function track(s: Started): Started {
+  started.push(s);
+  return s;
+}
+
+async function stopTracked(s: Started | undefined): Promise<void> {
+  if (!s) return;
+  const i = started.indexOf(s);
+  if (i >= 0) started.splice(i, 1);
+  await stopProcess(s);
+}
+
+interface RemoraPeer {
+  s: Started;
+  outbound: number;
+  admin: number;
+  stats: number;
+  startupMs: number | null;
+}
+
+const REMORA_PORT_ARGS = ['--outbound-port', '0', '--inbound-port', '0', '--admin-port', '0', '--stats-port', '0', '--health-port', '0', '--log-level', 'warn'];
+
+async function startRemora(name: string, yaml: string, extra: string[] = [], cpus = PROXY_CPU): Promise<RemoraPeer> {
+  const dir = join(tmp, name);
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'mesh.yaml'), yaml);
+  const s = track(await startProcess({ name, cmd: process.execPath, args: [CLI, 'run', '--config', dir, ...REMORA_PORT_ARGS, ...extra], cpus, marker: 'remora ready', timeoutMs: 60_000 }));
+  const r = s.ready;
+  return { s, outbound: Number(r.outbound), admin: Number(r.admin), stats: Number(r.stats), startupMs: typeof r.startupMs === 'number' ? r.startupMs : null };
+}
+
+function loadOpts(over: Partial<LoadOptions>): LoadOptions {
+  return { ...DEFAULT_LOAD_OPTIONS, connections: 32, durationMs: T.latencyMs, warmupMs: T.warmupMs, ...over };
+}
+
+async function scenario(name: string, targets: BenchTarget[], load: LoadOptions, baseline = 'direct'): Promise<BenchReport> {
+  log(`${name}: ${targets.map((t) => t.name).join(', ')} (${load.mode === 'open' ? `${load.rate} req/s` : 'max'}, ${T.rounds} rounds)`);
+  const report = await runBench({ targets, load, rounds: T.rounds, baseline, command: ['npm', 'run', 'bench', ...(quick ? ['--', '--quick'] : [])], pauseMs: 300 });
+  process.stderr.write(renderTable(report));
+  return report;
+}
+
+async function main(): Promise<number> {
+  const machine = machineFacts();
+  const notes: string[] = [];
+  if (machine.nproc < 2 || !hasTaskset()) notes.push(`CPU pinning unavailable (nproc ${machine.nproc}, taskset ${hasTaskset() ? 'present' : 'missing'}): proxy and generator share CPUs`);
+  else if (!pinSelf(LOAD_CPU)) notes.push('could not pin the generator to CPU 1');
+  if (machine.loadavg1 > 0.5) notes.push(`the machine was not idle: 1-minute load average ${machine.loadavg1.toFixed(2)} at start (other processes compete for both CPUs)`);
+
+  // Upstream on the generator's CPU (two ports: subsets v1 and v2 of the policy path).
+  const [up1, up2] = [await freePort(), await freePort()];
+  track(await startProcess({ name: 'upstream', cmd: process.execPath, args: [join(here, 'upstream.js'), String(up1), String(up2)], cpus: LOAD_CPU, marker: 'upstream ready' }));
+  const direct: BenchTarget = { name: 'direct', url: `http://127.0.0.1:${up1}/` };
+  const peers: BenchTarget[] = [direct];
+
+  // nginx (the native anchor).
+  let nginx: Started | undefined;
+  const nginxBin = findNginx();
+  if (nginxBin) {
+    const dir = join(tmp, 'nginx');
+    mkdirSync(dir, { recursive: true });
+    const port = await freePort();
+    writeFileSync(join(dir, 'nginx.conf'), nginxConf(dir, port, up1));
+    nginx = track(await startProcess({ name: 'nginx', cmd: nginxBin, args: ['-c', join(dir, 'nginx.conf'), '-p', dir, '-e', join(dir, 'error.log')], cpus: PROXY_CPU, marker: null, probe: async () => (await httpGet(port, '/')).status === 200 }));
+    peers.push({ name: 'nginx', url: `http://127.0.0.1:${port}/`, pids: [nginx.pid, ...childPids(nginx.pid)] });
+  } else notes.push('nginx not found (apt-get install nginx-light): no native anchor');
+
+  // http-proxy (the Node.js anchor).
+  const hp = track(await startProcess({ name: 'http-proxy', cmd: process.execPath, args: [join(here, 'peers/http-proxy.js'), String(up1)], cpus: PROXY_CPU, marker: 'http-proxy ready' }));
+  peers.push({ name: 'http-proxy', url: `http://127.0.0.1:${Number(hp.ready.port)}/`, pids: [hp.pid] });
+
+  // Remora: pass-through (minimal flags) and the full policy path (metrics on, tracing at 1%).
+  const haveRemora = existsSync(CLI);
+  let remPt: RemoraPeer | undefined;
+  let remPol: RemoraPeer | undefined;
+  const features: SuiteResult['features'] = {};
+  if (haveRemora) {
+    remPt = await startRemora('remora-passthrough', passThroughYaml(up1), ['--trace-sampling', '0']);
+    remPol = await startRemora('remora', policyYaml(up1, up2), ['--trace-endpoint', `http://127.0.0.1:${up1}/v1/traces`, '--trace-sampling', '1']);
+    peers.push({ name: 'remora-passthrough', url: `http://127.0.0.1:${remPt.outbound}/`, pids: [remPt.s.pid], headers: [['host', `${PASS_HOST}:${up1}`]] });
+    peers.push({ name: 'remora', url: `http://127.0.0.1:${remPol.outbound}/`, pids: [remPol.s.pid], headers: [['host', `${POLICY_HOST}:${up1}`]] });
+    Object.assign(features, await probeFeatures(remPol, up1, up2));
+  } else notes.push('dist/cli.js missing (run `npm run build`): Remora not measured');
+
+  const suite: SuiteResult = {
+    schemaVersion: 1,
+    kind: 'remora-bench-suite',
+    date: new Date().toISOString(),
+    quick,
+    command: `npm run bench${quick ? ' -- --quick' : ''}`,
+    machine,
+    pinning: { proxy: PROXY_CPU, generatorAndUpstream: LOAD_CPU, enabled: hasTaskset() && machine.nproc >= 2 },
+    notes,
+    features,
+    scenarios: {},
+    extras: {},
+    targets: [],
+  };
+
+  try {
+    const main3 = peers;
+    if (want('latency-1000')) suite.scenarios['latency-1000'] = await scenario('latency-1000', main3, loadOpts({ rate: 1000 }));
+    if (want('latency-3000')) suite.scenarios['latency-3000'] = await scenario('latency-3000', main3, loadOpts({ rate: 3000 }));
+    if (want('max')) suite.scenarios['max'] = await scenario('max', main3, loadOpts({ mode: 'max', durationMs: T.maxMs, warmupMs: T.maxWarmupMs, connections: 64 }));
+    const bodyPeers = peers.filter((p) => p.name !== 'remora');
+    for (const [name, size] of [['body-1k', 1024], ['body-100k', 102_400]] as const) {
+      if (want(name)) suite.scenarios[name] = await scenario(name, bodyPeers.map((p) => ({ ...p, url: `${p.url}bytes/${size}` })), loadOpts({ rate: 1000 }));
+    }
+    if (remPol) {
+      const after = await probeAfterLoad(remPol, up1, up2);
+      Object.assign(features, after);
+    }
+
+    if (haveRemora && want('services')) suite.extras.services = await servicesScenario(up1, suite);
+    if (haveRemora && want('reload')) suite.extras.reload = await reloadScenario(up1, up2);
+    if (haveRemora && want('cold-start')) suite.extras.coldStart = await coldStartScenario(up1);
+    if (haveRemora && want('concurrency')) suite.extras.concurrency = await concurrencyScenario(up1, suite);
+  } finally {
+    await cleanup();
+  }
+
+  suite.targets = evaluateTargets(suite);
+  const day = suite.date.slice(0, 10);
+  mkdirSync(outDir, { recursive: true });
+  const jsonPath = join(outDir, `${day}${quick ? '-quick' : ''}.json`);
+  writeFileSync(jsonPath, JSON.stringify(suite, null, 2) + '\n');
+  log(`wrote ${jsonPath}`);
+  if (writeDocs) {
+    const lat = suite.scenarios['latency-1000'];
+    if (lat) writeAtomic(join(repo, 'docs/bench-latency.svg'), renderSvg(seriesOf(lat), 'Latency by percentile, 1,000 req/s open loop (medians of rounds merged)'));
+    writeAtomic(join(repo, 'docs/benchmarks.md'), renderBenchmarksDoc(suite, `bench/results/${day}${quick ? '-quick' : ''}.json`));
+    log('wrote docs/benchmarks.md and docs/bench-latency.svg');
+  }
+  for (const t of suite.targets) log(`target ${t.met === null ? '?' : t.met ? 'MET ' : 'MISS'} ${t.figure}: ${t.measured} (target ${t.target})`);
+  return 0;
+}
+
+function writeAtomic(path: string, text: string): void {
+  mkdirSync(dirname(path), { recursive: true });
+  writeFileSync(`${path}.tmp`, text);
+  renameSync(`${path}.tmp`, path);
+}
+
+async function upstreamCounts(up1: number): Promise<{ ports: Record<string, number>; tracePosts: number }> {
+  return JSON.parse((await httpGet(up1, '/__counts')).body) as { ports: Record<string, number>; tracePosts: number };
+}
+
+/** Before load: does the header match route to v2, does the config carry the policies? */
+async function probeFeatures(r: RemoraPeer, up1: number, up2: number): Promise<SuiteResult['features']> {
+  const f: SuiteResult['features'] = {};
+  const host = `${POLICY_HOST}:${up1}`;
+  const before = await upstreamCounts(up1);
+  for (let i = 0; i < 20; i++) await httpGet(r.outbound, '/', { host, [CANARY_HEADER]: '1' });
+  const after = await upstreamCounts(up1);
+  const v2 = (after.ports[String(up2)] ?? 0) - (before.ports[String(up2)] ?? 0);
+  f.headerMatch = { active: v2 === 20, detail: `${v2}/20 requests with ${CANARY_HEADER}: 1 reached subset v2` };
+  try {
+    const clusters = (await httpGet(r.admin, '/clusters?format=json')).body;
+    const od = clusters.includes(POLICY_HOST) && /"ejections/.test(clusters);
+    f.outlierDetection = { active: od, detail: od ? `the ${POLICY_HOST} clusters report outlier-ejection state in /clusters` : 'no outlier-ejection state in /clusters' };
+  } catch (e) {
+    f.outlierDetection = { active: false, detail: `/clusters failed: ${(e as Error).message}` };
+  }
+  // No `retries` field = Istio's default policy (2 attempts on connect-failure, refused-stream,
+  // unavailable, cancelled, retriable-status-codes). No error happens in a clean run, so no retry
+  // is observable from outside: reported as configured, not as verified.
+  f.retryPolicy = { active: null, detail: 'Istio default (no `retries` field); no failures in the run, so no retry was exercised' };
+  return f;
+}
+
+/** After load: the 80/20 split, the Istio metrics and the sampled spans. */
+async function probeAfterLoad(r: RemoraPeer, up1: number, up2: number): Promise<SuiteResult['features']> {
+  const f: SuiteResult['features'] = {};
+  const c = await upstreamCounts(up1);
+  const v1 = c.ports[String(up1)] ?? 0;
+  const v2 = c.ports[String(up2)] ?? 0;
+  // Port up1 also served direct, nginx and http-proxy traffic, so only v2's share is meaningful:
+  // it received the policy path's 20% plus the 20 canary probes.
+  f.weightedSubsets = { active: v2 > 100, detail: `subset v2 (port ${up2}) served ${v2} requests; port ${up1} served ${v1} (all peers)` };
+  try {
+    const m = (await httpGet(r.stats, '/stats/prometheus')).body;
+    const has = /istio_requests_total/.test(m);
+    f.metrics = { active: has, detail: has ? 'istio_requests_total exported on the stats port' : 'istio_requests_total missing from /stats/prometheus' };
+  } catch (e) {
+    f.metrics = { active: false, detail: `stats port failed: ${(e as Error).message}` };
+  }
+  f.tracing = { active: c.tracePosts > 0, detail: `${c.tracePosts} OTLP export POSTs received at 1% sampling` };
+  return f;
+}
+
+/** 10 / 1,000 / 10,000 services in the config: per-request CPU at 3,000 req/s and startup time. */
+async function servicesScenario(up1: number, suite: SuiteResult): Promise<SuiteResult['extras']['services']> {
+  const sizes = [10, 1000, 10_000];
+  const out: NonNullable<SuiteResult['extras']['services']> = { sizes: [], report: undefined };
+  const peers: RemoraPeer[] = [];
+  try {
+    for (const n of sizes) {
+      const yaml = passThroughYaml(up1) + '---\n' + manyServicesYaml(n);
+      const t0 = performance.now();
+      const p = await startRemora(`remora-${n}`, yaml, ['--trace-sampling', '0']);
+      const readyMs = performance.now() - t0;
+      peers.push(p);
+      out.sizes.push({ services: n, startupMs: p.startupMs, readyMs, configBytes: Buffer.byteLength(yaml) });
+    }
+    const targets = peers.map((p, i) => ({ name: `remora-${sizes[i]}-services`, url: `http://127.0.0.1:${p.outbound}/`, pids: [p.s.pid], headers: [['host', `${PASS_HOST}:${up1}`]] as Array<[string, string]> }));
+    out.report = await scenario('services', targets, loadOpts({ rate: 3000 }), `remora-10-services`);
+  } catch (e) {
+    suite.notes.push(`services scenario failed: ${(e as Error).message.split('\n')[0]}`);
+  } finally {
+    for (const p of peers) await stopTracked(p.s);
+  }
+  return out;
+}
+
+/** Rewrites the config every 250 ms (weights 80/20 <-> 50/50) during a 1,000 req/s run. */
+async function reloadScenario(up1: number, up2: number): Promise<SuiteResult['extras']['reload']> {
+  const p = await startRemora('remora-reload', policyYaml(up1, up2));
+  const file = join(tmp, 'remora-reload', 'mesh.yaml');
+  let rewrites = 0;
+  const timer = setInterval(() => {
+    rewrites++;
+    // Write-then-rename, as a ConfigMap update does, so the proxy never reads a half-written file.
+    writeFileSync(`${file}.new`, policyYaml(up1, up2, rewrites % 2 === 1 ? [50, 50] : [80, 20]));
+    renameSync(`${file}.new`, file);
+  }, 250);
+  let report: BenchReport;
+  try {
+    report = await runBench({
+      targets: [{ name: 'remora-reloading', url: `http://127.0.0.1:${p.outbound}/`, pids: [p.s.pid], headers: [['host', `${POLICY_HOST}:${up1}`]] }],
+      load: loadOpts({ rate: 1000, durationMs: T.reloadMs }),
+      rounds: 1,
+      baseline: null,
+      command: ['npm', 'run', 'bench'],
+    });
+  } finally {
+    clearInterval(timer);
+  }
+  let version: unknown = null;
+  try {
+    const dump = JSON.parse((await httpGet(p.admin, '/config_dump')).body) as Record<string, unknown>;
+    version = dump.version ?? (dump.config as Record<string, unknown> | undefined)?.version ?? null;
+  } catch {
+    /* reported as null */
+  }
+  await stopTracked(p.s);
+  const r0 = report.targets[0]!.rounds[0]!;
+  log(`reload: ${rewrites} rewrites, ${r0.completed} responses, errors ${JSON.stringify(r0.errors)}, status ${JSON.stringify(r0.statusCounts)}, final config version ${String(version)}`);
+  return { rewrites, configVersionAfter: version, report };
+}
+
+/** Spawn → "remora ready" line, and spawn → admin /ready 200, N times (median). */
+async function coldStartScenario(up1: number): Promise<SuiteResult['extras']['coldStart']> {
+  const readyLine: number[] = [];
+  const readyHttp: number[] = [];
+  const startup: number[] = [];
+  const dir = join(tmp, 'cold');
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'mesh.yaml'), passThroughYaml(up1));
+  for (let i = 0; i < T.coldStarts; i++) {
+    const t0 = performance.now();
+    const s = track(await startProcess({ name: 'remora-cold', cmd: process.execPath, args: [CLI, 'run', '--config', dir, ...REMORA_PORT_ARGS], cpus: PROXY_CPU, marker: 'remora ready', timeoutMs: 30_000 }));
+    readyLine.push(performance.now() - t0);
+    const admin = Number(s.ready.admin);
+    for (;;) {
+      const ok = await httpGet(admin, '/ready').then((r) => r.status === 200).catch(() => false);
+      if (ok || performance.now() - t0 > 30_000) break;
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    readyHttp.push(performance.now() - t0);
+    if (typeof s.ready.startupMs === 'number') startup.push(s.ready.startupMs);
+    await stopTracked(s);
+  }
+  log(`cold start: ready line median ${median(readyLine).toFixed(0)} ms, /ready 200 median ${median(readyHttp).toFixed(0)} ms (n=${T.coldStarts})`);
+  return { runs: T.coldStarts, readyLineMs: readyLine, readyHttpMs: readyHttp, medianReadyLineMs: median(readyLine), medianReadyHttpMs: median(readyHttp), medianInternalStartupMs: startup.length ? median(startup) : null };
+}
+
+/** `--concurrency 2` on both CPUs vs one core: only meaningful if the proxy spawns workers. */
+async function concurrencyScenario(up1: number, suite: SuiteResult): Promise<SuiteResult['extras']['concurrency']> {
+  const p = await startRemora('remora-c2', passThroughYaml(up1), ['--trace-sampling', '0', '--concurrency', '2'], `${PROXY_CPU},${LOAD_CPU}`);
+  try {
+    await new Promise((r) => setTimeout(r, 500));
+    const kids = childPids(p.s.pid);
+    if (kids.length === 0) {
+      const note = '`--concurrency 2` started no worker processes (flag accepted but not implemented): not measured';
+      suite.notes.push(note);
+      return { supported: false, detail: note, report: undefined };
+    }
+    // The generator shares CPU 1 with the second worker, so this understates a 2-core proxy;
+    // throughput per CPU-second of the proxy processes is the comparable figure.
+    const report = await scenario('concurrency', [{ name: 'remora-concurrency-2', url: `http://127.0.0.1:${p.outbound}/`, pids: [p.s.pid, ...kids], headers: [['host', `${PASS_HOST}:${up1}`]] }], loadOpts({ mode: 'max', durationMs: T.maxMs, warmupMs: T.maxWarmupMs, connections: 64 }), '');
+    return { supported: true, detail: `${kids.length} worker processes`, report };
+  } finally {
+    await stopTracked(p.s);
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  async (e: Error) => {
+    process.stderr.write(`bench failed: ${e.stack ?? e.message}\n`);
+    await cleanup();
+    process.exit(1);
+  },
+);
