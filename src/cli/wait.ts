@@ -73,8 +73,11 @@ export async function main(argv: string[]): Promise<number> {
   for (;;) {
     const left = deadline - performance.now();
     if (left <= 0) break;
-    last = await probe(url, Math.max(1, Math.min(1000, left))); // ms: one slow answer must not eat the budget
-    if (last === 200) {
+    const budget = Math.max(1, Math.round(Math.min(1000, left))); // ms: one slow answer must not eat the budget
+    const result = await probe(url, budget);
+    // A probe cut short by the deadline says less than the answer before it: keep that one for the message.
+    if (typeof result === 'number' || budget >= 1000 || last === 'no attempt') last = result;
+    if (result === 200) {
       process.stdout.write(`remora wait: ${url.href} is ready\n`);
       return 0;
     }
