@@ -7,6 +7,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { ConfigStore } from './discovery/config-store.js';
 import { FileWatcher } from './discovery/file-watcher.js';
+import { KubernetesSource } from './discovery/k8s-source.js';
+import { servicesFromEnv } from './discovery/env-discovery.js';
 import { ClusterManager } from './upstream/cluster-manager.js';
 import { handleOutbound, type OutboundEnv } from './proxy/outbound.js';
 import { handleInbound, inboundClusters, type InboundEnv } from './proxy/inbound.js';
@@ -42,6 +44,8 @@ export interface RunOptions {
   outboundAddress: string;
   inboundAddress: string;
   workloadName: string;
+  kubernetes?: { kubeconfig?: string; namespaces: string[] };
+  envDiscovery?: boolean;
 }
 
 export const VERSION = '0.1.0';
@@ -54,6 +58,7 @@ export class Sidecar {
   private accessLog: AccessLogger | undefined;
   readonly tracing: ProxyTracing;
   private watcher: FileWatcher | undefined;
+  private kube: KubernetesSource | undefined;
   private servers: Array<{ name: string; server: Server; address: string; port: number }> = [];
   private inboundRuntimes = new Map<number, ClusterRuntime>();
   private outboundEnv: OutboundEnv;
@@ -91,6 +96,10 @@ export class Sidecar {
         onError: (err) => log('warn', `access log: ${err.code ?? err.message}`),
       });
     }
+    if (this.accessLog) {
+      const log = this.accessLog;
+      this.metrics.observe('remora_access_log_dropped_lines_total', 'counter', 'Access-log lines dropped (slow or broken destination).', () => log.droppedLines());
+    }
     this.tracing = opts.traceEndpoint
       ? createTracing({ endpoint: opts.traceEndpoint, samplingPercent: opts.traceSampling, serviceName: `${opts.labels.app ?? opts.workloadName}.${opts.namespace}` })
       : NOOP_TRACING;
@@ -118,16 +127,44 @@ export class Sidecar {
     };
     this.outboundEnv = { ...base, snapshot: () => this.store.current };
     this.inboundEnv = { ...base, appPorts: opts.appPorts, appHost: '127.0.0.1' };
-    for (const def of inboundClusters(opts.appPorts, '127.0.0.1')) this.inboundRuntimes.set(def.port, this.clusters.runtime(def));
+    for (const def of inboundClusters(opts.appPorts, '127.0.0.1')) this.inboundRuntimes.set(def.port, this.clusters.pin(def));
+    this.store.on('rejected', () => this.metrics.configReloadFailures.inc());
     this.store.on('update', (snap) => {
       this.clusters.onSnapshot(snap);
+      this.metrics.configReloads.inc();
       this.metrics.setConfigInfo(String(snap.version), snap.hash);
+      const live = new Set<string>(snap.clusters.keys());
+      for (const rt of this.clusters.clusters()) live.add(rt.def.name);
+      this.metrics.retainClusters(live);
       this.logger.log('info', `config version ${snap.version} applied`, { hash: snap.hash, resources: snap.resources.length, clusters: snap.clusters.size });
     });
   }
 
   /** Load config, bind listeners, start watching. Throws with the validation errors when the first config is invalid. */
   async start(): Promise<void> {
+    if (this.opts.envDiscovery) {
+      this.store.setExternal('env', { resources: [], services: servicesFromEnv(process.env, { namespace: this.opts.namespace, clusterDomain: this.opts.clusterDomain }) });
+    }
+    if (this.opts.kubernetes) {
+      const k = this.opts.kubernetes;
+      const kopts: ConstructorParameters<typeof KubernetesSource>[0] = {
+        clusterDomain: this.opts.clusterDomain,
+        log: (level, msg, fields) => this.logger.log(level === 'debug' ? 'info' : level, `kubernetes: ${msg}`, fields),
+      };
+      if (k.kubeconfig) kopts.kubeconfig = k.kubeconfig;
+      if (k.namespaces.length > 0) kopts.namespaces = k.namespaces;
+      const kube = new KubernetesSource(kopts);
+      this.kube = kube;
+      await kube.start();
+      const push = (): void => {
+        const cur = kube.current();
+        this.store.setExternal('kubernetes', { resources: cur.resources, services: cur.services });
+      };
+      push();
+      kube.on('change', push);
+      const metrics = this.metrics;
+      metrics.observe('remora_kubernetes_staleness_seconds', 'gauge', 'Seconds since the Kubernetes watch state was last known complete.', () => kube.current().stalenessMs(Date.now()) / 1000);
+    }
     const ok = await this.store.reloadFiles(true);
     if (!ok) {
       const err = new Error(`invalid configuration:\n${(this.store.lastError?.errors ?? []).join('\n')}`);
@@ -226,6 +263,7 @@ export class Sidecar {
 
   async stop(): Promise<void> {
     this.watcher?.stop();
+    this.kube?.stop();
     this.store.stop();
     for (const s of this.servers) {
       s.server.close();
@@ -301,6 +339,7 @@ export class Sidecar {
       reloadFailures: this.store.reloadFailures,
       lastError: this.store.lastError ? { time: new Date(this.store.lastError.at).toISOString(), errors: this.store.lastError.errors } : null,
       ports: Object.fromEntries(this.servers.map((s) => [s.name, s.port])),
+      kubernetes: this.kube ? { stalenessMs: this.kube.current().stalenessMs(Date.now()), syncedAt: new Date(this.kube.current().syncedAt).toISOString(), versions: this.kube.versions() } : null,
       warnings: snap?.warnings ?? [],
       resources: (snap?.resources ?? []).map((r) => ({
         apiVersion: r.apiVersion, kind: r.kind, metadata: r.metadata, spec: r.spec, source: r.source,

@@ -7,6 +7,9 @@ import { isLevel } from '../util/logger.js';
 const OPTIONS: OptionSpec = {
   config: { type: 'string', multiple: true, short: 'c' },
   kubernetes: { type: 'boolean' },
+  kubeconfig: { type: 'string' },
+  'watch-namespaces': { type: 'string', multiple: true },
+  'env-discovery': { type: 'boolean' },
   namespace: { type: 'string' },
   'cluster-domain': { type: 'string' },
   'outbound-port': { type: 'string' },
@@ -35,6 +38,10 @@ const OPTIONS: OptionSpec = {
 const HELP = `usage: remora run --config PATH [PATH…] [options]
 
   -c, --config PATH              Istio YAML file or directory (repeatable; watched and hot-reloaded)
+      --kubernetes               also watch the API server (Services, EndpointSlices, Pods, Istio CRDs)
+      --kubeconfig FILE          default $KUBECONFIG, else the in-cluster service account
+      --watch-namespaces NS,…    watch only these namespaces (default: all)
+      --env-discovery            Services from *_SERVICE_HOST/_PORT variables become hosts (start-time only)
       --namespace NS             this workload's namespace (default $POD_NAMESPACE or "default")
       --cluster-domain D         default cluster.local
       --outbound-port N          default 15001 (0 = any free port)
@@ -70,7 +77,6 @@ export function runOptionsFrom(argv: string[], env: NodeJS.ProcessEnv = process.
   if (v.help) return 'help';
   const configPaths = [...stringList(v.config), ...positionals];
   if (configPaths.length === 0 && !v.kubernetes) throw new Error('--config PATH is required (a file or a directory of Istio YAML)');
-  if (v.kubernetes) throw new Error('--kubernetes is not wired into `remora run` yet (see docs/kubernetes.md); use --config');
   const policy = String(v['outbound-traffic-policy'] ?? 'ALLOW_ANY').toUpperCase();
   if (policy !== 'ALLOW_ANY' && policy !== 'REGISTRY_ONLY') throw new Error(`--outbound-traffic-policy must be ALLOW_ANY or REGISTRY_ONLY, not ${policy}`);
   const level = String(v['log-level'] ?? 'info');
@@ -106,6 +112,11 @@ export function runOptionsFrom(argv: string[], env: NodeJS.ProcessEnv = process.
     workloadName: String(v.workload ?? env.POD_NAME?.replace(/-[a-z0-9]+-[a-z0-9]+$/, '') ?? labels.app ?? 'unknown'),
   };
   if (v['trace-endpoint']) opts.traceEndpoint = String(v['trace-endpoint']);
+  if (v.kubernetes) {
+    opts.kubernetes = { namespaces: stringList(v['watch-namespaces']) };
+    if (v.kubeconfig) opts.kubernetes.kubeconfig = String(v.kubeconfig);
+  }
+  if (v['env-discovery']) opts.envDiscovery = true;
   return opts;
 }
 

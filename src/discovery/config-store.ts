@@ -99,8 +99,16 @@ export class ConfigStore extends EventEmitter {
   }
 
   private rebuild(): boolean {
-    const resources = this.allResources();
-    const problems = validateResources(resources, { clusterDomain: this.opts.clusterDomain });
+    let resources = this.allResources();
+    let problems = validateResources(resources, { clusterDomain: this.opts.clusterDomain });
+    // Objects from the API server were already accepted by it: an invalid one is skipped (and logged) rather than
+    // freezing every other update. File objects reject the whole change, so nothing half-applied is ever served.
+    const badCluster = new Set(problems.filter((p) => p.severity !== 'warning' && p.file === 'kubernetes').map((p) => p.object));
+    if (badCluster.size > 0) {
+      for (const p of problems) if (p.file === 'kubernetes' && p.severity !== 'warning') this.opts.log('warn', `ignoring invalid object from the API server: ${formatError(p)}`);
+      resources = resources.filter((r) => !(r.source.file === 'kubernetes' && badCluster.has(`${r.kind}/${r.metadata.namespace}/${r.metadata.name}`)));
+      problems = validateResources(resources, { clusterDomain: this.opts.clusterDomain });
+    }
     const errors = problems.filter((p) => p.severity !== 'warning');
     for (const w of problems) if (w.severity === 'warning') this.opts.log('warn', formatError(w));
     if (errors.length > 0) return this.reject(errors);

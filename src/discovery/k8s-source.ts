@@ -657,12 +657,18 @@ function toResource(obj: Obj, spec: KindSpec, version: string): Resource {
   if (meta.annotations) metadata.annotations = meta.annotations;
   if (meta.resourceVersion) metadata.resourceVersion = meta.resourceVersion;
   const s = (obj as { spec?: unknown }).spec;
+  const apiVersion = obj.apiVersion ?? `${spec.group}/${version}`;
+  const specObj = s && typeof s === 'object' ? (s as Record<string, unknown>) : {};
+  // The validator checks the document as a whole (apiVersion, kind, metadata, spec), as it does for files.
+  const rawMeta: Record<string, unknown> = { name: metadata.name, namespace: metadata.namespace };
+  if (metadata.labels) rawMeta.labels = metadata.labels;
+  if (metadata.annotations) rawMeta.annotations = metadata.annotations;
   return {
-    apiVersion: obj.apiVersion ?? `${spec.group}/${version}`,
+    apiVersion,
     kind: spec.kind,
     metadata,
-    spec: s && typeof s === 'object' ? (s as Record<string, unknown>) : {},
-    raw: {},
+    spec: specObj,
+    raw: { apiVersion, kind: spec.kind, metadata: rawMeta, spec: specObj },
     source: { file: 'kubernetes', line: 0 },
     lineOf: () => 0,
   };

@@ -24,6 +24,8 @@ export class ClusterManager {
   private pools = new Map<string, Pool>();
   /** Passthrough/ NONE clusters created on demand, keyed by host:port (bounded). */
   private dynamic = new Map<string, ClusterRuntime>();
+  /** Clusters that do not come from config (inbound app ports): never dropped on a swap. */
+  private pinned = new Map<string, ClusterRuntime>();
 
   constructor(private readonly rand: () => number, private readonly now: () => number, private readonly poolDefaults: PoolDefaults) {}
 
@@ -35,6 +37,13 @@ export class ClusterManager {
     } else if (rt.def !== def) {
       rt.update(def);
     }
+    return rt;
+  }
+
+  /** A cluster owned by the process rather than the config (e.g. `inbound|9080||`). */
+  pin(def: ClusterDef): ClusterRuntime {
+    const rt = createClusterRuntime(def, this.rand, this.now());
+    this.pinned.set(def.name, rt);
     return rt;
   }
 
@@ -101,14 +110,14 @@ export class ClusterManager {
       for (const ep of def.endpoints) live.add(poolKey(ep, def.policy.pool));
     }
     for (const name of [...this.runtimes.keys()]) if (!snap.clusters.has(name)) this.runtimes.delete(name);
-    for (const rt of this.dynamic.values()) for (const ep of rt.def.endpoints) live.add(poolKey(ep, rt.def.policy.pool));
+    for (const m of [this.dynamic, this.pinned]) for (const rt of m.values()) for (const ep of rt.def.endpoints) live.add(poolKey(ep, rt.def.policy.pool));
     const dead: Pool[] = [];
     for (const [k, p] of this.pools) if (!live.has(k)) { this.pools.delete(k); dead.push(p); }
     closeInBatches(dead);
   }
 
   clusters(): ClusterRuntime[] {
-    return [...this.runtimes.values(), ...this.dynamic.values()];
+    return [...this.pinned.values(), ...this.runtimes.values(), ...this.dynamic.values()];
   }
 
   poolCount(): number {
