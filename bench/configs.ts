@@ -165,6 +165,10 @@ http {
       proxy_pass http://up;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
+      # 256 KB of buffers: a 100 KB response stays in memory instead of a temp file.
+      proxy_buffer_size 16k;
+      proxy_buffers 32 8k;
+      proxy_max_temp_file_size 0;
     }
   }
 }

@@ -1,0 +1,111 @@
+// The benchmark harness's pure parts: generated Istio/nginx configs, the check of the issue's
+// targets against measured numbers, and the generated docs/benchmarks.md.
+import { describe, it, expect } from 'vitest';
+import { parseDocuments } from '../../../src/config/parse.js';
+import { manyServicesYaml, nginxConf, passThroughYaml, policyYaml, POLICY_HOST } from '../../../bench/configs.js';
+import { evaluateTargets, renderBenchmarksDoc, type SuiteResult } from '../../../bench/doc.js';
+import { buildReport } from '../../../src/bench/report.js';
+import { DEFAULT_LOAD_OPTIONS, type RunOutcome } from '../../../src/bench/generator.js';
+import { LatencyHistogram } from '../../../src/bench/histogram.js';
+
+describe('generated configs', () => {
+  it('pass-through and policy YAML parse as Istio resources', () => {
+    const pt = parseDocuments(passThroughYaml(8080), 'pt.yaml');
+    expect(pt.errors).toEqual([]);
+    expect(pt.resources.map((r) => r.kind)).toEqual(['ServiceEntry']);
+    const pol = parseDocuments(policyYaml(8080, 8081, [50, 50]), 'pol.yaml');
+    expect(pol.errors).toEqual([]);
+    expect(pol.resources.map((r) => r.kind)).toEqual(['ServiceEntry', 'DestinationRule', 'VirtualService']);
+    const vs = pol.resources[2]!.spec as { http: Array<{ route: Array<{ weight?: number }> }> };
+    expect(vs.http[1]!.route.map((d) => d.weight)).toEqual([50, 50]);
+    expect(JSON.stringify(pol.resources[0]!.spec)).toContain(POLICY_HOST);
+  });
+
+  it('N services give N ServiceEntries and N VirtualServices with distinct hosts', () => {
+    const r = parseDocuments(manyServicesYaml(50), 'many.yaml');
+    expect(r.errors).toEqual([]);
+    expect(r.resources.filter((x) => x.kind === 'ServiceEntry')).toHaveLength(50);
+    expect(r.resources.filter((x) => x.kind === 'VirtualService')).toHaveLength(50);
+    expect(new Set(r.resources.map((x) => x.metadata.name)).size).toBe(50);
+  });
+
+  it('nginx config proxies with upstream keep-alive and writes only under its directory', () => {
+    const c = nginxConf('/tmp/x', 1234, 5678);
+    expect(c).toContain('listen 127.0.0.1:1234');
+    expect(c).toContain('server 127.0.0.1:5678');
+    expect(c).toMatch(/keepalive \d+;/);
+    expect(c).toContain('proxy_set_header Connection ""');
+    for (const m of c.matchAll(/(?:pid|error_log|_temp_path) (\S+?)[;\s]/g)) expect(m[1]!.startsWith('/tmp/x/')).toBe(true);
+  });
+});
+
+function outcome(p50: number): RunOutcome {
+  const h = new LatencyHistogram();
+  for (let i = 0; i < 100; i++) h.record(p50);
+  return {
+    url: 'http://x/', completed: 3000, scheduled: 3000, statusCounts: { '200': 3000 }, measuredMs: 1000, achievedRps: 3000,
+    errors: { connect: 0, timeout: 0, reset: 0, parse: 0, status5xx: 0 },
+    latency: h, service: h, upstream: new LatencyHistogram(), proxy: new LatencyHistogram(), scheduleLag: new LatencyHistogram(),
+    generatorCpu: 0.3, preciseTimer: true, responseBytes: 0,
+  };
+}
+
+function suite(): SuiteResult {
+  const mk = (rows: Array<[string, number, number | null, number]>) =>
+    buildReport({
+      targets: rows.map(([name, p50, cpuMs, rss]) => ({ name, url: 'http://x/', rounds: [{ outcome: outcome(p50), usage: cpuMs === null ? null : [{ pid: 1, cpuMs, peakRssMB: rss }] }] })),
+      opts: { ...DEFAULT_LOAD_OPTIONS, rate: 3000 }, rounds: 1, baseline: 'direct', startedAt: new Date(0), finishedAt: new Date(0), command: [],
+      machine: { nproc: 2, cpuModel: 'cpu', node: 'v20', platform: 'linux', loadavg1: 0 },
+    });
+  const machine = { nproc: 2, cpuModel: 'cpu', node: 'v20', platform: 'linux', loadavg1: 0 };
+  return {
+    schemaVersion: 1, kind: 'remora-bench-suite', date: '2026-01-02T03:04:05.000Z', quick: true, command: 'npm run bench -- --quick', machine,
+    pinning: { proxy: '0', generatorAndUpstream: '1', enabled: true }, notes: ['a note'], features: { tracing: { active: true, detail: '3 posts' } },
+    scenarios: {
+      // direct 0.1 ms; nginx adds 0.2 ms; remora adds 0.24 ms (within +0.05) at 1000 req/s ...
+      'latency-1000': mk([['direct', 0.1, null, 0], ['nginx', 0.3, 255, 13], ['remora', 0.34, 300, 40]]),
+      // ... and 0.4 ms at 3000 req/s (misses); CPU 300 vs 255 ms per 3000 requests -> 1.18x (meets)
+      'latency-3000': mk([['direct', 0.1, null, 0], ['nginx', 0.3, 255, 13], ['remora', 0.5, 300, 60]]),
+    },
+    extras: {
+      coldStart: { runs: 3, readyLineMs: [200, 210, 220], readyHttpMs: [250, 260, 400], medianReadyLineMs: 210, medianReadyHttpMs: 260, medianInternalStartupMs: 40 },
+      concurrency: { supported: false, detail: 'no workers', report: undefined },
+    },
+    targets: [],
+  };
+}
+
+describe('evaluateTargets', () => {
+  it('checks each measured target and marks the rest as not measured', () => {
+    const s = suite();
+    const c = Object.fromEntries(evaluateTargets(s).map((x) => [x.figure, x]));
+    expect(c['added p50 at 1,000 req/s']!.met).toBe(true);
+    expect(c['added p50 at 3,000 req/s']!.met).toBe(false);
+    expect(c['CPU per 1,000 requests at 3,000 req/s']!.met).toBe(true);
+    expect(c['CPU per 1,000 requests at 3,000 req/s']!.measured).toContain('1.18 ×');
+    expect(c['peak RSS at 3,000 req/s']!.met).toBe(false);
+    expect(c['cold start to ready']!.met).toBe(true);
+    expect(c['`--concurrency 2` throughput']!.met).toBe(false);
+    expect(c['max throughput per core (full policy path)']!.met).toBeNull();
+    expect(c['10,000 services: per-request CPU']!.met).toBeNull();
+  });
+});
+
+describe('renderBenchmarksDoc', () => {
+  it('states the run, the machine, the targets table and each scenario table', () => {
+    const s = suite();
+    s.targets = evaluateTargets(s);
+    const md = renderBenchmarksDoc(s, 'bench/results/2026-01-02-quick.json');
+    expect(md).toContain('`npm run bench -- --quick`');
+    expect(md).toContain('**`--quick` run**');
+    expect(md).toContain('bench/results/2026-01-02-quick.json');
+    expect(md).toContain('| added p50 at 3,000 req/s | ≤ nginx\'s added p50 + 0.05 ms |');
+    expect(md).toContain('| **no** |');
+    expect(md).toContain('![Latency by percentile at 1,000 req/s](bench-latency.svg)');
+    expect(md).toContain('### Latency at 3,000 req/s');
+    expect(md).toMatch(/Ratios vs nginx: remora: p50 1\.67×/);
+    expect(md).toContain('- a note');
+    expect(md).toContain('- tracing: active — 3 posts');
+    expect(md).toContain('### Cold start');
+  });
+});
