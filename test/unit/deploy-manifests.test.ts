@@ -150,6 +150,7 @@ describe('deploy/ manifests', () => {
       [
         'core/services',
         'core/pods',
+        'core/namespaces',
         'discovery.k8s.io/endpointslices',
         'networking.istio.io/virtualservices',
         'networking.istio.io/destinationrules',
