@@ -18,6 +18,8 @@ import { AccessLogger } from './telemetry/access-log.js';
 import { NOOP_TRACING, type ProxyTracing } from './telemetry/tracing.js';
 import { createTracing } from './telemetry/otel-sdk.js';
 import { adminRoutes, createAdminServer } from './admin/server.js';
+import { forwardProbe, parseAppProbers, type AppProber } from './admin/app-probes.js';
+import { connect as netConnect } from 'node:net';
 import { Logger, type Level } from './util/logger.js';
 import type { ClusterRuntime, ClusterView, RequestRecord } from './model.js';
 
@@ -46,6 +48,10 @@ export interface RunOptions {
   workloadName: string;
   kubernetes?: { kubeconfig?: string; namespaces: string[] };
   envDiscovery?: boolean;
+  /** The app's original httpGet probes (REMORA_APP_PROBERS JSON), served on the health port. */
+  appProbers?: string;
+  /** Exit when the app's port has stopped listening for this many seconds (0 = off). */
+  exitOnAppExitSeconds?: number;
 }
 
 export const VERSION = '0.1.0';
@@ -189,10 +195,43 @@ export class Sidecar {
     const routes = adminRoutes(this);
     await this.listen('admin', createAdminServer(routes), '127.0.0.1', this.opts.adminPort);
     await this.listen('stats', createAdminServer(routes, ['/stats/prometheus']), '0.0.0.0', this.opts.statsPort);
-    await this.listen('health', createAdminServer(routes, ['/healthz/ready']), '0.0.0.0', this.opts.healthPort);
+    const probers = parseAppProbers(this.opts.appProbers);
+    const probeHandler = (path: string): ((req: IncomingMessage, res: ServerResponse) => void) | undefined => {
+      const p: AppProber | undefined = probers.get(path);
+      return p === undefined ? undefined : (req, res) => forwardProbe(p, req, res);
+    };
+    await this.listen('health', createAdminServer(routes, ['/healthz/ready'], probeHandler), '0.0.0.0', this.opts.healthPort);
     this.watcher = new FileWatcher(this.opts.configPaths, () => { void this.store.reloadFiles(); });
     await this.watcher.start();
     this.listening = true;
+    if ((this.opts.exitOnAppExitSeconds ?? 0) > 0 && this.opts.appPorts.length > 0) this.watchApp(this.opts.exitOnAppExitSeconds!);
+  }
+
+  /** --exit-on-app-exit: once the app has listened, exit when its port stops accepting for `seconds` (Jobs, pain 4). */
+  private watchApp(seconds: number): void {
+    const port = this.opts.appPorts[0]!;
+    let seenUp = false;
+    let downSince = 0;
+    const timer = setInterval(() => {
+      const sock = netConnect({ port, host: '127.0.0.1' });
+      sock.setTimeout(500);
+      const result = (up: boolean): void => {
+        sock.destroy();
+        const now = Date.now();
+        if (up) { seenUp = true; downSince = 0; return; }
+        if (!seenUp) return;
+        if (downSince === 0) downSince = now;
+        if (now - downSince >= seconds * 1000) {
+          clearInterval(timer);
+          this.logger.log('info', `app port ${port} stopped listening ${seconds}s ago: exiting`);
+          void this.shutdown('app exited');
+        }
+      };
+      sock.once('connect', () => result(true));
+      sock.once('error', () => result(false));
+      sock.once('timeout', () => result(false));
+    }, 500);
+    timer.unref();
   }
 
   private onResponseClose = (): void => {

@@ -88,7 +88,7 @@ export function adminRoutes(s: Sidecar): Map<string, { method: 'GET' | 'POST'; h
   return r;
 }
 
-export function createAdminServer(routes: Map<string, { method: 'GET' | 'POST'; handler: Handler }>, only?: readonly string[]): Server {
+export function createAdminServer(routes: Map<string, { method: 'GET' | 'POST'; handler: Handler }>, only?: readonly string[], fallback?: (path: string) => Handler | undefined): Server {
   return createServer((req, res) => {
     let url: URL;
     try {
@@ -97,6 +97,11 @@ export function createAdminServer(routes: Map<string, { method: 'GET' | 'POST'; 
       return send(res, 400, 'bad request\n');
     }
     const path = url.pathname;
+    const fb = fallback?.(path);
+    if (fb !== undefined) {
+      if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, 'use GET\n');
+      return void fb(req, res, url);
+    }
     if (only && !only.includes(path)) return send(res, 404, 'not found\n');
     const route = routes.get(path);
     if (!route) return send(res, 404, 'not found\n');

@@ -10,6 +10,8 @@ const OPTIONS: OptionSpec = {
   kubeconfig: { type: 'string' },
   'watch-namespaces': { type: 'string', multiple: true },
   'env-discovery': { type: 'boolean' },
+  'exit-on-app-exit': { type: 'boolean' },
+  'exit-on-app-exit-seconds': { type: 'string' },
   namespace: { type: 'string' },
   'cluster-domain': { type: 'string' },
   'outbound-port': { type: 'string' },
@@ -42,6 +44,7 @@ const HELP = `usage: remora run --config PATH [PATH…] [options]
       --kubeconfig FILE          default $KUBECONFIG, else the in-cluster service account
       --watch-namespaces NS,…    watch only these namespaces (default: all)
       --env-discovery            Services from *_SERVICE_HOST/_PORT variables become hosts (start-time only)
+      --exit-on-app-exit         exit once the app's port stopped listening for 3 s (Jobs)
       --namespace NS             this workload's namespace (default $POD_NAMESPACE or "default")
       --cluster-domain D         default cluster.local
       --outbound-port N          default 15001 (0 = any free port)
@@ -117,6 +120,8 @@ export function runOptionsFrom(argv: string[], env: NodeJS.ProcessEnv = process.
     if (v.kubeconfig) opts.kubernetes.kubeconfig = String(v.kubeconfig);
   }
   if (v['env-discovery']) opts.envDiscovery = true;
+  if (v['exit-on-app-exit'] || v['exit-on-app-exit-seconds']) opts.exitOnAppExitSeconds = Number(v['exit-on-app-exit-seconds'] ?? 3);
+  if (env.REMORA_APP_PROBERS) opts.appProbers = env.REMORA_APP_PROBERS;
   return opts;
 }
 
@@ -148,7 +153,11 @@ export async function main(argv: string[]): Promise<number> {
   };
   process.stdout.write(`remora ready ${JSON.stringify(ready)}\n`);
   return new Promise<number>((resolve) => {
-    sidecar.onExit = (code) => resolve(code);
+    sidecar.onExit = (code) => {
+      resolve(code);
+      // Everything is closed and flushed; do not wait for stray handles (watch streams, keep-alive sockets).
+      setTimeout(() => process.exit(code), 50).unref();
+    };
     const onSignal = (sig: string): void => { void sidecar.shutdown(sig); };
     process.once('SIGTERM', () => onSignal('SIGTERM'));
     process.once('SIGINT', () => onSignal('SIGINT'));
