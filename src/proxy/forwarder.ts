@@ -117,7 +117,8 @@ class Exchange {
   responded = false;
   finished = false;
   private admitted = false;
-  private retryHeld = false;
+  /** The retry slot this request holds: 0 none, 1 unbudgeted (after connect failures only), 2 budgeted. */
+  private retryHeld: 0 | 1 | 2 = 0;
   private counters: ClusterCounters;
   private deadline = 0;
   private routeTimer: NodeJS.Timeout | undefined;
@@ -231,7 +232,7 @@ class Exchange {
     a.span?.end(status);
     if (status >= 500 || outcome.grpcStatus !== undefined) {
       if (shouldRetry(this.plan.retry, outcome)) {
-        if (this.canRetry()) {
+        if (this.canRetry(true)) {
           this.retryAfter(a);
           return false;
         }
@@ -273,17 +274,22 @@ class Exchange {
     }
   }
 
-  private canRetry(): boolean {
+  /** `budgeted` false: the failed try never reached a server (connect failure), see ResourceLimits.tryStartRetry. */
+  private canRetry(budgeted: boolean): boolean {
     if (!this.replayable) return false;
     if (this.retries >= this.plan.retry.attempts) return false;
     if (this.deadline > 0 && this.ctx.now() >= this.deadline) return false;
-    // One retry slot (maxRetries / retry budget) is held from the first retry until the request ends.
-    if (!this.retryHeld) {
-      if (!this.plan.cluster.tryStartRetry()) {
+    // One retry slot (maxRetries / retry budget) is held from the first retry until the request ends;
+    // an unbudgeted slot is upgraded when a later retry needs the budget.
+    const want = budgeted ? 2 : 1;
+    if (this.retryHeld < want) {
+      const rt = this.plan.cluster;
+      if (!rt.tryStartRetry(budgeted)) {
         this.counters.upstream_rq_retry_overflow++;
         return false;
       }
-      this.retryHeld = true;
+      if (this.retryHeld === 1) rt.endRetry(false);
+      this.retryHeld = want;
     }
     return true;
   }
@@ -320,7 +326,7 @@ class Exchange {
       return;
     }
     if (shouldRetry(this.plan.retry, outcome)) {
-      if (this.canRetry()) {
+      if (this.canRetry(outcome.kind !== 'connect-failure')) {
         this.retryAfter(a);
         return;
       }
@@ -432,7 +438,7 @@ class Exchange {
     this.clearRouteTimer();
     if (this.backoffTimer) { clearTimeout(this.backoffTimer); this.backoffTimer = undefined; }
     if (this.admitted) { this.admitted = false; this.plan.cluster.release(); }
-    if (this.retryHeld) { this.retryHeld = false; this.plan.cluster.endRetry(); }
+    if (this.retryHeld !== 0) { this.plan.cluster.endRetry(this.retryHeld === 2); this.retryHeld = 0; }
     if (this.body !== null && !Buffer.isBuffer(this.body) && !this.body.complete) this.body.resume();
     const p = this.plan;
     const def: ClusterDef = p.cluster.def;

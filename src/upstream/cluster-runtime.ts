@@ -15,6 +15,15 @@ import { DEFAULT_RTT_MS, observeRtt } from './lb/peak-ewma.js';
 import { OutlierDetector, type OutlierHost } from './outlier-detector.js';
 import { ResourceLimits } from './resource-limits.js';
 
+// Widens model.ts's ClusterRuntime with the optional `budgeted` flag (connect-failure retries skip the retry
+// budget, see ResourceLimits.tryStartRetry). To be folded into model.ts by its owner.
+declare module '../model.js' {
+  interface ClusterRuntime {
+    tryStartRetry(budgeted?: boolean): boolean;
+    endRetry(budgeted?: boolean): void;
+  }
+}
+
 /** While any endpoint warms up, weights are recomputed at most this often (ms); bounded below by warmup/20. */
 const WARMUP_REFRESH_MS = 1000;
 
@@ -198,12 +207,12 @@ class ClusterRuntimeImpl implements ClusterRuntime {
     this.limits.release();
   }
 
-  tryStartRetry(): boolean {
-    return this.limits.tryStartRetry();
+  tryStartRetry(budgeted = true): boolean {
+    return this.limits.tryStartRetry(budgeted);
   }
 
-  endRetry(): void {
-    this.limits.endRetry();
+  endRetry(budgeted = true): void {
+    this.limits.endRetry(budgeted);
   }
 
   attemptStarted(ep: Endpoint, _now: number): void {

@@ -11,6 +11,8 @@ export class ResourceLimits {
   /** Admitted requests in flight (Envoy rq_active + rq_pending_active). */
   active = 0;
   activeRetries = 0;
+  /** The part of activeRetries the retry budget governs (connect-failure retries are not budgeted). */
+  budgetedRetries = 0;
   /** Overflow counters (Envoy: upstream_rq_pending_overflow, upstream_rq_retry_overflow …). */
   rqOverflow = 0;
   pendingOverflow = 0;
@@ -55,22 +57,27 @@ export class ResourceLimits {
   /**
    * Both maxRetries and the budget apply (Envoy lets a configured budget replace max_retries; Remora's budget
    * is on by default, so replacing would silently ignore a user's explicit maxRetries — the tighter one wins).
+   * `budgeted: false` (a retry after a connect failure) checks maxRetries only: the failed try never reached a
+   * server, so its retry adds no work upstream, and budgeting it would turn one stale endpoint into
+   * client-visible 503s under concurrency (ISTIO-SEMANTICS pain 8; Istio itself has no budget by default).
    */
-  tryStartRetry(): boolean {
+  tryStartRetry(budgeted = true): boolean {
     if (this.activeRetries >= this.pool.maxRetries) {
       this.retryOverflow++;
       return false;
     }
-    if (!retryBudgetAllows(this.budget, this.activeRetries, this.active)) {
+    if (budgeted && !retryBudgetAllows(this.budget, this.budgetedRetries, this.active)) {
       this.retryOverflow++;
       this.retryBudgetExhausted++;
       return false;
     }
     this.activeRetries++;
+    if (budgeted) this.budgetedRetries++;
     return true;
   }
-
-  endRetry(): void {
+  /** Pass the same `budgeted` as the tryStartRetry() that succeeded. */
+  endRetry(budgeted = true): void {
     if (this.activeRetries > 0) this.activeRetries--;
+    if (budgeted && this.budgetedRetries > 0) this.budgetedRetries--;
   }
 }

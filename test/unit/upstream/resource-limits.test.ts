@@ -52,6 +52,19 @@ describe('retry budget', () => {
     expect(retryBudgetAllows({ percent: 0, minRetryConcurrency: 0 }, 0, 1000)).toBe(false);
   });
 
+  it('connect-failure retries (budgeted: false) skip the budget but not maxRetries, and leave it to others', () => {
+    const l = new ResourceLimits({ ...DEFAULT_POOL, maxRetries: 10 }, { percent: 20, minRetryConcurrency: 3 });
+    for (let i = 0; i < 8; i++) l.admit();
+    for (let i = 0; i < 8; i++) expect(l.tryStartRetry(false)).toBe(true);
+    expect(l.tryStartRetry()).toBe(true); // the budget (3) is untouched by the 8 unbudgeted retries
+    expect(l.tryStartRetry(false)).toBe(true);
+    expect(l.tryStartRetry(false)).toBe(false); // maxRetries 10 reached
+    expect(l.retryBudgetExhausted).toBe(0);
+    l.endRetry(false);
+    expect(l.activeRetries).toBe(9);
+    expect(l.budgetedRetries).toBe(1);
+  });
+
   it('stops a retry storm: with 100 failing requests only 20 retry at once', () => {
     const l = new ResourceLimits(DEFAULT_POOL, { percent: 20, minRetryConcurrency: 3 });
     for (let i = 0; i < 100; i++) l.admit();
