@@ -1,0 +1,240 @@
+/**
+ * Inbound authorization for the workload this sidecar serves: Kubernetes NetworkPolicy ingress rules, then
+ * Istio AuthorizationPolicy, compiled once per config/pod change and checked per request. Off (a single
+ * boolean test) unless a policy selects this workload; denials are counted and logged with a rate limit.
+ */
+import type { Resource } from '../config/resource.js';
+import { selectorMatches, type LabelSelector } from '../authz/label-selector.js';
+import { compileNetworkPolicies, type NetworkPolicyEvaluator, type NetworkPolicySpec } from '../authz/network-policy.js';
+import { compileAuthorizationPolicies, DEFAULT_ROOT_NAMESPACE, type AuthzEvaluator } from '../authz/authorization-policy.js';
+
+/** Structural subset of a (trimmed) client-node V1Pod, as `KubernetesSource.current().pods` holds them. */
+export interface PodLike {
+  metadata?: { name?: string; namespace?: string; labels?: Record<string, string> };
+  spec?: { containers?: Array<{ ports?: Array<{ name?: string; containerPort: number; protocol?: string }> }> };
+  status?: { phase?: string; podIP?: string; podIPs?: Array<{ ip: string }> };
+}
+
+export interface InboundAuthzOptions {
+  namespace: string;
+  labels: Readonly<Record<string, string>>;
+  /** Istio meshConfig.rootNamespace (AuthorizationPolicies there apply mesh-wide). Default `istio-system`. */
+  rootNamespace?: string;
+  /** This pod's name (in Kubernetes, the hostname): its named container ports resolve NetworkPolicy `ports[].port: "http"`. */
+  podName?: string;
+  /** Same-(policy, peer) denials are logged at most once per this interval (ms; default 60000). */
+  logIntervalMs?: number;
+  log?: (level: 'info' | 'warn', msg: string, fields?: Record<string, unknown>) => void;
+  /** Clock for the log rate limit (ms). */
+  now?: () => number;
+}
+
+export interface AuthzUpdate {
+  /** Every resource of the current config; kinds other than NetworkPolicy/AuthorizationPolicy are ignored. */
+  resources?: readonly Resource[];
+  /** Pods from the Kubernetes watch; omitted = keep the previous ones. */
+  pods?: readonly PodLike[];
+  /** Namespace → labels from the watch; omitted = keep the previous ones. */
+  namespaceLabels?: ReadonlyMap<string, Readonly<Record<string, string>>>;
+}
+
+export interface AuthzPeer {
+  ip: string;
+  /** The app port the request is for (NetworkPolicy `ports`, AuthorizationPolicy `to.operation.ports`). */
+  port: number;
+}
+
+export interface AuthzHttpRequest {
+  method: string;
+  path: string;
+  host: string;
+  headers: Readonly<Record<string, string | string[] | undefined>>;
+}
+
+export type AuthzResult =
+  | { allowed: true }
+  | { allowed: false; status: 403; body: 'RBAC: access denied'; details: string; policy?: string };
+
+const ALLOWED: AuthzResult = Object.freeze({ allowed: true });
+const ALLOW_ALL_NP: NetworkPolicyEvaluator = () => ({ allowed: true });
+
+/** At most this many (policy, peer) log keys are remembered; beyond that the oldest are forgotten. */
+const MAX_LOG_KEYS = 10_000;
+
+/** `::ffff:10.0.0.1` (dual-stack sockets) → `10.0.0.1`, so peers match pod IPs as the API server writes them. */
+export function normalizeIp(ip: string): string {
+  return ip.toLowerCase().startsWith('::ffff:') && ip.includes('.') ? ip.slice(7) : ip;
+}
+
+export class InboundAuthorizer {
+  private resources: readonly Resource[] = [];
+  private pods: readonly PodLike[] = [];
+  private namespaceLabels: ReadonlyMap<string, Readonly<Record<string, string>>> = new Map();
+  private active = false;
+  private np: NetworkPolicyEvaluator = ALLOW_ALL_NP;
+  private npActive = false;
+  private ap: AuthzEvaluator | undefined;
+  private podByIp = new Map<string, { namespace: string; labels: Readonly<Record<string, string>> }>();
+  private deniedCount = 0;
+  private allowedCount = 0;
+  private lastLogged = new Map<string, number>();
+  private warned = '';
+  /** `ns/name` of the policies in force, for /config_dump and logs. */
+  policies: string[] = [];
+
+  constructor(private readonly opts: InboundAuthzOptions) {}
+
+  /** Whether any policy selects this workload (else check() allows at once). */
+  get enabled(): boolean {
+    return this.active;
+  }
+
+  denied(): number {
+    return this.deniedCount;
+  }
+
+  allowed(): number {
+    return this.allowedCount;
+  }
+
+  /** Recompile from the new inputs (config snapshot and/or Kubernetes watch). Cheap when nothing applies. */
+  update(input: AuthzUpdate): void {
+    if (input.resources) this.resources = input.resources;
+    if (input.pods) this.pods = input.pods;
+    if (input.namespaceLabels) this.namespaceLabels = input.namespaceLabels;
+    this.compile();
+  }
+
+  private compile(): void {
+    const { namespace, labels } = this.opts;
+    const root = this.opts.rootNamespace ?? DEFAULT_ROOT_NAMESPACE;
+    const nps: Resource[] = [];
+    const aps: Resource[] = [];
+    for (const r of this.resources) {
+      if (r.kind === 'NetworkPolicy' && r.apiVersion === 'networking.k8s.io/v1') {
+        if (r.metadata.namespace === namespace && selectsForIngress(r.spec as NetworkPolicySpec, labels)) nps.push(r);
+      } else if (r.kind === 'AuthorizationPolicy' && r.apiVersion.startsWith('security.istio.io/')) {
+        if (r.metadata.namespace === namespace || r.metadata.namespace === root) aps.push(r);
+      }
+    }
+    const ap = aps.length > 0 ? compileAuthorizationPolicies(aps, { namespace, labels, rootNamespace: root }) : undefined;
+    this.npActive = nps.length > 0;
+    this.ap = ap?.active ? ap : undefined;
+    const wasActive = this.active;
+    this.active = this.npActive || this.ap !== undefined;
+    this.policies = [
+      ...nps.map((r) => `NetworkPolicy/${r.metadata.namespace}/${r.metadata.name}`),
+      ...(this.ap ? aps.map((r) => `AuthorizationPolicy/${r.metadata.namespace}/${r.metadata.name}`) : []),
+    ];
+    if (!this.active) {
+      // Nothing applies: drop the pod index too (it is only needed to evaluate policies).
+      this.np = ALLOW_ALL_NP;
+      this.podByIp = new Map();
+      if (wasActive) this.opts.log?.('info', 'inbound authorization off: no NetworkPolicy or AuthorizationPolicy selects this workload');
+      return;
+    }
+    this.podByIp = indexPods(this.pods);
+    this.np = this.npActive
+      ? compileNetworkPolicies(nps, labels, namespace, this.namespaceLabels, { namedPorts: this.ownNamedPorts() })
+      : ALLOW_ALL_NP;
+    if (!wasActive) this.opts.log?.('info', 'inbound authorization on', { policies: this.policies });
+    const warnings = this.ap?.warnings ?? [];
+    const key = warnings.join('\n');
+    if (key !== this.warned) {
+      this.warned = key;
+      for (const w of warnings) this.opts.log?.('warn', `AuthorizationPolicy ${w}`);
+    }
+  }
+
+  private ownNamedPorts(): Record<string, number> {
+    const out: Record<string, number> = {};
+    const name = this.opts.podName;
+    if (!name) return out;
+    const self = this.pods.find((p) => p.metadata?.name === name && (p.metadata?.namespace ?? 'default') === this.opts.namespace);
+    for (const c of self?.spec?.containers ?? []) {
+      for (const p of c.ports ?? []) if (p.name && (p.protocol ?? 'TCP') === 'TCP') out[p.name] = p.containerPort;
+    }
+    return out;
+  }
+
+  /** Decide one request from `peer`. NetworkPolicy first (it is L3/L4: the CNI would drop it before HTTP), then AuthorizationPolicy. */
+  check(peer: AuthzPeer, req: AuthzHttpRequest): AuthzResult {
+    if (!this.active) return ALLOWED;
+    const ip = normalizeIp(peer.ip);
+    const pod = this.podByIp.get(ip);
+    if (this.npActive) {
+      const d = this.np(pod ? { ip, podLabels: pod.labels, namespace: pod.namespace } : { ip }, peer.port);
+      if (!d.allowed) return this.deny(ip, `NetworkPolicy ${d.policy ?? ''}`, 'rbac_access_denied_matched_policy[none]', d.policy);
+    }
+    if (this.ap) {
+      const headers = req.headers;
+      const d = this.ap({
+        sourceIp: ip,
+        ...(pod ? { sourceNamespace: pod.namespace } : {}),
+        method: req.method,
+        path: req.path,
+        host: req.host,
+        port: peer.port,
+        headers,
+      });
+      if (!d.allowed) return this.deny(ip, `AuthorizationPolicy ${d.policy ?? '(no ALLOW policy matched)'}`, d.details ?? 'rbac_access_denied_matched_policy[none]', d.policy);
+    }
+    this.allowedCount++;
+    return ALLOWED;
+  }
+
+  private deny(ip: string, what: string, details: string, policy: string | undefined): AuthzResult {
+    this.deniedCount++;
+    const log = this.opts.log;
+    if (log) {
+      const now = (this.opts.now ?? Date.now)();
+      const key = `${what}|${ip}`;
+      const last = this.lastLogged.get(key);
+      if (last === undefined || now - last >= (this.opts.logIntervalMs ?? 60_000)) {
+        this.lastLogged.delete(key); // re-insert: the Map's order is then oldest-logged first
+        this.lastLogged.set(key, now);
+        if (this.lastLogged.size > MAX_LOG_KEYS) this.lastLogged.delete(this.lastLogged.keys().next().value!);
+        log('warn', `inbound request denied by ${what}`, { peer: ip, details });
+      }
+    }
+    const out: AuthzResult = { allowed: false, status: 403, body: 'RBAC: access denied', details };
+    if (policy !== undefined) out.policy = policy;
+    return out;
+  }
+}
+
+/** Kubernetes: a NetworkPolicy isolates the pods its podSelector selects, for ingress when policyTypes has Ingress (absent = Ingress). */
+function selectsForIngress(spec: NetworkPolicySpec, labels: Readonly<Record<string, string>>): boolean {
+  if (!selectorMatches((spec.podSelector ?? {}) as LabelSelector, labels)) return false;
+  const types = spec.policyTypes && spec.policyTypes.length > 0 ? spec.policyTypes : ['Ingress'];
+  return types.includes('Ingress');
+}
+
+/**
+ * Pod IP → identity, Running pods only (a Succeeded/Failed pod's IP may already belong to a new pod). An IP
+ * shared by pods of different identities (hostNetwork pods share their node's IP) maps to no pod: selector
+ * rules then never match it, only ipBlocks can.
+ */
+function indexPods(pods: readonly PodLike[]): Map<string, { namespace: string; labels: Readonly<Record<string, string>> }> {
+  const out = new Map<string, { namespace: string; labels: Readonly<Record<string, string>> }>();
+  const ambiguous = new Set<string>();
+  const same = (a: { namespace: string; labels: Readonly<Record<string, string>> }, b: typeof a): boolean =>
+    a.namespace === b.namespace && JSON.stringify(Object.entries(a.labels).sort()) === JSON.stringify(Object.entries(b.labels).sort());
+  for (const p of pods) {
+    if (p.status?.phase !== 'Running') continue;
+    const id = { namespace: p.metadata?.namespace ?? 'default', labels: p.metadata?.labels ?? {} };
+    const ips = new Set<string>();
+    if (p.status.podIP) ips.add(p.status.podIP);
+    for (const x of p.status.podIPs ?? []) if (x.ip) ips.add(x.ip);
+    for (const raw of ips) {
+      const ip = normalizeIp(raw);
+      if (ambiguous.has(ip)) continue;
+      const prev = out.get(ip);
+      if (prev && !same(prev, id)) {
+        out.delete(ip);
+        ambiguous.add(ip);
+      } else out.set(ip, id);
+    }
+  }
+  return out;
+}
