@@ -25,7 +25,7 @@ const PODS = [
   pod('done-1', 'default', '10.0.0.5', { app: 'productpage' }, 'Succeeded'),
   pod('reviews-1', 'default', '10.0.0.9', { app: 'reviews' }, 'Running', [{ name: 'http', containerPort: 9080 }]),
 ];
-const NS = new Map([['default', { 'kubernetes.io/metadata.name': 'default' }], ['web', { 'kubernetes.io/metadata.name': 'web', team: 'web' }]]);
+const NS = new Map<string, Record<string, string>>([['default', { 'kubernetes.io/metadata.name': 'default' }], ['web', { 'kubernetes.io/metadata.name': 'web', team: 'web' }]]);
 const REQ = { method: 'GET', path: '/', host: 'reviews:9080', headers: {} };
 
 const onlyProductpage = np('allow-productpage', {
