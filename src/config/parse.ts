@@ -1,8 +1,13 @@
 /**
  * YAML/JSON text → Resources with source positions. Multi-document files (`---`) and Kubernetes
  * `List` objects are flattened. Syntax errors become ConfigErrors with file and line; nothing throws.
+ *
+ * Two parsers, each for what it does best (measured on 20,000 documents: `yaml` ≈ 6.4 s, js-yaml ≈ 0.8 s):
+ * js-yaml reads the values; the `yaml` package, whose nodes carry source ranges, is used lazily — only
+ * when an error needs the line of a field, and only for that one document — and for syntax errors.
  */
 import { LineCounter, parseAllDocuments, isMap, isSeq, isScalar, type Node, type Document } from 'yaml';
+import { loadAll as fastLoadAll } from 'js-yaml';
 import type { ConfigError, FieldPath, Resource } from './resource.js';
 
 export interface ParseResult {
@@ -10,7 +15,130 @@ export interface ParseResult {
   errors: ConfigError[];
 }
 
+/** A document's text and the 1-based line where it starts in the file. */
+interface Chunk { text: string; startLine: number }
+
+/** Split at `---` document markers in column 0 (a marker can never appear there inside a document). */
+function splitDocuments(text: string): Chunk[] {
+  const chunks: Chunk[] = [];
+  let start = 0;
+  let startLine = 1;
+  let line = 1;
+  let pos = 0;
+  while (pos <= text.length) {
+    const nl = text.indexOf('\n', pos);
+    const end = nl < 0 ? text.length : nl;
+    if (text.charCodeAt(pos) === 45 && text.startsWith('---', pos) && (end - pos === 3 || text.charCodeAt(pos + 3) === 32 || text.charCodeAt(pos + 3) === 9 || text.charCodeAt(pos + 3) === 13)) {
+      if (pos > start) chunks.push({ text: text.slice(start, pos), startLine });
+      start = pos;
+      startLine = line;
+    }
+    if (nl < 0) break;
+    pos = nl + 1;
+    line++;
+  }
+  if (start < text.length) chunks.push({ text: text.slice(start), startLine });
+  return chunks;
+}
+
 export function parseDocuments(text: string, file: string, defaultNamespace = 'default'): ParseResult {
+  // Directives (%YAML, %TAG) apply across documents: leave such files to the full parser.
+  if (/^%/m.test(text)) return parseDocumentsSlow(text, file, defaultNamespace, 0);
+  const resources: Resource[] = [];
+  const errors: ConfigError[] = [];
+  const chunks = splitDocuments(text).filter((c) => hasContent(c.text));
+  let values: unknown[];
+  try {
+    // One call for the whole file: js-yaml's per-call setup dominates when called per document.
+    values = fastLoadAll(text) as unknown[];
+  } catch {
+    values = [];
+  }
+  // A trailing `---` opens an empty document.
+  while (values.length > chunks.length && (values[values.length - 1] === null || values[values.length - 1] === undefined)) values.pop();
+  if (values.length !== chunks.length) {
+    // A syntax error, or a layout the splitter reads differently: the precise parser decides.
+    return parseDocumentsSlow(text, file, defaultNamespace, 0);
+  }
+  for (let i = 0; i < chunks.length; i++) {
+    const chunk = chunks[i]!;
+    const value = values[i];
+    if (value === null || value === undefined) continue;
+    let lines: ((path: FieldPath) => number) | undefined;
+    const lineOf = (path: FieldPath): number => {
+      if (lines === undefined) {
+        const slow = parseDocumentsSlow(chunk.text, file, defaultNamespace, chunk.startLine - 1);
+        const first = slow.resources[0];
+        lines = first ? (p) => first.lineOf(p) : () => chunk.startLine;
+      }
+      return lines(path);
+    };
+    if (typeof value !== 'object' || Array.isArray(value)) {
+      errors.push({ file, line: chunk.startLine, object: '', field: '', message: 'a document must be a mapping with apiVersion, kind, metadata and spec' });
+      continue;
+    }
+    const obj = value as Record<string, unknown>;
+    if (obj.kind === 'List' && Array.isArray(obj.items)) {
+      // Lists are rare: the slow path gives every item its own positions.
+      const r = parseDocumentsSlow(chunk.text, file, defaultNamespace, chunk.startLine - 1);
+      resources.push(...r.resources);
+      errors.push(...r.errors);
+      continue;
+    }
+    const firstLine = chunk.startLine + leadingLines(chunk.text);
+    resources.push(toResource(obj, { file, line: firstLine }, defaultNamespace, lineOf));
+  }
+  return { resources, errors };
+}
+
+function hasContent(text: string): boolean {
+  for (const l of text.split('\n')) {
+    const t = l.trim();
+    if (t !== '' && !t.startsWith('#') && t !== '---' && t !== '...') return true;
+  }
+  return false;
+}
+
+/** Lines before the first content line of a chunk (marker, comments, blank lines). */
+function leadingLines(text: string): number {
+  let n = 0;
+  let pos = 0;
+  while (pos < text.length) {
+    const nl = text.indexOf('\n', pos);
+    const l = text.slice(pos, nl < 0 ? text.length : nl).trim();
+    if (l !== '' && !l.startsWith('#') && l !== '---') {
+      // `--- {a: 1}`: content on the marker line itself
+      return n;
+    }
+    if (nl < 0) break;
+    pos = nl + 1;
+    n++;
+  }
+  return 0;
+}
+
+function toResource(o: Record<string, unknown>, source: { file: string; line: number }, defaultNamespace: string, lineOf: (path: FieldPath) => number): Resource {
+  const md = (o.metadata && typeof o.metadata === 'object' ? o.metadata : {}) as Record<string, unknown>;
+  const metadata: Resource['metadata'] = {
+    name: typeof md.name === 'string' ? md.name : '',
+    namespace: typeof md.namespace === 'string' && md.namespace !== '' ? md.namespace : defaultNamespace,
+  };
+  if (md.labels && typeof md.labels === 'object') metadata.labels = md.labels as Record<string, string>;
+  if (md.annotations && typeof md.annotations === 'object') metadata.annotations = md.annotations as Record<string, string>;
+  if (typeof md.resourceVersion === 'string') metadata.resourceVersion = md.resourceVersion;
+  return {
+    apiVersion: typeof o.apiVersion === 'string' ? o.apiVersion : '',
+    kind: typeof o.kind === 'string' ? o.kind : '',
+    metadata,
+    spec: o.spec && typeof o.spec === 'object' && !Array.isArray(o.spec) ? (o.spec as Record<string, unknown>) : {},
+    raw: o,
+    source,
+    lineOf,
+  };
+}
+
+/** The `yaml` package's parser: exact positions for every node; `lineOffset` shifts lines of a chunk. */
+function parseDocumentsSlow(text: string, file: string, defaultNamespace: string, lineOffset: number): ParseResult {
   const resources: Resource[] = [];
   const errors: ConfigError[] = [];
   const lc = new LineCounter();
@@ -18,14 +146,14 @@ export function parseDocuments(text: string, file: string, defaultNamespace = 'd
   try {
     docs = parseAllDocuments(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true }) as Document.Parsed[];
   } catch (err) {
-    errors.push({ file, line: 1, object: '', field: '', message: `cannot parse: ${(err as Error).message}` });
+    errors.push({ file, line: 1 + lineOffset, object: '', field: '', message: `cannot parse: ${(err as Error).message}` });
     return { resources, errors };
   }
   if (!Array.isArray(docs)) docs = [docs as unknown as Document.Parsed];
   for (const doc of docs) {
     if (doc.errors.length > 0) {
       for (const e of doc.errors) {
-        const line = e.linePos?.[0]?.line ?? lc.linePos(e.pos[0]).line;
+        const line = (e.linePos?.[0]?.line ?? lc.linePos(e.pos[0]).line) + lineOffset;
         errors.push({ file, line, object: '', field: '', message: `YAML syntax: ${e.message.split('\n')[0]}` });
       }
       continue;
@@ -34,8 +162,8 @@ export function parseDocuments(text: string, file: string, defaultNamespace = 'd
     if (contents === null || (isScalar(contents) && (contents.value === null || contents.value === ''))) continue; // empty document
     const value: unknown = doc.toJS({ maxAliasCount: 100 });
     const lineOfNode = (node: Node | null | undefined): number | undefined =>
-      node && node.range ? lc.linePos(node.range[0]).line : undefined;
-    const docLine = lineOfNode(contents as Node) ?? 1;
+      node && node.range ? lc.linePos(node.range[0]).line + lineOffset : undefined;
+    const docLine = lineOfNode(contents as Node) ?? 1 + lineOffset;
     if (value === null || typeof value !== 'object' || Array.isArray(value)) {
       errors.push({ file, line: docLine, object: '', field: '', message: 'a document must be a mapping with apiVersion, kind, metadata and spec' });
       continue;
