@@ -20,6 +20,8 @@ import type {
 import { compileRetryPolicy } from '../proxy/retry-policy.js';
 import { compileClusterPolicy } from '../upstream/policy.js';
 
+const PEAK_EWMA = Object.freeze({ peakEwma: true });
+
 export interface CompileOptions {
   namespace: string;
   clusterDomain: string;
@@ -251,7 +253,9 @@ export function compile(resources: readonly Resource[], opts: CompileOptions): S
       host: svc.hostname,
       port: port.number,
       subset,
-      policy: compileClusterPolicy(tp, port.number),
+      // Remora opt-in (not an Istio field): `remora.io/lb-algorithm: peak-ewma` on the DestinationRule makes
+      // LEAST_REQUEST use Linkerd's peak-EWMA latency cost (docs/resilience.md).
+      policy: compileClusterPolicy(tp, port.number, dr?.metadata.annotations?.['remora.io/lb-algorithm'] === 'peak-ewma' ? PEAK_EWMA : undefined),
       endpoints: svc.resolution === 'NONE' ? [] : endpointsFor(svc, port, sub?.labels, opts.dns),
       resolution: svc.resolution,
       protocol: port.protocol,
