@@ -12,6 +12,7 @@ import {
   DEFAULT_CLUSTER_DOMAIN, expandHost, hostCovers, hostsOverlap, isDns1123Label, isIpAddress, isK8sName, isK8sNamespace,
   validateFqdn, validateIpOrCidr, validateWildcardDomain,
 } from './hosts.js';
+import { isAuthzKind, validateAuthzResource } from '../authz/validate-authz.js';
 
 export interface ValidateOptions {
   /** Kubernetes cluster domain used to expand short host names (`--cluster-domain`); default `cluster.local`. */
@@ -995,6 +996,8 @@ function validateOne(r: Resource, out: ConfigError[], col: Collected): boolean {
   if (!isIstioKind(kind)) {
     if (!apiVersion || !kind) {
       rep.error(apiVersion ? ['kind'] : ['apiVersion'], 'apiVersion and kind are required');
+    } else if (isAuthzKind(apiVersion, kind)) {
+      out.push(...validateAuthzResource(r)); // NetworkPolicy, AuthorizationPolicy, Sidecar (src/authz/validate-authz.ts)
     } else if (!ACCEPTED_K8S.has(`${apiVersion}/${kind}`)) {
       rep.warn([], `${kind} (${apiVersion}) is not applied by a sidecar; ignored`);
     }

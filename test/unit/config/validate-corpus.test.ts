@@ -112,9 +112,11 @@ describe('istio-samples/testdata (loaded together, as Istio loads the folder)', 
     ]);
   });
 
-  it('reports other kinds (Gateway, Sidecar, PeerAuthentication, Deployment) as warnings only', () => {
+  it('reports other kinds (Gateway, PeerAuthentication, Deployment) as warnings only; Sidecar is validated', () => {
     const ignored = out.filter((e) => e.message.includes('is not applied by a sidecar'));
-    expect(new Set(ignored.map((e) => e.object.split('/')[0]))).toEqual(new Set(['Gateway', 'Sidecar', 'PeerAuthentication', 'Deployment']));
+    expect(new Set(ignored.map((e) => e.object.split('/')[0]))).toEqual(new Set(['Gateway', 'PeerAuthentication', 'Deployment']));
+    // Sidecar egress scoping is applied (src/discovery/sidecar-scope.ts); its ingress listeners are not.
+    expect(out.filter((e) => e.object.startsWith('Sidecar/')).map((e) => `${e.object}: ${e.field}: ${e.severity}`)).toEqual(['Sidecar/none/default: spec.ingress: warning']);
     expect(ignored.every((e) => e.severity === 'warning')).toBe(true);
     // The Kubernetes Service in none.yaml is accepted silently.
     expect(out.some((e) => e.object.startsWith('Service/none/'))).toBe(false);
