@@ -6,6 +6,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Sidecar } from '../app.js';
 import { isLevel } from '../util/logger.js';
 import { explainRequest, formatExplanation } from '../routing/explain.js';
+import { VERSION } from '../app.js';
+import { clustersView, dashboardHtml, routesView, type DashboardModel } from './dashboard.js';
 
 type Handler = (req: IncomingMessage, res: ServerResponse, url: URL) => void | Promise<void>;
 
@@ -55,7 +57,7 @@ export function adminRoutes(s: Sidecar): Map<string, { method: 'GET' | 'POST'; h
     }
     send(res, 200, `active level: ${s.logger.level}\n`);
   });
-  get('/logging', (_q, res) => send(res, 200, `active level: ${s.logger.level}\n`));
+  // POST only, as in Envoy: routes are keyed by path, so a GET registration here would replace the POST handler.
   post('/reset_counters', (_q, res) => { s.resetCounters(); send(res, 200, 'OK\n'); });
   post('/drain_listeners', (_q, res, url) => {
     s.drainListeners(url.searchParams.has('inboundonly'));
@@ -81,10 +83,38 @@ export function adminRoutes(s: Sidecar): Map<string, { method: 'GET' | 'POST'; h
     if (url.searchParams.get('format') === 'text') send(res, 200, formatExplanation(e));
     else json(res, 200, e);
   });
-  get('/', (_q, res) => {
+  // Dashboard data: read-only views of the live snapshot, the per-cluster aggregates and the cluster runtimes.
+  get('/debug/routes', (_q, res) => {
+    const { routes, omitted } = routesView(s.store.current, s.metrics.clusterSummaries());
+    json(res, 200, { version: s.store.current?.version ?? null, routes, omittedRoutes: omitted });
+  });
+  get('/debug/dashboard', (_q, res) => {
+    const snap = s.store.current;
+    const summaries = s.metrics.clusterSummaries();
+    const rv = routesView(snap, summaries);
+    const cv = clustersView(s.clusterViews(), summaries, performance.now());
+    const st = s.readiness();
+    const model: DashboardModel = {
+      server: {
+        version: VERSION,
+        state: s.draining ? 'DRAINING' : st.ready ? 'LIVE' : st.reason,
+        uptimeSeconds: Math.round(process.uptime()),
+        configVersion: snap?.version ?? null,
+        configHash: snap?.hash ?? null,
+      },
+      routes: rv.routes,
+      omittedRoutes: rv.omitted,
+      clusters: cv.clusters,
+      omittedClusters: cv.omitted,
+      ejected: cv.ejected,
+    };
+    json(res, 200, model);
+  });
+  get('/help', (_q, res) => {
     const lines = [...r.entries()].map(([p, v]) => `${v.method} ${p}`).sort();
     send(res, 200, `Remora admin\n\n${lines.join('\n')}\n`);
   });
+  get('/', (_q, res) => send(res, 200, dashboardHtml(), 'text/html; charset=utf-8'));
   return r;
 }
 

@@ -164,6 +164,65 @@ class RequestSeries {
   ) {}
 }
 
+// === Dashboard aggregates (admin `GET /`, `/debug/dashboard`) ===
+
+/**
+ * Latency buckets for dashboard percentiles: log-scaled, 4 per octave from 62.5 µs (bucket 0 = everything up to it)
+ * to 2^24 × 62.5 µs ≈ 17 min, so a reported percentile is the bucket's upper bound and at most 19 % above the truth.
+ * Finer than Istio's 19 buckets, which cannot tell 11 ms from 24 ms.
+ */
+export const LATENCY_MIN_MS = 0.0625;
+export const LATENCY_BUCKETS = 97;
+const LATENCY_STEPS_PER_OCTAVE = 4;
+
+export function latencyBucket(ms: number): number {
+  if (!(ms > LATENCY_MIN_MS)) return 0;
+  const i = Math.ceil(Math.log2(ms / LATENCY_MIN_MS) * LATENCY_STEPS_PER_OCTAVE);
+  return i < LATENCY_BUCKETS ? i : LATENCY_BUCKETS - 1;
+}
+
+export function latencyBucketUpperMs(i: number): number {
+  return LATENCY_MIN_MS * 2 ** (i / LATENCY_STEPS_PER_OCTAVE);
+}
+
+/** The q-quantile (0..1) of a latency histogram as its bucket's upper bound (ms); undefined when empty. */
+export function latencyPercentile(buckets: ArrayLike<number>, q: number): number | undefined {
+  let n = 0;
+  for (let i = 0; i < buckets.length; i++) n += buckets[i]!;
+  if (n === 0) return undefined;
+  const rank = Math.max(1, Math.ceil(q * n));
+  let acc = 0;
+  for (let i = 0; i < buckets.length; i++) {
+    acc += buckets[i]!;
+    if (acc >= rank) return latencyBucketUpperMs(i);
+  }
+  return latencyBucketUpperMs(buckets.length - 1);
+}
+
+/**
+ * What the dashboard shows of one upstream cluster, from finished downstream requests (the cluster that served the
+ * last attempt): requests, successes, a latency histogram and requests per route name (for the observed weight split).
+ */
+export class ClusterSummary {
+  requests = 0;
+  /** Requests answered with a status other than 5xx and 0 (Envoy's success rate counts non-5xx as success). */
+  success = 0;
+  readonly latency = new Float64Array(LATENCY_BUCKETS);
+  /** Route name → requests routed to this cluster; bounded by the configured routes. */
+  readonly byRoute = new Map<string, number>();
+
+  constructor(readonly name: string) {}
+
+  add(rec: RequestRecord): void {
+    this.requests++;
+    const st = rec.status;
+    if (st !== 0 && st < 500) this.success++;
+    this.latency[latencyBucket(rec.durationMs)]! += 1;
+    const route = rec.routeName ?? '';
+    this.byRoute.set(route, (this.byRoute.get(route) ?? 0) + 1);
+  }
+}
+
 // === Remora's own metrics (generic helpers) ===
 
 export interface Counter {
@@ -214,6 +273,8 @@ export class Metrics {
   private outbound: SeriesIndex = new Map();
   private inbound: SeriesIndex = new Map();
   private readonly clusters = new Map<string, ClusterCounters>();
+  /** Dashboard aggregates by upstream cluster name. */
+  private readonly summaries = new Map<string, ClusterSummary>();
   private readonly own = new Map<string, OwnFamily>();
   /** Pre-rendered label fragments that do not depend on the request. */
   private readonly outboundSource: string;
@@ -264,6 +325,17 @@ export class Metrics {
     const sb = rec.bytesSent;
     s.respBytes[bucketIndex(sb)]! += 1;
     s.respBytesSum += sb;
+    const cl = rec.upstreamCluster;
+    if (cl !== undefined) {
+      let sum = this.summaries.get(cl);
+      if (sum === undefined) this.summaries.set(cl, (sum = new ClusterSummary(cl)));
+      sum.add(rec);
+    }
+  }
+
+  /** Dashboard aggregates of every cluster that served a request since start or the last /reset_counters. */
+  clusterSummaries(): ReadonlyMap<string, ClusterSummary> {
+    return this.summaries;
   }
 
   /**
@@ -342,6 +414,7 @@ export class Metrics {
   /** Forget the counters of clusters no longer in the configuration (keeps the exposition bounded across reloads). */
   retainClusters(names: ReadonlySet<string>): void {
     for (const n of this.clusters.keys()) if (!names.has(n)) this.clusters.delete(n);
+    for (const n of this.summaries.keys()) if (!names.has(n)) this.summaries.delete(n);
   }
 
   /** A counter of Remora's own (name must end in `_total`). Same name + labels returns the same cell. */
@@ -396,6 +469,7 @@ export class Metrics {
     this.series.clear();
     this.outbound = new Map();
     this.inbound = new Map();
+    this.summaries.clear();
     for (const c of this.clusters.values()) c.resetCounters();
     for (const fam of this.own.values()) {
       if (fam.type !== 'counter') continue;
