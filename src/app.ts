@@ -7,16 +7,18 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { ConfigStore } from './discovery/config-store.js';
 import { FileWatcher } from './discovery/file-watcher.js';
-import { KubernetesSource } from './discovery/k8s-source.js';
+import type { KubernetesSource } from './discovery/k8s-source.js';
 import { servicesFromEnv } from './discovery/env-discovery.js';
 import { ClusterManager } from './upstream/cluster-manager.js';
 import { handleOutbound, type OutboundEnv } from './proxy/outbound.js';
 import { handleInbound, inboundClusters, type InboundEnv } from './proxy/inbound.js';
+import { InboundAuthorizer } from './proxy/inbound-authz.js';
+import { scopeInputs, selectSidecar, sidecarKey } from './discovery/sidecar-scope.js';
 import type { Observer, ClusterCounters } from './proxy/observer.js';
 import { Metrics } from './telemetry/metrics.js';
 import { AccessLogger } from './telemetry/access-log.js';
-import { NOOP_TRACING, type ProxyTracing } from './telemetry/tracing.js';
-import { createTracing } from './telemetry/otel-sdk.js';
+import type { ProxyTracing } from './telemetry/tracing.js';
+import { TRACING_OFF } from './telemetry/tracing-off.js';
 import { adminRoutes, createAdminServer } from './admin/server.js';
 import { forwardProbe, parseAppProbers, type AppProber } from './admin/app-probes.js';
 import { connect as netConnect } from 'node:net';
@@ -62,13 +64,17 @@ export class Sidecar {
   readonly clusters: ClusterManager;
   readonly metrics: Metrics;
   private accessLog: AccessLogger | undefined;
-  readonly tracing: ProxyTracing;
+  tracing: ProxyTracing = TRACING_OFF;
   private watcher: FileWatcher | undefined;
   private kube: KubernetesSource | undefined;
   private servers: Array<{ name: string; server: Server; address: string; port: number }> = [];
   private inboundRuntimes = new Map<number, ClusterRuntime>();
   private outboundEnv: OutboundEnv;
   private inboundEnv: InboundEnv;
+  /** NetworkPolicy + AuthorizationPolicy at the inbound listener (off until a policy selects this workload). */
+  readonly authz: InboundAuthorizer;
+  /** Set with --kubernetes: re-scopes the Kubernetes input when the Sidecar in force changed (e.g. in a file). */
+  private rescopeKube: ((snapSidecar: string) => void) | undefined;
   private listening = false;
   draining = false;
   healthFail = false;
@@ -106,11 +112,8 @@ export class Sidecar {
       const log = this.accessLog;
       this.metrics.observe('remora_access_log_dropped_lines_total', 'counter', 'Access-log lines dropped (slow or broken destination).', () => log.droppedLines());
     }
-    this.tracing = opts.traceEndpoint
-      ? createTracing({ endpoint: opts.traceEndpoint, samplingPercent: opts.traceSampling, serviceName: `${opts.labels.app ?? opts.workloadName}.${opts.namespace}` })
-      : NOOP_TRACING;
-    const tracing = this.tracing;
-    this.metrics.observe('remora_tracing_spans_dropped_total', 'counter', 'Spans dropped by the bounded export queue or failed exports.', () => tracing.spansDropped());
+    // Tracing starts in start() (the OTel SDK is loaded only when an endpoint is set); requests read it through the env.
+    this.metrics.observe('remora_tracing_spans_dropped_total', 'counter', 'Spans dropped by the bounded export queue or failed exports.', () => this.tracing.spansDropped());
     const metrics = this.metrics;
     const accessLog = this.accessLog;
     const observer: Observer = {
@@ -129,13 +132,24 @@ export class Sidecar {
       now,
       retryBufferBytes: opts.retryBufferBytes,
       draining: false,
-      tracing,
+      tracing: TRACING_OFF,
     };
     this.outboundEnv = { ...base, snapshot: () => this.store.current };
-    this.inboundEnv = { ...base, appPorts: opts.appPorts, appHost: '127.0.0.1' };
+    const authz = new InboundAuthorizer({
+      namespace: opts.namespace,
+      labels: opts.labels,
+      ...(process.env.POD_NAME ? { podName: process.env.POD_NAME } : {}),
+      log: (level, msg, fields) => this.logger.log(level, msg, fields),
+    });
+    this.authz = authz;
+    this.metrics.observe('remora_inbound_authz_denied_total', 'counter', 'Inbound requests denied by NetworkPolicy or AuthorizationPolicy (403 RBAC: access denied).', () => authz.denied());
+    this.metrics.observe('remora_inbound_authz_allowed_total', 'counter', 'Inbound requests checked against NetworkPolicy/AuthorizationPolicy and allowed (not counted while no policy applies).', () => authz.allowed());
+    this.inboundEnv = { ...base, appPorts: opts.appPorts, appHost: '127.0.0.1', authz };
     for (const def of inboundClusters(opts.appPorts, '127.0.0.1')) this.inboundRuntimes.set(def.port, this.clusters.pin(def));
     this.store.on('rejected', () => this.metrics.configReloadFailures.inc());
     this.store.on('update', (snap) => {
+      this.authz.update({ resources: snap.resources });
+      this.rescopeKube?.(sidecarKey(selectSidecar(snap.resources, { namespace: opts.namespace, labels: opts.labels })));
       this.clusters.onSnapshot(snap);
       this.metrics.configReloads.inc();
       this.metrics.setConfigInfo(String(snap.version), snap.hash);
@@ -151,7 +165,16 @@ export class Sidecar {
     if (this.opts.envDiscovery) {
       this.store.setExternal('env', { resources: [], services: servicesFromEnv(process.env, { namespace: this.opts.namespace, clusterDomain: this.opts.clusterDomain }) });
     }
+    if (this.opts.traceEndpoint) {
+      // Loaded on demand: the SDK and exporter cost start-up time and memory that most sidecars never use.
+      const { createTracing } = await import('./telemetry/otel-sdk.js');
+      this.tracing = createTracing({ endpoint: this.opts.traceEndpoint, samplingPercent: this.opts.traceSampling, serviceName: `${this.opts.labels.app ?? this.opts.workloadName}.${this.opts.namespace}` });
+      this.outboundEnv.tracing = this.tracing;
+      this.inboundEnv.tracing = this.tracing;
+    }
     if (this.opts.kubernetes) {
+      // Loaded on demand: @kubernetes/client-node alone adds ~70 MB of RSS and most of a second of start-up.
+      const { KubernetesSource } = await import('./discovery/k8s-source.js');
       const k = this.opts.kubernetes;
       const kopts: ConstructorParameters<typeof KubernetesSource>[0] = {
         clusterDomain: this.opts.clusterDomain,
@@ -162,12 +185,28 @@ export class Sidecar {
       const kube = new KubernetesSource(kopts);
       this.kube = kube;
       await kube.start();
+      // Istio Sidecar egress scoping: only what this workload can reach is compiled (memory grows with reach).
+      let scopedBy = '';
+      let scopeWarnings = '';
       const push = (): void => {
         const cur = kube.current();
-        this.store.setExternal('kubernetes', { resources: cur.resources, services: cur.services });
+        const fileSidecars = (this.store.current?.resources ?? []).filter((r) => r.kind === 'Sidecar' && r.source.file !== 'kubernetes');
+        const sidecar = selectSidecar([...cur.resources, ...fileSidecars], { namespace: this.opts.namespace, labels: this.opts.labels });
+        scopedBy = sidecarKey(sidecar);
+        const scoped = scopeInputs({ resources: cur.resources, services: cur.services }, sidecar, this.opts.namespace, { clusterDomain: this.opts.clusterDomain });
+        if (scoped.warnings.join('\n') !== scopeWarnings) {
+          scopeWarnings = scoped.warnings.join('\n');
+          for (const w of scoped.warnings) this.logger.log('warn', w);
+        }
+        // spec.outboundTrafficPolicy of the Sidecar overrides --outbound-traffic-policy (as Istio's overrides meshConfig).
+        this.store.opts.outboundTrafficPolicy = scoped.outboundTrafficPolicy ?? this.opts.outboundTrafficPolicy;
+        this.authz.update({ pods: cur.pods, namespaceLabels: cur.namespaceLabels });
+        this.store.setExternal('kubernetes', { resources: scoped.resources, services: scoped.services });
       };
       push();
       kube.on('change', push);
+      // Deferred: push() recompiles, and must not run inside the 'update' handler of the snapshot it replaces.
+      this.rescopeKube = (key) => { if (key !== scopedBy) queueMicrotask(() => { if (!kube.closed) push(); }); };
       const metrics = this.metrics;
       metrics.observe('remora_kubernetes_staleness_seconds', 'gauge', 'Seconds since the Kubernetes watch state was last known complete.', () => kube.current().stalenessMs(Date.now()) / 1000);
     }

@@ -6,8 +6,16 @@
  * js-yaml reads the values; the `yaml` package, whose nodes carry source ranges, is used lazily — only
  * when an error needs the line of a field, and only for that one document — and for syntax errors.
  */
-import { LineCounter, parseAllDocuments, isMap, isSeq, isScalar, type Node, type Document } from 'yaml';
+import { createRequire } from 'node:module';
+import type { Node, Document } from 'yaml';
 import { loadAll as fastLoadAll } from 'js-yaml';
+
+// The `yaml` package is needed only for error positions: load it on first use, not at start-up.
+type YamlModule = typeof import('yaml');
+let yamlModule: YamlModule | undefined;
+function yaml(): YamlModule {
+  return (yamlModule ??= createRequire(import.meta.url)('yaml') as YamlModule);
+}
 import type { ConfigError, FieldPath, Resource } from './resource.js';
 
 export interface ParseResult {
@@ -141,6 +149,7 @@ function toResource(o: Record<string, unknown>, source: { file: string; line: nu
 function parseDocumentsSlow(text: string, file: string, defaultNamespace: string, lineOffset: number): ParseResult {
   const resources: Resource[] = [];
   const errors: ConfigError[] = [];
+  const { LineCounter, parseAllDocuments, isMap, isSeq, isScalar } = yaml();
   const lc = new LineCounter();
   let docs: Document.Parsed[];
   try {
