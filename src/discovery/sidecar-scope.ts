@@ -175,3 +175,9 @@ export function scopeInputs(input: ScopeInput, sidecar: Resource | undefined, pr
   result.resources = input.resources.filter((r) => keep.has(r));
   return result;
 }
+
+/** Identity of the Sidecar in force (name and version/content), to notice when a re-scope is due; '' for none. */
+export function sidecarKey(sidecar: Resource | undefined): string {
+  if (!sidecar) return '';
+  return `${sidecar.metadata.namespace}/${sidecar.metadata.name}@${sidecar.metadata.resourceVersion ?? JSON.stringify(sidecar.spec)}`;
+}

@@ -2,21 +2,25 @@
  * The inbound listener's request entry: peers' requests go to the app on 127.0.0.1:<app port>.
  * Peer-supplied x-envoy-* headers are stripped (never trusted, CVE-2024-45806); no retries beyond the
  * keep-alive race protection (as Istio's inbound routes); while draining, responses carry Connection: close.
+ * When NetworkPolicy/AuthorizationPolicy apply (InboundAuthorizer), a denied request gets Envoy's RBAC 403 locally.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import type { ClusterDef, ClusterRuntime, RetryPolicy } from '../model.js';
+import type { ClusterDef, ClusterRuntime, RequestRecord, RetryPolicy } from '../model.js';
 import { compileClusterPolicy } from '../upstream/policy.js';
 import { compileRetryPolicy } from './retry-policy.js';
 import { upstreamRequestHeaders } from './headers.js';
 import { forward, type ForwardContext, type ForwardPlan } from './forwarder.js';
-import { parseTarget } from '../routing/request-target.js';
+import { parseTarget, type RequestTarget } from '../routing/request-target.js';
+import type { InboundAuthorizer } from './inbound-authz.js';
 
 export interface InboundEnv extends ForwardContext {
   appPorts: readonly number[];
   /** Address the app listens on (127.0.0.1). */
   appHost: string;
+  /** NetworkPolicy + AuthorizationPolicy for this workload; absent or off = every peer is allowed. */
+  authz?: InboundAuthorizer;
 }
 
 /** `inbound|<port>||` clusters, one per app port. */
@@ -46,6 +50,15 @@ export function handleInbound(req: IncomingMessage, res: ServerResponse, env: In
   if (target?.explicitPort) rt = runtimes.get(target.explicitPort);
   rt ??= runtimes.get(env.appPorts[0]!);
   const requestId = (req.headers['x-request-id'] as string | undefined) || randomUUID();
+  const authz = env.authz;
+  if (authz !== undefined && authz.enabled) {
+    const d = authz.check(
+      { ip: req.socket.remoteAddress ?? '', port: rt!.def.port },
+      { method: req.method ?? 'GET', path: target?.path ?? req.url ?? '/', host: req.headers.host ?? '', headers: req.headers },
+    );
+    // Envoy's RBAC filter sets no response flag: the details string names the policy.
+    if (!d.allowed) return localInbound(req, res, env, rt!, target, requestId, startTime, startHr, d.status, d.body, '-', d.details);
+  }
   const headers = upstreamRequestHeaders(req.rawHeaders, req.headers.connection, { stripAllEnvoy: true });
   headers.push('Host', req.headers.host ?? `${env.appHost}:${rt!.def.port}`);
   headers.push('x-request-id', requestId);
@@ -76,4 +89,45 @@ export function handleInbound(req: IncomingMessage, res: ServerResponse, env: In
     routeName: 'inbound',
   };
   forward(req, res, plan, env);
+}
+
+/** A reply made by the sidecar itself (no app involved), recorded like forwarded inbound requests. */
+function localInbound(
+  req: IncomingMessage, res: ServerResponse, env: InboundEnv, rt: ClusterRuntime, target: RequestTarget | undefined, requestId: string,
+  startTime: number, startHr: number, status: number, text: string, flag: string, details: string,
+): void {
+  const body = Buffer.from(text);
+  const headers = ['content-type', 'text/plain', 'content-length', String(body.length), 'x-request-id', requestId];
+  if (env.draining) headers.push('connection', 'close');
+  if (!res.headersSent) {
+    res.writeHead(status, headers as unknown as Record<string, string>);
+    res.end(body);
+  }
+  // Drain any request body so the connection can be reused.
+  req.resume();
+  const host = rt.def.host;
+  const dot = host.indexOf('.');
+  const rec: RequestRecord = {
+    direction: 'inbound',
+    startTime,
+    durationMs: performance.now() - startHr,
+    method: req.method ?? '',
+    path: req.url ?? '',
+    protocol: req.httpVersion === '1.0' ? 'HTTP/1.0' : 'HTTP/1.1',
+    authority: target?.authority ?? (req.headers.host ?? ''),
+    requestId,
+    status,
+    flags: flag,
+    details,
+    bytesReceived: 0,
+    bytesSent: body.length,
+    attempts: 0,
+    routeName: 'inbound',
+    downstreamRemoteAddress: req.socket.remoteAddress ?? '',
+    downstreamLocalAddress: `${req.socket.localAddress ?? ''}:${req.socket.localPort ?? 0}`,
+    destinationService: host,
+    destinationServiceName: dot < 0 ? host : host.slice(0, dot),
+    requestHeaders: req.headers,
+  };
+  env.observer.record(rec);
 }
