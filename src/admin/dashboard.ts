@@ -134,7 +134,7 @@ export function routesView(snap: Snapshot | undefined, summaries: ReadonlyMap<st
         for (const d of r.action.destinations) {
           const clusters = [...d.clusters.values()].map((c) => c.name);
           let n = 0;
-          for (const c of clusters) n += summaries.get(c)?.byRoute.get(r.name) ?? 0;
+          for (const c of clusters) n += summaries.get(c)?.byRoute.get(r.name)?.requests ?? 0;
           requests += n;
           destinations.push({
             host: d.host, subset: d.subset, port: d.port, weight: d.weight,

@@ -167,22 +167,30 @@ class RequestSeries {
 // === Dashboard aggregates (admin `GET /`, `/debug/dashboard`) ===
 
 /**
- * Latency buckets for dashboard percentiles: log-scaled, 4 per octave from 62.5 µs (bucket 0 = everything up to it)
- * to 2^24 × 62.5 µs ≈ 17 min, so a reported percentile is the bucket's upper bound and at most 19 % above the truth.
- * Finer than Istio's 19 buckets, which cannot tell 11 ms from 24 ms.
+ * Latency buckets for dashboard percentiles, HDR-style so that bucketing is a few integer operations on the hot path
+ * (no Math.log): values in units of 1/16 ms (62.5 µs); the first 8 units are linear, then every octave is split in
+ * 8 sub-buckets. A reported percentile is its bucket's upper bound, at most 12.5 % above the truth (above 0.5 ms);
+ * values over 2^31 units (≈ 37 h) land in the last bucket. Finer than Istio's 19 buckets, which cannot tell 11 ms from 24 ms.
  */
-export const LATENCY_MIN_MS = 0.0625;
-export const LATENCY_BUCKETS = 97;
-const LATENCY_STEPS_PER_OCTAVE = 4;
+export const LATENCY_MIN_MS = 1 / 16;
+const SUB_BITS = 3;
+const SUB = 1 << SUB_BITS;
+export const LATENCY_BUCKETS = SUB + (31 - SUB_BITS) * SUB;
 
 export function latencyBucket(ms: number): number {
-  if (!(ms > LATENCY_MIN_MS)) return 0;
-  const i = Math.ceil(Math.log2(ms / LATENCY_MIN_MS) * LATENCY_STEPS_PER_OCTAVE);
-  return i < LATENCY_BUCKETS ? i : LATENCY_BUCKETS - 1;
+  if (!(ms > 0)) return 0;
+  const v = ms >= 0x7ffffff ? 0x7fffffff : (ms * 16) | 0;
+  if (v < SUB) return v;
+  const e = 31 - Math.clz32(v); // octave of the leading bit, ≥ SUB_BITS
+  return SUB + (e - SUB_BITS) * SUB + ((v >>> (e - SUB_BITS)) & (SUB - 1));
 }
 
+/** Upper bound (exclusive, ms) of bucket `i`. */
 export function latencyBucketUpperMs(i: number): number {
-  return LATENCY_MIN_MS * 2 ** (i / LATENCY_STEPS_PER_OCTAVE);
+  if (i < SUB) return (i + 1) / 16;
+  const e = ((i - SUB) >>> SUB_BITS) + SUB_BITS;
+  const sub = (i - SUB) & (SUB - 1);
+  return ((SUB + sub + 1) * 2 ** (e - SUB_BITS)) / 16;
 }
 
 /** The q-quantile (0..1) of a latency histogram as its bucket's upper bound (ms); undefined when empty. */
@@ -208,8 +216,8 @@ export class ClusterSummary {
   /** Requests answered with a status other than 5xx and 0 (Envoy's success rate counts non-5xx as success). */
   success = 0;
   readonly latency = new Float64Array(LATENCY_BUCKETS);
-  /** Route name → requests routed to this cluster; bounded by the configured routes. */
-  readonly byRoute = new Map<string, number>();
+  /** Route name → requests routed to this cluster; bounded by the configured routes. A cell object so counting is one lookup. */
+  readonly byRoute = new Map<string, { requests: number }>();
 
   constructor(readonly name: string) {}
 
@@ -219,7 +227,9 @@ export class ClusterSummary {
     if (st !== 0 && st < 500) this.success++;
     this.latency[latencyBucket(rec.durationMs)]! += 1;
     const route = rec.routeName ?? '';
-    this.byRoute.set(route, (this.byRoute.get(route) ?? 0) + 1);
+    const cell = this.byRoute.get(route);
+    if (cell !== undefined) cell.requests++;
+    else this.byRoute.set(route, { requests: 1 });
   }
 }
 

@@ -12,28 +12,29 @@ import { REVIEWS_V1, record } from './records.js';
 const REVIEWS_V2 = 'outbound|9080|v2|reviews.default.svc.cluster.local';
 
 describe('latency histogram', () => {
-  it('buckets are monotonic, bounded, and each value is at most its bucket upper bound and above the previous one', () => {
+  it('buckets are monotonic and bounded; a value lies in [upper bound of the previous bucket, its upper bound)', () => {
     expect(latencyBucket(0)).toBe(0);
     expect(latencyBucket(-1)).toBe(0);
     expect(latencyBucket(NaN)).toBe(0);
-    expect(latencyBucket(LATENCY_MIN_MS)).toBe(0);
+    expect(latencyBucket(LATENCY_MIN_MS * 0.99)).toBe(0);
+    expect(latencyBucket(LATENCY_MIN_MS)).toBe(1);
     expect(latencyBucket(1e12)).toBe(LATENCY_BUCKETS - 1);
     let prev = 0;
     for (const v of [0.07, 0.1, 0.5, 1, 1.5, 2, 10, 11, 24, 100, 999, 1000, 30_000, 600_000]) {
       const i = latencyBucket(v);
       expect(i).toBeGreaterThanOrEqual(prev);
-      expect(v).toBeLessThanOrEqual(latencyBucketUpperMs(i) * (1 + 1e-12));
-      expect(v).toBeGreaterThan(latencyBucketUpperMs(i - 1) * (1 - 1e-12));
+      expect(v).toBeLessThan(latencyBucketUpperMs(i));
+      expect(v).toBeGreaterThanOrEqual(latencyBucketUpperMs(i - 1));
       prev = i;
     }
   });
 
-  it('percentiles are within 19 % above the exact value (seeded samples)', () => {
+  it('percentiles are within 12.5 % above the exact value (seeded samples)', () => {
     const rand = seededRandom(42);
     const samples: number[] = [];
     const b = new Float64Array(LATENCY_BUCKETS);
     for (let i = 0; i < 5000; i++) {
-      const v = Math.exp(rand() * 8) * 0.2; // 0.2 ms … 600 ms, log-uniform
+      const v = Math.exp(rand() * 7) * 0.5; // 0.5 ms … 550 ms, log-uniform (below 0.5 ms buckets are 62.5 µs wide)
       samples.push(v);
       b[latencyBucket(v)]! += 1;
     }
@@ -42,7 +43,7 @@ describe('latency histogram', () => {
       const exact = samples[Math.ceil(q * samples.length) - 1]!;
       const est = latencyPercentile(b, q)!;
       expect(est).toBeGreaterThanOrEqual(exact);
-      expect(est).toBeLessThanOrEqual(exact * 2 ** 0.25 * (1 + 1e-9));
+      expect(est).toBeLessThanOrEqual(exact * 1.125 * (1 + 1e-9));
     }
     expect(latencyPercentile(new Float64Array(LATENCY_BUCKETS), 0.5)).toBeUndefined();
   });
@@ -60,7 +61,7 @@ describe('Metrics cluster summaries', () => {
     const s = m.clusterSummaries().get(REVIEWS_V1)!;
     expect(s).toBeInstanceOf(ClusterSummary);
     expect([s.requests, s.success]).toEqual([4, 2]);
-    expect([...s.byRoute]).toEqual([['canary', 3], ['other', 1]]);
+    expect([...s.byRoute].map(([k, v]) => [k, v.requests])).toEqual([['canary', 3], ['other', 1]]);
     expect(latencyPercentile(s.latency, 1)).toBeGreaterThanOrEqual(200);
     expect([...m.clusterSummaries().keys()]).toEqual([REVIEWS_V1, REVIEWS_V2]);
     m.retainClusters(new Set([REVIEWS_V2]));
