@@ -194,3 +194,22 @@ describe.skipIf(!existsSync(CLI))('Sidecar egress scoping through remora run --k
     await waitFor('db back in scope', async () => (await get('db.data.svc.cluster.local')) === 200);
   });
 });
+
+describe.skipIf(!existsSync(CLI))('AuthorizationPolicy from a config file, without an API server', () => {
+  it('ipBlocks work on peer addresses alone; the policy file is validated like routing config', async () => {
+    const appPort = await startApp();
+    const proxy = await startProxy({
+      'authz.yaml': `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-other, namespace: default}
+spec:
+  action: DENY
+  rules:
+  - from: [{source: {ipBlocks: ["${OTHER}/32"]}}]
+`,
+    }, ['--app-port', String(appPort), '--labels', 'app=reviews', '--namespace', 'default']);
+    cleanups.push(() => proxy.stop());
+    expect(await call(OTHER, proxy.info.inbound)).toEqual({ status: 403, body: 'RBAC: access denied' });
+    expect(await call(PRODUCTPAGE, proxy.info.inbound, '/x')).toEqual({ status: 200, body: 'app /x' });
+  });
+});
