@@ -206,7 +206,13 @@ export class Sidecar {
       push();
       kube.on('change', push);
       // Deferred: push() recompiles, and must not run inside the 'update' handler of the snapshot it replaces.
-      this.rescopeKube = (key) => { if (key !== scopedBy) queueMicrotask(() => { if (!kube.closed) push(); }); };
+      // Only a change of the snapshot's Sidecar triggers it (a push that leaves it unchanged cannot loop).
+      let snapKey = scopedBy;
+      this.rescopeKube = (key) => {
+        if (key === snapKey) return;
+        snapKey = key;
+        if (key !== scopedBy) queueMicrotask(() => { if (!kube.closed) push(); });
+      };
       const metrics = this.metrics;
       metrics.observe('remora_kubernetes_staleness_seconds', 'gauge', 'Seconds since the Kubernetes watch state was last known complete.', () => kube.current().stalenessMs(Date.now()) / 1000);
     }

@@ -6,6 +6,7 @@ import type { Resource } from '../config/resource.js';
 import type { ServiceDef } from '../model.js';
 import { DEFAULT_CLUSTER_DOMAIN, expandHost, hostsOverlap } from '../config/hosts.js';
 import { DEFAULT_ROOT_NAMESPACE } from '../authz/authorization-policy.js';
+import { validateAuthzResource } from '../authz/validate-authz.js';
 
 export interface SidecarWorkload {
   namespace: string;
@@ -42,11 +43,15 @@ const byName = (a: Resource, b: Resource): number => (a.metadata.name < b.metada
 /**
  * The Sidecar Istio would apply to this workload: one in its namespace whose `workloadSelector.labels` select
  * it, else its namespace's selector-less one, else the root namespace's selector-less one. Istio breaks ties by
- * the oldest creationTimestamp, which Remora does not keep; ties are broken by name.
+ * the oldest creationTimestamp, which Remora does not keep; ties are broken by name. A Sidecar that fails
+ * validation is passed over, as the config store skips (API server) or rejects (files) it.
  */
 export function selectSidecar(resources: readonly Resource[], workload: SidecarWorkload): Resource | undefined {
   const root = workload.rootNamespace ?? DEFAULT_ROOT_NAMESPACE;
-  const sidecars = resources.filter((r) => r.kind === 'Sidecar' && r.apiVersion.startsWith('networking.istio.io/')).sort(byName);
+  const sidecars = resources
+    .filter((r) => r.kind === 'Sidecar' && r.apiVersion.startsWith('networking.istio.io/'))
+    .filter((r) => validateAuthzResource(r).every((e) => e.severity === 'warning'))
+    .sort(byName);
   const inNs = sidecars.filter((r) => r.metadata.namespace === workload.namespace);
   const selected = inNs.find((r) => {
     const sel = selectorLabels(r);

@@ -48,6 +48,11 @@ describe('selectSidecar', () => {
     expect(selectSidecar([np], w)).toBeUndefined();
   });
 
+  it('passes over a Sidecar that fails validation (the store would skip or reject it)', () => {
+    const broken = sidecar('a-broken', 'shop', { egress: [{ hosts: ['reviews'] }] });
+    expect(selectSidecar([broken, nsDefault], w)).toBe(nsDefault);
+  });
+
   it('breaks ties between selector-less Sidecars of one namespace by name', () => {
     const b = sidecar('b', 'shop', {});
     const a = sidecar('a', 'shop', {});
