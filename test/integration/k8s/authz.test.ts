@@ -74,7 +74,7 @@ const denyPaths = (paths: string[]) => ({
   spec: { selector: { matchLabels: { app: 'reviews' } }, action: 'DENY', rules: [{ to: [{ operation: { paths } }] }] },
 });
 
-async function setup(extraArgs: string[] = []) {
+async function setup(extraArgs: string[] = [], files: Record<string, string> = {}) {
   const appPort = await startApp();
   const api = await new FakeKubeApiServer().start();
   cleanups.push(() => api.close());
@@ -82,7 +82,7 @@ async function setup(extraArgs: string[] = []) {
   cleanups.push(kc.cleanup);
   api.apply(pod('productpage-0', 'default', PRODUCTPAGE, { app: 'productpage' }));
   api.apply(pod('other-0', 'default', OTHER, { app: 'other' }));
-  const proxy: RunningProxy = await startProxy({}, [
+  const proxy: RunningProxy = await startProxy(files, [
     '--kubernetes', '--app-port', String(appPort), '--labels', 'app=reviews', '--namespace', 'default',
     '--access-log', 'stdout', ...extraArgs,
   ], { env: { KUBECONFIG: kc.path } });
@@ -211,5 +211,28 @@ spec:
     cleanups.push(() => proxy.stop());
     expect(await call(OTHER, proxy.info.inbound)).toEqual({ status: 403, body: 'RBAC: access denied' });
     expect(await call(PRODUCTPAGE, proxy.info.inbound, '/x')).toEqual({ status: 200, body: 'app /x' });
+  });
+});
+
+describe.skipIf(!existsSync(CLI))('a Sidecar from a config file scopes the API-server input', () => {
+  it('applies at start and follows edits of the file', async () => {
+    const upstreamPort = await listen(createServer((req, res) => res.end('reached')), '127.0.0.4');
+    const sidecarYaml = (hosts: string[]) => `apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: default, namespace: default}
+spec:
+  egress: [{hosts: ${JSON.stringify(hosts)}}]
+  outboundTrafficPolicy: {mode: REGISTRY_ONLY}
+`;
+    const { api, proxy } = await setup([], { 'sidecar.yaml': sidecarYaml(['./*']) });
+    for (const [name, ns] of [['ratings', 'default'], ['db', 'data']] as const) {
+      api.apply(service(name, ns, [{ name: 'http', port: 80, targetPort: upstreamPort }]));
+      api.apply(endpointSlice(`${name}-1`, ns, name, [{ ip: '127.0.0.4' }], [{ name: 'http', port: upstreamPort }]));
+    }
+    const get = async (host: string) => (await proxy.get('/', { host })).status;
+    await waitFor('ratings reachable', async () => (await get('ratings.default.svc.cluster.local')) === 200, 3000);
+    expect(await get('db.data.svc.cluster.local')).toBe(502);
+    proxy.writeConfig('sidecar.yaml', sidecarYaml(['./*', 'data/db.data.svc.cluster.local']));
+    await waitFor('db reachable after the file edit', async () => (await get('db.data.svc.cluster.local')) === 200, 3000);
   });
 });
