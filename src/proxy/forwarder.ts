@@ -7,7 +7,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
-import type { Dispatcher } from 'undici';
+import type { Client, Dispatcher } from 'undici';
 import type { AttemptOutcome, ClusterDef, ClusterRuntime, Endpoint, RequestRecord, ResponseFlag, RetryPolicy } from '../model.js';
 import type { CompiledDestination, CompiledRoute, HeaderOps } from '../routing/route.js';
 import type { ClusterManager } from '../upstream/cluster-manager.js';
@@ -112,6 +112,8 @@ class Exchange {
   attempts = 0;
   retries = 0;
   private reusedRetryUsed = false;
+  /** The next try must open a new connection (the keep-alive race retry). */
+  private freshConnection = false;
   private tried: Set<string> | undefined;
   private current: Attempt | undefined;
   responded = false;
@@ -198,7 +200,14 @@ class Exchange {
       if (tryMs === 0 || left < tryMs) tryMs = 0; // the route timer fires first
     }
     if (tryMs > 0) a.timer = setTimeout(onAttemptTimeout, tryMs, a);
-    const pool = this.ctx.clusters.pool(ep, rt.def.policy.pool);
+    let pool: Dispatcher;
+    let single: Client | undefined;
+    if (this.freshConnection) {
+      this.freshConnection = false;
+      pool = single = this.ctx.clusters.fresh(ep, rt.def.policy.pool);
+    } else {
+      pool = this.ctx.clusters.pool(ep, rt.def.policy.pool);
+    }
     const opts: Dispatcher.DispatchOptions = {
       path: this.plan.path,
       method: this.plan.method as Dispatcher.HttpMethod,
@@ -215,6 +224,8 @@ class Exchange {
     } catch (err) {
       a.onError(err as Error);
     }
+    // close() lets the one request finish first, then releases the connection.
+    if (single !== undefined) single.close().catch(ignoreError);
   }
 
   /** Called by the attempt when the upstream answered with headers. Returns false if the attempt was dropped for a retry. */
@@ -320,6 +331,7 @@ class Exchange {
     // on a fresh connection, without spending an attempt: nothing was processed, or the method is idempotent.
     if (outcome.kind === 'reset' && a.reused && !this.reusedRetryUsed && this.replayable && (!a.bodyFullySent || IDEMPOTENT.has(this.plan.method))) {
       this.reusedRetryUsed = true;
+      this.freshConnection = true;
       this.counters.upstream_rq_reset_reused_retry++;
       this.attempts--;
       this.tryOnce();
@@ -484,6 +496,7 @@ function onResponseClose(this: ServerResponse): void {
   const ex = (this as unknown as Record<symbol, Exchange | undefined>)[kExchange];
   if (ex !== undefined && !ex.finished) ex.downstreamGone();
 }
+function ignoreError(): void { /* the request's own handler saw any error */ }
 function onRouteTimeout(ex: Exchange): void { ex.onRouteTimeout(); }
 function onBackoffDone(ex: Exchange): void { (ex as unknown as { tryOnce(): void }).tryOnce(); }
 function onAttemptTimeout(a: Attempt): void { a.onTimeout(); }

@@ -4,7 +4,7 @@
  * On a swap, runtimes are updated in place, new ones created, removed ones dropped; pools no longer
  * referenced are closed gracefully (in-flight requests finish first) in small batches, never recursively.
  */
-import { Pool } from 'undici';
+import { Client, Pool } from 'undici';
 import type { ClusterDef, ClusterRuntime, Endpoint, PoolLimits } from '../model.js';
 import type { Snapshot } from '../config/snapshot.js';
 import { createClusterRuntime } from './cluster-runtime.js';
@@ -80,25 +80,43 @@ export class ClusterManager {
     const key = poolKey(ep, limits);
     let p = this.pools.get(key);
     if (p === undefined) {
-      const keepAlive = Math.min(this.poolDefaults.keepAliveMs, limits.httpIdleTimeoutMs || this.poolDefaults.keepAliveMs);
-      p = new Pool(`http://${ep.address.includes(':') ? `[${ep.address}]` : ep.address}:${ep.port}`, {
+      p = new Pool(originOf(ep), {
+        ...this.clientOptions(limits),
         connections: limits.maxConnections >= MAX_U32 ? null : limits.maxConnections,
-        pipelining: 1,
-        keepAliveTimeout: keepAlive,
-        keepAliveMaxTimeout: keepAlive,
-        // undici subtracts this from a server's Keep-Alive hint so we close before the server does (the 503 UC race).
-        keepAliveTimeoutThreshold: 1000,
-        connectTimeout: limits.connectTimeoutMs,
-        headersTimeout: 0,
-        bodyTimeout: 0,
-        maxRequestsPerClient: limits.maxRequestsPerConnection > 0 ? limits.maxRequestsPerConnection : undefined,
-        clientTtl: limits.maxConnectionDurationMs > 0 ? limits.maxConnectionDurationMs : null,
-        strictContentLength: true,
       } as Pool.Options);
-      p.on('connectionError', () => { /* reported per request */ });
+      p.on('connectionError', ignore);
       this.pools.set(key, p);
     }
     return p;
+  }
+
+  /**
+   * A single-use client on a new connection to `ep`, for the one request that must not ride a reused keep-alive
+   * connection (the keep-alive race retry: another idle pooled connection may be just as close to the server's
+   * idle close). It closes itself once that request has finished. Not counted against maxConnections: it
+   * replaces a connection the server just closed.
+   */
+  fresh(ep: Endpoint, limits: PoolLimits): Client {
+    const c = new Client(originOf(ep), this.clientOptions(limits));
+    c.on('connectionError', ignore);
+    return c;
+  }
+
+  private clientOptions(limits: PoolLimits): Client.Options {
+    const keepAlive = Math.min(this.poolDefaults.keepAliveMs, limits.httpIdleTimeoutMs || this.poolDefaults.keepAliveMs);
+    return {
+      pipelining: 1,
+      keepAliveTimeout: keepAlive,
+      keepAliveMaxTimeout: keepAlive,
+      // undici subtracts this from a server's Keep-Alive hint so we close before the server does (the 503 UC race).
+      keepAliveTimeoutThreshold: 1000,
+      connectTimeout: limits.connectTimeoutMs,
+      headersTimeout: 0,
+      bodyTimeout: 0,
+      maxRequestsPerClient: limits.maxRequestsPerConnection > 0 ? limits.maxRequestsPerConnection : undefined,
+      strictContentLength: true,
+      ...(limits.maxConnectionDurationMs > 0 ? { clientTtl: limits.maxConnectionDurationMs } : {}),
+    } as Client.Options;
   }
 
   /** After a swap: refresh runtimes, forget removed clusters, close pools nobody references. */
@@ -135,6 +153,12 @@ export class ClusterManager {
     this.pools.clear();
     await Promise.allSettled(all.map((p) => p.destroy()));
   }
+}
+
+function ignore(): void { /* connection errors are reported per request */ }
+
+function originOf(ep: Endpoint): string {
+  return `http://${ep.address.includes(':') ? `[${ep.address}]` : ep.address}:${ep.port}`;
 }
 
 function poolKey(ep: Endpoint, l: PoolLimits): string {
