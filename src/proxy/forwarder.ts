@@ -151,8 +151,8 @@ class Exchange {
     const rt = plan.cluster;
     const admit = rt.admit();
     if (admit !== 'ok') {
-      if (admit === 'pending_overflow') this.counters.upstream_rq_pending_overflow++;
-      else this.counters.upstream_cx_overflow++;
+      // Envoy counts both the pending-queue and the requests (http2MaxRequests) breaker as upstream_rq_pending_overflow.
+      this.counters.upstream_rq_pending_overflow++;
       this.localReply(E.overflow, true);
       return;
     }

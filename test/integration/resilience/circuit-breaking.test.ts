@@ -20,6 +20,7 @@ let http: Agent;
 function config(): string {
   return [
     serviceEntry('narrow', [{ port: slow.port }]),
+    serviceEntry('fewrq', [{ port: slow.port }]),
     serviceEntry('trio', [{ port: a.port }, { port: b.port }, { port: c.port }]),
     serviceEntry('halfbad', [{ port: a.port }, { port: c.port }, { port: d.port }]),
     `apiVersion: networking.istio.io/v1
@@ -31,6 +32,13 @@ spec:
     connectionPool:
       tcp: {maxConnections: 1}
       http: {http1MaxPendingRequests: 1}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: fewrq, namespace: default}
+spec:
+  host: fewrq
+  trafficPolicy: {connectionPool: {http: {http2MaxRequests: 2}}}
 ---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
@@ -100,6 +108,18 @@ describe('scenario 13: pool overflow', () => {
     expect(Math.max(...ok.map((r) => r.ms))).toBeGreaterThanOrEqual(1900);
     expect(slow.connections).toBe(1);
     expect(await clusterStat(proxy, 'upstream_rq_pending_overflow', 'narrow') - before).toBe(8);
+  });
+});
+
+describe('http2MaxRequests (concurrent requests, HTTP/1 too)', () => {
+  it('http2MaxRequests 2, 6 concurrent: 2 succeed, 4 get 503 UO, counted as upstream_rq_pending_overflow (Envoy)', async () => {
+    const before = await clusterStat(proxy, 'upstream_rq_pending_overflow', 'fewrq');
+    const res = await Promise.all(Array.from({ length: 6 }, () => call(proxy, http, '/x', { host: 'fewrq' })));
+    expect(res.filter((r) => r.status === 200).length).toBe(2);
+    const over = res.filter((r) => r.status === 503);
+    expect(over.length).toBe(4);
+    for (const r of over) expect(r.headers['x-envoy-overloaded']).toBe('true');
+    expect(await clusterStat(proxy, 'upstream_rq_pending_overflow', 'fewrq') - before).toBe(4);
   });
 });
 
