@@ -260,7 +260,7 @@ code, .mono { font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace; 
   <section id="error"></section>
   <section>
     <h2>Routes <small>configured weight vs observed share of requests</small></h2>
-    <div class="legend"><span><i style="background:var(--cfg)"></i>configured</span><span><i style="background:var(--obs)"></i>observed (since start / reset_counters)</span></div>
+    <div class="legend"><span><i style="background:var(--cfg)"></i>configured</span><span><i style="background:var(--obs)"></i>observed (since start / reset_counters)</span><span>30 s: observed in the last 30 s of polling</span></div>
     <table id="routes"><thead><tr><th>host</th><th>route</th><th>match</th><th>destinations</th><th class="num">requests</th></tr></thead><tbody></tbody></table>
   </section>
   <section>
@@ -297,7 +297,32 @@ code, .mono { font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace; 
     tb.replaceChildren.apply(tb, rows.length ? rows : [el('tr', {}, [el('td', { cls: 'empty', colspan: String(cols), text: emptyText })])]);
   }
   function destName(d) { return d.host + (d.subset ? ' · ' + d.subset : '') + (d.port ? ':' + d.port : ''); }
+  // Recent split: the cumulative counters are diffed against the oldest poll of the last 30 s, so a weight change
+  // shows up at once instead of being averaged with everything since start.
+  var WINDOW_MS = 30000;
+  var history = [];
+  function recentShares(routes) {
+    var now = Date.now(), counts = {};
+    routes.forEach(function (r) { r.destinations.forEach(function (d) { counts[r.hosts.join(',') + '|' + r.name + '|' + destName(d)] = d.requests; }); });
+    while (history.length && now - history[0].t > WINDOW_MS) history.shift();
+    var base = history[0];
+    history.push({ t: now, counts: counts });
+    var out = {};
+    if (!base) return out;
+    routes.forEach(function (r) {
+      var deltas = [], total = 0, ok = true;
+      r.destinations.forEach(function (d) {
+        var k = r.hosts.join(',') + '|' + r.name + '|' + destName(d);
+        var dd = (counts[k] || 0) - (base.counts[k] || 0);
+        if (dd < 0) ok = false; // /reset_counters in between
+        deltas.push([k, dd]); total += dd;
+      });
+      if (ok && total > 0) deltas.forEach(function (x) { out[x[0]] = x[1] / total; });
+    });
+    return out;
+  }
   function render(m) {
+    var recent = recentShares(m.routes);
     var st = document.getElementById('state');
     st.textContent = m.server.state; st.className = 'pill ' + (m.server.state === 'LIVE' ? 'live' : 'down');
     document.getElementById('meta').textContent = 'v' + m.server.version + ' · config ' + (m.server.configVersion === null ? '–' : '#' + m.server.configVersion) +
@@ -308,7 +333,11 @@ code, .mono { font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace; 
         return el('div', { cls: 'dest', 'data-dest': destName(d) }, [
           el('span', { cls: 'mono', title: destName(d) }, [d.subset ? el('b', { text: d.subset + ' ' }) : null, el('span', { cls: 'muted', text: d.host + (d.port ? ':' + d.port : '') })]),
           el('div', { cls: 'bars' }, [bar('cfg', d.configuredShare, 'configured ' + pct(d.configuredShare)), bar('obs', d.observedShare, 'observed ' + pct(d.observedShare))]),
-          el('span', { cls: 'num mono', 'data-share': d.observedShare === null ? '' : d.observedShare.toFixed(3), text: pct(d.configuredShare) + ' → ' + pct(d.observedShare) }),
+          el('span', { cls: 'num mono', 'data-share': d.observedShare === null ? '' : d.observedShare.toFixed(3) }, [
+            pct(d.configuredShare) + ' → ' + pct(d.observedShare),
+            recent[r.hosts.join(',') + '|' + r.name + '|' + destName(d)] === undefined ? null
+              : el('div', { cls: 'muted', title: 'share of the requests of the last 30 s', text: '30 s: ' + pct(recent[r.hosts.join(',') + '|' + r.name + '|' + destName(d)]) }),
+          ]),
         ]);
       });
       var tags = [];
