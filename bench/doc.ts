@@ -26,6 +26,8 @@ export interface SuiteResult {
   pinning: { proxy: string; generatorAndUpstream: string; enabled: boolean };
   notes: string[];
   features: Record<string, Feature>;
+  /** Per scenario: % busy of the proxy CPU and the generator CPU, and the share of the proxy CPU not used by the measured proxies (other work on the machine; an upper bound). */
+  cpuUse: Record<string, { cpu0BusyPct: number; cpu1BusyPct: number; foreignOnCpu0Pct: number }>;
   /** latency-1000, latency-3000, max, body-1k, body-100k: `remora bench` reports. */
   scenarios: Record<string, BenchReport>;
   extras: {
@@ -196,6 +198,17 @@ function ratioLine(r: BenchReport, peer: string): string {
   return rows.length ? `Ratios vs ${peer}: ${rows.join('; ')}.\n` : '';
 }
 
+/** Closed loop: the generator's own ceiling (direct) and whether each proxy was CPU-saturated. */
+function maxNotes(r: BenchReport): string[] {
+  const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1] ?? 0;
+  const out: string[] = [];
+  const d = t(r, 'direct');
+  if (d) out.push(`Generator ceiling (closed loop against direct, generator and upstream sharing CPU 1): ${d.summary.achievedRps.toFixed(0)} req/s, generator CPU ${(med(d.rounds.map((x) => x.generatorCpu)) * 100).toFixed(0)}% of a core.`);
+  const busy = r.targets.filter((x) => x.rounds.some((y) => y.process)).map((x) => `${x.name} ${med(x.rounds.map((y) => y.process?.cpuCores ?? 0)).toFixed(2)}`);
+  if (busy.length) out.push(`Proxy CPU used (cores, median): ${busy.join(', ')}. A proxy below ~0.95 was not the bottleneck — the generator/upstream core was — so compare "req/s per core" rather than req/s.`);
+  return out.map((l) => l + '\n');
+}
+
 const TITLES: Record<string, string> = {
   'latency-1000': 'Latency at 1,000 req/s (98-byte responses)',
   'latency-3000': 'Latency at 3,000 req/s (98-byte responses)',
@@ -229,8 +242,11 @@ export function renderBenchmarksDoc(s: SuiteResult, jsonPath: string): string {
   if (s.scenarios['latency-1000']) out.push('![Latency by percentile at 1,000 req/s](bench-latency.svg)', '');
   for (const [name, r] of Object.entries(s.scenarios)) {
     out.push(renderMarkdown(r, TITLES[name] ?? name).replace(/^## /, '### '));
+    const cu = s.cpuUse?.[name];
+    if (cu) out.push(`CPU during this scenario: proxy CPU ${s.pinning.proxy} ${cu.cpu0BusyPct.toFixed(0)}% busy, of which up to ${cu.foreignOnCpu0Pct.toFixed(0)} points were other processes; generator/upstream CPU ${s.pinning.generatorAndUpstream} ${cu.cpu1BusyPct.toFixed(0)}% busy.\n`);
     const lines = [ratioLine(r, 'nginx'), ratioLine(r, 'direct')].filter(Boolean);
     if (lines.length) out.push(...lines);
+    if (name === 'max') out.push(...maxNotes(r));
     out.push('');
   }
 

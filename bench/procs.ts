@@ -167,3 +167,21 @@ export function httpGet(port: number, path: string, headers: Record<string, stri
     req.end();
   });
 }
+
+/** Busy and total jiffies per CPU from /proc/stat (busy = total − idle − iowait); {} off Linux. */
+export function cpuTimes(): Record<string, { busy: number; total: number }> {
+  const out: Record<string, { busy: number; total: number }> = {};
+  try {
+    for (const line of readFileSync('/proc/stat', 'utf8').split('\n')) {
+      const m = /^cpu(\d+)\s+(.*)$/.exec(line);
+      if (!m) continue;
+      const v = m[2]!.trim().split(/\s+/).map(Number);
+      // user nice system idle iowait irq softirq steal (guest time is already inside user).
+      const total = v.slice(0, 8).reduce((a, b) => a + b, 0);
+      out[m[1]!] = { busy: total - (v[3] ?? 0) - (v[4] ?? 0), total };
+    }
+  } catch {
+    /* not Linux */
+  }
+  return out;
+}

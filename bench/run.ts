@@ -3,7 +3,8 @@
 // generator, checks which Remora features were active, and writes bench/results/<date>.json
 // plus docs/benchmarks.md and docs/bench-latency.svg. `--quick` shortens everything (CI smoke).
 import { parseArgs } from 'node:util';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync, existsSync, renameSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync, existsSync, renameSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,13 +13,20 @@ import { DEFAULT_LOAD_OPTIONS, type LoadOptions } from '../src/bench/generator.j
 import { renderTable, type BenchReport } from '../src/bench/report.js';
 import { renderSvg, seriesOf } from '../src/bench/plot.js';
 import { median } from '../src/bench/histogram.js';
-import { childPids, freePort, hasTaskset, httpGet, pinSelf, startProcess, stopProcess, type Started } from './procs.js';
+import { clockTicksPerSec } from '../src/bench/proc.js';
+import { childPids, cpuTimes, freePort, hasTaskset, httpGet, pinSelf, startProcess, stopProcess, type Started } from './procs.js';
 import { CANARY_HEADER, findNginx, manyServicesYaml, nginxConf, passThroughYaml, PASS_HOST, POLICY_HOST, policyYaml } from './configs.js';
 import { evaluateTargets, renderBenchmarksDoc, type SuiteResult } from './doc.js';
 
 const here = dirname(fileURLToPath(import.meta.url)); // build/bench
 const repo = resolve(here, '../..');
-const CLI = join(repo, 'dist/cli.js');
+const DIST = join(repo, 'dist');
+/**
+ * Remora runs from a private copy of dist/ taken at start (inside build/, so node_modules still
+ * resolves): a concurrent `npm run build` must not swap modules under a half-finished run.
+ */
+const SNAPSHOT = join(repo, 'build/remora-dist-snapshot');
+const CLI = join(SNAPSHOT, 'cli.js');
 const PROXY_CPU = '0';
 const LOAD_CPU = '1';
 
@@ -93,9 +101,28 @@ function loadOpts(over: Partial<LoadOptions>): LoadOptions {
   return { ...DEFAULT_LOAD_OPTIONS, connections: 32, durationMs: T.latencyMs, warmupMs: T.warmupMs, ...over };
 }
 
+/** Per-scenario CPU accounting: how busy each CPU was, and how much of CPU 0 was not the proxies. */
+const cpuUse: SuiteResult['cpuUse'] = {};
+
 async function scenario(name: string, targets: BenchTarget[], load: LoadOptions, baseline = 'direct'): Promise<BenchReport> {
   log(`${name}: ${targets.map((t) => t.name).join(', ')} (${load.mode === 'open' ? `${load.rate} req/s` : 'max'}, ${T.rounds} rounds)`);
+  const before = cpuTimes();
   const report = await runBench({ targets, load, rounds: T.rounds, baseline, command: ['npm', 'run', 'bench', ...(quick ? ['--', '--quick'] : [])], pauseMs: 300 });
+  const after = cpuTimes();
+  const pct = (c: string) => {
+    const a = after[c];
+    const b = before[c];
+    return a && b && a.total > b.total ? { busy: a.busy - b.busy, total: a.total - b.total } : undefined;
+  };
+  const c0 = pct(PROXY_CPU);
+  const c1 = pct(LOAD_CPU);
+  if (c0 && c1) {
+    // Proxy CPU over the measured windows only (warm-ups and pauses excluded), so "foreign" is an upper bound.
+    const hz = clockTicksPerSec(); // /proc/stat counts USER_HZ ticks
+    const proxyJiffies = report.targets.flatMap((t) => t.rounds).reduce((s, r) => s + (r.process?.cpuMs ?? 0), 0) / (1000 / hz);
+    cpuUse[name] = { cpu0BusyPct: (100 * c0.busy) / c0.total, cpu1BusyPct: (100 * c1.busy) / c1.total, foreignOnCpu0Pct: Math.max(0, (100 * (c0.busy - proxyJiffies)) / c0.total) };
+    log(`${name}: CPU ${PROXY_CPU} busy ${cpuUse[name]!.cpu0BusyPct.toFixed(0)}% (at most ${cpuUse[name]!.foreignOnCpu0Pct.toFixed(0)}% not the proxies), CPU ${LOAD_CPU} busy ${cpuUse[name]!.cpu1BusyPct.toFixed(0)}%`);
+  }
   process.stderr.write(renderTable(report));
   return report;
 }
@@ -130,7 +157,7 @@ async function main(): Promise<number> {
   peers.push({ name: 'http-proxy', url: `http://127.0.0.1:${Number(hp.ready.port)}/`, pids: [hp.pid] });
 
   // Remora: pass-through (minimal flags) and the full policy path (metrics on, tracing at 1%).
-  const haveRemora = existsSync(CLI);
+  const haveRemora = snapshotRemora(notes);
   let remPt: RemoraPeer | undefined;
   let remPol: RemoraPeer | undefined;
   const features: SuiteResult['features'] = {};
@@ -140,7 +167,7 @@ async function main(): Promise<number> {
     peers.push({ name: 'remora-passthrough', url: `http://127.0.0.1:${remPt.outbound}/`, pids: [remPt.s.pid], headers: [['host', `${PASS_HOST}:${up1}`]] });
     peers.push({ name: 'remora', url: `http://127.0.0.1:${remPol.outbound}/`, pids: [remPol.s.pid], headers: [['host', `${POLICY_HOST}:${up1}`]] });
     Object.assign(features, await probeFeatures(remPol, up1, up2));
-  } else notes.push('dist/cli.js missing (run `npm run build`): Remora not measured');
+  }
 
   const suite: SuiteResult = {
     schemaVersion: 1,
@@ -152,29 +179,38 @@ async function main(): Promise<number> {
     pinning: { proxy: PROXY_CPU, generatorAndUpstream: LOAD_CPU, enabled: hasTaskset() && machine.nproc >= 2 },
     notes,
     features,
+    cpuUse,
     scenarios: {},
     extras: {},
     targets: [],
   };
 
+  // A failing scenario is recorded in the notes; the others still run and the results are written.
+  const attempt = async (name: string, f: () => Promise<void>) => {
+    if (!want(name)) return;
+    try {
+      await f();
+    } catch (e) {
+      const msg = `${name} failed: ${(e as Error).message.split('\n').slice(0, 2).join(' ')}`;
+      notes.push(msg);
+      log(msg);
+    }
+  };
   try {
-    const main3 = peers;
-    if (want('latency-1000')) suite.scenarios['latency-1000'] = await scenario('latency-1000', main3, loadOpts({ rate: 1000 }));
-    if (want('latency-3000')) suite.scenarios['latency-3000'] = await scenario('latency-3000', main3, loadOpts({ rate: 3000 }));
-    if (want('max')) suite.scenarios['max'] = await scenario('max', main3, loadOpts({ mode: 'max', durationMs: T.maxMs, warmupMs: T.maxWarmupMs, connections: 64 }));
+    await attempt('latency-1000', async () => void (suite.scenarios['latency-1000'] = await scenario('latency-1000', peers, loadOpts({ rate: 1000 }))));
+    await attempt('latency-3000', async () => void (suite.scenarios['latency-3000'] = await scenario('latency-3000', peers, loadOpts({ rate: 3000 }))));
+    await attempt('max', async () => void (suite.scenarios['max'] = await scenario('max', peers, loadOpts({ mode: 'max', durationMs: T.maxMs, warmupMs: T.maxWarmupMs, connections: 64 }))));
     const bodyPeers = peers.filter((p) => p.name !== 'remora');
     for (const [name, size] of [['body-1k', 1024], ['body-100k', 102_400]] as const) {
-      if (want(name)) suite.scenarios[name] = await scenario(name, bodyPeers.map((p) => ({ ...p, url: `${p.url}bytes/${size}` })), loadOpts({ rate: 1000 }));
+      await attempt(name, async () => void (suite.scenarios[name] = await scenario(name, bodyPeers.map((p) => ({ ...p, url: `${p.url}bytes/${size}` })), loadOpts({ rate: 1000 }))));
     }
-    if (remPol) {
-      const after = await probeAfterLoad(remPol, up1, up2);
-      Object.assign(features, after);
+    if (remPol) Object.assign(features, await probeAfterLoad(remPol, up1, up2).catch((e: Error) => ({ probe: { active: false, detail: e.message } })));
+    if (haveRemora) {
+      await attempt('services', async () => void (suite.extras.services = await servicesScenario(up1, suite)));
+      await attempt('reload', async () => void (suite.extras.reload = await reloadScenario(up1, up2)));
+      await attempt('cold-start', async () => void (suite.extras.coldStart = await coldStartScenario(up1)));
+      await attempt('concurrency', async () => void (suite.extras.concurrency = await concurrencyScenario(up1, suite)));
     }
-
-    if (haveRemora && want('services')) suite.extras.services = await servicesScenario(up1, suite);
-    if (haveRemora && want('reload')) suite.extras.reload = await reloadScenario(up1, up2);
-    if (haveRemora && want('cold-start')) suite.extras.coldStart = await coldStartScenario(up1);
-    if (haveRemora && want('concurrency')) suite.extras.concurrency = await concurrencyScenario(up1, suite);
   } finally {
     await cleanup();
   }
@@ -193,6 +229,22 @@ async function main(): Promise<number> {
   }
   for (const t of suite.targets) log(`target ${t.met === null ? '?' : t.met ? 'MET ' : 'MISS'} ${t.figure}: ${t.measured} (target ${t.target})`);
   return 0;
+}
+
+/** Copies dist/ to the snapshot and checks that `cli.js run --help` starts; false (with a note) if not. */
+function snapshotRemora(notes: string[]): boolean {
+  if (!existsSync(join(DIST, 'cli.js'))) {
+    notes.push('dist/cli.js missing (run `npm run build`): Remora not measured');
+    return false;
+  }
+  rmSync(SNAPSHOT, { recursive: true, force: true });
+  cpSync(DIST, SNAPSHOT, { recursive: true });
+  const r = spawnSync(process.execPath, [CLI, 'run', '--help'], { encoding: 'utf8', timeout: 30_000 });
+  if (r.status !== 0) {
+    notes.push(`dist/cli.js does not start (${(r.stderr || r.stdout || '').trim().split('\n')[0]}): Remora not measured`);
+    return false;
+  }
+  return true;
 }
 
 function writeAtomic(path: string, text: string): void {

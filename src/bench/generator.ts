@@ -216,7 +216,10 @@ class LoadRun {
       this.onTick();
     } else {
       // Closed loop: every connection sends, and re-sends on each response until the end.
-      for (const c of this.free.splice(0)) this.send(c, now);
+      for (const c of this.free.splice(0)) {
+        if (now >= this.measureStartMs) this.out.scheduled++;
+        this.send(c, now);
+      }
       const stopAt = setTimeout(() => this.beginStop(), this.endMs - now);
       stopAt.unref();
       if (this.opts.warmupMs > 0) setTimeout(() => this.beginMeasure(), this.opts.warmupMs).unref();
@@ -272,6 +275,7 @@ class LoadRun {
   private send(c: Conn, intended: number): void {
     c.busy = true;
     c.intended = intended;
+    c.parser.expectNoBody = this.opts.method === 'HEAD';
     if (!c.sock || c.sock.destroyed) {
       // Reconnect lazily; the request is written once connected (connect time counts as latency).
       const sock = net.connect({ host: this.host, port: this.port, noDelay: true });
@@ -291,7 +295,6 @@ class LoadRun {
       sock.on('close', () => this.onSockClose(c, sock));
       return;
     }
-    c.parser.expectNoBody = this.opts.method === 'HEAD';
     c.sentAt = performance.now();
     c.sock.write(this.reqBuf);
   }
@@ -311,7 +314,8 @@ class LoadRun {
   private readonly onResponse = (c: Conn, r: ParsedResponse): void => {
     if (!c.busy) return; // unsolicited bytes: ignore
     const now = performance.now();
-    const measured = c.intended >= this.measureStartMs && this.cpuStart !== undefined;
+    // beginMeasure() always ran before any request with intended >= measureStartMs was sent.
+    const measured = c.intended >= this.measureStartMs;
     if (measured) {
       const o = this.out;
       o.completed++;
@@ -342,7 +346,10 @@ class LoadRun {
     if (this.finished) return;
     if (this.opts.mode === 'max') {
       if (!this.stopping) {
-        if (now >= this.measureStartMs) this.out.scheduled++;
+        if (now >= this.measureStartMs) {
+          this.beginMeasure();
+          this.out.scheduled++;
+        }
         this.send(c, now);
         return;
       }
@@ -371,7 +378,7 @@ class LoadRun {
   }
 
   private fail(c: Conn, kind: ErrorKind): void {
-    if (c.intended >= this.measureStartMs && this.cpuStart !== undefined) this.out.errors[kind]++;
+    if (c.intended >= this.measureStartMs) this.out.errors[kind]++;
     c.parser.reset();
     const now = performance.now();
     if (kind === 'connect' && this.opts.mode === 'max' && !this.stopping) {

