@@ -124,9 +124,12 @@ export interface ClusterRuntime {
   admit(): AdmitResult;
   /** Must be called exactly once for each admit() that returned 'ok'. */
   release(): void;
-  /** Retry circuit breaker: maxRetries and the retry budget. false = skip the retry (retry overflow). */
-  tryStartRetry(): boolean;
-  endRetry(): void;
+  /**
+   * Retry circuit breaker: maxRetries and the retry budget. false = skip the retry (retry overflow).
+   * `budgeted` false: the failed try never reached a server (connect failure), so only maxRetries applies.
+   */
+  tryStartRetry(budgeted?: boolean): boolean;
+  endRetry(budgeted?: boolean): void;
   attemptStarted(ep: Endpoint, now: number): void;
   attemptFinished(ep: Endpoint, outcome: AttemptOutcome, latencyMs: number, now: number): void;
   /** For /clusters and metrics. */

@@ -274,8 +274,8 @@ export function compile(resources: readonly Resource[], opts: CompileOptions): S
     }
   }
 
-  const compileDestination = (d: Destination, weight: number, headers: Headers | undefined, ns: string): CompiledDestination => {
-    const host = expandHost(d.host, ns, clusterDomain);
+  const compileDestination = (d: Destination, weight: number, headers: Headers | undefined, ns: string, literalHost = false): CompiledDestination => {
+    const host = literalHost ? d.host.toLowerCase() : expandHost(d.host, ns, clusterDomain);
     const svc = byHost.get(host);
     const subset = d.subset ?? '';
     const byPort = new Map<number, ClusterDef>();
@@ -407,7 +407,8 @@ export function compile(resources: readonly Resource[], opts: CompileOptions): S
   const defaultRetry = compileRetryPolicy(undefined, 0);
   for (const svc of services) {
     if (vhosts.has(svc.hostname)) continue;
-    const dest = { ...compileDestination({ host: svc.hostname }, 100, undefined, svc.namespace), followsRequestPort: true };
+    // Registry host names are already canonical (a ServiceEntry host `localhost` stays `localhost`).
+    const dest = { ...compileDestination({ host: svc.hostname }, 100, undefined, svc.namespace, true), followsRequestPort: true };
     const hashBased = [...dest.clusters.values()].some((c) => c.policy.lb.kind === 'RING_HASH' || c.policy.lb.kind === 'MAGLEV');
     vhosts.set(svc.hostname, {
       host: svc.hostname,

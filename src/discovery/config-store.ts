@@ -45,6 +45,7 @@ export class ConfigStore extends EventEmitter {
   private version = 0;
   private reloading: Promise<boolean> | undefined;
   private again = false;
+  private loggedWarnings = new Set<string>();
 
   constructor(readonly opts: StoreOptions) {
     super();
@@ -110,7 +111,7 @@ export class ConfigStore extends EventEmitter {
       problems = validateResources(resources, { clusterDomain: this.opts.clusterDomain });
     }
     const errors = problems.filter((p) => p.severity !== 'warning');
-    for (const w of problems) if (w.severity === 'warning') this.opts.log('warn', formatError(w));
+    const warnings = problems.filter((w) => w.severity === 'warning').map(formatError);
     if (errors.length > 0) return this.reject(errors);
     const extraServices: ServiceDef[] = [];
     for (const e of this.external.values()) extraServices.push(...e.services);
@@ -133,7 +134,10 @@ export class ConfigStore extends EventEmitter {
       return this.reject([{ file: '', line: 0, object: '', field: '', message: `compile failed: ${(err as Error).stack ?? String(err)}` }]);
     }
     this.version++;
-    for (const w of snap.warnings) this.opts.log('warn', w);
+    // Log a warning when it appears, not on every rebuild (watch events rebuild often).
+    const seen = new Set([...warnings, ...snap.warnings]);
+    for (const w of seen) if (!this.loggedWarnings.has(w)) this.opts.log('warn', w);
+    this.loggedWarnings = seen;
     const prev = this.current;
     this.current = snap;
     this.lastReloadAt = now;

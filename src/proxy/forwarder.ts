@@ -50,6 +50,7 @@ export interface ForwardPlan {
   originalPath: string;
   startTime: number;
   startHr: number;
+  /** Downstream peer IP (x-forwarded-for, source-IP hashing). */
   remote: string;
   local: string;
   /** Extra response headers (CORS, Set-Cookie from cookie hashing). */
@@ -138,7 +139,7 @@ class Exchange {
   constructor(readonly req: IncomingMessage, readonly res: ServerResponse, readonly plan: ForwardPlan, readonly ctx: ForwardContext) {
     this.flags = plan.flags;
     if (ctx.tracing.enabled) {
-      this.span = ctx.tracing.startServer(req.headers, { method: plan.method, path: plan.originalPath, authority: plan.authority, direction: plan.direction, peer: plan.remote });
+      this.span = ctx.tracing.startServer(req.headers, { method: plan.method, path: plan.originalPath, authority: plan.authority, direction: plan.direction, peer: `${plan.remote}:${this.req.socket.remotePort ?? 0}` });
     }
     this.counters = ctx.observer.counters(plan.cluster.def.name);
     (res as unknown as Record<symbol, Exchange>)[kExchange] = this;
@@ -473,7 +474,7 @@ class Exchange {
       upstreamCluster: def.name,
       attempts: this.attempts,
       routeName: p.routeName,
-      downstreamRemoteAddress: p.remote,
+      downstreamRemoteAddress: `${p.remote}:${this.req.socket.remotePort ?? 0}`,
       downstreamLocalAddress: p.local,
       destinationService: def.host,
       destinationServiceName: serviceNameOf(def.host),

@@ -123,7 +123,7 @@ function localInbound(
     bytesSent: body.length,
     attempts: 0,
     routeName: 'inbound',
-    downstreamRemoteAddress: req.socket.remoteAddress ?? '',
+    downstreamRemoteAddress: `${req.socket.remoteAddress ?? ''}:${req.socket.remotePort ?? 0}`,
     downstreamLocalAddress: `${req.socket.localAddress ?? ''}:${req.socket.localPort ?? 0}`,
     destinationService: host,
     destinationServiceName: dot < 0 ? host : host.slice(0, dot),

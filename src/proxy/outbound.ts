@@ -209,6 +209,9 @@ function send(
 
 // === mirroring: fire and forget ===
 
+/** Longest a shadow request may take (ms); its result is ignored anyway. */
+const MIRROR_TIMEOUT_MS = 10_000;
+
 const mirrorHandler = {
   onConnect(): void {},
   onHeaders(): boolean { return true; },
@@ -234,7 +237,8 @@ function mirror(env: OutboundEnv, route: CompiledRoute, req: IncomingMessage, he
     for (let i = 0; i < h.length; i += 2) if (h[i]!.toLowerCase() === 'host') h[i + 1] = `${hostOnly(host)}-shadow${host.slice(hostOnly(host).length)}`;
     const pool: Pool = env.clusters.pool(ep, def.policy.pool);
     try {
-      pool.dispatch({ path, method: view.method as never, headers: h, body: null }, mirrorHandler as never);
+      // Shadows get a bounded life: a shadow that never answers must not hold a connection forever.
+      pool.dispatch({ path, method: view.method as never, headers: h, body: null, headersTimeout: MIRROR_TIMEOUT_MS, bodyTimeout: MIRROR_TIMEOUT_MS }, mirrorHandler as never);
     } catch { /* a mirror never affects the primary */ }
   }
 }
@@ -303,7 +307,7 @@ function localCustom(b: Base, status: number, body: Buffer, flag: string, detail
     bytesReceived: 0,
     bytesSent: body.length,
     attempts: 0,
-    downstreamRemoteAddress: req.socket.remoteAddress ?? '',
+    downstreamRemoteAddress: `${req.socket.remoteAddress ?? ''}:${req.socket.remotePort ?? 0}`,
     downstreamLocalAddress: `${req.socket.localAddress ?? ''}:${req.socket.localPort ?? 0}`,
     requestHeaders: req.headers,
   };

@@ -17,13 +17,6 @@ import { ResourceLimits } from './resource-limits.js';
 
 // Widens model.ts's ClusterRuntime with the optional `budgeted` flag (connect-failure retries skip the retry
 // budget, see ResourceLimits.tryStartRetry). To be folded into model.ts by its owner.
-declare module '../model.js' {
-  interface ClusterRuntime {
-    tryStartRetry(budgeted?: boolean): boolean;
-    endRetry(budgeted?: boolean): void;
-  }
-}
-
 /** While any endpoint warms up, weights are recomputed at most this often (ms); bounded below by warmup/20. */
 const WARMUP_REFRESH_MS = 1000;
 

@@ -243,4 +243,19 @@ spec: {address: 10.1.1.2, labels: {app: other}}
     const s = compile(resources, { namespace: 'default', clusterDomain: 'cluster.local', labels: {}, outboundTrafficPolicy: 'ALLOW_ANY' });
     expect(s.clusters.get('outbound|80||vm.example.com')!.endpoints.map((e) => e.key)).toEqual(['10.1.1.1:8080']);
   });
+  it('a ServiceEntry host without dots is taken literally (Istio does not expand ServiceEntry hosts)', () => {
+    const { resources } = parseDocuments(`
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: local, namespace: default}
+spec:
+  hosts: [localhost]
+  ports: [{number: 8080, name: http}]
+  resolution: DNS
+`, 'se.yaml');
+    const s = compile(resources, { namespace: 'default', clusterDomain: 'cluster.local', labels: {}, outboundTrafficPolicy: 'ALLOW_ANY' });
+    const r = findRoute(lookupHost(s, 'localhost')!.vhost!, req('/', { port: 8080 }))!.route;
+    const dest = (r.action as { destinations: Array<{ clusters: ReadonlyMap<number, { name: string }> }> }).destinations[0]!;
+    expect(dest.clusters.get(8080)!.name).toBe('outbound|8080||localhost');
+  });
 });
