@@ -13,7 +13,6 @@ import { ClusterManager } from './upstream/cluster-manager.js';
 import { handleOutbound, type OutboundEnv } from './proxy/outbound.js';
 import { handleInbound, inboundClusters, type InboundEnv } from './proxy/inbound.js';
 import { InboundAuthorizer } from './proxy/inbound-authz.js';
-import { scopeInputs, selectSidecar, sidecarKey } from './discovery/sidecar-scope.js';
 import type { Observer, ClusterCounters } from './proxy/observer.js';
 import { Metrics } from './telemetry/metrics.js';
 import { AccessLogger } from './telemetry/access-log.js';
@@ -73,8 +72,6 @@ export class Sidecar {
   private inboundEnv: InboundEnv;
   /** NetworkPolicy + AuthorizationPolicy at the inbound listener (off until a policy selects this workload). */
   readonly authz: InboundAuthorizer;
-  /** Set with --kubernetes: re-scopes the Kubernetes input when the Sidecar in force changed (e.g. in a file). */
-  private rescopeKube: ((snapSidecar: string) => void) | undefined;
   private listening = false;
   draining = false;
   healthFail = false;
@@ -149,7 +146,6 @@ export class Sidecar {
     this.store.on('rejected', () => this.metrics.configReloadFailures.inc());
     this.store.on('update', (snap) => {
       this.authz.update({ resources: snap.resources });
-      this.rescopeKube?.(sidecarKey(selectSidecar(snap.resources, { namespace: opts.namespace, labels: opts.labels })));
       this.clusters.onSnapshot(snap);
       this.metrics.configReloads.inc();
       this.metrics.setConfigInfo(String(snap.version), snap.hash);
@@ -185,34 +181,14 @@ export class Sidecar {
       const kube = new KubernetesSource(kopts);
       this.kube = kube;
       await kube.start();
-      // Istio Sidecar egress scoping: only what this workload can reach is compiled (memory grows with reach).
-      let scopedBy = '';
-      let scopeWarnings = '';
+      // Sidecar egress scoping happens in the store, over every source alike.
       const push = (): void => {
         const cur = kube.current();
-        const fileSidecars = (this.store.current?.resources ?? []).filter((r) => r.kind === 'Sidecar' && r.source.file !== 'kubernetes');
-        const sidecar = selectSidecar([...cur.resources, ...fileSidecars], { namespace: this.opts.namespace, labels: this.opts.labels });
-        scopedBy = sidecarKey(sidecar);
-        const scoped = scopeInputs({ resources: cur.resources, services: cur.services }, sidecar, this.opts.namespace, { clusterDomain: this.opts.clusterDomain });
-        if (scoped.warnings.join('\n') !== scopeWarnings) {
-          scopeWarnings = scoped.warnings.join('\n');
-          for (const w of scoped.warnings) this.logger.log('warn', w);
-        }
-        // spec.outboundTrafficPolicy of the Sidecar overrides --outbound-traffic-policy (as Istio's overrides meshConfig).
-        this.store.opts.outboundTrafficPolicy = scoped.outboundTrafficPolicy ?? this.opts.outboundTrafficPolicy;
         this.authz.update({ pods: cur.pods, namespaceLabels: cur.namespaceLabels });
-        this.store.setExternal('kubernetes', { resources: scoped.resources, services: scoped.services });
+        this.store.setExternal('kubernetes', { resources: cur.resources, services: cur.services });
       };
       push();
       kube.on('change', push);
-      // Deferred: push() recompiles, and must not run inside the 'update' handler of the snapshot it replaces.
-      // Only a change of the snapshot's Sidecar triggers it (a push that leaves it unchanged cannot loop).
-      let snapKey = scopedBy;
-      this.rescopeKube = (key) => {
-        if (key === snapKey) return;
-        snapKey = key;
-        if (key !== scopedBy) queueMicrotask(() => { if (!kube.closed) push(); });
-      };
       const metrics = this.metrics;
       metrics.observe('remora_kubernetes_staleness_seconds', 'gauge', 'Seconds since the Kubernetes watch state was last known complete.', () => kube.current().stalenessMs(Date.now()) / 1000);
     }

@@ -14,6 +14,7 @@ import { validateResources } from '../config/validate.js';
 import { compile, type CompileOptions } from '../config/compile.js';
 import type { Snapshot } from '../config/snapshot.js';
 import type { ServiceDef } from '../model.js';
+import { scopeInputs, selectSidecar } from './sidecar-scope.js';
 
 export interface StoreOptions {
   paths: readonly string[];
@@ -113,8 +114,20 @@ export class ConfigStore extends EventEmitter {
     const errors = problems.filter((p) => p.severity !== 'warning');
     const warnings = problems.filter((w) => w.severity === 'warning').map(formatError);
     if (errors.length > 0) return this.reject(errors);
-    const extraServices: ServiceDef[] = [];
+    let extraServices: ServiceDef[] = [];
     for (const e of this.external.values()) extraServices.push(...e.services);
+    // Istio Sidecar egress scoping, for every source alike: only what this workload can reach is compiled, and the
+    // Sidecar's outboundTrafficPolicy overrides --outbound-traffic-policy (as Istio's overrides meshConfig).
+    let outboundTrafficPolicy = this.opts.outboundTrafficPolicy;
+    const sidecar = selectSidecar(resources, { namespace: this.opts.namespace, labels: this.opts.labels });
+    const scopeWarnings: string[] = [];
+    if (sidecar !== undefined) {
+      const scoped = scopeInputs({ resources, services: extraServices }, sidecar, this.opts.namespace, { clusterDomain: this.opts.clusterDomain });
+      resources = [...scoped.resources];
+      extraServices = [...scoped.services];
+      outboundTrafficPolicy = scoped.outboundTrafficPolicy ?? outboundTrafficPolicy;
+      scopeWarnings.push(...scoped.warnings);
+    }
     const now = Date.now();
     let snap: Snapshot;
     try {
@@ -122,7 +135,7 @@ export class ConfigStore extends EventEmitter {
         namespace: this.opts.namespace,
         clusterDomain: this.opts.clusterDomain,
         labels: this.opts.labels,
-        outboundTrafficPolicy: this.opts.outboundTrafficPolicy,
+        outboundTrafficPolicy,
         extraServices,
         dns: this.dns,
         version: this.version + 1,
@@ -135,7 +148,7 @@ export class ConfigStore extends EventEmitter {
     }
     this.version++;
     // Log a warning when it appears, not on every rebuild (watch events rebuild often).
-    const seen = new Set([...warnings, ...snap.warnings]);
+    const seen = new Set([...warnings, ...scopeWarnings, ...snap.warnings]);
     for (const w of seen) if (!this.loggedWarnings.has(w)) this.opts.log('warn', w);
     this.loggedWarnings = seen;
     const prev = this.current;

@@ -255,7 +255,7 @@ spec:
 `, 'se.yaml');
     const s = compile(resources, { namespace: 'default', clusterDomain: 'cluster.local', labels: {}, outboundTrafficPolicy: 'ALLOW_ANY' });
     const r = findRoute(lookupHost(s, 'localhost')!.vhost!, req('/', { port: 8080 }))!.route;
-    const dest = (r.action as { destinations: Array<{ clusters: ReadonlyMap<number, { name: string }> }> }).destinations[0]!;
+    const dest = (r.action as unknown as { destinations: Array<{ clusters: ReadonlyMap<number, { name: string }> }> }).destinations[0]!;
     expect(dest.clusters.get(8080)!.name).toBe('outbound|8080||localhost');
   });
 });
