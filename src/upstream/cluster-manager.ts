@@ -77,8 +77,15 @@ export class ClusterManager {
   }
 
   pool(ep: Endpoint, limits: PoolLimits): Pool {
+    // Hot path: a cluster's PoolLimits object is stable for a snapshot, so look the pool up by that object and the
+    // endpoint key first, without building the full key string on every request.
+    let byEp = this.poolCache.get(limits);
+    if (byEp === undefined) { byEp = new Map(); this.poolCache.set(limits, byEp); }
+    const cached = byEp.get(ep.key);
+    if (cached !== undefined && !cached.closed && !cached.destroyed) return cached;
     const key = poolKey(ep, limits);
     let p = this.pools.get(key);
+    if (p !== undefined) byEp.set(ep.key, p);
     if (p === undefined) {
       p = new Pool(originOf(ep), {
         ...this.clientOptions(limits),
@@ -86,9 +93,11 @@ export class ClusterManager {
       } as Pool.Options);
       p.on('connectionError', ignore);
       this.pools.set(key, p);
+      byEp.set(ep.key, p);
     }
     return p;
   }
+  private poolCache = new WeakMap<PoolLimits, Map<string, Pool>>();
 
   /**
    * A single-use client on a new connection to `ep`, for the one request that must not ride a reused keep-alive
