@@ -3,10 +3,10 @@
 // generator, checks which Remora features were active, and writes bench/results/<date>.json
 // plus docs/benchmarks.md and docs/bench-latency.svg. `--quick` shortens everything (CI smoke).
 import { parseArgs } from 'node:util';
-import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync, existsSync, renameSync } from 'node:fs';
+import { cpSync, readFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync, existsSync, renameSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
-import { join, resolve, dirname } from 'node:path';
+import { join, resolve, dirname, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runBench, machineFacts, type BenchTarget } from '../src/bench/runner.js';
 import { DEFAULT_LOAD_OPTIONS, type LoadOptions } from '../src/bench/generator.js';
@@ -36,11 +36,13 @@ const { values: argv } = parseArgs({
     out: { type: 'string' },
     'no-docs': { type: 'boolean' },
     only: { type: 'string' },
+    render: { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   },
 });
 if (argv.help) {
   process.stdout.write(`usage: npm run bench -- [--quick] [--only s1,s2] [--out DIR] [--no-docs]
+       npm run bench -- --render bench/results/DATE.json   (regenerate the docs from saved results)
 scenarios: latency-1000 latency-3000 max body-1k body-100k services reload cold-start concurrency
 `);
   process.exit(0);
@@ -221,12 +223,7 @@ async function main(): Promise<number> {
   const jsonPath = join(outDir, `${day}${quick ? '-quick' : ''}.json`);
   writeFileSync(jsonPath, JSON.stringify(suite, null, 2) + '\n');
   log(`wrote ${jsonPath}`);
-  if (writeDocs) {
-    const lat = suite.scenarios['latency-1000'];
-    if (lat) writeAtomic(join(repo, 'docs/bench-latency.svg'), renderSvg(seriesOf(lat), 'Latency by percentile, 1,000 req/s open loop (medians of rounds merged)'));
-    writeAtomic(join(repo, 'docs/benchmarks.md'), renderBenchmarksDoc(suite, `bench/results/${day}${quick ? '-quick' : ''}.json`));
-    log('wrote docs/benchmarks.md and docs/bench-latency.svg');
-  }
+  if (writeDocs) writeDocs_(suite, relative(repo, jsonPath));
   for (const t of suite.targets) log(`target ${t.met === null ? '?' : t.met ? 'MET ' : 'MISS'} ${t.figure}: ${t.measured} (target ${t.target})`);
   return 0;
 }
@@ -406,7 +403,23 @@ async function concurrencyScenario(up1: number, suite: SuiteResult): Promise<Sui
   }
 }
 
-main().then(
+/** Regenerates docs/benchmarks.md and the SVG from a saved results file, without measuring. */
+function render(file: string): number {
+  const suite = JSON.parse(readFileSync(resolve(file), 'utf8')) as SuiteResult;
+  suite.cpuUse ??= {};
+  suite.targets = evaluateTargets(suite);
+  writeDocs_(suite, relative(repo, resolve(file)));
+  return 0;
+}
+
+function writeDocs_(suite: SuiteResult, jsonRel: string): void {
+  const lat = suite.scenarios['latency-1000'];
+  if (lat) writeAtomic(join(repo, 'docs/bench-latency.svg'), renderSvg(seriesOf(lat), 'Latency by percentile, 1,000 req/s open loop (all rounds merged)'));
+  writeAtomic(join(repo, 'docs/benchmarks.md'), renderBenchmarksDoc(suite, jsonRel));
+  log('wrote docs/benchmarks.md and docs/bench-latency.svg');
+}
+
+(argv.render ? Promise.resolve(render(argv.render)) : main()).then(
   (code) => process.exit(code),
   async (e: Error) => {
     process.stderr.write(`bench failed: ${e.stack ?? e.message}\n`);

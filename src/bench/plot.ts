@@ -29,20 +29,44 @@ export function niceMax(v: number): number {
   return 10 * p;
 }
 
-export function renderSvg(series: Series[], title = 'Latency by percentile', width = 860, height = 480): string {
+/**
+ * 'auto' picks a log latency axis when the tail is more than 20× the smallest median, so sub-ms
+ * medians stay readable next to a long tail; otherwise linear, as HdrHistogram plots are.
+ */
+export type YScale = 'linear' | 'log' | 'auto';
+
+export function chooseYScale(series: Series[], scale: YScale): 'linear' | 'log' {
+  if (scale !== 'auto') return scale;
+  const all = series.flatMap((s) => s.curve.map(([, v]) => v));
+  const medians = series.map((s) => s.curve.find(([p]) => p >= 50)?.[1] ?? 0).filter((v) => v > 0);
+  if (all.length === 0 || medians.length === 0) return 'linear';
+  return Math.max(...all) / Math.min(...medians) > 20 ? 'log' : 'linear';
+}
+
+export function renderSvg(series: Series[], title = 'Latency by percentile', width = 860, height = 480, scale: YScale = 'auto'): string {
   const m = { left: 70, right: 180, top: 40, bottom: 50 };
   const pw = width - m.left - m.right;
   const ph = height - m.top - m.bottom;
-  const maxY = niceMax(Math.max(0, ...series.flatMap((s) => s.curve.map(([, v]) => v))));
+  const values = series.flatMap((s) => s.curve.map(([, v]) => v));
+  const yScale = chooseYScale(series, scale);
+  const maxY = niceMax(Math.max(0, ...values));
+  // Log axis: whole decades around the data, values below the floor drawn at the floor.
+  const lo = Math.pow(10, Math.floor(Math.log10(Math.max(0.001, Math.min(...values.filter((v) => v > 0), maxY)))));
+  const hi = Math.pow(10, Math.ceil(Math.log10(Math.max(maxY, lo * 10))));
   const x = (p: number) => m.left + (percentileToLogX(p) / 4) * pw;
-  const y = (v: number) => m.top + ph - (v / maxY) * ph;
+  const y =
+    yScale === 'linear'
+      ? (v: number) => m.top + ph - (v / maxY) * ph
+      : (v: number) => m.top + ph - ((Math.log10(Math.max(v, lo)) - Math.log10(lo)) / (Math.log10(hi) - Math.log10(lo))) * ph;
+  const yTicks: number[] = [];
+  if (yScale === 'linear') for (let i = 0; i <= 5; i++) yTicks.push((maxY * i) / 5);
+  else for (let v = lo; v <= hi * 1.0001; v *= 10) yTicks.push(v);
   const parts: string[] = [];
   parts.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`);
   parts.push(`<rect x="0" y="0" width="${width}" height="${height}" fill="#fff"/>`);
   parts.push(`<text x="${m.left + pw / 2}" y="22" text-anchor="middle" font-size="15">${escapeXml(title)}</text>`);
   // Grid and axes.
-  for (let i = 0; i <= 5; i++) {
-    const v = (maxY * i) / 5;
+  for (const v of yTicks) {
     const yy = y(v).toFixed(1);
     parts.push(`<line x1="${m.left}" y1="${yy}" x2="${m.left + pw}" y2="${yy}" stroke="#ddd"/>`);
     parts.push(`<text x="${m.left - 6}" y="${yy}" text-anchor="end" dominant-baseline="middle">${+v.toPrecision(4)}</text>`);
@@ -54,7 +78,7 @@ export function renderSvg(series: Series[], title = 'Latency by percentile', wid
   }
   parts.push(`<rect x="${m.left}" y="${m.top}" width="${pw}" height="${ph}" fill="none" stroke="#444"/>`);
   parts.push(`<text x="${m.left + pw / 2}" y="${height - 12}" text-anchor="middle">percentile</text>`);
-  parts.push(`<text x="18" y="${m.top + ph / 2}" text-anchor="middle" transform="rotate(-90 18 ${m.top + ph / 2})">latency (ms)</text>`);
+  parts.push(`<text x="18" y="${m.top + ph / 2}" text-anchor="middle" transform="rotate(-90 18 ${m.top + ph / 2})">latency (ms${yScale === 'log' ? ', log scale' : ''})</text>`);
   // One polyline per target, then its legend entry.
   series.forEach((s, i) => {
     const color = COLORS[i % COLORS.length]!;

@@ -348,13 +348,15 @@ export function renderTable(r: BenchReport): string {
   return out.join('\n') + '\n';
 }
 
-export function renderMarkdown(r: BenchReport, title = 'remora bench'): string {
+/** `machine: false` leaves out the machine sentence (when a page states it once for many tables). */
+export function renderMarkdown(r: BenchReport, title = 'remora bench', opts: { machine?: boolean } = {}): string {
   const { header, rows } = compact(TABLE_COLUMNS, tableRows(r));
   const esc = (s: string) => s.replace(/\|/g, '\\|');
+  const machine = opts.machine === false ? '' : ` Machine: ${r.machine.nproc} CPUs, ${r.machine.cpuModel}, Node ${r.machine.node}, load average ${r.machine.loadavg1.toFixed(2)} at start.`;
   const out = [
     `## ${title}`,
     '',
-    `${describeOptions(r)}. Machine: ${r.machine.nproc} CPUs, ${r.machine.cpuModel}, Node ${r.machine.node}, load average ${r.machine.loadavg1.toFixed(2)} at start.`,
+    `${describeOptions(r)}.${machine}`,
     '',
     `| ${header.map(esc).join(' | ')} |`,
     `| ${header.map((_, i) => (i === 0 ? '---' : '---:')).join(' | ')} |`,

@@ -31,7 +31,8 @@ export interface BenchPlan {
 export function machineFacts(): BenchReport['machine'] {
   const cpus = os.cpus();
   return {
-    nproc: os.availableParallelism ? os.availableParallelism() : cpus.length,
+    // All CPUs of the machine, not the ones this (possibly pinned) process may use.
+    nproc: cpus.length,
     cpuModel: cpus[0]?.model.trim() ?? 'unknown',
     node: process.version,
     platform: `${process.platform} ${os.release()}`,

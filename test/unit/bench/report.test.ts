@@ -145,3 +145,19 @@ describe('renderings', () => {
     expect(niceMax(0)).toBe(1);
   });
 });
+
+describe('SVG y axis', () => {
+  it('switches to a log axis when the tail dwarfs the medians, keeping curves inside the plot', () => {
+    const series = [
+      { name: 'a', curve: [[0, 0.1], [50, 0.2], [99, 5], [99.99, 100]] as Array<[number, number]> },
+      { name: 'b', curve: [[0, 0.2], [50, 0.4], [99, 1], [99.99, 2]] as Array<[number, number]> },
+    ];
+    const svg = renderSvg(series);
+    expect(svg).toContain('latency (ms, log scale)');
+    for (const tick of ['0.1', '1', '10', '100']) expect(svg).toContain(`>${tick}</text>`);
+    const ys = [...svg.matchAll(/points="([^"]+)"/g)].flatMap((m) => m[1]!.split(' ').map((pt) => Number(pt.split(',')[1])));
+    expect(Math.min(...ys)).toBeGreaterThanOrEqual(40);
+    expect(Math.max(...ys)).toBeLessThanOrEqual(430);
+    expect(renderSvg(series, 't', 860, 480, 'linear')).toContain('latency (ms)<');
+  });
+});

@@ -3,7 +3,7 @@
 import { describe, it, expect } from 'vitest';
 import { parseDocuments } from '../../../src/config/parse.js';
 import { manyServicesYaml, nginxConf, passThroughYaml, policyYaml, POLICY_HOST } from '../../../bench/configs.js';
-import { evaluateTargets, renderBenchmarksDoc, type SuiteResult } from '../../../bench/doc.js';
+import { evaluateTargets, renderBenchmarksDoc, summarizeWarnings, type SuiteResult } from '../../../bench/doc.js';
 import { buildReport } from '../../../src/bench/report.js';
 import { DEFAULT_LOAD_OPTIONS, type RunOutcome } from '../../../src/bench/generator.js';
 import { LatencyHistogram } from '../../../src/bench/histogram.js';
@@ -108,5 +108,15 @@ describe('renderBenchmarksDoc', () => {
     expect(md).toContain('- tracing: active — 3 posts');
     expect(md).toContain('### Cold start');
     expect(md).toContain('proxy CPU 0 50% busy, of which up to 20 points were other processes');
+  });
+});
+
+describe('summarizeWarnings', () => {
+  it('collapses per-run warnings into one line per kind with the worst lag', () => {
+    const r = suite().scenarios['latency-1000']!;
+    r.warnings = ['direct round 1: scheduler lag p99 2.50 ms — x', 'nginx round 1: scheduler lag p99 7.25 ms — x', 'remora round 1: errors reset=2'];
+    expect(summarizeWarnings(r)).toBe('Generator warnings: scheduler lag p99 above 1 ms (sends late: busy generator CPU) in 2 of 3 runs (worst 7.3 ms); errors in 1 of 3 runs.\n');
+    r.warnings = [];
+    expect(summarizeWarnings(r)).toBe('');
   });
 });
