@@ -103,7 +103,7 @@ const METHOD = `## How to run
 
 \`\`\`sh
 npm run bench                 # full run (~10 minutes): 3 interleaved rounds of 10 s per target and scenario
-npm run bench -- --quick      # ~2 minutes: 2 rounds of 2 s; used as the CI smoke test
+npm run bench -- --quick      # ~3 minutes: 2 rounds of 2 s, results in bench/results/tmp (CI smoke test)
 npm run bench -- --only latency-1000,max   # a subset of scenarios
 \`\`\`
 

@@ -35,13 +35,15 @@ const { values: argv } = parseArgs({
     quick: { type: 'boolean' },
     out: { type: 'string' },
     'no-docs': { type: 'boolean' },
+    docs: { type: 'boolean' },
     only: { type: 'string' },
     render: { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   },
 });
 if (argv.help) {
-  process.stdout.write(`usage: npm run bench -- [--quick] [--only s1,s2] [--out DIR] [--no-docs]
+  process.stdout.write(`usage: npm run bench -- [--quick] [--only s1,s2] [--out DIR] [--no-docs | --docs]
+  --quick writes to bench/results/tmp and leaves docs/ alone unless --docs is given
        npm run bench -- --render bench/results/DATE.json   (regenerate the docs from saved results)
 scenarios: latency-1000 latency-3000 max body-1k body-100k services reload cold-start concurrency
 `);
@@ -50,8 +52,10 @@ scenarios: latency-1000 latency-3000 max body-1k body-100k services reload cold-
 const quick = argv.quick === true;
 const only = argv.only ? new Set(argv.only.split(',')) : null;
 const want = (s: string) => only === null || only.has(s);
-const outDir = resolve(repo, argv.out ?? 'bench/results');
-const writeDocs = !argv['no-docs'];
+// --quick is the development/CI smoke run: results go to the git-ignored bench/results/tmp and the
+// docs keep the last full run, unless --docs asks for them.
+const outDir = resolve(repo, argv.out ?? (quick ? 'bench/results/tmp' : 'bench/results'));
+const writeDocs = argv.docs === true || (!quick && !argv['no-docs']);
 
 /** Durations (ms) and repetitions: full run vs --quick. */
 const T = quick
