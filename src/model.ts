@@ -234,6 +234,8 @@ export interface RequestRecord {
   destinationServiceName?: string;
   destinationServiceNamespace?: string;
   destinationVersion?: string; // subset
+  /** gRPC status from the response headers, when the upstream sent one (metrics label grpc_response_status). */
+  grpcStatus?: number;
   /** Request and response headers (lowercase names) for %REQ()% / %RESP()% operators. */
   requestHeaders: Readonly<Record<string, string | string[] | undefined>>;
   responseHeaders?: Readonly<Record<string, string | string[] | undefined>>;

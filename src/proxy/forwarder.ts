@@ -134,6 +134,7 @@ class Exchange {
   private hashKey: string | undefined;
   private lastRetriable = false;
   responseHeaders: string[] | undefined;
+  grpcStatus: number | undefined;
   private span: ServerSpan | undefined;
 
   constructor(readonly req: IncomingMessage, readonly res: ServerResponse, readonly plan: ForwardPlan, readonly ctx: ForwardContext) {
@@ -241,6 +242,7 @@ class Exchange {
     }
     rt.attemptFinished(a.ep, outcome, latency, now);
     this.counters.response?.(status);
+    this.grpcStatus = outcome.grpcStatus;
     a.span?.end(status);
     if (status >= 500 || outcome.grpcStatus !== undefined) {
       if (shouldRetry(this.plan.retry, outcome)) {
@@ -455,34 +457,7 @@ class Exchange {
     if (this.body !== null && !Buffer.isBuffer(this.body) && !this.body.complete) this.body.resume();
     const p = this.plan;
     const def: ClusterDef = p.cluster.def;
-    const rec = {
-      direction: p.direction,
-      startTime: p.startTime,
-      durationMs: performance.now() - p.startHr,
-      method: p.method,
-      path: p.originalPath,
-      protocol: this.req.httpVersion === '1.0' ? 'HTTP/1.0' : 'HTTP/1.1',
-      authority: p.authority,
-      requestId: p.requestId,
-      status: this.status,
-      flags: this.flags,
-      details: this.details,
-      bytesReceived: this.bytesReceived,
-      bytesSent: this.bytesSent,
-      upstreamServiceTimeMs: this.serviceTimeMs,
-      upstreamHost: this.upstreamHost,
-      upstreamCluster: def.name,
-      attempts: this.attempts,
-      routeName: p.routeName,
-      downstreamRemoteAddress: `${p.remote}:${this.req.socket.remotePort ?? 0}`,
-      downstreamLocalAddress: p.local,
-      destinationService: def.host,
-      destinationServiceName: serviceNameOf(def.host),
-      destinationServiceNamespace: serviceNamespaceOf(def.host),
-      destinationVersion: def.subset || undefined,
-      requestHeaders: this.req.headers,
-      responseHeaders: this.responseHeaders ? headerObject(this.responseHeaders) : undefined,
-    } as RequestRecord;
+    const rec = new ProxyRecord(p, this, def);
     this.ctx.observer.record(rec);
     if (this.span !== undefined) {
       this.current?.span?.end(this.status || undefined, this.flags);
@@ -626,19 +601,94 @@ function queryOf(path: string): string {
   return q < 0 ? '' : path.slice(q + 1);
 }
 
-function serviceNameOf(host: string): string {
-  const i = host.indexOf('.');
-  return i < 0 ? host : host.slice(0, i);
-}
-function serviceNamespaceOf(host: string): string | undefined {
-  const parts = host.split('.');
-  return parts.length >= 3 && parts[2] === 'svc' ? parts[1] : undefined;
+/** Service name and namespace of a cluster host, computed once per host (not per request). */
+const serviceIds = new Map<string, { name: string; namespace: string | undefined }>();
+function serviceId(host: string): { name: string; namespace: string | undefined } {
+  let id = serviceIds.get(host);
+  if (id === undefined) {
+    const parts = host.split('.');
+    id = { name: parts[0] ?? host, namespace: parts.length >= 3 && parts[2] === 'svc' ? parts[1] : undefined };
+    if (serviceIds.size > 100_000) serviceIds.clear();
+    serviceIds.set(host, id);
+  }
+  return id;
 }
 
-function headerObject(h: readonly string[]): Record<string, string> {
-  const o: Record<string, string> = {};
-  for (let i = 0; i < h.length; i += 2) o[h[i]!.toLowerCase()] = h[i + 1]!;
-  return o;
+/**
+ * The RequestRecord of a forwarded request. A class (one hidden class for every record) whose response-header
+ * object is built only when a consumer asks for it (access-log %RESP()%, tracing), not on every request.
+ */
+class ProxyRecord implements RequestRecord {
+  readonly direction: 'outbound' | 'inbound';
+  readonly startTime: number;
+  readonly durationMs: number;
+  readonly method: string;
+  readonly path: string;
+  readonly protocol: string;
+  readonly authority: string;
+  readonly requestId: string;
+  readonly status: number;
+  readonly flags: string;
+  readonly details: string;
+  readonly bytesReceived: number;
+  readonly bytesSent: number;
+  readonly upstreamServiceTimeMs: number | undefined;
+  readonly upstreamHost: string | undefined;
+  readonly upstreamCluster: string;
+  readonly attempts: number;
+  readonly routeName: string | undefined;
+  readonly downstreamRemoteAddress: string;
+  readonly downstreamLocalAddress: string;
+  readonly destinationService: string;
+  readonly destinationServiceName: string;
+  readonly destinationServiceNamespace: string | undefined;
+  readonly destinationVersion: string | undefined;
+  readonly grpcStatus: number | undefined;
+  readonly requestHeaders: Readonly<Record<string, string | string[] | undefined>>;
+  private readonly rawResponseHeaders: string[] | undefined;
+  private responseHeaderObject: Record<string, string> | undefined;
+
+  constructor(p: ForwardPlan, ex: Exchange, def: ClusterDef) {
+    const id = serviceId(def.host);
+    this.direction = p.direction;
+    this.startTime = p.startTime;
+    this.durationMs = performance.now() - p.startHr;
+    this.method = p.method;
+    this.path = p.originalPath;
+    this.protocol = ex.req.httpVersion === '1.0' ? 'HTTP/1.0' : 'HTTP/1.1';
+    this.authority = p.authority;
+    this.requestId = p.requestId;
+    this.status = ex.status;
+    this.flags = ex.flags;
+    this.details = ex.details;
+    this.bytesReceived = ex.bytesReceived;
+    this.bytesSent = ex.bytesSent;
+    this.upstreamServiceTimeMs = ex.serviceTimeMs;
+    this.upstreamHost = ex.upstreamHost;
+    this.upstreamCluster = def.name;
+    this.attempts = ex.attempts;
+    this.routeName = p.routeName;
+    this.downstreamRemoteAddress = `${p.remote}:${ex.req.socket.remotePort ?? 0}`;
+    this.downstreamLocalAddress = p.local;
+    this.destinationService = def.host;
+    this.destinationServiceName = id.name;
+    this.destinationServiceNamespace = id.namespace;
+    this.destinationVersion = def.subset || undefined;
+    this.grpcStatus = ex.grpcStatus;
+    this.requestHeaders = ex.req.headers;
+    this.rawResponseHeaders = ex.responseHeaders;
+  }
+
+  get responseHeaders(): Record<string, string> | undefined {
+    const h = this.rawResponseHeaders;
+    if (h === undefined) return undefined;
+    if (this.responseHeaderObject === undefined) {
+      const o: Record<string, string> = {};
+      for (let i = 0; i < h.length; i += 2) o[h[i]!.toLowerCase()] = h[i + 1]!;
+      this.responseHeaderObject = o;
+    }
+    return this.responseHeaderObject;
+  }
 }
 
 export type { HeaderOps };

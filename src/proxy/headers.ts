@@ -19,7 +19,7 @@ export const ENVOY_REQUEST_CONTROLS = new Set([
 
 /** Names listed in the Connection header (lowercase), or undefined when there are none beyond the usual. */
 function connectionListed(conn: string | undefined): Set<string> | undefined {
-  if (!conn) return undefined;
+  if (conn === undefined || conn === 'keep-alive' || conn === 'close' || conn === 'Keep-Alive') return undefined;
   let set: Set<string> | undefined;
   for (const part of conn.split(',')) {
     const n = part.trim().toLowerCase();
@@ -68,22 +68,31 @@ export function downstreamResponseHeaders(raw: readonly Buffer[] | readonly stri
   let connectionClose = false;
   let listed: Set<string> | undefined;
   for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!.toString();
-    const lower = name.toLowerCase();
-    if (lower === 'connection') {
-      const v = raw[i + 1]!.toString();
-      if (/\bclose\b/i.test(v)) connectionClose = true;
-      listed = connectionListed(v);
-    }
-  }
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!.toString();
-    const lower = name.toLowerCase();
-    if (RESPONSE_HOP.has(lower)) continue;
-    if (listed !== undefined && listed.has(lower)) continue;
+    // Header bytes are latin1 on the wire (as Node's own parser reads them).
+    const name = raw[i]!.toString('latin1' as never);
     const value = raw[i + 1]!.toString('latin1' as never);
-    if (lower === 'content-length') contentLength = Number(value);
+    // Every name this loop acts on is shorter than 20 characters: longer ones skip the lowercase copy.
+    const lower = name.length < 20 ? name.toLowerCase() : '';
+    if (lower !== '') {
+      if (lower === 'connection') {
+        if (/\bclose\b/i.test(value)) connectionClose = true;
+        listed = connectionListed(value);
+        continue;
+      }
+      if (RESPONSE_HOP.has(lower)) continue;
+      if (lower === 'content-length') contentLength = Number(value);
+    }
     out.push(name, value);
+  }
+  if (listed !== undefined) {
+    // Rare: names listed in Connection are hop-by-hop too.
+    let w = 0;
+    for (let r = 0; r < out.length; r += 2) {
+      if (listed.has(out[r]!.toLowerCase())) continue;
+      out[w++] = out[r]!;
+      out[w++] = out[r + 1]!;
+    }
+    out.length = w;
   }
   return { headers: out, contentLength, connectionClose };
 }

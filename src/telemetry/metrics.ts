@@ -635,6 +635,8 @@ function renderLabels(labels: Labels): string {
 }
 
 function grpcStatusOf(rec: RequestRecord): string {
+  // The proxy parses grpc-status once; reading responseHeaders would build the header object on every request.
+  if ('grpcStatus' in rec) return rec.grpcStatus !== undefined && rec.grpcStatus >= 0 && rec.grpcStatus < 100 ? String(rec.grpcStatus) : '';
   const h = rec.responseHeaders?.['grpc-status'];
   const v = Array.isArray(h) ? h[0] : h;
   // Istio leaves grpc_response_status empty for non-gRPC traffic; the value is a small integer, so cardinality is bounded.
