@@ -51,6 +51,8 @@ export interface RunOptions {
   envDiscovery?: boolean;
   /** The app's original httpGet probes (REMORA_APP_PROBERS JSON), served on the health port. */
   appProbers?: string;
+  /** Resolver config for the search path ('' = none; default /etc/resolv.conf). */
+  resolvConf?: string;
   /** Exit when the app's port has stopped listening for this many seconds (0 = off). */
   exitOnAppExitSeconds?: number;
 }
@@ -158,6 +160,16 @@ export class Sidecar {
 
   /** Load config, bind listeners, start watching. Throws with the validation errors when the first config is invalid. */
   async start(): Promise<void> {
+    if (this.opts.resolvConf !== '') {
+      // Short names the registry lacks are looked up with the pod resolver's search path, as the app's own resolver would.
+      const { readResolvConf } = await import('./discovery/resolv-conf.js');
+      try {
+        const rc = await readResolvConf(this.opts.resolvConf ?? '/etc/resolv.conf');
+        this.store.opts.search = { domains: rc.search, ndots: rc.ndots };
+      } catch (err) {
+        this.logger.log('warn', `cannot read ${this.opts.resolvConf ?? '/etc/resolv.conf'}: ${(err as Error).message}`);
+      }
+    }
     if (this.opts.envDiscovery) {
       this.store.setExternal('env', { resources: [], services: servicesFromEnv(process.env, { namespace: this.opts.namespace, clusterDomain: this.opts.clusterDomain }) });
     }

@@ -10,6 +10,7 @@ const OPTIONS: OptionSpec = {
   kubeconfig: { type: 'string' },
   'watch-namespaces': { type: 'string', multiple: true },
   'env-discovery': { type: 'boolean' },
+  'resolv-conf': { type: 'string' },
   'exit-on-app-exit': { type: 'boolean' },
   'exit-on-app-exit-seconds': { type: 'string' },
   namespace: { type: 'string' },
@@ -45,6 +46,7 @@ const HELP = `usage: remora run --config PATH [PATH…] [options]
       --watch-namespaces NS,…    watch only these namespaces (default: all)
       --env-discovery            Services from *_SERVICE_HOST/_PORT variables become hosts (start-time only)
       --exit-on-app-exit         exit once the app's port stopped listening for 3 s (Jobs)
+      --resolv-conf FILE         resolver search path for short names (default /etc/resolv.conf; "" = none)
       --namespace NS             this workload's namespace (default $POD_NAMESPACE or "default")
       --cluster-domain D         default cluster.local
       --outbound-port N          default 15001 (0 = any free port)
@@ -120,6 +122,7 @@ export function runOptionsFrom(argv: string[], env: NodeJS.ProcessEnv = process.
     if (v.kubeconfig) opts.kubernetes.kubeconfig = String(v.kubeconfig);
   }
   if (v['env-discovery']) opts.envDiscovery = true;
+  if (v['resolv-conf'] !== undefined) opts.resolvConf = String(v['resolv-conf']);
   if (v['exit-on-app-exit'] || v['exit-on-app-exit-seconds']) opts.exitOnAppExitSeconds = Number(v['exit-on-app-exit-seconds'] ?? 3);
   if (env.REMORA_APP_PROBERS) opts.appProbers = env.REMORA_APP_PROBERS;
   return opts;

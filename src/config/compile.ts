@@ -30,6 +30,8 @@ export interface CompileOptions {
   outboundTrafficPolicy: 'ALLOW_ANY' | 'REGISTRY_ONLY';
   /** Registry entries that do not come from ServiceEntries (Kubernetes Services, environment). */
   extraServices?: readonly ServiceDef[];
+  /** The pod resolver's search path, for names the registry does not know as written. */
+  search?: { domains: readonly string[]; ndots: number };
   /** Resolved addresses of DNS names (resolution: DNS), from the DNS refresher. */
   dns?: ReadonlyMap<string, readonly string[]>;
   version?: number;
@@ -456,12 +458,28 @@ export function compile(resources: readonly Resource[], opts: CompileOptions): S
     namespace: proxyNs,
     clusterDomain,
     outboundTrafficPolicy: opts.outboundTrafficPolicy,
+    search: opts.search && opts.search.domains.length > 0 ? opts.search : undefined,
     warnings,
   };
 }
 
-/** Look a request host (lowercase, without port) up: exact/alias, then VIP, then wildcard. */
+/**
+ * Look a request host (lowercase, without port) up: exact/alias, then VIP, then wildcard; on a miss, the name
+ * with each domain of the pod's resolver search path, in the resolver's order.
+ */
 export function lookupHost(s: Snapshot, host: string): HostEntry | undefined {
+  const e = lookupExact(s, host);
+  if (e !== undefined || s.search === undefined || host.endsWith('.')) return e;
+  // A name the registry knows as written wins (as an Envoy virtual-host domain would); only a miss walks the
+  // search path. The as-written try the resolver makes last (fewer than ndots dots) has just been done.
+  for (const d of s.search.domains) {
+    const c = lookupExact(s, `${host}.${d}`);
+    if (c !== undefined) return c;
+  }
+  return undefined;
+}
+
+function lookupExact(s: Snapshot, host: string): HostEntry | undefined {
   const e = s.hosts.get(host);
   if (e) return e;
   const a = s.addresses.get(host);

@@ -29,5 +29,7 @@ export interface Snapshot {
   namespace: string;
   clusterDomain: string;
   outboundTrafficPolicy: 'ALLOW_ANY' | 'REGISTRY_ONLY';
+  /** The pod resolver's search path (/etc/resolv.conf): tried, in the resolver's order, for hosts the registry lacks. */
+  search: { domains: readonly string[]; ndots: number } | undefined;
   warnings: readonly string[];
 }

@@ -22,6 +22,8 @@ export interface StoreOptions {
   clusterDomain: string;
   labels: Readonly<Record<string, string>>;
   outboundTrafficPolicy: 'ALLOW_ANY' | 'REGISTRY_ONLY';
+  /** The pod resolver's search path (/etc/resolv.conf), for short names the registry lacks. */
+  search?: { domains: readonly string[]; ndots: number };
   /** DNS refresh interval for resolution: DNS hosts (ms). */
   dnsRefreshMs?: number;
   log: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
@@ -137,6 +139,7 @@ export class ConfigStore extends EventEmitter {
         labels: this.opts.labels,
         outboundTrafficPolicy,
         extraServices,
+        ...(this.opts.search ? { search: this.opts.search } : {}),
         dns: this.dns,
         version: this.version + 1,
         hash: this.hashOf(resources, extraServices),

@@ -258,4 +258,24 @@ spec:
     const dest = (r.action as unknown as { destinations: Array<{ clusters: ReadonlyMap<number, { name: string }> }> }).destinations[0]!;
     expect(dest.clusters.get(8080)!.name).toBe('outbound|8080||localhost');
   });
+  it('a name the registry lacks is tried with the resolver search path (as the pod resolver would)', () => {
+    const { resources } = parseDocuments(`
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: api, namespace: default}
+spec:
+  hosts: [api.corp.example.com]
+  ports: [{number: 80, name: http}]
+  resolution: STATIC
+  endpoints: [{address: 10.1.2.3}]
+`, 'se.yaml');
+    const base = { namespace: 'default', clusterDomain: 'cluster.local', labels: {}, outboundTrafficPolicy: 'ALLOW_ANY' as const };
+    const plain = compile(resources, base);
+    expect(lookupHost(plain, 'api')).toBeUndefined();
+    const s = compile(resources, { ...base, search: { domains: ['default.svc.cluster.local', 'corp.example.com'], ndots: 5 } });
+    expect(lookupHost(s, 'api')?.host).toBe('api.corp.example.com');
+    expect(lookupHost(s, 'api.corp.example.com')?.host).toBe('api.corp.example.com');
+    expect(lookupHost(s, 'other')).toBeUndefined();
+  });
 });
+
