@@ -91,8 +91,3 @@ export class ProcWatcher {
     }
   }
 }
-
-/** Sum of CPU usage over a process and its children is not needed: each peer is one PID. */
-export function readCpuMs(pid: number): number {
-  return (parseStatCpuTicks(readFileSync(`/proc/${pid}/stat`, 'utf8')) * 1000) / clockTicksPerSec();
-}
