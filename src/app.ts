@@ -55,6 +55,10 @@ export interface RunOptions {
   resolvConf?: string;
   /** Exit when the app's port has stopped listening for this many seconds (0 = off). */
   exitOnAppExitSeconds?: number;
+  /** Worker processes serving the proxy listeners (`--concurrency`, Istio `proxy.istio.io/config` concurrency); default 1 = this process alone. */
+  concurrency?: number;
+  /** false in `--concurrency N` workers: the primary owns the admin, stats and health ports (default true). */
+  serveAdmin?: boolean;
 }
 
 export const VERSION = '0.1.0';
@@ -225,6 +229,14 @@ export class Sidecar {
       });
       await this.listen('inbound', inbound, this.opts.inboundAddress, this.opts.inboundPort);
     }
+    if (this.opts.serveAdmin !== false) await this.listenAdmin();
+    this.watcher = new FileWatcher(this.opts.configPaths, () => { void this.store.reloadFiles(); });
+    await this.watcher.start();
+    this.listening = true;
+    if ((this.opts.exitOnAppExitSeconds ?? 0) > 0 && this.opts.appPorts.length > 0) this.watchApp(this.opts.exitOnAppExitSeconds!);
+  }
+
+  private async listenAdmin(): Promise<void> {
     const routes = adminRoutes(this);
     await this.listen('admin', createAdminServer(routes), '127.0.0.1', this.opts.adminPort);
     await this.listen('stats', createAdminServer(routes, ['/stats/prometheus']), '0.0.0.0', this.opts.statsPort);
@@ -234,10 +246,6 @@ export class Sidecar {
       return p === undefined ? undefined : (req, res) => forwardProbe(p, req, res);
     };
     await this.listen('health', createAdminServer(routes, ['/healthz/ready'], probeHandler), '0.0.0.0', this.opts.healthPort);
-    this.watcher = new FileWatcher(this.opts.configPaths, () => { void this.store.reloadFiles(); });
-    await this.watcher.start();
-    this.listening = true;
-    if ((this.opts.exitOnAppExitSeconds ?? 0) > 0 && this.opts.appPorts.length > 0) this.watchApp(this.opts.exitOnAppExitSeconds!);
   }
 
   /** --exit-on-app-exit: once the app has listened, exit when its port stops accepting for `seconds` (Jobs, pain 4). */

@@ -3,6 +3,8 @@ import { readFileSync } from 'node:fs';
 import { Sidecar, VERSION, type RunOptions } from '../app.js';
 import { parseWithEnv, portValue, parseLabels, stringList, type OptionSpec } from './options.js';
 import { isLevel } from '../util/logger.js';
+import cluster from 'node:cluster';
+import { availableParallelism } from 'node:os';
 
 const OPTIONS: OptionSpec = {
   config: { type: 'string', multiple: true, short: 'c' },
@@ -63,6 +65,7 @@ const HELP = `usage: remora run --config PATH [PATH…] [options]
       --trace-endpoint URL       OTLP/HTTP endpoint for spans
       --trace-sampling PERCENT   default 1
       --drain-seconds N          default 5
+      --concurrency N            worker processes sharing the proxy ports (default 1; 0 = one per CPU)
       --retry-buffer-bytes N     largest request body kept for retries (default 65536)
       --log-level L              debug | info | warn | error (default info)
 Every flag can also be set as REMORA_<FLAG>, e.g. REMORA_OUTBOUND_PORT=15001.
@@ -125,6 +128,10 @@ export function runOptionsFrom(argv: string[], env: NodeJS.ProcessEnv = process.
   if (v['resolv-conf'] !== undefined) opts.resolvConf = String(v['resolv-conf']);
   if (v['exit-on-app-exit'] || v['exit-on-app-exit-seconds']) opts.exitOnAppExitSeconds = Number(v['exit-on-app-exit-seconds'] ?? 3);
   if (env.REMORA_APP_PROBERS) opts.appProbers = env.REMORA_APP_PROBERS;
+  // Envoy's --concurrency: worker event loops; 0 = one per CPU (Envoy: hardware threads). Default 1 = no cluster, no IPC.
+  const conc = Number(v.concurrency ?? 1);
+  if (!Number.isInteger(conc) || conc < 0) throw new Error('--concurrency must be a whole number ≥ 0 (0 = one worker per CPU)');
+  opts.concurrency = conc === 0 ? availableParallelism() : conc;
   return opts;
 }
 
@@ -138,6 +145,8 @@ export async function main(argv: string[]): Promise<number> {
   }
   if (opts === 'help') { process.stdout.write(HELP); return 0; }
   const t0 = performance.now();
+  if (cluster.isWorker) return (await import('../cluster/worker.js')).runWorker(opts);
+  if ((opts.concurrency ?? 1) > 1) return (await import('../cluster/primary.js')).runPrimary(opts, opts.concurrency!, t0);
   const sidecar = new Sidecar(opts);
   try {
     await sidecar.start();
