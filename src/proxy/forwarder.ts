@@ -192,7 +192,13 @@ class Exchange {
     headers.push('x-envoy-attempt-count', String(this.attempts));
     if (this.span !== undefined) {
       a.span = this.span.startAttempt(this.attempts, { cluster: rt.def.name, upstreamHost: ep.key });
-      for (const [k, v] of a.span.headers()) setHeader(headers, k, v);
+      const h = this.req.headers;
+      // A root request (the common case) carries no trace headers to replace: append instead of searching.
+      const root = h.traceparent === undefined && h.b3 === undefined && h['x-b3-traceid'] === undefined && h['x-b3-sampled'] === undefined && h['x-b3-spanid'] === undefined && h['x-b3-parentspanid'] === undefined && h.tracestate === undefined;
+      for (const [k, v] of a.span.headers()) {
+        if (root) headers.push(k, v);
+        else setHeader(headers, k, v);
+      }
     }
     if (this.plan.timeoutMs > 0) headers.push('x-envoy-expected-rq-timeout-ms', String(Math.max(0, Math.round(this.deadline - now))));
     const retry = this.plan.retry;
