@@ -6,7 +6,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import { Pool } from 'undici';
+import type { Pool } from '../upstream/undici-core.js';
 import type { Snapshot } from '../config/snapshot.js';
 import { lookupHost } from '../config/compile.js';
 import { destinationPort, findRoute, pickDestination, type CompiledDestination, type CompiledRoute, type RequestView } from '../routing/route.js';

@@ -4,7 +4,8 @@
  * On a swap, runtimes are updated in place, new ones created, removed ones dropped; pools no longer
  * referenced are closed gracefully (in-flight requests finish first) in small batches, never recursively.
  */
-import { Client, Pool } from 'undici';
+import { Client, Pool } from './undici-core.js';
+import type { Client as ClientT, Pool as PoolT } from 'undici';
 import type { ClusterDef, ClusterRuntime, Endpoint, PoolLimits } from '../model.js';
 import type { Snapshot } from '../config/snapshot.js';
 import { createClusterRuntime } from './cluster-runtime.js';
@@ -90,7 +91,7 @@ export class ClusterManager {
       p = new Pool(originOf(ep), {
         ...this.clientOptions(limits),
         connections: limits.maxConnections >= MAX_U32 ? null : limits.maxConnections,
-      } as Pool.Options);
+      } as PoolT.Options);
       p.on('connectionError', ignore);
       this.pools.set(key, p);
       byEp.set(ep.key, p);
@@ -111,7 +112,7 @@ export class ClusterManager {
     return c;
   }
 
-  private clientOptions(limits: PoolLimits): Client.Options {
+  private clientOptions(limits: PoolLimits): ClientT.Options {
     const keepAlive = Math.min(this.poolDefaults.keepAliveMs, limits.httpIdleTimeoutMs || this.poolDefaults.keepAliveMs);
     return {
       pipelining: 1,
@@ -125,7 +126,7 @@ export class ClusterManager {
       maxRequestsPerClient: limits.maxRequestsPerConnection > 0 ? limits.maxRequestsPerConnection : undefined,
       strictContentLength: true,
       ...(limits.maxConnectionDurationMs > 0 ? { clientTtl: limits.maxConnectionDurationMs } : {}),
-    } as Client.Options;
+    } as ClientT.Options;
   }
 
   /** After a swap: refresh runtimes, forget removed clusters, close pools nobody references. */
