@@ -28,6 +28,8 @@ const DIST = join(repo, 'dist');
 const SNAPSHOT = join(repo, 'build/remora-dist-snapshot');
 const CLI = join(SNAPSHOT, 'cli.js');
 const PROXY_CPU = '0';
+/** Remora runs as deployed: the injected sidecar and the `remora` executable use a 4 MB young generation. */
+const REMORA_NODE_FLAGS = ['--max-semi-space-size=4'];
 const LOAD_CPU = '1';
 
 const { values: argv } = parseArgs({
@@ -98,7 +100,7 @@ async function startRemora(name: string, yaml: string, extra: string[] = [], cpu
   const dir = join(tmp, name);
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'mesh.yaml'), yaml);
-  const s = track(await startProcess({ name, cmd: process.execPath, args: [CLI, 'run', '--config', dir, ...REMORA_PORT_ARGS, ...extra], cpus, marker: 'remora ready', timeoutMs: 60_000 }));
+  const s = track(await startProcess({ name, cmd: process.execPath, args: [...REMORA_NODE_FLAGS, CLI, 'run', '--config', dir, ...REMORA_PORT_ARGS, ...extra], cpus, marker: 'remora ready', timeoutMs: 60_000 }));
   const r = s.ready;
   return { s, outbound: Number(r.outbound), admin: Number(r.admin), stats: Number(r.stats), startupMs: typeof r.startupMs === 'number' ? r.startupMs : null };
 }
@@ -371,7 +373,7 @@ async function coldStartScenario(up1: number): Promise<SuiteResult['extras']['co
   writeFileSync(join(dir, 'mesh.yaml'), passThroughYaml(up1));
   for (let i = 0; i < T.coldStarts; i++) {
     const t0 = performance.now();
-    const s = track(await startProcess({ name: 'remora-cold', cmd: process.execPath, args: [CLI, 'run', '--config', dir, ...REMORA_PORT_ARGS], cpus: PROXY_CPU, marker: 'remora ready', timeoutMs: 30_000 }));
+    const s = track(await startProcess({ name: 'remora-cold', cmd: process.execPath, args: [...REMORA_NODE_FLAGS, CLI, 'run', '--config', dir, ...REMORA_PORT_ARGS], cpus: PROXY_CPU, marker: 'remora ready', timeoutMs: 30_000 }));
     readyLine.push(performance.now() - t0);
     const admin = Number(s.ready.admin);
     for (;;) {

@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=4
 /** `remora <command>`: dispatches to src/cli/<command>.ts, each exporting `main(argv): Promise<number>`. */
 
 const COMMANDS: Record<string, string> = {
