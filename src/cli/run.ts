@@ -3,7 +3,6 @@ import { readFileSync } from 'node:fs';
 import { Sidecar, VERSION, type RunOptions } from '../app.js';
 import { parseWithEnv, portValue, parseLabels, stringList, type OptionSpec } from './options.js';
 import { isLevel } from '../util/logger.js';
-import cluster from 'node:cluster';
 import { availableParallelism } from 'node:os';
 
 const OPTIONS: OptionSpec = {
@@ -145,7 +144,9 @@ export async function main(argv: string[]): Promise<number> {
   }
   if (opts === 'help') { process.stdout.write(HELP); return 0; }
   const t0 = performance.now();
-  if (cluster.isWorker) return (await import('../cluster/worker.js')).runWorker(opts);
+  // The primary forks workers with REMORA_WORKER_ID; node:cluster (≈3 ms to load) is only loaded then, so
+  // --concurrency 1 starts exactly as before.
+  if (process.env.REMORA_WORKER_ID !== undefined && (await import('node:cluster')).default.isWorker) return (await import('../cluster/worker.js')).runWorker(opts);
   if ((opts.concurrency ?? 1) > 1) return (await import('../cluster/primary.js')).runPrimary(opts, opts.concurrency!, t0);
   const sidecar = new Sidecar(opts);
   try {
