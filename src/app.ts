@@ -19,6 +19,7 @@ import { AccessLogger } from './telemetry/access-log.js';
 import type { ProxyTracing } from './telemetry/tracing.js';
 import { TRACING_OFF } from './telemetry/tracing-off.js';
 import { adminRoutes, createAdminServer } from './admin/server.js';
+import { clustersText } from './cluster/merge.js';
 import { forwardProbe, parseAppProbers, type AppProber } from './admin/app-probes.js';
 import { connect as netConnect } from 'node:net';
 import { Logger, type Level } from './util/logger.js';
@@ -362,20 +363,7 @@ export class Sidecar {
   }
 
   clustersText(): string {
-    const out: string[] = [];
-    for (const c of this.clusterViews()) {
-      for (const e of c.endpoints) {
-        const p = `${c.name}::${e.address}:${e.port}`;
-        out.push(`${p}::health_flags::${e.healthFlags.length ? e.healthFlags.map((f) => `/${f}`).join('') : 'healthy'}`);
-        out.push(`${p}::weight::${e.weight}`);
-        out.push(`${p}::rq_active::${e.activeRequests}`);
-        out.push(`${p}::rq_total::${e.totalRequests}`);
-        out.push(`${p}::rq_success::${e.successRequests}`);
-        out.push(`${p}::rq_error::${e.errorRequests}`);
-        out.push(`${p}::outlier::ejections::${e.ejections}`);
-      }
-    }
-    return `${out.join('\n')}\n`;
+    return clustersText(this.clusterViews());
   }
 
   renderMetrics(): string {

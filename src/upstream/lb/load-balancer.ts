@@ -77,6 +77,20 @@ export function pickNotExcluded(
   return last; // floating-point remainder
 }
 
+/**
+ * Envoy's host-selection retries for a randomized balancer whose `first` draw was excluded: up to
+ * HOST_SELECTION_ATTEMPTS draws in all, then the weighted slow path over the hosts not excluded.
+ */
+export function pickAvoiding(
+  first: LbHost, once: () => LbHost, hosts: readonly LbHost[], exclude: ReadonlySet<string> | undefined, rand: Rand,
+): LbHost {
+  for (let k = 1; k < HOST_SELECTION_ATTEMPTS; k++) {
+    const h = once();
+    if (!isExcluded(h, exclude)) return h;
+  }
+  return pickNotExcluded(hosts, exclude, rand, first);
+}
+
 /** Cumulative weights for O(log n) weighted sampling. */
 export function cumulativeWeights(hosts: readonly LbHost[]): Float64Array {
   const cum = new Float64Array(hosts.length);

@@ -5,7 +5,7 @@
 
 import type { Rand } from '../../util/random.js';
 import {
-  HOST_SELECTION_ATTEMPTS, allWeightsEqual, cumulativeWeights, isExcluded, pickNotExcluded, searchCumulative,
+  allWeightsEqual, cumulativeWeights, isExcluded, pickAvoiding, searchCumulative,
   type LbHost, type LoadBalancer,
 } from './load-balancer.js';
 
@@ -28,13 +28,10 @@ export class RandomLb implements LoadBalancer {
 
   pick(_hashKey: string | undefined, exclude: ReadonlySet<string> | undefined): LbHost | undefined {
     if (this.hosts.length === 0) return undefined;
+    // Fast path without a closure: nothing excluded, or the first draw is fine.
     const first = this.once();
     if (!isExcluded(first, exclude)) return first;
-    for (let k = 1; k < HOST_SELECTION_ATTEMPTS; k++) {
-      const h = this.once();
-      if (!isExcluded(h, exclude)) return h;
-    }
-    return pickNotExcluded(this.hosts, exclude, this.rand, first);
+    return pickAvoiding(first, () => this.once(), this.hosts, exclude, this.rand);
   }
 }
 
