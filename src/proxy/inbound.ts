@@ -7,11 +7,12 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import type { ClusterDef, ClusterRuntime, RequestRecord, RetryPolicy } from '../model.js';
+import type { ClusterDef, ClusterRuntime, RetryPolicy } from '../model.js';
 import { compileClusterPolicy } from '../upstream/policy.js';
 import { compileRetryPolicy } from './retry-policy.js';
 import { upstreamRequestHeaders } from './headers.js';
 import { forward, type ForwardContext, type ForwardPlan } from './forwarder.js';
+import { localReplyRecord } from './local-reply.js';
 import { parseTarget, type RequestTarget } from '../routing/request-target.js';
 import type { InboundAuthorizer } from './inbound-authz.js';
 
@@ -107,27 +108,9 @@ function localInbound(
   req.resume();
   const host = rt.def.host;
   const dot = host.indexOf('.');
-  const rec: RequestRecord = {
-    direction: 'inbound',
-    startTime,
-    durationMs: performance.now() - startHr,
-    method: req.method ?? '',
-    path: req.url ?? '',
-    protocol: req.httpVersion === '1.0' ? 'HTTP/1.0' : 'HTTP/1.1',
-    authority: target?.authority ?? (req.headers.host ?? ''),
-    requestId,
-    status,
-    flags: flag,
-    details,
-    bytesReceived: 0,
-    bytesSent: body.length,
-    attempts: 0,
-    routeName: 'inbound',
-    downstreamRemoteAddress: `${req.socket.remoteAddress ?? ''}:${req.socket.remotePort ?? 0}`,
-    downstreamLocalAddress: `${req.socket.localAddress ?? ''}:${req.socket.localPort ?? 0}`,
-    destinationService: host,
-    destinationServiceName: dot < 0 ? host : host.slice(0, dot),
-    requestHeaders: req.headers,
-  };
+  const rec = localReplyRecord(req, { direction: 'inbound', startTime, startHr, authority: target?.authority, requestId, status, flag, details, bytesSent: body.length });
+  rec.routeName = 'inbound';
+  rec.destinationService = host;
+  rec.destinationServiceName = dot < 0 ? host : host.slice(0, dot);
   env.observer.record(rec);
 }

@@ -2,7 +2,9 @@
  * Replies the proxy makes itself, with Envoy's status codes, bodies and response flags, plus an
  * `x-remora-proxy-error` header so operators can tell proxy failures from app failures (like Linkerd's l5d-proxy-error).
  */
-import type { ResponseFlag } from '../model.js';
+import type { IncomingMessage } from 'node:http';
+import { performance } from 'node:perf_hooks';
+import type { RequestRecord, ResponseFlag } from '../model.js';
 
 export interface LocalError {
   status: number;
@@ -25,3 +27,29 @@ export const E = {
   badRequest: { status: 400, flag: 'DPE', details: 'http1.codec_error', body: 'Bad Request' },
   notImplemented: { status: 501, flag: 'DPE', details: 'http1.invalid_transfer_encoding', body: 'Not Implemented' },
 } as const satisfies Record<string, LocalError>;
+
+/** The RequestRecord of a reply the proxy made itself (no upstream attempt), on either listener. */
+export function localReplyRecord(
+  req: IncomingMessage,
+  r: { direction: 'outbound' | 'inbound'; startTime: number; startHr: number; authority: string | undefined; requestId: string; status: number; flag: string; details: string; bytesSent: number },
+): RequestRecord {
+  return {
+    direction: r.direction,
+    startTime: r.startTime,
+    durationMs: performance.now() - r.startHr,
+    method: req.method ?? '',
+    path: req.url ?? '',
+    protocol: req.httpVersion === '1.0' ? 'HTTP/1.0' : 'HTTP/1.1',
+    authority: r.authority ?? (req.headers.host ?? ''),
+    requestId: r.requestId,
+    status: r.status,
+    flags: r.flag,
+    details: r.details,
+    bytesReceived: 0,
+    bytesSent: r.bytesSent,
+    attempts: 0,
+    downstreamRemoteAddress: `${req.socket.remoteAddress ?? ''}:${req.socket.remotePort ?? 0}`,
+    downstreamLocalAddress: `${req.socket.localAddress ?? ''}:${req.socket.localPort ?? 0}`,
+    requestHeaders: req.headers,
+  };
+}

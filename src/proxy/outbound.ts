@@ -15,8 +15,8 @@ import { parseTarget, type RequestTarget } from '../routing/request-target.js';
 import { applyRetryOverrides, routeTimeoutOverride } from './retry-policy.js';
 import { applyHeaderOps, upstreamRequestHeaders } from './headers.js';
 import { forward, type ForwardContext, type ForwardPlan } from './forwarder.js';
-import { E, type LocalError } from './local-reply.js';
-import type { ClusterRuntime, RequestRecord } from '../model.js';
+import { E, localReplyRecord, type LocalError } from './local-reply.js';
+import type { ClusterRuntime } from '../model.js';
 
 export interface OutboundEnv extends ForwardContext {
   snapshot(): Snapshot | undefined;
@@ -291,26 +291,7 @@ function localCustom(b: Base, status: number, body: Buffer, flag: string, detail
   }
   // Drain any request body so the connection can be reused.
   req.resume();
-  const counters = env.observer;
-  const rec: RequestRecord = {
-    direction: 'outbound',
-    startTime: b.startTime,
-    durationMs: performance.now() - b.startHr,
-    method: req.method ?? '',
-    path: req.url ?? '',
-    protocol: req.httpVersion === '1.0' ? 'HTTP/1.0' : 'HTTP/1.1',
-    authority: b.target?.authority ?? (req.headers.host ?? ''),
-    requestId: b.requestId,
-    status,
-    flags: flag,
-    details,
-    bytesReceived: 0,
-    bytesSent: body.length,
-    attempts: 0,
-    downstreamRemoteAddress: `${req.socket.remoteAddress ?? ''}:${req.socket.remotePort ?? 0}`,
-    downstreamLocalAddress: `${req.socket.localAddress ?? ''}:${req.socket.localPort ?? 0}`,
-    requestHeaders: req.headers,
-  };
+  const rec = localReplyRecord(req, { direction: 'outbound', startTime: b.startTime, startHr: b.startHr, authority: b.target?.authority, requestId: b.requestId, status, flag, details, bytesSent: body.length });
   if (route) rec.routeName = route.name;
-  counters.record(rec);
+  env.observer.record(rec);
 }

@@ -20,6 +20,7 @@ import {
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import { B3Propagator } from '@opentelemetry/propagator-b3';
 import type { RequestRecord } from '../model.js';
+import { TRACING_OFF } from './tracing-off.js';
 
 export type Headers = Readonly<Record<string, string | string[] | undefined>>;
 
@@ -376,14 +377,8 @@ export class Tracing implements ProxyTracing {
   }
 }
 
-/** Tracing switched off (no `--trace-endpoint`): the app's trace headers pass through untouched, as in Envoy without a tracer. */
-export const NOOP_TRACING: ProxyTracing = Object.freeze({
-  enabled: false,
-  startServer: () => undefined,
-  spansDropped: () => 0,
-  forceFlush: () => Promise.resolve(),
-  shutdown: () => Promise.resolve(),
-});
+/** Tracing switched off (no `--trace-endpoint`): one object, defined where it can be loaded without OTel. */
+export const NOOP_TRACING: ProxyTracing = TRACING_OFF;
 
 /** Resolve when `p` settles or after `ms`, whichever comes first; never rejects (shutdown must not fail the drain). */
 export function boundedWait(p: Promise<unknown>, ms: number): Promise<void> {
