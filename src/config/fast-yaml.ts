@@ -1,0 +1,363 @@
+/**
+ * A reader for the plain subset of YAML that Istio config is written in (block mappings and sequences, one-line
+ * flow collections, one-line plain and quoted scalars). It returns BAIL for anything else, and the caller then
+ * asks js-yaml, so every value it does return is exactly what js-yaml (CORE schema, its default) would give.
+ */
+import { CORE_SCHEMA, NOT_RESOLVED, type ScalarTagDefinition } from 'js-yaml';
+
+/** Returned when the text uses YAML this reader leaves to js-yaml (or is invalid: js-yaml reports it). */
+export const BAIL: unique symbol = Symbol('bail');
+
+// Plain scalars are resolved by js-yaml's own CORE-schema tags (null, bool, int, float), in schema order and
+// dispatched on the first character as js-yaml does, so `8080`, `0x1F`, `.inf`, `~` and `True` come out the same.
+const IMPLICIT = CORE_SCHEMA.tags.filter((t): t is ScalarTagDefinition => t.nodeKind === 'scalar' && t.implicit);
+const BY_FIRST = new Map<string, ScalarTagDefinition[]>();
+for (const t of IMPLICIT) for (const c of t.implicitFirstChars ?? []) BY_FIRST.set(c, IMPLICIT.filter((u) => u.implicitFirstChars === null || u.implicitFirstChars.includes(c)));
+const ANY_FIRST = IMPLICIT.filter((t) => t.implicitFirstChars === null);
+
+function resolvePlain(s: string): unknown {
+  const cands = BY_FIRST.get(s.charAt(0)) ?? ANY_FIRST;
+  for (let i = 0; i < cands.length; i++) {
+    const t = cands[i]!;
+    const v = t.resolve(s, false, t.tagName);
+    if (v !== NOT_RESOLVED) return v;
+  }
+  return s;
+}
+
+class Bail extends Error {}
+const bail = new Bail();
+
+const SP = 32;
+const HASH = 35;
+const COLON = 58;
+const DASH = 45;
+const SQ = 39;
+const DQ = 34;
+
+/** Characters that cannot start a plain scalar (YAML c-indicator); `-` is handled apart. */
+function isIndicator(c: number): boolean {
+  // ? : , [ ] { } # & * ! | > ' " % @ `
+  return c === 63 || c === 58 || c === 44 || c === 91 || c === 93 || c === 123 || c === 125 || c === 35 || c === 38 ||
+    c === 42 || c === 33 || c === 124 || c === 62 || c === 39 || c === 34 || c === 37 || c === 64 || c === 96;
+}
+
+/**
+ * One document's text (it may begin with its `---` marker line). Returns the value js-yaml would load, or BAIL.
+ * The text must contain no tab, CR, BOM or non-printable character (the caller checks the whole file once).
+ */
+export function fastYamlDocument(text: string): unknown {
+  try {
+    return new Reader(text).document();
+  } catch (e) {
+    if (e === bail) return BAIL;
+    throw e;
+  }
+}
+
+class Reader {
+  /** Content lines only (blank and comment-only lines are skipped): start offset, end offset, indent. */
+  private starts: number[] = [];
+  private ends: number[] = [];
+  private indents: number[] = [];
+  /** The next unread content line. */
+  private li = 0;
+  /** The read position inside a line (quoted scalars and flow collections). */
+  private p = 0;
+
+  constructor(private readonly t: string) {}
+
+  document(): unknown {
+    const t = this.t;
+    let pos = 0;
+    let first = true;
+    while (pos <= t.length) {
+      let nl = t.indexOf('\n', pos);
+      if (nl < 0) nl = t.length;
+      let i = pos;
+      while (i < nl && t.charCodeAt(i) === SP) i++;
+      if (first && i === pos && t.startsWith('---', pos)) {
+        // The marker line may carry only a comment: `--- {a: 1}` and `--- |` are js-yaml's.
+        let j = pos + 3;
+        while (j < nl && t.charCodeAt(j) === SP) j++;
+        if (j < nl && !(t.charCodeAt(j) === HASH && j > pos + 3)) throw bail;
+      } else if (i < nl && t.charCodeAt(i) !== HASH) {
+        // Markers (js-yaml also honours indented ones) and directives.
+        if (t.startsWith('...', i) || t.startsWith('---', i) || (i === pos && t.charCodeAt(pos) === 37)) throw bail;
+        this.starts.push(i);
+        this.ends.push(nl);
+        this.indents.push(i - pos);
+      }
+      first = false;
+      pos = nl + 1;
+    }
+    if (this.starts.length === 0) throw bail;
+    const v = this.node(this.starts[0]!, this.indents[0]!);
+    if (this.li !== this.starts.length) throw bail;
+    return v;
+  }
+
+  /** The end of a line's content: before a ` #` comment and trailing spaces. */
+  private contentEnd(from: number, end: number): number {
+    const t = this.t;
+    let e = end;
+    for (let i = from + 1; i < end; i++) if (t.charCodeAt(i) === HASH && t.charCodeAt(i - 1) === SP) { e = i; break; }
+    while (e > from && t.charCodeAt(e - 1) === SP) e--;
+    return e;
+  }
+
+  /** A node starting at offset `p` of the current line, in column `col`. */
+  private node(p: number, col: number): unknown {
+    const t = this.t;
+    const c = t.charCodeAt(p);
+    const end = this.ends[this.li]!;
+    if (c === DASH && (p + 1 === end || t.charCodeAt(p + 1) === SP)) return this.seq(p, col);
+    if (this.keyEnd(p, end) >= 0) return this.map(p, col);
+    const v = this.inlineValue(p, end);
+    this.li++;
+    return v;
+  }
+
+  /** A scalar or flow collection filling the rest of the line from `p`. */
+  private inlineValue(p: number, end: number): unknown {
+    const t = this.t;
+    const c = t.charCodeAt(p);
+    if (c === 91 || c === 123) {
+      this.p = p;
+      const v = this.flow(end);
+      this.restIsComment(this.p, end);
+      return v;
+    }
+    if (c === SQ || c === DQ) {
+      this.p = p;
+      const v = this.quoted(end);
+      this.restIsComment(this.p, end);
+      return v;
+    }
+    if (isIndicator(c) || (c === DASH && (p + 1 >= end || t.charCodeAt(p + 1) === SP))) throw bail;
+    const e = this.contentEnd(p, end);
+    // `a: b: c` is an error and `a: b:` ambiguous; `http://x` is a plain scalar.
+    const s = t.slice(p, e);
+    if (s.includes(': ') || s.charCodeAt(s.length - 1) === COLON) throw bail;
+    return resolvePlain(s);
+  }
+
+  private restIsComment(p: number, end: number): void {
+    const t = this.t;
+    let i = p;
+    while (i < end && t.charCodeAt(i) === SP) i++;
+    if (i < end && !(t.charCodeAt(i) === HASH && i > p)) throw bail;
+  }
+
+  /**
+   * If a mapping key starts at `p`, the offset just past its `:`; otherwise -1. Keys are one-line plain or quoted
+   * scalars followed by `:` and a space or the end of the line.
+   */
+  private keyEnd(p: number, end: number): number {
+    const t = this.t;
+    const c = t.charCodeAt(p);
+    if (c === SQ || c === DQ) {
+      this.p = p;
+      this.quoted(end);
+      let i = this.p;
+      while (i < end && t.charCodeAt(i) === SP) i++;
+      if (i < end && t.charCodeAt(i) === COLON && (i + 1 === end || t.charCodeAt(i + 1) === SP)) return i + 1;
+      return -1;
+    }
+    if (c === 91 || c === 123) return -1;
+    for (let i = p; i < end; i++) {
+      const d = t.charCodeAt(i);
+      if (d === COLON && (i + 1 === end || t.charCodeAt(i + 1) === SP)) return i + 1;
+      if (d === HASH && i > p && t.charCodeAt(i - 1) === SP) return -1;
+    }
+    return -1;
+  }
+
+  private key(p: number, colon: number): string {
+    const t = this.t;
+    const c = t.charCodeAt(p);
+    let k: string;
+    if (c === SQ || c === DQ) { this.p = p; k = this.quoted(colon); }
+    else {
+      if (isIndicator(c) || c === DASH && t.charCodeAt(p + 1) === SP) throw bail;
+      let e = colon - 1;
+      while (e > p && t.charCodeAt(e - 1) === SP) e--;
+      // js-yaml turns a plain key into its resolved value's String(): `1.0:` is "1", `~:` is "null".
+      k = String(resolvePlain(t.slice(p, e)));
+    }
+    // YAML limits implicit keys to 1024 characters; `__proto__` and `<<` get special treatment in js-yaml.
+    if (k.length > 1000 || k === '__proto__' || k === '<<') throw bail;
+    return k;
+  }
+
+  private map(p: number, col: number): Record<string, unknown> {
+    const t = this.t;
+    const out: Record<string, unknown> = {};
+    for (;;) {
+      const end = this.ends[this.li]!;
+      const kEnd = this.keyEnd(p, end);
+      if (kEnd < 0) throw bail;
+      const k = this.key(p, kEnd);
+      if (Object.prototype.hasOwnProperty.call(out, k)) throw bail; // duplicate key: js-yaml's error
+      let v = kEnd;
+      while (v < end && t.charCodeAt(v) === SP) v++;
+      if (v === end || (t.charCodeAt(v) === HASH && v > kEnd)) {
+        // Nothing on the line: a nested block (deeper, or a `- ` sequence at this indent), else null.
+        this.li++;
+        const n = this.li;
+        if (n < this.starts.length && (this.indents[n]! > col || (this.indents[n] === col && this.isDash(n)))) {
+          out[k] = this.node(this.starts[n]!, this.indents[n]!);
+        } else out[k] = null;
+      } else {
+        const c = t.charCodeAt(v);
+        if (c === DASH && (v + 1 === end || t.charCodeAt(v + 1) === SP)) throw bail; // `a: - b`
+        if (c !== 91 && c !== 123 && c !== SQ && c !== DQ && this.keyEnd(v, end) >= 0) throw bail; // `a: b: c`
+        out[k] = this.inlineValue(v, end);
+        this.li++;
+      }
+      const n = this.li;
+      if (n >= this.starts.length) return out;
+      const ind = this.indents[n]!;
+      if (ind > col) throw bail; // a continuation line or bad indentation
+      if (ind < col) return out;
+      p = this.starts[n]!;
+      if (this.isDash(n)) throw bail;
+    }
+  }
+
+  private isDash(n: number): boolean {
+    const s = this.starts[n]!;
+    return this.t.charCodeAt(s) === DASH && (s + 1 === this.ends[n] || this.t.charCodeAt(s + 1) === SP);
+  }
+
+  private seq(p: number, col: number): unknown[] {
+    const t = this.t;
+    const out: unknown[] = [];
+    for (;;) {
+      const end = this.ends[this.li]!;
+      let v = p + 1;
+      while (v < end && t.charCodeAt(v) === SP) v++;
+      if (v === end || (t.charCodeAt(v) === HASH && v > p + 1)) {
+        this.li++;
+        const n = this.li;
+        if (n < this.starts.length && this.indents[n]! > col) out.push(this.node(this.starts[n]!, this.indents[n]!));
+        else out.push(null);
+      } else {
+        // `- a: 1` opens a mapping in the column of `a`; `- - x` a nested sequence.
+        out.push(this.node(v, col + (v - p)));
+      }
+      const n = this.li;
+      if (n >= this.starts.length) return out;
+      const ind = this.indents[n]!;
+      if (ind > col) throw bail;
+      if (ind < col || !this.isDash(n)) return out;
+      p = this.starts[n]!;
+    }
+  }
+
+  /** A single- or double-quoted scalar on one line; `this.p` moves past the closing quote. */
+  private quoted(end: number): string {
+    const t = this.t;
+    const q = t.charCodeAt(this.p);
+    let i = this.p + 1;
+    let out = '';
+    let from = i;
+    for (;;) {
+      if (i >= end) throw bail; // multi-line quoted scalars fold lines: js-yaml's
+      const c = t.charCodeAt(i);
+      if (q === DQ && c === 92) throw bail; // escapes
+      if (c === q) {
+        if (q === SQ && t.charCodeAt(i + 1) === SQ) { out += t.slice(from, i + 1); i += 2; from = i; continue; }
+        out += t.slice(from, i);
+        this.p = i + 1;
+        return out;
+      }
+      i++;
+    }
+  }
+
+  /** A flow collection or scalar inside one; all on one line. */
+  private flow(end: number): unknown {
+    const t = this.t;
+    const c = t.charCodeAt(this.p);
+    if (c === 91) {
+      const out: unknown[] = [];
+      this.p++;
+      this.flowSpace(end);
+      if (t.charCodeAt(this.p) === 93) { this.p++; return out; }
+      for (;;) {
+        out.push(this.flow(end));
+        this.flowSpace(end);
+        const d = t.charCodeAt(this.p);
+        if (d === 44) {
+          this.p++;
+          this.flowSpace(end);
+          if (t.charCodeAt(this.p) === 93) { this.p++; return out; }
+        } else if (d === 93) { this.p++; return out; } else throw bail; // `[a: b]` and the rest
+      }
+    }
+    if (c === 123) {
+      const out: Record<string, unknown> = {};
+      this.p++;
+      this.flowSpace(end);
+      if (t.charCodeAt(this.p) === 125) { this.p++; return out; }
+      for (;;) {
+        const kc = t.charCodeAt(this.p);
+        let k: string;
+        if (kc === SQ || kc === DQ) k = this.quoted(end);
+        else {
+          const s = this.flowPlain(end, true);
+          k = String(resolvePlain(s));
+        }
+        if (k.length > 1000 || k === '__proto__' || k === '<<' || Object.prototype.hasOwnProperty.call(out, k)) throw bail;
+        if (t.charCodeAt(this.p) !== COLON || t.charCodeAt(this.p + 1) !== SP) throw bail; // `{a}`, `{a:b}`, `{"a":b}`
+        this.p += 2;
+        this.flowSpace(end);
+        const vc = t.charCodeAt(this.p);
+        if (vc === 44 || vc === 125) throw bail; // `{a: }`
+        out[k] = this.flow(end);
+        this.flowSpace(end);
+        const d = t.charCodeAt(this.p);
+        if (d === 44) {
+          this.p++;
+          this.flowSpace(end);
+          if (t.charCodeAt(this.p) === 125) { this.p++; return out; }
+        } else if (d === 125) { this.p++; return out; } else throw bail;
+      }
+    }
+    if (c === SQ || c === DQ) return this.quoted(end);
+    return resolvePlain(this.flowPlain(end, false));
+  }
+
+  private flowSpace(end: number): void {
+    const t = this.t;
+    while (this.p < end && t.charCodeAt(this.p) === SP) this.p++;
+    if (this.p >= end || t.charCodeAt(this.p) === HASH) throw bail; // the collection goes on past this line
+  }
+
+  /** A plain scalar in a flow collection: up to `,` `[` `]` `{` `}` or (for a key) `: `; no `:` or `#` inside. */
+  private flowPlain(end: number, isKey: boolean): string {
+    const t = this.t;
+    const c = t.charCodeAt(this.p);
+    if (isIndicator(c) || (c === DASH && (this.p + 1 >= end || t.charCodeAt(this.p + 1) === SP))) throw bail;
+    let i = this.p;
+    for (; i < end; i++) {
+      const d = t.charCodeAt(i);
+      if (d === 44 || d === 91 || d === 93 || d === 123 || d === 125) break;
+      if (d === COLON) {
+        if (isKey && t.charCodeAt(i + 1) === SP) break;
+        throw bail;
+      }
+      if (d === HASH || d === 63) throw bail;
+    }
+    let e = i;
+    while (e > this.p && t.charCodeAt(e - 1) === SP) e--;
+    if (e === this.p) throw bail;
+    const s = t.slice(this.p, e);
+    this.p = i;
+    return s;
+  }
+}
+
+/** Characters that make a whole file go to js-yaml: tabs, CR, BOM, non-printables and any surrogate. */
+export const NEEDS_FULL_PARSER = /[\x00-\x08\x09\x0B-\x1F\x7F-\x9F\uD800-\uDFFF\uFEFF\uFFFE\uFFFF]/;
