@@ -58,6 +58,7 @@ export interface ClientSpan {
   /**
    * Trace headers to set on this attempt's upstream request (replacing the app's): `traceparent` (+ `tracestate`),
    * B3 multi-header `x-b3-traceid/spanid/parentspanid/sampled`, and single `b3` when the app used it.
+   * The array may be shared between attempts: read it, do not modify it.
    */
   headers(): Array<[string, string]>;
   /** `status` undefined when no response headers arrived (then `error` says why, e.g. 'timeout', 'connect_failure'). Idempotent. */
@@ -101,11 +102,24 @@ const b3 = new B3Propagator();
 
 const KNOWN_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'CONNECT', 'OPTIONS', 'TRACE', 'PATCH']);
 
-/** Span ids from a pooled CSPRNG buffer: one randomFillSync per 512 ids instead of one per id. */
+/** ASCII codes of the lowercase hex digits. */
+const HEX = Buffer.from('0123456789abcdef', 'latin1');
+/** Byte offsets in `00-<32 hex trace id>-<16 hex span id>-00`. */
+const TP_TRACE = 3;
+const TP_SPAN = 36;
+const TP_LENGTH = 55;
+
+/**
+ * Random ids for unsampled roots from a pooled CSPRNG buffer (one randomFillSync per 170 requests), hex-encoded
+ * straight into a reusable `traceparent` buffer so that a request costs one flat string and no BigInt or cons string.
+ */
 class IdPool {
   private readonly buf = Buffer.allocUnsafe(4096);
   private pos = this.buf.length;
-  private take(n: number): string {
+  private readonly tp = Buffer.from(`00-${'0'.repeat(32)}-${'0'.repeat(16)}-00`, 'latin1');
+
+  /** Offset in `buf` of `n` fresh random bytes that are not all zero (all-zero ids are invalid in W3C and B3). */
+  private take(n: number): number {
     for (;;) {
       if (this.pos + n > this.buf.length) {
         randomFillSync(this.buf);
@@ -114,16 +128,28 @@ class IdPool {
       const b = this.buf;
       const start = this.pos;
       this.pos += n;
-      // All-zero ids are invalid (W3C, B3); checking the first 8 bytes makes the odds of a retry negligible either way.
-      if (b.readBigUInt64BE(start + n - 8) === 0n && (n === 8 || b.readBigUInt64BE(start) === 0n)) continue;
-      return b.toString('hex', start, start + n);
+      let any = 0;
+      for (let i = start; i < start + n; i++) any |= b[i]!;
+      if (any !== 0) return start;
     }
   }
-  traceId(): string {
-    return this.take(16);
+
+  private hexInto(at: number, n: number): void {
+    const b = this.buf;
+    const tp = this.tp;
+    const start = this.take(n);
+    for (let i = 0; i < n; i++) {
+      const v = b[start + i]!;
+      tp[at + 2 * i] = HEX[v >> 4]!;
+      tp[at + 2 * i + 1] = HEX[v & 15]!;
+    }
   }
-  spanId(): string {
-    return this.take(8);
+
+  /** `00-<random trace id>-<random span id>-00`: a not-sampled W3C context. */
+  unsampledTraceparent(): string {
+    this.hexInto(TP_TRACE, 16);
+    this.hexInto(TP_SPAN, 8);
+    return this.tp.toString('latin1', 0, TP_LENGTH);
   }
 }
 const ids = new IdPool();
@@ -276,27 +302,31 @@ class RecordedServer implements ServerSpan {
 
 // === Unsampled root: propagate the decision, record nothing ===
 
-class UnsampledClient implements ClientSpan {
-  constructor(private readonly server: UnsampledServer) {}
-  get spanId(): string {
-    return this.server.spanId;
-  }
-  /**
-   * Only the decision travels: `traceparent …-00` and B3's sampling-only form `x-b3-sampled: 0` (B3 lets a deny
-   * omit the ids). Two headers instead of five keep an unsampled request nearly as cheap as an untraced one.
-   */
-  headers(): Array<[string, string]> {
-    return [['traceparent', `00-${this.server.traceId}-${this.server.spanId}-00`], ['x-b3-sampled', '0']];
-  }
-  end(): void {}
-}
+/** B3's sampling-only form of a deny (B3 lets it omit the ids); shared by every unsampled request. */
+const X_B3_UNSAMPLED = Object.freeze(['x-b3-sampled', '0']) as unknown as [string, string];
 
-class UnsampledServer implements ServerSpan {
+/**
+ * An unsampled root is one object that serves as the server span and as the client span of every attempt: nothing
+ * is recorded, so the attempts have no span ids of their own and all carry the same context. Only the decision
+ * travels: `traceparent …-00` and `x-b3-sampled: 0` — two headers instead of five keep an unsampled request nearly as
+ * cheap as an untraced one. The ids are materialized only when read (tests, logs); the hot path never does.
+ */
+class UnsampledSpan implements ServerSpan, ClientSpan {
   readonly sampled = false;
-  readonly traceId = ids.traceId();
-  readonly spanId = ids.spanId();
+  private readonly traceparent = ids.unsampledTraceparent();
+  /** Built by the first attempt, reused by retries (callers must not mutate it). */
+  private traceHeaders: Array<[string, string]> | undefined;
+  get traceId(): string {
+    return this.traceparent.slice(TP_TRACE, TP_TRACE + 32);
+  }
+  get spanId(): string {
+    return this.traceparent.slice(TP_SPAN, TP_SPAN + 16);
+  }
   startAttempt(): ClientSpan {
-    return new UnsampledClient(this);
+    return this;
+  }
+  headers(): Array<[string, string]> {
+    return (this.traceHeaders ??= [['traceparent', this.traceparent], X_B3_UNSAMPLED]);
   }
   end(): void {}
 }
@@ -341,7 +371,7 @@ export class Tracing implements ProxyTracing {
     } else if (d.kind === 'deny') {
       return undefined;
     } else if (d.kind === 'none') {
-      if (!(this.rand() < this.threshold)) return this.propagateUnsampled ? new UnsampledServer() : undefined;
+      if (!(this.rand() < this.threshold)) return this.propagateUnsampled ? new UnsampledSpan() : undefined;
     }
     const method = attrs.method.toUpperCase();
     const known = KNOWN_METHODS.has(method);

@@ -111,6 +111,24 @@ describe('tracing', () => {
     expect(await finished()).toEqual([]);
   });
 
+  it('gives every unsampled root fresh, valid ids across refills of the random pool', () => {
+    const { tracing } = setup(0);
+    const seen = new Set<string>();
+    // 1000 roots × 24 random bytes: the 4 KB pool is refilled several times on the way.
+    for (let i = 0; i < 1000; i++) {
+      const s = tracing.startServer({}, attrs)!;
+      expect(s.traceId).toMatch(/^[0-9a-f]{32}$/);
+      expect(s.spanId).toMatch(/^[0-9a-f]{16}$/);
+      expect(s.traceId).not.toBe('0'.repeat(32));
+      expect(s.spanId).not.toBe('0'.repeat(16));
+      const c = s.startAttempt(1, { cluster: REVIEWS_V1, upstreamHost: '10.0.0.7:9080' });
+      expect(c.spanId).toBe(s.spanId);
+      expect(toMap(c.headers()).traceparent).toBe(`00-${s.traceId}-${s.spanId}-00`);
+      seen.add(s.traceId);
+    }
+    expect(seen.size).toBe(1000);
+  });
+
   it('records a client span per attempt as siblings, with semconv and remora attributes', async () => {
     const { tracing, finished } = setup(100);
     const server = tracing.startServer({ 'user-agent': 'curl/8.0' }, attrs)!;
