@@ -49,7 +49,7 @@ export function parseTarget(url: string, hostHeader: string | undefined): Reques
     query = path.slice(q + 1);
     path = path.slice(0, q);
   }
-  if (path.includes('/.') || path.includes('%2e') || path.includes('%2E')) path = removeDotSegments(path);
+  if (path.includes('/.') || (path.includes('%') && (path.includes('%2e') || path.includes('%2E')))) path = removeDotSegments(path);
   return split(authority, scheme, path, query);
 }
 
@@ -66,14 +66,42 @@ function split(authority: string, scheme: string, path: string, query: string): 
     const colon = authority.lastIndexOf(':');
     if (colon >= 0) {
       host = authority.slice(0, colon);
-      explicitPort = Number(authority.slice(colon + 1));
+      explicitPort = portNumber(authority, colon + 1);
     }
   }
   if (!Number.isInteger(explicitPort) || explicitPort < 0 || explicitPort > 65535) return undefined;
-  host = host.toLowerCase();
-  if (host.endsWith('.')) host = host.slice(0, -1);
-  if (host === '' || /[\s/\\@]/.test(host)) return undefined;
+  if (isPlainLowercaseHost(host)) {
+    // The common case (a DNS name as apps write it): nothing to lowercase, no character to reject.
+    if (host.charCodeAt(host.length - 1) === 46 /* . */) host = host.slice(0, -1);
+    if (host === '') return undefined;
+  } else {
+    host = host.toLowerCase();
+    if (host.endsWith('.')) host = host.slice(0, -1);
+    if (host === '' || /[\s/\\@]/.test(host)) return undefined;
+  }
   return { authority, host, explicitPort, scheme, path, query };
+}
+
+/** Only `a-z`, `0-9`, `.` and `-`: already lowercase, and none of the characters a host must not contain. */
+function isPlainLowercaseHost(h: string): boolean {
+  for (let i = 0; i < h.length; i++) {
+    const c = h.charCodeAt(i);
+    if (!((c >= 97 && c <= 122) || (c >= 48 && c <= 57) || c === 46 || c === 45)) return false;
+  }
+  return true;
+}
+
+/** `Number(s.slice(from))`, without the slice for the usual 1–5 digit port; anything else gets Number's own rules. */
+function portNumber(s: string, from: number): number {
+  const n = s.length - from;
+  if (n < 1 || n > 5) return Number(s.slice(from));
+  let v = 0;
+  for (let i = from; i < s.length; i++) {
+    const d = s.charCodeAt(i) - 48;
+    if (d < 0 || d > 9) return Number(s.slice(from));
+    v = v * 10 + d;
+  }
+  return v;
 }
 
 /** RFC 3986 remove_dot_segments, also for percent-encoded dots. */
