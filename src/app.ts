@@ -3,8 +3,9 @@
  * telemetry and admin servers together, and owns the process lifecycle (ready, drain, exit).
  * No request logic lives here.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server as HttpServer, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { Http1Server, type Http1ServerOptions } from './http1/server.js';
 import { ConfigStore } from './discovery/config-store.js';
 import { FileWatcher } from './discovery/file-watcher.js';
 import type { KubernetesSource } from './discovery/k8s-source.js';
@@ -24,6 +25,13 @@ import { forwardProbe, parseAppProbers, type AppProber } from './admin/app-probe
 import { connect as netConnect } from 'node:net';
 import { Logger, type Level } from './util/logger.js';
 import type { ClusterRuntime, ClusterView, RequestRecord } from './model.js';
+
+
+/** A listener: node:http for admin/stats/health, Http1Server for the data plane. */
+type Server = HttpServer | Http1Server;
+
+/** Data-plane listener limits: Envoy-like idle keep-alive, a 30 s head deadline (slowloris), node's 16 KiB head. */
+const LISTENER_HTTP: Http1ServerOptions = { keepAliveTimeoutMs: 65_000, headersTimeoutMs: 30_000, maxHeaderSize: 16_384 };
 
 export interface RunOptions {
   configPaths: string[];
@@ -216,18 +224,18 @@ export class Sidecar {
       throw err;
     }
     const onClose = this.onResponseClose;
-    const outbound = createServer({ keepAliveTimeout: 65_000, headersTimeout: 30_000, requestTimeout: 0 }, (req: IncomingMessage, res: ServerResponse) => {
+    const outbound = new Http1Server((req, res) => {
       this.active++;
       res.on('close', onClose);
       handleOutbound(req, res, this.outboundEnv);
-    });
+    }, LISTENER_HTTP);
     await this.listen('outbound', outbound, this.opts.outboundAddress, this.opts.outboundPort);
     if (this.opts.appPorts.length > 0) {
-      const inbound = createServer({ keepAliveTimeout: 65_000, headersTimeout: 30_000, requestTimeout: 0 }, (req: IncomingMessage, res: ServerResponse) => {
+      const inbound = new Http1Server((req, res) => {
         this.active++;
         res.on('close', onClose);
         handleInbound(req, res, this.inboundEnv, this.inboundRuntimes);
-      });
+      }, LISTENER_HTTP);
       await this.listen('inbound', inbound, this.opts.inboundAddress, this.opts.inboundPort);
     }
     if (this.opts.serveAdmin !== false) await this.listenAdmin();
@@ -282,12 +290,15 @@ export class Sidecar {
   };
 
   private async listen(name: string, server: Server, address: string, port: number): Promise<void> {
-    server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
-      if (!socket.writable) { socket.destroy(); return; }
-      const code = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
-      const text = code === 431 ? 'Request Header Fields Too Large' : code === 408 ? 'Request Timeout' : 'Bad Request';
-      socket.end(`HTTP/1.1 ${code} ${text}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
-    });
+    // The data-plane listeners answer malformed requests themselves (Http1Server); the admin ones are node:http.
+    if (!(server instanceof Http1Server)) {
+      server.on('clientError', (err: NodeJS.ErrnoException, socket: import('node:stream').Duplex) => {
+        if (!socket.writable) { socket.destroy(); return; }
+        const code = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+        const text = code === 431 ? 'Request Header Fields Too Large' : code === 408 ? 'Request Timeout' : 'Bad Request';
+        socket.end(`HTTP/1.1 ${code} ${text}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+      });
+    }
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(port, address, () => { server.off('error', reject); resolve(); });

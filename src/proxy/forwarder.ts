@@ -5,9 +5,9 @@
  * Hot path: one Exchange per request and one Attempt per try are the only objects it allocates
  * beyond header arrays; callbacks are methods, timers take the object as an argument (no closures).
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Http1Request, Http1Response } from '../http1/server.js';
 import { performance } from 'node:perf_hooks';
-import type { Client, Dispatcher } from 'undici';
+import type { Readable } from 'node:stream';
 import type { AttemptOutcome, ClusterDef, ClusterRuntime, Endpoint, RequestRecord, ResponseFlag, RetryPolicy } from '../model.js';
 import type { CompiledDestination, CompiledRoute, HeaderOps } from '../routing/route.js';
 import type { ClusterManager } from '../upstream/cluster-manager.js';
@@ -16,7 +16,7 @@ import { hashKeyFor } from '../upstream/hash-key.js';
 import { applyHeaderOps, downstreamResponseHeaders, setHeader } from './headers.js';
 import { E, type LocalError } from './local-reply.js';
 import type { ClusterCounters, Observer } from './observer.js';
-import { installReuseTracking, type ReuseAware } from './socket-reuse.js';
+import type { H1Pool, UpstreamHandler, UpstreamRequest } from '../upstream/h1-pool.js';
 import type { ClientSpan, ProxyTracing, ServerSpan } from '../telemetry/tracing.js';
 
 export interface ForwardContext {
@@ -62,10 +62,8 @@ export interface ForwardPlan {
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 const kExchange = Symbol('remora.exchange');
 
-let reuseInstalled = false;
-
 /** Read a request body into memory when it is small enough to replay; otherwise stream it (no retries). */
-function bodyMode(req: IncomingMessage, limit: number): 'none' | 'buffer' | 'stream' {
+function bodyMode(req: Http1Request, limit: number): 'none' | 'buffer' | 'stream' {
   const te = req.headers['transfer-encoding'];
   const cl = req.headers['content-length'];
   if (te === undefined) {
@@ -76,11 +74,7 @@ function bodyMode(req: IncomingMessage, limit: number): 'none' | 'buffer' | 'str
   return 'stream';
 }
 
-export function forward(req: IncomingMessage, res: ServerResponse, plan: ForwardPlan, ctx: ForwardContext): void {
-  if (!reuseInstalled) {
-    reuseInstalled = true;
-    installReuseTracking((h): h is ReuseAware => h instanceof Attempt);
-  }
+export function forward(req: Http1Request, res: Http1Response, plan: ForwardPlan, ctx: ForwardContext): void {
   const ex = new Exchange(req, res, plan, ctx);
   const mode = bodyMode(req, ctx.retryBufferBytes);
   if (mode === 'none') {
@@ -88,25 +82,26 @@ export function forward(req: IncomingMessage, res: ServerResponse, plan: Forward
     ex.replayable = true;
     ex.start();
   } else if (mode === 'stream') {
-    ex.body = req;
+    ex.body = req.body;
     ex.replayable = false;
     ex.start();
   } else {
     ex.replayable = true;
     const chunks: Buffer[] = [];
     let size = 0;
-    req.on('data', (c: Buffer) => { chunks.push(c); size += c.length; });
-    req.on('end', () => {
+    const body = req.body!;
+    body.on('data', (c: Buffer) => { chunks.push(c); size += c.length; });
+    body.on('end', () => {
       ex.body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
       ex.bytesReceived = size;
       ex.start();
     });
-    req.on('error', () => ex.downstreamGone());
+    body.on('error', () => ex.downstreamGone());
   }
 }
 
 class Exchange {
-  body: Buffer | IncomingMessage | null = null;
+  body: Buffer | Readable | null = null;
   replayable = false;
   bytesReceived = 0;
   bytesSent = 0;
@@ -137,7 +132,7 @@ class Exchange {
   grpcStatus: number | undefined;
   private span: ServerSpan | undefined;
 
-  constructor(readonly req: IncomingMessage, readonly res: ServerResponse, readonly plan: ForwardPlan, readonly ctx: ForwardContext) {
+  constructor(readonly req: Http1Request, readonly res: Http1Response, readonly plan: ForwardPlan, readonly ctx: ForwardContext) {
     this.flags = plan.flags;
     if (ctx.tracing.enabled) {
       this.span = ctx.tracing.startServer(req.headers, { method: plan.method, path: plan.originalPath, authority: plan.authority, direction: plan.direction, peer: `${plan.remote}:${this.req.socket.remotePort ?? 0}` });
@@ -208,36 +203,22 @@ class Exchange {
       if (tryMs === 0 || left < tryMs) tryMs = 0; // the route timer fires first
     }
     if (tryMs > 0) a.timer = setTimeout(onAttemptTimeout, tryMs, a);
-    let pool: Dispatcher;
-    let single: Client | undefined;
-    if (this.freshConnection) {
-      this.freshConnection = false;
-      pool = single = this.ctx.clusters.fresh(ep, rt.def.policy.pool);
-    } else {
-      pool = this.ctx.clusters.pool(ep, rt.def.policy.pool);
-    }
-    const opts: Dispatcher.DispatchOptions = {
-      path: this.plan.path,
-      method: this.plan.method as Dispatcher.HttpMethod,
-      headers,
-      body: this.body as never,
-      // Our retry loop decides; undici must not retry on its own.
-      idempotent: false,
-      blocking: false,
-      headersTimeout: 0,
-      bodyTimeout: 0,
-    };
+    const pool: H1Pool = this.ctx.clusters.pool(ep, rt.def.policy.pool);
+    const req: UpstreamRequest = { method: this.plan.method, path: this.plan.path, headers, body: this.body };
     try {
-      pool.dispatch(opts, a as unknown as Dispatcher.DispatchHandler);
+      if (this.freshConnection) {
+        this.freshConnection = false;
+        pool.dispatchFresh(req, a);
+      } else {
+        pool.dispatch(req, a);
+      }
     } catch (err) {
       a.onError(err as Error);
     }
-    // close() lets the one request finish first, then releases the connection.
-    if (single !== undefined) single.close().catch(ignoreError);
   }
 
   /** Called by the attempt when the upstream answered with headers. Returns false if the attempt was dropped for a retry. */
-  onResponseHeaders(a: Attempt, status: number, raw: Buffer[]): boolean {
+  onResponseHeaders(a: Attempt, status: number, raw: string[]): boolean {
     const rt = this.plan.cluster;
     const now = this.ctx.now();
     const latency = now - a.startedAt;
@@ -263,7 +244,7 @@ class Exchange {
     return true;
   }
 
-  private commitResponse(a: Attempt, status: number, raw: Buffer[], latency: number): void {
+  private commitResponse(a: Attempt, status: number, raw: string[], latency: number): void {
     this.clearRouteTimer();
     this.status = status;
     this.serviceTimeMs = latency;
@@ -285,7 +266,7 @@ class Exchange {
     this.responseHeaders = headers;
     void a;
     try {
-      this.res.writeHead(status, headers as unknown as Record<string, string>);
+      this.res.writeHead(status, headers);
     } catch {
       // Invalid header from upstream: answer 502 instead of crashing.
       this.responded = false;
@@ -385,11 +366,11 @@ class Exchange {
     return this.res.write(chunk);
   }
 
-  onResponseEnd(trailers: Buffer[] | string[] | null): void {
+  onResponseEnd(trailers: string[] | null): void {
     if (this.finished) return;
     if (trailers && trailers.length > 0 && this.res.chunkedEncoding) {
       const t: Record<string, string> = {};
-      for (let i = 0; i < trailers.length; i += 2) t[trailers[i]!.toString()] = trailers[i + 1]!.toString();
+      for (let i = 0; i < trailers.length; i += 2) t[trailers[i]!] = trailers[i + 1]!;
       this.res.addTrailers(t);
     }
     this.res.end();
@@ -435,7 +416,7 @@ class Exchange {
       const headers: string[] = ['content-type', 'text/plain', 'content-length', String(Buffer.byteLength(body)), 'x-remora-proxy-error', `${err.flag} ${err.details}`];
       if (overloaded) headers.push('x-envoy-overloaded', 'true');
       if (this.ctx.draining && this.plan.direction === 'inbound') headers.push('connection', 'close');
-      this.res.writeHead(err.status, headers as unknown as Record<string, string>);
+      this.res.writeHead(err.status, headers);
       this.res.end(body);
       this.bytesSent += body.length;
     } else {
@@ -460,7 +441,7 @@ class Exchange {
     if (this.backoffTimer) { clearTimeout(this.backoffTimer); this.backoffTimer = undefined; }
     if (this.admitted) { this.admitted = false; this.plan.cluster.release(); }
     if (this.retryHeld !== 0) { this.plan.cluster.endRetry(this.retryHeld === 2); this.retryHeld = 0; }
-    if (this.body !== null && !Buffer.isBuffer(this.body) && !this.body.complete) this.body.resume();
+    if (this.body !== null && !Buffer.isBuffer(this.body) && !this.req.complete) this.req.resume();
     const p = this.plan;
     const def: ClusterDef = p.cluster.def;
     const rec = new ProxyRecord(p, this, def);
@@ -474,17 +455,16 @@ class Exchange {
 
 const NO_PICK = {};
 
-function onResponseClose(this: ServerResponse): void {
+function onResponseClose(this: Http1Response): void {
   const ex = (this as unknown as Record<symbol, Exchange | undefined>)[kExchange];
   if (ex !== undefined && !ex.finished) ex.downstreamGone();
 }
-function ignoreError(): void { /* the request's own handler saw any error */ }
 function onRouteTimeout(ex: Exchange): void { ex.onRouteTimeout(); }
 function onBackoffDone(ex: Exchange): void { (ex as unknown as { tryOnce(): void }).tryOnce(); }
 function onAttemptTimeout(a: Attempt): void { a.onTimeout(); }
 
-/** An undici dispatch handler for one try (legacy handler API: raw header buffers, no per-call wrapping). */
-class Attempt implements ReuseAware {
+/** The upstream handler of one try. */
+class Attempt implements UpstreamHandler {
   reused = false;
   span: ClientSpan | undefined;
   done = false;
@@ -519,13 +499,12 @@ class Attempt implements ReuseAware {
     this.bodyFullySent = true;
   }
 
-  onBodySent(chunk: Buffer | string): void {
+  onBodySent(chunk: Buffer): void {
     if (this.ex.body !== null && !Buffer.isBuffer(this.ex.body)) this.ex.bytesReceived += chunk.length;
   }
 
-  onHeaders(status: number, raw: Buffer[], resume: () => void): boolean {
+  onHeaders(status: number, raw: string[], resume: () => void): boolean {
     if (this.done) return false;
-    if (status < 200) return true; // 1xx informational (100 Continue): wait for the real response
     this.headersSeen = true;
     this.clearTimer();
     this.resumeFn = resume;
@@ -543,7 +522,7 @@ class Attempt implements ReuseAware {
     this.resumeFn?.();
   };
 
-  onComplete(trailers: Buffer[] | null): void {
+  onComplete(trailers: string[] | null): void {
     if (this.done) return;
     this.done = true;
     this.clearTimer();
@@ -573,13 +552,6 @@ class Attempt implements ReuseAware {
       this.ex.onAttemptFailed(this, { kind: 'timeout' }, true);
     }
   }
-
-  onUpgrade(): void {
-    // Unsolicited 101 (we never ask for upgrades here): treat as a protocol error.
-    if (this.done) return;
-    this.done = true;
-    this.ex.onAttemptFailed(this, { kind: 'reset' }, false);
-  }
 }
 
 const CONNECT_CODES = new Set(['ECONNREFUSED', 'UND_ERR_CONNECT_TIMEOUT', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL', 'ECONNABORTED']);
@@ -591,11 +563,11 @@ export function classify(err: Error): AttemptOutcome {
   return { kind: 'reset' };
 }
 
-function grpcStatusOf(raw: Buffer[]): number | undefined {
+function grpcStatusOf(raw: readonly string[]): number | undefined {
   for (let i = 0; i < raw.length; i += 2) {
     const k = raw[i]!;
-    if (k.length === 11 && k.toString().toLowerCase() === 'grpc-status') {
-      const n = Number(raw[i + 1]!.toString());
+    if (k.length === 11 && k.toLowerCase() === 'grpc-status') {
+      const n = Number(raw[i + 1]!);
       return Number.isFinite(n) ? n : undefined;
     }
   }

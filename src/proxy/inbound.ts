@@ -4,7 +4,7 @@
  * keep-alive race protection (as Istio's inbound routes); while draining, responses carry Connection: close.
  * When NetworkPolicy/AuthorizationPolicy apply (InboundAuthorizer), a denied request gets Envoy's RBAC 403 locally.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Http1Request, Http1Response } from '../http1/server.js';
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { ClusterDef, ClusterRuntime, RetryPolicy } from '../model.js';
@@ -41,7 +41,7 @@ export function inboundClusters(appPorts: readonly number[], appHost: string): C
 
 let noRetry: RetryPolicy | undefined;
 
-export function handleInbound(req: IncomingMessage, res: ServerResponse, env: InboundEnv, runtimes: ReadonlyMap<number, ClusterRuntime>): void {
+export function handleInbound(req: Http1Request, res: Http1Response, env: InboundEnv, runtimes: ReadonlyMap<number, ClusterRuntime>): void {
   const startTime = Date.now();
   const startHr = performance.now();
   noRetry ??= compileRetryPolicy({ attempts: 0 }, 0);
@@ -94,14 +94,14 @@ export function handleInbound(req: IncomingMessage, res: ServerResponse, env: In
 
 /** A reply made by the sidecar itself (no app involved), recorded like forwarded inbound requests. */
 function localInbound(
-  req: IncomingMessage, res: ServerResponse, env: InboundEnv, rt: ClusterRuntime, target: RequestTarget | undefined, requestId: string,
+  req: Http1Request, res: Http1Response, env: InboundEnv, rt: ClusterRuntime, target: RequestTarget | undefined, requestId: string,
   startTime: number, startHr: number, status: number, text: string, flag: string, details: string,
 ): void {
   const body = Buffer.from(text);
   const headers = ['content-type', 'text/plain', 'content-length', String(body.length), 'x-request-id', requestId];
   if (env.draining) headers.push('connection', 'close');
   if (!res.headersSent) {
-    res.writeHead(status, headers as unknown as Record<string, string>);
+    res.writeHead(status, headers);
     res.end(body);
   }
   // Drain any request body so the connection can be reused.

@@ -2,7 +2,7 @@
  * Replies the proxy makes itself, with Envoy's status codes, bodies and response flags, plus an
  * `x-remora-proxy-error` header so operators can tell proxy failures from app failures (like Linkerd's l5d-proxy-error).
  */
-import type { IncomingMessage } from 'node:http';
+import type { Http1Request } from '../http1/server.js';
 import { performance } from 'node:perf_hooks';
 import type { RequestRecord, ResponseFlag } from '../model.js';
 
@@ -30,7 +30,7 @@ export const E = {
 
 /** The RequestRecord of a reply the proxy made itself (no upstream attempt), on either listener. */
 export function localReplyRecord(
-  req: IncomingMessage,
+  req: Http1Request,
   r: { direction: 'outbound' | 'inbound'; startTime: number; startHr: number; authority: string | undefined; requestId: string; status: number; flag: string; details: string; bytesSent: number },
 ): RequestRecord {
   return {

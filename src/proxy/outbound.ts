@@ -3,10 +3,10 @@
  * matching route, apply local actions (redirect, direct response, fault, CORS), pick the weighted
  * destination, rewrite, and hand the request to the forwarder.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Http1Request, Http1Response } from '../http1/server.js';
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import type { Pool } from '../upstream/undici-core.js';
+import type { H1Pool, UpstreamHandler } from '../upstream/h1-pool.js';
 import type { Snapshot } from '../config/snapshot.js';
 import { lookupHost } from '../config/compile.js';
 import { destinationPort, findRoute, pickDestination, type CompiledDestination, type CompiledRoute, type RequestView } from '../routing/route.js';
@@ -22,7 +22,7 @@ export interface OutboundEnv extends ForwardContext {
   snapshot(): Snapshot | undefined;
 }
 
-export function handleOutbound(req: IncomingMessage, res: ServerResponse, env: OutboundEnv): void {
+export function handleOutbound(req: Http1Request, res: Http1Response, env: OutboundEnv): void {
   const startTime = Date.now();
   const startHr = performance.now();
   const snap = env.snapshot();
@@ -106,8 +106,8 @@ export function handleOutbound(req: IncomingMessage, res: ServerResponse, env: O
 }
 
 interface Base {
-  req: IncomingMessage;
-  res: ServerResponse;
+  req: Http1Request;
+  res: Http1Response;
   env: OutboundEnv;
   startTime: number;
   startHr: number;
@@ -212,15 +212,20 @@ function send(
 /** Longest a shadow request may take (ms); its result is ignored anyway. */
 const MIRROR_TIMEOUT_MS = 10_000;
 
-const mirrorHandler = {
-  onConnect(): void {},
-  onHeaders(): boolean { return true; },
-  onData(): boolean { return true; },
-  onComplete(): void {},
-  onError(): void {},
-};
+/** A shadow request: its answer is read and dropped; it is cut off after MIRROR_TIMEOUT_MS. */
+class MirrorHandler implements UpstreamHandler {
+  private timer: NodeJS.Timeout | undefined;
+  onConnect(abort: (err?: Error) => void): void {
+    this.timer = setTimeout(abort, MIRROR_TIMEOUT_MS);
+    this.timer.unref();
+  }
+  onHeaders(): boolean { return true; }
+  onData(): boolean { return true; }
+  onComplete(): void { clearTimeout(this.timer); }
+  onError(): void { clearTimeout(this.timer); }
+}
 
-function mirror(env: OutboundEnv, route: CompiledRoute, req: IncomingMessage, headers: readonly string[], path: string, host: string, view: RequestView, explicitPort: number): void {
+function mirror(env: OutboundEnv, route: CompiledRoute, req: Http1Request, headers: readonly string[], path: string, host: string, view: RequestView, explicitPort: number): void {
   // Only bodiless requests are mirrored: a streamed body can be read once (documented in docs/configuration.md).
   if (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0') return;
   if (req.headers['transfer-encoding'] !== undefined) return;
@@ -235,10 +240,10 @@ function mirror(env: OutboundEnv, route: CompiledRoute, req: IncomingMessage, he
     if (ep === undefined) continue;
     const h = headers.slice();
     for (let i = 0; i < h.length; i += 2) if (h[i]!.toLowerCase() === 'host') h[i + 1] = `${hostOnly(host)}-shadow${host.slice(hostOnly(host).length)}`;
-    const pool: Pool = env.clusters.pool(ep, def.policy.pool);
+    const pool: H1Pool = env.clusters.pool(ep, def.policy.pool);
     try {
       // Shadows get a bounded life: a shadow that never answers must not hold a connection forever.
-      pool.dispatch({ path, method: view.method as never, headers: h, body: null, headersTimeout: MIRROR_TIMEOUT_MS, bodyTimeout: MIRROR_TIMEOUT_MS }, mirrorHandler as never);
+      pool.dispatch({ path, method: view.method, headers: h, body: null }, new MirrorHandler());
     } catch { /* a mirror never affects the primary */ }
   }
 }
@@ -286,7 +291,7 @@ function localCustom(b: Base, status: number, body: Buffer, flag: string, detail
   headers.push('content-length', String(body.length));
   if (route?.responseHeaders) applyHeaderOps(headers, route.responseHeaders);
   if (!res.headersSent) {
-    res.writeHead(status, headers as unknown as Record<string, string>);
+    res.writeHead(status, headers);
     res.end(body);
   }
   // Drain any request body so the connection can be reused.

@@ -1,11 +1,10 @@
 /**
  * Owns the live side of clusters across snapshot swaps: one ClusterRuntime per cluster name (LB,
- * outlier, limits) and one keep-alive undici Pool per endpoint and connection settings.
+ * outlier, limits) and one keep-alive H1Pool per endpoint and connection settings.
  * On a swap, runtimes are updated in place, new ones created, removed ones dropped; pools no longer
  * referenced are closed gracefully (in-flight requests finish first) in small batches, never recursively.
  */
-import { Client, Pool } from './undici-core.js';
-import type { Client as ClientT, Pool as PoolT } from 'undici';
+import { H1Pool, type H1PoolOptions } from './h1-pool.js';
 import type { ClusterDef, ClusterRuntime, Endpoint, PoolLimits } from '../model.js';
 import type { Snapshot } from '../config/snapshot.js';
 import { createClusterRuntime } from './cluster-runtime.js';
@@ -14,7 +13,7 @@ import { compileClusterPolicy } from './policy.js';
 const MAX_U32 = 4294967295;
 
 export interface PoolDefaults {
-  /** Upper bound of idle keep-alive time (ms). undici lowers it further from a server's `Keep-Alive: timeout=` hint. */
+  /** Upper bound of idle keep-alive time (ms). The pool lowers it further from a server's `Keep-Alive: timeout=` hint. */
   keepAliveMs: number;
   /** Time to wait for response headers when no route timeout applies (ms). */
   headersTimeoutMs: number;
@@ -22,7 +21,7 @@ export interface PoolDefaults {
 
 export class ClusterManager {
   private runtimes = new Map<string, ClusterRuntime>();
-  private pools = new Map<string, Pool>();
+  private pools = new Map<string, H1Pool>();
   /** Passthrough/ NONE clusters created on demand, keyed by host:port (bounded). */
   private dynamic = new Map<string, ClusterRuntime>();
   /** Clusters that do not come from config (inbound app ports): never dropped on a swap. */
@@ -77,56 +76,36 @@ export class ClusterManager {
     for (const k of this.dynamic.keys()) { if (n-- <= 0) break; this.dynamic.delete(k); }
   }
 
-  pool(ep: Endpoint, limits: PoolLimits): Pool {
+  pool(ep: Endpoint, limits: PoolLimits): H1Pool {
     // Hot path: a cluster's PoolLimits object is stable for a snapshot, so look the pool up by that object and the
     // endpoint key first, without building the full key string on every request.
     let byEp = this.poolCache.get(limits);
     if (byEp === undefined) { byEp = new Map(); this.poolCache.set(limits, byEp); }
     const cached = byEp.get(ep.key);
-    if (cached !== undefined && !cached.closed && !cached.destroyed) return cached;
+    if (cached !== undefined && !cached.closed) return cached;
     const key = poolKey(ep, limits);
     let p = this.pools.get(key);
-    if (p !== undefined) byEp.set(ep.key, p);
     if (p === undefined) {
-      p = new Pool(originOf(ep), {
-        ...this.clientOptions(limits),
-        connections: limits.maxConnections >= MAX_U32 ? null : limits.maxConnections,
-      } as PoolT.Options);
-      p.on('connectionError', ignore);
+      p = new H1Pool(ep.address, ep.port, this.poolOptions(limits));
       this.pools.set(key, p);
-      byEp.set(ep.key, p);
     }
+    byEp.set(ep.key, p);
     return p;
   }
-  private poolCache = new WeakMap<PoolLimits, Map<string, Pool>>();
+  private poolCache = new WeakMap<PoolLimits, Map<string, H1Pool>>();
 
-  /**
-   * A single-use client on a new connection to `ep`, for the one request that must not ride a reused keep-alive
-   * connection (the keep-alive race retry: another idle pooled connection may be just as close to the server's
-   * idle close). It closes itself once that request has finished. Not counted against maxConnections: it
-   * replaces a connection the server just closed.
-   */
-  fresh(ep: Endpoint, limits: PoolLimits): Client {
-    const c = new Client(originOf(ep), this.clientOptions(limits));
-    c.on('connectionError', ignore);
-    return c;
-  }
-
-  private clientOptions(limits: PoolLimits): ClientT.Options {
+  private poolOptions(limits: PoolLimits): H1PoolOptions {
     const keepAlive = Math.min(this.poolDefaults.keepAliveMs, limits.httpIdleTimeoutMs || this.poolDefaults.keepAliveMs);
     return {
-      pipelining: 1,
-      keepAliveTimeout: keepAlive,
-      keepAliveMaxTimeout: keepAlive,
-      // undici subtracts this from a server's Keep-Alive hint so we close before the server does (the 503 UC race).
-      keepAliveTimeoutThreshold: 1000,
-      connectTimeout: limits.connectTimeoutMs,
-      headersTimeout: 0,
-      bodyTimeout: 0,
-      maxRequestsPerClient: limits.maxRequestsPerConnection > 0 ? limits.maxRequestsPerConnection : undefined,
-      strictContentLength: true,
-      ...(limits.maxConnectionDurationMs > 0 ? { clientTtl: limits.maxConnectionDurationMs } : {}),
-    } as ClientT.Options;
+      maxConnections: limits.maxConnections >= MAX_U32 ? Infinity : limits.maxConnections,
+      connectTimeoutMs: limits.connectTimeoutMs,
+      keepAliveMs: keepAlive,
+      // Subtracted from a server's Keep-Alive hint so we close before the server does (the 503 UC race).
+      keepAliveThresholdMs: 1000,
+      maxRequestsPerConnection: limits.maxRequestsPerConnection > 0 ? limits.maxRequestsPerConnection : 0,
+      maxConnectionDurationMs: limits.maxConnectionDurationMs,
+      tcpKeepaliveMs: limits.tcpKeepalive?.timeMs ?? 0,
+    };
   }
 
   /** After a swap: refresh runtimes, forget removed clusters, close pools nobody references. */
@@ -139,7 +118,7 @@ export class ClusterManager {
     }
     for (const name of [...this.runtimes.keys()]) if (!snap.clusters.has(name)) this.runtimes.delete(name);
     for (const m of [this.dynamic, this.pinned]) for (const rt of m.values()) for (const ep of rt.def.endpoints) live.add(poolKey(ep, rt.def.policy.pool));
-    const dead: Pool[] = [];
+    const dead: H1Pool[] = [];
     for (const [k, p] of this.pools) if (!live.has(k)) { this.pools.delete(k); dead.push(p); }
     closeInBatches(dead);
   }
@@ -165,18 +144,12 @@ export class ClusterManager {
   }
 }
 
-function ignore(): void { /* connection errors are reported per request */ }
-
-function originOf(ep: Endpoint): string {
-  return `http://${ep.address.includes(':') ? `[${ep.address}]` : ep.address}:${ep.port}`;
-}
-
 function poolKey(ep: Endpoint, l: PoolLimits): string {
   return `${ep.key}|${l.maxConnections}|${l.connectTimeoutMs}|${l.maxRequestsPerConnection}|${l.httpIdleTimeoutMs}|${l.maxConnectionDurationMs}`;
 }
 
 /** Close removed pools a few at a time from the event loop (CVE-2022-23606: no deep recursion on mass removal). */
-function closeInBatches(pools: Pool[]): void {
+function closeInBatches(pools: H1Pool[]): void {
   if (pools.length === 0) return;
   const batch = pools.splice(0, 64);
   for (const p of batch) p.close().catch(() => { /* already closed */ });

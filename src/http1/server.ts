@@ -1,0 +1,620 @@
+/**
+ * The data plane's HTTP/1.x server: Node's own llhttp parser (the binding node:http uses, from `_http_common`)
+ * driven directly over `net` sockets, with a request/response pair that carries only what a proxy needs.
+ * It replaces node:http's server layer on the outbound and inbound listeners because that layer was the
+ * largest single cost of a proxied request (IncomingMessage/ServerResponse streams, header objects, corked
+ * writes): see docs/architecture.md "Downstream HTTP/1 server" for the measurements and the behaviour kept.
+ */
+import net from 'node:net';
+import { Readable } from 'node:stream';
+import { createRequire } from 'node:module';
+import { STATUS_CODES, type IncomingHttpHeaders } from 'node:http';
+
+const require = createRequire(import.meta.url);
+
+interface NativeParser {
+  initialize(type: number, resource: object, maxHeaderSize?: number, lenient?: number): void;
+  execute(data: Buffer): number | Error;
+  finish(): number | Error;
+  close(): void;
+  remove?(): void;
+  [k: number]: unknown;
+  conn?: Connection;
+}
+const common = require('_http_common') as {
+  HTTPParser: { new(): NativeParser; REQUEST: number; kOnMessageBegin: number; kOnHeaders: number; kOnHeadersComplete: number; kOnBody: number; kOnMessageComplete: number; kOnExecute: number; kLenientNone: number };
+  methods: string[];
+};
+const { HTTPParser, methods: METHODS } = common;
+
+export interface Http1ServerOptions {
+  /** Idle keep-alive connections are closed after this long (ms). Default 65 s (Node's/AWS ALB's 60 s + margin). */
+  keepAliveTimeoutMs?: number;
+  /** A request's headers must arrive within this long (ms) of its first byte, else 408 (slowloris). Default 30 s. */
+  headersTimeoutMs?: number;
+  /** Largest request head (bytes), as node:http's `maxHeaderSize`; above it the answer is 431. Default 16 KiB. */
+  maxHeaderSize?: number;
+  /** Pipelined requests in flight on one connection before the proxy stops reading from it. Default 16. */
+  maxPipelined?: number;
+}
+
+export type RequestHandler = (req: Http1Request, res: Http1Response) => void;
+
+/** Header names whose repeats node:http drops (first wins), so `headers` reads the same as IncomingMessage's. */
+const SINGLE = new Set([
+  'content-type', 'content-length', 'user-agent', 'referer', 'host', 'authorization', 'proxy-authorization',
+  'if-modified-since', 'if-unmodified-since', 'from', 'location', 'max-forwards', 'retry-after', 'etag',
+  'last-modified', 'server', 'age', 'expires',
+]);
+
+/** Flat raw headers → node:http's `headers` object (lowercase keys; set-cookie array; cookie joined by '; '). */
+export function headersObject(raw: readonly string[]): Record<string, string | string[] | undefined> {
+  const o: Record<string, string | string[] | undefined> = Object.create(null) as Record<string, string | string[] | undefined>;
+  for (let i = 0; i < raw.length; i += 2) {
+    const k = raw[i]!.toLowerCase();
+    const v = raw[i + 1]!;
+    const cur = o[k];
+    if (cur === undefined) {
+      o[k] = k === 'set-cookie' ? [v] : v;
+    } else if (k === 'set-cookie') {
+      (cur as string[]).push(v);
+    } else if (!SINGLE.has(k)) {
+      o[k] = k === 'cookie' ? `${cur as string}; ${v}` : `${cur as string}, ${v}`;
+    }
+  }
+  return o;
+}
+
+/** One downstream request. The body, when the request has one, is a Readable created at the head. */
+export class Http1Request {
+  readonly method: string;
+  readonly url: string;
+  readonly httpVersion: '1.0' | '1.1';
+  readonly rawHeaders: string[];
+  readonly socket: net.Socket;
+  /** The request body stream, or null when the head says there is none (no Content-Length > 0, no Transfer-Encoding). */
+  readonly body: Readable | null;
+  /** The whole message (head and body) was read. */
+  complete = false;
+  private headerObject: IncomingHttpHeaders | undefined;
+
+  constructor(socket: net.Socket, method: string, url: string, minor: number, raw: string[], hasBody: boolean, conn: Connection) {
+    this.socket = socket;
+    this.method = method;
+    this.url = url;
+    this.httpVersion = minor === 0 ? '1.0' : '1.1';
+    this.rawHeaders = raw;
+    this.body = hasBody ? new BodyStream(conn) : null;
+  }
+
+  /** node:http's `headers` view, built on first use. */
+  get headers(): IncomingHttpHeaders {
+    return (this.headerObject ??= headersObject(this.rawHeaders) as IncomingHttpHeaders);
+  }
+
+  /** Discard the rest of the body (the proxy answered without reading it), so the connection stays usable. */
+  resume(): void {
+    if (this.body !== null && !this.complete) this.body.resume();
+  }
+}
+
+/** A request body: pushes parser chunks; reading pauses the socket when the consumer is slower than the peer. */
+class BodyStream extends Readable {
+  constructor(private readonly conn: Connection) {
+    super();
+  }
+
+  override _read(): void {
+    this.conn.resumeReading();
+  }
+}
+
+type Listener = () => void;
+
+/**
+ * One downstream response. `writeHead` takes a flat [name, value, …] array (original case kept), chooses the
+ * framing (Content-Length as given, else chunked on HTTP/1.1, else close-delimited) and holds the head until the
+ * first body bytes or `end`, so a small response leaves in one write.
+ */
+export class Http1Response {
+  statusCode = 0;
+  headersSent = false;
+  finished = false;
+  destroyed = false;
+  chunkedEncoding = false;
+  /** Close the connection once this response is written (request asked, response said so, or close-delimited). */
+  closeAfter: boolean;
+  private noBody = false;
+  private head: string | undefined;
+  /** Output held while an earlier pipelined response on the connection is still being written. */
+  private held: Array<string | Buffer> | undefined;
+  private trailers: string | undefined;
+  private closeListeners: Listener | Listener[] | undefined;
+  private drainListeners: Listener[] | undefined;
+  private closed = false;
+
+  constructor(private readonly conn: Connection, private readonly req: Http1Request, keepAlive: boolean) {
+    this.closeAfter = !keepAlive;
+  }
+
+  writeHead(status: number, headers: readonly string[]): this {
+    if (this.headersSent) throw new Error('headers already sent');
+    let s = `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Unknown'}\r\n`;
+    let hasLength = false;
+    let hasDate = false;
+    for (let i = 0; i < headers.length; i += 2) {
+      const name = headers[i]!;
+      const value = headers[i + 1]!;
+      if (!validName(name)) throw new InvalidHeaderError(`invalid header name ${JSON.stringify(name)}`);
+      if (INVALID_VALUE.test(value)) throw new InvalidHeaderError(`invalid value for header ${name}`);
+      const n = name.length;
+      if (n === 14 && name.toLowerCase() === 'content-length') hasLength = true;
+      else if (n === 10 && name.toLowerCase() === 'connection') {
+        if (/(^|[\s,])close($|[\s,])/i.test(value)) this.closeAfter = true;
+        continue; // written below, once, from closeAfter
+      } else if (n === 4 && name.toLowerCase() === 'date') hasDate = true;
+      else if (n === 17 && name.toLowerCase() === 'transfer-encoding') continue; // framing is ours to choose
+      s += `${name}: ${value}\r\n`;
+    }
+    this.statusCode = status;
+    this.noBody = this.req.method === 'HEAD' || status === 204 || status === 304 || status < 200;
+    if (!this.noBody && !hasLength) {
+      if (this.req.httpVersion === '1.1') {
+        this.chunkedEncoding = true;
+        s += 'Transfer-Encoding: chunked\r\n';
+      } else {
+        this.closeAfter = true; // HTTP/1.0: the body ends when the connection does
+      }
+    }
+    if (!hasDate) s += `Date: ${httpDate()}\r\n`;
+    if (this.closeAfter || this.conn.closing) {
+      this.closeAfter = true;
+      s += 'Connection: close\r\n';
+    } else if (this.req.httpVersion === '1.0') {
+      s += 'Connection: keep-alive\r\n';
+    }
+    this.head = `${s}\r\n`;
+    this.headersSent = true;
+    return this;
+  }
+
+  /** Write body bytes. Returns false when the socket's buffer is full ('drain' follows). */
+  write(chunk: Buffer | string): boolean {
+    if (this.finished || this.destroyed) return false;
+    if (!this.headersSent) this.writeHead(200, EMPTY);
+    if (this.noBody || chunk.length === 0) return this.flushHead();
+    if (this.chunkedEncoding) {
+      const len = typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.length;
+      return this.out(chunk, `${len.toString(16)}\r\n`, '\r\n');
+    }
+    return this.out(chunk, '', '');
+  }
+
+  end(chunk?: Buffer | string): void {
+    if (this.finished || this.destroyed) return;
+    if (!this.headersSent) this.writeHead(200, EMPTY);
+    if (chunk !== undefined && chunk.length > 0 && !this.noBody) {
+      if (this.chunkedEncoding) {
+        const len = typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.length;
+        this.out(chunk, `${len.toString(16)}\r\n`, `\r\n0\r\n${this.trailers ?? ''}\r\n`);
+      } else {
+        this.out(chunk, '', '');
+      }
+    } else if (this.chunkedEncoding && !this.noBody) {
+      this.emit(`0\r\n${this.trailers ?? ''}\r\n`);
+    } else {
+      this.flushHead();
+    }
+    this.finished = true;
+    this.conn.responseFinished(this);
+  }
+
+  /** Trailers for a chunked response (sent with the last chunk). */
+  addTrailers(t: Record<string, string>): void {
+    let s = '';
+    for (const k of Object.keys(t)) {
+      const v = t[k]!;
+      if (!validName(k) || INVALID_VALUE.test(v)) continue;
+      s += `${k}: ${v}\r\n`;
+    }
+    this.trailers = s;
+  }
+
+  /** Abort: the connection is closed (a response that started cannot be finished cleanly any other way). */
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.conn.sock.destroy();
+  }
+
+  on(event: 'close' | 'drain', fn: Listener): this {
+    if (event === 'close') {
+      const c = this.closeListeners;
+      if (c === undefined) this.closeListeners = fn;
+      else if (typeof c === 'function') this.closeListeners = [c, fn];
+      else c.push(fn);
+    } else {
+      (this.drainListeners ??= []).push(fn);
+    }
+    return this;
+  }
+
+  /** 'drain' listeners fire once anyway; 'close' fires once by nature. */
+  once(event: 'close' | 'drain', fn: Listener): this {
+    return this.on(event, fn);
+  }
+
+  /** @internal the socket drained: the writer may go on. */
+  drained(): void {
+    const d = this.drainListeners;
+    if (d === undefined) return;
+    this.drainListeners = undefined;
+    for (const f of d) f();
+  }
+
+  /** @internal fired once: after the response was written, or when the connection closed before that. */
+  fireClose(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (!this.finished) this.destroyed = true;
+    const c = this.closeListeners;
+    this.closeListeners = undefined;
+    if (c === undefined) return;
+    if (typeof c === 'function') c.call(this);
+    else for (const f of c) f.call(this);
+  }
+
+  /** @internal this response reached the front of the connection's queue: write what it held. */
+  release(): void {
+    const h = this.held;
+    if (h === undefined) return;
+    this.held = undefined;
+    for (const x of h) this.conn.write(x);
+  }
+
+  private flushHead(): boolean {
+    const h = this.head;
+    if (h === undefined) return true;
+    this.head = undefined;
+    return this.emit(h);
+  }
+
+  private out(chunk: Buffer | string, pre: string, post: string): boolean {
+    const h = this.head ?? '';
+    this.head = undefined;
+    if (typeof chunk === 'string') return this.emit(h + pre + chunk + post);
+    // Small bodies join the head in one latin1 string (bytes survive the round trip): one write, one syscall.
+    if (chunk.length <= 2048) return this.emit(h + pre + chunk.toString('latin1') + post);
+    if (h !== '' || pre !== '') this.emit(h + pre);
+    const ok = this.emit(chunk);
+    return post === '' ? ok : this.emit(post);
+  }
+
+  private emit(data: string | Buffer): boolean {
+    if (this.conn.front() !== this) {
+      (this.held ??= []).push(data);
+      return true;
+    }
+    return this.conn.write(data);
+  }
+}
+
+class InvalidHeaderError extends Error {
+  readonly code = 'ERR_INVALID_HTTP_TOKEN';
+}
+
+const EMPTY: readonly string[] = [];
+/** RFC 9110 token characters. */
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+/** What node:http refuses in a header value (control characters but HTAB; CR/LF would split the response). */
+const INVALID_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
+const validNames = new Set<string>();
+function validName(n: string): boolean {
+  if (validNames.has(n)) return true;
+  if (!TOKEN.test(n)) return false;
+  if (validNames.size < 4096) validNames.add(n);
+  return true;
+}
+
+let dateString = '';
+let dateSecond = 0;
+/** The IMF-fixdate of this second, built once per second. */
+function httpDate(): string {
+  const now = Date.now();
+  const sec = Math.floor(now / 1000);
+  if (sec !== dateSecond) {
+    dateSecond = sec;
+    dateString = new Date(sec * 1000).toUTCString();
+  }
+  return dateString;
+}
+
+const STATUS_TEXT: Record<number, string | undefined> = STATUS_CODES;
+
+/** One downstream connection: its parser, the request whose body is being read, and responses in request order. */
+class Connection {
+  readonly parser: NativeParser;
+  /** Responses not yet fully written, oldest first; only the first writes to the socket. */
+  readonly queue: Http1Response[] = [];
+  /** The request whose body the parser is reading. */
+  current: Http1Request | undefined;
+  /** Headers and URL delivered early (more than 32 header lines arrive in pieces). */
+  partialHeaders: string[] | undefined;
+  partialUrl = '';
+  /** When the head of the request being read started (ms), 0 between requests. */
+  headStartedAt = 0;
+  /** No further requests: close after the queued responses. */
+  closing = false;
+  private pausedByBody = false;
+  private pausedByQueue = false;
+  gone = false;
+
+  constructor(readonly server: Http1Server, readonly sock: net.Socket) {
+    const p = new HTTPParser();
+    p.initialize(HTTPParser.REQUEST, {}, server.maxHeaderSize, HTTPParser.kLenientNone);
+    p.conn = this;
+    p[HTTPParser.kOnMessageBegin] = onMessageBegin;
+    p[HTTPParser.kOnHeaders] = onHeaders;
+    p[HTTPParser.kOnHeadersComplete] = onHeadersComplete;
+    p[HTTPParser.kOnBody] = onBody;
+    p[HTTPParser.kOnMessageComplete] = onMessageComplete;
+    p[HTTPParser.kOnExecute] = noop;
+    this.parser = p;
+  }
+
+  front(): Http1Response | undefined {
+    return this.queue[0];
+  }
+
+  write(data: string | Buffer): boolean {
+    if (this.gone) return false;
+    return typeof data === 'string' ? this.sock.write(data, 'latin1') : this.sock.write(data);
+  }
+
+  onData(data: Buffer): void {
+    const r = this.parser.execute(data);
+    if (typeof r !== 'number') this.clientError(r);
+  }
+
+  /** A request head arrived: make the pair and hand it to the proxy. */
+  request(major: number, minor: number, raw: string[], method: string, url: string, upgrade: boolean, keepAlive: boolean): void {
+    let hasBody = false;
+    let expectContinue = false;
+    for (let i = 0; i < raw.length; i += 2) {
+      const n = raw[i]!;
+      if (n.length === 14) {
+        if (n.toLowerCase() === 'content-length' && raw[i + 1] !== '0') hasBody = true;
+      } else if (n.length === 17) {
+        if (n.toLowerCase() === 'transfer-encoding') hasBody = true;
+      } else if (n.length === 6 && minor === 1 && n.toLowerCase() === 'expect' && raw[i + 1]!.toLowerCase() === '100-continue') {
+        expectContinue = true;
+      }
+    }
+    const req = new Http1Request(this.sock, method, url, major === 1 ? minor : 0, raw, hasBody, this);
+    // An upgrade (WebSocket) is served as a plain request, then the connection closes: the parser stops at the
+    // upgrade, and tunnelling is not supported (docs/configuration.md).
+    if (upgrade) this.closing = true;
+    const res = new Http1Response(this, req, keepAlive && !upgrade && !this.closing);
+    this.current = req;
+    this.queue.push(res);
+    if (this.queue.length > this.server.maxPipelined && !this.pausedByQueue) {
+      this.pausedByQueue = true;
+      this.sock.pause();
+    }
+    // node:http's default for Expect: 100-continue: tell the client to go on at once.
+    if (expectContinue && this.queue.length === 1) this.write('HTTP/1.1 100 Continue\r\n\r\n');
+    if (method === 'CONNECT') {
+      res.writeHead(405, ['content-length', '0']);
+      res.closeAfter = true;
+      res.end();
+      return;
+    }
+    try {
+      this.server.handler(req, res);
+    } catch (err) {
+      this.server.emit('handlerError', err);
+      this.sock.destroy();
+    }
+  }
+
+  body(chunk: Buffer): void {
+    const b = this.current?.body;
+    if (b === null || b === undefined) return;
+    if (!b.push(chunk) && !this.pausedByBody) {
+      this.pausedByBody = true;
+      this.sock.pause();
+    }
+  }
+
+  messageComplete(): void {
+    const req = this.current;
+    if (req === undefined) return;
+    this.current = undefined;
+    req.complete = true;
+    req.body?.push(null);
+  }
+
+  resumeReading(): void {
+    if (!this.pausedByBody) return;
+    this.pausedByBody = false;
+    if (!this.pausedByQueue && !this.gone) this.sock.resume();
+  }
+
+  /** The front response ended: drop it, let the next one write, close or go idle. */
+  responseFinished(res: Http1Response): void {
+    if (this.queue[0] !== res) return; // a later pipelined response ended first: it waits (its output is held)
+    while (this.queue.length > 0 && this.queue[0]!.finished) {
+      const done = this.queue.shift()!;
+      process.nextTick(fireClose, done);
+      if (done.closeAfter) {
+        this.closing = true;
+        for (const r of this.queue) process.nextTick(fireClose, r);
+        this.queue.length = 0;
+        this.sock.end();
+        return;
+      }
+      this.queue[0]?.release();
+    }
+    if (this.pausedByQueue && this.queue.length <= this.server.maxPipelined) {
+      this.pausedByQueue = false;
+      if (!this.pausedByBody && !this.gone) this.sock.resume();
+    }
+    if (this.queue.length === 0 && this.closing) this.sock.end();
+  }
+
+  /** A parse error: answer 400/431 if nothing is being answered yet, then close. */
+  clientError(err: Error & { code?: string }): void {
+    this.closing = true;
+    const req = this.current;
+    if (req !== undefined && req.body !== null && !req.complete) req.body.destroy(err);
+    if (this.queue.length === 0 && this.current === undefined) {
+      const code = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
+      const text = code === 431 ? 'Request Header Fields Too Large' : 'Bad Request';
+      this.sock.end(`HTTP/1.1 ${code} ${text}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+    } else {
+      this.sock.destroy();
+    }
+  }
+
+  /** The slowloris guard: a head that started too long ago gets 408. */
+  checkHeadTimeout(now: number): void {
+    if (this.headStartedAt === 0 || now - this.headStartedAt < this.server.headersTimeoutMs) return;
+    this.headStartedAt = 0;
+    if (this.queue.length === 0) {
+      this.closing = true;
+      this.sock.end('HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+    } else {
+      this.sock.destroy();
+    }
+  }
+
+  isIdle(): boolean {
+    return this.queue.length === 0 && this.current === undefined && this.headStartedAt === 0;
+  }
+
+  onClose(): void {
+    this.gone = true;
+    const req = this.current;
+    this.current = undefined;
+    if (req !== undefined && req.body !== null && !req.complete) req.body.destroy(new Error('downstream closed'));
+    for (const r of this.queue.splice(0)) r.fireClose();
+    this.parser.conn = undefined;
+    this.parser.close();
+  }
+}
+
+function noop(): void { /* consume() is not used: bytes come through 'data' */ }
+function fireClose(r: Http1Response): void { r.fireClose(); }
+
+// Parser callbacks run with `this` = the parser (no per-connection closures).
+function onMessageBegin(this: NativeParser): void {
+  const c = this.conn;
+  if (c !== undefined) c.headStartedAt = Date.now();
+}
+function onHeaders(this: NativeParser, headers: string[], url: string): void {
+  const c = this.conn;
+  if (c === undefined) return;
+  if (c.partialHeaders === undefined) c.partialHeaders = headers.slice();
+  else for (const h of headers) c.partialHeaders.push(h);
+  c.partialUrl += url;
+}
+function onHeadersComplete(this: NativeParser, major: number, minor: number, headers: string[] | undefined, method: number, url: string | undefined, _status: number, _msg: string, upgrade: boolean, keepAlive: boolean): number {
+  const c = this.conn;
+  if (c === undefined) return 0;
+  c.headStartedAt = 0;
+  if (headers === undefined || c.partialHeaders !== undefined) {
+    const h = c.partialHeaders ?? [];
+    if (headers !== undefined) for (const x of headers) h.push(x);
+    headers = h;
+    url = c.partialUrl + (url ?? '');
+    c.partialHeaders = undefined;
+    c.partialUrl = '';
+  }
+  if (c.closing) return 0; // after a close was decided, further pipelined requests are ignored
+  c.request(major, minor, headers, METHODS[method] ?? 'GET', url ?? '/', upgrade, keepAlive);
+  return 0;
+}
+function onBody(this: NativeParser, chunk: Buffer): void {
+  this.conn?.body(chunk);
+}
+function onMessageComplete(this: NativeParser): void {
+  this.conn?.messageComplete();
+}
+
+/**
+ * A `net.Server` that speaks HTTP/1.x to each connection through `handler`. Same `listen`/`close`/`address`
+ * as node:http's Server, plus `closeIdleConnections`/`closeAllConnections` for drain and stop.
+ */
+export class Http1Server extends net.Server {
+  readonly keepAliveTimeoutMs: number;
+  readonly headersTimeoutMs: number;
+  readonly maxHeaderSize: number;
+  readonly maxPipelined: number;
+  private readonly conns = new Set<Connection>();
+  private headTimer: NodeJS.Timeout | undefined;
+
+  constructor(readonly handler: RequestHandler, opts: Http1ServerOptions = {}) {
+    // Half-open allowed: a client may send its request and FIN, and still read the answer.
+    super({ allowHalfOpen: true, noDelay: true });
+    this.keepAliveTimeoutMs = opts.keepAliveTimeoutMs ?? 65_000;
+    this.headersTimeoutMs = opts.headersTimeoutMs ?? 30_000;
+    this.maxHeaderSize = opts.maxHeaderSize ?? 16_384;
+    this.maxPipelined = opts.maxPipelined ?? 16;
+    this.on('connection', (sock: net.Socket) => this.accept(sock));
+    this.on('listening', () => {
+      if (this.headTimer !== undefined) return;
+      // One coarse sweep for all connections (as node:http's connectionsCheckingInterval), not a timer per request.
+      this.headTimer = setInterval(sweepHeads, Math.min(1000, Math.max(10, this.headersTimeoutMs / 4)), this);
+      this.headTimer.unref();
+    });
+    this.on('close', () => {
+      if (this.headTimer !== undefined) clearInterval(this.headTimer);
+      this.headTimer = undefined;
+    });
+  }
+
+  private accept(sock: net.Socket): void {
+    const c = new Connection(this, sock);
+    this.conns.add(c);
+    sock.setNoDelay(true);
+    sock.setTimeout(this.keepAliveTimeoutMs);
+    sock.on('data', (d: Buffer) => c.onData(d));
+    sock.on('end', () => {
+      // The client finished sending: answer what is queued, then close.
+      c.closing = true;
+      if (c.current !== undefined && c.current.body !== null && !c.current.complete) c.current.body.destroy(new Error('request body truncated'));
+      if (c.queue.length === 0) sock.end();
+    });
+    // The keep-alive idle timer: socket activity re-arms it, and a connection with a request in flight is left alone.
+    sock.on('timeout', () => {
+      if (c.queue.length === 0 && c.current === undefined) sock.destroy();
+    });
+    sock.on('drain', () => c.front()?.drained());
+    sock.on('error', noop);
+    sock.on('close', () => {
+      this.conns.delete(c);
+      c.onClose();
+    });
+  }
+
+  /** @internal */
+  sweep(now: number): void {
+    for (const c of this.conns) c.checkHeadTimeout(now);
+  }
+
+  /** Close connections with nothing in flight (drain: busy ones close after their response, see `closing`). */
+  closeIdleConnections(): void {
+    for (const c of this.conns) {
+      c.closing = true;
+      if (c.isIdle()) c.sock.destroy();
+    }
+  }
+
+  closeAllConnections(): void {
+    for (const c of this.conns) c.sock.destroy();
+  }
+}
+
+function sweepHeads(s: Http1Server): void {
+  s.sweep(Date.now());
+}

@@ -1,0 +1,476 @@
+/**
+ * Keep-alive HTTP/1.1 connections to one upstream endpoint, with Node's native llhttp parser (the one
+ * node:http uses) over `net` sockets: one request per connection at a time, idle connections reused
+ * most-recent-first, a FIFO queue when `maxConnections` are busy. It replaced undici's Pool on the data path
+ * (docs/architecture.md "Upstream connections": undici cost ~40 CPU ms per 1,000 requests at 3,000 req/s and
+ * ~25 MB RSS more on this workload). The proxy's own retry loop decides everything else; this layer never retries.
+ */
+import net from 'node:net';
+import type { Readable } from 'node:stream';
+import { createRequire } from 'node:module';
+
+const require = createRequire(import.meta.url);
+
+interface NativeParser {
+  initialize(type: number, resource: object, maxHeaderSize?: number, lenient?: number): void;
+  execute(data: Buffer): number | Error;
+  finish(): number | Error;
+  close(): void;
+  [k: number]: unknown;
+  conn?: Connection;
+}
+const { HTTPParser } = require('_http_common') as {
+  HTTPParser: { new(): NativeParser; RESPONSE: number; kOnHeaders: number; kOnHeadersComplete: number; kOnBody: number; kOnMessageComplete: number; kOnExecute: number; kLenientNone: number };
+};
+
+/** What one request tells its caller, in order: onConnect, onHeaders, onData*, then onComplete or onError. */
+export interface UpstreamHandler {
+  /** Set by the pool before the request is written: the connection has served an earlier request. */
+  reused?: boolean;
+  /** The request is queued or in flight; `abort` cancels it (onError follows only if it had not finished). */
+  onConnect(abort: (err?: Error) => void): void;
+  /** Response head (1xx informational heads are skipped). Header names keep their case; values are latin1 strings. */
+  onHeaders(status: number, rawHeaders: string[], resume: () => void): boolean;
+  /** A body chunk; return false to stop reading from the upstream until `resume` is called. */
+  onData(chunk: Buffer): boolean;
+  onComplete(trailers: string[] | null): void;
+  onError(err: Error): void;
+  /** The whole request (head and body) was handed to the socket. */
+  onRequestSent?(): void;
+  /** A streamed request body chunk was written. */
+  onBodySent?(chunk: Buffer): void;
+}
+
+export interface UpstreamRequest {
+  method: string;
+  /** Origin-form target (path and query). */
+  path: string;
+  /** Flat [name, value, …] list, including Host; no hop-by-hop framing headers (this layer frames the body). */
+  headers: readonly string[];
+  body: Buffer | Readable | null;
+}
+
+export interface H1PoolOptions {
+  /** Most connections open at once (DestinationRule tcp.maxConnections); Infinity = unbounded. */
+  maxConnections: number;
+  /** tcp.connectTimeout (ms). */
+  connectTimeoutMs: number;
+  /** Longest idle keep-alive time (ms); a server's `Keep-Alive: timeout=N` hint lowers it. */
+  keepAliveMs: number;
+  /** Subtracted from a server's keep-alive hint so the proxy closes first (the 503 UC race), ms. */
+  keepAliveThresholdMs: number;
+  /** http.maxRequestsPerConnection; 0 = unlimited. */
+  maxRequestsPerConnection: number;
+  /** tcp.maxConnectionDuration (ms); 0 = unlimited. */
+  maxConnectionDurationMs: number;
+  /** tcp.tcpKeepalive: SO_KEEPALIVE with this idle time (ms), 0 = off. */
+  tcpKeepaliveMs: number;
+}
+
+/** Errors this layer reports, with codes the forwarder classifies (connect failure vs reset). */
+export class UpstreamError extends Error {
+  constructor(message: string, readonly code: string) {
+    super(message);
+  }
+}
+
+const ABORTED = new UpstreamError('request aborted', 'UND_ERR_ABORTED');
+
+/** One queued or in-flight request. */
+class Exchange {
+  conn: Connection | undefined;
+  done = false;
+  headersSeen = false;
+  /** Inside a 1xx informational head: skip to the next head. */
+  informational = false;
+  trailers: string[] | null = null;
+  readonly abort: (err?: Error) => void;
+
+  constructor(readonly pool: H1Pool, readonly req: UpstreamRequest, readonly h: UpstreamHandler, readonly fresh: boolean) {
+    this.abort = (err?: Error): void => this.pool.abortExchange(this, err ?? ABORTED);
+  }
+}
+
+/** One upstream connection and its parser. */
+class Connection {
+  readonly sock: net.Socket;
+  readonly parser: NativeParser;
+  readonly createdAt: number;
+  ex: Exchange | undefined;
+  requests = 0;
+  connected = false;
+  /** Do not reuse after the current exchange (Connection: close, limits, errors). */
+  noReuse = false;
+  closed = false;
+  idleTimer: NodeJS.Timeout | undefined;
+  /** Idle keep-alive time for this connection (ms), from the pool setting and the server's hint. */
+  keepAliveMs: number;
+  partialHeaders: string[] | undefined;
+  bodyPaused = false;
+  readonly resume: () => void;
+
+  constructor(readonly pool: H1Pool, host: string, port: number, now: number) {
+    this.createdAt = now;
+    this.keepAliveMs = pool.opts.keepAliveMs;
+    const sock = net.connect({ host, port, noDelay: true });
+    this.sock = sock;
+    const p = new HTTPParser();
+    p.initialize(HTTPParser.RESPONSE, {}, 0, HTTPParser.kLenientNone);
+    p.conn = this;
+    p[HTTPParser.kOnHeaders] = onHeaders;
+    p[HTTPParser.kOnHeadersComplete] = onHeadersComplete;
+    p[HTTPParser.kOnBody] = onBody;
+    p[HTTPParser.kOnMessageComplete] = onMessageComplete;
+    p[HTTPParser.kOnExecute] = noop;
+    this.parser = p;
+    this.resume = (): void => {
+      if (!this.bodyPaused) return;
+      this.bodyPaused = false;
+      if (!this.closed) this.sock.resume();
+    };
+    if (pool.opts.connectTimeoutMs > 0) sock.setTimeout(pool.opts.connectTimeoutMs);
+    sock.on('connect', () => {
+      this.connected = true;
+      sock.setTimeout(0);
+      if (pool.opts.tcpKeepaliveMs > 0) sock.setKeepAlive(true, pool.opts.tcpKeepaliveMs);
+    });
+    sock.on('timeout', () => {
+      if (!this.connected) this.fail(new UpstreamError(`connect timeout after ${pool.opts.connectTimeoutMs} ms`, 'UND_ERR_CONNECT_TIMEOUT'));
+    });
+    sock.on('data', (d: Buffer) => {
+      const r = this.parser.execute(d);
+      if (typeof r !== 'number') this.fail(new UpstreamError(`invalid response: ${r.message}`, (r as Error & { code?: string }).code ?? 'HPE_INVALID'));
+    });
+    sock.on('end', () => {
+      // A close-delimited body ends here; anything else in flight was cut short.
+      if (this.ex !== undefined && this.ex.headersSeen) this.parser.finish();
+      this.fail(new UpstreamError('upstream closed the connection', 'ECONNRESET'));
+    });
+    sock.on('error', (err: NodeJS.ErrnoException) => this.fail(new UpstreamError(err.message, err.code ?? 'ECONNRESET')));
+    sock.on('close', () => this.fail(new UpstreamError('upstream connection closed', 'ECONNRESET')));
+    sock.on('drain', () => {
+      const b = this.ex?.req.body;
+      if (b !== null && b !== undefined && !Buffer.isBuffer(b)) b.resume();
+    });
+  }
+
+  /** Write the request: the head (and a small buffered body) in one write. */
+  send(ex: Exchange): void {
+    this.ex = ex;
+    ex.conn = this;
+    this.requests++;
+    if (this.idleTimer !== undefined) { clearTimeout(this.idleTimer); this.idleTimer = undefined; }
+    const o = this.pool.opts;
+    if (o.maxRequestsPerConnection > 0 && this.requests >= o.maxRequestsPerConnection) this.noReuse = true;
+    const r = ex.req;
+    let head = `${r.method} ${r.path} HTTP/1.1\r\n`;
+    let hasLength = false;
+    const hs = r.headers;
+    for (let i = 0; i < hs.length; i += 2) {
+      const n = hs[i]!;
+      if (n.length === 14 && n.toLowerCase() === 'content-length') hasLength = true;
+      head += `${n}: ${hs[i + 1]!}\r\n`;
+    }
+    const body = r.body;
+    if (this.noReuse) head += 'connection: close\r\n';
+    if (body === null) {
+      if (!hasLength && BODY_METHODS.has(r.method)) head += 'content-length: 0\r\n';
+      this.sock.write(`${head}\r\n`, 'latin1');
+      ex.h.onRequestSent?.();
+      return;
+    }
+    if (Buffer.isBuffer(body)) {
+      if (!hasLength) head += `content-length: ${body.length}\r\n`;
+      if (body.length <= 2048) this.sock.write(`${head}\r\n${body.toString('latin1')}`, 'latin1');
+      else {
+        this.sock.cork();
+        this.sock.write(`${head}\r\n`, 'latin1');
+        this.sock.write(body);
+        this.sock.uncork();
+      }
+      ex.h.onRequestSent?.();
+      return;
+    }
+    const chunked = !hasLength;
+    if (chunked) head += 'transfer-encoding: chunked\r\n';
+    this.sock.write(`${head}\r\n`, 'latin1');
+    const sock = this.sock;
+    const onData = (c: Buffer): void => {
+      if (ex.done || this.closed) return;
+      const ok = chunked ? sock.write(`${c.length.toString(16)}\r\n${c.toString('latin1')}\r\n`, 'latin1') : sock.write(c);
+      ex.h.onBodySent?.(c);
+      if (!ok) body.pause();
+    };
+    const onEnd = (): void => {
+      cleanup();
+      if (ex.done || this.closed) return;
+      if (chunked) sock.write('0\r\n\r\n', 'latin1');
+      ex.h.onRequestSent?.();
+    };
+    const onErr = (): void => {
+      cleanup();
+      this.pool.abortExchange(ex, new UpstreamError('request body stream failed', 'ECONNRESET'));
+    };
+    const cleanup = (): void => {
+      body.off('data', onData);
+      body.off('end', onEnd);
+      body.off('error', onErr);
+    };
+    body.on('data', onData);
+    body.on('end', onEnd);
+    body.on('error', onErr);
+    body.resume();
+  }
+
+  /** The exchange finished with a complete response: reuse or close the connection. */
+  finishExchange(): void {
+    const ex = this.ex!;
+    this.ex = undefined;
+    ex.done = true;
+    ex.h.onComplete(ex.trailers);
+    const o = this.pool.opts;
+    if (!this.noReuse && o.maxConnectionDurationMs > 0 && Date.now() - this.createdAt >= o.maxConnectionDurationMs) this.noReuse = true;
+    if (this.noReuse || ex.fresh || this.closed) this.close();
+    else this.pool.released(this);
+  }
+
+  /** A socket or parser failure: fail the exchange in flight and drop the connection. */
+  fail(err: Error): void {
+    if (this.closed) return;
+    this.close();
+    const ex = this.ex;
+    this.ex = undefined;
+    if (ex !== undefined && !ex.done) {
+      ex.done = true;
+      ex.h.onError(err);
+    }
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.idleTimer !== undefined) { clearTimeout(this.idleTimer); this.idleTimer = undefined; }
+    this.parser.conn = undefined;
+    // Never free the native parser inside its own callback (an abort from onHeaders would): after this stack.
+    process.nextTick(closeParser, this.parser);
+    this.sock.destroy();
+    this.pool.removed(this);
+  }
+
+  /** Apply a `Keep-Alive: timeout=N` hint (seconds) from the response. */
+  keepAliveHint(value: string): void {
+    const m = /timeout\s*=\s*(\d+)/i.exec(value);
+    if (m === null) return;
+    const t = Number(m[1]) * 1000 - this.pool.opts.keepAliveThresholdMs;
+    if (t <= 0) this.noReuse = true;
+    else this.keepAliveMs = Math.min(this.keepAliveMs, t);
+  }
+}
+
+const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH']);
+
+function noop(): void { /* bytes come through 'data' */ }
+function closeParser(p: NativeParser): void { p.close(); }
+function idleExpired(c: Connection): void {
+  c.idleTimer = undefined;
+  if (c.ex === undefined) c.close();
+}
+
+// Parser callbacks run with `this` = the parser.
+function onHeaders(this: NativeParser, headers: string[]): void {
+  const c = this.conn;
+  if (c === undefined) return;
+  const ex = c.ex;
+  if (ex !== undefined && ex.headersSeen) {
+    // Headers after a chunked body are trailers.
+    ex.trailers = ex.trailers === null ? headers.slice() : ex.trailers.concat(headers);
+    return;
+  }
+  c.partialHeaders = c.partialHeaders === undefined ? headers.slice() : c.partialHeaders.concat(headers);
+}
+function onHeadersComplete(this: NativeParser, _major: number, _minor: number, headers: string[] | undefined, _method: number, _url: string, status: number, _msg: string, upgrade: boolean, keepAlive: boolean): number {
+  const c = this.conn;
+  const ex = c?.ex;
+  if (c === undefined || ex === undefined || ex.done) return 1;
+  if (headers === undefined || c.partialHeaders !== undefined) {
+    headers = headers === undefined ? (c.partialHeaders ?? []) : (c.partialHeaders ?? []).concat(headers);
+    c.partialHeaders = undefined;
+  }
+  if (status < 200 && status !== 101) {
+    ex.informational = true; // 100 Continue, 103 Early Hints: wait for the real response
+    return 1;
+  }
+  if (upgrade || status === 101) {
+    c.fail(new UpstreamError('unexpected protocol upgrade from upstream', 'UND_ERR_UPGRADE'));
+    return 1;
+  }
+  if (!keepAlive) c.noReuse = true;
+  for (let i = 0; i < headers.length; i += 2) {
+    const n = headers[i]!;
+    if (n.length === 10 && n.toLowerCase() === 'keep-alive') c.keepAliveHint(headers[i + 1]!);
+  }
+  ex.headersSeen = true;
+  const ok = ex.h.onHeaders(status, headers, c.resume);
+  if (ok === false && !c.bodyPaused && !c.closed) { c.bodyPaused = true; c.sock.pause(); }
+  // HEAD (and 204/304, which llhttp knows) carry no body.
+  return ex.req.method === 'HEAD' ? 1 : 0;
+}
+function onBody(this: NativeParser, chunk: Buffer): void {
+  const c = this.conn;
+  const ex = c?.ex;
+  if (c === undefined || ex === undefined || ex.done) return;
+  if (!ex.h.onData(chunk) && !c.bodyPaused && !c.closed) {
+    c.bodyPaused = true;
+    c.sock.pause();
+  }
+}
+function onMessageComplete(this: NativeParser): void {
+  const c = this.conn;
+  const ex = c?.ex;
+  if (c === undefined || ex === undefined || ex.done) return;
+  if (ex.informational) { ex.informational = false; return; }
+  c.finishExchange();
+}
+
+/** The keep-alive connections to one endpoint. */
+export class H1Pool {
+  closed = false;
+  destroyed = false;
+  private readonly idle: Connection[] = [];
+  private readonly all = new Set<Connection>();
+  private readonly queue: Exchange[] = [];
+  private qHead = 0;
+  private closeWaiters: Array<() => void> = [];
+
+  constructor(readonly host: string, readonly port: number, readonly opts: H1PoolOptions) {}
+
+  /** Send one request on an idle connection, a new one (under maxConnections), or queue it. */
+  dispatch(req: UpstreamRequest, h: UpstreamHandler): void {
+    this.start(new Exchange(this, req, h, false));
+  }
+
+  /**
+   * Send one request on a new connection of its own, closed after the response: the keep-alive race retry must not
+   * ride another pooled connection that may be as close to the server's idle close. Not counted against maxConnections.
+   */
+  dispatchFresh(req: UpstreamRequest, h: UpstreamHandler): void {
+    const ex = new Exchange(this, req, h, true);
+    if (this.closed) return this.reject(ex);
+    h.onConnect(ex.abort);
+    if (ex.done) return;
+    const c = new Connection(this, this.host, this.port, Date.now());
+    this.all.add(c);
+    c.noReuse = true;
+    h.reused = false;
+    c.send(ex);
+  }
+
+  private start(ex: Exchange): void {
+    if (this.closed) return this.reject(ex);
+    ex.h.onConnect(ex.abort);
+    if (ex.done) return;
+    const c = this.idle.pop();
+    if (c !== undefined) {
+      ex.h.reused = true;
+      c.send(ex);
+      return;
+    }
+    if (this.all.size < this.opts.maxConnections) {
+      const n = new Connection(this, this.host, this.port, Date.now());
+      this.all.add(n);
+      ex.h.reused = false;
+      n.send(ex);
+      return;
+    }
+    this.queue.push(ex);
+  }
+
+  private reject(ex: Exchange): void {
+    ex.done = true;
+    ex.h.onError(new UpstreamError('the connection pool is closed', 'UND_ERR_CLOSED'));
+  }
+
+  /** @internal a connection finished its exchange and may be reused. */
+  released(c: Connection): void {
+    const next = this.nextQueued();
+    if (next !== undefined) {
+      next.h.reused = true;
+      c.send(next);
+      return;
+    }
+    if (this.closed) { c.close(); return; }
+    this.idle.push(c);
+    c.idleTimer = setTimeout(idleExpired, c.keepAliveMs, c);
+    c.idleTimer.unref?.();
+  }
+
+  /** @internal a connection closed: forget it, and open a replacement for queued work. */
+  removed(c: Connection): void {
+    if (!this.all.delete(c)) return;
+    const i = this.idle.indexOf(c);
+    if (i >= 0) this.idle.splice(i, 1);
+    if (!this.destroyed) {
+      const next = this.nextQueued();
+      if (next !== undefined) {
+        const n = new Connection(this, this.host, this.port, Date.now());
+        this.all.add(n);
+        next.h.reused = false;
+        n.send(next);
+      }
+    }
+    if (this.closed && this.all.size === 0 && this.pending() === 0) for (const w of this.closeWaiters.splice(0)) w();
+  }
+
+  /** @internal cancel a queued or in-flight exchange. */
+  abortExchange(ex: Exchange, err: Error): void {
+    if (ex.done) return;
+    ex.done = true;
+    const c = ex.conn;
+    if (c !== undefined) {
+      if (c.ex === ex) c.ex = undefined;
+      c.close(); // a response may still be on its way: the connection cannot be reused
+    } else {
+      const i = this.queue.indexOf(ex, this.qHead);
+      if (i >= 0) this.queue.splice(i, 1);
+    }
+    ex.h.onError(err);
+  }
+
+  private nextQueued(): Exchange | undefined {
+    while (this.qHead < this.queue.length) {
+      const ex = this.queue[this.qHead++]!;
+      if (this.qHead > 1024 && this.qHead * 2 > this.queue.length) { this.queue.splice(0, this.qHead); this.qHead = 0; }
+      if (!ex.done) return ex;
+    }
+    if (this.qHead > 0) { this.queue.length = 0; this.qHead = 0; }
+    return undefined;
+  }
+
+  private pending(): number {
+    return this.queue.length - this.qHead;
+  }
+
+  /** Open connections (busy and idle). */
+  get connections(): number {
+    return this.all.size;
+  }
+
+  /** Graceful: no new requests; queued and in-flight ones finish, then the connections close. */
+  close(): Promise<void> {
+    this.closed = true;
+    for (const c of this.idle.splice(0)) c.close();
+    if (this.all.size === 0 && this.pending() === 0) return Promise.resolve();
+    return new Promise((resolve) => this.closeWaiters.push(resolve));
+  }
+
+  /** Immediate: every connection is closed and every request fails. */
+  destroy(): Promise<void> {
+    this.closed = true;
+    this.destroyed = true;
+    for (const ex of this.queue.splice(0)) if (!ex.done) { ex.done = true; ex.h.onError(new UpstreamError('the connection pool was destroyed', 'UND_ERR_DESTROYED')); }
+    this.qHead = 0;
+    for (const c of [...this.all]) c.fail(new UpstreamError('the connection pool was destroyed', 'UND_ERR_DESTROYED'));
+    for (const w of this.closeWaiters.splice(0)) w();
+    return Promise.resolve();
+  }
+}
