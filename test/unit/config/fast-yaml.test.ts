@@ -77,7 +77,7 @@ spec:
     nul: null
     neg: -12
     hex: 0x1F
-    inf: .inf
+    float: 1.5e3
     url: http://example.com:8080/path
     ip: 127.0.0.1
     list_at_same_indent:
@@ -91,7 +91,7 @@ describe('fast-yaml: subset reader', () => {
     const v = fastYamlDocument(ISTIO) as { spec: { http: Array<Record<string, unknown>> }; metadata: Record<string, unknown> };
     expect(v.metadata.labels).toEqual({ app: 'reviews', 'quoted key': "single 'quoted'" });
     expect(v.spec.http[2]!.hex).toBe(31);
-    expect(v.spec.http[2]!.inf).toBe(Infinity);
+    expect(v.spec.http[2]!.float).toBe(1500);
     expect(v.spec.http[2]!.empty).toBe(null);
     expect(v.spec.http[2]!.url).toBe('http://example.com:8080/path');
     expect(v.spec.http[2]!.route).toEqual([{ destination: { host: 'ratings' } }, ['nested', 'seq']]);
@@ -132,15 +132,23 @@ spec:
     ['flow key without value', '{a}\n'],
     ['bad indentation', 'a:\n    b: 1\n  c: 2\n'],
     ['colon inside a flow scalar', 'a: [http://x]\n'],
+    ['infinity (JSON has none)', 'a: .inf\n'],
+    ['NaN', 'a: [.nan]\n'],
+    ['negative zero', 'a: -0\n'],
   ])('leaves %s to js-yaml', (_name, text) => {
     expect(fastYamlDocument(text)).toBe(BAIL);
   });
 
   it('resolves plain scalars with the CORE schema, as js-yaml does', () => {
-    for (const s of ['1', '-1', '+1', '0o17', '0x1f', '1.5', '1e3', '-.inf', '.NaN', 'true', 'False', 'TRUE', 'yes', 'no', 'on', 'null', 'Null', '~', '2001-12-14', '1_000', '0.0.0.0/0', '-x', '08', '0b11']) {
+    for (const s of ['1', '-1', '+1', '0o17', '0x1f', '1.5', '1e3', '1e400', '12345678901234567890', 'true', 'False', 'TRUE', 'yes', 'no', 'on', 'null', 'Null', '~', '2001-12-14', '1_000', '0.0.0.0/0', '-x', '08', '0b11', 'a"b', 'a\\b', 'é✓']) {
       expect(agrees(`k: ${s}\n`).bailed, s).toBe(false);
       expect(agrees(`${s}: v\n`).bailed, `key ${s}`).toBe(false);
       agrees(`k: [${s}, {${s}: ${s}}]\n`);
+    }
+    // Keys are String(value), so even the numbers JSON cannot carry make ordinary keys.
+    for (const s of ['-.inf', '.NaN', '-0']) {
+      expect(agrees(`k: ${s}\n`).bailed, s).toBe(true);
+      expect(agrees(`${s}: v\n`).bailed, `key ${s}`).toBe(false);
     }
   });
 
