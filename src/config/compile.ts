@@ -155,6 +155,11 @@ function findDestinationRule(idx: DrIndex, host: string, proxyNs: string, svcNs:
 
 // === routes ===
 
+function usesHashLb(d: CompiledDestination): boolean {
+  for (const c of d.clusters.values()) if (c.policy.lb.kind === 'RING_HASH' || c.policy.lb.kind === 'MAGLEV') return true;
+  return false;
+}
+
 function compileHeaderOps(ops: HeaderOperations | undefined): HeaderOps | undefined {
   if (!ops || (!ops.set && !ops.add && !ops.remove)) return undefined;
   return {
@@ -164,8 +169,11 @@ function compileHeaderOps(ops: HeaderOperations | undefined): HeaderOps | undefi
   };
 }
 
-function compileHeaderMatches(h: Record<string, StringMatch> | undefined): HeaderMatch[] {
-  if (!h) return [];
+/** Shared by every match without header/query conditions (read-only: the matcher only iterates it). */
+const NO_HEADER_MATCHES: readonly HeaderMatch[] = [];
+
+function compileHeaderMatches(h: Record<string, StringMatch> | undefined): readonly HeaderMatch[] {
+  if (!h) return NO_HEADER_MATCHES;
   const out: HeaderMatch[] = [];
   for (const [name, m] of Object.entries(h)) {
     const lname = name.toLowerCase();
@@ -239,7 +247,14 @@ export function compile(resources: readonly Resource[], opts: CompileOptions): S
 
   // Clusters: every (service, port) plus every subset its DestinationRule defines.
   const clusters = new Map<string, ClusterDef>();
-  const subsetsByHost = new Map<string, Set<string>>();
+  // Clusters without a DestinationRule all get the same default policy for a port: one shared (read-only) object
+  // per port instead of one per cluster, which at 10,000 services is most of the snapshot's memory.
+  const defaultPolicies = new Map<number, ClusterDef['policy']>();
+  const defaultPolicyFor = (port: number): ClusterDef['policy'] => {
+    let p = defaultPolicies.get(port);
+    if (p === undefined) { p = compileClusterPolicy({}, port); defaultPolicies.set(port, p); }
+    return p;
+  };
   const makeCluster = (svc: ServiceDef, port: ServicePortDef, subset: string, dr: Resource | undefined): ClusterDef | undefined => {
     const name = clusterName(port.number, subset, svc.hostname);
     const existing = clusters.get(name);
@@ -257,7 +272,7 @@ export function compile(resources: readonly Resource[], opts: CompileOptions): S
       subset,
       // Remora opt-in (not an Istio field): `remora.io/lb-algorithm: peak-ewma` on the DestinationRule makes
       // LEAST_REQUEST use Linkerd's peak-EWMA latency cost (docs/resilience.md).
-      policy: compileClusterPolicy(tp, port.number, dr?.metadata.annotations?.['remora.io/lb-algorithm'] === 'peak-ewma' ? PEAK_EWMA : undefined),
+      policy: dr === undefined ? defaultPolicyFor(port.number) : compileClusterPolicy(tp, port.number, dr.metadata.annotations?.['remora.io/lb-algorithm'] === 'peak-ewma' ? PEAK_EWMA : undefined),
       endpoints: svc.resolution === 'NONE' ? [] : endpointsFor(svc, port, sub?.labels, opts.dns),
       resolution: svc.resolution,
       protocol: port.protocol,
@@ -267,19 +282,20 @@ export function compile(resources: readonly Resource[], opts: CompileOptions): S
   };
   for (const svc of services) {
     const dr = findDestinationRule(drIdx, svc.hostname, proxyNs, svc.namespace);
-    const subs = new Set<string>();
-    for (const s of (dr?.spec as DestinationRuleSpec | undefined)?.subsets ?? []) subs.add(s.name);
-    subsetsByHost.set(svc.hostname, subs);
+    const subsets = (dr?.spec as DestinationRuleSpec | undefined)?.subsets;
+    // A repeated subset name yields its cluster once (makeCluster returns the existing one).
     for (const port of svc.ports) {
       makeCluster(svc, port, '', dr);
-      for (const s of subs) makeCluster(svc, port, s, dr);
+      if (subsets !== undefined) for (const s of subsets) makeCluster(svc, port, s.name, dr);
     }
   }
 
-  const compileDestination = (d: Destination, weight: number, headers: Headers | undefined, ns: string, literalHost = false): CompiledDestination => {
-    const host = literalHost ? d.host.toLowerCase() : expandHost(d.host, ns, clusterDomain);
-    const svc = byHost.get(host);
-    const subset = d.subset ?? '';
+  // The clusters of one (host, subset) are the same for every destination naming it: built once, shared read-only.
+  const portClusters = new Map<string, { byPort: ReadonlyMap<number, ClusterDef>; missingSubset: boolean }>();
+  const clustersOf = (host: string, subset: string, svc: ServiceDef | undefined): { byPort: ReadonlyMap<number, ClusterDef>; missingSubset: boolean } => {
+    const key = `${subset}|${host}`;
+    let pc = portClusters.get(key);
+    if (pc !== undefined) return pc;
     const byPort = new Map<number, ClusterDef>();
     let missingSubset = false;
     if (svc) {
@@ -289,6 +305,16 @@ export function compile(resources: readonly Resource[], opts: CompileOptions): S
         if (c) byPort.set(p.number, c); else missingSubset = true;
       }
     }
+    pc = { byPort, missingSubset };
+    portClusters.set(key, pc);
+    return pc;
+  };
+
+  const compileDestination = (d: Destination, weight: number, headers: Headers | undefined, ns: string, literalHost = false): CompiledDestination => {
+    const host = literalHost ? d.host.toLowerCase() : expandHost(d.host, ns, clusterDomain);
+    const svc = byHost.get(host);
+    const subset = d.subset ?? '';
+    const { byPort, missingSubset } = clustersOf(host, subset, svc);
     return {
       host,
       subset,
@@ -304,9 +330,8 @@ export function compile(resources: readonly Resource[], opts: CompileOptions): S
     };
   };
 
-  const compileRoute = (vs: Resource, r: HTTPRoute, index: number): CompiledRoute | undefined => {
+  const compileRoute = (vs: Resource, origin: string, r: HTTPRoute, index: number): CompiledRoute | undefined => {
     const ns = vs.metadata.namespace;
-    const origin = objectName(vs);
     let matches: CompiledMatch[] = [];
     if (r.match && r.match.length > 0) {
       for (const m of r.match) { const cm = compileMatch(m, opts, ns); if (cm) matches.push(cm); }
@@ -329,7 +354,7 @@ export function compile(resources: readonly Resource[], opts: CompileOptions): S
       let total = 0;
       for (const d of dests) { total += d.weight; cumulative.push(total); }
       action = { kind: 'route', destinations: dests, cumulative, total };
-      hashBased = dests.some((d) => [...d.clusters.values()].some((c) => c.policy.lb.kind === 'RING_HASH' || c.policy.lb.kind === 'MAGLEV'));
+      hashBased = dests.some(usesHashLb);
     }
     let rewrite: Rewrite | undefined;
     if (r.rewrite && (r.rewrite.uri !== undefined || r.rewrite.authority !== undefined || r.rewrite.uriRegexRewrite)) {
@@ -397,11 +422,12 @@ export function compile(resources: readonly Resource[], opts: CompileOptions): S
     const spec = vs.spec as VirtualServiceSpec;
     if (spec.gateways && spec.gateways.length > 0 && !spec.gateways.includes('mesh')) continue;
     const routes: CompiledRoute[] = [];
-    (spec.http ?? []).forEach((r, i) => { const cr = compileRoute(vs, r, i); if (cr) routes.push(cr); });
+    const origin = objectName(vs);
+    (spec.http ?? []).forEach((r, i) => { const cr = compileRoute(vs, origin, r, i); if (cr) routes.push(cr); });
     for (const h of spec.hosts ?? []) {
       const host = expandHost(h, vs.metadata.namespace, clusterDomain);
-      if (vhosts.has(host)) { warnings.push(`${objectName(vs)}: host ${host} is already routed by ${vhosts.get(host)!.origin}; ignored for this host`); continue; }
-      vhosts.set(host, { host, origin: objectName(vs), routes });
+      if (vhosts.has(host)) { warnings.push(`${origin}: host ${host} is already routed by ${vhosts.get(host)!.origin}; ignored for this host`); continue; }
+      vhosts.set(host, { host, origin, routes });
     }
   }
 
@@ -411,7 +437,7 @@ export function compile(resources: readonly Resource[], opts: CompileOptions): S
     if (vhosts.has(svc.hostname)) continue;
     // Registry host names are already canonical (a ServiceEntry host `localhost` stays `localhost`).
     const dest = { ...compileDestination({ host: svc.hostname }, 100, undefined, svc.namespace, true), followsRequestPort: true };
-    const hashBased = [...dest.clusters.values()].some((c) => c.policy.lb.kind === 'RING_HASH' || c.policy.lb.kind === 'MAGLEV');
+    const hashBased = usesHashLb(dest);
     vhosts.set(svc.hostname, {
       host: svc.hostname,
       origin: svc.origin,

@@ -1,0 +1,110 @@
+/**
+ * compile() builds what many routes have in common once: the clusters of a (host, subset) and the default policy
+ * of a port without a DestinationRule are shared objects, and sharing never leaks one rule's policy into another.
+ */
+import { describe, it, expect } from 'vitest';
+import { parseDocuments } from '../../../src/config/parse.js';
+import { compile } from '../../../src/config/compile.js';
+import { compileClusterPolicy } from '../../../src/upstream/policy.js';
+import type { CompiledDestination } from '../../../src/routing/route.js';
+
+const YAML = `
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: a, namespace: default}
+spec:
+  hosts: [a.example.com]
+  ports: [{number: 8080, name: http, protocol: HTTP}, {number: 9090, name: http-admin, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 10.0.0.1, labels: {version: v1}}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: b, namespace: default}
+spec:
+  hosts: [b.example.com]
+  ports: [{number: 8080, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 10.0.0.2}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: c, namespace: default}
+spec:
+  hosts: [c.example.com]
+  ports: [{number: 8080, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 10.0.0.3, labels: {version: v1}}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: c, namespace: default}
+spec:
+  host: c.example.com
+  trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}
+  subsets: [{name: v1, labels: {version: v1}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: a, namespace: default}
+spec:
+  hosts: [a.example.com]
+  http:
+  - match: [{uri: {prefix: /x}}]
+    route: [{destination: {host: a.example.com}}]
+  - route: [{destination: {host: a.example.com}, weight: 50}, {destination: {host: c.example.com, subset: v1}, weight: 50}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: c, namespace: default}
+spec:
+  hosts: [c.example.com]
+  http:
+  - route: [{destination: {host: c.example.com, subset: v1}}]
+  - route: [{destination: {host: c.example.com, subset: nope}}]
+`;
+
+function destinations(snap: ReturnType<typeof compile>, host: string): CompiledDestination[] {
+  const vh = snap.hosts.get(host)?.vhost;
+  expect(vh).toBeDefined();
+  return vh!.routes.flatMap((r) => (r.action.kind === 'route' ? [...r.action.destinations] : []));
+}
+
+describe('compile: shared per-host and per-port structures', () => {
+  const { resources, errors } = parseDocuments(YAML, 'share.yaml');
+  const snap = compile(resources, { namespace: 'default', clusterDomain: 'cluster.local', labels: {}, outboundTrafficPolicy: 'ALLOW_ANY' });
+
+  it('gives every destination of one (host, subset) the same cluster map', () => {
+    expect(errors).toEqual([]);
+    const [a1, a2, c1] = destinations(snap, 'a.example.com');
+    expect(a1!.clusters).toBe(a2!.clusters);
+    expect([...a1!.clusters.keys()]).toEqual([8080, 9090]);
+    expect(a1!.clusters.get(8080)).toBe(snap.clusters.get('outbound|8080||a.example.com'));
+    const [cv1, cNope] = destinations(snap, 'c.example.com');
+    expect(c1!.clusters).toBe(cv1!.clusters);
+    expect(cv1!.clusters.get(8080)).toBe(snap.clusters.get('outbound|8080|v1|c.example.com'));
+    // A missing subset keeps its own answer: no clusters, flagged.
+    expect(cNope!.missingSubset).toBe(true);
+    expect(cNope!.clusters.size).toBe(0);
+    expect(cv1!.missingSubset).toBe(false);
+  });
+
+  it('shares the default policy per port among clusters without a DestinationRule, and only among them', () => {
+    const a8080 = snap.clusters.get('outbound|8080||a.example.com')!;
+    const b8080 = snap.clusters.get('outbound|8080||b.example.com')!;
+    const a9090 = snap.clusters.get('outbound|9090||a.example.com')!;
+    const c8080 = snap.clusters.get('outbound|8080||c.example.com')!;
+    expect(a8080.policy).toBe(b8080.policy);
+    expect(a8080.policy).toEqual(compileClusterPolicy({}, 8080));
+    expect(a9090.policy).toEqual(compileClusterPolicy({}, 9090));
+    expect(c8080.policy).not.toBe(a8080.policy);
+    expect(c8080.policy.lb.kind).toBe('ROUND_ROBIN');
+    expect(a8080.policy.lb.kind).not.toBe('ROUND_ROBIN');
+  });
+
+  it('builds a fresh set of shared objects per compile (a reload never reuses the previous snapshot\'s)', () => {
+    const again = compile(resources, { namespace: 'default', clusterDomain: 'cluster.local', labels: {}, outboundTrafficPolicy: 'ALLOW_ANY' });
+    expect(again.clusters.get('outbound|8080||a.example.com')).not.toBe(snap.clusters.get('outbound|8080||a.example.com'));
+    expect(destinations(again, 'a.example.com')[0]!.clusters).not.toBe(destinations(snap, 'a.example.com')[0]!.clusters);
+  });
+});
