@@ -35,6 +35,8 @@ export interface SuiteResult {
     reload?: { rewrites: number; configVersionAfter: unknown; report: BenchReport };
     coldStart?: { runs: number; readyLineMs: number[]; readyHttpMs: number[]; medianReadyLineMs: number; medianReadyHttpMs: number; medianInternalStartupMs: number | null };
     concurrency?: { supported: boolean; detail: string; report: BenchReport | undefined };
+    /** An idle `node` process doing nothing, same flags: the memory floor of any Node.js proxy on this machine. */
+    nodeFloor?: { rssMB: number; anonMB: number };
   };
   targets: TargetCheck[];
 }
@@ -69,7 +71,10 @@ export function evaluateTargets(s: SuiteResult): TargetCheck[] {
     const ratio = r3.cpuMsPer1000Req / n3.cpuMsPer1000Req;
     out.push({ figure: 'CPU per 1,000 requests at 3,000 req/s', target: '≤ 1.2 × nginx', measured: `${r3.cpuMsPer1000Req.toFixed(1)} ms vs nginx ${n3.cpuMsPer1000Req.toFixed(1)} ms (${ratio.toFixed(2)} ×)`, met: ratio <= 1.2 });
   } else out.push({ figure: 'CPU per 1,000 requests at 3,000 req/s', target: '≤ 1.2 × nginx', measured: 'not measured', met: null });
-  if (r3?.peakRssMB != null) out.push({ figure: 'peak RSS at 3,000 req/s', target: '≤ 50 MB', measured: `${r3.peakRssMB.toFixed(1)} MB`, met: r3.peakRssMB <= 50 });
+  const floor = s.extras.nodeFloor;
+  const anon = r3?.peakAnonMB != null ? `, of which private ${r3.peakAnonMB.toFixed(1)} MB` : '';
+  const floorText = floor ? `; an idle bare \`node\`: ${floor.rssMB.toFixed(1)} MB, private ${floor.anonMB.toFixed(1)} MB` : '';
+  if (r3?.peakRssMB != null) out.push({ figure: 'peak RSS at 3,000 req/s', target: '≤ 50 MB', measured: `${r3.peakRssMB.toFixed(1)} MB${anon}${floorText}`, met: r3.peakRssMB <= 50 });
   else out.push({ figure: 'peak RSS at 3,000 req/s', target: '≤ 50 MB', measured: 'not measured', met: null });
 
   const c = s.extras.concurrency;

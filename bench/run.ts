@@ -217,6 +217,7 @@ async function main(): Promise<number> {
       await attempt('services', async () => void (suite.extras.services = await servicesScenario(up1, suite)));
       await attempt('reload', async () => void (suite.extras.reload = await reloadScenario(up1, up2)));
       await attempt('cold-start', async () => void (suite.extras.coldStart = await coldStartScenario(up1)));
+      await attempt('node-floor', async () => void (suite.extras.nodeFloor = await nodeFloor()));
       await attempt('concurrency', async () => void (suite.extras.concurrency = await concurrencyScenario(up1, suite)));
     }
   } finally {
@@ -387,6 +388,18 @@ async function coldStartScenario(up1: number): Promise<SuiteResult['extras']['co
   }
   log(`cold start: ready line median ${median(readyLine).toFixed(0)} ms, /ready 200 median ${median(readyHttp).toFixed(0)} ms (n=${T.coldStarts})`);
   return { runs: T.coldStarts, readyLineMs: readyLine, readyHttpMs: readyHttp, medianReadyLineMs: median(readyLine), medianReadyHttpMs: median(readyHttp), medianInternalStartupMs: startup.length ? median(startup) : null };
+}
+
+/** RSS of an idle `node` with Remora's flags: what any Node.js process costs before it does anything. */
+async function nodeFloor(): Promise<SuiteResult['extras']['nodeFloor']> {
+  const s = track(await startProcess({ name: 'node-floor', cmd: process.execPath, args: [...REMORA_NODE_FLAGS, '-e', "console.log('node ready'); setInterval(() => {}, 60000)"], cpus: PROXY_CPU, marker: 'node ready' }));
+  await new Promise((r) => setTimeout(r, 500));
+  const status = readFileSync(`/proc/${s.pid}/status`, 'utf8');
+  await stopTracked(s);
+  const kb = (f: string) => Number(new RegExp(`^${f}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0);
+  const out = { rssMB: kb('VmRSS') / 1024, anonMB: kb('RssAnon') / 1024 };
+  log(`node floor: idle node RSS ${out.rssMB.toFixed(1)} MB, private ${out.anonMB.toFixed(1)} MB`);
+  return out;
 }
 
 /** `--concurrency 2` on both CPUs vs one core: only meaningful if the proxy spawns workers. */

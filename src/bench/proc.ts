@@ -37,6 +37,9 @@ export interface ProcUsage {
   pid: number;
   cpuMs: number;
   peakRssMB: number;
+  /** Peak private (anonymous) resident memory, from 100 ms samples of RssAnon: the heap and stacks, without the
+   * file-backed pages of the node binary and libraries that every process of the same executable shares. */
+  peakAnonMB: number;
 }
 
 /**
@@ -47,6 +50,7 @@ export interface ProcUsage {
 export class ProcWatcher {
   private startTicks = 0;
   private peakKb = 0;
+  private peakAnonKb = 0;
   private hwmReset = false;
   private timer: NodeJS.Timeout | undefined;
 
@@ -61,6 +65,7 @@ export class ProcWatcher {
       this.hwmReset = false;
     }
     this.peakKb = 0;
+    this.peakAnonKb = 0;
     this.sample();
     this.timer = setInterval(() => this.sample(), 100);
     this.timer.unref();
@@ -79,13 +84,16 @@ export class ProcWatcher {
         /* the process exited; keep the samples */
       }
     }
-    return { pid: this.pid, cpuMs: (ticks * 1000) / clockTicksPerSec(), peakRssMB: peakKb / 1024 };
+    return { pid: this.pid, cpuMs: (ticks * 1000) / clockTicksPerSec(), peakRssMB: peakKb / 1024, peakAnonMB: this.peakAnonKb / 1024 };
   }
 
   private sample(): void {
     try {
-      const kb = parseStatusKb(readFileSync(`/proc/${this.pid}/status`, 'utf8'), 'VmRSS');
+      const status = readFileSync(`/proc/${this.pid}/status`, 'utf8');
+      const kb = parseStatusKb(status, 'VmRSS');
       if (kb > this.peakKb) this.peakKb = kb;
+      const anon = parseStatusKb(status, 'RssAnon');
+      if (anon > this.peakAnonKb) this.peakAnonKb = anon;
     } catch {
       /* the process may have exited */
     }

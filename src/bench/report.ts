@@ -22,6 +22,8 @@ export interface ProcessUsage {
   /** CPU time / wall time of the measured window: cores kept busy. */
   cpuCores: number;
   peakRssMB: number;
+  /** Peak private (anonymous) resident memory; absent in reports written before it was recorded. */
+  peakAnonMB?: number;
 }
 
 export interface RoundResult {
@@ -61,6 +63,8 @@ export interface TargetSummary {
   proxyP99Ms: number | null;
   cpuMsPer1000Req: number | null;
   peakRssMB: number | null;
+  /** Median peak private (RssAnon) memory, MB. */
+  peakAnonMB?: number | null;
   /** Completed requests per second of the watched process's CPU time (throughput per core). */
   rpsPerCore: number | null;
 }
@@ -126,6 +130,7 @@ export function roundResult(round: number, o: RunOutcome, opts: LoadOptions, usa
       cpuMsPer1000Req: o.completed > 0 ? (cpuMs * 1000) / o.completed : 0,
       cpuCores: o.measuredMs > 0 ? cpuMs / o.measuredMs : 0,
       peakRssMB: usage.reduce((s, u) => s + u.peakRssMB, 0),
+      peakAnonMB: usage.reduce((s, u) => s + u.peakAnonMB, 0),
     };
   }
   return {
@@ -168,6 +173,7 @@ export function summarize(rounds: RoundResult[]): TargetSummary {
     proxyP99Ms: medianOrNull(rounds.map((r) => r.proxy?.p99Ms)),
     cpuMsPer1000Req: medianOrNull(rounds.map((r) => r.process?.cpuMsPer1000Req)),
     peakRssMB: medianOrNull(rounds.map((r) => r.process?.peakRssMB)),
+    peakAnonMB: medianOrNull(rounds.map((r) => r.process?.peakAnonMB)),
     rpsPerCore: medianOrNull(rounds.map((r) => (r.process && r.process.cpuMs > 0 ? (r.completed * 1000) / r.process.cpuMs : undefined))),
   };
 }

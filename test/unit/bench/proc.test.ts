@@ -23,5 +23,7 @@ describe('/proc parsing', () => {
     expect(x).toBeGreaterThan(0);
     expect(u.cpuMs).toBeGreaterThanOrEqual(50);
     expect(u.peakRssMB).toBeGreaterThan(10);
+    expect(u.peakAnonMB).toBeGreaterThan(0);
+    expect(u.peakAnonMB).toBeLessThan(u.peakRssMB);
   });
 });

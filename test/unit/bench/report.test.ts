@@ -43,7 +43,7 @@ function report(): BenchReport {
       {
         name: 'remora',
         url: 'http://127.0.0.1:2/',
-        rounds: [0.4, 0.3, 0.35].map((l) => ({ outcome: outcome(l, { upstreamMs: 0.1 }), usage: [{ pid: 42, cpuMs: 150, peakRssMB: 40 }] })),
+        rounds: [0.4, 0.3, 0.35].map((l) => ({ outcome: outcome(l, { upstreamMs: 0.1 }), usage: [{ pid: 42, cpuMs: 150, peakRssMB: 40, peakAnonMB: 12 }] })),
       },
     ],
     opts: { ...DEFAULT_LOAD_OPTIONS, rate: 1000 },
@@ -71,6 +71,7 @@ describe('buildReport', () => {
     expect(remora!.summary.cpuMsPer1000Req).toBeCloseTo(150, 6);
     expect(remora!.summary.rpsPerCore).toBeCloseTo(1000 / 0.15, 3);
     expect(remora!.summary.peakRssMB).toBe(40);
+    expect(remora!.summary.peakAnonMB).toBe(12);
     expect(remora!.summary.upstreamP50Ms).toBeCloseTo(0.1, 3);
     expect(remora!.summary.proxyP50Ms).toBeCloseTo(0.25, 2);
     expect(r.targets[0]!.rounds).toHaveLength(3);

@@ -53,7 +53,7 @@ function outcome(p50: number): RunOutcome {
 function suite(): SuiteResult {
   const mk = (rows: Array<[string, number, number | null, number]>) =>
     buildReport({
-      targets: rows.map(([name, p50, cpuMs, rss]) => ({ name, url: 'http://x/', rounds: [{ outcome: outcome(p50), usage: cpuMs === null ? null : [{ pid: 1, cpuMs, peakRssMB: rss }] }] })),
+      targets: rows.map(([name, p50, cpuMs, rss]) => ({ name, url: 'http://x/', rounds: [{ outcome: outcome(p50), usage: cpuMs === null ? null : [{ pid: 1, cpuMs, peakRssMB: rss, peakAnonMB: rss / 2 }] }] })),
       opts: { ...DEFAULT_LOAD_OPTIONS, rate: 3000 }, rounds: 1, baseline: 'direct', startedAt: new Date(0), finishedAt: new Date(0), command: [],
       machine: { nproc: 2, cpuModel: 'cpu', node: 'v20', platform: 'linux', loadavg1: 0 },
     });
