@@ -47,35 +47,27 @@ function isIndicator(c: number): boolean {
  * The text must contain no tab, CR, BOM or non-printable character (the caller checks the whole file once).
  */
 export function fastYamlDocument(text: string): unknown {
-  let json: string;
+  const r = new Reader(text);
   try {
-    json = new Reader(text).document();
+    r.document();
   } catch (e) {
     if (e === bail) return BAIL;
     throw e;
   }
   // The document is rewritten as JSON and built by JSON.parse: its objects and arrays come out exactly sized with
   // internalized keys, half the memory (and far less GC at start-up) of objects grown one property at a time.
-  return JSON.parse(json);
+  return JSON.parse(r.json());
 }
 
-/** A scalar's JSON text; BAIL for values JSON cannot carry (±Infinity, NaN, -0). */
-function scalarJson(v: unknown): string {
-  if (typeof v === 'string') return stringJson(v);
-  if (typeof v === 'number') {
-    if (!Number.isFinite(v) || Object.is(v, -0)) throw bail;
-    return String(v);
-  }
-  if (v === null) return 'null';
-  if (v === true) return 'true';
-  if (v === false) return 'false';
-  throw bail;
-}
+/**
+ * The JSON is written as UTF-8 into one reused buffer and decoded once per document: appending to a JS string
+ * would allocate a cons string per token (≈ 80 MB of garbage for 10,000 services).
+ */
+let out = Buffer.allocUnsafe(1 << 16);
 
-function stringJson(s: string): string {
-  // Control characters never get here (the caller's NEEDS_FULL_PARSER check, and scalars are one line).
-  return s.indexOf('"') < 0 && s.indexOf('\\') < 0 ? `"${s}"` : JSON.stringify(s);
-}
+/** Plain scalars starting with these characters may resolve to null, a boolean or a number; others are strings. */
+const MAY_RESOLVE = new Set(BY_FIRST.keys());
+const ANY_MAY_RESOLVE = ANY_FIRST.length > 0;
 
 class Reader {
   /** Content lines only (blank and comment-only lines are skipped): start offset, end offset, indent. */
@@ -86,14 +78,71 @@ class Reader {
   private li = 0;
   /** The read position inside a line (quoted scalars and flow collections). */
   private p = 0;
-  /** The JSON text written so far. */
-  private j = '';
+  /** Bytes of JSON written to `out`; whether they are all ASCII (then latin1 decoding is exact and fastest). */
+  private n = 0;
+  private ascii = true;
   /** Keys of the mappings being read, innermost last (duplicate keys are js-yaml's error). */
   private keys: string[] = [];
 
   constructor(private readonly t: string) {}
 
-  document(): string {
+  json(): string {
+    return out.toString(this.ascii ? 'latin1' : 'utf8', 0, this.n);
+  }
+
+  private byte(c: number): void {
+    if (this.n === out.length) {
+      const bigger = Buffer.allocUnsafe(out.length * 2);
+      out.copy(bigger, 0, 0, this.n);
+      out = bigger;
+    }
+    out[this.n++] = c;
+  }
+
+  private raw(s: string): void {
+    for (let i = 0; i < s.length; i++) this.byte(s.charCodeAt(i));
+  }
+
+  /** Characters [from, to) of `s` as the inside of a JSON string. */
+  private chars(s: string, from: number, to: number): void {
+    for (let i = from; i < to; i++) {
+      const c = s.charCodeAt(i);
+      if (c === DQ || c === 92) { this.byte(92); this.byte(c); }
+      else if (c < 0x80) this.byte(c);
+      else {
+        // No surrogates get here (NEEDS_FULL_PARSER), so every character is one UTF-8 sequence of 2 or 3 bytes.
+        this.ascii = false;
+        if (c < 0x800) { this.byte(0xc0 | (c >> 6)); this.byte(0x80 | (c & 63)); }
+        else { this.byte(0xe0 | (c >> 12)); this.byte(0x80 | ((c >> 6) & 63)); this.byte(0x80 | (c & 63)); }
+      }
+    }
+  }
+
+  private str(s: string): void {
+    this.byte(DQ);
+    this.chars(s, 0, s.length);
+    this.byte(DQ);
+  }
+
+  /** A resolved plain scalar; BAIL for values JSON cannot carry (±Infinity, NaN, -0). */
+  private scalar(v: unknown): void {
+    if (typeof v === 'string') this.str(v);
+    else if (typeof v === 'number') {
+      if (!Number.isFinite(v) || Object.is(v, -0)) throw bail;
+      this.raw(String(v));
+    } else if (v === null) this.raw('null');
+    else if (v === true) this.raw('true');
+    else if (v === false) this.raw('false');
+    else throw bail;
+  }
+
+  /** The plain scalar at [from, to) of the text. */
+  private plain(from: number, to: number): void {
+    if (ANY_MAY_RESOLVE || MAY_RESOLVE.has(this.t.charAt(from))) this.scalar(resolvePlain(this.t.slice(from, to)));
+    else { this.byte(DQ); this.chars(this.t, from, to); this.byte(DQ); }
+  }
+
+  document(): void {
     const t = this.t;
     let pos = 0;
     let first = true;
@@ -120,7 +169,6 @@ class Reader {
     if (this.starts.length === 0) throw bail;
     this.node(this.starts[0]!, this.indents[0]!);
     if (this.li !== this.starts.length) throw bail;
-    return this.j;
   }
 
   /** The end of a line's content: before a ` #` comment and trailing spaces. */
@@ -155,16 +203,16 @@ class Reader {
     }
     if (c === SQ || c === DQ) {
       this.p = p;
-      this.j += stringJson(this.quoted(end));
+      this.str(this.quoted(end));
       this.restIsComment(this.p, end);
       return;
     }
     if (isIndicator(c) || (c === DASH && (p + 1 >= end || t.charCodeAt(p + 1) === SP))) throw bail;
     const e = this.contentEnd(p, end);
     // `a: b: c` is an error and `a: b:` ambiguous; `http://x` is a plain scalar.
-    const s = t.slice(p, e);
-    if (s.includes(': ') || s.charCodeAt(s.length - 1) === COLON) throw bail;
-    this.j += scalarJson(resolvePlain(s));
+    if (t.charCodeAt(e - 1) === COLON) throw bail;
+    for (let i = p; i < e - 1; i++) if (t.charCodeAt(i) === COLON && t.charCodeAt(i + 1) === SP) throw bail;
+    this.plain(p, e);
   }
 
   private restIsComment(p: number, end: number): void {
@@ -220,13 +268,15 @@ class Reader {
     const keys = this.keys;
     for (let i = mark; i < keys.length; i++) if (keys[i] === k) throw bail; // duplicate key: js-yaml's error
     keys.push(k);
-    this.j += first ? `${stringJson(k)}:` : `,${stringJson(k)}:`;
+    if (!first) this.byte(44);
+    this.str(k);
+    this.byte(COLON);
   }
 
   private map(p: number, col: number): void {
     const t = this.t;
     const mark = this.keys.length;
-    this.j += '{';
+    this.byte(123);
     let first = true;
     for (;;) {
       const end = this.ends[this.li]!;
@@ -242,7 +292,7 @@ class Reader {
         const n = this.li;
         if (n < this.starts.length && (this.indents[n]! > col || (this.indents[n] === col && this.isDash(n)))) {
           this.node(this.starts[n]!, this.indents[n]!);
-        } else this.j += 'null';
+        } else this.raw('null');
       } else {
         const c = t.charCodeAt(v);
         if (c === DASH && (v + 1 === end || t.charCodeAt(v + 1) === SP)) throw bail; // `a: - b`
@@ -257,7 +307,7 @@ class Reader {
       if (this.isDash(n)) throw bail;
     }
     this.keys.length = mark;
-    this.j += '}';
+    this.byte(125);
   }
 
   private isDash(n: number): boolean {
@@ -267,10 +317,10 @@ class Reader {
 
   private seq(p: number, col: number): void {
     const t = this.t;
-    this.j += '[';
+    this.byte(91);
     let first = true;
     for (;;) {
-      if (!first) this.j += ',';
+      if (!first) this.byte(44);
       first = false;
       const end = this.ends[this.li]!;
       let v = p + 1;
@@ -279,7 +329,7 @@ class Reader {
         this.li++;
         const n = this.li;
         if (n < this.starts.length && this.indents[n]! > col) this.node(this.starts[n]!, this.indents[n]!);
-        else this.j += 'null';
+        else this.raw('null');
       } else {
         // `- a: 1` opens a mapping in the column of `a`; `- - x` a nested sequence.
         this.node(v, col + (v - p));
@@ -292,7 +342,7 @@ class Reader {
       if (this.indents[n]! > col) throw bail;
       p = this.starts[n]!;
     }
-    this.j += ']';
+    this.byte(93);
   }
 
   /** A single- or double-quoted scalar on one line; `this.p` moves past the closing quote. */
@@ -321,10 +371,10 @@ class Reader {
     const t = this.t;
     const c = t.charCodeAt(this.p);
     if (c === 91) {
-      this.j += '[';
+      this.byte(91);
       this.p++;
       this.flowSpace(end);
-      if (t.charCodeAt(this.p) === 93) { this.p++; this.j += ']'; return; }
+      if (t.charCodeAt(this.p) === 93) { this.p++; this.byte(93); return; }
       for (;;) {
         this.flow(end);
         this.flowSpace(end);
@@ -333,19 +383,19 @@ class Reader {
           this.p++;
           this.flowSpace(end);
           if (t.charCodeAt(this.p) === 93) break;
-          this.j += ',';
+          this.byte(44);
         } else if (d === 93) break; else throw bail; // `[a: b]` and the rest
       }
       this.p++;
-      this.j += ']';
+      this.byte(93);
       return;
     }
     if (c === 123) {
       const mark = this.keys.length;
-      this.j += '{';
+      this.byte(123);
       this.p++;
       this.flowSpace(end);
-      if (t.charCodeAt(this.p) === 125) { this.p++; this.j += '}'; return; }
+      if (t.charCodeAt(this.p) === 125) { this.p++; this.byte(125); return; }
       let first = true;
       for (;;) {
         const kc = t.charCodeAt(this.p);
@@ -367,11 +417,13 @@ class Reader {
       }
       this.p++;
       this.keys.length = mark;
-      this.j += '}';
+      this.byte(125);
       return;
     }
-    if (c === SQ || c === DQ) { this.j += stringJson(this.quoted(end)); return; }
-    this.j += scalarJson(resolvePlain(this.flowPlain(end, false)));
+    if (c === SQ || c === DQ) { this.str(this.quoted(end)); return; }
+    const from = this.p;
+    this.flowPlainEnd(end, false);
+    this.plain(from, this.flowEnd);
   }
 
   private flowSpace(end: number): void {
@@ -380,8 +432,20 @@ class Reader {
     if (this.p >= end || t.charCodeAt(this.p) === HASH) throw bail; // the collection goes on past this line
   }
 
-  /** A plain scalar in a flow collection: up to `,` `[` `]` `{` `}` or (for a key) `: `; no `:` or `#` inside. */
   private flowPlain(end: number, isKey: boolean): string {
+    const from = this.p;
+    this.flowPlainEnd(end, isKey);
+    return this.t.slice(from, this.flowEnd);
+  }
+
+  /** End of the last flow plain scalar (before trailing spaces). */
+  private flowEnd = 0;
+
+  /**
+   * A plain scalar in a flow collection: up to `,` `[` `]` `{` `}` or (for a key) `: `; no `:` or `#` inside.
+   * Sets `flowEnd` to its end and moves `this.p` to the delimiter.
+   */
+  private flowPlainEnd(end: number, isKey: boolean): void {
     const t = this.t;
     const c = t.charCodeAt(this.p);
     if (isIndicator(c) || (c === DASH && (this.p + 1 >= end || t.charCodeAt(this.p + 1) === SP))) throw bail;
@@ -398,9 +462,8 @@ class Reader {
     let e = i;
     while (e > this.p && t.charCodeAt(e - 1) === SP) e--;
     if (e === this.p) throw bail;
-    const s = t.slice(this.p, e);
+    this.flowEnd = e;
     this.p = i;
-    return s;
   }
 }
 

@@ -158,12 +158,12 @@ spec:
   });
 
   // Random documents from a grammar full of YAML's traps: every answer that is not BAIL must match js-yaml.
-  const KEYS = ['a', 'b', 'name', '1', '1.0', 'true', '~', 'null', '"q"', "'s'", "'it''s'", 'x y', '<<', '__proto__', 'a#b', 'k:x', '-k', '"a\\"b"', '[a]', '{a: 1}', '? a', '.inf', '0x1F'];
+  const KEYS = ['a', 'b', 'name', '1', '1.0', 'true', '~', 'null', '"q"', "'s'", "'it''s'", 'x y', '<<', '__proto__', 'a#b', 'k:x', '-k', '"a\\"b"', '[a]', '{a: 1}', '? a', '.inf', '0x1F', 'é', '"日本"'];
   const VALUES = [
     '1', '-1', '0x1F', '0o7', '1.5', '.inf', '-.Inf', '.nan', '1e3', '1_000', 'true', 'True', 'yes', 'null', '~', '', 'abc', 'a b',
     'a#b', 'a #b', 'http://x', 'a: b', 'a:', '"x"', '"a\\"b"', '"a # b"', "'it''s'", "'x", '"x', "'x' y", '[a, b]', '[]', '{}', '{a: 1, b: [x, y]}',
     '[a, [b, {c: d}]]', '{a: 1,}', '[a,]', '[a, , b]', '{a}', '{a:1}', '{a: }', '[a: b]', '[a b, c]', '{"a": 1}', "{'a': [1]}", '[a] x', '|', '>-', '&x a', '*x',
-    '!!str 1', '@x', '`x', '%x', '-', '- a', ':x', '?x', ',x', 'a,b', 'a]', '{a: b', '[a', '127.0.0.1', '2001-12-14', '0.0.0.0/0', '-a', '--x', '#c', '...',
+    '!!str 1', '@x', '`x', '%x', '-', '- a', ':x', '?x', ',x', 'a,b', 'a]', '{a: b', '[a', '127.0.0.1', '2001-12-14', '0.0.0.0/0', '-a', '--x', '#c', '...', 'ü', '✓ ok', "'日本'", 'a\\b', 'a"b',
   ];
   const line = fc.tuple(
     fc.constantFrom(0, 0, 1, 2, 2, 3, 4, 6),
@@ -191,7 +191,7 @@ spec:
   it('reads what js-yaml dumps (block and flow styles) to the same value', () => {
     const key = fc.constantFrom('a', 'b', 'host', 'name', 'x-y', '1', 'true', 'null', 'with space', "it's", 'a: b', '#x', '');
     const scalar = fc.oneof(
-      fc.constantFrom('abc', '', ' lead', 'trail ', 'a #b', 'a: b', 'true', '1', '0x10', 'null', '~', "it's", 'say "hi"', '-', '- a', '[x]', '{y}', '127.0.0.1', 'http://x:1/y', '*', '&', '!'),
+      fc.constantFrom('abc', '', ' lead', 'trail ', 'a #b', 'a: b', 'true', '1', '0x10', 'null', '~', "it's", 'say "hi"', '-', '- a', '[x]', '{y}', '127.0.0.1', 'http://x:1/y', '*', '&', '!', 'é', '✓', 'a\\b"c'),
       fc.integer({ min: -100000, max: 100000 }), fc.double({ noNaN: false }), fc.boolean(), fc.constant(null),
     );
     const value = fc.letrec((tie) => ({
