@@ -190,9 +190,12 @@ class Exchange {
       const h = this.req.headers;
       // A root request (the common case) carries no trace headers to replace: append instead of searching.
       const root = h.traceparent === undefined && h.b3 === undefined && h['x-b3-traceid'] === undefined && h['x-b3-sampled'] === undefined && h['x-b3-spanid'] === undefined && h['x-b3-parentspanid'] === undefined && h.tracestate === undefined;
-      for (const [k, v] of a.span.headers()) {
-        if (root) headers.push(k, v);
-        else setHeader(headers, k, v);
+      // Indexed loop: a for-of over the pairs allocated iterator objects on every request.
+      const th = a.span.headers();
+      for (let i = 0; i < th.length; i++) {
+        const p = th[i]!;
+        if (root) headers.push(p[0], p[1]);
+        else setHeader(headers, p[0], p[1]);
       }
     }
     if (this.plan.timeoutMs > 0) headers.push('x-envoy-expected-rq-timeout-ms', String(Math.max(0, Math.round(this.deadline - now))));

@@ -5,7 +5,7 @@
  * When NetworkPolicy/AuthorizationPolicy apply (InboundAuthorizer), a denied request gets Envoy's RBAC 403 locally.
  */
 import type { Http1Request, Http1Response } from '../http1/server.js';
-import { randomUUID } from 'node:crypto';
+import { requestId as newRequestId } from '../util/request-id.js';
 import { performance } from 'node:perf_hooks';
 import type { ClusterDef, ClusterRuntime, RetryPolicy } from '../model.js';
 import { compileClusterPolicy } from '../upstream/policy.js';
@@ -50,7 +50,7 @@ export function handleInbound(req: Http1Request, res: Http1Response, env: Inboun
   let rt: ClusterRuntime | undefined;
   if (target?.explicitPort) rt = runtimes.get(target.explicitPort);
   rt ??= runtimes.get(env.appPorts[0]!);
-  const requestId = (req.headers['x-request-id'] as string | undefined) || randomUUID();
+  const requestId = (req.headers['x-request-id'] as string | undefined) || newRequestId();
   const authz = env.authz;
   if (authz !== undefined && authz.enabled) {
     const d = authz.check(

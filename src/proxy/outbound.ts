@@ -4,7 +4,7 @@
  * destination, rewrite, and hand the request to the forwarder.
  */
 import type { Http1Request, Http1Response } from '../http1/server.js';
-import { randomUUID } from 'node:crypto';
+import { requestId as newRequestId } from '../util/request-id.js';
 import { performance } from 'node:perf_hooks';
 import type { H1Pool, UpstreamHandler } from '../upstream/h1-pool.js';
 import type { Snapshot } from '../config/snapshot.js';
@@ -31,7 +31,7 @@ export function handleOutbound(req: Http1Request, res: Http1Response, env: Outbo
   for (let i = 0; i < rawHeaders.length; i += 2) if (rawHeaders[i]!.length === 4 && rawHeaders[i]!.toLowerCase() === 'host') hostCount++;
   const te = req.headers['transfer-encoding'];
   const target = parseTarget(req.url ?? '/', req.headers.host);
-  const requestId = (req.headers['x-request-id'] as string | undefined) || randomUUID();
+  const requestId = (req.headers['x-request-id'] as string | undefined) || newRequestId();
   const base = { req, res, env, startTime, startHr, requestId, target };
   if (target === undefined || hostCount > 1 || (te !== undefined && req.httpVersion === '1.0')) return local(base, E.badRequest);
   if (te !== undefined && te.trim().toLowerCase() !== 'chunked') return local(base, E.notImplemented);
