@@ -3,6 +3,7 @@
  * Mutating endpoints are POST-only; the admin listener is never reachable through the proxy listeners.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { getHeapSpaceStatistics } from 'node:v8';
 import type { Sidecar } from '../app.js';
 import { isLevel } from '../util/logger.js';
 import { explainRequest, formatExplanation } from '../routing/explain.js';
@@ -18,6 +19,22 @@ function send(res: ServerResponse, status: number, body: string, type = 'text/pl
 
 function json(res: ServerResponse, status: number, value: unknown): void {
   send(res, status, `${JSON.stringify(value, null, 2)}\n`, 'application/json');
+}
+
+/**
+ * Envoy's /memory, for a V8 process: Envoy's field names (decimal strings, as Envoy prints its uint64s) mapped to
+ * the V8 heap (allocated = used, heap_size = reserved), plus the Node.js view and each V8 heap space.
+ */
+export function memoryView(): Record<string, unknown> {
+  const m = process.memoryUsage();
+  return {
+    allocated: String(m.heapUsed),
+    heap_size: String(m.heapTotal),
+    total_physical_bytes: String(m.rss),
+    external: String(m.external),
+    array_buffers: String(m.arrayBuffers),
+    heap_spaces: getHeapSpaceStatistics().map((x) => ({ name: x.space_name, size: x.space_size, used: x.space_used_size, physical: x.physical_space_size })),
+  };
 }
 
 export function adminRoutes(s: Sidecar): Map<string, { method: 'GET' | 'POST'; handler: Handler }> {
@@ -44,6 +61,7 @@ export function adminRoutes(s: Sidecar): Map<string, { method: 'GET' | 'POST'; h
     else send(res, 200, s.statsText());
   });
   get('/server_info', (_q, res) => json(res, 200, s.serverInfo()));
+  get('/memory', (_q, res) => json(res, 200, memoryView()));
   get('/listeners', (_q, res, url) => {
     const l = s.listenerInfo();
     if (url.searchParams.get('format') === 'json') json(res, 200, l);

@@ -80,6 +80,14 @@ describe('admin JSON shapes', () => {
     expect(text.body).toContain(`${V1}::127.0.0.1:${up.port}::rq_total::3\n`);
   });
 
+  it('/memory: Envoy field names over the V8 heap, and each heap space', async () => {
+    const m = await getJson('/memory') as { allocated: string; heap_size: string; total_physical_bytes: string; heap_spaces: Array<{ name: string; used: number; physical: number }> };
+    expect(Number(m.allocated)).toBeGreaterThan(0);
+    expect(Number(m.heap_size)).toBeGreaterThanOrEqual(Number(m.allocated));
+    expect(Number(m.total_physical_bytes)).toBeGreaterThan(Number(m.allocated));
+    expect(m.heap_spaces.map((x) => x.name)).toContain('old_space');
+  });
+
   it('/server_info and /listeners?format=json', async () => {
     const s = await getJson('/server_info');
     expect(s).toMatchObject({ version: expect.stringMatching(/^\d+\.\d+\.\d+/), state: 'LIVE', uptime_current_epoch: expect.stringMatching(/^\d+s$/) });
