@@ -3,6 +3,7 @@
  * ConfigMap mounts: entries whose names start with `..` (`..data`, `..2026_…`) are skipped, and the
  * visible names are symlinks through `..data`, so an atomic `..data` swap is read consistently.
  */
+import { createHash } from 'node:crypto';
 import { readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseDocuments } from './parse.js';
@@ -14,8 +15,8 @@ export interface LoadResult {
   resources: Resource[];
   errors: ConfigError[];
   files: string[];
-  /** Concatenated file contents with names, for the config hash. */
-  digestInput: string;
+  /** SHA-256 (hex) of every file's name and contents, in order: the config hash, and "did anything change". */
+  digest: string;
 }
 
 async function listFiles(path: string, out: string[], errors: ConfigError[], top: boolean): Promise<void> {
@@ -49,7 +50,8 @@ export async function loadConfig(paths: readonly string[], defaultNamespace: str
   const errors: ConfigError[] = [];
   for (const p of paths) await listFiles(p, files, errors, true);
   const resources: Resource[] = [];
-  let digestInput = '';
+  // Hashed file by file: the same digest as hashing the concatenation, without building a copy of every file.
+  const hash = createHash('sha256');
   for (const f of files) {
     let text: string;
     try {
@@ -58,10 +60,10 @@ export async function loadConfig(paths: readonly string[], defaultNamespace: str
       errors.push({ file: f, line: 0, object: '', field: '', message: `cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` });
       continue;
     }
-    digestInput += `\0${f}\0${text}`;
+    hash.update(`\0${f}\0`).update(text);
     const r = parseDocuments(text, f, defaultNamespace);
     resources.push(...r.resources);
     errors.push(...r.errors);
   }
-  return { resources, errors, files, digestInput };
+  return { resources, errors, files, digest: hash.digest('hex') };
 }

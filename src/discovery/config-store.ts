@@ -71,7 +71,7 @@ export class ConfigStore extends EventEmitter {
   private async reloadFilesOnce(force: boolean): Promise<boolean> {
     const loaded = await loadConfig(this.opts.paths, this.opts.namespace);
     if (loaded.errors.length > 0) return this.reject(loaded.errors);
-    const digest = createHash('sha256').update(loaded.digestInput).digest('hex');
+    const digest = loaded.digest;
     if (!force && digest === this.fileDigest && this.current) return true;
     const prevResources = this.fileResources;
     const prevDigest = this.fileDigest;
