@@ -167,7 +167,7 @@ export class Http1Response {
       }
     }
     if (!hasDate) s += `Date: ${httpDate()}\r\n`;
-    if (this.closeAfter || this.conn.closing) {
+    if (this.closeAfter || this.conn.closing || this.conn.draining) {
       this.closeAfter = true;
       s += 'Connection: close\r\n';
     } else if (this.req.httpVersion === '1.0') {
@@ -201,7 +201,10 @@ export class Http1Response {
         this.out(chunk, '', '');
       }
     } else if (this.chunkedEncoding && !this.noBody) {
-      this.emit(`0\r\n${this.trailers ?? ''}\r\n`);
+      // The head may still be held (writeHead then end() with no body): it leaves with the last chunk.
+      const h = this.head ?? '';
+      this.head = undefined;
+      this.emit(`${h}0\r\n${this.trailers ?? ''}\r\n`);
     } else {
       this.flushHead();
     }
@@ -282,7 +285,12 @@ export class Http1Response {
   private out(chunk: Buffer | string, pre: string, post: string): boolean {
     const h = this.head ?? '';
     this.head = undefined;
-    if (typeof chunk === 'string') return this.emit(h + pre + chunk + post);
+    if (typeof chunk === 'string') {
+      // Output strings are written as latin1 (one byte per char), which is UTF-8 only for ASCII: other text goes
+      // through a UTF-8 buffer, so the bytes match the length (Buffer.byteLength) the caller and the chunk size count.
+      if (Buffer.byteLength(chunk) === chunk.length) return this.emit(h + pre + chunk + post);
+      chunk = Buffer.from(chunk);
+    }
     // Small bodies join the head in one latin1 string (bytes survive the round trip): one write, one syscall.
     if (chunk.length <= 2048) return this.emit(h + pre + chunk.toString('latin1') + post);
     if (h !== '' || pre !== '') this.emit(h + pre);
@@ -345,6 +353,11 @@ class Connection {
   headStartedAt = 0;
   /** No further requests: close after the queued responses. */
   closing = false;
+  /**
+   * Drain (closeIdleConnections): requests already begun are still served, each answered with Connection: close,
+   * and the connection ends once nothing is queued. Unlike `closing`, a request whose head was arriving is not dropped.
+   */
+  draining = false;
   private pausedByBody = false;
   private pausedByQueue = false;
   gone = false;
@@ -459,7 +472,7 @@ class Connection {
       this.pausedByQueue = false;
       if (!this.pausedByBody && !this.gone) this.sock.resume();
     }
-    if (this.queue.length === 0 && this.closing) this.sock.end();
+    if (this.queue.length === 0 && (this.closing || this.draining)) this.sock.end();
   }
 
   /** A parse error: answer 400/431 if nothing is being answered yet, then close. */
@@ -513,7 +526,9 @@ function onMessageBegin(this: NativeParser): void {
 }
 function onHeaders(this: NativeParser, headers: string[], url: string): void {
   const c = this.conn;
-  if (c === undefined) return;
+  // Outside a head (headStartedAt is 0 from headers-complete on), these are a chunked body's trailers: dropped,
+  // as the proxy does not forward request trailers; collected, they would prefix the next request's headers and URL.
+  if (c === undefined || c.headStartedAt === 0) return;
   if (c.partialHeaders === undefined) c.partialHeaders = headers.slice();
   else for (const h of headers) c.partialHeaders.push(h);
   c.partialUrl += url;
@@ -580,10 +595,12 @@ export class Http1Server extends net.Server {
     sock.setTimeout(this.keepAliveTimeoutMs);
     sock.on('data', (d: Buffer) => c.onData(d));
     sock.on('end', () => {
-      // The client finished sending: answer what is queued, then close.
+      // The client finished sending: answer what is queued, then close. A request cut inside its body can never
+      // complete and nothing may answer it sensibly: close now (as node:http does), or the half-open socket, with a
+      // response nobody will write, would outlive every timer (the idle timer spares connections with work queued).
       c.closing = true;
-      if (c.current !== undefined && c.current.body !== null && !c.current.complete) c.current.body.destroy(new Error('request body truncated'));
-      if (c.queue.length === 0) sock.end();
+      if (c.current !== undefined && c.current.body !== null && !c.current.complete) sock.destroy();
+      else if (c.queue.length === 0) sock.end();
     });
     // The keep-alive idle timer: socket activity re-arms it, and a connection with a request in flight is left alone.
     sock.on('timeout', () => {
@@ -602,10 +619,10 @@ export class Http1Server extends net.Server {
     for (const c of this.conns) c.checkHeadTimeout(now);
   }
 
-  /** Close connections with nothing in flight (drain: busy ones close after their response, see `closing`). */
+  /** Close connections with nothing in flight (drain: busy ones close after their response, see `draining`). */
   closeIdleConnections(): void {
     for (const c of this.conns) {
-      c.closing = true;
+      c.draining = true;
       if (c.isIdle()) c.sock.destroy();
     }
   }
