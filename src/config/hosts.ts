@@ -111,3 +111,30 @@ export function hostCovers(pattern: string, host: string): boolean {
   if (!pattern.startsWith('*')) return false;
   return host.endsWith(pattern.slice(1)) && host.length > pattern.length - 1;
 }
+
+/**
+ * A set of resource hosts (expanded, lowercase) answering "does any of them overlap `host`" (hostsOverlap) without
+ * a scan: exact names in a Set, wildcards in a list (few in practice). Sidecar scoping asks this once per
+ * DestinationRule, which with a scan over every kept host was quadratic at 10,000 services.
+ */
+export class HostOverlapSet {
+  private readonly exact = new Set<string>();
+  private readonly wildcards: string[] = [];
+
+  add(host: string): void {
+    if (host.startsWith('*')) this.wildcards.push(host);
+    else this.exact.add(host);
+  }
+
+  overlaps(host: string): boolean {
+    if (this.exact.has(host)) return true;
+    if (!host.startsWith('*')) {
+      for (const w of this.wildcards) if (hostsOverlap(w, host)) return true;
+      return false;
+    }
+    // A wildcard query (rare): every kept host may fall under it.
+    for (const w of this.wildcards) if (hostsOverlap(w, host)) return true;
+    for (const h of this.exact) if (hostsOverlap(h, host)) return true;
+    return false;
+  }
+}

@@ -4,7 +4,7 @@
  */
 import type { Resource } from '../config/resource.js';
 import type { ServiceDef } from '../model.js';
-import { DEFAULT_CLUSTER_DOMAIN, expandHost, hostsOverlap } from '../config/hosts.js';
+import { DEFAULT_CLUSTER_DOMAIN, expandHost, HostOverlapSet, hostsOverlap } from '../config/hosts.js';
 import { DEFAULT_ROOT_NAMESPACE } from '../authz/authorization-policy.js';
 import { validateAuthzResource } from '../authz/validate-authz.js';
 
@@ -135,7 +135,8 @@ export function scopeInputs(input: ScopeInput, sidecar: Resource | undefined, pr
   if (!egress) return result;
 
   result.services = input.services.filter((s) => visible(egress, s.namespace, s.hostname.toLowerCase()));
-  const keptHosts = result.services.map((s) => s.hostname.toLowerCase());
+  const keptHosts = new HostOverlapSet();
+  for (const s of result.services) keptHosts.add(s.hostname.toLowerCase());
   const keptSeNamespaces = new Set<string>();
   const kept: Resource[] = [];
   const deferred: Resource[] = [];
@@ -150,7 +151,7 @@ export function scopeInputs(input: ScopeInput, sidecar: Resource | undefined, pr
         if (hosts.some((h) => visible(egress, ns, h))) {
           kept.push(r);
           keptSeNamespaces.add(ns);
-          keptHosts.push(...hosts);
+          for (const h of hosts) keptHosts.add(h);
         }
         break;
       }
@@ -173,7 +174,7 @@ export function scopeInputs(input: ScopeInput, sidecar: Resource | undefined, pr
     // A Kubernetes Service host names its namespace, so its DR is kept when that host is reachable even if the
     // Service itself came from another source; any other host must belong to a kept service or ServiceEntry.
     const svcNs = namespaceOfServiceHost(host, clusterDomain);
-    if (keptHosts.some((h) => hostsOverlap(h, host)) || (svcNs !== undefined && visible(egress, svcNs, host))) kept.push(r);
+    if (keptHosts.overlaps(host) || (svcNs !== undefined && visible(egress, svcNs, host))) kept.push(r);
   }
   // Keep the input order (the compiler and the config hash see resources in a stable order).
   const keep = new Set(kept);
