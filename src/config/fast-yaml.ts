@@ -56,7 +56,14 @@ export function fastYamlDocument(text: string): unknown {
   }
   // The document is rewritten as JSON and built by JSON.parse: its objects and arrays come out exactly sized with
   // internalized keys, half the memory (and far less GC at start-up) of objects grown one property at a time.
-  return JSON.parse(r.json());
+  const json = r.json();
+  // One huge document must not pin its buffer for the life of the process.
+  if (out.length > 1 << 20) out = Buffer.allocUnsafe(1 << 16);
+  try {
+    return JSON.parse(json);
+  } catch {
+    return BAIL; // never expected; should the writer have a bug, js-yaml still gets the last word
+  }
 }
 
 /**

@@ -152,6 +152,13 @@ spec:
     }
   });
 
+  it('reads a document larger than its write buffer (and the next one after it)', () => {
+    const big = Array.from({ length: 6000 }, (_, i) => `key-${i}: [value-${i}, "é ${i}", {n: ${i}}]`).join('\n') + '\n';
+    expect(big.length).toBeGreaterThan(200_000);
+    expect(agrees(big).bailed).toBe(false);
+    expect(agrees('a: [1, b]\n').bailed).toBe(false);
+  });
+
   it('sends files with tabs, CR, BOM or non-printable characters to the full parser', () => {
     for (const s of ['a:\tb', 'a: b\r\n', '\uFEFFa: b', 'a: \u0007', 'a: \uD800']) expect(NEEDS_FULL_PARSER.test(s)).toBe(true);
     expect(NEEDS_FULL_PARSER.test(ISTIO)).toBe(false);
