@@ -110,6 +110,8 @@ class Exchange {
   private reusedRetryUsed = false;
   /** The next try must open a new connection (the keep-alive race retry). */
   private freshConnection = false;
+  /** Index of the x-envoy-attempt-count value in plan.headers (0 = not added yet). */
+  private attemptSlot = 0;
   private tried: Set<string> | undefined;
   private current: Attempt | undefined;
   responded = false;
@@ -183,13 +185,22 @@ class Exchange {
     this.upstreamHost = ep.key;
     rt.attemptStarted(ep, now);
     this.counters.upstream_rq_total++;
-    const headers = this.plan.headers.slice();
-    headers.push('x-envoy-attempt-count', String(this.attempts));
+    // The request's own header array gets the per-attempt headers in place (no copy per request): the first try
+    // appends them and remembers where; a retry overwrites the values. Nothing else holds the array by then (the
+    // pool writes the head synchronously or drops a queued try before the next one starts; mirrors copied it).
+    const headers = this.plan.headers;
+    const count = this.attempts < ATTEMPT_COUNTS.length ? ATTEMPT_COUNTS[this.attempts]! : String(this.attempts);
+    if (this.attemptSlot === 0) {
+      this.attemptSlot = headers.length + 1;
+      headers.push('x-envoy-attempt-count', count);
+    } else {
+      headers[this.attemptSlot] = count;
+    }
     if (this.span !== undefined) {
       a.span = this.span.startAttempt(this.attempts, { cluster: rt.def.name, upstreamHost: ep.key });
       const h = this.req.headers;
-      // A root request (the common case) carries no trace headers to replace: append instead of searching.
-      const root = h.traceparent === undefined && h.b3 === undefined && h['x-b3-traceid'] === undefined && h['x-b3-sampled'] === undefined && h['x-b3-spanid'] === undefined && h['x-b3-parentspanid'] === undefined && h.tracestate === undefined;
+      // A root request (the common case) carries no trace headers to replace: append on the first try instead of searching.
+      const root = this.attempts === 1 && h.traceparent === undefined && h.b3 === undefined && h['x-b3-traceid'] === undefined && h['x-b3-sampled'] === undefined && h['x-b3-spanid'] === undefined && h['x-b3-parentspanid'] === undefined && h.tracestate === undefined;
       // Indexed loop: a for-of over the pairs allocated iterator objects on every request.
       const th = a.span.headers();
       for (let i = 0; i < th.length; i++) {
@@ -198,7 +209,7 @@ class Exchange {
         else setHeader(headers, p[0], p[1]);
       }
     }
-    if (this.plan.timeoutMs > 0) headers.push('x-envoy-expected-rq-timeout-ms', String(Math.max(0, Math.round(this.deadline - now))));
+    if (this.plan.timeoutMs > 0) setHeader(headers, 'x-envoy-expected-rq-timeout-ms', String(Math.max(0, Math.round(this.deadline - now))));
     const retry = this.plan.retry;
     let tryMs = retry.perTryTimeoutMs;
     if (this.deadline > 0) {
@@ -457,6 +468,8 @@ class Exchange {
 }
 
 const NO_PICK = {};
+/** x-envoy-attempt-count values for the usual tries, built once. */
+const ATTEMPT_COUNTS = Array.from({ length: 16 }, (_, i) => String(i));
 
 function onResponseClose(this: Http1Response): void {
   const ex = (this as unknown as Record<symbol, Exchange | undefined>)[kExchange];
