@@ -47,7 +47,8 @@ function isIndicator(c: number): boolean {
  * The text must contain no tab, CR, BOM or non-printable character (the caller checks the whole file once).
  */
 export function fastYamlDocument(text: string): unknown {
-  const r = new Reader(text);
+  const r = reader;
+  r.reset(text);
   try {
     r.document();
   } catch (e) {
@@ -91,7 +92,20 @@ class Reader {
   /** Keys of the mappings being read, innermost last (duplicate keys are js-yaml's error). */
   private keys: string[] = [];
 
-  constructor(private readonly t: string) {}
+  private t = '';
+
+  /** One reader serves every document (no per-document arrays to allocate and collect). */
+  reset(text: string): void {
+    this.t = text;
+    this.starts.length = 0;
+    this.ends.length = 0;
+    this.indents.length = 0;
+    this.keys.length = 0;
+    this.li = 0;
+    this.p = 0;
+    this.n = 0;
+    this.ascii = true;
+  }
 
   json(): string {
     return out.toString(this.ascii ? 'latin1' : 'utf8', 0, this.n);
@@ -473,6 +487,8 @@ class Reader {
     this.p = i;
   }
 }
+
+const reader = new Reader();
 
 /** Characters that make a whole file go to js-yaml: tabs, CR, BOM, non-printables and any surrogate. */
 export const NEEDS_FULL_PARSER = /[\x00-\x08\x09\x0B-\x1F\x7F-\x9F\uD800-\uDFFF\uFEFF\uFFFE\uFFFF]/;
