@@ -83,6 +83,8 @@ class Exchange {
   headersSeen = false;
   /** Inside a 1xx informational head: skip to the next head. */
   informational = false;
+  /** The whole request (head and body) was handed to the socket. */
+  sent = false;
   trailers: string[] | null = null;
   readonly abort: (err?: Error) => void;
 
@@ -107,6 +109,8 @@ class Connection {
   keepAliveMs: number;
   partialHeaders: string[] | undefined;
   bodyPaused = false;
+  /** The exchange completed inside `execute`: hand the connection back once that call returns (see 'data'). */
+  releaseAfterParse = false;
   readonly resume: () => void;
 
   constructor(readonly pool: H1Pool, host: string, port: number, now: number) {
@@ -138,8 +142,17 @@ class Connection {
       if (!this.connected) this.fail(new UpstreamError(`connect timeout after ${pool.opts.connectTimeoutMs} ms`, 'UND_ERR_CONNECT_TIMEOUT'));
     });
     sock.on('data', (d: Buffer) => {
+      // Bytes with no request outstanding (a stray or unsolicited response) would be read as the answer to the
+      // next request: the connection is out of step and is dropped, as undici and Envoy do.
+      if (this.ex === undefined) { this.close(); return; }
       const r = this.parser.execute(d);
       if (typeof r !== 'number') this.fail(new UpstreamError(`invalid response: ${r.message}`, (r as Error & { code?: string }).code ?? 'HPE_INVALID'));
+      else if (this.releaseAfterParse) {
+        // Released only now, not from the parser callback: bytes after the response in the same read must not
+        // reach the next exchange (onHeadersComplete drops the connection when they start another message).
+        this.releaseAfterParse = false;
+        if (!this.closed) this.pool.released(this);
+      }
     });
     sock.on('end', () => {
       // A close-delimited body ends here; anything else in flight was cut short.
@@ -176,6 +189,7 @@ class Connection {
     if (body === null) {
       if (!hasLength && BODY_METHODS.has(r.method)) head += 'content-length: 0\r\n';
       this.sock.write(`${head}\r\n`, 'latin1');
+      ex.sent = true;
       ex.h.onRequestSent?.();
       return;
     }
@@ -188,6 +202,7 @@ class Connection {
         this.sock.write(body);
         this.sock.uncork();
       }
+      ex.sent = true;
       ex.h.onRequestSent?.();
       return;
     }
@@ -205,6 +220,7 @@ class Connection {
       cleanup();
       if (ex.done || this.closed) return;
       if (chunked) sock.write('0\r\n\r\n', 'latin1');
+      ex.sent = true;
       ex.h.onRequestSent?.();
     };
     const onErr = (): void => {
@@ -228,10 +244,18 @@ class Connection {
     this.ex = undefined;
     ex.done = true;
     ex.h.onComplete(ex.trailers);
+    // The server answered before the whole request body went out (an early 413/401): the request is unfinished
+    // on the wire, so the next one cannot follow it (undici closes the same way).
+    if (!ex.sent) this.noReuse = true;
     const o = this.pool.opts;
     if (!this.noReuse && o.maxConnectionDurationMs > 0 && Date.now() - this.createdAt >= o.maxConnectionDurationMs) this.noReuse = true;
-    if (this.noReuse || ex.fresh || this.closed) this.close();
-    else this.pool.released(this);
+    if (this.noReuse || ex.fresh || this.closed) { this.close(); return; }
+    if (this.bodyPaused) {
+      // Paused by this exchange's reader, whose last chunk came with the end: the next exchange starts unpaused.
+      this.bodyPaused = false;
+      this.sock.resume();
+    }
+    this.releaseAfterParse = true;
   }
 
   /** A socket or parser failure: fail the exchange in flight and drop the connection. */
@@ -271,6 +295,11 @@ const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH']);
 
 function noop(): void { /* bytes come through 'data' */ }
 function closeParser(p: NativeParser): void { p.close(); }
+/** How long `c` may stay idle (ms): its keep-alive time, cut to what is left of tcp.maxConnectionDuration. */
+function idleTimeFor(c: Connection, now: number): number {
+  const max = c.pool.opts.maxConnectionDurationMs;
+  return max > 0 ? Math.min(c.keepAliveMs, c.createdAt + max - now) : c.keepAliveMs;
+}
 function idleExpired(c: Connection): void {
   c.idleTimer = undefined;
   if (c.ex === undefined) c.close();
@@ -291,7 +320,10 @@ function onHeaders(this: NativeParser, headers: string[]): void {
 function onHeadersComplete(this: NativeParser, _major: number, _minor: number, headers: string[] | undefined, _method: number, _url: string, status: number, _msg: string, upgrade: boolean, keepAlive: boolean): number {
   const c = this.conn;
   const ex = c?.ex;
-  if (c === undefined || ex === undefined || ex.done) return 1;
+  if (c === undefined || ex === undefined || ex.done) {
+    if (c !== undefined && ex === undefined) c.close(); // a response with no request: out of step (see 'data')
+    return 1;
+  }
   if (headers === undefined || c.partialHeaders !== undefined) {
     headers = headers === undefined ? (c.partialHeaders ?? []) : (c.partialHeaders ?? []).concat(headers);
     c.partialHeaders = undefined;
@@ -400,7 +432,8 @@ export class H1Pool {
     }
     if (this.closed) { c.close(); return; }
     this.idle.push(c);
-    c.idleTimer = setTimeout(idleExpired, c.keepAliveMs, c);
+    // Idle until the keep-alive time or, sooner, the connection's max duration (Envoy closes an idle connection then).
+    c.idleTimer = setTimeout(idleExpired, idleTimeFor(c, Date.now()), c);
     c.idleTimer.unref?.();
   }
 
