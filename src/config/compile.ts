@@ -171,13 +171,11 @@ function endpointsFor(svc: ServiceDef, port: ServicePortDef, subsetLabels: Reado
 interface DrIndex { exact: Map<string, Resource[]>; wildcard: Array<{ suffix: string; r: Resource }> }
 
 function findDestinationRule(idx: DrIndex, host: string, proxyNs: string, svcNs: string): Resource | undefined {
-  const pick = (cands: Resource[] | undefined): Resource | undefined => {
-    if (!cands || cands.length === 0) return undefined;
+  const cands = idx.exact.get(host);
+  if (cands !== undefined && cands.length > 0) {
     // Istio's lookup order: the client's namespace, then the service's namespace, then any (root).
     return cands.find((c) => c.metadata.namespace === proxyNs) ?? cands.find((c) => c.metadata.namespace === svcNs) ?? cands[0];
-  };
-  const exact = pick(idx.exact.get(host));
-  if (exact) return exact;
+  }
   for (const w of idx.wildcard) if (host.endsWith(w.suffix)) return w.r;
   return undefined;
 }

@@ -454,14 +454,14 @@ function walk(value: unknown, schema: Schema, path: Array<string | number>, out:
         } else walk(o[k], sub, path, out);
         path.pop();
       }
-      for (const r of schema.required ?? []) {
+      if (schema.required !== undefined) for (const r of schema.required) {
         if (o[r] === undefined || o[r] === null) {
           path.push(r);
           report(out, path, 'required field is missing');
           path.pop();
         }
       }
-      for (const group of schema.oneOf ?? []) {
+      if (schema.oneOf !== undefined) for (const group of schema.oneOf) {
         let count = 0;
         for (const f of group) if (o[f] !== undefined && o[f] !== null) count++;
         if (count > 1) {
