@@ -9,12 +9,15 @@ import net from 'node:net';
 import { Readable } from 'node:stream';
 import { createRequire } from 'node:module';
 import { STATUS_CODES, type IncomingHttpHeaders } from 'node:http';
+import { onDirectDrain, startReading, stopReading, writeDirect } from './socket-io.js';
 
 const require = createRequire(import.meta.url);
 
 interface NativeParser {
   initialize(type: number, resource: object, maxHeaderSize?: number, lenient?: number): void;
   execute(data: Buffer): number | Error;
+  consume(handle: unknown): void;
+  unconsume(): void;
   finish(): number | Error;
   close(): void;
   remove?(): void;
@@ -361,8 +364,13 @@ class Connection {
   private pausedByBody = false;
   private pausedByQueue = false;
   gone = false;
+  /** The parser reads from the socket's handle directly (parser.consume). */
+  consumed = false;
+  /** Last request start or response end (ms); the listener's sweep closes connections idle for keepAliveTimeoutMs. */
+  lastActive: number;
 
   constructor(readonly server: Http1Server, readonly sock: net.Socket) {
+    this.lastActive = Date.now();
     const p = new HTTPParser();
     p.initialize(HTTPParser.REQUEST, {}, server.maxHeaderSize, HTTPParser.kLenientNone);
     p.conn = this;
@@ -371,7 +379,7 @@ class Connection {
     p[HTTPParser.kOnHeadersComplete] = onHeadersComplete;
     p[HTTPParser.kOnBody] = onBody;
     p[HTTPParser.kOnMessageComplete] = onMessageComplete;
-    p[HTTPParser.kOnExecute] = noop;
+    p[HTTPParser.kOnExecute] = onExecute;
     this.parser = p;
   }
 
@@ -381,7 +389,7 @@ class Connection {
 
   write(data: string | Buffer): boolean {
     if (this.gone) return false;
-    return typeof data === 'string' ? this.sock.write(data, 'latin1') : this.sock.write(data);
+    return writeDirect(this.sock, data);
   }
 
   onData(data: Buffer): void {
@@ -412,7 +420,7 @@ class Connection {
     this.queue.push(res);
     if (this.queue.length > this.server.maxPipelined && !this.pausedByQueue) {
       this.pausedByQueue = true;
-      this.sock.pause();
+      stopReading(this.sock);
     }
     // node:http's default for Expect: 100-continue: tell the client to go on at once.
     if (expectContinue && this.queue.length === 1) this.write('HTTP/1.1 100 Continue\r\n\r\n');
@@ -435,7 +443,7 @@ class Connection {
     if (b === null || b === undefined) return;
     if (!b.push(chunk) && !this.pausedByBody) {
       this.pausedByBody = true;
-      this.sock.pause();
+      stopReading(this.sock);
     }
   }
 
@@ -450,7 +458,7 @@ class Connection {
   resumeReading(): void {
     if (!this.pausedByBody) return;
     this.pausedByBody = false;
-    if (!this.pausedByQueue && !this.gone) this.sock.resume();
+    if (!this.pausedByQueue && !this.gone) startReading(this.sock);
   }
 
   /** The front response ended: drop it, let the next one write, close or go idle. */
@@ -458,10 +466,11 @@ class Connection {
     if (this.queue[0] !== res) return; // a later pipelined response ended first: it waits (its output is held)
     while (this.queue.length > 0 && this.queue[0]!.finished) {
       const done = this.queue.shift()!;
-      process.nextTick(fireClose, done);
+      this.lastActive = Date.now();
+      closeLater(done);
       if (done.closeAfter) {
         this.closing = true;
-        for (const r of this.queue) process.nextTick(fireClose, r);
+        for (const r of this.queue) closeLater(r);
         this.queue.length = 0;
         this.sock.end();
         return;
@@ -470,7 +479,7 @@ class Connection {
     }
     if (this.pausedByQueue && this.queue.length <= this.server.maxPipelined) {
       this.pausedByQueue = false;
-      if (!this.pausedByBody && !this.gone) this.sock.resume();
+      if (!this.pausedByBody && !this.gone) startReading(this.sock);
     }
     if (this.queue.length === 0 && (this.closing || this.draining)) this.sock.end();
   }
@@ -512,17 +521,42 @@ class Connection {
     if (req !== undefined && req.body !== null && !req.complete) req.body.destroy(new Error('downstream closed'));
     for (const r of this.queue.splice(0)) r.fireClose();
     this.parser.conn = undefined;
+    // The handle is closed by now, so this only detaches (node:http's freeParser does the same).
+    if (this.consumed) this.parser.unconsume();
     this.parser.close();
+  }
+
+  /** The keep-alive idle check, from the listener's sweep: no per-socket timer to refresh on every request. */
+  checkIdle(now: number): void {
+    if (this.lastActive !== 0 && now - this.lastActive >= this.server.keepAliveTimeoutMs && this.isIdle()) this.sock.destroy();
   }
 }
 
-function noop(): void { /* consume() is not used: bytes come through 'data' */ }
-function fireClose(r: Http1Response): void { r.fireClose(); }
+function noop(): void { /* the fallback 'data' path ignores nothing; see accept() */ }
+function onExecute(this: NativeParser, ret: number | Error): void {
+  const c = this.conn;
+  if (c !== undefined && typeof ret !== 'number') c.clientError(ret);
+}
+
+/**
+ * 'close' of finished responses fires after the current callback (the forwarder ends the response, then records
+ * it) from one promise job for all of them: a `process.nextTick` per response would make Node run its tick queue,
+ * which allocates a Map on every pass in Node 20.
+ */
+const closing: Http1Response[] = [];
+const RESOLVED = Promise.resolve();
+function closeLater(r: Http1Response): void {
+  if (closing.push(r) === 1) void RESOLVED.then(flushCloses);
+}
+function flushCloses(): void {
+  for (let i = 0; i < closing.length; i++) closing[i]!.fireClose();
+  closing.length = 0;
+}
 
 // Parser callbacks run with `this` = the parser (no per-connection closures).
 function onMessageBegin(this: NativeParser): void {
   const c = this.conn;
-  if (c !== undefined) c.headStartedAt = Date.now();
+  if (c !== undefined) c.headStartedAt = c.lastActive = Date.now();
 }
 function onHeaders(this: NativeParser, headers: string[], url: string): void {
   const c = this.conn;
@@ -579,7 +613,7 @@ export class Http1Server extends net.Server {
     this.on('listening', () => {
       if (this.headTimer !== undefined) return;
       // One coarse sweep for all connections (as node:http's connectionsCheckingInterval), not a timer per request.
-      this.headTimer = setInterval(sweepHeads, Math.min(1000, Math.max(10, this.headersTimeoutMs / 4)), this);
+      this.headTimer = setInterval(sweepHeads, Math.min(1000, Math.max(10, Math.min(this.headersTimeoutMs, this.keepAliveTimeoutMs) / 4)), this);
       this.headTimer.unref();
     });
     this.on('close', () => {
@@ -592,8 +626,16 @@ export class Http1Server extends net.Server {
     const c = new Connection(this, sock);
     this.conns.add(c);
     sock.setNoDelay(true);
-    sock.setTimeout(this.keepAliveTimeoutMs);
+    // Node's own parser reads straight from the handle (as node:http does): no Buffer, 'data' event or Readable
+    // bookkeeping per read. The 'data' listener keeps the socket flowing (reading started) and is the fallback
+    // for a handle that is not a native stream.
+    const h = (sock as unknown as { _handle: { isStreamBase?: boolean } | null })._handle;
+    if (h !== null && h.isStreamBase === true) {
+      c.parser.consume(h);
+      c.consumed = true;
+    }
     sock.on('data', (d: Buffer) => c.onData(d));
+    onDirectDrain(sock, () => c.front()?.drained());
     sock.on('end', () => {
       // The client finished sending: answer what is queued, then close. A request cut inside its body can never
       // complete and nothing may answer it sensibly: close now (as node:http does), or the half-open socket, with a
@@ -601,10 +643,6 @@ export class Http1Server extends net.Server {
       c.closing = true;
       if (c.current !== undefined && c.current.body !== null && !c.current.complete) sock.destroy();
       else if (c.queue.length === 0) sock.end();
-    });
-    // The keep-alive idle timer: socket activity re-arms it, and a connection with a request in flight is left alone.
-    sock.on('timeout', () => {
-      if (c.queue.length === 0 && c.current === undefined) sock.destroy();
     });
     sock.on('drain', () => c.front()?.drained());
     sock.on('error', noop);
@@ -616,7 +654,10 @@ export class Http1Server extends net.Server {
 
   /** @internal */
   sweep(now: number): void {
-    for (const c of this.conns) c.checkHeadTimeout(now);
+    for (const c of this.conns) {
+      c.checkHeadTimeout(now);
+      c.checkIdle(now);
+    }
   }
 
   /** Close connections with nothing in flight (drain: busy ones close after their response, see `draining`). */

@@ -8,12 +8,15 @@
 import net from 'node:net';
 import type { Readable } from 'node:stream';
 import { createRequire } from 'node:module';
+import { onDirectDrain, startReading, stopReading, writeDirect } from '../http1/socket-io.js';
 
 const require = createRequire(import.meta.url);
 
 interface NativeParser {
   initialize(type: number, resource: object, maxHeaderSize?: number, lenient?: number): void;
   execute(data: Buffer): number | Error;
+  consume(handle: unknown): void;
+  unconsume(): void;
   finish(): number | Error;
   close(): void;
   [k: number]: unknown;
@@ -104,13 +107,17 @@ class Connection {
   /** Do not reuse after the current exchange (Connection: close, limits, errors). */
   noReuse = false;
   closed = false;
+  /** One keep-alive timer per connection, re-armed with refresh() at each release (not a new Timeout per request). */
   idleTimer: NodeJS.Timeout | undefined;
+  idleTimerMs = 0;
   /** Idle keep-alive time for this connection (ms), from the pool setting and the server's hint. */
   keepAliveMs: number;
   partialHeaders: string[] | undefined;
   bodyPaused = false;
   /** The exchange completed inside `execute`: hand the connection back once that call returns (see 'data'). */
   releaseAfterParse = false;
+  /** The parser reads from the socket's handle directly (parser.consume). */
+  consumed = false;
   readonly resume: () => void;
 
   constructor(readonly pool: H1Pool, host: string, port: number, now: number) {
@@ -125,18 +132,26 @@ class Connection {
     p[HTTPParser.kOnHeadersComplete] = onHeadersComplete;
     p[HTTPParser.kOnBody] = onBody;
     p[HTTPParser.kOnMessageComplete] = onMessageComplete;
-    p[HTTPParser.kOnExecute] = noop;
+    p[HTTPParser.kOnExecute] = onExecute;
     this.parser = p;
     this.resume = (): void => {
       if (!this.bodyPaused) return;
       this.bodyPaused = false;
-      if (!this.closed) this.sock.resume();
+      if (!this.closed) startReading(this.sock);
     };
     if (pool.opts.connectTimeoutMs > 0) sock.setTimeout(pool.opts.connectTimeoutMs);
     sock.on('connect', () => {
       this.connected = true;
       sock.setTimeout(0);
       if (pool.opts.tcpKeepaliveMs > 0) sock.setKeepAlive(true, pool.opts.tcpKeepaliveMs);
+      // The parser reads straight from the handle (no Buffer, 'data' event or Readable bookkeeping per read);
+      // the 'data' listener below keeps reading started and is the fallback for a non-native handle.
+      const h = (sock as unknown as { _handle: { isStreamBase?: boolean } | null })._handle;
+      if (h !== null && h.isStreamBase === true && !this.closed) {
+        this.parser.consume(h);
+        this.consumed = true;
+      }
+      if (this.bodyPaused) stopReading(sock);
     });
     sock.on('timeout', () => {
       if (!this.connected) this.fail(new UpstreamError(`connect timeout after ${pool.opts.connectTimeoutMs} ms`, 'UND_ERR_CONNECT_TIMEOUT'));
@@ -145,14 +160,7 @@ class Connection {
       // Bytes with no request outstanding (a stray or unsolicited response) would be read as the answer to the
       // next request: the connection is out of step and is dropped, as undici and Envoy do.
       if (this.ex === undefined) { this.close(); return; }
-      const r = this.parser.execute(d);
-      if (typeof r !== 'number') this.fail(new UpstreamError(`invalid response: ${r.message}`, (r as Error & { code?: string }).code ?? 'HPE_INVALID'));
-      else if (this.releaseAfterParse) {
-        // Released only now, not from the parser callback: bytes after the response in the same read must not
-        // reach the next exchange (onHeadersComplete drops the connection when they start another message).
-        this.releaseAfterParse = false;
-        if (!this.closed) this.pool.released(this);
-      }
+      this.afterParse(this.parser.execute(d));
     });
     sock.on('end', () => {
       // A close-delimited body ends here; anything else in flight was cut short.
@@ -160,11 +168,35 @@ class Connection {
       this.fail(new UpstreamError('upstream closed the connection', 'ECONNRESET'));
     });
     sock.on('error', (err: NodeJS.ErrnoException) => this.fail(new UpstreamError(err.message, err.code ?? 'ECONNRESET')));
-    sock.on('close', () => this.fail(new UpstreamError('upstream connection closed', 'ECONNRESET')));
-    sock.on('drain', () => {
+    sock.on('close', () => {
+      this.fail(new UpstreamError('upstream connection closed', 'ECONNRESET'));
+      // Free the parser only here, from the handle's close callback: never inside the parser's own call stack
+      // (an abort from onHeaders, a failure in onExecute), where freeing it would pull the native object from
+      // under its running frame, and after the handle is gone, so unconsume() only detaches.
+      if (this.consumed) this.parser.unconsume();
+      this.parser.close();
+    });
+    const drained = (): void => {
       const b = this.ex?.req.body;
       if (b !== null && b !== undefined && !Buffer.isBuffer(b)) b.resume();
-    });
+    };
+    sock.on('drain', drained);
+    onDirectDrain(sock, drained);
+  }
+
+  /** After the parser took one read (from `execute` or, consumed, from the handle): errors, then the release. */
+  afterParse(r: number | Error): void {
+    if (typeof r !== 'number') {
+      this.fail(new UpstreamError(`invalid response: ${r.message}`, (r as Error & { code?: string }).code ?? 'HPE_INVALID'));
+    } else if (this.releaseAfterParse) {
+      // Released only now, not from the parser callback: bytes after the response in the same read must not
+      // reach the next exchange (onHeadersComplete drops the connection when they start another message).
+      this.releaseAfterParse = false;
+      if (!this.closed) this.pool.released(this);
+    } else if (this.ex === undefined && !this.closed) {
+      // Bytes while idle (consumed: they were parsed before anyone could look): out of step, dropped.
+      this.close();
+    }
   }
 
   /** Write the request: the head (and a small buffered body) in one write. */
@@ -172,7 +204,7 @@ class Connection {
     this.ex = ex;
     ex.conn = this;
     this.requests++;
-    if (this.idleTimer !== undefined) { clearTimeout(this.idleTimer); this.idleTimer = undefined; }
+    // The idle timer stays armed while busy: if it fires now, idleExpired sees the exchange and does nothing.
     const o = this.pool.opts;
     if (o.maxRequestsPerConnection > 0 && this.requests >= o.maxRequestsPerConnection) this.noReuse = true;
     const r = ex.req;
@@ -188,19 +220,17 @@ class Connection {
     if (this.noReuse) head += 'connection: close\r\n';
     if (body === null) {
       if (!hasLength && BODY_METHODS.has(r.method)) head += 'content-length: 0\r\n';
-      this.sock.write(`${head}\r\n`, 'latin1');
+      writeDirect(this.sock, `${head}\r\n`);
       ex.sent = true;
       ex.h.onRequestSent?.();
       return;
     }
     if (Buffer.isBuffer(body)) {
       if (!hasLength) head += `content-length: ${body.length}\r\n`;
-      if (body.length <= 2048) this.sock.write(`${head}\r\n${body.toString('latin1')}`, 'latin1');
+      if (body.length <= 2048) writeDirect(this.sock, `${head}\r\n${body.toString('latin1')}`);
       else {
-        this.sock.cork();
-        this.sock.write(`${head}\r\n`, 'latin1');
-        this.sock.write(body);
-        this.sock.uncork();
+        writeDirect(this.sock, `${head}\r\n`);
+        writeDirect(this.sock, body);
       }
       ex.sent = true;
       ex.h.onRequestSent?.();
@@ -208,18 +238,18 @@ class Connection {
     }
     const chunked = !hasLength;
     if (chunked) head += 'transfer-encoding: chunked\r\n';
-    this.sock.write(`${head}\r\n`, 'latin1');
+    writeDirect(this.sock, `${head}\r\n`);
     const sock = this.sock;
     const onData = (c: Buffer): void => {
       if (ex.done || this.closed) return;
-      const ok = chunked ? sock.write(`${c.length.toString(16)}\r\n${c.toString('latin1')}\r\n`, 'latin1') : sock.write(c);
+      const ok = chunked ? writeDirect(sock, `${c.length.toString(16)}\r\n${c.toString('latin1')}\r\n`) : writeDirect(sock, c);
       ex.h.onBodySent?.(c);
       if (!ok) body.pause();
     };
     const onEnd = (): void => {
       cleanup();
       if (ex.done || this.closed) return;
-      if (chunked) sock.write('0\r\n\r\n', 'latin1');
+      if (chunked) writeDirect(sock, '0\r\n\r\n');
       ex.sent = true;
       ex.h.onRequestSent?.();
     };
@@ -253,7 +283,7 @@ class Connection {
     if (this.bodyPaused) {
       // Paused by this exchange's reader, whose last chunk came with the end: the next exchange starts unpaused.
       this.bodyPaused = false;
-      this.sock.resume();
+      startReading(this.sock);
     }
     this.releaseAfterParse = true;
   }
@@ -275,9 +305,7 @@ class Connection {
     this.closed = true;
     if (this.idleTimer !== undefined) { clearTimeout(this.idleTimer); this.idleTimer = undefined; }
     this.parser.conn = undefined;
-    // Never free the native parser inside its own callback (an abort from onHeaders would): after this stack.
-    process.nextTick(closeParser, this.parser);
-    this.sock.destroy();
+    this.sock.destroy(); // the parser is freed on 'close'
     this.pool.removed(this);
   }
 
@@ -293,16 +321,16 @@ class Connection {
 
 const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH']);
 
-function noop(): void { /* bytes come through 'data' */ }
-function closeParser(p: NativeParser): void { p.close(); }
+function onExecute(this: NativeParser, ret: number | Error): void {
+  this.conn?.afterParse(ret);
+}
 /** How long `c` may stay idle (ms): its keep-alive time, cut to what is left of tcp.maxConnectionDuration. */
 function idleTimeFor(c: Connection, now: number): number {
   const max = c.pool.opts.maxConnectionDurationMs;
   return max > 0 ? Math.min(c.keepAliveMs, c.createdAt + max - now) : c.keepAliveMs;
 }
 function idleExpired(c: Connection): void {
-  c.idleTimer = undefined;
-  if (c.ex === undefined) c.close();
+  if (c.ex === undefined && !c.releaseAfterParse) c.close();
 }
 
 // Parser callbacks run with `this` = the parser.
@@ -343,7 +371,7 @@ function onHeadersComplete(this: NativeParser, _major: number, _minor: number, h
   }
   ex.headersSeen = true;
   const ok = ex.h.onHeaders(status, headers, c.resume);
-  if (ok === false && !c.bodyPaused && !c.closed) { c.bodyPaused = true; c.sock.pause(); }
+  if (ok === false && !c.bodyPaused && !c.closed) { c.bodyPaused = true; stopReading(c.sock); }
   // HEAD (and 204/304, which llhttp knows) carry no body.
   return ex.req.method === 'HEAD' ? 1 : 0;
 }
@@ -353,7 +381,7 @@ function onBody(this: NativeParser, chunk: Buffer): void {
   if (c === undefined || ex === undefined || ex.done) return;
   if (!ex.h.onData(chunk) && !c.bodyPaused && !c.closed) {
     c.bodyPaused = true;
-    c.sock.pause();
+    stopReading(c.sock);
   }
 }
 function onMessageComplete(this: NativeParser): void {
@@ -433,8 +461,15 @@ export class H1Pool {
     if (this.closed) { c.close(); return; }
     this.idle.push(c);
     // Idle until the keep-alive time or, sooner, the connection's max duration (Envoy closes an idle connection then).
-    c.idleTimer = setTimeout(idleExpired, idleTimeFor(c, Date.now()), c);
-    c.idleTimer.unref?.();
+    const ms = idleTimeFor(c, Date.now());
+    if (c.idleTimer !== undefined && c.idleTimerMs === ms) {
+      c.idleTimer.refresh();
+    } else {
+      if (c.idleTimer !== undefined) clearTimeout(c.idleTimer);
+      c.idleTimer = setTimeout(idleExpired, ms, c);
+      c.idleTimer.unref();
+      c.idleTimerMs = ms;
+    }
   }
 
   /** @internal a connection closed: forget it, and open a replacement for queued work. */
