@@ -29,7 +29,7 @@ const SNAPSHOT = join(repo, 'build/remora-dist-snapshot');
 const CLI = join(SNAPSHOT, 'cli.js');
 const PROXY_CPU = '0';
 /** Remora runs as deployed: the injected sidecar and the `remora` executable use a 4 MB young generation. */
-const REMORA_NODE_FLAGS = ['--max-semi-space-size=4'];
+const REMORA_NODE_FLAGS = ['--max-semi-space-size=2'];
 const LOAD_CPU = '1';
 
 const { values: argv } = parseArgs({
