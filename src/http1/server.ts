@@ -52,7 +52,9 @@ const SINGLE = new Set([
 
 /** Flat raw headers → node:http's `headers` object (lowercase keys; set-cookie array; cookie joined by '; '). */
 export function headersObject(raw: readonly string[]): Record<string, string | string[] | undefined> {
-  const o: Record<string, string | string[] | undefined> = Object.create(null) as Record<string, string | string[] | undefined>;
+  // A prototype with no properties (so `constructor` or `__proto__` are just header names) that is not null: V8 keeps
+  // these objects in fast mode with shared hidden classes, where Object.create(null) makes a dictionary per request.
+  const o = Object.create(HEADERS_PROTO) as Record<string, string | string[] | undefined>;
   for (let i = 0; i < raw.length; i += 2) {
     const k = raw[i]!.toLowerCase();
     const v = raw[i + 1]!;
@@ -68,6 +70,8 @@ export function headersObject(raw: readonly string[]): Record<string, string | s
   return o;
 }
 
+const HEADERS_PROTO = Object.create(null) as object;
+
 /** One downstream request. The body, when the request has one, is a Readable created at the head. */
 export class Http1Request {
   readonly method: string;
@@ -80,9 +84,11 @@ export class Http1Request {
   /** The whole message (head and body) was read. */
   complete = false;
   private headerObject: IncomingHttpHeaders | undefined;
+  private readonly conn: Connection;
 
   constructor(socket: net.Socket, method: string, url: string, minor: number, raw: string[], hasBody: boolean, conn: Connection) {
     this.socket = socket;
+    this.conn = conn;
     this.method = method;
     this.url = url;
     this.httpVersion = minor === 0 ? '1.0' : '1.1';
@@ -93,6 +99,21 @@ export class Http1Request {
   /** node:http's `headers` view, built on first use. */
   get headers(): IncomingHttpHeaders {
     return (this.headerObject ??= headersObject(this.rawHeaders) as IncomingHttpHeaders);
+  }
+
+  /** The peer's IP ('' if unknown); with the ports below, read from the socket once per connection. */
+  get remoteAddress(): string {
+    return this.conn.addresses().remoteAddress;
+  }
+
+  /** "ip:port" of the peer, as access logs and spans print it. */
+  get remoteKey(): string {
+    return this.conn.addresses().remoteKey;
+  }
+
+  /** "ip:port" of the listener side of the connection. */
+  get localKey(): string {
+    return this.conn.addresses().localKey;
   }
 
   /** Discard the rest of the body (the proxy answered without reading it), so the connection stays usable. */
@@ -385,6 +406,17 @@ class Connection {
 
   front(): Http1Response | undefined {
     return this.queue[0];
+  }
+
+  private addr: { remoteAddress: string; remoteKey: string; localKey: string } | undefined;
+  /** The connection's addresses as strings, built on first use (each socket getter is a call into libuv). */
+  addresses(): { remoteAddress: string; remoteKey: string; localKey: string } {
+    if (this.addr === undefined) {
+      const s = this.sock;
+      const remoteAddress = s.remoteAddress ?? '';
+      this.addr = { remoteAddress, remoteKey: `${remoteAddress}:${s.remotePort ?? 0}`, localKey: `${s.localAddress ?? ''}:${s.localPort ?? 0}` };
+    }
+    return this.addr;
   }
 
   write(data: string | Buffer): boolean {

@@ -137,7 +137,7 @@ class Exchange {
   constructor(readonly req: Http1Request, readonly res: Http1Response, readonly plan: ForwardPlan, readonly ctx: ForwardContext) {
     this.flags = plan.flags;
     if (ctx.tracing.enabled) {
-      this.span = ctx.tracing.startServer(req.headers, { method: plan.method, path: plan.originalPath, authority: plan.authority, direction: plan.direction, peer: `${plan.remote}:${this.req.socket.remotePort ?? 0}` });
+      this.span = ctx.tracing.startServer(req.headers, { method: plan.method, path: plan.originalPath, authority: plan.authority, direction: plan.direction, peer: this.req.remoteKey });
     }
     this.counters = ctx.observer.counters(plan.cluster.def.name);
     (res as unknown as Record<symbol, Exchange>)[kExchange] = this;
@@ -662,7 +662,7 @@ class ProxyRecord implements RequestRecord {
     this.upstreamCluster = def.name;
     this.attempts = ex.attempts;
     this.routeName = p.routeName;
-    this.downstreamRemoteAddress = `${p.remote}:${ex.req.socket.remotePort ?? 0}`;
+    this.downstreamRemoteAddress = ex.req.remoteKey;
     this.downstreamLocalAddress = p.local;
     this.destinationService = def.host;
     this.destinationServiceName = id.name;

@@ -54,7 +54,7 @@ export function handleInbound(req: Http1Request, res: Http1Response, env: Inboun
   const authz = env.authz;
   if (authz !== undefined && authz.enabled) {
     const d = authz.check(
-      { ip: req.socket.remoteAddress ?? '', port: rt!.def.port },
+      { ip: req.remoteAddress, port: rt!.def.port },
       { method: req.method ?? 'GET', path: target?.path ?? req.url ?? '/', host: req.headers.host ?? '', headers: req.headers },
     );
     // Envoy's RBAC filter sets no response flag: the details string names the policy.
@@ -63,7 +63,7 @@ export function handleInbound(req: Http1Request, res: Http1Response, env: Inboun
   const headers = upstreamRequestHeaders(req.rawHeaders, req.headers.connection, { stripAllEnvoy: true });
   headers.push('Host', req.headers.host ?? `${env.appHost}:${rt!.def.port}`);
   headers.push('x-request-id', requestId);
-  const remote = req.socket.remoteAddress ?? '';
+  const remote = req.remoteAddress;
   const xff = req.headers['x-forwarded-for'];
   headers.push('x-forwarded-for', xff ? `${xff}, ${remote}` : remote);
   headers.push('x-forwarded-proto', (req.headers['x-forwarded-proto'] as string | undefined) ?? 'http');
@@ -84,7 +84,7 @@ export function handleInbound(req: Http1Request, res: Http1Response, env: Inboun
     startTime,
     startHr,
     remote,
-    local: `${req.socket.localAddress ?? ''}:${req.socket.localPort ?? 0}`,
+    local: req.localKey,
     responseExtra: undefined,
     flags: '-',
     routeName: 'inbound',

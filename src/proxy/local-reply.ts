@@ -48,8 +48,8 @@ export function localReplyRecord(
     bytesReceived: 0,
     bytesSent: r.bytesSent,
     attempts: 0,
-    downstreamRemoteAddress: `${req.socket.remoteAddress ?? ''}:${req.socket.remotePort ?? 0}`,
-    downstreamLocalAddress: `${req.socket.localAddress ?? ''}:${req.socket.localPort ?? 0}`,
+    downstreamRemoteAddress: req.remoteKey,
+    downstreamLocalAddress: req.localKey,
     requestHeaders: req.headers,
   };
 }

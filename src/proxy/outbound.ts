@@ -175,7 +175,7 @@ function send(
   headers.push('Host', host);
   headers.push('x-request-id', b.requestId);
   const xff = req.headers['x-forwarded-for'];
-  const remote = req.socket.remoteAddress ?? '';
+  const remote = req.remoteAddress;
   headers.push('x-forwarded-for', xff ? `${xff}, ${remote}` : remote);
   headers.push('x-forwarded-proto', (req.headers['x-forwarded-proto'] as string | undefined) ?? t.scheme);
   if (route?.requestHeaders) applyHeaderOps(headers, route.requestHeaders);
@@ -198,7 +198,7 @@ function send(
     startTime: b.startTime,
     startHr: b.startHr,
     remote,
-    local: `${req.socket.localAddress ?? ''}:${req.socket.localPort ?? 0}`,
+    local: req.localKey,
     responseExtra,
     flags: flag ?? '-',
     routeName: route?.name,

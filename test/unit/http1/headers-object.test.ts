@@ -69,10 +69,17 @@ describe('headersObject', () => {
     );
   });
 
-  it('has no prototype: a header named like an Object method is an ordinary key', () => {
-    const o = headersObject(['constructor', 'c', 'toString', 't', '__proto__', 'p']);
+  it('inherits nothing: a header named like an Object method or __proto__ is an ordinary key', () => {
+    const o = headersObject(['constructor', 'c', 'toString', 't', '__proto__', 'p', 'hasOwnProperty', 'h']);
     expect(o.constructor).toBe('c');
     expect(o.tostring).toBe('t');
-    expect(Object.getPrototypeOf(o)).toBe(null);
+    expect(o.hasownproperty).toBe('h');
+    expect(Object.prototype.hasOwnProperty.call(o, '__proto__')).toBe(true);
+    expect(o['__proto__']).toBe('p');
+    // Its prototype has no properties and no prototype of its own (not null itself: that would be a dictionary object).
+    expect(Object.getOwnPropertyNames(Object.getPrototypeOf(o))).toEqual([]);
+    expect(Object.getPrototypeOf(Object.getPrototypeOf(o))).toBe(null);
+    expect(headersObject(['valueOf', 'v']).valueof).toBe('v');
+    expect('toString' in headersObject([])).toBe(false);
   });
 });
