@@ -446,7 +446,8 @@ function walk(value: unknown, schema: Schema, path: Array<string | number>, out:
       if (typeof value !== 'object' || Array.isArray(value)) return report(out, path, `must be a mapping, got ${typeOf(value)}`);
       const o = value as Record<string, unknown>;
       for (const k of Object.keys(o)) {
-        const sub = schema.props[k];
+        // Own keys only: `constructor`, `toString` or `__proto__` in a user's YAML are unknown fields, not Object's.
+        const sub = Object.hasOwn(schema.props, k) ? schema.props[k] : undefined;
         path.push(k);
         if (sub === undefined) {
           const hint = suggestName(k, Object.keys(schema.props));

@@ -148,6 +148,14 @@ describe('structural schema', () => {
     expect(e?.message).toBe('unknown field "frobnicate"');
   });
 
+  it('a field named like an Object method is unknown too (constructor, toString, hasOwnProperty)', () => {
+    for (const name of ['constructor', 'toString', 'hasOwnProperty']) {
+      const y = vs(route(`    ${name}: true\n`));
+      const e = errorsOf(run(y)).find((x) => x.field === `spec.http[0].${name}`);
+      expect(e?.message, name).toMatch(new RegExp(`^unknown field "${name}"`));
+    }
+  });
+
   it('rejects wrong types: string for integer, string for list, string for boolean, list for object', () => {
     const y = `apiVersion: networking.istio.io/v1
 kind: VirtualService
