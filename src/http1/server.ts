@@ -152,6 +152,9 @@ export class Http1Response {
   private head: string | undefined;
   /** Output held while an earlier pipelined response on the connection is still being written. */
   private held: Array<string | Buffer> | undefined;
+  private heldBytes = 0;
+  /** The writer was told to wait (held output over HELD_LIMIT): it gets 'drain' once the output has left. */
+  private heldFull = false;
   private trailers: string | undefined;
   private closeListeners: Listener | Listener[] | undefined;
   private drainListeners: Listener[] | undefined;
@@ -296,7 +299,14 @@ export class Http1Response {
     const h = this.held;
     if (h === undefined) return;
     this.held = undefined;
-    for (const x of h) this.conn.write(x);
+    this.heldBytes = 0;
+    let ok = true;
+    for (const x of h) ok = this.conn.write(x);
+    if (this.heldFull) {
+      this.heldFull = false;
+      // Told to wait while held: now at the front, it may go on once the socket took the bytes (else on its drain).
+      if (ok) this.drained();
+    }
   }
 
   private flushHead(): boolean {
@@ -324,8 +334,13 @@ export class Http1Response {
 
   private emit(data: string | Buffer): boolean {
     if (this.conn.front() !== this) {
+      // Behind an unfinished pipelined response: held in memory, but only up to HELD_LIMIT before the writer is told
+      // to wait (a pipelining client must not make the proxy buffer whole responses).
       (this.held ??= []).push(data);
-      return true;
+      this.heldBytes += data.length;
+      if (this.heldBytes < HELD_LIMIT) return true;
+      this.heldFull = true;
+      return false;
     }
     return this.conn.write(data);
   }
@@ -336,6 +351,8 @@ class InvalidHeaderError extends Error {
 }
 
 const EMPTY: readonly string[] = [];
+/** Output a pipelined response may hold while waiting its turn before its writer is paused (bytes). */
+const HELD_LIMIT = 64 * 1024;
 /** RFC 9110 token characters. */
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 /** What node:http refuses in a header value (control characters but HTAB; CR/LF would split the response). */

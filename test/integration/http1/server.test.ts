@@ -241,6 +241,32 @@ describe('pipelining', () => {
     expect(c.closed).toBe(false);
   });
 
+  it('a response held behind an unfinished one stops its writer at 64 KiB and gets drain when it reaches the front', async () => {
+    const col = collector();
+    const { port } = await serve(col.handler);
+    const c = await RawClient.connect(port);
+    c.send('GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\n');
+    await until(col.emitter, 'req', () => col.got.length === 2);
+    const [a, b] = col.got;
+    b!.res.writeHead(200, ['Content-Length', String(100 * 1024)]);
+    let drains = 0;
+    b!.res.on('drain', () => { drains++; });
+    const chunk = Buffer.alloc(10 * 1024, 98);
+    const oks: boolean[] = [];
+    for (let i = 0; i < 10; i++) oks.push(b!.res.write(chunk));
+    // 10 KiB per write: the 7th crosses 64 KiB of held output (the head counts too).
+    expect(oks.indexOf(false)).toBeGreaterThan(4);
+    expect(oks.slice(0, oks.indexOf(false)).every((x) => x)).toBe(true);
+    expect(drains).toBe(0);
+    a!.res.writeHead(200, ['Content-Length', '1']);
+    a!.res.end('1');
+    await poll(() => drains === 1, 2000, 'drain on the released response');
+    b!.res.end();
+    const rs = await c.responses(2);
+    expect(rs[0]!.body.toString()).toBe('1');
+    expect(rs[1]!.body.length).toBe(100 * 1024);
+  });
+
   it('a held response that closes the connection drops the requests behind it (their close fires)', async () => {
     const col = collector();
     const { port } = await serve(col.handler);
