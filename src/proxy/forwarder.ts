@@ -112,6 +112,8 @@ class Exchange {
   private freshConnection = false;
   /** Index of the x-envoy-attempt-count value in plan.headers (0 = not added yet). */
   private attemptSlot = 0;
+  /** The trace headers of a try are in plan.headers (a later try replaces them). */
+  private traceAdded = false;
   private tried: Set<string> | undefined;
   private current: Attempt | undefined;
   responded = false;
@@ -199,8 +201,9 @@ class Exchange {
     if (this.span !== undefined) {
       a.span = this.span.startAttempt(this.attempts, { cluster: rt.def.name, upstreamHost: ep.key });
       const h = this.req.headers;
-      // A root request (the common case) carries no trace headers to replace: append on the first try instead of searching.
-      const root = this.attempts === 1 && h.traceparent === undefined && h.b3 === undefined && h['x-b3-traceid'] === undefined && h['x-b3-sampled'] === undefined && h['x-b3-spanid'] === undefined && h['x-b3-parentspanid'] === undefined && h.tracestate === undefined;
+      // A root request (the common case) carries no trace headers to replace: append on the first try instead of
+      // searching; later tries (a retry, or the keep-alive race re-send of try 1) replace what the first appended.
+      const root = !this.traceAdded && h.traceparent === undefined && h.b3 === undefined && h['x-b3-traceid'] === undefined && h['x-b3-sampled'] === undefined && h['x-b3-spanid'] === undefined && h['x-b3-parentspanid'] === undefined && h.tracestate === undefined;
       // Indexed loop: a for-of over the pairs allocated iterator objects on every request.
       const th = a.span.headers();
       for (let i = 0; i < th.length; i++) {
@@ -208,6 +211,7 @@ class Exchange {
         if (root) headers.push(p[0], p[1]);
         else setHeader(headers, p[0], p[1]);
       }
+      this.traceAdded = true;
     }
     if (this.plan.timeoutMs > 0) setHeader(headers, 'x-envoy-expected-rq-timeout-ms', String(Math.max(0, Math.round(this.deadline - now))));
     const retry = this.plan.retry;
