@@ -33,13 +33,6 @@ async function main(): Promise<number> {
     process.stderr.write(`remora: unknown command "${cmd}"\n\n${usage()}`);
     return 2;
   }
-  if (cmd === 'run') {
-    // Memory of a busy sidecar: V8's allocation-site pretenuring sends the short-lived objects of a request straight
-    // to the old generation once many are in flight, where they wait for a full GC (old space ~19 MB instead of ~11
-    // under load, peak RSS ~105 vs ~71 MB at max throughput, same CPU: docs/benchmarks.md). Not allowed in
-    // NODE_OPTIONS, so it is set here, before the proxy allocates.
-    (await import('node:v8')).setFlagsFromString('--no-allocation-site-pretenuring');
-  }
   const mod = (await import(`./cli/${cmd}.js`)) as { main(argv: string[]): Promise<number> };
   return mod.main(rest);
 }

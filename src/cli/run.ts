@@ -1,4 +1,5 @@
 /** `remora run`: the sidecar. Prints `remora ready {json}` on stdout once listeners are bound and config is loaded. */
+import { tuneForServing } from '../util/v8-tuning.js';
 import { readFileSync } from 'node:fs';
 import { Sidecar, VERSION, type RunOptions } from '../app.js';
 import { parseWithEnv, portValue, parseLabels, stringList, type OptionSpec } from './options.js';
@@ -158,6 +159,7 @@ export async function main(argv: string[]): Promise<number> {
     await sidecar.stop().catch(() => {});
     return 1;
   }
+  tuneForServing();
   const ready = {
     outbound: sidecar.port('outbound'), inbound: sidecar.port('inbound'), admin: sidecar.port('admin'),
     stats: sidecar.port('stats'), health: sidecar.port('health'),

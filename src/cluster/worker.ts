@@ -3,6 +3,7 @@
  * circuit-breaker state) whose proxy listeners share the primary's ports, with no admin/stats/health of its own:
  * it answers the primary's RPCs instead.
  */
+import { tuneForServing } from '../util/v8-tuning.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Sidecar, type RunOptions } from '../app.js';
 import { adminRoutes } from '../admin/server.js';
@@ -44,6 +45,7 @@ export async function runWorker(opts: RunOptions): Promise<number> {
   const sidecar = new Sidecar({ ...opts, serveAdmin: false });
   try {
     await sidecar.start();
+    tuneForServing();
   } catch (err) {
     const e = err as Error & { configErrors?: string[] };
     // The primary prints the first worker's failure once: every worker loads the same files and fails alike.
