@@ -7,28 +7,10 @@
  */
 import net from 'node:net';
 import { Readable } from 'node:stream';
-import { createRequire } from 'node:module';
 import { STATUS_CODES, type IncomingHttpHeaders } from 'node:http';
 import { onDirectDrain, startReading, stopReading, writeDirect } from './socket-io.js';
+import { consumeSocket, createParser, freeParser, METHODS, type NativeParser } from './native-parser.js';
 
-const require = createRequire(import.meta.url);
-
-interface NativeParser {
-  initialize(type: number, resource: object, maxHeaderSize?: number, lenient?: number): void;
-  execute(data: Buffer): number | Error;
-  consume(handle: unknown): void;
-  unconsume(): void;
-  finish(): number | Error;
-  close(): void;
-  remove?(): void;
-  [k: number]: unknown;
-  conn?: Connection;
-}
-const common = require('_http_common') as {
-  HTTPParser: { new(): NativeParser; REQUEST: number; kOnMessageBegin: number; kOnHeaders: number; kOnHeadersComplete: number; kOnBody: number; kOnMessageComplete: number; kOnExecute: number; kLenientNone: number };
-  methods: string[];
-};
-const { HTTPParser, methods: METHODS } = common;
 
 export interface Http1ServerOptions {
   /** Idle keep-alive connections are closed after this long (ms). Default 65 s (Node's/AWS ALB's 60 s + margin). */
@@ -382,7 +364,7 @@ const STATUS_TEXT: Record<number, string | undefined> = STATUS_CODES;
 
 /** One downstream connection: its parser, the request whose body is being read, and responses in request order. */
 class Connection {
-  readonly parser: NativeParser;
+  readonly parser: NativeParser<Connection>;
   /** Responses not yet fully written, oldest first; only the first writes to the socket. */
   readonly queue: Http1Response[] = [];
   /** The request whose body the parser is reading. */
@@ -402,23 +384,12 @@ class Connection {
   private pausedByBody = false;
   private pausedByQueue = false;
   gone = false;
-  /** The parser reads from the socket's handle directly (parser.consume). */
-  consumed = false;
   /** Last request start or response end (ms); the listener's sweep closes connections idle for keepAliveTimeoutMs. */
   lastActive: number;
 
   constructor(readonly server: Http1Server, readonly sock: net.Socket) {
     this.lastActive = Date.now();
-    const p = new HTTPParser();
-    p.initialize(HTTPParser.REQUEST, {}, server.maxHeaderSize, HTTPParser.kLenientNone);
-    p.conn = this;
-    p[HTTPParser.kOnMessageBegin] = onMessageBegin;
-    p[HTTPParser.kOnHeaders] = onHeaders;
-    p[HTTPParser.kOnHeadersComplete] = onHeadersComplete;
-    p[HTTPParser.kOnBody] = onBody;
-    p[HTTPParser.kOnMessageComplete] = onMessageComplete;
-    p[HTTPParser.kOnExecute] = onExecute;
-    this.parser = p;
+    this.parser = createParser('request', this, server.maxHeaderSize, { onMessageBegin, onHeaders, onHeadersComplete, onBody, onMessageComplete, onExecute });
   }
 
   front(): Http1Response | undefined {
@@ -569,10 +540,7 @@ class Connection {
     this.current = undefined;
     if (req !== undefined && req.body !== null && !req.complete) req.body.destroy(new Error('downstream closed'));
     for (const r of this.queue.splice(0)) r.fireClose();
-    this.parser.conn = undefined;
-    // The handle is closed by now, so this only detaches (node:http's freeParser does the same).
-    if (this.consumed) this.parser.unconsume();
-    this.parser.close();
+    freeParser(this.parser); // from the socket's 'close' callback, as freeParser requires
   }
 
   /** The keep-alive idle check, from the listener's sweep: no per-socket timer to refresh on every request. */
@@ -581,8 +549,8 @@ class Connection {
   }
 }
 
-function noop(): void { /* the fallback 'data' path ignores nothing; see accept() */ }
-function onExecute(this: NativeParser, ret: number | Error): void {
+function noop(): void { /* socket errors end in 'close', where the connection is cleaned up */ }
+function onExecute(this: NativeParser<Connection>, ret: number | Error): void {
   const c = this.conn;
   if (c !== undefined && typeof ret !== 'number') c.clientError(ret);
 }
@@ -603,11 +571,11 @@ function flushCloses(): void {
 }
 
 // Parser callbacks run with `this` = the parser (no per-connection closures).
-function onMessageBegin(this: NativeParser): void {
+function onMessageBegin(this: NativeParser<Connection>): void {
   const c = this.conn;
   if (c !== undefined) c.headStartedAt = c.lastActive = Date.now();
 }
-function onHeaders(this: NativeParser, headers: string[], url: string): void {
+function onHeaders(this: NativeParser<Connection>, headers: string[], url: string): void {
   const c = this.conn;
   // Outside a head (headStartedAt is 0 from headers-complete on), these are a chunked body's trailers: dropped,
   // as the proxy does not forward request trailers; collected, they would prefix the next request's headers and URL.
@@ -616,7 +584,7 @@ function onHeaders(this: NativeParser, headers: string[], url: string): void {
   else for (const h of headers) c.partialHeaders.push(h);
   c.partialUrl += url;
 }
-function onHeadersComplete(this: NativeParser, major: number, minor: number, headers: string[] | undefined, method: number, url: string | undefined, _status: number, _msg: string, upgrade: boolean, keepAlive: boolean): number {
+function onHeadersComplete(this: NativeParser<Connection>, major: number, minor: number, headers: string[] | undefined, method: number, url: string | undefined, _status: number, _msg: string, upgrade: boolean, keepAlive: boolean): number {
   const c = this.conn;
   if (c === undefined) return 0;
   c.headStartedAt = 0;
@@ -632,10 +600,10 @@ function onHeadersComplete(this: NativeParser, major: number, minor: number, hea
   c.request(major, minor, headers, METHODS[method] ?? 'GET', url ?? '/', upgrade, keepAlive);
   return 0;
 }
-function onBody(this: NativeParser, chunk: Buffer): void {
+function onBody(this: NativeParser<Connection>, chunk: Buffer): void {
   this.conn?.body(chunk);
 }
-function onMessageComplete(this: NativeParser): void {
+function onMessageComplete(this: NativeParser<Connection>): void {
   this.conn?.messageComplete();
 }
 
@@ -675,14 +643,8 @@ export class Http1Server extends net.Server {
     const c = new Connection(this, sock);
     this.conns.add(c);
     sock.setNoDelay(true);
-    // Node's own parser reads straight from the handle (as node:http does): no Buffer, 'data' event or Readable
-    // bookkeeping per read. The 'data' listener keeps the socket flowing (reading started) and is the fallback
-    // for a handle that is not a native stream.
-    const h = (sock as unknown as { _handle: { isStreamBase?: boolean } | null })._handle;
-    if (h !== null && h.isStreamBase === true) {
-      c.parser.consume(h);
-      c.consumed = true;
-    }
+    // The parser reads straight from the handle; the 'data' listener starts reading and is the fallback path.
+    consumeSocket(c.parser, sock);
     sock.on('data', (d: Buffer) => c.onData(d));
     onDirectDrain(sock, () => c.front()?.drained());
     sock.on('end', () => {

@@ -7,24 +7,8 @@
  */
 import net from 'node:net';
 import type { Readable } from 'node:stream';
-import { createRequire } from 'node:module';
 import { onDirectDrain, startReading, stopReading, writeDirect } from '../http1/socket-io.js';
-
-const require = createRequire(import.meta.url);
-
-interface NativeParser {
-  initialize(type: number, resource: object, maxHeaderSize?: number, lenient?: number): void;
-  execute(data: Buffer): number | Error;
-  consume(handle: unknown): void;
-  unconsume(): void;
-  finish(): number | Error;
-  close(): void;
-  [k: number]: unknown;
-  conn?: Connection;
-}
-const { HTTPParser } = require('_http_common') as {
-  HTTPParser: { new(): NativeParser; RESPONSE: number; kOnHeaders: number; kOnHeadersComplete: number; kOnBody: number; kOnMessageComplete: number; kOnExecute: number; kLenientNone: number };
-};
+import { consumeSocket, createParser, freeParser, type NativeParser } from '../http1/native-parser.js';
 
 /** What one request tells its caller, in order: onConnect, onHeaders, onData*, then onComplete or onError. */
 export interface UpstreamHandler {
@@ -99,7 +83,7 @@ class Exchange {
 /** One upstream connection and its parser. */
 class Connection {
   readonly sock: net.Socket;
-  readonly parser: NativeParser;
+  readonly parser: NativeParser<Connection>;
   readonly createdAt: number;
   ex: Exchange | undefined;
   requests = 0;
@@ -116,8 +100,6 @@ class Connection {
   bodyPaused = false;
   /** The exchange completed inside `execute`: hand the connection back once that call returns (see 'data'). */
   releaseAfterParse = false;
-  /** The parser reads from the socket's handle directly (parser.consume). */
-  consumed = false;
   readonly resume: () => void;
 
   constructor(readonly pool: H1Pool, host: string, port: number, now: number) {
@@ -125,15 +107,7 @@ class Connection {
     this.keepAliveMs = pool.opts.keepAliveMs;
     const sock = net.connect({ host, port, noDelay: true });
     this.sock = sock;
-    const p = new HTTPParser();
-    p.initialize(HTTPParser.RESPONSE, {}, 0, HTTPParser.kLenientNone);
-    p.conn = this;
-    p[HTTPParser.kOnHeaders] = onHeaders;
-    p[HTTPParser.kOnHeadersComplete] = onHeadersComplete;
-    p[HTTPParser.kOnBody] = onBody;
-    p[HTTPParser.kOnMessageComplete] = onMessageComplete;
-    p[HTTPParser.kOnExecute] = onExecute;
-    this.parser = p;
+    this.parser = createParser('response', this, 0, { onHeaders, onHeadersComplete, onBody, onMessageComplete, onExecute });
     this.resume = (): void => {
       if (!this.bodyPaused) return;
       this.bodyPaused = false;
@@ -144,13 +118,8 @@ class Connection {
       this.connected = true;
       sock.setTimeout(0);
       if (pool.opts.tcpKeepaliveMs > 0) sock.setKeepAlive(true, pool.opts.tcpKeepaliveMs);
-      // The parser reads straight from the handle (no Buffer, 'data' event or Readable bookkeeping per read);
-      // the 'data' listener below keeps reading started and is the fallback for a non-native handle.
-      const h = (sock as unknown as { _handle: { isStreamBase?: boolean } | null })._handle;
-      if (h !== null && h.isStreamBase === true && !this.closed) {
-        this.parser.consume(h);
-        this.consumed = true;
-      }
+      // The parser reads straight from the handle; the 'data' listener below starts reading and is the fallback.
+      if (!this.closed) consumeSocket(this.parser, sock);
       if (this.bodyPaused) stopReading(sock);
     });
     sock.on('timeout', () => {
@@ -170,11 +139,7 @@ class Connection {
     sock.on('error', (err: NodeJS.ErrnoException) => this.fail(new UpstreamError(err.message, err.code ?? 'ECONNRESET')));
     sock.on('close', () => {
       this.fail(new UpstreamError('upstream connection closed', 'ECONNRESET'));
-      // Free the parser only here, from the handle's close callback: never inside the parser's own call stack
-      // (an abort from onHeaders, a failure in onExecute), where freeing it would pull the native object from
-      // under its running frame, and after the handle is gone, so unconsume() only detaches.
-      if (this.consumed) this.parser.unconsume();
-      this.parser.close();
+      freeParser(this.parser); // only here (see freeParser): close() may run inside a parser callback
     });
     const drained = (): void => {
       const b = this.ex?.req.body;
@@ -321,7 +286,7 @@ class Connection {
 
 const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH']);
 
-function onExecute(this: NativeParser, ret: number | Error): void {
+function onExecute(this: NativeParser<Connection>, ret: number | Error): void {
   this.conn?.afterParse(ret);
 }
 /** How long `c` may stay idle (ms): its keep-alive time, cut to what is left of tcp.maxConnectionDuration. */
@@ -334,7 +299,7 @@ function idleExpired(c: Connection): void {
 }
 
 // Parser callbacks run with `this` = the parser.
-function onHeaders(this: NativeParser, headers: string[]): void {
+function onHeaders(this: NativeParser<Connection>, headers: string[]): void {
   const c = this.conn;
   if (c === undefined) return;
   const ex = c.ex;
@@ -345,7 +310,7 @@ function onHeaders(this: NativeParser, headers: string[]): void {
   }
   c.partialHeaders = c.partialHeaders === undefined ? headers.slice() : c.partialHeaders.concat(headers);
 }
-function onHeadersComplete(this: NativeParser, _major: number, _minor: number, headers: string[] | undefined, _method: number, _url: string, status: number, _msg: string, upgrade: boolean, keepAlive: boolean): number {
+function onHeadersComplete(this: NativeParser<Connection>, _major: number, _minor: number, headers: string[] | undefined, _method: number, _url: string | undefined, status: number, _msg: string, upgrade: boolean, keepAlive: boolean): number {
   const c = this.conn;
   const ex = c?.ex;
   if (c === undefined || ex === undefined || ex.done) {
@@ -375,7 +340,7 @@ function onHeadersComplete(this: NativeParser, _major: number, _minor: number, h
   // HEAD (and 204/304, which llhttp knows) carry no body.
   return ex.req.method === 'HEAD' ? 1 : 0;
 }
-function onBody(this: NativeParser, chunk: Buffer): void {
+function onBody(this: NativeParser<Connection>, chunk: Buffer): void {
   const c = this.conn;
   const ex = c?.ex;
   if (c === undefined || ex === undefined || ex.done) return;
@@ -384,7 +349,7 @@ function onBody(this: NativeParser, chunk: Buffer): void {
     stopReading(c.sock);
   }
 }
-function onMessageComplete(this: NativeParser): void {
+function onMessageComplete(this: NativeParser<Connection>): void {
   const c = this.conn;
   const ex = c?.ex;
   if (c === undefined || ex === undefined || ex.done) return;
