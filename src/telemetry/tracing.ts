@@ -3,7 +3,7 @@
  * attempt (siblings under the server span), W3C + B3 extraction and injection, parent-based percentage sampling.
  * The SDK (provider, batching, OTLP export) is wired in `otel-sdk.ts`; contexts are passed explicitly.
  */
-import { randomFillSync } from 'node:crypto';
+import { RandomPool, writeHex } from '../util/random-pool.js';
 import {
   ROOT_CONTEXT,
   SpanKind,
@@ -102,53 +102,23 @@ const b3 = new B3Propagator();
 
 const KNOWN_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'CONNECT', 'OPTIONS', 'TRACE', 'PATCH']);
 
-/** ASCII codes of the lowercase hex digits. */
-const HEX = Buffer.from('0123456789abcdef', 'latin1');
 /** Byte offsets in `00-<32 hex trace id>-<16 hex span id>-00`. */
 const TP_TRACE = 3;
 const TP_SPAN = 36;
 const TP_LENGTH = 55;
 
 /**
- * Random ids for unsampled roots from a pooled CSPRNG buffer (one randomFillSync per 170 requests), hex-encoded
- * straight into a reusable `traceparent` buffer so that a request costs one flat string and no BigInt or cons string.
+ * Random ids for unsampled roots from the pooled CSPRNG buffer, hex-encoded straight into a reusable `traceparent`
+ * buffer so that a request costs one flat string and no BigInt or cons string.
  */
 class IdPool {
-  private readonly buf = Buffer.allocUnsafe(4096);
-  private pos = this.buf.length;
+  private readonly pool = new RandomPool();
   private readonly tp = Buffer.from(`00-${'0'.repeat(32)}-${'0'.repeat(16)}-00`, 'latin1');
 
-  /** Offset in `buf` of `n` fresh random bytes that are not all zero (all-zero ids are invalid in W3C and B3). */
-  private take(n: number): number {
-    for (;;) {
-      if (this.pos + n > this.buf.length) {
-        randomFillSync(this.buf);
-        this.pos = 0;
-      }
-      const b = this.buf;
-      const start = this.pos;
-      this.pos += n;
-      let any = 0;
-      for (let i = start; i < start + n; i++) any |= b[i]!;
-      if (any !== 0) return start;
-    }
-  }
-
-  private hexInto(at: number, n: number): void {
-    const b = this.buf;
-    const tp = this.tp;
-    const start = this.take(n);
-    for (let i = 0; i < n; i++) {
-      const v = b[start + i]!;
-      tp[at + 2 * i] = HEX[v >> 4]!;
-      tp[at + 2 * i + 1] = HEX[v & 15]!;
-    }
-  }
-
-  /** `00-<random trace id>-<random span id>-00`: a not-sampled W3C context. */
+  /** `00-<random trace id>-<random span id>-00`: a not-sampled W3C context (ids never all zero). */
   unsampledTraceparent(): string {
-    this.hexInto(TP_TRACE, 16);
-    this.hexInto(TP_SPAN, 8);
+    writeHex(this.tp, TP_TRACE, this.pool.bytes, this.pool.take(16, true), 16);
+    writeHex(this.tp, TP_SPAN, this.pool.bytes, this.pool.take(8, true), 8);
     return this.tp.toString('latin1', 0, TP_LENGTH);
   }
 }
