@@ -84,17 +84,20 @@ export function downstreamResponseHeaders(raw: readonly Buffer[] | readonly stri
     }
     out.push(name, value);
   }
-  if (listed !== undefined) {
-    // Rare: names listed in Connection are hop-by-hop too.
-    let w = 0;
-    for (let r = 0; r < out.length; r += 2) {
-      if (listed.has(out[r]!.toLowerCase())) continue;
-      out[w++] = out[r]!;
-      out[w++] = out[r + 1]!;
-    }
-    out.length = w;
-  }
+  // Rare: names listed in Connection are hop-by-hop too.
+  if (listed !== undefined) dropHeaders(out, listed);
   return { headers: out, contentLength, connectionClose };
+}
+
+/** Remove, in place, every header whose lowercase name is in `names`. */
+function dropHeaders(headers: string[], names: ReadonlySet<string>): void {
+  let w = 0;
+  for (let r = 0; r < headers.length; r += 2) {
+    if (names.has(headers[r]!.toLowerCase())) continue;
+    headers[w++] = headers[r]!;
+    headers[w++] = headers[r + 1]!;
+  }
+  headers.length = w;
 }
 
 /** Apply compiled header operations to a flat header array (remove, then set, then add). */
@@ -102,13 +105,7 @@ export function applyHeaderOps(headers: string[], ops: { remove: readonly string
   if (ops.remove.length > 0 || ops.set.length > 0) {
     const drop = new Set<string>(ops.remove);
     for (const [n] of ops.set) drop.add(n.toLowerCase());
-    let w = 0;
-    for (let r = 0; r < headers.length; r += 2) {
-      if (drop.has(headers[r]!.toLowerCase())) continue;
-      headers[w++] = headers[r]!;
-      headers[w++] = headers[r + 1]!;
-    }
-    headers.length = w;
+    dropHeaders(headers, drop);
   }
   for (const [n, v] of ops.set) headers.push(n, v);
   for (const [n, v] of ops.add) headers.push(n, v);
