@@ -13,7 +13,7 @@ import { DEFAULT_LOAD_OPTIONS, type LoadOptions } from '../src/bench/generator.j
 import { renderTable, type BenchReport } from '../src/bench/report.js';
 import { renderSvg, seriesOf } from '../src/bench/plot.js';
 import { median } from '../src/bench/histogram.js';
-import { clockTicksPerSec } from '../src/bench/proc.js';
+import { clockTicksPerSec, parseStatusKb } from '../src/bench/proc.js';
 import { childPids, cpuTimes, freePort, hasTaskset, httpGet, pinSelf, startProcess, stopProcess, type Started } from './procs.js';
 import { CANARY_HEADER, findNginx, manyServicesYaml, nginxConf, passThroughYaml, PASS_HOST, POLICY_HOST, policyYaml } from './configs.js';
 import { evaluateTargets, renderBenchmarksDoc, type SuiteResult } from './doc.js';
@@ -396,8 +396,7 @@ async function nodeFloor(): Promise<SuiteResult['extras']['nodeFloor']> {
   await new Promise((r) => setTimeout(r, 500));
   const status = readFileSync(`/proc/${s.pid}/status`, 'utf8');
   await stopTracked(s);
-  const kb = (f: string) => Number(new RegExp(`^${f}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0);
-  const out = { rssMB: kb('VmRSS') / 1024, anonMB: kb('RssAnon') / 1024 };
+  const out = { rssMB: parseStatusKb(status, 'VmRSS') / 1024, anonMB: parseStatusKb(status, 'RssAnon') / 1024 };
   log(`node floor: idle node RSS ${out.rssMB.toFixed(1)} MB, private ${out.anonMB.toFixed(1)} MB`);
   return out;
 }
