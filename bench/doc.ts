@@ -1,6 +1,7 @@
 // The benchmark suite's result shape (bench/results/<date>.json), the check of the issue's
 // targets against measured numbers, and the generated docs/benchmarks.md. Pure.
 import { renderMarkdown, type BenchReport, type TargetReport } from '../src/bench/report.js';
+import type { Anatomy } from './anatomy.js';
 
 export interface Feature {
   /** null: configured but not observable from outside during a clean run. */
@@ -37,6 +38,8 @@ export interface SuiteResult {
     concurrency?: { supported: boolean; detail: string; report: BenchReport | undefined };
     /** An idle `node` process doing nothing, same flags: the memory floor of any Node.js proxy on this machine. */
     nodeFloor?: { rssMB: number; anonMB: number };
+    /** Where the time goes at a fixed rate, per proxy (bench/anatomy.ts): medians over rounds. */
+    anatomy?: { rate: number; rounds: number; targets: Record<string, Anatomy> };
   };
   targets: TargetCheck[];
 }
@@ -282,6 +285,9 @@ export function renderBenchmarksDoc(s: SuiteResult, jsonPath: string): string {
     out.push('');
   }
 
+  const an = s.extras.anatomy;
+  if (an) out.push(...renderAnatomy(an));
+
   const sv = s.extras.services;
   if (sv) {
     out.push('### Services in the config', '');
@@ -309,4 +315,24 @@ export function renderBenchmarksDoc(s: SuiteResult, jsonPath: string): string {
     else out.push(cc.detail, '');
   }
   return out.join('\n').replace(/\n{3,}/g, '\n\n');
+}
+
+/** The "where the time goes" table (bench/anatomy.ts). */
+export function renderAnatomy(an: NonNullable<SuiteResult['extras']['anatomy']>): string[] {
+  const out = [`### Where the time goes at ${an.rate.toLocaleString('en-US')} req/s`, ''];
+  out.push(
+    'Measured from outside each proxy process in the same way (`bench/anatomy.ts`; medians over ' + `${an.rounds} round${an.rounds === 1 ? '' : 's'}` + '): CPU per 1,000 requests split into user and kernel time (/proc/PID/stat, no tracer attached), system calls per request (`perf stat` on syscall tracepoints), and the time the proxy spends in user space on each leg of a request — from the exit of the read that brought the request to the entry of the write that sends it upstream, and from the read of the upstream answer to the write back to the client (`perf record` of those tracepoints; the write itself is kernel time and not included).',
+    '',
+    '| proxy | user CPU ms/1k | kernel CPU ms/1k | syscalls/req | reads | writes | polls | request leg p50 / p90 µs | response leg p50 / p90 µs |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+  );
+  const f = (n: number | undefined, d = 2) => (n === undefined ? '-' : n.toFixed(d));
+  for (const [name, a] of Object.entries(an.targets) as Array<[string, Anatomy]>) {
+    const sc = a.syscallsPerRequest;
+    const sum = (ks: string[]) => (sc === null ? undefined : ks.reduce((s, k) => s + (sc[k] ?? 0), 0));
+    const leg = (g: Anatomy['requestSide']) => (g === null ? '-' : `${g.p50Us.toFixed(0)} / ${g.p90Us.toFixed(0)}`);
+    out.push(`| ${name} | ${f(a.userMsPer1k, 1)} | ${f(a.sysMsPer1k, 1)} | ${f(sc?.total)} | ${f(sum(['read', 'recvfrom', 'readv']))} | ${f(sum(['write', 'writev', 'sendto']))} | ${f(sum(['epoll_wait', 'epoll_pwait']))} | ${leg(a.requestSide)} | ${leg(a.responseSide)} |`);
+  }
+  out.push('');
+  return out;
 }

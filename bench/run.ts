@@ -17,6 +17,8 @@ import { clockTicksPerSec, parseStatusKb } from '../src/bench/proc.js';
 import { childPids, cpuTimes, freePort, hasTaskset, httpGet, pinSelf, startProcess, stopProcess, type Started } from './procs.js';
 import { CANARY_HEADER, findNginx, manyServicesYaml, nginxConf, passThroughYaml, PASS_HOST, POLICY_HOST, policyYaml } from './configs.js';
 import { evaluateTargets, renderBenchmarksDoc, type SuiteResult } from './doc.js';
+import { countSyscalls, gapStats, perfAvailable, proxyLegs, recordPairs, userSysTicks, type Anatomy } from './anatomy.js';
+import { runLoad } from '../src/bench/generator.js';
 
 const here = dirname(fileURLToPath(import.meta.url)); // build/bench
 const repo = resolve(here, '../..');
@@ -47,7 +49,7 @@ if (argv.help) {
   process.stdout.write(`usage: npm run bench -- [--quick] [--only s1,s2] [--out DIR] [--no-docs | --docs]
   --quick writes to bench/results/tmp and leaves docs/ alone unless --docs is given
        npm run bench -- --render bench/results/DATE.json   (regenerate the docs from saved results)
-scenarios: latency-1000 latency-3000 max body-1k body-100k services reload cold-start concurrency
+scenarios: latency-1000 latency-3000 max body-1k body-100k anatomy services reload cold-start concurrency
 `);
   process.exit(0);
 }
@@ -213,6 +215,7 @@ async function main(): Promise<number> {
       await attempt(name, async () => void (suite.scenarios[name] = await scenario(name, bodyPeers.map((p) => ({ ...p, url: `${p.url}bytes/${size}` })), loadOpts({ rate: 1000 }))));
     }
     if (remPol) Object.assign(features, await probeAfterLoad(remPol, up1, up2).catch((e: Error) => ({ probe: { active: false, detail: e.message } })));
+    await attempt('anatomy', async () => void (suite.extras.anatomy = await anatomyScenario(peers.filter((p) => p.name !== 'direct' && p.name !== 'http-proxy'), notes)));
     if (haveRemora) {
       await attempt('services', async () => void (suite.extras.services = await servicesScenario(up1, suite)));
       await attempt('reload', async () => void (suite.extras.reload = await reloadScenario(up1, up2)));
@@ -324,6 +327,72 @@ async function servicesScenario(up1: number, suite: SuiteResult): Promise<SuiteR
     suite.notes.push(`services scenario failed: ${(e as Error).message.split('\n')[0]}`);
   } finally {
     for (const p of peers) await stopTracked(p.s);
+  }
+  return out;
+}
+
+/**
+ * Where each proxy's time goes at 1,000 req/s (bench/anatomy.ts): user vs system CPU per request over a window
+ * without perf, then system calls per request (perf stat), then the user-space time between the read and the
+ * write of each leg (perf record). Targets interleaved per round; medians over rounds.
+ */
+async function anatomyScenario(targets: BenchTarget[], notes: string[]): Promise<SuiteResult['extras']['anatomy']> {
+  const rate = 1000;
+  const perf = perfAvailable();
+  if (!perf) notes.push('perf with syscall tracepoints unavailable (apt-get install linux-perf): the anatomy table has CPU split only');
+  const rounds = quick ? 1 : T.rounds;
+  const cpuS = quick ? 1.5 : 4;
+  const perfS = quick ? 1 : 2;
+  const hz = clockTicksPerSec();
+  const per: Record<string, Anatomy[]> = {};
+  for (let round = 1; round <= rounds; round++) {
+    for (const t of targets) {
+      const pids = t.pids ?? [];
+      // nginx: the worker does the work (the master is idle); Remora and http-proxy: the process itself.
+      const main = pids.length > 1 ? pids[1]! : pids[0]!;
+      const durationMs = (1 + cpuS + (perf ? 2 * perfS + 1.5 : 0) + 0.5) * 1000;
+      const load = runLoad(t.url, { ...loadOpts({ rate }), durationMs, warmupMs: 0, headers: t.headers ?? [] });
+      const sleep = (s: number) => new Promise((r) => setTimeout(r, s * 1000));
+      await sleep(1);
+      const a = pids.map(userSysTicks);
+      await sleep(cpuS);
+      const b = pids.map(userSysTicks);
+      const reqs = rate * cpuS;
+      const sum = (xs: Array<{ user: number; sys: number }>, k: 'user' | 'sys') => xs.reduce((s, x) => s + x[k], 0);
+      const r: Anatomy = {
+        userMsPer1k: (((sum(b, 'user') - sum(a, 'user')) * 1000) / hz / reqs) * 1000,
+        sysMsPer1k: (((sum(b, 'sys') - sum(a, 'sys')) * 1000) / hz / reqs) * 1000,
+        syscallsPerRequest: null,
+        requestSide: null,
+        responseSide: null,
+      };
+      if (perf) {
+        const counts = await countSyscalls(main, perfS);
+        r.syscallsPerRequest = Object.fromEntries(Object.entries(counts).map(([k, v]) => [k, v / (rate * perfS)]));
+        const legs = proxyLegs(await recordPairs(main, perfS, join(tmp, `anatomy-${t.name}.data`)));
+        r.requestSide = gapStats(legs.request);
+        r.responseSide = gapStats(legs.response);
+      }
+      const outcome = await load;
+      if (outcome.completed < 0.97 * outcome.scheduled) notes.push(`anatomy: ${t.name} round ${round} completed ${outcome.completed} of ${outcome.scheduled} requests`);
+      (per[t.name] ??= []).push(r);
+      log(`anatomy ${t.name} round ${round}: user ${r.userMsPer1k.toFixed(1)} + sys ${r.sysMsPer1k.toFixed(1)} ms/1k, syscalls/req ${r.syscallsPerRequest?.total?.toFixed(2) ?? '-'}, request leg p50 ${r.requestSide?.p50Us.toFixed(0) ?? '-'} µs, response leg p50 ${r.responseSide?.p50Us.toFixed(0) ?? '-'} µs`);
+      await sleep(0.3);
+    }
+  }
+  const med = (xs: Array<number | undefined>) => {
+    const v = xs.filter((x): x is number => x !== undefined);
+    return v.length ? median(v) : undefined;
+  };
+  const out: NonNullable<SuiteResult['extras']['anatomy']> = { rate, rounds, targets: {} };
+  for (const [name, rs] of Object.entries(per)) {
+    const keys = new Set(rs.flatMap((r) => Object.keys(r.syscallsPerRequest ?? {})));
+    const sc = rs[0]!.syscallsPerRequest === null ? null : Object.fromEntries([...keys].map((k) => [k, med(rs.map((r) => r.syscallsPerRequest?.[k]))!]));
+    const leg = (k: 'requestSide' | 'responseSide') => {
+      const v = rs.map((r) => r[k]).filter((x): x is NonNullable<typeof x> => x !== null);
+      return v.length ? { n: v.reduce((s, x) => s + x.n, 0), p50Us: median(v.map((x) => x.p50Us)), p90Us: median(v.map((x) => x.p90Us)) } : null;
+    };
+    out.targets[name] = { userMsPer1k: median(rs.map((r) => r.userMsPer1k)), sysMsPer1k: median(rs.map((r) => r.sysMsPer1k)), syscallsPerRequest: sc, requestSide: leg('requestSide'), responseSide: leg('responseSide') };
   }
   return out;
 }
