@@ -70,6 +70,12 @@ function suite(): SuiteResult {
     extras: {
       coldStart: { runs: 3, readyLineMs: [200, 210, 220], readyHttpMs: [250, 260, 400], medianReadyLineMs: 210, medianReadyHttpMs: 260, medianInternalStartupMs: 40 },
       concurrency: { supported: false, detail: 'no workers', report: undefined },
+      anatomy: {
+        rate: 1000, rounds: 3, targets: {
+          nginx: { userMsPer1k: 18, sysMsPer1k: 72, syscallsPerRequest: { total: 6.5, recvfrom: 2, writev: 2, epoll_wait: 1.5, getsockopt: 1 }, requestSide: { n: 900, p50Us: 14, p90Us: 18 }, responseSide: { n: 900, p50Us: 10, p90Us: 13 } },
+          remora: { userMsPer1k: 80, sysMsPer1k: 71, syscallsPerRequest: null, requestSide: null, responseSide: null },
+        },
+      },
     },
     targets: [],
   };
@@ -107,6 +113,9 @@ describe('renderBenchmarksDoc', () => {
     expect(md).toContain('- a note');
     expect(md).toContain('- tracing: active — 3 posts');
     expect(md).toContain('### Cold start');
+    expect(md).toContain('### Where the time goes at 1,000 req/s');
+    expect(md).toContain('| nginx | 18.0 | 72.0 | 6.50 | 2.00 | 2.00 | 1.50 | 14 / 18 | 10 / 13 |');
+    expect(md).toContain('| remora | 80.0 | 71.0 | - | - | - | - | - | - |');
     expect(md).toContain('proxy CPU 0 50% busy, of which up to 20 points were other processes');
   });
 });
