@@ -28,7 +28,7 @@ export interface SuiteResult {
   notes: string[];
   features: Record<string, Feature>;
   /** Per scenario: % busy of the proxy CPU and the generator CPU, and the share of the proxy CPU not used by the measured proxies (other work on the machine; an upper bound). */
-  cpuUse: Record<string, { cpu0BusyPct: number; cpu1BusyPct: number; foreignOnCpu0Pct: number }>;
+  cpuUse: Record<string, { cpu0BusyPct: number; cpu1BusyPct: number; foreignOnCpu0Pct: number; cpu0StealPct?: number; cpu1StealPct?: number }>;
   /** latency-1000, latency-3000, max, body-1k, body-100k: `remora bench` reports. */
   scenarios: Record<string, BenchReport>;
   extras: {
@@ -115,7 +115,8 @@ npm run bench -- --quick      # ~3 minutes: 2 rounds of 2 s, results in bench/re
 npm run bench -- --only latency-1000,max   # a subset of scenarios
 \`\`\`
 
-The harness needs \`nginx\` (Debian \`nginx-light\` or \`nginx\`) and \`taskset\` (util-linux); without them it
+The harness needs \`nginx\` (Debian \`nginx-light\` or \`nginx\`) and \`taskset\` (util-linux), and for the
+"where the time goes" table \`perf\` (Debian \`linux-perf\`, root or \`perf_event_paranoid\` ≤ 1); without them it
 says so in the notes below and measures what it can. Results go to \`bench/results/<date>.json\`; this page
 and \`docs/bench-latency.svg\` are regenerated from them.
 
@@ -278,7 +279,10 @@ export function renderBenchmarksDoc(s: SuiteResult, jsonPath: string): string {
     const w = summarizeWarnings(r);
     if (w) out.push(w);
     const cu = s.cpuUse?.[name];
-    if (cu) out.push(`CPU during this scenario: proxy CPU ${s.pinning.proxy} ${cu.cpu0BusyPct.toFixed(0)}% busy, of which up to ${cu.foreignOnCpu0Pct.toFixed(0)} points were other processes; generator/upstream CPU ${s.pinning.generatorAndUpstream} ${cu.cpu1BusyPct.toFixed(0)}% busy.\n`);
+    if (cu) {
+      const steal = cu.cpu0StealPct === undefined || cu.cpu1StealPct === undefined ? '' : ` Steal (the hypervisor ran something else while these CPUs had work): ${cu.cpu0StealPct.toFixed(1)}% / ${cu.cpu1StealPct.toFixed(1)}% of the time.`;
+      out.push(`CPU during this scenario: proxy CPU ${s.pinning.proxy} ${cu.cpu0BusyPct.toFixed(0)}% busy, of which up to ${cu.foreignOnCpu0Pct.toFixed(0)} points were other processes or steal; generator/upstream CPU ${s.pinning.generatorAndUpstream} ${cu.cpu1BusyPct.toFixed(0)}% busy.${steal}\n`);
+    }
     const lines = [ratioLine(r, 'nginx')].filter(Boolean);
     if (lines.length) out.push(...lines);
     if (name === 'max') out.push(...maxNotes(r));

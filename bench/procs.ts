@@ -169,8 +169,8 @@ export function httpGet(port: number, path: string, headers: Record<string, stri
 }
 
 /** Busy and total jiffies per CPU from /proc/stat (busy = total − idle − iowait); {} off Linux. */
-export function cpuTimes(): Record<string, { busy: number; total: number }> {
-  const out: Record<string, { busy: number; total: number }> = {};
+export function cpuTimes(): Record<string, { busy: number; total: number; steal: number }> {
+  const out: Record<string, { busy: number; total: number; steal: number }> = {};
   try {
     for (const line of readFileSync('/proc/stat', 'utf8').split('\n')) {
       const m = /^cpu(\d+)\s+(.*)$/.exec(line);
@@ -178,7 +178,8 @@ export function cpuTimes(): Record<string, { busy: number; total: number }> {
       const v = m[2]!.trim().split(/\s+/).map(Number);
       // user nice system idle iowait irq softirq steal (guest time is already inside user).
       const total = v.slice(0, 8).reduce((a, b) => a + b, 0);
-      out[m[1]!] = { busy: total - (v[3] ?? 0) - (v[4] ?? 0), total };
+      // steal: time this virtual CPU wanted to run but the hypervisor ran something else (counted in busy).
+      out[m[1]!] = { busy: total - (v[3] ?? 0) - (v[4] ?? 0), total, steal: v[7] ?? 0 };
     }
   } catch {
     /* not Linux */

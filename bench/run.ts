@@ -122,7 +122,7 @@ async function scenario(name: string, targets: BenchTarget[], load: LoadOptions,
   const pct = (c: string) => {
     const a = after[c];
     const b = before[c];
-    return a && b && a.total > b.total ? { busy: a.busy - b.busy, total: a.total - b.total } : undefined;
+    return a && b && a.total > b.total ? { busy: a.busy - b.busy, total: a.total - b.total, steal: a.steal - b.steal } : undefined;
   };
   const c0 = pct(PROXY_CPU);
   const c1 = pct(LOAD_CPU);
@@ -130,7 +130,7 @@ async function scenario(name: string, targets: BenchTarget[], load: LoadOptions,
     // Proxy CPU over the measured windows only (warm-ups and pauses excluded), so "foreign" is an upper bound.
     const hz = clockTicksPerSec(); // /proc/stat counts USER_HZ ticks
     const proxyJiffies = report.targets.flatMap((t) => t.rounds).reduce((s, r) => s + (r.process?.cpuMs ?? 0), 0) / (1000 / hz);
-    cpuUse[name] = { cpu0BusyPct: (100 * c0.busy) / c0.total, cpu1BusyPct: (100 * c1.busy) / c1.total, foreignOnCpu0Pct: Math.max(0, (100 * (c0.busy - proxyJiffies)) / c0.total) };
+    cpuUse[name] = { cpu0BusyPct: (100 * c0.busy) / c0.total, cpu1BusyPct: (100 * c1.busy) / c1.total, foreignOnCpu0Pct: Math.max(0, (100 * (c0.busy - proxyJiffies)) / c0.total), cpu0StealPct: (100 * c0.steal) / c0.total, cpu1StealPct: (100 * c1.steal) / c1.total };
     log(`${name}: CPU ${PROXY_CPU} busy ${cpuUse[name]!.cpu0BusyPct.toFixed(0)}% (at most ${cpuUse[name]!.foreignOnCpu0Pct.toFixed(0)}% not the proxies), CPU ${LOAD_CPU} busy ${cpuUse[name]!.cpu1BusyPct.toFixed(0)}%`);
   }
   process.stderr.write(renderTable(report));
@@ -138,6 +138,7 @@ async function scenario(name: string, targets: BenchTarget[], load: LoadOptions,
 }
 
 async function main(): Promise<number> {
+  const runStart = cpuTimes();
   const machine = machineFacts();
   const notes: string[] = [];
   if (machine.nproc < 2 || !hasTaskset()) notes.push(`CPU pinning unavailable (nproc ${machine.nproc}, taskset ${hasTaskset() ? 'present' : 'missing'}): proxy and generator share CPUs`);
@@ -227,6 +228,14 @@ async function main(): Promise<number> {
     await cleanup();
   }
 
+  const runEnd = cpuTimes();
+  const stealOf = (c: string) => {
+    const a = runStart[c];
+    const b = runEnd[c];
+    return a && b && b.total > a.total ? (100 * (b.steal - a.steal)) / (b.total - a.total) : 0;
+  };
+  const steal = [PROXY_CPU, LOAD_CPU].map(stealOf);
+  if (steal.some((x) => x >= 1)) notes.push(`steal time during the run: CPU ${PROXY_CPU} ${steal[0]!.toFixed(1)}%, CPU ${LOAD_CPU} ${steal[1]!.toFixed(1)}% (the hypervisor ran other guests while these CPUs had work: wall-clock figures such as start-up times and latency suffer most)`);
   suite.targets = evaluateTargets(suite);
   const day = suite.date.slice(0, 10);
   mkdirSync(outDir, { recursive: true });

@@ -60,7 +60,7 @@ function suite(): SuiteResult {
   const machine = { nproc: 2, cpuModel: 'cpu', node: 'v20', platform: 'linux', loadavg1: 0 };
   return {
     schemaVersion: 1, kind: 'remora-bench-suite', date: '2026-01-02T03:04:05.000Z', quick: true, command: 'npm run bench -- --quick', machine,
-    pinning: { proxy: '0', generatorAndUpstream: '1', enabled: true }, notes: ['a note'], cpuUse: { 'latency-1000': { cpu0BusyPct: 50, cpu1BusyPct: 40, foreignOnCpu0Pct: 20 } }, features: { tracing: { active: true, detail: '3 posts' } },
+    pinning: { proxy: '0', generatorAndUpstream: '1', enabled: true }, notes: ['a note'], cpuUse: { 'latency-1000': { cpu0BusyPct: 50, cpu1BusyPct: 40, foreignOnCpu0Pct: 20, cpu0StealPct: 3.25, cpu1StealPct: 0 } }, features: { tracing: { active: true, detail: '3 posts' } },
     scenarios: {
       // direct 0.1 ms; nginx adds 0.2 ms; remora adds 0.24 ms (within +0.05) at 1000 req/s ...
       'latency-1000': mk([['direct', 0.1, null, 0], ['nginx', 0.3, 255, 13], ['remora', 0.34, 300, 40]]),
@@ -117,6 +117,7 @@ describe('renderBenchmarksDoc', () => {
     expect(md).toContain('| nginx | 18.0 | 72.0 | 6.50 | 2.00 | 2.00 | 1.50 | 14 / 18 | 10 / 13 |');
     expect(md).toContain('| remora | 80.0 | 71.0 | - | - | - | - | - | - |');
     expect(md).toContain('proxy CPU 0 50% busy, of which up to 20 points were other processes');
+    expect(md).toContain('Steal (the hypervisor ran something else while these CPUs had work): 3.3% / 0.0% of the time.');
   });
 });
 
