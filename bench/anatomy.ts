@@ -6,6 +6,7 @@
 // unit-tested (test/unit/bench/anatomy.test.ts); the perf calls are a thin shell around it.
 import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { parseStatUserSys } from '../src/bench/proc.js';
 
 /** System calls counted per request. `total` is every system call (raw_syscalls:sys_enter). */
 export const COUNTED_SYSCALLS = ['read', 'recvfrom', 'readv', 'write', 'writev', 'sendto', 'epoll_wait', 'epoll_pwait', 'getsockopt', 'futex'] as const;
@@ -139,12 +140,6 @@ export function parsePerfStat(text: string): Record<string, number> {
     }
   }
   return out;
-}
-
-/** utime and stime (clock ticks, all threads) from the text of /proc/PID/stat. */
-export function parseStatUserSys(stat: string): { user: number; sys: number } {
-  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return { user: Number(rest[11]), sys: Number(rest[12]) };
 }
 
 let perfOk: boolean | undefined;

@@ -3,15 +3,21 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 
-/** utime + stime in clock ticks from the text of /proc/PID/stat. */
-export function parseStatCpuTicks(stat: string): number {
+/** utime and stime (clock ticks, all threads) from the text of /proc/PID/stat. */
+export function parseStatUserSys(stat: string): { user: number; sys: number } {
   // Field 2 (comm) is parenthesised and may contain spaces: parse after the last ')'.
   const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   // rest[0] is field 3 (state); utime is field 14, stime field 15.
-  const utime = Number(rest[11]);
-  const stime = Number(rest[12]);
-  if (!Number.isFinite(utime) || !Number.isFinite(stime)) throw new Error('unparsable /proc/PID/stat');
-  return utime + stime;
+  const user = Number(rest[11]);
+  const sys = Number(rest[12]);
+  if (!Number.isFinite(user) || !Number.isFinite(sys)) throw new Error('unparsable /proc/PID/stat');
+  return { user, sys };
+}
+
+/** utime + stime in clock ticks from the text of /proc/PID/stat. */
+export function parseStatCpuTicks(stat: string): number {
+  const t = parseStatUserSys(stat);
+  return t.user + t.sys;
 }
 
 /** A `VmXXX:   1234 kB` field of /proc/PID/status in kB, or -1 if absent. */

@@ -1,6 +1,7 @@
 // bench/anatomy.ts: parsing perf output into the legs of proxied requests (no perf needed here).
 import { describe, it, expect } from 'vitest';
-import { gapStats, parsePerfScript, parsePerfStat, parseStatUserSys, proxyLegs, readWritePairs } from '../../../bench/anatomy.js';
+import { gapStats, parsePerfScript, parsePerfStat, proxyLegs, readWritePairs } from '../../../bench/anatomy.js';
+import { parseStatUserSys } from '../../../src/bench/proc.js';
 
 // The shape `perf script -F tid,time,event,trace` prints (recorded from nginx and Remora on this project's machines).
 const NGINX = `
