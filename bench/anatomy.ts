@@ -4,12 +4,16 @@
 // exits and write entries: from the read that brought the request to the write that sends it upstream, and
 // from the read that brought the upstream's answer to the write that returns it). The parsing is pure and
 // unit-tested (test/unit/bench/anatomy.test.ts); the perf calls are a thin shell around it.
-import { execFileSync, spawn } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { parseStatUserSys } from '../src/bench/proc.js';
 
+/** The system calls a proxy reads sockets with, writes them with, and waits for them with (nginx's and libuv's). */
+export const READ_CALLS = ['read', 'recvfrom', 'readv'];
+export const WRITE_CALLS = ['write', 'writev', 'sendto'];
+export const POLL_CALLS = ['epoll_wait', 'epoll_pwait'];
 /** System calls counted per request. `total` is every system call (raw_syscalls:sys_enter). */
-export const COUNTED_SYSCALLS = ['read', 'recvfrom', 'readv', 'write', 'writev', 'sendto', 'epoll_wait', 'epoll_pwait', 'getsockopt', 'futex'] as const;
+export const COUNTED_SYSCALLS = [...READ_CALLS, ...WRITE_CALLS, ...POLL_CALLS, 'getsockopt', 'futex'];
 
 export interface SyscallEvent {
   t: number; // seconds
@@ -43,9 +47,9 @@ export interface Anatomy {
   responseSide: GapStats | null;
 }
 
-const READ_ENTER = /sys_enter_(read|recvfrom|readv):/;
-const READ_EXIT = /sys_exit_(read|recvfrom|readv):/;
-const WRITE_ENTER = /sys_enter_(write|writev|sendto):/;
+const READ_ENTER = new RegExp(`sys_enter_(${READ_CALLS.join('|')}):`);
+const READ_EXIT = new RegExp(`sys_exit_(${READ_CALLS.join('|')}):`);
+const WRITE_ENTER = new RegExp(`sys_enter_(${WRITE_CALLS.join('|')}):`);
 
 /** A perf hex field as a signed 64-bit number (exit values of failed calls are two's complement). */
 function hexSigned(s: string): number {
@@ -63,10 +67,11 @@ export function parsePerfScript(text: string): SyscallEvent[] {
     const t = Number(m[2]);
     const ev = m[3]!;
     const rest = m[4]!;
-    if (READ_ENTER.test(ev) || WRITE_ENTER.test(ev)) {
+    const read = READ_ENTER.test(ev);
+    if (read || WRITE_ENTER.test(ev)) {
       const f = /fd: (0x[0-9a-f]+)/.exec(rest);
       if (!f) continue;
-      out.push({ t, tid, kind: READ_ENTER.test(ev) ? 'enter-read' : 'enter-write', fd: hexSigned(f[1]!), ret: 0 });
+      out.push({ t, tid, kind: read ? 'enter-read' : 'enter-write', fd: hexSigned(f[1]!), ret: 0 });
     } else if (READ_EXIT.test(ev)) {
       const r = /(0x[0-9a-f]+)/.exec(rest);
       if (!r) continue;
@@ -156,18 +161,10 @@ export function perfAvailable(): boolean {
   return perfOk;
 }
 
-function run(cmd: string, args: string[], timeoutMs: number): Promise<{ code: number | null; stdout: string; stderr: string }> {
+/** Runs `cmd` to its end (or `timeoutMs`) and returns its output whatever its exit status (perf's is not the point). */
+function run(cmd: string, args: string[], timeoutMs: number): Promise<{ stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
-    p.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
+    execFile(cmd, args, { timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 256 * 1024 * 1024 }, (_err, stdout, stderr) => resolve({ stdout, stderr }));
   });
 }
 
@@ -180,7 +177,7 @@ export async function countSyscalls(pid: number, seconds: number): Promise<Recor
 
 /** Read→write pairs of `pid` over `seconds` (perf record of read exits and write entries, then perf script). */
 export async function recordPairs(pid: number, seconds: number, file: string): Promise<ReadWritePair[]> {
-  const ev = ['read', 'recvfrom', 'readv'].flatMap((s) => [`syscalls:sys_enter_${s}`, `syscalls:sys_exit_${s}`]).concat(['write', 'writev', 'sendto'].map((s) => `syscalls:sys_enter_${s}`));
+  const ev = READ_CALLS.flatMap((s) => [`syscalls:sys_enter_${s}`, `syscalls:sys_exit_${s}`]).concat(WRITE_CALLS.map((s) => `syscalls:sys_enter_${s}`));
   await run('perf', ['record', '-q', '-e', ev.join(','), '-p', String(pid), '-o', file, '--', 'sleep', String(seconds)], (seconds + 30) * 1000);
   const s = await run('perf', ['script', '-i', file, '-F', 'tid,time,event,trace'], 60_000);
   return readWritePairs(parsePerfScript(s.stdout));

@@ -1,7 +1,7 @@
 // The benchmark suite's result shape (bench/results/<date>.json), the check of the issue's
 // targets against measured numbers, and the generated docs/benchmarks.md. Pure.
 import { renderMarkdown, type BenchReport, type TargetReport } from '../src/bench/report.js';
-import type { Anatomy } from './anatomy.js';
+import { POLL_CALLS, READ_CALLS, WRITE_CALLS, type Anatomy } from './anatomy.js';
 
 export interface Feature {
   /** null: configured but not observable from outside during a clean run. */
@@ -335,7 +335,7 @@ export function renderAnatomy(an: NonNullable<SuiteResult['extras']['anatomy']>)
     const sc = a.syscallsPerRequest;
     const sum = (ks: string[]) => (sc === null ? undefined : ks.reduce((s, k) => s + (sc[k] ?? 0), 0));
     const leg = (g: Anatomy['requestSide']) => (g === null ? '-' : `${g.p50Us.toFixed(0)} / ${g.p90Us.toFixed(0)}`);
-    out.push(`| ${name} | ${f(a.userMsPer1k, 1)} | ${f(a.sysMsPer1k, 1)} | ${f(sc?.total)} | ${f(sum(['read', 'recvfrom', 'readv']))} | ${f(sum(['write', 'writev', 'sendto']))} | ${f(sum(['epoll_wait', 'epoll_pwait']))} | ${leg(a.requestSide)} | ${leg(a.responseSide)} |`);
+    out.push(`| ${name} | ${f(a.userMsPer1k, 1)} | ${f(a.sysMsPer1k, 1)} | ${f(sc?.total)} | ${f(sum(READ_CALLS))} | ${f(sum(WRITE_CALLS))} | ${f(sum(POLL_CALLS))} | ${leg(a.requestSide)} | ${leg(a.responseSide)} |`);
   }
   out.push('');
   return out;

@@ -168,6 +168,13 @@ export function httpGet(port: number, path: string, headers: Record<string, stri
   });
 }
 
+/** What CPU `cpu` did between two `cpuTimes()` readings (jiffies), or undefined if it was not read or no time passed. */
+export function cpuDelta(before: ReturnType<typeof cpuTimes>, after: ReturnType<typeof cpuTimes>, cpu: string): { busy: number; total: number; steal: number } | undefined {
+  const a = before[cpu];
+  const b = after[cpu];
+  return a && b && b.total > a.total ? { busy: b.busy - a.busy, total: b.total - a.total, steal: b.steal - a.steal } : undefined;
+}
+
 /** Busy and total jiffies per CPU from /proc/stat (busy = total − idle − iowait); {} off Linux. */
 export function cpuTimes(): Record<string, { busy: number; total: number; steal: number }> {
   const out: Record<string, { busy: number; total: number; steal: number }> = {};

@@ -14,7 +14,7 @@ import { renderTable, type BenchReport } from '../src/bench/report.js';
 import { renderSvg, seriesOf } from '../src/bench/plot.js';
 import { median } from '../src/bench/histogram.js';
 import { clockTicksPerSec, parseStatusKb } from '../src/bench/proc.js';
-import { childPids, cpuTimes, freePort, hasTaskset, httpGet, pinSelf, startProcess, stopProcess, type Started } from './procs.js';
+import { childPids, cpuDelta, cpuTimes, freePort, hasTaskset, httpGet, pinSelf, startProcess, stopProcess, type Started } from './procs.js';
 import { CANARY_HEADER, findNginx, manyServicesYaml, nginxConf, passThroughYaml, PASS_HOST, POLICY_HOST, policyYaml } from './configs.js';
 import { evaluateTargets, renderBenchmarksDoc, type SuiteResult } from './doc.js';
 import { countSyscalls, gapStats, perfAvailable, proxyLegs, recordPairs, userSysTicks, type Anatomy } from './anatomy.js';
@@ -119,13 +119,8 @@ async function scenario(name: string, targets: BenchTarget[], load: LoadOptions,
   const before = cpuTimes();
   const report = await runBench({ targets, load, rounds: T.rounds, baseline, command: ['npm', 'run', 'bench', ...(quick ? ['--', '--quick'] : [])], pauseMs: 300 });
   const after = cpuTimes();
-  const pct = (c: string) => {
-    const a = after[c];
-    const b = before[c];
-    return a && b && a.total > b.total ? { busy: a.busy - b.busy, total: a.total - b.total, steal: a.steal - b.steal } : undefined;
-  };
-  const c0 = pct(PROXY_CPU);
-  const c1 = pct(LOAD_CPU);
+  const c0 = cpuDelta(before, after, PROXY_CPU);
+  const c1 = cpuDelta(before, after, LOAD_CPU);
   if (c0 && c1) {
     // Proxy CPU over the measured windows only (warm-ups and pauses excluded), so "foreign" is an upper bound.
     const hz = clockTicksPerSec(); // /proc/stat counts USER_HZ ticks
@@ -229,12 +224,10 @@ async function main(): Promise<number> {
   }
 
   const runEnd = cpuTimes();
-  const stealOf = (c: string) => {
-    const a = runStart[c];
-    const b = runEnd[c];
-    return a && b && b.total > a.total ? (100 * (b.steal - a.steal)) / (b.total - a.total) : 0;
-  };
-  const steal = [PROXY_CPU, LOAD_CPU].map(stealOf);
+  const steal = [PROXY_CPU, LOAD_CPU].map((c) => {
+    const d = cpuDelta(runStart, runEnd, c);
+    return d ? (100 * d.steal) / d.total : 0;
+  });
   if (steal.some((x) => x >= 1)) notes.push(`steal time during the run: CPU ${PROXY_CPU} ${steal[0]!.toFixed(1)}%, CPU ${LOAD_CPU} ${steal[1]!.toFixed(1)}% (the hypervisor ran other guests while these CPUs had work: wall-clock figures such as start-up times and latency suffer most)`);
   suite.targets = evaluateTargets(suite);
   const day = suite.date.slice(0, 10);
@@ -340,6 +333,8 @@ async function servicesScenario(up1: number, suite: SuiteResult): Promise<SuiteR
   return out;
 }
 
+const sleep = (seconds: number) => new Promise((r) => setTimeout(r, seconds * 1000));
+
 /**
  * Where each proxy's time goes at 1,000 req/s (bench/anatomy.ts): user vs system CPU per request over a window
  * without perf, then system calls per request (perf stat), then the user-space time between the read and the
@@ -361,7 +356,6 @@ async function anatomyScenario(targets: BenchTarget[], notes: string[]): Promise
       const main = pids.length > 1 ? pids[1]! : pids[0]!;
       const durationMs = (1 + cpuS + (perf ? 2 * perfS + 1.5 : 0) + 0.5) * 1000;
       const load = runLoad(t.url, { ...loadOpts({ rate }), durationMs, warmupMs: 0, headers: t.headers ?? [] });
-      const sleep = (s: number) => new Promise((r) => setTimeout(r, s * 1000));
       await sleep(1);
       const a = pids.map(userSysTicks);
       await sleep(cpuS);
