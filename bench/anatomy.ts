@@ -168,17 +168,17 @@ function run(cmd: string, args: string[], timeoutMs: number): Promise<{ stdout: 
   });
 }
 
-/** System call counts of `pid` over `seconds` (perf stat on tracepoints). */
-export async function countSyscalls(pid: number, seconds: number): Promise<Record<string, number>> {
+/** System call counts of the processes `pids` together over `seconds` (perf stat on tracepoints). */
+export async function countSyscalls(pids: readonly number[], seconds: number): Promise<Record<string, number>> {
   const ev = ['raw_syscalls:sys_enter', ...COUNTED_SYSCALLS.map((s) => `syscalls:sys_enter_${s}`)].join(',');
-  const r = await run('perf', ['stat', '-x,', '-e', ev, '-p', String(pid), '--', 'sleep', String(seconds)], (seconds + 20) * 1000);
+  const r = await run('perf', ['stat', '-x,', '-e', ev, '-p', pids.join(','), '--', 'sleep', String(seconds)], (seconds + 20) * 1000);
   return parsePerfStat(r.stderr + r.stdout);
 }
 
-/** Read→write pairs of `pid` over `seconds` (perf record of read exits and write entries, then perf script). */
-export async function recordPairs(pid: number, seconds: number, file: string): Promise<ReadWritePair[]> {
+/** Read→write pairs of the threads of `pids` over `seconds` (perf record of read exits and write entries, then perf script). */
+export async function recordPairs(pids: readonly number[], seconds: number, file: string): Promise<ReadWritePair[]> {
   const ev = READ_CALLS.flatMap((s) => [`syscalls:sys_enter_${s}`, `syscalls:sys_exit_${s}`]).concat(WRITE_CALLS.map((s) => `syscalls:sys_enter_${s}`));
-  await run('perf', ['record', '-q', '-e', ev.join(','), '-p', String(pid), '-o', file, '--', 'sleep', String(seconds)], (seconds + 30) * 1000);
+  await run('perf', ['record', '-q', '-e', ev.join(','), '-p', pids.join(','), '-o', file, '--', 'sleep', String(seconds)], (seconds + 30) * 1000);
   const s = await run('perf', ['script', '-i', file, '-F', 'tid,time,event,trace'], 60_000);
   return readWritePairs(parsePerfScript(s.stdout));
 }

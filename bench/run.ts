@@ -351,9 +351,8 @@ async function anatomyScenario(targets: BenchTarget[], notes: string[]): Promise
   const per: Record<string, Anatomy[]> = {};
   for (let round = 1; round <= rounds; round++) {
     for (const t of targets) {
+      // Every process of the peer (nginx: master and worker); pairs are formed per thread.
       const pids = t.pids ?? [];
-      // nginx: the worker does the work (the master is idle); Remora and http-proxy: the process itself.
-      const main = pids.length > 1 ? pids[1]! : pids[0]!;
       const durationMs = (1 + cpuS + (perf ? 2 * perfS + 1.5 : 0) + 0.5) * 1000;
       const load = runLoad(t.url, { ...loadOpts({ rate }), durationMs, warmupMs: 0, headers: t.headers ?? [] });
       await sleep(1);
@@ -370,9 +369,9 @@ async function anatomyScenario(targets: BenchTarget[], notes: string[]): Promise
         responseSide: null,
       };
       if (perf) {
-        const counts = await countSyscalls(main, perfS);
+        const counts = await countSyscalls(pids, perfS);
         r.syscallsPerRequest = Object.fromEntries(Object.entries(counts).map(([k, v]) => [k, v / (rate * perfS)]));
-        const legs = proxyLegs(await recordPairs(main, perfS, join(tmp, `anatomy-${t.name}.data`)));
+        const legs = proxyLegs(await recordPairs(pids, perfS, join(tmp, `anatomy-${t.name}.data`)));
         r.requestSide = gapStats(legs.request);
         r.responseSide = gapStats(legs.response);
       }
