@@ -1,4 +1,4 @@
-# Remora sidecar image: multi-stage; the runtime stage has only dist/, production node_modules and
+# Remora sidecar image: multi-stage; the runtime stage has only dist/ (the bundled build), production node_modules and
 # package.json, runs as UID 1337 (the UID the iptables rules exempt) and starts `remora`.
 #
 # Base: Node.js 24 LTS. On 2026-11-22 Node 26 is the Active LTS line, but opossum 9 (our Node 20 pin)
@@ -10,7 +10,7 @@ FROM ${NODE_IMAGE} AS build
 WORKDIR /app
 COPY package.json package-lock.json .npmrc ./
 RUN npm ci
-COPY tsconfig.json tsconfig.build.json ./
+COPY tsconfig.json tsconfig.build.json rolldown.config.mjs ./
 COPY src ./src
 RUN npm run build && npm prune --omit=dev
 

@@ -4,7 +4,11 @@
  * when inbound traffic is captured. The original probes arrive in REMORA_APP_PROBERS (JSON, keyed by path).
  */
 import { request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
-import { request as httpsRequest } from 'node:https';
+import { createRequire } from 'node:module';
+
+// node:https (with tls) costs ~6 ms to load and only HTTPS app probes need it: loaded on the first one.
+const require = createRequire(import.meta.url);
+const httpsRequest = (): typeof import('node:https').request => (require('node:https') as typeof import('node:https')).request;
 
 export interface AppProber {
   httpGet: { path: string; port: number; scheme: 'HTTP' | 'HTTPS'; host?: string; httpHeaders?: Array<{ name: string; value: string }> };
@@ -49,7 +53,7 @@ export function forwardProbe(p: AppProber, _req: IncomingMessage, res: ServerRes
     res.writeHead(status, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) });
     res.end(body);
   };
-  const up = (https ? httpsRequest : httpRequest)(opts, (r) => {
+  const up = (https ? httpsRequest() : httpRequest)(opts, (r) => {
     r.resume();
     r.on('end', () => done(r.statusCode ?? 503, ''));
     r.on('error', () => done(503, 'app probe failed\n'));

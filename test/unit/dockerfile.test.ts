@@ -3,7 +3,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
@@ -68,7 +68,7 @@ describe('Dockerfile', () => {
     }
   });
 
-  it('copies from the build stage only what `npm run build` and npm produce', () => {
+  it('copies from the build stage only what `npm run build` and npm produce', async () => {
     const fromBuild = final.filter((i) => i.op === 'COPY').map((i) => copySources(i.args));
     expect(fromBuild.map((c) => c.from)).toEqual(fromBuild.map(() => 'build'));
     const sources = fromBuild.flatMap((c) => c.sources).sort();
@@ -77,11 +77,16 @@ describe('Dockerfile', () => {
     const build = ins.filter((i) => i.stage === 'build');
     expect(build.some((i) => i.op === 'RUN' && /npm ci\b/.test(i.args))).toBe(true);
     expect(build.some((i) => i.op === 'RUN' && /npm run build/.test(i.args) && /npm prune --omit=dev/.test(i.args))).toBe(true);
-    const buildTsconfig = JSON.parse(readFileSync(join(root, 'tsconfig.build.json'), 'utf8')) as { compilerOptions: { outDir: string } };
-    expect(buildTsconfig.compilerOptions.outDir).toBe('dist');
+    // `npm run build` is tsc (to build/tsc) then the bundler (build/tsc → dist): the stage copies in what both read.
     const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { bin: Record<string, string>; scripts: Record<string, string> };
+    expect(pkg.scripts.build).toMatch(/tsc -p tsconfig\.build\.json && rolldown -c rolldown\.config\.mjs/);
+    const buildTsconfig = JSON.parse(readFileSync(join(root, 'tsconfig.build.json'), 'utf8')) as { compilerOptions: { outDir: string } };
+    const bundle = ((await import(pathToFileURL(join(root, 'rolldown.config.mjs')).href)) as { default: { input: Record<string, string>; output: { dir: string } } }).default;
+    expect(Object.values(bundle.input).every((f) => f.startsWith(`${buildTsconfig.compilerOptions.outDir}/`))).toBe(true);
+    expect(bundle.output.dir).toBe('dist');
+    const copiedIn = build.filter((i) => i.op === 'COPY').flatMap((i) => copySources(i.args).sources);
+    for (const f of ['tsconfig.json', 'tsconfig.build.json', 'rolldown.config.mjs', 'src']) expect(copiedIn, f).toContain(f);
     expect(pkg.bin.remora).toBe('dist/cli.js');
-    expect(pkg.scripts.build).toMatch(/tsconfig\.build\.json/);
   });
 
   it('runs as the non-root UID 1337 with `remora` as the entry point', () => {

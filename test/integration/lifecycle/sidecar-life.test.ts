@@ -4,7 +4,12 @@
  * app probe forwarding on the health port, --exit-on-app-exit, and `remora wait`.
  */
 import { describe, it, expect, afterEach } from 'vitest';
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { request, Agent } from 'undici';
 import { fakeUpstream, type FakeUpstream } from '../../support/fake-upstream.js';
@@ -128,6 +133,34 @@ describe('probes and readiness', () => {
     expect(await h('/app-health/app/readyz')).toBe(204);
     expect(await h('/app-health/app/livez')).toBe(500);
     expect(await h('/app-health/other/readyz')).toBe(404);
+  });
+
+  it('forwards an HTTPS app probe (scheme HTTPS, certificate not verified, as kubelet does)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'remora-probe-tls-'));
+    execFileSync('openssl', [
+      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
+      '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-days', '1', '-subj', '/CN=app',
+    ], { stdio: 'pipe' });
+    const tls = createHttpsServer({ key: readFileSync(join(dir, 'key.pem')), cert: readFileSync(join(dir, 'cert.pem')) }, (req, res) => {
+      res.writeHead(req.url === '/ready' ? 204 : 503);
+      res.end();
+    });
+    rmSync(dir, { recursive: true, force: true });
+    await new Promise<void>((r) => tls.listen(0, '127.0.0.1', r));
+    try {
+      const port = (tls.address() as AddressInfo).port;
+      const probers = JSON.stringify({
+        '/app-health/app/startupz': { httpGet: { path: '/ready', port, scheme: 'HTTPS' }, timeoutSeconds: 1 },
+        '/app-health/app/livez': { httpGet: { path: '/other', port, scheme: 'HTTPS' }, timeoutSeconds: 1 },
+      });
+      const p = await proxyWith({}, [], { REMORA_APP_PROBERS: probers });
+      const h = async (path: string): Promise<number> => (await request(`http://127.0.0.1:${p.info.health}${path}`)).statusCode;
+      expect(await h('/app-health/app/startupz')).toBe(204);
+      expect(await h('/app-health/app/livez')).toBe(503);
+    } finally {
+      tls.closeAllConnections();
+      await new Promise((r) => tls.close(r));
+    }
   });
 
   it('`remora wait` returns once the sidecar is ready', async () => {
