@@ -243,6 +243,51 @@ const GRPC_STATUS: Record<string, number> = {
   UNIMPLEMENTED: 12, INTERNAL: 13, UNAVAILABLE: 14, DATA_LOSS: 15, UNAUTHENTICATED: 16,
 };
 
+/**
+ * A VirtualService's compiled routes, built on first use and then kept: every host the VirtualService names shares
+ * one cell. Building is pure and total on validated input (validate.ts checks every regex, duration and field it
+ * reads), so a lazy build cannot fail where an eager one would have succeeded.
+ */
+class RouteCell {
+  private routes: readonly CompiledRoute[] | undefined;
+  private build: (() => readonly CompiledRoute[]) | undefined;
+
+  constructor(build: (() => readonly CompiledRoute[]) | undefined, routes?: readonly CompiledRoute[]) {
+    this.build = build;
+    this.routes = routes;
+  }
+
+  static of(routes: readonly CompiledRoute[]): RouteCell {
+    return new RouteCell(undefined, routes);
+  }
+
+  get(): readonly CompiledRoute[] {
+    if (this.routes === undefined) {
+      this.routes = this.build!();
+      this.build = undefined;
+    }
+    return this.routes;
+  }
+
+  get built(): boolean {
+    return this.routes !== undefined;
+  }
+}
+
+/** Every virtual host has this one shape (explicit and default routes alike), so `vh.routes` stays monomorphic. */
+class CompiledVirtualHost implements VirtualHost {
+  constructor(readonly host: string, readonly origin: string, private readonly cell: RouteCell) {}
+
+  get routes(): readonly CompiledRoute[] {
+    return this.cell.get();
+  }
+
+  /** Whether the routes have been compiled yet (for tests and /config_dump). */
+  get compiled(): boolean {
+    return this.cell.built;
+  }
+}
+
 export function compile(resources: readonly Resource[], opts: CompileOptions): Snapshot {
   const warnings: string[] = [];
   const { namespace: proxyNs, clusterDomain } = opts;
@@ -442,19 +487,24 @@ export function compile(resources: readonly Resource[], opts: CompileOptions): S
     };
   };
 
-  // Virtual hosts: the first VirtualService for a host wins (Istio merges only for gateways).
+  // Virtual hosts: the first VirtualService for a host wins (Istio merges only for gateways). Which VirtualService
+  // routes which host is settled here; its routes are compiled when a request (or explain, or the dashboard) first
+  // needs them (RouteCell): with 10,000 services most are never called by a given workload.
   const vhosts = new Map<string, VirtualHost>();
   const sortedVs = [...vss].sort((a, b) => (a.metadata.namespace === proxyNs ? 0 : 1) - (b.metadata.namespace === proxyNs ? 0 : 1));
   for (const vs of sortedVs) {
     const spec = vs.spec as VirtualServiceSpec;
     if (spec.gateways && spec.gateways.length > 0 && !spec.gateways.includes('mesh')) continue;
-    const routes: CompiledRoute[] = [];
     const origin = objectName(vs);
-    (spec.http ?? []).forEach((r, i) => { const cr = compileRoute(vs, origin, r, i); if (cr) routes.push(cr); });
+    const cell = new RouteCell(() => {
+      const routes: CompiledRoute[] = [];
+      (spec.http ?? []).forEach((r, i) => { const cr = compileRoute(vs, origin, r, i); if (cr) routes.push(cr); });
+      return routes;
+    });
     for (const h of spec.hosts ?? []) {
       const host = expandHost(h, vs.metadata.namespace, clusterDomain);
       if (vhosts.has(host)) { warnings.push(`${origin}: host ${host} is already routed by ${vhosts.get(host)!.origin}; ignored for this host`); continue; }
-      vhosts.set(host, { host, origin, routes });
+      vhosts.set(host, new CompiledVirtualHost(host, origin, cell));
     }
   }
 
@@ -465,17 +515,13 @@ export function compile(resources: readonly Resource[], opts: CompileOptions): S
     // Registry host names are already canonical (a ServiceEntry host `localhost` stays `localhost`).
     const dest = { ...compileDestination({ host: svc.hostname }, 100, undefined, svc.namespace, true), followsRequestPort: true };
     const hashBased = usesHashLb(dest);
-    vhosts.set(svc.hostname, {
-      host: svc.hostname,
-      origin: svc.origin,
-      routes: [{
-        name: 'default', origin: svc.origin, index: 0, matches: [],
-        action: { kind: 'route', destinations: [dest], cumulative: [100], total: 100 },
-        rewrite: undefined, requestHeaders: undefined, responseHeaders: undefined, timeoutMs: 0,
-        retry: hashBased ? { ...defaultRetry, retryIgnorePreviousHosts: false } : defaultRetry,
-        fault: undefined, mirrors: [], cors: undefined, hashBased,
-      }],
-    });
+    vhosts.set(svc.hostname, new CompiledVirtualHost(svc.hostname, svc.origin, RouteCell.of([{
+      name: 'default', origin: svc.origin, index: 0, matches: [],
+      action: { kind: 'route', destinations: [dest], cumulative: [100], total: 100 },
+      rewrite: undefined, requestHeaders: undefined, responseHeaders: undefined, timeoutMs: 0,
+      retry: hashBased ? { ...defaultRetry, retryIgnorePreviousHosts: false } : defaultRetry,
+      fault: undefined, mirrors: [], cors: undefined, hashBased,
+    }])));
   }
 
   // Host index: aliases first, exact names last so that they win.

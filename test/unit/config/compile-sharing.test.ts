@@ -108,3 +108,39 @@ describe('compile: shared per-host and per-port structures', () => {
     expect(destinations(again, 'a.example.com')[0]!.clusters).not.toBe(destinations(snap, 'a.example.com')[0]!.clusters);
   });
 });
+
+describe('compile: a VirtualService\'s routes are compiled on first use', () => {
+  const yaml = `${YAML}---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: two-hosts, namespace: default}
+spec:
+  hosts: [d.example.com, e.example.com]
+  http:
+  - match: [{headers: {x-canary: {exact: "1"}}}]
+    route: [{destination: {host: b.example.com}}]
+  - route: [{destination: {host: a.example.com, port: {number: 9090}}}]
+`;
+  const { resources, errors } = parseDocuments(yaml, 'lazy.yaml');
+  const compiled = (snap: ReturnType<typeof compile>, host: string): boolean => (snap.hosts.get(host)!.vhost as unknown as { compiled: boolean }).compiled;
+
+  it('settles hosts and clusters at compile time and builds the routes when first read, once, for all its hosts', () => {
+    expect(errors).toEqual([]);
+    const snap = compile(resources, { namespace: 'default', clusterDomain: 'cluster.local', labels: {}, outboundTrafficPolicy: 'ALLOW_ANY' });
+    // Every cluster a route can name exists before any route is built (the cluster manager starts them all).
+    expect(snap.clusters.has('outbound|9090||a.example.com')).toBe(true);
+    expect(snap.hosts.get('d.example.com')!.vhost!.origin).toBe('VirtualService/default/two-hosts');
+    expect(compiled(snap, 'd.example.com')).toBe(false);
+    expect(compiled(snap, 'e.example.com')).toBe(false);
+    const routes = snap.hosts.get('e.example.com')!.vhost!.routes;
+    expect(routes.map((r) => r.name)).toEqual(['two-hosts.0', 'two-hosts.1']);
+    expect(compiled(snap, 'd.example.com')).toBe(true);
+    expect(snap.hosts.get('d.example.com')!.vhost!.routes).toBe(routes);
+    expect(snap.hosts.get('e.example.com')!.vhost!.routes).toBe(routes);
+    // The destinations point at the snapshot's own clusters, as an eager build did.
+    const d = routes[1]!.action.kind === 'route' ? routes[1]!.action.destinations[0]! : undefined;
+    expect(d?.clusters.get(9090)).toBe(snap.clusters.get('outbound|9090||a.example.com'));
+    // Another VirtualService's routes stay unbuilt until read.
+    expect(compiled(snap, 'c.example.com')).toBe(false);
+  });
+});
