@@ -244,21 +244,16 @@ const GRPC_STATUS: Record<string, number> = {
 };
 
 /**
- * A VirtualService's compiled routes, built on first use and then kept: every host the VirtualService names shares
- * one cell. Building is pure and total on validated input (validate.ts checks every regex, duration and field it
+ * A virtual host's compiled routes, built on first use and then kept: every host a VirtualService names shares its
+ * one cell; a service without a VirtualService has a cell for its default route. Building is pure and total on validated input (validate.ts checks every regex, duration and field it
  * reads), so a lazy build cannot fail where an eager one would have succeeded.
  */
 class RouteCell {
   private routes: readonly CompiledRoute[] | undefined;
   private build: (() => readonly CompiledRoute[]) | undefined;
 
-  constructor(build: (() => readonly CompiledRoute[]) | undefined, routes?: readonly CompiledRoute[]) {
+  constructor(build: () => readonly CompiledRoute[]) {
     this.build = build;
-    this.routes = routes;
-  }
-
-  static of(routes: readonly CompiledRoute[]): RouteCell {
-    return new RouteCell(undefined, routes);
   }
 
   get(): readonly CompiledRoute[] {
@@ -274,7 +269,7 @@ class RouteCell {
   }
 }
 
-/** Every virtual host has this one shape (explicit and default routes alike), so `vh.routes` stays monomorphic. */
+/** Every virtual host has this one shape (a VirtualService's and default routes alike), so `vh.routes` stays monomorphic. */
 class CompiledVirtualHost implements VirtualHost {
   constructor(readonly host: string, readonly origin: string, private readonly cell: RouteCell) {}
 
@@ -509,19 +504,23 @@ export function compile(resources: readonly Resource[], opts: CompileOptions): S
   }
 
   // A registry host without a VirtualService gets Istio's default route: all traffic to the service, default retries.
+  // Most services of a large mesh have no VirtualService, and a workload calls few of them: built on first use too.
   const defaultRetry = compileRetryPolicy(undefined, 0);
-  for (const svc of services) {
-    if (vhosts.has(svc.hostname)) continue;
+  const defaultRoute = (svc: ServiceDef): CompiledRoute[] => {
     // Registry host names are already canonical (a ServiceEntry host `localhost` stays `localhost`).
     const dest = { ...compileDestination({ host: svc.hostname }, 100, undefined, svc.namespace, true), followsRequestPort: true };
     const hashBased = usesHashLb(dest);
-    vhosts.set(svc.hostname, new CompiledVirtualHost(svc.hostname, svc.origin, RouteCell.of([{
+    return [{
       name: 'default', origin: svc.origin, index: 0, matches: [],
       action: { kind: 'route', destinations: [dest], cumulative: [100], total: 100 },
       rewrite: undefined, requestHeaders: undefined, responseHeaders: undefined, timeoutMs: 0,
       retry: hashBased ? { ...defaultRetry, retryIgnorePreviousHosts: false } : defaultRetry,
       fault: undefined, mirrors: [], cors: undefined, hashBased,
-    }])));
+    }];
+  };
+  for (const svc of services) {
+    if (vhosts.has(svc.hostname)) continue;
+    vhosts.set(svc.hostname, new CompiledVirtualHost(svc.hostname, svc.origin, new RouteCell(() => defaultRoute(svc))));
   }
 
   // Host index: aliases first, exact names last so that they win.

@@ -109,7 +109,7 @@ describe('compile: shared per-host and per-port structures', () => {
   });
 });
 
-describe('compile: a VirtualService\'s routes are compiled on first use', () => {
+describe('compile: routes are compiled on first use', () => {
   const yaml = `${YAML}---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -140,7 +140,13 @@ spec:
     // The destinations point at the snapshot's own clusters, as an eager build did.
     const d = routes[1]!.action.kind === 'route' ? routes[1]!.action.destinations[0]! : undefined;
     expect(d?.clusters.get(9090)).toBe(snap.clusters.get('outbound|9090||a.example.com'));
-    // Another VirtualService's routes stay unbuilt until read.
+    // Another VirtualService's routes stay unbuilt until read; so does a service's default route (b has no
+    // VirtualService), which then sends everything to the service on the request's port.
     expect(compiled(snap, 'c.example.com')).toBe(false);
+    expect(compiled(snap, 'b.example.com')).toBe(false);
+    const [def] = snap.hosts.get('b.example.com')!.vhost!.routes;
+    expect(def!.name).toBe('default');
+    expect(def!.action.kind === 'route' && def!.action.destinations[0]!.followsRequestPort).toBe(true);
+    expect(compiled(snap, 'b.example.com')).toBe(true);
   });
 });
