@@ -435,15 +435,29 @@ async function reloadScenario(up1: number, up2: number): Promise<SuiteResult['ex
   return { rewrites, configVersionAfter: version, report };
 }
 
-/** Spawn → "remora ready" line, and spawn → admin /ready 200, N times (median). */
+/** Spawn → exit of `node -e 0` with Remora's flags on the proxy's CPU: what the host charges any Node.js start. */
+function bareNodeStartMs(): number {
+  const t0 = performance.now();
+  const cmd = hasTaskset() ? 'taskset' : process.execPath;
+  const args = [...REMORA_NODE_FLAGS, '-e', '0'];
+  spawnSync(cmd, hasTaskset() ? ['-c', PROXY_CPU, process.execPath, ...args] : args, { stdio: 'ignore', timeout: 30_000 });
+  return performance.now() - t0;
+}
+
+/**
+ * Spawn → "remora ready" line, and spawn → admin /ready 200, N times (median). Each start is paired with a bare
+ * `node -e 0`, so the part that is Remora's (module loading and start-up) shows apart from the host's speed.
+ */
 async function coldStartScenario(up1: number): Promise<SuiteResult['extras']['coldStart']> {
   const readyLine: number[] = [];
   const readyHttp: number[] = [];
   const startup: number[] = [];
+  const bareNode: number[] = [];
   const dir = join(tmp, 'cold');
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'mesh.yaml'), passThroughYaml(up1));
   for (let i = 0; i < T.coldStarts; i++) {
+    bareNode.push(bareNodeStartMs());
     const t0 = performance.now();
     const s = track(await startProcess({ name: 'remora-cold', cmd: process.execPath, args: [...REMORA_NODE_FLAGS, CLI, 'run', '--config', dir, ...REMORA_PORT_ARGS], cpus: PROXY_CPU, marker: 'remora ready', timeoutMs: 30_000 }));
     readyLine.push(performance.now() - t0);
@@ -457,8 +471,11 @@ async function coldStartScenario(up1: number): Promise<SuiteResult['extras']['co
     if (typeof s.ready.startupMs === 'number') startup.push(s.ready.startupMs);
     await stopTracked(s);
   }
-  log(`cold start: ready line median ${median(readyLine).toFixed(0)} ms, /ready 200 median ${median(readyHttp).toFixed(0)} ms (n=${T.coldStarts})`);
-  return { runs: T.coldStarts, readyLineMs: readyLine, readyHttpMs: readyHttp, medianReadyLineMs: median(readyLine), medianReadyHttpMs: median(readyHttp), medianInternalStartupMs: startup.length ? median(startup) : null };
+  log(`cold start: ready line median ${median(readyLine).toFixed(0)} ms, /ready 200 median ${median(readyHttp).toFixed(0)} ms, bare node median ${median(bareNode).toFixed(0)} ms (n=${T.coldStarts})`);
+  return {
+    runs: T.coldStarts, readyLineMs: readyLine, readyHttpMs: readyHttp, medianReadyLineMs: median(readyLine), medianReadyHttpMs: median(readyHttp),
+    medianInternalStartupMs: startup.length ? median(startup) : null, bareNodeMs: bareNode, medianBareNodeMs: median(bareNode),
+  };
 }
 
 /** RSS of an idle `node` with Remora's flags: what any Node.js process costs before it does anything. */

@@ -68,7 +68,7 @@ function suite(): SuiteResult {
       'latency-3000': mk([['direct', 0.1, null, 0], ['nginx', 0.3, 255, 13], ['remora', 0.5, 300, 60]]),
     },
     extras: {
-      coldStart: { runs: 3, readyLineMs: [200, 210, 220], readyHttpMs: [250, 260, 400], medianReadyLineMs: 210, medianReadyHttpMs: 260, medianInternalStartupMs: 40 },
+      coldStart: { runs: 3, readyLineMs: [200, 210, 220], readyHttpMs: [250, 260, 400], medianReadyLineMs: 210, medianReadyHttpMs: 260, medianInternalStartupMs: 40, bareNodeMs: [120, 130, 140], medianBareNodeMs: 130 },
       concurrency: { supported: false, detail: 'no workers', report: undefined },
       anatomy: {
         rate: 1000, rounds: 3, targets: {
@@ -91,6 +91,7 @@ describe('evaluateTargets', () => {
     expect(c['CPU per 1,000 requests at 3,000 req/s']!.measured).toContain('1.18 ×');
     expect(c['peak RSS at 3,000 req/s']!.met).toBe(false);
     expect(c['cold start to ready']!.met).toBe(true);
+    expect(c['cold start to ready']!.measured).toContain('a bare `node -e 0` took 130 ms');
     expect(c['`--concurrency 2` throughput']!.met).toBe(false);
     expect(c['max throughput per core (full policy path)']!.met).toBeNull();
     expect(c['10,000 services: per-request CPU']!.met).toBeNull();
@@ -113,6 +114,7 @@ describe('renderBenchmarksDoc', () => {
     expect(md).toContain('- a note');
     expect(md).toContain('- tracing: active — 3 posts');
     expect(md).toContain('### Cold start');
+    expect(md).toContain('so Remora\'s own part of the ready line is about 80 ms');
     expect(md).toContain('### Where the time goes at 1,000 req/s');
     expect(md).toContain('| nginx | 18.0 | 72.0 | 6.50 | 2.00 | 2.00 | 1.50 | 14 / 18 | 10 / 13 |');
     expect(md).toContain('| remora | 80.0 | 71.0 | - | - | - | - | - | - |');
