@@ -16,7 +16,7 @@ import { median } from '../src/bench/histogram.js';
 import { clockTicksPerSec, parseStatusKb } from '../src/bench/proc.js';
 import { childPids, cpuDelta, cpuTimes, freePort, hasTaskset, httpGet, pinSelf, startProcess, stopProcess, type Started } from './procs.js';
 import { CANARY_HEADER, findNginx, manyServicesYaml, nginxConf, passThroughYaml, PASS_HOST, POLICY_HOST, policyYaml } from './configs.js';
-import { evaluateTargets, renderBenchmarksDoc, type SuiteResult } from './doc.js';
+import { evaluateTargets, renderBenchmarksDoc, type ConfigMs, type SuiteResult } from './doc.js';
 import { countSyscalls, gapStats, perfAvailable, proxyLegs, recordPairs, userSysTicks, type Anatomy } from './anatomy.js';
 import { runLoad } from '../src/bench/generator.js';
 
@@ -94,6 +94,8 @@ interface RemoraPeer {
   admin: number;
   stats: number;
   startupMs: number | null;
+  /** The first config build's split from the ready line (read + parse, validate, compile), when it has one. */
+  configMs: ConfigMs | undefined;
 }
 
 const REMORA_PORT_ARGS = ['--outbound-port', '0', '--inbound-port', '0', '--admin-port', '0', '--stats-port', '0', '--health-port', '0', '--log-level', 'warn'];
@@ -104,7 +106,9 @@ async function startRemora(name: string, yaml: string, extra: string[] = [], cpu
   writeFileSync(join(dir, 'mesh.yaml'), yaml);
   const s = track(await startProcess({ name, cmd: process.execPath, args: [...REMORA_NODE_FLAGS, CLI, 'run', '--config', dir, ...REMORA_PORT_ARGS, ...extra], cpus, marker: 'remora ready', timeoutMs: 60_000 }));
   const r = s.ready;
-  return { s, outbound: Number(r.outbound), admin: Number(r.admin), stats: Number(r.stats), startupMs: typeof r.startupMs === 'number' ? r.startupMs : null };
+  const c = r.configMs as Partial<ConfigMs> | null | undefined;
+  const configMs = c && typeof c.read === 'number' && typeof c.validate === 'number' && typeof c.compile === 'number' ? { read: c.read, validate: c.validate, compile: c.compile } : undefined;
+  return { s, outbound: Number(r.outbound), admin: Number(r.admin), stats: Number(r.stats), startupMs: typeof r.startupMs === 'number' ? r.startupMs : null, configMs };
 }
 
 function loadOpts(over: Partial<LoadOptions>): LoadOptions {
@@ -321,7 +325,7 @@ async function servicesScenario(up1: number, suite: SuiteResult): Promise<SuiteR
       const p = await startRemora(`remora-${n}`, yaml, ['--trace-sampling', '0']);
       const readyMs = performance.now() - t0;
       peers.push(p);
-      out.sizes.push({ services: n, startupMs: p.startupMs, readyMs, configBytes: Buffer.byteLength(yaml) });
+      out.sizes.push({ services: n, startupMs: p.startupMs, readyMs, configBytes: Buffer.byteLength(yaml), ...(p.configMs ? { configMs: p.configMs } : {}) });
     }
     const targets = peers.map((p, i) => ({ name: `remora-${sizes[i]}-services`, url: `http://127.0.0.1:${p.outbound}/`, pids: [p.s.pid], headers: [['host', `${PASS_HOST}:${up1}`]] as Array<[string, string]> }));
     out.report = await scenario('services', targets, loadOpts({ rate: 3000 }), `remora-10-services`);

@@ -416,6 +416,8 @@ export class Sidecar {
       lastReloadTime: this.store.lastReloadAt ? new Date(this.store.lastReloadAt).toISOString() : null,
       reloads: this.store.reloads,
       reloadFailures: this.store.reloadFailures,
+      // The last accepted build: ms to read + parse the files, validate, compile.
+      lastBuildMs: this.store.lastBuild ?? null,
       lastError: this.store.lastError ? { time: new Date(this.store.lastError.at).toISOString(), errors: this.store.lastError.errors } : null,
       ports: Object.fromEntries(this.servers.map((s) => [s.name, s.port])),
       kubernetes: this.kube ? { stalenessMs: this.kube.current().stalenessMs(Date.now()), syncedAt: new Date(this.kube.current().syncedAt).toISOString(), versions: this.kube.versions() } : null,

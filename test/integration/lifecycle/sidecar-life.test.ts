@@ -173,6 +173,10 @@ describe('probes and readiness', () => {
     const p = await proxyWith({}, []);
     expect((await p.admin('/ready')).status).toBe(200);
     const m = /remora ready (\{.*\})/.exec(p.stdout);
-    expect(JSON.parse(m![1]!).startupMs).toBeGreaterThanOrEqual(0);
+    const ready = JSON.parse(m![1]!) as { startupMs: number; configMs: { read: number; validate: number; compile: number } };
+    expect(ready.startupMs).toBeGreaterThanOrEqual(0);
+    // The first config build's split is part of startupMs.
+    expect(Object.keys(ready.configMs).sort()).toEqual(['compile', 'read', 'validate']);
+    expect(ready.configMs.read + ready.configMs.validate + ready.configMs.compile).toBeLessThanOrEqual(ready.startupMs + 3);
   });
 });

@@ -70,6 +70,13 @@ function suite(): SuiteResult {
     extras: {
       coldStart: { runs: 3, readyLineMs: [200, 210, 220], readyHttpMs: [250, 260, 400], medianReadyLineMs: 210, medianReadyHttpMs: 260, medianInternalStartupMs: 40, bareNodeMs: [120, 130, 140], medianBareNodeMs: 130 },
       concurrency: { supported: false, detail: 'no workers', report: undefined },
+      services: {
+        sizes: [
+          { services: 10, startupMs: 40, readyMs: 200, configBytes: 6_000 },
+          { services: 10_000, startupMs: 1200, readyMs: 1400, configBytes: 6_000_000, configMs: { read: 500, validate: 400, compile: 200 } },
+        ],
+        report: undefined,
+      },
       anatomy: {
         rate: 1000, rounds: 3, targets: {
           nginx: { userMsPer1k: 18, sysMsPer1k: 72, syscallsPerRequest: { total: 6.5, recvfrom: 2, writev: 2, epoll_wait: 1.5, getsockopt: 1 }, requestSide: { n: 900, p50Us: 14, p90Us: 18 }, responseSide: { n: 900, p50Us: 10, p90Us: 13 } },
@@ -95,6 +102,8 @@ describe('evaluateTargets', () => {
     expect(c['`--concurrency 2` throughput']!.met).toBe(false);
     expect(c['max throughput per core (full policy path)']!.met).toBeNull();
     expect(c['10,000 services: per-request CPU']!.met).toBeNull();
+    expect(c['10,000 services: config load + compile']!.met).toBe(false);
+    expect(c['10,000 services: config load + compile']!.measured).toBe('1200 ms to ready (startupMs in the ready line: read + parse 500, validate 400, compile 200 ms; spawn → ready 1400 ms)');
   });
 });
 
@@ -114,6 +123,8 @@ describe('renderBenchmarksDoc', () => {
     expect(md).toContain('- a note');
     expect(md).toContain('- tracing: active — 3 posts');
     expect(md).toContain('### Cold start');
+    expect(md).toContain('| 10,000 | 5859 KB | 1200 | 500 / 400 / 200 ms | 1400 ms |');
+    expect(md).toContain('| 10 | 6 KB | 40 | - | 200 ms |');
     expect(md).toContain('so Remora\'s own part of the ready line is about 80 ms');
     expect(md).toContain('### Where the time goes at 1,000 req/s');
     expect(md).toContain('| nginx | 18.0 | 72.0 | 6.50 | 2.00 | 2.00 | 1.50 | 14 / 18 | 10 / 13 |');
