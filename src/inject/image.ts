@@ -11,7 +11,7 @@ let cached: string | undefined;
 export function packageVersion(): string {
   if (cached !== undefined) return cached;
   try {
-    // src/inject/ and dist/inject/ are both two levels below the package root.
+    // src/inject/ and the bundle's dist/cli/ and dist/chunks/ (rolldown.config.mjs) are all two levels below the root.
     const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: unknown };
     cached = typeof pkg.version === 'string' ? pkg.version : 'latest';
   } catch {
