@@ -4,7 +4,8 @@
  * one self-contained HTML document with inline CSS and JS (no build step, no external assets).
  */
 import type { ClusterView } from '../model.js';
-import type { Snapshot } from '../config/snapshot.js';
+import type { HostEntry, Snapshot } from '../config/snapshot.js';
+import { clusterName } from '../config/compile.js';
 import type { CompiledMatch, CompiledRoute } from '../routing/route.js';
 import type { CompiledStringMatch } from '../routing/string-match.js';
 import { latencyPercentile, type ClusterSummary } from '../telemetry/metrics.js';
@@ -121,8 +122,12 @@ export function routesView(snap: Snapshot | undefined, summaries: ReadonlyMap<st
     if (hosts) hosts.push(host);
     else tables.set(routes, [host]);
   };
-  for (const [name, entry] of snap.hosts) if (entry.vhost && entry.vhost.host === name) addHost(name, entry.vhost.routes);
-  for (const w of snap.wildcards) if (w.entry.vhost) addHost(w.entry.vhost.host, w.entry.vhost.routes);
+  // A default route is listed only once it has traffic: one whose clusters have none is left unbuilt (routes are
+  // compiled on first read, and a large mesh has thousands nobody calls).
+  const idleDefault = (e: HostEntry): boolean => e.vhost!.compiled === false && !e.vhost!.origin.startsWith('VirtualService/') &&
+    !(e.service?.ports ?? []).some((p) => summaries.has(clusterName(p.number, '', e.vhost!.host)));
+  for (const [name, entry] of snap.hosts) if (entry.vhost && entry.vhost.host === name && !idleDefault(entry)) addHost(name, entry.vhost.routes);
+  for (const w of snap.wildcards) if (w.entry.vhost && !idleDefault(w.entry)) addHost(w.entry.vhost.host, w.entry.vhost.routes);
 
   const out: RouteView[] = [];
   for (const [routes, hosts] of tables) {

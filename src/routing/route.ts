@@ -117,7 +117,10 @@ export interface VirtualHost {
   /** FQDN or wildcard (`*.example.com`). */
   host: string;
   origin: string;
+  /** Compiled on first read (src/config/compile.ts). */
   routes: readonly CompiledRoute[];
+  /** False while `routes` has not been read yet, so views can leave routes nobody used unbuilt. */
+  readonly compiled?: boolean;
 }
 
 // === matching ===

@@ -127,6 +127,10 @@ describe('routesView', () => {
     const m = new Metrics({ sourceWorkload: 'w', sourceNamespace: 'default' });
     const { routes: before } = routesView(snap, m.clusterSummaries());
     expect(before.map((r) => r.name).sort()).toEqual(['canary', 'jason']);
+    // The view builds the routes it shows; a default route without traffic stays unbuilt.
+    const ratings = snap.hosts.get('ratings.default.svc.cluster.local')!.vhost!;
+    expect(ratings.compiled).toBe(false);
+    expect(snap.hosts.get('reviews.default.svc.cluster.local')!.vhost!.compiled).toBe(true);
     const canary0 = before.find((r) => r.name === 'canary')!;
     expect(canary0.hosts).toEqual(['reviews.default.svc.cluster.local', 'reviews.example.com']);
     expect(canary0).toMatchObject({ origin: 'VirtualService/default/reviews', kind: 'route', timeoutMs: 1000, requests: 0, match: '*' });
@@ -138,6 +142,7 @@ describe('routesView', () => {
     m.recordRequest(record({ routeName: 'jason', upstreamCluster: REVIEWS_V2 }));
     m.recordRequest(record({ routeName: 'default', upstreamCluster: 'outbound|9080||ratings.default.svc.cluster.local' }));
     const { routes, omitted } = routesView(snap, m.clusterSummaries());
+    expect(ratings.compiled).toBe(true);
     expect(omitted).toBe(0);
     const canary = routes.find((r) => r.name === 'canary')!;
     expect(canary.requests).toBe(8);
