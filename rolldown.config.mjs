@@ -1,8 +1,9 @@
 // `npm run build`, second step: bundles tsc's output (build/tsc/) into dist/, one file per CLI command plus shared
-// chunks, so `remora run` loads a handful of modules instead of ~75. On Node 20 every ES module costs a resolve, a
-// file read and a compile of its own (no compile cache before Node 22); bundling took cold start to ready from
-// 331–385 ms to 264–295 ms on 2026-12-01 (docs/performance.md). npm packages stay external: they are installed next
-// to dist/ (the Dockerfile ships production node_modules) and the heavy ones are imported lazily.
+// chunks, so `remora run` loads 10 modules instead of 76. On Node 20 every ES module costs a resolve, a file read
+// and a compile of its own (no compile cache before Node 22); bundling took cold start to ready from 219–342 ms to
+// 181–287 ms in eight alternating pairs on 2026-12-01, 61 ms less at the median (docs/performance.md). npm packages
+// stay external: they are installed next to dist/ (the Dockerfile ships production node_modules) and the heavy ones
+// are imported lazily.
 import { readdirSync } from 'node:fs';
 
 const TSC = 'build/tsc';

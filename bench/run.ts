@@ -441,10 +441,10 @@ async function reloadScenario(up1: number, up2: number): Promise<SuiteResult['ex
 
 /** Spawn → exit of `node -e 0` with Remora's flags on the proxy's CPU: what the host charges any Node.js start. */
 function bareNodeStartMs(): number {
+  const node = [process.execPath, ...REMORA_NODE_FLAGS, '-e', '0'];
+  const [cmd, ...args] = hasTaskset() ? ['taskset', '-c', PROXY_CPU, ...node] : node;
   const t0 = performance.now();
-  const cmd = hasTaskset() ? 'taskset' : process.execPath;
-  const args = [...REMORA_NODE_FLAGS, '-e', '0'];
-  spawnSync(cmd, hasTaskset() ? ['-c', PROXY_CPU, process.execPath, ...args] : args, { stdio: 'ignore', timeout: 30_000 });
+  spawnSync(cmd!, args, { stdio: 'ignore', timeout: 30_000 });
   return performance.now() - t0;
 }
 

@@ -245,8 +245,9 @@ const GRPC_STATUS: Record<string, number> = {
 
 /**
  * A virtual host's compiled routes, built on first use and then kept: every host a VirtualService names shares its
- * one cell; a service without a VirtualService has a cell for its default route. Building is pure and total on validated input (validate.ts checks every regex, duration and field it
- * reads), so a lazy build cannot fail where an eager one would have succeeded.
+ * one cell; a service without a VirtualService has a cell for its default route. Building is pure and total on
+ * validated input (validate.ts checks every regex, duration and field it reads), so a lazy build cannot fail where
+ * an eager one would have succeeded.
  */
 class RouteCell {
   private routes: readonly CompiledRoute[] | undefined;
@@ -277,7 +278,7 @@ class CompiledVirtualHost implements VirtualHost {
     return this.cell.get();
   }
 
-  /** Whether the routes have been compiled yet (for tests and /config_dump). */
+  /** Whether the routes have been compiled yet (the dashboard leaves idle default routes unbuilt). */
   get compiled(): boolean {
     return this.cell.built;
   }

@@ -44,7 +44,7 @@ export class ConfigStore extends EventEmitter {
   current: Snapshot | undefined;
   lastError: { at: number; errors: string[] } | undefined;
   lastBuild: BuildTimings | undefined;
-  /** Read time of the files being built, handed from reloadFilesOnce to rebuild. */
+  /** Read time of the files about to be built, handed from reloadFilesOnce to the rebuild it calls. */
   private readMs = 0;
   lastReloadAt = 0;
   reloads = 0;
@@ -80,10 +80,11 @@ export class ConfigStore extends EventEmitter {
   private async reloadFilesOnce(force: boolean): Promise<boolean> {
     const t0 = performance.now();
     const loaded = await loadConfig(this.opts.paths, this.opts.namespace);
-    this.readMs = performance.now() - t0;
+    const readMs = performance.now() - t0;
     if (loaded.errors.length > 0) return this.reject(loaded.errors);
     const digest = loaded.digest;
     if (!force && digest === this.fileDigest && this.current) return true;
+    this.readMs = readMs;
     const prevResources = this.fileResources;
     const prevDigest = this.fileDigest;
     this.fileResources = loaded.resources;
