@@ -1,6 +1,6 @@
 // `remora inject`, `remora wait` and `remora iptables` as a user runs them: through the built CLI
 // (dist/cli.js) when it exists, else through each command's main() in this process.
-import { execFile, execFileSync, spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { request as httpsRequest } from 'node:https';
@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseAllDocuments } from 'yaml';
 import { afterAll, describe, expect, it, vi } from 'vitest';
+import { selfSignedCert } from '../../support/tls.js';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
 const cliJs = join(root, 'dist', 'cli.js');
@@ -214,12 +215,9 @@ describe('remora injector', () => {
   }
 
   it('serves reviews over HTTPS and exits 0 on SIGTERM', async () => {
-    execFileSync('openssl', [
-      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', join(tmp, 'inj.key'),
-      '-out', join(tmp, 'inj.crt'), '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1',
-    ], { stdio: 'pipe' });
-    const ca = readFileSync(join(tmp, 'inj.crt'));
-    const args = ['--port', '0', '--host', '127.0.0.1', '--tls-cert', join(tmp, 'inj.crt'), '--tls-key', join(tmp, 'inj.key'), '--image', 'registry.test/r:1'];
+    const tls = selfSignedCert(tmp, 'inj', { cn: 'localhost', subjectAltName: 'IP:127.0.0.1' });
+    const ca = tls.cert;
+    const args = ['--port', '0', '--host', '127.0.0.1', '--tls-cert', tls.certFile, '--tls-key', tls.keyFile, '--image', 'registry.test/r:1'];
     const review = JSON.stringify({
       apiVersion: 'admission.k8s.io/v1',
       kind: 'AdmissionReview',

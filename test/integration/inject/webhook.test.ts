@@ -1,5 +1,4 @@
 // The admission webhook over real HTTPS on 127.0.0.1:0, with a self-signed certificate made by openssl.
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { request } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -10,22 +9,20 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createInjectorServer } from '../../../src/inject/webhook.js';
 import { injectObject } from '../../../src/inject/inject.js';
 import { applyPatch, type JsonPatchOp } from '../../../src/inject/json-patch.js';
+import { selfSignedCert } from '../../support/tls.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'remora-webhook-'));
 let cert: Buffer;
+let key: Buffer;
 let port = 0;
 const reviews: string[] = [];
 const injectOpts = { image: 'registry.test/remora:1', configMap: 'remora-config' };
 const server = (() => {
-  execFileSync('openssl', [
-    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
-    '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-days', '1',
-    '-subj', '/CN=remora-injector', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost',
-  ], { stdio: 'pipe' });
-  cert = readFileSync(join(dir, 'cert.pem'));
+  const tls = selfSignedCert(dir, 'injector', { cn: 'remora-injector', subjectAltName: 'IP:127.0.0.1,DNS:localhost' });
+  ({ cert, key } = tls);
   return createInjectorServer({
     cert,
-    key: readFileSync(join(dir, 'key.pem')),
+    key,
     inject: injectOpts,
     maxBodyBytes: 64 * 1024,
     onReview: (r) => reviews.push(`${r.pod}:${r.result}`),
@@ -121,7 +118,7 @@ describe('remora injector over HTTPS', () => {
   });
 
   it('denies a pod whose capture annotation is malformed when iptables injection is on', async () => {
-    const strict = createInjectorServer({ cert, key: readFileSync(join(dir, 'key.pem')), inject: { ...injectOpts, iptables: true } });
+    const strict = createInjectorServer({ cert, key, inject: { ...injectOpts, iptables: true } });
     await new Promise<void>((resolve) => strict.listen(0, '127.0.0.1', resolve));
     const saved = port;
     port = (strict.address() as AddressInfo).port;

@@ -4,8 +4,8 @@
  * app probe forwarding on the health port, --exit-on-app-exit, and `remora wait`.
  */
 import { describe, it, expect, afterEach } from 'vitest';
-import { execFile, execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -14,6 +14,7 @@ import { promisify } from 'node:util';
 import { request, Agent } from 'undici';
 import { fakeUpstream, type FakeUpstream } from '../../support/fake-upstream.js';
 import { CLI, startProxy, waitFor, type RunningProxy } from '../../support/proxy-harness.js';
+import { selfSignedCert } from '../../support/tls.js';
 
 const cleanups: Array<() => Promise<unknown> | void> = [];
 afterEach(async () => { while (cleanups.length) await cleanups.pop()!(); });
@@ -137,11 +138,8 @@ describe('probes and readiness', () => {
 
   it('forwards an HTTPS app probe (scheme HTTPS, certificate not verified, as kubelet does)', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'remora-probe-tls-'));
-    execFileSync('openssl', [
-      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
-      '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-days', '1', '-subj', '/CN=app',
-    ], { stdio: 'pipe' });
-    const tls = createHttpsServer({ key: readFileSync(join(dir, 'key.pem')), cert: readFileSync(join(dir, 'cert.pem')) }, (req, res) => {
+    const { key, cert } = selfSignedCert(dir, 'app', { cn: 'app' });
+    const tls = createHttpsServer({ key, cert }, (req, res) => {
       res.writeHead(req.url === '/ready' ? 204 : 503);
       res.end();
     });
