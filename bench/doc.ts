@@ -2,6 +2,7 @@
 // targets against measured numbers, and the generated docs/benchmarks.md. Pure.
 import { renderMarkdown, type BenchReport, type TargetReport } from '../src/bench/report.js';
 import { POLL_CALLS, READ_CALLS, WRITE_CALLS, type Anatomy } from './anatomy.js';
+import type { BuildTimings } from '../src/discovery/config-store.js';
 
 export interface Feature {
   /** null: configured but not observable from outside during a clean run. */
@@ -16,9 +17,6 @@ export interface TargetCheck {
   /** null: not measured in this run. */
   met: boolean | null;
 }
-
-/** A config build's split (ms), as the ready line's `configMs` gives it. */
-export interface ConfigMs { read: number; validate: number; compile: number }
 
 export interface SuiteResult {
   schemaVersion: 1;
@@ -36,7 +34,7 @@ export interface SuiteResult {
   scenarios: Record<string, BenchReport>;
   extras: {
     /** configMs: the first build's split from the ready line (absent in results before 2026-12-02). */
-    services?: { sizes: Array<{ services: number; startupMs: number | null; readyMs: number; configBytes: number; configMs?: ConfigMs }>; report: BenchReport | undefined };
+    services?: { sizes: Array<{ services: number; startupMs: number | null; readyMs: number; configBytes: number; configMs?: BuildTimings }>; report: BenchReport | undefined };
     reload?: { rewrites: number; configVersionAfter: unknown; report: BenchReport };
     coldStart?: {
       runs: number; readyLineMs: number[]; readyHttpMs: number[]; medianReadyLineMs: number; medianReadyHttpMs: number; medianInternalStartupMs: number | null;

@@ -16,11 +16,13 @@ import { median } from '../src/bench/histogram.js';
 import { clockTicksPerSec, parseStatusKb } from '../src/bench/proc.js';
 import { childPids, cpuDelta, cpuTimes, freePort, hasTaskset, httpGet, pinSelf, startProcess, stopProcess, type Started } from './procs.js';
 import { CANARY_HEADER, findNginx, manyServicesYaml, nginxConf, passThroughYaml, PASS_HOST, POLICY_HOST, policyYaml } from './configs.js';
-import { evaluateTargets, renderBenchmarksDoc, type ConfigMs, type SuiteResult } from './doc.js';
+import { evaluateTargets, renderBenchmarksDoc, type SuiteResult } from './doc.js';
+import type { BuildTimings } from '../src/discovery/config-store.js';
 import { countSyscalls, gapStats, perfAvailable, proxyLegs, recordPairs, userSysTicks, type Anatomy } from './anatomy.js';
 import { runLoad } from '../src/bench/generator.js';
 
 const here = dirname(fileURLToPath(import.meta.url)); // build/bench
+const sleep = (seconds: number) => new Promise((r) => setTimeout(r, seconds * 1000));
 const repo = resolve(here, '../..');
 const DIST = join(repo, 'dist');
 /**
@@ -95,7 +97,7 @@ interface RemoraPeer {
   stats: number;
   startupMs: number | null;
   /** The first config build's split from the ready line (read + parse, validate, compile), when it has one. */
-  configMs: ConfigMs | undefined;
+  configMs: BuildTimings | undefined;
 }
 
 const REMORA_PORT_ARGS = ['--outbound-port', '0', '--inbound-port', '0', '--admin-port', '0', '--stats-port', '0', '--health-port', '0', '--log-level', 'warn'];
@@ -106,8 +108,7 @@ async function startRemora(name: string, yaml: string, extra: string[] = [], cpu
   writeFileSync(join(dir, 'mesh.yaml'), yaml);
   const s = track(await startProcess({ name, cmd: process.execPath, args: [...REMORA_NODE_FLAGS, CLI, 'run', '--config', dir, ...REMORA_PORT_ARGS, ...extra], cpus, marker: 'remora ready', timeoutMs: 60_000 }));
   const r = s.ready;
-  const c = r.configMs as Partial<ConfigMs> | null | undefined;
-  const configMs = c && typeof c.read === 'number' && typeof c.validate === 'number' && typeof c.compile === 'number' ? { read: c.read, validate: c.validate, compile: c.compile } : undefined;
+  const configMs = r.configMs !== null && typeof r.configMs === 'object' ? (r.configMs as BuildTimings) : undefined;
   return { s, outbound: Number(r.outbound), admin: Number(r.admin), stats: Number(r.stats), startupMs: typeof r.startupMs === 'number' ? r.startupMs : null, configMs };
 }
 
@@ -337,8 +338,6 @@ async function servicesScenario(up1: number, suite: SuiteResult): Promise<SuiteR
   return out;
 }
 
-const sleep = (seconds: number) => new Promise((r) => setTimeout(r, seconds * 1000));
-
 /**
  * Where each proxy's time goes at 1,000 req/s (bench/anatomy.ts): user vs system CPU per request over a window
  * without perf, then system calls per request (perf stat), then the user-space time between the read and the
@@ -469,7 +468,7 @@ async function coldStartScenario(up1: number): Promise<SuiteResult['extras']['co
     for (;;) {
       const ok = await httpGet(admin, '/ready').then((r) => r.status === 200).catch(() => false);
       if (ok || performance.now() - t0 > 30_000) break;
-      await new Promise((r) => setTimeout(r, 2));
+      await sleep(0.002);
     }
     readyHttp.push(performance.now() - t0);
     if (typeof s.ready.startupMs === 'number') startup.push(s.ready.startupMs);
@@ -485,7 +484,7 @@ async function coldStartScenario(up1: number): Promise<SuiteResult['extras']['co
 /** RSS of an idle `node` with Remora's flags: what any Node.js process costs before it does anything. */
 async function nodeFloor(): Promise<SuiteResult['extras']['nodeFloor']> {
   const s = track(await startProcess({ name: 'node-floor', cmd: process.execPath, args: [...REMORA_NODE_FLAGS, '-e', "console.log('node ready'); setInterval(() => {}, 60000)"], cpus: PROXY_CPU, marker: 'node ready' }));
-  await new Promise((r) => setTimeout(r, 500));
+  await sleep(0.5);
   const status = readFileSync(`/proc/${s.pid}/status`, 'utf8');
   await stopTracked(s);
   const out = { rssMB: parseStatusKb(status, 'VmRSS') / 1024, anonMB: parseStatusKb(status, 'RssAnon') / 1024 };
@@ -497,7 +496,7 @@ async function nodeFloor(): Promise<SuiteResult['extras']['nodeFloor']> {
 async function concurrencyScenario(up1: number, suite: SuiteResult): Promise<SuiteResult['extras']['concurrency']> {
   const p = await startRemora('remora-c2', passThroughYaml(up1), ['--trace-sampling', '0', '--concurrency', '2'], `${PROXY_CPU},${LOAD_CPU}`);
   try {
-    await new Promise((r) => setTimeout(r, 500));
+    await sleep(0.5);
     const kids = childPids(p.s.pid);
     if (kids.length === 0) {
       const note = '`--concurrency 2` started no worker processes (flag accepted but not implemented): not measured';

@@ -44,8 +44,6 @@ export class ConfigStore extends EventEmitter {
   current: Snapshot | undefined;
   lastError: { at: number; errors: string[] } | undefined;
   lastBuild: BuildTimings | undefined;
-  /** Read time of the files about to be built, handed from reloadFilesOnce to the rebuild it calls. */
-  private readMs = 0;
   lastReloadAt = 0;
   reloads = 0;
   reloadFailures = 0;
@@ -84,12 +82,11 @@ export class ConfigStore extends EventEmitter {
     if (loaded.errors.length > 0) return this.reject(loaded.errors);
     const digest = loaded.digest;
     if (!force && digest === this.fileDigest && this.current) return true;
-    this.readMs = readMs;
     const prevResources = this.fileResources;
     const prevDigest = this.fileDigest;
     this.fileResources = loaded.resources;
     this.fileDigest = digest;
-    if (!this.rebuild()) {
+    if (!this.rebuild(readMs)) {
       this.fileResources = prevResources;
       this.fileDigest = prevDigest;
       return false;
@@ -114,9 +111,8 @@ export class ConfigStore extends EventEmitter {
     return all;
   }
 
-  private rebuild(): boolean {
-    const readMs = this.readMs;
-    this.readMs = 0;
+  /** `readMs`: how long reading the files took, when a file change led to this build. */
+  private rebuild(readMs = 0): boolean {
     const t0 = performance.now();
     let resources = this.allResources();
     let problems = validateResources(resources, { clusterDomain: this.opts.clusterDomain });
