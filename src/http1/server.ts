@@ -21,6 +21,17 @@ export interface Http1ServerOptions {
   maxHeaderSize?: number;
   /** Pipelined requests in flight on one connection before the proxy stops reading from it. Default 16. */
   maxPipelined?: number;
+  /**
+   * Decide each accepted connection before HTTP/1 is assumed (transparent capture: original destination, protocol
+   * sniffing). The hook serves HTTP by calling `server.serveSocket`, or takes the socket elsewhere (a TCP tunnel).
+   */
+  onConnection?: (sock: net.Socket, server: Http1Server) => void;
+}
+
+/** Where a captured connection was really going (SO_ORIGINAL_DST), when the listener knows it. */
+export interface OriginalDestination {
+  address: string;
+  port: number;
 }
 
 export type RequestHandler = (req: Http1Request, res: Http1Response) => void;
@@ -96,6 +107,11 @@ export class Http1Request {
   /** "ip:port" of the listener side of the connection. */
   get localKey(): string {
     return this.conn.addresses().localKey;
+  }
+
+  /** The address the client dialled before iptables redirected it, or undefined (not captured, or unknown). */
+  get originalDst(): OriginalDestination | undefined {
+    return this.conn.originalDst;
   }
 
   /** Discard the rest of the body (the proxy answered without reading it), so the connection stays usable. */
@@ -387,7 +403,7 @@ class Connection {
   /** Last request start or response end (ms); the listener's sweep closes connections idle for keepAliveTimeoutMs. */
   lastActive: number;
 
-  constructor(readonly server: Http1Server, readonly sock: net.Socket) {
+  constructor(readonly server: Http1Server, readonly sock: net.Socket, readonly originalDst: OriginalDestination | undefined) {
     this.lastActive = Date.now();
     this.parser = createParser('request', this, server.maxHeaderSize, { onMessageBegin, onHeaders, onHeadersComplete, onBody, onMessageComplete, onExecute });
   }
@@ -626,7 +642,9 @@ export class Http1Server extends net.Server {
     this.headersTimeoutMs = opts.headersTimeoutMs ?? 30_000;
     this.maxHeaderSize = opts.maxHeaderSize ?? 16_384;
     this.maxPipelined = opts.maxPipelined ?? 16;
-    this.on('connection', (sock: net.Socket) => this.accept(sock));
+    const hook = opts.onConnection;
+    if (hook === undefined) this.on('connection', (sock: net.Socket) => this.serveSocket(sock));
+    else this.on('connection', (sock: net.Socket) => hook(sock, this));
     this.on('listening', () => {
       if (this.headTimer !== undefined) return;
       // One coarse sweep for all connections (as node:http's connectionsCheckingInterval), not a timer per request.
@@ -639,13 +657,18 @@ export class Http1Server extends net.Server {
     });
   }
 
-  private accept(sock: net.Socket): void {
-    const c = new Connection(this, sock);
+  /**
+   * Serve HTTP/1 on an accepted socket. `head` holds bytes already read from it (by a protocol sniffer), parsed
+   * before anything else; `originalDst` is where a captured connection was going (outbound routing by VIP).
+   */
+  serveSocket(sock: net.Socket, head?: Buffer, originalDst?: OriginalDestination): void {
+    const c = new Connection(this, sock, originalDst);
     this.conns.add(c);
     sock.setNoDelay(true);
     // The parser reads straight from the handle; the 'data' listener starts reading and is the fallback path.
     consumeSocket(c.parser, sock);
     sock.on('data', (d: Buffer) => c.onData(d));
+    if (head !== undefined && head.length > 0) c.onData(head);
     onDirectDrain(sock, () => c.front()?.drained());
     sock.on('end', () => {
       // The client finished sending: answer what is queued, then close. A request cut inside its body can never
