@@ -63,8 +63,9 @@ describe('remora validate', () => {
     expect(lines.some((l) => /a\.yaml:\d+: VirtualService\/default\/reviews: spec\.http\[1\]\.route\[1\]\.weight: /.test(l))).toBe(true);
     expect(lines.some((l) => /a\.yaml:9: VirtualService\/default\/reviews: spec\.http\[0\]\.route\[0\]\.destination\.subset: .*v9/.test(l))).toBe(true);
   });
-  it('validates the bundled Istio samples from the corpus', async () => {
-    const r = await cli('validate', '--config', join(REPO, '../shared/corpus/istio-samples/bookinfo/virtual-service-reviews-80-20.yaml'), join(REPO, '../shared/corpus/istio-samples/bookinfo/destination-rule-reviews.yaml'));
+  it('validates Istio\'s Bookinfo samples (test/fixtures/istio)', async () => {
+    const bookinfo = join(REPO, 'test/fixtures/istio/istio-samples/bookinfo');
+    const r = await cli('validate', '--config', join(bookinfo, 'virtual-service-reviews-80-20.yaml'), join(bookinfo, 'destination-rule-reviews.yaml'));
     expect(r.stdout).toBe('');
     expect(r.code).toBe(0);
   });

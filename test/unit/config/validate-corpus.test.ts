@@ -1,7 +1,8 @@
 /**
  * `remora validate` against real Istio YAML: Istio's own CRD validation cases (every valid document passes,
  * every invalid one is rejected at the field Istio names) and the Istio samples users will point Remora at.
- * The corpus lives beside the repository (`<repo>/../shared/corpus`), as CI clones it.
+ * The files are fixtures in the repository (`test/fixtures/istio/`, copied from istio/istio by
+ * `scripts/refresh-istio-fixtures.mjs`; provenance in its README.md).
  */
 import { describe, it, expect } from 'vitest';
 import { readFileSync, readdirSync } from 'node:fs';
@@ -10,7 +11,7 @@ import { parseDocuments } from '../../../src/config/parse.js';
 import { validateResources } from '../../../src/config/validate.js';
 import { formatError, type ConfigError, type Resource } from '../../../src/config/resource.js';
 
-const CORPUS = path.resolve(__dirname, '../../../../shared/corpus');
+const CORPUS = path.resolve(__dirname, '../../fixtures/istio');
 const VALIDATION = path.join(CORPUS, 'istio-validation');
 const SAMPLES = path.join(CORPUS, 'istio-samples');
 
