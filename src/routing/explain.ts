@@ -6,6 +6,8 @@ import type { Snapshot } from '../config/snapshot.js';
 import { lookupHost } from '../config/compile.js';
 import { parseTarget } from './request-target.js';
 import { describeMatch, destinationPort, explainMatch, matchRoute, type RequestView } from './route.js';
+import type { RetryPolicy } from '../model.js';
+import { DEFAULT_BACKOFF_BASE_MS } from '../proxy/retry-policy.js';
 
 export interface ExplainRequest {
   method: string;
@@ -23,7 +25,8 @@ export interface Explanation {
   action?: string;
   destinations?: Array<{ host: string; subset: string; port: number; weight: number; share: string; cluster: string | undefined; endpoints: string[]; lb?: string; connectionPool?: unknown; outlierDetection?: unknown }>;
   timeout?: string;
-  retries?: unknown;
+  /** The route's compiled retry policy (`describeRetries` gives the text form). */
+  retries?: RetryPolicy;
   fault?: unknown;
   mirrors?: string[];
   rewrite?: unknown;
@@ -61,7 +64,7 @@ export function explainRequest(snap: Snapshot, req: ExplainRequest): Explanation
       base.routes.push({ name: r.name, origin: r.origin, matched: true, match: r.matches.length ? describeMatch(r.matches[mi]!) : 'everything', why: [] });
       base.route = r.name;
       base.timeout = r.timeoutMs > 0 ? `${r.timeoutMs}ms` : 'disabled (Istio default)';
-      base.retries = { attempts: r.retry.attempts, perTryTimeoutMs: r.retry.perTryTimeoutMs, retryOn: r.retry.retryOn, retryIgnorePreviousHosts: r.retry.retryIgnorePreviousHosts };
+      base.retries = { ...r.retry };
       if (r.fault) base.fault = r.fault;
       if (r.rewrite) base.rewrite = { uri: r.rewrite.uri, authority: r.rewrite.authority, regex: r.rewrite.regex?.source };
       if (r.mirrors.length) base.mirrors = r.mirrors.map((m) => `${m.destination.host}${m.destination.subset ? ` subset ${m.destination.subset}` : ''} (${m.percent}%)`);
@@ -94,6 +97,36 @@ export function explainRequest(snap: Snapshot, req: ExplainRequest): Explanation
   return base;
 }
 
+/** A duration in ms as a person writes it: `200ms`, `1s`, `1.5s`. */
+function duration(ms: number): string {
+  return ms < 1000 ? `${ms}ms` : `${ms / 1000}s`;
+}
+
+/**
+ * A compiled retry policy as one line, e.g. `2 attempts (3 tries at most) on connect-failure, refused-stream, 503,
+ * gRPC cancelled/unavailable; per try: no timeout; other hosts preferred` (Istio's default), or `off`. Conditions
+ * use Istio's `retryOn` tokens; the backoff appears only when it is not Envoy's default (25 ms base, 250 ms cap).
+ */
+export function describeRetries(p: RetryPolicy): string {
+  if (p.attempts <= 0) return 'off';
+  const r = p.retryOn;
+  const on = [
+    r.fiveXx && '5xx', r.gatewayError && 'gateway-error', r.reset && 'reset', r.connectFailure && 'connect-failure',
+    r.refusedStream && 'refused-stream', r.retriable4xx && 'retriable-4xx', ...r.statusCodes.map(String),
+    r.grpc.length > 0 && `gRPC ${r.grpc.join('/')}`,
+  ].filter((x): x is string => typeof x === 'string');
+  const parts = [
+    `${p.attempts} attempt${p.attempts === 1 ? '' : 's'} (${p.attempts + 1} tries at most) on ${on.length > 0 ? on.join(', ') : 'no condition (nothing in retryOn applies here)'}`,
+    `per try: ${p.perTryTimeoutMs > 0 ? duration(p.perTryTimeoutMs) : 'no timeout'}`,
+    p.retryIgnorePreviousHosts ? 'other hosts preferred' : 'the same host may be retried',
+  ];
+  if (p.backoffBaseMs !== DEFAULT_BACKOFF_BASE_MS || p.backoffMaxMs !== 10 * DEFAULT_BACKOFF_BASE_MS) {
+    parts.push(`backoff ${duration(p.backoffBaseMs)} (up to ${duration(p.backoffMaxMs)})`);
+  }
+  if (p.retryRemoteLocalities) parts.push('retryRemoteLocalities not applied');
+  return parts.join('; ');
+}
+
 export function formatExplanation(e: Explanation): string {
   const out: string[] = [];
   out.push(`request:  ${e.request.method} ${e.request.authority}${e.request.path}${e.request.query ? `?${e.request.query}` : ''} (port ${e.request.port}), config version ${e.configVersion}`);
@@ -115,7 +148,7 @@ export function formatExplanation(e: Explanation): string {
     }
   }
   if (e.timeout) out.push(`timeout:  ${e.timeout}`);
-  if (e.retries) out.push(`retries:  ${JSON.stringify(e.retries)}`);
+  if (e.retries) out.push(`retries:  ${describeRetries(e.retries)}`);
   if (e.fault) out.push(`fault:    ${JSON.stringify(e.fault)}`);
   if (e.rewrite) out.push(`rewrite:  ${JSON.stringify(e.rewrite)}`);
   if (e.mirrors) out.push(`mirrors:  ${e.mirrors.join(', ')}`);

@@ -79,6 +79,8 @@ describe('remora explain', () => {
     expect(r.stdout).toContain('✔ jason');
     expect(r.stdout).toContain('outbound|9080|v2|reviews.default.svc.cluster.local');
     expect(r.stdout).toContain('10.0.0.2:9080');
+    // Istio's default retry policy, in words.
+    expect(r.stdout).toContain('\nretries:  2 attempts (3 tries at most) on connect-failure, refused-stream, 503, gRPC cancelled/unavailable; per try: no timeout; other hosts preferred\n');
     const r2 = await cli('explain', '--config', dir, 'GET http://reviews:9080/api');
     expect(r2.stdout).toContain('✘ jason');
     expect(r2.stdout).toContain('header end-user is absent');
