@@ -7,9 +7,16 @@
 ARG NODE_IMAGE=node:24-bookworm-slim
 
 FROM ${NODE_IMAGE} AS build
+# python3, make and g++: npm ci builds native/ (the SO_ORIGINAL_DST addon for transparent capture) with node-gyp
+# against the image's own Node headers (/usr/local/include/node), offline.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 make g++ \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY package.json package-lock.json .npmrc ./
-RUN npm ci
+COPY scripts/build-native.mjs ./scripts/
+COPY native/binding.gyp native/original_dst.c ./native/
+RUN npm ci && test -f native/build/Release/remora_net.node
 COPY tsconfig.json tsconfig.build.json rolldown.config.mjs ./
 COPY src ./src
 RUN npm run build && npm prune --omit=dev
@@ -26,6 +33,7 @@ ENV NODE_OPTIONS=--max-semi-space-size=2
 COPY --from=build /app/package.json ./package.json
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
+COPY --from=build /app/native/build/Release/remora_net.node ./native/build/Release/remora_net.node
 # dist/cli.js has a "#!/usr/bin/env node" shebang; the symlink puts `remora` on PATH without npm link.
 RUN chmod 0755 /app/dist/cli.js && ln -s /app/dist/cli.js /usr/local/bin/remora
 USER 1337:1337

@@ -72,7 +72,11 @@ describe('Dockerfile', () => {
     const fromBuild = final.filter((i) => i.op === 'COPY').map((i) => copySources(i.args));
     expect(fromBuild.map((c) => c.from)).toEqual(fromBuild.map(() => 'build'));
     const sources = fromBuild.flatMap((c) => c.sources).sort();
-    expect(sources).toEqual(['/app/dist', '/app/node_modules', '/app/package.json']);
+    expect(sources).toEqual(['/app/dist', '/app/native/build/Release/remora_net.node', '/app/node_modules', '/app/package.json']);
+    // The SO_ORIGINAL_DST addon is built by npm ci's install script, with the compiler the stage installs.
+    const installs = ins.filter((i) => i.stage === 'build' && i.op === 'RUN' && /apt-get install/.test(i.args)).map((i) => i.args).join(' ');
+    for (const pkg of ['python3', 'make', 'g++']) expect(installs.split(/\s+/)).toContain(pkg);
+    expect(ins.some((i) => i.stage === 'build' && i.op === 'RUN' && /npm ci\b.*remora_net\.node/.test(i.args))).toBe(true);
     // The build stage produces them: package.json copied in, npm ci, npm run build (whose outDir is dist).
     const build = ins.filter((i) => i.stage === 'build');
     expect(build.some((i) => i.op === 'RUN' && /npm ci\b/.test(i.args))).toBe(true);

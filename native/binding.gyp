@@ -1,0 +1,9 @@
+{
+  "targets": [
+    {
+      "target_name": "remora_net",
+      "sources": ["original_dst.c"],
+      "cflags": ["-Wall", "-Wextra", "-O2"]
+    }
+  ]
+}
