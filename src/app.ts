@@ -24,6 +24,9 @@ import { clustersText } from './cluster/merge.js';
 import { forwardProbe, parseAppProbers, type AppProber } from './admin/app-probes.js';
 import { connect as netConnect } from 'node:net';
 import { Logger, type Level } from './util/logger.js';
+import { TcpProxy } from './proxy/tcp-proxy.js';
+import { CaptureStats, inboundCapture, outboundCapture, type CaptureEnv } from './net/capture.js';
+import { createOriginalDstReader, type OriginalDstReader } from './net/original-dst.js';
 import type { ClusterRuntime, ClusterView, RequestRecord } from './model.js';
 
 
@@ -68,6 +71,8 @@ export interface RunOptions {
   concurrency?: number;
   /** false in `--concurrency N` workers: the primary owns the admin, stats and health ports (default true). */
   serveAdmin?: boolean;
+  /** Captured connections of unknown protocol whose client says nothing for this long are TCP (ms; default 100). */
+  protocolDetectionTimeoutMs?: number;
 }
 
 export const VERSION = '0.1.0';
@@ -83,6 +88,11 @@ export class Sidecar {
   private kube: KubernetesSource | undefined;
   private servers: Array<{ name: string; server: Server; address: string; port: number }> = [];
   private inboundRuntimes = new Map<number, ClusterRuntime>();
+  /** Non-HTTP connections (passthrough, TCP services, server-first protocols) on both listeners. */
+  readonly tcp: TcpProxy;
+  /** What transparent capture decided, per listener. */
+  readonly capture = { outbound: new CaptureStats(), inbound: new CaptureStats() };
+  private originalDst: OriginalDstReader | undefined;
   private outboundEnv: OutboundEnv;
   private inboundEnv: InboundEnv;
   /** NetworkPolicy + AuthorizationPolicy at the inbound listener (off until a policy selects this workload). */
@@ -157,6 +167,23 @@ export class Sidecar {
     this.metrics.observe('remora_inbound_authz_denied_total', 'counter', 'Inbound requests denied by NetworkPolicy or AuthorizationPolicy (403 RBAC: access denied).', () => authz.denied());
     this.metrics.observe('remora_inbound_authz_allowed_total', 'counter', 'Inbound requests checked against NetworkPolicy/AuthorizationPolicy and allowed (not counted while no policy applies).', () => authz.allowed());
     this.inboundEnv = { ...base, appPorts: opts.appPorts, appHost: '127.0.0.1', authz };
+    this.tcp = new TcpProxy({
+      metrics: this.metrics,
+      identity: {
+        workload: opts.workloadName, namespace: opts.namespace, clusterId: 'Kubernetes',
+        app: opts.labels.app ?? opts.labels['app.kubernetes.io/name'] ?? '', version: opts.labels.version ?? opts.labels['app.kubernetes.io/version'] ?? '',
+      },
+      now,
+      ...(accessLog !== undefined ? { accessLog: (rec: RequestRecord) => accessLog.log(rec) } : {}),
+    });
+    for (const [dir, st] of Object.entries(this.capture)) {
+      const labels = { listener: dir };
+      const help = 'Connections accepted by a proxy listener, by what transparent capture made of them (direct: addressed to the listener; http, tcp: redirected, by protocol).';
+      this.metrics.observe('remora_listener_connections_total', 'counter', help, () => st.direct, { ...labels, kind: 'direct' });
+      this.metrics.observe('remora_listener_connections_total', 'counter', help, () => st.http, { ...labels, kind: 'http' });
+      this.metrics.observe('remora_listener_connections_total', 'counter', help, () => st.tcp, { ...labels, kind: 'tcp' });
+      this.metrics.observe('remora_protocol_detection_timeouts_total', 'counter', 'Captured connections taken as TCP because the client sent nothing within --protocol-detection-timeout.', () => st.sniffTimeouts, labels);
+    }
     for (const def of inboundClusters(opts.appPorts, '127.0.0.1')) this.inboundRuntimes.set(def.port, this.clusters.pin(def));
     this.store.on('rejected', () => this.metrics.configReloadFailures.inc());
     this.store.on('update', (snap) => {
@@ -224,18 +251,37 @@ export class Sidecar {
       throw err;
     }
     const onClose = this.onResponseClose;
+    this.originalDst = createOriginalDstReader();
+    this.logger.log(this.originalDst.kind === 'native' ? 'info' : 'warn', this.originalDst.description);
+    const capture: CaptureEnv = {
+      reader: this.originalDst,
+      snapshot: () => this.store.current,
+      clusters: this.clusters,
+      tcp: this.tcp,
+      sniffTimeoutMs: this.opts.protocolDetectionTimeoutMs ?? 100,
+    };
     const outbound = new Http1Server((req, res) => {
       this.active++;
       res.on('close', onClose);
       handleOutbound(req, res, this.outboundEnv);
-    }, LISTENER_HTTP);
+    }, { ...LISTENER_HTTP, onConnection: outboundCapture(capture, this.capture.outbound) });
     await this.listen('outbound', outbound, this.opts.outboundAddress, this.opts.outboundPort);
     if (this.opts.appPorts.length > 0) {
       const inbound = new Http1Server((req, res) => {
         this.active++;
         res.on('close', onClose);
         handleInbound(req, res, this.inboundEnv, this.inboundRuntimes);
-      }, LISTENER_HTTP);
+      }, {
+        ...LISTENER_HTTP,
+        onConnection: inboundCapture({
+          ...capture,
+          inboundRuntime: (port) => this.inboundRuntime(port),
+          allowConnection: (ip, port) => {
+            const a = this.authz;
+            return !a.enabled || a.check({ ip, port }, { method: '', path: '', host: '', headers: {} }).allowed;
+          },
+        }, this.capture.inbound),
+      });
       await this.listen('inbound', inbound, this.opts.inboundAddress, this.opts.inboundPort);
     }
     if (this.opts.serveAdmin !== false) await this.listenAdmin();
@@ -243,6 +289,16 @@ export class Sidecar {
     await this.watcher.start();
     this.listening = true;
     if ((this.opts.exitOnAppExitSeconds ?? 0) > 0 && this.opts.appPorts.length > 0) this.watchApp(this.opts.exitOnAppExitSeconds!);
+  }
+
+  /** The `inbound|<port>||` cluster of an app port; ports beyond --app-port (captured by original destination) get one on first use. */
+  private inboundRuntime(port: number): ClusterRuntime {
+    let rt = this.inboundRuntimes.get(port);
+    if (rt === undefined) {
+      rt = this.clusters.pin(inboundClusters([port], '127.0.0.1')[0]!);
+      this.inboundRuntimes.set(port, rt);
+    }
+    return rt;
   }
 
   private async listenAdmin(): Promise<void> {
@@ -339,12 +395,15 @@ export class Sidecar {
       this.logger.log('info', `draining (${reason}); up to ${this.opts.drainSeconds}s`, { active: this.active });
       this.drainListeners(true);
       const deadline = this.opts.drainSeconds * 1000;
+      const until = Date.now() + deadline;
       if (this.active > 0) {
         await new Promise<void>((resolve) => {
           const t = setTimeout(resolve, deadline);
           this.drainWaiters.push(() => { clearTimeout(t); resolve(); });
         });
       }
+      // Proxied TCP connections (a database session, a tunnel) are not cut before the drain deadline either.
+      while (this.tcp.active.size > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
       await this.stop();
       this.logger.log('info', 'exiting', { active: this.active });
       this.onExit(0);
@@ -361,6 +420,7 @@ export class Sidecar {
       s.server.close();
       s.server.closeAllConnections();
     }
+    this.tcp.closeAll();
     await this.clusters.destroy();
     await this.accessLog?.close();
     await this.tracing.shutdown(2000);
@@ -420,6 +480,7 @@ export class Sidecar {
       lastBuildMs: this.store.lastBuild ?? null,
       lastError: this.store.lastError ? { time: new Date(this.store.lastError.at).toISOString(), errors: this.store.lastError.errors } : null,
       ports: Object.fromEntries(this.servers.map((s) => [s.name, s.port])),
+      capture: { originalDestination: this.originalDst?.kind ?? null, description: this.originalDst?.description ?? null, protocolDetectionTimeoutMs: this.opts.protocolDetectionTimeoutMs ?? 100 },
       kubernetes: this.kube ? { stalenessMs: this.kube.current().stalenessMs(Date.now()), syncedAt: new Date(this.kube.current().syncedAt).toISOString(), versions: this.kube.versions() } : null,
       warnings: snap?.warnings ?? [],
       resources: (snap?.resources ?? []).map((r) => ({

@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { Sidecar, VERSION, type RunOptions } from '../app.js';
 import { parseWithEnv, portValue, parseLabels, stringList, type OptionSpec } from './options.js';
 import { isLevel } from '../util/logger.js';
+import { parseDurationMs } from '../config/duration.js';
 import { availableParallelism } from 'node:os';
 
 const OPTIONS: OptionSpec = {
@@ -36,6 +37,7 @@ const OPTIONS: OptionSpec = {
   'retry-buffer-bytes': { type: 'string' },
   'outbound-address': { type: 'string' },
   'inbound-address': { type: 'string' },
+  'protocol-detection-timeout': { type: 'string' },
   workload: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 };
@@ -67,6 +69,8 @@ const HELP = `usage: remora run --config PATH [PATH…] [options]
       --drain-seconds N          default 5
       --concurrency N            worker processes sharing the proxy ports (default 1; 0 = one per CPU)
       --retry-buffer-bytes N     largest request body kept for retries (default 65536)
+      --protocol-detection-timeout D  captured connections of unknown protocol whose client is silent this
+                                 long are TCP (server speaks first); default 100ms (Istio's)
       --log-level L              debug | info | warn | error (default info)
 Every flag can also be set as REMORA_<FLAG>, e.g. REMORA_OUTBOUND_PORT=15001.
 `;
@@ -96,6 +100,9 @@ export function runOptionsFrom(argv: string[], env: NodeJS.ProcessEnv = process.
   if (!(drain >= 0)) throw new Error('--drain-seconds must be ≥ 0');
   const retryBuf = Number(v['retry-buffer-bytes'] ?? 65536);
   if (!Number.isInteger(retryBuf) || retryBuf < 0) throw new Error('--retry-buffer-bytes must be a whole number of bytes');
+  const sniffRaw = String(v['protocol-detection-timeout'] ?? '100ms');
+  const sniffMs = /^\d+$/.test(sniffRaw) ? Number(sniffRaw) : parseDurationMs(sniffRaw);
+  if (sniffMs === undefined || sniffMs < 1) throw new Error(`--protocol-detection-timeout must be a duration such as 100ms or 1s, not ${sniffRaw}`);
   const appPorts = stringList(v['app-port']).map((p) => portValue(p, 'app-port', 0));
   const opts: RunOptions = {
     configPaths,
@@ -117,6 +124,7 @@ export function runOptionsFrom(argv: string[], env: NodeJS.ProcessEnv = process.
     retryBufferBytes: retryBuf,
     outboundAddress: String(v['outbound-address'] ?? '127.0.0.1'),
     inboundAddress: String(v['inbound-address'] ?? '0.0.0.0'),
+    protocolDetectionTimeoutMs: sniffMs,
     workloadName: String(v.workload ?? env.POD_NAME?.replace(/-[a-z0-9]+-[a-z0-9]+$/, '') ?? labels.app ?? 'unknown'),
   };
   if (v['trace-endpoint']) opts.traceEndpoint = String(v['trace-endpoint']);

@@ -46,9 +46,12 @@ export function handleInbound(req: Http1Request, res: Http1Response, env: Inboun
   const startHr = performance.now();
   noRetry ??= compileRetryPolicy({ attempts: 0 }, 0);
   const target = parseTarget(req.url ?? '/', req.headers.host);
-  // Pick the app port the peer addressed (Host port), else the first one.
+  // The app port: where a captured connection was going (its original destination port), else the port the peer
+  // named in Host, else the first one.
   let rt: ClusterRuntime | undefined;
-  if (target?.explicitPort) rt = runtimes.get(target.explicitPort);
+  const dst = req.originalDst;
+  if (dst !== undefined) rt = runtimes.get(dst.port);
+  else if (target?.explicitPort) rt = runtimes.get(target.explicitPort);
   rt ??= runtimes.get(env.appPorts[0]!);
   const requestId = (req.headers['x-request-id'] as string | undefined) || newRequestId();
   const authz = env.authz;

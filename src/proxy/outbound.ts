@@ -3,7 +3,8 @@
  * matching route, apply local actions (redirect, direct response, fault, CORS), pick the weighted
  * destination, rewrite, and hand the request to the forwarder.
  */
-import type { Http1Request, Http1Response } from '../http1/server.js';
+import type { Http1Request, Http1Response, OriginalDestination } from '../http1/server.js';
+import { resolveCaptured } from '../net/destination.js';
 import { requestId as newRequestId } from '../util/request-id.js';
 import { performance } from 'node:perf_hooks';
 import type { H1Pool, UpstreamHandler } from '../upstream/h1-pool.js';
@@ -37,8 +38,13 @@ export function handleOutbound(req: Http1Request, res: Http1Response, env: Outbo
   if (te !== undefined && te.trim().toLowerCase() !== 'chunked') return local(base, E.notImplemented);
   if (snap === undefined) return local(base, E.noCluster);
 
-  const port = target.explicitPort || (target.scheme === 'https' ? 443 : 80);
-  const entry = lookupHost(snap, target.host);
+  // A captured connection (iptables REDIRECT) knows where the app dialled: that port selects the routes (Envoy's
+  // per-port outbound listener), the VIP or endpoint address stands in for a Host the registry does not know, and
+  // passthrough goes to the original IP, not to a DNS lookup of Host.
+  const dst = req.originalDst;
+  const captured = dst === undefined ? undefined : resolveCaptured(snap, dst);
+  const port = captured !== undefined ? captured.port : target.explicitPort || (target.scheme === 'https' ? 443 : 80);
+  const entry = lookupHost(snap, target.host) ?? captured?.entry;
   const view: RequestView = {
     method: req.method ?? 'GET',
     path: target.path,
@@ -51,8 +57,8 @@ export function handleOutbound(req: Http1Request, res: Http1Response, env: Outbo
 
   if (entry === undefined || entry.vhost === undefined) {
     if (snap.outboundTrafficPolicy === 'REGISTRY_ONLY') return local(base, E.registryOnly);
-    // ALLOW_ANY: pass through to the host and port the app named.
-    const rt = env.clusters.passthrough(target.host, port);
+    // ALLOW_ANY: pass through to the host and port the app named (captured: the address it dialled).
+    const rt = dst !== undefined ? env.clusters.passthrough(dst.address, dst.port) : env.clusters.passthrough(target.host, port);
     return send(base, view, undefined, undefined, rt, PASSTHROUGH_RETRY(), 0, target.authority, undefined);
   }
 
@@ -83,7 +89,7 @@ export function handleOutbound(req: Http1Request, res: Http1Response, env: Outbo
 
   const dest = pickDestination(action, env.rand());
   if (dest === undefined) return local(base, E.noCluster, route);
-  const rt = clusterFor(env, dest, target, port);
+  const rt = clusterFor(env, dest, target, port, dst);
   if (rt === undefined) return local(base, E.noCluster, route);
 
   const fault = route.fault;
@@ -131,12 +137,12 @@ function hostOnly(authority: string): string {
   return c < 0 ? authority : authority.slice(0, c);
 }
 
-function clusterFor(env: OutboundEnv, dest: CompiledDestination, target: RequestTarget, port: number): ClusterRuntime | undefined {
+function clusterFor(env: OutboundEnv, dest: CompiledDestination, target: RequestTarget, port: number, dst: OriginalDestination | undefined): ClusterRuntime | undefined {
   if (dest.missingSubset || !dest.known) return undefined;
   const p = destinationPort(dest, port, target.explicitPort);
   const def = dest.clusters.get(p);
   if (def === undefined) return undefined;
-  if (def.resolution === 'NONE') return env.clusters.passthrough(target.host, target.explicitPort || p, def);
+  if (def.resolution === 'NONE') return dst !== undefined ? env.clusters.passthrough(dst.address, dst.port, def) : env.clusters.passthrough(target.host, target.explicitPort || p, def);
   return env.clusters.runtime(def);
 }
 

@@ -1,0 +1,180 @@
+/**
+ * Transparent capture: what the outbound (15001) and inbound (15006) listeners do with each accepted connection
+ * before HTTP is assumed. A connection addressed to the listener itself (the app set HTTP_PROXY, or a test dialled
+ * 127.0.0.1:15001) is HTTP/1 at once, with no extra work. A connection that iptables redirected carries its original
+ * destination; that decides:
+ * - a registry port declared HTTP → HTTP/1, routed with the original destination known (VIP routing, passthrough
+ *   to the original IP:port);
+ * - a port declared TCP/TLS/… or a server-speaks-first port → the TCP proxy at once (never wait for the client);
+ * - otherwise the first bytes are sniffed: an HTTP/1 request line → HTTP/1; anything else (TLS ClientHello, the
+ *   HTTP/2 preface, a binary protocol), or silence for `sniffTimeoutMs` (the server speaks first) → TCP proxy.
+ * TCP to a registry service goes to that service's cluster (load balancing per connection); to anything else
+ * PassthroughCluster (the original destination) under ALLOW_ANY, BlackHoleCluster (a reset) under REGISTRY_ONLY.
+ */
+import type net from 'node:net';
+import type { Http1Server, OriginalDestination } from '../http1/server.js';
+import type { Snapshot } from '../config/snapshot.js';
+import type { ClusterManager } from '../upstream/cluster-manager.js';
+import type { ClusterDef, ClusterRuntime } from '../model.js';
+import type { TcpDestination, TcpProxy } from '../proxy/tcp-proxy.js';
+import type { OriginalDstReader } from './original-dst.js';
+import { connectionProtocol, sniff, SNIFF_MAX_BYTES, type Sniffed } from './protocol.js';
+import { resolveCaptured } from './destination.js';
+
+export interface CaptureEnv {
+  reader: OriginalDstReader;
+  snapshot(): Snapshot | undefined;
+  clusters: ClusterManager;
+  tcp: TcpProxy;
+  /** How long to wait for a client's first bytes before taking the connection as TCP (ms). */
+  sniffTimeoutMs: number;
+}
+
+export interface InboundCaptureEnv extends CaptureEnv {
+  /** The `inbound|<port>||` cluster for an app port (made on first use for ports beyond `--app-port`). */
+  inboundRuntime(port: number): ClusterRuntime;
+  /** NetworkPolicy/AuthorizationPolicy for a connection that is not HTTP: false = refuse it. */
+  allowConnection(peerIp: string, port: number): boolean;
+}
+
+/** Counters of what capture decided, for /stats. */
+export class CaptureStats {
+  direct = 0;
+  http = 0;
+  tcp = 0;
+  sniffTimeouts = 0;
+  blackholed = 0;
+}
+
+type Decide = (sock: net.Socket, head: Buffer | undefined, dst: OriginalDestination, how: 'http' | 'tcp') => void;
+
+
+/**
+ * Read where `sock` was going, then call `decide` with what the connection is; HTTP connections not redirected go
+ * to `server.serveSocket` directly.
+ */
+function accept(sock: net.Socket, server: Http1Server, env: CaptureEnv, stats: CaptureStats, protocolOf: (dst: OriginalDestination) => string | undefined, decide: Decide): void {
+  const r = env.reader.read(sock);
+  if (r === undefined) {
+    stats.direct++;
+    server.serveSocket(sock);
+    return;
+  }
+  const go = (dst: OriginalDestination | undefined): void => {
+    if (sock.destroyed) return;
+    if (dst === undefined) {
+      stats.direct++;
+      server.serveSocket(sock);
+      return;
+    }
+    const proto = connectionProtocol(protocolOf(dst), dst.port);
+    if (proto !== 'sniff') return decide(sock, undefined, dst, proto);
+    sniffThen(sock, env.sniffTimeoutMs, stats, (head, what) => decide(sock, head, dst, what === 'http1' ? 'http' : 'tcp'));
+  };
+  if (r instanceof Promise) r.then(go, () => go(undefined));
+  else go(r);
+}
+
+/** Read until the first bytes say what they are, the client goes quiet for `timeoutMs`, or it ends its side. */
+function sniffThen(sock: net.Socket, timeoutMs: number, stats: CaptureStats, then: (head: Buffer | undefined, what: Sniffed) => void): void {
+  let head: Buffer | undefined;
+  let done = false;
+  const finish = (what: Sniffed): void => {
+    if (done) return;
+    done = true;
+    clearTimeout(timer);
+    sock.off('data', onData);
+    sock.off('end', onEnd);
+    sock.off('close', onClose);
+    // Synchronously hand over: no 'data' can be emitted between here and the next owner's listener.
+    then(head, what);
+  };
+  const onData = (d: Buffer): void => {
+    head = head === undefined ? d : Buffer.concat([head, d]);
+    const s = sniff(head);
+    if (s !== 'need-more') finish(s);
+    else if (head.length >= SNIFF_MAX_BYTES) finish('tcp');
+  };
+  // The client ended its side without saying enough: nothing is HTTP about it; let the TCP proxy pass on the FIN.
+  const onEnd = (): void => finish('tcp');
+  const onClose = (): void => { done = true; clearTimeout(timer); };
+  const timer = setTimeout(() => { stats.sniffTimeouts++; finish('tcp'); }, timeoutMs);
+  sock.on('data', onData);
+  sock.once('end', onEnd);
+  sock.once('close', onClose);
+  sock.on('error', noop);
+}
+
+function noop(): void { /* 'close' follows */ }
+
+function serviceName(host: string): string {
+  const dot = host.indexOf('.');
+  return dot < 0 ? host : host.slice(0, dot);
+}
+
+function tcpDest(direction: 'outbound' | 'inbound', def: ClusterDef | undefined, fallback: string, namespace: string): TcpDestination {
+  if (def === undefined) return { direction, service: fallback, serviceName: fallback, serviceNamespace: '', version: '', routeName: fallback };
+  const parts = def.host.split('.');
+  return {
+    direction,
+    service: def.host,
+    serviceName: serviceName(def.host),
+    serviceNamespace: parts.length > 1 ? parts[1]! : namespace,
+    version: def.subset,
+    routeName: def.name,
+  };
+}
+
+/** The outbound listener's connection hook. */
+export function outboundCapture(env: CaptureEnv, stats: CaptureStats): (sock: net.Socket, server: Http1Server) => void {
+  const protocolOf = (dst: OriginalDestination): string | undefined => resolveCaptured(env.snapshot(), dst).cluster?.protocol;
+  const toTcp = (sock: net.Socket, head: Buffer | undefined, dst: OriginalDestination): void => {
+    stats.tcp++;
+    const snap = env.snapshot();
+    const ns = snap?.namespace ?? '';
+    const c = resolveCaptured(snap, dst);
+    if (c.cluster !== undefined && c.cluster.resolution !== 'NONE') {
+      env.tcp.handle(sock, head, env.clusters.runtime(c.cluster), tcpDest('outbound', c.cluster, '', ns));
+      return;
+    }
+    if (c.entry === undefined && snap?.outboundTrafficPolicy === 'REGISTRY_ONLY') {
+      stats.blackholed++;
+      env.tcp.reject(sock, 'BlackHoleCluster', tcpDest('outbound', undefined, 'BlackHoleCluster', ''), 'UH', 'blackhole_cluster');
+      return;
+    }
+    // ALLOW_ANY (or a resolution NONE ServiceEntry): the original destination itself.
+    const rt = env.clusters.passthrough(dst.address, dst.port, c.cluster);
+    env.tcp.handle(sock, head, rt, tcpDest('outbound', c.cluster, 'PassthroughCluster', ns));
+  };
+  return (sock, server) => accept(sock, server, env, stats, protocolOf, (s, head, dst, how) => {
+    if (how === 'tcp') return toTcp(s, head, dst);
+    // HTTP/1 with the original destination known: routed by Host, else by the VIP; passthrough to the original IP.
+    stats.http++;
+    server.serveSocket(s, head, dst);
+  });
+}
+
+/**
+ * The inbound listener's connection hook: the original destination port is the app port (any captured port, not
+ * only `--app-port`); HTTP goes through the inbound HTTP path, anything else is piped to 127.0.0.1:<port> after the
+ * L4 policy check.
+ */
+export function inboundCapture(env: InboundCaptureEnv, stats: CaptureStats): (sock: net.Socket, server: Http1Server) => void {
+  // The app's ports carry no declared protocol here: sniff, except on server-first ports.
+  const protocolOf = (): string | undefined => undefined;
+  return (sock, server) => accept(sock, server, env, stats, protocolOf, (s, head, dst, how) => {
+    const rt = env.inboundRuntime(dst.port);
+    if (how === 'http') {
+      stats.http++;
+      server.serveSocket(s, head, dst);
+      return;
+    }
+    stats.tcp++;
+    const dest: TcpDestination = { direction: 'inbound', service: rt.def.name, serviceName: rt.def.name, serviceNamespace: '', version: '', routeName: 'inbound' };
+    if (!env.allowConnection(s.remoteAddress ?? '', dst.port)) {
+      env.tcp.reject(s, rt.def.name, dest, '-', 'rbac_access_denied_matched_policy[none]');
+      return;
+    }
+    env.tcp.handle(s, head, rt, dest);
+  });
+}

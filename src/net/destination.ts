@@ -1,0 +1,53 @@
+/**
+ * What a captured connection's original destination is in the registry, pure: a Service/ServiceEntry VIP (ClusterIP,
+ * ServiceEntry `addresses`) with the port, or an endpoint address and port (headless Services, pod IPs, ServiceEntry
+ * STATIC endpoints). Istio answers the same question with one listener per VIP:port and a passthrough filter chain.
+ */
+import type { ClusterDef } from '../model.js';
+import type { HostEntry, Snapshot } from '../config/snapshot.js';
+import { clusterName } from '../config/compile.js';
+import type { OriginalDestination } from '../http1/server.js';
+
+export interface CapturedDestination {
+  /** The registry host the destination belongs to, when known. */
+  entry: HostEntry | undefined;
+  /** The service's subset-less cluster for the port, when the port is one of the service's. */
+  cluster: ClusterDef | undefined;
+  /** Port as the app dialled it (a service port for a VIP; an endpoint port for an endpoint address). */
+  port: number;
+  /** How it was found. */
+  via: 'vip' | 'endpoint' | 'unknown';
+}
+
+/** `ip:port` of every endpoint of every subset-less cluster → that cluster; built once per snapshot, on first use. */
+const endpointIndex = new WeakMap<Snapshot, Map<string, ClusterDef>>();
+
+function endpointsOf(snap: Snapshot): Map<string, ClusterDef> {
+  let idx = endpointIndex.get(snap);
+  if (idx !== undefined) return idx;
+  idx = new Map();
+  for (const def of snap.clusters.values()) {
+    if (def.subset !== '') continue;
+    for (const ep of def.endpoints) {
+      const k = `${ep.address}:${ep.port}`;
+      // Two services over the same endpoint: the first (registry order) wins, as Istio's first-wins listener merge.
+      if (!idx.has(k)) idx.set(k, def);
+    }
+  }
+  endpointIndex.set(snap, idx);
+  return idx;
+}
+
+export function resolveCaptured(snap: Snapshot | undefined, dst: OriginalDestination): CapturedDestination {
+  if (snap === undefined) return { entry: undefined, cluster: undefined, port: dst.port, via: 'unknown' };
+  const vip = snap.addresses.get(dst.address);
+  if (vip !== undefined) {
+    const cluster = vip.service !== undefined ? snap.clusters.get(clusterName(dst.port, '', vip.service.hostname)) : undefined;
+    return { entry: vip, cluster, port: dst.port, via: 'vip' };
+  }
+  const def = endpointsOf(snap).get(`${dst.address}:${dst.port}`);
+  if (def !== undefined) {
+    return { entry: snap.hosts.get(def.host), cluster: def, port: def.port, via: 'endpoint' };
+  }
+  return { entry: undefined, cluster: undefined, port: dst.port, via: 'unknown' };
+}

@@ -1,0 +1,296 @@
+/**
+ * The byte pipe for connections that are not HTTP (or that go to a TCP-declared port): Envoy's tcp_proxy filter as
+ * Istio configures it. One upstream connection per downstream connection, to an endpoint the cluster's load balancer
+ * picks (connection-level balancing), guarded by `tcp.maxConnections` (overflow: the client connection is closed, UO)
+ * and `tcp.connectTimeout` (UF), with connect failures fed to outlier detection. Bytes flow both ways with backpressure
+ * (Node's pipe: the writer's `false` pauses the reader), a FIN is passed on as a FIN (half-close), a reset as a
+ * reset. Istio's TCP metrics are recorded (opened at connect, bytes and closed at close) and one access-log line is
+ * written at close.
+ */
+import net from 'node:net';
+import type { ClusterRuntime, Endpoint, RequestRecord } from '../model.js';
+import type { Metrics, Counter } from '../telemetry/metrics.js';
+
+/** Who the connection is going to, for metrics and the access log. */
+export interface TcpDestination {
+  direction: 'outbound' | 'inbound';
+  /** FQDN of the destination service ('' for passthrough). */
+  service: string;
+  serviceName: string;
+  serviceNamespace: string;
+  /** Subset, '' if none. */
+  version: string;
+  /** Route name for the access log (VirtualService tcp route, or the cluster). */
+  routeName: string;
+}
+
+export interface TcpIdentity {
+  workload: string;
+  namespace: string;
+  app: string;
+  version: string;
+  clusterId: string;
+}
+
+export interface TcpProxyOptions {
+  metrics: Metrics;
+  identity: TcpIdentity;
+  now(): number;
+  /** One line per closed connection (Istio's TCP access-log entry). */
+  accessLog?: (rec: RequestRecord) => void;
+}
+
+interface TcpSeries {
+  opened: Counter;
+  closed: Counter;
+  sent: Counter;
+  received: Counter;
+}
+
+/** Hop state of one proxied connection. */
+interface Pipe {
+  client: net.Socket;
+  upstream: net.Socket | undefined;
+  clusterName: string;
+  ep: Endpoint | undefined;
+  dest: TcpDestination;
+  startTime: number;
+  startHr: number;
+  connectedHr: number;
+  flags: string;
+  details: string;
+  series: TcpSeries | undefined;
+  done: boolean;
+}
+
+const UNKNOWN = 'unknown';
+
+export class TcpProxy {
+  /** Open downstream connections, for stop() and the drain count. */
+  readonly active = new Set<net.Socket>();
+  private readonly perCluster = new Map<string, number>();
+  private readonly series = new Map<string, TcpSeries>();
+  private cxOpenedTotal = 0;
+
+  constructor(private readonly opts: TcpProxyOptions) {
+    opts.metrics.observe('remora_tcp_connections_active', 'gauge', 'Proxied TCP connections open now (both listeners).', () => this.active.size);
+    opts.metrics.observe('remora_tcp_connections_total', 'counter', 'TCP connections taken by the TCP proxy (passthrough, TCP routes, non-HTTP traffic).', () => this.cxOpenedTotal);
+  }
+
+  /**
+   * Proxy `client` to an endpoint of `rt`. `head` holds bytes already read from the client (protocol sniffing): they
+   * are sent first. `endpoint` forces the endpoint (passthrough to the original destination).
+   */
+  handle(client: net.Socket, head: Buffer | undefined, rt: ClusterRuntime, dest: TcpDestination): void {
+    const now = this.opts.now();
+    const p: Pipe = {
+      client, upstream: undefined, clusterName: rt.def.name, ep: undefined, dest, startTime: Date.now(), startHr: now, connectedHr: 0,
+      flags: '-', details: '-', series: undefined, done: false,
+    };
+    this.cxOpenedTotal++;
+    this.active.add(client);
+    client.setNoDelay(true);
+    client.on('error', () => { /* surfaces as 'close' */ });
+    client.once('close', (hadError: boolean) => this.clientClosed(p, hadError));
+    // Hold the client's bytes until the upstream is there (the pipe is set up on connect).
+    client.pause();
+    if (head !== undefined && head.length > 0) client.unshift(head);
+
+    const name = rt.def.name;
+    const limits = rt.def.policy.pool;
+    const counters = this.opts.metrics.cluster(name);
+    const open = this.perCluster.get(name) ?? 0;
+    if (open >= limits.maxConnections) {
+      counters.upstream_cx_overflow++;
+      return this.fail(p, 'UO', 'upstream_cx_overflow');
+    }
+    const ep = rt.pick({}, now);
+    if (ep === undefined) return this.fail(p, 'UH', 'no_healthy_upstream');
+    p.ep = ep;
+    this.perCluster.set(name, open + 1);
+    counters.upstream_cx_total++;
+    counters.upstream_cx_active++;
+    rt.attemptStarted(ep, now);
+    const up = net.connect({ host: ep.address, port: ep.port, allowHalfOpen: true, noDelay: true });
+    p.upstream = up;
+    const timer = limits.connectTimeoutMs > 0 ? setTimeout(() => {
+      counters.upstream_cx_connect_timeout++;
+      up.destroy(new Error('connect timeout'));
+    }, limits.connectTimeoutMs) : undefined;
+    up.once('connect', () => {
+      clearTimeout(timer);
+      p.connectedHr = this.opts.now();
+      if (p.done) { up.destroy(); return; }
+      if (limits.tcpKeepalive?.timeMs) up.setKeepAlive(true, limits.tcpKeepalive.timeMs);
+      p.series = this.seriesFor(dest, '-');
+      p.series.opened.inc();
+      // Both directions: pipe() pauses the reader when the writer's buffer is full and passes 'end' on as a FIN.
+      client.pipe(up);
+      up.pipe(client);
+      client.resume();
+      const idle = limits.tcpIdleTimeoutMs;
+      if (idle > 0) {
+        // Istio's tcp idleTimeout: the connection closes after this long without bytes either way.
+        const onIdle = (): void => { p.details = 'idle_timeout'; up.destroy(); client.destroy(); };
+        client.setTimeout(idle, onIdle);
+        up.setTimeout(idle, onIdle);
+      }
+    });
+    up.on('error', (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      if (p.connectedHr === 0) {
+        if (err.message !== 'connect timeout') counters.upstream_cx_connect_fail++;
+        rt.attemptFinished(ep, { kind: 'connect-failure' }, this.opts.now() - now, this.opts.now());
+        p.flags = 'UF';
+        p.details = `upstream_connect_error{${err.code ?? err.message}}`;
+        // Tell the client the way a refused connection would: a reset, not a clean close.
+        if (!client.destroyed) client.resetAndDestroy();
+        return;
+      }
+      p.details = `upstream_reset{${err.code ?? err.message}}`;
+      // A reset upstream is passed on as a reset.
+      if (err.code === 'ECONNRESET' && !client.destroyed) client.resetAndDestroy();
+      else client.destroy();
+    });
+    up.once('close', () => {
+      const cur = this.perCluster.get(name) ?? 1;
+      this.perCluster.set(name, cur - 1);
+      counters.upstream_cx_active--;
+      if (p.connectedHr !== 0) rt.attemptFinished(ep, { kind: 'response', status: 200 }, p.connectedHr - now, this.opts.now());
+      if (!client.destroyed) {
+        // The upstream is gone both ways; a FIN already reached the client through pipe(). Close what is left once
+        // the client has nothing more to read.
+        if (client.writableEnded) client.destroySoon(); else client.end();
+      }
+    });
+    client.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'ECONNRESET' && !up.destroyed) up.resetAndDestroy();
+    });
+    client.once('close', () => { if (!up.destroyed) up.destroySoon(); });
+  }
+
+  /**
+   * Refuse a connection without an upstream (BlackHoleCluster, a denied inbound connection): a reset, counted and
+   * logged as a connection of `clusterName`.
+   */
+  reject(client: net.Socket, clusterName: string, dest: TcpDestination, flag: string, details: string): void {
+    const p: Pipe = {
+      client, upstream: undefined, clusterName, ep: undefined, dest, startTime: Date.now(), startHr: this.opts.now(), connectedHr: 0,
+      flags: flag, details, series: undefined, done: false,
+    };
+    this.cxOpenedTotal++;
+    this.active.add(client);
+    client.on('error', () => { /* surfaces as 'close' */ });
+    client.once('close', () => this.clientClosed(p, true));
+    client.resetAndDestroy();
+  }
+
+  /** Before any upstream: close the client with a reset (as a refused connection would look) and log it. */
+  private fail(p: Pipe, flag: string, details: string): void {
+    p.flags = flag;
+    p.details = details;
+    p.client.resetAndDestroy();
+  }
+
+  private clientClosed(p: Pipe, _hadError: boolean): void {
+    if (p.done) return;
+    p.done = true;
+    this.active.delete(p.client);
+    const up = p.upstream;
+    // Bytes as the client saw them: received from the client, sent to the client.
+    const received = p.client.bytesRead;
+    const sent = p.client.bytesWritten;
+    if (p.series !== undefined) {
+      p.series.closed.inc();
+      p.series.received.inc(received);
+      p.series.sent.inc(sent);
+    } else if (p.flags !== '-' || p.upstream === undefined) {
+      // A connection refused locally is opened and closed at once, with its flag (Istio counts these too).
+      const s = this.seriesFor(p.dest, p.flags);
+      s.opened.inc();
+      s.closed.inc();
+    }
+    const log = this.opts.accessLog;
+    if (log === undefined) return;
+    const ep = p.ep;
+    const rec: RequestRecord = {
+      direction: p.dest.direction,
+      startTime: p.startTime,
+      durationMs: this.opts.now() - p.startHr,
+      method: '',
+      path: '',
+      protocol: '',
+      authority: '',
+      requestId: '',
+      status: 0,
+      flags: p.flags,
+      details: p.details,
+      bytesReceived: received,
+      bytesSent: sent,
+      upstreamHost: ep === undefined ? undefined : `${ep.address}:${ep.port}`,
+      upstreamCluster: p.clusterName,
+      attempts: up === undefined ? 0 : 1,
+      routeName: p.dest.routeName,
+      downstreamRemoteAddress: `${p.client.remoteAddress ?? ''}:${p.client.remotePort ?? 0}`,
+      downstreamLocalAddress: `${p.client.localAddress ?? ''}:${p.client.localPort ?? 0}`,
+      destinationService: p.dest.service,
+      destinationServiceName: p.dest.serviceName,
+      destinationServiceNamespace: p.dest.serviceNamespace,
+      destinationVersion: p.dest.version,
+      requestHeaders: {},
+    };
+    log(rec);
+  }
+
+  /** Istio's four TCP series for a destination and flag set, created on first use. */
+  private seriesFor(d: TcpDestination, flags: string): TcpSeries {
+    const key = `${d.direction}\u0000${d.service}\u0000${d.version}\u0000${flags}`;
+    let s = this.series.get(key);
+    if (s !== undefined) return s;
+    const labels = tcpLabels(this.opts.identity, d, flags);
+    const m = this.opts.metrics;
+    s = {
+      opened: m.counter('istio_tcp_connections_opened_total', 'TCP connections opened (Istio standard metric).', labels),
+      closed: m.counter('istio_tcp_connections_closed_total', 'TCP connections closed (Istio standard metric).', labels),
+      sent: m.counter('istio_tcp_sent_bytes_total', 'Bytes sent to the downstream during TCP connections (Istio standard metric).', labels),
+      received: m.counter('istio_tcp_received_bytes_total', 'Bytes received from the downstream during TCP connections (Istio standard metric).', labels),
+    };
+    this.series.set(key, s);
+    return s;
+  }
+
+  /** Stop: every proxied connection is closed (the process is exiting). */
+  closeAll(): void {
+    for (const c of this.active) c.destroy();
+  }
+}
+
+/** Istio's TCP metric labels: the request labels without response_code/grpc_response_status, request_protocol "tcp". */
+export function tcpLabels(id: TcpIdentity, d: TcpDestination, flags: string): Record<string, string> {
+  const svcNs = d.serviceNamespace || UNKNOWN;
+  const local = {
+    workload: id.workload || UNKNOWN, namespace: id.namespace || UNKNOWN, app: id.app || UNKNOWN, version: id.version || UNKNOWN,
+  };
+  const outbound = d.direction === 'outbound';
+  return {
+    reporter: outbound ? 'source' : 'destination',
+    source_workload: outbound ? local.workload : UNKNOWN,
+    source_workload_namespace: outbound ? local.namespace : UNKNOWN,
+    source_principal: UNKNOWN,
+    source_app: outbound ? local.app : UNKNOWN,
+    source_version: outbound ? local.version : UNKNOWN,
+    source_cluster: outbound ? id.clusterId : UNKNOWN,
+    destination_workload: outbound ? UNKNOWN : local.workload,
+    destination_workload_namespace: outbound ? svcNs : local.namespace,
+    destination_principal: UNKNOWN,
+    destination_app: outbound ? UNKNOWN : local.app,
+    destination_version: outbound ? (d.version || UNKNOWN) : local.version,
+    destination_service: d.service || UNKNOWN,
+    destination_service_name: d.serviceName || UNKNOWN,
+    destination_service_namespace: svcNs,
+    destination_cluster: outbound ? UNKNOWN : id.clusterId,
+    request_protocol: 'tcp',
+    response_flags: flags,
+    connection_security_policy: outbound ? UNKNOWN : 'none',
+  };
+}

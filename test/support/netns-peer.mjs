@@ -1,0 +1,70 @@
+// A test peer run inside a network namespace by test/support/netns.ts (plain JavaScript: it runs as another user
+// with bare node). `serve` starts servers from a JSON list and prints "listening" once all are bound; `client`
+// runs one operation and prints its result as one JSON line, then exits. Every operation is bounded in time.
+//   node netns-peer.mjs serve '[{"kind":"http","host":"0.0.0.0","port":8080,"name":"app"}, …]'
+//   node netns-peer.mjs client '{"op":"http","host":"…","port":80,"path":"/x","headers":{…}}'
+import net from 'node:net';
+import http from 'node:http';
+
+const [mode, arg] = process.argv.slice(2);
+const spec = JSON.parse(arg ?? 'null');
+
+function serve(list) {
+  let pending = list.length;
+  const bound = () => { if (--pending === 0) process.stdout.write('listening\n'); };
+  for (const s of list) {
+    if (s.kind === 'http') {
+      // Answers with who it is, what it saw, and the peer it saw (so a test can tell a sidecar hop).
+      http.createServer((req, res) => {
+        const body = JSON.stringify({ server: s.name, method: req.method, url: req.url, headers: req.headers, peer: req.socket.remoteAddress });
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+        res.end(body);
+      }).listen(s.port, s.host, bound);
+    } else if (s.kind === 'echo') {
+      net.createServer((c) => { c.on('error', () => {}); c.pipe(c); }).listen(s.port, s.host, bound);
+    } else if (s.kind === 'banner') {
+      // Server speaks first (MySQL, SMTP style): a greeting on connect, then echo.
+      net.createServer((c) => { c.on('error', () => {}); c.write(`${s.banner}\r\n`); c.pipe(c); }).listen(s.port, s.host, bound);
+    }
+  }
+}
+
+function done(result) {
+  process.stdout.write(`${JSON.stringify(result)}\n`);
+  process.exit(0);
+}
+
+function client(op) {
+  const started = Date.now();
+  setTimeout(() => done({ ok: false, error: 'timeout', ms: Date.now() - started }), op.timeoutMs ?? 5000).unref();
+  if (op.op === 'http') {
+    const req = http.request({ host: op.host, port: op.port, path: op.path ?? '/', headers: op.headers ?? {}, agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => (body += d));
+      res.on('end', () => done({ ok: true, status: res.statusCode, headers: res.headers, body, ms: Date.now() - started }));
+    });
+    req.on('error', (e) => done({ ok: false, error: e.code ?? e.message, ms: Date.now() - started }));
+    req.end();
+  } else if (op.op === 'tcp') {
+    // Connect, optionally send, and collect what comes back until `expectBytes` arrived or the peer closed.
+    const sock = net.connect({ host: op.host, port: op.port });
+    let got = Buffer.alloc(0);
+    let connectedAt = 0;
+    let firstByteMs;
+    sock.on('connect', () => { connectedAt = Date.now(); if (op.send !== undefined) sock.write(op.send); });
+    sock.on('data', (d) => {
+      if (firstByteMs === undefined) firstByteMs = Date.now() - connectedAt;
+      got = Buffer.concat([got, d]);
+      if (got.length >= (op.expectBytes ?? Infinity)) { sock.destroy(); done({ ok: true, data: got.toString('latin1'), firstByteMs, ms: Date.now() - started }); }
+    });
+    sock.on('end', () => done({ ok: true, data: got.toString('latin1'), firstByteMs, closed: true, ms: Date.now() - started }));
+    sock.on('error', (e) => done({ ok: false, error: e.code ?? e.message, data: got.toString('latin1'), ms: Date.now() - started }));
+  } else {
+    done({ ok: false, error: `unknown op ${op.op}` });
+  }
+}
+
+if (mode === 'serve') serve(spec);
+else if (mode === 'client') client(spec);
+else { process.stderr.write('usage: netns-peer.mjs serve JSON | client JSON\n'); process.exit(2); }

@@ -1,0 +1,101 @@
+/**
+ * Network namespaces for tests of what crosses a network: a "pod" and a "world" joined by a veth pair, with addresses
+ * the test assigns (198.18.0.0/15, the benchmarking range, never routed anywhere else). Needs root with iproute2;
+ * `netnsAvailable()` says why not, so a suite can skip with a clear message. Every process started in a namespace is
+ * tracked and ended by PID in `destroy()`, which also deletes the namespaces (the veth pair goes with them).
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+
+export interface NetnsPair {
+  pod: string;
+  world: string;
+  podIp: string;
+  worldIp: string;
+  /** Run a command in a namespace; resolves with its output (throws on a non-zero exit). */
+  exec(ns: string, cmd: string[], input?: string): string;
+  /** Start a long-running process in a namespace, optionally as another user (setpriv); resolves once `readyLine` is printed. */
+  start(ns: string, cmd: string[], opts?: { uid?: number; gid?: number; readyLine?: RegExp; env?: NodeJS.ProcessEnv; timeoutMs?: number }): Promise<{ child: ChildProcess; output: () => string; match: RegExpExecArray | null }>;
+  destroy(): void;
+}
+
+/** undefined when namespaces can be made here, else the reason. */
+export function netnsAvailable(): string | undefined {
+  if (process.platform !== 'linux') return 'not Linux';
+  if (process.getuid?.() !== 0) return 'not root';
+  const probe = `rmrprobe${process.pid % 100000}`;
+  try {
+    execFileSync('ip', ['netns', 'add', probe], { stdio: 'pipe' });
+    execFileSync('ip', ['netns', 'del', probe], { stdio: 'pipe' });
+  } catch (err) {
+    return `cannot create a network namespace (${(err as Error).message.split('\n')[0]})`;
+  }
+  try {
+    execFileSync('iptables', ['--version'], { stdio: 'pipe' });
+  } catch {
+    return 'iptables is not installed';
+  }
+  return undefined;
+}
+
+function run(cmd: string, args: string[], input?: string): string {
+  return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'], input, timeout: 20_000 });
+}
+
+/** Create the pair. `subnet` picks 198.18.<subnet>.0/24 so parallel suites do not collide. */
+export function createNetnsPair(tag: string, subnet: number): NetnsPair {
+  const id = `${tag}${process.pid % 100000}`;
+  const pod = `rmr-pod-${id}`;
+  const world = `rmr-world-${id}`;
+  const vp = `rp${id}`.slice(0, 15);
+  const vw = `rw${id}`.slice(0, 15);
+  const podIp = `198.18.${subnet}.2`;
+  const worldIp = `198.18.${subnet}.1`;
+  const children: ChildProcess[] = [];
+  const destroy = (): void => {
+    for (const c of children) if (c.exitCode === null && c.pid !== undefined) { try { process.kill(c.pid, 'SIGKILL'); } catch { /* gone */ } }
+    for (const ns of [pod, world]) { try { run('ip', ['netns', 'del', ns]); } catch { /* not there */ } }
+  };
+  try {
+    run('ip', ['netns', 'add', pod]);
+    run('ip', ['netns', 'add', world]);
+    run('ip', ['link', 'add', vp, 'type', 'veth', 'peer', 'name', vw]);
+    run('ip', ['link', 'set', vp, 'netns', pod]);
+    run('ip', ['link', 'set', vw, 'netns', world]);
+    for (const [ns, dev, ip] of [[pod, vp, podIp], [world, vw, worldIp]] as const) {
+      run('ip', ['-n', ns, 'addr', 'add', `${ip}/24`, 'dev', dev]);
+      run('ip', ['-n', ns, 'link', 'set', dev, 'up']);
+      run('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+    }
+    // The pod reaches everything (Service VIPs included) through the world, as a pod through its node.
+    run('ip', ['-n', pod, 'route', 'add', 'default', 'via', worldIp]);
+  } catch (err) {
+    destroy();
+    throw err;
+  }
+  return {
+    pod, world, podIp, worldIp, destroy,
+    exec(ns, cmd, input) {
+      return run('ip', ['netns', 'exec', ns, ...cmd], input);
+    },
+    start(ns, cmd, opts = {}) {
+      const asUser = opts.uid === undefined ? [] : ['setpriv', `--reuid=${opts.uid}`, `--regid=${opts.gid ?? opts.uid}`, '--clear-groups'];
+      const child = spawn('ip', ['netns', 'exec', ns, ...asUser, ...cmd], { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? process.env });
+      children.push(child);
+      let out = '';
+      child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+      child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+      const output = (): string => out;
+      if (opts.readyLine === undefined) return Promise.resolve({ child, output, match: null });
+      const re = opts.readyLine;
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`not ready within ${opts.timeoutMs ?? 15_000} ms: ${cmd.join(' ')}\n${out}`)), opts.timeoutMs ?? 15_000);
+        const check = (): void => {
+          const m = re.exec(out);
+          if (m !== null) { clearTimeout(timer); resolve({ child, output, match: m }); }
+        };
+        child.stdout!.on('data', check);
+        child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`exited with ${code} before ready: ${cmd.join(' ')}\n${out}`)); });
+      });
+    },
+  };
+}
