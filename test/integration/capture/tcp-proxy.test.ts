@@ -1,0 +1,283 @@
+// The capture decisions and the TCP proxy over real loopback sockets, without iptables: the original destination
+// comes from a stand-in reader (one answer per accepted connection, in order), everything else is the real code —
+// Http1Server with the capture hook, the TCP proxy, the cluster manager and a compiled config.
+import net from 'node:net';
+import { createHash } from 'node:crypto';
+import { once } from 'node:events';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { Http1Server, type OriginalDestination } from '../../../src/http1/server.js';
+import { outboundCapture, inboundCapture, CaptureStats, type CaptureEnv } from '../../../src/net/capture.js';
+import type { OriginalDstReader } from '../../../src/net/original-dst.js';
+import { TcpProxy } from '../../../src/proxy/tcp-proxy.js';
+import { ClusterManager } from '../../../src/upstream/cluster-manager.js';
+import { Metrics } from '../../../src/telemetry/metrics.js';
+import { parseDocuments } from '../../../src/config/parse.js';
+import { compile } from '../../../src/config/compile.js';
+import type { Snapshot } from '../../../src/config/snapshot.js';
+import type { RequestRecord } from '../../../src/model.js';
+import { inboundClusters } from '../../../src/proxy/inbound.js';
+
+const servers: net.Server[] = [];
+async function listen(onConn: (c: net.Socket) => void): Promise<number> {
+  const s = net.createServer({ allowHalfOpen: true }, (c) => { c.on('error', () => {}); onConn(c); });
+  servers.push(s);
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  return (s.address() as net.AddressInfo).port;
+}
+
+/** A reader that answers the accepted connections in order with the destinations the test queued. */
+class QueueReader implements OriginalDstReader {
+  readonly kind = 'native';
+  readonly description = 'test';
+  readonly queue: Array<OriginalDestination | undefined> = [];
+  read(): OriginalDestination | undefined {
+    return this.queue.shift();
+  }
+}
+
+interface Conn { data: Buffer; ended: boolean; error?: string; firstByteMs?: number }
+
+/** Connect to the proxy, send `send` (then FIN when `end`), collect until close (bounded). */
+async function talk(port: number, send?: Buffer | string, opts: { end?: boolean; timeoutMs?: number } = {}): Promise<Conn> {
+  const sock = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+  const chunks: Buffer[] = [];
+  const out: Conn = { data: Buffer.alloc(0), ended: false };
+  const t0 = Date.now();
+  sock.on('data', (d: Buffer) => { if (out.firstByteMs === undefined) out.firstByteMs = Date.now() - t0; chunks.push(d); });
+  sock.on('end', () => { out.ended = true; sock.end(); });
+  sock.on('error', (e: NodeJS.ErrnoException) => { out.error = e.code ?? e.message; });
+  // Written before the connection is up (net queues it): a reset may come before 'connect' is ever seen.
+  if (send !== undefined) sock.write(send);
+  if (opts.end) sock.end();
+  const timer = setTimeout(() => sock.destroy(), opts.timeoutMs ?? 5000);
+  // Not once(sock, 'close'): that rejects on the 'error' (a reset) the test wants to see.
+  await new Promise((r) => sock.once('close', r));
+  clearTimeout(timer);
+  out.data = Buffer.concat(chunks);
+  return out;
+}
+
+describe('capture hook and TCP proxy on loopback', () => {
+  let echoA: number;
+  let echoB: number;
+  let banner: number;
+  let plainEcho: number;
+  let refused: number;
+  let snap: Snapshot;
+  let registryOnly = false;
+  const reader = new QueueReader();
+  const metrics = new Metrics({ sourceWorkload: 'test', sourceNamespace: 'default' });
+  const clusters = new ClusterManager(Math.random, () => performance.now(), { keepAliveMs: 4000, headersTimeoutMs: 0 });
+  const logged: RequestRecord[] = [];
+  const tcp = new TcpProxy({ metrics, identity: { workload: 'test', namespace: 'default', app: 'test', version: 'v1', clusterId: 'Kubernetes' }, now: () => performance.now(), accessLog: (r) => logged.push(r) });
+  const stats = new CaptureStats();
+  const httpSeen: Array<OriginalDestination | undefined> = [];
+  let proxyPort = 0;
+  let inboundPort = 0;
+  let appPort = 0;
+
+  beforeAll(async () => {
+    // Two echo endpoints that say who they are first thing after the client's first bytes, a banner server, a closed port.
+    echoA = await listen((c) => { c.once('data', (d) => { c.write(`A:${d.toString('latin1')}`); c.pipe(c); }); });
+    echoB = await listen((c) => { c.once('data', (d) => { c.write(`B:${d.toString('latin1')}`); c.pipe(c); }); });
+    banner = await listen((c) => { c.write('220 ready\r\n'); c.pipe(c); });
+    plainEcho = await listen((c) => c.pipe(c));
+    refused = await listen(() => {});
+    await new Promise<void>((r) => servers.pop()!.close(() => r()));
+    const yaml = `
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: echo, namespace: default }
+spec:
+  hosts: [echo.test]
+  addresses: [10.96.0.1]
+  ports: [{ number: 7000, name: tcp, protocol: TCP }]
+  resolution: STATIC
+  endpoints: [{ address: 127.0.0.1, ports: { tcp: ${echoA} } }, { address: 127.0.0.1, ports: { tcp: ${echoB} } }]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: limited, namespace: default }
+spec:
+  hosts: [limited.test]
+  addresses: [10.96.0.2]
+  ports: [{ number: 7000, name: tcp, protocol: TCP }]
+  resolution: STATIC
+  endpoints: [{ address: 127.0.0.1, ports: { tcp: ${echoA} } }]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: { name: limited, namespace: default }
+spec:
+  host: limited.test
+  trafficPolicy: { connectionPool: { tcp: { maxConnections: 1, idleTimeout: 300ms } } }
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: down, namespace: default }
+spec:
+  hosts: [down.test]
+  addresses: [10.96.0.3]
+  ports: [{ number: 7000, name: tcp, protocol: TCP }]
+  resolution: STATIC
+  endpoints: [{ address: 127.0.0.1, ports: { tcp: ${refused} } }]
+`;
+    const { resources, errors } = parseDocuments(yaml, 'tcp.yaml');
+    expect(errors).toEqual([]);
+    snap = compile(resources, { namespace: 'default', clusterDomain: 'cluster.local', labels: {}, outboundTrafficPolicy: 'ALLOW_ANY' });
+    const env: CaptureEnv = {
+      reader,
+      snapshot: () => (registryOnly ? { ...snap, outboundTrafficPolicy: 'REGISTRY_ONLY' } : snap),
+      clusters,
+      tcp,
+      sniffTimeoutMs: 100,
+    };
+    const server = new Http1Server((req, res) => {
+      httpSeen.push(req.originalDst);
+      res.writeHead(200, ['content-length', '2']);
+      res.end('ok');
+    }, { onConnection: outboundCapture(env, stats) });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    proxyPort = (server.address() as net.AddressInfo).port;
+    servers.push(server);
+    appPort = await listen((c) => { c.write('app-first\r\n'); c.pipe(c); });
+    const inboundRts = new Map<number, ReturnType<ClusterManager['pin']>>();
+    const inbound = new Http1Server((_req, res) => { res.writeHead(200, ['content-length', '0']); res.end(); }, {
+      onConnection: inboundCapture({
+        ...env,
+        inboundRuntime: (p) => { let rt = inboundRts.get(p); if (!rt) { rt = clusters.pin(inboundClusters([p], '127.0.0.1')[0]!); inboundRts.set(p, rt); } return rt; },
+        allowConnection: (_ip, p) => p !== 1,
+      }, new CaptureStats()),
+    });
+    await new Promise<void>((r) => inbound.listen(0, '127.0.0.1', r));
+    inboundPort = (inbound.address() as net.AddressInfo).port;
+    servers.push(inbound);
+  });
+
+  afterEach(() => { registryOnly = false; reader.queue.length = 0; });
+  afterAll(async () => {
+    tcp.closeAll();
+    for (const s of servers) s.close();
+    await clusters.destroy();
+  });
+
+  it('serves a connection addressed to the listener itself as HTTP at once', async () => {
+    reader.queue.push(undefined);
+    const r = await talk(proxyPort, 'GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    expect(r.data.toString()).toMatch(/^HTTP\/1\.1 200 OK[\s\S]*ok$/);
+    expect(httpSeen.pop()).toBeUndefined();
+  });
+
+  it('balances TCP connections to a TCP service over its endpoints', async () => {
+    const seen = { A: 0, B: 0 };
+    for (let i = 0; i < 20; i++) {
+      reader.queue.push({ address: '10.96.0.1', port: 7000 });
+      const r = await talk(proxyPort, 'hi', { end: true });
+      const who = r.data.toString('latin1').slice(0, 1) as 'A' | 'B';
+      expect(r.data.toString('latin1')).toMatch(/^[AB]:hi$/); // the endpoint's tag and the echo of the first bytes
+      seen[who]++;
+      expect(r.ended).toBe(true); // FIN passed on both ways
+    }
+    expect(seen.A).toBeGreaterThan(2);
+    expect(seen.B).toBeGreaterThan(2);
+    const text = metrics.render();
+    expect(text).toMatch(/istio_tcp_connections_opened_total\{reporter="source"[^}]*destination_service="echo\.test"[^}]*request_protocol="tcp",response_flags="-"[^}]*\} 20/);
+    expect(text).toMatch(/istio_tcp_connections_closed_total\{[^}]*destination_service="echo\.test"[^}]*\} 20/);
+    // Bytes as the client saw them: 2 sent by it (received by the proxy), 4 back to it, per connection.
+    expect(text).toMatch(/istio_tcp_received_bytes_total\{[^}]*destination_service="echo\.test"[^}]*\} 40/);
+    expect(text).toMatch(/istio_tcp_sent_bytes_total\{[^}]*destination_service="echo\.test"[^}]*\} 80/);
+    const line = logged.find((r) => r.upstreamCluster === 'outbound|7000||echo.test')!;
+    expect(line).toMatchObject({ bytesReceived: 2, bytesSent: 4, flags: '-', attempts: 1 });
+  });
+
+  it('streams 16 MB each way byte-identical with backpressure', async () => {
+    reader.queue.push({ address: '127.0.0.1', port: plainEcho });
+    const big = Buffer.alloc(16 * 1024 * 1024);
+    for (let i = 0; i < big.length; i += 4) big.writeUInt32LE((i * 2654435761) >>> 0, i);
+    const r = await talk(proxyPort, big, { end: true, timeoutMs: 30_000 });
+    expect(r.ended).toBe(true);
+    expect(r.data.length).toBe(big.length);
+    expect(createHash('sha256').update(r.data).digest('hex')).toBe(createHash('sha256').update(big).digest('hex'));
+  }, 40_000);
+
+  it('resets the client when the upstream refuses, and counts the connect failure', async () => {
+    reader.queue.push({ address: '10.96.0.3', port: 7000 });
+    const r = await talk(proxyPort, 'x');
+    expect(r.error).toBe('ECONNRESET');
+    expect(r.data.length).toBe(0);
+    expect(metrics.render()).toMatch(/envoy_cluster_upstream_cx_connect_fail\{cluster_name="outbound\|7000\|\|down\.test"\} 1/);
+    expect(logged.some((l) => l.upstreamCluster === 'outbound|7000||down.test' && l.flags === 'UF')).toBe(true);
+  });
+
+  it('sheds connections over tcp.maxConnections (UO) and closes idle ones after tcp.idleTimeout', async () => {
+    reader.queue.push({ address: '10.96.0.2', port: 7000 });
+    const first = net.connect({ port: proxyPort, host: '127.0.0.1' });
+    first.on('error', () => {});
+    await once(first, 'connect');
+    first.write('hold');
+    await once(first, 'data');
+    reader.queue.push({ address: '10.96.0.2', port: 7000 });
+    const second = await talk(proxyPort, 'x');
+    expect(second.error).toBe('ECONNRESET');
+    expect(metrics.render()).toMatch(/envoy_cluster_upstream_cx_overflow\{cluster_name="outbound\|7000\|\|limited\.test"\} 1/);
+    // idleTimeout 300ms: the held connection is closed by the proxy without any byte moving.
+    const t0 = Date.now();
+    await once(first, 'close');
+    expect(Date.now() - t0).toBeLessThan(2000);
+    // The proxy's own side closes in the same moment; its access-log line follows within a tick or two.
+    for (let i = 0; i < 50 && !logged.some((l) => l.details === 'idle_timeout'); i++) await new Promise((r) => setTimeout(r, 10));
+    expect(logged.some((l) => l.upstreamCluster === 'outbound|7000||limited.test' && l.details === 'idle_timeout')).toBe(true);
+  });
+
+  it('passes unknown destinations through under ALLOW_ANY and resets them under REGISTRY_ONLY', async () => {
+    // plainEcho is in no ServiceEntry (echoA/echoB are endpoints of echo.test: those would be that service's).
+    reader.queue.push({ address: '127.0.0.1', port: plainEcho });
+    const pass = await talk(proxyPort, '\u0000binary', { end: true });
+    expect(pass.data.toString('latin1')).toBe('\u0000binary');
+    expect(metrics.render()).toMatch(/istio_tcp_connections_opened_total\{[^}]*destination_service="PassthroughCluster"[^}]*\} [1-9]/);
+    registryOnly = true;
+    reader.queue.push({ address: '127.0.0.1', port: plainEcho });
+    const hole = await talk(proxyPort, '\u0000binary');
+    expect(hole.error).toBe('ECONNRESET');
+    expect(metrics.render()).toMatch(/istio_tcp_connections_opened_total\{[^}]*destination_service="BlackHoleCluster"[^}]*response_flags="UH"[^}]*\} 1/);
+    // An endpoint address of a registry service is that service's, REGISTRY_ONLY or not.
+    reader.queue.push({ address: '127.0.0.1', port: echoB });
+    const known = await talk(proxyPort, 'k', { end: true });
+    expect(known.data.toString('latin1')).toMatch(/^[AB]:k$/);
+  });
+
+  it('sniffs HTTP on an unknown port and hands it to HTTP with the original destination', async () => {
+    reader.queue.push({ address: '127.0.0.1', port: 8081 });
+    const h = await talk(proxyPort, 'GET /x HTTP/1.1\r\nHost: whatever\r\nConnection: close\r\n\r\n');
+    expect(h.data.toString()).toMatch(/^HTTP\/1\.1 200 OK/);
+    expect(httpSeen.pop()).toEqual({ address: '127.0.0.1', port: 8081 });
+    // A request line split across reads is still HTTP: the sniffer waits for the method to complete.
+    reader.queue.push({ address: '127.0.0.1', port: 8081 });
+    const sock = net.connect({ port: proxyPort, host: '127.0.0.1' });
+    const got: Buffer[] = [];
+    sock.on('data', (d: Buffer) => got.push(d));
+    sock.write('PO');
+    await new Promise((r) => setTimeout(r, 30));
+    sock.end('ST /y HTTP/1.1\r\nHost: w\r\nContent-Length: 0\r\n\r\n');
+    await once(sock, 'close');
+    expect(Buffer.concat(got).toString()).toMatch(/^HTTP\/1\.1 200 OK/);
+    expect(stats.http).toBeGreaterThanOrEqual(2);
+  });
+
+  it('gives a silent client to the server after the detection timeout (the server speaks first)', async () => {
+    reader.queue.push({ address: '127.0.0.1', port: banner });
+    const late = await talk(proxyPort, undefined, { timeoutMs: 600 });
+    expect(late.data.toString('latin1')).toBe('220 ready\r\n');
+    expect(late.firstByteMs!).toBeGreaterThanOrEqual(90);
+    expect(stats.sniffTimeouts).toBeGreaterThan(0);
+  });
+
+  it('pipes inbound non-HTTP bytes to the app port the connection was going to, after the L4 policy', async () => {
+    reader.queue.push({ address: '127.0.0.1', port: appPort });
+    const r = await talk(inboundPort, '\u0001hello', { end: true, timeoutMs: 2000 });
+    expect(r.data.toString('latin1')).toBe('app-first\r\n\u0001hello');
+    reader.queue.push({ address: '127.0.0.1', port: 1 });
+    const denied = await talk(inboundPort, '\u0001hello');
+    expect(denied.error).toBe('ECONNRESET');
+  });
+});
