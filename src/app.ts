@@ -27,6 +27,7 @@ import { Logger, type Level } from './util/logger.js';
 import { TcpProxy } from './proxy/tcp-proxy.js';
 import { CaptureStats, inboundCapture, outboundCapture, type CaptureEnv } from './net/capture.js';
 import { createOriginalDstReader, type OriginalDstReader } from './net/original-dst.js';
+import { DEFAULT_TUNNEL_IDLE_TIMEOUT_MS, Tunnels } from './proxy/tunnel.js';
 import type { ClusterRuntime, ClusterView, RequestRecord } from './model.js';
 
 
@@ -73,6 +74,8 @@ export interface RunOptions {
   serveAdmin?: boolean;
   /** Captured connections of unknown protocol whose client says nothing for this long are TCP (ms; default 100). */
   protocolDetectionTimeoutMs?: number;
+  /** Upgraded connections (WebSocket) close after this long without a byte either way (ms; 0 = never; default 1 h). */
+  tunnelIdleTimeoutMs?: number;
 }
 
 export const VERSION = '0.1.0';
@@ -155,7 +158,13 @@ export class Sidecar {
       retryBufferBytes: opts.retryBufferBytes,
       draining: false,
       tracing: TRACING_OFF,
+      tunnels: new Tunnels(opts.tunnelIdleTimeoutMs ?? DEFAULT_TUNNEL_IDLE_TIMEOUT_MS),
     };
+    const tunnels = base.tunnels;
+    for (const dir of ['outbound', 'inbound'] as const) {
+      this.metrics.observe('remora_tunnels_active', 'gauge', 'Open upgraded connections (101 Switching Protocols: WebSocket and other Upgrade tunnels), by listener.', () => tunnels.active[dir], { direction: dir });
+      this.metrics.observe('remora_tunnels_total', 'counter', 'Upgraded connections opened (101 Switching Protocols), by listener.', () => tunnels.total[dir], { direction: dir });
+    }
     this.outboundEnv = { ...base, snapshot: () => this.store.current };
     const authz = new InboundAuthorizer({
       namespace: opts.namespace,
@@ -259,6 +268,8 @@ export class Sidecar {
       clusters: this.clusters,
       tcp: this.tcp,
       sniffTimeoutMs: this.opts.protocolDetectionTimeoutMs ?? 100,
+      self: { labels: this.opts.labels, namespace: this.opts.namespace, clusterDomain: this.opts.clusterDomain },
+      rand: Math.random,
     };
     const outbound = new Http1Server((req, res) => {
       this.active++;

@@ -644,8 +644,6 @@ function validateVirtualService(rep: Reporter, spec: Obj, col: Collected): void 
     if (listOf(o.route).length === 0) rep.error([...p, 'route'], 'TCP route is required');
     checkRouteDestinations(rep, o.route, [...p, 'route'], refs, false);
   });
-  if (listOf(spec.tcp).length > 0) rep.warn(['spec', 'tcp'], 'tcp routes are validated but not applied by Remora yet');
-  if (listOf(spec.tls).length > 0) rep.warn(['spec', 'tls'], 'tls routes are validated but not applied by Remora yet');
   checkExportTo(rep, spec.exportTo, ['spec', 'exportTo'], r.metadata.namespace, false);
   if (appliesToMesh) col.destRefs.push(...refs);
   col.vs.push(info);

@@ -20,6 +20,9 @@ import type { TcpDestination, TcpProxy } from '../proxy/tcp-proxy.js';
 import type { OriginalDstReader } from './original-dst.js';
 import { connectionProtocol, sniff, SNIFF_MAX_BYTES, type Sniffed } from './protocol.js';
 import { resolveCaptured } from './destination.js';
+import { readClientHelloSni } from './tls-sni.js';
+import { lookupHost, clusterName } from '../config/compile.js';
+import { l4Cluster, l4RoutesFor, pickL4Destination, selectL4Route, type L4Self } from '../routing/l4-route.js';
 
 export interface CaptureEnv {
   reader: OriginalDstReader;
@@ -28,6 +31,9 @@ export interface CaptureEnv {
   tcp: TcpProxy;
   /** How long to wait for a client's first bytes before taking the connection as TCP (ms). */
   sniffTimeoutMs: number;
+  /** This workload, for the sourceLabels/sourceNamespace of tcp and tls routes. */
+  self: L4Self;
+  rand(): number;
 }
 
 export interface InboundCaptureEnv extends CaptureEnv {
@@ -46,7 +52,7 @@ export class CaptureStats {
   blackholed = 0;
 }
 
-type Decide = (sock: net.Socket, head: Buffer | undefined, dst: OriginalDestination, how: 'http' | 'tcp') => void;
+type Decide = (sock: net.Socket, head: Buffer | undefined, dst: OriginalDestination, how: 'http' | 'tcp', sni: string | undefined) => void;
 
 
 /**
@@ -68,18 +74,24 @@ function accept(sock: net.Socket, server: Http1Server, env: CaptureEnv, stats: C
       return;
     }
     const proto = connectionProtocol(protocolOf(dst), dst.port);
-    if (proto !== 'sniff') return decide(sock, undefined, dst, proto);
-    sniffThen(sock, env.sniffTimeoutMs, stats, (head, what) => decide(sock, head, dst, what === 'http1' ? 'http' : 'tcp'));
+    if (proto === 'http' || proto === 'tcp') return decide(sock, undefined, dst, proto, undefined);
+    sniffThen(sock, env.sniffTimeoutMs, stats, (head, what, sni) => {
+      // A port declared TLS is never served as HTTP, whatever its first bytes look like.
+      decide(sock, head, dst, what === 'http1' && proto === 'sniff' ? 'http' : 'tcp', sni);
+    });
   };
   if (r instanceof Promise) r.then(go, () => go(undefined));
   else go(r);
 }
 
-/** Read until the first bytes say what they are, the client goes quiet for `timeoutMs`, or it ends its side. */
-function sniffThen(sock: net.Socket, timeoutMs: number, stats: CaptureStats, then: (head: Buffer | undefined, what: Sniffed) => void): void {
+/**
+ * Read until the first bytes say what they are (a TLS ClientHello: until it is whole, for its server name), the
+ * client goes quiet for `timeoutMs`, or it ends its side.
+ */
+function sniffThen(sock: net.Socket, timeoutMs: number, stats: CaptureStats, then: (head: Buffer | undefined, what: Sniffed, sni: string | undefined) => void): void {
   let head: Buffer | undefined;
   let done = false;
-  const finish = (what: Sniffed): void => {
+  const finish = (what: Sniffed, sni?: string): void => {
     if (done) return;
     done = true;
     clearTimeout(timer);
@@ -87,12 +99,17 @@ function sniffThen(sock: net.Socket, timeoutMs: number, stats: CaptureStats, the
     sock.off('end', onEnd);
     sock.off('close', onClose);
     // Synchronously hand over: no 'data' can be emitted between here and the next owner's listener.
-    then(head, what);
+    then(head, what, sni);
   };
   const onData = (d: Buffer): void => {
     head = head === undefined ? d : Buffer.concat([head, d]);
     const s = sniff(head);
-    if (s !== 'need-more') finish(s);
+    if (s === 'tls') {
+      const hello = readClientHelloSni(head);
+      if (hello.kind === 'sni') finish('tls', hello.serverName);
+      else if (hello.kind === 'not-tls') finish('tcp');
+      // else: the ClientHello is still arriving
+    } else if (s !== 'need-more') finish(s);
     else if (head.length >= SNIFF_MAX_BYTES) finish('tcp');
   };
   // The client ended its side without saying enough: nothing is HTTP about it; let the TCP proxy pass on the FIN.
@@ -128,26 +145,52 @@ function tcpDest(direction: 'outbound' | 'inbound', def: ClusterDef | undefined,
 /** The outbound listener's connection hook. */
 export function outboundCapture(env: CaptureEnv, stats: CaptureStats): (sock: net.Socket, server: Http1Server) => void {
   const protocolOf = (dst: OriginalDestination): string | undefined => resolveCaptured(env.snapshot(), dst).cluster?.protocol;
-  const toTcp = (sock: net.Socket, head: Buffer | undefined, dst: OriginalDestination): void => {
+  const toTcp = (sock: net.Socket, head: Buffer | undefined, dst: OriginalDestination, sni: string | undefined): void => {
     stats.tcp++;
     const snap = env.snapshot();
     const ns = snap?.namespace ?? '';
     const c = resolveCaptured(snap, dst);
-    if (c.cluster !== undefined && c.cluster.resolution !== 'NONE') {
-      env.tcp.handle(sock, head, env.clusters.runtime(c.cluster), tcpDest('outbound', c.cluster, '', ns));
+    // Without a VIP, a ClientHello's server name can name the service (a ServiceEntry for an external TLS host:
+    // Envoy's SNI-matched filter chain on 0.0.0.0:<port>).
+    const entry = c.entry ?? (sni && snap ? lookupHost(snap, sni) : undefined);
+    let cluster = c.cluster ?? (entry?.service !== undefined && snap !== undefined ? snap.clusters.get(clusterName(c.port, '', entry.service.hostname)) : undefined);
+    let routeName: string | undefined;
+    const vs = entry?.vhost?.origin;
+    if (snap !== undefined && vs !== undefined) {
+      const routes = l4RoutesFor(snap, vs, env.self);
+      if (routes !== undefined) {
+        const conn = { port: c.port, address: dst.address, ...(sni !== undefined ? { sni } : {}) };
+        const route = (sni !== undefined ? selectL4Route(routes.tls, conn) : undefined) ?? selectL4Route(routes.tcp, conn);
+        if (route !== undefined) {
+          const d = pickL4Destination(route, env.rand());
+          const def = d === undefined ? undefined : l4Cluster(snap, d, c.port);
+          if (def === undefined) {
+            // A route to a subset or host the registry does not have: Envoy's NC (no cluster), the connection refused.
+            env.tcp.reject(sock, route.name, tcpDest('outbound', undefined, entry?.host ?? 'unknown', ns), 'NC', 'cluster_not_found');
+            return;
+          }
+          cluster = def;
+          routeName = route.name;
+        }
+      }
+    }
+    if (cluster !== undefined && cluster.resolution !== 'NONE') {
+      const dest = tcpDest('outbound', cluster, '', ns);
+      if (routeName !== undefined) dest.routeName = routeName;
+      env.tcp.handle(sock, head, env.clusters.runtime(cluster), dest);
       return;
     }
-    if (c.entry === undefined && snap?.outboundTrafficPolicy === 'REGISTRY_ONLY') {
+    if (entry === undefined && snap?.outboundTrafficPolicy === 'REGISTRY_ONLY') {
       stats.blackholed++;
       env.tcp.reject(sock, 'BlackHoleCluster', tcpDest('outbound', undefined, 'BlackHoleCluster', ''), 'UH', 'blackhole_cluster');
       return;
     }
     // ALLOW_ANY (or a resolution NONE ServiceEntry): the original destination itself.
-    const rt = env.clusters.passthrough(dst.address, dst.port, c.cluster);
-    env.tcp.handle(sock, head, rt, tcpDest('outbound', c.cluster, 'PassthroughCluster', ns));
+    const rt = env.clusters.passthrough(dst.address, dst.port, cluster);
+    env.tcp.handle(sock, head, rt, tcpDest('outbound', cluster, 'PassthroughCluster', ns));
   };
-  return (sock, server) => accept(sock, server, env, stats, protocolOf, (s, head, dst, how) => {
-    if (how === 'tcp') return toTcp(s, head, dst);
+  return (sock, server) => accept(sock, server, env, stats, protocolOf, (s, head, dst, how, sni) => {
+    if (how === 'tcp') return toTcp(s, head, dst, sni);
     // HTTP/1 with the original destination known: routed by Host, else by the VIP; passthrough to the original IP.
     stats.http++;
     server.serveSocket(s, head, dst);

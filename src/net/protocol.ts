@@ -6,8 +6,8 @@
  * short timeout, so that MySQL, SMTP or a banner-sending server never stalls (Linkerd's and Istio's pain point).
  */
 
-/** What the proxy does with a connection. */
-export type ConnProtocol = 'http' | 'tcp' | 'sniff';
+/** What the proxy does with a connection: serve HTTP, pipe bytes, pipe bytes after reading the ClientHello's SNI, or look first. */
+export type ConnProtocol = 'http' | 'tcp' | 'tls' | 'sniff';
 
 /** What the first bytes say. */
 export type Sniffed = 'http1' | 'h2' | 'tls' | 'tcp' | 'need-more';
@@ -20,9 +20,10 @@ export type Sniffed = 'http1' | 'h2' | 'tls' | 'tcp' | 'need-more';
 export const SERVER_FIRST_PORTS: ReadonlySet<number> = new Set([21, 22, 25, 110, 143, 587, 3306, 4444, 5432, 6379, 9300, 11211, 33060]);
 
 /**
- * A declared service-port protocol (lowercase, as the config compiler stores it) → what to do. HTTP-family
- * protocols are served as HTTP/1 today (HTTP/2 and gRPC are sniffed and passed as bytes, see below); every other
- * named protocol is an opaque byte stream; none (or an unrecognised one) means "sniff".
+ * A declared service-port protocol (lowercase, as the config compiler stores it) → what to do. HTTP is served as
+ * HTTP/1 (HTTP/2 and gRPC are sniffed: Remora's listeners speak HTTP/1, so an h2 connection is passed as bytes);
+ * TLS and HTTPS are passed as bytes after their ClientHello is read; every other named protocol is an opaque byte
+ * stream; none (or an unrecognised one) means "sniff".
  */
 export function declaredProtocol(protocol: string | undefined): ConnProtocol {
   switch (protocol) {
@@ -33,9 +34,11 @@ export function declaredProtocol(protocol: string | undefined): ConnProtocol {
     case 'grpc-web':
       // Remora's listeners speak HTTP/1 only: an h2 client's preface is recognised and the stream passed through.
       return 'sniff';
-    case 'tcp':
     case 'tls':
     case 'https':
+      // Opaque, but the ClientHello's server name can pick a tls route or an SNI-named service (never terminated).
+      return 'tls';
+    case 'tcp':
     case 'mongo':
     case 'mysql':
     case 'redis':

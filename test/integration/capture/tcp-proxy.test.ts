@@ -7,7 +7,7 @@ import { once } from 'node:events';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Http1Server, type OriginalDestination } from '../../../src/http1/server.js';
 import { outboundCapture, inboundCapture, CaptureStats, type CaptureEnv } from '../../../src/net/capture.js';
-import type { OriginalDstReader } from '../../../src/net/original-dst.js';
+import { listenTcp, QueueReader, talk } from '../../support/capture-harness.js';
 import { TcpProxy } from '../../../src/proxy/tcp-proxy.js';
 import { ClusterManager } from '../../../src/upstream/cluster-manager.js';
 import { Metrics } from '../../../src/telemetry/metrics.js';
@@ -18,44 +18,7 @@ import type { RequestRecord } from '../../../src/model.js';
 import { inboundClusters } from '../../../src/proxy/inbound.js';
 
 const servers: net.Server[] = [];
-async function listen(onConn: (c: net.Socket) => void): Promise<number> {
-  const s = net.createServer({ allowHalfOpen: true }, (c) => { c.on('error', () => {}); onConn(c); });
-  servers.push(s);
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  return (s.address() as net.AddressInfo).port;
-}
-
-/** A reader that answers the accepted connections in order with the destinations the test queued. */
-class QueueReader implements OriginalDstReader {
-  readonly kind = 'native';
-  readonly description = 'test';
-  readonly queue: Array<OriginalDestination | undefined> = [];
-  read(): OriginalDestination | undefined {
-    return this.queue.shift();
-  }
-}
-
-interface Conn { data: Buffer; ended: boolean; error?: string; firstByteMs?: number }
-
-/** Connect to the proxy, send `send` (then FIN when `end`), collect until close (bounded). */
-async function talk(port: number, send?: Buffer | string, opts: { end?: boolean; timeoutMs?: number } = {}): Promise<Conn> {
-  const sock = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
-  const chunks: Buffer[] = [];
-  const out: Conn = { data: Buffer.alloc(0), ended: false };
-  const t0 = Date.now();
-  sock.on('data', (d: Buffer) => { if (out.firstByteMs === undefined) out.firstByteMs = Date.now() - t0; chunks.push(d); });
-  sock.on('end', () => { out.ended = true; sock.end(); });
-  sock.on('error', (e: NodeJS.ErrnoException) => { out.error = e.code ?? e.message; });
-  // Written before the connection is up (net queues it): a reset may come before 'connect' is ever seen.
-  if (send !== undefined) sock.write(send);
-  if (opts.end) sock.end();
-  const timer = setTimeout(() => sock.destroy(), opts.timeoutMs ?? 5000);
-  // Not once(sock, 'close'): that rejects on the 'error' (a reset) the test wants to see.
-  await new Promise((r) => sock.once('close', r));
-  clearTimeout(timer);
-  out.data = Buffer.concat(chunks);
-  return out;
-}
+const listen = (onConn: (c: net.Socket) => void): Promise<number> => listenTcp(servers, onConn);
 
 describe('capture hook and TCP proxy on loopback', () => {
   let echoA: number;
@@ -131,6 +94,8 @@ spec:
       clusters,
       tcp,
       sniffTimeoutMs: 100,
+      self: { labels: { app: 'test', version: 'v1' }, namespace: 'default', clusterDomain: 'cluster.local' },
+      rand: Math.random,
     };
     const server = new Http1Server((req, res) => {
       httpSeen.push(req.originalDst);
