@@ -16,6 +16,8 @@ export interface NativeParser<C> {
   consume(handle: unknown): void;
   unconsume(): void;
   finish(): number | Error;
+  /** A copy of the bytes of the read being parsed (valid inside the onExecute callback of a consumed handle). */
+  getCurrentBuffer(): Buffer;
   close(): void;
   [k: number]: unknown;
   conn?: C;
@@ -71,6 +73,16 @@ export function consumeSocket<C>(p: NativeParser<C>, sock: Socket): boolean {
   p.consume(h);
   p.consumed = true;
   return true;
+}
+
+/**
+ * Stop the parser reading from the socket's handle (a protocol switch: the bytes that follow are not HTTP). The
+ * socket's own stream reads them from then on. Safe inside onExecute (node:http unconsumes there on an upgrade).
+ */
+export function unconsumeSocket<C>(p: NativeParser<C>): void {
+  if (p.consumed !== true) return;
+  p.unconsume();
+  p.consumed = false;
 }
 
 /**

@@ -9,7 +9,7 @@ import net from 'node:net';
 import { Readable } from 'node:stream';
 import { STATUS_CODES, type IncomingHttpHeaders } from 'node:http';
 import { onDirectDrain, startReading, stopReading, writeDirect } from './socket-io.js';
-import { consumeSocket, createParser, freeParser, METHODS, type NativeParser } from './native-parser.js';
+import { consumeSocket, createParser, freeParser, METHODS, unconsumeSocket, type NativeParser } from './native-parser.js';
 
 
 export interface Http1ServerOptions {
@@ -76,6 +76,12 @@ export class Http1Request {
   readonly body: Readable | null;
   /** The whole message (head and body) was read. */
   complete = false;
+  /**
+   * The client asked to switch protocols (`Connection: upgrade` + `Upgrade: …`, HTTP/1.1, no body, nothing else in
+   * flight on the connection). Answer it with `res.switchProtocols` (101, the connection becomes the caller's) or
+   * with any other response, after which the connection closes.
+   */
+  upgrade = false;
   private headerObject: IncomingHttpHeaders | undefined;
   private readonly conn: Connection;
 
@@ -235,6 +241,33 @@ export class Http1Response {
     }
     this.finished = true;
     this.conn.responseFinished(this);
+  }
+
+  /**
+   * Answer an upgrade request (`req.upgrade`) with 101 Switching Protocols and give the connection up: the head is
+   * written now, `headers` as given (Connection and Upgrade included, no Date added), and the caller gets the socket
+   * and the bytes the client sent after its request head. Reading stays stopped until the caller starts it
+   * (`startReading`); the socket's bytes are the caller's from then on. This response counts as finished but stays
+   * the connection's until the socket closes, when its 'close' fires. Throws on an invalid header (nothing written).
+   */
+  switchProtocols(headers: readonly string[]): { socket: net.Socket; head: Buffer[] } {
+    const c = this.conn;
+    // c.upgrading: still inside the read that carried the request (the handler itself): the bytes after it are not known yet.
+    if (this.headersSent || this.destroyed || !this.req.upgrade || c.gone || c.upgrading) throw new Error('switchProtocols: not an upgrade request awaiting its answer');
+    let s = 'HTTP/1.1 101 Switching Protocols\r\n';
+    for (let i = 0; i < headers.length; i += 2) {
+      const name = headers[i]!;
+      const value = headers[i + 1]!;
+      if (!validName(name)) throw new InvalidHeaderError(`invalid header name ${JSON.stringify(name)}`);
+      if (INVALID_VALUE.test(value)) throw new InvalidHeaderError(`invalid value for header ${name}`);
+      s += `${name}: ${value}\r\n`;
+    }
+    this.statusCode = 101;
+    this.headersSent = true;
+    this.noBody = true;
+    this.finished = true;
+    c.write(`${s}\r\n`);
+    return { socket: c.sock, head: c.switched() };
   }
 
   /** Trailers for a chunked response (sent with the last chunk). */
@@ -400,6 +433,12 @@ class Connection {
   private pausedByBody = false;
   private pausedByQueue = false;
   gone = false;
+  /** An upgrade request was handed to the proxy: stop parsing once the current read is parsed (see detach). */
+  upgrading = false;
+  /** The parser no longer reads from this connection: an upgrade request is being answered, or was. */
+  detached = false;
+  /** Detached: bytes the client sent after the upgrade request, kept for the tunnel (undefined once taken or dropped). */
+  held: Buffer[] | undefined;
   /** Last request start or response end (ms); the listener's sweep closes connections idle for keepAliveTimeoutMs. */
   lastActive: number;
 
@@ -429,8 +468,47 @@ class Connection {
   }
 
   onData(data: Buffer): void {
+    if (this.detached) {
+      // Past an upgrade request the bytes are not HTTP: kept for the tunnel, or dropped (refused, or the tunnel's).
+      if (this.held !== undefined) this.held.push(data);
+      return;
+    }
     const r = this.parser.execute(data);
     if (typeof r !== 'number') this.clientError(r);
+    else if (this.upgrading) this.detach(r, data);
+  }
+
+  /**
+   * The read that held an upgrade request was parsed (`parsed` bytes of `buf`; the parser stops at the end of the
+   * request, as node:http's 'upgrade' bodyHead). The rest is the new protocol's: kept, and reading stops until the
+   * answer. The parser leaves the handle (node:http unconsumes at the same point) and is freed on 'close' as usual.
+   */
+  detach(parsed: number, buf: Buffer | undefined): void {
+    this.upgrading = false;
+    this.detached = true;
+    unconsumeSocket(this.parser);
+    if (!this.gone) stopReading(this.sock);
+    buf ??= this.parser.getCurrentBuffer();
+    this.held = parsed < buf.length ? [buf.subarray(parsed)] : [];
+    // Answered already (a local reply inside the handler): nothing will take the bytes.
+    if (this.queue.length === 0) this.discardInput();
+  }
+
+  /** @internal the upgrade was accepted (101 written): hand over the bytes read past the request. */
+  switched(): Buffer[] {
+    const h = this.held ?? [];
+    this.held = undefined;
+    return h;
+  }
+
+  /**
+   * The upgrade was refused (a plain response that closes the connection): read and drop what the client still
+   * sends, so its FIN is seen and the socket closes (reading stopped, the half-closed socket would wait for the
+   * idle sweep).
+   */
+  private discardInput(): void {
+    this.held = undefined;
+    if (!this.gone) startReading(this.sock);
   }
 
   /** A request head arrived: make the pair and hand it to the proxy. */
@@ -448,9 +526,19 @@ class Connection {
       }
     }
     const req = new Http1Request(this.sock, method, url, major === 1 ? minor : 0, raw, hasBody, this);
-    // An upgrade (WebSocket) is served as a plain request, then the connection closes: the parser stops at the
-    // upgrade, and tunnelling is not supported (docs/configuration.md).
-    if (upgrade) this.closing = true;
+    // An upgrade (WebSocket or any other Upgrade token) is handed to the proxy flagged req.upgrade, when it is an
+    // HTTP/1.1 request without a body and nothing else is in flight: the parser stops after this read (the bytes
+    // that follow are the new protocol's, see detach), and the answer is either 101 (res.switchProtocols, the socket
+    // becomes a tunnel) or a plain response after which the connection closes. Any other upgrade (with a body,
+    // HTTP/1.0, behind pipelined requests) is served as a plain request, then the connection closes (llhttp stops
+    // parsing at an upgrade anyway). No further request is read on this connection either way.
+    if (upgrade) {
+      this.closing = true;
+      if (method !== 'CONNECT' && !hasBody && minor === 1 && this.queue.length === 0) {
+        req.upgrade = true;
+        this.upgrading = true;
+      }
+    }
     const res = new Http1Response(this, req, keepAlive && !upgrade && !this.closing);
     this.current = req;
     this.queue.push(res);
@@ -509,6 +597,7 @@ class Connection {
         for (const r of this.queue) closeLater(r);
         this.queue.length = 0;
         this.sock.end();
+        if (this.detached) this.discardInput();
         return;
       }
       this.queue[0]?.release();
@@ -556,6 +645,7 @@ class Connection {
     this.current = undefined;
     if (req !== undefined && req.body !== null && !req.complete) req.body.destroy(new Error('downstream closed'));
     for (const r of this.queue.splice(0)) r.fireClose();
+    this.held = undefined;
     freeParser(this.parser); // from the socket's 'close' callback, as freeParser requires
   }
 
@@ -568,7 +658,9 @@ class Connection {
 function noop(): void { /* socket errors end in 'close', where the connection is cleaned up */ }
 function onExecute(this: NativeParser<Connection>, ret: number | Error): void {
   const c = this.conn;
-  if (c !== undefined && typeof ret !== 'number') c.clientError(ret);
+  if (c === undefined) return;
+  if (typeof ret !== 'number') c.clientError(ret);
+  else if (c.upgrading) c.detach(ret, undefined);
 }
 
 /**

@@ -7,6 +7,7 @@ import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import { Http1Server, type Http1Request, type Http1Response, type Http1ServerOptions, type RequestHandler } from '../../../src/http1/server.js';
 import { RawClient, cleanup, header, headerCount, poll, settle, until } from './raw.js';
+import { startReading } from '../../../src/http1/socket-io.js';
 
 const servers: Http1Server[] = [];
 
@@ -549,9 +550,10 @@ describe('CONNECT and Upgrade', () => {
     expect(calls).toBe(0);
   });
 
-  it('an Upgrade request is served as a plain request, then the connection closes (bytes after it ignored)', async () => {
+  it('an Upgrade request answered with a plain response: flagged req.upgrade, and the connection closes after it (bytes after it dropped)', async () => {
     const urls: string[] = [];
-    const { port } = await serve((req, res) => { urls.push(req.url); echoUrl(req, res); });
+    const flags: boolean[] = [];
+    const { port } = await serve((req, res) => { urls.push(req.url); flags.push(req.upgrade); echoUrl(req, res); });
     const c = await RawClient.connect(port);
     c.send('GET /ws HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n\x81\x05hello');
     await c.waitClosed();
@@ -560,6 +562,86 @@ describe('CONNECT and Upgrade', () => {
     expect(r!.body.toString()).toBe('/ws');
     expect(header(r!, 'connection')).toBe('close');
     expect(urls).toEqual(['/ws']);
+    expect(flags).toEqual([true]);
+  });
+
+  it('the refusal comes later (as from an upstream): the client still gets it, its FIN is read and the socket closes', async () => {
+    const col = collector();
+    const { server, port } = await serve(col.handler);
+    const c = await RawClient.connect(port, { allowHalfOpen: true });
+    c.send('GET /ws HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nframes');
+    await until(col.emitter, 'req', () => col.got.length === 1);
+    await settle();
+    c.send('more frames the proxy never parses');
+    const { res } = col.got[0]!;
+    res.writeHead(403, ['Content-Length', '2']);
+    res.end('no');
+    const [r] = await c.responses(1);
+    expect(r!.status).toBe(403);
+    expect(header(r!, 'connection')).toBe('close');
+    await until(c.sock, 'end', () => c.ended);
+    c.sock.end();
+    await c.waitClosed();
+    await poll(() => (server as unknown as { conns: Set<unknown> }).conns.size === 0);
+  });
+
+  it('switchProtocols: the 101 head as given, then the socket with the bytes that came after the request head', async () => {
+    const col = collector();
+    const { port } = await serve(col.handler);
+    const c = await RawClient.connect(port);
+    c.send('GET /chat HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, Upgrade\r\nUpgrade: echo\r\n\r\nearly;');
+    await until(col.emitter, 'req', () => col.got.length === 1);
+    const { req, res } = col.got[0]!;
+    expect(req.upgrade).toBe(true);
+    let closed = 0;
+    res.on('close', () => closed++);
+    await settle();
+    const { socket, head } = res.switchProtocols(['Upgrade', 'echo', 'Connection', 'Upgrade']);
+    expect(Buffer.concat(head).toString()).toBe('early;');
+    expect(() => res.switchProtocols([])).toThrow();
+    // The caller owns the bytes now: echo them back, the held ones first.
+    socket.write(Buffer.concat([Buffer.from('<'), ...head]));
+    socket.on('data', (d: Buffer) => socket.write(d));
+    socket.on('end', () => socket.end()); // a half-open socket is the caller's to close too
+    startReading(socket);
+    c.send('later');
+    await poll(() => c.text.endsWith('later')).catch((e: Error) => { throw new Error(`${e.message}: ${JSON.stringify(c.text)}`); });
+    expect(c.text).toBe('HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n<early;later');
+    // Nothing of HTTP is left on the connection: no idle sweep, no parse of the bytes, 'close' only at the socket's close.
+    await new Promise((r) => setTimeout(r, 1200));
+    expect(c.closed).toBe(false);
+    expect(closed).toBe(0);
+    c.sock.destroy();
+    await poll(() => closed === 1);
+  });
+
+  it('an upgrade with a body, on HTTP/1.0, or behind a pipelined request is a plain request (req.upgrade false)', async () => {
+    const flags: boolean[] = [];
+    // '/first' is answered later, so the upgrade behind it arrives with a response still in flight.
+    const { port } = await serve((req, res) => { flags.push(req.upgrade); if (req.url === '/first') setTimeout(() => echoUrl(req, res), 50); else echoUrl(req, res); });
+    for (const raw of [
+      'POST /b HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nContent-Length: 2\r\n\r\nhi',
+      'GET /h10 HTTP/1.0\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n',
+      'GET /first HTTP/1.1\r\n\r\nGET /piped HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n',
+    ]) {
+      const c = await RawClient.connect(port);
+      c.send(raw);
+      await c.waitClosed();
+    }
+    expect(flags).toEqual([false, false, false, false]);
+  });
+
+  it('switchProtocols from inside the handler call (the read is still being parsed) throws', async () => {
+    let err: unknown;
+    const { port } = await serve((_req, res) => {
+      try { res.switchProtocols([]); } catch (e) { err = e; }
+      res.writeHead(400, ['Content-Length', '0']);
+      res.end();
+    });
+    const c = await RawClient.connect(port);
+    c.send('GET / HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n');
+    await c.waitClosed();
+    expect(err).toBeInstanceOf(Error);
   });
 });
 
