@@ -8,7 +8,7 @@
 import net from 'node:net';
 import type { Readable } from 'node:stream';
 import { onDirectDrain, startReading, stopReading, writeDirect } from '../http1/socket-io.js';
-import { consumeSocket, createParser, freeParser, type NativeParser } from '../http1/native-parser.js';
+import { consumeSocket, createParser, freeParser, unconsumeSocket, type NativeParser } from '../http1/native-parser.js';
 
 /** What one request tells its caller, in order: onConnect, onHeaders, onData*, then onComplete or onError. */
 export interface UpstreamHandler {
@@ -26,6 +26,13 @@ export interface UpstreamHandler {
   onRequestSent?(): void;
   /** A streamed request body chunk was written. */
   onBodySent?(chunk: Buffer): void;
+  /**
+   * The upstream answered an upgrade request (`UpstreamRequest.upgrade`) with 101 Switching Protocols: instead of
+   * onHeaders, the connection is handed over. It has left the pool for good (nothing of the pool acts on the socket
+   * any more; `allowHalfOpen` is on), and `head` holds the bytes the upstream sent after its 101 head in the same
+   * read. Without this method a 101 is an error (UND_ERR_UPGRADE), as it is to a request that did not ask.
+   */
+  onUpgrade?(status: number, rawHeaders: string[], socket: net.Socket, head: Buffer): void;
 }
 
 export interface UpstreamRequest {
@@ -35,6 +42,11 @@ export interface UpstreamRequest {
   /** Flat [name, value, …] list, including Host; no hop-by-hop framing headers (this layer frames the body). */
   headers: readonly string[];
   body: Buffer | Readable | null;
+  /**
+   * The request asks to switch protocols (its headers carry Connection: upgrade and Upgrade): a 101 answer goes to
+   * the handler's onUpgrade, and the connection is never reused (a tunnel, or closed after a refusal).
+   */
+  upgrade?: boolean;
 }
 
 export interface H1PoolOptions {
@@ -100,6 +112,9 @@ class Connection {
   bodyPaused = false;
   /** The exchange completed inside `execute`: hand the connection back once that call returns (see 'data'). */
   releaseAfterParse = false;
+  /** A 101 to an upgrade request was parsed: the handover waits until `execute` returns (afterParse), with the rest of the read. */
+  upgradeEx: Exchange | undefined;
+  upgradeHeaders: string[] | undefined;
   readonly resume: () => void;
 
   constructor(readonly pool: H1Pool, host: string, port: number, now: number) {
@@ -129,7 +144,7 @@ class Connection {
       // Bytes with no request outstanding (a stray or unsolicited response) would be read as the answer to the
       // next request: the connection is out of step and is dropped, as undici and Envoy do.
       if (this.ex === undefined) { this.close(); return; }
-      this.afterParse(this.parser.execute(d));
+      this.afterParse(this.parser.execute(d), d);
     });
     sock.on('end', () => {
       // A close-delimited body ends here; anything else in flight was cut short.
@@ -149,8 +164,11 @@ class Connection {
     onDirectDrain(sock, drained);
   }
 
-  /** After the parser took one read (from `execute` or, consumed, from the handle): errors, then the release. */
-  afterParse(r: number | Error): void {
+  /**
+   * After the parser took one read (from `execute` with its buffer or, consumed, from the handle): errors, then the
+   * release, or the handover of an upgraded connection.
+   */
+  afterParse(r: number | Error, buf: Buffer | undefined): void {
     if (typeof r !== 'number') {
       this.fail(new UpstreamError(`invalid response: ${r.message}`, (r as Error & { code?: string }).code ?? 'HPE_INVALID'));
     } else if (this.releaseAfterParse) {
@@ -159,9 +177,33 @@ class Connection {
       this.releaseAfterParse = false;
       if (!this.closed) this.pool.released(this);
     } else if (this.ex === undefined && !this.closed) {
+      if (this.upgradeEx !== undefined) this.upgradeNow(r, buf);
       // Bytes while idle (consumed: they were parsed before anyone could look): out of step, dropped.
-      this.close();
+      else this.close();
     }
+  }
+
+  /**
+   * The upstream switched protocols: llhttp stopped at the end of the 101 head (`parsed` bytes of this read), and
+   * what follows is the new protocol's (as node:http's 'upgrade' head). The connection leaves the pool for good:
+   * `closed` makes every listener of ours a no-op, the parser leaves the handle (it is freed on 'close' as usual),
+   * and the pool may open another connection in its place.
+   */
+  private upgradeNow(parsed: number, buf: Buffer | undefined): void {
+    const ex = this.upgradeEx!;
+    const headers = this.upgradeHeaders!;
+    this.upgradeEx = undefined;
+    this.upgradeHeaders = undefined;
+    buf ??= this.parser.getCurrentBuffer();
+    const rest = buf.subarray(parsed);
+    this.closed = true;
+    if (this.idleTimer !== undefined) { clearTimeout(this.idleTimer); this.idleTimer = undefined; }
+    this.parser.conn = undefined;
+    unconsumeSocket(this.parser);
+    ex.done = true;
+    this.sock.allowHalfOpen = true; // a FIN from one side of the tunnel is passed on, not answered with ours
+    this.pool.removed(this);
+    ex.h.onUpgrade!(101, headers, this.sock, rest);
   }
 
   /** Write the request: the head (and a small buffered body) in one write. */
@@ -182,7 +224,8 @@ class Connection {
       head += `${n}: ${hs[i + 1]!}\r\n`;
     }
     const body = r.body;
-    if (this.noReuse) head += 'connection: close\r\n';
+    if (r.upgrade === true) this.noReuse = true; // a tunnel, or closed after the refusal; no `connection: close` beside the upgrade
+    else if (this.noReuse) head += 'connection: close\r\n';
     if (body === null) {
       if (!hasLength && BODY_METHODS.has(r.method)) head += 'content-length: 0\r\n';
       writeDirect(this.sock, `${head}\r\n`);
@@ -287,7 +330,7 @@ class Connection {
 const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH']);
 
 function onExecute(this: NativeParser<Connection>, ret: number | Error): void {
-  this.conn?.afterParse(ret);
+  this.conn?.afterParse(ret, undefined);
 }
 /** How long `c` may stay idle (ms): its keep-alive time, cut to what is left of tcp.maxConnectionDuration. */
 function idleTimeFor(c: Connection, now: number): number {
@@ -326,6 +369,15 @@ function onHeadersComplete(this: NativeParser<Connection>, _major: number, _mino
     return 1;
   }
   if (upgrade || status === 101) {
+    if (status === 101 && ex.req.upgrade === true && ex.h.onUpgrade !== undefined) {
+      // Asked for: handed over once this read is parsed (afterParse), with the bytes after the head. The exchange
+      // leaves `ex` so the message-complete callback llhttp makes next passes it by.
+      c.upgradeEx = ex;
+      c.upgradeHeaders = headers;
+      c.ex = undefined;
+      return 0;
+    }
+    // Not asked for: the connection is out of step and is dropped (the forwarder answers 502 UPE).
     c.fail(new UpstreamError('unexpected protocol upgrade from upstream', 'UND_ERR_UPGRADE'));
     return 1;
   }

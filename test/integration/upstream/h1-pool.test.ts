@@ -67,6 +67,7 @@ class Rec implements UpstreamHandler {
   onComplete(trailers: string[] | null): void { this.events.push('complete'); this.trailers = trailers; this.settle(); }
   onError(err: Error): void { this.events.push(`error ${(err as { code?: string }).code}`); this.error = err; this.settle(); }
   onRequestSent(): void { this.events.push('sent'); }
+  onUpgrade?: UpstreamHandler['onUpgrade'];
 }
 
 function get(path = '/', headers: string[] = ['Host', 'up']): UpstreamRequest {
@@ -426,6 +427,56 @@ describe('response framings', () => {
     await a.done;
     expect(a.error?.code).toBe('UND_ERR_UPGRADE');
     expect(p.connections).toBe(0);
+  });
+
+  it('101 to an upgrade request hands the connection over with the bytes after the head; it leaves the pool', async () => {
+    const seen: string[][] = [];
+    const s = await answering((req, _n, sock) => {
+      seen.push(req.lines);
+      // The 101 head and the new protocol's first bytes in one write; more after the client speaks.
+      sock.on('data', (d: Buffer) => sock.write(`echo:${d.toString()}`));
+      return 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\nfirst-bytes';
+    });
+    const p = pool(s.port, { maxRequestsPerConnection: 1 });
+    let handed: { status: number; headers: string[]; socket: net.Socket; head: Buffer } | undefined;
+    const a = new Rec();
+    a.onUpgrade = (status, headers, socket, head) => { a.events.push('upgrade'); handed = { status, headers, socket, head }; };
+    p.dispatch({ ...get('/ws', ['Host', 'up', 'Upgrade', 'echo', 'Connection', 'Upgrade']), upgrade: true }, a);
+    await poll(() => handed !== undefined);
+    expect(a.events).toEqual(['connect', 'sent', 'upgrade']);
+    // No `connection: close` beside the upgrade, though maxRequestsPerConnection 1 makes the connection single-use.
+    expect(seen[0]).toEqual(['GET /ws HTTP/1.1', 'Host: up', 'Upgrade: echo', 'Connection: Upgrade']);
+    expect(handed!.status).toBe(101);
+    expect(handed!.headers).toEqual(['Upgrade', 'echo', 'Connection', 'Upgrade']);
+    expect(handed!.head.toString()).toBe('first-bytes');
+    expect(p.connections).toBe(0);
+    // The socket is the handler's: raw bytes both ways, nothing of the pool reacts (no parse error, no close).
+    const got: Buffer[] = [];
+    handed!.socket.on('data', (d: Buffer) => got.push(d));
+    handed!.socket.write('ping');
+    await poll(() => Buffer.concat(got).toString() === 'echo:ping');
+    expect(handed!.socket.destroyed).toBe(false);
+    // Half-close is the handler's to pass on: the upstream's FIN does not make the socket end its side.
+    expect(handed!.socket.allowHalfOpen).toBe(true);
+    handed!.socket.destroy();
+    // The pool goes on with new connections.
+    const b = new Rec();
+    p.dispatch(get(), b);
+    await b.done;
+    expect(b.error?.code).toBe('UND_ERR_UPGRADE'); // this server answers 101 to everything: not asked, an error
+  });
+
+  it('an upgrade request answered without 101 is a plain response, and its connection is not reused', async () => {
+    const s = await answering(() => 'HTTP/1.1 403 Forbidden\r\nContent-Length: 2\r\n\r\nno');
+    const p = pool(s.port);
+    const a = new Rec();
+    a.onUpgrade = () => { a.events.push('upgrade'); };
+    p.dispatch({ ...get('/ws', ['Host', 'up', 'Upgrade', 'websocket', 'Connection', 'Upgrade']), upgrade: true }, a);
+    await a.done;
+    expect(a.events).toEqual(['connect', 'sent', 'headers 403', 'data', 'complete']);
+    expect(a.body.toString()).toBe('no');
+    await poll(() => p.connections === 0);
+    expect(s.sockets.length).toBe(1);
   });
 
   it('an invalid response is an error with the parser code, and the connection is dropped', async () => {
