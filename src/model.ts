@@ -199,7 +199,7 @@ export interface RetryPolicy {
 // === Response flags and the per-request record ===
 
 export type ResponseFlag =
-  | 'NR' | 'NC' | 'UH' | 'UF' | 'UO' | 'UC' | 'UT' | 'URX' | 'UR' | 'LR' | 'DC' | 'DI' | 'FI' | 'RL' | 'DPE' | 'UPE' | 'UAEX';
+  | 'NR' | 'NC' | 'UH' | 'UF' | 'UO' | 'UC' | 'UT' | 'URX' | 'UR' | 'LR' | 'DC' | 'DI' | 'FI' | 'RL' | 'DPE' | 'UPE' | 'UAEX' | 'SI';
 
 /** One per finished downstream request, handed to metrics, access log and tracing. */
 export interface RequestRecord {

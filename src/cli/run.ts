@@ -38,6 +38,7 @@ const OPTIONS: OptionSpec = {
   'outbound-address': { type: 'string' },
   'inbound-address': { type: 'string' },
   'protocol-detection-timeout': { type: 'string' },
+  'tunnel-idle-timeout': { type: 'string' },
   workload: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 };
@@ -71,6 +72,8 @@ const HELP = `usage: remora run --config PATH [PATH…] [options]
       --retry-buffer-bytes N     largest request body kept for retries (default 65536)
       --protocol-detection-timeout D  captured connections of unknown protocol whose client is silent this
                                  long are TCP (server speaks first); default 100ms (Istio's)
+      --tunnel-idle-timeout D    upgraded connections (WebSocket) with no byte either way for this long are
+                                 closed; default 1h (Envoy's stream idle timeout); 0 = never
       --log-level L              debug | info | warn | error (default info)
 Every flag can also be set as REMORA_<FLAG>, e.g. REMORA_OUTBOUND_PORT=15001.
 `;
@@ -103,6 +106,9 @@ export function runOptionsFrom(argv: string[], env: NodeJS.ProcessEnv = process.
   const sniffRaw = String(v['protocol-detection-timeout'] ?? '100ms');
   const sniffMs = /^\d+$/.test(sniffRaw) ? Number(sniffRaw) : parseDurationMs(sniffRaw);
   if (sniffMs === undefined || sniffMs < 1) throw new Error(`--protocol-detection-timeout must be a duration such as 100ms or 1s, not ${sniffRaw}`);
+  const tunnelRaw = String(v['tunnel-idle-timeout'] ?? '1h');
+  const tunnelIdleMs = /^\d+$/.test(tunnelRaw) ? Number(tunnelRaw) : parseDurationMs(tunnelRaw);
+  if (tunnelIdleMs === undefined) throw new Error(`--tunnel-idle-timeout must be a duration such as 30m or 1h (0 = never), not ${tunnelRaw}`);
   const appPorts = stringList(v['app-port']).map((p) => portValue(p, 'app-port', 0));
   const opts: RunOptions = {
     configPaths,
@@ -125,6 +131,7 @@ export function runOptionsFrom(argv: string[], env: NodeJS.ProcessEnv = process.
     outboundAddress: String(v['outbound-address'] ?? '127.0.0.1'),
     inboundAddress: String(v['inbound-address'] ?? '0.0.0.0'),
     protocolDetectionTimeoutMs: sniffMs,
+    tunnelIdleTimeoutMs: tunnelIdleMs,
     workloadName: String(v.workload ?? env.POD_NAME?.replace(/-[a-z0-9]+-[a-z0-9]+$/, '') ?? labels.app ?? 'unknown'),
   };
   if (v['trace-endpoint']) opts.traceEndpoint = String(v['trace-endpoint']);

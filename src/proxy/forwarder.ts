@@ -13,7 +13,9 @@ import type { CompiledDestination, CompiledRoute, HeaderOps } from '../routing/r
 import type { ClusterManager } from '../upstream/cluster-manager.js';
 import { shouldRetry, backoffMs } from './retry-policy.js';
 import { hashKeyFor } from '../upstream/hash-key.js';
-import { applyHeaderOps, downstreamResponseHeaders, setHeader } from './headers.js';
+import { applyHeaderOps, downstreamResponseHeaders, setHeader, upgradeResponseHeaders } from './headers.js';
+import type { Socket } from 'node:net';
+import { DEFAULT_TUNNEL_IDLE_TIMEOUT_MS, Tunnel, Tunnels, type TunnelOwner } from './tunnel.js';
 import { E, type LocalError } from './local-reply.js';
 import type { ClusterCounters, Observer } from './observer.js';
 import type { H1Pool, UpstreamHandler, UpstreamRequest } from '../upstream/h1-pool.js';
@@ -29,7 +31,11 @@ export interface ForwardContext {
   /** Inbound while draining: answer with Connection: close. */
   draining: boolean;
   tracing: ProxyTracing;
+  /** Upgraded connections (WebSocket): their idle timeout and counts. Default: a 1 h idle timeout, counted apart. */
+  tunnels?: Tunnels;
 }
+
+let defaultTunnels: Tunnels | undefined;
 
 /** What the listener decided before forwarding (route, destination, rewritten target). */
 export interface ForwardPlan {
@@ -222,7 +228,7 @@ class Exchange {
     }
     if (tryMs > 0) a.timer = setTimeout(onAttemptTimeout, tryMs, a);
     const pool: H1Pool = this.ctx.clusters.pool(ep, rt.def.policy.pool);
-    const req: UpstreamRequest = { method: this.plan.method, path: this.plan.path, headers, body: this.body };
+    const req: UpstreamRequest = { method: this.plan.method, path: this.plan.path, headers, body: this.body, upgrade: this.req.upgrade };
     try {
       if (this.freshConnection) {
         this.freshConnection = false;
@@ -293,6 +299,64 @@ class Exchange {
     }
   }
 
+  /**
+   * The upstream switched protocols (101) for an upgrade request: the client gets the 101 head (with the route's
+   * response header edits) and the two sockets become a tunnel. Retries and the route timeout ended with the head;
+   * the tunnel's own idle timeout applies from here. The request is recorded once, when the tunnel closes.
+   */
+  onResponseUpgrade(a: Attempt, raw: string[], upstream: Socket, upstreamHead: Buffer): void {
+    if (this.finished) { upstream.destroy(); return; }
+    const rt = this.plan.cluster;
+    const now = this.ctx.now();
+    const latency = now - a.startedAt;
+    rt.attemptFinished(a.ep, { kind: 'response', status: 101 }, latency, now);
+    this.counters.response?.(101);
+    a.span?.end(101);
+    this.clearRouteTimer();
+    this.status = 101;
+    this.serviceTimeMs = latency;
+    if (this.retries > 0) this.counters.upstream_rq_retry_success++;
+    const headers = upgradeResponseHeaders(raw);
+    headers.push('x-envoy-upstream-service-time', String(Math.round(latency)));
+    const r = this.plan.route;
+    if (r?.responseHeaders) applyHeaderOps(headers, r.responseHeaders);
+    const d = this.plan.dest?.responseHeaders;
+    if (d) applyHeaderOps(headers, d);
+    if (this.plan.responseExtra) headers.push(...this.plan.responseExtra);
+    let sw: { socket: Socket; head: Buffer[] };
+    try {
+      sw = this.res.switchProtocols(headers);
+    } catch {
+      upstream.destroy();
+      this.localReply({ status: 502, flag: 'UPE', details: 'upstream_invalid_header', body: 'upstream sent an invalid header' }, false);
+      return;
+    }
+    this.details = 'via_upstream';
+    this.responded = true;
+    this.responseHeaders = headers;
+    this.startTunnel(sw.socket, sw.head, upstream, upstreamHead);
+  }
+
+  /**
+   * The exchange ends here but for its record: timers off, the retry slot returned, and the response forgets the
+   * exchange, so nothing of the plan (route, destination: the config snapshot) stays reachable from the tunnel. The
+   * admission slot is held until the tunnel closes (an upgraded stream is an active request, as in Envoy).
+   */
+  private startTunnel(client: Socket, clientHead: Buffer[], upstream: Socket, upstreamHead: Buffer): void {
+    this.finished = true;
+    if (this.backoffTimer) { clearTimeout(this.backoffTimer); this.backoffTimer = undefined; }
+    if (this.retryHeld !== 0) { this.plan.cluster.endRetry(this.retryHeld === 2); this.retryHeld = 0; }
+    (this.res as unknown as Record<symbol, Exchange | undefined>)[kExchange] = undefined;
+    const p = this.plan;
+    const tunnels = this.ctx.tunnels ?? (defaultTunnels ??= new Tunnels(DEFAULT_TUNNEL_IDLE_TIMEOUT_MS));
+    const rec = new ProxyRecord(p, this, p.cluster.def);
+    const owner = new TunnelRecord(rec, p.startHr, this.admitted ? p.cluster : undefined, this.span, this.ctx.observer, tunnels);
+    this.admitted = false;
+    tunnels.active[rec.direction]++;
+    tunnels.total[rec.direction]++;
+    new Tunnel(client, upstream, tunnels.idleTimeoutMs, owner).start(clientHead, upstreamHead);
+  }
+
   /** `budgeted` false: the failed try never reached a server (connect failure), see ResourceLimits.tryStartRetry. */
   private canRetry(budgeted: boolean): boolean {
     if (!this.replayable) return false;
@@ -326,8 +390,12 @@ class Exchange {
     this.backoffTimer = setTimeout(onBackoffDone, wait, this);
   }
 
-  /** The attempt failed before response headers (connect failure, reset, per-try timeout). */
-  onAttemptFailed(a: Attempt, outcome: AttemptOutcome, noteTimeout: boolean): void {
+  /**
+   * The attempt failed before response headers (connect failure, reset, per-try timeout). `protocolError`: the
+   * upstream answered out of protocol (a 101 to a request that did not ask for an upgrade): a reset, but the last
+   * one is answered 502 UPE, and it is not the keep-alive race.
+   */
+  onAttemptFailed(a: Attempt, outcome: AttemptOutcome, noteTimeout: boolean, protocolError = false): void {
     if (this.finished) return;
     const rt = this.plan.cluster;
     const now = this.ctx.now();
@@ -337,7 +405,7 @@ class Exchange {
     if (noteTimeout) this.counters.upstream_rq_per_try_timeout++;
     // Keep-alive race: a reused connection closed under us before any response byte. Safe to retry once,
     // on a fresh connection, without spending an attempt: nothing was processed, or the method is idempotent.
-    if (outcome.kind === 'reset' && a.reused && !this.reusedRetryUsed && this.replayable && (!a.bodyFullySent || IDEMPOTENT.has(this.plan.method))) {
+    if (outcome.kind === 'reset' && a.reused && !protocolError && !this.reusedRetryUsed && this.replayable && (!a.bodyFullySent || IDEMPOTENT.has(this.plan.method))) {
       this.reusedRetryUsed = true;
       this.freshConnection = true;
       this.counters.upstream_rq_reset_reused_retry++;
@@ -352,7 +420,7 @@ class Exchange {
       }
       this.lastRetriable = true;
     }
-    const err = outcome.kind === 'connect-failure' ? E.connectFailure : outcome.kind === 'timeout' ? E.timeout : E.reset;
+    const err = outcome.kind === 'connect-failure' ? E.connectFailure : outcome.kind === 'timeout' ? E.timeout : protocolError ? E.protocolError : E.reset;
     if (outcome.kind === 'timeout') this.counters.upstream_rq_timeout++;
     this.localReply(err, false);
   }
@@ -531,6 +599,15 @@ class Attempt implements UpstreamHandler {
     return this.ex.onResponseHeaders(this, status, raw);
   }
 
+  /** 101 to an upgrade request: the upstream connection is ours (the pool let it go). */
+  onUpgrade(_status: number, raw: string[], socket: Socket, head: Buffer): void {
+    if (this.done) { socket.destroy(); return; }
+    this.done = true;
+    this.headersSeen = true;
+    this.clearTimer();
+    this.ex.onResponseUpgrade(this, raw, socket, head);
+  }
+
   onData(chunk: Buffer): boolean {
     if (this.done) return false;
     const ok = this.ex.onResponseData(chunk);
@@ -557,7 +634,7 @@ class Attempt implements UpstreamHandler {
       this.ex.onResponseBroken();
       return;
     }
-    this.ex.onAttemptFailed(this, classify(err), false);
+    this.ex.onAttemptFailed(this, classify(err), false, (err as NodeJS.ErrnoException).code === 'UND_ERR_UPGRADE');
   }
 
   onTimeout(): void {
@@ -619,17 +696,18 @@ function serviceId(host: string): { name: string; namespace: string | undefined 
 class ProxyRecord implements RequestRecord {
   readonly direction: 'outbound' | 'inbound';
   readonly startTime: number;
-  readonly durationMs: number;
+  /** durationMs, flags, details and the byte counts are completed at close for a tunnel (TunnelRecord). */
+  durationMs: number;
   readonly method: string;
   readonly path: string;
   readonly protocol: string;
   readonly authority: string;
   readonly requestId: string;
   readonly status: number;
-  readonly flags: string;
-  readonly details: string;
-  readonly bytesReceived: number;
-  readonly bytesSent: number;
+  flags: string;
+  details: string;
+  bytesReceived: number;
+  bytesSent: number;
   readonly upstreamServiceTimeMs: number | undefined;
   readonly upstreamHost: string | undefined;
   readonly upstreamCluster: string;
@@ -688,5 +766,44 @@ class ProxyRecord implements RequestRecord {
     return this.responseHeaderObject;
   }
 }
+
+/**
+ * The record of an upgraded request, made once when its tunnel closes: status 101, the duration from the request's
+ * start, the tunnel's bytes both ways, and a flag when it did not end by both sides closing. It also returns the
+ * admission slot and ends the trace span. What it holds was built at the switch (no route, no snapshot).
+ */
+class TunnelRecord implements TunnelOwner {
+  constructor(
+    private readonly rec: ProxyRecord,
+    private readonly startHr: number,
+    private readonly admitted: ClusterRuntime | undefined,
+    private readonly span: ServerSpan | undefined,
+    private readonly observer: Observer,
+    private readonly tunnels: Tunnels,
+  ) {}
+
+  tunnelClosed(t: Tunnel): void {
+    const rec = this.rec;
+    rec.durationMs = performance.now() - this.startHr;
+    rec.bytesReceived += t.bytesUp;
+    rec.bytesSent += t.bytesDown;
+    const end = TUNNEL_ENDS[t.end];
+    if (end !== undefined) {
+      rec.flags = rec.flags === '-' ? end.flag : `${rec.flags},${end.flag}`;
+      rec.details = end.details;
+    }
+    this.tunnels.active[rec.direction]--;
+    this.admitted?.release();
+    this.observer.record(rec);
+    this.span?.end(rec);
+  }
+}
+
+/** How a tunnel that did not end cleanly is recorded (Envoy's flags: stream idle timeout, upstream reset, downstream disconnect). */
+const TUNNEL_ENDS: Partial<Record<Tunnel['end'], { flag: ResponseFlag; details: string }>> = {
+  idle_timeout: { flag: 'SI', details: 'stream_idle_timeout' },
+  upstream_error: { flag: 'UR', details: 'upstream_reset_after_response_started{remote_reset}' },
+  downstream_error: { flag: 'DC', details: 'downstream_remote_disconnect' },
+};
 
 export type { HeaderOps };

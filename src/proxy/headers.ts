@@ -32,6 +32,11 @@ function connectionListed(conn: string | undefined): Set<string> | undefined {
 export interface UpstreamHeaderOptions {
   /** Drop x-envoy-* from the request (peers on inbound); on outbound only the controls are dropped. */
   stripAllEnvoy: boolean;
+  /**
+   * An upgrade request (`Http1Request.upgrade`): `Upgrade` and the headers named in `Connection` are the
+   * handshake's and go on, with `Connection` itself reduced to its tokens but keep-alive/close (see upgradeConnection).
+   */
+  upgrade?: boolean;
 }
 
 /**
@@ -39,7 +44,8 @@ export interface UpstreamHeaderOptions {
  * Drops hop-by-hop and Envoy control headers, and `x-request-id`, `x-forwarded-*` (the caller re-adds them).
  */
 export function upstreamRequestHeaders(raw: readonly string[], connection: string | undefined, opts: UpstreamHeaderOptions): string[] {
-  const listed = connectionListed(connection);
+  const upgrade = opts.upgrade === true;
+  const listed = upgrade ? undefined : connectionListed(connection);
   const out: string[] = [];
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
@@ -47,6 +53,7 @@ export function upstreamRequestHeaders(raw: readonly string[], connection: strin
     const lower = name.toLowerCase();
     if (HOP_BY_HOP.has(lower)) {
       if (lower === 'te' && value.trim().toLowerCase() === 'trailers') out.push(name, value);
+      else if (upgrade && lower === 'upgrade') out.push(name, value);
       continue;
     }
     if (lower.charCodeAt(0) === 120 /* x */) {
@@ -55,6 +62,40 @@ export function upstreamRequestHeaders(raw: readonly string[], connection: strin
     }
     if (listed !== undefined && listed.has(lower)) continue;
     out.push(name, value);
+  }
+  if (upgrade) out.push('Connection', upgradeConnection(connection));
+  return out;
+}
+
+/**
+ * The `Connection` an upgrade request carries upstream: the client's tokens without keep-alive and close (the
+ * proxy's connection to the upstream is its own), `Upgrade` always among them. `keep-alive, Upgrade` (Firefox)
+ * becomes `Upgrade`; `Upgrade, HTTP2-Settings` (h2c) stays whole.
+ */
+export function upgradeConnection(connection: string | undefined): string {
+  const out: string[] = [];
+  let hasUpgrade = false;
+  for (const part of (connection ?? '').split(',')) {
+    const t = part.trim();
+    const l = t.toLowerCase();
+    if (l === '' || l === 'keep-alive' || l === 'close') continue;
+    if (l === 'upgrade') hasUpgrade = true;
+    out.push(t);
+  }
+  if (!hasUpgrade) out.unshift('Upgrade');
+  return out.join(', ');
+}
+
+/** Framing and hop-by-hop headers a 101 does not carry to the client (Connection and Upgrade are the switch itself). */
+const UPGRADE_RESPONSE_DROP = new Set(['keep-alive', 'proxy-connection', 'transfer-encoding', 'content-length', 'trailer', 'te']);
+
+/** A 101 Switching Protocols head from the upstream → the headers the client gets (Connection and Upgrade kept). */
+export function upgradeResponseHeaders(raw: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (UPGRADE_RESPONSE_DROP.has(name.toLowerCase())) continue;
+    out.push(name, raw[i + 1]!);
   }
   return out;
 }

@@ -63,7 +63,7 @@ export function handleInbound(req: Http1Request, res: Http1Response, env: Inboun
     // Envoy's RBAC filter sets no response flag: the details string names the policy.
     if (!d.allowed) return localInbound(req, res, env, rt!, target, requestId, startTime, startHr, d.status, d.body, '-', d.details);
   }
-  const headers = upstreamRequestHeaders(req.rawHeaders, req.headers.connection, { stripAllEnvoy: true });
+  const headers = upstreamRequestHeaders(req.rawHeaders, req.headers.connection, { stripAllEnvoy: true, upgrade: req.upgrade });
   headers.push('Host', req.headers.host ?? `${env.appHost}:${rt!.def.port}`);
   headers.push('x-request-id', requestId);
   const remote = req.remoteAddress;

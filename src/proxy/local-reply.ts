@@ -23,6 +23,7 @@ export const E = {
   connectFailure: { status: 503, flag: 'UF', details: 'upstream_reset_before_response_started{connection_failure}', body: 'upstream connect error or disconnect/reset before headers. reset reason: connection failure' },
   reset: { status: 503, flag: 'UC', details: 'upstream_reset_before_response_started{connection_termination}', body: 'upstream connect error or disconnect/reset before headers. reset reason: connection termination' },
   timeout: { status: 504, flag: 'UT', details: 'upstream_response_timeout', body: 'upstream request timeout' },
+  protocolError: { status: 502, flag: 'UPE', details: 'upstream_reset_before_response_started{protocol_error}', body: 'upstream connect error or disconnect/reset before headers. reset reason: protocol error' },
   faultAbort: { status: 503, flag: 'FI', details: 'fault_filter_abort', body: 'fault filter abort' },
   badRequest: { status: 400, flag: 'DPE', details: 'http1.codec_error', body: 'Bad Request' },
   notImplemented: { status: 501, flag: 'DPE', details: 'http1.invalid_transfer_encoding', body: 'Not Implemented' },

@@ -152,7 +152,7 @@ function send(
 ): void {
   const { req, res, env, target } = b;
   const t = target!;
-  const headers = upstreamRequestHeaders(req.rawHeaders, req.headers.connection, { stripAllEnvoy: false });
+  const headers = upstreamRequestHeaders(req.rawHeaders, req.headers.connection, { stripAllEnvoy: false, upgrade: req.upgrade });
   // x-envoy-* controls from the local app override the route (then they were stripped above).
   const r = applyRetryOverrides(retry, req.headers);
   const tOverride = routeTimeoutOverride(req.headers);
@@ -233,6 +233,8 @@ class MirrorHandler implements UpstreamHandler {
 
 function mirror(env: OutboundEnv, route: CompiledRoute, req: Http1Request, headers: readonly string[], path: string, host: string, view: RequestView, explicitPort: number): void {
   // Only bodiless requests are mirrored: a streamed body can be read once (documented in docs/configuration.md).
+  // Nor upgrades: a shadow cannot take part in the tunnel.
+  if (req.upgrade) return;
   if (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0') return;
   if (req.headers['transfer-encoding'] !== undefined) return;
   for (const m of route.mirrors) {

@@ -1,0 +1,28 @@
+/** `remora run` flags parsed into RunOptions (only what a test needs beyond the CLI integration tests). */
+import { describe, it, expect } from 'vitest';
+import { runOptionsFrom } from '../../../src/cli/run.js';
+
+const opts = (...args: string[]): Exclude<ReturnType<typeof runOptionsFrom>, 'help'> => {
+  const o = runOptionsFrom(['--config', '/nowhere', ...args], {});
+  if (o === 'help') throw new Error('help');
+  return o;
+};
+
+describe('--tunnel-idle-timeout', () => {
+  it('defaults to 1 h (Envoy stream idle timeout for upgrades)', () => {
+    expect(opts().tunnelIdleTimeoutMs).toBe(3_600_000);
+  });
+
+  it('takes a duration, a bare number of ms, or 0 (never)', () => {
+    expect(opts('--tunnel-idle-timeout', '30m').tunnelIdleTimeoutMs).toBe(1_800_000);
+    expect(opts('--tunnel-idle-timeout', '1h30m').tunnelIdleTimeoutMs).toBe(5_400_000);
+    expect(opts('--tunnel-idle-timeout', '250').tunnelIdleTimeoutMs).toBe(250);
+    expect(opts('--tunnel-idle-timeout', '0').tunnelIdleTimeoutMs).toBe(0);
+    expect(runOptionsFrom(['--config', '/x'], { REMORA_TUNNEL_IDLE_TIMEOUT: '10s' })).toMatchObject({ tunnelIdleTimeoutMs: 10_000 });
+  });
+
+  it('refuses what is not a duration', () => {
+    expect(() => opts('--tunnel-idle-timeout', 'soon')).toThrow(/--tunnel-idle-timeout must be a duration/);
+    expect(() => opts('--tunnel-idle-timeout', '-1s')).toThrow(/--tunnel-idle-timeout/);
+  });
+});
