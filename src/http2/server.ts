@@ -1,0 +1,258 @@
+/**
+ * Cleartext HTTP/2 (prior knowledge) on the data-plane listeners: a connection whose first bytes are the HTTP/2
+ * preface is handed to a `node:http2` server session, and each stream becomes a request/response pair with the same
+ * surface the proxy path reads from HTTP/1 (`Http2Request` / `Http2Response` mirror `Http1Request` /
+ * `Http1Response`), so routing, retries, outlier detection, circuit breaking, tracing, metrics and access logs stay
+ * one implementation. Trailers pass through both ways (gRPC's `grpc-status` / `grpc-message`), bodies stream with
+ * HTTP/2 flow control (a `false` from `write` means the stream's window is full; 'drain' follows).
+ * The `Upgrade: h2c` dance of HTTP/1.1 is not offered: such a request is served as HTTP/1.1, which RFC 9113 allows
+ * (h2c upgrade was removed from HTTP/2's current definition).
+ */
+import http2, { constants as H2 } from 'node:http2';
+import type net from 'node:net';
+import type { IncomingHttpHeaders } from 'node:http';
+import { Readable } from 'node:stream';
+import type { OriginalDestination } from '../http1/server.js';
+
+export type Http2Handler = (req: Http2Request, res: Http2Response) => void;
+
+/** Response headers a proxy must not send on HTTP/2 (connection-specific, RFC 9113 §8.2.2). */
+const CONNECTION_SPECIFIC = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade']);
+
+/** A stream's request, shaped like Http1Request. */
+export class Http2Request {
+  readonly method: string;
+  readonly url: string;
+  readonly httpVersion = '2.0';
+  /** Flat, lowercase names (HTTP/2 has no case); `:authority` becomes `host`. */
+  readonly rawHeaders: string[];
+  readonly headers: IncomingHttpHeaders;
+  readonly body: Readable | null;
+  complete = false;
+  readonly upgrade = false;
+
+  constructor(readonly stream: http2.ServerHttp2Stream, h: http2.IncomingHttpHeaders, private readonly conn: H2Conn) {
+    this.method = String(h[':method'] ?? 'GET');
+    this.url = String(h[':path'] ?? '/');
+    const raw: string[] = [];
+    const obj: IncomingHttpHeaders = {};
+    const authority = h[':authority'] ?? h.host;
+    if (authority !== undefined) { raw.push('host', String(authority)); obj.host = String(authority); }
+    for (const k of Object.keys(h)) {
+      if (k.charCodeAt(0) === 58 /* : */ || k === 'host') continue;
+      const v = h[k];
+      if (v === undefined) continue;
+      if (Array.isArray(v)) { for (const x of v) raw.push(k, x); obj[k] = k === 'set-cookie' ? v : v.join(', '); }
+      else { raw.push(k, String(v)); obj[k] = String(v); }
+    }
+    this.rawHeaders = raw;
+    this.headers = obj;
+    // A body unless the client ended the stream with its headers (HEADERS with END_STREAM).
+    this.body = stream.readableEnded || stream.endAfterHeaders ? null : new StreamBody(stream, this);
+    if (this.body === null) this.complete = true;
+  }
+
+  get remoteAddress(): string { return this.conn.remoteAddress; }
+  get remoteKey(): string { return this.conn.remoteKey; }
+  get localKey(): string { return this.conn.localKey; }
+  get originalDst(): OriginalDestination | undefined { return this.conn.originalDst; }
+
+  /** Discard the rest of the body (the proxy answered without reading it). */
+  resume(): void {
+    if (this.body !== null && !this.complete) this.body.resume();
+  }
+}
+
+/** The request body: the stream's DATA frames, with its flow control (not reading stops WINDOW_UPDATEs). */
+class StreamBody extends Readable {
+  constructor(private readonly stream: http2.ServerHttp2Stream, req: Http2Request) {
+    super();
+    stream.on('data', (c: Buffer) => { if (!this.push(c)) stream.pause(); });
+    stream.once('end', () => { req.complete = true; this.push(null); });
+    stream.once('aborted', () => this.destroy(new Error('downstream stream reset')));
+  }
+
+  override _read(): void {
+    this.stream.resume();
+  }
+}
+
+type Listener = () => void;
+
+/** A stream's response, shaped like Http1Response: flat header arrays in, trailers, backpressure, reset. */
+export class Http2Response {
+  statusCode = 0;
+  headersSent = false;
+  finished = false;
+  destroyed = false;
+  /** HTTP/2 frames its own body: trailers can always follow (the forwarder checks this before addTrailers). */
+  readonly chunkedEncoding = true;
+  private trailers: http2.OutgoingHttpHeaders | undefined;
+  private closeListeners: Listener[] = [];
+  private closed = false;
+
+  constructor(readonly stream: http2.ServerHttp2Stream, private readonly req: Http2Request) {
+    stream.once('close', () => this.fireClose());
+    stream.on('error', () => { /* 'close' follows */ });
+  }
+
+  writeHead(status: number, headers: readonly string[]): this {
+    if (this.headersSent) throw new Error('headers already sent');
+    const out: http2.OutgoingHttpHeaders = { ':status': status };
+    for (let i = 0; i < headers.length; i += 2) {
+      const name = headers[i]!.toLowerCase();
+      if (CONNECTION_SPECIFIC.has(name)) continue;
+      const value = headers[i + 1]!;
+      const cur = out[name];
+      if (cur === undefined) out[name] = value;
+      else if (Array.isArray(cur)) cur.push(value);
+      else out[name] = [String(cur), value];
+    }
+    this.statusCode = status;
+    this.headersSent = true;
+    const noBody = this.req.method === 'HEAD' || status === 204 || status === 304;
+    if (this.stream.destroyed || this.stream.closed) return this;
+    // waitForTrailers: the stream stays open after the last DATA frame so that trailers (grpc-status) can follow.
+    this.stream.respond(out, { endStream: noBody, waitForTrailers: !noBody });
+    if (!noBody) {
+      this.stream.once('wantTrailers', () => {
+        const t = this.trailers;
+        if (t !== undefined) this.stream.sendTrailers(t);
+        else this.stream.close(H2.NGHTTP2_NO_ERROR);
+      });
+    }
+    return this;
+  }
+
+  write(chunk: Buffer | string): boolean {
+    if (this.finished || this.destroyed) return false;
+    if (!this.headersSent) this.writeHead(200, []);
+    if (this.stream.destroyed) return false;
+    return this.stream.write(chunk);
+  }
+
+  end(chunk?: Buffer | string): void {
+    if (this.finished || this.destroyed) return;
+    if (!this.headersSent) this.writeHead(200, []);
+    this.finished = true;
+    if (this.stream.destroyed || this.stream.writableEnded) return;
+    if (chunk !== undefined && chunk.length > 0) this.stream.end(chunk);
+    else this.stream.end();
+  }
+
+  addTrailers(t: Record<string, string>): void {
+    const out: http2.OutgoingHttpHeaders = {};
+    for (const k of Object.keys(t)) out[k.toLowerCase()] = t[k]!;
+    this.trailers = out;
+  }
+
+  /** Reset the stream (a response that started cannot be finished cleanly): RST_STREAM INTERNAL_ERROR. */
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    if (!this.stream.destroyed) this.stream.close(H2.NGHTTP2_INTERNAL_ERROR);
+  }
+
+  on(event: 'close' | 'drain', fn: Listener): this {
+    if (event === 'close') {
+      if (this.closed) queueMicrotask(fn);
+      else this.closeListeners.push(fn);
+    } else {
+      this.stream.on('drain', fn);
+    }
+    return this;
+  }
+
+  once(event: 'close' | 'drain', fn: Listener): this {
+    if (event === 'close') return this.on('close', fn);
+    this.stream.once('drain', fn);
+    return this;
+  }
+
+  private fireClose(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (!this.finished) this.destroyed = true;
+    for (const f of this.closeListeners.splice(0)) f();
+  }
+}
+
+/** Per-connection facts the requests read (addresses once per connection, the original destination). */
+class H2Conn {
+  readonly remoteAddress: string;
+  readonly remoteKey: string;
+  readonly localKey: string;
+  constructor(sock: net.Socket, readonly originalDst: OriginalDestination | undefined) {
+    this.remoteAddress = sock.remoteAddress ?? '';
+    this.remoteKey = `${this.remoteAddress}:${sock.remotePort ?? 0}`;
+    this.localKey = `${sock.localAddress ?? ''}:${sock.localPort ?? 0}`;
+  }
+}
+
+export interface Http2ListenerOptions {
+  /** Streams a client may open at once on one connection (SETTINGS_MAX_CONCURRENT_STREAMS). Default 1024. */
+  maxConcurrentStreams?: number;
+  /** A connection with no open stream for this long is closed with GOAWAY (ms). Default 65 s, as HTTP/1 keep-alive. */
+  idleTimeoutMs?: number;
+  /** Largest header block (bytes), as HTTP/1's maxHeaderSize. Default 16 KiB. */
+  maxHeaderListSize?: number;
+}
+
+/** The HTTP/2 side of a data-plane listener: sessions for the connections handed to it. */
+export class Http2Listener {
+  private readonly server: http2.Http2Server;
+  private readonly sessions = new Set<http2.ServerHttp2Session>();
+  draining = false;
+
+  constructor(handler: Http2Handler, opts: Http2ListenerOptions = {}) {
+    this.server = http2.createServer({
+      settings: { maxConcurrentStreams: opts.maxConcurrentStreams ?? 1024, maxHeaderListSize: opts.maxHeaderListSize ?? 16_384, initialWindowSize: 1 << 20 },
+      maxSessionMemory: 64,
+    });
+    const idle = opts.idleTimeoutMs ?? 65_000;
+    this.server.on('session', (session: http2.ServerHttp2Session) => {
+      this.sessions.add(session);
+      session.setTimeout(idle, () => session.close());
+      session.on('error', () => { /* the session closes */ });
+      session.once('close', () => this.sessions.delete(session));
+      if (this.draining) session.close();
+    });
+    this.server.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => {
+      const conn = (stream.session as unknown as { [kConn]?: H2Conn })[kConn] ?? new H2Conn(stream.session!.socket as net.Socket, undefined);
+      const req = new Http2Request(stream, headers, conn);
+      const res = new Http2Response(stream, req);
+      try {
+        handler(req, res);
+      } catch {
+        stream.close(H2.NGHTTP2_INTERNAL_ERROR);
+      }
+    });
+  }
+
+  /** Serve HTTP/2 on an accepted socket; `head` holds the bytes already read from it (the preface). */
+  serveSocket(sock: net.Socket, head: Buffer | undefined, originalDst: OriginalDestination | undefined): void {
+    const conn = new H2Conn(sock, originalDst);
+    // Paused, with the bytes already read put back: the session takes the socket's handle over and reads what is
+    // buffered first. (In flowing mode the unshifted bytes would be emitted to nobody.)
+    sock.pause();
+    if (head !== undefined && head.length > 0) sock.unshift(head);
+    this.server.once('session', (s: http2.ServerHttp2Session) => { (s as unknown as { [kConn]?: H2Conn })[kConn] = conn; });
+    this.server.emit('connection', sock);
+  }
+
+  /** Drain: GOAWAY to every session (open streams finish), and to new ones at once. */
+  closeIdleConnections(): void {
+    this.draining = true;
+    for (const s of this.sessions) s.close();
+  }
+
+  closeAllConnections(): void {
+    for (const s of this.sessions) s.destroy();
+  }
+
+  get connections(): number {
+    return this.sessions.size;
+  }
+}
+
+const kConn = Symbol('remora.h2conn');

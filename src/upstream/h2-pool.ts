@@ -1,0 +1,375 @@
+/**
+ * HTTP/2 (cleartext, prior knowledge) connections to one endpoint, with the same `dispatch(req, handler)` surface as
+ * H1Pool, so the forwarder's attempt/retry loop is one implementation for both protocols. Each request is a stream:
+ * load balancing stays per request (the cluster's balancer picked this endpoint for this request), never per
+ * connection. Streams share a connection up to the peer's SETTINGS_MAX_CONCURRENT_STREAMS; beyond it another
+ * connection opens (under `tcp.maxConnections`), else the stream waits in a FIFO queue. `maxRequestsPerConnection`
+ * retires a connection after that many streams, `maxConnectionDuration` after that long, `idleTimeout` closes an idle
+ * one, `http2KeepAlive` pings a quiet one. Trailers (gRPC's `grpc-status`) reach the handler's onComplete; a stream
+ * the server refused (REFUSED_STREAM) or reset, and a connection that fails, reach onError with a code the forwarder
+ * classifies (connect failure vs reset).
+ */
+import http2, { constants as H2 } from 'node:http2';
+import net from 'node:net';
+import type { Readable } from 'node:stream';
+import { UpstreamError, type UpstreamHandler, type UpstreamRequest } from './h1-pool.js';
+
+export interface H2PoolOptions {
+  /** Most connections open at once (tcp.maxConnections); Infinity = unbounded. */
+  maxConnections: number;
+  /** tcp.connectTimeout (ms). */
+  connectTimeoutMs: number;
+  /** Idle connection lifetime (ms): http.idleTimeout. */
+  keepAliveMs: number;
+  /** http.maxRequestsPerConnection; 0 = unlimited. */
+  maxRequestsPerConnection: number;
+  /** tcp.maxConnectionDuration (ms); 0 = unlimited. */
+  maxConnectionDurationMs: number;
+  /** tcp.tcpKeepalive: SO_KEEPALIVE with this idle time (ms), 0 = off. */
+  tcpKeepaliveMs: number;
+  /** Our own cap on streams per connection (Envoy's max_concurrent_streams); the peer's SETTINGS may lower it. */
+  maxConcurrentStreams?: number;
+  /** connectionPool.http.http2KeepAlive: PING after this long without frames (ms), 0 = off. */
+  pingIntervalMs?: number;
+  /** ... and close the connection when the PING is not answered within this long (ms). */
+  pingTimeoutMs?: number;
+}
+
+/** HTTP/1 connection-specific headers that must not appear in HTTP/2 (RFC 9113 §8.2.2), plus Host (→ :authority). */
+const NOT_IN_H2 = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'host', 'http2-settings']);
+
+/** One queued or in-flight request. */
+class Exchange {
+  done = false;
+  stream: http2.ClientHttp2Stream | undefined;
+  conn: Conn | undefined;
+  constructor(readonly pool: H2Pool, readonly req: UpstreamRequest, readonly h: UpstreamHandler) {}
+  readonly abort = (err?: Error): void => {
+    this.pool.abortExchange(this, err ?? new UpstreamError('aborted', 'UND_ERR_ABORTED'));
+  };
+}
+
+class Conn {
+  readonly session: http2.ClientHttp2Session;
+  /** Streams open now. */
+  active = 0;
+  /** Streams ever opened (maxRequestsPerConnection). */
+  served = 0;
+  connected = false;
+  /** No new streams (max requests reached, duration over, GOAWAY, or the pool is closing). */
+  draining = false;
+  gone = false;
+  private connectTimer: NodeJS.Timeout | undefined;
+  private idleTimer: NodeJS.Timeout | undefined;
+  private ageTimer: NodeJS.Timeout | undefined;
+  private readonly waiting: Exchange[] = [];
+
+  constructor(readonly pool: H2Pool) {
+    const { host, port, opts } = pool;
+    const socket = net.connect({ host, port, noDelay: true });
+    if (opts.tcpKeepaliveMs > 0) socket.setKeepAlive(true, opts.tcpKeepaliveMs);
+    this.session = http2.connect(`http://${host.includes(':') ? `[${host}]` : host}:${port}`, {
+      createConnection: () => socket,
+      // The client's own window: large enough that a fast upstream is not throttled by round trips.
+      settings: { enablePush: false, initialWindowSize: 1 << 20 },
+      maxSessionMemory: 64,
+    });
+    const s = this.session;
+    if (opts.connectTimeoutMs > 0) {
+      this.connectTimer = setTimeout(() => this.fail(new UpstreamError('connect timeout', 'UND_ERR_CONNECT_TIMEOUT')), opts.connectTimeoutMs);
+    }
+    // Streams open once the server's SETTINGS are in (its stream limit decides how many this connection takes; the
+    // rest go back to the pool, which opens another connection for them): one round trip on a new connection only.
+    s.once('remoteSettings', () => {
+      clearTimeout(this.connectTimer);
+      this.connected = true;
+      if (opts.maxConnectionDurationMs > 0) {
+        this.ageTimer = setTimeout(() => this.retire(), opts.maxConnectionDurationMs);
+        this.ageTimer.unref();
+      }
+      if ((opts.pingIntervalMs ?? 0) > 0) this.startPings(opts.pingIntervalMs!, opts.pingTimeoutMs ?? 0);
+      const ready = this.waiting.splice(0);
+      const extra: Exchange[] = [];
+      for (const ex of ready) {
+        if (this.capacity() > 0) this.open(ex);
+        else { ex.conn = undefined; extra.push(ex); }
+      }
+      pool.requeue(extra);
+    });
+    // A session-level error before 'connect' is a connect failure (refused, unreachable); after it, a reset.
+    s.on('error', (err: NodeJS.ErrnoException) => this.fail(this.connected ? new UpstreamError(err.message, err.code ?? 'ECONNRESET') : new UpstreamError(err.message, err.code ?? 'ECONNREFUSED')));
+    s.on('goaway', () => { this.draining = true; pool.pump(); });
+    s.on('close', () => this.closed());
+    s.on('remoteSettings', () => { if (this.connected) pool.pump(); });
+  }
+
+  /** Streams this connection may still take. */
+  capacity(): number {
+    if (this.draining || this.gone) return 0;
+    const ours = this.pool.opts.maxConcurrentStreams ?? 1 << 30;
+    const peer = this.connected ? (this.session.remoteSettings.maxConcurrentStreams ?? 100) : 100;
+    let cap = Math.min(ours, peer) - this.active - this.waiting.length;
+    const max = this.pool.opts.maxRequestsPerConnection;
+    if (max > 0) cap = Math.min(cap, max - this.served - this.waiting.length);
+    return cap;
+  }
+
+  /** Take an exchange: open its stream now, or once the connection is up. */
+  take(ex: Exchange): void {
+    ex.conn = this;
+    if (this.connected) this.open(ex);
+    else this.waiting.push(ex);
+  }
+
+  private open(ex: Exchange): void {
+    if (ex.done) return;
+    if (this.gone) { this.pool.failExchange(ex, new UpstreamError('connection closed', 'ECONNRESET')); return; }
+    clearTimeout(this.idleTimer);
+    this.idleTimer = undefined;
+    const { req, h } = ex;
+    const headers: http2.OutgoingHttpHeaders = { ':method': req.method, ':path': req.path, ':scheme': 'http' };
+    const raw = req.headers;
+    let authority = '';
+    for (let i = 0; i < raw.length; i += 2) {
+      const name = raw[i]!.toLowerCase();
+      const value = raw[i + 1]!;
+      if (name === 'host') { authority = value; continue; }
+      if (NOT_IN_H2.has(name)) continue;
+      if (name === 'te' && value.toLowerCase() !== 'trailers') continue;
+      const cur = headers[name];
+      if (cur === undefined) headers[name] = value;
+      else if (Array.isArray(cur)) cur.push(value);
+      else headers[name] = [String(cur), value];
+    }
+    if (authority !== '') headers[':authority'] = authority;
+    const body = req.body;
+    let stream: http2.ClientHttp2Stream;
+    try {
+      stream = this.session.request(headers, { endStream: body === null });
+    } catch (err) {
+      this.pool.failExchange(ex, new UpstreamError((err as Error).message, 'ECONNRESET'));
+      return;
+    }
+    this.active++;
+    this.served++;
+    h.reused = this.served > 1;
+    if (this.pool.opts.maxRequestsPerConnection > 0 && this.served >= this.pool.opts.maxRequestsPerConnection) this.draining = true;
+    ex.stream = stream;
+    let headersSeen = false;
+    let trailers: string[] | null = null;
+    stream.on('response', (rh: http2.IncomingHttpHeaders & http2.IncomingHttpStatusHeader) => {
+      if (ex.done) return;
+      headersSeen = true;
+      const status = Number(rh[':status']);
+      const flat = flatten(rh);
+      if (!h.onHeaders(status, flat, () => stream.resume())) {
+        // The forwarder dropped this try (a retry): cancel the stream, the connection stays.
+        ex.done = true;
+        stream.close(H2.NGHTTP2_CANCEL);
+      }
+    });
+    stream.on('trailers', (t: http2.IncomingHttpHeaders) => { trailers = flatten(t); });
+    stream.on('data', (chunk: Buffer) => {
+      if (ex.done) return;
+      if (!h.onData(chunk)) stream.pause();
+    });
+    stream.on('end', () => {
+      if (ex.done) return;
+      ex.done = true;
+      h.onComplete(trailers);
+    });
+    stream.on('close', () => {
+      this.active--;
+      if (!ex.done) {
+        ex.done = true;
+        const code = stream.rstCode;
+        // REFUSED_STREAM: the server did not process it (retryOn refused-stream); any other reset, or a close with
+        // no response, is a reset (connection closed).
+        const err = code === H2.NGHTTP2_REFUSED_STREAM
+          ? new UpstreamError('stream refused by the upstream', 'UND_ERR_REFUSED_STREAM')
+          : new UpstreamError(headersSeen ? `stream reset (code ${code})` : `stream closed before the response (code ${code})`, 'ECONNRESET');
+        h.onError(err);
+      }
+      this.streamDone();
+    });
+    stream.on('error', () => { /* 'close' follows with the reset code */ });
+    if (body !== null) {
+      if (Buffer.isBuffer(body)) {
+        stream.end(body, () => h.onRequestSent?.());
+      } else {
+        pipeBody(body, stream, h);
+      }
+    } else {
+      h.onRequestSent?.();
+    }
+  }
+
+  private streamDone(): void {
+    if (this.gone) return;
+    if (this.active === 0 && this.waiting.length === 0) {
+      if (this.draining || this.pool.closed) { this.session.close(); return; }
+      const ms = this.pool.opts.keepAliveMs;
+      if (ms > 0) {
+        this.idleTimer = setTimeout(() => { if (this.active === 0) this.session.close(); }, ms);
+        this.idleTimer.unref();
+      }
+    }
+    this.pool.pump();
+  }
+
+  private startPings(intervalMs: number, timeoutMs: number): void {
+    const t = setInterval(() => {
+      if (this.gone) { clearInterval(t); return; }
+      const timer = timeoutMs > 0 ? setTimeout(() => this.fail(new UpstreamError('HTTP/2 PING timeout', 'ECONNRESET')), timeoutMs) : undefined;
+      this.session.ping((err) => { clearTimeout(timer); if (err) this.fail(new UpstreamError(err.message, 'ECONNRESET')); });
+    }, intervalMs);
+    t.unref();
+  }
+
+  /** No new streams; close once the open ones finish (maxConnectionDuration). */
+  retire(): void {
+    this.draining = true;
+    if (this.active === 0 && this.waiting.length === 0) this.session.close();
+    this.pool.pump();
+  }
+
+  fail(err: Error): void {
+    if (this.gone) return;
+    for (const ex of this.waiting.splice(0)) this.pool.failExchange(ex, err);
+    this.session.destroy();
+    this.closed();
+  }
+
+  private closed(): void {
+    if (this.gone) return;
+    this.gone = true;
+    clearTimeout(this.connectTimer);
+    clearTimeout(this.idleTimer);
+    clearTimeout(this.ageTimer);
+    const err = new UpstreamError('connection closed', this.connected ? 'ECONNRESET' : 'ECONNREFUSED');
+    for (const ex of this.waiting.splice(0)) this.pool.failExchange(ex, err);
+    this.pool.removed(this);
+  }
+}
+
+/** HTTP/2 header object → flat [name, value, …] (pseudo-headers dropped; repeated values as separate pairs). */
+function flatten(h: http2.IncomingHttpHeaders): string[] {
+  const out: string[] = [];
+  for (const k of Object.keys(h)) {
+    if (k.charCodeAt(0) === 58 /* : */) continue;
+    const v = h[k];
+    if (v === undefined) continue;
+    if (Array.isArray(v)) for (const x of v) out.push(k, x);
+    else out.push(k, String(v));
+  }
+  return out;
+}
+
+/** Stream a request body into the HTTP/2 stream with backpressure both ways. */
+function pipeBody(body: Readable, stream: http2.ClientHttp2Stream, h: UpstreamHandler): void {
+  body.on('data', (c: Buffer) => {
+    h.onBodySent?.(c);
+    if (!stream.write(c)) { body.pause(); stream.once('drain', () => body.resume()); }
+  });
+  body.once('end', () => stream.end(() => h.onRequestSent?.()));
+  body.once('error', () => stream.close(H2.NGHTTP2_CANCEL));
+}
+
+export class H2Pool {
+  closed = false;
+  destroyed = false;
+  private readonly conns = new Set<Conn>();
+  private readonly queue: Exchange[] = [];
+  private closeWaiters: Array<() => void> = [];
+
+  constructor(readonly host: string, readonly port: number, readonly opts: H2PoolOptions) {}
+
+  dispatch(req: UpstreamRequest, h: UpstreamHandler): void {
+    const ex = new Exchange(this, req, h);
+    if (this.closed) { ex.done = true; h.onError(new UpstreamError('the connection pool is closed', 'UND_ERR_CLOSED')); return; }
+    h.onConnect(ex.abort);
+    if (ex.done) return;
+    this.queue.push(ex);
+    this.pump();
+  }
+
+  /** HTTP/2 has no keep-alive race to protect against (GOAWAY says which streams were not processed): same as dispatch. */
+  dispatchFresh(req: UpstreamRequest, h: UpstreamHandler): void {
+    this.dispatch(req, h);
+  }
+
+  /** @internal give queued exchanges to connections with room, opening new ones under maxConnections. */
+  pump(): void {
+    while (this.queue.length > 0) {
+      const ex = this.queue[0]!;
+      if (ex.done) { this.queue.shift(); continue; }
+      let best: Conn | undefined;
+      let room = 0;
+      for (const c of this.conns) {
+        const cap = c.capacity();
+        if (cap > room) { room = cap; best = c; }
+      }
+      if (best === undefined) {
+        if (this.closed || this.conns.size >= this.opts.maxConnections) return;
+        best = new Conn(this);
+        this.conns.add(best);
+      }
+      this.queue.shift();
+      best.take(ex);
+    }
+  }
+
+  /** @internal exchanges a new connection could not take after all (the peer's stream limit): first in line again. */
+  requeue(exs: Exchange[]): void {
+    if (exs.length > 0) this.queue.unshift(...exs);
+    this.pump();
+  }
+
+  /** @internal */
+  failExchange(ex: Exchange, err: Error): void {
+    if (ex.done) return;
+    ex.done = true;
+    ex.h.onError(err);
+  }
+
+  /** @internal cancel a queued or in-flight exchange. */
+  abortExchange(ex: Exchange, err: Error): void {
+    if (ex.done) return;
+    ex.done = true;
+    if (ex.stream !== undefined) ex.stream.close(H2.NGHTTP2_CANCEL);
+    else {
+      const i = this.queue.indexOf(ex);
+      if (i >= 0) this.queue.splice(i, 1);
+    }
+    ex.h.onError(err);
+  }
+
+  /** @internal */
+  removed(c: Conn): void {
+    if (!this.conns.delete(c)) return;
+    if (!this.destroyed) this.pump();
+    if (this.closed && this.conns.size === 0) for (const w of this.closeWaiters.splice(0)) w();
+  }
+
+  get connections(): number {
+    return this.conns.size;
+  }
+
+  /** Graceful: no new requests; open streams finish, then the connections close. */
+  close(): Promise<void> {
+    this.closed = true;
+    for (const ex of this.queue.splice(0)) this.failExchange(ex, new UpstreamError('the connection pool is closed', 'UND_ERR_CLOSED'));
+    for (const c of this.conns) c.retire();
+    if (this.conns.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.closeWaiters.push(resolve));
+  }
+
+  destroy(): Promise<void> {
+    this.closed = true;
+    this.destroyed = true;
+    for (const ex of this.queue.splice(0)) this.failExchange(ex, new UpstreamError('the connection pool was destroyed', 'UND_ERR_DESTROYED'));
+    for (const c of [...this.conns]) c.fail(new UpstreamError('the connection pool was destroyed', 'UND_ERR_DESTROYED'));
+    for (const w of this.closeWaiters.splice(0)) w();
+    return Promise.resolve();
+  }
+}
