@@ -30,11 +30,22 @@ class WsUpstream {
   readonly closes: Array<{ code: number; reason: string }> = [];
   port = 0;
 
-  constructor(readonly id: string, opts: { refuse?: number } = {}) {
+  /** Handshakes answered so far (refused ones included). */
+  upgrades = 0;
+
+  /** `refuse`: answer every handshake with this status; `failFirst`: answer the first N with 503. */
+  constructor(readonly id: string, opts: { refuse?: number; failFirst?: number } = {}) {
     this.http = createServer((_req, res) => { res.writeHead(200, { 'content-type': 'text/plain' }).end(`plain ${id}`); });
     this.wss = new WebSocketServer({
-      server: this.http,
+      noServer: true,
       ...(opts.refuse !== undefined ? { verifyClient: (_info: unknown, cb: (ok: boolean, code?: number, msg?: string) => void) => cb(false, opts.refuse, 'Go away') } : {}),
+    });
+    this.http.on('upgrade', (req: IncomingMessage, sock: net.Socket, head: Buffer) => {
+      if (this.upgrades++ < (opts.failFirst ?? 0)) {
+        sock.end('HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+        return;
+      }
+      this.wss.handleUpgrade(req, sock, head, (ws) => this.wss.emit('connection', ws, req));
     });
     this.wss.on('connection', (ws, req) => {
       this.handshakes.push(req);
@@ -248,6 +259,7 @@ function logLines(path: string): Array<Record<string, unknown>> {
 let v1: WsUpstream;
 let v2: WsUpstream;
 let refuser: WsUpstream;
+let flaky: WsUpstream;
 let raw101: RawUpstream;
 let early: RawUpstream;
 const tmp = mkdtempSync(join(tmpdir(), 'remora-ws-'));
@@ -256,6 +268,7 @@ beforeAll(async () => {
   v1 = await new WsUpstream('v1').start();
   v2 = await new WsUpstream('v2').start();
   refuser = await new WsUpstream('refuser', { refuse: 403 }).start();
+  flaky = await new WsUpstream('flaky', { failFirst: 1 }).start();
   // Answers 101 to anything, asked or not.
   raw101 = await new RawUpstream((sock) => { sock.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: foo\r\nConnection: Upgrade\r\n\r\n'); }).start();
   // A WebSocket server whose first frame leaves in the same write as its 101 head.
@@ -269,7 +282,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await Promise.all([v1.close(), v2.close(), refuser.close(), raw101.close(), early.close()]);
+  await Promise.all([v1.close(), v2.close(), refuser.close(), flaky.close(), raw101.close(), early.close()]);
   rmSync(tmp, { recursive: true, force: true });
 });
 
@@ -283,6 +296,15 @@ describe('WebSocket through the outbound listener', () => {
         serviceEntry('refuse', [{ port: refuser.port }]),
         serviceEntry('raw101', [{ port: raw101.port }]),
         serviceEntry('early', [{ port: early.port }]),
+        serviceEntry('flaky', [{ port: flaky.port }]),
+        `
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: flaky, namespace: default}
+spec:
+  hosts: [flaky]
+  http: [{route: [{destination: {host: flaky}}], retries: {attempts: 2, retryOn: 5xx}}]
+`,
       ].join('---'),
     }, ['--access-log', log, '--access-log-format', 'json']);
   });
@@ -375,6 +397,15 @@ describe('WebSocket through the outbound listener', () => {
     expect(metric(m, 'remora_tunnels_total', { direction: 'outbound' })).toBeGreaterThanOrEqual(2);
   });
 
+  it('a handshake answered 503 is retried like any request before the response; the retry gets the tunnel', async () => {
+    const c = await connect(p.info.outbound, 'flaky');
+    c.ws.send('id?');
+    expect(await c.inbox.text()).toBe('id:flaky');
+    expect(flaky.upgrades).toBe(2);
+    c.ws.close();
+    await c.inbox.whenClosed();
+  });
+
   it('an upstream refusing the upgrade: its answer is relayed, then the client connection closes', async () => {
     await expect(connect(p.info.outbound, 'refuse')).rejects.toMatchObject({ statusCode: 403 });
     const r = await rawSocket(p.info.outbound);
@@ -455,9 +486,20 @@ describe('a tunnel across a config reload', () => {
 });
 
 describe('the inbound listener, the idle timeout and drain', () => {
-  it('tunnels inbound to the app port and records reporter=destination with 101', async () => {
-    const p = await startProxy({ 'chat.yaml': serviceEntry('chat', [{ port: v1.port }]) }, ['--app-port', String(v1.port)]);
+  it('tunnels inbound to the app port, under the AuthorizationPolicy, and records reporter=destination with 101', async () => {
+    const p = await startProxy({
+      'chat.yaml': serviceEntry('chat', [{ port: v1.port }]),
+      'authz.yaml': `
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: no-private, namespace: default}
+spec:
+  action: DENY
+  rules: [{to: [{operation: {paths: ["/private"]}}]}]
+`,
+    }, ['--app-port', String(v1.port), '--labels', 'app=chat', '--namespace', 'default']);
     try {
+      await expect(connect(p.info.inbound, `chat:${v1.port}`, '/private')).rejects.toMatchObject({ statusCode: 403 });
       const c = await connect(p.info.inbound, `chat:${v1.port}`);
       c.ws.send('id?');
       expect(await c.inbox.text()).toBe('id:v1');
