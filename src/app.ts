@@ -6,6 +6,7 @@
 import type { IncomingMessage, Server as HttpServer, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Http1Server, type Http1ServerOptions } from './http1/server.js';
+import { Http2Listener, type Http2ListenerOptions } from './http2/server.js';
 import { ConfigStore } from './discovery/config-store.js';
 import { FileWatcher } from './discovery/file-watcher.js';
 import type { KubernetesSource } from './discovery/k8s-source.js';
@@ -36,6 +37,8 @@ type Server = HttpServer | Http1Server;
 
 /** Data-plane listener limits: Envoy-like idle keep-alive, a 30 s head deadline (slowloris), node's 16 KiB head. */
 const LISTENER_HTTP: Http1ServerOptions = { keepAliveTimeoutMs: 65_000, headersTimeoutMs: 30_000, maxHeaderSize: 16_384 };
+/** The same limits for HTTP/2 connections: idle 65 s, 16 KiB of headers; up to 1024 streams at once per connection. */
+const LISTENER_H2: Http2ListenerOptions = { idleTimeoutMs: 65_000, maxHeaderListSize: 16_384, maxConcurrentStreams: 1024 };
 
 export interface RunOptions {
   configPaths: string[];
@@ -96,6 +99,7 @@ export class Sidecar {
   /** What transparent capture decided, per listener. */
   readonly capture = { outbound: new CaptureStats(), inbound: new CaptureStats() };
   private originalDst: OriginalDstReader | undefined;
+  private h2Listeners: { outbound?: Http2Listener; inbound?: Http2Listener } = {};
   private outboundEnv: OutboundEnv;
   private inboundEnv: InboundEnv;
   /** NetworkPolicy + AuthorizationPolicy at the inbound listener (off until a policy selects this workload). */
@@ -271,13 +275,26 @@ export class Sidecar {
       self: { labels: this.opts.labels, namespace: this.opts.namespace, clusterDomain: this.opts.clusterDomain },
       rand: Math.random,
     };
+    // Cleartext HTTP/2 (prior knowledge) on the same ports: the same handlers, one request model.
+    const outboundH2 = new Http2Listener((req, res) => {
+      this.active++;
+      res.on('close', onClose);
+      handleOutbound(req, res, this.outboundEnv);
+    }, LISTENER_H2);
+    this.h2Listeners.outbound = outboundH2;
     const outbound = new Http1Server((req, res) => {
       this.active++;
       res.on('close', onClose);
       handleOutbound(req, res, this.outboundEnv);
-    }, { ...LISTENER_HTTP, onConnection: outboundCapture(capture, this.capture.outbound) });
+    }, { ...LISTENER_HTTP, onConnection: outboundCapture({ ...capture, h2: outboundH2 }, this.capture.outbound) });
     await this.listen('outbound', outbound, this.opts.outboundAddress, this.opts.outboundPort);
     if (this.opts.appPorts.length > 0) {
+      const inboundH2 = new Http2Listener((req, res) => {
+        this.active++;
+        res.on('close', onClose);
+        handleInbound(req, res, this.inboundEnv, this.inboundRuntimes);
+      }, LISTENER_H2);
+      this.h2Listeners.inbound = inboundH2;
       const inbound = new Http1Server((req, res) => {
         this.active++;
         res.on('close', onClose);
@@ -286,6 +303,7 @@ export class Sidecar {
         ...LISTENER_HTTP,
         onConnection: inboundCapture({
           ...capture,
+          h2: inboundH2,
           inboundRuntime: (port) => this.inboundRuntime(port),
           allowConnection: (ip, port) => {
             const a = this.authz;
@@ -397,6 +415,8 @@ export class Sidecar {
         s.server.closeIdleConnections();
       }
     }
+    // HTTP/2 peers get GOAWAY: their open streams finish, new ones go elsewhere.
+    this.h2Listeners.inbound?.closeIdleConnections();
   }
 
   /** SIGTERM / quitquitquit: drain inbound, keep outbound for the app, exit when idle or at the deadline. */
@@ -432,6 +452,8 @@ export class Sidecar {
       s.server.closeAllConnections();
     }
     this.tcp.closeAll();
+    this.h2Listeners.outbound?.closeAllConnections();
+    this.h2Listeners.inbound?.closeAllConnections();
     await this.clusters.destroy();
     await this.accessLog?.close();
     await this.tracing.shutdown(2000);

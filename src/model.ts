@@ -53,6 +53,15 @@ export interface PoolLimits {
   maxRequestsPerConnection: number; // 0 = unlimited; 1 = no keep-alive
   maxRetries: number; // concurrent retries, default 2^32-1
   httpIdleTimeoutMs: number; // http.idleTimeout, default 1h
+  /** http.h2UpgradePolicy: UPGRADE sends HTTP/1.1 requests to this cluster as HTTP/2 (Istio's mesh default: DO_NOT_UPGRADE). */
+  h2UpgradePolicy?: 'DEFAULT' | 'DO_NOT_UPGRADE' | 'UPGRADE';
+  /** http.useClientProtocol: HTTP/2 upstream when the downstream request came over HTTP/2. */
+  useClientProtocol?: boolean;
+  /** http.maxConcurrentStreams: streams per upstream HTTP/2 connection (0 = the peer's limit). */
+  maxConcurrentStreams?: number;
+  /** http.http2KeepAlive: PING interval and timeout (ms; 0 = off). */
+  h2PingIntervalMs?: number;
+  h2PingTimeoutMs?: number;
 }
 
 export interface OutlierPolicy {

@@ -88,6 +88,7 @@ export interface ConnectionPoolSettings {
     http1MaxPendingRequests?: number; http2MaxRequests?: number; maxRequestsPerConnection?: number;
     maxRetries?: number; idleTimeout?: string; h2UpgradePolicy?: string; useClientProtocol?: boolean;
     maxConcurrentStreams?: number;
+    http2KeepAlive?: { interval?: string; timeout?: string };
   };
 }
 export interface LoadBalancerSettings {

@@ -110,15 +110,17 @@ export class Http2Response {
     }
     this.statusCode = status;
     this.headersSent = true;
-    const noBody = this.req.method === 'HEAD' || status === 204 || status === 304;
+    // No body and nothing after the headers: HEAD, 204, 304, an explicit empty body, and a gRPC "trailers-only"
+    // response (grpc-status in the first headers, never there otherwise): HEADERS with END_STREAM, as it came.
+    const noBody = this.req.method === 'HEAD' || status === 204 || status === 304 || out['content-length'] === '0' || out['grpc-status'] !== undefined;
     if (this.stream.destroyed || this.stream.closed) return this;
     // waitForTrailers: the stream stays open after the last DATA frame so that trailers (grpc-status) can follow.
     this.stream.respond(out, { endStream: noBody, waitForTrailers: !noBody });
     if (!noBody) {
       this.stream.once('wantTrailers', () => {
-        const t = this.trailers;
-        if (t !== undefined) this.stream.sendTrailers(t);
-        else this.stream.close(H2.NGHTTP2_NO_ERROR);
+        // The stream must end with END_STREAM: trailers when the upstream sent some, else an empty trailer block
+        // (what node:http2's own compatibility layer sends).
+        this.stream.sendTrailers(this.trailers ?? {});
       });
     }
     return this;
@@ -146,6 +148,14 @@ export class Http2Response {
     this.trailers = out;
   }
 
+  /**
+   * HTTP/2 has no 101 (WebSocket over HTTP/2 is RFC 8441's extended CONNECT, not supported): a stream never asks for
+   * an upgrade (`Http2Request.upgrade` is false), so the forwarder never calls this.
+   */
+  switchProtocols(): never {
+    throw new Error('HTTP/2 streams cannot switch protocols');
+  }
+
   /** Reset the stream (a response that started cannot be finished cleanly): RST_STREAM INTERNAL_ERROR. */
   destroy(): void {
     if (this.destroyed) return;
@@ -155,7 +165,8 @@ export class Http2Response {
 
   on(event: 'close' | 'drain', fn: Listener): this {
     if (event === 'close') {
-      if (this.closed) queueMicrotask(fn);
+      // Called with `this` = the response, as Http1Response does (the forwarder's shared listener reads it).
+      if (this.closed) queueMicrotask(() => fn.call(this));
       else this.closeListeners.push(fn);
     } else {
       this.stream.on('drain', fn);
@@ -173,7 +184,7 @@ export class Http2Response {
     if (this.closed) return;
     this.closed = true;
     if (!this.finished) this.destroyed = true;
-    for (const f of this.closeListeners.splice(0)) f();
+    for (const f of this.closeListeners.splice(0)) f.call(this);
   }
 }
 

@@ -13,6 +13,7 @@
  */
 import type net from 'node:net';
 import type { Http1Server, OriginalDestination } from '../http1/server.js';
+import type { Http2Listener } from '../http2/server.js';
 import type { Snapshot } from '../config/snapshot.js';
 import type { ClusterManager } from '../upstream/cluster-manager.js';
 import type { ClusterDef, ClusterRuntime } from '../model.js';
@@ -34,6 +35,10 @@ export interface CaptureEnv {
   /** This workload, for the sourceLabels/sourceNamespace of tcp and tls routes. */
   self: L4Self;
   rand(): number;
+  /** Cleartext HTTP/2 (prior knowledge) on the same port: connections that open with the HTTP/2 preface. */
+  h2?: Http2Listener;
+  /** How long a connection may stay silent before its first byte (ms), when HTTP/2 detection waits for it. */
+  firstByteTimeoutMs?: number;
 }
 
 export interface InboundCaptureEnv extends CaptureEnv {
@@ -52,7 +57,37 @@ export class CaptureStats {
   blackholed = 0;
 }
 
-type Decide = (sock: net.Socket, head: Buffer | undefined, dst: OriginalDestination, how: 'http' | 'tcp', sni: string | undefined) => void;
+type Decide = (sock: net.Socket, head: Buffer | undefined, dst: OriginalDestination, how: 'http' | 'h2' | 'tcp', sni: string | undefined) => void;
+
+/**
+ * A connection addressed to the listener itself speaks HTTP: HTTP/1, or HTTP/2 with prior knowledge (h2c), told
+ * apart by the first bytes. Only a first read that starts with "P" (the preface's "PRI * HTTP/2.0") waits for more;
+ * everything else goes to the HTTP/1 server with that first read, in the same tick.
+ */
+function serveHttp(sock: net.Socket, server: Http1Server, env: CaptureEnv, dst: OriginalDestination | undefined): void {
+  const h2 = env.h2;
+  if (h2 === undefined) { server.serveSocket(sock, undefined, dst); return; }
+  let head: Buffer | undefined;
+  const timer = setTimeout(() => sock.destroy(), env.firstByteTimeoutMs ?? 65_000);
+  const done = (): void => {
+    clearTimeout(timer);
+    sock.off('data', onData);
+    sock.off('close', onClose);
+  };
+  const onData = (d: Buffer): void => {
+    head = head === undefined ? d : Buffer.concat([head, d]);
+    if (head[0] !== 0x50 /* P */) { done(); server.serveSocket(sock, head, dst); return; }
+    const s = sniff(head);
+    if (s === 'need-more' && head.length < SNIFF_MAX_BYTES) return;
+    done();
+    if (s === 'h2') h2.serveSocket(sock, head, dst);
+    else server.serveSocket(sock, head, dst);
+  };
+  const onClose = (): void => clearTimeout(timer);
+  sock.on('data', onData);
+  sock.once('close', onClose);
+  sock.on('error', noop);
+}
 
 
 /**
@@ -63,21 +98,29 @@ function accept(sock: net.Socket, server: Http1Server, env: CaptureEnv, stats: C
   const r = env.reader.read(sock);
   if (r === undefined) {
     stats.direct++;
-    server.serveSocket(sock);
+    serveHttp(sock, server, env, undefined);
     return;
   }
   const go = (dst: OriginalDestination | undefined): void => {
     if (sock.destroyed) return;
     if (dst === undefined) {
       stats.direct++;
-      server.serveSocket(sock);
+      serveHttp(sock, server, env, undefined);
       return;
     }
     const proto = connectionProtocol(protocolOf(dst), dst.port);
-    if (proto === 'http' || proto === 'tcp') return decide(sock, undefined, dst, proto, undefined);
+    if (proto === 'tcp') return decide(sock, undefined, dst, proto, undefined);
+    if (proto === 'http') {
+      // Declared HTTP: HTTP/1 or HTTP/2 with prior knowledge (Envoy's codec AUTO), never TCP.
+      stats.http++;
+      serveHttp(sock, server, env, dst);
+      return;
+    }
     sniffThen(sock, env.sniffTimeoutMs, stats, (head, what, sni) => {
-      // A port declared TLS is never served as HTTP, whatever its first bytes look like.
-      decide(sock, head, dst, what === 'http1' && proto === 'sniff' ? 'http' : 'tcp', sni);
+      // A port declared TLS is never served as HTTP, whatever its first bytes look like; HTTP/2 is served when the
+      // listener has its HTTP/2 side, else passed on as bytes.
+      const how = proto !== 'sniff' ? 'tcp' : what === 'http1' ? 'http' : what === 'h2' && env.h2 !== undefined ? 'h2' : 'tcp';
+      decide(sock, head, dst, how, sni);
     });
   };
   if (r instanceof Promise) r.then(go, () => go(undefined));
@@ -191,9 +234,10 @@ export function outboundCapture(env: CaptureEnv, stats: CaptureStats): (sock: ne
   };
   return (sock, server) => accept(sock, server, env, stats, protocolOf, (s, head, dst, how, sni) => {
     if (how === 'tcp') return toTcp(s, head, dst, sni);
-    // HTTP/1 with the original destination known: routed by Host, else by the VIP; passthrough to the original IP.
+    // HTTP with the original destination known: routed by Host, else by the VIP; passthrough to the original IP.
     stats.http++;
-    server.serveSocket(s, head, dst);
+    if (how === 'h2') env.h2!.serveSocket(s, head, dst);
+    else server.serveSocket(s, head, dst);
   });
 }
 
@@ -207,9 +251,10 @@ export function inboundCapture(env: InboundCaptureEnv, stats: CaptureStats): (so
   const protocolOf = (): string | undefined => undefined;
   return (sock, server) => accept(sock, server, env, stats, protocolOf, (s, head, dst, how) => {
     const rt = env.inboundRuntime(dst.port);
-    if (how === 'http') {
+    if (how !== 'tcp') {
       stats.http++;
-      server.serveSocket(s, head, dst);
+      if (how === 'h2') env.h2!.serveSocket(s, head, dst);
+      else server.serveSocket(s, head, dst);
       return;
     }
     stats.tcp++;

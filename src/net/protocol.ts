@@ -20,20 +20,19 @@ export type Sniffed = 'http1' | 'h2' | 'tls' | 'tcp' | 'need-more';
 export const SERVER_FIRST_PORTS: ReadonlySet<number> = new Set([21, 22, 25, 110, 143, 587, 3306, 4444, 5432, 6379, 9300, 11211, 33060]);
 
 /**
- * A declared service-port protocol (lowercase, as the config compiler stores it) → what to do. HTTP is served as
- * HTTP/1 (HTTP/2 and gRPC are sniffed: Remora's listeners speak HTTP/1, so an h2 connection is passed as bytes);
+ * A declared service-port protocol (lowercase, as the config compiler stores it) → what to do. HTTP, HTTP2, gRPC
+ * are served as HTTP (HTTP/1, or HTTP/2 when the connection opens with its preface);
  * TLS and HTTPS are passed as bytes after their ClientHello is read; every other named protocol is an opaque byte
  * stream; none (or an unrecognised one) means "sniff".
  */
 export function declaredProtocol(protocol: string | undefined): ConnProtocol {
   switch (protocol) {
     case 'http':
-      return 'http';
     case 'http2':
     case 'grpc':
     case 'grpc-web':
-      // Remora's listeners speak HTTP/1 only: an h2 client's preface is recognised and the stream passed through.
-      return 'sniff';
+      // HTTP/1.1, or HTTP/2 with prior knowledge when the connection opens with its preface (Envoy's codec AUTO).
+      return 'http';
     case 'tls':
     case 'https':
       // Opaque, but the ClientHello's server name can pick a tls route or an SNI-named service (never terminated).

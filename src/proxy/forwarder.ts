@@ -5,7 +5,7 @@
  * Hot path: one Exchange per request and one Attempt per try are the only objects it allocates
  * beyond header arrays; callbacks are methods, timers take the object as an argument (no closures).
  */
-import type { Http1Request, Http1Response } from '../http1/server.js';
+import type { DownstreamRequest, DownstreamResponse } from './downstream.js';
 import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
 import type { AttemptOutcome, ClusterDef, ClusterRuntime, Endpoint, RequestRecord, ResponseFlag, RetryPolicy } from '../model.js';
@@ -17,8 +17,10 @@ import { applyHeaderOps, downstreamResponseHeaders, setHeader, upgradeResponseHe
 import type { Socket } from 'node:net';
 import { DEFAULT_TUNNEL_IDLE_TIMEOUT_MS, Tunnel, Tunnels, type TunnelOwner } from './tunnel.js';
 import { E, type LocalError } from './local-reply.js';
+import { grpcLocalHeaders, isGrpc } from './grpc.js';
+import { upstreamIsHttp2 } from '../upstream/policy.js';
 import type { ClusterCounters, Observer } from './observer.js';
-import type { H1Pool, UpstreamHandler, UpstreamRequest } from '../upstream/h1-pool.js';
+import type { UpstreamHandler, UpstreamPool, UpstreamRequest } from '../upstream/h1-pool.js';
 import type { ClientSpan, ProxyTracing, ServerSpan } from '../telemetry/tracing.js';
 
 export interface ForwardContext {
@@ -69,18 +71,17 @@ const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE'])
 const kExchange = Symbol('remora.exchange');
 
 /** Read a request body into memory when it is small enough to replay; otherwise stream it (no retries). */
-function bodyMode(req: Http1Request, limit: number): 'none' | 'buffer' | 'stream' {
-  const te = req.headers['transfer-encoding'];
+function bodyMode(req: DownstreamRequest, limit: number): 'none' | 'buffer' | 'stream' {
+  // The server layers decide whether a body follows (HTTP/1: Content-Length > 0 or Transfer-Encoding; HTTP/2: the
+  // HEADERS frame did not end the stream, with or without a content-length).
+  if (req.body === null) return 'none';
+  if (req.headers['transfer-encoding'] !== undefined) return 'stream';
   const cl = req.headers['content-length'];
-  if (te === undefined) {
-    if (cl === undefined || cl === '0') return 'none';
-    const n = Number(cl);
-    return n <= limit ? 'buffer' : 'stream';
-  }
-  return 'stream';
+  if (cl === undefined) return 'stream';
+  return Number(cl) <= limit ? 'buffer' : 'stream';
 }
 
-export function forward(req: Http1Request, res: Http1Response, plan: ForwardPlan, ctx: ForwardContext): void {
+export function forward(req: DownstreamRequest, res: DownstreamResponse, plan: ForwardPlan, ctx: ForwardContext): void {
   const ex = new Exchange(req, res, plan, ctx);
   const mode = bodyMode(req, ctx.retryBufferBytes);
   if (mode === 'none') {
@@ -90,6 +91,9 @@ export function forward(req: Http1Request, res: Http1Response, plan: ForwardPlan
   } else if (mode === 'stream') {
     ex.body = req.body;
     ex.replayable = false;
+    // A body of unknown length (chunked HTTP/1, any HTTP/2 body: a gRPC call) streams at once, and a copy is kept
+    // while it stays within the retry buffer: if it ended there, a retry replays it (Envoy buffers for retries too).
+    if (req.headers['content-length'] === undefined) ex.copy = [];
     ex.start();
   } else {
     ex.replayable = true;
@@ -109,6 +113,8 @@ export function forward(req: Http1Request, res: Http1Response, plan: ForwardPlan
 class Exchange {
   body: Buffer | Readable | null = null;
   replayable = false;
+  /** The streamed body's chunks so far, while within the retry buffer (undefined: not kept). */
+  copy: Buffer[] | undefined;
   bytesReceived = 0;
   bytesSent = 0;
   attempts = 0;
@@ -142,7 +148,7 @@ class Exchange {
   grpcStatus: number | undefined;
   private span: ServerSpan | undefined;
 
-  constructor(readonly req: Http1Request, readonly res: Http1Response, readonly plan: ForwardPlan, readonly ctx: ForwardContext) {
+  constructor(readonly req: DownstreamRequest, readonly res: DownstreamResponse, readonly plan: ForwardPlan, readonly ctx: ForwardContext) {
     this.flags = plan.flags;
     if (ctx.tracing.enabled) {
       this.span = ctx.tracing.startServer(req.headers, { method: plan.method, path: plan.originalPath, authority: plan.authority, direction: plan.direction, peer: this.req.remoteKey });
@@ -227,7 +233,11 @@ class Exchange {
       if (tryMs === 0 || left < tryMs) tryMs = 0; // the route timer fires first
     }
     if (tryMs > 0) a.timer = setTimeout(onAttemptTimeout, tryMs, a);
-    const pool: H1Pool = this.ctx.clusters.pool(ep, rt.def.policy.pool);
+    // HTTP/2 upstream by the port's protocol, h2UpgradePolicy or the client's protocol; an upgrade (101) needs HTTP/1.1.
+    const limits = rt.def.policy.pool;
+    const pool: UpstreamPool = !this.req.upgrade && upstreamIsHttp2(rt.def.protocol, limits, this.req.httpVersion === '2.0')
+      ? this.ctx.clusters.h2pool(ep, limits)
+      : this.ctx.clusters.pool(ep, limits);
     const req: UpstreamRequest = { method: this.plan.method, path: this.plan.path, headers, body: this.body, upgrade: this.req.upgrade };
     try {
       if (this.freshConnection) {
@@ -359,7 +369,14 @@ class Exchange {
 
   /** `budgeted` false: the failed try never reached a server (connect failure), see ResourceLimits.tryStartRetry. */
   private canRetry(budgeted: boolean): boolean {
-    if (!this.replayable) return false;
+    if (!this.replayable) {
+      // A streamed body that ended within the retry buffer, whole in the copy: replay it from memory.
+      const copy = this.copy;
+      if (copy === undefined || !this.req.complete || this.current?.bodyFullySent !== true) return false;
+      this.body = copy.length === 1 ? copy[0]! : Buffer.concat(copy, this.bytesReceived);
+      this.copy = undefined;
+      this.replayable = true;
+    }
     if (this.retries >= this.plan.retry.attempts) return false;
     if (this.deadline > 0 && this.ctx.now() >= this.deadline) return false;
     // One retry slot (maxRetries / retry budget) is held from the first retry until the request ends;
@@ -454,10 +471,14 @@ class Exchange {
 
   onResponseEnd(trailers: string[] | null): void {
     if (this.finished) return;
-    if (trailers && trailers.length > 0 && this.res.chunkedEncoding) {
-      const t: Record<string, string> = {};
-      for (let i = 0; i < trailers.length; i += 2) t[trailers[i]!] = trailers[i + 1]!;
-      this.res.addTrailers(t);
+    if (trailers && trailers.length > 0) {
+      // gRPC puts its status in the trailers (a trailers-only response has it in the headers, read there).
+      if (this.grpcStatus === undefined && this.plan.direction === 'outbound') this.grpcStatus = grpcStatusOf(trailers);
+      if (this.res.chunkedEncoding) {
+        const t: Record<string, string> = {};
+        for (let i = 0; i < trailers.length; i += 2) t[trailers[i]!] = trailers[i + 1]!;
+        this.res.addTrailers(t);
+      }
     }
     this.res.end();
     this.complete();
@@ -499,12 +520,23 @@ class Exchange {
     this.status = err.status;
     if (!this.res.headersSent) {
       const body = err.body;
-      const headers: string[] = ['content-type', 'text/plain', 'content-length', String(Buffer.byteLength(body)), 'x-remora-proxy-error', `${err.flag} ${err.details}`];
-      if (overloaded) headers.push('x-envoy-overloaded', 'true');
-      if (this.ctx.draining && this.plan.direction === 'inbound') headers.push('connection', 'close');
-      this.res.writeHead(err.status, headers);
-      this.res.end(body);
-      this.bytesSent += body.length;
+      const extra: string[] = ['x-remora-proxy-error', `${err.flag} ${err.details}`];
+      if (overloaded) extra.push('x-envoy-overloaded', 'true');
+      if (this.ctx.draining && this.plan.direction === 'inbound') extra.push('connection', 'close');
+      if (isGrpc(this.req.headers)) {
+        // A gRPC client gets a gRPC error: 200, grpc-status (14 UNAVAILABLE, 4 DEADLINE_EXCEEDED …), grpc-message.
+        const g = grpcLocalHeaders(err.status, err.flag, body || err.details, extra);
+        g.headers.push('content-length', '0');
+        this.status = 200;
+        this.grpcStatus = g.grpcStatus;
+        this.res.writeHead(200, g.headers);
+        this.res.end();
+      } else {
+        const headers: string[] = ['content-type', 'text/plain', 'content-length', String(Buffer.byteLength(body)), ...extra];
+        this.res.writeHead(err.status, headers);
+        this.res.end(body);
+        this.bytesSent += body.length;
+      }
     } else {
       this.res.destroy();
     }
@@ -543,7 +575,7 @@ const NO_PICK = {};
 /** x-envoy-attempt-count values for the usual tries, built once. */
 const ATTEMPT_COUNTS = Array.from({ length: 16 }, (_, i) => String(i));
 
-function onResponseClose(this: Http1Response): void {
+function onResponseClose(this: DownstreamResponse): void {
   const ex = (this as unknown as Record<symbol, Exchange | undefined>)[kExchange];
   if (ex !== undefined && !ex.finished) ex.downstreamGone();
 }
@@ -588,7 +620,15 @@ class Attempt implements UpstreamHandler {
   }
 
   onBodySent(chunk: Buffer): void {
-    if (this.ex.body !== null && !Buffer.isBuffer(this.ex.body)) this.ex.bytesReceived += chunk.length;
+    const ex = this.ex;
+    if (ex.body !== null && !Buffer.isBuffer(ex.body)) {
+      ex.bytesReceived += chunk.length;
+      const copy = ex.copy;
+      if (copy !== undefined) {
+        if (ex.bytesReceived <= ex.ctx.retryBufferBytes) copy.push(chunk);
+        else ex.copy = undefined; // over the retry buffer: this request will not be retried
+      }
+    }
   }
 
   onHeaders(status: number, raw: string[], resume: () => void): boolean {
@@ -731,7 +771,7 @@ class ProxyRecord implements RequestRecord {
     this.durationMs = performance.now() - p.startHr;
     this.method = p.method;
     this.path = p.originalPath;
-    this.protocol = ex.req.httpVersion === '1.0' ? 'HTTP/1.0' : 'HTTP/1.1';
+    this.protocol = ex.req.httpVersion === '1.1' ? 'HTTP/1.1' : ex.req.httpVersion === '2.0' ? 'HTTP/2' : 'HTTP/1.0';
     this.authority = p.authority;
     this.requestId = p.requestId;
     this.status = ex.status;

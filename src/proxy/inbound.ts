@@ -4,7 +4,7 @@
  * keep-alive race protection (as Istio's inbound routes); while draining, responses carry Connection: close.
  * When NetworkPolicy/AuthorizationPolicy apply (InboundAuthorizer), a denied request gets Envoy's RBAC 403 locally.
  */
-import type { Http1Request, Http1Response } from '../http1/server.js';
+import type { DownstreamRequest, DownstreamResponse } from './downstream.js';
 import { requestId as newRequestId } from '../util/request-id.js';
 import { performance } from 'node:perf_hooks';
 import type { ClusterDef, ClusterRuntime, RetryPolicy } from '../model.js';
@@ -13,6 +13,7 @@ import { compileRetryPolicy } from './retry-policy.js';
 import { upstreamRequestHeaders } from './headers.js';
 import { forward, type ForwardContext, type ForwardPlan } from './forwarder.js';
 import { localReplyRecord } from './local-reply.js';
+import { grpcLocalHeaders, isGrpc } from './grpc.js';
 import { parseTarget, type RequestTarget } from '../routing/request-target.js';
 import type { InboundAuthorizer } from './inbound-authz.js';
 
@@ -41,7 +42,7 @@ export function inboundClusters(appPorts: readonly number[], appHost: string): C
 
 let noRetry: RetryPolicy | undefined;
 
-export function handleInbound(req: Http1Request, res: Http1Response, env: InboundEnv, runtimes: ReadonlyMap<number, ClusterRuntime>): void {
+export function handleInbound(req: DownstreamRequest, res: DownstreamResponse, env: InboundEnv, runtimes: ReadonlyMap<number, ClusterRuntime>): void {
   const startTime = Date.now();
   const startHr = performance.now();
   noRetry ??= compileRetryPolicy({ attempts: 0 }, 0);
@@ -97,11 +98,20 @@ export function handleInbound(req: Http1Request, res: Http1Response, env: Inboun
 
 /** A reply made by the sidecar itself (no app involved), recorded like forwarded inbound requests. */
 function localInbound(
-  req: Http1Request, res: Http1Response, env: InboundEnv, rt: ClusterRuntime, target: RequestTarget | undefined, requestId: string,
+  req: DownstreamRequest, res: DownstreamResponse, env: InboundEnv, rt: ClusterRuntime, target: RequestTarget | undefined, requestId: string,
   startTime: number, startHr: number, status: number, text: string, flag: string, details: string,
 ): void {
-  const body = Buffer.from(text);
-  const headers = ['content-type', 'text/plain', 'content-length', String(body.length), 'x-request-id', requestId];
+  let body = Buffer.from(text);
+  let headers = ['content-type', 'text/plain', 'content-length', String(body.length), 'x-request-id', requestId];
+  let grpcStatus: number | undefined;
+  if (isGrpc(req.headers)) {
+    // A gRPC caller gets its error as gRPC (403 RBAC → PERMISSION_DENIED), in a 200.
+    const g = grpcLocalHeaders(status, flag, text || details, ['x-request-id', requestId, 'content-length', '0']);
+    headers = g.headers;
+    grpcStatus = g.grpcStatus;
+    status = 200;
+    body = Buffer.alloc(0);
+  }
   if (env.draining) headers.push('connection', 'close');
   if (!res.headersSent) {
     res.writeHead(status, headers);
@@ -113,6 +123,7 @@ function localInbound(
   const dot = host.indexOf('.');
   const rec = localReplyRecord(req, { direction: 'inbound', startTime, startHr, authority: target?.authority, requestId, status, flag, details, bytesSent: body.length });
   rec.routeName = 'inbound';
+  if (grpcStatus !== undefined) rec.grpcStatus = grpcStatus;
   rec.destinationService = host;
   rec.destinationServiceName = dot < 0 ? host : host.slice(0, dot);
   env.observer.record(rec);

@@ -2,7 +2,7 @@
  * Replies the proxy makes itself, with Envoy's status codes, bodies and response flags, plus an
  * `x-remora-proxy-error` header so operators can tell proxy failures from app failures (like Linkerd's l5d-proxy-error).
  */
-import type { Http1Request } from '../http1/server.js';
+import type { DownstreamRequest } from './downstream.js';
 import { performance } from 'node:perf_hooks';
 import type { RequestRecord, ResponseFlag } from '../model.js';
 
@@ -31,7 +31,7 @@ export const E = {
 
 /** The RequestRecord of a reply the proxy made itself (no upstream attempt), on either listener. */
 export function localReplyRecord(
-  req: Http1Request,
+  req: DownstreamRequest,
   r: { direction: 'outbound' | 'inbound'; startTime: number; startHr: number; authority: string | undefined; requestId: string; status: number; flag: string; details: string; bytesSent: number },
 ): RequestRecord {
   return {
@@ -40,7 +40,7 @@ export function localReplyRecord(
     durationMs: performance.now() - r.startHr,
     method: req.method ?? '',
     path: req.url ?? '',
-    protocol: req.httpVersion === '1.0' ? 'HTTP/1.0' : 'HTTP/1.1',
+    protocol: req.httpVersion === '1.0' ? 'HTTP/1.0' : req.httpVersion === '2.0' ? 'HTTP/2' : 'HTTP/1.1',
     authority: r.authority ?? (req.headers.host ?? ''),
     requestId: r.requestId,
     status: r.status,

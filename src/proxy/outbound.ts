@@ -3,7 +3,8 @@
  * matching route, apply local actions (redirect, direct response, fault, CORS), pick the weighted
  * destination, rewrite, and hand the request to the forwarder.
  */
-import type { Http1Request, Http1Response, OriginalDestination } from '../http1/server.js';
+import type { OriginalDestination } from '../http1/server.js';
+import type { DownstreamRequest, DownstreamResponse } from './downstream.js';
 import { resolveCaptured } from '../net/destination.js';
 import { requestId as newRequestId } from '../util/request-id.js';
 import { performance } from 'node:perf_hooks';
@@ -17,13 +18,14 @@ import { applyRetryOverrides, routeTimeoutOverride } from './retry-policy.js';
 import { applyHeaderOps, upstreamRequestHeaders } from './headers.js';
 import { forward, type ForwardContext, type ForwardPlan } from './forwarder.js';
 import { E, localReplyRecord, type LocalError } from './local-reply.js';
+import { grpcLocalHeaders, isGrpc, parseGrpcTimeout } from './grpc.js';
 import type { ClusterRuntime } from '../model.js';
 
 export interface OutboundEnv extends ForwardContext {
   snapshot(): Snapshot | undefined;
 }
 
-export function handleOutbound(req: Http1Request, res: Http1Response, env: OutboundEnv): void {
+export function handleOutbound(req: DownstreamRequest, res: DownstreamResponse, env: OutboundEnv): void {
   const startTime = Date.now();
   const startHr = performance.now();
   const snap = env.snapshot();
@@ -112,8 +114,8 @@ export function handleOutbound(req: Http1Request, res: Http1Response, env: Outbo
 }
 
 interface Base {
-  req: Http1Request;
-  res: Http1Response;
+  req: DownstreamRequest;
+  res: DownstreamResponse;
   env: OutboundEnv;
   startTime: number;
   startHr: number;
@@ -155,7 +157,13 @@ function send(
   const headers = upstreamRequestHeaders(req.rawHeaders, req.headers.connection, { stripAllEnvoy: false, upgrade: req.upgrade });
   // x-envoy-* controls from the local app override the route (then they were stripped above).
   const r = applyRetryOverrides(retry, req.headers);
-  const tOverride = routeTimeoutOverride(req.headers);
+  let tOverride = routeTimeoutOverride(req.headers);
+  // A gRPC deadline (grpc-timeout) bounds the call as a route timeout would, never beyond the route's own.
+  const grpcDeadline = parseGrpcTimeout(req.headers['grpc-timeout']);
+  if (grpcDeadline !== undefined) {
+    const base = tOverride ?? timeoutMs;
+    tOverride = base > 0 ? Math.min(base, Math.max(1, grpcDeadline)) : Math.max(1, grpcDeadline);
+  }
   let path = t.query === '' ? t.path : `${t.path}?${t.query}`;
   const originalPath = req.url ?? path;
   let host = authority;
@@ -231,7 +239,7 @@ class MirrorHandler implements UpstreamHandler {
   onError(): void { clearTimeout(this.timer); }
 }
 
-function mirror(env: OutboundEnv, route: CompiledRoute, req: Http1Request, headers: readonly string[], path: string, host: string, view: RequestView, explicitPort: number): void {
+function mirror(env: OutboundEnv, route: CompiledRoute, req: DownstreamRequest, headers: readonly string[], path: string, host: string, view: RequestView, explicitPort: number): void {
   // Only bodiless requests are mirrored: a streamed body can be read once (documented in docs/configuration.md).
   // Nor upgrades: a shadow cannot take part in the tunnel.
   if (req.upgrade) return;
@@ -289,11 +297,18 @@ function corsPreflight(b: Base, route: CompiledRoute): void {
 // === local replies (before any upstream) ===
 
 function local(b: Base, err: LocalError, route?: CompiledRoute): void {
-  const h = ['content-type', 'text/plain', 'x-remora-proxy-error', `${err.flag} ${err.details}`];
-  localCustom(b, err.status, Buffer.from(err.body), err.flag, err.details, route, h);
+  const proxyError = ['x-remora-proxy-error', `${err.flag} ${err.details}`];
+  if (isGrpc(b.req.headers)) {
+    // A gRPC client gets a gRPC error (404 NR → UNIMPLEMENTED, 503 → UNAVAILABLE …), not a bare HTTP status.
+    const g = grpcLocalHeaders(err.status, err.flag, err.body || err.details, proxyError);
+    return localCustom(b, 200, EMPTY_BODY, err.flag, err.details, route, g.headers, g.grpcStatus);
+  }
+  localCustom(b, err.status, Buffer.from(err.body), err.flag, err.details, route, ['content-type', 'text/plain', ...proxyError]);
 }
 
-function localCustom(b: Base, status: number, body: Buffer, flag: string, details: string, route: CompiledRoute | undefined, extra?: string[]): void {
+const EMPTY_BODY = Buffer.alloc(0);
+
+function localCustom(b: Base, status: number, body: Buffer, flag: string, details: string, route: CompiledRoute | undefined, extra?: string[], grpcStatus?: number): void {
   const { req, res, env } = b;
   const headers = extra ? extra.slice() : [];
   headers.push('content-length', String(body.length));
@@ -306,5 +321,6 @@ function localCustom(b: Base, status: number, body: Buffer, flag: string, detail
   req.resume();
   const rec = localReplyRecord(req, { direction: 'outbound', startTime: b.startTime, startHr: b.startHr, authority: b.target?.authority, requestId: b.requestId, status, flag, details, bytesSent: body.length });
   if (route) rec.routeName = route.name;
+  if (grpcStatus !== undefined) rec.grpcStatus = grpcStatus;
   env.observer.record(rec);
 }

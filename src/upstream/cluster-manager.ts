@@ -4,7 +4,8 @@
  * On a swap, runtimes are updated in place, new ones created, removed ones dropped; pools no longer
  * referenced are closed gracefully (in-flight requests finish first) in small batches, never recursively.
  */
-import { H1Pool, type H1PoolOptions } from './h1-pool.js';
+import { H1Pool, type H1PoolOptions, type UpstreamPool } from './h1-pool.js';
+import { H2Pool } from './h2-pool.js';
 import type { ClusterDef, ClusterRuntime, Endpoint, PoolLimits } from '../model.js';
 import type { Snapshot } from '../config/snapshot.js';
 import { createClusterRuntime } from './cluster-runtime.js';
@@ -21,7 +22,7 @@ export interface PoolDefaults {
 
 export class ClusterManager {
   private runtimes = new Map<string, ClusterRuntime>();
-  private pools = new Map<string, H1Pool>();
+  private pools = new Map<string, UpstreamPool>();
   /** Passthrough/ NONE clusters created on demand, keyed by host:port (bounded). */
   private dynamic = new Map<string, ClusterRuntime>();
   /** Clusters that do not come from config (inbound app ports): never dropped on a swap. */
@@ -76,6 +77,29 @@ export class ClusterManager {
     for (const k of this.dynamic.keys()) { if (n-- <= 0) break; this.dynamic.delete(k); }
   }
 
+  /** The HTTP/2 pool of an endpoint (see upstreamIsHttp2): streams on shared connections, one per request. */
+  h2pool(ep: Endpoint, limits: PoolLimits): H2Pool {
+    let byEp = this.h2Cache.get(limits);
+    if (byEp === undefined) { byEp = new Map(); this.h2Cache.set(limits, byEp); }
+    const cached = byEp.get(ep.key);
+    if (cached !== undefined && !cached.closed) return cached;
+    const key = `${poolKey(ep, limits)}|h2`;
+    let p = this.pools.get(key) as H2Pool | undefined;
+    if (p === undefined) {
+      const o = this.poolOptions(limits);
+      p = new H2Pool(ep.address, ep.port, {
+        maxConnections: o.maxConnections, connectTimeoutMs: o.connectTimeoutMs, keepAliveMs: o.keepAliveMs,
+        maxRequestsPerConnection: o.maxRequestsPerConnection, maxConnectionDurationMs: o.maxConnectionDurationMs, tcpKeepaliveMs: o.tcpKeepaliveMs,
+        ...(limits.maxConcurrentStreams !== undefined ? { maxConcurrentStreams: limits.maxConcurrentStreams } : {}),
+        ...(limits.h2PingIntervalMs !== undefined ? { pingIntervalMs: limits.h2PingIntervalMs, pingTimeoutMs: limits.h2PingTimeoutMs ?? 0 } : {}),
+      });
+      this.pools.set(key, p);
+    }
+    byEp.set(ep.key, p);
+    return p;
+  }
+  private h2Cache = new WeakMap<PoolLimits, Map<string, H2Pool>>();
+
   pool(ep: Endpoint, limits: PoolLimits): H1Pool {
     // Hot path: a cluster's PoolLimits object is stable for a snapshot, so look the pool up by that object and the
     // endpoint key first, without building the full key string on every request.
@@ -84,7 +108,7 @@ export class ClusterManager {
     const cached = byEp.get(ep.key);
     if (cached !== undefined && !cached.closed) return cached;
     const key = poolKey(ep, limits);
-    let p = this.pools.get(key);
+    let p = this.pools.get(key) as H1Pool | undefined;
     if (p === undefined) {
       p = new H1Pool(ep.address, ep.port, this.poolOptions(limits));
       this.pools.set(key, p);
@@ -114,11 +138,11 @@ export class ClusterManager {
     for (const def of snap.clusters.values()) {
       const rt = this.runtimes.get(def.name);
       if (rt !== undefined && rt.def !== def) rt.update(def);
-      for (const ep of def.endpoints) live.add(poolKey(ep, def.policy.pool));
+      for (const ep of def.endpoints) { const k = poolKey(ep, def.policy.pool); live.add(k); live.add(`${k}|h2`); }
     }
     for (const name of [...this.runtimes.keys()]) if (!snap.clusters.has(name)) this.runtimes.delete(name);
-    for (const m of [this.dynamic, this.pinned]) for (const rt of m.values()) for (const ep of rt.def.endpoints) live.add(poolKey(ep, rt.def.policy.pool));
-    const dead: H1Pool[] = [];
+    for (const m of [this.dynamic, this.pinned]) for (const rt of m.values()) for (const ep of rt.def.endpoints) { const k = poolKey(ep, rt.def.policy.pool); live.add(k); live.add(`${k}|h2`); }
+    const dead: UpstreamPool[] = [];
     for (const [k, p] of this.pools) if (!live.has(k)) { this.pools.delete(k); dead.push(p); }
     closeInBatches(dead);
   }
@@ -149,7 +173,7 @@ function poolKey(ep: Endpoint, l: PoolLimits): string {
 }
 
 /** Close removed pools a few at a time from the event loop (CVE-2022-23606: no deep recursion on mass removal). */
-function closeInBatches(pools: H1Pool[]): void {
+function closeInBatches(pools: UpstreamPool[]): void {
   if (pools.length === 0) return;
   const batch = pools.splice(0, 64);
   for (const p of batch) p.close().catch(() => { /* already closed */ });

@@ -35,6 +35,16 @@ export interface UpstreamHandler {
   onUpgrade?(status: number, rawHeaders: string[], socket: net.Socket, head: Buffer): void;
 }
 
+/** What the forwarder needs of a connection pool to one endpoint: H1Pool (HTTP/1.1) or H2Pool (HTTP/2 streams). */
+export interface UpstreamPool {
+  readonly closed: boolean;
+  readonly connections: number;
+  dispatch(req: UpstreamRequest, h: UpstreamHandler): void;
+  dispatchFresh(req: UpstreamRequest, h: UpstreamHandler): void;
+  close(): Promise<void>;
+  destroy(): Promise<void>;
+}
+
 export interface UpstreamRequest {
   method: string;
   /** Origin-form target (path and query). */

@@ -118,6 +118,14 @@ function compilePool(cp: ConnectionPoolSettings | undefined): PoolLimits {
     maxRetries: positive(http?.maxRetries, DEFAULT_POOL.maxRetries),
     httpIdleTimeoutMs: durationMs(http?.idleTimeout, DEFAULT_POOL.httpIdleTimeoutMs),
   };
+  if (http?.h2UpgradePolicy === 'UPGRADE' || http?.h2UpgradePolicy === 'DO_NOT_UPGRADE' || http?.h2UpgradePolicy === 'DEFAULT') pool.h2UpgradePolicy = http.h2UpgradePolicy;
+  if (http?.useClientProtocol === true) pool.useClientProtocol = true;
+  if (http?.maxConcurrentStreams !== undefined && http.maxConcurrentStreams > 0) pool.maxConcurrentStreams = http.maxConcurrentStreams;
+  const h2ka = http?.http2KeepAlive;
+  if (h2ka?.interval !== undefined) {
+    pool.h2PingIntervalMs = durationMs(h2ka.interval, 0);
+    pool.h2PingTimeoutMs = durationMs(h2ka.timeout, 20_000); // Envoy's connection_keepalive timeout default: 20 s
+  }
   const ka = tcp?.tcpKeepalive;
   if (ka !== undefined) {
     const k: NonNullable<PoolLimits['tcpKeepalive']> = {};
@@ -206,4 +214,17 @@ export function compileClusterPolicy(
   if (outlier !== undefined) policy.outlier = outlier;
   if (typeof m.tls?.sni === 'string') policy.sni = m.tls.sni;
   return policy;
+}
+
+/**
+ * Whether a request to this cluster goes upstream as HTTP/2 (Istio's rules): a port declared `http2`, `grpc` or
+ * `grpc-web` always; `h2UpgradePolicy: UPGRADE` for HTTP/1.1 too (`DO_NOT_UPGRADE`, the mesh default, never);
+ * `useClientProtocol`, and a port of unknown protocol (sniffed), follow the downstream's protocol.
+ */
+export function upstreamIsHttp2(protocol: string, pool: PoolLimits, downstreamH2: boolean): boolean {
+  if (protocol === 'http2' || protocol === 'grpc' || protocol === 'grpc-web') return true;
+  if (pool.useClientProtocol === true) return downstreamH2;
+  if (pool.h2UpgradePolicy === 'UPGRADE') return protocol === 'http' || protocol === '';
+  if (protocol === '') return downstreamH2;
+  return false;
 }

@@ -6,12 +6,11 @@ import { connectionProtocol, declaredProtocol, SERVER_FIRST_PORTS, sniff, SNIFF_
 
 describe('declared protocol', () => {
   it('serves HTTP ports as HTTP and opaque protocols as TCP; the rest is sniffed', () => {
-    expect(declaredProtocol('http')).toBe('http');
+    for (const p of ['http', 'http2', 'grpc', 'grpc-web']) expect(declaredProtocol(p)).toBe('http'); // HTTP/1 or h2 by preface
     for (const p of ['tcp', 'mongo', 'mysql', 'redis']) expect(declaredProtocol(p)).toBe('tcp');
     // TLS is passed through too, after its ClientHello is read for the server name.
     for (const p of ['tls', 'https']) expect(declaredProtocol(p)).toBe('tls');
-    // HTTP/2 and gRPC: the listeners speak HTTP/1 only, so an h2 client's preface is recognised and piped.
-    for (const p of ['http2', 'grpc', 'grpc-web', '', undefined, 'something-else']) expect(declaredProtocol(p)).toBe('sniff');
+    for (const p of ['', undefined, 'something-else']) expect(declaredProtocol(p)).toBe('sniff');
   });
 
   it('takes server-first ports as TCP at once unless a protocol is declared', () => {
