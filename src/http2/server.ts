@@ -11,7 +11,7 @@
 import http2, { constants as H2 } from 'node:http2';
 import type net from 'node:net';
 import type { IncomingHttpHeaders } from 'node:http';
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import type { OriginalDestination } from '../http1/server.js';
 
 export type Http2Handler = (req: Http2Request, res: Http2Response) => void;
@@ -35,21 +35,29 @@ export class Http2Request {
     this.method = String(h[':method'] ?? 'GET');
     this.url = String(h[':path'] ?? '/');
     const raw: string[] = [];
-    const obj: IncomingHttpHeaders = {};
     const authority = h[':authority'] ?? h.host;
-    if (authority !== undefined) { raw.push('host', String(authority)); obj.host = String(authority); }
+    if (authority !== undefined) raw.push('host', String(authority));
     for (const k of Object.keys(h)) {
       if (k.charCodeAt(0) === 58 /* : */ || k === 'host') continue;
       const v = h[k];
       if (v === undefined) continue;
-      if (Array.isArray(v)) { for (const x of v) raw.push(k, x); obj[k] = k === 'set-cookie' ? v : v.join(', '); }
-      else { raw.push(k, String(v)); obj[k] = String(v); }
+      if (Array.isArray(v)) { for (const x of v) raw.push(k, x); if (k !== 'set-cookie') h[k] = v.join(', '); }
+      else raw.push(k, String(v));
     }
     this.rawHeaders = raw;
-    this.headers = obj;
-    // A body unless the client ended the stream with its headers (HEADERS with END_STREAM).
-    this.body = stream.readableEnded || stream.endAfterHeaders ? null : new StreamBody(stream, this);
-    if (this.body === null) this.complete = true;
+    // node:http2's own header object serves as the headers view (one object less per request): lowercase names as
+    // node:http's, `host` from :authority; its pseudo-headers stay but no header match or operator reads them.
+    if (authority !== undefined) h.host = String(authority);
+    this.headers = h as IncomingHttpHeaders;
+    // A body unless the client ended the stream with its headers (HEADERS with END_STREAM): the stream itself is
+    // the body's Readable (its DATA frames, with HTTP/2 flow control: not reading stops WINDOW_UPDATEs).
+    if (stream.readableEnded || stream.endAfterHeaders) {
+      this.body = null;
+      this.complete = true;
+    } else {
+      this.body = stream;
+      stream.once('end', () => { this.complete = true; });
+    }
   }
 
   get remoteAddress(): string { return this.conn.remoteAddress; }
@@ -60,20 +68,6 @@ export class Http2Request {
   /** Discard the rest of the body (the proxy answered without reading it). */
   resume(): void {
     if (this.body !== null && !this.complete) this.body.resume();
-  }
-}
-
-/** The request body: the stream's DATA frames, with its flow control (not reading stops WINDOW_UPDATEs). */
-class StreamBody extends Readable {
-  constructor(private readonly stream: http2.ServerHttp2Stream, req: Http2Request) {
-    super();
-    stream.on('data', (c: Buffer) => { if (!this.push(c)) stream.pause(); });
-    stream.once('end', () => { req.complete = true; this.push(null); });
-    stream.once('aborted', () => this.destroy(new Error('downstream stream reset')));
-  }
-
-  override _read(): void {
-    this.stream.resume();
   }
 }
 

@@ -257,7 +257,7 @@ class Exchange {
     const now = this.ctx.now();
     const latency = now - a.startedAt;
     const outcome: AttemptOutcome = { kind: 'response', status };
-    if (this.plan.direction === 'outbound' && (status === 200 || status >= 400)) {
+    if (status === 200 || status >= 400) {
       const g = grpcStatusOf(raw);
       if (g !== undefined) (outcome as { grpcStatus?: number }).grpcStatus = g;
     }
@@ -473,7 +473,7 @@ class Exchange {
     if (this.finished) return;
     if (trailers && trailers.length > 0) {
       // gRPC puts its status in the trailers (a trailers-only response has it in the headers, read there).
-      if (this.grpcStatus === undefined && this.plan.direction === 'outbound') this.grpcStatus = grpcStatusOf(trailers);
+      if (this.grpcStatus === undefined) this.grpcStatus = grpcStatusOf(trailers);
       if (this.res.chunkedEncoding) {
         const t: Record<string, string> = {};
         for (let i = 0; i < trailers.length; i += 2) t[trailers[i]!] = trailers[i + 1]!;

@@ -36,7 +36,9 @@ export function inboundClusters(appPorts: readonly number[], appHost: string): C
     policy,
     endpoints: [{ key: `${appHost}:${port}`, address: appHost, port, labels: {}, weight: 1 }],
     resolution: 'STATIC' as const,
-    protocol: 'http',
+    // The app port's protocol is not declared here: the app is spoken to in the client's protocol (HTTP/2 for a
+    // gRPC caller, HTTP/1.1 otherwise), as Istio's inbound clusters do for sniffed ports.
+    protocol: '',
   }));
 }
 

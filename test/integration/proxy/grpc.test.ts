@@ -211,6 +211,20 @@ spec:
     expect(ms).toBeLessThan(1500);
   });
 
+  it('serves gRPC on the inbound port too, to the app over HTTP/2', async () => {
+    const inbound = await startProxy({ 'empty.yaml': '' }, ['--app-port', String(b.port)]);
+    try {
+      const c = new Client(`127.0.0.1:${inbound.info.inbound}`, grpc.credentials.createInsecure()) as unknown as EchoClient;
+      const r = await unary(c, 'Unary', 'in');
+      c.close();
+      expect(r.value).toBe('b:in');
+      const st = (await inbound.admin('/stats/prometheus')).body;
+      expect(st).toMatch(/istio_requests_total\{reporter="destination"[^}]*request_protocol="grpc",response_code="200",grpc_response_status="0"[^}]*\} 1/);
+    } finally {
+      await inbound.stop();
+    }
+  });
+
   it('records gRPC calls with their grpc_response_status and request_protocol', async () => {
     const stats = (await proxy.admin('/stats/prometheus')).body;
     expect(stats).toMatch(/istio_requests_total\{[^}]*destination_service="echo\.grpc\.test"[^}]*request_protocol="grpc",response_code="200",grpc_response_status="0"[^}]*\} [1-9]/);
