@@ -2,6 +2,7 @@
 // targets against measured numbers, and the generated docs/benchmarks.md. Pure.
 import { renderMarkdown, type BenchReport, type TargetReport } from '../src/bench/report.js';
 import { POLL_CALLS, READ_CALLS, WRITE_CALLS, type Anatomy } from './anatomy.js';
+import type { ProtocolScenario } from './protocols.js';
 import type { BuildTimings } from '../src/discovery/config-store.js';
 
 export interface Feature {
@@ -46,6 +47,10 @@ export interface SuiteResult {
     nodeFloor?: { rssMB: number; anonMB: number };
     /** Where the time goes at a fixed rate, per proxy (bench/anatomy.ts): medians over rounds. */
     anatomy?: { rate: number; rounds: number; targets: Record<string, Anatomy> };
+    /** Unary gRPC calls over HTTP/2 (bench/protocols.ts), nginx grpc_pass vs Remora (absent before 2026-12-04). */
+    grpc?: ProtocolScenario;
+    /** WebSocket round trips through an upgraded connection, nginx vs Remora (absent before 2026-12-04). */
+    websocket?: ProtocolScenario;
   };
   targets: TargetCheck[];
 }
@@ -71,6 +76,16 @@ export function evaluateTargets(s: SuiteResult): TargetCheck[] {
     const figure = `added p50 at ${rate.toLocaleString('en-US')} req/s`;
     if (r && n) out.push({ figure, target: "≤ nginx's added p50 + 0.05 ms", measured: `${ms(r.addedMs.p50)} vs nginx ${ms(n.addedMs.p50)}`, met: r.addedMs.p50 <= n.addedMs.p50 + 0.05 });
     else out.push({ figure, target: "≤ nginx's added p50 + 0.05 ms", measured: 'not measured', met: null });
+  }
+
+  for (const [key, figure, unit] of [['grpc', 'gRPC calls per CPU-second', 'calls'], ['websocket', 'WebSocket round trips per CPU-second', 'round trips']] as const) {
+    const sc = s.extras[key];
+    const r = sc?.targets['remora'];
+    const n = sc?.targets['nginx'];
+    if (r && n && n.perCpuSecond > 0) {
+      const ratio = r.perCpuSecond / n.perCpuSecond;
+      out.push({ figure, target: '≥ 0.5 × nginx', measured: `${ratio.toFixed(2)} × nginx (${r.perCpuSecond.toFixed(0)} vs ${n.perCpuSecond.toFixed(0)} ${unit} per CPU-second)`, met: ratio >= 0.5 });
+    } else out.push({ figure, target: '≥ 0.5 × nginx', measured: 'not measured', met: null });
   }
 
   const l3 = s.scenarios['latency-3000'];
@@ -298,6 +313,10 @@ export function renderBenchmarksDoc(s: SuiteResult, jsonPath: string): string {
 
   const an = s.extras.anatomy;
   if (an) out.push(...renderAnatomy(an));
+  for (const [key, title, what] of [['grpc', 'gRPC (HTTP/2)', 'unary calls (64-byte message, trailers with grpc-status), closed loop over 4 HTTP/2 connections; nginx: `grpc_pass` with upstream keep-alive; Remora: a GRPC ServiceEntry port, upstream HTTP/2'], ['websocket', 'WebSocket', 'round trips of a 64-byte message on upgraded connections, one in flight per connection; nginx: `proxy_pass` with the Upgrade headers; Remora: the same route as any request, then a tunnel']] as const) {
+    const sc = s.extras[key];
+    if (sc) out.push(...renderProtocol(title, what, sc));
+  }
 
   const sv = s.extras.services;
   if (sv) {
@@ -326,6 +345,17 @@ export function renderBenchmarksDoc(s: SuiteResult, jsonPath: string): string {
     else out.push(cc.detail, '');
   }
   return out.join('\n').replace(/\n{3,}/g, '\n\n');
+}
+
+/** A protocol scenario's table (bench/protocols.ts). */
+export function renderProtocol(title: string, what: string, sc: ProtocolScenario): string[] {
+  const out = [`### ${title}`, '', `${what}; ${sc.concurrency} in flight, ${(sc.durationMs / 1000).toFixed(0)} s per round, median of ${sc.rounds} round(s).`, ''];
+  out.push('| proxy | per second | per CPU-second | CPU ms / 1k | p50 | errors |', '| --- | ---: | ---: | ---: | ---: | ---: |');
+  for (const [name, r] of Object.entries(sc.targets)) out.push(`| ${name} | ${r.perSecond.toFixed(0)} | ${r.perCpuSecond.toFixed(0)} | ${r.cpuMsPer1k.toFixed(1)} | ${ms(r.p50Ms)} | ${r.errors} |`);
+  out.push('');
+  for (const n of sc.notes) out.push(`- ${n}`);
+  if (sc.notes.length) out.push('');
+  return out;
 }
 
 /** The "where the time goes" table (bench/anatomy.ts). */

@@ -20,6 +20,7 @@ import { evaluateTargets, renderBenchmarksDoc, type SuiteResult } from './doc.js
 import type { BuildTimings } from '../src/discovery/config-store.js';
 import { countSyscalls, gapStats, perfAvailable, proxyLegs, recordPairs, userSysTicks, type Anatomy } from './anatomy.js';
 import { runLoad } from '../src/bench/generator.js';
+import { nginxGrpcConf, nginxWsConf, protocolScenario, protocolsYaml, writeNginxDir, type ProtocolTarget } from './protocols.js';
 
 const here = dirname(fileURLToPath(import.meta.url)); // build/bench
 const sleep = (seconds: number) => new Promise((r) => setTimeout(r, seconds * 1000));
@@ -51,7 +52,7 @@ if (argv.help) {
   process.stdout.write(`usage: npm run bench -- [--quick] [--only s1,s2] [--out DIR] [--no-docs | --docs]
   --quick writes to bench/results/tmp and leaves docs/ alone unless --docs is given
        npm run bench -- --render bench/results/DATE.json   (regenerate the docs from saved results)
-scenarios: latency-1000 latency-3000 max body-1k body-100k anatomy services reload cold-start concurrency
+scenarios: latency-1000 latency-3000 max body-1k body-100k anatomy grpc websocket services reload cold-start concurrency
 `);
   process.exit(0);
 }
@@ -217,6 +218,7 @@ async function main(): Promise<number> {
     }
     if (remPol) Object.assign(features, await probeAfterLoad(remPol, up1, up2).catch((e: Error) => ({ probe: { active: false, detail: e.message } })));
     await attempt('anatomy', async () => void (suite.extras.anatomy = await anatomyScenario(peers.filter((p) => p.name !== 'direct' && p.name !== 'http-proxy'), notes)));
+    if (haveRemora && (want('grpc') || want('websocket'))) await protocolScenarios(suite, notes, want);
     if (haveRemora) {
       await attempt('services', async () => void (suite.extras.services = await servicesScenario(up1, suite)));
       await attempt('reload', async () => void (suite.extras.reload = await reloadScenario(up1, up2)));
@@ -400,6 +402,54 @@ async function anatomyScenario(targets: BenchTarget[], notes: string[]): Promise
     out.targets[name] = { userMsPer1k: median(rs.map((r) => r.userMsPer1k)), sysMsPer1k: median(rs.map((r) => r.sysMsPer1k)), syscallsPerRequest: sc, requestSide: leg('requestSide'), responseSide: leg('responseSide') };
   }
   return out;
+}
+
+/**
+ * gRPC and WebSocket (bench/protocols.ts): their own upstream on the load CPU, nginx configured for each protocol and
+ * one Remora for both on the proxy CPU, the same closed-loop load through each, interleaved per round.
+ */
+async function protocolScenarios(suite: SuiteResult, notes: string[], want: (s: string) => boolean): Promise<void> {
+  const up = track(await startProcess({ name: 'proto-upstream', cmd: process.execPath, args: [join(here, 'peers/proto-upstream.js')], cpus: LOAD_CPU, marker: 'proto-upstream ready' }));
+  const grpcUp = Number(up.ready.grpc);
+  const wsUp = Number(up.ready.ws);
+  const rem = await startRemora('remora-protocols', protocolsYaml(grpcUp, wsUp));
+  const nginxBin = findNginx();
+  const opts = { concurrency: 32, durationMs: quick ? 2000 : 5000, rounds: T.rounds, log };
+  const startNginx = async (name: string, conf: (dir: string, port: number, up: number) => string, upPort: number): Promise<{ s: Started; port: number } | undefined> => {
+    if (!nginxBin) return undefined;
+    const dir = join(tmp, name);
+    const port = await freePort();
+    const file = writeNginxDir(dir, conf(dir, port, upPort));
+    const s = track(await startProcess({ name, cmd: nginxBin, args: ['-c', file, '-p', dir, '-e', join(dir, 'error.log')], cpus: PROXY_CPU, marker: null, probe: async () => { const c = await import('node:net'); return new Promise<boolean>((r) => { const k = c.connect(port, '127.0.0.1', () => { k.destroy(); r(true); }); k.on('error', () => r(false)); }); } }));
+    return { s, port };
+  };
+  try {
+    if (want('grpc')) {
+      const ng = await startNginx('nginx-grpc', nginxGrpcConf, grpcUp);
+      if (!ng) notes.push('grpc: nginx not found: Remora measured alone');
+      const targets: ProtocolTarget[] = [
+        { name: 'direct', port: grpcUp, authority: `127.0.0.1:${grpcUp}`, pids: [] },
+        ...(ng ? [{ name: 'nginx', port: ng.port, authority: `127.0.0.1:${ng.port}`, pids: [ng.s.pid, ...childPids(ng.s.pid)] }] : []),
+        { name: 'remora', port: rem.outbound, authority: 'grpc.bench.local:50051', pids: [rem.s.pid] },
+      ];
+      suite.extras.grpc = await protocolScenario('grpc', targets, opts);
+      await stopTracked(ng?.s);
+    }
+    if (want('websocket')) {
+      const ng = await startNginx('nginx-ws', nginxWsConf, wsUp);
+      if (!ng) notes.push('websocket: nginx not found: Remora measured alone');
+      const targets: ProtocolTarget[] = [
+        { name: 'direct', port: wsUp, authority: `127.0.0.1:${wsUp}`, pids: [] },
+        ...(ng ? [{ name: 'nginx', port: ng.port, authority: `127.0.0.1:${ng.port}`, pids: [ng.s.pid, ...childPids(ng.s.pid)] }] : []),
+        { name: 'remora', port: rem.outbound, authority: 'ws.bench.local', pids: [rem.s.pid] },
+      ];
+      suite.extras.websocket = await protocolScenario('websocket', targets, opts);
+      await stopTracked(ng?.s);
+    }
+  } finally {
+    await stopTracked(rem.s);
+    await stopTracked(up);
+  }
 }
 
 /** Rewrites the config every 250 ms (weights 80/20 <-> 50/50) during a 1,000 req/s run. */
