@@ -288,12 +288,7 @@ class Exchange {
     }
     if (this.retries > 0 && status < 500) this.counters.upstream_rq_retry_success++;
     const { headers } = downstreamResponseHeaders(raw);
-    headers.push('x-envoy-upstream-service-time', String(Math.round(latency)));
-    const r = this.plan.route;
-    if (r?.responseHeaders) applyHeaderOps(headers, r.responseHeaders);
-    const d = this.plan.dest?.responseHeaders;
-    if (d) applyHeaderOps(headers, d);
-    if (this.plan.responseExtra) headers.push(...this.plan.responseExtra);
+    this.addResponseHeaders(headers, latency);
     if (this.ctx.draining && this.plan.direction === 'inbound') setHeader(headers, 'Connection', 'close');
     this.details = 'via_upstream';
     this.responded = true;
@@ -327,12 +322,7 @@ class Exchange {
     this.serviceTimeMs = latency;
     if (this.retries > 0) this.counters.upstream_rq_retry_success++;
     const headers = upgradeResponseHeaders(raw);
-    headers.push('x-envoy-upstream-service-time', String(Math.round(latency)));
-    const r = this.plan.route;
-    if (r?.responseHeaders) applyHeaderOps(headers, r.responseHeaders);
-    const d = this.plan.dest?.responseHeaders;
-    if (d) applyHeaderOps(headers, d);
-    if (this.plan.responseExtra) headers.push(...this.plan.responseExtra);
+    this.addResponseHeaders(headers, latency);
     let sw: { socket: Socket; head: Buffer[] };
     try {
       sw = this.res.switchProtocols(headers);
@@ -365,6 +355,16 @@ class Exchange {
     tunnels.active[rec.direction]++;
     tunnels.total[rec.direction]++;
     new Tunnel(client, upstream, tunnels.idleTimeoutMs, owner).start(clientHead, upstreamHead);
+  }
+
+  /** What every forwarded response head gets: service time, the route's and destination's header edits, extras. */
+  private addResponseHeaders(headers: string[], latency: number): void {
+    headers.push('x-envoy-upstream-service-time', String(Math.round(latency)));
+    const r = this.plan.route;
+    if (r?.responseHeaders) applyHeaderOps(headers, r.responseHeaders);
+    const d = this.plan.dest?.responseHeaders;
+    if (d) applyHeaderOps(headers, d);
+    if (this.plan.responseExtra) headers.push(...this.plan.responseExtra);
   }
 
   /** `budgeted` false: the failed try never reached a server (connect failure), see ResourceLimits.tryStartRetry. */
