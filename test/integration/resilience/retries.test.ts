@@ -9,7 +9,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import type { Agent } from 'undici';
+import { request, type Agent } from 'undici';
+import { Readable } from 'node:stream';
 import { FakeUpstream, fakeUpstream } from '../../support/fake-upstream.js';
 import { startProxy, waitFor, type RunningProxy } from '../../support/proxy-harness.js';
 import { call, client, clusterStat, pool, serviceEntry } from './helpers.js';
@@ -131,6 +132,29 @@ function accessLogFor(requestId: string): Record<string, unknown> | undefined {
   }
   return undefined;
 }
+
+describe('request bodies of unknown length (chunked)', () => {
+  const chunked = async (host: string, key: string, parts: string[]): Promise<number> => {
+    const r = await request(proxy.url('/upload'), { method: 'POST', headers: { host, 'x-test': key }, body: Readable.from(parts.map((p) => Buffer.from(p))), dispatcher: http });
+    await r.body.text();
+    return r.statusCode;
+  };
+
+  it('a chunked body that ended within --retry-buffer-bytes is replayed: 500, 500, 200 → 200, the same body three times', async () => {
+    expect(await chunked('flaky', 'chunked-small', ['hello ', 'chunked ', 'world'])).toBe(200);
+    const seen = flaky.requests.filter((r) => r.headers['x-test'] === 'chunked-small');
+    expect(seen.map((r) => r.body)).toEqual(['hello chunked world', 'hello chunked world', 'hello chunked world']);
+  });
+
+  it('a chunked body over the retry buffer streams through once and is not retried', async () => {
+    const before = broken.requests.length;
+    const big = Array.from({ length: 20 }, (_, i) => String(i % 10).repeat(8192)); // 160 KiB > 64 KiB
+    expect(await chunked('broken', 'chunked-big', big)).toBe(500);
+    const seen = broken.requests.slice(before).filter((r) => r.headers['x-test'] === 'chunked-big');
+    expect(seen).toHaveLength(1);
+    expect(seen[0]!.body).toBe(big.join(''));
+  });
+});
 
 describe('scenario 8: attempts 3, retryOn 5xx', () => {
   it('500, 500, 200 → 200 after 3 tries with attempt counts 1, 2, 3', async () => {
