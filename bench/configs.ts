@@ -138,8 +138,8 @@ export function findNginx(): string | undefined {
   return undefined;
 }
 
-/** One worker, reverse proxy with upstream keep-alive, no access log: nginx's fast path. */
-export function nginxConf(dir: string, listenPort: number, upstreamPort: number): string {
+/** What every nginx peer shares: one worker in the foreground, files in `dir`, no access log (opens `http {`). */
+export function nginxPreamble(dir: string): string {
   return `daemon off;
 master_process on;
 worker_processes 1;
@@ -153,7 +153,12 @@ http {
   fastcgi_temp_path ${dir}/fastcgi;
   uwsgi_temp_path ${dir}/uwsgi;
   scgi_temp_path ${dir}/scgi;
-  keepalive_requests 1000000;
+`;
+}
+
+/** One worker, reverse proxy with upstream keep-alive, no access log: nginx's fast path. */
+export function nginxConf(dir: string, listenPort: number, upstreamPort: number): string {
+  return `${nginxPreamble(dir)}  keepalive_requests 1000000;
   upstream up {
     server 127.0.0.1:${upstreamPort};
     keepalive 256;

@@ -9,6 +9,7 @@ import { WebSocket } from 'ws';
 import { userSysTicks } from './anatomy.js';
 import { clockTicksPerSec } from '../src/bench/proc.js';
 import { median } from '../src/bench/histogram.js';
+import { nginxPreamble } from './configs.js';
 
 /** One proxy's figures in a protocol scenario. */
 export interface ProtocolResult {
@@ -44,20 +45,7 @@ function grpcFrame(n: number): Buffer {
 
 /** nginx as a gRPC proxy: HTTP/2 cleartext listener, grpc_pass to the upstream over kept-alive HTTP/2. */
 export function nginxGrpcConf(dir: string, listenPort: number, upstreamPort: number): string {
-  return `daemon off;
-master_process on;
-worker_processes 1;
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log warn;
-events { worker_connections 8192; }
-http {
-  access_log off;
-  client_body_temp_path ${dir}/body;
-  proxy_temp_path ${dir}/proxy;
-  fastcgi_temp_path ${dir}/fastcgi;
-  uwsgi_temp_path ${dir}/uwsgi;
-  scgi_temp_path ${dir}/scgi;
-  keepalive_requests 1000000;
+  return `${nginxPreamble(dir)}  keepalive_requests 1000000;
   http2_max_requests 1000000;
   upstream grpcup {
     server 127.0.0.1:${upstreamPort};
@@ -76,20 +64,7 @@ http {
 
 /** nginx as a WebSocket proxy: HTTP/1.1 with the Upgrade headers passed on. */
 export function nginxWsConf(dir: string, listenPort: number, upstreamPort: number): string {
-  return `daemon off;
-master_process on;
-worker_processes 1;
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log warn;
-events { worker_connections 8192; }
-http {
-  access_log off;
-  client_body_temp_path ${dir}/body;
-  proxy_temp_path ${dir}/proxy;
-  fastcgi_temp_path ${dir}/fastcgi;
-  uwsgi_temp_path ${dir}/uwsgi;
-  scgi_temp_path ${dir}/scgi;
-  server {
+  return `${nginxPreamble(dir)}  server {
     listen 127.0.0.1:${listenPort} backlog=4096;
     location / {
       proxy_pass http://127.0.0.1:${upstreamPort};

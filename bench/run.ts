@@ -424,26 +424,20 @@ async function protocolScenarios(suite: SuiteResult, notes: string[], want: (s: 
     return { s, port };
   };
   try {
-    if (want('grpc')) {
-      const ng = await startNginx('nginx-grpc', nginxGrpcConf, grpcUp);
-      if (!ng) notes.push('grpc: nginx not found: Remora measured alone');
+    const kinds = [
+      { kind: 'grpc' as const, conf: nginxGrpcConf, up: grpcUp, authority: 'grpc.bench.local:50051' },
+      { kind: 'websocket' as const, conf: nginxWsConf, up: wsUp, authority: 'ws.bench.local' },
+    ];
+    for (const k of kinds) {
+      if (!want(k.kind)) continue;
+      const ng = await startNginx(`nginx-${k.kind}`, k.conf, k.up);
+      if (!ng) notes.push(`${k.kind}: nginx not found: Remora measured alone`);
       const targets: ProtocolTarget[] = [
-        { name: 'direct', port: grpcUp, authority: `127.0.0.1:${grpcUp}`, pids: [] },
+        { name: 'direct', port: k.up, authority: `127.0.0.1:${k.up}`, pids: [] },
         ...(ng ? [{ name: 'nginx', port: ng.port, authority: `127.0.0.1:${ng.port}`, pids: [ng.s.pid, ...childPids(ng.s.pid)] }] : []),
-        { name: 'remora', port: rem.outbound, authority: 'grpc.bench.local:50051', pids: [rem.s.pid] },
+        { name: 'remora', port: rem.outbound, authority: k.authority, pids: [rem.s.pid] },
       ];
-      suite.extras.grpc = await protocolScenario('grpc', targets, opts);
-      await stopTracked(ng?.s);
-    }
-    if (want('websocket')) {
-      const ng = await startNginx('nginx-ws', nginxWsConf, wsUp);
-      if (!ng) notes.push('websocket: nginx not found: Remora measured alone');
-      const targets: ProtocolTarget[] = [
-        { name: 'direct', port: wsUp, authority: `127.0.0.1:${wsUp}`, pids: [] },
-        ...(ng ? [{ name: 'nginx', port: ng.port, authority: `127.0.0.1:${ng.port}`, pids: [ng.s.pid, ...childPids(ng.s.pid)] }] : []),
-        { name: 'remora', port: rem.outbound, authority: 'ws.bench.local', pids: [rem.s.pid] },
-      ];
-      suite.extras.websocket = await protocolScenario('websocket', targets, opts);
+      suite.extras[k.kind] = await protocolScenario(k.kind, targets, opts);
       await stopTracked(ng?.s);
     }
   } finally {
