@@ -8,7 +8,7 @@
  * - `none`: neither is available. Captured HTTP still routes by Host; non-HTTP bytes cannot be passed through.
  */
 import { createRequire } from 'node:module';
-import { accessSync, constants, existsSync } from 'node:fs';
+import { accessSync, constants, existsSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -37,12 +37,24 @@ export function findAddon(from: string = dirname(fileURLToPath(import.meta.url))
   let dir = from;
   for (let i = 0; i < 5; i++) {
     const candidate = join(dir, ADDON);
-    if (existsSync(candidate)) return candidate;
+    if (isFile(candidate)) return candidate;
     const up = dirname(dir);
     if (up === dir) break;
     dir = up;
   }
   return undefined;
+}
+
+/**
+ * stat(2), not access(2) (which existsSync uses): access() checks with the real UID and without capabilities, so a
+ * proxy given CAP_DAC_READ_SEARCH to reach its files (as the capture test runs it) would be told the file is not there.
+ */
+function isFile(path: string): boolean {
+  try {
+    return statSync(path).isFile();
+  } catch {
+    return false;
+  }
 }
 
 function fdOf(sock: Socket): number {

@@ -18,6 +18,15 @@ export interface NetnsPair {
   destroy(): void;
 }
 
+/**
+ * `setpriv` as another user, keeping CAP_DAC_READ_SEARCH only: the checkout may sit below directories only root can
+ * traverse (a CI run's `mktemp -d` folder is 0700), and the process must still read node, dist/ and node_modules.
+ * Reading and traversal is all that capability grants; the capture rules exempt the proxy by UID/GID, unchanged.
+ */
+export function asUser(uid: number, gid = uid): string[] {
+  return ['setpriv', `--reuid=${uid}`, `--regid=${gid}`, '--clear-groups', '--inh-caps=+dac_read_search', '--ambient-caps=+dac_read_search'];
+}
+
 /** undefined when namespaces can be made here, else the reason. */
 export function netnsAvailable(): string | undefined {
   if (process.platform !== 'linux') return 'not Linux';
@@ -78,8 +87,8 @@ export function createNetnsPair(tag: string, subnet: number): NetnsPair {
       return run('ip', ['netns', 'exec', ns, ...cmd], input);
     },
     start(ns, cmd, opts = {}) {
-      const asUser = opts.uid === undefined ? [] : ['setpriv', `--reuid=${opts.uid}`, `--regid=${opts.gid ?? opts.uid}`, '--clear-groups'];
-      const child = spawn('ip', ['netns', 'exec', ns, ...asUser, ...cmd], { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? process.env });
+      const user = opts.uid === undefined ? [] : asUser(opts.uid, opts.gid ?? opts.uid);
+      const child = spawn('ip', ['netns', 'exec', ns, ...user, ...cmd], { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? process.env });
       children.push(child);
       let out = '';
       child.stdout!.on('data', (d: Buffer) => (out += d.toString()));

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createNetnsPair, netnsAvailable, type NetnsPair } from '../../support/netns.js';
+import { asUser, createNetnsPair, netnsAvailable, type NetnsPair } from '../../support/netns.js';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
 const cli = join(root, 'dist', 'cli.js');
@@ -43,7 +43,7 @@ describe.skipIf(unavailable !== undefined).each([
 
   const client = (ns: 'pod' | 'world', op: Record<string, unknown>): ClientResult => {
     const name = ns === 'pod' ? net.pod : net.world;
-    const asApp = ns === 'pod' ? ['setpriv', `--reuid=${APP_UID}`, `--regid=${APP_UID}`, '--clear-groups'] : [];
+    const asApp = ns === 'pod' ? asUser(APP_UID) : [];
     const out = net.exec(name, [...asApp, process.execPath, peer, 'client', JSON.stringify(op)]);
     return JSON.parse(out.trim().split('\n').pop()!) as ClientResult;
   };
