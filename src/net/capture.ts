@@ -72,6 +72,7 @@ function serveHttp(sock: net.Socket, server: Http1Server, env: CaptureEnv, dst: 
   const done = (): void => {
     clearTimeout(timer);
     sock.off('data', onData);
+    sock.off('end', onEnd);
     sock.off('close', onClose);
   };
   const onData = (d: Buffer): void => {
@@ -84,7 +85,10 @@ function serveHttp(sock: net.Socket, server: Http1Server, env: CaptureEnv, dst: 
     else server.serveSocket(sock, head, dst);
   };
   const onClose = (): void => clearTimeout(timer);
+  // The client ended its side before a request: nothing to serve.
+  const onEnd = (): void => { done(); sock.destroy(); };
   sock.on('data', onData);
+  sock.once('end', onEnd);
   sock.once('close', onClose);
   sock.on('error', noop);
 }
