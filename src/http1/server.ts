@@ -618,6 +618,12 @@ class Connection {
       const code = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
       const text = code === 431 ? 'Request Header Fields Too Large' : 'Bad Request';
       this.sock.end(`HTTP/1.1 ${code} ${text}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+    } else if (req !== undefined && this.queue.length === 1 && !this.queue[0]!.headersSent) {
+      // The request's body broke its framing (a chunk size such as 0x5) before anything was answered: the proxy's
+      // handling of it was cut above (its body errors), and the client gets a 400 and a close, as for a bad head.
+      const res = this.queue[0]!;
+      res.writeHead(400, ['content-length', '0', 'connection', 'close']);
+      res.end();
     } else {
       this.sock.destroy();
     }

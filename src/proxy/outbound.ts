@@ -36,8 +36,10 @@ export function handleOutbound(req: DownstreamRequest, res: DownstreamResponse, 
   const target = parseTarget(req.url ?? '/', req.headers.host);
   const requestId = (req.headers['x-request-id'] as string | undefined) || newRequestId();
   const base = { req, res, env, startTime, startHr, requestId, target };
-  if (target === undefined || hostCount > 1 || (te !== undefined && req.httpVersion === '1.0')) return local(base, E.badRequest);
-  if (te !== undefined && te.trim().toLowerCase() !== 'chunked') return local(base, E.notImplemented);
+  // Framing and header errors close the connection after the answer (as trusted proxies do): what follows on it can
+  // no longer be trusted to be a request boundary.
+  if (target === undefined || hostCount > 1 || (te !== undefined && req.httpVersion === '1.0')) return local(base, E.badRequest, undefined, true);
+  if (te !== undefined && te.trim().toLowerCase() !== 'chunked') return local(base, E.notImplemented, undefined, true);
   if (snap === undefined) return local(base, E.noCluster);
 
   // A captured connection (iptables REDIRECT) knows where the app dialled: that port selects the routes (Envoy's
@@ -296,8 +298,9 @@ function corsPreflight(b: Base, route: CompiledRoute): void {
 
 // === local replies (before any upstream) ===
 
-function local(b: Base, err: LocalError, route?: CompiledRoute): void {
+function local(b: Base, err: LocalError, route?: CompiledRoute, close = false): void {
   const proxyError = ['x-remora-proxy-error', `${err.flag} ${err.details}`];
+  if (close) proxyError.push('connection', 'close');
   if (isGrpc(b.req.headers)) {
     // A gRPC client gets a gRPC error (404 NR → UNIMPLEMENTED, 503 → UNAVAILABLE …), not a bare HTTP status.
     const g = grpcLocalHeaders(err.status, err.flag, err.body || err.details, proxyError);

@@ -227,8 +227,10 @@ spec:
 
   it('records gRPC calls with their grpc_response_status and request_protocol', async () => {
     const stats = (await proxy.admin('/stats/prometheus')).body;
-    expect(stats).toMatch(/istio_requests_total\{[^}]*destination_service="echo\.grpc\.test"[^}]*request_protocol="grpc",response_code="200",grpc_response_status="0"[^}]*\} [1-9]/);
-    expect(stats).toMatch(/istio_requests_total\{[^}]*request_protocol="grpc",response_code="200",grpc_response_status="14",response_flags="UF[^"]*"[^}]*\} [1-9]/);
-    expect(stats).toMatch(/istio_requests_total\{[^}]*grpc_response_status="4",response_flags="UT"[^}]*\} 1/);
+    // On a failure, the message shows every istio_requests_total line this proxy had.
+    const lines = stats.split('\n').filter((l) => l.startsWith('istio_requests_total{')).join('\n');
+    expect(stats, lines).toMatch(/istio_requests_total\{[^}]*destination_service="echo\.grpc\.test"[^}]*request_protocol="grpc",response_code="200",grpc_response_status="0"[^}]*\} [1-9]/);
+    expect(stats, lines).toMatch(/istio_requests_total\{[^}]*request_protocol="grpc",response_code="200",grpc_response_status="14",response_flags="UF[^"]*"[^}]*\} [1-9]/);
+    expect(stats, lines).toMatch(/istio_requests_total\{[^}]*grpc_response_status="4",response_flags="UT"[^}]*\} 1/);
   });
 });

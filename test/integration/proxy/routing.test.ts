@@ -231,6 +231,24 @@ describe('failures answer like Envoy', () => {
     const te = await rawRequest(proxy.info.outbound, 'POST / HTTP/1.1\r\nHost: reviews:9080\r\nTransfer-Encoding: gzip, chunked\r\nConnection: close\r\n\r\n0\r\n\r\n');
     expect(te).toMatch(/^HTTP\/1.1 (501|400)/);
   });
+  it('framing and header errors are answered with Connection: close and the connection closed; nothing pipelined behind them is served', async () => {
+    const before = v1.requests.length + v2.requests.length;
+    const next = 'GET /after HTTP/1.1\r\nHost: reviews:9080\r\n\r\n';
+    for (const [head, status] of [
+      ['POST / HTTP/1.1\r\nHost: reviews:9080\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n', 501],
+      ['GET / HTTP/1.1\r\nHost: reviews:9080\r\nHost: other\r\n\r\n', 400],
+      ['POST / HTTP/1.1\r\nHost: reviews:9080\r\nTransfer-Encoding: chunked\r\n\r\n0x5\r\nhello\r\n0\r\n\r\n', 400],
+    ] as const) {
+      const t0 = Date.now();
+      const out = await rawRequest(proxy.info.outbound, head + next);
+      expect(out, head).toMatch(new RegExp(`^HTTP/1.1 ${status} `));
+      expect(out.toLowerCase(), head).toContain('connection: close');
+      expect(out.match(/HTTP\/1\.1 \d{3}/g), head).toHaveLength(1); // the pipelined GET was not served
+      expect(Date.now() - t0, head).toBeLessThan(2000); // closed by the proxy, not by the client's timeout
+    }
+    // The two header-level errors are answered before any upstream is involved.
+    expect(v1.requests.length + v2.requests.length - before).toBeLessThanOrEqual(1);
+  });
 });
 
 describe('admin API', () => {
