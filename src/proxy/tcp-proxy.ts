@@ -166,7 +166,12 @@ export class TcpProxy {
     client.on('error', (err: NodeJS.ErrnoException) => {
       if (err.code === 'ECONNRESET' && !up.destroyed) up.resetAndDestroy();
     });
-    client.once('close', () => { if (!up.destroyed) up.destroySoon(); });
+    // The client is gone: an upstream still connecting is dropped at once; a connected one finishes writing first.
+    client.once('close', () => {
+      if (up.destroyed) return;
+      if (p.connectedHr === 0) up.destroy();
+      else up.destroySoon();
+    });
   }
 
   /**
