@@ -4,8 +4,8 @@
  * picks (connection-level balancing), guarded by `tcp.maxConnections` (overflow: the client connection is closed, UO)
  * and `tcp.connectTimeout` (UF), with connect failures fed to outlier detection. Bytes flow both ways with backpressure
  * (Node's pipe: the writer's `false` pauses the reader), a FIN is passed on as a FIN (half-close), a reset as a
- * reset. Istio's TCP metrics are recorded (opened at connect, bytes and closed at close) and one access-log line is
- * written at close.
+ * reset. Istio's TCP metrics are recorded (opened at connect; bytes every reportIntervalMs while open and the rest
+ * at close; closed at close) and one access-log line is written at close.
  */
 import net from 'node:net';
 import type { ClusterRuntime, Endpoint, RequestRecord } from '../model.js';
@@ -38,6 +38,11 @@ export interface TcpProxyOptions {
   now(): number;
   /** One line per closed connection (Istio's TCP access-log entry). */
   accessLog?: (rec: RequestRecord) => void;
+  /**
+   * How often the byte counters of open connections are brought up to date (ms), as Istio's TCP stats report
+   * long-lived connections periodically (15 s); the rest is added at close.
+   */
+  reportIntervalMs?: number;
 }
 
 interface TcpSeries {
@@ -61,6 +66,9 @@ interface Pipe {
   details: string;
   series: TcpSeries | undefined;
   done: boolean;
+  /** Bytes already added to the series (periodic reports). */
+  reportedIn: number;
+  reportedOut: number;
 }
 
 const UNKNOWN = 'unknown';
@@ -71,6 +79,25 @@ export class TcpProxy {
   private readonly perCluster = new Map<string, number>();
   private readonly series = new Map<string, TcpSeries>();
   private cxOpenedTotal = 0;
+  /** Connected pipes whose byte counters are reported while they are open. */
+  private readonly reporting = new Set<Pipe>();
+  private reportTimer: NodeJS.Timeout | undefined;
+
+  /** Bring the byte counters of open connections up to date (every reportIntervalMs while any is open). */
+  report(): void {
+    for (const p of this.reporting) {
+      const inb = p.client.bytesRead;
+      const out = p.client.bytesWritten;
+      p.series!.received.inc(inb - p.reportedIn);
+      p.series!.sent.inc(out - p.reportedOut);
+      p.reportedIn = inb;
+      p.reportedOut = out;
+    }
+    if (this.reporting.size === 0 && this.reportTimer !== undefined) {
+      clearInterval(this.reportTimer);
+      this.reportTimer = undefined;
+    }
+  }
 
   constructor(private readonly opts: TcpProxyOptions) {
     opts.metrics.observe('remora_tcp_connections_active', 'gauge', 'Proxied TCP connections open now (both listeners).', () => this.active.size);
@@ -85,7 +112,7 @@ export class TcpProxy {
     const now = this.opts.now();
     const p: Pipe = {
       client, upstream: undefined, clusterName: rt.def.name, ep: undefined, dest, startTime: Date.now(), startHr: now, connectedHr: 0,
-      flags: '-', details: '-', series: undefined, done: false,
+      flags: '-', details: '-', series: undefined, done: false, reportedIn: 0, reportedOut: 0,
     };
     this.cxOpenedTotal++;
     this.active.add(client);
@@ -124,6 +151,11 @@ export class TcpProxy {
       if (limits.tcpKeepalive?.timeMs) up.setKeepAlive(true, limits.tcpKeepalive.timeMs);
       p.series = this.seriesFor(dest, '-');
       p.series.opened.inc();
+      this.reporting.add(p);
+      if (this.reportTimer === undefined) {
+        this.reportTimer = setInterval(() => this.report(), this.opts.reportIntervalMs ?? 15_000);
+        this.reportTimer.unref();
+      }
       // Both directions: pipe() pauses the reader when the writer's buffer is full and passes 'end' on as a FIN.
       client.pipe(up);
       up.pipe(client);
@@ -181,7 +213,7 @@ export class TcpProxy {
   reject(client: net.Socket, clusterName: string, dest: TcpDestination, flag: string, details: string): void {
     const p: Pipe = {
       client, upstream: undefined, clusterName, ep: undefined, dest, startTime: Date.now(), startHr: this.opts.now(), connectedHr: 0,
-      flags: flag, details, series: undefined, done: false,
+      flags: flag, details, series: undefined, done: false, reportedIn: 0, reportedOut: 0,
     };
     this.cxOpenedTotal++;
     this.active.add(client);
@@ -206,9 +238,10 @@ export class TcpProxy {
     const received = p.client.bytesRead;
     const sent = p.client.bytesWritten;
     if (p.series !== undefined) {
+      this.reporting.delete(p);
       p.series.closed.inc();
-      p.series.received.inc(received);
-      p.series.sent.inc(sent);
+      p.series.received.inc(received - p.reportedIn);
+      p.series.sent.inc(sent - p.reportedOut);
     } else if (p.flags !== '-' || p.upstream === undefined) {
       // A connection refused locally is opened and closed at once, with its flag (Istio counts these too).
       const s = this.seriesFor(p.dest, p.flags);
@@ -267,6 +300,8 @@ export class TcpProxy {
   /** Stop: every proxied connection is closed (the process is exiting). */
   closeAll(): void {
     for (const c of this.active) c.destroy();
+    if (this.reportTimer !== undefined) clearInterval(this.reportTimer);
+    this.reportTimer = undefined;
   }
 }
 

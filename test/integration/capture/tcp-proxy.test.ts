@@ -32,7 +32,7 @@ describe('capture hook and TCP proxy on loopback', () => {
   const metrics = new Metrics({ sourceWorkload: 'test', sourceNamespace: 'default' });
   const clusters = new ClusterManager(Math.random, () => performance.now(), { keepAliveMs: 4000, headersTimeoutMs: 0 });
   const logged: RequestRecord[] = [];
-  const tcp = new TcpProxy({ metrics, identity: { workload: 'test', namespace: 'default', app: 'test', version: 'v1', clusterId: 'Kubernetes' }, now: () => performance.now(), accessLog: (r) => logged.push(r) });
+  const tcp = new TcpProxy({ metrics, identity: { workload: 'test', namespace: 'default', app: 'test', version: 'v1', clusterId: 'Kubernetes' }, now: () => performance.now(), accessLog: (r) => logged.push(r), reportIntervalMs: 100 });
   const stats = new CaptureStats();
   const httpSeen: Array<OriginalDestination | undefined> = [];
   let proxyPort = 0;
@@ -164,6 +164,29 @@ spec:
     expect(r.data.length).toBe(big.length);
     expect(createHash('sha256').update(r.data).digest('hex')).toBe(createHash('sha256').update(big).digest('hex'));
   }, 40_000);
+
+  it('reports the bytes of a connection that stays open, before it closes', async () => {
+    const line = (name: string): number => {
+      const m = new RegExp(`${name}\\{[^}]*destination_service="PassthroughCluster"[^}]*\\} (\\d+)`).exec(metrics.render());
+      return m === null ? 0 : Number(m[1]);
+    };
+    const before = { rx: line('istio_tcp_received_bytes_total'), tx: line('istio_tcp_sent_bytes_total') };
+    reader.queue.push({ address: '127.0.0.1', port: plainEcho });
+    const sock = net.connect({ port: proxyPort, host: '127.0.0.1' });
+    sock.on('error', () => {});
+    sock.write('x'.repeat(1000));
+    let got = 0;
+    await new Promise<void>((resolve) => sock.on('data', (d: Buffer) => { got += d.length; if (got >= 1000) resolve(); }));
+    await new Promise((r) => setTimeout(r, 250)); // two report intervals, the connection still open
+    expect(line('istio_tcp_received_bytes_total') - before.rx).toBe(1000);
+    expect(line('istio_tcp_sent_bytes_total') - before.tx).toBe(1000);
+    sock.end();
+    await new Promise((r) => sock.once('close', r));
+    await new Promise((r) => setTimeout(r, 50));
+    // Closing adds only what was not reported yet: nothing counted twice.
+    expect(line('istio_tcp_received_bytes_total') - before.rx).toBe(1000);
+    expect(line('istio_tcp_sent_bytes_total') - before.tx).toBe(1000);
+  });
 
   it('resets the client when the upstream refuses, and counts the connect failure', async () => {
     reader.queue.push({ address: '10.96.0.3', port: 7000 });
