@@ -25,6 +25,7 @@ describe('capture hook and TCP proxy on loopback', () => {
   let echoB: number;
   let banner: number;
   let plainEcho: number;
+  let rangeEcho: number;
   let refused: number;
   let snap: Snapshot;
   let registryOnly = false;
@@ -45,6 +46,11 @@ describe('capture hook and TCP proxy on loopback', () => {
     echoB = await listen((c) => { c.once('data', (d) => { c.write(`B:${d.toString('latin1')}`); c.pipe(c); }); });
     banner = await listen((c) => { c.write('220 ready\r\n'); c.pipe(c); });
     plainEcho = await listen((c) => c.pipe(c));
+    // An echo on 127.0.0.70, inside the loopback-range ServiceEntry's CIDR.
+    const range = net.createServer((c) => { c.on('error', () => {}); c.pipe(c); });
+    servers.push(range);
+    await new Promise<void>((r) => range.listen(0, '127.0.0.70', r));
+    rangeEcho = (range.address() as net.AddressInfo).port;
     refused = await listen(() => {});
     await new Promise<void>((r) => servers.pop()!.close(() => r()));
     const yaml = `
@@ -74,6 +80,15 @@ metadata: { name: limited, namespace: default }
 spec:
   host: limited.test
   trafficPolicy: { connectionPool: { tcp: { maxConnections: 1, idleTimeout: 300ms } } }
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: loopback-range, namespace: default }
+spec:
+  hosts: [loopback-range.test]
+  addresses: [127.0.0.64/26]
+  ports: [{ number: ${rangeEcho}, name: tcp, protocol: TCP }]
+  resolution: NONE
 ---
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
@@ -228,6 +243,11 @@ spec:
     const hole = await talk(proxyPort, '\u0000binary');
     expect(hole.error).toBe('ECONNRESET');
     expect(metrics.render()).toMatch(/istio_tcp_connections_opened_total\{[^}]*destination_service="BlackHoleCluster"[^}]*response_flags="UH"[^}]*\} 1/);
+    // An address inside a ServiceEntry CIDR (resolution NONE) is that service's: passed to the address dialled.
+    reader.queue.push({ address: '127.0.0.70', port: rangeEcho });
+    const inRange = await talk(proxyPort, 'range', { end: true });
+    expect(inRange.data.toString('latin1')).toBe('range');
+    expect(metrics.render()).toMatch(/istio_tcp_connections_opened_total\{[^}]*destination_service="loopback-range\.test"[^}]*\} 1/);
     // An endpoint address of a registry service is that service's, REGISTRY_ONLY or not.
     reader.queue.push({ address: '127.0.0.1', port: echoB });
     const known = await talk(proxyPort, 'k', { end: true });

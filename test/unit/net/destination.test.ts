@@ -56,9 +56,17 @@ describe('resolveCaptured', () => {
     expect(ep.entry?.host).toBe('reviews.example.internal');
   });
 
-  it('knows nothing of other addresses (CIDR addresses are not VIPs)', () => {
+  it('maps an address inside a ServiceEntry CIDR to that service on the dialled port', () => {
+    const c = resolveCaptured(snap, { address: '192.0.2.7', port: 443 });
+    expect(c.via).toBe('cidr');
+    expect(c.entry?.host).toBe('ext.example.com');
+    expect(c.cluster?.name).toBe('outbound|443||ext.example.com');
+    expect(c.cluster?.resolution).toBe('NONE'); // the capture hook passes it to the original destination, as that service
+  });
+
+  it('knows nothing of other addresses', () => {
     expect(resolveCaptured(snap, { address: '10.1.0.7', port: 8080 })).toMatchObject({ via: 'unknown', entry: undefined, cluster: undefined, port: 8080 });
-    expect(resolveCaptured(snap, { address: '192.0.2.7', port: 443 }).via).toBe('unknown');
+    expect(resolveCaptured(snap, { address: '192.0.3.7', port: 443 }).via).toBe('unknown');
     expect(resolveCaptured(undefined, { address: '10.96.0.10', port: 80 }).via).toBe('unknown');
   });
 });
