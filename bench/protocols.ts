@@ -120,14 +120,34 @@ function cpuTicks(pids: number[]): number {
   return t;
 }
 
+interface LoadResult { calls: number; errors: number; latencies: number[]; cpuTicks: number; wallMs: number }
+interface Counts { calls: number; errors: number; latencies: number[] }
+
+/** After a warm-up, count what completes in `durationMs` and the CPU ticks the proxy's processes used meanwhile. */
+async function measure(c: Counts, pids: number[], durationMs: number): Promise<LoadResult> {
+  await sleep(Math.min(1000, durationMs / 4));
+  const c0 = c.calls;
+  const e0 = c.errors;
+  c.latencies.length = 0;
+  const tick0 = cpuTicks(pids);
+  const w0 = performance.now();
+  await sleep(durationMs);
+  const tick1 = cpuTicks(pids);
+  return { calls: c.calls - c0, errors: c.errors - e0, latencies: c.latencies.slice(), cpuTicks: tick1 - tick0, wallMs: performance.now() - w0 };
+}
+
+function done(c: Counts, ok: boolean, t0: number): void {
+  if (!ok) { c.errors++; return; }
+  c.calls++;
+  if (c.latencies.length < 200_000) c.latencies.push(performance.now() - t0);
+}
+
 /** Closed-loop unary gRPC calls over `connections` HTTP/2 connections for `durationMs`. */
-async function grpcLoad(t: ProtocolTarget, concurrency: number, durationMs: number, connections: number): Promise<{ calls: number; errors: number; latencies: number[]; cpuTicks: number; wallMs: number }> {
+async function grpcLoad(t: ProtocolTarget, concurrency: number, durationMs: number, connections: number): Promise<LoadResult> {
   const sessions = Array.from({ length: connections }, () => http2.connect(`http://127.0.0.1:${t.port}`));
   await Promise.all(sessions.map((s) => new Promise<void>((r) => { s.once('connect', () => r()); s.once('error', () => r()); })));
   const body = grpcFrame(64);
-  let calls = 0;
-  let errors = 0;
-  const latencies: number[] = [];
+  const c: Counts = { calls: 0, errors: 0, latencies: [] };
   let stop = false;
   const one = (s: http2.ClientHttp2Session): Promise<void> => new Promise((resolve) => {
     const t0 = performance.now();
@@ -136,10 +156,7 @@ async function grpcLoad(t: ProtocolTarget, concurrency: number, durationMs: numb
     st.on('response', (h) => { if (h['grpc-status'] !== undefined) status = String(h['grpc-status']); });
     st.on('trailers', (h) => { status = String(h['grpc-status']); });
     st.on('data', () => {});
-    st.on('close', () => {
-      if (status === '0') { calls++; if (latencies.length < 200_000) latencies.push(performance.now() - t0); } else errors++;
-      resolve();
-    });
+    st.on('close', () => { done(c, status === '0', t0); resolve(); });
     st.on('error', () => {});
     st.end(body);
   });
@@ -147,35 +164,22 @@ async function grpcLoad(t: ProtocolTarget, concurrency: number, durationMs: numb
     const s = sessions[i % sessions.length]!;
     while (!stop) await one(s);
   };
-  // Warm-up, then the measured window.
-  const warm = Array.from({ length: concurrency }, (_, i) => worker(i));
-  await sleep(Math.min(1000, durationMs / 4));
-  const c0 = calls;
-  const e0 = errors;
-  latencies.length = 0;
-  const tick0 = cpuTicks(t.pids);
-  const w0 = performance.now();
-  await sleep(durationMs);
-  const tick1 = cpuTicks(t.pids);
-  const wallMs = performance.now() - w0;
-  const measured = calls - c0;
-  const errs = errors - e0;
+  const workers = Array.from({ length: concurrency }, (_, i) => worker(i));
+  const r = await measure(c, t.pids, durationMs);
   stop = true;
-  await Promise.all(warm);
+  await Promise.all(workers);
   for (const s of sessions) s.close();
-  return { calls: measured, errors: errs, latencies: latencies.slice(), cpuTicks: tick1 - tick0, wallMs };
+  return r;
 }
 
 /** Closed-loop WebSocket round trips (send 64 bytes, wait for the echo) over `concurrency` connections. */
-async function wsLoad(t: ProtocolTarget, concurrency: number, durationMs: number): Promise<{ calls: number; errors: number; latencies: number[]; cpuTicks: number; wallMs: number }> {
+async function wsLoad(t: ProtocolTarget, concurrency: number, durationMs: number): Promise<LoadResult> {
   const sockets = await Promise.all(Array.from({ length: concurrency }, () => new Promise<WebSocket | undefined>((resolve) => {
     const ws = new WebSocket(`ws://127.0.0.1:${t.port}/echo`, { headers: { host: t.authority } });
     ws.once('open', () => resolve(ws));
     ws.once('error', () => resolve(undefined));
   })));
-  let calls = 0;
-  let errors = sockets.filter((s) => s === undefined).length;
-  const latencies: number[] = [];
+  const c: Counts = { calls: 0, errors: sockets.filter((s) => s === undefined).length, latencies: [] };
   let stop = false;
   const msg = Buffer.alloc(64, 0x62);
   const loops = sockets.filter((s): s is WebSocket => s !== undefined).map((ws) => new Promise<void>((resolve) => {
@@ -185,30 +189,16 @@ async function wsLoad(t: ProtocolTarget, concurrency: number, durationMs: number
       t0 = performance.now();
       ws.send(msg);
     };
-    ws.on('message', () => {
-      calls++;
-      if (latencies.length < 200_000) latencies.push(performance.now() - t0);
-      send();
-    });
-    ws.on('error', () => { errors++; resolve(); });
+    ws.on('message', () => { done(c, true, t0); send(); });
+    ws.on('error', () => { c.errors++; resolve(); });
     ws.on('close', () => resolve());
     send();
   }));
-  await sleep(Math.min(1000, durationMs / 4));
-  const c0 = calls;
-  const e0 = errors;
-  latencies.length = 0;
-  const tick0 = cpuTicks(t.pids);
-  const w0 = performance.now();
-  await sleep(durationMs);
-  const tick1 = cpuTicks(t.pids);
-  const wallMs = performance.now() - w0;
-  const measured = calls - c0;
-  const errs = errors - e0;
+  const r = await measure(c, t.pids, durationMs);
   stop = true;
   await Promise.race([Promise.all(loops), sleep(2000)]);
   for (const s of sockets) s?.terminate();
-  return { calls: measured, errors: errs, latencies: latencies.slice(), cpuTicks: tick1 - tick0, wallMs };
+  return r;
 }
 
 /** Run `kind` against every target, interleaved per round; medians over rounds. */

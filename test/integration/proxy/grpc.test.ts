@@ -75,10 +75,17 @@ describe('gRPC through Remora (HTTP/2 both ways)', () => {
   let proxy: RunningProxy;
   let client: EchoClient;
   let deadPort = 0;
+  // An HTTP/2 upstream that takes calls and never answers, and (unlike grpc-js) ignores grpc-timeout: only Remora's
+  // own deadline can end a call to it.
+  let hang: http2.Http2Server;
 
   beforeAll(async () => {
     a = await startServer('a', true);
     b = await startServer('b', false);
+    hang = http2.createServer();
+    hang.on('stream', (st) => { st.on('error', () => {}); st.resume(); });
+    await new Promise<void>((r) => hang.listen(0, '127.0.0.1', r));
+    const hangPort = (hang.address() as net.AddressInfo).port;
     const s = net.createServer();
     await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
     deadPort = (s.address() as net.AddressInfo).port;
@@ -116,6 +123,15 @@ spec:
 ---
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
+metadata: { name: hang, namespace: default }
+spec:
+  hosts: [hang.grpc.test]
+  ports: [{ number: 50051, name: grpc, protocol: GRPC }]
+  resolution: STATIC
+  endpoints: [{ address: 127.0.0.1, ports: { grpc: ${hangPort} } }]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
 metadata: { name: down, namespace: default }
 spec:
   hosts: [down.grpc.test]
@@ -133,6 +149,7 @@ spec:
     await proxy?.stop();
     a?.server.forceShutdown();
     b?.server.forceShutdown();
+    hang?.close();
   });
 
   it('balances unary calls per request over one client connection', async () => {
@@ -190,11 +207,12 @@ spec:
     down.close();
     expect(r.code).toBe(grpc.status.UNAVAILABLE);
     expect(r.details).toMatch(/upstream connect error|connection failure/);
-    // A raw HTTP/2 call with grpc-timeout 300m and no deadline of the client's own: Remora ends it, 200 + grpc-status 4.
+    // A raw HTTP/2 call with grpc-timeout 300m and no deadline of the client's own, to an upstream that never answers
+    // and ignores grpc-timeout: Remora ends it, 200 + grpc-status 4, flag UT.
     const session = http2.connect(`http://127.0.0.1:${proxy.info.outbound}`);
     const t0 = Date.now();
     const res = await new Promise<{ headers: http2.IncomingHttpHeaders; trailers?: http2.IncomingHttpHeaders }>((resolve) => {
-      const s = session.request({ ':method': 'POST', ':path': '/echo.Echo/Slow', ':authority': 'echo.grpc.test:50051', 'content-type': 'application/grpc', te: 'trailers', 'grpc-timeout': '300m' });
+      const s = session.request({ ':method': 'POST', ':path': '/echo.Echo/Slow', ':authority': 'hang.grpc.test:50051', 'content-type': 'application/grpc', te: 'trailers', 'grpc-timeout': '300m' });
       let headers: http2.IncomingHttpHeaders = {};
       let trailers: http2.IncomingHttpHeaders | undefined;
       s.on('response', (h) => (headers = h));
@@ -231,6 +249,6 @@ spec:
     const lines = stats.split('\n').filter((l) => l.startsWith('istio_requests_total{')).join('\n');
     expect(stats, lines).toMatch(/istio_requests_total\{[^}]*destination_service="echo\.grpc\.test"[^}]*request_protocol="grpc",response_code="200",grpc_response_status="0"[^}]*\} [1-9]/);
     expect(stats, lines).toMatch(/istio_requests_total\{[^}]*request_protocol="grpc",response_code="200",grpc_response_status="14",response_flags="UF[^"]*"[^}]*\} [1-9]/);
-    expect(stats, lines).toMatch(/istio_requests_total\{[^}]*grpc_response_status="4",response_flags="UT"[^}]*\} 1/);
+    expect(stats, lines).toMatch(/istio_requests_total\{[^}]*destination_service="hang\.grpc\.test"[^}]*grpc_response_status="4",response_flags="UT"[^}]*\} 1/);
   });
 });
