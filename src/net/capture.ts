@@ -60,6 +60,40 @@ export class CaptureStats {
 type Decide = (sock: net.Socket, head: Buffer | undefined, dst: OriginalDestination, how: 'http' | 'h2' | 'tcp', sni: string | undefined) => void;
 
 /**
+ * Read a connection's first bytes until `classify` settles them (undefined: need more), then hand over in the same
+ * tick (no 'data' can be emitted between here and the next owner's listener). `onTimeout` runs when the client says
+ * nothing decisive within `timeoutMs`, `onEnd` when it ends its side first; either may hand the socket on too.
+ */
+function readFirstBytes<T>(
+  sock: net.Socket, timeoutMs: number, classify: (head: Buffer) => T | undefined,
+  then: (head: Buffer | undefined, what: T) => void, onTimeout: (head: Buffer | undefined) => void, onEnd: (head: Buffer | undefined) => void,
+): void {
+  let head: Buffer | undefined;
+  let done = false;
+  const stop = (): boolean => {
+    if (done) return false;
+    done = true;
+    clearTimeout(timer);
+    sock.off('data', onData);
+    sock.off('end', ended);
+    sock.off('close', closed);
+    return true;
+  };
+  const onData = (d: Buffer): void => {
+    head = head === undefined ? d : Buffer.concat([head, d]);
+    const what = classify(head);
+    if (what !== undefined && stop()) then(head, what);
+  };
+  const ended = (): void => { if (stop()) onEnd(head); };
+  const closed = (): void => { stop(); };
+  const timer = setTimeout(() => { if (stop()) onTimeout(head); }, timeoutMs);
+  sock.on('data', onData);
+  sock.once('end', ended);
+  sock.once('close', closed);
+  sock.on('error', noop);
+}
+
+/**
  * A connection addressed to the listener itself speaks HTTP: HTTP/1, or HTTP/2 with prior knowledge (h2c), told
  * apart by the first bytes. Only a first read that starts with "P" (the preface's "PRI * HTTP/2.0") waits for more;
  * everything else goes to the HTTP/1 server with that first read, in the same tick.
@@ -67,32 +101,20 @@ type Decide = (sock: net.Socket, head: Buffer | undefined, dst: OriginalDestinat
 function serveHttp(sock: net.Socket, server: Http1Server, env: CaptureEnv, dst: OriginalDestination | undefined): void {
   const h2 = env.h2;
   if (h2 === undefined) { server.serveSocket(sock, undefined, dst); return; }
-  let head: Buffer | undefined;
-  const timer = setTimeout(() => sock.destroy(), env.firstByteTimeoutMs ?? 65_000);
-  const done = (): void => {
-    clearTimeout(timer);
-    sock.off('data', onData);
-    sock.off('end', onEnd);
-    sock.off('close', onClose);
-  };
-  const onData = (d: Buffer): void => {
-    head = head === undefined ? d : Buffer.concat([head, d]);
-    if (head[0] !== 0x50 /* P */) { done(); server.serveSocket(sock, head, dst); return; }
-    const s = sniff(head);
-    if (s === 'need-more' && head.length < SNIFF_MAX_BYTES) return;
-    done();
-    if (s === 'h2') h2.serveSocket(sock, head, dst);
-    else server.serveSocket(sock, head, dst);
-  };
-  const onClose = (): void => clearTimeout(timer);
-  // The client ended its side before a request: nothing to serve.
-  const onEnd = (): void => { done(); sock.destroy(); };
-  sock.on('data', onData);
-  sock.once('end', onEnd);
-  sock.once('close', onClose);
-  sock.on('error', noop);
+  readFirstBytes<'h2' | 'http1'>(
+    sock,
+    env.firstByteTimeoutMs ?? 65_000,
+    (head) => {
+      if (head[0] !== 0x50 /* P */) return 'http1';
+      const s = sniff(head);
+      if (s === 'need-more' && head.length < SNIFF_MAX_BYTES) return undefined;
+      return s === 'h2' ? 'h2' : 'http1';
+    },
+    (head, what) => (what === 'h2' ? h2.serveSocket(sock, head, dst) : server.serveSocket(sock, head, dst)),
+    () => sock.destroy(), // silent since it connected: nothing to serve
+    () => sock.destroy(), // ended its side before a request
+  );
 }
-
 
 /**
  * Read where `sock` was going, then call `decide` with what the connection is; HTTP connections not redirected go
@@ -133,40 +155,26 @@ function accept(sock: net.Socket, server: Http1Server, env: CaptureEnv, stats: C
 
 /**
  * Read until the first bytes say what they are (a TLS ClientHello: until it is whole, for its server name), the
- * client goes quiet for `timeoutMs`, or it ends its side.
+ * client goes quiet for `timeoutMs` (the server speaks first: TCP), or it ends its side (TCP, the FIN passed on).
  */
 function sniffThen(sock: net.Socket, timeoutMs: number, stats: CaptureStats, then: (head: Buffer | undefined, what: Sniffed, sni: string | undefined) => void): void {
-  let head: Buffer | undefined;
-  let done = false;
-  const finish = (what: Sniffed, sni?: string): void => {
-    if (done) return;
-    done = true;
-    clearTimeout(timer);
-    sock.off('data', onData);
-    sock.off('end', onEnd);
-    sock.off('close', onClose);
-    // Synchronously hand over: no 'data' can be emitted between here and the next owner's listener.
-    then(head, what, sni);
-  };
-  const onData = (d: Buffer): void => {
-    head = head === undefined ? d : Buffer.concat([head, d]);
-    const s = sniff(head);
-    if (s === 'tls') {
-      const hello = readClientHelloSni(head);
-      if (hello.kind === 'sni') finish('tls', hello.serverName);
-      else if (hello.kind === 'not-tls') finish('tcp');
-      // else: the ClientHello is still arriving
-    } else if (s !== 'need-more') finish(s);
-    else if (head.length >= SNIFF_MAX_BYTES) finish('tcp');
-  };
-  // The client ended its side without saying enough: nothing is HTTP about it; let the TCP proxy pass on the FIN.
-  const onEnd = (): void => finish('tcp');
-  const onClose = (): void => { done = true; clearTimeout(timer); };
-  const timer = setTimeout(() => { stats.sniffTimeouts++; finish('tcp'); }, timeoutMs);
-  sock.on('data', onData);
-  sock.once('end', onEnd);
-  sock.once('close', onClose);
-  sock.on('error', noop);
+  readFirstBytes<{ what: Sniffed; sni?: string }>(
+    sock,
+    timeoutMs,
+    (head) => {
+      const s = sniff(head);
+      if (s === 'tls') {
+        const hello = readClientHelloSni(head);
+        if (hello.kind === 'sni') return { what: 'tls', sni: hello.serverName };
+        return hello.kind === 'not-tls' ? { what: 'tcp' } : undefined; // else: the ClientHello is still arriving
+      }
+      if (s !== 'need-more') return { what: s };
+      return head.length >= SNIFF_MAX_BYTES ? { what: 'tcp' } : undefined;
+    },
+    (head, r) => then(head, r.what, r.sni),
+    (head) => { stats.sniffTimeouts++; then(head, 'tcp', undefined); },
+    (head) => then(head, 'tcp', undefined),
+  );
 }
 
 function noop(): void { /* 'close' follows */ }
