@@ -17,7 +17,7 @@ import { applyHeaderOps, downstreamResponseHeaders, setHeader, upgradeResponseHe
 import type { Socket } from 'node:net';
 import { DEFAULT_TUNNEL_IDLE_TIMEOUT_MS, Tunnel, Tunnels, type TunnelOwner } from './tunnel.js';
 import { E, type LocalError } from './local-reply.js';
-import { grpcLocalHeaders, isGrpc } from './grpc.js';
+import { localReplyParts } from './grpc.js';
 import { upstreamIsHttp2 } from '../upstream/policy.js';
 import type { ClusterCounters, Observer } from './observer.js';
 import type { UpstreamHandler, UpstreamPool, UpstreamRequest } from '../upstream/h1-pool.js';
@@ -523,20 +523,14 @@ class Exchange {
       const extra: string[] = ['x-remora-proxy-error', `${err.flag} ${err.details}`];
       if (overloaded) extra.push('x-envoy-overloaded', 'true');
       if (this.ctx.draining && this.plan.direction === 'inbound') extra.push('connection', 'close');
-      if (isGrpc(this.req.headers)) {
-        // A gRPC client gets a gRPC error: 200, grpc-status (14 UNAVAILABLE, 4 DEADLINE_EXCEEDED …), grpc-message.
-        const g = grpcLocalHeaders(err.status, err.flag, body || err.details, extra);
-        g.headers.push('content-length', '0');
-        this.status = 200;
-        this.grpcStatus = g.grpcStatus;
-        this.res.writeHead(200, g.headers);
-        this.res.end();
-      } else {
-        const headers: string[] = ['content-type', 'text/plain', 'content-length', String(Buffer.byteLength(body)), ...extra];
-        this.res.writeHead(err.status, headers);
-        this.res.end(body);
-        this.bytesSent += body.length;
-      }
+      // A gRPC client gets a gRPC error: 200, grpc-status (14 UNAVAILABLE, 4 DEADLINE_EXCEEDED …), grpc-message.
+      const r = localReplyParts(this.req.headers, err.status, err.flag, body, err.details, extra);
+      r.headers.push('content-length', String(r.body.length));
+      this.status = r.status;
+      if (r.grpcStatus !== undefined) this.grpcStatus = r.grpcStatus;
+      this.res.writeHead(r.status, r.headers);
+      this.res.end(r.body);
+      this.bytesSent += r.body.length;
     } else {
       this.res.destroy();
     }

@@ -45,6 +45,30 @@ export function grpcLocalHeaders(status: number, flag: string, message: string, 
   return { headers, grpcStatus };
 }
 
+/** What a reply the proxy makes itself consists of: its status, headers (no content-length yet) and body. */
+export interface LocalReplyParts {
+  status: number;
+  headers: string[];
+  body: Buffer;
+  /** Set when the reply went out as a gRPC error (metrics label grpc_response_status). */
+  grpcStatus: number | undefined;
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * A local error as the client can read it: plain text with its HTTP status, or, to a gRPC client, a 200 with
+ * `grpc-status` and `grpc-message` and no body. `extra` headers go on either. The one place every listener's local
+ * errors (forwarder, outbound, inbound) take this shape.
+ */
+export function localReplyParts(reqHeaders: { 'content-type'?: string | undefined }, status: number, flag: string, text: string, details: string, extra: readonly string[]): LocalReplyParts {
+  if (isGrpc(reqHeaders)) {
+    const g = grpcLocalHeaders(status, flag, text || details, extra);
+    return { status: 200, headers: g.headers, body: EMPTY, grpcStatus: g.grpcStatus };
+  }
+  return { status, headers: ['content-type', 'text/plain', ...extra], body: Buffer.from(text), grpcStatus: undefined };
+}
+
 /**
  * The `grpc-timeout` header as milliseconds (gRPC over HTTP/2: up to 8 digits and a unit H, M, S, m, u, n);
  * undefined when absent or malformed. A proxy treats it as the call's deadline (Istio routes honour it).

@@ -13,7 +13,7 @@ import { compileRetryPolicy } from './retry-policy.js';
 import { upstreamRequestHeaders } from './headers.js';
 import { forward, type ForwardContext, type ForwardPlan } from './forwarder.js';
 import { localReplyRecord } from './local-reply.js';
-import { grpcLocalHeaders, isGrpc } from './grpc.js';
+import { localReplyParts } from './grpc.js';
 import { parseTarget, type RequestTarget } from '../routing/request-target.js';
 import type { InboundAuthorizer } from './inbound-authz.js';
 
@@ -103,17 +103,11 @@ function localInbound(
   req: DownstreamRequest, res: DownstreamResponse, env: InboundEnv, rt: ClusterRuntime, target: RequestTarget | undefined, requestId: string,
   startTime: number, startHr: number, status: number, text: string, flag: string, details: string,
 ): void {
-  let body = Buffer.from(text);
-  let headers = ['content-type', 'text/plain', 'content-length', String(body.length), 'x-request-id', requestId];
-  let grpcStatus: number | undefined;
-  if (isGrpc(req.headers)) {
-    // A gRPC caller gets its error as gRPC (403 RBAC → PERMISSION_DENIED), in a 200.
-    const g = grpcLocalHeaders(status, flag, text || details, ['x-request-id', requestId, 'content-length', '0']);
-    headers = g.headers;
-    grpcStatus = g.grpcStatus;
-    status = 200;
-    body = Buffer.alloc(0);
-  }
+  // A gRPC caller gets its error as gRPC (403 RBAC → PERMISSION_DENIED), in a 200.
+  const r = localReplyParts(req.headers, status, flag, text, details, ['x-request-id', requestId]);
+  const { headers, body, grpcStatus } = r;
+  status = r.status;
+  headers.push('content-length', String(body.length));
   if (env.draining) headers.push('connection', 'close');
   if (!res.headersSent) {
     res.writeHead(status, headers);

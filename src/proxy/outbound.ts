@@ -18,7 +18,7 @@ import { applyRetryOverrides, routeTimeoutOverride } from './retry-policy.js';
 import { applyHeaderOps, upstreamRequestHeaders } from './headers.js';
 import { forward, type ForwardContext, type ForwardPlan } from './forwarder.js';
 import { E, localReplyRecord, type LocalError } from './local-reply.js';
-import { grpcLocalHeaders, isGrpc, parseGrpcTimeout } from './grpc.js';
+import { localReplyParts, parseGrpcTimeout } from './grpc.js';
 import type { ClusterRuntime } from '../model.js';
 
 export interface OutboundEnv extends ForwardContext {
@@ -301,15 +301,10 @@ function corsPreflight(b: Base, route: CompiledRoute): void {
 function local(b: Base, err: LocalError, route?: CompiledRoute, close = false): void {
   const proxyError = ['x-remora-proxy-error', `${err.flag} ${err.details}`];
   if (close) proxyError.push('connection', 'close');
-  if (isGrpc(b.req.headers)) {
-    // A gRPC client gets a gRPC error (404 NR → UNIMPLEMENTED, 503 → UNAVAILABLE …), not a bare HTTP status.
-    const g = grpcLocalHeaders(err.status, err.flag, err.body || err.details, proxyError);
-    return localCustom(b, 200, EMPTY_BODY, err.flag, err.details, route, g.headers, g.grpcStatus);
-  }
-  localCustom(b, err.status, Buffer.from(err.body), err.flag, err.details, route, ['content-type', 'text/plain', ...proxyError]);
+  // A gRPC client gets a gRPC error (404 NR → UNIMPLEMENTED, 503 → UNAVAILABLE …), not a bare HTTP status.
+  const r = localReplyParts(b.req.headers, err.status, err.flag, err.body, err.details, proxyError);
+  localCustom(b, r.status, r.body, err.flag, err.details, route, r.headers, r.grpcStatus);
 }
-
-const EMPTY_BODY = Buffer.alloc(0);
 
 function localCustom(b: Base, status: number, body: Buffer, flag: string, details: string, route: CompiledRoute | undefined, extra?: string[], grpcStatus?: number): void {
   const { req, res, env } = b;
