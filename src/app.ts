@@ -7,6 +7,7 @@ import type { IncomingMessage, Server as HttpServer, ServerResponse } from 'node
 import type { AddressInfo } from 'node:net';
 import { Http1Server, type Http1ServerOptions } from './http1/server.js';
 import { Http2Listener, type Http2ListenerOptions } from './http2/server.js';
+import type { DownstreamRequest, DownstreamResponse } from './proxy/downstream.js';
 import { ConfigStore } from './discovery/config-store.js';
 import { FileWatcher } from './discovery/file-watcher.js';
 import type { KubernetesSource } from './discovery/k8s-source.js';
@@ -126,12 +127,10 @@ export class Sidecar {
     });
     const now = (): number => performance.now();
     this.clusters = new ClusterManager(Math.random, now, { keepAliveMs: 4000, headersTimeoutMs: 0 });
-    this.metrics = new Metrics({
-      sourceWorkload: opts.workloadName,
-      sourceNamespace: opts.namespace,
-      sourceApp: opts.labels.app ?? opts.labels['app.kubernetes.io/name'],
-      sourceVersion: opts.labels.version ?? opts.labels['app.kubernetes.io/version'],
-    });
+    // This workload as Istio's metric labels name it: the request metrics and the TCP proxy's share it.
+    const app = opts.labels.app ?? opts.labels['app.kubernetes.io/name'];
+    const version = opts.labels.version ?? opts.labels['app.kubernetes.io/version'];
+    this.metrics = new Metrics({ sourceWorkload: opts.workloadName, sourceNamespace: opts.namespace, sourceApp: app, sourceVersion: version });
     if (opts.accessLog !== 'off') {
       this.accessLog = new AccessLogger(opts.accessLog === 'stdout' ? 'stdout' : opts.accessLog, opts.accessLogFormat, {
         onError: (err) => log('warn', `access log: ${err.code ?? err.message}`),
@@ -182,10 +181,7 @@ export class Sidecar {
     this.inboundEnv = { ...base, appPorts: opts.appPorts, appHost: '127.0.0.1', authz };
     this.tcp = new TcpProxy({
       metrics: this.metrics,
-      identity: {
-        workload: opts.workloadName, namespace: opts.namespace, clusterId: 'Kubernetes',
-        app: opts.labels.app ?? opts.labels['app.kubernetes.io/name'] ?? '', version: opts.labels.version ?? opts.labels['app.kubernetes.io/version'] ?? '',
-      },
+      identity: { workload: opts.workloadName, namespace: opts.namespace, clusterId: 'Kubernetes', app: app ?? '', version: version ?? '' },
       now,
       ...(accessLog !== undefined ? { accessLog: (rec: RequestRecord) => accessLog.log(rec) } : {}),
     });
@@ -275,31 +271,26 @@ export class Sidecar {
       self: { labels: this.opts.labels, namespace: this.opts.namespace, clusterDomain: this.opts.clusterDomain },
       rand: Math.random,
     };
-    // Cleartext HTTP/2 (prior knowledge) on the same ports: the same handlers, one request model.
-    const outboundH2 = new Http2Listener((req, res) => {
+    // One handler per direction for both protocols: cleartext HTTP/2 (prior knowledge) shares the ports and the
+    // request model with HTTP/1.
+    const onOutbound = (req: DownstreamRequest, res: DownstreamResponse): void => {
       this.active++;
       res.on('close', onClose);
       handleOutbound(req, res, this.outboundEnv);
-    }, LISTENER_H2);
+    };
+    const onInbound = (req: DownstreamRequest, res: DownstreamResponse): void => {
+      this.active++;
+      res.on('close', onClose);
+      handleInbound(req, res, this.inboundEnv, this.inboundRuntimes);
+    };
+    const outboundH2 = new Http2Listener(onOutbound, LISTENER_H2);
     this.h2Listeners.outbound = outboundH2;
-    const outbound = new Http1Server((req, res) => {
-      this.active++;
-      res.on('close', onClose);
-      handleOutbound(req, res, this.outboundEnv);
-    }, { ...LISTENER_HTTP, onConnection: outboundCapture({ ...capture, h2: outboundH2 }, this.capture.outbound) });
+    const outbound = new Http1Server(onOutbound, { ...LISTENER_HTTP, onConnection: outboundCapture({ ...capture, h2: outboundH2 }, this.capture.outbound) });
     await this.listen('outbound', outbound, this.opts.outboundAddress, this.opts.outboundPort);
     if (this.opts.appPorts.length > 0) {
-      const inboundH2 = new Http2Listener((req, res) => {
-        this.active++;
-        res.on('close', onClose);
-        handleInbound(req, res, this.inboundEnv, this.inboundRuntimes);
-      }, LISTENER_H2);
+      const inboundH2 = new Http2Listener(onInbound, LISTENER_H2);
       this.h2Listeners.inbound = inboundH2;
-      const inbound = new Http1Server((req, res) => {
-        this.active++;
-        res.on('close', onClose);
-        handleInbound(req, res, this.inboundEnv, this.inboundRuntimes);
-      }, {
+      const inbound = new Http1Server(onInbound, {
         ...LISTENER_HTTP,
         onConnection: inboundCapture({
           ...capture,
