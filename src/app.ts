@@ -285,11 +285,13 @@ export class Sidecar {
     };
     const outboundH2 = new Http2Listener(onOutbound, LISTENER_H2);
     this.h2Listeners.outbound = outboundH2;
+    this.observeHttp2('outbound', outboundH2);
     const outbound = new Http1Server(onOutbound, { ...LISTENER_HTTP, onConnection: outboundCapture({ ...capture, h2: outboundH2 }, this.capture.outbound) });
     await this.listen('outbound', outbound, this.opts.outboundAddress, this.opts.outboundPort);
     if (this.opts.appPorts.length > 0) {
       const inboundH2 = new Http2Listener(onInbound, LISTENER_H2);
       this.h2Listeners.inbound = inboundH2;
+      this.observeHttp2('inbound', inboundH2);
       const inbound = new Http1Server(onInbound, {
         ...LISTENER_HTTP,
         onConnection: inboundCapture({
@@ -364,6 +366,16 @@ export class Sidecar {
     this.active--;
     if (this.active === 0 && this.drainWaiters.length > 0) for (const w of this.drainWaiters.splice(0)) w();
   };
+
+  /** The HTTP/2 side of a listener in /stats/prometheus: sessions, and the ones closed for floods or premature resets. */
+  private observeHttp2(listener: string, h2: Http2Listener): void {
+    const st = h2.stats;
+    const labels = { listener };
+    this.metrics.observe('remora_http2_sessions_total', 'counter', 'Cleartext HTTP/2 connections served by a proxy listener.', () => st.sessions, labels);
+    this.metrics.observe('remora_http2_protocol_error_closes_total', 'counter', 'HTTP/2 connections closed by a protocol error or a frame flood (SETTINGS/PING floods not read, CONTINUATION floods, invalid frames).', () => st.protocolErrors, labels);
+    this.metrics.observe('remora_http2_premature_reset_closes_total', 'counter', 'HTTP/2 connections closed for too many premature stream resets (rapid reset, CVE-2023-44487; Envoy downstream_rq_too_many_premature_resets).', () => st.prematureResetCloses, labels);
+    this.metrics.observe('remora_http2_streams_reset_by_peer_total', 'counter', 'HTTP/2 streams the client reset before their response was complete (Envoy downstream_rq_rx_reset).', () => st.streamsResetByPeer, labels);
+  }
 
   private async listen(name: string, server: Server, address: string, port: number): Promise<void> {
     // The data-plane listeners answer malformed requests themselves (Http1Server); the admin ones are node:http.
