@@ -154,7 +154,16 @@ export class Http2Response {
   destroy(): void {
     if (this.destroyed) return;
     this.destroyed = true;
+    this.localReset = true;
     if (!this.stream.destroyed) this.stream.close(H2.NGHTTP2_INTERNAL_ERROR);
+  }
+
+  /** Set when Remora reset the stream itself (destroy()), so that a reset is not taken for the client's. */
+  private localReset = false;
+
+  /** The client reset the stream (RST_STREAM from the peer) before the response was complete. */
+  get resetByPeer(): boolean {
+    return this.closed && !this.localReset && !this.finished && this.stream.rstCode !== H2.NGHTTP2_NO_ERROR;
   }
 
   on(event: 'close' | 'drain', fn: Listener): this {
@@ -194,6 +203,33 @@ class H2Conn {
   }
 }
 
+/**
+ * Envoy's defence against HTTP/2 "rapid reset" (CVE-2023-44487), with Envoy's defaults
+ * (`overload.premature_reset_total_stream_count` 500, `overload.premature_reset_min_stream_lifetime_seconds` 1): a
+ * stream the client resets within a second of opening it, before its response is complete, is a premature reset;
+ * once a connection has closed at least 500 streams and half or more of them were premature resets, it is closed
+ * (GOAWAY ENHANCE_YOUR_CALM, then the socket). nghttp2's own limit (a token bucket of 1,000 RST_STREAMs refilled at
+ * 33/s) answers such a flood with a GOAWAY but, under node:http2, leaves the connection open and idle until its
+ * idle timeout: this check closes it first.
+ */
+export const PREMATURE_RESET_MIN_STREAMS = 500;
+export const PREMATURE_RESET_LIFETIME_MS = 1000;
+
+/** What a listener's sessions went through; read by the metrics. */
+export interface Http2ListenerStats {
+  /** HTTP/2 connections served. */
+  sessions: number;
+  /** Connections closed by a protocol error or a flood node:http2/nghttp2 caught (SETTINGS/PING flood, CONTINUATION flood, invalid frames). */
+  protocolErrors: number;
+  /** Connections closed for too many premature stream resets (Envoy `downstream_rq_too_many_premature_resets`). */
+  prematureResetCloses: number;
+  /** Streams the client reset before their response was complete (Envoy `downstream_rq_rx_reset`). */
+  streamsResetByPeer: number;
+}
+
+interface SessionCounts { closed: number; premature: number }
+const kCounts = Symbol('remora.h2counts');
+
 export interface Http2ListenerOptions {
   /** Streams a client may open at once on one connection (SETTINGS_MAX_CONCURRENT_STREAMS). Default 1024. */
   maxConcurrentStreams?: number;
@@ -208,6 +244,7 @@ export class Http2Listener {
   private readonly server: http2.Http2Server;
   private readonly sessions = new Set<http2.ServerHttp2Session>();
   draining = false;
+  readonly stats: Http2ListenerStats = { sessions: 0, protocolErrors: 0, prematureResetCloses: 0, streamsResetByPeer: 0 };
 
   constructor(handler: Http2Handler, opts: Http2ListenerOptions = {}) {
     this.server = http2.createServer({
@@ -217,8 +254,12 @@ export class Http2Listener {
     const idle = opts.idleTimeoutMs ?? 65_000;
     this.server.on('session', (session: http2.ServerHttp2Session) => {
       this.sessions.add(session);
+      this.stats.sessions++;
+      (session as unknown as { [kCounts]: SessionCounts })[kCounts] = { closed: 0, premature: 0 };
       session.setTimeout(idle, () => session.close());
-      session.on('error', () => { /* the session closes */ });
+      // nghttp2 refused the peer's frames (a flood of SETTINGS or PING it does not read the answers to, endless
+      // CONTINUATION, too many invalid frames): node:http2 sends GOAWAY and destroys the session.
+      session.on('error', () => { this.stats.protocolErrors++; });
       session.once('close', () => this.sessions.delete(session));
       if (this.draining) session.close();
     });
@@ -226,12 +267,31 @@ export class Http2Listener {
       const conn = (stream.session as unknown as { [kConn]?: H2Conn })[kConn] ?? new H2Conn(stream.session!.socket as net.Socket, undefined);
       const req = new Http2Request(stream, headers, conn);
       const res = new Http2Response(stream, req);
+      const opened = Date.now();
+      const session = stream.session;
+      stream.once('close', () => this.onStreamClose(session, res, opened));
       try {
         handler(req, res);
       } catch {
         stream.close(H2.NGHTTP2_INTERNAL_ERROR);
       }
     });
+  }
+
+  private onStreamClose(session: http2.Http2Session | undefined, res: Http2Response, opened: number): void {
+    if (session === undefined || session.destroyed) return;
+    const counts = (session as unknown as { [kCounts]?: SessionCounts })[kCounts];
+    if (counts === undefined) return;
+    counts.closed++;
+    if (!res.resetByPeer) return;
+    this.stats.streamsResetByPeer++;
+    if (Date.now() - opened >= PREMATURE_RESET_LIFETIME_MS) return;
+    counts.premature++;
+    if (counts.closed >= PREMATURE_RESET_MIN_STREAMS && counts.premature * 2 >= counts.closed) {
+      this.stats.prematureResetCloses++;
+      session.goaway(H2.NGHTTP2_ENHANCE_YOUR_CALM);
+      session.destroy();
+    }
   }
 
   /** Serve HTTP/2 on an accepted socket; `head` holds the bytes already read from it (the preface). */
