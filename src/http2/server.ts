@@ -264,11 +264,14 @@ export class Http2Listener {
       if (this.draining) session.close();
     });
     this.server.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => {
-      const conn = (stream.session as unknown as { [kConn]?: H2Conn })[kConn] ?? new H2Conn(stream.session!.socket as net.Socket, undefined);
+      // node:http2 emits 'stream' on a later tick: by then the session may be gone (destroyed for a flood or for
+      // premature resets, the socket closed), and the stream with it.
+      const session = stream.session;
+      if (session === undefined || session.destroyed || stream.destroyed) return;
+      const conn = (session as unknown as { [kConn]?: H2Conn })[kConn] ?? new H2Conn(session.socket as net.Socket, undefined);
       const req = new Http2Request(stream, headers, conn);
       const res = new Http2Response(stream, req);
       const opened = Date.now();
-      const session = stream.session;
       stream.once('close', () => this.onStreamClose(session, res, opened));
       try {
         handler(req, res);
