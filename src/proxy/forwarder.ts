@@ -91,6 +91,8 @@ export function forward(req: DownstreamRequest, res: DownstreamResponse, plan: F
   } else if (mode === 'stream') {
     ex.body = req.body;
     ex.replayable = false;
+    // Larger than the retry buffer (by its Content-Length): never retried. Envoy counts it as retry_or_shadow_abandoned.
+    if (req.headers['content-length'] !== undefined) ex.retryBufferAbandoned();
     // A body of unknown length (chunked HTTP/1, any HTTP/2 body: a gRPC call) streams at once, and a copy is kept
     // while it stays within the retry buffer: if it ended there, a retry replays it (Envoy buffers for retries too).
     if (req.headers['content-length'] === undefined) ex.copy = [];
@@ -251,6 +253,19 @@ class Exchange {
     }
   }
 
+  /** The body cannot be kept for a retry (over --retry-buffer-bytes): counted when a retry policy applies. */
+  retryBufferAbandoned(): void {
+    if (this.plan.retry.attempts > 0) this.counters.retry_or_shadow_abandoned++;
+  }
+
+  /** The upstream reset the request (closed, RST, invalid response) before or during its response. */
+  upstreamReset(protocolError: boolean): void {
+    const c = this.counters;
+    c.upstream_rq_rx_reset++;
+    if (protocolError) c.upstream_cx_protocol_error++;
+    else c.upstream_cx_destroy_remote_with_active_rq++;
+  }
+
   /** Called by the attempt when the upstream answered with headers. Returns false if the attempt was dropped for a retry. */
   onResponseHeaders(a: Attempt, status: number, raw: string[]): boolean {
     const rt = this.plan.cluster;
@@ -409,10 +424,13 @@ class Exchange {
 
   /**
    * The attempt failed before response headers (connect failure, reset, per-try timeout). `protocolError`: the
-   * upstream answered out of protocol (a 101 to a request that did not ask for an upgrade): a reset, but the last
-   * one is answered 502 UPE, and it is not the keep-alive race.
+   * upstream answered out of protocol: a reset, but the last one is answered 502 UPE. 'upgrade' (a 101 to a request
+   * that did not ask for one) is never the keep-alive race: the server processed the request. 'parse' (llhttp
+   * rejected the response: CL+TE, bad framing, NUL, bare LF, oversized head) on a reused connection may be stray
+   * bytes a misbehaving server left after its previous response, so it gets the race's one re-send on a new
+   * connection under the same conditions (nothing processed, or an idempotent method).
    */
-  onAttemptFailed(a: Attempt, outcome: AttemptOutcome, noteTimeout: boolean, protocolError = false): void {
+  onAttemptFailed(a: Attempt, outcome: AttemptOutcome, noteTimeout: boolean, protocolError: false | 'upgrade' | 'parse' = false): void {
     if (this.finished) return;
     const rt = this.plan.cluster;
     const now = this.ctx.now();
@@ -422,7 +440,7 @@ class Exchange {
     if (noteTimeout) this.counters.upstream_rq_per_try_timeout++;
     // Keep-alive race: a reused connection closed under us before any response byte. Safe to retry once,
     // on a fresh connection, without spending an attempt: nothing was processed, or the method is idempotent.
-    if (outcome.kind === 'reset' && a.reused && !protocolError && !this.reusedRetryUsed && this.replayable && (!a.bodyFullySent || IDEMPOTENT.has(this.plan.method))) {
+    if (outcome.kind === 'reset' && a.reused && protocolError !== 'upgrade' && !this.reusedRetryUsed && this.replayable && (!a.bodyFullySent || IDEMPOTENT.has(this.plan.method))) {
       this.reusedRetryUsed = true;
       this.freshConnection = true;
       this.counters.upstream_rq_reset_reused_retry++;
@@ -484,11 +502,15 @@ class Exchange {
     this.complete();
   }
 
-  /** The upstream failed after we started answering: never end the downstream cleanly. */
-  onResponseBroken(): void {
+  /**
+   * The upstream failed after we started answering: never end the downstream cleanly (the client sees a reset
+   * connection or stream, short of its Content-Length or without the last chunk). `protocolError`: the body broke
+   * HTTP/1.1 framing (Envoy's UPE) rather than the connection closing or resetting (UR).
+   */
+  onResponseBroken(protocolError = false): void {
     if (this.finished) return;
-    this.addFlag('UR');
-    this.details = 'upstream_reset_after_response_started';
+    this.addFlag(protocolError ? 'UPE' : 'UR');
+    this.details = protocolError ? 'upstream_reset_after_response_started{protocol_error}' : 'upstream_reset_after_response_started{remote_reset}';
     this.resetDownstream();
   }
 
@@ -620,7 +642,10 @@ class Attempt implements UpstreamHandler {
       const copy = ex.copy;
       if (copy !== undefined) {
         if (ex.bytesReceived <= ex.ctx.retryBufferBytes) copy.push(chunk);
-        else ex.copy = undefined; // over the retry buffer: this request will not be retried
+        else {
+          ex.copy = undefined; // over the retry buffer: this request will not be retried
+          ex.retryBufferAbandoned();
+        }
       }
     }
   }
@@ -664,11 +689,15 @@ class Attempt implements UpstreamHandler {
     if (this.done) return;
     this.done = true;
     this.clearTimer();
+    const code = (err as NodeJS.ErrnoException).code ?? '';
+    const protocol = code === 'UND_ERR_UPGRADE' ? 'upgrade' : code.startsWith('HPE_') ? 'parse' : false;
+    const outcome = classify(err);
+    if (outcome.kind !== 'connect-failure' && !LOCAL_CODES.has(code)) this.ex.upstreamReset(protocol !== false);
     if (this.headersSeen) {
-      this.ex.onResponseBroken();
+      this.ex.onResponseBroken(protocol !== false);
       return;
     }
-    this.ex.onAttemptFailed(this, classify(err), false, (err as NodeJS.ErrnoException).code === 'UND_ERR_UPGRADE');
+    this.ex.onAttemptFailed(this, outcome, false, protocol);
   }
 
   onTimeout(): void {
@@ -685,6 +714,8 @@ class Attempt implements UpstreamHandler {
   }
 }
 
+/** Pool errors that are the proxy's own doing (pool closed by a reload or shutdown), not an upstream reset. */
+const LOCAL_CODES = new Set(['UND_ERR_CLOSED', 'UND_ERR_DESTROYED', 'UND_ERR_ABORTED']);
 const CONNECT_CODES = new Set(['ECONNREFUSED', 'UND_ERR_CONNECT_TIMEOUT', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL', 'ECONNABORTED']);
 
 export function classify(err: Error): AttemptOutcome {

@@ -17,6 +17,10 @@ export interface ClusterCounters {
   upstream_cx_overflow: number;
   upstream_cx_connect_fail: number;
   upstream_rq_reset_reused_retry: number;
+  upstream_rq_rx_reset: number;
+  upstream_cx_destroy_remote_with_active_rq: number;
+  upstream_cx_protocol_error: number;
+  retry_or_shadow_abandoned: number;
   /** Count a response code (per-code and per-class). */
   response?(status: number): void;
 }

@@ -84,6 +84,12 @@ export const CLUSTER_COUNTERS = [
   'upstream_cx_destroy_remote_with_active_rq',
   /** Remora's own: requests re-sent once because a reused keep-alive connection was closed by the peer before any byte came back. */
   'upstream_rq_reset_reused_retry',
+  /** Requests reset by the upstream (closed, RST or an invalid response) before or during their response. */
+  'upstream_rq_rx_reset',
+  /** Upstream responses that broke HTTP/1.1 (llhttp errors, an unasked 101): the connection was dropped. */
+  'upstream_cx_protocol_error',
+  /** Requests whose body was too large for --retry-buffer-bytes while a retry policy applied: they cannot be retried. */
+  'retry_or_shadow_abandoned',
 ] as const;
 export const CLUSTER_GAUGES = ['upstream_rq_active', 'upstream_cx_active'] as const;
 
@@ -110,6 +116,9 @@ export class ClusterCounters implements Record<ClusterCounterName | ClusterGauge
   upstream_cx_connect_timeout = 0;
   upstream_cx_destroy_remote_with_active_rq = 0;
   upstream_rq_reset_reused_retry = 0;
+  upstream_rq_rx_reset = 0;
+  upstream_cx_protocol_error = 0;
+  retry_or_shadow_abandoned = 0;
   upstream_rq_active = 0;
   upstream_cx_active = 0;
   /** Upstream responses by class: index 1..5 = 1xx..5xx (Envoy `upstream_rq_2xx` …). */
