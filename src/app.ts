@@ -168,6 +168,10 @@ export class Sidecar {
       this.metrics.observe('remora_tunnels_active', 'gauge', 'Open upgraded connections (101 Switching Protocols: WebSocket and other Upgrade tunnels), by listener.', () => tunnels.active[dir], { direction: dir });
       this.metrics.observe('remora_tunnels_total', 'counter', 'Upgraded connections opened (101 Switching Protocols), by listener.', () => tunnels.total[dir], { direction: dir });
     }
+    const clusters = this.clusters;
+    for (const state of ['active', 'idle', 'queued'] as const) {
+      this.metrics.observe('remora_upstream_connections', 'gauge', 'Upstream HTTP connections of every pool: active (carrying a request), idle (kept alive for reuse); queued: requests waiting for a connection.', () => clusters.connectionStats()[state], { state });
+    }
     this.outboundEnv = { ...base, snapshot: () => this.store.current };
     const authz = new InboundAuthorizer({
       namespace: opts.namespace,

@@ -155,6 +155,27 @@ export class ClusterManager {
     return this.pools.size;
   }
 
+  /**
+   * Upstream connections of every pool: `active` carry a request (HTTP/2: every open connection), `idle` wait for
+   * one, `queued` requests wait for a connection. Read at scrape time (remora_upstream_connections); a test of client
+   * aborts checks that both return to their baseline.
+   */
+  connectionStats(): { active: number; idle: number; queued: number } {
+    let active = 0;
+    let idle = 0;
+    let queued = 0;
+    for (const p of this.pools.values()) {
+      if (p instanceof H1Pool) {
+        idle += p.idleConnections;
+        active += p.connections - p.idleConnections;
+        queued += p.queued;
+      } else {
+        active += p.connections;
+      }
+    }
+    return { active, idle, queued };
+  }
+
   async close(): Promise<void> {
     const all = [...this.pools.values()];
     this.pools.clear();

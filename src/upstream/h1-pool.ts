@@ -116,6 +116,8 @@ class Connection {
   /** One keep-alive timer per connection, re-armed with refresh() at each release (not a new Timeout per request). */
   idleTimer: NodeJS.Timeout | undefined;
   idleTimerMs = 0;
+  /** When the connection last went idle (Date.now()): a reuse checks it, as the idle timer may fire late on a busy loop. */
+  idleSince = 0;
   /** Idle keep-alive time for this connection (ms), from the pool setting and the server's hint. */
   keepAliveMs: number;
   partialHeaders: string[] | undefined;
@@ -456,7 +458,7 @@ export class H1Pool {
     if (this.closed) return this.reject(ex);
     ex.h.onConnect(ex.abort);
     if (ex.done) return;
-    const c = this.idle.pop();
+    const c = this.takeIdle();
     if (c !== undefined) {
       ex.h.reused = true;
       c.send(ex);
@@ -470,6 +472,20 @@ export class H1Pool {
       return;
     }
     this.queue.push(ex);
+  }
+
+  /**
+   * The most recently used idle connection still within its idle time. The idle timer closes expired ones, but a
+   * timer fires late when the event loop is busy, and a connection kept past the server's keep-alive (the time the
+   * pool's idle timeout is set below) is the keep-alive race: one past its time is closed here instead of reused.
+   */
+  private takeIdle(): Connection | undefined {
+    for (;;) {
+      const c = this.idle.pop();
+      if (c === undefined) return undefined;
+      if (Date.now() - c.idleSince < c.idleTimerMs) return c;
+      c.close();
+    }
   }
 
   private reject(ex: Exchange): void {
@@ -487,6 +503,7 @@ export class H1Pool {
     }
     if (this.closed) { c.close(); return; }
     this.idle.push(c);
+    c.idleSince = Date.now();
     // Idle until the keep-alive time or, sooner, the connection's max duration (Envoy closes an idle connection then).
     const ms = idleTimeFor(c, Date.now());
     if (c.idleTimer !== undefined && c.idleTimerMs === ms) {
@@ -548,6 +565,16 @@ export class H1Pool {
   /** Open connections (busy and idle). */
   get connections(): number {
     return this.all.size;
+  }
+
+  /** Open connections with no request on them. */
+  get idleConnections(): number {
+    return this.idle.length;
+  }
+
+  /** Requests waiting for a connection (beyond maxConnections). */
+  get queued(): number {
+    return this.pending();
   }
 
   /** Graceful: no new requests; queued and in-flight ones finish, then the connections close. */
