@@ -303,6 +303,9 @@ class Exchange {
     }
     if (this.retries > 0 && status < 500) this.counters.upstream_rq_retry_success++;
     const { headers } = downstreamResponseHeaders(raw);
+    // RFC 9110 §8.6: no Content-Length in a 204 (an upstream that sent one, with or without the stray body, would
+    // have the client wait for bytes that never come, or read them from the next response).
+    if (status === 204) removeContentLength(headers);
     this.addResponseHeaders(headers, latency);
     if (this.ctx.draining && this.plan.direction === 'inbound') setHeader(headers, 'Connection', 'close');
     this.details = 'via_upstream';
@@ -734,6 +737,13 @@ function grpcStatusOf(raw: readonly string[]): number | undefined {
     }
   }
   return undefined;
+}
+
+function removeContentLength(headers: string[]): void {
+  for (let i = headers.length - 2; i >= 0; i -= 2) {
+    const n = headers[i]!;
+    if (n.length === 14 && n.toLowerCase() === 'content-length') headers.splice(i, 2);
+  }
 }
 
 function queryOf(path: string): string {
