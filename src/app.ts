@@ -30,6 +30,8 @@ import { TcpProxy } from './proxy/tcp-proxy.js';
 import { CaptureStats, inboundCapture, outboundCapture, type CaptureEnv } from './net/capture.js';
 import { createOriginalDstReader, type OriginalDstReader } from './net/original-dst.js';
 import { DEFAULT_TUNNEL_IDLE_TIMEOUT_MS, Tunnels } from './proxy/tunnel.js';
+import { HeaderHygieneStats, type UnderscoreAction } from './proxy/headers.js';
+import type { PathNormalization } from './routing/request-target.js';
 import type { ClusterRuntime, ClusterView, RequestRecord } from './model.js';
 
 
@@ -80,6 +82,10 @@ export interface RunOptions {
   protocolDetectionTimeoutMs?: number;
   /** Upgraded connections (WebSocket) close after this long without a byte either way (ms; 0 = never; default 1 h). */
   tunnelIdleTimeoutMs?: number;
+  /** `--path-normalization` (Istio's mesh pathNormalization), both listeners; default base. */
+  pathNormalization?: PathNormalization;
+  /** `--headers-with-underscores` (Envoy's headers_with_underscores_action), both listeners; default allow. */
+  headersWithUnderscores?: UnderscoreAction;
 }
 
 export const VERSION = '0.1.0';
@@ -172,7 +178,16 @@ export class Sidecar {
     for (const state of ['active', 'idle', 'queued'] as const) {
       this.metrics.observe('remora_upstream_connections', 'gauge', 'Upstream HTTP connections of every pool: active (carrying a request), idle (kept alive for reuse); queued: requests waiting for a connection.', () => clusters.connectionStats()[state], { state });
     }
-    this.outboundEnv = { ...base, snapshot: () => this.store.current };
+    // Header and path hygiene (src/proxy/headers.ts, src/routing/request-target.ts), per listener.
+    const hygiene = { outbound: new HeaderHygieneStats(), inbound: new HeaderHygieneStats() };
+    for (const dir of ['outbound', 'inbound'] as const) {
+      const st = hygiene[dir];
+      this.metrics.observe('remora_dropped_headers_with_underscores_total', 'counter', 'Request headers dropped because their name has an underscore (--headers-with-underscores drop; Envoy dropped_headers_with_underscores).', () => st.droppedUnderscore, { direction: dir });
+      this.metrics.observe('remora_requests_rejected_with_underscores_in_headers_total', 'counter', 'Requests answered 400 because a header name has an underscore (--headers-with-underscores reject; Envoy requests_rejected_with_underscores_in_headers).', () => st.rejectedUnderscore, { direction: dir });
+      this.metrics.observe('remora_requests_rejected_connection_header_total', 'counter', 'Requests answered 400 because Connection nominated x-forwarded-for/-host/-proto, a pseudo-header, or 10 or more tokens.', () => st.rejectedConnection, { direction: dir });
+    }
+    const hygieneOpts = { pathNormalization: opts.pathNormalization ?? 'base', headersWithUnderscores: opts.headersWithUnderscores ?? 'allow' } as const;
+    this.outboundEnv = { ...base, ...hygieneOpts, hygiene: hygiene.outbound, snapshot: () => this.store.current };
     const authz = new InboundAuthorizer({
       namespace: opts.namespace,
       labels: opts.labels,
@@ -182,7 +197,7 @@ export class Sidecar {
     this.authz = authz;
     this.metrics.observe('remora_inbound_authz_denied_total', 'counter', 'Inbound requests denied by NetworkPolicy or AuthorizationPolicy (403 RBAC: access denied).', () => authz.denied());
     this.metrics.observe('remora_inbound_authz_allowed_total', 'counter', 'Inbound requests checked against NetworkPolicy/AuthorizationPolicy and allowed (not counted while no policy applies).', () => authz.allowed());
-    this.inboundEnv = { ...base, appPorts: opts.appPorts, appHost: '127.0.0.1', authz };
+    this.inboundEnv = { ...base, ...hygieneOpts, hygiene: hygiene.inbound, appPorts: opts.appPorts, appHost: '127.0.0.1', authz };
     this.tcp = new TcpProxy({
       metrics: this.metrics,
       identity: { workload: opts.workloadName, namespace: opts.namespace, clusterId: 'Kubernetes', app: app ?? '', version: version ?? '' },
@@ -311,6 +326,12 @@ export class Sidecar {
       await this.listen('inbound', inbound, this.opts.inboundAddress, this.opts.inboundPort);
     }
     if (this.opts.serveAdmin !== false) await this.listenAdmin();
+    // The proxy's own ports on loopback are never a passthrough destination: GET http://127.0.0.1:15000/… through
+    // the outbound listener must not reach the admin API, nor a request loop back into a listener. A worker
+    // (--concurrency) does not bind admin/stats/health itself: the configured ports stand in.
+    const own = this.servers.map((s) => s.port);
+    for (const p of [this.opts.outboundPort, this.opts.inboundPort, this.opts.adminPort, this.opts.statsPort, this.opts.healthPort]) if (p > 0) own.push(p);
+    this.outboundEnv.selfPorts = new Set(own);
     this.watcher = new FileWatcher(this.opts.configPaths, () => { void this.store.reloadFiles(); });
     await this.watcher.start();
     this.listening = true;

@@ -6,6 +6,8 @@ import { parseWithEnv, portValue, parseLabels, stringList, type OptionSpec } fro
 import { isLevel } from '../util/logger.js';
 import { parseDurationMs } from '../config/duration.js';
 import { availableParallelism } from 'node:os';
+import { PATH_NORMALIZATIONS, type PathNormalization } from '../routing/request-target.js';
+import { UNDERSCORE_ACTIONS, type UnderscoreAction } from '../proxy/headers.js';
 
 const OPTIONS: OptionSpec = {
   config: { type: 'string', multiple: true, short: 'c' },
@@ -39,6 +41,8 @@ const OPTIONS: OptionSpec = {
   'inbound-address': { type: 'string' },
   'protocol-detection-timeout': { type: 'string' },
   'tunnel-idle-timeout': { type: 'string' },
+  'path-normalization': { type: 'string' },
+  'headers-with-underscores': { type: 'string' },
   workload: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 };
@@ -74,6 +78,11 @@ const HELP = `usage: remora run --config PATH [PATH…] [options]
                                  long are TCP (server speaks first); default 100ms (Istio's)
       --tunnel-idle-timeout D    upgraded connections (WebSocket) with no byte either way for this long are
                                  closed; default 1h (Envoy's stream idle timeout); 0 = never
+      --path-normalization M     none | base (default, Istio's) | merge-slashes | decode-and-merge-slashes:
+                                 how request paths are normalized before routing and policy (Istio MeshConfig
+                                 pathNormalization); the upstream receives the path the route matched
+      --headers-with-underscores A  allow (default, Envoy's and Istio's) | drop | reject: request header names
+                                 with "_" (Envoy headers_with_underscores_action; reject = 400 + close)
       --log-level L              debug | info | warn | error (default info)
 Every flag can also be set as REMORA_<FLAG>, e.g. REMORA_OUTBOUND_PORT=15001.
 `;
@@ -110,6 +119,10 @@ export function runOptionsFrom(argv: string[], env: NodeJS.ProcessEnv = process.
   const tunnelIdleMs = /^\d+$/.test(tunnelRaw) ? Number(tunnelRaw) : parseDurationMs(tunnelRaw);
   if (tunnelIdleMs === undefined) throw new Error(`--tunnel-idle-timeout must be a duration such as 30m or 1h (0 = never), not ${tunnelRaw}`);
   const appPorts = stringList(v['app-port']).map((p) => portValue(p, 'app-port', 0));
+  const pathNorm = String(v['path-normalization'] ?? 'base').toLowerCase().replace(/_/g, '-');
+  if (!(PATH_NORMALIZATIONS as readonly string[]).includes(pathNorm)) throw new Error(`--path-normalization must be one of ${PATH_NORMALIZATIONS.join(', ')}, not ${String(v['path-normalization'])}`);
+  const underscores = String(v['headers-with-underscores'] ?? 'allow').toLowerCase();
+  if (!(UNDERSCORE_ACTIONS as readonly string[]).includes(underscores)) throw new Error(`--headers-with-underscores must be one of ${UNDERSCORE_ACTIONS.join(', ')}, not ${underscores}`);
   const opts: RunOptions = {
     configPaths,
     namespace: String(v.namespace ?? env.POD_NAMESPACE ?? 'default'),
@@ -132,6 +145,8 @@ export function runOptionsFrom(argv: string[], env: NodeJS.ProcessEnv = process.
     inboundAddress: String(v['inbound-address'] ?? '0.0.0.0'),
     protocolDetectionTimeoutMs: sniffMs,
     tunnelIdleTimeoutMs: tunnelIdleMs,
+    pathNormalization: pathNorm as PathNormalization,
+    headersWithUnderscores: underscores as UnderscoreAction,
     workloadName: String(v.workload ?? env.POD_NAME?.replace(/-[a-z0-9]+-[a-z0-9]+$/, '') ?? labels.app ?? 'unknown'),
   };
   if (v['trace-endpoint']) opts.traceEndpoint = String(v['trace-endpoint']);

@@ -29,8 +29,87 @@ function connectionListed(conn: string | undefined): Set<string> | undefined {
   return set;
 }
 
+/**
+ * Envoy's `headers_with_underscores_action` (`remora run --headers-with-underscores`): `allow` (Envoy's default, and
+ * Istio leaves it for sidecars), `drop` (the header is removed before routing, counted), `reject` (400 + close,
+ * Envoy's edge recommendation, for upstreams that treat `_` and `-` alike).
+ */
+export type UnderscoreAction = 'allow' | 'drop' | 'reject';
+export const UNDERSCORE_ACTIONS: readonly UnderscoreAction[] = ['allow', 'drop', 'reject'];
+
+/** What screenRequestHeaders did, per listener (read by the metrics at scrape time). */
+export class HeaderHygieneStats {
+  droppedUnderscore = 0;
+  rejectedUnderscore = 0;
+  rejectedConnection = 0;
+}
+
+/** Connection may not nominate these: dropping them would hide where a request came from (Envoy answers 400). */
+const UNNOMINABLE = new Set(['x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto']);
+
+/**
+ * Header checks before routing, on both listeners (Envoy's HTTP/1 codec does them at the head):
+ * - header names with `_` per `underscores` (drop: removed in place from rawHeaders and the headers view, so no route
+ *   match, policy or upstream sees them);
+ * - `Connection` naming `x-forwarded-for/-host/-proto` or a pseudo-header, or 10 or more tokens (Envoy's
+ *   sanitizeConnectionHeader): a client must not make the proxy drop what tells the next hop who asked.
+ *   Other nominated headers are hop-by-hop and removed (upstreamRequestHeaders); the headers Remora itself sets
+ *   (Host, x-request-id, x-forwarded-*) are added after that removal, so nominating them changes nothing.
+ * Returns the response-code details of a rejection (400 + Connection: close), or undefined.
+ */
+export function screenRequestHeaders(
+  req: { rawHeaders: string[]; readonly headers: Record<string, string | string[] | undefined>; readonly upgrade?: boolean },
+  underscores: UnderscoreAction, stats: HeaderHygieneStats, h2: boolean,
+): string | undefined {
+  if (underscores !== 'allow') {
+    const raw = req.rawHeaders;
+    let first = -1;
+    for (let i = 0; i < raw.length; i += 2) if (raw[i]!.includes('_')) { first = i; break; }
+    if (first >= 0) {
+      if (underscores === 'reject') {
+        stats.rejectedUnderscore++;
+        return h2 ? 'http2.unexpected_underscore' : 'http1.unexpected_underscore';
+      }
+      const dropped: string[] = [];
+      let w = first;
+      for (let r = first; r < raw.length; r += 2) {
+        const name = raw[r]!;
+        if (name.includes('_')) {
+          dropped.push(name.toLowerCase());
+          continue;
+        }
+        raw[w++] = name;
+        raw[w++] = raw[r + 1]!;
+      }
+      raw.length = w;
+      stats.droppedUnderscore += dropped.length;
+      // The headers view (HTTP/1 builds it from rawHeaders on first read; HTTP/2's is node's own object).
+      const view = req.headers;
+      for (const n of dropped) delete view[n];
+    }
+  }
+  const conn = req.headers.connection;
+  if (conn !== undefined && req.upgrade !== true && conn !== 'keep-alive' && conn !== 'close') {
+    const tokens = (Array.isArray(conn) ? conn.join(',') : conn).split(',');
+    let bad = tokens.length >= 10;
+    for (let i = 0; !bad && i < tokens.length; i++) {
+      const t = tokens[i]!.trim().toLowerCase();
+      if (UNNOMINABLE.has(t) || t.charCodeAt(0) === 58 /* : */) bad = true;
+    }
+    if (bad) {
+      stats.rejectedConnection++;
+      return 'http1.connection_header_rejected';
+    }
+  }
+  return undefined;
+}
+
 export interface UpstreamHeaderOptions {
-  /** Drop x-envoy-* from the request (peers on inbound); on outbound only the controls are dropped. */
+  /**
+   * The request comes from an untrusted peer (inbound, from the network): drop every x-envoy-* (on outbound, from
+   * the local app, only the request controls Remora has honoured), every x-remora-*, and x-forwarded-client-cert
+   * (Envoy's SANITIZE: Remora has no mTLS, so no client certificate to vouch for).
+   */
   stripAllEnvoy: boolean;
   /**
    * An upgrade request (`Http1Request.upgrade`): `Upgrade` and the headers named in `Connection` are the
@@ -59,6 +138,7 @@ export function upstreamRequestHeaders(raw: readonly string[], connection: strin
     if (lower.charCodeAt(0) === 120 /* x */) {
       if (lower === 'x-request-id' || lower === 'x-forwarded-for' || lower === 'x-forwarded-proto') continue;
       if (lower.startsWith('x-envoy-') && (opts.stripAllEnvoy || ENVOY_REQUEST_CONTROLS.has(lower))) continue;
+      if (opts.stripAllEnvoy && (lower.startsWith('x-remora-') || lower === 'x-forwarded-client-cert')) continue;
     }
     if (listed !== undefined && listed.has(lower)) continue;
     out.push(name, value);

@@ -10,11 +10,11 @@ import { performance } from 'node:perf_hooks';
 import type { ClusterDef, ClusterRuntime, RetryPolicy } from '../model.js';
 import { compileClusterPolicy } from '../upstream/policy.js';
 import { compileRetryPolicy } from './retry-policy.js';
-import { upstreamRequestHeaders } from './headers.js';
+import { HeaderHygieneStats, screenRequestHeaders, upstreamRequestHeaders, type UnderscoreAction } from './headers.js';
 import { forward, type ForwardContext, type ForwardPlan } from './forwarder.js';
 import { localReplyRecord } from './local-reply.js';
 import { localReplyParts } from './grpc.js';
-import { parseTarget, type RequestTarget } from '../routing/request-target.js';
+import { parseTarget, type PathNormalization, type RequestTarget } from '../routing/request-target.js';
 import type { InboundAuthorizer } from './inbound-authz.js';
 
 export interface InboundEnv extends ForwardContext {
@@ -23,7 +23,15 @@ export interface InboundEnv extends ForwardContext {
   appHost: string;
   /** NetworkPolicy + AuthorizationPolicy for this workload; absent or off = every peer is allowed. */
   authz?: InboundAuthorizer;
+  /** `--path-normalization`: the path AuthorizationPolicy checks is the path the app receives; default base. */
+  pathNormalization?: PathNormalization;
+  /** `--headers-with-underscores`; default allow. */
+  headersWithUnderscores?: UnderscoreAction;
+  /** What the header checks dropped or rejected on this listener. */
+  hygiene?: HeaderHygieneStats;
 }
+
+const noHygieneStats = new HeaderHygieneStats();
 
 /** `inbound|<port>||` clusters, one per app port. */
 export function inboundClusters(appPorts: readonly number[], appHost: string): ClusterDef[] {
@@ -48,7 +56,8 @@ export function handleInbound(req: DownstreamRequest, res: DownstreamResponse, e
   const startTime = Date.now();
   const startHr = performance.now();
   noRetry ??= compileRetryPolicy({ attempts: 0 }, 0);
-  const target = parseTarget(req.url ?? '/', req.headers.host);
+  // No Host (HTTP/1.0) still gets a normalized path: policies and the app must see the same one.
+  const target = parseTarget(req.url ?? '/', req.headers.host ?? 'localhost', env.pathNormalization);
   // The app port: where a captured connection was going (its original destination port), else the port the peer
   // named in Host, else the first one.
   let rt: ClusterRuntime | undefined;
@@ -57,23 +66,28 @@ export function handleInbound(req: DownstreamRequest, res: DownstreamResponse, e
   else if (target?.explicitPort) rt = runtimes.get(target.explicitPort);
   rt ??= runtimes.get(env.appPorts[0]!);
   const requestId = (req.headers['x-request-id'] as string | undefined) || newRequestId();
+  // A target that does not parse, or a rejected header, gets 400 and the connection closes (as on outbound).
+  const hygiene = target === undefined ? 'http1.codec_error' : screenRequestHeaders(req, env.headersWithUnderscores ?? 'allow', env.hygiene ?? noHygieneStats, req.httpVersion === '2.0');
+  if (hygiene !== undefined) return localInbound(req, res, env, rt!, target, requestId, startTime, startHr, 400, 'Bad Request', 'DPE', hygiene, true);
+  // Absolute-form wins over Host (RFC 9112 §3.2.2): its authority is the one Host the app sees.
+  const authority = req.headers.host === undefined && !/^https?:\/\//i.test(req.url ?? '') ? undefined : target!.authority;
   const authz = env.authz;
   if (authz !== undefined && authz.enabled) {
     const d = authz.check(
       { ip: req.remoteAddress, port: rt!.def.port },
-      { method: req.method ?? 'GET', path: target?.path ?? req.url ?? '/', host: req.headers.host ?? '', headers: req.headers },
+      { method: req.method ?? 'GET', path: target!.path, host: authority ?? '', headers: req.headers },
     );
     // Envoy's RBAC filter sets no response flag: the details string names the policy.
     if (!d.allowed) return localInbound(req, res, env, rt!, target, requestId, startTime, startHr, d.status, d.body, '-', d.details);
   }
   const headers = upstreamRequestHeaders(req.rawHeaders, req.headers.connection, { stripAllEnvoy: true, upgrade: req.upgrade });
-  headers.push('Host', req.headers.host ?? `${env.appHost}:${rt!.def.port}`);
+  headers.push('Host', authority ?? `${env.appHost}:${rt!.def.port}`);
   headers.push('x-request-id', requestId);
   const remote = req.remoteAddress;
   const xff = req.headers['x-forwarded-for'];
   headers.push('x-forwarded-for', xff ? `${xff}, ${remote}` : remote);
   headers.push('x-forwarded-proto', (req.headers['x-forwarded-proto'] as string | undefined) ?? 'http');
-  const path = target ? (target.query === '' ? target.path : `${target.path}?${target.query}`) : (req.url ?? '/');
+  const path = target!.query === '' ? target!.path : `${target!.path}?${target!.query}`;
   const plan: ForwardPlan = {
     direction: 'inbound',
     route: undefined,
@@ -85,7 +99,7 @@ export function handleInbound(req: DownstreamRequest, res: DownstreamResponse, e
     retry: noRetry,
     timeoutMs: 0,
     requestId,
-    authority: req.headers.host ?? '',
+    authority: authority ?? '',
     originalPath: req.url ?? '/',
     startTime,
     startHr,
@@ -101,14 +115,14 @@ export function handleInbound(req: DownstreamRequest, res: DownstreamResponse, e
 /** A reply made by the sidecar itself (no app involved), recorded like forwarded inbound requests. */
 function localInbound(
   req: DownstreamRequest, res: DownstreamResponse, env: InboundEnv, rt: ClusterRuntime, target: RequestTarget | undefined, requestId: string,
-  startTime: number, startHr: number, status: number, text: string, flag: string, details: string,
+  startTime: number, startHr: number, status: number, text: string, flag: string, details: string, close = false,
 ): void {
   // A gRPC caller gets its error as gRPC (403 RBAC → PERMISSION_DENIED), in a 200.
   const r = localReplyParts(req.headers, status, flag, text, details, ['x-request-id', requestId]);
   const { headers, body, grpcStatus } = r;
   status = r.status;
   headers.push('content-length', String(body.length));
-  if (env.draining) headers.push('connection', 'close');
+  if (env.draining || close) headers.push('connection', 'close');
   if (!res.headersSent) {
     res.writeHead(status, headers);
     res.end(body);

@@ -13,9 +13,9 @@ import type { Snapshot } from '../config/snapshot.js';
 import { lookupHost } from '../config/compile.js';
 import { destinationPort, findRoute, pickDestination, type CompiledDestination, type CompiledRoute, type RequestView } from '../routing/route.js';
 import { testStringMatch } from '../routing/string-match.js';
-import { parseTarget, type RequestTarget } from '../routing/request-target.js';
+import { isLoopbackHost, parseTarget, type PathNormalization, type RequestTarget } from '../routing/request-target.js';
 import { applyRetryOverrides, routeTimeoutOverride } from './retry-policy.js';
-import { applyHeaderOps, upstreamRequestHeaders } from './headers.js';
+import { applyHeaderOps, HeaderHygieneStats, screenRequestHeaders, upstreamRequestHeaders, type UnderscoreAction } from './headers.js';
 import { forward, type ForwardContext, type ForwardPlan } from './forwarder.js';
 import { E, localReplyRecord, type LocalError } from './local-reply.js';
 import { localReplyParts, parseGrpcTimeout } from './grpc.js';
@@ -23,7 +23,19 @@ import type { ClusterRuntime } from '../model.js';
 
 export interface OutboundEnv extends ForwardContext {
   snapshot(): Snapshot | undefined;
+  /** `--path-normalization` (Istio's mesh pathNormalization); default base. */
+  pathNormalization?: PathNormalization;
+  /** `--headers-with-underscores`; default allow. */
+  headersWithUnderscores?: UnderscoreAction;
+  /** What the header checks dropped or rejected on this listener. */
+  hygiene?: HeaderHygieneStats;
+  /** The proxy's own listening ports: on a loopback address they are never a passthrough destination (admin above all). */
+  selfPorts?: ReadonlySet<number>;
 }
+
+const noHygieneStats = new HeaderHygieneStats();
+/** A passthrough to one of the proxy's own ports on loopback: the admin API, or a loop back into a listener. */
+const SELF_DESTINATION: LocalError = { status: 403, flag: '-', details: 'proxy_port_not_routable', body: 'proxy port not routable' };
 
 export function handleOutbound(req: DownstreamRequest, res: DownstreamResponse, env: OutboundEnv): void {
   const startTime = Date.now();
@@ -33,13 +45,15 @@ export function handleOutbound(req: DownstreamRequest, res: DownstreamResponse, 
   let hostCount = 0;
   for (let i = 0; i < rawHeaders.length; i += 2) if (rawHeaders[i]!.length === 4 && rawHeaders[i]!.toLowerCase() === 'host') hostCount++;
   const te = req.headers['transfer-encoding'];
-  const target = parseTarget(req.url ?? '/', req.headers.host);
+  const target = parseTarget(req.url ?? '/', req.headers.host, env.pathNormalization);
   const requestId = (req.headers['x-request-id'] as string | undefined) || newRequestId();
   const base = { req, res, env, startTime, startHr, requestId, target };
   // Framing and header errors close the connection after the answer (as trusted proxies do): what follows on it can
   // no longer be trusted to be a request boundary.
   if (target === undefined || hostCount > 1 || (te !== undefined && req.httpVersion === '1.0')) return local(base, E.badRequest, undefined, true);
   if (te !== undefined && te.trim().toLowerCase() !== 'chunked') return local(base, E.notImplemented, undefined, true);
+  const hygiene = screenRequestHeaders(req, env.headersWithUnderscores ?? 'allow', env.hygiene ?? noHygieneStats, req.httpVersion === '2.0');
+  if (hygiene !== undefined) return local(base, { ...E.badRequest, details: hygiene }, undefined, true);
   if (snap === undefined) return local(base, E.noCluster);
 
   // A captured connection (iptables REDIRECT) knows where the app dialled: that port selects the routes (Envoy's
@@ -61,6 +75,7 @@ export function handleOutbound(req: DownstreamRequest, res: DownstreamResponse, 
 
   if (entry === undefined || entry.vhost === undefined) {
     if (snap.outboundTrafficPolicy === 'REGISTRY_ONLY') return local(base, E.registryOnly);
+    if (env.selfPorts !== undefined && env.selfPorts.has(dst !== undefined ? dst.port : port) && isLoopbackHost(dst !== undefined ? dst.address : target.host)) return local(base, SELF_DESTINATION);
     // ALLOW_ANY: pass through to the host and port the app named (captured: the address it dialled).
     const rt = dst !== undefined ? env.clusters.passthrough(dst.address, dst.port) : env.clusters.passthrough(target.host, port);
     return send(base, view, undefined, undefined, rt, PASSTHROUGH_RETRY(), 0, target.authority, undefined);

@@ -1,8 +1,21 @@
 /**
  * Parse the request target the app sent: origin-form with Host, or absolute-form (HTTP_PROXY clients),
- * into authority, host, port, path and query. Dot-segments are removed (RFC 3986 §5.2.4) before routing,
- * as Envoy's normalize_path does, so `/a/../admin` is matched and forwarded as `/admin`.
+ * into authority, host, port, path and query. The path is normalized before routing (normalizePath, Istio's mesh
+ * `pathNormalization`, BASE by default: Envoy's normalize_path), so `/a/../admin` is matched, authorized and
+ * forwarded as `/admin`: the path a route matched is the path the upstream receives.
+ *
+ * Absolute-form wins over Host (RFC 9112 §3.2.2): `GET http://a/x` with `Host: b` is routed to `a`, and `a` is the
+ * one Host the upstream sees (the callers drop the client's Host and add the target's authority).
  */
+
+/**
+ * Istio's MeshConfig.ProxyPathNormalization: `none` (forward as received), `base` (RFC 3986: dot-segments removed,
+ * percent-encoded unreserved characters decoded, `\` → `/`; Envoy `normalize_path`), `merge-slashes` (base, then
+ * `//` → `/`), `decode-and-merge-slashes` (`%2F`/`%5C` unescaped first, Envoy `UNESCAPE_AND_FORWARD`, then
+ * merge-slashes). base and merge-slashes keep `%2F` and `%5C` as sent (Envoy `KEEP_UNCHANGED`, Istio's choice).
+ */
+export type PathNormalization = 'none' | 'base' | 'merge-slashes' | 'decode-and-merge-slashes';
+export const PATH_NORMALIZATIONS: readonly PathNormalization[] = ['none', 'base', 'merge-slashes', 'decode-and-merge-slashes'];
 
 export interface RequestTarget {
   /** Authority as it should be forwarded (host[:port]). */
@@ -16,7 +29,7 @@ export interface RequestTarget {
   query: string;
 }
 
-export function parseTarget(url: string, hostHeader: string | undefined): RequestTarget | undefined {
+export function parseTarget(url: string, hostHeader: string | undefined, normalization: PathNormalization = 'base'): RequestTarget | undefined {
   let authority: string | undefined = hostHeader;
   let scheme = 'http';
   let rest = url;
@@ -49,7 +62,7 @@ export function parseTarget(url: string, hostHeader: string | undefined): Reques
     query = path.slice(q + 1);
     path = path.slice(0, q);
   }
-  if (path.includes('/.') || (path.includes('%') && (path.includes('%2e') || path.includes('%2E')))) path = removeDotSegments(path);
+  if (normalization !== 'none') path = normalizePath(path, normalization);
   return split(authority, scheme, path, query);
 }
 
@@ -104,10 +117,70 @@ function portNumber(s: string, from: number): number {
   return v;
 }
 
-/** RFC 3986 remove_dot_segments, also for percent-encoded dots. */
+/** Hex digit value, or -1. */
+function hexVal(c: number): number {
+  if (c >= 48 && c <= 57) return c - 48;
+  if (c >= 65 && c <= 70) return c - 55;
+  if (c >= 97 && c <= 102) return c - 87;
+  return -1;
+}
+
+/** RFC 3986 §2.3 unreserved: ALPHA / DIGIT / "-" / "." / "_" / "~". */
+function isUnreserved(c: number): boolean {
+  return (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || (c >= 48 && c <= 57) || c === 45 || c === 46 || c === 95 || c === 126;
+}
+
+/**
+ * Normalize a request path (no query, no fragment) as Envoy does for Istio's `pathNormalization` modes: in order,
+ * `%2F`/`%5C` unescaped (decode-and-merge-slashes only), percent-encoded unreserved characters decoded (`%61` → `a`,
+ * `%2e` → `.`; anything else, `%2F` included, stays encoded as sent, never decoded twice), `\` → `/`, dot-segments
+ * removed (RFC 3986 §5.2.4; `..` above the root stays at the root), then `//` merged (merge modes). Pure.
+ *
+ * Hot path: a path without `%`, `\`, `/.` (and, when merging, `//`) — nearly every real one — is returned as is
+ * after one scan of its characters.
+ */
+export function normalizePath(path: string, mode: PathNormalization): string {
+  if (mode === 'none') return path;
+  const merge = mode !== 'base';
+  let work = false;
+  let prev = 0;
+  for (let i = 0; i < path.length; i++) {
+    const c = path.charCodeAt(i);
+    if (c === 37 /* % */ || c === 92 /* \ */ || (prev === 47 && (c === 46 || (merge && c === 47)))) { work = true; break; }
+    prev = c;
+  }
+  if (!work) return path;
+  let p = path;
+  if (p.includes('%')) {
+    let out = '';
+    let from = 0;
+    for (let i = p.indexOf('%'); i >= 0 && i + 2 < p.length; i = p.indexOf('%', i + 1)) {
+      const h = hexVal(p.charCodeAt(i + 1));
+      const l = hexVal(p.charCodeAt(i + 2));
+      if (h < 0 || l < 0) continue;
+      const v = h * 16 + l;
+      let rep: string | undefined;
+      if (isUnreserved(v)) rep = String.fromCharCode(v);
+      else if (mode === 'decode-and-merge-slashes' && (v === 47 || v === 92)) rep = String.fromCharCode(v);
+      if (rep === undefined) continue;
+      out += p.slice(from, i) + rep;
+      from = i + 3;
+      i += 2;
+    }
+    if (from > 0) p = out + p.slice(from);
+  }
+  if (p.includes('\\')) p = p.replace(/\\/g, '/');
+  if (p.includes('/.')) p = removeDotSegments(p);
+  if (merge && p.includes('//')) p = p.replace(/\/{2,}/g, '/');
+  return p;
+}
+
+/**
+ * RFC 3986 §5.2.4 remove_dot_segments on a path whose percent-encoded dots were already decoded (normalizePath does
+ * that first; decoding here again would turn `%252e` into `%25.`).
+ */
 export function removeDotSegments(path: string): string {
-  const p = path.replace(/%2e/gi, '.');
-  const input = p.split('/');
+  const input = path.split('/');
   const out: string[] = [];
   for (let i = 0; i < input.length; i++) {
     const seg = input[i]!;
@@ -122,4 +195,59 @@ export function removeDotSegments(path: string): string {
   let r = out.join('/');
   if (!r.startsWith('/')) r = `/${r}`;
   return r;
+}
+
+/**
+ * The value of an IPv4 address in any form getaddrinfo(3) accepts (inet_aton: 1 to 4 parts, each decimal, octal
+ * with a leading 0 or hex with 0x; `127.1`, `2130706433`, `0x7f.0.0.1`, `0177.0.0.1` are all 127.0.0.1), or -1.
+ */
+export function inetAton(s: string): number {
+  const parts = s.split('.');
+  if (parts.length > 4 || parts.length === 0) return -1;
+  const nums: number[] = [];
+  for (const p of parts) {
+    let n: number;
+    if (/^0x[0-9a-f]*$/i.test(p)) n = p.length === 2 ? 0 : parseInt(p.slice(2), 16);
+    else if (/^0[0-7]*$/.test(p)) n = p.length === 1 ? 0 : parseInt(p.slice(1), 8);
+    else if (/^[1-9][0-9]*$/.test(p)) n = Number(p);
+    else return -1;
+    nums.push(n);
+  }
+  const last = nums.length - 1;
+  for (let i = 0; i < last; i++) if (nums[i]! > 255) return -1;
+  if (nums[last]! >= 2 ** (8 * (4 - last))) return -1;
+  let v = nums[last]!;
+  for (let i = 0; i < last; i++) v += nums[i]! * 2 ** (8 * (3 - i));
+  return v;
+}
+
+/**
+ * True when connecting to `host` reaches this machine's own loopback (or unspecified) address: `localhost` and
+ * `*.localhost`, 127.0.0.0/8 and 0.0.0.0/8 in every inet_aton spelling, `::1`, `::` and their IPv4-mapped forms.
+ * Used to keep the proxy's own ports (admin above all) from being a passthrough destination.
+ */
+export function isLoopbackHost(host: string): boolean {
+  let h = host.toLowerCase();
+  if (h.endsWith('.')) h = h.slice(0, -1);
+  if (h === 'localhost' || h.endsWith('.localhost')) return true;
+  if (h.startsWith('[') && h.endsWith(']')) h = h.slice(1, -1);
+  if (h.includes(':')) {
+    // The WHATWG URL parser canonicalizes IPv6 (zero compression, embedded IPv4 as hex): `0:0:0:0:0:0:0:1` → `::1`,
+    // `::ffff:127.0.0.1` → `::ffff:7f00:1`.
+    let c: string;
+    try {
+      c = new URL(`http://[${h}]/`).hostname.slice(1, -1);
+    } catch {
+      return false;
+    }
+    if (c === '::1' || c === '::') return true;
+    const m = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(c);
+    if (m === null) return false;
+    const first = Number.parseInt(m[1]!, 16) >> 8;
+    return first === 127 || first === 0;
+  }
+  const v = inetAton(h);
+  if (v < 0) return false;
+  const first = Math.floor(v / 2 ** 24);
+  return first === 127 || first === 0;
 }
