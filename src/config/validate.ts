@@ -121,7 +121,14 @@ export function checkRegex(pattern: string): string | undefined {
   return undefined;
 }
 
+/** A config string that ends up in a header (Location, Host, :path, Set-Cookie): no control byte may split it. */
+function checkHeaderBound(rep: Reporter, v: unknown, path: FieldPath, what: string): void {
+  // eslint-disable-next-line no-control-regex
+  if (typeof v === 'string' && /[\x00-\x1F\x7F]/.test(v)) rep.error(path, `${what} must not contain control characters (CR, LF, NUL ...)`);
+}
+
 /** Envoy header value: no control characters but tab, and `%` only as `%%` or a `%VARIABLE%` substitution. */
+
 function checkHeaderValue(v: string): string | undefined {
   // eslint-disable-next-line no-control-regex
   if (/[\x00-\x08\x0A-\x1F\x7F]/.test(v)) return 'header value must not contain control characters (CR, LF, NUL ...)';
@@ -494,6 +501,8 @@ function checkHttpRoute(rep: Reporter, http: Obj, path: FieldPath, ctx: { isDele
     }
     const scheme = strOf(redirect.scheme);
     if (scheme && scheme !== 'http' && scheme !== 'https') rep.error([...rp, 'scheme'], 'invalid redirect scheme, must be "http" or "https"');
+    checkHeaderBound(rep, redirect.uri, [...rp, 'uri'], 'redirect uri (sent in Location)');
+    checkHeaderBound(rep, redirect.authority, [...rp, 'authority'], 'redirect authority (sent in Location)');
     const port = numOf(redirect.port);
     if (port !== undefined && port > 0) checkPort(rep, port, [...rp, 'port']);
   }
@@ -539,6 +548,8 @@ function checkHttpRoute(rep: Reporter, http: Obj, path: FieldPath, ctx: { isDele
   const rewrite = objOf(http.rewrite);
   if (rewrite) {
     const rp = [...path, 'rewrite'];
+    checkHeaderBound(rep, rewrite.uri, [...rp, 'uri'], 'rewrite uri (sent as the request path)');
+    checkHeaderBound(rep, rewrite.authority, [...rp, 'authority'], 'rewrite authority (sent as Host)');
     const rr = objOf(rewrite.uriRegexRewrite);
     if (strOf(rewrite.uri) && rr) rep.error([...rp, 'uriRegexRewrite'], 'rewrite may only contain one of URI or UriRegexRewrite');
     else if (!strOf(rewrite.uri) && !rr && !strOf(rewrite.authority)) rep.error(rp, 'rewrite must specify at least one of URI, UriRegexRewrite, or authority');
@@ -764,6 +775,7 @@ function checkLoadBalancer(rep: Reporter, lb: unknown, path: FieldPath, outlier:
     const cp = [...path, 'consistentHash'];
     const cookie = objOf(ch.httpCookie);
     if (cookie && strOf(cookie.name) === '') rep.error([...cp, 'httpCookie', 'name'], 'name required for HttpCookie');
+    if (cookie) for (const k of ['name', 'path'] as const) checkHeaderBound(rep, cookie[k], [...cp, 'httpCookie', k], `httpCookie ${k} (sent in Set-Cookie)`);
     if (has(ch, 'minimumRingSize') && (has(ch, 'ringHash') || has(ch, 'maglev'))) rep.error([...cp, 'minimumRingSize'], 'only one of MinimumRingSize or Maglev/Ringhash can be specified');
     const ringSize = numOf(objOf(ch.ringHash)?.minimumRingSize) ?? numOf(ch.minimumRingSize);
     if (ringSize !== undefined && ringSize > MAX_RING_SIZE) {

@@ -449,6 +449,34 @@ describe('VirtualService', () => {
     expect(out.some((e) => e.field.endsWith('x-ok'))).toBe(false);
   });
 
+  it('rejects control bytes in config strings that become headers: redirect Location, rewrite path/Host, route header ops, cookie', () => {
+    const y = vs(`  - match: [{uri: {prefix: /r}}]
+    redirect:
+      uri: "/next\\r\\nSet-Cookie: a=b"
+      authority: "x\\0y"
+  - rewrite:
+      uri: "/v2\\n"
+      authority: "b\\r"
+    route:
+    - destination:
+        host: reviews
+      headers:
+        request:
+          set:
+            x-nul: "a\\0b"
+`);
+    const out = run(y);
+    expectIssue(out, y, 'spec.http[0].redirect.uri', 'must not contain control characters', 'uri: "/next');
+    expectIssue(out, y, 'spec.http[0].redirect.authority', 'must not contain control characters', 'authority: "x');
+    expectIssue(out, y, 'spec.http[1].rewrite.uri', 'must not contain control characters', 'uri: "/v2');
+    expectIssue(out, y, 'spec.http[1].rewrite.authority', 'must not contain control characters', 'authority: "b');
+    expectIssue(out, y, 'spec.http[1].route[0].headers.request.set.x-nul', 'must not contain control characters', 'x-nul');
+    const d = dr('  host: reviews\n  trafficPolicy:\n    loadBalancer:\n      consistentHash:\n        httpCookie: {name: "s\\r\\nx", path: "/\\n", ttl: 0s}\n');
+    const outDr = run(d);
+    expectIssue(outDr, d, 'spec.trafficPolicy.loadBalancer.consistentHash.httpCookie.name', 'must not contain control characters', 'httpCookie');
+    expectIssue(outDr, d, 'spec.trafficPolicy.loadBalancer.consistentHash.httpCookie.path', 'must not contain control characters', 'httpCookie');
+  });
+
   it('rejects setting the authority twice', () => {
     const y = vs(route('    rewrite:\n      authority: a\n    headers:\n      request:\n        set:\n          host: b\n'));
     expectIssue(run(y), y, 'spec.http[0].headers.request.set.host', 'authority header cannot be set multiple times', 'host: b');
