@@ -130,6 +130,9 @@ export class Http1Request {
 class BodyStream extends Readable {
   constructor(private readonly conn: Connection) {
     super();
+    // The server destroys a body with an error when its framing breaks or the client goes; a handler that answered
+    // without reading it (a local reply) has no 'error' listener, and an unhandled one would end the process.
+    this.on('error', noop);
   }
 
   override _read(): void {
@@ -441,6 +444,16 @@ class Connection {
   held: Buffer[] | undefined;
   /** Last request start or response end (ms); the listener's sweep closes connections idle for keepAliveTimeoutMs. */
   lastActive: number;
+  /** A framing or header error was answered (or is queued to be): nothing more is read as HTTP on this connection. */
+  failed = false;
+  /** When the proxy's FIN left after everything written (ms; 0 = not yet): the client gets LINGER_MS to close too. */
+  finishedAt = 0;
+  /**
+   * Requests parsed in the read being parsed, [req, res, req, res…]: handed to the handler once the whole read is
+   * parsed, so a request whose own bytes in that read break the framing (a bad chunk after its head) is answered
+   * 400 without ever reaching the proxy, and what follows a broken request is never dispatched.
+   */
+  readonly ready: Array<Http1Request | Http1Response> = [];
 
   constructor(readonly server: Http1Server, readonly sock: net.Socket, readonly originalDst: OriginalDestination | undefined) {
     this.lastActive = Date.now();
@@ -476,6 +489,26 @@ class Connection {
     const r = this.parser.execute(data);
     if (typeof r !== 'number') this.clientError(r);
     else if (this.upgrading) this.detach(r, data);
+    if (this.ready.length !== 0) this.dispatch();
+  }
+
+  /** Hand the requests of the read just parsed to the proxy, in order (see `ready`). */
+  dispatch(): void {
+    const r = this.ready;
+    for (let i = 0; i < r.length; i += 2) {
+      const req = r[i] as Http1Request;
+      const res = r[i + 1] as Http1Response;
+      // Closed meanwhile (an earlier response closed the connection, or the client went): never handled.
+      if (res.finished || res.destroyed || this.gone) continue;
+      try {
+        this.server.handler(req, res);
+      } catch (err) {
+        this.server.emit('handlerError', err);
+        this.sock.destroy();
+        break;
+      }
+    }
+    r.length = 0;
   }
 
   /**
@@ -515,15 +548,34 @@ class Connection {
   request(major: number, minor: number, raw: string[], method: string, url: string, upgrade: boolean, keepAlive: boolean): void {
     let hasBody = false;
     let expectContinue = false;
+    let te: string | undefined;
+    let hosts = 0;
     for (let i = 0; i < raw.length; i += 2) {
       const n = raw[i]!;
       if (n.length === 14) {
         if (n.toLowerCase() === 'content-length' && raw[i + 1] !== '0') hasBody = true;
       } else if (n.length === 17) {
-        if (n.toLowerCase() === 'transfer-encoding') hasBody = true;
+        if (n.toLowerCase() === 'transfer-encoding') {
+          hasBody = true;
+          te = te === undefined ? raw[i + 1]! : `${te}, ${raw[i + 1]!}`;
+        }
+      } else if (n.length === 4) {
+        if (n.toLowerCase() === 'host') hosts++;
       } else if (n.length === 6 && minor === 1 && n.toLowerCase() === 'expect' && raw[i + 1]!.toLowerCase() === '100-continue') {
         expectContinue = true;
       }
+    }
+    // Framing and header errors llhttp lets through, decided here before the proxy sees the request (so on every
+    // listener), as Envoy's and nginx's codecs do: Transfer-Encoding on HTTP/1.0 (400), any Transfer-Encoding but
+    // `chunked` alone (501: `gzip, chunked` is valid HTTP but no upstream may be trusted to decode it the same way),
+    // and more than one Host (400). The answer closes the connection; nothing after it on the connection is served.
+    // A version other than 1.x (llhttp takes `HTTP/2.0` in a request line) is 505, as nginx answers.
+    const reject = major !== 1 ? 505 : te !== undefined ? (minor === 0 ? 400 : te.trim().toLowerCase() !== 'chunked' ? 501 : 0) : hosts > 1 ? 400 : 0;
+    if (reject !== 0) {
+      const bad = new Http1Request(this.sock, method, url, major === 1 ? minor : 0, raw, false, this);
+      this.current = bad;
+      this.answerError(bad, undefined, reject);
+      return;
     }
     const req = new Http1Request(this.sock, method, url, major === 1 ? minor : 0, raw, hasBody, this);
     // An upgrade (WebSocket or any other Upgrade token) is handed to the proxy flagged req.upgrade, when it is an
@@ -540,7 +592,11 @@ class Connection {
       }
     }
     const res = new Http1Response(this, req, keepAlive && !upgrade && !this.closing);
+    // A request that closes the connection (Connection: close, HTTP/1.0 without keep-alive) is the last one served:
+    // anything pipelined behind it is never handed to the proxy (RFC 9112 §9.6).
+    if (!keepAlive) this.closing = true;
     this.current = req;
+    this.currentRes = res;
     this.queue.push(res);
     if (this.queue.length > this.server.maxPipelined && !this.pausedByQueue) {
       this.pausedByQueue = true;
@@ -554,13 +610,11 @@ class Connection {
       res.end();
       return;
     }
-    try {
-      this.server.handler(req, res);
-    } catch (err) {
-      this.server.emit('handlerError', err);
-      this.sock.destroy();
-    }
+    this.ready.push(req, res);
   }
+
+  /** The response of `current`, the request being read. */
+  currentRes: Http1Response | undefined;
 
   body(chunk: Buffer): void {
     const b = this.current?.body;
@@ -575,6 +629,7 @@ class Connection {
     const req = this.current;
     if (req === undefined) return;
     this.current = undefined;
+    this.currentRes = undefined;
     req.complete = true;
     req.body?.push(null);
   }
@@ -594,7 +649,8 @@ class Connection {
       closeLater(done);
       if (done.closeAfter) {
         this.closing = true;
-        for (const r of this.queue) closeLater(r);
+        // Cut now, not at their 'close': a request of the same read still waiting for dispatch is never handled.
+        for (const r of this.queue) { if (!r.finished) r.destroyed = true; closeLater(r); }
         this.queue.length = 0;
         this.sock.end();
         if (this.detached) this.discardInput();
@@ -609,30 +665,64 @@ class Connection {
     if (this.queue.length === 0 && (this.closing || this.draining)) this.sock.end();
   }
 
-  /** A parse error: answer 400/431 if nothing is being answered yet, then close. */
+  /**
+   * A parse error (llhttp): the request it broke is answered 400 (431 for a head over maxHeaderSize) with
+   * Connection: close, after the responses of the requests before it, and the connection closes. A request whose
+   * body broke after it was handed to the proxy is cut there (its body errors, which aborts the upstream attempt);
+   * if its response had already started, the connection is closed at once.
+   */
   clientError(err: Error & { code?: string }): void {
-    this.closing = true;
+    // llhttp stays in its error state: every later read reports the same error again.
+    if (this.failed) return;
     const req = this.current;
-    if (req !== undefined && req.body !== null && !req.complete) req.body.destroy(err);
-    if (this.queue.length === 0 && this.current === undefined) {
-      const code = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
-      const text = code === 431 ? 'Request Header Fields Too Large' : 'Bad Request';
-      this.sock.end(`HTTP/1.1 ${code} ${text}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
-    } else if (req !== undefined && this.queue.length === 1 && !this.queue[0]!.headersSent) {
-      // The request's body broke its framing (a chunk size such as 0x5) before anything was answered: the proxy's
-      // handling of it was cut above (its body errors), and the client gets a 400 and a close, as for a bad head.
-      const res = this.queue[0]!;
-      res.writeHead(400, ['content-length', '0', 'connection', 'close']);
-      res.end();
-    } else {
-      this.sock.destroy();
+    const code = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
+    if (req === undefined || req.complete) {
+      // The error is in a head: a placeholder request stands in for it, answered behind the earlier ones.
+      this.answerError(new Http1Request(this.sock, 'GET', '/', 1, [], false, this), undefined, code);
+      return;
     }
+    const res = this.currentRes;
+    const r = this.ready;
+    const notHandled = r.length !== 0 && r[r.length - 1] === res;
+    if (notHandled) r.length -= 2; // never reaches the proxy
+    if (req.body !== null) req.body.destroy(err);
+    if (res === undefined || res.headersSent || res.finished || res.destroyed) {
+      this.failed = true;
+      this.closing = true;
+      // Answered already (a local reply that did not wait for the body): close once the queued output is written.
+      if (res !== undefined && res.finished) {
+        if (this.queue.length === 0) this.sock.end();
+      } else {
+        this.sock.destroy();
+      }
+      return;
+    }
+    this.answerError(req, res, code);
+  }
+
+  /**
+   * Answer a request that cannot be served (`res`: its queued response, else a new one is queued): `status` with
+   * Connection: close, written after the responses before it; the connection reads no further request.
+   */
+  answerError(req: Http1Request, res: Http1Response | undefined, status: number): void {
+    this.failed = true;
+    this.closing = true;
+    this.server.stats.rejected++;
+    if (res === undefined) {
+      res = new Http1Response(this, req, false);
+      this.queue.push(res);
+    }
+    res.closeAfter = true;
+    const text = STATUS_TEXT[status] ?? 'Error';
+    res.writeHead(status, ['content-type', 'text/plain', 'content-length', String(text.length), 'connection', 'close']);
+    res.end(text);
   }
 
   /** The slowloris guard: a head that started too long ago gets 408. */
   checkHeadTimeout(now: number): void {
     if (this.headStartedAt === 0 || now - this.headStartedAt < this.server.headersTimeoutMs) return;
     this.headStartedAt = 0;
+    this.failed = true;
     if (this.queue.length === 0) {
       this.closing = true;
       this.sock.end('HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
@@ -657,16 +747,25 @@ class Connection {
 
   /** The keep-alive idle check, from the listener's sweep: no per-socket timer to refresh on every request. */
   checkIdle(now: number): void {
-    if (this.lastActive !== 0 && now - this.lastActive >= this.server.keepAliveTimeoutMs && this.isIdle()) this.sock.destroy();
+    // After the proxy's FIN (everything written), a client that keeps its side open gets LINGER_MS to read the answer.
+    if (this.finishedAt !== 0 && now - this.finishedAt >= LINGER_MS) this.sock.destroy();
+    else if (this.lastActive !== 0 && now - this.lastActive >= this.server.keepAliveTimeoutMs && this.isIdle()) this.sock.destroy();
   }
 }
 
 function noop(): void { /* socket errors end in 'close', where the connection is cleaned up */ }
+
+/**
+ * How long a connection the proxy has closed its side of (FIN sent, every byte written) may stay half-open, waiting
+ * for the client's FIN, before it is destroyed (Envoy's delayed_close_timeout is 1 s; nginx lingers up to 5 s per read).
+ */
+const LINGER_MS = 2000;
 function onExecute(this: NativeParser<Connection>, ret: number | Error): void {
   const c = this.conn;
   if (c === undefined) return;
   if (typeof ret !== 'number') c.clientError(ret);
   else if (c.upgrading) c.detach(ret, undefined);
+  if (c.ready.length !== 0) c.dispatch();
 }
 
 /**
@@ -730,6 +829,8 @@ export class Http1Server extends net.Server {
   readonly headersTimeoutMs: number;
   readonly maxHeaderSize: number;
   readonly maxPipelined: number;
+  /** Requests answered by the server itself for a framing or header error (400/431/501), connection closed after. */
+  readonly stats = { rejected: 0 };
   private readonly conns = new Set<Connection>();
   private headTimer: NodeJS.Timeout | undefined;
 
@@ -777,6 +878,7 @@ export class Http1Server extends net.Server {
       else if (c.queue.length === 0) sock.end();
     });
     sock.on('drain', () => c.front()?.drained());
+    sock.on('finish', () => { c.finishedAt = Date.now(); });
     sock.on('error', noop);
     sock.on('close', () => {
       this.conns.delete(c);
