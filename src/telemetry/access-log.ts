@@ -78,6 +78,17 @@ function escapeControl(s: string): string {
   });
 }
 
+// DEL and C1 controls, which JSON.stringify leaves as they are (0x9b is a one-byte CSI to some terminals).
+const JSON_UNESCAPED_CONTROL = /[\x7f-\x9f]/;
+const JSON_UNESCAPED_CONTROL_G = /[\x7f-\x9f]/g;
+
+/** JSON.stringify, with DEL and C1 controls escaped as \u00XX too: a JSON line is as inert as a text one. */
+function jsonString(v: string): string {
+  const j = JSON.stringify(v);
+  if (!JSON_UNESCAPED_CONTROL.test(j)) return j;
+  return j.replace(JSON_UNESCAPED_CONTROL_G, (c) => '\\u00' + c.charCodeAt(0).toString(16));
+}
+
 // === Operators ===
 
 function header(h: Readonly<Record<string, string | string[] | undefined>> | undefined, name: string): string | undefined {
@@ -379,8 +390,8 @@ export function compileJsonFormat(fields: Readonly<Record<string, string>>, opts
     let s = '';
     for (let i = 0; i < compiled.length; i++) {
       const v = compiled[i]!(rec);
-      // JSON.stringify escapes every control character (\n, \u001b …), so values cannot break the line.
-      s += prefixes[i]! + (v === undefined || v === '' ? 'null' : typeof v === 'number' ? String(v) : JSON.stringify(v));
+      // JSON.stringify escapes C0 controls (\n, \u001b …), so values cannot break the line; jsonString adds DEL and C1.
+      s += prefixes[i]! + (v === undefined || v === '' ? 'null' : typeof v === 'number' ? String(v) : jsonString(v));
     }
     return (compiled.length === 0 ? '{' : s) + '}\n';
   };

@@ -47,6 +47,14 @@ describe('access log formats', () => {
     expect(line).not.toMatch(/[\x00-\x08\x0b-\x1f\x7f-\x9f]/);
   });
 
+  it('a JSON line escapes DEL and C1 controls too (JSON.stringify leaves them) and still parses to the same value', () => {
+    const ua = 'a\x7fb\x9b31mc\x85d\u2028e';
+    const line = compileAccessLogFormat('json')(record({ requestHeaders: { 'user-agent': ua } }));
+    expect(line).not.toMatch(/[\x00-\x09\x0b-\x1f\x7f-\x9f]/);
+    expect(line.indexOf('\n')).toBe(line.length - 1);
+    expect((JSON.parse(line) as { user_agent: string }).user_agent).toBe(ua);
+  });
+
   it("renders Istio's JSON format with Istio's keys, numbers as numbers and null for unset", () => {
     const line = compileAccessLogFormat('json')(record({ requestHeaders: { 'user-agent': 'x\n\x1by' } }));
     expect(line.endsWith('}\n')).toBe(true);
