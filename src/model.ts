@@ -139,6 +139,11 @@ export interface ClusterRuntime {
    */
   tryStartRetry(budgeted?: boolean): boolean;
   endRetry(budgeted?: boolean): void;
+  /**
+   * The retry rate budget (Linkerd's 20 % of requests + 10/s): asked for every budgeted retry, not only the first of
+   * a request (tryStartRetry's slot is held across a request's retries). false = skip the retry (retry overflow).
+   */
+  retryToken?(now: number): boolean;
   attemptStarted(ep: Endpoint, now: number): void;
   attemptFinished(ep: Endpoint, outcome: AttemptOutcome, latencyMs: number, now: number): void;
   /** For /clusters and metrics. */

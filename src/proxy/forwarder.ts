@@ -409,6 +409,11 @@ class Exchange {
       if (this.retryHeld === 1) rt.endRetry(false);
       this.retryHeld = want;
     }
+    // The rate budget is asked for every retry that reaches a server again (the slot above only for the first).
+    if (budgeted && this.plan.cluster.retryToken !== undefined && !this.plan.cluster.retryToken(this.ctx.now())) {
+      this.counters.upstream_rq_retry_overflow++;
+      return false;
+    }
     return true;
   }
 

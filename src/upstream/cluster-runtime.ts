@@ -208,6 +208,10 @@ class ClusterRuntimeImpl implements ClusterRuntime {
     this.limits.endRetry(budgeted);
   }
 
+  retryToken(now: number): boolean {
+    return this.limits.retryToken(now);
+  }
+
   attemptStarted(ep: Endpoint, _now: number): void {
     const st = this.states.get(ep.key);
     if (st === undefined) return;

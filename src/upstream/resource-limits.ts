@@ -5,7 +5,7 @@
  */
 
 import type { AdmitResult, PoolLimits, RetryBudgetPolicy } from '../model.js';
-import { retryBudgetAllows } from './retry-budget.js';
+import { RetryRateBudget, retryBudgetAllows } from './retry-budget.js';
 
 export class ResourceLimits {
   /** Admitted requests in flight (Envoy rq_active + rq_pending_active). */
@@ -18,8 +18,13 @@ export class ResourceLimits {
   pendingOverflow = 0;
   retryOverflow = 0;
   retryBudgetExhausted = 0;
+  /** Retries refused by the rate budget (Linkerd's 20 % + 10/s), a part of retryOverflow. */
+  retryRateExhausted = 0;
+  private readonly rate: RetryRateBudget;
 
-  constructor(private pool: PoolLimits, private budget: RetryBudgetPolicy) {}
+  constructor(private pool: PoolLimits, private budget: RetryBudgetPolicy) {
+    this.rate = new RetryRateBudget(0.2, 10, 10, 0);
+  }
 
   setPolicy(pool: PoolLimits, budget: RetryBudgetPolicy): void {
     this.pool = pool;
@@ -47,6 +52,7 @@ export class ResourceLimits {
       return 'pending_overflow';
     }
     this.active = a + 1;
+    this.rate.deposit();
     return 'ok';
   }
 
@@ -75,6 +81,17 @@ export class ResourceLimits {
     if (budgeted) this.budgetedRetries++;
     return true;
   }
+  /**
+   * Linkerd's rate budget (RetryRateBudget: 20 % of requests + 10/s, a reserve of 100): one token for every budgeted
+   * retry — the second retry of a request too, which reuses the slot tryStartRetry gave the first.
+   */
+  retryToken(now: number): boolean {
+    if (this.rate.withdraw(now)) return true;
+    this.retryOverflow++;
+    this.retryRateExhausted++;
+    return false;
+  }
+
   /** Pass the same `budgeted` as the tryStartRetry() that succeeded. */
   endRetry(budgeted = true): void {
     if (this.activeRetries > 0) this.activeRetries--;

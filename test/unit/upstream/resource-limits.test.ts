@@ -1,6 +1,6 @@
 import { describe, it, expect } from 'vitest';
 import { ResourceLimits } from '../../../src/upstream/resource-limits.js';
-import { retryBudgetAllows, retryBudgetLimit } from '../../../src/upstream/retry-budget.js';
+import { RetryRateBudget, retryBudgetAllows, retryBudgetLimit } from '../../../src/upstream/retry-budget.js';
 import { DEFAULT_POOL } from '../../../src/upstream/policy.js';
 
 describe('ResourceLimits', () => {
@@ -72,5 +72,51 @@ describe('retry budget', () => {
     for (let i = 0; i < 100; i++) if (l.tryStartRetry()) started++;
     expect(started).toBe(20);
     expect(l.retryBudgetExhausted).toBe(80);
+  });
+});
+
+describe('RetryRateBudget (Linkerd: 20 % of requests + 10/s, reserve 10 s × 10/s)', () => {
+  it('starts with the reserve, then allows 10/s plus 0.2 per request', () => {
+    const b = new RetryRateBudget(0.2, 10, 10, 0);
+    let n = 0;
+    while (b.withdraw(0)) n++;
+    expect(n).toBe(100); // the reserve
+    expect(b.withdraw(50)).toBe(false); // 0.5 token after 50 ms
+    expect(b.withdraw(100)).toBe(true); // 1 token after 100 ms
+    for (let i = 0; i < 5; i++) b.deposit(); // five requests → one retry
+    expect(b.withdraw(100)).toBe(true);
+    expect(b.withdraw(100)).toBe(false);
+  });
+
+  it('over a steady window retries stay within 0.2 × requests + 10/s, and the balance is capped', () => {
+    const b = new RetryRateBudget(0.2, 10, 10, 0);
+    while (b.withdraw(0)) { /* spend the reserve */ }
+    // 100 requests/s for 10 s, each wanting 2 retries, 1 ms apart.
+    let retries = 0;
+    for (let t = 0; t < 10_000; t += 10) {
+      b.deposit();
+      if (b.withdraw(t)) retries++;
+      if (b.withdraw(t)) retries++;
+    }
+    expect(retries).toBeLessThanOrEqual(0.2 * 1000 + 10 * 10 + 1);
+    expect(retries).toBeGreaterThanOrEqual(0.2 * 1000 + 10 * 10 - 2);
+    const idle = new RetryRateBudget(0.2, 10, 10, 0);
+    let n = 0;
+    while (idle.withdraw(3_600_000)) n++;
+    expect(n).toBe(100); // an hour idle still allows only the reserve
+  });
+
+  it('ResourceLimits.retryToken: one per retry, refusals counted as retry overflow', () => {
+    const l = new ResourceLimits({ ...DEFAULT_POOL }, { percent: 20, minRetryConcurrency: 1000 });
+    let ok = 0;
+    for (let i = 0; i < 150; i++) if (l.retryToken(1)) ok++;
+    expect(ok).toBe(100);
+    expect(l.retryRateExhausted).toBe(50);
+    expect(l.retryOverflow).toBe(50);
+    for (let i = 0; i < 10; i++) { expect(l.tryStartRetry()).toBe(true); l.endRetry(); } // the slot itself is not rate-limited
+    for (let i = 0; i < 10; i++) l.admit();
+    ok = 0;
+    for (let i = 0; i < 20; i++) if (l.retryToken(1001)) ok++;
+    expect(ok).toBe(12); // 10 for the second, 2 for the ten requests
   });
 });
