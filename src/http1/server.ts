@@ -19,6 +19,8 @@ export interface Http1ServerOptions {
   headersTimeoutMs?: number;
   /** Largest request head (bytes), as node:http's `maxHeaderSize`; above it the answer is 431. Default 16 KiB. */
   maxHeaderSize?: number;
+  /** Most header lines a request head may have (Envoy's max_headers_count); above it the answer is 431. Default 100. */
+  maxHeadersCount?: number;
   /** Pipelined requests in flight on one connection before the proxy stops reading from it. Default 16. */
   maxPipelined?: number;
   /**
@@ -568,9 +570,10 @@ class Connection {
     // Framing and header errors llhttp lets through, decided here before the proxy sees the request (so on every
     // listener), as Envoy's and nginx's codecs do: Transfer-Encoding on HTTP/1.0 (400), any Transfer-Encoding but
     // `chunked` alone (501: `gzip, chunked` is valid HTTP but no upstream may be trusted to decode it the same way),
-    // and more than one Host (400). The answer closes the connection; nothing after it on the connection is served.
-    // A version other than 1.x (llhttp takes `HTTP/2.0` in a request line) is 505, as nginx answers.
-    const reject = major !== 1 ? 505 : te !== undefined ? (minor === 0 ? 400 : te.trim().toLowerCase() !== 'chunked' ? 501 : 0) : hosts > 1 ? 400 : 0;
+    // and more than one Host (400); more than maxHeadersCount header lines (431, Envoy's max_headers_count: node:http
+    // would drop the extra ones silently); a version other than 1.x (llhttp takes `HTTP/2.0`; 505, as nginx answers).
+    // The answer closes the connection; nothing after it on the connection is served.
+    const reject = raw.length > this.server.maxHeadersCount * 2 ? 431 : major !== 1 ? 505 : te !== undefined ? (minor === 0 ? 400 : te.trim().toLowerCase() !== 'chunked' ? 501 : 0) : hosts > 1 ? 400 : 0;
     if (reject !== 0) {
       const bad = new Http1Request(this.sock, method, url, major === 1 ? minor : 0, raw, false, this);
       this.current = bad;
@@ -675,7 +678,9 @@ class Connection {
     // llhttp stays in its error state: every later read reports the same error again.
     if (this.failed) return;
     const req = this.current;
-    const code = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
+    // Over maxHeaderSize (request line and headers together, as node:http counts): 431. Chunk extensions beyond
+    // node's 16 KiB bound (CVE-2024-22019): 413, as node:http answers.
+    const code = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'HPE_CHUNK_EXTENSIONS_OVERFLOW' ? 413 : 400;
     if (req === undefined || req.complete) {
       // The error is in a head: a placeholder request stands in for it, answered behind the earlier ones.
       this.answerError(new Http1Request(this.sock, 'GET', '/', 1, [], false, this), undefined, code);
@@ -829,6 +834,7 @@ export class Http1Server extends net.Server {
   readonly headersTimeoutMs: number;
   readonly maxHeaderSize: number;
   readonly maxPipelined: number;
+  readonly maxHeadersCount: number;
   /** Requests answered by the server itself for a framing or header error (400/431/501), connection closed after. */
   readonly stats = { rejected: 0 };
   private readonly conns = new Set<Connection>();
@@ -841,6 +847,7 @@ export class Http1Server extends net.Server {
     this.headersTimeoutMs = opts.headersTimeoutMs ?? 30_000;
     this.maxHeaderSize = opts.maxHeaderSize ?? 16_384;
     this.maxPipelined = opts.maxPipelined ?? 16;
+    this.maxHeadersCount = opts.maxHeadersCount ?? 100;
     const hook = opts.onConnection;
     if (hook === undefined) this.on('connection', (sock: net.Socket) => this.serveSocket(sock));
     else this.on('connection', (sock: net.Socket) => hook(sock, this));
