@@ -86,6 +86,8 @@ export interface RunOptions {
   pathNormalization?: PathNormalization;
   /** `--headers-with-underscores` (Envoy's headers_with_underscores_action), both listeners; default allow. */
   headersWithUnderscores?: UnderscoreAction;
+  /** `--request-headers-timeout`: a request head must be complete this long after its first byte, else 408 (ms; default 30 s). */
+  requestHeadersTimeoutMs?: number;
 }
 
 export const VERSION = '0.1.0';
@@ -305,7 +307,8 @@ export class Sidecar {
     const outboundH2 = new Http2Listener(onOutbound, LISTENER_H2);
     this.h2Listeners.outbound = outboundH2;
     this.observeHttp2('outbound', outboundH2);
-    const outbound = new Http1Server(onOutbound, { ...LISTENER_HTTP, onConnection: outboundCapture({ ...capture, h2: outboundH2 }, this.capture.outbound) });
+    const headersTimeoutMs = this.opts.requestHeadersTimeoutMs ?? LISTENER_HTTP.headersTimeoutMs!;
+    const outbound = new Http1Server(onOutbound, { ...LISTENER_HTTP, headersTimeoutMs, onConnection: outboundCapture({ ...capture, h2: outboundH2 }, this.capture.outbound) });
     await this.listen('outbound', outbound, this.opts.outboundAddress, this.opts.outboundPort);
     if (this.opts.appPorts.length > 0) {
       const inboundH2 = new Http2Listener(onInbound, LISTENER_H2);
@@ -313,6 +316,7 @@ export class Sidecar {
       this.observeHttp2('inbound', inboundH2);
       const inbound = new Http1Server(onInbound, {
         ...LISTENER_HTTP,
+        headersTimeoutMs,
         onConnection: inboundCapture({
           ...capture,
           h2: inboundH2,

@@ -43,6 +43,7 @@ const OPTIONS: OptionSpec = {
   'tunnel-idle-timeout': { type: 'string' },
   'path-normalization': { type: 'string' },
   'headers-with-underscores': { type: 'string' },
+  'request-headers-timeout': { type: 'string' },
   workload: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 };
@@ -83,6 +84,8 @@ const HELP = `usage: remora run --config PATH [PATH…] [options]
                                  pathNormalization); the upstream receives the path the route matched
       --headers-with-underscores A  allow (default, Envoy's and Istio's) | drop | reject: request header names
                                  with "_" (Envoy headers_with_underscores_action; reject = 400 + close)
+      --request-headers-timeout D  a request head must be complete this long after its first byte, else
+                                 408 + close (slowloris; Envoy request_headers_timeout); default 30s
       --log-level L              debug | info | warn | error (default info)
 Every flag can also be set as REMORA_<FLAG>, e.g. REMORA_OUTBOUND_PORT=15001.
 `;
@@ -118,6 +121,9 @@ export function runOptionsFrom(argv: string[], env: NodeJS.ProcessEnv = process.
   const tunnelRaw = String(v['tunnel-idle-timeout'] ?? '1h');
   const tunnelIdleMs = /^\d+$/.test(tunnelRaw) ? Number(tunnelRaw) : parseDurationMs(tunnelRaw);
   if (tunnelIdleMs === undefined) throw new Error(`--tunnel-idle-timeout must be a duration such as 30m or 1h (0 = never), not ${tunnelRaw}`);
+  const headersRaw = String(v['request-headers-timeout'] ?? '30s');
+  const headersTimeoutMs = /^\d+$/.test(headersRaw) ? Number(headersRaw) : parseDurationMs(headersRaw);
+  if (headersTimeoutMs === undefined || headersTimeoutMs < 1) throw new Error(`--request-headers-timeout must be a duration such as 10s or 30s, not ${headersRaw}`);
   const appPorts = stringList(v['app-port']).map((p) => portValue(p, 'app-port', 0));
   const pathNorm = String(v['path-normalization'] ?? 'base').toLowerCase().replace(/_/g, '-');
   if (!(PATH_NORMALIZATIONS as readonly string[]).includes(pathNorm)) throw new Error(`--path-normalization must be one of ${PATH_NORMALIZATIONS.join(', ')}, not ${String(v['path-normalization'])}`);
@@ -147,6 +153,7 @@ export function runOptionsFrom(argv: string[], env: NodeJS.ProcessEnv = process.
     tunnelIdleTimeoutMs: tunnelIdleMs,
     pathNormalization: pathNorm as PathNormalization,
     headersWithUnderscores: underscores as UnderscoreAction,
+    requestHeadersTimeoutMs: headersTimeoutMs,
     workloadName: String(v.workload ?? env.POD_NAME?.replace(/-[a-z0-9]+-[a-z0-9]+$/, '') ?? labels.app ?? 'unknown'),
   };
   if (v['trace-endpoint']) opts.traceEndpoint = String(v['trace-endpoint']);
