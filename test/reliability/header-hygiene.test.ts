@@ -14,6 +14,7 @@ import { fakeUpstream, type FakeUpstream, type SeenRequest } from '../support/fa
 import { startProxy, type RunningProxy } from '../support/proxy-harness.js';
 import { RawClient, cleanup, header, settle, type RawResponse } from '../integration/http1/raw.js';
 import { serviceEntry } from '../integration/resilience/helpers.js';
+import { FLAG, FRAME, RawH2, frame, requestHeaders } from '../support/h2-raw.js';
 
 const vsSvc = `apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -78,6 +79,16 @@ async function counter(p: RunningProxy, name: string, direction: string): Promis
   return m ? Number(m[1]) : 0;
 }
 
+/** One HTTP/2 request (prior knowledge) with extra fields; its :status (HPACK static index: 0x88 = 200, 0x8c = 400). */
+async function h2(port: number, extra: Array<[string, string]>): Promise<number> {
+  const c = await RawH2.connect(port);
+  c.write(frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 1, requestHeaders('svc', '/h2', 'GET', extra)));
+  await c.until(() => c.closed || c.streamFrames(1).some((f) => f.type === FRAME.HEADERS || f.type === FRAME.RST_STREAM), 3000, 'a response');
+  const h = c.streamFrames(1).find((f) => f.type === FRAME.HEADERS);
+  c.destroy();
+  return h === undefined ? -1 : h.payload[0] === 0x88 ? 200 : h.payload[0] === 0x8c ? 400 : -2;
+}
+
 /** A 400 that closes the connection, with nothing pipelined behind it served and nothing sent upstream. */
 async function expectRejected(port: number, head: string, upstream: FakeUpstream): Promise<RawResponse> {
   const before = { requests: upstream.requests.length, connections: upstream.connections };
@@ -111,7 +122,11 @@ describe('header names with underscores (--headers-with-underscores)', () => {
       await expectRejected(p.info.outbound, `GET /r HTTP/1.1\r\nHost: svc\r\n${name}: admin\r\n\r\n`, svc);
     }
     await expectRejected(p.info.inbound, 'GET /r HTTP/1.1\r\nHost: app\r\nx_user: admin\r\n\r\n', app);
-    expect(await counter(p, 'remora_requests_rejected_with_underscores_in_headers_total', 'outbound')).toBe(3);
+    // HTTP/2 as well (the stream gets the 400; HTTP/2 has no Connection: close).
+    const n = svc.requests.length;
+    expect(await h2(p.info.outbound, [['x_user', 'admin']])).toBe(400);
+    expect(svc.requests.length).toBe(n);
+    expect(await counter(p, 'remora_requests_rejected_with_underscores_in_headers_total', 'outbound')).toBe(4);
     expect(await counter(p, 'remora_requests_rejected_with_underscores_in_headers_total', 'inbound')).toBe(1);
     // Names without underscores still pass on the same proxy.
     const { res } = await exchange(p.info.outbound, 'GET /ok HTTP/1.1\r\nHost: svc\r\nx-user: admin\r\n\r\n');
@@ -126,10 +141,12 @@ describe('header names with underscores (--headers-with-underscores)', () => {
     expect(svc.requests.length).toBe(n + 1);
     const seen = svc.requests.at(-1)!;
     expect([count(seen, 'x_user'), count(seen, 'x_other'), count(seen, 'x-kept')]).toEqual([0, 0, 1]);
+    expect(await h2(p.info.outbound, [['x_user', 'admin'], ['x-kept', '3']])).toBe(200);
+    expect([count(svc.requests.at(-1)!, 'x_user'), svc.requests.at(-1)!.headers['x-kept']]).toEqual([0, '3']);
     const { res: inRes } = await exchange(p.info.inbound, 'GET /d HTTP/1.1\r\nHost: app\r\nx_user: admin\r\n\r\n');
     expect(inRes[0]!.status).toBe(200);
     expect(count(app.requests.at(-1)!, 'x_user')).toBe(0);
-    expect(await counter(p, 'remora_dropped_headers_with_underscores_total', 'outbound')).toBe(2);
+    expect(await counter(p, 'remora_dropped_headers_with_underscores_total', 'outbound')).toBe(3);
     expect(await counter(p, 'remora_dropped_headers_with_underscores_total', 'inbound')).toBe(1);
   });
 });
