@@ -27,6 +27,8 @@ export interface AuthzRequest {
   sourceNamespace?: string;
   /** mTLS peer identity `cluster.local/ns/x/sa/y`; undefined on plaintext (then `principals` never match). */
   sourcePrincipal?: string;
+  /** The end user a RequestAuthentication verified (`<iss>/<sub>`, audiences, presenter, claims); undefined without a valid JWT. */
+  requestAuth?: { principal: string; audiences: readonly string[]; presenter: string | undefined; claims: Readonly<Record<string, unknown>> };
   method: string;
   /** Request path; the query string is ignored for `paths`. */
   path: string;
@@ -170,6 +172,27 @@ function valuesMatcher(values: string[] | undefined, notValues: string[] | undef
   };
 }
 
+/** `values` / `notValues` over a possibly-absent list: any element may match; none may match a `notValues` pattern. */
+function listMatcher(values: string[] | undefined, notValues: string[] | undefined) {
+  return (vs: readonly string[] | undefined): boolean => {
+    if (values && values.length > 0 && (vs === undefined || !vs.some((v) => values.some((p) => stringMatch(p, v))))) return false;
+    if (notValues && notValues.length > 0 && vs !== undefined && vs.some((v) => notValues.some((p) => stringMatch(p, v)))) return false;
+    return true;
+  };
+}
+
+/** A claim at `path` as strings (a string, a number or boolean as text, or a list of them); undefined if absent. */
+function claimValues(claims: Readonly<Record<string, unknown>> | undefined, path: readonly string[]): string[] | undefined {
+  let v: unknown = claims;
+  for (const k of path) {
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) return undefined;
+    v = (v as Record<string, unknown>)[k];
+  }
+  if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') return [String(v)];
+  if (Array.isArray(v)) return v.filter((x) => typeof x === 'string' || typeof x === 'number' || typeof x === 'boolean').map(String);
+  return undefined;
+}
+
 function ipMatcher(cidrs: string[] | undefined, notCidrs: string[] | undefined): (ip: string) => boolean {
   const parse = (l: string[] | undefined) => (l ?? []).map(parseCidr).filter((c): c is Cidr => c !== undefined);
   const yes = parse(cidrs);
@@ -190,9 +213,9 @@ function compileSource(src: Record<string, unknown>, unsupported: (what: string)
     ms.push((req) => m(req.sourcePrincipal));
   }
   if (src.requestPrincipals || src.notRequestPrincipals) {
-    // JWT (RequestAuthentication) is not implemented: there is never a request principal.
+    // `<iss>/<sub>` of the JWT a RequestAuthentication verified; none without one.
     const m = valuesMatcher(strings(src.requestPrincipals), strings(src.notRequestPrincipals), stringMatch);
-    ms.push(() => m(undefined));
+    ms.push((req) => m(req.requestAuth?.principal));
   }
   if (src.namespaces || src.notNamespaces) {
     const m = valuesMatcher(strings(src.namespaces), strings(src.notNamespaces), stringMatch);
@@ -267,6 +290,13 @@ function compileCondition(c: { key?: string; values?: string[]; notValues?: stri
   const key = c.key ?? '';
   const values = strings(c.values);
   const notValues = strings(c.notValues);
+  // request.auth.claims[groups], nested: request.auth.claims[realm][roles]. A list claim matches if any element does.
+  const claim = /^request\.auth\.claims((?:\[[^\]]+\])+)$/.exec(key);
+  if (claim) {
+    const path = [...claim[1]!.matchAll(/\[([^\]]+)\]/g)].map((x) => x[1]!);
+    const m = listMatcher(values, notValues);
+    return (req) => m(claimValues(req.requestAuth?.claims, path));
+  }
   const header = /^request\.headers\[(.+)\]$/.exec(key);
   if (header) {
     const m = valuesMatcher(values, notValues, stringMatch);
@@ -290,11 +320,17 @@ function compileCondition(c: { key?: string; values?: string[]; notValues?: stri
       const m = valuesMatcher(values, notValues, stringMatch);
       return (req) => m(req.sourcePrincipal);
     }
-    case 'request.auth.principal':
-    case 'request.auth.audiences':
+    case 'request.auth.principal': {
+      const m = valuesMatcher(values, notValues, stringMatch);
+      return (req) => m(req.requestAuth?.principal);
+    }
     case 'request.auth.presenter': {
       const m = valuesMatcher(values, notValues, stringMatch);
-      return () => m(undefined); // no JWT support: never present
+      return (req) => m(req.requestAuth?.presenter);
+    }
+    case 'request.auth.audiences': {
+      const m = listMatcher(values, notValues);
+      return (req) => m(req.requestAuth?.audiences);
     }
     case 'destination.port': {
       const m = valuesMatcher(values, notValues, (p, v) => p === v);

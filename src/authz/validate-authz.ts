@@ -15,6 +15,8 @@ export const AUTHZ_KINDS: ReadonlySet<string> = new Set([
   'networking.k8s.io/v1/NetworkPolicy',
   'security.istio.io/v1/AuthorizationPolicy',
   'security.istio.io/v1beta1/AuthorizationPolicy',
+  'security.istio.io/v1/RequestAuthentication',
+  'security.istio.io/v1beta1/RequestAuthentication',
   'networking.istio.io/v1/Sidecar',
   'networking.istio.io/v1beta1/Sidecar',
   'networking.istio.io/v1alpha3/Sidecar',
@@ -24,7 +26,7 @@ export function isAuthzKind(apiVersion: string, kind: string): boolean {
   return AUTHZ_KINDS.has(`${apiVersion}/${kind}`);
 }
 
-/** Validate one NetworkPolicy, AuthorizationPolicy or Sidecar; [] for any other kind. */
+/** Validate one NetworkPolicy, AuthorizationPolicy, RequestAuthentication or Sidecar; [] for any other kind. */
 export function validateAuthzResource(r: Resource): ConfigError[] {
   const out: ConfigError[] = [];
   const error = (path: FieldPath, msg: string): void => {
@@ -49,6 +51,9 @@ export function validateAuthzResource(r: Resource): ConfigError[] {
       break;
     case 'Sidecar':
       validateSidecar(spec, error, warn);
+      break;
+    case 'RequestAuthentication':
+      validateRequestAuthentication(spec, error, warn);
       break;
   }
   return out;
@@ -168,6 +173,50 @@ function validateAuthorizationPolicy(spec: Obj, error: Report): void {
         for (const k of ['values', 'notValues']) list(c[k]).forEach((v, n) => validateCidr(v, [...cp, k, n], error, false));
       }
     });
+  });
+}
+
+const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+/** Istio's RequestAuthentication checks (jwtRules), plus what would make a rule unusable at request time. */
+function validateRequestAuthentication(spec: Obj, error: Report, warn: Report): void {
+  if (spec.selector !== undefined && (spec.targetRef !== undefined || spec.targetRefs !== undefined)) error(['spec', 'selector'], 'selector and targetRef(s) are mutually exclusive');
+  if (spec.selector !== undefined && !(isObj(spec.selector) && (spec.selector.matchLabels === undefined || isObj(spec.selector.matchLabels)))) {
+    error(['spec', 'selector'], 'must be {matchLabels: {…}}');
+  }
+  if (spec.targetRef !== undefined || spec.targetRefs !== undefined) warn(['spec', spec.targetRef !== undefined ? 'targetRef' : 'targetRefs'], 'targetRef(s) select gateways and waypoints; not applied by a sidecar');
+  const issuers = new Set<string>();
+  list(spec.jwtRules).forEach((rule, i) => {
+    const rp = ['spec', 'jwtRules', i];
+    if (!isObj(rule)) return error(rp, 'must be a mapping');
+    if (typeof rule.issuer !== 'string' || rule.issuer === '') error([...rp, 'issuer'], 'required field is missing');
+    else if (issuers.has(rule.issuer)) warn([...rp, 'issuer'], `issuer "${rule.issuer}" is named by an earlier rule too: a token is accepted if either rule verifies it`);
+    else issuers.add(rule.issuer);
+    if (rule.jwksUri !== undefined) {
+      let ok = false;
+      try { ok = ['http:', 'https:'].includes(new URL(String(rule.jwksUri)).protocol); } catch { ok = false; }
+      if (!ok) error([...rp, 'jwksUri'], `"${String(rule.jwksUri)}" is not an http(s) URL`);
+    }
+    if (rule.jwks !== undefined) {
+      let keys: unknown;
+      try { keys = (JSON.parse(String(rule.jwks)) as Obj).keys; } catch { keys = undefined; }
+      if (!Array.isArray(keys) || keys.length === 0) error([...rp, 'jwks'], 'must be a JSON Web Key Set: {"keys": [ … ]}');
+    }
+    list(rule.fromHeaders).forEach((h, j) => {
+      if (!isObj(h) || typeof h.name !== 'string' || !HEADER_NAME.test(h.name)) error([...rp, 'fromHeaders', j, 'name'], 'must be a header name');
+    });
+    list(rule.fromParams).forEach((q, j) => {
+      if (typeof q !== 'string' || q === '') error([...rp, 'fromParams', j], 'must be a query parameter name');
+    });
+    if (rule.outputPayloadToHeader !== undefined && (typeof rule.outputPayloadToHeader !== 'string' || !HEADER_NAME.test(rule.outputPayloadToHeader))) {
+      error([...rp, 'outputPayloadToHeader'], 'must be a header name');
+    }
+    list(rule.outputClaimToHeaders).forEach((c, j) => {
+      const cp = [...rp, 'outputClaimToHeaders', j];
+      if (!isObj(c) || typeof c.header !== 'string' || !HEADER_NAME.test(c.header)) error([...cp, 'header'], 'must be a header name');
+      if (!isObj(c) || typeof c.claim !== 'string' || c.claim === '') error([...cp, 'claim'], 'required field is missing');
+    });
+    if (rule.timeout !== undefined && !/^\d+(\.\d+)?(ms|s|m)$/.test(String(rule.timeout))) error([...rp, 'timeout'], `"${String(rule.timeout)}" is not a duration (e.g. 5s)`);
   });
 }
 

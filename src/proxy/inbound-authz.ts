@@ -7,6 +7,7 @@ import type { Resource } from '../config/resource.js';
 import { selectorMatches, type LabelSelector } from '../authz/label-selector.js';
 import { compileNetworkPolicies, type NetworkPolicyEvaluator, type NetworkPolicySpec } from '../authz/network-policy.js';
 import { compileAuthorizationPolicies, DEFAULT_ROOT_NAMESPACE, type AuthzEvaluator } from '../authz/authorization-policy.js';
+import { RequestAuthenticator, type RequestAuth } from '../security/request-authn.js';
 
 /** Structural subset of a (trimmed) client-node V1Pod, as `KubernetesSource.current().pods` holds them. */
 export interface PodLike {
@@ -49,6 +50,8 @@ export interface AuthzHttpRequest {
   path: string;
   host: string;
   headers: Readonly<Record<string, string | string[] | undefined>>;
+  /** The end user a RequestAuthentication verified, if any. */
+  requestAuth?: RequestAuth;
 }
 
 export type AuthzResult =
@@ -74,11 +77,14 @@ export class InboundAuthorizer {
   private np: NetworkPolicyEvaluator = ALLOW_ALL_NP;
   private npActive = false;
   private ap: AuthzEvaluator | undefined;
+  /** RequestAuthentication (JWT) for this workload; undefined when none applies. */
+  authn: RequestAuthenticator | undefined;
   private podByIp = new Map<string, { namespace: string; labels: Readonly<Record<string, string>> }>();
   private deniedCount = 0;
   private allowedCount = 0;
   private lastLogged = new Map<string, number>();
   private warned = '';
+  private authnKey = '[]';
   /** `ns/name` of the policies in force, for /config_dump and logs. */
   policies: string[] = [];
 
@@ -110,21 +116,33 @@ export class InboundAuthorizer {
     const root = this.opts.rootNamespace ?? DEFAULT_ROOT_NAMESPACE;
     const nps: Resource[] = [];
     const aps: Resource[] = [];
+    const ras: Resource[] = [];
     for (const r of this.resources) {
       if (r.kind === 'NetworkPolicy' && r.apiVersion === 'networking.k8s.io/v1') {
         if (r.metadata.namespace === namespace && selectsForIngress(r.spec as NetworkPolicySpec, labels)) nps.push(r);
       } else if (r.kind === 'AuthorizationPolicy' && r.apiVersion.startsWith('security.istio.io/')) {
         if (r.metadata.namespace === namespace || r.metadata.namespace === root) aps.push(r);
+      } else if (r.kind === 'RequestAuthentication' && r.apiVersion.startsWith('security.istio.io/')) {
+        if (r.metadata.namespace === namespace || r.metadata.namespace === root) ras.push(r);
       }
+    }
+    // JWT rules are recompiled only when they change: a compiled rule holds its fetched key set (jwksUri cache).
+    const raKey = JSON.stringify(ras.map((r) => [r.metadata.namespace, r.metadata.name, r.spec]));
+    if (raKey !== this.authnKey) {
+      this.authnKey = raKey;
+      const ra = ras.length > 0 ? new RequestAuthenticator(ras, { namespace, labels, rootNamespace: root }) : undefined;
+      this.authn = ra?.active ? ra : undefined;
+      for (const w of this.authn?.warnings ?? []) this.opts.log?.('warn', `RequestAuthentication ${w}`);
     }
     const ap = aps.length > 0 ? compileAuthorizationPolicies(aps, { namespace, labels, rootNamespace: root }) : undefined;
     this.npActive = nps.length > 0;
     this.ap = ap?.active ? ap : undefined;
     const wasActive = this.active;
-    this.active = this.npActive || this.ap !== undefined;
+    this.active = this.npActive || this.ap !== undefined || this.authn !== undefined;
     this.policies = [
       ...nps.map((r) => `NetworkPolicy/${r.metadata.namespace}/${r.metadata.name}`),
       ...(this.ap ? aps.map((r) => `AuthorizationPolicy/${r.metadata.namespace}/${r.metadata.name}`) : []),
+      ...(this.authn?.policies ?? []).map((id) => `RequestAuthentication/${id}`),
     ];
     if (!this.active) {
       // Nothing applies: drop the pod index too (it is only needed to evaluate policies).
@@ -176,6 +194,7 @@ export class InboundAuthorizer {
         host: req.host,
         port: peer.port,
         headers,
+        ...(req.requestAuth !== undefined ? { requestAuth: req.requestAuth } : {}),
       });
       if (!d.allowed) return this.deny(ip, `AuthorizationPolicy ${d.policy ?? '(no ALLOW policy matched)'}`, d.details ?? 'rbac_access_denied_matched_policy[none]', d.policy);
     }

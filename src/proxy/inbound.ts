@@ -16,6 +16,7 @@ import { localReplyRecord } from './local-reply.js';
 import { localReplyParts } from './grpc.js';
 import { parseTarget, type PathNormalization, type RequestTarget } from '../routing/request-target.js';
 import type { InboundAuthorizer } from './inbound-authz.js';
+import type { AuthnResult } from '../security/request-authn.js';
 
 export interface InboundEnv extends ForwardContext {
   appPorts: readonly number[];
@@ -71,32 +72,58 @@ export function handleInbound(req: DownstreamRequest, res: DownstreamResponse, e
   if (hygiene !== undefined) return localInbound(req, res, env, rt!, target, requestId, startTime, startHr, 400, 'Bad Request', 'DPE', hygiene, true);
   // Absolute-form wins over Host (RFC 9112 §3.2.2): its authority is the one Host the app sees.
   const authority = req.headers.host === undefined && !/^https?:\/\//i.test(req.url ?? '') ? undefined : target!.authority;
+  const authn = env.authz?.authn;
+  // RequestAuthentication: only a request carrying a token waits for its verification (keys may be fetched).
+  if (authn !== undefined && authn.extract(req.headers, target!.query) !== undefined) {
+    authn.authenticate(req.headers, target!.query).then(
+      (r) => {
+        if (res.destroyed) return;
+        if (!r.ok) {
+          // Envoy jwt_authn's local reply: 401, its message, and a Bearer challenge naming the request.
+          const realm = `http://${authority ?? ''}${target!.path}`.replace(/["\\]/g, '');
+          return localInbound(req, res, env, rt!, target, requestId, startTime, startHr, r.status, r.message, '-', r.details, false, ['www-authenticate', `Bearer realm="${realm}", error="invalid_token"`]);
+        }
+        authorizeAndForward(req, res, env, rt!, target!, requestId, startTime, startHr, authority, r);
+      },
+      () => localInbound(req, res, env, rt!, target, requestId, startTime, startHr, 401, 'Jwt verification fails', '-', 'jwt_authn_access_denied{Jwt_verification_fails}'),
+    );
+    return;
+  }
+  authorizeAndForward(req, res, env, rt!, target!, requestId, startTime, startHr, authority, undefined);
+}
+
+/** AuthorizationPolicy / NetworkPolicy, then the request goes to the app (with the JWT outcome's header edits). */
+function authorizeAndForward(
+  req: DownstreamRequest, res: DownstreamResponse, env: InboundEnv, rt: ClusterRuntime, target: RequestTarget, requestId: string,
+  startTime: number, startHr: number, authority: string | undefined, jwt: (AuthnResult & { ok: true }) | undefined,
+): void {
   const authz = env.authz;
   if (authz !== undefined && authz.enabled) {
     const d = authz.check(
-      { ip: req.remoteAddress, port: rt!.def.port },
-      { method: req.method ?? 'GET', path: target!.path, host: authority ?? '', headers: req.headers },
+      { ip: req.remoteAddress, port: rt.def.port },
+      { method: req.method ?? 'GET', path: target.path, host: authority ?? '', headers: req.headers, ...(jwt?.auth !== undefined ? { requestAuth: jwt.auth } : {}) },
     );
     // Envoy's RBAC filter sets no response flag: the details string names the policy.
-    if (!d.allowed) return localInbound(req, res, env, rt!, target, requestId, startTime, startHr, d.status, d.body, '-', d.details);
+    if (!d.allowed) return localInbound(req, res, env, rt, target, requestId, startTime, startHr, d.status, d.body, '-', d.details);
   }
-  const headers = upstreamRequestHeaders(req.rawHeaders, req.headers.connection, { stripAllEnvoy: true, upgrade: req.upgrade });
-  headers.push('Host', authority ?? `${env.appHost}:${rt!.def.port}`);
+  let headers = upstreamRequestHeaders(req.rawHeaders, req.headers.connection, { stripAllEnvoy: true, upgrade: req.upgrade });
+  if (jwt !== undefined && (jwt.setHeaders.length > 0 || jwt.removeHeaders.length > 0)) headers = applyJwtHeaders(headers, jwt);
+  headers.push('Host', authority ?? `${env.appHost}:${rt.def.port}`);
   headers.push('x-request-id', requestId);
   const remote = req.remoteAddress;
   const xff = req.headers['x-forwarded-for'];
   headers.push('x-forwarded-for', xff ? `${xff}, ${remote}` : remote);
   headers.push('x-forwarded-proto', (req.headers['x-forwarded-proto'] as string | undefined) ?? 'http');
-  const path = target!.query === '' ? target!.path : `${target!.path}?${target!.query}`;
+  const path = target.query === '' ? target.path : `${target.path}?${target.query}`;
   const plan: ForwardPlan = {
     direction: 'inbound',
     route: undefined,
     dest: undefined,
-    cluster: rt!,
+    cluster: rt,
     method: req.method ?? 'GET',
     path,
     headers,
-    retry: noRetry,
+    retry: noRetry!,
     timeoutMs: 0,
     requestId,
     authority: authority ?? '',
@@ -112,13 +139,24 @@ export function handleInbound(req: DownstreamRequest, res: DownstreamResponse, e
   forward(req, res, plan, env);
 }
 
+/** The app's request headers after a verified JWT: the token header removed unless forwarded, output headers set. */
+function applyJwtHeaders(headers: string[], jwt: AuthnResult & { ok: true }): string[] {
+  const drop = new Set([...jwt.removeHeaders, ...jwt.setHeaders.map(([h]) => h)]);
+  const out: string[] = [];
+  for (let i = 0; i < headers.length; i += 2) {
+    if (!drop.has(headers[i]!.toLowerCase())) out.push(headers[i]!, headers[i + 1]!);
+  }
+  for (const [h, v] of jwt.setHeaders) out.push(h, v);
+  return out;
+}
+
 /** A reply made by the sidecar itself (no app involved), recorded like forwarded inbound requests. */
 function localInbound(
   req: DownstreamRequest, res: DownstreamResponse, env: InboundEnv, rt: ClusterRuntime, target: RequestTarget | undefined, requestId: string,
-  startTime: number, startHr: number, status: number, text: string, flag: string, details: string, close = false,
+  startTime: number, startHr: number, status: number, text: string, flag: string, details: string, close = false, extraHeaders: readonly string[] = [],
 ): void {
   // A gRPC caller gets its error as gRPC (403 RBAC → PERMISSION_DENIED), in a 200.
-  const r = localReplyParts(req.headers, status, flag, text, details, ['x-request-id', requestId]);
+  const r = localReplyParts(req.headers, status, flag, text, details, ['x-request-id', requestId, ...extraHeaders]);
   const { headers, body, grpcStatus } = r;
   status = r.status;
   headers.push('content-length', String(body.length));

@@ -15,6 +15,8 @@ const req = (over: Partial<AuthzRequest> = {}): AuthzRequest => ({
   ...over,
 });
 
+const JWT = { principal: 'https://issuer.example/alice', audiences: ['cart', 'web'], presenter: 'web-app', claims: { sub: 'alice', groups: ['users', 'admins'], realm: { role: 'owner' } } };
+
 interface Case {
   name: string;
   policies: AuthorizationPolicyLike[];
@@ -57,7 +59,17 @@ const cases: Case[] = [
   { name: 'principals never match without mTLS', policies: [ap('a', { rules: [{ from: [{ source: { principals: ['*'] } }] }] })], allowed: false },
   { name: 'principals match with a peer identity', policies: [ap('a', { rules: [{ from: [{ source: { principals: ['cluster.local/ns/web/sa/*'] } }] }] })], request: { sourcePrincipal: 'cluster.local/ns/web/sa/frontend' }, allowed: true },
   { name: 'notPrincipals on plaintext matches (as in Envoy)', policies: [ap('d', { action: 'DENY', rules: [{ from: [{ source: { notPrincipals: ['cluster.local/ns/web/sa/frontend'] } }] }] })], allowed: false },
-  { name: 'requestPrincipals never match (no JWT)', policies: [ap('a', { rules: [{ from: [{ source: { requestPrincipals: ['*'] } }] }] })], allowed: false },
+  { name: 'requestPrincipals never match without a verified JWT', policies: [ap('a', { rules: [{ from: [{ source: { requestPrincipals: ['*'] } }] }] })], allowed: false },
+  { name: 'requestPrincipals match the verified iss/sub', policies: [ap('a', { rules: [{ from: [{ source: { requestPrincipals: ['https://issuer.example/*'] } }] }] })], request: { requestAuth: JWT }, allowed: true },
+  { name: 'requestPrincipals of another issuer', policies: [ap('a', { rules: [{ from: [{ source: { requestPrincipals: ['https://other/*'] } }] }] })], request: { requestAuth: JWT }, allowed: false },
+  { name: 'DENY notRequestPrincipals ["*"] (require a JWT): a request without one is denied', policies: [ap('d', { action: 'DENY', rules: [{ from: [{ source: { notRequestPrincipals: ['*'] } }] }] })], allowed: false },
+  { name: 'DENY notRequestPrincipals ["*"]: a request with a JWT passes', policies: [ap('d', { action: 'DENY', rules: [{ from: [{ source: { notRequestPrincipals: ['*'] } }] }] })], request: { requestAuth: JWT }, allowed: true },
+  { name: 'when request.auth.claims[groups] (a list claim: any element)', policies: [ap('a', { rules: [{ when: [{ key: 'request.auth.claims[groups]', values: ['admins'] }] }] })], request: { requestAuth: JWT }, allowed: true },
+  { name: 'when request.auth.claims[realm][role] (nested)', policies: [ap('a', { rules: [{ when: [{ key: 'request.auth.claims[realm][role]', values: ['owner'] }] }] })], request: { requestAuth: JWT }, allowed: true },
+  { name: 'when request.auth.claims[groups] notValues', policies: [ap('d', { action: 'DENY', rules: [{ when: [{ key: 'request.auth.claims[groups]', notValues: ['admins'] }] }] })], request: { requestAuth: JWT }, allowed: true },
+  { name: 'when request.auth.audiences', policies: [ap('a', { rules: [{ when: [{ key: 'request.auth.audiences', values: ['cart'] }] }] })], request: { requestAuth: JWT }, allowed: true },
+  { name: 'when request.auth.presenter mismatch', policies: [ap('a', { rules: [{ when: [{ key: 'request.auth.presenter', values: ['cli'] }] }] })], request: { requestAuth: JWT }, allowed: false },
+  { name: 'when request.auth.principal without a JWT', policies: [ap('a', { rules: [{ when: [{ key: 'request.auth.principal', values: ['*'] }] }] })], allowed: false },
   { name: 'from: fields AND', policies: [ap('a', { rules: [{ from: [{ source: { namespaces: ['web'], ipBlocks: ['192.168.0.0/16'] } }] }] })], allowed: false },
   { name: 'from: entries OR', policies: [ap('a', { rules: [{ from: [{ source: { namespaces: ['x'] } }, { source: { ipBlocks: ['10.0.0.5'] } }] }] })], allowed: true },
   // to.operation

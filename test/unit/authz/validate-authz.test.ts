@@ -148,3 +148,50 @@ spec:
     ]);
   });
 });
+
+describe('RequestAuthentication', () => {
+  it('accepts a valid policy silently', () => {
+    expect(check(`apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: jwt, namespace: default}
+spec:
+  selector: {matchLabels: {app: reviews}}
+  jwtRules:
+  - issuer: https://issuer.example
+    jwksUri: https://issuer.example/jwks.json
+    audiences: [reviews]
+    fromHeaders: [{name: x-jwt, prefix: "Bearer "}]
+    fromParams: [jwt]
+    outputPayloadToHeader: x-jwt-payload
+    outputClaimToHeaders: [{header: x-user, claim: sub}]
+    forwardOriginalToken: true
+    timeout: 5s
+  - issuer: other
+    jwks: '{"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}'
+`)).toEqual([]);
+  });
+
+  it('reports each unusable field with its path and line', () => {
+    expect(check(`apiVersion: security.istio.io/v1beta1
+kind: RequestAuthentication
+metadata: {name: bad, namespace: default}
+spec:
+  jwtRules:
+  - jwksUri: ftp://keys
+  - issuer: a
+    jwks: 'not json'
+    fromHeaders: [{name: "bad header"}]
+    outputClaimToHeaders: [{header: x-a}]
+    timeout: soon
+  - issuer: a
+`)).toEqual([
+      'p.yaml:6: RequestAuthentication/default/bad: spec.jwtRules[0].issuer: required field is missing',
+      'p.yaml:6: RequestAuthentication/default/bad: spec.jwtRules[0].jwksUri: "ftp://keys" is not an http(s) URL',
+      'p.yaml:8: RequestAuthentication/default/bad: spec.jwtRules[1].jwks: must be a JSON Web Key Set: {"keys": [ … ]}',
+      'p.yaml:9: RequestAuthentication/default/bad: spec.jwtRules[1].fromHeaders[0].name: must be a header name',
+      'p.yaml:10: RequestAuthentication/default/bad: spec.jwtRules[1].outputClaimToHeaders[0].claim: required field is missing',
+      'p.yaml:11: RequestAuthentication/default/bad: spec.jwtRules[1].timeout: "soon" is not a duration (e.g. 5s)',
+      'p.yaml:12: RequestAuthentication/default/bad: spec.jwtRules[2].issuer: warning: issuer "a" is named by an earlier rule too: a token is accepted if either rule verifies it',
+    ]);
+  });
+});
