@@ -200,6 +200,24 @@ describe('connection lifetimes', () => {
     await poll(() => s.sockets[0]!.readableEnded || s.sockets[0]!.destroyed, 1000, 'the server to see the close');
   });
 
+  it('a connection idle past keepAliveMs is not reused even when its idle timer has not fired yet (a blocked loop)', async () => {
+    const s = await answering((req) => OK(req.lines[0]!.split(' ')[1]));
+    const p = pool(s.port, { keepAliveMs: 100 });
+    const a = new Rec();
+    p.dispatch(get('/a'), a);
+    await a.done;
+    expect(p.idleConnections).toBe(1);
+    // Block the event loop past the idle time: the timer cannot fire before the next dispatch.
+    const until = Date.now() + 150;
+    while (Date.now() < until) { /* busy */ }
+    const b = new Rec();
+    p.dispatch(get('/b'), b);
+    await b.done;
+    expect(b.reused).toBe(false); // a new connection: the stale one was closed at reuse (the 503 UC race)
+    expect(b.body.toString()).toBe('/b');
+    expect(s.sockets).toHaveLength(2);
+  });
+
   it('Keep-Alive: timeout=N lowers the idle time to N s minus the threshold', async () => {
     const s = await answering(() => 'HTTP/1.1 200 OK\r\nKeep-Alive: timeout=1, max=100\r\nContent-Length: 0\r\n\r\n');
     const p = pool(s.port, { keepAliveMs: 60_000, keepAliveThresholdMs: 900 });
