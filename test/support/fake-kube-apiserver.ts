@@ -71,6 +71,7 @@ function builtinTypes(istioNet: string[], istioSec: string[]): ResourceType[] {
     t('networking.istio.io', istioNet, 'workloadentries', 'WorkloadEntry', true, true),
     t('networking.istio.io', istioNet, 'sidecars', 'Sidecar', true, true),
     t('security.istio.io', istioSec, 'authorizationpolicies', 'AuthorizationPolicy', true, true),
+    t('security.istio.io', istioSec, 'requestauthentications', 'RequestAuthentication', true, true),
   ].filter((r) => r.versions.length > 0);
 }
 

@@ -159,6 +159,7 @@ describe('deploy/ manifests', () => {
         'networking.istio.io/sidecars',
         'networking.k8s.io/networkpolicies',
         'security.istio.io/authorizationpolicies',
+        'security.istio.io/requestauthentications',
       ].map((g) => `${g}:get,list,watch`).sort(),
     );
   });
