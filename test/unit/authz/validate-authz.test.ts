@@ -195,3 +195,19 @@ spec:
     ]);
   });
 });
+
+describe('PeerAuthentication', () => {
+  it('is validated, and warns that mutual TLS is not enforced yet', () => {
+    expect(check(`apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: foo}
+spec:
+  mtls: {mode: STRICT}
+  portLevelMtls:
+    8080: {mode: DISABLE}
+`)).toEqual([
+      'p.yaml:5: PeerAuthentication/foo/default: spec.mtls: warning: validated but not enforced: Remora does not terminate or originate mutual TLS yet, so STRICT does not refuse plaintext',
+      'p.yaml:6: PeerAuthentication/foo/default: spec.portLevelMtls: portLevelMtls requires a workload selector',
+    ]);
+  });
+});
