@@ -203,7 +203,9 @@ export class Http1Response {
       }
     }
     if (!hasDate) s += `Date: ${httpDate()}\r\n`;
-    if (this.closeAfter || this.conn.closing || this.conn.draining) {
+    // The connection reads no further request (closing, draining): the last response queued says so and closes it;
+    // earlier pipelined ones are still answered keep-alive, or the close would cut the responses queued behind them.
+    if (this.closeAfter || ((this.conn.closing || this.conn.draining) && this.conn.queue[this.conn.queue.length - 1] === this)) {
       this.closeAfter = true;
       s += 'Connection: close\r\n';
     } else if (this.req.httpVersion === '1.0') {
