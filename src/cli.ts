@@ -10,6 +10,7 @@ const COMMANDS: Record<string, string> = {
   injector: 'the mutating admission webhook',
   wait: 'block until the local sidecar is ready',
   bench: 'open-loop HTTP latency benchmark',
+  rollout: 'canary rollout of a VirtualService, checked against the sidecars\' metrics',
   iptables: 'print or apply transparent-capture iptables rules',
 };
 

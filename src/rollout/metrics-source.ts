@@ -1,0 +1,245 @@
+/**
+ * Where the rollout's numbers come from, behind one interface:
+ *   - `PrometheusSource`: a Prometheus server's HTTP API (`/api/v1/query`), PromQL over Istio's
+ *     `istio_requests_total` and `istio_request_duration_milliseconds_bucket` by `destination_version`;
+ *   - `StatsSource`: without Prometheus, the sidecars' own `/stats/prometheus`, scraped when a window begins and when
+ *     it ends; the window is the difference of the counters and histogram buckets.
+ * Both select one service (`destination_service`, the FQDN) and one reporter (`source`: the calling sidecars, whose
+ * `destination_version` is the route's subset; `destination`: the serving workloads' own sidecars).
+ * The parsing and aggregation are pure and exported for the unit tests.
+ */
+import { request } from 'undici';
+import type { Window } from './analysis.js';
+
+export interface Selector {
+  /** `destination_service` label value (FQDN, e.g. reviews.default.svc.cluster.local). */
+  service: string;
+  stable: string;
+  canary: string;
+  /** `reporter` label value; 'any' = both (counts a request once per reporting sidecar). */
+  reporter: 'source' | 'destination' | 'any';
+}
+
+export interface Windows {
+  stable: Window;
+  canary: Window;
+}
+
+export interface MetricSource {
+  readonly description: string;
+  /** A window starts now (stats mode scrapes its baseline). */
+  begin(): Promise<void>;
+  /** The stable and canary windows since begin() (Prometheus: over the last `windowMs`). */
+  collect(windowMs: number): Promise<Windows>;
+}
+
+// === Prometheus text exposition ===
+
+export interface Sample {
+  name: string;
+  labels: Record<string, string>;
+  value: number;
+}
+
+/** Parse Prometheus text format (0.0.4) samples, keeping only metric names `keep` accepts. */
+export function parseExposition(text: string, keep: (name: string) => boolean = () => true): Sample[] {
+  const out: Sample[] = [];
+  for (const raw of text.split('\n')) {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) continue;
+    const brace = line.indexOf('{');
+    const space = line.indexOf(' ');
+    const nameEnd = brace >= 0 && (space < 0 || brace < space) ? brace : space;
+    if (nameEnd <= 0) continue;
+    const name = line.slice(0, nameEnd);
+    if (!keep(name)) continue;
+    const labels: Record<string, string> = {};
+    let i = nameEnd;
+    if (line[i] === '{') {
+      i++;
+      while (i < line.length && line[i] !== '}') {
+        const eq = line.indexOf('=', i);
+        if (eq < 0) break;
+        const key = line.slice(i, eq).trim().replace(/^,/, '').trim();
+        i = eq + 1;
+        if (line[i] !== '"') break;
+        i++;
+        let v = '';
+        while (i < line.length && line[i] !== '"') {
+          if (line[i] === '\\' && i + 1 < line.length) {
+            const n = line[i + 1];
+            v += n === 'n' ? '\n' : n;
+            i += 2;
+          } else v += line[i++];
+        }
+        i++; // closing quote
+        labels[key] = v;
+        while (line[i] === ',' || line[i] === ' ') i++;
+      }
+      i++; // closing brace
+    }
+    const rest = line.slice(i).trim().split(/\s+/);
+    const value = parseValue(rest[0] ?? '');
+    if (value === undefined) continue;
+    out.push({ name, labels, value });
+  }
+  return out;
+}
+
+function parseValue(s: string): number | undefined {
+  if (s === '+Inf' || s === 'Inf') return Infinity;
+  if (s === '-Inf') return -Infinity;
+  if (s === 'NaN') return NaN;
+  const n = Number(s);
+  return s !== '' && !Number.isNaN(n) ? n : undefined;
+}
+
+/** Cumulative per-version counts of one scrape (or the sum of several sidecars' scrapes). */
+export interface Totals {
+  requests: number;
+  failures: number;
+  /** le → cumulative count. */
+  buckets: Map<number, number>;
+}
+
+/** A failed request: a 5xx, no response at all (code 0), or any Envoy response flag ("-" = none). */
+export function isFailure(code: string | undefined, flags: string | undefined): boolean {
+  return (code !== undefined && (/^5\d\d$/.test(code) || code === '0')) || (flags !== undefined && flags !== '' && flags !== '-');
+}
+
+const REQUESTS = 'istio_requests_total';
+const BUCKET = 'istio_request_duration_milliseconds_bucket';
+
+/** Add the samples of one scrape to `into`, per `destination_version`, for the selected service and reporter. */
+export function accumulate(samples: readonly Sample[], sel: Selector, into: Map<string, Totals>): void {
+  for (const s of samples) {
+    const l = s.labels;
+    if (l.destination_service !== sel.service) continue;
+    if (sel.reporter !== 'any' && l.reporter !== sel.reporter) continue;
+    const ver = l.destination_version ?? '';
+    if (ver !== sel.stable && ver !== sel.canary) continue;
+    let t = into.get(ver);
+    if (!t) into.set(ver, (t = { requests: 0, failures: 0, buckets: new Map() }));
+    if (s.name === REQUESTS) {
+      t.requests += s.value;
+      if (isFailure(l.response_code, l.response_flags)) t.failures += s.value;
+    } else if (s.name === BUCKET) {
+      const le = parseValue(l.le ?? '');
+      if (le === undefined) continue;
+      t.buckets.set(le, (t.buckets.get(le) ?? 0) + s.value);
+    }
+  }
+}
+
+/** end − begin as a Window; a counter that went down (a restarted sidecar, /reset_counters) counts from zero. */
+export function delta(begin: Totals | undefined, end: Totals | undefined): Window {
+  if (!end) return { requests: 0, failures: 0, buckets: [] };
+  const reset = begin !== undefined && end.requests < begin.requests;
+  const b = reset ? undefined : begin;
+  const buckets: Array<[number, number]> = [];
+  for (const [le, c] of end.buckets) buckets.push([le, Math.max(0, c - (b?.buckets.get(le) ?? 0))]);
+  buckets.sort((x, y) => x[0] - y[0]);
+  return {
+    requests: Math.max(0, end.requests - (b?.requests ?? 0)),
+    failures: Math.max(0, end.failures - (b?.failures ?? 0)),
+    buckets,
+  };
+}
+
+async function getText(url: string, timeoutMs: number): Promise<string> {
+  const r = await request(url, { method: 'GET', headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
+  const body = await r.body.text();
+  if (r.statusCode !== 200) throw new Error(`${url}: HTTP ${r.statusCode}: ${body.slice(0, 200)}`);
+  return body;
+}
+
+/** `/stats/prometheus` of one or more sidecars (their admin or stats port), differenced over the window. */
+export class StatsSource implements MetricSource {
+  private base: Map<string, Totals> | undefined;
+  readonly description: string;
+
+  constructor(private readonly urls: readonly string[], private readonly sel: Selector, private readonly timeoutMs = 5000) {
+    this.description = `sidecar stats ${urls.join(', ')}`;
+  }
+
+  async scrape(): Promise<Map<string, Totals>> {
+    const into = new Map<string, Totals>();
+    for (const u of this.urls) {
+      const text = await getText(u, this.timeoutMs);
+      accumulate(parseExposition(text, (n) => n === REQUESTS || n === BUCKET), this.sel, into);
+    }
+    return into;
+  }
+
+  async begin(): Promise<void> {
+    this.base = await this.scrape();
+  }
+
+  async collect(): Promise<Windows> {
+    const end = await this.scrape();
+    const base = this.base;
+    this.base = end; // the next window starts here unless begin() is called again
+    return { stable: delta(base?.get(this.sel.stable), end.get(this.sel.stable)), canary: delta(base?.get(this.sel.canary), end.get(this.sel.canary)) };
+  }
+}
+
+const promString = (s: string): string => `"${s.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
+const promRegexLiteral = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+/** The PromQL the Prometheus source sends, for a window of `seconds` (exported for the docs and tests). */
+export function promQueries(sel: Selector, seconds: number): { requests: string; failures5xx: string; failuresFlagged: string; buckets: string } {
+  const versions = `${promRegexLiteral(sel.stable)}|${promRegexLiteral(sel.canary)}`;
+  const base = [`destination_service=${promString(sel.service)}`, `destination_version=~${promString(versions)}`];
+  if (sel.reporter !== 'any') base.unshift(`reporter=${promString(sel.reporter)}`);
+  const w = `[${Math.max(1, Math.round(seconds))}s]`;
+  const sel1 = (extra: string[]): string => `{${[...base, ...extra].join(',')}}`;
+  return {
+    requests: `sum by (destination_version) (increase(${REQUESTS}${sel1([])}${w}))`,
+    failures5xx: `sum by (destination_version) (increase(${REQUESTS}${sel1(['response_code=~"5..|0"'])}${w}))`,
+    failuresFlagged: `sum by (destination_version) (increase(${REQUESTS}${sel1(['response_code!~"5..|0"', 'response_flags!~"-|"'])}${w}))`,
+    buckets: `sum by (destination_version, le) (increase(${BUCKET}${sel1([])}${w}))`,
+  };
+}
+
+interface PromVector {
+  status: string;
+  error?: string;
+  data?: { resultType: string; result: Array<{ metric: Record<string, string>; value: [number, string] }> };
+}
+
+/** A Prometheus server's `/api/v1/query`; windows are `increase(…[window])` at the time of the query. */
+export class PrometheusSource implements MetricSource {
+  readonly description: string;
+  constructor(private readonly baseUrl: string, private readonly sel: Selector, private readonly timeoutMs = 10_000) {
+    this.description = `Prometheus ${baseUrl}`;
+  }
+
+  async query(q: string): Promise<Array<{ metric: Record<string, string>; value: number }>> {
+    const url = `${this.baseUrl.replace(/\/$/, '')}/api/v1/query?query=${encodeURIComponent(q)}`;
+    const j = JSON.parse(await getText(url, this.timeoutMs)) as PromVector;
+    if (j.status !== 'success' || !j.data) throw new Error(`Prometheus: ${j.error ?? 'query failed'}`);
+    return j.data.result.map((r) => ({ metric: r.metric, value: Number(r.value[1]) }));
+  }
+
+  async begin(): Promise<void> { /* Prometheus keeps the history */ }
+
+  async collect(windowMs: number): Promise<Windows> {
+    const q = promQueries(this.sel, windowMs / 1000);
+    const [req, f5, ff, b] = await Promise.all([this.query(q.requests), this.query(q.failures5xx), this.query(q.failuresFlagged), this.query(q.buckets)]);
+    const win = (ver: string): Window => {
+      const pick = (rows: typeof req): number => rows.filter((r) => r.metric.destination_version === ver).reduce((a, r) => a + (Number.isFinite(r.value) ? r.value : 0), 0);
+      const buckets: Array<[number, number]> = b
+        .filter((r) => r.metric.destination_version === ver)
+        .map((r) => [parseValue(r.metric.le ?? '') ?? NaN, Number.isFinite(r.value) ? r.value : 0] as [number, number])
+        .filter((x) => !Number.isNaN(x[0]))
+        .sort((x, y) => x[0] - y[0]);
+      return { requests: pick(req), failures: pick(f5) + pick(ff), buckets };
+    };
+    return { stable: win(this.sel.stable), canary: win(this.sel.canary) };
+  }
+}
+
+/** `reviews` in `default` → `reviews.default.svc.cluster.local` (Istio's short-name rule: only dotless hosts). */
+export function serviceFqdn(host: string, namespace: string, clusterDomain = 'cluster.local'): string {
+  return host.includes('.') ? host : `${host}.${namespace}.svc.${clusterDomain}`;
+}

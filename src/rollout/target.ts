@@ -1,0 +1,172 @@
+/**
+ * Where the VirtualService lives: a YAML file (edited in place, comments kept, written atomically) or the
+ * Kubernetes API (read, then server-side apply of `spec.http` and the state annotation with field manager
+ * `remora-rollout`, the read resourceVersion as precondition). Both hand out a `VsEditor` and take it back.
+ */
+import { closeSync, openSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { VsEditor, VsFile } from './vs-edit.js';
+import { ANNOTATION, COMMAND_ANNOTATION, parseCommand, parseState, type Command, type RolloutState } from './state.js';
+
+export interface Loaded {
+  editor: VsEditor;
+  state: RolloutState | undefined;
+  /** Version of what was read (file text / resourceVersion): a write fails with ConflictError if it changed. */
+  version: string;
+  /** File mode: the parsed file the editor's document belongs to. */
+  file?: VsFile;
+}
+
+export class ConflictError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConflictError';
+  }
+}
+
+export interface Target {
+  readonly description: string;
+  read(): Promise<Loaded>;
+  /** Write the edited VirtualService with `state` in its annotation, if nothing changed since `loaded` was read. */
+  write(loaded: Loaded, state: RolloutState): Promise<void>;
+  readCommand(): Promise<Command | undefined>;
+  /** Send (or, with undefined, clear) an abort/promote request for the running rollout. */
+  writeCommand(c: Command | undefined): Promise<void>;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** The VirtualService in a YAML file (one document among others). The state sits in its annotation. */
+export class FileTarget implements Target {
+  readonly description: string;
+  private readonly lockPath: string;
+  private readonly commandPath: string;
+
+  constructor(private readonly path: string, private readonly name: string, private readonly namespace: string, private readonly defaultNamespace = namespace) {
+    this.description = `${path} (VirtualService ${namespace}/${name})`;
+    // Hidden names: the config loader and the watcher skip files that start with a dot.
+    this.lockPath = join(dirname(path), `.${basename(path)}.rollout.lock`);
+    this.commandPath = join(dirname(path), `.${basename(path)}.rollout-command.json`);
+  }
+
+  async read(): Promise<Loaded> {
+    const text = readFileSync(this.path, 'utf8');
+    const file = new VsFile(text);
+    const editor = file.find(this.name, this.namespace, this.defaultNamespace);
+    return { editor, state: parseState(editor.annotation(ANNOTATION)), version: text, file };
+  }
+
+  /** The file is re-read inside a short exclusive section (an O_EXCL lock file) and written by rename. */
+  async write(loaded: Loaded, state: RolloutState): Promise<void> {
+    await this.exclusive(async () => {
+      const now = readFileSync(this.path, 'utf8');
+      if (now !== loaded.version) throw new ConflictError(`${this.path} changed since it was read`);
+      loaded.editor.setAnnotation(ANNOTATION, JSON.stringify(state));
+      // The editor's document belongs to the VsFile the unchanged text was parsed into: serialise that whole file.
+      const out = loaded.file!.toString();
+      const tmp = join(dirname(this.path), `.${basename(this.path)}.rollout-${process.pid}.tmp`);
+      writeFileSync(tmp, out);
+      renameSync(tmp, this.path);
+      loaded.version = out;
+    });
+  }
+
+  async readCommand(): Promise<Command | undefined> {
+    try {
+      return parseCommand(readFileSync(this.commandPath, 'utf8'));
+    } catch {
+      return undefined;
+    }
+  }
+
+  async writeCommand(c: Command | undefined): Promise<void> {
+    if (c === undefined) rmSync(this.commandPath, { force: true });
+    else writeFileSync(this.commandPath, JSON.stringify(c));
+  }
+
+  private async exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      try {
+        closeSync(openSync(this.lockPath, 'wx'));
+        break;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+        // A lock file older than 10 s was left by a crashed writer.
+        try {
+          if (Date.now() - statSync(this.lockPath).mtimeMs > 10_000) rmSync(this.lockPath, { force: true });
+        } catch { /* gone meanwhile */ }
+        if (Date.now() > deadline) throw new Error(`${this.lockPath}: held for more than 10 s`);
+        await sleep(20);
+      }
+    }
+    try {
+      return await fn();
+    } finally {
+      rmSync(this.lockPath, { force: true });
+    }
+  }
+}
+
+/** The subset of client-node's KubernetesObjectApi the target uses (injectable for tests). */
+export interface KubeObjectApi {
+  read(spec: { apiVersion: string; kind: string; metadata: { name: string; namespace: string } }): Promise<Record<string, any>>;
+  patch(spec: Record<string, unknown>, pretty?: string, dryRun?: string, fieldManager?: string, force?: boolean, patchStrategy?: any): Promise<Record<string, any>>;
+}
+
+export const FIELD_MANAGER = 'remora-rollout';
+
+/** The VirtualService through the Kubernetes API. */
+export class KubeTarget implements Target {
+  readonly description: string;
+  constructor(private readonly api: KubeObjectApi, private readonly name: string, private readonly namespace: string, private readonly apiVersion = 'networking.istio.io/v1') {
+    this.description = `VirtualService ${namespace}/${name} (Kubernetes API)`;
+  }
+
+  private async get(): Promise<Record<string, any>> {
+    return this.api.read({ apiVersion: this.apiVersion, kind: 'VirtualService', metadata: { name: this.name, namespace: this.namespace } });
+  }
+
+  async read(): Promise<Loaded> {
+    const obj = await this.get();
+    const editor = VsEditor.fromObject({ apiVersion: obj.apiVersion, kind: obj.kind, metadata: obj.metadata, spec: obj.spec });
+    return { editor, state: parseState(editor.annotation(ANNOTATION)), version: String(obj.metadata?.resourceVersion ?? '') };
+  }
+
+  /** Server-side apply of `spec.http` (an atomic list in Istio's CRDs, so it is replaced whole) and the annotation. */
+  async write(loaded: Loaded, state: RolloutState): Promise<void> {
+    const vs = loaded.editor.toObject() as { spec?: { http?: unknown } };
+    const patch = {
+      apiVersion: this.apiVersion,
+      kind: 'VirtualService',
+      metadata: { name: this.name, namespace: this.namespace, resourceVersion: loaded.version, annotations: { [ANNOTATION]: JSON.stringify(state) } },
+      spec: { http: vs.spec?.http ?? [] },
+    };
+    try {
+      const out = await this.api.patch(patch, undefined, undefined, FIELD_MANAGER, true, 'application/apply-patch+yaml');
+      loaded.version = String(out?.metadata?.resourceVersion ?? loaded.version);
+    } catch (err) {
+      if (statusOf(err) === 409) throw new ConflictError(`VirtualService ${this.namespace}/${this.name} changed since it was read`);
+      throw err;
+    }
+  }
+
+  async readCommand(): Promise<Command | undefined> {
+    const obj = await this.get();
+    return parseCommand(obj.metadata?.annotations?.[COMMAND_ANNOTATION]);
+  }
+
+  /** A JSON merge patch on the command annotation alone (null removes it). */
+  async writeCommand(c: Command | undefined): Promise<void> {
+    await this.api.patch(
+      { apiVersion: this.apiVersion, kind: 'VirtualService', metadata: { name: this.name, namespace: this.namespace, annotations: { [COMMAND_ANNOTATION]: c === undefined ? null : JSON.stringify(c) } } },
+      undefined, undefined, `${FIELD_MANAGER}-command`, undefined, 'application/merge-patch+json',
+    );
+  }
+}
+
+function statusOf(err: unknown): number | undefined {
+  const e = err as { code?: unknown; statusCode?: unknown; response?: { statusCode?: unknown } };
+  for (const v of [e?.code, e?.statusCode, e?.response?.statusCode]) if (typeof v === 'number') return v;
+  return undefined;
+}
