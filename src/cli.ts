@@ -12,6 +12,7 @@ const COMMANDS: Record<string, string> = {
   bench: 'open-loop HTTP latency benchmark',
   rollout: 'canary rollout of a VirtualService, checked against the sidecars\' metrics',
   iptables: 'print or apply transparent-capture iptables rules',
+  certs: 'development root and SPIFFE workload certificates (openssl)',
 };
 
 function usage(): string {
