@@ -194,6 +194,7 @@ describe('row 17: maxConnections 100, 100 pending, the upstream hangs', () => {
   it('300 at once: 100 shed at once with 503 UO, 200 held (100 connections, 100 queued) until the 2 s route timeout; RSS flat over the rounds', async () => {
     const rss: number[] = [];
     const timings: string[] = [];
+    const loneMs: number[] = [];
     for (let round = 0; round < ROUNDS; round++) {
       const c0 = hangConnections;
       const outcomesP = burst(300, proxy.info.outbound);
@@ -201,6 +202,17 @@ describe('row 17: maxConnections 100, 100 pending, the upstream hangs', () => {
       await new Promise((r) => setTimeout(r, 1000));
       const active = await gauge('active');
       const queued = await gauge('queued');
+      // One more client, alone on a keep-alive connection, while the pool is full: each request is shed on arrival.
+      const lone = new Agent({ connections: 1 });
+      for (let i = 0; i < 10; i++) {
+        const t = performance.now();
+        const r = await request(proxy.url(`/lone${i}`), { headers: { host: 'hang' }, dispatcher: lone });
+        await r.body.dump();
+        loneMs.push(performance.now() - t);
+        expect(r.statusCode).toBe(503);
+        expect(String(r.headers['x-remora-proxy-error'])).toMatch(/^UO /);
+      }
+      await lone.close();
       const outcomes = await outcomesP;
       const shed = outcomes.filter((o) => o.status === 503);
       const timedOut = outcomes.filter((o) => o.status === 504);
@@ -229,8 +241,11 @@ describe('row 17: maxConnections 100, 100 pending, the upstream hangs', () => {
       expect(await gauge('queued')).toBe(0);
       rss.push(vmRssKb(proxy.info.pid));
     }
-    console.log(`row 17: ${timings.join('; ')}; VmRSS after each round ${rss.map((k) => (k / 1024).toFixed(1)).join(' / ')} MB`);
-    expect(await clusterStat(proxy, 'upstream_rq_pending_overflow', 'hang')).toBe(300);
+    loneMs.sort((a, b) => a - b);
+    // Shed on arrival: far below the 2 s the admitted ones wait (the figure is printed; no absolute threshold).
+    expect(loneMs[loneMs.length - 1]!).toBeLessThan(2000 / 10);
+    console.log(`row 17: a lone request while the pool is full: 503 UO in ${loneMs[Math.floor(loneMs.length / 2)]!.toFixed(2)} ms median, ${loneMs[loneMs.length - 1]!.toFixed(2)} ms max (${loneMs.length}); ${timings.join('; ')}; VmRSS after each round ${rss.map((k) => (k / 1024).toFixed(1)).join(' / ')} MB`);
+    expect(await clusterStat(proxy, 'upstream_rq_pending_overflow', 'hang')).toBe(ROUNDS * 110);
     // RSS flat: later rounds keep nothing of earlier ones. Between major GCs the heap grows a few MB a round and
     // then drops back (10 rounds here: 66 → 90 → 60 MB), so the bound is on the growth, not on equality.
     expect(Math.max(...rss) - rss[0]!).toBeLessThanOrEqual(32 * 1024);

@@ -244,6 +244,41 @@ describe('row 6: an upstream that breaks HTTP/1.1', () => {
     for (const x of up.conns) if (!x.closed) x.sock.destroy();
   });
 
+  it('stray bytes in front of the next answer on a reused connection: a GET is re-sent once on a new connection, a POST gets 502 UPE', async () => {
+    // The server answers its first request well and puts leftovers ("hello", e.g. a 204's body sent late) before
+    // the second answer: the pool reads them as the start of the response to the request it just reused the
+    // connection for. A GET (idempotent) gets the keep-alive race's one re-send on a new connection; a POST that was
+    // fully written may have been processed, so it is answered 502 UPE.
+    const leftover: Script = (sock, req) => {
+      if (req.n === 1) good(sock, req);
+      else sock.write(`hello${`HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nnope`}`);
+    };
+    for (const method of ['GET', 'POST'] as const) {
+      await waitFor(() => up.conns.every((c) => c.closed), 5000);
+      const before = up.conns.length;
+      const retried0 = await clusterStat(proxy, 'upstream_rq_reset_reused_retry', 'mis');
+      up.next(leftover);
+      const one = new Agent({ connections: 1, keepAliveTimeout: 10_000 });
+      const first = await call(proxy, one, `/stray-${method}/1`, { host: 'mis' });
+      expect(first.body).toBe(`good /stray-${method}/1`);
+      const second = await call(proxy, one, `/stray-${method}/2`, { host: 'mis' }, method, method === 'POST' ? 'x' : undefined);
+      await one.close();
+      await waitFor(() => up.conns[before]!.closed, 3000);
+      expect(up.conns[before]!.requests).toBe(2); // the second request did go out on the reused connection
+      if (method === 'GET') {
+        expect(second.status).toBe(200);
+        expect(second.body).toBe(`good /stray-${method}/2`); // its own answer, from a new connection
+        expect(up.conns.findIndex((x) => x.bytes.includes(`/stray-${method}/2 `) && x.index > before)).toBeGreaterThan(before);
+        expect(await clusterStat(proxy, 'upstream_rq_reset_reused_retry', 'mis')).toBe(retried0 + 1);
+      } else {
+        expect(second.status).toBe(502);
+        expect(String(second.headers['x-remora-proxy-error'])).toMatch(/^UPE /);
+        expect(up.conns.filter((x) => x.bytes.includes(`/stray-${method}/2 `))).toHaveLength(1); // never sent twice
+      }
+      for (const x of up.conns) if (!x.closed) x.sock.destroy();
+    }
+  });
+
   it('200 to an Upgrade request: relayed as a plain response, no tunnel, nothing after it reaches the upstream, its connection dropped', async () => {
     await waitFor(() => up.conns.every((c) => c.closed), 5000);
     const before = up.conns.length;
