@@ -8,6 +8,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { parse as parseYaml } from 'yaml';
 
 type Obj = { apiVersion?: string; kind?: string; metadata?: Record<string, unknown> & { name?: string; namespace?: string; resourceVersion?: string }; [k: string]: unknown };
 
@@ -53,6 +54,9 @@ export interface RequestLogEntry {
   path: string;
   query: Record<string, string>;
   status: number;
+  /** PATCH only: the request's Content-Type and body as sent. */
+  contentType?: string;
+  body?: string;
 }
 
 function builtinTypes(istioNet: string[], istioSec: string[]): ResourceType[] {
@@ -242,8 +246,12 @@ export class FakeKubeApiServer {
       send(this.failStatus, status(this.failStatus, 'InternalError', 'injected failure'));
       return;
     }
+    if (req.method === 'PATCH') {
+      this.patch(req, url.pathname, query, entry, send);
+      return;
+    }
     if (req.method !== 'GET') {
-      send(405, status(405, 'MethodNotAllowed', 'the fake API server is read-only over HTTP; use apply()'));
+      send(405, status(405, 'MethodNotAllowed', 'the fake API server only reads and patches over HTTP; use apply()'));
       return;
     }
     const discovery = this.discovery(url.pathname);
@@ -304,6 +312,74 @@ export class FakeKubeApiServer {
       return;
     }
     this.startWatch(req, res, entry, type, version, namespace, query);
+  }
+
+  /**
+   * PATCH of one object: server-side apply (`application/apply-patch+yaml`; `fieldManager` required; maps merged,
+   * lists replaced whole as atomic lists — Istio's CRDs declare no list-type, so theirs are; a
+   * `metadata.resourceVersion` in the patch is a precondition, 409 Conflict when stale; a missing object is
+   * created) or JSON merge patch (`application/merge-patch+json`, RFC 7386: null deletes; 404 when missing).
+   * Managed fields are not tracked (no conflicts between field managers).
+   */
+  private patch(req: IncomingMessage, path: string, query: Record<string, string>, entry: RequestLogEntry, send: (status: number, body: unknown) => void): void {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks).toString('utf8');
+      const contentType = String(req.headers['content-type'] ?? '').split(';')[0]!.trim();
+      entry.contentType = contentType;
+      entry.body = body;
+      const route = this.route(path);
+      if (!route || route.name === undefined) {
+        send(404, status(404, 'NotFound', 'the server could not find the requested resource'));
+        return;
+      }
+      const { type, version, namespace, name } = route;
+      const store = this.store.get(typeKeyOf(type))!;
+      const prev = store.get(`${namespace ?? ''}/${name}`);
+      let patch: Obj;
+      try {
+        patch = (contentType === 'application/apply-patch+yaml' ? parseYaml(body) : JSON.parse(body)) as Obj;
+      } catch (err) {
+        send(400, status(400, 'BadRequest', `cannot parse the patch: ${(err as Error).message}`));
+        return;
+      }
+      if (!patch || typeof patch !== 'object' || Array.isArray(patch)) {
+        send(400, status(400, 'BadRequest', 'the patch is not an object'));
+        return;
+      }
+      let next: Obj;
+      if (contentType === 'application/apply-patch+yaml') {
+        if (!query.fieldManager) {
+          send(400, status(400, 'BadRequest', 'PATCH, fieldManager: Required value: is required for apply patch'));
+          return;
+        }
+        if (patch.kind !== type.kind || patch.metadata?.name !== name) {
+          send(400, status(400, 'BadRequest', 'the apply patch must carry the object\'s apiVersion, kind and metadata.name'));
+          return;
+        }
+        const wantRv = patch.metadata?.resourceVersion;
+        if (wantRv !== undefined && wantRv !== prev?.metadata?.resourceVersion) {
+          send(409, status(409, 'Conflict', `Operation cannot be fulfilled on ${type.plural} "${name}": the object has been modified; please apply your changes to the latest version and try again`));
+          return;
+        }
+        const { resourceVersion: _rv, ...meta } = patch.metadata ?? {};
+        next = applyMerge(prev ? structuredClone(prev) : {}, { ...patch, metadata: meta }) as Obj;
+      } else if (contentType === 'application/merge-patch+json') {
+        if (!prev) {
+          send(404, status(404, 'NotFound', `${type.plural} "${name}" not found`));
+          return;
+        }
+        next = mergePatch(structuredClone(prev), patch) as Obj;
+      } else {
+        send(415, status(415, 'UnsupportedMediaType', `the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml`));
+        return;
+      }
+      next.apiVersion = apiVersionOf(type.group, version);
+      next.kind = type.kind;
+      next.metadata = { ...next.metadata, name, ...(namespace !== undefined ? { namespace } : {}) };
+      send(200, this.present(this.apply(next), type, version, true));
+    });
   }
 
   private startWatch(
@@ -467,7 +543,7 @@ export class FakeKubeApiServer {
       groupVersion: apiVersionOf(g, v),
       resources: this.types
         .filter((t) => t.group === g && t.versions.includes(v))
-        .map((t) => ({ name: t.plural, singularName: '', namespaced: t.namespaced, kind: t.kind, verbs: ['get', 'list', 'watch'] })),
+        .map((t) => ({ name: t.plural, singularName: '', namespaced: t.namespaced, kind: t.kind, verbs: ['get', 'list', 'watch', 'patch'] })),
     });
     if (seg[0] === 'api' && seg.length === 1) return { kind: 'APIVersions', versions: ['v1'], serverAddressByClientCIDRs: [] };
     if (seg[0] === 'api' && seg.length === 2 && seg[1] === 'v1') return resourceList('', 'v1');
@@ -484,6 +560,29 @@ export class FakeKubeApiServer {
     }
     return undefined;
   }
+}
+
+/** Server-side apply's merge, without managed fields: maps merge key by key, everything else (lists too) is replaced. */
+function applyMerge(into: unknown, patch: unknown): unknown {
+  if (!isPlainObject(into) || !isPlainObject(patch)) return structuredClone(patch);
+  const out: Record<string, unknown> = { ...into };
+  for (const [k, v] of Object.entries(patch)) out[k] = k in out ? applyMerge(out[k], v) : structuredClone(v);
+  return out;
+}
+
+/** RFC 7386 JSON merge patch. */
+function mergePatch(into: unknown, patch: unknown): unknown {
+  if (!isPlainObject(patch)) return structuredClone(patch);
+  const out: Record<string, unknown> = isPlainObject(into) ? { ...into } : {};
+  for (const [k, v] of Object.entries(patch)) {
+    if (v === null) delete out[k];
+    else out[k] = mergePatch(out[k], v);
+  }
+  return out;
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 function apiVersionOf(group: string, version: string): string {
