@@ -5,8 +5,8 @@
  */
 
 export type SniResult =
-  /** A complete ClientHello: its host name, or '' when it carries no server_name extension. */
-  | { kind: 'sni'; serverName: string }
+  /** A complete ClientHello: its host name ('' without a server_name extension) and the ALPN protocols it offers. */
+  | { kind: 'sni'; serverName: string; alpn?: string[] }
   /** Not a ClientHello, or malformed. */
   | { kind: 'not-tls' }
   /** More bytes are needed. */
@@ -50,7 +50,7 @@ function handshakeBytes(buf: Buffer): Buffer | 'need-more' | 'not-tls' {
   }
 }
 
-/** Read the SNI host name from the start of a connection's bytes. */
+/** Read the SNI host name and the ALPN protocols from the start of a connection's bytes. */
 export function readClientHelloSni(buf: Buffer): SniResult {
   const hs = handshakeBytes(buf);
   if (hs === 'need-more') return buf.length > MAX_CLIENT_HELLO + 5 * 8 ? NOT_TLS : NEED_MORE;
@@ -64,17 +64,19 @@ export function readClientHelloSni(buf: Buffer): SniResult {
   p += 2 + hs.readUInt16BE(p); // cipher_suites
   if (p + 1 > end) return NOT_TLS;
   p += 1 + hs[p]!; // compression_methods
-  if (p === end) return { kind: 'sni', serverName: '' }; // no extensions at all
+  if (p === end) return { kind: 'sni', serverName: '', alpn: [] }; // no extensions at all
   if (p + 2 > end) return NOT_TLS;
   const extEnd = p + 2 + hs.readUInt16BE(p);
   p += 2;
   if (extEnd > end) return NOT_TLS;
+  let serverName = '';
+  const alpn: string[] = [];
   while (p + 4 <= extEnd) {
     const type = hs.readUInt16BE(p);
     const len = hs.readUInt16BE(p + 2);
     p += 4;
     if (p + len > extEnd) return NOT_TLS;
-    if (type === 0) {
+    if (type === 0 && len >= 2) {
       // server_name_list: (name_type 0 = host_name, length, name)+
       let q = p + 2;
       const listEnd = p + 2 + hs.readUInt16BE(p);
@@ -83,12 +85,23 @@ export function readClientHelloSni(buf: Buffer): SniResult {
         const nameLen = hs.readUInt16BE(q + 1);
         q += 3;
         if (q + nameLen > listEnd) return NOT_TLS;
-        if (nameType === 0) return { kind: 'sni', serverName: hs.toString('latin1', q, q + nameLen).toLowerCase() };
+        if (nameType === 0) { serverName = hs.toString('latin1', q, q + nameLen).toLowerCase(); break; }
         q += nameLen;
       }
-      return { kind: 'sni', serverName: '' };
+    } else if (type === 16 && len >= 2) {
+      // application_layer_protocol_negotiation: ProtocolNameList (length, (length8, name)+)
+      const listEnd = p + 2 + hs.readUInt16BE(p);
+      let q = p + 2;
+      if (listEnd > p + len) return NOT_TLS;
+      while (q + 1 <= listEnd) {
+        const n = hs[q]!;
+        q += 1;
+        if (q + n > listEnd) return NOT_TLS;
+        alpn.push(hs.toString('latin1', q, q + n));
+        q += n;
+      }
     }
     p += len;
   }
-  return { kind: 'sni', serverName: '' };
+  return { kind: 'sni', serverName, alpn };
 }

@@ -5,7 +5,7 @@ import tls from 'node:tls';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { readClientHelloSni } from '../../../src/net/tls-sni.js';
 
-function clientHello(servername: string | undefined): Promise<Buffer> {
+function clientHello(servername: string | undefined, ALPNProtocols?: string[]): Promise<Buffer> {
   return new Promise((resolve) => {
     const srv = net.createServer((c) => {
       const chunks: Buffer[] = [];
@@ -15,7 +15,7 @@ function clientHello(servername: string | undefined): Promise<Buffer> {
         if (all.length >= 5 && all.length >= 5 + all.readUInt16BE(3)) { resolve(all); c.destroy(); srv.close(); }
       });
     }).listen(0, '127.0.0.1', () => {
-      const s = tls.connect({ port: (srv.address() as net.AddressInfo).port, host: '127.0.0.1', ...(servername !== undefined ? { servername } : {}), rejectUnauthorized: false });
+      const s = tls.connect({ port: (srv.address() as net.AddressInfo).port, host: '127.0.0.1', ...(servername !== undefined ? { servername } : {}), ...(ALPNProtocols ? { ALPNProtocols } : {}), rejectUnauthorized: false });
       s.on('error', () => {});
     });
   });
@@ -37,14 +37,20 @@ function resplit(hello: Buffer, size: number): Buffer {
 describe('readClientHelloSni', () => {
   let hello: Buffer;
   let noSni: Buffer;
+  let istio: Buffer;
   beforeAll(async () => {
     hello = await clientHello('API.Example.com');
     noSni = await clientHello(undefined); // node sends no SNI when connecting to an IP without servername
+    istio = await clientHello('outbound_.9080_._.reviews.default.svc.cluster.local', ['istio-http/1.1', 'istio']);
   });
 
   it('reads the server name, lowercased, from a whole ClientHello', () => {
-    expect(readClientHelloSni(hello)).toEqual({ kind: 'sni', serverName: 'api.example.com' });
-    expect(readClientHelloSni(noSni)).toEqual({ kind: 'sni', serverName: '' });
+    expect(readClientHelloSni(hello)).toEqual({ kind: 'sni', serverName: 'api.example.com', alpn: [] });
+    expect(readClientHelloSni(noSni)).toEqual({ kind: 'sni', serverName: '', alpn: [] });
+  });
+
+  it('reads the ALPN protocols offered (what tells a sidecar\'s mTLS from an app\'s own TLS)', () => {
+    expect(readClientHelloSni(istio)).toEqual({ kind: 'sni', serverName: 'outbound_.9080_._.reviews.default.svc.cluster.local', alpn: ['istio-http/1.1', 'istio'] });
   });
 
   it('asks for more at every cut, and decides once whole', () => {
@@ -52,7 +58,7 @@ describe('readClientHelloSni', () => {
   });
 
   it('reassembles a ClientHello split over several records', () => {
-    for (const size of [1, 7, 64, 200]) expect(readClientHelloSni(resplit(hello, size))).toEqual({ kind: 'sni', serverName: 'api.example.com' });
+    for (const size of [1, 7, 64, 200]) expect(readClientHelloSni(resplit(hello, size))).toEqual({ kind: 'sni', serverName: 'api.example.com', alpn: [] });
   });
 
   it('says not-tls for other bytes and for a handshake that is not a ClientHello', () => {
