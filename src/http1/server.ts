@@ -554,8 +554,10 @@ class Connection {
     let expectContinue = false;
     let te: string | undefined;
     let hosts = 0;
+    let lookalike = false;
     for (let i = 0; i < raw.length; i += 2) {
       const n = raw[i]!;
+      if (n.length > 12 && n.length < 33 && framingLookalike(n)) lookalike = true;
       if (n.length === 14) {
         if (n.toLowerCase() === 'content-length' && raw[i + 1] !== '0') hasBody = true;
       } else if (n.length === 17) {
@@ -572,10 +574,12 @@ class Connection {
     // Framing and header errors llhttp lets through, decided here before the proxy sees the request (so on every
     // listener), as Envoy's and nginx's codecs do: Transfer-Encoding on HTTP/1.0 (400), any Transfer-Encoding but
     // `chunked` alone (501: `gzip, chunked` is valid HTTP but no upstream may be trusted to decode it the same way),
-    // and more than one Host (400); more than maxHeadersCount header lines (431, Envoy's max_headers_count: node:http
+    // more than one Host (400); a header name that reads as Content-Length or Transfer-Encoding to a lenient parser
+    // (Transfer_Encoding, Content--Length: http-desync-guardian's ambiguous tier; 400 whatever the underscore policy,
+    // since an upstream that folds `_` into `-` would frame the body by it); more than maxHeadersCount header lines (431, Envoy's max_headers_count: node:http
     // would drop the extra ones silently); a version other than 1.x (llhttp takes `HTTP/2.0`; 505, as nginx answers).
     // The answer closes the connection; nothing after it on the connection is served.
-    const reject = raw.length > this.server.maxHeadersCount * 2 ? 431 : major !== 1 ? 505 : te !== undefined ? (minor === 0 ? 400 : te.trim().toLowerCase() !== 'chunked' ? 501 : 0) : hosts > 1 ? 400 : 0;
+    const reject = raw.length > this.server.maxHeadersCount * 2 ? 431 : major !== 1 ? 505 : lookalike ? 400 : te !== undefined ? (minor === 0 ? 400 : te.trim().toLowerCase() !== 'chunked' ? 501 : 0) : hosts > 1 ? 400 : 0;
     if (reject !== 0) {
       const bad = new Http1Request(this.sock, method, url, major === 1 ? minor : 0, raw, false, this);
       this.current = bad;
@@ -761,6 +765,16 @@ class Connection {
 }
 
 function noop(): void { /* socket errors end in 'close', where the connection is cleaned up */ }
+
+/** A name other than Content-Length/Transfer-Encoding whose letters alone spell one of them (any case). */
+function framingLookalike(n: string): boolean {
+  const c = n.charCodeAt(0) | 0x20;
+  if (c !== 0x63 /* c */ && c !== 0x74 /* t */) return false;
+  const l = n.toLowerCase();
+  if (l === 'content-length' || l === 'transfer-encoding') return false;
+  const k = l.replace(/[^a-z]/g, '');
+  return k === 'contentlength' || k === 'transferencoding';
+}
 
 /**
  * How long a connection the proxy has closed its side of (FIN sent, every byte written) may stay half-open, waiting
