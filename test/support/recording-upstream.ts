@@ -91,7 +91,7 @@ export class RecordingUpstream {
         this.requests.push(req);
         const seq = req.headers.find(([k]) => k.toLowerCase() === 'x-seq')?.[1] ?? `${req.method} ${req.target}`;
         const body = `${seq} ${req.sha256}`;
-        sock.write(`HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+        sock.write(`HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${req.method === 'HEAD' ? '' : body}`);
       }
     });
   }
