@@ -9,6 +9,8 @@ import { clusterName } from '../config/compile.js';
 import type { CompiledMatch, CompiledRoute } from '../routing/route.js';
 import type { CompiledStringMatch } from '../routing/string-match.js';
 import { latencyPercentile, type ClusterSummary } from '../telemetry/metrics.js';
+// state.ts imports nothing at run time: the sidecar's bundle does not load the yaml package for it.
+import { ANNOTATION as ROLLOUT_ANNOTATION, HEADER_ROUTE_NAME, badgeOf, parseState, type RolloutBadge } from '../rollout/state.js';
 
 /** Rows beyond these are counted in `omitted…` rather than sent: a mesh of 10k services stays a small page. */
 export const MAX_ROUTES = 300;
@@ -42,6 +44,8 @@ export interface RouteView {
   retries: number;
   requests: number;
   destinations: DestinationView[];
+  /** A `remora rollout` of this route: the state it keeps in the VirtualService's `remora.io/rollout` annotation. */
+  rollout?: RolloutBadge;
 }
 
 export interface EjectedEndpointView {
@@ -129,6 +133,18 @@ export function routesView(snap: Snapshot | undefined, summaries: ReadonlyMap<st
   for (const [name, entry] of snap.hosts) if (entry.vhost && entry.vhost.host === name && !idleDefault(entry)) addHost(name, entry.vhost.routes);
   for (const w of snap.wildcards) if (w.entry.vhost && !idleDefault(w.entry)) addHost(w.entry.vhost.host, w.entry.vhost.routes);
 
+  // Rollouts recorded on VirtualServices (`remora rollout` writes its state there; see docs/rollouts.md).
+  const rollouts = new Map<string, RolloutBadge>();
+  const now = Date.now();
+  for (const res of snap.resources) {
+    const a = res.kind === 'VirtualService' ? res.metadata.annotations?.[ROLLOUT_ANNOTATION] : undefined;
+    if (a === undefined) continue;
+    try {
+      const st = parseState(a);
+      if (st) rollouts.set(`VirtualService/${res.metadata.namespace}/${res.metadata.name}`, badgeOf(st, now));
+    } catch { /* not ours to judge: the dashboard shows no rollout */ }
+  }
+
   const out: RouteView[] = [];
   for (const [routes, hosts] of tables) {
     for (const r of routes) {
@@ -151,10 +167,13 @@ export function routesView(snap: Snapshot | undefined, summaries: ReadonlyMap<st
       }
       const fromVirtualService = r.origin.startsWith('VirtualService/');
       if (!fromVirtualService && requests === 0) continue;
-      out.push({
+      const view: RouteView = {
         hosts: [...hosts].sort(), origin: r.origin, name: r.name, index: r.index, match: describeMatches(r.matches),
         kind: r.action.kind, timeoutMs: r.timeoutMs, retries: r.retry.attempts, requests, destinations,
-      });
+      };
+      const ro = rollouts.get(r.origin);
+      if (ro && r.name !== HEADER_ROUTE_NAME && destinations.some((d) => d.subset === ro.stable || d.subset === ro.canary)) view.rollout = ro;
+      out.push(view);
     }
   }
   // Busiest first, then by config order so a table's routes stay together.
@@ -348,6 +367,14 @@ code, .mono { font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace; 
       var tags = [];
       if (r.timeoutMs) tags.push(el('span', { cls: 'tag', text: 'timeout ' + ms(r.timeoutMs) }));
       if (r.retries) tags.push(el('span', { cls: 'tag', text: 'retries ' + r.retries }));
+      if (r.rollout) {
+        var ro = r.rollout;
+        tags.push(el('div', { cls: 'rollout', 'data-rollout': ro.phase }, [
+          el('span', { cls: 'tag' + (ro.phase === 'RolledBack' || ro.phase === 'Aborted' ? ' red' : ''), text: 'rollout ' + ro.stable + ' → ' + ro.canary + ' · ' + ro.phase + ' · step ' + ro.step + '/' + ro.steps + ' · canary ' + ro.canaryWeight + '%' }),
+          el('div', { cls: 'muted', text: ro.message }),
+          ro.canarySuccessRate === null && ro.stableSuccessRate === null ? null : el('div', { cls: 'muted mono', text: ro.stable + ' ' + pct(ro.stableSuccessRate) + ' p99 ' + ms(ro.stableP99Ms) + ' · ' + ro.canary + ' ' + pct(ro.canarySuccessRate) + ' p99 ' + ms(ro.canaryP99Ms) }),
+        ]));
+      }
       return el('tr', { 'data-route': r.name, 'data-host': r.hosts.join(',') }, [
         el('td', { cls: 'mono', text: r.hosts.join(', ') }),
         el('td', {}, [el('div', { text: r.name }), el('div', { cls: 'muted mono', text: r.origin })].concat(tags)),

@@ -8,6 +8,8 @@ import type { Step } from './plan.js';
 import type { Criteria, SubsetStats } from './analysis.js';
 
 export const ANNOTATION = 'remora.io/rollout';
+/** The `http[]` route the rollout adds in front of its route for `--header-canary` (removed when the rollout ends). */
+export const HEADER_ROUTE_NAME = 'remora-rollout-header-canary';
 /** abort/promote requests from another process (a separate key, so the runner's writes never overwrite them). */
 export const COMMAND_ANNOTATION = 'remora.io/rollout-command';
 

@@ -8,8 +8,9 @@
  */
 import { Document, isMap, isScalar, isSeq, parseAllDocuments, YAMLMap, YAMLSeq, type Node } from 'yaml';
 
-/** The `http[]` route the rollout adds in front of its route for `--header-canary` (removed when the rollout ends). */
-export const HEADER_ROUTE_NAME = 'remora-rollout-header-canary';
+import { HEADER_ROUTE_NAME } from './state.js';
+
+export { HEADER_ROUTE_NAME };
 
 export interface RouteWeights {
   /** Index of the route in `spec.http`. */
