@@ -309,6 +309,7 @@ export class Sidecar {
     this.observeHttp2('outbound', outboundH2);
     const headersTimeoutMs = this.opts.requestHeadersTimeoutMs ?? LISTENER_HTTP.headersTimeoutMs!;
     const outbound = new Http1Server(onOutbound, { ...LISTENER_HTTP, headersTimeoutMs, onConnection: outboundCapture({ ...capture, h2: outboundH2 }, this.capture.outbound) });
+    this.observeHttp1('outbound', outbound);
     await this.listen('outbound', outbound, this.opts.outboundAddress, this.opts.outboundPort);
     if (this.opts.appPorts.length > 0) {
       const inboundH2 = new Http2Listener(onInbound, LISTENER_H2);
@@ -327,6 +328,7 @@ export class Sidecar {
           },
         }, this.capture.inbound),
       });
+      this.observeHttp1('inbound', inbound);
       await this.listen('inbound', inbound, this.opts.inboundAddress, this.opts.inboundPort);
     }
     if (this.opts.serveAdmin !== false) await this.listenAdmin();
@@ -397,6 +399,10 @@ export class Sidecar {
   };
 
   /** The HTTP/2 side of a listener in /stats/prometheus: sessions, and the ones closed for floods or premature resets. */
+  private observeHttp1(listener: string, h1: Http1Server): void {
+    this.metrics.observe('remora_http1_requests_rejected_total', 'counter', 'HTTP/1 requests the listener answered itself for a framing or header error (400, 413, 431, 501, 505; Envoy downstream_cx_protocol_error), the connection closed after.', () => h1.stats.rejected, { listener });
+  }
+
   private observeHttp2(listener: string, h2: Http2Listener): void {
     const st = h2.stats;
     const labels = { listener };
