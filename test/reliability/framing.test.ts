@@ -234,9 +234,13 @@ describe('row 1: framing and header errors → 400/501 + Connection: close, clos
     expect(ms).toBeLessThan(3500);
   });
 
-  it('the proxy process survived every case', async () => {
+  it('the proxy process survived every case, and counted the listener\'s own rejections', async () => {
     expect(proxy.exitCode).toBe(null);
     await warm();
+    const prom = (await proxy.admin('/stats/prometheus')).body;
+    const n = Number(/^remora_http1_requests_rejected_total\{listener="outbound"\} (\d+)$/m.exec(prom)?.[1] ?? -1);
+    // Every row above but "no Host" (answered by the proxy layer, with its x-remora-proxy-error) and the linger case.
+    expect(n).toBeGreaterThanOrEqual(ROW1.length - 1);
   });
 });
 
