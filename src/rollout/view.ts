@@ -21,8 +21,10 @@ const COLOURS: Record<string, string> = { advance: '32', promote: '32;1', hold: 
 export function formatEvent(e: TickEvent, tty = false): string {
   const s = e.state;
   const t = new Date(s.updatedAt).toISOString().slice(11, 19);
-  const parts = [`${t} step ${s.stepIndex + 1}/${s.steps.length}`, weights(s)];
-  const mirror = s.phase === 'Progressing' ? s.steps[s.stepIndex]?.mirrorPercent ?? 0 : 0;
+  // A check is shown at the step it checked (its weights and numbers); the decision says where it goes next.
+  const at = e.check && s.lastCheck ? { stepIndex: s.lastCheck.stepIndex, canaryWeight: s.lastCheck.canaryWeight } : s;
+  const parts = [`${t} step ${at.stepIndex + 1}/${s.steps.length}`, `${s.stable}/${s.canary} ${100 - at.canaryWeight}/${at.canaryWeight}`];
+  const mirror = s.phase === 'Progressing' || e.check ? s.steps[at.stepIndex]?.mirrorPercent ?? 0 : 0;
   if (mirror > 0) parts[1] += ` mirror ${mirror}%`;
   if (e.check) parts.push(subset(s.stable, e.check.stable), subset(s.canary, e.check.canary));
   const word = e.action ?? e.kind;
