@@ -218,6 +218,8 @@ export type ResponseFlag =
 /** One per finished downstream request, handed to metrics, access log and tracing. */
 export interface RequestRecord {
   direction: 'outbound' | 'inbound';
+  /** Inbound over mutual TLS: the verified peer (Istio's source_principal, connection_security_policy mutual_tls). */
+  peer?: { readonly spiffeId: string; readonly namespace: string } | undefined;
   /** Wall clock at start (ms since epoch) and duration (ms, fractional). */
   startTime: number;
   durationMs: number;

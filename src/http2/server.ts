@@ -13,6 +13,7 @@ import type net from 'node:net';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { OriginalDestination } from '../http1/server.js';
+import { peerOf, type PeerIdentity } from '../security/mtls.js';
 
 export type Http2Handler = (req: Http2Request, res: Http2Response) => void;
 
@@ -64,6 +65,8 @@ export class Http2Request {
   get remoteKey(): string { return this.conn.remoteKey; }
   get localKey(): string { return this.conn.localKey; }
   get originalDst(): OriginalDestination | undefined { return this.conn.originalDst; }
+  /** The mTLS peer of the connection (inbound, after PeerAuthentication terminated it). */
+  get peer(): PeerIdentity | undefined { return this.conn.peer; }
 
   /** Discard the rest of the body (the proxy answered without reading it). */
   resume(): void {
@@ -196,7 +199,9 @@ class H2Conn {
   readonly remoteAddress: string;
   readonly remoteKey: string;
   readonly localKey: string;
+  readonly peer: PeerIdentity | undefined;
   constructor(sock: net.Socket, readonly originalDst: OriginalDestination | undefined) {
+    this.peer = peerOf(sock);
     this.remoteAddress = sock.remoteAddress ?? '';
     this.remoteKey = `${this.remoteAddress}:${sock.remotePort ?? 0}`;
     this.localKey = `${sock.localAddress ?? ''}:${sock.localPort ?? 0}`;

@@ -24,6 +24,8 @@ import { resolveCaptured } from './destination.js';
 import { readClientHelloSni } from './tls-sni.js';
 import { lookupHost, clusterName } from '../config/compile.js';
 import { l4Cluster, l4RoutesFor, pickL4Destination, selectL4Route, type L4Self } from '../routing/l4-route.js';
+import { offersIstioAlpn, terminateMtls, type MtlsContext } from '../security/mtls.js';
+import type { MtlsMode } from '../security/peer-authentication.js';
 
 export interface CaptureEnv {
   reader: OriginalDstReader;
@@ -46,6 +48,10 @@ export interface InboundCaptureEnv extends CaptureEnv {
   inboundRuntime(port: number): ClusterRuntime;
   /** NetworkPolicy/AuthorizationPolicy for a connection that is not HTTP: false = refuse it. */
   allowConnection(peerIp: string, port: number): boolean;
+  /** The workload certificate's TLS material; undefined = no certificate, plaintext only (mTLS off). */
+  mtls?(): MtlsContext | undefined;
+  /** PeerAuthentication's mode for an app port (undefined: a connection to the listener itself, the workload's mode). */
+  mtlsMode?(port: number | undefined): MtlsMode;
 }
 
 /** Counters of what capture decided, for /stats. */
@@ -55,7 +61,17 @@ export class CaptureStats {
   tcp = 0;
   sniffTimeouts = 0;
   blackholed = 0;
+  /** Inbound mTLS connections terminated (the peer's certificate verified). */
+  mtls = 0;
+  /** Inbound connections refused by PeerAuthentication: plaintext under STRICT, or a failed mTLS handshake. */
+  mtlsRefused = 0;
 }
+
+/**
+ * Between accepting an inbound connection and serving it: mutual TLS (PeerAuthentication). `next` serves a socket
+ * (the decrypted one, or the original with the bytes already read put back) as before.
+ */
+type Gate = (sock: net.Socket, dst: OriginalDestination | undefined, next: (s: net.Socket) => void) => void;
 
 type Decide = (sock: net.Socket, head: Buffer | undefined, dst: OriginalDestination, how: 'http' | 'h2' | 'tcp', sni: string | undefined) => void;
 
@@ -120,14 +136,19 @@ function serveHttp(sock: net.Socket, server: Http1Server, env: CaptureEnv, dst: 
  * Read where `sock` was going, then call `decide` with what the connection is; HTTP connections not redirected go
  * to `server.serveSocket` directly.
  */
-function accept(sock: net.Socket, server: Http1Server, env: CaptureEnv, stats: CaptureStats, protocolOf: (dst: OriginalDestination) => string | undefined, decide: Decide): void {
+function accept(sock: net.Socket, server: Http1Server, env: CaptureEnv, stats: CaptureStats, protocolOf: (dst: OriginalDestination) => string | undefined, decide: Decide, gate?: Gate): void {
   const r = env.reader.read(sock);
   if (r === undefined) {
     stats.direct++;
-    serveHttp(sock, server, env, undefined);
+    if (gate !== undefined) gate(sock, undefined, (s) => serveHttp(s, server, env, undefined));
+    else serveHttp(sock, server, env, undefined);
     return;
   }
-  const go = (dst: OriginalDestination | undefined): void => {
+  const go = (dst0: OriginalDestination | undefined): void => {
+    if (gate !== undefined) gate(sock, dst0, (s) => route(s, dst0));
+    else route(sock, dst0);
+  };
+  const route = (sock: net.Socket, dst: OriginalDestination | undefined): void => {
     if (sock.destroyed) return;
     if (dst === undefined) {
       stats.direct++;
@@ -261,6 +282,7 @@ export function outboundCapture(env: CaptureEnv, stats: CaptureStats): (sock: ne
 export function inboundCapture(env: InboundCaptureEnv, stats: CaptureStats): (sock: net.Socket, server: Http1Server) => void {
   // The app's ports carry no declared protocol here: sniff, except on server-first ports.
   const protocolOf = (): string | undefined => undefined;
+  const gate = env.mtls === undefined ? undefined : mtlsGate(env, stats);
   return (sock, server) => accept(sock, server, env, stats, protocolOf, (s, head, dst, how) => {
     const rt = env.inboundRuntime(dst.port);
     if (how !== 'tcp') {
@@ -276,5 +298,61 @@ export function inboundCapture(env: InboundCaptureEnv, stats: CaptureStats): (so
       return;
     }
     env.tcp.handle(s, head, rt, dest);
-  });
+  }, gate);
+}
+
+/**
+ * PeerAuthentication at the inbound listener, when the sidecar has a workload certificate: a connection that opens
+ * with a ClientHello offering one of Istio's ALPN values is a sidecar's mTLS — terminated (client certificate from the
+ * trust bundle required) unless the port's mode is DISABLE, and served decrypted with the peer's identity; anything
+ * else is plaintext (or an app's own TLS), refused under STRICT, served as before under PERMISSIVE and DISABLE.
+ * Only the first read waits: a plaintext first byte is decided at once.
+ */
+function mtlsGate(env: InboundCaptureEnv, stats: CaptureStats): Gate {
+  return (sock, dst, next) => {
+    const ctx = env.mtls?.();
+    const mode = env.mtlsMode?.(dst?.port) ?? 'PERMISSIVE';
+    if (ctx === undefined && mode !== 'STRICT') return next(sock);
+    readFirstBytes<{ tls: boolean; istio: boolean }>(
+      sock,
+      // A captured connection may be a server-speaks-first protocol: its silent client is not kept waiting.
+      dst !== undefined ? env.sniffTimeoutMs : env.firstByteTimeoutMs ?? 65_000,
+      (head) => {
+        if (head[0] !== 0x16) return { tls: false, istio: false };
+        const hello = readClientHelloSni(head);
+        if (hello.kind === 'need-more') return undefined;
+        return { tls: hello.kind === 'sni', istio: hello.kind === 'sni' && offersIstioAlpn(hello.alpn) };
+      },
+      (head, what) => {
+        if (what.istio && ctx !== undefined && mode !== 'DISABLE') {
+          void terminateMtls(sock, head, ctx).then((r) => {
+            if (!r.ok) { stats.mtlsRefused++; return; }
+            stats.mtls++;
+            next(r.socket);
+          });
+          return;
+        }
+        if (mode === 'STRICT') {
+          // Envoy: no filter chain matches a plaintext connection on a STRICT port; the connection is closed.
+          stats.mtlsRefused++;
+          sock.resetAndDestroy();
+          return;
+        }
+        handBack(sock, head, next);
+      },
+      (head) => { if (mode === 'STRICT') { stats.mtlsRefused++; sock.destroy(); } else handBack(sock, head, next); },
+      (head) => { if (mode === 'STRICT') { stats.mtlsRefused++; sock.destroy(); } else handBack(sock, head, next); },
+    );
+  };
+}
+
+/**
+ * Serve a socket whose first bytes were read to decide: they are put back (the next reader sees them first), the next
+ * owner attaches its listeners, then the socket flows again (a paused stream does not resume for a new listener).
+ */
+function handBack(sock: net.Socket, head: Buffer | undefined, next: (s: net.Socket) => void): void {
+  sock.pause();
+  if (head !== undefined && head.length > 0) sock.unshift(head);
+  next(sock);
+  if (!sock.destroyed) sock.resume();
 }

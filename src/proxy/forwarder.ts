@@ -22,6 +22,7 @@ import { upstreamIsHttp2 } from '../upstream/policy.js';
 import type { ClusterCounters, Observer } from './observer.js';
 import type { UpstreamHandler, UpstreamPool, UpstreamRequest } from '../upstream/h1-pool.js';
 import type { ClientSpan, ProxyTracing, ServerSpan } from '../telemetry/tracing.js';
+import type { PeerIdentity } from '../security/mtls.js';
 
 export interface ForwardContext {
   clusters: ClusterManager;
@@ -65,6 +66,8 @@ export interface ForwardPlan {
   responseExtra: string[] | undefined;
   flags: string;
   routeName: string | undefined;
+  /** Inbound over mutual TLS: the verified peer, for the request's metrics and access log. */
+  peer?: PeerIdentity | undefined;
 }
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
@@ -793,6 +796,7 @@ class ProxyRecord implements RequestRecord {
   readonly upstreamCluster: string;
   readonly attempts: number;
   readonly routeName: string | undefined;
+  readonly peer: PeerIdentity | undefined;
   readonly downstreamRemoteAddress: string;
   readonly downstreamLocalAddress: string;
   readonly destinationService: string;
@@ -824,6 +828,7 @@ class ProxyRecord implements RequestRecord {
     this.upstreamCluster = def.name;
     this.attempts = ex.attempts;
     this.routeName = p.routeName;
+    this.peer = p.peer;
     this.downstreamRemoteAddress = ex.req.remoteKey;
     this.downstreamLocalAddress = p.local;
     this.destinationService = def.host;

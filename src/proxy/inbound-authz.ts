@@ -8,6 +8,7 @@ import { selectorMatches, type LabelSelector } from '../authz/label-selector.js'
 import { compileNetworkPolicies, type NetworkPolicyEvaluator, type NetworkPolicySpec } from '../authz/network-policy.js';
 import { compileAuthorizationPolicies, DEFAULT_ROOT_NAMESPACE, type AuthzEvaluator } from '../authz/authorization-policy.js';
 import { RequestAuthenticator, type RequestAuth } from '../security/request-authn.js';
+import { mtlsModeForPort, resolvePeerAuthentication, type EffectivePeerAuthn, type MtlsMode } from '../security/peer-authentication.js';
 
 /** Structural subset of a (trimmed) client-node V1Pod, as `KubernetesSource.current().pods` holds them. */
 export interface PodLike {
@@ -41,6 +42,9 @@ export interface AuthzUpdate {
 
 export interface AuthzPeer {
   ip: string;
+  /** The mTLS peer's principal (`td/ns/x/sa/y`) and namespace; the namespace then comes from it, not the pod watch. */
+  principal?: string;
+  namespace?: string;
   /** The app port the request is for (NetworkPolicy `ports`, AuthorizationPolicy `to.operation.ports`). */
   port: number;
 }
@@ -79,6 +83,8 @@ export class InboundAuthorizer {
   private ap: AuthzEvaluator | undefined;
   /** RequestAuthentication (JWT) for this workload; undefined when none applies. */
   authn: RequestAuthenticator | undefined;
+  /** PeerAuthentication resolved for this workload (PERMISSIVE when none applies). */
+  peerAuthn: EffectivePeerAuthn = { mode: 'PERMISSIVE', ports: new Map(), policies: [] };
   private podByIp = new Map<string, { namespace: string; labels: Readonly<Record<string, string>> }>();
   private deniedCount = 0;
   private allowedCount = 0;
@@ -89,6 +95,11 @@ export class InboundAuthorizer {
   policies: string[] = [];
 
   constructor(private readonly opts: InboundAuthzOptions) {}
+
+  /** PeerAuthentication's mTLS mode for an app port (undefined: the workload's mode). */
+  mtlsMode(port: number | undefined): MtlsMode {
+    return port === undefined ? this.peerAuthn.mode : mtlsModeForPort(this.peerAuthn, port);
+  }
 
   /** Whether any policy selects this workload (else check() allows at once). */
   get enabled(): boolean {
@@ -117,6 +128,7 @@ export class InboundAuthorizer {
     const nps: Resource[] = [];
     const aps: Resource[] = [];
     const ras: Resource[] = [];
+    const pas: Resource[] = [];
     for (const r of this.resources) {
       if (r.kind === 'NetworkPolicy' && r.apiVersion === 'networking.k8s.io/v1') {
         if (r.metadata.namespace === namespace && selectsForIngress(r.spec as NetworkPolicySpec, labels)) nps.push(r);
@@ -124,7 +136,15 @@ export class InboundAuthorizer {
         if (r.metadata.namespace === namespace || r.metadata.namespace === root) aps.push(r);
       } else if (r.kind === 'RequestAuthentication' && r.apiVersion.startsWith('security.istio.io/')) {
         if (r.metadata.namespace === namespace || r.metadata.namespace === root) ras.push(r);
+      } else if (r.kind === 'PeerAuthentication' && r.apiVersion.startsWith('security.istio.io/')) {
+        if (r.metadata.namespace === namespace || r.metadata.namespace === root) pas.push(r);
       }
+    }
+    const before = this.peerAuthn;
+    // Resources keep no creationTimestamp here: between two policies of one level the name decides (istiod: the oldest).
+    this.peerAuthn = resolvePeerAuthentication(pas.map((r) => ({ metadata: { name: r.metadata.name, namespace: r.metadata.namespace }, spec: r.spec })), { namespace, labels, rootNamespace: root });
+    if (before.mode !== this.peerAuthn.mode || before.policies.join() !== this.peerAuthn.policies.join()) {
+      this.opts.log?.('info', `PeerAuthentication: mTLS ${this.peerAuthn.mode}`, { policies: this.peerAuthn.policies, ports: Object.fromEntries(this.peerAuthn.ports) });
     }
     // JWT rules are recompiled only when they change: a compiled rule holds its fetched key set (jwksUri cache).
     const raKey = JSON.stringify(ras.map((r) => [r.metadata.namespace, r.metadata.name, r.spec]));
@@ -186,9 +206,11 @@ export class InboundAuthorizer {
     }
     if (this.ap) {
       const headers = req.headers;
+      const ns = peer.namespace ?? pod?.namespace;
       const d = this.ap({
         sourceIp: ip,
-        ...(pod ? { sourceNamespace: pod.namespace } : {}),
+        ...(ns !== undefined ? { sourceNamespace: ns } : {}),
+        ...(peer.principal !== undefined ? { sourcePrincipal: peer.principal } : {}),
         method: req.method,
         path: req.path,
         host: req.host,

@@ -17,6 +17,7 @@ import { localReplyParts } from './grpc.js';
 import { parseTarget, type PathNormalization, type RequestTarget } from '../routing/request-target.js';
 import type { InboundAuthorizer } from './inbound-authz.js';
 import type { AuthnResult } from '../security/request-authn.js';
+import { peerOf, xfcc, type PeerIdentity } from '../security/mtls.js';
 
 export interface InboundEnv extends ForwardContext {
   appPorts: readonly number[];
@@ -30,6 +31,13 @@ export interface InboundEnv extends ForwardContext {
   headersWithUnderscores?: UnderscoreAction;
   /** What the header checks dropped or rejected on this listener. */
   hygiene?: HeaderHygieneStats;
+  /** This sidecar's SPIFFE ID while it has a workload certificate (XFCC's By=). */
+  ownSpiffeId?(): string | undefined;
+}
+
+/** The verified mTLS peer of a request's connection (HTTP/1: its socket; HTTP/2: its session's). */
+function peerOfRequest(req: DownstreamRequest): PeerIdentity | undefined {
+  return 'socket' in req ? peerOf(req.socket) : req.peer;
 }
 
 const noHygieneStats = new HeaderHygieneStats();
@@ -98,9 +106,10 @@ function authorizeAndForward(
   startTime: number, startHr: number, authority: string | undefined, jwt: (AuthnResult & { ok: true }) | undefined,
 ): void {
   const authz = env.authz;
+  const peer = peerOfRequest(req);
   if (authz !== undefined && authz.enabled) {
     const d = authz.check(
-      { ip: req.remoteAddress, port: rt.def.port },
+      { ip: req.remoteAddress, port: rt.def.port, ...(peer !== undefined ? { principal: peer.principal, namespace: peer.namespace } : {}) },
       { method: req.method ?? 'GET', path: target.path, host: authority ?? '', headers: req.headers, ...(jwt?.auth !== undefined ? { requestAuth: jwt.auth } : {}) },
     );
     // Envoy's RBAC filter sets no response flag: the details string names the policy.
@@ -114,6 +123,9 @@ function authorizeAndForward(
   const xff = req.headers['x-forwarded-for'];
   headers.push('x-forwarded-for', xff ? `${xff}, ${remote}` : remote);
   headers.push('x-forwarded-proto', (req.headers['x-forwarded-proto'] as string | undefined) ?? 'http');
+  // Envoy's forward_client_cert_details SANITIZE_SET, as Istio's inbound sets it: the caller's identity for the app
+  // (what a peer sent itself was stripped with the other internal headers).
+  if (peer !== undefined) headers.push('x-forwarded-client-cert', xfcc(env.ownSpiffeId?.() ?? '', peer));
   const path = target.query === '' ? target.path : `${target.path}?${target.query}`;
   const plan: ForwardPlan = {
     direction: 'inbound',
@@ -135,6 +147,7 @@ function authorizeAndForward(
     responseExtra: undefined,
     flags: '-',
     routeName: 'inbound',
+    peer,
   };
   forward(req, res, plan, env);
 }

@@ -22,8 +22,10 @@ export function offersIstioAlpn(alpn: readonly string[] | undefined): boolean {
 export interface PeerIdentity {
   id: SpiffeId;
   spiffeId: string;
-  /** `td/ns/x/sa/y` (AuthorizationPolicy principals, Istio's source_principal label). */
+  /** `td/ns/x/sa/y` (AuthorizationPolicy principals). */
   principal: string;
+  /** The peer's namespace (from its identity). */
+  namespace: string;
   /** SHA-256 of the peer certificate (DER), hex: XFCC's Hash. */
   certHash: string;
 }
@@ -85,7 +87,7 @@ export function terminateMtls(sock: net.Socket, head: Buffer | undefined, ctx: M
       const id = cert === undefined ? undefined : certIdentity(cert);
       if (cert === undefined || id === undefined) return finish({ ok: false, error: 'peer certificate without a SPIFFE identity' });
       if (id.trustDomain !== ctx.own.trustDomain) return finish({ ok: false, error: `peer trust domain ${id.trustDomain} is not ${ctx.own.trustDomain}` });
-      const peer: PeerIdentity = { id, spiffeId: spiffeUri(id), principal: principalOf(id), certHash: createHash('sha256').update(cert.raw).digest('hex') };
+      const peer: PeerIdentity = { id, spiffeId: spiffeUri(id), principal: principalOf(id), namespace: id.namespace, certHash: createHash('sha256').update(cert.raw).digest('hex') };
       peers.set(t, peer);
       finish({ ok: true, socket: t, peer, alpn: typeof t.alpnProtocol === 'string' ? t.alpnProtocol : '' });
     });

@@ -291,6 +291,8 @@ export class Metrics {
   /** Hot-path index: destination service → version → status → flags → grpc status → series. */
   private outbound: SeriesIndex = new Map();
   private inbound: SeriesIndex = new Map();
+  /** Inbound requests over mutual TLS, per peer SPIFFE ID (the string of the connection's identity, reused). */
+  private inboundPeers = new Map<string, SeriesIndex>();
   private readonly clusters = new Map<string, ClusterCounters>();
   /** Dashboard aggregates by upstream cluster name. */
   private readonly summaries = new Map<string, ClusterSummary>();
@@ -366,7 +368,15 @@ export class Metrics {
     const status = rec.status;
     const flags = rec.flags || '-';
     const grpc = grpcStatusOf(rec);
-    const byService = rec.direction === 'inbound' ? this.inbound : this.outbound;
+    const peer = rec.peer;
+    let byService: SeriesIndex;
+    if (rec.direction !== 'inbound') byService = this.outbound;
+    else if (peer === undefined) byService = this.inbound;
+    else {
+      let idx = this.inboundPeers.get(peer.spiffeId);
+      if (idx === undefined) this.inboundPeers.set(peer.spiffeId, (idx = new Map()));
+      byService = idx;
+    }
     const svc = rec.destinationService ?? '';
     let byVersion = byService.get(svc);
     if (byVersion === undefined) byService.set(svc, (byVersion = new Map()));
@@ -382,7 +392,7 @@ export class Metrics {
     const ns = rec.destinationServiceNamespace ?? '';
     if (s !== undefined && s.svcName === name && s.svcNamespace === ns) return s;
     // First request of this label set, or the rare record whose service name/namespace differ for the same FQDN.
-    const full = JSON.stringify([rec.direction, svc, name, ns, ver, status, flags, grpc]);
+    const full = JSON.stringify([rec.direction, svc, name, ns, ver, status, flags, grpc, peer?.spiffeId ?? '']);
     s = this.series.get(full);
     if (s === undefined) {
       s = new RequestSeries(this.renderRequestLabels(rec, status, flags, grpc), name, ns);
@@ -400,12 +410,15 @@ export class Metrics {
       `,destination_service="${svc}",destination_service_name="${svcName}",destination_service_namespace="${svcNs}",` +
       `destination_cluster="${rec.direction === 'inbound' ? this.clusterId : UNKNOWN}",request_protocol="${requestProtocol(rec)}",` +
       `response_code="${status}",grpc_response_status="${escapeLabelValue(grpc)}",response_flags="${escapeLabelValue(flags)}",` +
-      // Outbound plaintext: the source cannot know the server's policy (Istio reports 'unknown'); inbound plaintext is 'none'.
-      `connection_security_policy="${rec.direction === 'inbound' ? 'none' : UNKNOWN}"`;
+      // Outbound plaintext: the source cannot know the server's policy (Istio reports 'unknown'); inbound plaintext is
+      // 'none', inbound over verified mTLS 'mutual_tls'.
+      `connection_security_policy="${rec.direction === 'inbound' ? (rec.peer !== undefined ? 'mutual_tls' : 'none') : UNKNOWN}"`;
     if (rec.direction === 'inbound') {
-      // Without Istio's metadata exchange the peer's identity is unknown.
+      // Without Istio's metadata exchange the peer's workload is unknown; over mTLS its principal and namespace are not.
+      const p = rec.peer;
       return (
-        `reporter="destination",source_workload="unknown",source_workload_namespace="unknown",source_principal="unknown",` +
+        `reporter="destination",source_workload="unknown",` +
+        `source_workload_namespace="${p !== undefined ? escapeLabelValue(p.namespace) : UNKNOWN}",source_principal="${p !== undefined ? escapeLabelValue(p.spiffeId) : UNKNOWN}",` +
         `source_app="unknown",source_version="unknown",source_cluster="unknown",` +
         this.inboundDestination + tail
       );
@@ -488,6 +501,7 @@ export class Metrics {
     this.series.clear();
     this.outbound = new Map();
     this.inbound = new Map();
+    this.inboundPeers = new Map();
     this.summaries.clear();
     for (const c of this.clusters.values()) c.resetCounters();
     for (const fam of this.own.values()) {
