@@ -45,6 +45,8 @@ the metrics
                            (default http://127.0.0.1:15090/stats/prometheus)
   --reporter source        which sidecars' reports count: source (callers), destination (servers) or any
   --window DURATION        Prometheus range of the queries (default: the interval)
+  --canary-app NAME        destination_app of the canary's workload, for a --mirror step (default: the
+                           host's short name); its own sidecar's metrics must be scraped (or in Prometheus)
   --cluster-domain D       for the destination_service FQDN (default cluster.local)
 
 exit codes: 0 promoted, 1 rolled back or aborted, 2 usage or config error, 3 stopped (resume with the same command)
@@ -76,6 +78,7 @@ const OPTIONS = {
   prometheus: { type: 'string' },
   stats: { type: 'string' },
   reporter: { type: 'string' },
+  'canary-app': { type: 'string' },
   'cluster-domain': { type: 'string' },
   reason: { type: 'string' },
   json: { type: 'boolean' },
@@ -191,7 +194,8 @@ export async function main(argv: string[]): Promise<number> {
     // The service's FQDN for destination_service: the route's host as the VirtualService writes it.
     const loaded = await target.read();
     const ref = wrap(() => loaded.editor.findRoute(stable, canary, opts.host));
-    const sel: Selector = { service: serviceFqdn(ref.host, loaded.editor.namespace ?? ns, String(values['cluster-domain'] ?? 'cluster.local')), stable, canary, reporter };
+    const sel: Selector = { service: serviceFqdn(ref.host, loaded.editor.namespace ?? ns, String(values['cluster-domain'] ?? 'cluster.local')), stable, canary, reporter,
+      app: String(values['canary-app'] ?? ref.host.split('.')[0]) };
     const source: MetricSource = values.prometheus !== undefined
       ? new PrometheusSource(String(values.prometheus), sel)
       : new StatsSource(String(values.stats ?? 'http://127.0.0.1:15090/stats/prometheus').split(',').map((s) => s.trim()).filter(Boolean).map(statsUrl), sel);

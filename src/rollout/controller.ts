@@ -155,7 +155,9 @@ export class Rollout {
     if (!resumed) await this.target.writeCommand(undefined).catch(() => {});
 
     for (;;) {
-      await this.source?.begin();
+      // A mirror step's canary gets shadows only: counted from the canary's own sidecar (metrics-source.ts).
+      const mirror = (state.steps[state.stepIndex]?.mirrorPercent ?? 0) > 0;
+      await this.source?.begin({ mirror });
       const cmd = await this.wait(state.intervalMs);
       if (cmd) return this.finishByCommand(cmd);
       if (this.stopped) {
@@ -166,7 +168,7 @@ export class Rollout {
         this.emit({ kind: 'info', state, message: state.message });
         return { phase: 'Progressing', state };
       }
-      const windows = this.source ? await this.source.collect(o.windowMs ?? state.intervalMs) : { stable: { requests: 0, failures: 0, buckets: [] }, canary: { requests: 0, failures: 0, buckets: [] } };
+      const windows = this.source ? await this.source.collect(o.windowMs ?? state.intervalMs, { mirror }) : { stable: { requests: 0, failures: 0, buckets: [] }, canary: { requests: 0, failures: 0, buckets: [] } };
       const check = evaluate(windows.canary, windows.stable, state.criteria);
       const next = state.steps[state.stepIndex + 1];
       const d = decide(check, { stepIndex: state.stepIndex, nextWeight: next?.canaryWeight, failedChecks: state.failedChecks, heldChecks: state.heldChecks }, { threshold: state.threshold, maxHolds: state.maxHolds });

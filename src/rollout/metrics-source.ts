@@ -18,6 +18,17 @@ export interface Selector {
   canary: string;
   /** `reporter` label value; 'any' = both (counts a request once per reporting sidecar). */
   reporter: 'source' | 'destination' | 'any';
+  /**
+   * `destination_app` of the canary's workload (by Istio's convention the service's short name). During a mirror
+   * step the canary's requests are shadows, which the calling sidecar does not report: they are counted from the
+   * canary's own sidecar (reporter="destination", destination_version=canary, destination_app=this).
+   */
+  app: string;
+}
+
+/** Options of one collect(): `mirror` = the step mirrors to a canary that has no weight (see Selector.app). */
+export interface CollectOptions {
+  mirror?: boolean;
 }
 
 export interface Windows {
@@ -28,9 +39,9 @@ export interface Windows {
 export interface MetricSource {
   readonly description: string;
   /** A window starts now (stats mode scrapes its baseline). */
-  begin(): Promise<void>;
+  begin(opts?: CollectOptions): Promise<void>;
   /** The stable and canary windows since begin() (Prometheus: over the last `windowMs`). */
-  collect(windowMs: number): Promise<Windows>;
+  collect(windowMs: number, opts?: CollectOptions): Promise<Windows>;
 }
 
 // === Prometheus text exposition ===
@@ -110,14 +121,22 @@ export function isFailure(code: string | undefined, flags: string | undefined): 
 const REQUESTS = 'istio_requests_total';
 const BUCKET = 'istio_request_duration_milliseconds_bucket';
 
+/** Which subset a sample counts for (undefined = neither): the service and reporter selected, or a mirror step's canary. */
+function subsetOf(l: Record<string, string>, sel: Selector, mirror: boolean): string | undefined {
+  const ver = l.destination_version ?? '';
+  if (mirror && ver === sel.canary) return l.reporter === 'destination' && l.destination_app === sel.app ? ver : undefined;
+  if (ver !== sel.stable && ver !== sel.canary) return undefined;
+  if (l.destination_service !== sel.service) return undefined;
+  if (sel.reporter !== 'any' && l.reporter !== sel.reporter) return undefined;
+  return ver;
+}
+
 /** Add the samples of one scrape to `into`, per `destination_version`, for the selected service and reporter. */
-export function accumulate(samples: readonly Sample[], sel: Selector, into: Map<string, Totals>): void {
+export function accumulate(samples: readonly Sample[], sel: Selector, into: Map<string, Totals>, mirror = false): void {
   for (const s of samples) {
     const l = s.labels;
-    if (l.destination_service !== sel.service) continue;
-    if (sel.reporter !== 'any' && l.reporter !== sel.reporter) continue;
-    const ver = l.destination_version ?? '';
-    if (ver !== sel.stable && ver !== sel.canary) continue;
+    const ver = subsetOf(l, sel, mirror);
+    if (ver === undefined) continue;
     let t = into.get(ver);
     if (!t) into.set(ver, (t = { requests: 0, failures: 0, buckets: new Map() }));
     if (s.name === REQUESTS) {
@@ -162,21 +181,28 @@ export class StatsSource implements MetricSource {
     this.description = `sidecar stats ${urls.join(', ')}`;
   }
 
-  async scrape(): Promise<Map<string, Totals>> {
+  async scrape(mirror = false): Promise<Map<string, Totals>> {
     const into = new Map<string, Totals>();
     for (const u of this.urls) {
       const text = await getText(u, this.timeoutMs);
-      accumulate(parseExposition(text, (n) => n === REQUESTS || n === BUCKET), this.sel, into);
+      accumulate(parseExposition(text, (n) => n === REQUESTS || n === BUCKET), this.sel, into, mirror);
     }
     return into;
   }
 
-  async begin(): Promise<void> {
-    this.base = await this.scrape();
+  private mirror = false;
+
+  /** The baseline of a window; `mirror` as the collect() that ends it. */
+  async begin(opts: CollectOptions = {}): Promise<void> {
+    this.mirror = opts.mirror === true;
+    this.base = await this.scrape(this.mirror);
   }
 
-  async collect(): Promise<Windows> {
-    const end = await this.scrape();
+  async collect(_windowMs: number, opts: CollectOptions = {}): Promise<Windows> {
+    const mirror = opts.mirror === true;
+    // A baseline taken under the other selection does not count: this window starts now.
+    if (mirror !== this.mirror) this.base = undefined;
+    const end = await this.scrape(mirror);
     const base = this.base;
     this.base = end; // the next window starts here unless begin() is called again
     return { stable: delta(base?.get(this.sel.stable), end.get(this.sel.stable)), canary: delta(base?.get(this.sel.canary), end.get(this.sel.canary)) };
@@ -186,18 +212,25 @@ export class StatsSource implements MetricSource {
 const promString = (s: string): string => `"${s.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
 const promRegexLiteral = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
-/** The PromQL the Prometheus source sends, for a window of `seconds` (exported for the docs and tests). */
-export function promQueries(sel: Selector, seconds: number): { requests: string; failures5xx: string; failuresFlagged: string; buckets: string } {
-  const versions = `${promRegexLiteral(sel.stable)}|${promRegexLiteral(sel.canary)}`;
-  const base = [`destination_service=${promString(sel.service)}`, `destination_version=~${promString(versions)}`];
-  if (sel.reporter !== 'any') base.unshift(`reporter=${promString(sel.reporter)}`);
+/**
+ * The PromQL the Prometheus source sends, for a window of `seconds` (exported for the docs and tests). In a mirror
+ * step the canary's series come from its own sidecar (see Selector.app), joined with `or`.
+ */
+export function promQueries(sel: Selector, seconds: number, mirror = false): { requests: string; failures5xx: string; failuresFlagged: string; buckets: string } {
   const w = `[${Math.max(1, Math.round(seconds))}s]`;
-  const sel1 = (extra: string[]): string => `{${[...base, ...extra].join(',')}}`;
+  const selectors: string[][] = [];
+  const versions = mirror ? promRegexLiteral(sel.stable) : `${promRegexLiteral(sel.stable)}|${promRegexLiteral(sel.canary)}`;
+  const main = [`destination_service=${promString(sel.service)}`, `destination_version=~${promString(versions)}`];
+  if (sel.reporter !== 'any') main.unshift(`reporter=${promString(sel.reporter)}`);
+  selectors.push(main);
+  if (mirror) selectors.push(['reporter="destination"', `destination_app=${promString(sel.app)}`, `destination_version=${promString(sel.canary)}`]);
+  const q = (by: string, metric: string, extra: string[]): string =>
+    selectors.map((base) => `sum by (${by}) (increase(${metric}{${[...base, ...extra].join(',')}}${w}))`).join(' or ');
   return {
-    requests: `sum by (destination_version) (increase(${REQUESTS}${sel1([])}${w}))`,
-    failures5xx: `sum by (destination_version) (increase(${REQUESTS}${sel1(['response_code=~"5..|0"'])}${w}))`,
-    failuresFlagged: `sum by (destination_version) (increase(${REQUESTS}${sel1(['response_code!~"5..|0"', 'response_flags!~"-|"'])}${w}))`,
-    buckets: `sum by (destination_version, le) (increase(${BUCKET}${sel1([])}${w}))`,
+    requests: q('destination_version', REQUESTS, []),
+    failures5xx: q('destination_version', REQUESTS, ['response_code=~"5..|0"']),
+    failuresFlagged: q('destination_version', REQUESTS, ['response_code!~"5..|0"', 'response_flags!~"-|"']),
+    buckets: q('destination_version, le', BUCKET, []),
   };
 }
 
@@ -223,8 +256,8 @@ export class PrometheusSource implements MetricSource {
 
   async begin(): Promise<void> { /* Prometheus keeps the history */ }
 
-  async collect(windowMs: number): Promise<Windows> {
-    const q = promQueries(this.sel, windowMs / 1000);
+  async collect(windowMs: number, opts: CollectOptions = {}): Promise<Windows> {
+    const q = promQueries(this.sel, windowMs / 1000, opts.mirror === true);
     const [req, f5, ff, b] = await Promise.all([this.query(q.requests), this.query(q.failures5xx), this.query(q.failuresFlagged), this.query(q.buckets)]);
     const win = (ver: string): Window => {
       const pick = (rows: typeof req): number => rows.filter((r) => r.metric.destination_version === ver).reduce((a, r) => a + (Number.isFinite(r.value) ? r.value : 0), 0);

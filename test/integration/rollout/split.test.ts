@@ -50,7 +50,7 @@ describe.skipIf(!existsSync(CLI))('weights → observed split', () => {
     const vsFile = join(proxy.dir, 'reviews-vs.yaml');
     const pool = new Pool(proxy.url(), { connections: 16, keepAliveTimeout: 30_000 });
     cleanups.push(() => pool.close());
-    const stats = new StatsSource([`http://127.0.0.1:${proxy.info.stats}/stats/prometheus`], { service: 'reviews.default.svc.cluster.local', stable: 'v1', canary: 'v2', reporter: 'source' });
+    const stats = new StatsSource([`http://127.0.0.1:${proxy.info.stats}/stats/prometheus`], { service: 'reviews.default.svc.cluster.local', stable: 'v1', canary: 'v2', reporter: 'source', app: 'reviews' });
     const report: string[] = [];
     for (const weight of [10, 30, 50]) {
       const f = new VsFile(readFileSync(vsFile, 'utf8'));
@@ -64,7 +64,7 @@ describe.skipIf(!existsSync(CLI))('weights → observed split', () => {
       const a1 = v1.served;
       const a2 = v2.served;
       const r = await send(pool, N, 32);
-      const w = await stats.collect();
+      const w = await stats.collect(0);
       expect(r.errors).toEqual([]);
       expect(r.v1 + r.v2).toBe(N);
       // The sidecar's own metrics, read the way the rollout reads them, count every request once.

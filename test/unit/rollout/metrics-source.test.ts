@@ -5,7 +5,7 @@ import { accumulate, delta, isFailure, parseExposition, promQueries, serviceFqdn
 import { histogramQuantile } from '../../../src/rollout/analysis.js';
 import { record } from '../telemetry/records.js';
 
-const SEL: Selector = { service: 'reviews.default.svc.cluster.local', stable: 'v1', canary: 'v2', reporter: 'source' };
+const SEL: Selector = { service: 'reviews.default.svc.cluster.local', stable: 'v1', canary: 'v2', reporter: 'source', app: 'reviews' };
 
 function scrape(m: Metrics): Map<string, Totals> {
   const into = new Map<string, Totals>();
@@ -40,6 +40,27 @@ describe('stats source arithmetic on a real exposition', () => {
     expect(delta(undefined, undefined)).toEqual({ requests: 0, failures: 0, buckets: [] });
   });
 
+  it('a mirror step counts the canary from its own sidecar (reporter=destination, destination_app, destination_version)', () => {
+    // The canary's sidecar: workload reviews-v2, app reviews, version v2; shadows arrive on its inbound side.
+    const canarySidecar = new Metrics({ sourceWorkload: 'reviews-v2', sourceNamespace: 'default', sourceApp: 'reviews', sourceVersion: 'v2' });
+    for (let i = 0; i < 40; i++) canarySidecar.recordRequest(record({ direction: 'inbound', destinationService: '127.0.0.1', durationMs: 2 }));
+    canarySidecar.recordRequest(record({ direction: 'inbound', destinationService: '127.0.0.1', status: 503, flags: 'UF' }));
+    const caller = new Metrics({ sourceWorkload: 'productpage-v1', sourceNamespace: 'default', sourceApp: 'productpage', sourceVersion: 'v1' });
+    for (let i = 0; i < 100; i++) caller.recordRequest(record({ durationMs: 3 }));
+    const into = new Map<string, Totals>();
+    for (const m of [canarySidecar, caller]) accumulate(parseExposition(m.render({ clusters: [] })), SEL, into, true);
+    expect(into.get('v1')).toMatchObject({ requests: 100, failures: 0 });
+    expect(into.get('v2')).toMatchObject({ requests: 41, failures: 1 });
+    // Outside a mirror step the same scrapes count no canary request (its reports are reporter=destination).
+    const plain = new Map<string, Totals>();
+    for (const m of [canarySidecar, caller]) accumulate(parseExposition(m.render({ clusters: [] })), SEL, plain);
+    expect(plain.has('v2')).toBe(false);
+    // Another app's v2 is not the canary.
+    const other = new Map<string, Totals>();
+    accumulate(parseExposition(canarySidecar.render({ clusters: [] })), { ...SEL, app: 'ratings' }, other, true);
+    expect(other.has('v2')).toBe(false);
+  });
+
   it('a counter that went down (restart, /reset_counters) counts from zero', () => {
     const before: Totals = { requests: 500, failures: 5, buckets: new Map([[5, 400], [Infinity, 500]]) };
     const after: Totals = { requests: 20, failures: 1, buckets: new Map([[5, 20], [Infinity, 20]]) };
@@ -70,6 +91,11 @@ describe('PromQL', () => {
     expect(q.failuresFlagged).toContain('response_code!~"5..|0",response_flags!~"-|"');
     expect(q.buckets).toBe('sum by (destination_version, le) (increase(istio_request_duration_milliseconds_bucket{reporter="source",destination_service="reviews.default.svc.cluster.local",destination_version=~"v1|v2"}[60s]))');
     expect(promQueries({ ...SEL, reporter: 'any', canary: 'v2.beta' }, 0.4).requests).toContain('{destination_service="reviews.default.svc.cluster.local",destination_version=~"v1|v2\\\\.beta"}[1s]');
+  });
+  it('a mirror step joins the canary from its own sidecar with or', () => {
+    const q = promQueries(SEL, 30, true);
+    expect(q.requests).toBe('sum by (destination_version) (increase(istio_requests_total{reporter="source",destination_service="reviews.default.svc.cluster.local",destination_version=~"v1"}[30s]))' +
+      ' or sum by (destination_version) (increase(istio_requests_total{reporter="destination",destination_app="reviews",destination_version="v2"}[30s]))');
   });
   it('serviceFqdn follows the short-name rule', () => {
     expect(serviceFqdn('reviews', 'prod')).toBe('reviews.prod.svc.cluster.local');
