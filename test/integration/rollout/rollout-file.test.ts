@@ -111,6 +111,30 @@ describe.skipIf(!existsSync(CLI))('remora rollout, file mode, sidecar stats', ()
     expect(routeOf(vsFile).route).toEqual([['v1', 100]]);
   }, 60_000);
 
+  it('the state survives a restart: SIGTERM leaves the weights and releases the lock (exit 3), the same command resumes and promotes', async () => {
+    const { load, vsFile, stats } = await setup(100);
+    const args = [...COMMON, '--config', vsFile, '--stats', stats, '--steps', '10,100', '--interval', '2s', '--min-requests', '5'];
+    const first = track(rollout(args));
+    await first.waitForLine(/start:/, 10_000);
+    first.child.kill('SIGTERM');
+    expect(await first.exit(10_000), `${first.stdout}\n${first.stderr}`).toBe(3);
+    expect(first.line(/info: stopped \(SIGTERM\) at step 1\/2; run the same command again to resume/), first.stdout).toBeDefined();
+    const mid = routeOf(vsFile);
+    expect(mid.route).toEqual([['v1', 90], ['v2', 10]]);
+    expect(mid.state).toMatchObject({ phase: 'Progressing', stepIndex: 0, lock: null });
+    const status = track(rollout(['status', '--vs', 'reviews', '--config', vsFile]));
+    expect(await status.exit(10_000)).toBe(0);
+    expect(status.stdout).toMatch(/no runner: run the same `remora rollout` command to resume/);
+    const second = track(rollout(args));
+    expect(await second.exit(20_000), `${second.stdout}\n${second.stderr}`).toBe(0);
+    expect(second.line(/step 1\/2 \| v1\/v2 90\/10 \| resume: resumed at step 1\/2 \(the previous runner stopped\)/), second.stdout).toBeDefined();
+    const f = routeOf(vsFile);
+    expect(f.route).toEqual([['v2', 100]]);
+    expect(f.state!.history.map((h) => h.action)).toEqual(['start', 'resume', 'promote']);
+    await load.stop();
+    expect(load.errors()).toEqual([]);
+  }, 60_000);
+
   it('status, a refused second rollout, abort from another process, and --help', async () => {
     const { load, vsFile, stats } = await setup(100);
     const p = track(rollout([...COMMON, '--config', vsFile, '--stats', stats, '--steps', '10,100', '--interval', '30s', '--min-requests', '5']));
