@@ -5,8 +5,8 @@
  */
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
-import { decide, evaluate, type CheckResult, type Criteria } from './analysis.js';
-import type { MetricSource } from './metrics-source.js';
+import { decide, evaluate, type CheckResult, type Criteria, type Window } from './analysis.js';
+import type { MetricSource, Windows } from './metrics-source.js';
 import type { Step } from './plan.js';
 import { lockStatus, lockTtl, pushHistory, type Command, type Phase, type RolloutState } from './state.js';
 import { ConflictError, type Loaded, type Target } from './target.js';
@@ -106,6 +106,11 @@ export class Rollout {
         return next;
       } catch (err) {
         if (err instanceof ConflictError && attempt < 5) continue;
+        // A transient failure (API server or file system) gets a few more tries, a second apart.
+        if (!(err instanceof ConflictError) && attempt < 3) {
+          await this.clock.sleep(1000);
+          continue;
+        }
         throw err;
       }
     }
@@ -168,8 +173,17 @@ export class Rollout {
         this.emit({ kind: 'info', state, message: state.message });
         return { phase: 'Progressing', state };
       }
-      const windows = this.source ? await this.source.collect(o.windowMs ?? state.intervalMs, { mirror }) : { stable: { requests: 0, failures: 0, buckets: [] }, canary: { requests: 0, failures: 0, buckets: [] } };
-      const check = evaluate(windows.canary, windows.stable, state.criteria);
+      const empty: Window = { requests: 0, failures: 0, buckets: [] };
+      let windows: Windows = { stable: empty, canary: empty };
+      let unavailable: string | undefined;
+      try {
+        if (this.source) windows = await this.source.collect(o.windowMs ?? state.intervalMs, { mirror });
+      } catch (err) {
+        unavailable = `metrics unavailable (${(err as Error).message.slice(0, 200)})`;
+      }
+      let check = evaluate(windows.canary, windows.stable, state.criteria);
+      // No numbers is no evidence either way: the step holds, as with too little traffic, and never promotes.
+      if (unavailable !== undefined) check = { ...check, verdict: 'insufficient', reasons: [unavailable] };
       const next = state.steps[state.stepIndex + 1];
       const d = decide(check, { stepIndex: state.stepIndex, nextWeight: next?.canaryWeight, failedChecks: state.failedChecks, heldChecks: state.heldChecks }, { threshold: state.threshold, maxHolds: state.maxHolds });
       state = await this.mutate((l, s) => {

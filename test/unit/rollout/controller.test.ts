@@ -159,6 +159,21 @@ describe('Rollout', () => {
     expect((await r.run(OPTS)).phase).toBe('Promoted');
   });
 
+  it('metrics that cannot be read hold the step (never promote); transient write failures are retried', async () => {
+    const t = new MemTarget();
+    let failWrites = 2;
+    const write = t.write.bind(t);
+    t.write = async (l, st) => {
+      if (st.lastCheck && failWrites-- > 0) throw new Error('apiserver: 503');
+      return write(l, st);
+    };
+    const source: MetricSource = { description: 'down', begin: async () => {}, collect: async () => { throw new Error('connect ECONNREFUSED 127.0.0.1:9090'); } };
+    const res = await new Rollout(t, source, new FakeClock(), () => {}, 'me').run({ ...OPTS, maxHolds: 2 });
+    expect(res.phase).toBe('RolledBack');
+    expect(res.state.message).toMatch(/not promoted: metrics unavailable \(connect ECONNREFUSED 127\.0\.0\.1:9090\) in 2 consecutive checks/);
+    expect(t.weights()).toEqual([['v1', 100]]);
+  });
+
   it('refuses to start when the canary already has everything, or with other subsets in flight', async () => {
     const t = new MemTarget();
     t.obj.spec.http[0].route = [{ destination: { host: 'reviews', subset: 'v2' }, weight: 100 }];
