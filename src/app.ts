@@ -88,6 +88,8 @@ export interface RunOptions {
   headersWithUnderscores?: UnderscoreAction;
   /** `--request-headers-timeout`: a request head must be complete this long after its first byte, else 408 (ms; default 30 s). */
   requestHeadersTimeoutMs?: number;
+  /** `--max-connections`: open downstream connections per proxy listener; past it new ones are closed at accept (0/unset = no limit). */
+  maxConnections?: number;
 }
 
 export const VERSION = '0.1.0';
@@ -427,8 +429,24 @@ export class Sidecar {
       server.listen(port, address, () => { server.off('error', reject); resolve(); });
     });
     server.on('error', (err) => this.logger.log('error', `${name} listener: ${err.message}`));
+    if (server instanceof Http1Server && (name === 'outbound' || name === 'inbound')) this.limitConnections(name, server);
     const a = server.address() as AddressInfo;
     this.servers.push({ name, server, address, port: a.port });
+  }
+
+  /**
+   * --max-connections: node's net.Server closes a connection accepted past `maxConnections` at once ('drop'), as
+   * Envoy's listener connection limit does, so a flood stops short of the fd limit and admin, upstream connects and
+   * config reads keep their descriptors. Past the fd limit itself (EMFILE) libuv accepts and closes the waiting
+   * connections with its reserve descriptor and accepting resumes by itself once fds are free (measured in
+   * test/reliability/fd-exhaustion.test.ts).
+   */
+  private limitConnections(name: string, server: Http1Server): void {
+    const st = { overflow: 0 };
+    const max = this.opts.maxConnections ?? 0;
+    if (max > 0) server.maxConnections = max;
+    server.on('drop', () => { st.overflow++; });
+    this.metrics.observe('remora_listener_connections_overflow_total', 'counter', 'Connections closed at accept because the listener had --max-connections open (Envoy downstream_cx_overflow).', () => st.overflow, { listener: name });
   }
 
   port(name: string): number {

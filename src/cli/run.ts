@@ -44,6 +44,7 @@ const OPTIONS: OptionSpec = {
   'path-normalization': { type: 'string' },
   'headers-with-underscores': { type: 'string' },
   'request-headers-timeout': { type: 'string' },
+  'max-connections': { type: 'string' },
   workload: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 };
@@ -86,6 +87,10 @@ const HELP = `usage: remora run --config PATH [PATH…] [options]
                                  with "_" (Envoy headers_with_underscores_action; reject = 400 + close)
       --request-headers-timeout D  a request head must be complete this long after its first byte, else
                                  408 + close (slowloris; Envoy request_headers_timeout); default 30s
+      --max-connections N        open downstream connections per proxy listener (outbound, inbound; per worker
+                                 with --concurrency); past it new ones are closed at accept and counted, which
+                                 keeps file descriptors for upstreams, admin and config under a flood (Envoy
+                                 max_active_downstream_connections); default 0 = no limit, as Istio
       --log-level L              debug | info | warn | error (default info)
 Every flag can also be set as REMORA_<FLAG>, e.g. REMORA_OUTBOUND_PORT=15001.
 `;
@@ -169,6 +174,9 @@ export function runOptionsFrom(argv: string[], env: NodeJS.ProcessEnv = process.
   const conc = Number(v.concurrency ?? 1);
   if (!Number.isInteger(conc) || conc < 0) throw new Error('--concurrency must be a whole number ≥ 0 (0 = one worker per CPU)');
   opts.concurrency = conc === 0 ? availableParallelism() : conc;
+  const maxConns = Number(v['max-connections'] ?? 0);
+  if (!Number.isInteger(maxConns) || maxConns < 0) throw new Error('--max-connections must be a whole number ≥ 0 (0 = no limit)');
+  if (maxConns > 0) opts.maxConnections = maxConns;
   return opts;
 }
 

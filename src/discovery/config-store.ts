@@ -56,6 +56,10 @@ export class ConfigStore extends EventEmitter {
   private reloading: Promise<boolean> | undefined;
   private again = false;
   private loggedWarnings = new Set<string>();
+  /** File reads that failed for lack of descriptors or memory (EMFILE, ENFILE, ENOMEM), retried, never a rejection. */
+  transientReadFailures = 0;
+  private transientSince = 0;
+  private retryTimer: NodeJS.Timeout | undefined;
 
   constructor(readonly opts: StoreOptions) {
     super();
@@ -79,7 +83,13 @@ export class ConfigStore extends EventEmitter {
     const t0 = performance.now();
     const loaded = await loadConfig(this.opts.paths, this.opts.namespace);
     const readMs = performance.now() - t0;
-    if (loaded.errors.length > 0) return this.reject(loaded.errors);
+    if (loaded.errors.length > 0) {
+      // Out of file descriptors or memory (a connection flood past ulimit -n) says nothing about the configuration:
+      // not a rejection (no failure counted, no error logged per attempt); the files are read again a second later.
+      if (this.current !== undefined && loaded.errors.every((e) => TRANSIENT_READ.test(e.message))) return this.retryLater(loaded.errors);
+      return this.reject(loaded.errors);
+    }
+    this.transientSince = 0;
     const digest = loaded.digest;
     if (!force && digest === this.fileDigest && this.current) return true;
     const prevResources = this.fileResources;
@@ -187,6 +197,19 @@ export class ConfigStore extends EventEmitter {
     return h.digest('hex').slice(0, 16);
   }
 
+  private retryLater(errors: ConfigError[]): false {
+    this.transientReadFailures++;
+    if (this.transientSince === 0) {
+      this.transientSince = Date.now();
+      this.opts.log('warn', `cannot read the configuration now (${errors.map(formatError).join('; ')}); keeping version ${this.current?.version}, retrying every second`);
+    }
+    if (this.retryTimer === undefined && !this.stopped) {
+      this.retryTimer = setTimeout(() => { this.retryTimer = undefined; if (!this.stopped) void this.reloadFiles(); }, 1000);
+      this.retryTimer.unref();
+    }
+    return false;
+  }
+
   private reject(errors: ConfigError[]): false {
     this.reloadFailures++;
     const lines = errors.map(formatError);
@@ -244,5 +267,9 @@ export class ConfigStore extends EventEmitter {
   stop(): void {
     this.stopped = true;
     if (this.dnsTimer) clearTimeout(this.dnsTimer);
+    if (this.retryTimer) clearTimeout(this.retryTimer);
   }
 }
+
+/** load.ts's messages for a read that failed for want of resources rather than because of the files. */
+const TRANSIENT_READ = /^cannot (read|list): (EMFILE|ENFILE|ENOMEM)$/;
