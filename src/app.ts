@@ -32,7 +32,9 @@ import { createOriginalDstReader, type OriginalDstReader } from './net/original-
 import { DEFAULT_TUNNEL_IDLE_TIMEOUT_MS, Tunnels } from './proxy/tunnel.js';
 import { HeaderHygieneStats, type UnderscoreAction } from './proxy/headers.js';
 import type { PathNormalization } from './routing/request-target.js';
-import type { ClusterRuntime, ClusterView, RequestRecord } from './model.js';
+import type { ClusterDef, ClusterRuntime, ClusterView, Endpoint, RequestRecord } from './model.js';
+import { WorkloadCertStore, type WorkloadCert } from './security/workload-cert.js';
+import { MtlsContext } from './security/mtls.js';
 
 
 /** A listener: node:http for admin/stats/health, Http1Server for the data plane. */
@@ -90,6 +92,8 @@ export interface RunOptions {
   requestHeadersTimeoutMs?: number;
   /** `--max-connections`: open downstream connections per proxy listener; past it new ones are closed at accept (0/unset = no limit). */
   maxConnections?: number;
+  /** `--cert-dir`: the workload certificate (cert-manager's tls.crt/tls.key/ca.crt or Istio's layout); mTLS on when set. */
+  certDir?: string;
 }
 
 export const VERSION = '0.1.0';
@@ -115,6 +119,9 @@ export class Sidecar {
   private inboundEnv: InboundEnv;
   /** NetworkPolicy + AuthorizationPolicy at the inbound listener (off until a policy selects this workload). */
   readonly authz: InboundAuthorizer;
+  /** The workload certificate (`--cert-dir`), hot-rotated; its TLS material for new mTLS connections. */
+  private certs: WorkloadCertStore | undefined;
+  private mtlsCtx: MtlsContext | undefined;
   private listening = false;
   draining = false;
   healthFail = false;
@@ -207,7 +214,9 @@ export class Sidecar {
       identity: { workload: opts.workloadName, namespace: opts.namespace, clusterId: 'Kubernetes', app: app ?? '', version: version ?? '' },
       now,
       ...(accessLog !== undefined ? { accessLog: (rec: RequestRecord) => accessLog.log(rec) } : {}),
+      ...(opts.certDir !== undefined ? { connector: (def: ClusterDef, ep: Endpoint) => this.clusters.tcpConnector(def, ep) } : {}),
     });
+    if (opts.certDir !== undefined) this.setupCertificates(opts.certDir);
     for (const [dir, st] of Object.entries(this.capture)) {
       const labels = { listener: dir };
       const help = 'Connections accepted by a proxy listener, by what transparent capture made of them (direct: addressed to the listener; http, tcp: redirected, by protocol).';
@@ -220,6 +229,7 @@ export class Sidecar {
     this.store.on('rejected', () => this.metrics.configReloadFailures.inc());
     this.store.on('update', (snap) => {
       this.authz.update({ resources: snap.resources });
+      this.warnUnenforcedMtls();
       this.clusters.onSnapshot(snap);
       this.metrics.configReloads.inc();
       this.metrics.setConfigInfo(String(snap.version), snap.hash);
@@ -324,6 +334,7 @@ export class Sidecar {
           ...capture,
           h2: inboundH2,
           inboundRuntime: (port) => this.inboundRuntime(port),
+          ...(this.certs !== undefined ? { mtls: () => (this.certs!.valid ? this.mtlsCtx : undefined), mtlsMode: (port: number | undefined) => this.authz.mtlsMode(port) } : {}),
           allowConnection: (ip, port) => {
             const a = this.authz;
             return !a.enabled || a.check({ ip, port }, { method: '', path: '', host: '', headers: {} }).allowed;
@@ -400,6 +411,44 @@ export class Sidecar {
     if (this.active === 0 && this.drainWaiters.length > 0) for (const w of this.drainWaiters.splice(0)) w();
   };
 
+  private mtlsWarned = '';
+  /** A STRICT PeerAuthentication applies but the sidecar has no certificate (no --cert-dir): it cannot be enforced. */
+  private warnUnenforcedMtls(): void {
+    if (this.certs !== undefined) return;
+    const pa = this.authz.peerAuthn;
+    const strict = pa.mode === 'STRICT' || [...pa.ports.values()].includes('STRICT');
+    const key = strict ? pa.policies.join(',') : '';
+    if (key === this.mtlsWarned) return;
+    this.mtlsWarned = key;
+    if (strict) this.logger.log('warn', 'PeerAuthentication STRICT applies to this workload but remora run has no --cert-dir: mutual TLS is not enforced (plaintext is accepted)', { policies: pa.policies });
+  }
+
+  /**
+   * `--cert-dir`: load the workload certificate now and follow its rotations. New mTLS connections (both ways) use the
+   * newest valid one; open connections keep theirs. Without a valid certificate the sidecar is not ready.
+   */
+  private setupCertificates(dir: string): void {
+    const store = new WorkloadCertStore(dir);
+    this.certs = store;
+    store.on('rotated', (c: WorkloadCert) => {
+      this.mtlsCtx = new MtlsContext(c);
+      this.logger.log('info', 'workload certificate loaded', { identity: c.spiffeId, notAfter: c.notAfter.toISOString(), serial: c.serialNumber });
+    });
+    store.on('rejected', (err: string) => this.logger.log('warn', `workload certificate not taken: ${err}`));
+    store.on('expired', () => this.logger.log('error', 'workload certificate expired: mTLS connections fail until a new one is written'));
+    this.clusters.mtls = () => (store.valid ? this.mtlsCtx : undefined);
+    this.inboundEnv.ownSpiffeId = () => this.mtlsCtx?.ownUri;
+    this.metrics.observe('remora_workload_cert_expiry_timestamp_seconds', 'gauge', 'When the workload certificate in use expires (Unix time, seconds); 0 without one.', () => (store.current ? store.current.notAfter.getTime() / 1000 : 0));
+    this.metrics.observe('remora_workload_cert_rotations_total', 'counter', 'Workload certificates taken after the first (rotations).', () => store.rotations);
+    this.metrics.observe('remora_workload_cert_load_failures_total', 'counter', 'Changed certificate files that were not taken (incomplete, invalid, expired, another CA); the last good certificate stayed.', () => store.failures);
+    for (const [listener, st] of Object.entries(this.capture)) {
+      if (listener !== 'inbound') continue;
+      this.metrics.observe('remora_inbound_mtls_connections_total', 'counter', 'Inbound connections terminated as mutual TLS (the peer certificate verified).', () => st.mtls);
+      this.metrics.observe('remora_inbound_mtls_refused_total', 'counter', 'Inbound connections refused by PeerAuthentication: plaintext on a STRICT port, or a failed mTLS handshake.', () => st.mtlsRefused);
+    }
+    store.start();
+  }
+
   /** The HTTP/2 side of a listener in /stats/prometheus: sessions, and the ones closed for floods or premature resets. */
   private observeHttp1(listener: string, h1: Http1Server): void {
     this.metrics.observe('remora_http1_requests_rejected_total', 'counter', 'HTTP/1 requests the listener answered itself for a framing or header error (400, 413, 431, 501, 505; Envoy downstream_cx_protocol_error), the connection closed after.', () => h1.stats.rejected, { listener });
@@ -458,6 +507,8 @@ export class Sidecar {
     if (this.healthFail) return { ready: false, reason: 'HEALTH_CHECK_FAILED' };
     if (!this.listening) return { ready: false, reason: 'PRE_INITIALIZING' };
     if (!this.store.current) return { ready: false, reason: 'NO_CONFIG' };
+    // With --cert-dir, mTLS is expected: no valid workload certificate, no traffic to or from other sidecars.
+    if (this.certs !== undefined && !this.certs.valid) return { ready: false, reason: 'NO_VALID_WORKLOAD_CERTIFICATE' };
     return { ready: true, reason: 'LIVE' };
   }
 
@@ -570,6 +621,17 @@ export class Sidecar {
       lastError: this.store.lastError ? { time: new Date(this.store.lastError.at).toISOString(), errors: this.store.lastError.errors } : null,
       ports: Object.fromEntries(this.servers.map((s) => [s.name, s.port])),
       capture: { originalDestination: this.originalDst?.kind ?? null, description: this.originalDst?.description ?? null, protocolDetectionTimeoutMs: this.opts.protocolDetectionTimeoutMs ?? 100 },
+      certificates: this.certs === undefined ? null : {
+        dir: this.certs.dir,
+        identity: this.certs.current?.spiffeId ?? null,
+        notBefore: this.certs.current?.notBefore.toISOString() ?? null,
+        notAfter: this.certs.current?.notAfter.toISOString() ?? null,
+        serialNumber: this.certs.current?.serialNumber ?? null,
+        valid: this.certs.valid,
+        rotations: this.certs.rotations,
+        lastError: this.certs.lastError ?? null,
+        peerAuthentication: { mode: this.authz.peerAuthn.mode, ports: Object.fromEntries(this.authz.peerAuthn.ports), policies: this.authz.peerAuthn.policies },
+      },
       kubernetes: this.kube ? { stalenessMs: this.kube.current().stalenessMs(Date.now()), syncedAt: new Date(this.kube.current().syncedAt).toISOString(), versions: this.kube.versions() } : null,
       warnings: snap?.warnings ?? [],
       resources: (snap?.resources ?? []).map((r) => ({

@@ -87,6 +87,10 @@ export interface ClusterPolicy {
   outlier?: OutlierPolicy;
   retryBudget: RetryBudgetPolicy;
   tlsMode: 'DISABLE' | 'SIMPLE' | 'MUTUAL' | 'ISTIO_MUTUAL';
+  /** The DestinationRule sets no TLS: Istio's auto mTLS decides per endpoint (mTLS to a meshed one). */
+  tlsAuto?: boolean;
+  /** tls.subjectAltNames: the SPIFFE IDs the server must present (none: any identity of the trust domain). */
+  subjectAltNames?: string[];
   sni?: string;
 }
 

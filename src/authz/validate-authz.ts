@@ -59,10 +59,8 @@ export function validateAuthzResource(r: Resource): ConfigError[] {
       validateRequestAuthentication(spec, error, warn);
       break;
     case 'PeerAuthentication':
+      // Enforced by sidecars that have a workload certificate (remora run --cert-dir); one without says so at run time.
       for (const [path, msg] of validatePeerAuthenticationSpec(spec)) error(path, msg);
-      // Resolution is implemented (src/security/peer-authentication.ts), the TLS data path is not yet: say so rather
-      // than accept a STRICT policy in silence.
-      warn(['spec', 'mtls'], 'validated but not enforced: Remora does not terminate or originate mutual TLS yet, so STRICT does not refuse plaintext');
       break;
   }
   return out;

@@ -45,6 +45,7 @@ const OPTIONS: OptionSpec = {
   'headers-with-underscores': { type: 'string' },
   'request-headers-timeout': { type: 'string' },
   'max-connections': { type: 'string' },
+  'cert-dir': { type: 'string' },
   workload: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 };
@@ -91,6 +92,10 @@ const HELP = `usage: remora run --config PATH [PATH…] [options]
                                  with --concurrency); past it new ones are closed at accept and counted, which
                                  keeps file descriptors for upstreams, admin and config under a flood (Envoy
                                  max_active_downstream_connections); default 0 = no limit, as Istio
+      --cert-dir DIR             the workload certificate (tls.crt, tls.key, ca.crt as cert-manager writes them,
+                                 or Istio's cert-chain.pem, key.pem, root-cert.pem), hot-rotated: mutual TLS
+                                 with other sidecars (PeerAuthentication inbound, ISTIO_MUTUAL and auto mTLS
+                                 outbound); not ready without a valid certificate
       --log-level L              debug | info | warn | error (default info)
 Every flag can also be set as REMORA_<FLAG>, e.g. REMORA_OUTBOUND_PORT=15001.
 `;
@@ -162,6 +167,7 @@ export function runOptionsFrom(argv: string[], env: NodeJS.ProcessEnv = process.
     workloadName: String(v.workload ?? env.POD_NAME?.replace(/-[a-z0-9]+-[a-z0-9]+$/, '') ?? labels.app ?? 'unknown'),
   };
   if (v['trace-endpoint']) opts.traceEndpoint = String(v['trace-endpoint']);
+  if (v['cert-dir']) opts.certDir = String(v['cert-dir']);
   if (v.kubernetes) {
     opts.kubernetes = { namespaces: stringList(v['watch-namespaces']) };
     if (v.kubeconfig) opts.kubernetes.kubeconfig = String(v.kubeconfig);

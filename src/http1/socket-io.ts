@@ -72,7 +72,9 @@ function afterWrite(this: WriteReq, status: number): void {
 export function writeDirect(sock: Socket, data: string | Buffer): boolean {
   const s = sock as DirectSocket;
   const h = s._handle;
-  if (h === null || s.connecting || s.writableLength > 0 || s.writableEnded || s.destroyed) {
+  // A TLS socket (mTLS to another sidecar) is written through its Writable side: the TLS layer holds what is written
+  // before its handshake completes.
+  if (h === null || s.connecting || s.writableLength > 0 || s.writableEnded || s.destroyed || (s as { encrypted?: boolean }).encrypted === true) {
     return typeof data === 'string' ? sock.write(data, 'latin1') : sock.write(data);
   }
   const req = new WriteWrap();

@@ -240,9 +240,11 @@ class Exchange {
     if (tryMs > 0) a.timer = setTimeout(onAttemptTimeout, tryMs, a);
     // HTTP/2 upstream by the port's protocol, h2UpgradePolicy or the client's protocol; an upgrade (101) needs HTTP/1.1.
     const limits = rt.def.policy.pool;
+    // Istio mTLS to a meshed endpoint (or ISTIO_MUTUAL): its own pool of TLS connections.
+    const mtlsOf = this.ctx.clusters.mtls !== undefined && this.ctx.clusters.originatesMtls(rt.def, ep) ? rt.def : undefined;
     const pool: UpstreamPool = !this.req.upgrade && upstreamIsHttp2(rt.def.protocol, limits, this.req.httpVersion === '2.0')
-      ? this.ctx.clusters.h2pool(ep, limits)
-      : this.ctx.clusters.pool(ep, limits);
+      ? this.ctx.clusters.h2pool(ep, limits, mtlsOf)
+      : this.ctx.clusters.pool(ep, limits, mtlsOf);
     const req: UpstreamRequest = { method: this.plan.method, path: this.plan.path, headers, body: this.body, upgrade: this.req.upgrade };
     try {
       if (this.freshConnection) {

@@ -8,7 +8,7 @@
  * at close; closed at close) and one access-log line is written at close.
  */
 import net from 'node:net';
-import type { ClusterRuntime, Endpoint, RequestRecord } from '../model.js';
+import type { ClusterDef, ClusterRuntime, Endpoint, RequestRecord } from '../model.js';
 import type { Metrics, Counter } from '../telemetry/metrics.js';
 
 /** Who the connection is going to, for metrics and the access log. */
@@ -43,6 +43,8 @@ export interface TcpProxyOptions {
    * long-lived connections periodically (15 s); the rest is added at close.
    */
   reportIntervalMs?: number;
+  /** A connector for an upstream connection (Istio mTLS to a meshed endpoint), or undefined for plaintext TCP. */
+  connector?: (def: ClusterDef, ep: Endpoint) => ((host: string, port: number) => net.Socket) | undefined;
 }
 
 interface TcpSeries {
@@ -133,18 +135,27 @@ export class TcpProxy {
     }
     const ep = rt.pick({}, now);
     if (ep === undefined) return this.fail(p, 'UH', 'no_healthy_upstream');
+    const connect = this.opts.connector?.(rt.def, ep);
+    let up: net.Socket;
+    try {
+      up = connect !== undefined ? connect(ep.address, ep.port) : net.connect({ host: ep.address, port: ep.port, allowHalfOpen: true, noDelay: true });
+    } catch {
+      // An mTLS destination and no workload certificate (expired, unreadable): refused as a connect failure.
+      counters.upstream_cx_connect_fail++;
+      return this.fail(p, 'UF', 'upstream_connect_error{no_workload_certificate}');
+    }
     p.ep = ep;
     this.perCluster.set(name, open + 1);
     counters.upstream_cx_total++;
     counters.upstream_cx_active++;
     rt.attemptStarted(ep, now);
-    const up = net.connect({ host: ep.address, port: ep.port, allowHalfOpen: true, noDelay: true });
     p.upstream = up;
     const timer = limits.connectTimeoutMs > 0 ? setTimeout(() => {
       counters.upstream_cx_connect_timeout++;
       up.destroy(new Error('connect timeout'));
     }, limits.connectTimeoutMs) : undefined;
-    up.once('connect', () => {
+    // Over mTLS the connection is up once the handshake is done (a failed handshake is a connect failure, UF).
+    up.once(connect !== undefined ? 'secureConnect' : 'connect', () => {
       clearTimeout(timer);
       p.connectedHr = this.opts.now();
       if (p.done) { up.destroy(); return; }

@@ -7,6 +7,9 @@
 import { H1Pool, type H1PoolOptions, type UpstreamPool } from './h1-pool.js';
 import { H2Pool } from './h2-pool.js';
 import type { ClusterDef, ClusterRuntime, Endpoint, PoolLimits } from '../model.js';
+import tls from 'node:tls';
+import type net from 'node:net';
+import { originationOptions, type MtlsContext } from '../security/mtls.js';
 import type { Snapshot } from '../config/snapshot.js';
 import { createClusterRuntime } from './cluster-runtime.js';
 import { compileClusterPolicy } from './policy.js';
@@ -29,6 +32,37 @@ export class ClusterManager {
   private pinned = new Map<string, ClusterRuntime>();
 
   constructor(private readonly rand: () => number, private readonly now: () => number, private readonly poolDefaults: PoolDefaults) {}
+
+  /** The workload certificate's TLS material, when the sidecar has one (`--cert-dir`): mTLS to other sidecars. */
+  mtls: (() => MtlsContext | undefined) | undefined;
+
+  /**
+   * Whether a connection to `ep` of `def` is Istio mTLS: DestinationRule `tls.mode: ISTIO_MUTUAL`, or, when the
+   * DestinationRule sets no TLS, Istio's auto mTLS to an endpoint labelled `security.istio.io/tlsMode: istio` (an
+   * injected pod). Needs a workload certificate; without one (or with `DISABLE`) the connection is plaintext.
+   */
+  originatesMtls(def: ClusterDef, ep: Endpoint): boolean {
+    if (this.mtls === undefined) return false;
+    const p = def.policy;
+    return p.tlsMode === 'ISTIO_MUTUAL' || (p.tlsAuto === true && ep.labels['security.istio.io/tlsMode'] === 'istio');
+  }
+
+  /** A connector that opens Istio mTLS (ALPN for `protocol`, the server's SPIFFE identity checked against `sans`). */
+  private mtlsConnect(protocol: 'http/1.1' | 'h2' | 'tcp', sans: readonly string[], sni: string | undefined): (host: string, port: number) => net.Socket {
+    return (host, port) => {
+      const ctx = this.mtls?.();
+      // The certificate went away (expired, unreadable): no plaintext fallback, the connection fails (UF).
+      if (ctx === undefined) throw new Error('no workload certificate for mTLS');
+      const sock = tls.connect({ host, port, ...originationOptions(ctx, protocol, sans, sni) });
+      sock.setNoDelay(true);
+      return sock;
+    };
+  }
+
+  /** The TCP proxy's connector for one connection to `ep` of `def`, or undefined for plaintext. */
+  tcpConnector(def: ClusterDef, ep: Endpoint): ((host: string, port: number) => net.Socket) | undefined {
+    return this.originatesMtls(def, ep) ? this.mtlsConnect('tcp', def.policy.subjectAltNames ?? [], def.policy.sni) : undefined;
+  }
 
   runtime(def: ClusterDef): ClusterRuntime {
     let rt = this.runtimes.get(def.name);
@@ -78,12 +112,17 @@ export class ClusterManager {
   }
 
   /** The HTTP/2 pool of an endpoint (see upstreamIsHttp2): streams on shared connections, one per request. */
-  h2pool(ep: Endpoint, limits: PoolLimits): H2Pool {
-    let byEp = this.h2Cache.get(limits);
-    if (byEp === undefined) { byEp = new Map(); this.h2Cache.set(limits, byEp); }
+  h2pool(ep: Endpoint, limits: PoolLimits, mtlsOf?: ClusterDef): H2Pool {
+    // mTLS pools are the cluster's own (its subjectAltNames and SNI are part of the connection), plaintext ones are
+    // shared by the clusters with the same limits.
+    let byEp = mtlsOf === undefined ? this.h2Cache.get(limits) : this.h2MtlsCache.get(mtlsOf);
+    if (byEp === undefined) {
+      byEp = new Map();
+      if (mtlsOf === undefined) this.h2Cache.set(limits, byEp); else this.h2MtlsCache.set(mtlsOf, byEp);
+    }
     const cached = byEp.get(ep.key);
     if (cached !== undefined && !cached.closed) return cached;
-    const key = `${poolKey(ep, limits)}|h2`;
+    const key = `${poolKey(ep, limits)}|h2${mtlsOf === undefined ? '' : `|mtls|${mtlsOf.name}|${(mtlsOf.policy.subjectAltNames ?? []).join(',')}|${mtlsOf.policy.sni ?? ''}`}`;
     let p = this.pools.get(key) as H2Pool | undefined;
     if (p === undefined) {
       const o = this.poolOptions(limits);
@@ -92,6 +131,7 @@ export class ClusterManager {
         maxRequestsPerConnection: o.maxRequestsPerConnection, maxConnectionDurationMs: o.maxConnectionDurationMs, tcpKeepaliveMs: o.tcpKeepaliveMs,
         ...(limits.maxConcurrentStreams !== undefined ? { maxConcurrentStreams: limits.maxConcurrentStreams } : {}),
         ...(limits.h2PingIntervalMs !== undefined ? { pingIntervalMs: limits.h2PingIntervalMs, pingTimeoutMs: limits.h2PingTimeoutMs ?? 0 } : {}),
+        ...(mtlsOf !== undefined ? { connect: this.mtlsConnect('h2', mtlsOf.policy.subjectAltNames ?? [], mtlsOf.policy.sni) } : {}),
       });
       this.pools.set(key, p);
     }
@@ -99,24 +139,32 @@ export class ClusterManager {
     return p;
   }
   private h2Cache = new WeakMap<PoolLimits, Map<string, H2Pool>>();
+  private h2MtlsCache = new WeakMap<ClusterDef, Map<string, H2Pool>>();
 
-  pool(ep: Endpoint, limits: PoolLimits): H1Pool {
+  /** The HTTP/1 pool of an endpoint; `mtlsOf` (the cluster) when its connections are Istio mTLS (originatesMtls). */
+  pool(ep: Endpoint, limits: PoolLimits, mtlsOf?: ClusterDef): H1Pool {
     // Hot path: a cluster's PoolLimits object is stable for a snapshot, so look the pool up by that object and the
     // endpoint key first, without building the full key string on every request.
-    let byEp = this.poolCache.get(limits);
-    if (byEp === undefined) { byEp = new Map(); this.poolCache.set(limits, byEp); }
+    let byEp = mtlsOf === undefined ? this.poolCache.get(limits) : this.poolMtlsCache.get(mtlsOf);
+    if (byEp === undefined) {
+      byEp = new Map();
+      if (mtlsOf === undefined) this.poolCache.set(limits, byEp); else this.poolMtlsCache.set(mtlsOf, byEp);
+    }
     const cached = byEp.get(ep.key);
     if (cached !== undefined && !cached.closed) return cached;
-    const key = poolKey(ep, limits);
+    const key = mtlsOf === undefined ? poolKey(ep, limits) : `${poolKey(ep, limits)}|mtls|${mtlsOf.name}|${(mtlsOf.policy.subjectAltNames ?? []).join(',')}|${mtlsOf.policy.sni ?? ''}`;
     let p = this.pools.get(key) as H1Pool | undefined;
     if (p === undefined) {
-      p = new H1Pool(ep.address, ep.port, this.poolOptions(limits));
+      const o = this.poolOptions(limits);
+      if (mtlsOf !== undefined) o.connect = this.mtlsConnect('http/1.1', mtlsOf.policy.subjectAltNames ?? [], mtlsOf.policy.sni);
+      p = new H1Pool(ep.address, ep.port, o);
       this.pools.set(key, p);
     }
     byEp.set(ep.key, p);
     return p;
   }
   private poolCache = new WeakMap<PoolLimits, Map<string, H1Pool>>();
+  private poolMtlsCache = new WeakMap<ClusterDef, Map<string, H1Pool>>();
 
   private poolOptions(limits: PoolLimits): H1PoolOptions {
     const keepAlive = Math.min(this.poolDefaults.keepAliveMs, limits.httpIdleTimeoutMs || this.poolDefaults.keepAliveMs);

@@ -74,6 +74,8 @@ export interface H1PoolOptions {
   maxConnectionDurationMs: number;
   /** tcp.tcpKeepalive: SO_KEEPALIVE with this idle time (ms), 0 = off. */
   tcpKeepaliveMs: number;
+  /** Open connections with this instead of a plain TCP connect: a TLS socket (mTLS to a sidecar), usable at 'secureConnect'. */
+  connect?: (host: string, port: number) => net.Socket;
 }
 
 /** Errors this layer reports, with codes the forwarder classifies (connect failure vs reset). */
@@ -132,7 +134,8 @@ class Connection {
   constructor(readonly pool: H1Pool, host: string, port: number, now: number) {
     this.createdAt = now;
     this.keepAliveMs = pool.opts.keepAliveMs;
-    const sock = net.connect({ host, port, noDelay: true });
+    const tls = pool.opts.connect !== undefined;
+    const sock = tls ? pool.opts.connect!(host, port) : net.connect({ host, port, noDelay: true });
     this.sock = sock;
     this.parser = createParser('response', this, 0, { onHeaders, onHeadersComplete, onBody, onMessageComplete, onExecute });
     this.resume = (): void => {
@@ -141,12 +144,14 @@ class Connection {
       if (!this.closed) startReading(this.sock);
     };
     if (pool.opts.connectTimeoutMs > 0) sock.setTimeout(pool.opts.connectTimeoutMs);
-    sock.on('connect', () => {
+    // Over TLS the connection is up once the handshake is done (a failed handshake is a connect failure, UF).
+    sock.on(tls ? 'secureConnect' : 'connect', () => {
       this.connected = true;
       sock.setTimeout(0);
       if (pool.opts.tcpKeepaliveMs > 0) sock.setKeepAlive(true, pool.opts.tcpKeepaliveMs);
-      // The parser reads straight from the handle; the 'data' listener below starts reading and is the fallback.
-      if (!this.closed) consumeSocket(this.parser, sock);
+      // The parser reads straight from the handle; the 'data' listener below starts reading and is the fallback
+      // (and the only path over TLS).
+      if (!this.closed && !tls) consumeSocket(this.parser, sock);
       if (this.bodyPaused) stopReading(sock);
     });
     sock.on('timeout', () => {

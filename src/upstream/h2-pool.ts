@@ -29,6 +29,8 @@ export interface H2PoolOptions {
   tcpKeepaliveMs: number;
   /** Our own cap on streams per connection (Envoy's max_concurrent_streams); the peer's SETTINGS may lower it. */
   maxConcurrentStreams?: number;
+  /** Open connections with this instead of a plain TCP connect (a TLS socket: mTLS to a sidecar). */
+  connect?: (host: string, port: number) => net.Socket;
   /** connectionPool.http.http2KeepAlive: PING after this long without frames (ms), 0 = off. */
   pingIntervalMs?: number;
   /** ... and close the connection when the PING is not answered within this long (ms). */
@@ -66,7 +68,7 @@ class Conn {
 
   constructor(readonly pool: H2Pool) {
     const { host, port, opts } = pool;
-    const socket = net.connect({ host, port, noDelay: true });
+    const socket = opts.connect !== undefined ? opts.connect(host, port) : net.connect({ host, port, noDelay: true });
     if (opts.tcpKeepaliveMs > 0) socket.setKeepAlive(true, opts.tcpKeepaliveMs);
     this.session = http2.connect(`http://${host.includes(':') ? `[${host}]` : host}:${port}`, {
       createConnection: () => socket,

@@ -43,6 +43,7 @@ export const DEFAULT_CLUSTER_POLICY: Readonly<ClusterPolicy> = Object.freeze({
   outlier: undefined, // no outlierDetection → Istio: off
   retryBudget: DEFAULT_RETRY_BUDGET,
   tlsMode: 'DISABLE', // no tls → plaintext here; auto-mTLS is decided by the caller
+  tlsAuto: true, // ... to an endpoint labelled security.istio.io/tlsMode: istio (ClusterManager.originatesMtls)
 }) as Readonly<ClusterPolicy>;
 
 /** Istio maps UNSPECIFIED to LEAST_REQUEST and LEAST_CONN (deprecated) to LEAST_REQUEST. */
@@ -213,6 +214,8 @@ export function compileClusterPolicy(
   const outlier = compileOutlier(m.outlierDetection);
   if (outlier !== undefined) policy.outlier = outlier;
   if (typeof m.tls?.sni === 'string') policy.sni = m.tls.sni;
+  if (m.tls?.mode === undefined) policy.tlsAuto = true;
+  if (Array.isArray(m.tls?.subjectAltNames) && m.tls.subjectAltNames.length > 0) policy.subjectAltNames = m.tls.subjectAltNames.map(String);
   return policy;
 }
 

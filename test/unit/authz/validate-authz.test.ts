@@ -197,7 +197,7 @@ spec:
 });
 
 describe('PeerAuthentication', () => {
-  it('is validated, and warns that mutual TLS is not enforced yet', () => {
+  it('is validated: a portLevelMtls without a selector is an error', () => {
     expect(check(`apiVersion: security.istio.io/v1
 kind: PeerAuthentication
 metadata: {name: default, namespace: foo}
@@ -206,7 +206,6 @@ spec:
   portLevelMtls:
     8080: {mode: DISABLE}
 `)).toEqual([
-      'p.yaml:5: PeerAuthentication/foo/default: spec.mtls: warning: validated but not enforced: Remora does not terminate or originate mutual TLS yet, so STRICT does not refuse plaintext',
       'p.yaml:6: PeerAuthentication/foo/default: spec.portLevelMtls: portLevelMtls requires a workload selector',
     ]);
   });

@@ -116,10 +116,8 @@ describe('istio-samples/testdata (loaded together, as Istio loads the folder)', 
   it('reports other kinds (Gateway, Deployment) as warnings only; Sidecar and PeerAuthentication are validated', () => {
     const ignored = out.filter((e) => e.message.includes('is not applied by a sidecar'));
     expect(new Set(ignored.map((e) => e.object.split('/')[0]))).toEqual(new Set(['Gateway', 'Deployment']));
-    // PeerAuthentication: validated clean, with the one warning that mutual TLS is not enforced yet.
-    const pa = out.filter((e) => e.object.startsWith('PeerAuthentication/'));
-    expect(pa.length).toBeGreaterThan(0);
-    expect(pa.every((e) => e.severity === 'warning' && e.message.startsWith('validated but not enforced'))).toBe(true);
+    // PeerAuthentication: validated, and clean.
+    expect(out.filter((e) => e.object.startsWith('PeerAuthentication/'))).toEqual([]);
     // Sidecar egress scoping is applied (src/discovery/sidecar-scope.ts); its ingress listeners are not.
     expect(out.filter((e) => e.object.startsWith('Sidecar/')).map((e) => `${e.object}: ${e.field}: ${e.severity}`)).toEqual(['Sidecar/none/default: spec.ingress: warning']);
     expect(ignored.every((e) => e.severity === 'warning')).toBe(true);
