@@ -93,6 +93,7 @@ const KINDS: KindSpec[] = [
   { kind: 'NetworkPolicy', group: 'networking.k8s.io', versions: ['v1'], plural: 'networkpolicies', namespaced: true, role: 'resource', optional: true },
   { kind: 'AuthorizationPolicy', group: 'security.istio.io', versions: ['v1', 'v1beta1'], plural: 'authorizationpolicies', namespaced: true, role: 'resource', optional: true },
   { kind: 'RequestAuthentication', group: 'security.istio.io', versions: ['v1', 'v1beta1'], plural: 'requestauthentications', namespaced: true, role: 'resource', optional: true },
+  { kind: 'PeerAuthentication', group: 'security.istio.io', versions: ['v1', 'v1beta1'], plural: 'peerauthentications', namespaced: true, role: 'resource', optional: true },
 ];
 
 /** An API server answer other than 2xx, or a transport failure (statusCode undefined). */

@@ -76,6 +76,7 @@ function builtinTypes(istioNet: string[], istioSec: string[]): ResourceType[] {
     t('networking.istio.io', istioNet, 'sidecars', 'Sidecar', true, true),
     t('security.istio.io', istioSec, 'authorizationpolicies', 'AuthorizationPolicy', true, true),
     t('security.istio.io', istioSec, 'requestauthentications', 'RequestAuthentication', true, true),
+    t('security.istio.io', istioSec, 'peerauthentications', 'PeerAuthentication', true, true),
   ].filter((r) => r.versions.length > 0);
 }
 

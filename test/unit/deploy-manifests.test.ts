@@ -160,6 +160,7 @@ describe('deploy/ manifests', () => {
         'networking.k8s.io/networkpolicies',
         'security.istio.io/authorizationpolicies',
         'security.istio.io/requestauthentications',
+        'security.istio.io/peerauthentications',
       ].map((g) => `${g}:get,list,watch`).sort(),
     );
   });

@@ -163,7 +163,7 @@ describe('KubernetesSource against the fake API server', () => {
     seedReviews(api);
     const src = make();
     await src.start();
-    await waitFor('watches open', () => api.openWatches >= 12);
+    await waitFor('watches open', () => api.openWatches >= 13);
     const listsBefore = api.countRequests('/api/v1/services', false);
     const watchesBefore = api.countRequests('/api/v1/services', true);
 
@@ -208,7 +208,7 @@ describe('KubernetesSource against the fake API server', () => {
     seedReviews(api);
     const src = make({ backoffInitialMs: 20, backoffMaxMs: 80 });
     await src.start();
-    await waitFor('watches open', () => api.openWatches >= 12);
+    await waitFor('watches open', () => api.openWatches >= 13);
 
     api.setFailing(60);
     api.dropWatches();
@@ -220,10 +220,10 @@ describe('KubernetesSource against the fake API server', () => {
     await waitFor('recovered', () => host(src, 'ratings.default.svc.cluster.local') !== undefined, 3000);
     await waitFor('staleness back to 0', () => src.current().stalenessMs(Date.now()) === 0, 3000);
 
-    // 60 failed requests across 12 watches, but each watch logs its error once (plus its recovery).
+    // 60 failed requests across 13 watches, but each watch logs its error once (plus its recovery).
     const warns = logs.filter((l) => l.level === 'warn');
     expect(warns.length).toBeGreaterThan(0);
-    expect(warns.length).toBeLessThanOrEqual(12 * 2);
+    expect(warns.length).toBeLessThanOrEqual(13 * 2);
     expect(new Set(warns.map((w) => w.msg)).size).toBe(warns.length);
   });
 
@@ -325,7 +325,7 @@ describe('KubernetesSource against the fake API server', () => {
     seedReviews(api);
     const src = make();
     await src.start();
-    await waitFor('watches open', () => api.openWatches >= 12);
+    await waitFor('watches open', () => api.openWatches >= 13);
     // Changes to other kinds advance the global resourceVersion; a bookmark tells the Service watch about it.
     api.apply(pod('x', 'default', '127.0.0.9', {}));
     api.apply(pod('y', 'default', '127.0.0.10', {}));
