@@ -234,7 +234,7 @@ const SIMPLE: Readonly<Record<string, Op>> = {
   RESPONSE_CODE: (r) => r.status,
   RESPONSE_FLAGS: (r) => r.flags || '-',
   RESPONSE_CODE_DETAILS: (r) => r.details || undefined,
-  // Remora does not track per-connection termination reasons or TLS failures (plaintext sidecar): always unset.
+  // Remora does not track per-connection termination reasons or TLS failure reasons: always unset.
   CONNECTION_TERMINATION_DETAILS: () => undefined,
   UPSTREAM_TRANSPORT_FAILURE_REASON: () => undefined,
   UPSTREAM_LOCAL_ADDRESS: () => undefined,
@@ -257,6 +257,8 @@ const SIMPLE: Readonly<Record<string, Op>> = {
   DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT: (r) => withoutPort(r.downstreamLocalAddress),
   DOWNSTREAM_LOCAL_PORT: (r) => portOf(r.downstreamLocalAddress),
   ROUTE_NAME: (r) => r.routeName,
+  // Inbound over mutual TLS: the caller's SPIFFE ID (its certificate's URI SAN), as Envoy logs it.
+  DOWNSTREAM_PEER_URI_SAN: (r) => r.peer?.spiffeId,
   PROTOCOL: (r) => r.protocol,
   UPSTREAM_PROTOCOL: (r) => (r.upstreamHost === undefined ? undefined : r.protocol),
   REQUEST_PROTOCOL: (r) => r.protocol,

@@ -260,6 +260,8 @@ class RecordedServer implements ServerSpan {
     s.setAttribute('remora.response_flags', rec.flags || '-');
     s.setAttribute('remora.attempt', rec.attempts);
     s.setAttribute('remora.request_id', rec.requestId);
+    // Inbound over mutual TLS: Istio's source.principal (the caller's SPIFFE ID).
+    if (rec.peer !== undefined) s.setAttribute('source.principal', rec.peer.spiffeId);
     // Server spans: 5xx (not 4xx) are errors per semconv; any Envoy response flag marks a proxy-side failure.
     const flagged = rec.flags !== '' && rec.flags !== '-';
     if (rec.status >= 500 || rec.status === 0 || flagged) {

@@ -5,7 +5,7 @@
 // a wrong server identity is refused, AuthorizationPolicy decides by principal, certificates rotate mid-traffic
 // without a failed request, and a sidecar without a valid certificate is not ready.
 import http from 'node:http';
-import { mkdtempSync, rmSync, cpSync } from 'node:fs';
+import { mkdtempSync, rmSync, cpSync, existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request, Agent } from 'undici';
@@ -114,7 +114,8 @@ beforeAll(async () => {
   appPort = (app.address() as { port: number }).port;
   serverCerts = certDir('shop', 'cart');
   clientCerts = certDir('web', 'frontend');
-  server = await startProxy({ 'pa.yaml': PA('STRICT'), 'ap.yaml': AP }, ['--app-port', String(appPort), '--namespace', 'shop', '--labels', 'app=cart', '--cert-dir', serverCerts]);
+  server = await startProxy({ 'pa.yaml': PA('STRICT'), 'ap.yaml': AP }, ['--app-port', String(appPort), '--namespace', 'shop', '--labels', 'app=cart', '--cert-dir', serverCerts,
+    '--access-log', join(dir, 'server.log'), '--access-log-format', '%RESPONSE_CODE% %REQ(:PATH)% %DOWNSTREAM_PEER_URI_SAN%']);
   client = await startProxy(clientConfig(server.info.inbound), ['--namespace', 'web', '--labels', 'app=frontend', '--cert-dir', clientCerts]);
 });
 
@@ -133,6 +134,7 @@ describe('mutual TLS between two sidecars', () => {
     expect(xfcc).toMatch(new RegExp(`^By=spiffe://${TD}/ns/shop/sa/cart;Hash=[0-9a-f]{64};Subject="";URI=spiffe://${TD}/ns/web/sa/frontend$`));
     expect(await stat(server, /^istio_requests_total\{.*source_principal="spiffe:\/\/cluster\.local\/ns\/web\/sa\/frontend".*connection_security_policy="mutual_tls".*\}/)).toBeGreaterThanOrEqual(1);
     expect(await stat(server, /^remora_inbound_mtls_connections_total/)).toBeGreaterThanOrEqual(1);
+    await waitFor(() => existsSync(join(dir, 'server.log')) && readFileSync(join(dir, 'server.log'), 'utf8').includes('200 /a spiffe://cluster.local/ns/web/sa/frontend\n'), 3000);
     // ISTIO_MUTUAL with the right subjectAltNames pinned works too.
     expect((await via(client, 'cart-pinned.shop.svc.cluster.local')).status).toBe(200);
   });
