@@ -138,3 +138,62 @@ export class PlainUpstream {
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+export interface OpenLoopRecord {
+  id: number;
+  /** ms since the run started, when it was meant to be sent */
+  at: number;
+  status?: number;
+  error?: string;
+  /** The response said Connection: close. */
+  close?: boolean;
+  /** Sent on a socket that had carried a request before. */
+  reused?: boolean;
+  doneAt?: number;
+}
+
+/**
+ * A per-request open-loop client on node:http with a keep-alive agent: `rate` requests a second to `url` for
+ * `durationMs`, each with `x-req-id`, every outcome kept (status, error code, Connection: close, reused socket), so a
+ * test can tell which requests were in flight at an event and what became of each one.
+ */
+export async function recordedOpenLoop(url: string, opts: { rate: number; durationMs: number; host?: string; maxSockets?: number; timeoutMs?: number; onTick?: (elapsedMs: number) => void }): Promise<OpenLoopRecord[]> {
+  const http = await import('node:http');
+  const agent = new http.Agent({ keepAlive: true, maxSockets: opts.maxSockets ?? 512, keepAliveMsecs: 30_000 });
+  const u = new URL(url);
+  const out: OpenLoopRecord[] = [];
+  const t0 = performance.now();
+  const interval = 1000 / opts.rate;
+  let next = 0;
+  let pending = 0;
+  return new Promise((resolve) => {
+    const finishIfDone = (): void => {
+      if (next * interval >= opts.durationMs && pending === 0) { clearInterval(timer); agent.destroy(); resolve(out); }
+    };
+    const send = (id: number, at: number): void => {
+      const rec: OpenLoopRecord = { id, at };
+      out.push(rec);
+      pending++;
+      let settled = false;
+      const done = (): void => { if (settled) return; settled = true; rec.doneAt = performance.now() - t0; pending--; finishIfDone(); };
+      const req = http.request({ host: u.hostname, port: u.port, path: u.pathname, agent, headers: { host: opts.host ?? u.host, 'x-req-id': String(id) }, timeout: opts.timeoutMs ?? 10_000 }, (res) => {
+        rec.status = res.statusCode;
+        rec.close = /close/i.test(String(res.headers.connection ?? ''));
+        res.resume();
+        res.on('end', done);
+        res.on('error', (e: NodeJS.ErrnoException) => { rec.error = e.code ?? e.message; done(); });
+        res.on('aborted', () => { rec.error = 'aborted'; });
+      });
+      req.on('socket', () => { rec.reused = req.reusedSocket; });
+      req.on('timeout', () => { rec.error = 'timeout'; req.destroy(); });
+      req.on('error', (e: NodeJS.ErrnoException) => { rec.error ??= e.code ?? e.message; done(); });
+      req.end();
+    };
+    const timer = setInterval(() => {
+      const now = performance.now() - t0;
+      opts.onTick?.(now);
+      while (next * interval <= now && next * interval < opts.durationMs) { send(next, next * interval); next++; }
+      finishIfDone();
+    }, 1);
+  });
+}
