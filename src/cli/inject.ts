@@ -21,6 +21,9 @@ Options:
       --no-native-sidecar classic sidecar: first in containers, with a postStart "remora wait" hook
       --kubernetes        sidecars watch the Kubernetes API (--kubernetes of remora run)
       --inject-iptables   add the remora-init container with the iptables capture rules
+      --certs secret|csi  workload certificates for mTLS from cert-manager (--cert-dir of remora run): the
+                          Secret <serviceAccount>-mesh-tls, or the CSI driver; pod annotation remora.io/certs
+      --cert-issuer NAME  ClusterIssuer the CSI driver asks (default remora-mesh-ca)
       --no-rewrite-probes leave the app's httpGet probes alone
   -h, --help              show this help
 `;
@@ -45,6 +48,8 @@ export async function main(argv: string[]): Promise<number> {
         'inject-iptables': { type: 'boolean' },
         'no-rewrite-probes': { type: 'boolean' },
         kubernetes: { type: 'boolean' },
+        certs: { type: 'string' },
+        'cert-issuer': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -73,9 +78,15 @@ export async function main(argv: string[]): Promise<number> {
     return 1;
   }
   const name = file === '-' ? '<stdin>' : file;
+  if (values.certs !== undefined && values.certs !== 'secret' && values.certs !== 'csi') {
+    process.stderr.write(`remora inject: --certs must be secret or csi, not ${values.certs}\n`);
+    return 2;
+  }
   let result;
   try {
     result = injectYaml(text, {
+      ...(values.certs !== undefined ? { certs: values.certs as 'secret' | 'csi' } : {}),
+      ...(values['cert-issuer'] !== undefined ? { certIssuer: values['cert-issuer'] } : {}),
       image: values.image ?? defaultImage(),
       configMap: values['config-map'] ?? DEFAULT_CONFIG_MAP,
       nativeSidecar: values['no-native-sidecar'] !== true,

@@ -24,6 +24,9 @@ Options:
       --no-native-sidecar classic sidecar with a postStart "remora wait" hook
       --kubernetes        sidecars watch the Kubernetes API (--kubernetes of remora run)
       --inject-iptables   add the remora-init iptables container
+      --certs secret|csi  workload certificates for mTLS from cert-manager (--cert-dir of remora run): the
+                          Secret <serviceAccount>-mesh-tls, or the CSI driver; pod annotation remora.io/certs
+      --cert-issuer NAME  ClusterIssuer the CSI driver asks (default remora-mesh-ca)
       --max-body-bytes N  largest accepted review (default ${DEFAULT_MAX_BODY_BYTES})
       --drain-seconds N   at SIGTERM, wait this long for open requests (default 5)
   -h, --help              show this help
@@ -46,6 +49,8 @@ export async function main(argv: string[]): Promise<number> {
         'no-native-sidecar': { type: 'boolean' },
         'inject-iptables': { type: 'boolean' },
         kubernetes: { type: 'boolean' },
+        certs: { type: 'string' },
+        'cert-issuer': { type: 'string' },
         'max-body-bytes': { type: 'string' },
         'drain-seconds': { type: 'string', default: '5' },
         help: { type: 'boolean', short: 'h' },
@@ -95,6 +100,8 @@ export async function main(argv: string[]): Promise<number> {
         nativeSidecar: values['no-native-sidecar'] !== true,
         iptables: values['inject-iptables'] === true,
         kubernetes: values.kubernetes === true,
+        ...(values.certs === 'secret' || values.certs === 'csi' ? { certs: values.certs } : {}),
+        ...(values['cert-issuer'] !== undefined ? { certIssuer: values['cert-issuer'] } : {}),
       },
       onReview: (r) => process.stdout.write(`review ${r.uid ?? '-'} ${r.pod}: ${r.result}${r.detail ? ` (${r.detail})` : ''}\n`),
     });

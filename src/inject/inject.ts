@@ -13,6 +13,10 @@ export const CONFIG_VOLUME = 'remora-config';
 export const PODINFO_VOLUME = 'remora-podinfo';
 export const CONFIG_MOUNT_PATH = '/etc/remora/config';
 export const PODINFO_MOUNT_PATH = '/etc/remora/podinfo';
+export const CERTS_VOLUME = 'remora-certs';
+export const CERTS_MOUNT_PATH = '/var/run/secrets/remora/certs';
+/** cert-manager ClusterIssuer of the mesh (deploy/mtls): the CSI driver asks it for each pod's certificate. */
+export const DEFAULT_CERT_ISSUER = 'remora-mesh-ca';
 /** Result annotation, like Istio's `sidecar.istio.io/status`: its presence means "already injected". */
 export const STATUS_ANNOTATION = 'remora.io/status';
 /** Opt-out keys, read from the pod template's annotations and labels. */
@@ -49,6 +53,17 @@ export interface InjectOptions {
    * annotation `remora.io/kubernetes: "true"|"false"` overrides.
    */
   kubernetes?: boolean;
+  /**
+   * Workload certificates for mutual TLS (`--cert-dir` of remora run), from cert-manager: `secret` mounts the Secret
+   * `<serviceAccountName>-mesh-tls` (a Certificate per service account, deploy/mtls), `csi` asks cert-manager's CSI
+   * driver for a certificate per pod. Default none (plaintext). The pod annotation `remora.io/certs:
+   * secret|csi|none` overrides, `remora.io/cert-secret` names another Secret.
+   */
+  certs?: 'secret' | 'csi';
+  /** The ClusterIssuer the CSI driver uses (default remora-mesh-ca). */
+  certIssuer?: string;
+  /** SPIFFE trust domain of the CSI driver's URI SAN (default cluster.local). */
+  trustDomain?: string;
 }
 
 export interface InjectResult {
@@ -203,6 +218,31 @@ export function injectPodTemplate(template: Obj, opts: InjectOptions = {}): { ch
     },
   );
   added.volumes.push(CONFIG_VOLUME, PODINFO_VOLUME);
+  const certs = certSource(annotations, opts);
+  if (certs !== undefined) {
+    const sa = typeof spec.serviceAccountName === 'string' && spec.serviceAccountName !== '' ? spec.serviceAccountName : 'default';
+    volumes.push(certs === 'csi'
+      ? {
+        name: CERTS_VOLUME,
+        csi: {
+          driver: 'csi.cert-manager.io',
+          readOnly: true,
+          volumeAttributes: {
+            'csi.cert-manager.io/issuer-name': opts.certIssuer ?? DEFAULT_CERT_ISSUER,
+            'csi.cert-manager.io/issuer-kind': 'ClusterIssuer',
+            // The driver fills in the pod's namespace and service account.
+            'csi.cert-manager.io/uri-sans': `spiffe://${opts.trustDomain ?? 'cluster.local'}/ns/\${POD_NAMESPACE}/sa/\${SERVICE_ACCOUNT_NAME}`,
+            'csi.cert-manager.io/key-usages': 'digital signature,key encipherment,server auth,client auth',
+            'csi.cert-manager.io/duration': '24h',
+            'csi.cert-manager.io/renew-before': '8h',
+          },
+        },
+      }
+      : { name: CERTS_VOLUME, secret: { secretName: annotations['remora.io/cert-secret'] ?? `${sa}-mesh-tls` } });
+    added.volumes.push(CERTS_VOLUME);
+    sidecar.args = [...(sidecar.args as string[]), '--cert-dir', CERTS_MOUNT_PATH];
+    (sidecar.volumeMounts as Obj[]).push({ name: CERTS_VOLUME, mountPath: CERTS_MOUNT_PATH, readOnly: true });
+  }
 
   const newAnnotations: Record<string, string> = { ...(isObj(meta.annotations) ? (meta.annotations as Record<string, string>) : {}) };
   // Only when the pod declares no scrape config of its own: an app's own prometheus.io/port wins.
@@ -222,6 +262,17 @@ export function injectPodTemplate(template: Obj, opts: InjectOptions = {}): { ch
   const newSpec: Obj = { ...spec, containers, volumes };
   if (initContainers.length > 0) newSpec.initContainers = initContainers;
   return { changed: true, template: { ...template, metadata: { ...meta, annotations: newAnnotations }, spec: newSpec } };
+}
+
+/** Where the sidecar's workload certificate comes from: the pod annotation, else the injection option. */
+function certSource(annotations: Record<string, string>, opts: InjectOptions): 'secret' | 'csi' | undefined {
+  const a = annotations['remora.io/certs'];
+  if (a !== undefined) {
+    if (a === 'secret' || a === 'csi') return a;
+    if (a === 'none' || isFalse(a)) return undefined;
+    throw new Error(`annotation remora.io/certs: "${a}" is not secret, csi or none`);
+  }
+  return opts.certs;
 }
 
 /** TCP containerPorts of the app containers, first-seen order, deduplicated. */

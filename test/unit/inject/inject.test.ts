@@ -314,3 +314,40 @@ describe('kubernetes discovery flag', () => {
     expect(argsOf(injectObject(on, opts).object)).toContain('--kubernetes');
   });
 });
+
+describe('workload certificates (mTLS)', () => {
+  const pod = (annotations: Record<string, string> = {}, serviceAccountName?: string): Obj => ({
+    apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p', namespace: 'shop', annotations },
+    spec: { ...(serviceAccountName ? { serviceAccountName } : {}), containers: [{ name: 'app', image: 'app', ports: [{ containerPort: 8080 }] }] },
+  });
+
+  it('certs: secret mounts <serviceAccount>-mesh-tls and passes --cert-dir', () => {
+    const r = injectObject(pod({}, 'cart'), { ...opts, certs: 'secret' });
+    const spec = template(r.object as Obj).spec;
+    expect(spec.volumes).toContainEqual({ name: 'remora-certs', secret: { secretName: 'cart-mesh-tls' } });
+    const c = sidecarOf(r.object as Obj);
+    expect(c.args.slice(-2)).toEqual(['--cert-dir', '/var/run/secrets/remora/certs']);
+    expect(c.volumeMounts).toContainEqual({ name: 'remora-certs', mountPath: '/var/run/secrets/remora/certs', readOnly: true });
+    expect(JSON.parse(template(r.object as Obj).metadata.annotations[STATUS_ANNOTATION]).volumes).toContain('remora-certs');
+  });
+
+  it('certs: csi asks cert-manager\'s CSI driver for the pod\'s SPIFFE ID; the default service account is "default"', () => {
+    const r = injectObject(pod(), { ...opts, certs: 'csi', certIssuer: 'mesh-ca' });
+    const vol = (template(r.object as Obj).spec.volumes as Obj[]).find((v) => v.name === 'remora-certs')!;
+    expect(vol.csi.driver).toBe('csi.cert-manager.io');
+    expect(vol.csi.volumeAttributes).toMatchObject({
+      'csi.cert-manager.io/issuer-name': 'mesh-ca',
+      'csi.cert-manager.io/issuer-kind': 'ClusterIssuer',
+      'csi.cert-manager.io/uri-sans': 'spiffe://cluster.local/ns/${POD_NAMESPACE}/sa/${SERVICE_ACCOUNT_NAME}',
+    });
+    expect(injectObject(pod({ 'remora.io/certs': 'secret' }), opts).object).toSatisfy((o: Obj) => template(o).spec.volumes.some((v: Obj) => v.secret?.secretName === 'default-mesh-tls'));
+  });
+
+  it('the pod annotation wins: none turns it off, cert-secret names the Secret, anything else is refused', () => {
+    const off = injectObject(pod({ 'remora.io/certs': 'none' }), { ...opts, certs: 'secret' });
+    expect(sidecarOf(off.object as Obj).args).not.toContain('--cert-dir');
+    const named = injectObject(pod({ 'remora.io/certs': 'secret', 'remora.io/cert-secret': 'custom-tls' }), opts);
+    expect(template(named.object as Obj).spec.volumes).toContainEqual({ name: 'remora-certs', secret: { secretName: 'custom-tls' } });
+    expect(() => injectObject(pod({ 'remora.io/certs': 'vault' }), opts)).toThrow(/remora\.io\/certs: "vault" is not secret, csi or none/);
+  });
+});
