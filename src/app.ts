@@ -216,7 +216,7 @@ export class Sidecar {
       identity: { workload: opts.workloadName, namespace: opts.namespace, clusterId: 'Kubernetes', app: app ?? '', version: version ?? '' },
       now,
       ...(accessLog !== undefined ? { accessLog: (rec: RequestRecord) => accessLog.log(rec) } : {}),
-      ...(opts.certDir !== undefined ? { connector: (def: ClusterDef, ep: Endpoint) => this.clusters.tcpConnector(def, ep) } : {}),
+      connector: (def: ClusterDef, ep: Endpoint) => this.clusters.tcpConnector(def, ep),
     });
     if (opts.certDir !== undefined) this.setupCertificates(opts.certDir);
     for (const [dir, st] of Object.entries(this.capture)) {

@@ -89,8 +89,10 @@ export interface ClusterPolicy {
   tlsMode: 'DISABLE' | 'SIMPLE' | 'MUTUAL' | 'ISTIO_MUTUAL';
   /** The DestinationRule sets no TLS: Istio's auto mTLS decides per endpoint (mTLS to a meshed one). */
   tlsAuto?: boolean;
-  /** tls.subjectAltNames: the SPIFFE IDs the server must present (none: any identity of the trust domain). */
+  /** tls.subjectAltNames: the SPIFFE IDs (ISTIO_MUTUAL) or names (SIMPLE/MUTUAL) the server must present. */
   subjectAltNames?: string[];
+  /** SIMPLE / MUTUAL origination to an external service: certificate files and verification (DestinationRule tls). */
+  tlsFiles?: { caCertificates?: string; clientCertificate?: string; privateKey?: string; credentialName?: string; insecureSkipVerify?: boolean };
   sni?: string;
 }
 

@@ -240,8 +240,8 @@ class Exchange {
     if (tryMs > 0) a.timer = setTimeout(onAttemptTimeout, tryMs, a);
     // HTTP/2 upstream by the port's protocol, h2UpgradePolicy or the client's protocol; an upgrade (101) needs HTTP/1.1.
     const limits = rt.def.policy.pool;
-    // Istio mTLS to a meshed endpoint (or ISTIO_MUTUAL): its own pool of TLS connections.
-    const mtlsOf = this.ctx.clusters.mtls !== undefined && this.ctx.clusters.originatesMtls(rt.def, ep) ? rt.def : undefined;
+    // TLS upstream (Istio mTLS to a meshed endpoint, ISTIO_MUTUAL, SIMPLE/MUTUAL): the cluster's own pools.
+    const mtlsOf = (rt.def.policy.tlsMode !== 'DISABLE' || this.ctx.clusters.mtls !== undefined) && this.ctx.clusters.upstreamTls(rt.def, ep) ? rt.def : undefined;
     const pool: UpstreamPool = !this.req.upgrade && upstreamIsHttp2(rt.def.protocol, limits, this.req.httpVersion === '2.0')
       ? this.ctx.clusters.h2pool(ep, limits, mtlsOf)
       : this.ctx.clusters.pool(ep, limits, mtlsOf);

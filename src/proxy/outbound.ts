@@ -273,7 +273,7 @@ function mirror(env: OutboundEnv, route: CompiledRoute, req: DownstreamRequest, 
     if (ep === undefined) continue;
     const h = headers.slice();
     for (let i = 0; i < h.length; i += 2) if (h[i]!.toLowerCase() === 'host') h[i + 1] = `${hostOnly(host)}-shadow${host.slice(hostOnly(host).length)}`;
-    const pool: H1Pool = env.clusters.pool(ep, def.policy.pool, env.clusters.originatesMtls(def, ep) ? def : undefined);
+    const pool: H1Pool = env.clusters.pool(ep, def.policy.pool, env.clusters.upstreamTls(def, ep) ? def : undefined);
     try {
       // Shadows get a bounded life: a shadow that never answers must not hold a connection forever.
       pool.dispatch({ path, method: view.method, headers: h, body: null }, new MirrorHandler());

@@ -8,7 +8,9 @@ import { H1Pool, type H1PoolOptions, type UpstreamPool } from './h1-pool.js';
 import { H2Pool } from './h2-pool.js';
 import type { ClusterDef, ClusterRuntime, Endpoint, PoolLimits } from '../model.js';
 import tls from 'node:tls';
-import type net from 'node:net';
+import net from 'node:net';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { originationOptions, type MtlsContext } from '../security/mtls.js';
 import type { Snapshot } from '../config/snapshot.js';
 import { createClusterRuntime } from './cluster-runtime.js';
@@ -47,6 +49,62 @@ export class ClusterManager {
     return p.tlsMode === 'ISTIO_MUTUAL' || (p.tlsAuto === true && ep.labels['security.istio.io/tlsMode'] === 'istio');
   }
 
+  /** DestinationRule `credentialName` for SIMPLE/MUTUAL: a directory of this name here holding tls.crt, tls.key, ca.crt. */
+  credentialsDir = process.env.REMORA_CREDENTIALS_DIR ?? '/etc/remora/credentials';
+
+  /**
+   * Whether connections to `ep` of `def` are TLS: Istio mTLS (originatesMtls), or DestinationRule `SIMPLE` / `MUTUAL`
+   * to an external service. The cluster is then the key of its own pools.
+   */
+  upstreamTls(def: ClusterDef, ep: Endpoint): boolean {
+    const mode = def.policy.tlsMode;
+    return mode === 'SIMPLE' || mode === 'MUTUAL' || this.originatesMtls(def, ep);
+  }
+
+  /** The connector of a TLS cluster (see upstreamTls) for `protocol`. */
+  private connectorFor(def: ClusterDef, protocol: 'http/1.1' | 'h2' | 'tcp'): (host: string, port: number) => net.Socket {
+    const p = def.policy;
+    if (p.tlsMode === 'SIMPLE' || p.tlsMode === 'MUTUAL') return this.externalTlsConnect(def, protocol);
+    return this.mtlsConnect(protocol, p.subjectAltNames ?? [], p.sni);
+  }
+
+  /**
+   * TLS origination to an external service (DestinationRule `SIMPLE`, or `MUTUAL` with a client certificate): the
+   * server verified against `caCertificates` (else the system's roots) unless `insecureSkipVerify`, its name against
+   * `subjectAltNames` (any of them, DNS or URI SAN) or else the SNI / host; ALPN for the protocol. Files are read when
+   * the pool is made (a changed DestinationRule makes a new one).
+   */
+  private externalTlsConnect(def: ClusterDef, protocol: 'http/1.1' | 'h2' | 'tcp'): (host: string, port: number) => net.Socket {
+    const p = def.policy;
+    const f = p.tlsFiles ?? {};
+    const read = (file: string | undefined): Buffer | undefined => (file === undefined ? undefined : readFileSync(file));
+    const cred = f.credentialName !== undefined ? join(this.credentialsDir, f.credentialName) : undefined;
+    let opts: tls.ConnectionOptions;
+    try {
+      const ca = cred !== undefined ? readOptional(join(cred, 'ca.crt')) : read(f.caCertificates);
+      const cert = p.tlsMode === 'MUTUAL' ? (cred !== undefined ? readFileSync(join(cred, 'tls.crt')) : read(f.clientCertificate)) : undefined;
+      const key = p.tlsMode === 'MUTUAL' ? (cred !== undefined ? readFileSync(join(cred, 'tls.key')) : read(f.privateKey)) : undefined;
+      const sans = p.subjectAltNames ?? [];
+      opts = {
+        ...(ca !== undefined ? { ca } : {}),
+        ...(cert !== undefined ? { cert } : {}),
+        ...(key !== undefined ? { key } : {}),
+        rejectUnauthorized: f.insecureSkipVerify !== true,
+        ...(protocol !== 'tcp' ? { ALPNProtocols: [protocol] } : {}),
+        ...(sans.length > 0 ? { checkServerIdentity: (_h: string, c: tls.PeerCertificate) => (sans.some((n) => sanNames(c.subjectaltname).includes(n)) ? undefined : new Error(`server certificate names none of ${sans.join(', ')}`)) } : {}),
+      };
+    } catch (e) {
+      const err = (e as Error).message;
+      return () => { throw new Error(`TLS files of ${def.name}: ${err}`); };
+    }
+    const servername = p.sni ?? (net.isIP(def.host) === 0 ? def.host : undefined);
+    return (host, port) => {
+      const sock = tls.connect({ host, port, ...opts, ...(servername !== undefined ? { servername } : {}) });
+      sock.setNoDelay(true);
+      return sock;
+    };
+  }
+
   /** A connector that opens Istio mTLS (ALPN for `protocol`, the server's SPIFFE identity checked against `sans`). */
   private mtlsConnect(protocol: 'http/1.1' | 'h2' | 'tcp', sans: readonly string[], sni: string | undefined): (host: string, port: number) => net.Socket {
     return (host, port) => {
@@ -61,7 +119,7 @@ export class ClusterManager {
 
   /** The TCP proxy's connector for one connection to `ep` of `def`, or undefined for plaintext. */
   tcpConnector(def: ClusterDef, ep: Endpoint): ((host: string, port: number) => net.Socket) | undefined {
-    return this.originatesMtls(def, ep) ? this.mtlsConnect('tcp', def.policy.subjectAltNames ?? [], def.policy.sni) : undefined;
+    return this.upstreamTls(def, ep) ? this.connectorFor(def, 'tcp') : undefined;
   }
 
   runtime(def: ClusterDef): ClusterRuntime {
@@ -131,7 +189,7 @@ export class ClusterManager {
         maxRequestsPerConnection: o.maxRequestsPerConnection, maxConnectionDurationMs: o.maxConnectionDurationMs, tcpKeepaliveMs: o.tcpKeepaliveMs,
         ...(limits.maxConcurrentStreams !== undefined ? { maxConcurrentStreams: limits.maxConcurrentStreams } : {}),
         ...(limits.h2PingIntervalMs !== undefined ? { pingIntervalMs: limits.h2PingIntervalMs, pingTimeoutMs: limits.h2PingTimeoutMs ?? 0 } : {}),
-        ...(mtlsOf !== undefined ? { connect: this.mtlsConnect('h2', mtlsOf.policy.subjectAltNames ?? [], mtlsOf.policy.sni) } : {}),
+        ...(mtlsOf !== undefined ? { connect: this.connectorFor(mtlsOf, 'h2') } : {}),
       });
       this.pools.set(key, p);
     }
@@ -156,7 +214,7 @@ export class ClusterManager {
     let p = this.pools.get(key) as H1Pool | undefined;
     if (p === undefined) {
       const o = this.poolOptions(limits);
-      if (mtlsOf !== undefined) o.connect = this.mtlsConnect('http/1.1', mtlsOf.policy.subjectAltNames ?? [], mtlsOf.policy.sni);
+      if (mtlsOf !== undefined) o.connect = this.connectorFor(mtlsOf, 'http/1.1');
       p = new H1Pool(ep.address, ep.port, o);
       this.pools.set(key, p);
     }
@@ -247,4 +305,20 @@ function closeInBatches(pools: UpstreamPool[]): void {
   const batch = pools.splice(0, 64);
   for (const p of batch) p.close().catch(() => { /* already closed */ });
   if (pools.length > 0) setImmediate(closeInBatches, pools);
+}
+
+/** A file that may be absent (a credential without a CA: the system roots then). */
+function readOptional(file: string): Buffer | undefined {
+  try {
+    return readFileSync(file);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw e;
+  }
+}
+
+/** The DNS and URI names of node's subjectaltname string. */
+function sanNames(san: string | undefined): string[] {
+  if (san === undefined) return [];
+  return san.split(', ').map((e) => e.replace(/^(DNS|URI):/, '').replace(/^"|"$/g, ''));
 }

@@ -215,6 +215,13 @@ export function compileClusterPolicy(
   if (outlier !== undefined) policy.outlier = outlier;
   if (typeof m.tls?.sni === 'string') policy.sni = m.tls.sni;
   if (m.tls?.mode === undefined) policy.tlsAuto = true;
+  if (m.tls?.mode === 'SIMPLE' || m.tls?.mode === 'MUTUAL') {
+    const t = m.tls;
+    const files: NonNullable<ClusterPolicy['tlsFiles']> = {};
+    for (const k of ['caCertificates', 'clientCertificate', 'privateKey', 'credentialName'] as const) if (typeof t[k] === 'string' && t[k] !== '') files[k] = t[k];
+    if (t.insecureSkipVerify === true) files.insecureSkipVerify = true;
+    policy.tlsFiles = files;
+  }
   if (Array.isArray(m.tls?.subjectAltNames) && m.tls.subjectAltNames.length > 0) policy.subjectAltNames = m.tls.subjectAltNames.map(String);
   return policy;
 }
