@@ -157,6 +157,12 @@ export class Http1Response {
   chunkedEncoding = false;
   /** Close the connection once this response is written (request asked, response said so, or close-delimited). */
   closeAfter: boolean;
+  /**
+   * The server answered this response itself (the request's framing broke after it was handed to the handler): the
+   * handler's later calls on it do nothing, so its reaction to the body error cannot reset the connection and lose
+   * the responses queued before this one.
+   */
+  answeredByServer = false;
   private noBody = false;
   private head: string | undefined;
   /** Output held while an earlier pipelined response on the connection is still being written. */
@@ -174,6 +180,7 @@ export class Http1Response {
   }
 
   writeHead(status: number, headers: readonly string[]): this {
+    if (this.answeredByServer) return this;
     if (this.headersSent) throw new Error('headers already sent');
     let s = `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Unknown'}\r\n`;
     let hasLength = false;
@@ -290,7 +297,7 @@ export class Http1Response {
 
   /** Abort: the connection is closed (a response that started cannot be finished cleanly any other way). */
   destroy(): void {
-    if (this.destroyed) return;
+    if (this.destroyed || this.answeredByServer) return;
     this.destroyed = true;
     this.conn.sock.destroy();
   }
@@ -727,6 +734,7 @@ class Connection {
     const text = STATUS_TEXT[status] ?? 'Error';
     res.writeHead(status, ['content-type', 'text/plain', 'content-length', String(text.length), 'connection', 'close']);
     res.end(text);
+    res.answeredByServer = true;
   }
 
   /** The slowloris guard: a head that started too long ago gets 408. */
