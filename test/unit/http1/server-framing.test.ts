@@ -6,7 +6,7 @@
 import { describe, it, expect, afterEach } from 'vitest';
 import net from 'node:net';
 import { Http1Server, type Http1Request, type RequestHandler } from '../../../src/http1/server.js';
-import { RawClient, cleanup, header, parseResponses, settle, until } from '../../integration/http1/raw.js';
+import { RawClient, cleanup, header, parseResponses, poll, settle, until } from '../../integration/http1/raw.js';
 
 const servers: Http1Server[] = [];
 
@@ -78,6 +78,32 @@ describe('Http1Server framing regressions', () => {
     const { statuses } = await exchange(port, 'GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\nGET /3 HTTP/1.1\r\nHost: a\r\nX : y\r\n\r\nGET /4 HTTP/1.1\r\nHost: a\r\n\r\n');
     expect(statuses).toEqual([200, 200, 400]);
     expect(seen.map((r) => r.url)).toEqual(['/1', '/2']);
+  });
+
+  it('a body that breaks after its request was handed over: the earlier pipelined response and the 400 both arrive, whatever the handler does on the body error (was: its res.destroy() reset the connection; found by the pipeline property test after 48,529 cases)', async () => {
+    const seen: string[] = [];
+    const { port } = await serve((req, res) => {
+      seen.push(req.url);
+      if (req.url === '/slow') {
+        // Answered after the error below, as an upstream that is still working on it would be.
+        setTimeout(() => { res.writeHead(200, ['content-length', '2']); res.end('ok'); }, 150);
+        return;
+      }
+      // As the forwarder: streaming the body upstream, and on its error answering 502 or resetting the response.
+      req.body!.on('error', () => {
+        if (!res.headersSent) { res.writeHead(502, ['content-length', '0']); res.end(); } else res.destroy();
+      });
+      req.body!.resume();
+    });
+    const c = await RawClient.connect(port, { allowHalfOpen: true });
+    c.send('GET /slow HTTP/1.1\r\nHost: a\r\n\r\nPOST /bad HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n');
+    await poll(() => seen.length === 2, 1000, 'both heads handled');
+    c.send('3\r\nabcXY0\r\n\r\n'); // while /slow is still unanswered
+    await until(c.sock, ['end', 'close'], () => c.ended || c.closed, 3000, 'the close');
+    expect(seen).toEqual(['/slow', '/bad']);
+    const rs = parseResponses(c.received, [], true);
+    expect(rs.map((r) => r.status)).toEqual([200, 400]);
+    expect(header(rs[1]!, 'connection')).toBe('close');
   });
 
   it('nothing pipelined behind Connection: close reaches the handler', async () => {
