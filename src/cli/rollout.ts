@@ -6,7 +6,7 @@
 import { resolve } from 'node:path';
 import { buildPlan, parseDuration, parseHeaderMatch, parseLatency, parsePercent, parseSteps } from '../rollout/plan.js';
 import { PrometheusSource, StatsSource, serviceFqdn, type MetricSource, type Selector } from '../rollout/metrics-source.js';
-import { FileTarget, KubeTarget, type KubeObjectApi, type Target } from '../rollout/target.js';
+import { FileTarget, KubeTarget, resolveVsFile, type KubeObjectApi, type Target } from '../rollout/target.js';
 import { command, newOwner, Rollout, RolloutError, type RolloutOptions } from '../rollout/controller.js';
 import { formatEvent, formatStatus } from '../rollout/view.js';
 import { parseWithEnv } from './options.js';
@@ -18,7 +18,8 @@ Moves the VirtualService's weights from the stable to the canary subset step by 
 compares canary against stable over one interval, and rolls back to 0 % canary at once on a breach.
 
 where the VirtualService is
-  --config FILE            the YAML file holding it (edited in place; comments and layout kept)
+  --config FILE|DIR        the YAML file holding it, or the sidecars' config directory to find it in
+                           (edited in place; comments and layout kept)
   --kube                   the Kubernetes API (kubeconfig, KUBECONFIG or in-cluster; server-side apply)
   --kubeconfig PATH        with --kube
   --namespace NS           its namespace (default: default)
@@ -135,7 +136,15 @@ export async function main(argv: string[]): Promise<number> {
     const ns = (values.namespace as string | undefined) ?? process.env.POD_NAMESPACE ?? 'default';
     if (values.config !== undefined && values.kube) throw new RolloutError('give --config FILE or --kube, not both');
     let target: Target;
-    if (values.config !== undefined) target = new FileTarget(resolve(String(values.config)), name, ns);
+    if (values.config !== undefined) {
+      let file: string;
+      try {
+        file = resolveVsFile(resolve(String(values.config)), name, ns);
+      } catch (err) {
+        throw new RolloutError((err as Error).message);
+      }
+      target = new FileTarget(file, name, ns);
+    }
     else if (values.kube) target = await kubeTarget(values, name, ns);
     else throw new RolloutError('where is the VirtualService? --config FILE or --kube');
 

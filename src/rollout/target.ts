@@ -3,7 +3,7 @@
  * Kubernetes API (read, then server-side apply of `spec.http` and the state annotation with field manager
  * `remora-rollout`, the read resourceVersion as precondition). Both hand out a `VsEditor` and take it back.
  */
-import { closeSync, openSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { VsEditor, VsFile } from './vs-edit.js';
 import { ANNOTATION, COMMAND_ANNOTATION, parseCommand, parseState, type Command, type RolloutState } from './state.js';
@@ -106,6 +106,33 @@ export class FileTarget implements Target {
       rmSync(this.lockPath, { force: true });
     }
   }
+}
+
+/**
+ * `--config` may name the directory `remora run --config` reads: the file holding the VirtualService is found in it
+ * (recursively, `.yaml`/`.yml`/`.json`, hidden names and ConfigMap internals skipped, as the config loader does).
+ */
+export function resolveVsFile(path: string, name: string, namespace: string): string {
+  if (!statSync(path).isDirectory()) return path;
+  const hits: string[] = [];
+  const walk = (dir: string, depth: number): void => {
+    for (const n of readdirSync(dir).sort()) {
+      if (n.startsWith('.')) continue;
+      const p = join(dir, n);
+      let st;
+      try { st = statSync(p); } catch { continue; }
+      if (st.isDirectory()) { if (depth < 8) walk(p, depth + 1); continue; }
+      if (!/\.(ya?ml|json)$/.test(n)) continue;
+      try {
+        new VsFile(readFileSync(p, 'utf8')).find(name, namespace, namespace);
+        hits.push(p);
+      } catch { /* not here */ }
+    }
+  };
+  walk(path, 0);
+  if (hits.length === 0) throw new Error(`no VirtualService ${namespace}/${name} in ${path}`);
+  if (hits.length > 1) throw new Error(`VirtualService ${namespace}/${name} is in ${hits.length} files (${hits.join(', ')}); give --config the one file`);
+  return hits[0]!;
 }
 
 /** The subset of client-node's KubernetesObjectApi the target uses (injectable for tests). */

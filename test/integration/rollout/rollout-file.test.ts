@@ -4,7 +4,7 @@
  * /stats/prometheus>` as a child process. Short intervals keep each case to a few seconds.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { CLI, startProxy, waitFor, type RunningProxy } from '../../support/proxy-harness.js';
@@ -142,11 +142,12 @@ describe.skipIf(!existsSync(CLI))('remora rollout, file mode, sidecar stats', ()
     const second = track(rollout([...COMMON, '--config', vsFile, '--stats', stats, '--steps', '10,100', '--interval', '2s']));
     expect(await second.exit(10_000), second.stderr).toBe(2);
     expect(second.stderr).toMatch(/another rollout of default\/reviews is running/);
-    const status = track(rollout(['status', '--vs', 'reviews', '--config', vsFile]));
+    // --config may name the sidecar's config directory: the VirtualService's file is found in it.
+    const status = track(rollout(['status', '--vs', 'reviews', '--config', dirname(vsFile)]));
     expect(await status.exit(10_000), status.stderr).toBe(0);
     expect(status.stdout).toMatch(/rollout default\/reviews: Progressing/);
     expect(status.stdout).toMatch(/step 1\/2 \(10, 100\), weights v1\/v2 90\/10/);
-    const abort = track(rollout(['abort', '--vs', 'reviews', '--config', vsFile, '--reason', 'test']));
+    const abort = track(rollout(['abort', '--vs', 'reviews', '--config', dirname(vsFile), '--reason', 'test']));
     expect(await abort.exit(15_000), `${abort.stdout}\n${abort.stderr}`).toBe(1);
     expect(abort.stdout, abort.stderr).toMatch(/Aborted/);
     expect(await p.exit(10_000)).toBe(1);
