@@ -211,8 +211,12 @@ export class ConfigStore extends EventEmitter {
   }
 
   private reject(errors: ConfigError[]): false {
-    this.reloadFailures++;
     const lines = errors.map(formatError);
+    // The same failure seen again with nothing applied in between (a deleted file is reported by the watch event and
+    // again by the poll, a ..data swap by several events) is one rejected change: counted and logged once.
+    const prev = this.lastError;
+    if (prev !== undefined && prev.at >= this.lastReloadAt && prev.errors.length === lines.length && prev.errors.every((l, i) => l === lines[i])) return false;
+    this.reloadFailures++;
     this.lastError = { at: Date.now(), errors: lines };
     this.opts.log('error', `config rejected${this.current ? ', keeping version ' + this.current.version : ''}: ${lines.length} problem(s)`, { errors: lines });
     this.emit('rejected', lines);
