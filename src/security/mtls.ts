@@ -83,6 +83,9 @@ export function terminateMtls(sock: net.Socket, head: Buffer | undefined, ctx: M
     t.once('error', (e: Error) => finish({ ok: false, error: e.message }));
     t.once('close', () => finish({ ok: false, error: 'closed during the mTLS handshake' }));
     t.once('secure', () => {
+      // tls.Server clears this once the handshake is done; a TLSSocket made without one keeps it set, and node:http2
+      // would then wait for a 'secureConnect' a server socket never emits (or read into a session not set up yet).
+      (t as tls.TLSSocket & { secureConnecting: boolean }).secureConnecting = false;
       const cert = t.getPeerX509Certificate();
       const id = cert === undefined ? undefined : certIdentity(cert);
       if (cert === undefined || id === undefined) return finish({ ok: false, error: 'peer certificate without a SPIFFE identity' });

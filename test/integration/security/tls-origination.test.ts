@@ -16,7 +16,7 @@ let rootCa: string;
 let plainTls: https.Server;
 let mutualTls: https.Server;
 let proxy: RunningProxy;
-const seen: Array<{ server: string; sni: string | false; clientCert: string | undefined }> = [];
+const seen: Array<{ server: string; sni: string | false | null; clientCert: string | undefined }> = [];
 let client: { cert: string; key: string };
 
 function record(name: string): (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => void {
