@@ -268,6 +268,7 @@ code, .mono { font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace; 
 .empty { color:var(--muted); padding:6px 8px; }
 .tag { display:inline-block; padding:0 6px; border-radius:4px; background:#e7f5ff; color:#1864ab; font-size:11px; margin-right:4px; }
 .tag.red { background:#fff5f5; color:var(--bad); }
+.rollout { margin-top:4px; font-size:12px; }
 #error { display:none; background:#fff5f5; color:var(--bad); border:1px solid #ffc9c9; }
 </style>
 </head>
