@@ -179,3 +179,77 @@ export function nginxConf(dir: string, listenPort: number, upstreamPort: number)
 }
 `;
 }
+
+export const MTLS_HOST = 'mtls.bench.local';
+
+/**
+ * The mTLS chain's client side: the outbound sidecar sends MTLS_HOST to the server sidecar's inbound port, an endpoint
+ * labelled as meshed (Istio's auto mTLS), or in plaintext when `mtls` is false.
+ */
+export function mtlsClientYaml(serverInbound: number, mtls: boolean): string {
+  return `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: mtls-bench, namespace: default }
+spec:
+  hosts: [${MTLS_HOST}]
+  ports: [{ number: 80, name: http, protocol: HTTP }]
+  resolution: STATIC
+  endpoints:
+  - address: 127.0.0.1
+    ports: { http: ${serverInbound} }
+    labels: ${mtls ? "{ 'security.istio.io/tlsMode': istio }" : '{}'}
+`;
+}
+
+export const STRICT_YAML = `apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: { name: default, namespace: default }
+spec: { mtls: { mode: STRICT } }
+`;
+
+/**
+ * nginx with TLS on both sides in one process (one worker): a plaintext front that proxies over mutual TLS (client
+ * certificate, server verified, upstream keep-alive and session reuse) to a TLS back that requires a client
+ * certificate and proxies to the upstream — the native anchor for a sidecar-to-sidecar mTLS hop.
+ */
+export function nginxMtlsConf(dir: string, frontPort: number, backPort: number, upstreamPort: number, certs: { server: string; client: string; ca: string }): string {
+  return `${nginxPreamble(dir)}  keepalive_requests 1000000;
+  upstream back {
+    server 127.0.0.1:${backPort};
+    keepalive 256;
+    keepalive_requests 1000000;
+  }
+  upstream up {
+    server 127.0.0.1:${upstreamPort};
+    keepalive 256;
+    keepalive_requests 1000000;
+  }
+  server {
+    listen 127.0.0.1:${frontPort} backlog=4096;
+    location / {
+      proxy_pass https://back;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_ssl_certificate ${certs.client}/tls.crt;
+      proxy_ssl_certificate_key ${certs.client}/tls.key;
+      proxy_ssl_trusted_certificate ${certs.ca};
+      proxy_ssl_verify on;
+      proxy_ssl_name ${MTLS_HOST};
+      proxy_ssl_session_reuse on;
+    }
+  }
+  server {
+    listen 127.0.0.1:${backPort} ssl backlog=4096;
+    ssl_certificate ${certs.server}/tls.crt;
+    ssl_certificate_key ${certs.server}/tls.key;
+    ssl_client_certificate ${certs.ca};
+    ssl_verify_client on;
+    location / {
+      proxy_pass http://up;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+`;
+}

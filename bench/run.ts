@@ -15,7 +15,7 @@ import { renderSvg, seriesOf } from '../src/bench/plot.js';
 import { median } from '../src/bench/histogram.js';
 import { clockTicksPerSec, parseStatusKb } from '../src/bench/proc.js';
 import { childPids, cpuDelta, cpuTimes, freePort, hasTaskset, httpGet, pinSelf, startProcess, stopProcess, type Started } from './procs.js';
-import { CANARY_HEADER, findNginx, manyServicesYaml, nginxConf, passThroughYaml, PASS_HOST, POLICY_HOST, policyYaml } from './configs.js';
+import { CANARY_HEADER, findNginx, manyServicesYaml, MTLS_HOST, mtlsClientYaml, nginxConf, nginxMtlsConf, passThroughYaml, PASS_HOST, POLICY_HOST, policyYaml, STRICT_YAML } from './configs.js';
 import { evaluateTargets, renderBenchmarksDoc, type SuiteResult } from './doc.js';
 import type { BuildTimings } from '../src/discovery/config-store.js';
 import { countSyscalls, gapStats, perfAvailable, proxyLegs, recordPairs, userSysTicks, type Anatomy } from './anatomy.js';
@@ -52,7 +52,7 @@ if (argv.help) {
   process.stdout.write(`usage: npm run bench -- [--quick] [--only s1,s2] [--out DIR] [--no-docs | --docs]
   --quick writes to bench/results/tmp and leaves docs/ alone unless --docs is given
        npm run bench -- --render bench/results/DATE.json   (regenerate the docs from saved results)
-scenarios: latency-1000 latency-3000 max body-1k body-100k anatomy grpc websocket services reload cold-start concurrency
+scenarios: latency-1000 latency-3000 max body-1k body-100k anatomy grpc websocket mtls services reload cold-start concurrency
 `);
   process.exit(0);
 }
@@ -219,6 +219,7 @@ async function main(): Promise<number> {
     if (remPol) Object.assign(features, await probeAfterLoad(remPol, up1, up2).catch((e: Error) => ({ probe: { active: false, detail: e.message } })));
     await attempt('anatomy', async () => void (suite.extras.anatomy = await anatomyScenario(peers.filter((p) => p.name !== 'direct' && p.name !== 'http-proxy'), notes)));
     if (haveRemora && (want('grpc') || want('websocket'))) await protocolScenarios(suite, notes, want);
+    if (haveRemora) await attempt('mtls', async () => void (suite.extras.mtls = await mtlsScenario(up1, notes)));
     if (haveRemora) {
       await attempt('services', async () => void (suite.extras.services = await servicesScenario(up1, suite)));
       await attempt('reload', async () => void (suite.extras.reload = await reloadScenario(up1, up2)));
@@ -443,6 +444,50 @@ async function protocolScenarios(suite: SuiteResult, notes: string[], want: (s: 
   } finally {
     await stopTracked(rem.s);
     await stopTracked(up);
+  }
+}
+
+/**
+ * One sidecar-to-sidecar hop at 1,000 req/s: client → outbound sidecar → (mutual TLS) → inbound sidecar → upstream,
+ * both sidecars on the proxy CPU, against the same chain in plaintext and against nginx with TLS on both sides (one
+ * process: a plaintext front proxying over mTLS to a TLS back that requires a client certificate). Certificates
+ * from `remora certs`. The handshakes are counted (the server's mTLS connections): connection reuse keeps them off
+ * the per-request path.
+ */
+async function mtlsScenario(up1: number, notes: string[]): Promise<NonNullable<SuiteResult['extras']['mtls']>> {
+  const dir = join(tmp, 'mtls-certs');
+  const certs = (...a: string[]): void => {
+    const r = spawnSync(process.execPath, [CLI, 'certs', ...a], { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`remora certs ${a[0]}: ${r.stderr}`);
+  };
+  certs('root', '--out', join(dir, 'root'));
+  certs('workload', '--root', join(dir, 'root'), '--namespace', 'default', '--service-account', 'server', '--out', join(dir, 'server'), '--dns', MTLS_HOST);
+  certs('workload', '--root', join(dir, 'root'), '--namespace', 'default', '--service-account', 'client', '--out', join(dir, 'client'));
+  const server = await startRemora('remora-mtls-server', STRICT_YAML, ['--app-port', String(up1), '--cert-dir', join(dir, 'server'), '--trace-sampling', '0']);
+  const client = await startRemora('remora-mtls-client', mtlsClientYaml(Number(server.s.ready.inbound), true), ['--cert-dir', join(dir, 'client'), '--trace-sampling', '0']);
+  const plainServer = await startRemora('remora-plain-server', '', ['--app-port', String(up1), '--trace-sampling', '0']);
+  const plainClient = await startRemora('remora-plain-client', mtlsClientYaml(Number(plainServer.s.ready.inbound), false), ['--trace-sampling', '0']);
+  const targets: BenchTarget[] = [{ name: 'direct', url: `http://127.0.0.1:${up1}/` }];
+  let nginx: Started | undefined;
+  const nginxBin = findNginx();
+  if (nginxBin) {
+    const ndir = join(tmp, 'nginx-mtls');
+    const [front, back] = [await freePort(), await freePort()];
+    const file = writeNginxDir(ndir, nginxMtlsConf(ndir, front, back, up1, { server: join(dir, 'server'), client: join(dir, 'client'), ca: join(dir, 'root', 'root-cert.pem') }));
+    nginx = track(await startProcess({ name: 'nginx-mtls', cmd: nginxBin, args: ['-c', file, '-p', ndir, '-e', join(ndir, 'error.log')], cpus: PROXY_CPU, marker: null, probe: async () => (await httpGet(front, '/')).status === 200 }));
+    targets.push({ name: 'nginx-mtls-hop', url: `http://127.0.0.1:${front}/`, pids: [nginx.pid, ...childPids(nginx.pid)] });
+  } else notes.push('mtls: nginx not found: Remora measured alone');
+  targets.push({ name: 'remora-plain-hop', url: `http://127.0.0.1:${plainClient.outbound}/`, pids: [plainClient.s.pid, plainServer.s.pid], headers: [['host', MTLS_HOST]] });
+  targets.push({ name: 'remora-mtls-hop', url: `http://127.0.0.1:${client.outbound}/`, pids: [client.s.pid, server.s.pid], headers: [['host', MTLS_HOST]] });
+  try {
+    const report = await scenario('mtls', targets, loadOpts({ rate: 1000 }));
+    const stats = (await httpGet(server.stats, '/stats/prometheus')).body;
+    const handshakes = Number(/^remora_inbound_mtls_connections_total(?:\{[^}]*\})? (\S+)$/m.exec(stats)?.[1] ?? NaN);
+    const requests = Number(/^envoy_cluster_upstream_rq_total\{[^}]*inbound[^}]*\} (\S+)$/m.exec(stats)?.[1] ?? NaN);
+    return { report, handshakes, requests };
+  } finally {
+    for (const p of [client, server, plainClient, plainServer]) await stopTracked(p.s);
+    await stopTracked(nginx);
   }
 }
 
