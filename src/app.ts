@@ -210,7 +210,7 @@ export class Sidecar {
     this.authz = authz;
     this.metrics.observe('remora_inbound_authz_denied_total', 'counter', 'Inbound requests denied by NetworkPolicy or AuthorizationPolicy (403 RBAC: access denied).', () => authz.denied());
     this.metrics.observe('remora_inbound_authz_allowed_total', 'counter', 'Inbound requests checked against NetworkPolicy/AuthorizationPolicy and allowed (not counted while no policy applies).', () => authz.allowed());
-    this.inboundEnv = { ...base, ...hygieneOpts, hygiene: hygiene.inbound, appPorts: opts.appPorts, appHost: '127.0.0.1', authz };
+    this.inboundEnv = { ...base, ...hygieneOpts, hygiene: hygiene.inbound, appPorts: opts.appPorts, appHost: '127.0.0.1', authz, snapshot: () => this.store.current };
     this.tcp = new TcpProxy({
       metrics: this.metrics,
       identity: { workload: opts.workloadName, namespace: opts.namespace, clusterId: 'Kubernetes', app: app ?? '', version: version ?? '' },

@@ -68,6 +68,8 @@ export interface ForwardPlan {
   routeName: string | undefined;
   /** Inbound over mutual TLS: the verified peer, for the request's metrics and access log. */
   peer?: PeerIdentity | undefined;
+  /** Inbound: the service the request named (its FQDN), for destination_service; default the cluster's host. */
+  serviceHost?: string | undefined;
 }
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
@@ -811,7 +813,8 @@ class ProxyRecord implements RequestRecord {
   private responseHeaderObject: Record<string, string> | undefined;
 
   constructor(p: ForwardPlan, ex: Exchange, def: ClusterDef) {
-    const id = serviceId(def.host);
+    const host = p.serviceHost ?? def.host;
+    const id = serviceId(host);
     this.direction = p.direction;
     this.startTime = p.startTime;
     this.durationMs = performance.now() - p.startHr;
@@ -833,7 +836,7 @@ class ProxyRecord implements RequestRecord {
     this.peer = p.peer;
     this.downstreamRemoteAddress = ex.req.remoteKey;
     this.downstreamLocalAddress = p.local;
-    this.destinationService = def.host;
+    this.destinationService = host;
     this.destinationServiceName = id.name;
     this.destinationServiceNamespace = id.namespace;
     this.destinationVersion = def.subset || undefined;

@@ -18,6 +18,8 @@ import { parseTarget, type PathNormalization, type RequestTarget } from '../rout
 import type { InboundAuthorizer } from './inbound-authz.js';
 import type { AuthnResult } from '../security/request-authn.js';
 import { peerOf, xfcc, type PeerIdentity } from '../security/mtls.js';
+import { lookupHost } from '../config/compile.js';
+import type { Snapshot } from '../config/snapshot.js';
 
 export interface InboundEnv extends ForwardContext {
   appPorts: readonly number[];
@@ -33,6 +35,21 @@ export interface InboundEnv extends ForwardContext {
   hygiene?: HeaderHygieneStats;
   /** This sidecar's SPIFFE ID while it has a workload certificate (XFCC's By=). */
   ownSpiffeId?(): string | undefined;
+  /** The config snapshot: the service a request's Host names, for destination_service. */
+  snapshot?(): Snapshot | undefined;
+}
+
+/**
+ * Istio's inbound destination_service: the service the request was addressed to — the FQDN the registry knows for
+ * its Host (`reviews:9080` → `reviews.default.svc.cluster.local`), else the Host's name as written; undefined (the
+ * app's own address) without a Host.
+ */
+function serviceHostOf(env: InboundEnv, target: RequestTarget | undefined, authority: string | undefined): string | undefined {
+  if (target === undefined || authority === undefined || authority === '') return undefined;
+  const host = target.host;
+  const snap = env.snapshot?.();
+  const found = snap === undefined ? undefined : lookupHost(snap, host);
+  return found?.service?.hostname ?? found?.host ?? host;
 }
 
 /** The verified mTLS peer of a request's connection (HTTP/1: its socket; HTTP/2: its session's). */
@@ -148,6 +165,7 @@ function authorizeAndForward(
     flags: '-',
     routeName: 'inbound',
     peer,
+    serviceHost: serviceHostOf(env, target, authority),
   };
   forward(req, res, plan, env);
 }
@@ -180,7 +198,7 @@ function localInbound(
   }
   // Drain any request body so the connection can be reused.
   req.resume();
-  const host = rt.def.host;
+  const host = serviceHostOf(env, target, target?.authority) ?? rt.def.host;
   const dot = host.indexOf('.');
   const rec = localReplyRecord(req, { direction: 'inbound', startTime, startHr, authority: target?.authority, requestId, status, flag, details, bytesSent: body.length });
   rec.routeName = 'inbound';

@@ -133,6 +133,8 @@ describe('mutual TLS between two sidecars', () => {
     const xfcc = String(seen[n]!['x-forwarded-client-cert']);
     expect(xfcc).toMatch(new RegExp(`^By=spiffe://${TD}/ns/shop/sa/cart;Hash=[0-9a-f]{64};Subject="";URI=spiffe://${TD}/ns/web/sa/frontend$`));
     expect(await stat(server, /^istio_requests_total\{.*source_principal="spiffe:\/\/cluster\.local\/ns\/web\/sa\/frontend".*connection_security_policy="mutual_tls".*\}/)).toBeGreaterThanOrEqual(1);
+    // Inbound destination_service is the service the request named, as Istio reports it (not the app's address).
+    expect(await stat(server, /^istio_requests_total\{reporter="destination".*destination_service="cart\.shop\.svc\.cluster\.local",destination_service_name="cart",destination_service_namespace="shop".*\}/)).toBeGreaterThanOrEqual(1);
     expect(await stat(server, /^remora_inbound_mtls_connections_total/)).toBeGreaterThanOrEqual(1);
     await waitFor(() => existsSync(join(dir, 'server.log')) && readFileSync(join(dir, 'server.log'), 'utf8').includes('200 /a spiffe://cluster.local/ns/web/sa/frontend\n'), 3000);
     // ISTIO_MUTUAL with the right subjectAltNames pinned works too.
