@@ -354,5 +354,7 @@ function handBack(sock: net.Socket, head: Buffer | undefined, next: (s: net.Sock
   sock.pause();
   if (head !== undefined && head.length > 0) sock.unshift(head);
   next(sock);
-  if (!sock.destroyed) sock.resume();
+  // Only an owner that reads now: the TCP proxy keeps the socket paused until its upstream is connected (then pipes);
+  // flowing before that would hand the put-back bytes to nobody.
+  if (!sock.destroyed && sock.listenerCount('data') > 0) sock.resume();
 }

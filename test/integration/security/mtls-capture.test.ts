@@ -1,0 +1,152 @@
+// The inbound mTLS gate in front of capture, over real loopback sockets (original destinations from a stand-in
+// reader, as in test/integration/capture/tcp-proxy.test.ts): TCP over mutual TLS (ALPN istio) reaches the app
+// decrypted; under PERMISSIVE a plaintext client of a server-speaks-first app still gets the banner and its bytes
+// through (the bytes read to decide are put back for the TCP proxy); under STRICT plaintext is reset.
+import net from 'node:net';
+import tls from 'node:tls';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Http1Server } from '../../../src/http1/server.js';
+import { inboundCapture, CaptureStats, type InboundCaptureEnv } from '../../../src/net/capture.js';
+import { listenTcp, QueueReader } from '../../support/capture-harness.js';
+import { TcpProxy } from '../../../src/proxy/tcp-proxy.js';
+import { ClusterManager } from '../../../src/upstream/cluster-manager.js';
+import { Metrics } from '../../../src/telemetry/metrics.js';
+import { inboundClusters } from '../../../src/proxy/inbound.js';
+import { createRoot, issueWorkload } from '../../../src/security/dev-ca.js';
+import { loadWorkloadCert } from '../../../src/security/workload-cert.js';
+import { MtlsContext, originationOptions } from '../../../src/security/mtls.js';
+import type { MtlsMode } from '../../../src/security/peer-authentication.js';
+
+const servers: net.Server[] = [];
+let dir: string;
+let port = 0;
+let bannerPort = 0;
+let echoPort = 0;
+let clientCtx: MtlsContext;
+let mode: MtlsMode = 'PERMISSIVE';
+const reader = new QueueReader();
+const stats = new CaptureStats();
+const clusters = new ClusterManager(Math.random, () => performance.now(), { keepAliveMs: 4000, headersTimeoutMs: 0 });
+const tcp = new TcpProxy({ metrics: new Metrics({ sourceWorkload: 't', sourceNamespace: 'default' }), identity: { workload: 't', namespace: 'default', app: 't', version: 'v1', clusterId: 'Kubernetes' }, now: () => performance.now() });
+
+function ctxOf(d: string): MtlsContext {
+  const r = loadWorkloadCert(d);
+  if (!r.ok) throw new Error(r.error);
+  return new MtlsContext(r.cert);
+}
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'remora-mtls-capture-'));
+  const root = createRoot(join(dir, 'root'));
+  const serverCtx = ctxOf(issueWorkload(root, { trustDomain: 'cluster.local', namespace: 'db', serviceAccount: 'mysql' }, join(dir, 's')).dir);
+  clientCtx = ctxOf(issueWorkload(root, { trustDomain: 'cluster.local', namespace: 'web', serviceAccount: 'app' }, join(dir, 'c')).dir);
+  // A server-speaks-first app (a banner, then echo) and a plain echo app.
+  bannerPort = await listenTcp(servers, (c) => { c.write('220 ready\r\n'); c.pipe(c); });
+  echoPort = await listenTcp(servers, (c) => c.pipe(c));
+  const runtimes = new Map<number, ReturnType<ClusterManager['pin']>>();
+  const env: InboundCaptureEnv = {
+    reader,
+    snapshot: () => undefined,
+    clusters,
+    tcp,
+    sniffTimeoutMs: 100,
+    self: { labels: {}, namespace: 'db', clusterDomain: 'cluster.local' },
+    rand: Math.random,
+    inboundRuntime: (p) => { let rt = runtimes.get(p); if (!rt) { rt = clusters.pin(inboundClusters([p], '127.0.0.1')[0]!); runtimes.set(p, rt); } return rt; },
+    allowConnection: () => true,
+    mtls: () => serverCtx,
+    mtlsMode: () => mode,
+  };
+  const server = new Http1Server((_req, res) => { res.writeHead(200, ['content-length', '2']); res.end('ok'); }, { onConnection: inboundCapture(env, stats) });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  port = (server.address() as net.AddressInfo).port;
+  servers.push(server);
+});
+
+afterAll(async () => {
+  tcp.closeAll();
+  for (const s of servers) s.close();
+  await clusters.destroy();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** Read from `sock` until `want` arrived (or the socket ended), bounded. */
+function readUntil(sock: net.Socket, want: string, ms = 3000): Promise<string> {
+  return new Promise((resolve) => {
+    let got = '';
+    const done = (): void => { clearTimeout(t); sock.off('data', on); resolve(got); };
+    const on = (d: Buffer): void => { got += d.toString(); if (got.includes(want)) done(); };
+    const t = setTimeout(done, ms);
+    sock.on('data', on);
+    sock.once('close', done);
+  });
+}
+
+describe('inbound mTLS gate with transparent capture', () => {
+  it('TCP over mutual TLS (ALPN istio) reaches the app decrypted, both ways', async () => {
+    const before = stats.mtls;
+    reader.queue.push({ address: '10.0.0.5', port: echoPort, family: 4 });
+    const s = tls.connect({ port, host: '127.0.0.1', ...originationOptions(clientCtx, 'tcp', ['spiffe://cluster.local/ns/db/sa/mysql']) });
+    await new Promise<void>((r, j) => { s.once('secureConnect', () => r()); s.once('error', j); });
+    expect(s.alpnProtocol).toBe('istio');
+    s.write('ping over mtls');
+    expect(await readUntil(s, 'ping over mtls')).toBe('ping over mtls');
+    s.destroy();
+    expect(stats.mtls).toBe(before + 1);
+  });
+
+  it('PERMISSIVE: a silent plaintext client of a server-first app gets the banner, and its bytes after it get through', async () => {
+    mode = 'PERMISSIVE';
+    reader.queue.push({ address: '10.0.0.5', port: bannerPort, family: 4 });
+    const c = net.connect(port, '127.0.0.1');
+    expect(await readUntil(c, '220 ready')).toBe('220 ready\r\n');
+    c.write('hello');
+    expect(await readUntil(c, 'hello')).toBe('hello');
+    c.destroy();
+  });
+
+  it('PERMISSIVE: a plaintext client that speaks first: its first bytes (read to decide) are not lost', async () => {
+    reader.queue.push({ address: '10.0.0.5', port: echoPort, family: 4 });
+    const c = net.connect(port, '127.0.0.1');
+    c.write('\x00\x01binary-first');
+    expect(await readUntil(c, 'binary-first')).toBe('\x00\x01binary-first');
+    c.destroy();
+  });
+
+  it('PERMISSIVE: a client that speaks first on a port taken as TCP at once (11211, memcached): its first bytes reach the app', async (ctx) => {
+    // The app must listen on the port itself (the original destination port is the app port): skip where it is taken.
+    const app = net.createServer((c) => { c.on('error', () => {}); c.pipe(c); });
+    const ok = await new Promise<boolean>((r) => { app.once('error', () => r(false)); app.listen(11211, '127.0.0.1', () => r(true)); });
+    if (!ok) { ctx.skip(); return; }
+    try {
+      mode = 'PERMISSIVE';
+      reader.queue.push({ address: '10.0.0.5', port: 11211, family: 4 });
+      const c = net.connect(port, '127.0.0.1');
+      c.write('get key\r\n');
+      expect(await readUntil(c, 'get key')).toBe('get key\r\n');
+      c.destroy();
+    } finally {
+      app.close();
+    }
+  });
+
+  it('STRICT: plaintext is reset and counted; mTLS still works', async () => {
+    mode = 'STRICT';
+    const before = stats.mtlsRefused;
+    reader.queue.push({ address: '10.0.0.5', port: echoPort, family: 4 });
+    const c = net.connect(port, '127.0.0.1');
+    c.on('error', () => {});
+    c.write('plain');
+    await new Promise((r) => c.once('close', r));
+    expect(stats.mtlsRefused).toBe(before + 1);
+    reader.queue.push({ address: '10.0.0.5', port: echoPort, family: 4 });
+    const s = tls.connect({ port, host: '127.0.0.1', ...originationOptions(clientCtx, 'tcp', []) });
+    await new Promise<void>((r, j) => { s.once('secureConnect', () => r()); s.once('error', j); });
+    s.write('still');
+    expect(await readUntil(s, 'still')).toBe('still');
+    s.destroy();
+  });
+});
