@@ -88,7 +88,7 @@ function readUntil(sock: net.Socket, want: string, ms = 3000): Promise<string> {
 describe('inbound mTLS gate with transparent capture', () => {
   it('TCP over mutual TLS (ALPN istio) reaches the app decrypted, both ways', async () => {
     const before = stats.mtls;
-    reader.queue.push({ address: '10.0.0.5', port: echoPort, family: 4 });
+    reader.queue.push({ address: '10.0.0.5', port: echoPort });
     const s = tls.connect({ port, host: '127.0.0.1', ...originationOptions(clientCtx, 'tcp', ['spiffe://cluster.local/ns/db/sa/mysql']) });
     await new Promise<void>((r, j) => { s.once('secureConnect', () => r()); s.once('error', j); });
     expect(s.alpnProtocol).toBe('istio');
@@ -100,7 +100,7 @@ describe('inbound mTLS gate with transparent capture', () => {
 
   it('PERMISSIVE: a silent plaintext client of a server-first app gets the banner, and its bytes after it get through', async () => {
     mode = 'PERMISSIVE';
-    reader.queue.push({ address: '10.0.0.5', port: bannerPort, family: 4 });
+    reader.queue.push({ address: '10.0.0.5', port: bannerPort });
     const c = net.connect(port, '127.0.0.1');
     expect(await readUntil(c, '220 ready')).toBe('220 ready\r\n');
     c.write('hello');
@@ -109,7 +109,7 @@ describe('inbound mTLS gate with transparent capture', () => {
   });
 
   it('PERMISSIVE: a plaintext client that speaks first: its first bytes (read to decide) are not lost', async () => {
-    reader.queue.push({ address: '10.0.0.5', port: echoPort, family: 4 });
+    reader.queue.push({ address: '10.0.0.5', port: echoPort });
     const c = net.connect(port, '127.0.0.1');
     c.write('\x00\x01binary-first');
     expect(await readUntil(c, 'binary-first')).toBe('\x00\x01binary-first');
@@ -123,7 +123,7 @@ describe('inbound mTLS gate with transparent capture', () => {
     if (!ok) { ctx.skip(); return; }
     try {
       mode = 'PERMISSIVE';
-      reader.queue.push({ address: '10.0.0.5', port: 11211, family: 4 });
+      reader.queue.push({ address: '10.0.0.5', port: 11211 });
       const c = net.connect(port, '127.0.0.1');
       c.write('get key\r\n');
       expect(await readUntil(c, 'get key')).toBe('get key\r\n');
@@ -136,13 +136,13 @@ describe('inbound mTLS gate with transparent capture', () => {
   it('STRICT: plaintext is reset and counted; mTLS still works', async () => {
     mode = 'STRICT';
     const before = stats.mtlsRefused;
-    reader.queue.push({ address: '10.0.0.5', port: echoPort, family: 4 });
+    reader.queue.push({ address: '10.0.0.5', port: echoPort });
     const c = net.connect(port, '127.0.0.1');
     c.on('error', () => {});
     c.write('plain');
     await new Promise((r) => c.once('close', r));
     expect(stats.mtlsRefused).toBe(before + 1);
-    reader.queue.push({ address: '10.0.0.5', port: echoPort, family: 4 });
+    reader.queue.push({ address: '10.0.0.5', port: echoPort });
     const s = tls.connect({ port, host: '127.0.0.1', ...originationOptions(clientCtx, 'tcp', []) });
     await new Promise<void>((r, j) => { s.once('secureConnect', () => r()); s.once('error', j); });
     s.write('still');
