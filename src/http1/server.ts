@@ -538,8 +538,12 @@ class Connection {
     if (this.queue.length === 0) this.discardInput();
   }
 
+  /** The connection switched protocols (101 written): its socket belongs to the tunnel now. */
+  tunnelled = false;
+
   /** @internal the upgrade was accepted (101 written): hand over the bytes read past the request. */
   switched(): Buffer[] {
+    this.tunnelled = true;
     const h = this.held ?? [];
     this.held = undefined;
     return h;
@@ -901,12 +905,16 @@ export class Http1Server extends net.Server {
     if (head !== undefined && head.length > 0) c.onData(head);
     onDirectDrain(sock, () => c.front()?.drained());
     sock.on('end', () => {
-      // The client finished sending: answer what is queued, then close. A request cut inside its body can never
-      // complete and nothing may answer it sensibly: close now (as node:http does), or the half-open socket, with a
-      // response nobody will write, would outlive every timer (the idle timer spares connections with work queued).
+      // A tunnel (101) owns the socket's ends: a FIN is passed on there (half-close).
+      if (c.tunnelled) return;
+      // The client closed its side (a FIN, or a reset the kernel reported as end of stream) before every answer was
+      // written: it went away. As Envoy (the streams are reset), nginx (499, the upstream request finalized) and
+      // node:http do, the connection is closed now, so that the proxy abandons the upstream work for a client that
+      // will never read it (a client timing out would otherwise leave its requests running upstream). With nothing
+      // outstanding, our FIN follows.
       c.closing = true;
-      if (c.current !== undefined && c.current.body !== null && !c.current.complete) sock.destroy();
-      else if (c.queue.length === 0) sock.end();
+      if (c.queue.length > 0 || c.current !== undefined) sock.destroy();
+      else sock.end();
     });
     sock.on('drain', () => c.front()?.drained());
     sock.on('finish', () => { c.finishedAt = Date.now(); });
