@@ -20,6 +20,7 @@ const MINUTES = Number(process.env.SOAK_MINUTES ?? 60);
 const RPS = Number(process.env.SOAK_RPS ?? 500);
 const SAMPLE_S = Number(process.env.SOAK_SAMPLE_S ?? 5);
 const FAULT_RATE = 0.01;
+const NODE_OPTIONS = process.env.SOAK_NODE_OPTIONS ?? '--max-old-space-size=96 --max-semi-space-size=2';
 
 type Fault = 'truncated' | 'reset' | 'badFraming' | 'keepAliveClose' | 'acceptReset';
 const FAULTS: Fault[] = ['truncated', 'reset', 'badFraming', 'keepAliveClose'];
@@ -123,7 +124,9 @@ describe('row 24: soak', () => {
       s.on('data', (d: Buffer) => { for (let i = d.indexOf('\r\n\r\n'); i >= 0; i = d.indexOf('\r\n\r\n', i + 4)) s.write('HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\nok'); });
     };
     await clean.start();
-    proxy = await startProxy({ 'mesh.yaml': `${serviceEntry('soak', [{ port: faulty.port }])}---\n${serviceEntry('clean', [{ port: clean.port }])}` });
+    // The proxy runs with the V8 flags the injector gives the sidecar (docs/operations.md: a 2 MB young generation, a
+    // 96 MB old space): without them V8 grows its semi-spaces towards 16 MB each under load, which reads as RSS drift.
+    proxy = await startProxy({ 'mesh.yaml': `${serviceEntry('soak', [{ port: faulty.port }])}---\n${serviceEntry('clean', [{ port: clean.port }])}` }, [], { env: { NODE_OPTIONS: NODE_OPTIONS } });
     const pid = proxy.info.pid;
     const loadOpts = { mode: 'open' as const, rate: RPS, arrival: 'fixed' as const, connections: 32, timeoutMs: 10_000, count5xxAsErrors: false, preciseTimer: false };
 
@@ -160,9 +163,18 @@ describe('row 24: soak', () => {
 
     const totalMs = MINUTES * 60_000;
     const warmupMs = Math.min(10 * 60_000, Math.max(20_000, Math.round(totalMs * 0.2 / 20_000) * 20_000));
-    const samples: Array<{ t: number; rss: number; fds: number }> = [];
+    const samples: Array<{ t: number; rss: number; fds: number; heap: number; heapSize: number; external: number }> = [];
     const t0 = performance.now();
-    const sampler = setInterval(() => samples.push({ t: (performance.now() - t0) / 1000, rss: rssBytes(pid), fds: fdCount(pid) }), SAMPLE_S * 1000);
+    // RSS and fds from /proc; the V8 heap in use and external memory from /memory, to tell a JS leak from the allocator.
+    const sampler = setInterval(() => {
+      const t = (performance.now() - t0) / 1000;
+      const rss = rssBytes(pid);
+      const fds = fdCount(pid);
+      void proxy!.admin('/memory').then((r) => {
+        const m = JSON.parse(r.body) as { allocated: string; heap_size: string; external: string };
+        samples.push({ t, rss, fds, heap: Number(m.allocated), heapSize: Number(m.heap_size), external: Number(m.external) });
+      }).catch(() => samples.push({ t, rss, fds, heap: NaN, heapSize: NaN, external: NaN }));
+    }, SAMPLE_S * 1000);
     const aborter = abortingClient(proxy.info.outbound, RPS * FAULT_RATE);
     let soak: RunOutcome;
     let soakP99s: number[];
@@ -184,6 +196,8 @@ describe('row 24: soak', () => {
     const meanRss = after.reduce((a, s) => a + s.rss, 0) / after.length;
     const driftPctPerH = (rssSlopePerH / meanRss) * 100;
     const rssGrowth = after[after.length - 1]!.rss - after[0]!.rss;
+    const heapSlopePerH = slope(after.map((s) => s.t), after.map((s) => s.heap)) * 3600;
+    const extSlopePerH = slope(after.map((s) => s.t), after.map((s) => s.external)) * 3600;
     const warmFds = after[0]!.fds;
     const maxFds = Math.max(...after.map((s) => s.fds));
     const cleanP99 = median(cleanRes.p99s);
@@ -192,6 +206,7 @@ describe('row 24: soak', () => {
     const errors = Object.values(soak.errors).reduce((a, b) => a + b, 0);
     const mb = (b: number): string => (b / 2 ** 20).toFixed(1);
     const rows: Array<[string, string]> = [
+      ['proxy NODE_OPTIONS', NODE_OPTIONS],
       ['duration / rate', `${MINUTES} min (warm-up ${(warmupMs / 60_000).toFixed(1)} min) at ${RPS} rps in ${WINDOW_MS / 1000} s windows; clean run ${cleanMs / 1000} s`],
       ['requests (measured)', `${soak.completed} answered of ${soak.scheduled}, statuses ${JSON.stringify(soak.statusCounts)}, client-side errors ${JSON.stringify(soak.errors)}`],
       ['upstream faults', JSON.stringify(faulty.counts)],
@@ -199,6 +214,7 @@ describe('row 24: soak', () => {
       ['clean p50 / p99 / max', `${cleanRun.latency.at(50).toFixed(2)} / ${cleanRun.latency.at(99).toFixed(2)} / ${cleanRun.latency.at(100).toFixed(1)} ms over the run; window p99s ${cleanRes.p99s.map((x) => x.toFixed(1)).join(' ')} (median ${cleanP99.toFixed(2)})`],
       ['soak p50 / p99 / max', `${soak.latency.at(50).toFixed(2)} / ${soak.latency.at(99).toFixed(2)} / ${soak.latency.at(100).toFixed(1)} ms over the run; window p99s median ${soakP99.toFixed(2)}, max ${Math.max(...soakP99s).toFixed(1)} (bound ${bound.toFixed(2)})`],
       ['RSS after warm-up', `${mb(after[0]!.rss)} → ${mb(after[after.length - 1]!.rss)} MB (min ${mb(Math.min(...after.map((s) => s.rss)))}, max ${mb(Math.max(...after.map((s) => s.rss)))}); slope ${mb(rssSlopePerH)} MB/h = ${driftPctPerH.toFixed(1)} %/h over ${after.length} samples`],
+      ['V8 heap used / size', `${mb(after[0]!.heap)} → ${mb(after[after.length - 1]!.heap)} MB, slope ${mb(heapSlopePerH)} MB/h; heap size ${mb(after[0]!.heapSize)} → ${mb(after[after.length - 1]!.heapSize)} MB; external ${mb(after[0]!.external)} → ${mb(after[after.length - 1]!.external)} MB, slope ${mb(extSlopePerH)} MB/h`],
       ['fds', `warm ${warmFds}, max ${maxFds}, after the load ${endFds}`],
     ];
     console.log(`row 24 soak summary\n${rows.map(([k, v]) => `  ${k.padEnd(22)} | ${v}`).join('\n')}`);
