@@ -92,6 +92,8 @@ export interface RunOptions {
   headersWithUnderscores?: UnderscoreAction;
   /** `--request-headers-timeout`: a request head must be complete this long after its first byte, else 408 (ms; default 30 s). */
   requestHeadersTimeoutMs?: number;
+  /** `--stream-idle-timeout`: a request with no byte moving either way for this long ends (ms; default 5 min, Envoy's; 0 = off). */
+  streamIdleTimeoutMs?: number;
   /** `--max-connections`: open downstream connections per proxy listener; past it new ones are closed at accept (0/unset = no limit). */
   maxConnections?: number;
   /** `--cert-dir`: the workload certificate (cert-manager's tls.crt/tls.key/ca.crt or Istio's layout); mTLS on when set. */
@@ -322,7 +324,8 @@ export class Sidecar {
     this.h2Listeners.outbound = outboundH2;
     this.observeHttp2('outbound', outboundH2);
     const headersTimeoutMs = this.opts.requestHeadersTimeoutMs ?? LISTENER_HTTP.headersTimeoutMs!;
-    const outbound = new Http1Server(onOutbound, { ...LISTENER_HTTP, headersTimeoutMs, onConnection: outboundCapture({ ...capture, h2: outboundH2 }, this.capture.outbound) });
+    const streamIdleTimeoutMs = this.opts.streamIdleTimeoutMs ?? 300_000;
+    const outbound = new Http1Server(onOutbound, { ...LISTENER_HTTP, headersTimeoutMs, streamIdleTimeoutMs, onConnection: outboundCapture({ ...capture, h2: outboundH2 }, this.capture.outbound) });
     this.observeHttp1('outbound', outbound);
     await this.listen('outbound', outbound, this.opts.outboundAddress, this.opts.outboundPort);
     if (this.opts.appPorts.length > 0) {
@@ -332,6 +335,7 @@ export class Sidecar {
       const inbound = new Http1Server(onInbound, {
         ...LISTENER_HTTP,
         headersTimeoutMs,
+        streamIdleTimeoutMs,
         onConnection: inboundCapture({
           ...capture,
           h2: inboundH2,
@@ -454,6 +458,7 @@ export class Sidecar {
   /** The HTTP/2 side of a listener in /stats/prometheus: sessions, and the ones closed for floods or premature resets. */
   private observeHttp1(listener: string, h1: Http1Server): void {
     this.metrics.observe('remora_http1_requests_rejected_total', 'counter', 'HTTP/1 requests the listener answered itself for a framing or header error (400, 413, 431, 501, 505; Envoy downstream_cx_protocol_error), the connection closed after.', () => h1.stats.rejected, { listener });
+    this.metrics.observe('remora_http1_stream_idle_timeouts_total', 'counter', 'HTTP/1 requests ended by --stream-idle-timeout: no byte moved either way for that long (408 if unanswered, else a reset; Envoy downstream_rq_idle_timeout).', () => h1.stats.streamIdleTimeouts, { listener });
   }
 
   private observeHttp2(listener: string, h2: Http2Listener): void {

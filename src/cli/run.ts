@@ -44,6 +44,7 @@ const OPTIONS: OptionSpec = {
   'path-normalization': { type: 'string' },
   'headers-with-underscores': { type: 'string' },
   'request-headers-timeout': { type: 'string' },
+  'stream-idle-timeout': { type: 'string' },
   'max-connections': { type: 'string' },
   'cert-dir': { type: 'string' },
   workload: { type: 'string' },
@@ -92,6 +93,9 @@ const HELP = `usage: remora run --config PATH [PATH…] [options]
                                  with --concurrency); past it new ones are closed at accept and counted, which
                                  keeps file descriptors for upstreams, admin and config under a flood (Envoy
                                  max_active_downstream_connections); default 0 = no limit, as Istio
+      --stream-idle-timeout D    a request with no byte moving either way (its body, its response, an upstream
+                                 that says nothing) for this long ends: 408 + close if unanswered, else a reset
+                                 (slow POST, slow read; Envoy stream_idle_timeout); default 5m, 0 = never
       --cert-dir DIR             the workload certificate (tls.crt, tls.key, ca.crt as cert-manager writes them,
                                  or Istio's cert-chain.pem, key.pem, root-cert.pem), hot-rotated: mutual TLS
                                  with other sidecars (PeerAuthentication inbound, ISTIO_MUTUAL and auto mTLS
@@ -134,6 +138,9 @@ export function runOptionsFrom(argv: string[], env: NodeJS.ProcessEnv = process.
   const headersRaw = String(v['request-headers-timeout'] ?? '30s');
   const headersTimeoutMs = /^\d+$/.test(headersRaw) ? Number(headersRaw) : parseDurationMs(headersRaw);
   if (headersTimeoutMs === undefined || headersTimeoutMs < 1) throw new Error(`--request-headers-timeout must be a duration such as 10s or 30s, not ${headersRaw}`);
+  const idleRaw = String(v['stream-idle-timeout'] ?? '5m');
+  const streamIdleMs = /^\d+$/.test(idleRaw) ? Number(idleRaw) : parseDurationMs(idleRaw);
+  if (streamIdleMs === undefined) throw new Error(`--stream-idle-timeout must be a duration such as 30s or 5m (0 = never), not ${idleRaw}`);
   const appPorts = stringList(v['app-port']).map((p) => portValue(p, 'app-port', 0));
   const pathNorm = String(v['path-normalization'] ?? 'base').toLowerCase().replace(/_/g, '-');
   if (!(PATH_NORMALIZATIONS as readonly string[]).includes(pathNorm)) throw new Error(`--path-normalization must be one of ${PATH_NORMALIZATIONS.join(', ')}, not ${String(v['path-normalization'])}`);
@@ -164,6 +171,7 @@ export function runOptionsFrom(argv: string[], env: NodeJS.ProcessEnv = process.
     pathNormalization: pathNorm as PathNormalization,
     headersWithUnderscores: underscores as UnderscoreAction,
     requestHeadersTimeoutMs: headersTimeoutMs,
+    streamIdleTimeoutMs: streamIdleMs,
     workloadName: String(v.workload ?? env.POD_NAME?.replace(/-[a-z0-9]+-[a-z0-9]+$/, '') ?? labels.app ?? 'unknown'),
   };
   if (v['trace-endpoint']) opts.traceEndpoint = String(v['trace-endpoint']);

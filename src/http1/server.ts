@@ -24,6 +24,13 @@ export interface Http1ServerOptions {
   /** Pipelined requests in flight on one connection before the proxy stops reading from it. Default 16. */
   maxPipelined?: number;
   /**
+   * Envoy's stream_idle_timeout: a request in flight with no byte moving either way (its body, its response, the
+   * socket draining) for this long is ended — 408 with Connection: close if its response has not started, else the
+   * connection is reset. Covers slow POSTs, clients that stop reading, and upstreams that say nothing. Default 5 min
+   * (Envoy's); 0 = off.
+   */
+  streamIdleTimeoutMs?: number;
+  /**
    * Decide each accepted connection before HTTP/1 is assumed (transparent capture: original destination, protocol
    * sniffing). The hook serves HTTP by calling `server.serveSocket`, or takes the socket elsewhere (a TCP tunnel).
    */
@@ -175,7 +182,7 @@ export class Http1Response {
   private drainListeners: Listener[] | undefined;
   private closed = false;
 
-  constructor(private readonly conn: Connection, private readonly req: Http1Request, keepAlive: boolean) {
+  constructor(private readonly conn: Connection, readonly req: Http1Request, keepAlive: boolean) {
     this.closeAfter = !keepAlive;
   }
 
@@ -488,7 +495,29 @@ class Connection {
 
   write(data: string | Buffer): boolean {
     if (this.gone) return false;
+    this.lastProgress = this.server.clock;
     return writeDirect(this.sock, data);
+  }
+
+  /** Last time a byte of a request in flight moved (the server's coarse clock): the stream idle timeout's reference. */
+  lastProgress = 0;
+
+  /** Envoy's stream idle timeout (see Http1ServerOptions.streamIdleTimeoutMs), from the listener's sweep. */
+  checkStreamIdle(now: number): void {
+    const limit = this.server.streamIdleTimeoutMs;
+    if (limit === 0 || this.tunnelled || this.gone || (this.queue.length === 0 && this.current === undefined)) return;
+    if (this.lastProgress === 0) { this.lastProgress = now; return; }
+    if (now - this.lastProgress < limit) return;
+    this.server.stats.streamIdleTimeouts++;
+    const res = this.queue[0];
+    if (res !== undefined && !res.headersSent && !res.finished && this.queue.length === 1) {
+      // Nothing answered yet: 408 and the connection closes; the handler's work is abandoned (its response closes).
+      const req = this.current ?? res.req;
+      if (req.body !== null && !req.complete) req.body.destroy(new Error('stream idle timeout'));
+      this.answerError(req, res, 408);
+      return;
+    }
+    this.sock.destroy();
   }
 
   onData(data: Buffer): void {
@@ -611,6 +640,7 @@ class Connection {
         this.upgrading = true;
       }
     }
+    this.lastProgress = this.server.clock;
     const res = new Http1Response(this, req, keepAlive && !upgrade && !this.closing);
     // A request that closes the connection (Connection: close, HTTP/1.0 without keep-alive) is the last one served:
     // anything pipelined behind it is never handed to the proxy (RFC 9112 §9.6).
@@ -637,6 +667,7 @@ class Connection {
   currentRes: Http1Response | undefined;
 
   body(chunk: Buffer): void {
+    this.lastProgress = this.server.clock;
     const b = this.current?.body;
     if (b === null || b === undefined) return;
     if (!b.push(chunk) && !this.pausedByBody) {
@@ -864,7 +895,10 @@ export class Http1Server extends net.Server {
   readonly maxPipelined: number;
   readonly maxHeadersCount: number;
   /** Requests answered by the server itself for a framing or header error (400/431/501), connection closed after. */
-  readonly stats = { rejected: 0 };
+  readonly stats = { rejected: 0, streamIdleTimeouts: 0 };
+  readonly streamIdleTimeoutMs: number;
+  /** A coarse clock (ms), set by the sweep: what progress stamps read instead of a system call per event. */
+  clock = Date.now();
   private readonly conns = new Set<Connection>();
   private headTimer: NodeJS.Timeout | undefined;
 
@@ -876,13 +910,15 @@ export class Http1Server extends net.Server {
     this.maxHeaderSize = opts.maxHeaderSize ?? 16_384;
     this.maxPipelined = opts.maxPipelined ?? 16;
     this.maxHeadersCount = opts.maxHeadersCount ?? 100;
+    this.streamIdleTimeoutMs = opts.streamIdleTimeoutMs ?? 300_000;
     const hook = opts.onConnection;
     if (hook === undefined) this.on('connection', (sock: net.Socket) => this.serveSocket(sock));
     else this.on('connection', (sock: net.Socket) => hook(sock, this));
     this.on('listening', () => {
       if (this.headTimer !== undefined) return;
       // One coarse sweep for all connections (as node:http's connectionsCheckingInterval), not a timer per request.
-      this.headTimer = setInterval(sweepHeads, Math.min(1000, Math.max(10, Math.min(this.headersTimeoutMs, this.keepAliveTimeoutMs) / 4)), this);
+      const shortest = Math.min(this.headersTimeoutMs, this.keepAliveTimeoutMs, this.streamIdleTimeoutMs || Infinity);
+      this.headTimer = setInterval(sweepHeads, Math.min(1000, Math.max(10, shortest / 4)), this);
       this.headTimer.unref();
     });
     this.on('close', () => {
@@ -903,7 +939,9 @@ export class Http1Server extends net.Server {
     consumeSocket(c.parser, sock);
     sock.on('data', (d: Buffer) => c.onData(d));
     if (head !== undefined && head.length > 0) c.onData(head);
-    onDirectDrain(sock, () => c.front()?.drained());
+    // A response draining into a slow reader is progress (the stream idle timeout counts silence, not slowness).
+    const drained = (): void => { c.lastProgress = this.clock; c.front()?.drained(); };
+    onDirectDrain(sock, drained);
     sock.on('end', () => {
       // A tunnel (101) owns the socket's ends: a FIN is passed on there (half-close).
       if (c.tunnelled) return;
@@ -916,7 +954,7 @@ export class Http1Server extends net.Server {
       if (c.queue.length > 0 || c.current !== undefined) sock.destroy();
       else sock.end();
     });
-    sock.on('drain', () => c.front()?.drained());
+    sock.on('drain', drained);
     sock.on('finish', () => { c.finishedAt = Date.now(); });
     sock.on('error', noop);
     sock.on('close', () => {
@@ -927,9 +965,11 @@ export class Http1Server extends net.Server {
 
   /** @internal */
   sweep(now: number): void {
+    this.clock = now;
     for (const c of this.conns) {
       c.checkHeadTimeout(now);
       c.checkIdle(now);
+      c.checkStreamIdle(now);
     }
   }
 

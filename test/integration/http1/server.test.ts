@@ -824,3 +824,78 @@ describe('many connections', () => {
     }
   });
 });
+
+describe('stream idle timeout (Envoy stream_idle_timeout)', () => {
+  it('a slow POST that stops sending its body: 408 + close; the handler\'s response closes and its body errors', async () => {
+    const col = collector();
+    const { server, port } = await serve(col.handler, { streamIdleTimeoutMs: 300, headersTimeoutMs: 5000 });
+    const c = await RawClient.connect(port);
+    c.send('POST /up HTTP/1.1\r\nContent-Length: 100\r\n\r\nabc');
+    await until(col.emitter, 'req', () => col.got.length === 1);
+    const { req, res } = col.got[0]!;
+    let bodyError = false;
+    req.body!.on('error', () => { bodyError = true; });
+    req.body!.resume();
+    const t0 = Date.now();
+    await c.waitClosed();
+    const [r] = await c.responses(1);
+    expect(r!.status).toBe(408);
+    expect(header(r!, 'connection')).toBe('close');
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(150);
+    expect(res.finished).toBe(true);
+    expect(bodyError).toBe(true);
+    expect(server.stats.streamIdleTimeouts).toBe(1);
+  });
+
+  it('a handler (an upstream) that says nothing: 408; one that answers in time is not cut', async () => {
+    const col = collector();
+    const { port } = await serve(col.handler, { streamIdleTimeoutMs: 300 });
+    const c = await RawClient.connect(port);
+    c.send('GET /silent HTTP/1.1\r\n\r\n');
+    await c.waitClosed();
+    expect((await c.responses(1))[0]!.status).toBe(408);
+    const ok = await RawClient.connect(port);
+    ok.send('GET /fast HTTP/1.1\r\n\r\n');
+    await until(col.emitter, 'req', () => col.got.length === 2);
+    setTimeout(() => { col.got[1]!.res.writeHead(200, ['Content-Length', '2']); col.got[1]!.res.end('ok'); }, 100);
+    expect((await ok.responses(1))[0]!.status).toBe(200);
+  });
+
+  it('a body that keeps trickling in is progress: not cut while bytes move, however slowly', async () => {
+    let received = 0;
+    const { port } = await serve((req, res) => {
+      req.body!.on('data', (d: Buffer) => { received += d.length; });
+      req.body!.on('end', () => { res.writeHead(200, ['Content-Length', '2']); res.end('ok'); });
+    }, { streamIdleTimeoutMs: 300, headersTimeoutMs: 5000 });
+    const c = await RawClient.connect(port);
+    c.send('POST /trickle HTTP/1.1\r\nContent-Length: 10\r\n\r\n');
+    for (let i = 0; i < 10; i++) {
+      await new Promise((r) => setTimeout(r, 120));
+      c.send('x');
+    }
+    const [r] = await c.responses(1);
+    expect(r!.status).toBe(200);
+    expect(received).toBe(10);
+  });
+
+  it('a client that stops reading a large response: the connection is reset once nothing moves', async () => {
+    let closed = false;
+    const { port } = await serve((_req, res) => {
+      res.on('close', () => { closed = true; });
+      res.writeHead(200, ['Content-Length', String(64 << 20)]);
+      const chunk = Buffer.alloc(1 << 20, 0x61);
+      const pump = (): void => {
+        while (!closed && res.write(chunk)) { /* until backpressure */ }
+        if (!closed) res.once('drain', pump);
+      };
+      pump();
+    }, { streamIdleTimeoutMs: 300 });
+    const sock = net.connect(port, '127.0.0.1');
+    sock.on('error', () => {});
+    await new Promise((r) => sock.once('connect', r));
+    sock.write('GET /big HTTP/1.1\r\n\r\n');
+    sock.pause(); // never reads
+    await poll(() => closed, 5000, 'the response closed');
+    sock.destroy();
+  });
+});
