@@ -129,18 +129,17 @@ export function runOptionsFrom(argv: string[], env: NodeJS.ProcessEnv = process.
   if (!(drain >= 0)) throw new Error('--drain-seconds must be ≥ 0');
   const retryBuf = Number(v['retry-buffer-bytes'] ?? 65536);
   if (!Number.isInteger(retryBuf) || retryBuf < 0) throw new Error('--retry-buffer-bytes must be a whole number of bytes');
-  const sniffRaw = String(v['protocol-detection-timeout'] ?? '100ms');
-  const sniffMs = /^\d+$/.test(sniffRaw) ? Number(sniffRaw) : parseDurationMs(sniffRaw);
-  if (sniffMs === undefined || sniffMs < 1) throw new Error(`--protocol-detection-timeout must be a duration such as 100ms or 1s, not ${sniffRaw}`);
-  const tunnelRaw = String(v['tunnel-idle-timeout'] ?? '1h');
-  const tunnelIdleMs = /^\d+$/.test(tunnelRaw) ? Number(tunnelRaw) : parseDurationMs(tunnelRaw);
-  if (tunnelIdleMs === undefined) throw new Error(`--tunnel-idle-timeout must be a duration such as 30m or 1h (0 = never), not ${tunnelRaw}`);
-  const headersRaw = String(v['request-headers-timeout'] ?? '30s');
-  const headersTimeoutMs = /^\d+$/.test(headersRaw) ? Number(headersRaw) : parseDurationMs(headersRaw);
-  if (headersTimeoutMs === undefined || headersTimeoutMs < 1) throw new Error(`--request-headers-timeout must be a duration such as 10s or 30s, not ${headersRaw}`);
-  const idleRaw = String(v['stream-idle-timeout'] ?? '5m');
-  const streamIdleMs = /^\d+$/.test(idleRaw) ? Number(idleRaw) : parseDurationMs(idleRaw);
-  if (streamIdleMs === undefined) throw new Error(`--stream-idle-timeout must be a duration such as 30s or 5m (0 = never), not ${idleRaw}`);
+  // Durations: a number of ms or 100ms/30s/5m; `zero` says whether 0 (never) is allowed.
+  const duration = (flag: string, def: string, example: string, zero: boolean): number => {
+    const raw = String(v[flag] ?? def);
+    const ms = /^\d+$/.test(raw) ? Number(raw) : parseDurationMs(raw);
+    if (ms === undefined || (!zero && ms < 1)) throw new Error(`--${flag} must be a duration such as ${example}${zero ? ' (0 = never)' : ''}, not ${raw}`);
+    return ms;
+  };
+  const sniffMs = duration('protocol-detection-timeout', '100ms', '100ms or 1s', false);
+  const tunnelIdleMs = duration('tunnel-idle-timeout', '1h', '30m or 1h', true);
+  const headersTimeoutMs = duration('request-headers-timeout', '30s', '10s or 30s', false);
+  const streamIdleMs = duration('stream-idle-timeout', '5m', '30s or 5m', true);
   const appPorts = stringList(v['app-port']).map((p) => portValue(p, 'app-port', 0));
   const pathNorm = String(v['path-normalization'] ?? 'base').toLowerCase().replace(/_/g, '-');
   if (!(PATH_NORMALIZATIONS as readonly string[]).includes(pathNorm)) throw new Error(`--path-normalization must be one of ${PATH_NORMALIZATIONS.join(', ')}, not ${String(v['path-normalization'])}`);
