@@ -39,14 +39,14 @@ export function peerOf(sock: net.Socket | undefined): PeerIdentity | undefined {
 
 /** The TLS material of the current workload certificate, made once per rotation. */
 export class MtlsContext {
+  /** One context for both directions: the same key, chain and trust bundle terminate and originate. */
   readonly server: tls.SecureContext;
   readonly client: tls.SecureContext;
   readonly own: SpiffeId;
   readonly ownUri: string;
   constructor(readonly cert: WorkloadCert) {
-    const opts = { key: cert.key, cert: cert.cert, ca: cert.ca, minVersion: 'TLSv1.2' as const };
-    this.server = tls.createSecureContext(opts);
-    this.client = tls.createSecureContext(opts);
+    this.server = tls.createSecureContext({ key: cert.key, cert: cert.cert, ca: cert.ca, minVersion: 'TLSv1.2' });
+    this.client = this.server;
     this.own = cert.identity;
     this.ownUri = cert.spiffeId;
   }

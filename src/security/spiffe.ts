@@ -29,18 +29,24 @@ export function principalOf(id: SpiffeId): string {
   return `${id.trustDomain}/ns/${id.namespace}/sa/${id.serviceAccount}`;
 }
 
-/** The URI SANs of a certificate (`URI:` entries of node's subjectAltName string; quoted entries unquoted). */
-export function uriSans(cert: Pick<X509Certificate, 'subjectAltName'>): string[] {
-  const san = cert.subjectAltName;
+/**
+ * The SANs of one kind (`URI`, `DNS`) in node's subjectAltName string ('DNS:a, URI:spiffe://x, IP Address:1.2.3.4';
+ * entries holding ", " or quotes are JSON-quoted, and come back unquoted).
+ */
+export function sanEntries(san: string | undefined, kind: 'URI' | 'DNS'): string[] {
   if (san === undefined) return [];
   const out: string[] = [];
-  // node: 'DNS:a, URI:spiffe://x, IP Address:1.2.3.4'; entries holding ", " or quotes are JSON-quoted.
-  const re = /(?:^|, )URI:("(?:[^"\\]|\\.)*"|[^,]*)/g;
+  const re = new RegExp(`(?:^|, )${kind}:("(?:[^"\\\\]|\\\\.)*"|[^,]*)`, 'g');
   for (const m of san.matchAll(re)) {
     const v = m[1]!;
     out.push(v.startsWith('"') ? (JSON.parse(v) as string) : v);
   }
   return out;
+}
+
+/** The URI SANs of a certificate. */
+export function uriSans(cert: Pick<X509Certificate, 'subjectAltName'>): string[] {
+  return sanEntries(cert.subjectAltName, 'URI');
 }
 
 /** The one Istio SPIFFE identity of a certificate, if it has exactly one. */

@@ -12,6 +12,7 @@ import net from 'node:net';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { originationOptions, type MtlsContext } from '../security/mtls.js';
+import { sanEntries } from '../security/spiffe.js';
 import type { Snapshot } from '../config/snapshot.js';
 import { createClusterRuntime } from './cluster-runtime.js';
 import { compileClusterPolicy } from './policy.js';
@@ -91,7 +92,7 @@ export class ClusterManager {
         ...(key !== undefined ? { key } : {}),
         rejectUnauthorized: f.insecureSkipVerify !== true,
         ...(protocol !== 'tcp' ? { ALPNProtocols: [protocol] } : {}),
-        ...(sans.length > 0 ? { checkServerIdentity: (_h: string, c: tls.PeerCertificate) => (sans.some((n) => sanNames(c.subjectaltname).includes(n)) ? undefined : new Error(`server certificate names none of ${sans.join(', ')}`)) } : {}),
+        ...(sans.length > 0 ? { checkServerIdentity: (_h: string, c: tls.PeerCertificate) => (sans.some((n) => [...sanEntries(c.subjectaltname, 'DNS'), ...sanEntries(c.subjectaltname, 'URI')].includes(n)) ? undefined : new Error(`server certificate names none of ${sans.join(', ')}`)) } : {}),
       };
     } catch (e) {
       const err = (e as Error).message;
@@ -315,10 +316,4 @@ function readOptional(file: string): Buffer | undefined {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw e;
   }
-}
-
-/** The DNS and URI names of node's subjectaltname string. */
-function sanNames(san: string | undefined): string[] {
-  if (san === undefined) return [];
-  return san.split(', ').map((e) => e.replace(/^(DNS|URI):/, '').replace(/^"|"$/g, ''));
 }

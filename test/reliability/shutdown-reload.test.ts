@@ -28,6 +28,39 @@ function summary(recs: OpenLoopRecord[]): Record<string, number> {
   return out;
 }
 
+
+/** The `web` service: two subsets (v1, v2 on the given ports) and a VirtualService splitting w1/w2 between them. */
+function webYaml(v1Port: number, v2Port: number, w1: number, w2: number): string {
+  return `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: web, namespace: default}
+spec:
+  hosts: [web.default.svc.cluster.local]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints:
+  - {address: 127.0.0.1, ports: {http: ${v1Port}}, labels: {version: v1}}
+  - {address: 127.0.0.1, ports: {http: ${v2Port}}, labels: {version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: web, namespace: default}
+spec:
+  host: web
+  subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: web, namespace: default}
+spec:
+  hosts: [web]
+  http:
+  - route:
+    - {destination: {host: web, subset: v1}, weight: ${w1}}
+    - {destination: {host: web, subset: v2}, weight: ${w2}}
+`;
+}
+
 describe('row 19: SIGTERM at a constant rate, 200 ms app', () => {
   const RATE = Number(process.env.REMORA_SIGTERM_RPS ?? 1000);
   for (const concurrency of [1, 2]) {
@@ -92,34 +125,7 @@ describe('row 20: hot reload under load', () => {
     const bulk = await named('bulk', 1500);
     for (const u of [v1, v2, extra, bulk]) cleanups.push(() => u.close());
     const IDLE = Number(process.env.REMORA_RELOAD_IDLE_SOCKETS ?? 2000);
-    const web = (w1: number, w2: number): string => `apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: web, namespace: default}
-spec:
-  hosts: [web.default.svc.cluster.local]
-  ports: [{number: 80, name: http, protocol: HTTP}]
-  resolution: STATIC
-  endpoints:
-  - {address: 127.0.0.1, ports: {http: ${v1.port}}, labels: {version: v1}}
-  - {address: 127.0.0.1, ports: {http: ${v2.port}}, labels: {version: v2}}
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: web, namespace: default}
-spec:
-  host: web
-  subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: web, namespace: default}
-spec:
-  hosts: [web]
-  http:
-  - route:
-    - {destination: {host: web, subset: v1}, weight: ${w1}}
-    - {destination: {host: web, subset: v2}, weight: ${w2}}
-`;
+    const web = (w1: number, w2: number): string => webYaml(v1.port, v2.port, w1, w2);
     const bulkYaml = `${serviceEntry('bulk', [{ port: bulk.port }])}---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
@@ -222,34 +228,7 @@ describe('row 21: bad config under load', () => {
     const v2 = await named('v2');
     const extra = await named('extra');
     for (const u of [v1, v2, extra]) cleanups.push(() => u.close());
-    const web = (w1: number, w2: number): string => `apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: web, namespace: default}
-spec:
-  hosts: [web.default.svc.cluster.local]
-  ports: [{number: 80, name: http, protocol: HTTP}]
-  resolution: STATIC
-  endpoints:
-  - {address: 127.0.0.1, ports: {http: ${v1.port}}, labels: {version: v1}}
-  - {address: 127.0.0.1, ports: {http: ${v2.port}}, labels: {version: v2}}
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: web, namespace: default}
-spec:
-  host: web
-  subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: web, namespace: default}
-spec:
-  hosts: [web]
-  http:
-  - route:
-    - {destination: {host: web, subset: v1}, weight: ${w1}}
-    - {destination: {host: web, subset: v2}, weight: ${w2}}
-`;
+    const web = (w1: number, w2: number): string => webYaml(v1.port, v2.port, w1, w2);
     // A ConfigMap mount (..data → a timestamped directory, the file a symlink through ..data) and a plain file.
     const root = mkdtempSync(join(tmpdir(), 'remora-badcfg-'));
     cleanups.push(() => rmSync(root, { recursive: true, force: true }));
