@@ -1,24 +1,37 @@
 /**
  * Cleartext HTTP/2 (prior knowledge) on the data-plane listeners: a connection whose first bytes are the HTTP/2
- * preface is handed to a `node:http2` server session, and each stream becomes a request/response pair with the same
- * surface the proxy path reads from HTTP/1 (`Http2Request` / `Http2Response` mirror `Http1Request` /
- * `Http1Response`), so routing, retries, outlier detection, circuit breaking, tracing, metrics and access logs stay
- * one implementation. Trailers pass through both ways (gRPC's `grpc-status` / `grpc-message`), bodies stream with
- * HTTP/2 flow control (a `false` from `write` means the stream's window is full; 'drain' follows).
+ * preface is served by an `H2Session` (./session.ts, Remora's own HTTP/2 framing), and each stream becomes a
+ * request/response pair with the same surface the proxy path reads from HTTP/1 (`Http2Request` / `Http2Response`
+ * mirror `Http1Request` / `Http1Response`), so routing, retries, outlier detection, circuit breaking, tracing,
+ * metrics and access logs stay one implementation. Trailers pass through both ways (gRPC's `grpc-status` /
+ * `grpc-message`), bodies stream with HTTP/2 flow control (a `false` from `write` means the stream's window is full;
+ * 'drain' follows).
  * The `Upgrade: h2c` dance of HTTP/1.1 is not offered: such a request is served as HTTP/1.1, which RFC 9113 allows
  * (h2c upgrade was removed from HTTP/2's current definition).
  */
-import http2, { constants as H2 } from 'node:http2';
 import type net from 'node:net';
 import type { IncomingHttpHeaders } from 'node:http';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import type { OriginalDestination } from '../http1/server.js';
 import { peerOf, type PeerIdentity } from '../security/mtls.js';
+import { H2ERR, H2Session, type H2ConnectionError, type H2Stream, type H2StreamHandler } from './session.js';
 
 export type Http2Handler = (req: Http2Request, res: Http2Response) => void;
 
 /** Response headers a proxy must not send on HTTP/2 (connection-specific, RFC 9113 §8.2.2). */
 const CONNECTION_SPECIFIC = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade']);
+
+/** A request body: DATA frames pushed in; reading slower than the client stops the stream's WINDOW_UPDATEs. */
+class H2Body extends Readable {
+  constructor(private readonly stream: H2Stream) {
+    super();
+    this.on('error', () => { /* a reset body with no reader must not end the process */ });
+  }
+
+  override _read(): void {
+    this.stream.resume();
+  }
+}
 
 /** A stream's request, shaped like Http1Request. */
 export class Http2Request {
@@ -28,36 +41,46 @@ export class Http2Request {
   /** Flat, lowercase names (HTTP/2 has no case); `:authority` becomes `host`. */
   readonly rawHeaders: string[];
   readonly headers: IncomingHttpHeaders;
-  readonly body: Readable | null;
+  readonly body: H2Body | null;
   complete = false;
   readonly upgrade = false;
 
-  constructor(readonly stream: http2.ServerHttp2Stream, h: http2.IncomingHttpHeaders, private readonly conn: H2Conn) {
-    this.method = String(h[':method'] ?? 'GET');
-    this.url = String(h[':path'] ?? '/');
+  constructor(readonly stream: H2Stream, flat: string[], endStream: boolean, private readonly conn: H2Conn) {
+    let method = 'GET';
+    let url = '/';
+    let authority: string | undefined;
+    let host: string | undefined;
     const raw: string[] = [];
-    const authority = h[':authority'] ?? h.host;
-    if (authority !== undefined) raw.push('host', String(authority));
-    for (const k of Object.keys(h)) {
-      if (k.charCodeAt(0) === 58 /* : */ || k === 'host') continue;
-      const v = h[k];
-      if (v === undefined) continue;
-      if (Array.isArray(v)) { for (const x of v) raw.push(k, x); if (k !== 'set-cookie') h[k] = v.join(', '); }
-      else raw.push(k, String(v));
+    const h: IncomingHttpHeaders = Object.create(null) as IncomingHttpHeaders;
+    for (let i = 0; i < flat.length; i += 2) {
+      const k = flat[i]!;
+      const v = flat[i + 1]!;
+      if (k.charCodeAt(0) === 58 /* : */) {
+        if (k === ':method') method = v;
+        else if (k === ':path') url = v;
+        else if (k === ':authority') authority = v;
+        continue;
+      }
+      if (k === 'host') { host ??= v; continue; }
+      raw.push(k, v);
+      const cur = h[k];
+      if (cur === undefined) h[k] = k === 'set-cookie' ? [v] : v;
+      else if (Array.isArray(cur)) cur.push(v);
+      // Repeated fields join as node:http does (cookie crumbs with '; ', RFC 9113 §8.2.3).
+      else h[k] = k === 'cookie' ? `${cur}; ${v}` : `${cur}, ${v}`;
     }
+    this.method = method;
+    this.url = url;
+    const a = authority ?? host;
+    if (a !== undefined) { raw.unshift('host', a); h.host = a; }
     this.rawHeaders = raw;
-    // node:http2's own header object serves as the headers view (one object less per request): lowercase names as
-    // node:http's, `host` from :authority; its pseudo-headers stay but no header match or operator reads them.
-    if (authority !== undefined) h.host = String(authority);
-    this.headers = h as IncomingHttpHeaders;
-    // A body unless the client ended the stream with its headers (HEADERS with END_STREAM): the stream itself is
-    // the body's Readable (its DATA frames, with HTTP/2 flow control: not reading stops WINDOW_UPDATEs).
-    if (stream.readableEnded || stream.endAfterHeaders) {
+    this.headers = h;
+    // A body unless the client ended the stream with its headers (HEADERS with END_STREAM).
+    if (endStream) {
       this.body = null;
       this.complete = true;
     } else {
-      this.body = stream;
-      stream.once('end', () => { this.complete = true; });
+      this.body = new H2Body(stream);
     }
   }
 
@@ -76,72 +99,73 @@ export class Http2Request {
 
 type Listener = () => void;
 
-/** A stream's response, shaped like Http1Response: flat header arrays in, trailers, backpressure, reset. */
-export class Http2Response {
+/**
+ * A stream's response, shaped like Http1Response: flat header arrays in, trailers, backpressure, reset. It is also
+ * the stream's event handler (one object per stream): data for the request body, drain and close for the response.
+ */
+export class Http2Response implements H2StreamHandler {
   statusCode = 0;
   headersSent = false;
   finished = false;
   destroyed = false;
   /** HTTP/2 frames its own body: trailers can always follow (the forwarder checks this before addTrailers). */
   readonly chunkedEncoding = true;
-  private trailers: http2.OutgoingHttpHeaders | undefined;
-  private closeListeners: Listener[] = [];
+  private trailers: string[] | null = null;
+  private closeListeners: Listener[] | null = null;
+  private drainListeners: Listener[] | null = null;
   private closed = false;
+  /** Set when Remora reset the stream itself (destroy()), so that a reset is not taken for the client's. */
+  private localReset = false;
+  /** @internal when the stream opened (ms): the premature-reset check. */
+  openedAt = 0;
 
-  constructor(readonly stream: http2.ServerHttp2Stream, private readonly req: Http2Request) {
-    stream.once('close', () => this.fireClose());
-    stream.on('error', () => { /* 'close' follows */ });
-  }
+  constructor(readonly stream: H2Stream, readonly req: Http2Request, private readonly listener: Http2Listener, private readonly session: H2Session) {}
 
   writeHead(status: number, headers: readonly string[]): this {
     if (this.headersSent) throw new Error('headers already sent');
-    const out: http2.OutgoingHttpHeaders = { ':status': status };
+    const out: string[] = [':status', String(status)];
+    let noBody = this.req.method === 'HEAD' || status === 204 || status === 304;
     for (let i = 0; i < headers.length; i += 2) {
-      const name = headers[i]!.toLowerCase();
+      let name = headers[i]!;
+      if (hasUpper(name)) name = name.toLowerCase();
       if (CONNECTION_SPECIFIC.has(name)) continue;
       const value = headers[i + 1]!;
-      const cur = out[name];
-      if (cur === undefined) out[name] = value;
-      else if (Array.isArray(cur)) cur.push(value);
-      else out[name] = [String(cur), value];
+      // No body and nothing after the headers: an explicit empty body, and a gRPC "trailers-only" response
+      // (grpc-status in the first headers, never there otherwise): HEADERS with END_STREAM, as it came.
+      if ((name === 'content-length' && value === '0') || name === 'grpc-status') noBody = true;
+      out.push(name, value);
     }
     this.statusCode = status;
     this.headersSent = true;
-    // No body and nothing after the headers: HEAD, 204, 304, an explicit empty body, and a gRPC "trailers-only"
-    // response (grpc-status in the first headers, never there otherwise): HEADERS with END_STREAM, as it came.
-    const noBody = this.req.method === 'HEAD' || status === 204 || status === 304 || out['content-length'] === '0' || out['grpc-status'] !== undefined;
-    if (this.stream.destroyed || this.stream.closed) return this;
-    // waitForTrailers: the stream stays open after the last DATA frame so that trailers (grpc-status) can follow.
-    this.stream.respond(out, { endStream: noBody, waitForTrailers: !noBody });
-    if (!noBody) {
-      this.stream.once('wantTrailers', () => {
-        // The stream must end with END_STREAM: trailers when the upstream sent some, else an empty trailer block
-        // (what node:http2's own compatibility layer sends).
-        this.stream.sendTrailers(this.trailers ?? {});
-      });
-    }
+    if (this.stream.closed) return this;
+    this.stream.sendHeaders(out, noBody);
     return this;
   }
 
   write(chunk: Buffer | string): boolean {
     if (this.finished || this.destroyed) return false;
     if (!this.headersSent) this.writeHead(200, []);
-    if (this.stream.destroyed) return false;
-    return this.stream.write(chunk);
+    if (this.stream.closed) return false;
+    return this.stream.write(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
   }
 
   end(chunk?: Buffer | string): void {
     if (this.finished || this.destroyed) return;
     if (!this.headersSent) this.writeHead(200, []);
     this.finished = true;
-    if (this.stream.destroyed || this.stream.writableEnded) return;
-    if (chunk !== undefined && chunk.length > 0) this.stream.end(chunk);
-    else this.stream.end();
+    if (this.stream.closed) return;
+    const c = chunk === undefined ? undefined : typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+    // Trailers when the upstream sent some (grpc-status), else END_STREAM on the last DATA frame.
+    this.stream.end(c, this.trailers);
   }
 
   addTrailers(t: Record<string, string>): void {
-    const out: http2.OutgoingHttpHeaders = {};
-    for (const k of Object.keys(t)) out[k.toLowerCase()] = t[k]!;
+    const out: string[] = [];
+    for (const k of Object.keys(t)) {
+      const name = k.toLowerCase();
+      if (CONNECTION_SPECIFIC.has(name)) continue;
+      out.push(name, t[k]!);
+    }
     this.trailers = out;
   }
 
@@ -158,40 +182,79 @@ export class Http2Response {
     if (this.destroyed) return;
     this.destroyed = true;
     this.localReset = true;
-    if (!this.stream.destroyed) this.stream.close(H2.NGHTTP2_INTERNAL_ERROR);
+    this.stream.reset(H2ERR.INTERNAL_ERROR);
   }
 
-  /** Set when Remora reset the stream itself (destroy()), so that a reset is not taken for the client's. */
-  private localReset = false;
-
-  /** The client reset the stream (RST_STREAM from the peer) before the response was complete. */
+  /** The client reset the stream (RST_STREAM from the peer, or the connection went) before the response was complete. */
   get resetByPeer(): boolean {
-    return this.closed && !this.localReset && !this.finished && this.stream.rstCode !== H2.NGHTTP2_NO_ERROR;
+    return this.closed && !this.localReset && !this.finished && this.stream.rstCode !== H2ERR.NO_ERROR;
   }
 
   on(event: 'close' | 'drain', fn: Listener): this {
     if (event === 'close') {
       // Called with `this` = the response, as Http1Response does (the forwarder's shared listener reads it).
       if (this.closed) queueMicrotask(() => fn.call(this));
-      else this.closeListeners.push(fn);
+      else (this.closeListeners ??= []).push(fn);
     } else {
-      this.stream.on('drain', fn);
+      (this.drainListeners ??= []).push(fn);
     }
     return this;
   }
 
   once(event: 'close' | 'drain', fn: Listener): this {
     if (event === 'close') return this.on('close', fn);
-    this.stream.once('drain', fn);
-    return this;
+    const once = (): void => {
+      const l = this.drainListeners;
+      if (l !== null) { const i = l.indexOf(once); if (i >= 0) l.splice(i, 1); }
+      fn();
+    };
+    return this.on('drain', once);
   }
 
-  private fireClose(): void {
+  // H2StreamHandler: the stream's events.
+  onHeaders(): void { /* request trailers: nothing on the proxy path reads them */ }
+
+  onData(_st: H2Stream, chunk: Buffer): void {
+    const body = this.req.body;
+    if (body !== null && !body.push(chunk)) this.stream.pause();
+  }
+
+  onEnd(): void {
+    this.req.complete = true;
+    this.req.body?.push(null);
+  }
+
+  onDrain(): void {
+    const l = this.drainListeners;
+    if (l === null) return;
+    for (const f of l.slice()) f();
+  }
+
+  onClose(st: H2Stream): void {
     if (this.closed) return;
     this.closed = true;
     if (!this.finished) this.destroyed = true;
-    for (const f of this.closeListeners.splice(0)) f.call(this);
+    const body = this.req.body;
+    if (body !== null && !this.req.complete) body.destroy();
+    this.listener.streamClosed(this.session, this, st);
+    const l = this.closeListeners;
+    this.closeListeners = null;
+    // Told on the next tick, as a Node stream's 'close' is: the stream closes inside our own end(), and the
+    // forwarder marks the exchange finished only after end() returns (else a clean close reads as the client's, DC).
+    if (l !== null) process.nextTick(emitClose, this, l);
   }
+}
+
+function emitClose(res: Http2Response, listeners: Listener[]): void {
+  for (const f of listeners) f.call(res);
+}
+
+function hasUpper(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 65 && c <= 90) return true;
+  }
+  return false;
 }
 
 /** Per-connection facts the requests read (addresses once per connection, the original destination). */
@@ -200,6 +263,9 @@ class H2Conn {
   readonly remoteKey: string;
   readonly localKey: string;
   readonly peer: PeerIdentity | undefined;
+  /** Streams closed and, of them, premature resets (the rapid-reset check). */
+  closedStreams = 0;
+  prematureResets = 0;
   constructor(sock: net.Socket, readonly originalDst: OriginalDestination | undefined) {
     this.peer = peerOf(sock);
     this.remoteAddress = sock.remoteAddress ?? '';
@@ -213,9 +279,7 @@ class H2Conn {
  * (`overload.premature_reset_total_stream_count` 500, `overload.premature_reset_min_stream_lifetime_seconds` 1): a
  * stream the client resets within a second of opening it, before its response is complete, is a premature reset;
  * once a connection has closed at least 500 streams and half or more of them were premature resets, it is closed
- * (GOAWAY ENHANCE_YOUR_CALM, then the socket). nghttp2's own limit (a token bucket of 1,000 RST_STREAMs refilled at
- * 33/s) answers such a flood with a GOAWAY but, under node:http2, leaves the connection open and idle until its
- * idle timeout: this check closes it first.
+ * (GOAWAY ENHANCE_YOUR_CALM, then the socket).
  */
 export const PREMATURE_RESET_MIN_STREAMS = 500;
 export const PREMATURE_RESET_LIFETIME_MS = 1000;
@@ -224,7 +288,7 @@ export const PREMATURE_RESET_LIFETIME_MS = 1000;
 export interface Http2ListenerStats {
   /** HTTP/2 connections served. */
   sessions: number;
-  /** Connections closed by a protocol error or a flood node:http2/nghttp2 caught (SETTINGS/PING flood, CONTINUATION flood, invalid frames). */
+  /** Connections closed by a protocol error or a flood (SETTINGS/PING flood, CONTINUATION flood, invalid frames). */
   protocolErrors: number;
   /** Connections closed for too many premature stream resets (Envoy `downstream_rq_too_many_premature_resets`). */
   prematureResetCloses: number;
@@ -232,95 +296,102 @@ export interface Http2ListenerStats {
   streamsResetByPeer: number;
 }
 
-interface SessionCounts { closed: number; premature: number }
-const kCounts = Symbol('remora.h2counts');
-
 export interface Http2ListenerOptions {
   /** Streams a client may open at once on one connection (SETTINGS_MAX_CONCURRENT_STREAMS). Default 1024. */
   maxConcurrentStreams?: number;
   /** A connection with no open stream for this long is closed with GOAWAY (ms). Default 65 s, as HTTP/1 keep-alive. */
   idleTimeoutMs?: number;
-  /** Largest header block (bytes), as HTTP/1's maxHeaderSize. Default 16 KiB. */
+  /** Largest header list (bytes, RFC 9113's size), as HTTP/1's maxHeaderSize. Default 16 KiB. */
   maxHeaderListSize?: number;
 }
 
 /** The HTTP/2 side of a data-plane listener: sessions for the connections handed to it. */
 export class Http2Listener {
-  private readonly server: http2.Http2Server;
-  private readonly sessions = new Set<http2.ServerHttp2Session>();
+  private readonly sessions = new Map<H2Session, H2Conn>();
   draining = false;
   readonly stats: Http2ListenerStats = { sessions: 0, protocolErrors: 0, prematureResetCloses: 0, streamsResetByPeer: 0 };
+  private idleTimer: NodeJS.Timeout | undefined;
+  private readonly idleMs: number;
 
-  constructor(handler: Http2Handler, opts: Http2ListenerOptions = {}) {
-    this.server = http2.createServer({
-      settings: { maxConcurrentStreams: opts.maxConcurrentStreams ?? 1024, maxHeaderListSize: opts.maxHeaderListSize ?? 16_384, initialWindowSize: 1 << 20 },
-      maxSessionMemory: 64,
-    });
-    const idle = opts.idleTimeoutMs ?? 65_000;
-    this.server.on('session', (session: http2.ServerHttp2Session) => {
-      this.sessions.add(session);
-      this.stats.sessions++;
-      (session as unknown as { [kCounts]: SessionCounts })[kCounts] = { closed: 0, premature: 0 };
-      session.setTimeout(idle, () => session.close());
-      // nghttp2 refused the peer's frames (a flood of SETTINGS or PING it does not read the answers to, endless
-      // CONTINUATION, too many invalid frames): node:http2 sends GOAWAY and destroys the session.
-      session.on('error', () => { this.stats.protocolErrors++; });
-      session.once('close', () => this.sessions.delete(session));
-      if (this.draining) session.close();
-    });
-    this.server.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => {
-      // node:http2 emits 'stream' on a later tick: by then the session may be gone (destroyed for a flood or for
-      // premature resets, the socket closed), and the stream with it.
-      const session = stream.session;
-      if (session === undefined || session.destroyed || stream.destroyed) return;
-      const conn = (session as unknown as { [kConn]?: H2Conn })[kConn] ?? new H2Conn(session.socket as net.Socket, undefined);
-      const req = new Http2Request(stream, headers, conn);
-      const res = new Http2Response(stream, req);
-      const opened = Date.now();
-      stream.once('close', () => this.onStreamClose(session, res, opened));
-      try {
-        handler(req, res);
-      } catch {
-        stream.close(H2.NGHTTP2_INTERNAL_ERROR);
-      }
-    });
-  }
-
-  private onStreamClose(session: http2.Http2Session | undefined, res: Http2Response, opened: number): void {
-    if (session === undefined || session.destroyed) return;
-    const counts = (session as unknown as { [kCounts]?: SessionCounts })[kCounts];
-    if (counts === undefined) return;
-    counts.closed++;
-    if (!res.resetByPeer) return;
-    this.stats.streamsResetByPeer++;
-    if (Date.now() - opened >= PREMATURE_RESET_LIFETIME_MS) return;
-    counts.premature++;
-    if (counts.closed >= PREMATURE_RESET_MIN_STREAMS && counts.premature * 2 >= counts.closed) {
-      this.stats.prematureResetCloses++;
-      session.goaway(H2.NGHTTP2_ENHANCE_YOUR_CALM);
-      session.destroy();
-    }
+  constructor(private readonly handler: Http2Handler, private readonly opts: Http2ListenerOptions = {}) {
+    this.idleMs = opts.idleTimeoutMs ?? 65_000;
   }
 
   /** Serve HTTP/2 on an accepted socket; `head` holds the bytes already read from it (the preface). */
   serveSocket(sock: net.Socket, head: Buffer | undefined, originalDst: OriginalDestination | undefined): void {
+    const session = this.open(sock, originalDst);
+    if (head !== undefined && head.length > 0) session.receive(head);
+    sock.resume();
+    if (this.draining) session.close();
+  }
+
+  private open(sock: net.Socket, originalDst: OriginalDestination | undefined): H2Session {
     const conn = new H2Conn(sock, originalDst);
-    // Paused, with the bytes already read put back: the session takes the socket's handle over and reads what is
-    // buffered first. (In flowing mode the unshifted bytes would be emitted to nobody.)
-    sock.pause();
-    if (head !== undefined && head.length > 0) sock.unshift(head);
-    this.server.once('session', (s: http2.ServerHttp2Session) => { (s as unknown as { [kConn]?: H2Conn })[kConn] = conn; });
-    this.server.emit('connection', sock);
+    const listener = this;
+    const session: H2Session = new H2Session(sock, 'server', {
+      maxConcurrentStreams: this.opts.maxConcurrentStreams ?? 1024,
+      maxHeaderListSize: this.opts.maxHeaderListSize ?? 16_384,
+      initialWindowSize: 1 << 20,
+    }, {
+      onStream(stream, flat, endStream) { listener.onStream(session, conn, stream, flat, endStream); },
+      onError(_err: H2ConnectionError) { listener.stats.protocolErrors++; },
+      onClose() { listener.sessions.delete(session); },
+    });
+    this.sessions.set(session, conn);
+    this.stats.sessions++;
+    if (this.idleTimer === undefined) {
+      this.idleTimer = setInterval(() => this.sweepIdle(), Math.min(1000, this.idleMs));
+      this.idleTimer.unref();
+    }
+    return session;
+  }
+
+  private onStream(session: H2Session, conn: H2Conn, stream: H2Stream, flat: string[], endStream: boolean): void {
+    const req = new Http2Request(stream, flat, endStream, conn);
+    const res = new Http2Response(stream, req, this, session);
+    res.openedAt = Date.now();
+    stream.handler = res;
+    try {
+      this.handler(req, res);
+    } catch {
+      stream.reset(H2ERR.INTERNAL_ERROR);
+    }
+  }
+
+  /** @internal a stream closed: the rapid-reset check (Envoy's premature reset rule). */
+  streamClosed(session: H2Session, res: Http2Response, st: H2Stream): void {
+    if (session.destroyed) return;
+    const conn = this.sessions.get(session);
+    if (conn === undefined) return;
+    conn.closedStreams++;
+    if (!(st.resetByPeer && res.resetByPeer)) return;
+    this.stats.streamsResetByPeer++;
+    if (Date.now() - res.openedAt >= PREMATURE_RESET_LIFETIME_MS) return;
+    conn.prematureResets++;
+    if (conn.closedStreams >= PREMATURE_RESET_MIN_STREAMS && conn.prematureResets * 2 >= conn.closedStreams) {
+      this.stats.prematureResetCloses++;
+      session.destroy(H2ERR.ENHANCE_YOUR_CALM);
+    }
+  }
+
+  private sweepIdle(): void {
+    if (this.sessions.size === 0) {
+      clearInterval(this.idleTimer);
+      this.idleTimer = undefined;
+      return;
+    }
+    const now = Date.now();
+    for (const s of this.sessions.keys()) if (s.active === 0 && now - s.idleSince >= this.idleMs) s.close();
   }
 
   /** Drain: GOAWAY to every session (open streams finish), and to new ones at once. */
   closeIdleConnections(): void {
     this.draining = true;
-    for (const s of this.sessions) s.close();
+    for (const s of this.sessions.keys()) s.close();
   }
 
   closeAllConnections(): void {
-    for (const s of this.sessions) s.destroy();
+    for (const s of [...this.sessions.keys()]) s.destroy();
   }
 
   get connections(): number {
@@ -328,4 +399,3 @@ export class Http2Listener {
   }
 }
 
-const kConn = Symbol('remora.h2conn');

@@ -9,10 +9,10 @@
  * the server refused (REFUSED_STREAM) or reset, and a connection that fails, reach onError with a code the forwarder
  * classifies (connect failure vs reset).
  */
-import http2, { constants as H2 } from 'node:http2';
 import net from 'node:net';
 import type { Readable } from 'node:stream';
 import { UpstreamError, type UpstreamHandler, type UpstreamRequest } from './h1-pool.js';
+import { H2ERR, H2Session, type H2Stream, type H2StreamHandler } from '../http2/session.js';
 
 export interface H2PoolOptions {
   /** Most connections open at once (tcp.maxConnections); Infinity = unbounded. */
@@ -40,19 +40,100 @@ export interface H2PoolOptions {
 /** HTTP/1 connection-specific headers that must not appear in HTTP/2 (RFC 9113 §8.2.2), plus Host (→ :authority). */
 const NOT_IN_H2 = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'host', 'http2-settings']);
 
-/** One queued or in-flight request. */
-class Exchange {
+/** One queued or in-flight request; also its stream's event handler (one object per request). */
+class Exchange implements H2StreamHandler {
   done = false;
-  stream: http2.ClientHttp2Stream | undefined;
+  stream: H2Stream | undefined;
   conn: Conn | undefined;
+  headersSeen = false;
+  trailers: string[] | null = null;
+  /** A streamed request body waiting for the stream's window. */
+  private bodyPaused: Readable | null = null;
   constructor(readonly pool: H2Pool, readonly req: UpstreamRequest, readonly h: UpstreamHandler) {}
   readonly abort = (err?: Error): void => {
     this.pool.abortExchange(this, err ?? new UpstreamError('aborted', 'UND_ERR_ABORTED'));
   };
+  private readonly resume = (): void => {
+    this.stream?.resume();
+  };
+
+  onHeaders(st: H2Stream, flat: string[], endStream: boolean, trailers: boolean): void {
+    if (trailers) { this.trailers = withoutPseudo(flat, 0); return; }
+    if (this.done) return;
+    this.headersSeen = true;
+    const status = Number(flat[1]);
+    if (!this.h.onHeaders(status, withoutPseudo(flat, 2), this.resume)) {
+      // The forwarder dropped this try (a retry): cancel the stream, the connection stays.
+      this.done = true;
+      st.reset(H2ERR.CANCEL);
+    }
+    void endStream;
+  }
+
+  onData(st: H2Stream, chunk: Buffer): void {
+    if (this.done) return;
+    if (!this.h.onData(chunk)) st.pause();
+  }
+
+  onEnd(): void {
+    if (this.done) return;
+    this.done = true;
+    this.h.onComplete(this.trailers);
+  }
+
+  onClose(st: H2Stream, code: number): void {
+    const conn = this.conn!;
+    conn.active--;
+    if (!this.done) {
+      this.done = true;
+      // REFUSED_STREAM (or above a GOAWAY's last stream): the server did not process it (retryOn refused-stream);
+      // any other reset, or a close with no response, is a reset (connection closed).
+      const err = code === H2ERR.REFUSED_STREAM
+        ? new UpstreamError('stream refused by the upstream', 'UND_ERR_REFUSED_STREAM')
+        : new UpstreamError(this.headersSeen ? `stream reset (code ${code})` : `stream closed before the response (code ${code})`, 'ECONNRESET');
+      this.h.onError(err);
+    }
+    conn.streamDone();
+  }
+
+  onDrain(): void {
+    const b = this.bodyPaused;
+    if (b !== null) { this.bodyPaused = null; b.resume(); }
+  }
+
+  /** Stream a request body into the stream with backpressure both ways. */
+  pipeBody(body: Readable, st: H2Stream): void {
+    const h = this.h;
+    body.on('data', (c: Buffer) => {
+      h.onBodySent?.(c);
+      if (!st.write(c)) { body.pause(); this.bodyPaused = body; }
+    });
+    body.once('end', () => { st.end(); h.onRequestSent?.(); });
+    body.once('error', () => st.reset(H2ERR.CANCEL));
+  }
+}
+
+/** A header list without its pseudo-headers, from `from` on (a response's :status is at 0). */
+function withoutPseudo(flat: string[], from: number): string[] {
+  let clean = true;
+  for (let i = from; i < flat.length; i += 2) if (flat[i]!.charCodeAt(0) === 58) { clean = false; break; }
+  if (clean) return from === 0 ? flat : flat.slice(from);
+  const out: string[] = [];
+  for (let i = from; i < flat.length; i += 2) if (flat[i]!.charCodeAt(0) !== 58) out.push(flat[i]!, flat[i + 1]!);
+  return out;
+}
+
+function hasUpper(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 65 && c <= 90) return true;
+  }
+  return false;
 }
 
 class Conn {
-  readonly session: http2.ClientHttp2Session;
+  readonly session: H2Session;
+  readonly socket: net.Socket;
   /** Streams open now. */
   active = 0;
   /** Streams ever opened (maxRequestsPerConnection). */
@@ -61,55 +142,56 @@ class Conn {
   /** No new streams (max requests reached, duration over, GOAWAY, or the pool is closing). */
   draining = false;
   gone = false;
+  private socketError: NodeJS.ErrnoException | undefined;
   private connectTimer: NodeJS.Timeout | undefined;
   private idleTimer: NodeJS.Timeout | undefined;
   private ageTimer: NodeJS.Timeout | undefined;
+  private pingTimer: NodeJS.Timeout | undefined;
   private readonly waiting: Exchange[] = [];
 
   constructor(readonly pool: H2Pool) {
     const { host, port, opts } = pool;
     const socket = opts.connect !== undefined ? opts.connect(host, port) : net.connect({ host, port, noDelay: true });
+    this.socket = socket;
     if (opts.tcpKeepaliveMs > 0) socket.setKeepAlive(true, opts.tcpKeepaliveMs);
-    this.session = http2.connect(`http://${host.includes(':') ? `[${host}]` : host}:${port}`, {
-      createConnection: () => socket,
-      // The client's own window: large enough that a fast upstream is not throttled by round trips.
-      settings: { enablePush: false, initialWindowSize: 1 << 20 },
-      maxSessionMemory: 64,
+    socket.on('error', (err: NodeJS.ErrnoException) => { this.socketError ??= err; });
+    const conn = this;
+    // The client's own window: large enough that a fast upstream is not throttled by round trips.
+    this.session = new H2Session(socket, 'client', { initialWindowSize: 1 << 20 }, {
+      // Streams open once the server's SETTINGS are in (its stream limit decides how many this connection takes; the
+      // rest go back to the pool, which opens another connection for them): one round trip on a new connection only.
+      onRemoteSettings(first) { if (first) conn.onConnected(); else if (conn.connected) pool.pump(); },
+      onGoaway() { conn.draining = true; pool.pump(); },
+      onClose() { conn.closed(); },
     });
-    const s = this.session;
     if (opts.connectTimeoutMs > 0) {
       this.connectTimer = setTimeout(() => this.fail(new UpstreamError('connect timeout', 'UND_ERR_CONNECT_TIMEOUT')), opts.connectTimeoutMs);
     }
-    // Streams open once the server's SETTINGS are in (its stream limit decides how many this connection takes; the
-    // rest go back to the pool, which opens another connection for them): one round trip on a new connection only.
-    s.once('remoteSettings', () => {
-      clearTimeout(this.connectTimer);
-      this.connected = true;
-      if (opts.maxConnectionDurationMs > 0) {
-        this.ageTimer = setTimeout(() => this.retire(), opts.maxConnectionDurationMs);
-        this.ageTimer.unref();
-      }
-      if ((opts.pingIntervalMs ?? 0) > 0) this.startPings(opts.pingIntervalMs!, opts.pingTimeoutMs ?? 0);
-      const ready = this.waiting.splice(0);
-      const extra: Exchange[] = [];
-      for (const ex of ready) {
-        if (this.capacity() > 0) this.open(ex);
-        else { ex.conn = undefined; extra.push(ex); }
-      }
-      pool.requeue(extra);
-    });
-    // A session-level error before 'connect' is a connect failure (refused, unreachable); after it, a reset.
-    s.on('error', (err: NodeJS.ErrnoException) => this.fail(this.connected ? new UpstreamError(err.message, err.code ?? 'ECONNRESET') : new UpstreamError(err.message, err.code ?? 'ECONNREFUSED')));
-    s.on('goaway', () => { this.draining = true; pool.pump(); });
-    s.on('close', () => this.closed());
-    s.on('remoteSettings', () => { if (this.connected) pool.pump(); });
+  }
+
+  private onConnected(): void {
+    const { opts } = this.pool;
+    clearTimeout(this.connectTimer);
+    this.connected = true;
+    if (opts.maxConnectionDurationMs > 0) {
+      this.ageTimer = setTimeout(() => this.retire(), opts.maxConnectionDurationMs);
+      this.ageTimer.unref();
+    }
+    if ((opts.pingIntervalMs ?? 0) > 0) this.startPings(opts.pingIntervalMs!, opts.pingTimeoutMs ?? 0);
+    const ready = this.waiting.splice(0);
+    const extra: Exchange[] = [];
+    for (const ex of ready) {
+      if (this.capacity() > 0) this.open(ex);
+      else { ex.conn = undefined; extra.push(ex); }
+    }
+    this.pool.requeue(extra);
   }
 
   /** Streams this connection may still take. */
   capacity(): number {
     if (this.draining || this.gone) return 0;
     const ours = this.pool.opts.maxConcurrentStreams ?? 1 << 30;
-    const peer = this.connected ? (this.session.remoteSettings.maxConcurrentStreams ?? 100) : 100;
+    const peer = this.connected ? this.session.peer.maxConcurrentStreams : 100;
     let cap = Math.min(ours, peer) - this.active - this.waiting.length;
     const max = this.pool.opts.maxRequestsPerConnection;
     if (max > 0) cap = Math.min(cap, max - this.served - this.waiting.length);
@@ -126,28 +208,25 @@ class Conn {
   private open(ex: Exchange): void {
     if (ex.done) return;
     if (this.gone) { this.pool.failExchange(ex, new UpstreamError('connection closed', 'ECONNRESET')); return; }
-    clearTimeout(this.idleTimer);
-    this.idleTimer = undefined;
+    if (this.idleTimer !== undefined) { clearTimeout(this.idleTimer); this.idleTimer = undefined; }
     const { req, h } = ex;
-    const headers: http2.OutgoingHttpHeaders = { ':method': req.method, ':path': req.path, ':scheme': 'http' };
+    // Pseudo-headers first (RFC 9113 §8.3); :authority from Host.
+    const out: string[] = [':method', req.method, ':scheme', 'http', ':path', req.path, ':authority', ''];
     const raw = req.headers;
-    let authority = '';
     for (let i = 0; i < raw.length; i += 2) {
-      const name = raw[i]!.toLowerCase();
+      let name = raw[i]!;
+      if (hasUpper(name)) name = name.toLowerCase();
       const value = raw[i + 1]!;
-      if (name === 'host') { authority = value; continue; }
+      if (name === 'host') { if (out[7] === '') out[7] = value; continue; }
       if (NOT_IN_H2.has(name)) continue;
       if (name === 'te' && value.toLowerCase() !== 'trailers') continue;
-      const cur = headers[name];
-      if (cur === undefined) headers[name] = value;
-      else if (Array.isArray(cur)) cur.push(value);
-      else headers[name] = [String(cur), value];
+      out.push(name, value);
     }
-    if (authority !== '') headers[':authority'] = authority;
+    if (out[7] === '') out.splice(6, 2);
     const body = req.body;
-    let stream: http2.ClientHttp2Stream;
+    let stream: H2Stream;
     try {
-      stream = this.session.request(headers, { endStream: body === null });
+      stream = this.session.request(out, body === null, ex);
     } catch (err) {
       this.pool.failExchange(ex, new UpstreamError((err as Error).message, 'ECONNRESET'));
       return;
@@ -157,56 +236,20 @@ class Conn {
     h.reused = this.served > 1;
     if (this.pool.opts.maxRequestsPerConnection > 0 && this.served >= this.pool.opts.maxRequestsPerConnection) this.draining = true;
     ex.stream = stream;
-    let headersSeen = false;
-    let trailers: string[] | null = null;
-    stream.on('response', (rh: http2.IncomingHttpHeaders & http2.IncomingHttpStatusHeader) => {
-      if (ex.done) return;
-      headersSeen = true;
-      const status = Number(rh[':status']);
-      const flat = flatten(rh);
-      if (!h.onHeaders(status, flat, () => stream.resume())) {
-        // The forwarder dropped this try (a retry): cancel the stream, the connection stays.
-        ex.done = true;
-        stream.close(H2.NGHTTP2_CANCEL);
-      }
-    });
-    stream.on('trailers', (t: http2.IncomingHttpHeaders) => { trailers = flatten(t); });
-    stream.on('data', (chunk: Buffer) => {
-      if (ex.done) return;
-      if (!h.onData(chunk)) stream.pause();
-    });
-    stream.on('end', () => {
-      if (ex.done) return;
-      ex.done = true;
-      h.onComplete(trailers);
-    });
-    stream.on('close', () => {
-      this.active--;
-      if (!ex.done) {
-        ex.done = true;
-        const code = stream.rstCode;
-        // REFUSED_STREAM: the server did not process it (retryOn refused-stream); any other reset, or a close with
-        // no response, is a reset (connection closed).
-        const err = code === H2.NGHTTP2_REFUSED_STREAM
-          ? new UpstreamError('stream refused by the upstream', 'UND_ERR_REFUSED_STREAM')
-          : new UpstreamError(headersSeen ? `stream reset (code ${code})` : `stream closed before the response (code ${code})`, 'ECONNRESET');
-        h.onError(err);
-      }
-      this.streamDone();
-    });
-    stream.on('error', () => { /* 'close' follows with the reset code */ });
     if (body !== null) {
       if (Buffer.isBuffer(body)) {
-        stream.end(body, () => h.onRequestSent?.());
+        stream.end(body);
+        h.onRequestSent?.();
       } else {
-        pipeBody(body, stream, h);
+        ex.pipeBody(body, stream);
       }
     } else {
       h.onRequestSent?.();
     }
   }
 
-  private streamDone(): void {
+  /** @internal a stream closed. */
+  streamDone(): void {
     if (this.gone) return;
     if (this.active === 0 && this.waiting.length === 0) {
       if (this.draining || this.pool.closed) { this.session.close(); return; }
@@ -222,10 +265,13 @@ class Conn {
   private startPings(intervalMs: number, timeoutMs: number): void {
     const t = setInterval(() => {
       if (this.gone) { clearInterval(t); return; }
+      // Only a quiet connection is pinged (Envoy's connection_idle_interval semantics: frames count as liveness).
+      if (Date.now() - this.session.lastFrameAt < intervalMs) return;
       const timer = timeoutMs > 0 ? setTimeout(() => this.fail(new UpstreamError('HTTP/2 PING timeout', 'ECONNRESET')), timeoutMs) : undefined;
       this.session.ping((err) => { clearTimeout(timer); if (err) this.fail(new UpstreamError(err.message, 'ECONNRESET')); });
     }, intervalMs);
     t.unref();
+    this.pingTimer = t;
   }
 
   /** No new streams; close once the open ones finish (maxConnectionDuration). */
@@ -248,33 +294,14 @@ class Conn {
     clearTimeout(this.connectTimer);
     clearTimeout(this.idleTimer);
     clearTimeout(this.ageTimer);
-    const err = new UpstreamError('connection closed', this.connected ? 'ECONNRESET' : 'ECONNREFUSED');
+    clearInterval(this.pingTimer);
+    const e = this.socketError;
+    const err = this.connected
+      ? new UpstreamError(e?.message ?? 'connection closed', e?.code ?? 'ECONNRESET')
+      : new UpstreamError(e?.message ?? 'connection closed before SETTINGS', e?.code ?? 'ECONNREFUSED');
     for (const ex of this.waiting.splice(0)) this.pool.failExchange(ex, err);
     this.pool.removed(this);
   }
-}
-
-/** HTTP/2 header object → flat [name, value, …] (pseudo-headers dropped; repeated values as separate pairs). */
-function flatten(h: http2.IncomingHttpHeaders): string[] {
-  const out: string[] = [];
-  for (const k of Object.keys(h)) {
-    if (k.charCodeAt(0) === 58 /* : */) continue;
-    const v = h[k];
-    if (v === undefined) continue;
-    if (Array.isArray(v)) for (const x of v) out.push(k, x);
-    else out.push(k, String(v));
-  }
-  return out;
-}
-
-/** Stream a request body into the HTTP/2 stream with backpressure both ways. */
-function pipeBody(body: Readable, stream: http2.ClientHttp2Stream, h: UpstreamHandler): void {
-  body.on('data', (c: Buffer) => {
-    h.onBodySent?.(c);
-    if (!stream.write(c)) { body.pause(); stream.once('drain', () => body.resume()); }
-  });
-  body.once('end', () => stream.end(() => h.onRequestSent?.()));
-  body.once('error', () => stream.close(H2.NGHTTP2_CANCEL));
 }
 
 export class H2Pool {
@@ -338,7 +365,7 @@ export class H2Pool {
   abortExchange(ex: Exchange, err: Error): void {
     if (ex.done) return;
     ex.done = true;
-    if (ex.stream !== undefined) ex.stream.close(H2.NGHTTP2_CANCEL);
+    if (ex.stream !== undefined) ex.stream.reset(H2ERR.CANCEL);
     else {
       const i = this.queue.indexOf(ex);
       if (i >= 0) this.queue.splice(i, 1);
