@@ -5,7 +5,7 @@
  */
 import type { IncomingMessage, Server as HttpServer, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Http1Server, type Http1ServerOptions } from './http1/server.js';
+import { Http1Server, type Http1Request, type Http1Response, type Http1ServerOptions } from './http1/server.js';
 import { Http2Listener, type Http2ListenerOptions } from './http2/server.js';
 import type { DownstreamRequest, DownstreamResponse } from './proxy/downstream.js';
 import { ConfigStore } from './discovery/config-store.js';
@@ -325,14 +325,19 @@ export class Sidecar {
     this.observeHttp2('outbound', outboundH2);
     const headersTimeoutMs = this.opts.requestHeadersTimeoutMs ?? LISTENER_HTTP.headersTimeoutMs!;
     const streamIdleTimeoutMs = this.opts.streamIdleTimeoutMs ?? 300_000;
-    const outbound = new Http1Server(onOutbound, { ...LISTENER_HTTP, headersTimeoutMs, streamIdleTimeoutMs, onConnection: outboundCapture({ ...capture, h2: outboundH2 }, this.capture.outbound) });
+    // HTTP/1.1 requests that ask for h2c (Upgrade: h2c) continue as HTTP/2 on the same connection.
+    const viaH2c = (h2: Http2Listener, next: typeof onOutbound) => (req: Http1Request, res: Http1Response): void => {
+      if (req.upgrade && h2.upgrade(req, res)) return;
+      next(req, res);
+    };
+    const outbound = new Http1Server(viaH2c(outboundH2, onOutbound), { ...LISTENER_HTTP, headersTimeoutMs, streamIdleTimeoutMs, onConnection: outboundCapture({ ...capture, h2: outboundH2 }, this.capture.outbound) });
     this.observeHttp1('outbound', outbound);
     await this.listen('outbound', outbound, this.opts.outboundAddress, this.opts.outboundPort);
     if (this.opts.appPorts.length > 0) {
       const inboundH2 = new Http2Listener(onInbound, LISTENER_H2);
       this.h2Listeners.inbound = inboundH2;
       this.observeHttp2('inbound', inboundH2);
-      const inbound = new Http1Server(onInbound, {
+      const inbound = new Http1Server(viaH2c(inboundH2, onInbound), {
         ...LISTENER_HTTP,
         headersTimeoutMs,
         streamIdleTimeoutMs,

@@ -6,13 +6,14 @@
  * metrics and access logs stay one implementation. Trailers pass through both ways (gRPC's `grpc-status` /
  * `grpc-message`), bodies stream with HTTP/2 flow control (a `false` from `write` means the stream's window is full;
  * 'drain' follows).
- * The `Upgrade: h2c` dance of HTTP/1.1 is not offered: such a request is served as HTTP/1.1, which RFC 9113 allows
- * (h2c upgrade was removed from HTTP/2's current definition).
+ * HTTP/1.1's `Upgrade: h2c` (RFC 7540 §3.2; deprecated by RFC 9113, still sent by `curl --http2` and older
+ * clients) is taken too, see `Http2Listener.upgrade`: 101, then the connection is HTTP/2 with the request as stream 1.
  */
 import type net from 'node:net';
 import type { IncomingHttpHeaders } from 'node:http';
 import { Readable } from 'node:stream';
-import type { OriginalDestination } from '../http1/server.js';
+import type { Http1Request, Http1Response, OriginalDestination } from '../http1/server.js';
+import { startReading } from '../http1/socket-io.js';
 import { peerOf, type PeerIdentity } from '../security/mtls.js';
 import { H2ERR, H2Session, type H2ConnectionError, type H2Stream, type H2StreamHandler } from './session.js';
 
@@ -325,6 +326,34 @@ export class Http2Listener {
     if (this.draining) session.close();
   }
 
+  /**
+   * An HTTP/1.1 request asking for cleartext HTTP/2 (`Upgrade: h2c`, RFC 7540 §3.2): when it may be taken, 101
+   * Switching Protocols, and the connection is served as HTTP/2 from here on, the request itself as stream 1 (its
+   * response goes out as HTTP/2). True when taken. False, with nothing done, for anything else: an upgrade to
+   * another protocol, or an h2c upgrade that RFC 7540 says not to take (no `HTTP2-Settings` or more than one, one
+   * that is not base64url SETTINGS, `HTTP2-Settings` not named in `Connection`, a TLS connection): that request
+   * goes on as HTTP/1.1 (the proxy path then treats it as any other upgrade request).
+   */
+  upgrade(req: Http1Request, res: Http1Response): boolean {
+    if (!req.upgrade || this.draining || (req.socket as { encrypted?: boolean }).encrypted === true) return false;
+    const settings = h2cSettings(req.rawHeaders);
+    if (settings === null) return false;
+    const flat = upgradedRequest(req);
+    let sw: { socket: net.Socket; head: Buffer[] };
+    try {
+      sw = res.switchProtocols(['Connection', 'Upgrade', 'Upgrade', 'h2c']);
+    } catch {
+      res.destroy(); // the client went meanwhile
+      return true;
+    }
+    const { socket, head } = sw;
+    const session = this.open(socket, req.originalDst);
+    if (!session.acceptUpgrade(settings, flat)) return true;
+    for (const b of head) session.receive(b);
+    startReading(socket);
+    return true;
+  }
+
   private open(sock: net.Socket, originalDst: OriginalDestination | undefined): H2Session {
     const conn = new H2Conn(sock, originalDst);
     const listener = this;
@@ -399,3 +428,47 @@ export class Http2Listener {
   }
 }
 
+/** Request headers an h2c upgrade's stream 1 does not carry: connection-specific, the upgrade's own, and Host. */
+const NOT_IN_UPGRADED = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'host', 'http2-settings']);
+
+/**
+ * The SETTINGS payload of an h2c upgrade request, or null when it must not be taken (RFC 7540 §3.2, §3.2.1):
+ * `Upgrade` lists h2c, exactly one `HTTP2-Settings` holds base64url of whole settings (6 bytes each), and
+ * `Connection` names `HTTP2-Settings` (it is a hop-by-hop header).
+ */
+export function h2cSettings(raw: readonly string[]): Buffer | null {
+  let settings: string | undefined;
+  let count = 0;
+  let h2c = false;
+  let named = false;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toLowerCase();
+    const value = raw[i + 1]!;
+    if (name === 'http2-settings') { settings = value.trim(); count++; }
+    else if (name === 'upgrade') { for (const t of value.split(',')) if (t.trim().toLowerCase() === 'h2c') h2c = true; }
+    else if (name === 'connection') { for (const t of value.split(',')) if (t.trim().toLowerCase() === 'http2-settings') named = true; }
+  }
+  if (!h2c || !named || count !== 1 || !/^[A-Za-z0-9_-]*={0,2}$/.test(settings!)) return null;
+  const payload = Buffer.from(settings!, 'base64url');
+  return payload.length % 6 === 0 ? payload : null;
+}
+
+/** The HTTP/1.1 request of an h2c upgrade as an HTTP/2 header block (pseudo-headers first, names lowercase). */
+function upgradedRequest(req: Http1Request): string[] {
+  const raw = req.rawHeaders;
+  const flat = [':method', req.method, ':scheme', 'http', ':path', req.url];
+  let listed: Set<string> | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toLowerCase();
+    if (name === 'host') flat.push(':authority', raw[i + 1]!);
+    else if (name === 'connection') for (const t of raw[i + 1]!.split(',')) (listed ??= new Set()).add(t.trim().toLowerCase());
+  }
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toLowerCase();
+    if (NOT_IN_UPGRADED.has(name) || listed?.has(name) === true) continue;
+    // TE: only "trailers" may cross into HTTP/2 (RFC 9113 §8.2.2).
+    if (name === 'te' && raw[i + 1]!.trim().toLowerCase() !== 'trailers') continue;
+    flat.push(name, raw[i + 1]!);
+  }
+  return flat;
+}
