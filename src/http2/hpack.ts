@@ -481,7 +481,8 @@ export class HpackEncoder {
    * the minimum first, then the final size).
    */
   setMaxTableSize(n: number): void {
-    const size = Math.min(Math.max(0, Math.floor(n)), DEFAULT_TABLE_SIZE);
+    // Not a number (never from a SETTINGS frame's uint32) counts as 0: the update logic below must see a size.
+    const size = Number.isFinite(n) ? Math.min(Math.max(0, Math.floor(n)), DEFAULT_TABLE_SIZE) : 0;
     if (this.pendingMin < 0) {
       if (size === this.cap) return;
       this.pendingMin = size;

@@ -815,6 +815,20 @@ describe('encoder: compactness and indexing policy', () => {
     expect(dec.decode(second)).toEqual(GRPC_REQUEST);
   });
 
+  it('a size that is not a number counts as 0 (the encoder can still send later updates)', () => {
+    const enc = new HpackEncoder();
+    const dec = new HpackDecoder();
+    enc.setMaxTableSize(Number.NaN);
+    const first = enc.encode(['x-a', '1']);
+    expect(first[0]).toBe(0x20);
+    expect(dec.decode(first)).toEqual(['x-a', '1']);
+    expect(enc.tableSize).toBe(0);
+    enc.setMaxTableSize(4096);
+    const second = enc.encode(['x-a', '1']);
+    expect([...second.subarray(0, 3)]).toEqual([0x3f, 0xe1, 0x1f]);
+    expect(dec.decode(second)).toEqual(['x-a', '1']);
+  });
+
   it('lowered then raised between two blocks: the minimum, then the final size (§4.2)', () => {
     const enc = new HpackEncoder();
     const dec = new HpackDecoder();
