@@ -61,6 +61,8 @@ const ACK = 0x1;
 const END_HEADERS = 0x4;
 const PADDED = 0x8;
 const PRIORITY_FLAG = 0x20;
+/** Not a wire flag: set on a HEADERS frame whose stream depends on itself (a stream error already sent). */
+const SELF_DEPENDENT = 0x100;
 
 const MAX_WINDOW = 0x7fffffff;
 const DEFAULT_WINDOW = 65_535;
@@ -295,6 +297,19 @@ export class H2Stream {
     this.grant();
   }
 
+  /**
+   * @internal the server sent RST_STREAM NO_ERROR after its complete response (RFC 9113 §8.1: it needs no more of
+   * the request): our side stops sending, and the response, some of it perhaps still held by pause(), is delivered.
+   */
+  peerStopped(): void {
+    this.localEnded = true;
+    this.outq = null;
+    this.outEnd = false;
+    this.outTrailers = null;
+    this.session.blocked.delete(this);
+    this.maybeClose();
+  }
+
   /** @internal padding bytes of a DATA frame: counted as consumed at once. */
   padding(n: number): void {
     this.consumed += n;
@@ -436,7 +451,10 @@ export class H2Session {
   private outBytes = 0;
   private flushScheduled = false;
   private readonly pings: Array<(err: Error | null, ms: number) => void> = [];
-  private pingSent = 0;
+  /** When each PING in flight was sent, oldest first (answers come in order). */
+  private readonly pingSent: number[] = [];
+  /** Streams of the peer we reset lately: their late HEADERS (trailers) are ignored (§5.1), not a connection error. */
+  private readonly recentlyReset = new Set<number>();
   /** Last time a frame came in (ms, coarse): keep-alive PINGs and idle checks read it. */
   lastFrameAt = 0;
   /** When the last stream closed (idle timeout). */
@@ -504,7 +522,6 @@ export class H2Session {
     if (this.destroyed || this.goawaySent || this.goawayReceived) throw new Error('the HTTP/2 connection is closing');
     const id = this.nextStreamId;
     this.nextStreamId += 2;
-    this.lastPeerStreamId = id;
     const st = new H2Stream(this, id);
     st.handler = handler;
     st.headRequest = flat[0] === ':method' && flat[1] === 'HEAD';
@@ -523,7 +540,7 @@ export class H2Session {
   /** Send PING; `cb` gets the round trip in ms, or an error if the connection goes first. */
   ping(cb: (err: Error | null, ms: number) => void): void {
     if (this.destroyed) { cb(new Error('connection closed'), 0); return; }
-    this.pingSent = Date.now();
+    this.pingSent.push(Date.now());
     this.pings.push(cb);
     const p = Buffer.alloc(17);
     writeFrameHeader(p, 8, PING, 0, 0);
@@ -593,6 +610,11 @@ export class H2Session {
 
   /** @internal */
   writeRst(id: number, code: number): void {
+    if ((id & 1) === (this.role === 'server' ? 1 : 0)) {
+      const r = this.recentlyReset;
+      r.add(id);
+      if (r.size > 256) r.delete(r.values().next().value!);
+    }
     const f = Buffer.allocUnsafe(13);
     writeFrameHeader(f, 4, RST_STREAM, 0, id);
     f.writeUInt32BE(code, 9);
@@ -767,7 +789,8 @@ export class H2Session {
     if ((flags & PADDED) !== 0) frag = unpad(p);
     if ((flags & PRIORITY_FLAG) !== 0) {
       if (frag.length < 5) throw new H2ConnectionError('HEADERS too short for its priority', H2ERR.FRAME_SIZE_ERROR);
-      if ((frag.readUInt32BE(0) & MAX_WINDOW) === id) { this.streamError(id, H2ERR.PROTOCOL_ERROR); }
+      // A stream that depends on itself is a stream error (§5.3.1); its block is still decoded (HPACK state).
+      if ((frag.readUInt32BE(0) & MAX_WINDOW) === id) { this.streamError(id, H2ERR.PROTOCOL_ERROR); flags |= SELF_DEPENDENT; }
       frag = frag.subarray(5);
     }
     if ((flags & END_HEADERS) !== 0) {
@@ -816,16 +839,21 @@ export class H2Session {
     const st = this.streams.get(id);
     if (this.role === 'server') {
       if (st !== undefined) {
-        // Trailers: they end the stream and carry no pseudo-headers.
-        if (tooLarge || !end || st.remoteEnded || hasPseudo(flat)) { this.streamError(id, H2ERR.PROTOCOL_ERROR); return; }
+        // Trailers: they end the stream, carry no pseudo-headers, and end the body at its content-length.
+        if (tooLarge || !end || st.remoteEnded || (flags & SELF_DEPENDENT) !== 0 || checkTrailers(flat) !== null || (st.expectedLength >= 0 && st.receivedLength !== st.expectedLength)) {
+          this.streamError(id, H2ERR.PROTOCOL_ERROR);
+          return;
+        }
         st.handler.onHeaders(st, flat, true, true);
         if (!st.closed) st.remoteEnd();
         return;
       }
       if (id % 2 === 0) throw new H2ConnectionError(`client opened even stream ${id}`, H2ERR.PROTOCOL_ERROR);
       if (id <= this.lastPeerStreamId) {
-        // A closed stream: STREAM_CLOSED is a connection error here (§5.1).
-        throw new H2ConnectionError(`HEADERS on closed stream ${id}`, H2ERR.STREAM_CLOSED);
+        // A stream we reset: its late frames (trailers of a request we answered early) are ignored (§5.1). Any other
+        // id at or below the last one is closed or was skipped: a new stream id must grow (§5.1.1).
+        if (this.recentlyReset.has(id)) return;
+        throw new H2ConnectionError(`HEADERS on stream ${id}, not above the last stream ${this.lastPeerStreamId}`, H2ERR.PROTOCOL_ERROR);
       }
       if (this.active >= this.localMaxStreams && !this.goawaySent) {
         // Past the limit we announced: as nghttp2 does, the connection ends (its open streams reset); the GOAWAY
@@ -834,6 +862,7 @@ export class H2Session {
       }
       this.lastPeerStreamId = id;
       if (this.goawaySent) { this.writeRst(id, H2ERR.REFUSED_STREAM); return; }
+      if ((flags & SELF_DEPENDENT) !== 0) return; // reset already
       const ns = new H2Stream(this, id);
       ns.headersReceived = true;
       if (end) ns.remoteEnded = true;
@@ -847,7 +876,7 @@ export class H2Session {
       const bad = checkRequest(flat);
       if (bad !== null) { ns.reset(H2ERR.PROTOCOL_ERROR); return; }
       ns.expectedLength = contentLength(flat);
-      if (end && ns.expectedLength > 0) { ns.reset(H2ERR.PROTOCOL_ERROR); return; }
+      if (ns.expectedLength === -2 || (end && ns.expectedLength > 0)) { ns.reset(H2ERR.PROTOCOL_ERROR); return; }
       this.events.onStream?.(ns, flat, end);
       if (end) ns.maybeClose();
       return;
@@ -857,21 +886,25 @@ export class H2Session {
       if (this.isIdle(id)) throw new H2ConnectionError(`HEADERS on idle stream ${id}`, H2ERR.PROTOCOL_ERROR);
       return;
     }
-    if (tooLarge) { this.streamError(id, H2ERR.PROTOCOL_ERROR); return; }
+    if (tooLarge || (flags & SELF_DEPENDENT) !== 0) { this.streamError(id, H2ERR.PROTOCOL_ERROR); return; }
     if (!st.headersReceived) {
-      const status = flat[0] === ':status' ? Number(flat[1]) : NaN;
-      if (!(status >= 100 && status <= 999)) { this.streamError(id, H2ERR.PROTOCOL_ERROR); return; }
+      const status = flat[0] === ':status' && flat[1]!.length === 3 ? Number(flat[1]) : NaN;
+      if (!(status >= 100 && status <= 999) || checkResponse(flat) !== null) { this.streamError(id, H2ERR.PROTOCOL_ERROR); return; }
       if (status < 200) {
         if (end || status === 101) this.streamError(id, H2ERR.PROTOCOL_ERROR);
         return;
       }
       st.headersReceived = true;
       st.expectedLength = st.headRequest || status === 304 ? -1 : contentLength(flat);
+      if (st.expectedLength === -2 || (end && st.expectedLength > 0)) { this.streamError(id, H2ERR.PROTOCOL_ERROR); return; }
       st.handler.onHeaders(st, flat, end, false);
       if (end && !st.closed) st.remoteEnd();
       return;
     }
-    if (!end || st.remoteEnded || hasPseudo(flat)) { this.streamError(id, H2ERR.PROTOCOL_ERROR); return; }
+    if (!end || st.remoteEnded || checkTrailers(flat) !== null || (st.expectedLength >= 0 && st.receivedLength !== st.expectedLength)) {
+      this.streamError(id, H2ERR.PROTOCOL_ERROR);
+      return;
+    }
     st.handler.onHeaders(st, flat, true, true);
     if (!st.closed) st.remoteEnd();
   }
@@ -884,7 +917,10 @@ export class H2Session {
       if (this.isIdle(id)) throw new H2ConnectionError(`RST_STREAM on idle stream ${id}`, H2ERR.PROTOCOL_ERROR);
       return;
     }
-    st.close(p.readUInt32BE(0), true);
+    const code = p.readUInt32BE(0);
+    // "Clients MUST NOT discard responses as a result of receiving such a RST_STREAM" (§8.1).
+    if (code === H2ERR.NO_ERROR && this.role === 'client' && st.remoteEnded) { st.peerStopped(); return; }
+    st.close(code, true);
   }
 
   /** A SETTINGS payload's values, applied (from a SETTINGS frame, or from HTTP2-Settings on an h2c upgrade). */
@@ -942,7 +978,8 @@ export class H2Session {
     if (p.length !== 8) throw new H2ConnectionError('PING of the wrong size', H2ERR.FRAME_SIZE_ERROR);
     if ((flags & ACK) !== 0) {
       const cb = this.pings.shift();
-      cb?.(null, Date.now() - this.pingSent);
+      const sent = this.pingSent.shift();
+      if (cb !== undefined && sent !== undefined) cb(null, Date.now() - sent);
       return;
     }
     const f = Buffer.allocUnsafe(17);
@@ -1099,20 +1136,18 @@ function unpad(p: Buffer): Buffer {
   return p.subarray(1, p.length - pad);
 }
 
-function hasPseudo(flat: readonly string[]): boolean {
-  for (let i = 0; i < flat.length; i += 2) if (flat[i]!.charCodeAt(0) === 58) return true;
-  return false;
-}
-
-/** content-length of a header list, -1 when absent; NaN-like values count as a mismatch later (-2). */
+/** content-length of a header list: -1 when absent, -2 when not a number or given twice with different values. */
 function contentLength(flat: readonly string[]): number {
+  let n = -1;
   for (let i = 0; i < flat.length; i += 2) {
     if (flat[i] === 'content-length') {
       const v = flat[i + 1]!;
-      return /^\d{1,15}$/.test(v) ? Number(v) : -1;
+      if (!/^\d{1,15}$/.test(v)) return -2;
+      if (n >= 0 && Number(v) !== n) return -2;
+      n = Number(v);
     }
   }
-  return -1;
+  return n;
 }
 
 /** Fields that are HTTP/1 connection-specific and malformed in HTTP/2 (§8.2.2). */
@@ -1142,27 +1177,72 @@ export function checkRequest(flat: string[]): string | null {
       continue;
     }
     regular = true;
-    for (let j = 0; j < name.length; j++) {
-      const c = name.charCodeAt(j);
-      if ((c >= 65 && c <= 90) || c <= 32 || c === 127 || c > 127) return 'uppercase or invalid character in a field name';
-    }
-    if (CONNECTION_SPECIFIC.has(name)) return `connection-specific field ${name}`;
-    if (name === 'te' && value !== 'trailers') return 'te other than trailers';
-    for (let j = 0; j < value.length; j++) {
-      const c = value.charCodeAt(j);
-      if (c < 32 || c === 127) {
-        if (c === 0 || c === 10 || c === 13) return 'NUL, CR or LF in a field value';
-        if (c !== 9) controls = true;
-      }
-    }
+    const bad = checkField(name, value);
+    if (bad === CONTROL) controls = true;
+    else if (bad !== null) return bad;
   }
   // Other control characters (C0 but HTAB, DEL) are not malformed in HTTP/2 (§8.2.1) but no valid HTTP field value
   // holds them, and HTTP/1 cannot carry them upstream: as nghttp2 does, such fields are dropped, the request served.
   if (controls) dropControlFields(flat);
   if (method === '') return 'no :method';
-  if (method === 'CONNECT') return path === '' && scheme === '' ? null : 'CONNECT with :path or :scheme';
+  if (method === 'CONNECT') return path === '' && scheme === '' && authority ? null : 'CONNECT needs :authority and no :path or :scheme';
   if (path === '' || scheme === '') return 'no :path or :scheme';
   return null;
+}
+
+/** A response's header list (after `:status`, checked by the caller): only regular fields, each well-formed. */
+export function checkResponse(flat: string[]): string | null {
+  return checkRegular(flat, 2);
+}
+
+/** A trailer section: no pseudo-headers, each field well-formed. */
+export function checkTrailers(flat: string[]): string | null {
+  return checkRegular(flat, 0);
+}
+
+function checkRegular(flat: string[], from: number): string | null {
+  let controls = false;
+  for (let i = from; i < flat.length; i += 2) {
+    const name = flat[i]!;
+    if (name.length === 0) return 'empty field name';
+    if (name.charCodeAt(0) === 58) return `pseudo-header ${name} where none may be`;
+    const bad = checkField(name, flat[i + 1]!);
+    if (bad === CONTROL) controls = true;
+    else if (bad !== null) return bad;
+  }
+  if (controls) dropControlFields(flat);
+  return null;
+}
+
+/** Returned by checkField for a value with a control character that is dropped rather than refused. */
+const CONTROL = 'control';
+
+/**
+ * One regular field against §8.2.1 and §8.2.2: a lowercase visible-ASCII name without a colon, not
+ * connection-specific, `te` only as "trailers"; a value without NUL, CR or LF, not starting or ending with SP or
+ * HTAB. CONTROL for a value that holds another control character (the caller drops the field).
+ */
+function checkField(name: string, value: string): string | null {
+  for (let j = 0; j < name.length; j++) {
+    const c = name.charCodeAt(j);
+    if ((c >= 65 && c <= 90) || c <= 32 || c >= 127 || c === 58) return 'uppercase or invalid character in a field name';
+  }
+  if (CONNECTION_SPECIFIC.has(name)) return `connection-specific field ${name}`;
+  if (name === 'te' && value !== 'trailers') return 'te other than trailers';
+  const n = value.length;
+  if (n === 0) return null;
+  const first = value.charCodeAt(0);
+  const last = value.charCodeAt(n - 1);
+  if (first === 32 || first === 9 || last === 32 || last === 9) return 'a field value starting or ending with whitespace';
+  let controls = false;
+  for (let j = 0; j < n; j++) {
+    const c = value.charCodeAt(j);
+    if (c < 32 || c === 127) {
+      if (c === 0 || c === 10 || c === 13) return 'NUL, CR or LF in a field value';
+      if (c !== 9) controls = true;
+    }
+  }
+  return controls ? CONTROL : null;
 }
 
 /** Remove, in place, the regular fields whose value holds a control character other than HTAB (see checkRequest). */
