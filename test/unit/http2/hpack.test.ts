@@ -6,6 +6,7 @@
  */
 import { describe, it, expect } from 'vitest';
 import { HpackDecoder, HpackEncoder, HpackError, HpackListTooLarge } from '../../../src/http2/hpack.js';
+import { mulberry32 } from '../../../src/bench/schedule.js';
 
 // ---------------------------------------------------------------------------------------------------------------
 // Helpers
@@ -70,18 +71,6 @@ function thrown(fn: () => unknown): unknown {
     return err;
   }
   throw new Error('expected an exception');
-}
-
-/** mulberry32: a tiny seeded PRNG, uniform in [0, 1). */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 // ---------------------------------------------------------------------------------------------------------------
