@@ -7,6 +7,7 @@ import type { IncomingMessage, Server as HttpServer, ServerResponse } from 'node
 import type { AddressInfo } from 'node:net';
 import { Http1Server, type Http1Request, type Http1Response, type Http1ServerOptions } from './http1/server.js';
 import { Http2Listener, type Http2ListenerOptions } from './http2/server.js';
+import { handleConnect } from './proxy/connect.js';
 import type { DownstreamRequest, DownstreamResponse } from './proxy/downstream.js';
 import { ConfigStore } from './discovery/config-store.js';
 import { FileWatcher } from './discovery/file-watcher.js';
@@ -84,6 +85,8 @@ export interface RunOptions {
   serveAdmin?: boolean;
   /** Captured connections of unknown protocol whose client says nothing for this long are TCP (ms; default 100). */
   protocolDetectionTimeoutMs?: number;
+  /** `--connect`: HTTP CONNECT on the outbound port opens a TCP tunnel (src/proxy/connect.ts); default off (405). */
+  connect?: boolean;
   /** Upgraded connections (WebSocket) close after this long without a byte either way (ms; 0 = never; default 1 h). */
   tunnelIdleTimeoutMs?: number;
   /** `--path-normalization` (Istio's mesh pathNormalization), both listeners; default base. */
@@ -330,7 +333,12 @@ export class Sidecar {
       if (req.upgrade && h2.upgrade(req, res)) return;
       next(req, res);
     };
-    const outbound = new Http1Server(viaH2c(outboundH2, onOutbound), { ...LISTENER_HTTP, headersTimeoutMs, streamIdleTimeoutMs, onConnection: outboundCapture({ ...capture, h2: outboundH2 }, this.capture.outbound) });
+    const connect = this.opts.connect === true;
+    const toOutbound = viaH2c(outboundH2, onOutbound);
+    const outboundHandler = connect
+      ? (req: Http1Request, res: Http1Response): void => { if (req.method === 'CONNECT' && req.upgrade) handleConnect(req, res, capture, this.capture.outbound); else toOutbound(req, res); }
+      : toOutbound;
+    const outbound = new Http1Server(outboundHandler, { ...LISTENER_HTTP, headersTimeoutMs, streamIdleTimeoutMs, connect, onConnection: outboundCapture({ ...capture, h2: outboundH2 }, this.capture.outbound) });
     this.observeHttp1('outbound', outbound);
     await this.listen('outbound', outbound, this.opts.outboundAddress, this.opts.outboundPort);
     if (this.opts.appPorts.length > 0) {

@@ -15,6 +15,7 @@ const OPTIONS: OptionSpec = {
   kubeconfig: { type: 'string' },
   'watch-namespaces': { type: 'string', multiple: true },
   'env-discovery': { type: 'boolean' },
+  connect: { type: 'boolean' },
   'resolv-conf': { type: 'string' },
   'exit-on-app-exit': { type: 'boolean' },
   'exit-on-app-exit-seconds': { type: 'string' },
@@ -80,6 +81,9 @@ const HELP = `usage: remora run --config PATH [PATH…] [options]
       --retry-buffer-bytes N     largest request body kept for retries (default 65536)
       --protocol-detection-timeout D  captured connections of unknown protocol whose client is silent this
                                  long are TCP (server speaks first); default 100ms (Istio's)
+      --connect                  HTTP CONNECT host:port on the outbound port opens a TCP tunnel, routed as a
+                                 captured connection to that host and port (tcp[] routes, the service's
+                                 cluster, passthrough); default off: CONNECT is answered 405
       --tunnel-idle-timeout D    upgraded connections (WebSocket) with no byte either way for this long are
                                  closed; default 1h (Envoy's stream idle timeout); 0 = never
       --path-normalization M     none | base (default, Istio's) | merge-slashes | decode-and-merge-slashes:
@@ -180,6 +184,7 @@ export function runOptionsFrom(argv: string[], env: NodeJS.ProcessEnv = process.
     if (v.kubeconfig) opts.kubernetes.kubeconfig = String(v.kubeconfig);
   }
   if (v['env-discovery']) opts.envDiscovery = true;
+  if (v.connect) opts.connect = true;
   if (v['resolv-conf'] !== undefined) opts.resolvConf = String(v['resolv-conf']);
   if (v['exit-on-app-exit'] || v['exit-on-app-exit-seconds']) opts.exitOnAppExitSeconds = Number(v['exit-on-app-exit-seconds'] ?? 3);
   if (env.REMORA_APP_PROBERS) opts.appProbers = env.REMORA_APP_PROBERS;

@@ -35,6 +35,11 @@ export interface Http1ServerOptions {
    * sniffing). The hook serves HTTP by calling `server.serveSocket`, or takes the socket elsewhere (a TCP tunnel).
    */
   onConnection?: (sock: net.Socket, server: Http1Server) => void;
+  /**
+   * CONNECT requests are handed to the handler (flagged `req.upgrade`, answered with `res.takeOver`) instead of being
+   * answered 405 here. Default false.
+   */
+  connect?: boolean;
 }
 
 /** Where a captured connection was really going (SO_ORIGINAL_DST), when the listener knows it. */
@@ -288,6 +293,22 @@ export class Http1Response {
     this.noBody = true;
     this.finished = true;
     c.write(`${s}\r\n`);
+    return { socket: c.sock, head: c.switched() };
+  }
+
+  /**
+   * Give the connection up without answering here: a CONNECT request (`req.upgrade`) whose answer — 200 once the
+   * tunnel's upstream is connected, or an error status — its new owner writes on the socket itself. As after
+   * `switchProtocols`, the caller gets the socket and the bytes read after the request head, reading stays stopped
+   * until the caller starts it, and the response counts as finished (status 200) until the socket closes.
+   */
+  takeOver(): { socket: net.Socket; head: Buffer[] } {
+    const c = this.conn;
+    if (this.headersSent || this.destroyed || !this.req.upgrade || c.gone || c.upgrading) throw new Error('takeOver: not an upgrade request awaiting its answer');
+    this.statusCode = 200;
+    this.headersSent = true;
+    this.noBody = true;
+    this.finished = true;
     return { socket: c.sock, head: c.switched() };
   }
 
@@ -635,7 +656,7 @@ class Connection {
     // parsing at an upgrade anyway). No further request is read on this connection either way.
     if (upgrade) {
       this.closing = true;
-      if (method !== 'CONNECT' && !hasBody && minor === 1 && this.queue.length === 0) {
+      if ((method !== 'CONNECT' || this.server.connect) && !hasBody && minor === 1 && this.queue.length === 0) {
         req.upgrade = true;
         this.upgrading = true;
       }
@@ -654,7 +675,7 @@ class Connection {
     }
     // node:http's default for Expect: 100-continue: tell the client to go on at once.
     if (expectContinue && this.queue.length === 1) this.write('HTTP/1.1 100 Continue\r\n\r\n');
-    if (method === 'CONNECT') {
+    if (method === 'CONNECT' && !req.upgrade) {
       res.writeHead(405, ['content-length', '0']);
       res.closeAfter = true;
       res.end();
@@ -897,6 +918,7 @@ export class Http1Server extends net.Server {
   /** Requests answered by the server itself for a framing or header error (400/431/501), connection closed after. */
   readonly stats = { rejected: 0, streamIdleTimeouts: 0 };
   readonly streamIdleTimeoutMs: number;
+  readonly connect: boolean;
   /** A coarse clock (ms), set by the sweep: what progress stamps read instead of a system call per event. */
   clock = Date.now();
   private readonly conns = new Set<Connection>();
@@ -911,6 +933,7 @@ export class Http1Server extends net.Server {
     this.maxPipelined = opts.maxPipelined ?? 16;
     this.maxHeadersCount = opts.maxHeadersCount ?? 100;
     this.streamIdleTimeoutMs = opts.streamIdleTimeoutMs ?? 300_000;
+    this.connect = opts.connect ?? false;
     const hook = opts.onConnection;
     if (hook === undefined) this.on('connection', (sock: net.Socket) => this.serveSocket(sock));
     else this.on('connection', (sock: net.Socket) => hook(sock, this));

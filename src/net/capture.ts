@@ -17,7 +17,7 @@ import type { Http2Listener } from '../http2/server.js';
 import type { Snapshot } from '../config/snapshot.js';
 import type { ClusterManager } from '../upstream/cluster-manager.js';
 import type { ClusterDef, ClusterRuntime } from '../model.js';
-import type { TcpDestination, TcpProxy } from '../proxy/tcp-proxy.js';
+import type { TcpDestination, TcpProxy, TunnelGreeting } from '../proxy/tcp-proxy.js';
 import type { OriginalDstReader } from './original-dst.js';
 import { connectionProtocol, sniff, SNIFF_MAX_BYTES, type Sniffed } from './protocol.js';
 import { resolveCaptured } from './destination.js';
@@ -218,53 +218,62 @@ function tcpDest(direction: 'outbound' | 'inbound', def: ClusterDef | undefined,
   };
 }
 
+/**
+ * An outbound TCP connection to `dst` (a captured connection's original destination, or the authority of an HTTP
+ * CONNECT): the VirtualService `tcp[]`/`tls[]` route or the service's own cluster when the registry knows the
+ * address (or, for CONNECT, the host name), else PassthroughCluster (ALLOW_ANY) or BlackHoleCluster (REGISTRY_ONLY).
+ * `connect` carries a CONNECT tunnel's host name and its answers (see TunnelGreeting).
+ */
+export function routeOutboundTcp(env: CaptureEnv, stats: CaptureStats, sock: net.Socket, head: Buffer | undefined, dst: OriginalDestination, sni: string | undefined, connect?: { host: string; greeting: TunnelGreeting }): void {
+  const greeting = connect?.greeting;
+  if (connect === undefined) stats.tcp++;
+  const snap = env.snapshot();
+  const ns = snap?.namespace ?? '';
+  const c = resolveCaptured(snap, dst);
+  // Without a VIP, a ClientHello's server name can name the service (a ServiceEntry for an external TLS host:
+  // Envoy's SNI-matched filter chain on 0.0.0.0:<port>).
+  const entry = c.entry ?? (connect !== undefined && snap ? lookupHost(snap, connect.host) : sni && snap ? lookupHost(snap, sni) : undefined);
+  let cluster = c.cluster ?? (entry?.service !== undefined && snap !== undefined ? snap.clusters.get(clusterName(c.port, '', entry.service.hostname)) : undefined);
+  let routeName: string | undefined;
+  const vs = entry?.vhost?.origin;
+  if (snap !== undefined && vs !== undefined) {
+    const routes = l4RoutesFor(snap, vs, env.self);
+    if (routes !== undefined) {
+      const conn = { port: c.port, address: dst.address, ...(sni !== undefined ? { sni } : {}) };
+      const route = (sni !== undefined ? selectL4Route(routes.tls, conn) : undefined) ?? selectL4Route(routes.tcp, conn);
+      if (route !== undefined) {
+        const d = pickL4Destination(route, env.rand());
+        const def = d === undefined ? undefined : l4Cluster(snap, d, c.port);
+        if (def === undefined) {
+          // A route to a subset or host the registry does not have: Envoy's NC (no cluster), the connection refused.
+          env.tcp.reject(sock, route.name, tcpDest('outbound', undefined, entry?.host ?? 'unknown', ns), 'NC', 'cluster_not_found', greeting);
+          return;
+        }
+        cluster = def;
+        routeName = route.name;
+      }
+    }
+  }
+  if (cluster !== undefined && cluster.resolution !== 'NONE') {
+    const dest = tcpDest('outbound', cluster, '', ns);
+    if (routeName !== undefined) dest.routeName = routeName;
+    env.tcp.handle(sock, head, env.clusters.runtime(cluster), dest, greeting);
+    return;
+  }
+  if (entry === undefined && snap?.outboundTrafficPolicy === 'REGISTRY_ONLY') {
+    stats.blackholed++;
+    env.tcp.reject(sock, 'BlackHoleCluster', tcpDest('outbound', undefined, 'BlackHoleCluster', ''), 'UH', 'blackhole_cluster', greeting);
+    return;
+  }
+  // ALLOW_ANY (or a resolution NONE ServiceEntry): the original destination itself.
+  const rt = env.clusters.passthrough(dst.address, dst.port, cluster);
+  env.tcp.handle(sock, head, rt, tcpDest('outbound', cluster, 'PassthroughCluster', ns), greeting);
+}
+
 /** The outbound listener's connection hook. */
 export function outboundCapture(env: CaptureEnv, stats: CaptureStats): (sock: net.Socket, server: Http1Server) => void {
   const protocolOf = (dst: OriginalDestination): string | undefined => resolveCaptured(env.snapshot(), dst).cluster?.protocol;
-  const toTcp = (sock: net.Socket, head: Buffer | undefined, dst: OriginalDestination, sni: string | undefined): void => {
-    stats.tcp++;
-    const snap = env.snapshot();
-    const ns = snap?.namespace ?? '';
-    const c = resolveCaptured(snap, dst);
-    // Without a VIP, a ClientHello's server name can name the service (a ServiceEntry for an external TLS host:
-    // Envoy's SNI-matched filter chain on 0.0.0.0:<port>).
-    const entry = c.entry ?? (sni && snap ? lookupHost(snap, sni) : undefined);
-    let cluster = c.cluster ?? (entry?.service !== undefined && snap !== undefined ? snap.clusters.get(clusterName(c.port, '', entry.service.hostname)) : undefined);
-    let routeName: string | undefined;
-    const vs = entry?.vhost?.origin;
-    if (snap !== undefined && vs !== undefined) {
-      const routes = l4RoutesFor(snap, vs, env.self);
-      if (routes !== undefined) {
-        const conn = { port: c.port, address: dst.address, ...(sni !== undefined ? { sni } : {}) };
-        const route = (sni !== undefined ? selectL4Route(routes.tls, conn) : undefined) ?? selectL4Route(routes.tcp, conn);
-        if (route !== undefined) {
-          const d = pickL4Destination(route, env.rand());
-          const def = d === undefined ? undefined : l4Cluster(snap, d, c.port);
-          if (def === undefined) {
-            // A route to a subset or host the registry does not have: Envoy's NC (no cluster), the connection refused.
-            env.tcp.reject(sock, route.name, tcpDest('outbound', undefined, entry?.host ?? 'unknown', ns), 'NC', 'cluster_not_found');
-            return;
-          }
-          cluster = def;
-          routeName = route.name;
-        }
-      }
-    }
-    if (cluster !== undefined && cluster.resolution !== 'NONE') {
-      const dest = tcpDest('outbound', cluster, '', ns);
-      if (routeName !== undefined) dest.routeName = routeName;
-      env.tcp.handle(sock, head, env.clusters.runtime(cluster), dest);
-      return;
-    }
-    if (entry === undefined && snap?.outboundTrafficPolicy === 'REGISTRY_ONLY') {
-      stats.blackholed++;
-      env.tcp.reject(sock, 'BlackHoleCluster', tcpDest('outbound', undefined, 'BlackHoleCluster', ''), 'UH', 'blackhole_cluster');
-      return;
-    }
-    // ALLOW_ANY (or a resolution NONE ServiceEntry): the original destination itself.
-    const rt = env.clusters.passthrough(dst.address, dst.port, cluster);
-    env.tcp.handle(sock, head, rt, tcpDest('outbound', cluster, 'PassthroughCluster', ns));
-  };
+  const toTcp = (sock: net.Socket, head: Buffer | undefined, dst: OriginalDestination, sni: string | undefined): void => routeOutboundTcp(env, stats, sock, head, dst, sni);
   return (sock, server) => accept(sock, server, env, stats, protocolOf, (s, head, dst, how, sni) => {
     if (how === 'tcp') return toTcp(s, head, dst, sni);
     // HTTP with the original destination known: routed by Host, else by the VIP; passthrough to the original IP.

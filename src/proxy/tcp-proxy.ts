@@ -54,6 +54,18 @@ interface TcpSeries {
   received: Counter;
 }
 
+/**
+ * An HTTP CONNECT tunnel's answers (the client waits for one before it sends): `established` is written to the
+ * client once the upstream is connected, `failed(flag, details)` instead of the reset a plain TCP client gets when no
+ * upstream can be had. Neither counts in the TCP byte metrics, nor does the CONNECT head read before (`baseIn`).
+ */
+export interface TunnelGreeting {
+  established: Buffer;
+  failed: (flag: string, details: string) => Buffer;
+  /** Bytes the client's socket had read before the tunnel (the CONNECT request head). */
+  baseIn: number;
+}
+
 /** Hop state of one proxied connection. */
 interface Pipe {
   client: net.Socket;
@@ -68,9 +80,13 @@ interface Pipe {
   details: string;
   series: TcpSeries | undefined;
   done: boolean;
-  /** Bytes already added to the series (periodic reports). */
+  /** Bytes already added to the series (periodic reports), from the baselines below on. */
   reportedIn: number;
   reportedOut: number;
+  /** Socket bytes that are not the tunnel's (a CONNECT head in, its answer out). */
+  baseIn: number;
+  baseOut: number;
+  greeting: TunnelGreeting | undefined;
 }
 
 const UNKNOWN = 'unknown';
@@ -88,8 +104,8 @@ export class TcpProxy {
   /** Bring the byte counters of open connections up to date (every reportIntervalMs while any is open). */
   report(): void {
     for (const p of this.reporting) {
-      const inb = p.client.bytesRead;
-      const out = p.client.bytesWritten;
+      const inb = p.client.bytesRead - p.baseIn;
+      const out = p.client.bytesWritten - p.baseOut;
       p.series!.received.inc(inb - p.reportedIn);
       p.series!.sent.inc(out - p.reportedOut);
       p.reportedIn = inb;
@@ -110,11 +126,12 @@ export class TcpProxy {
    * Proxy `client` to an endpoint of `rt`. `head` holds bytes already read from the client (protocol sniffing): they
    * are sent first. `endpoint` forces the endpoint (passthrough to the original destination).
    */
-  handle(client: net.Socket, head: Buffer | undefined, rt: ClusterRuntime, dest: TcpDestination): void {
+  handle(client: net.Socket, head: Buffer | undefined, rt: ClusterRuntime, dest: TcpDestination, greeting?: TunnelGreeting): void {
     const now = this.opts.now();
     const p: Pipe = {
       client, upstream: undefined, clusterName: rt.def.name, ep: undefined, dest, startTime: Date.now(), startHr: now, connectedHr: 0,
       flags: '-', details: '-', series: undefined, done: false, reportedIn: 0, reportedOut: 0,
+      baseIn: greeting?.baseIn ?? 0, baseOut: client.bytesWritten, greeting,
     };
     this.cxOpenedTotal++;
     this.active.add(client);
@@ -160,6 +177,10 @@ export class TcpProxy {
       p.connectedHr = this.opts.now();
       if (p.done) { up.destroy(); return; }
       if (limits.tcpKeepalive?.timeMs) up.setKeepAlive(true, limits.tcpKeepalive.timeMs);
+      if (greeting !== undefined) {
+        client.write(greeting.established);
+        p.baseOut += greeting.established.length;
+      }
       p.series = this.seriesFor(dest, '-');
       p.series.opened.inc();
       this.reporting.add(p);
@@ -186,8 +207,8 @@ export class TcpProxy {
         rt.attemptFinished(ep, { kind: 'connect-failure' }, this.opts.now() - now, this.opts.now());
         p.flags = 'UF';
         p.details = `upstream_connect_error{${err.code ?? err.message}}`;
-        // Tell the client the way a refused connection would: a reset, not a clean close.
-        if (!client.destroyed) client.resetAndDestroy();
+        // Tell the client the way a refused connection would: a reset, not a clean close (a CONNECT: its answer).
+        if (!client.destroyed) this.refuse(p);
         return;
       }
       p.details = `upstream_reset{${err.code ?? err.message}}`;
@@ -221,23 +242,33 @@ export class TcpProxy {
    * Refuse a connection without an upstream (BlackHoleCluster, a denied inbound connection): a reset, counted and
    * logged as a connection of `clusterName`.
    */
-  reject(client: net.Socket, clusterName: string, dest: TcpDestination, flag: string, details: string): void {
+  reject(client: net.Socket, clusterName: string, dest: TcpDestination, flag: string, details: string, greeting?: TunnelGreeting): void {
     const p: Pipe = {
       client, upstream: undefined, clusterName, ep: undefined, dest, startTime: Date.now(), startHr: this.opts.now(), connectedHr: 0,
-      flags: flag, details, series: undefined, done: false, reportedIn: 0, reportedOut: 0,
+      flags: flag, details, series: undefined, done: false, reportedIn: 0, reportedOut: 0, baseIn: greeting?.baseIn ?? 0, baseOut: client.bytesWritten, greeting,
     };
     this.cxOpenedTotal++;
     this.active.add(client);
     client.on('error', () => { /* surfaces as 'close' */ });
     client.once('close', () => this.clientClosed(p, true));
-    client.resetAndDestroy();
+    this.refuse(p);
   }
 
   /** Before any upstream: close the client with a reset (as a refused connection would look) and log it. */
   private fail(p: Pipe, flag: string, details: string): void {
     p.flags = flag;
     p.details = details;
-    p.client.resetAndDestroy();
+    this.refuse(p);
+  }
+
+  /** A reset; a CONNECT client gets its error answer and a clean close instead. */
+  private refuse(p: Pipe): void {
+    const g = p.greeting;
+    if (g === undefined) { p.client.resetAndDestroy(); return; }
+    const answer = g.failed(p.flags, p.details);
+    p.baseOut += answer.length;
+    p.client.end(answer);
+    p.client.resume();
   }
 
   private clientClosed(p: Pipe, _hadError: boolean): void {
@@ -246,8 +277,8 @@ export class TcpProxy {
     this.active.delete(p.client);
     const up = p.upstream;
     // Bytes as the client saw them: received from the client, sent to the client.
-    const received = p.client.bytesRead;
-    const sent = p.client.bytesWritten;
+    const received = p.client.bytesRead - p.baseIn;
+    const sent = p.client.bytesWritten - p.baseOut;
     if (p.series !== undefined) {
       this.reporting.delete(p);
       p.series.closed.inc();
