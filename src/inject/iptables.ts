@@ -1,7 +1,9 @@
 /**
- * Pure generation of the iptables-restore input (IPv4 `nat` table) that captures a pod's TCP traffic
- * into the sidecar: outbound → 15001, inbound app ports → 15006, never the proxy's own UID 1337.
+ * Pure generation of the iptables-restore / ip6tables-restore input (`nat` table) that captures a pod's TCP traffic
+ * into the sidecar: outbound → 15001, inbound app ports → 15006, never the proxy's own UID 1337. The IPv6 rules are
+ * the IPv4 ones with IPv6 loopback and the IPv6 members of the IP-range annotations (Istio splits them the same way).
  */
+import { isIPv6 } from 'node:net';
 
 /** Istio's pod annotations that shape the capture (same names, same meaning). */
 export const TRAFFIC_ANNOTATIONS = {
@@ -47,26 +49,40 @@ function parsePorts(value: string, what: string): number[] {
   return out;
 }
 
-function parseCidrs(value: string, what: string): string[] {
-  const out: string[] = [];
+/** The CIDRs of an IP-range annotation, by family (a bare address is a /32 or /128). */
+function parseCidrs(value: string, what: string): { v4: string[]; v6: string[] } {
+  const out = { v4: [] as string[], v6: [] as string[] };
   for (const raw of value.split(',')) {
     const s = raw.trim();
     if (s === '') continue;
-    const m = CIDR_RE.exec(s);
-    const octetsOk = m !== null && [m[1], m[2], m[3], m[4]].every((o) => Number(o) <= 255);
-    const bits = m?.[5] === undefined ? 32 : Number(m[5]);
-    if (!m || !octetsOk || bits > 32) throw new IptablesConfigError(`${what}: "${s}" is not an IPv4 CIDR`);
-    const cidr = m[5] === undefined ? `${s}/32` : s;
-    if (!out.includes(cidr)) out.push(cidr);
+    let cidr: string;
+    let list: string[];
+    if (s.includes(':')) {
+      const slash = s.indexOf('/');
+      const addr = slash < 0 ? s : s.slice(0, slash);
+      const bitsText = slash < 0 ? '128' : s.slice(slash + 1);
+      if (!isIPv6(addr) || !/^\d{1,3}$/.test(bitsText) || Number(bitsText) > 128) throw new IptablesConfigError(`${what}: "${s}" is not an IPv4 or IPv6 CIDR`);
+      cidr = `${addr}/${Number(bitsText)}`;
+      list = out.v6;
+    } else {
+      const m = CIDR_RE.exec(s);
+      const octetsOk = m !== null && [m[1], m[2], m[3], m[4]].every((o) => Number(o) <= 255);
+      const bits = m?.[5] === undefined ? 32 : Number(m[5]);
+      if (!m || !octetsOk || bits > 32) throw new IptablesConfigError(`${what}: "${s}" is not an IPv4 or IPv6 CIDR`);
+      cidr = m[5] === undefined ? `${s}/32` : s;
+      list = out.v4;
+    }
+    if (!list.includes(cidr)) list.push(cidr);
   }
   return out;
 }
 
 /**
- * Lines for `iptables-restore --noflush` (IPv4). Throws IptablesConfigError on a malformed annotation,
- * naming it, so that the injector can refuse the pod instead of installing a half-working capture.
+ * Lines for `iptables-restore --noflush` (`family` 4, the default) or `ip6tables-restore --noflush` (6). Throws
+ * IptablesConfigError on a malformed annotation, naming it, so that the injector can refuse the pod instead of
+ * installing a half-working capture. IPv6: an include range list without IPv6 members captures no IPv6 outbound.
  */
-export function iptablesRules(opts: IptablesOptions, annotations: Readonly<Record<string, string>> = {}): string[] {
+export function iptablesRules(opts: IptablesOptions, annotations: Readonly<Record<string, string>> = {}, family: 4 | 6 = 4): string[] {
   const outboundPort = opts.outboundPort ?? 15001; // Istio: proxy outbound capture port
   const inboundPort = opts.inboundPort ?? 15006; // Istio: proxy inbound capture port
   const uid = opts.proxyUid ?? 1337;
@@ -83,8 +99,9 @@ export function iptablesRules(opts: IptablesOptions, annotations: Readonly<Recor
   }
   const includeOutRaw = annotations[A.includeOutboundIPRanges] ?? '*'; // Istio default: capture all
   const includeAllOutbound = includeOutRaw.trim() === '*';
-  const includeOutCidrs = includeAllOutbound ? [] : parseCidrs(includeOutRaw, A.includeOutboundIPRanges);
-  const excludeOutCidrs = parseCidrs(annotations[A.excludeOutboundIPRanges] ?? '', A.excludeOutboundIPRanges);
+  const pick = (c: { v4: string[]; v6: string[] }): string[] => (family === 4 ? c.v4 : c.v6);
+  const includeOutCidrs = includeAllOutbound ? [] : pick(parseCidrs(includeOutRaw, A.includeOutboundIPRanges));
+  const excludeOutCidrs = pick(parseCidrs(annotations[A.excludeOutboundIPRanges] ?? '', A.excludeOutboundIPRanges));
   const includeOutPorts = parsePorts(annotations[A.includeOutboundPorts] ?? '', A.includeOutboundPorts);
   const excludeOutPorts = parsePorts(annotations[A.excludeOutboundPorts] ?? '', A.excludeOutboundPorts);
 
@@ -116,7 +133,7 @@ export function iptablesRules(opts: IptablesOptions, annotations: Readonly<Recor
     `-A REMORA_OUTPUT -m owner --uid-owner ${uid} -j RETURN`,
     `-A REMORA_OUTPUT -m owner --gid-owner ${gid} -j RETURN`,
     '-A REMORA_OUTPUT -o lo -j RETURN',
-    '-A REMORA_OUTPUT -d 127.0.0.1/32 -j RETURN',
+    family === 4 ? '-A REMORA_OUTPUT -d 127.0.0.1/32 -j RETURN' : '-A REMORA_OUTPUT -d ::1/128 -j RETURN',
   );
   for (const p of excludeOutPorts) lines.push(`-A REMORA_OUTPUT -p tcp --dport ${p} -j RETURN`);
   for (const c of excludeOutCidrs) lines.push(`-A REMORA_OUTPUT -d ${c} -j RETURN`);

@@ -194,10 +194,27 @@ describe('remora iptables', () => {
     expect(lines.at(-1)).toBe('COMMIT');
   });
 
+  it('prints the IPv6 rules as a second, separate input with --ipv6 on, none with --ipv6 off', async () => {
+    const on = await run('iptables', ['--app-ports', '8080', '--ipv6', 'on', '--exclude-outbound-ip-ranges', '10.0.0.0/8,fd00:1::/64']);
+    expect(on.code).toBe(0);
+    const [v4, v6] = on.stdout.split('# ip6tables-restore input:\n') as [string, string];
+    expect(v4).toContain('-A REMORA_OUTPUT -d 127.0.0.1/32 -j RETURN');
+    expect(v4).toContain('-A REMORA_OUTPUT -d 10.0.0.0/8 -j RETURN');
+    expect(v4).not.toContain('fd00');
+    expect(v6.split('\n')[0]).toBe('*nat');
+    expect(v6).toContain('-A REMORA_OUTPUT -d ::1/128 -j RETURN');
+    expect(v6).toContain('-A REMORA_OUTPUT -d fd00:1::/64 -j RETURN');
+    expect(v6.trim().split('\n').at(-1)).toBe('COMMIT');
+    const off = await run('iptables', ['--app-ports', '8080', '--ipv6', 'off']);
+    expect(off.stdout).not.toContain('ip6tables');
+    const bad = await run('iptables', ['--ipv6', 'maybe']);
+    expect(bad.code).toBe(2);
+  });
+
   it('exits 2 on a malformed value', async () => {
     const r = await run('iptables', ['--exclude-outbound-ip-ranges', '10.0.0.0/99']);
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/not an IPv4 CIDR/);
+    expect(r.stderr).toMatch(/not an IPv4 or IPv6 CIDR/);
   });
 });
 
