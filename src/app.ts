@@ -25,7 +25,7 @@ import { TRACING_OFF } from './telemetry/tracing-off.js';
 import { adminRoutes, createAdminServer } from './admin/server.js';
 import { clustersText } from './cluster/merge.js';
 import { forwardProbe, parseAppProbers, type AppProber } from './admin/app-probes.js';
-import { connect as netConnect } from 'node:net';
+import { connect as netConnect, createServer as netCreateServer, type Server as NetServer } from 'node:net';
 import { Logger, type Level } from './util/logger.js';
 import { TcpProxy } from './proxy/tcp-proxy.js';
 import { CaptureStats, inboundCapture, outboundCapture, type CaptureEnv } from './net/capture.js';
@@ -115,6 +115,8 @@ export class Sidecar {
   private watcher: FileWatcher | undefined;
   private kube: KubernetesSource | undefined;
   private servers: Array<{ name: string; server: Server; address: string; port: number }> = [];
+  /** IPv6 companions of the proxy listeners ([::1] beside 127.0.0.1, [::] beside 0.0.0.0), by listener name. */
+  private companions: Array<{ name: string; server: NetServer }> = [];
   private inboundRuntimes = new Map<number, ClusterRuntime>();
   /** Non-HTTP connections (passthrough, TCP services, server-first protocols) on both listeners. */
   readonly tcp: TcpProxy;
@@ -501,6 +503,32 @@ export class Sidecar {
     if (server instanceof Http1Server && (name === 'outbound' || name === 'inbound')) this.limitConnections(name, server);
     const a = server.address() as AddressInfo;
     this.servers.push({ name, server, address, port: a.port });
+    if (server instanceof Http1Server && (name === 'outbound' || name === 'inbound')) await this.listenIPv6(name, server, address, a.port);
+  }
+
+  /**
+   * IPv6 beside a proxy listener bound to IPv4's loopback or any-address: ip6tables REDIRECTs a pod's outbound IPv6
+   * connections to [::1]:15001 and inbound ones to [<pod address>]:15006 (`remora iptables`, IPv6 rules), which an
+   * IPv4-only listener would refuse — breaking the app's IPv6 traffic. The companion takes the same port on [::1]
+   * (resp. [::], IPv6 only) and hands each connection to the listener, as if it had accepted it (original
+   * destination, sniffing, HTTP/1, HTTP/2, TCP alike). A host without IPv6 (or the port taken there) keeps IPv4 alone.
+   */
+  private async listenIPv6(name: string, primary: Http1Server, address: string, port: number): Promise<void> {
+    const v6 = address === '127.0.0.1' ? '::1' : address === '0.0.0.0' ? '::' : undefined;
+    if (v6 === undefined) return;
+    const companion = netCreateServer({ allowHalfOpen: true, noDelay: true }, (sock) => primary.emit('connection', sock));
+    if (primary.maxConnections > 0) companion.maxConnections = primary.maxConnections;
+    try {
+      await new Promise<void>((resolve, reject) => {
+        companion.once('error', reject);
+        companion.listen({ port, host: v6, ipv6Only: true }, () => { companion.off('error', reject); resolve(); });
+      });
+    } catch (err) {
+      this.logger.log('info', `${name} listener: IPv4 only ([${v6}]:${port}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+      return;
+    }
+    companion.on('error', (err) => this.logger.log('error', `${name} IPv6 listener: ${err.message}`));
+    this.companions.push({ name, server: companion });
   }
 
   /**
@@ -547,6 +575,7 @@ export class Sidecar {
         setTimeout(() => server.closeIdleConnections(), Math.min(DRAIN_IDLE_GRACE_MS, this.opts.drainSeconds * 1000)).unref();
       }
     }
+    for (const c of this.companions) if (c.name === 'inbound') c.server.close();
     // HTTP/2 peers get GOAWAY: their open streams finish, new ones go elsewhere.
     this.h2Listeners.inbound?.closeIdleConnections();
   }
@@ -592,6 +621,7 @@ export class Sidecar {
       s.server.close();
       s.server.closeAllConnections();
     }
+    for (const c of this.companions) c.server.close();
     this.tcp.closeAll();
     this.h2Listeners.outbound?.closeAllConnections();
     this.h2Listeners.inbound?.closeAllConnections();

@@ -94,7 +94,11 @@ class NativeReader implements OriginalDstReader {
  * Pure: unit-tested on real lines.
  */
 export function conntrackLookup(table: string, local: { address: string; port: number }, remote: { address: string; port: number }): OriginalDestination | undefined {
-  const needle = `src=${local.address} dst=${remote.address} sport=${local.port} dport=${remote.port} `;
+  // IPv6 records print every address in full (`%pI6`: 8 groups of 4 hex digits); Node's addresses are compressed.
+  const v6 = local.address.includes(':');
+  const needle = v6
+    ? `src=${expandIPv6(local.address)} dst=${expandIPv6(remote.address)} sport=${local.port} dport=${remote.port} `
+    : `src=${local.address} dst=${remote.address} sport=${local.port} dport=${remote.port} `;
   let at = table.indexOf(needle);
   while (at >= 0) {
     const lineStart = table.lastIndexOf('\n', at) + 1;
@@ -102,11 +106,29 @@ export function conntrackLookup(table: string, local: { address: string; port: n
     // The needle must be the second tuple of a TCP record, not the first.
     if (/\btcp\b/.test(line)) {
       const m = /src=(\S+) dst=(\S+) sport=(\d+) dport=(\d+) /.exec(line);
-      if (m !== null) return { address: m[2]!, port: Number(m[4]) };
+      if (m !== null) return { address: v6 ? compressIPv6(m[2]!) : m[2]!, port: Number(m[4]) };
     }
     at = table.indexOf(needle, at + needle.length);
   }
   return undefined;
+}
+
+/** `fd00:77::1` → `fd00:0077:0000:0000:0000:0000:0000:0001` (as /proc/net/nf_conntrack prints it). */
+export function expandIPv6(address: string): string {
+  const [head, tail] = address.includes('::') ? address.split('::') as [string, string] : [address, undefined];
+  const a = head === '' ? [] : head.split(':');
+  const b = tail === undefined || tail === '' ? [] : tail.split(':');
+  const groups = tail === undefined ? a : [...a, ...Array<string>(8 - a.length - b.length).fill('0'), ...b];
+  return groups.map((g) => g.padStart(4, '0')).join(':');
+}
+
+/** The canonical (RFC 5952) form of an IPv6 address, as Node's socket addresses are written. */
+export function compressIPv6(address: string): string {
+  try {
+    return new URL(`http://[${address}]/`).hostname.slice(1, -1);
+  } catch {
+    return address;
+  }
 }
 
 class ConntrackReader implements OriginalDstReader {

@@ -11,6 +11,9 @@ export interface NetnsPair {
   world: string;
   podIp: string;
   worldIp: string;
+  /** With `ipv6`: fd00:<subnet>::2 (pod) and ::1 (world), the pod's IPv6 default route through the world. */
+  podIp6?: string;
+  worldIp6?: string;
   /** Run a command in a namespace; resolves with its output (throws on a non-zero exit). */
   exec(ns: string, cmd: string[], input?: string): string;
   /** Start a long-running process in a namespace, optionally as another user (setpriv); resolves once `readyLine` is printed. */
@@ -50,8 +53,11 @@ function run(cmd: string, args: string[], input?: string): string {
   return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'], input, timeout: 20_000 });
 }
 
-/** Create the pair. `subnet` picks 198.18.<subnet>.0/24 so parallel suites do not collide. */
-export function createNetnsPair(tag: string, subnet: number): NetnsPair {
+/**
+ * Create the pair. `subnet` picks 198.18.<subnet>.0/24 (and fd00:<subnet>::/64 with `ipv6`) so parallel suites do
+ * not collide.
+ */
+export function createNetnsPair(tag: string, subnet: number, opts: { ipv6?: boolean } = {}): NetnsPair {
   const id = `${tag}${process.pid % 100000}`;
   const pod = `rmr-pod-${id}`;
   const world = `rmr-world-${id}`;
@@ -77,12 +83,19 @@ export function createNetnsPair(tag: string, subnet: number): NetnsPair {
     }
     // The pod reaches everything (Service VIPs included) through the world, as a pod through its node.
     run('ip', ['-n', pod, 'route', 'add', 'default', 'via', worldIp]);
+    if (opts.ipv6) {
+      // nodad: usable at once (no duplicate address detection wait).
+      run('ip', ['-n', pod, 'addr', 'add', `fd00:${subnet}::2/64`, 'dev', vp, 'nodad']);
+      run('ip', ['-n', world, 'addr', 'add', `fd00:${subnet}::1/64`, 'dev', vw, 'nodad']);
+      run('ip', ['-n', pod, '-6', 'route', 'add', 'default', 'via', `fd00:${subnet}::1`]);
+    }
   } catch (err) {
     destroy();
     throw err;
   }
   return {
     pod, world, podIp, worldIp, destroy,
+    ...(opts.ipv6 ? { podIp6: `fd00:${subnet}::2`, worldIp6: `fd00:${subnet}::1` } : {}),
     exec(ns, cmd, input) {
       return run('ip', ['netns', 'exec', ns, ...cmd], input);
     },

@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { conntrackLookup, createOriginalDstReader, findAddon, unmapIpv4 } from '../../../src/net/original-dst.js';
+import { compressIPv6, conntrackLookup, createOriginalDstReader, expandIPv6, findAddon, unmapIpv4 } from '../../../src/net/original-dst.js';
 
 // Lines of /proc/net/nf_conntrack from the namespace test: the app (198.18.77.2) dialled a VIP, iptables redirected it
 // to 127.0.0.1:15001; an inbound call redirected to 15006; an unrelated UDP flow; an IPv6 flow.
@@ -12,7 +12,8 @@ const TABLE = [
   'ipv4     2 udp      17 29 src=198.18.77.2 dst=198.18.77.1 sport=5353 dport=53 src=198.18.77.1 dst=198.18.77.2 sport=53 dport=5353 mark=0 zone=0 use=2',
   'ipv4     2 tcp      6 431999 ESTABLISHED src=198.18.77.2 dst=198.18.200.10 sport=41234 dport=80 src=127.0.0.1 dst=198.18.77.2 sport=15001 dport=41234 [ASSURED] mark=0 zone=0 use=2',
   'ipv4     2 tcp      6 431999 ESTABLISHED src=198.18.77.1 dst=198.18.77.2 sport=50000 dport=8080 src=198.18.77.2 dst=198.18.77.1 sport=15006 dport=50000 [ASSURED] mark=0 zone=0 use=2',
-  'ipv6     10 tcp      6 431999 ESTABLISHED src=fd00::2 dst=fd00:200::10 sport=40000 dport=443 src=::1 dst=fd00::2 sport=15001 dport=40000 [ASSURED] mark=0 zone=0 use=2',
+  // IPv6 as the kernel prints it (%pI6: every group in full; captured in a namespace with ip6tables REDIRECT).
+  'ipv6     10 tcp      6 431999 ESTABLISHED src=fd00:0000:0000:0000:0000:0000:0000:0002 dst=fd00:0200:0000:0000:0000:0000:0000:0010 sport=40000 dport=443 src=0000:0000:0000:0000:0000:0000:0000:0001 dst=fd00:0000:0000:0000:0000:0000:0000:0002 sport=15001 dport=40000 [ASSURED] mark=0 zone=0 use=2',
   '',
 ].join('\n');
 
@@ -28,6 +29,15 @@ describe('conntrackLookup', () => {
     // The first tuple of the UDP line, read as a reply tuple, must not match (and UDP is not ours anyway).
     expect(conntrackLookup(TABLE, { address: '198.18.77.1', port: 53 }, { address: '198.18.77.2', port: 5353 })).toBeUndefined();
     expect(conntrackLookup('', { address: '127.0.0.1', port: 15001 }, { address: '1.2.3.4', port: 1 })).toBeUndefined();
+  });
+
+  it('IPv6 addresses: expanded as the kernel prints them, compressed as Node writes them', () => {
+    expect(expandIPv6('::1')).toBe('0000:0000:0000:0000:0000:0000:0000:0001');
+    expect(expandIPv6('fd00:77::2')).toBe('fd00:0077:0000:0000:0000:0000:0000:0002');
+    expect(expandIPv6('fe80::')).toBe('fe80:0000:0000:0000:0000:0000:0000:0000');
+    expect(expandIPv6('1:2:3:4:5:6:7:8')).toBe('0001:0002:0003:0004:0005:0006:0007:0008');
+    expect(compressIPv6('fd00:0077:0000:0000:0000:0000:0000:0001')).toBe('fd00:77::1');
+    expect(compressIPv6('0000:0000:0000:0000:0000:0000:0000:0001')).toBe('::1');
   });
 
   it('unmaps IPv4-mapped IPv6 addresses only', () => {
