@@ -5,6 +5,7 @@
  * tracked and ended by PID in `destroy()`, which also deletes the namespaces (the veth pair goes with them).
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 
 export interface NetnsPair {
   pod: string;
@@ -120,4 +121,25 @@ export function createNetnsPair(tag: string, subnet: number, opts: { ipv6?: bool
       });
     },
   };
+}
+
+const PEER = fileURLToPath(new URL('./netns-peer.mjs', import.meta.url));
+
+/** What a netns-peer.mjs client prints. */
+export interface PeerResult {
+  ok: boolean;
+  status?: number;
+  body?: string;
+  data?: string;
+  error?: string;
+  firstByteMs?: number;
+  ms: number;
+}
+
+/** Run one netns-peer.mjs client operation in the pod (as `appUid`) or in the world, and read its result. */
+export function peerClient(pair: NetnsPair, ns: 'pod' | 'world', op: Record<string, unknown>, appUid: number): PeerResult {
+  const name = ns === 'pod' ? pair.pod : pair.world;
+  const asApp = ns === 'pod' ? asUser(appUid) : [];
+  const out = pair.exec(name, [...asApp, process.execPath, PEER, 'client', JSON.stringify(op)]);
+  return JSON.parse(out.trim().split('\n').pop()!) as PeerResult;
 }

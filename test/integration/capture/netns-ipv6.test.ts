@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { asUser, createNetnsPair, netnsAvailable, type NetnsPair } from '../../support/netns.js';
+import { createNetnsPair, netnsAvailable, peerClient, type NetnsPair, type PeerResult } from '../../support/netns.js';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
 const cli = join(root, 'dist', 'cli.js');
@@ -34,7 +34,6 @@ if (unavailable !== undefined) console.warn(`capture/netns-ipv6: skipped: ${unav
 
 const APP_UID = 1000;
 
-interface ClientResult { ok: boolean; status?: number; body?: string; data?: string; error?: string; ms: number }
 
 describe.skipIf(unavailable !== undefined).each([
   { reader: 'native', subnet: 81, user: { uid: 1337 } },
@@ -44,12 +43,7 @@ describe.skipIf(unavailable !== undefined).each([
   let dir: string;
   let adminPort = 15000;
 
-  const client = (ns: 'pod' | 'world', op: Record<string, unknown>): ClientResult => {
-    const name = ns === 'pod' ? net.pod : net.world;
-    const asApp = ns === 'pod' ? asUser(APP_UID) : [];
-    const out = net.exec(name, [...asApp, process.execPath, peer, 'client', JSON.stringify(op)]);
-    return JSON.parse(out.trim().split('\n').pop()!) as ClientResult;
-  };
+  const client = (ns: 'pod' | 'world', op: Record<string, unknown>): PeerResult => peerClient(net, ns, op, APP_UID);
   const stats = (): string => client('pod', { op: 'http', host: '127.0.0.1', port: adminPort, path: '/stats/prometheus' }).body ?? '';
 
   beforeAll(async () => {

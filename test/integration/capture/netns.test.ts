@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { asUser, createNetnsPair, netnsAvailable, type NetnsPair } from '../../support/netns.js';
+import { createNetnsPair, netnsAvailable, peerClient, type NetnsPair, type PeerResult } from '../../support/netns.js';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
 const cli = join(root, 'dist', 'cli.js');
@@ -20,15 +20,6 @@ const APP_UID = 1000;
 const VIP_HTTP = '198.18.200.10';
 const VIP_TCP = '198.18.200.20';
 
-interface ClientResult {
-  ok: boolean;
-  status?: number;
-  body?: string;
-  data?: string;
-  error?: string;
-  firstByteMs?: number;
-  ms: number;
-}
 
 // Both ways of reading the original destination: the SO_ORIGINAL_DST addon, and the conntrack-table fallback
 // that runs where the addon could not be built. The table is readable by root only, so that variant runs Remora
@@ -41,12 +32,7 @@ describe.skipIf(unavailable !== undefined).each([
   let dir: string;
   let adminPort = 15000;
 
-  const client = (ns: 'pod' | 'world', op: Record<string, unknown>): ClientResult => {
-    const name = ns === 'pod' ? net.pod : net.world;
-    const asApp = ns === 'pod' ? asUser(APP_UID) : [];
-    const out = net.exec(name, [...asApp, process.execPath, peer, 'client', JSON.stringify(op)]);
-    return JSON.parse(out.trim().split('\n').pop()!) as ClientResult;
-  };
+  const client = (ns: 'pod' | 'world', op: Record<string, unknown>): PeerResult => peerClient(net, ns, op, APP_UID);
   const stats = (): string => client('pod', { op: 'http', host: '127.0.0.1', port: adminPort, path: '/stats/prometheus' }).body ?? '';
 
   beforeAll(async () => {
