@@ -75,6 +75,13 @@ const DEFAULT_FRAME = 16_384;
  * too (CVE-2019-9512/9515): a gRPC keepalive or BDP probe sends a few a second at most.
  */
 const MAX_CONTROL_ACKS = 1000;
+/**
+ * Streams reset for the peer's faults (malformed requests, flow-control or state errors) or refused, per connection:
+ * past it the connection is a flood (CVE-2019-9514 pattern; node:http2's maxSessionInvalidFrames is 1,000 too).
+ */
+const MAX_PEER_FAULTS = 1000;
+/** Bytes written to the socket and not yet taken by the kernel past which stream writes wait ('drain'). */
+const SOCKET_HIGH_WATER = 1 << 20;
 /** Consecutive DATA frames with no payload and no END_STREAM (Envoy allows 1; nghttp2's invalid-frame budget 1,000). */
 const MAX_EMPTY_DATA = 100;
 
@@ -192,7 +199,9 @@ export class H2Stream {
       return false;
     }
     const s = this.session;
-    const room = Math.min(this.sendWindow, s.sendWindow);
+    // A peer that does not read its socket is no better than a closed window: the bytes wait here, not in memory
+    // the socket grows without bound (node:http2 had maxSessionMemory for this).
+    const room = s.congested() ? 0 : Math.min(this.sendWindow, s.sendWindow);
     if (chunk.length <= room) {
       this.sendWindow -= chunk.length;
       s.sendWindow -= chunk.length;
@@ -236,7 +245,7 @@ export class H2Stream {
     if (q === null) return true;
     const s = this.session;
     while (q.length > 0) {
-      const room = Math.min(this.sendWindow, s.sendWindow);
+      const room = s.congested() ? 0 : Math.min(this.sendWindow, s.sendWindow);
       if (room <= 0) return false;
       const c = q[0]!;
       if (c.length <= room) {
@@ -253,6 +262,8 @@ export class H2Stream {
       }
     }
     this.outq = null;
+    // Out of the blocked set before the owner hears of it: a write in its onDrain that queues again adds it back.
+    s.blocked.delete(this);
     if (this.outEnd) {
       this.outEnd = false;
       const t = this.outTrailers;
@@ -313,6 +324,7 @@ export class H2Stream {
   /** @internal padding bytes of a DATA frame: counted as consumed at once. */
   padding(n: number): void {
     this.consumed += n;
+    if (!this.paused) this.grant();
   }
 
   /** @internal data from the peer (flow-control accounting done by the session). */
@@ -364,7 +376,9 @@ export class H2Stream {
   maybeClose(): void {
     if (this.closed || !this.localEnded) return;
     if (this.remoteEnded) {
-      if (this.inq === null && !this.inEnd) this.close(0, false);
+      // A server whose response is complete needs nothing more of the request: request bytes still held by pause()
+      // are dropped (else the stream would stay open until its owner read them, which it no longer will).
+      if ((this.inq === null && !this.inEnd) || this.session.role === 'server') this.close(0, false);
     } else if (this.session.role === 'server') {
       // The response is complete before the request: RST_STREAM NO_ERROR tells the client to stop sending (§8.1).
       this.session.writeRst(this.id, H2ERR.NO_ERROR);
@@ -487,7 +501,10 @@ export class H2Session {
     socket.on('data', (d: Buffer) => this.receive(d));
     socket.on('error', () => { /* 'close' follows */ });
     socket.on('close', () => this.onSocketClose());
-    socket.on('drain', () => { this.unreadAcks = 0; });
+    socket.on('drain', () => {
+      this.unreadAcks = 0;
+      if (this.blocked.size > 0 && !this.destroyed) this.flushBlocked();
+    });
   }
 
   /**
@@ -535,6 +552,11 @@ export class H2Session {
   get capacity(): number {
     if (this.destroyed || this.goawaySent || this.goawayReceived || this.closing) return 0;
     return this.peer.maxConcurrentStreams - this.active;
+  }
+
+  /** @internal the socket holds more than SOCKET_HIGH_WATER bytes the kernel has not taken (the peer is not reading). */
+  congested(): boolean {
+    return this.outBytes + this.socket.writableLength > SOCKET_HIGH_WATER;
   }
 
   /** Send PING; `cb` gets the round trip in ms, or an error if the connection goes first. */
@@ -613,7 +635,7 @@ export class H2Session {
     if ((id & 1) === (this.role === 'server' ? 1 : 0)) {
       const r = this.recentlyReset;
       r.add(id);
-      if (r.size > 256) r.delete(r.values().next().value!);
+      if (r.size > 1024) r.delete(r.values().next().value!);
     }
     const f = Buffer.allocUnsafe(13);
     writeFrameHeader(f, 4, RST_STREAM, 0, id);
@@ -861,7 +883,7 @@ export class H2Session {
         throw new H2ConnectionError(`stream ${id} over SETTINGS_MAX_CONCURRENT_STREAMS (${this.localMaxStreams})`, H2ERR.PROTOCOL_ERROR);
       }
       this.lastPeerStreamId = id;
-      if (this.goawaySent) { this.writeRst(id, H2ERR.REFUSED_STREAM); return; }
+      if (this.goawaySent) { this.peerFault(); this.writeRst(id, H2ERR.REFUSED_STREAM); return; }
       if ((flags & SELF_DEPENDENT) !== 0) return; // reset already
       const ns = new H2Stream(this, id);
       ns.headersReceived = true;
@@ -874,9 +896,9 @@ export class H2Session {
         return;
       }
       const bad = checkRequest(flat);
-      if (bad !== null) { ns.reset(H2ERR.PROTOCOL_ERROR); return; }
+      if (bad !== null) { this.streamError(id, H2ERR.PROTOCOL_ERROR); return; }
       ns.expectedLength = contentLength(flat);
-      if (ns.expectedLength === -2 || (end && ns.expectedLength > 0)) { ns.reset(H2ERR.PROTOCOL_ERROR); return; }
+      if (ns.expectedLength === -2 || (end && ns.expectedLength > 0)) { this.streamError(id, H2ERR.PROTOCOL_ERROR); return; }
       this.events.onStream?.(ns, flat, end);
       if (end) ns.maybeClose();
       return;
@@ -1036,13 +1058,15 @@ export class H2Session {
     if (n === 0) { this.streamError(id, H2ERR.PROTOCOL_ERROR); return; }
     st.sendWindow += n;
     if (st.sendWindow > MAX_WINDOW) { this.streamError(id, H2ERR.FLOW_CONTROL_ERROR); return; }
-    if (st.outq !== null && st.flushOut()) this.blocked.delete(st);
+    if (st.outq !== null) st.flushOut();
   }
 
   private flushBlocked(): void {
-    for (const st of this.blocked) {
-      if (this.sendWindow <= 0) return;
-      if (st.closed || st.flushOut()) this.blocked.delete(st);
+    // A snapshot: a stream's onDrain may write, and so queue it again, while this runs.
+    for (const st of [...this.blocked]) {
+      if (this.sendWindow <= 0 || this.congested()) return;
+      if (st.closed) this.blocked.delete(st);
+      else st.flushOut();
     }
   }
 
@@ -1052,10 +1076,18 @@ export class H2Session {
     return id % 2 === 1 ? id >= this.nextStreamId : true;
   }
 
+  /** A stream error for the peer's fault (§5.4.2): RST_STREAM, counted against MAX_PEER_FAULTS. */
   private streamError(id: number, code: number): void {
+    this.peerFault();
     const st = this.streams.get(id);
     if (st !== undefined) st.reset(code);
     else this.writeRst(id, code);
+  }
+
+  private peerFaults = 0;
+
+  private peerFault(): void {
+    if (++this.peerFaults > MAX_PEER_FAULTS) throw new H2ConnectionError(`more than ${MAX_PEER_FAULTS} streams reset for the peer's errors`, H2ERR.ENHANCE_YOUR_CALM, true);
   }
 
   /** @internal */

@@ -1240,3 +1240,102 @@ describe('H2Session: review findings', () => {
     expect(goaway!.payload.readUInt32BE(4)).toBe(H2ERR.INTERNAL_ERROR);
   }, 10_000);
 });
+
+describe('H2Session: review findings, second round', () => {
+  it('a write inside onDrain that queues again is still flushed by the next connection WINDOW_UPDATE', async () => {
+    const total = 170_000;
+    const srv = await startOurServer((st) => {
+      const c = new Collector();
+      st.handler = c;
+      st.sendHeaders([':status', '200'], false);
+      let second = false;
+      c.onDrainHook = (s) => { if (!second) { second = true; s.write(Buffer.alloc(100_000, 2)); s.end(); } };
+      if (st.write(Buffer.alloc(70_000, 1))) { second = true; st.write(Buffer.alloc(100_000, 2)); st.end(); }
+    });
+    const raw = await rawClient(srv.port);
+    // A large stream window, the connection window left at 65,535: the connection window is what runs out.
+    raw.write(settingsFrame([[0x4, 1 << 20]]));
+    raw.write(frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 1, requestHeaders('localhost', '/big')));
+    const got = (): number => rawBody(raw, 1).body.length;
+    await raw.until(() => got() >= 65_535, 5000, 'the first window of data');
+    const wu = (n: number): Buffer => { const b = Buffer.alloc(4); b.writeUInt32BE(n, 0); return frame(FRAME.WINDOW_UPDATE, 0, 0, b); };
+    raw.write(wu(10_000)); // the rest of the 70,000: onDrain writes 100,000 more, which the window cannot take
+    await raw.until(() => got() >= 70_000, 5000, 'the first write whole');
+    raw.write(wu(1_000_000));
+    await raw.until(() => rawBody(raw, 1).ended, 5000, `the whole response (${got()} of ${total} bytes)`);
+    expect(got()).toBe(total);
+  }, 10_000);
+
+  it('a client that does not read its socket: writes wait behind about 1 MiB instead of growing the socket buffer', async () => {
+    let st1: H2Stream | undefined;
+    let falses = 0;
+    let accepted = 0;
+    const srv = await startOurServer((st) => {
+      st1 = st;
+      st.handler = new Collector();
+      st.sendHeaders([':status', '200'], false);
+      const chunk = Buffer.alloc(1 << 20, 3);
+      for (let i = 0; i < 200; i++) { if (st.write(chunk)) accepted++; else { falses++; break; } }
+    });
+    const raw = await RawH2.connect(srv.port, { read: false });
+    cleanups.push(() => raw.destroy());
+    // The largest windows there are: only the socket can push back.
+    const wu = Buffer.alloc(4);
+    wu.writeUInt32BE(0x7fffffff - 65_535, 0);
+    raw.write(Buffer.concat([settingsFrame([[0x4, 0x7fffffff]]), frame(FRAME.WINDOW_UPDATE, 0, 0, wu)]));
+    raw.write(frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 1, requestHeaders('localhost', '/flood')));
+    await until(() => st1 !== undefined, 5000, 'the stream');
+    await sleep(200);
+    expect(falses).toBe(1);
+    expect(accepted).toBeLessThan(4);
+    const sock = srv.sessions[0]!.socket as net.Socket;
+    expect(sock.writableLength).toBeLessThan(4 << 20);
+  }, 10_000);
+
+  it('a response that ends while the request body is held by pause(): the stream closes, nothing leaks', async () => {
+    let closed = false;
+    const srv = await startOurServer((st) => {
+      const c = new Collector();
+      st.handler = c;
+      c.onDataHook = (s) => s.pause();
+      const onClose = c.onClose.bind(c);
+      c.onClose = (s, code, byPeer) => { closed = true; onClose(s, code, byPeer); };
+    });
+    const raw = await rawClient(srv.port);
+    raw.write(frame(FRAME.HEADERS, FLAG.END_HEADERS, 1, requestHeaders('localhost', '/up', 'POST')));
+    raw.write(frame(FRAME.DATA, 0, 1, Buffer.from('one')));
+    raw.write(frame(FRAME.DATA, FLAG.END_STREAM, 1, Buffer.from('two')));
+    await until(() => srv.sessions[0]?.streams.get(1)?.remoteEnded === true, 5000, 'the request to end');
+    const session = srv.sessions[0]!;
+    session.streams.get(1)!.sendHeaders([':status', '403'], true);
+    await raw.until(() => rawBody(raw, 1).ended, 5000, 'the 403');
+    expect(closed).toBe(true);
+    expect(session.active).toBe(0);
+    expect(session.streams.size).toBe(0);
+  }, 10_000);
+
+  it('a flood of malformed requests is a connection error ENHANCE_YOUR_CALM after 1,000 streams reset', async () => {
+    const srv = await startOurServer(echo);
+    const raw = await rawClient(srv.port);
+    const block = headerBlock([[':method', 'GET'], [':scheme', 'http'], [':path', '/'], [':authority', 'x'], ['X-Upper', '1']]);
+    for (let i = 0; i < 1200 && !raw.closed; i++) raw.write(frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 1 + 2 * i, block));
+    await raw.until(() => raw.goawayCode !== undefined || raw.closed, 5000, 'GOAWAY');
+    expect(srv.errors.map((e) => [e.code, e.flood])).toEqual([[H2ERR.ENHANCE_YOUR_CALM, true]]);
+    // 1,000 stream errors, then the connection error (the stream that tipped it is reset with the connection).
+    expect(raw.frames.filter((f) => f.type === FRAME.RST_STREAM).length).toBeLessThanOrEqual(1001);
+  }, 10_000);
+
+  it('padding-only DATA gives its window back (a stream is never stalled by padding)', async () => {
+    const srv = await startOurServer(echo, { initialWindowSize: 1000 });
+    const raw = await rawClient(srv.port);
+    raw.write(frame(FRAME.HEADERS, FLAG.END_HEADERS, 1, requestHeaders('localhost', '/pad', 'POST')));
+    // 3 frames of 255 padding bytes and no data: 768 bytes of the 1,000-byte window, past half of it.
+    const padOnly = Buffer.concat([Buffer.from([254]), Buffer.alloc(254)]);
+    for (let i = 0; i < 3; i++) raw.write(frame(FRAME.DATA, FLAG.PADDED, 1, padOnly));
+    await raw.until(() => raw.frames.some((f) => f.type === FRAME.WINDOW_UPDATE && f.streamId === 1), 5000, 'a WINDOW_UPDATE for stream 1');
+    raw.write(frame(FRAME.DATA, FLAG.END_STREAM, 1, Buffer.alloc(500, 7)));
+    await raw.until(() => rawBody(raw, 1).ended, 5000, 'the echo');
+    expect(rawBody(raw, 1).body.length).toBe(500);
+    expect(raw.goawayCode).toBeUndefined();
+  }, 10_000);
+});
