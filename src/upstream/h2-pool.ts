@@ -49,6 +49,8 @@ class Exchange implements H2StreamHandler {
   trailers: string[] | null = null;
   /** A streamed request body waiting for the stream's window. */
   private bodyPaused: Readable | null = null;
+  /** The streamed request body and its listeners, until the stream closes. */
+  private piped: { body: Readable; onData: (c: Buffer) => void; onEnd: () => void; onError: () => void } | null = null;
   constructor(readonly pool: H2Pool, readonly req: UpstreamRequest, readonly h: UpstreamHandler) {}
   readonly abort = (err?: Error): void => {
     this.pool.abortExchange(this, err ?? new UpstreamError('aborted', 'UND_ERR_ABORTED'));
@@ -93,7 +95,23 @@ class Exchange implements H2StreamHandler {
         : new UpstreamError(this.headersSeen ? `stream reset (code ${code})` : `stream closed before the response (code ${code})`, 'ECONNRESET');
       this.h.onError(err);
     }
+    this.unpipe();
     conn.streamDone();
+  }
+
+  /**
+   * The stream is gone (complete, reset, or the upstream stopped the upload): the request body is no longer read
+   * for it. Its listeners go, and the rest of it is read and dropped, so that the client's upload is not left paused.
+   */
+  private unpipe(): void {
+    const p = this.piped;
+    if (p === null) return;
+    this.piped = null;
+    this.bodyPaused = null;
+    p.body.off('data', p.onData);
+    p.body.off('end', p.onEnd);
+    p.body.off('error', p.onError);
+    if (!p.body.readableEnded) p.body.resume();
   }
 
   onDrain(): void {
@@ -104,12 +122,16 @@ class Exchange implements H2StreamHandler {
   /** Stream a request body into the stream with backpressure both ways. */
   pipeBody(body: Readable, st: H2Stream): void {
     const h = this.h;
-    body.on('data', (c: Buffer) => {
+    const onData = (c: Buffer): void => {
       h.onBodySent?.(c);
       if (!st.write(c)) { body.pause(); this.bodyPaused = body; }
-    });
-    body.once('end', () => { st.end(); h.onRequestSent?.(); });
-    body.once('error', () => st.reset(H2ERR.CANCEL));
+    };
+    const onEnd = (): void => { st.end(); h.onRequestSent?.(); };
+    const onError = (): void => st.reset(H2ERR.CANCEL);
+    this.piped = { body, onData, onEnd, onError };
+    body.on('data', onData);
+    body.once('end', onEnd);
+    body.once('error', onError);
   }
 }
 
@@ -189,7 +211,10 @@ class Conn {
 
   /** Streams this connection may still take. */
   capacity(): number {
-    if (this.draining || this.gone) return 0;
+    const s = this.session;
+    // The session may be closing before this connection hears of it (an idle close, a GOAWAY whose refused streams
+    // are told first, a socket gone): no stream for it then.
+    if (this.draining || this.gone || s.destroyed || s.goawaySent || s.goawayReceived) return 0;
     const ours = this.pool.opts.maxConcurrentStreams ?? 1 << 30;
     const peer = this.connected ? this.session.peer.maxConcurrentStreams : 100;
     let cap = Math.min(ours, peer) - this.active - this.waiting.length;
@@ -227,8 +252,11 @@ class Conn {
     let stream: H2Stream;
     try {
       stream = this.session.request(out, body === null, ex);
-    } catch (err) {
-      this.pool.failExchange(ex, new UpstreamError((err as Error).message, 'ECONNRESET'));
+    } catch {
+      // The connection is closing after all: the request was never sent, another connection takes it.
+      this.draining = true;
+      ex.conn = undefined;
+      this.pool.requeue([ex]);
       return;
     }
     this.active++;
@@ -252,10 +280,10 @@ class Conn {
   streamDone(): void {
     if (this.gone) return;
     if (this.active === 0 && this.waiting.length === 0) {
-      if (this.draining || this.pool.closed) { this.session.close(); return; }
+      if (this.draining || this.pool.closed) { this.draining = true; this.session.close(); return; }
       const ms = this.pool.opts.keepAliveMs;
       if (ms > 0) {
-        this.idleTimer = setTimeout(() => { if (this.active === 0) this.session.close(); }, ms);
+        this.idleTimer = setTimeout(() => { if (this.active === 0) { this.draining = true; this.session.close(); } }, ms);
         this.idleTimer.unref();
       }
     }

@@ -3,7 +3,7 @@
 // failure codes the forwarder classifies (connect failure, reset, refused stream).
 import http2, { constants as H2 } from 'node:http2';
 import net from 'node:net';
-import { Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { H2Pool, type H2PoolOptions } from '../../../src/upstream/h2-pool.js';
@@ -43,6 +43,8 @@ describe('H2Pool', () => {
       const path = String(h[':path']);
       if (path === '/reset') { stream.close(H2.NGHTTP2_INTERNAL_ERROR); return; }
       if (path === '/refuse') { stream.close(H2.NGHTTP2_REFUSED_STREAM); return; }
+      // Answers at once, without reading the upload (node then resets the stream with NO_ERROR, RFC 9113 §8.1).
+      if (path === '/early') { stream.respond({ ':status': 413 }); stream.end('too big'); return; }
       const hash = createHash('sha256');
       let n = 0;
       stream.on('data', (c: Buffer) => { hash.update(c); n += c.length; });
@@ -127,5 +129,38 @@ describe('H2Pool', () => {
     expect((await send(p, { path: '/reset' })).error).toBe('ECONNRESET');
     expect((await send(p, { path: '/refuse' })).error).toBe('UND_ERR_REFUSED_STREAM');
     expect((await send(p, { path: '/fine' })).status).toBe(200); // the connection survived its streams' resets
+  });
+
+  it('a request dispatched as the idle timer closes the connection goes to a new connection, not an error', async () => {
+    const p = pool({ keepAliveMs: 50 });
+    const before = sessions;
+    expect((await send(p, { path: '/one' })).status).toBe(200);
+    // Dispatch in the same tick as the idle close: the connection is closing, the request must not fail for it.
+    const results = await new Promise<Result[]>((resolve) => {
+      setTimeout(() => { void Promise.all([send(p, { path: '/two' }), send(p, { path: '/three' })]).then(resolve); }, 50);
+    });
+    for (const r of results) expect({ status: r.status, error: r.error }).toEqual({ status: 200, error: undefined });
+    expect(sessions - before).toBeGreaterThanOrEqual(1);
+  });
+
+  it('an upstream that answers before reading the upload: the response arrives and the upload is drained, not left paused', async () => {
+    const p = pool();
+    const upload = new PassThrough();
+    const r = send(p, { method: 'POST', path: '/early', body: upload });
+    // More than the stream window, so that the body would be paused waiting for a WINDOW_UPDATE that never comes.
+    let written = 0;
+    const chunk = Buffer.alloc(64 * 1024, 0x62);
+    for (let i = 0; i < 40; i++) { upload.write(chunk); written += chunk.length; }
+    const res = await r;
+    expect(res.status).toBe(413);
+    expect(res.body.toString()).toBe('too big');
+    // The rest of the upload is read and dropped: the client's body stream ends instead of hanging paused.
+    upload.end();
+    await new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`the upload was left paused (flowing ${String(upload.readableFlowing)})`)), 3000);
+      upload.once('end', () => { clearTimeout(t); resolve(); });
+      if (upload.readableEnded) { clearTimeout(t); resolve(); }
+    });
+    expect(written).toBeGreaterThan(1024 * 1024);
   });
 });
