@@ -30,10 +30,13 @@ Options (the same meaning as Istio's traffic.sidecar.istio.io/* annotations):
   -h, --help
 `;
 
-/** The host (pod) has IPv6: an interface address in /proc/net/if_inet6 (absent when IPv6 is disabled). */
+/**
+ * The host (pod) has IPv6: an address other than loopback's in /proc/net/if_inet6 (absent when IPv6 is disabled;
+ * `::1` alone is listed whenever the kernel has IPv6). Each line ends with the interface name.
+ */
 function hasIPv6(): boolean {
   try {
-    return readFileSync('/proc/net/if_inet6', 'utf8').trim() !== '';
+    return readFileSync('/proc/net/if_inet6', 'utf8').split('\n').some((l) => l.trim() !== '' && !/\slo$/.test(l.trim()));
   } catch {
     return false;
   }
