@@ -15,12 +15,10 @@ import { Readable } from 'node:stream';
 import type { Http1Request, Http1Response, OriginalDestination } from '../http1/server.js';
 import { startReading } from '../http1/socket-io.js';
 import { peerOf, type PeerIdentity } from '../security/mtls.js';
-import { H2ERR, H2Session, type H2ConnectionError, type H2Stream, type H2StreamHandler } from './session.js';
+import { CONNECTION_SPECIFIC, H2ERR, H2Session, h2RequestHeaders, hasUpper, type H2ConnectionError, type H2Stream, type H2StreamHandler } from './session.js';
 
 export type Http2Handler = (req: Http2Request, res: Http2Response) => void;
 
-/** Response headers a proxy must not send on HTTP/2 (connection-specific, RFC 9113 §8.2.2). */
-const CONNECTION_SPECIFIC = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade']);
 
 /** A request body: DATA frames pushed in; reading slower than the client stops the stream's WINDOW_UPDATEs. */
 class H2Body extends Readable {
@@ -250,13 +248,6 @@ function emitClose(res: Http2Response, listeners: Listener[]): void {
   for (const f of listeners) f.call(res);
 }
 
-function hasUpper(s: string): boolean {
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c >= 65 && c <= 90) return true;
-  }
-  return false;
-}
 
 /** Per-connection facts the requests read (addresses once per connection, the original destination). */
 class H2Conn {
@@ -338,7 +329,7 @@ export class Http2Listener {
     if (!req.upgrade || this.draining || (req.socket as { encrypted?: boolean }).encrypted === true) return false;
     const settings = h2cSettings(req.rawHeaders);
     if (settings === null) return false;
-    const flat = upgradedRequest(req);
+    const flat = h2RequestHeaders(req.method, req.url, req.rawHeaders);
     let sw: { socket: net.Socket; head: Buffer[] };
     try {
       sw = res.switchProtocols(['Connection', 'Upgrade', 'Upgrade', 'h2c']);
@@ -428,9 +419,6 @@ export class Http2Listener {
   }
 }
 
-/** Request headers an h2c upgrade's stream 1 does not carry: connection-specific, the upgrade's own, and Host. */
-const NOT_IN_UPGRADED = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'host', 'http2-settings']);
-
 /**
  * The SETTINGS payload of an h2c upgrade request, or null when it must not be taken (RFC 7540 §3.2, §3.2.1):
  * `Upgrade` lists h2c, exactly one `HTTP2-Settings` holds base64url of whole settings (6 bytes each), and
@@ -453,22 +441,3 @@ export function h2cSettings(raw: readonly string[]): Buffer | null {
   return payload.length % 6 === 0 ? payload : null;
 }
 
-/** The HTTP/1.1 request of an h2c upgrade as an HTTP/2 header block (pseudo-headers first, names lowercase). */
-function upgradedRequest(req: Http1Request): string[] {
-  const raw = req.rawHeaders;
-  const flat = [':method', req.method, ':scheme', 'http', ':path', req.url];
-  let listed: Set<string> | undefined;
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!.toLowerCase();
-    if (name === 'host') flat.push(':authority', raw[i + 1]!);
-    else if (name === 'connection') for (const t of raw[i + 1]!.split(',')) (listed ??= new Set()).add(t.trim().toLowerCase());
-  }
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!.toLowerCase();
-    if (NOT_IN_UPGRADED.has(name) || listed?.has(name) === true) continue;
-    // TE: only "trailers" may cross into HTTP/2 (RFC 9113 §8.2.2).
-    if (name === 'te' && raw[i + 1]!.trim().toLowerCase() !== 'trailers') continue;
-    flat.push(name, raw[i + 1]!);
-  }
-  return flat;
-}

@@ -12,7 +12,7 @@
 import net from 'node:net';
 import type { Readable } from 'node:stream';
 import { UpstreamError, type UpstreamHandler, type UpstreamRequest } from './h1-pool.js';
-import { H2ERR, H2Session, type H2Stream, type H2StreamHandler } from '../http2/session.js';
+import { H2ERR, H2Session, h2RequestHeaders, type H2Stream, type H2StreamHandler } from '../http2/session.js';
 
 export interface H2PoolOptions {
   /** Most connections open at once (tcp.maxConnections); Infinity = unbounded. */
@@ -37,8 +37,6 @@ export interface H2PoolOptions {
   pingTimeoutMs?: number;
 }
 
-/** HTTP/1 connection-specific headers that must not appear in HTTP/2 (RFC 9113 §8.2.2), plus Host (→ :authority). */
-const NOT_IN_H2 = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'host', 'http2-settings']);
 
 /** One queued or in-flight request; also its stream's event handler (one object per request). */
 class Exchange implements H2StreamHandler {
@@ -145,13 +143,6 @@ function withoutPseudo(flat: string[], from: number): string[] {
   return out;
 }
 
-function hasUpper(s: string): boolean {
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c >= 65 && c <= 90) return true;
-  }
-  return false;
-}
 
 class Conn {
   readonly session: H2Session;
@@ -235,19 +226,7 @@ class Conn {
     if (this.gone) { this.pool.failExchange(ex, new UpstreamError('connection closed', 'ECONNRESET')); return; }
     if (this.idleTimer !== undefined) { clearTimeout(this.idleTimer); this.idleTimer = undefined; }
     const { req, h } = ex;
-    // Pseudo-headers first (RFC 9113 §8.3); :authority from Host.
-    const out: string[] = [':method', req.method, ':scheme', 'http', ':path', req.path, ':authority', ''];
-    const raw = req.headers;
-    for (let i = 0; i < raw.length; i += 2) {
-      let name = raw[i]!;
-      if (hasUpper(name)) name = name.toLowerCase();
-      const value = raw[i + 1]!;
-      if (name === 'host') { if (out[7] === '') out[7] = value; continue; }
-      if (NOT_IN_H2.has(name)) continue;
-      if (name === 'te' && value.toLowerCase() !== 'trailers') continue;
-      out.push(name, value);
-    }
-    if (out[7] === '') out.splice(6, 2);
+    const out = h2RequestHeaders(req.method, req.path, req.headers);
     const body = req.body;
     let stream: H2Stream;
     try {
