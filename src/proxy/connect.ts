@@ -7,31 +7,18 @@
  * metrics (`istio_tcp_*`) and access log. No upstream: an HTTP error answer (503; 502 for REGISTRY_ONLY's black
  * hole), and the connection closes.
  */
-import type net from 'node:net';
+import { isIPv6, type Socket } from 'node:net';
 import type { Http1Request, Http1Response } from '../http1/server.js';
 import { routeOutboundTcp, type CaptureEnv, type CaptureStats } from '../net/capture.js';
+import { parseAuthority } from '../routing/request-target.js';
 
 /** The authority-form target of a CONNECT (RFC 9110 §9.3.6): host and port, both required; null when malformed. */
 export function connectTarget(url: string): { host: string; port: number } | null {
-  let host: string;
-  let portText: string;
-  if (url.startsWith('[')) {
-    const end = url.indexOf(']');
-    if (end < 0 || url[end + 1] !== ':') return null;
-    host = url.slice(1, end);
-    portText = url.slice(end + 2);
-    if (!/^[0-9a-fA-F:.]+$/.test(host) || !host.includes(':')) return null;
-  } else {
-    const colon = url.lastIndexOf(':');
-    if (colon <= 0) return null;
-    host = url.slice(0, colon);
-    portText = url.slice(colon + 1);
-    if (!/^[A-Za-z0-9.-]+$/.test(host)) return null;
-  }
-  if (!/^\d{1,5}$/.test(portText)) return null;
-  const port = Number(portText);
-  if (port < 1 || port > 65535) return null;
-  return { host: host.toLowerCase(), port };
+  const a = parseAuthority(url);
+  if (a === undefined || a.explicitPort < 1) return null;
+  // A DNS name or an IPv4 address, or an IPv6 address in brackets: nothing else names a TCP destination.
+  const ok = url.charCodeAt(0) === 91 /* [ */ ? isIPv6(a.host) : /^[a-z0-9.-]+$/.test(a.host);
+  return ok ? { host: a.host, port: a.explicitPort } : null;
 }
 
 const ESTABLISHED = Buffer.from('HTTP/1.1 200 Connection Established\r\n\r\n', 'latin1');
@@ -53,7 +40,7 @@ export function handleConnect(req: Http1Request, res: Http1Response, env: Captur
     res.end(body);
     return;
   }
-  let taken: { socket: net.Socket; head: Buffer[] };
+  let taken: { socket: Socket; head: Buffer[] };
   try {
     taken = res.takeOver();
   } catch {

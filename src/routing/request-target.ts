@@ -66,6 +66,11 @@ export function parseTarget(url: string, hostHeader: string | undefined, normali
   return split(authority, scheme, path, query);
 }
 
+/** An authority (host[:port], [IPv6][:port]) on its own: lowercase host without trailing dot, port 0 when none. */
+export function parseAuthority(authority: string): { host: string; explicitPort: number } | undefined {
+  return split(authority, 'http', '', '');
+}
+
 function split(authority: string, scheme: string, path: string, query: string): RequestTarget | undefined {
   let host = authority;
   let explicitPort = 0;
