@@ -226,7 +226,6 @@ function tcpDest(direction: 'outbound' | 'inbound', def: ClusterDef | undefined,
  */
 export function routeOutboundTcp(env: CaptureEnv, stats: CaptureStats, sock: net.Socket, head: Buffer | undefined, dst: OriginalDestination, sni: string | undefined, connect?: { host: string; greeting: TunnelGreeting }): void {
   const greeting = connect?.greeting;
-  if (connect === undefined) stats.tcp++;
   const snap = env.snapshot();
   const ns = snap?.namespace ?? '';
   const c = resolveCaptured(snap, dst);
@@ -273,7 +272,10 @@ export function routeOutboundTcp(env: CaptureEnv, stats: CaptureStats, sock: net
 /** The outbound listener's connection hook. */
 export function outboundCapture(env: CaptureEnv, stats: CaptureStats): (sock: net.Socket, server: Http1Server) => void {
   const protocolOf = (dst: OriginalDestination): string | undefined => resolveCaptured(env.snapshot(), dst).cluster?.protocol;
-  const toTcp = (sock: net.Socket, head: Buffer | undefined, dst: OriginalDestination, sni: string | undefined): void => routeOutboundTcp(env, stats, sock, head, dst, sni);
+  const toTcp = (sock: net.Socket, head: Buffer | undefined, dst: OriginalDestination, sni: string | undefined): void => {
+    stats.tcp++;
+    routeOutboundTcp(env, stats, sock, head, dst, sni);
+  };
   return (sock, server) => accept(sock, server, env, stats, protocolOf, (s, head, dst, how, sni) => {
     if (how === 'tcp') return toTcp(s, head, dst, sni);
     // HTTP with the original destination known: routed by Host, else by the VIP; passthrough to the original IP.
