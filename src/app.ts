@@ -25,7 +25,7 @@ import { TRACING_OFF } from './telemetry/tracing-off.js';
 import { adminRoutes, createAdminServer } from './admin/server.js';
 import { clustersText } from './cluster/merge.js';
 import { forwardProbe, parseAppProbers, type AppProber } from './admin/app-probes.js';
-import { connect as netConnect, createServer as netCreateServer, type Server as NetServer } from 'node:net';
+import { connect as netConnect, createServer as netCreateServer, type Server as NetServer, type Socket as NetSocket } from 'node:net';
 import { Logger, type Level } from './util/logger.js';
 import { TcpProxy } from './proxy/tcp-proxy.js';
 import { CaptureStats, inboundCapture, outboundCapture, type CaptureEnv } from './net/capture.js';
@@ -43,9 +43,9 @@ type Server = HttpServer | Http1Server;
 
 /** Data-plane listener limits: Envoy-like idle keep-alive, a 30 s head deadline (slowloris), node's 16 KiB head. */
 const LISTENER_HTTP: Http1ServerOptions = { keepAliveTimeoutMs: 65_000, headersTimeoutMs: 30_000, maxHeaderSize: 16_384 };
-/** The same limits for HTTP/2 connections: idle 65 s, 16 KiB of headers; up to 1024 streams at once per connection. */
 /** Drain: how long idle inbound keep-alive connections stay open (a request already sent on one is still served). */
 const DRAIN_IDLE_GRACE_MS = 1000;
+/** The same limits for HTTP/2 connections: idle 65 s, 16 KiB of headers; up to 1024 streams at once per connection. */
 const LISTENER_H2: Http2ListenerOptions = { idleTimeoutMs: 65_000, maxHeaderListSize: 16_384, maxConcurrentStreams: 1024 };
 
 export interface RunOptions {
@@ -512,12 +512,13 @@ export class Sidecar {
    * IPv4-only listener would refuse — breaking the app's IPv6 traffic. The companion takes the same port on [::1]
    * (resp. [::], IPv6 only) and hands each connection to the listener, as if it had accepted it (original
    * destination, sniffing, HTTP/1, HTTP/2, TCP alike). A host without IPv6 (or the port taken there) keeps IPv4 alone.
+   * The listener owns the connection from then on (adoptConnection): one --max-connections, overflow counter, drain
+   * count and close for both families.
    */
   private async listenIPv6(name: string, primary: Http1Server, address: string, port: number): Promise<void> {
     const v6 = address === '127.0.0.1' ? '::1' : address === '0.0.0.0' ? '::' : undefined;
     if (v6 === undefined) return;
-    const companion = netCreateServer({ allowHalfOpen: true, noDelay: true }, (sock) => primary.emit('connection', sock));
-    if (primary.maxConnections > 0) companion.maxConnections = primary.maxConnections;
+    const companion = netCreateServer({ allowHalfOpen: true, noDelay: true }, (sock) => adoptConnection(primary, companion, sock));
     try {
       await new Promise<void>((resolve, reject) => {
         companion.once('error', reject);
@@ -704,4 +705,29 @@ export class Sidecar {
       clusters: snap ? [...snap.clusters.values()].map((c) => ({ name: c.name, resolution: c.resolution, lb: c.policy.lb.kind, endpoints: c.endpoints.map((e) => e.key) })) : [],
     };
   }
+}
+
+/** node's net.Server/Socket bookkeeping that `adoptConnection` moves (stable in node's net.js since 0.x). */
+interface ServerCount { _connections: number; maxConnections: number }
+interface OwnedSocket { server: NetServer; _server: NetServer }
+
+/**
+ * Hand a socket the IPv6 companion accepted over to the listener, which then owns it exactly as if it had accepted
+ * it: counted in the listener's open connections (its `--max-connections`, `getConnections` for the drain, and its
+ * 'close' waiting for it), or dropped past the limit and counted as the listener's overflow ('drop').
+ */
+export function adoptConnection(primary: NetServer, companion: NetServer, sock: NetSocket): void {
+  const p = primary as unknown as ServerCount;
+  (companion as unknown as ServerCount)._connections--;
+  if (p.maxConnections > 0 && p._connections >= p.maxConnections) {
+    primary.emit('drop', { localAddress: sock.localAddress, localPort: sock.localPort, remoteAddress: sock.remoteAddress, remotePort: sock.remotePort, remoteFamily: sock.remoteFamily });
+    (sock as unknown as Partial<OwnedSocket>)._server = undefined;
+    sock.destroy();
+    return;
+  }
+  p._connections++;
+  const owned = sock as unknown as OwnedSocket;
+  owned.server = primary;
+  owned._server = primary;
+  primary.emit('connection', sock);
 }

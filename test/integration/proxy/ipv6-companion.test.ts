@@ -1,0 +1,92 @@
+/**
+ * The outbound listener's IPv6 companion ([::1] beside 127.0.0.1) through the real CLI: a connection it accepts is
+ * the listener's own, so `--max-connections` counts both families together, a connection past it is closed at accept
+ * whichever family it came on, and remora_listener_connections_overflow_total counts it.
+ */
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { connect, type Socket } from 'node:net';
+import { networkInterfaces } from 'node:os';
+import { request } from 'undici';
+import { fakeUpstream, type FakeUpstream } from '../../support/fake-upstream.js';
+import { startProxy, waitFor, type RunningProxy } from '../../support/proxy-harness.js';
+
+const hasIPv6Loopback = Object.values(networkInterfaces()).flat().some((i) => i?.address === '::1');
+
+let up: FakeUpstream;
+let p: RunningProxy;
+
+const config = (): string => `
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: app, namespace: default}
+spec:
+  hosts: [app.default.svc.cluster.local]
+  ports: [{number: 80, name: http}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1, ports: {http: ${up.port}}}]
+`;
+
+/** A keep-alive connection that has had one request answered (so the proxy holds it open), or 'closed'. */
+async function openConnection(host: string, port: number): Promise<{ sock: Socket; status: string }> {
+  const sock = connect({ host, port });
+  sock.on('error', () => {});
+  const status = await new Promise<string>((resolve) => {
+    let buf = '';
+    sock.on('data', (d: Buffer) => {
+      buf += d.toString('latin1');
+      const m = /^HTTP\/1\.1 (\d{3})/.exec(buf);
+      if (m && buf.includes('\r\n\r\n')) resolve(m[1]!);
+    });
+    sock.on('close', () => resolve('closed'));
+    sock.on('connect', () => sock.write('GET / HTTP/1.1\r\nhost: app\r\n\r\n'));
+  });
+  return { sock, status };
+}
+
+async function overflow(): Promise<number> {
+  const r = await request(`http://127.0.0.1:${p.info.stats}/stats/prometheus`);
+  const m = /^remora_listener_connections_overflow_total\{listener="outbound"\} (\d+)$/m.exec(await r.body.text());
+  return m ? Number(m[1]) : NaN;
+}
+
+describe.skipIf(!hasIPv6Loopback)('IPv6 companion of the outbound listener (skipped: no ::1 on this host)', () => {
+  beforeAll(async () => {
+    up = await fakeUpstream('app');
+    p = await startProxy({ 'se.yaml': config() }, ['--max-connections', '2']);
+  });
+  afterAll(async () => {
+    await p?.stop();
+    await up?.close();
+  });
+
+  it('--max-connections 2 holds for IPv4 and IPv6 together; the overflow is counted for both', async () => {
+    const open: Socket[] = [];
+    try {
+      const v6 = await openConnection('::1', p.info.outbound);
+      open.push(v6.sock);
+      expect(v6.status).toBe('200');
+      const v4 = await openConnection('127.0.0.1', p.info.outbound);
+      open.push(v4.sock);
+      expect(v4.status).toBe('200');
+      // Two open: a third is closed at accept, on either family.
+      const third6 = await openConnection('::1', p.info.outbound);
+      open.push(third6.sock);
+      expect(third6.status).toBe('closed');
+      const third4 = await openConnection('127.0.0.1', p.info.outbound);
+      open.push(third4.sock);
+      expect(third4.status).toBe('closed');
+      expect(await overflow()).toBe(2);
+      // Closing the IPv6 connection frees its place, for IPv4 as for IPv6.
+      v6.sock.destroy();
+      let next = { sock: undefined as Socket | undefined, status: '' };
+      await waitFor(async () => {
+        next.sock?.destroy();
+        next = await openConnection('127.0.0.1', p.info.outbound);
+        return next.status === '200';
+      }, 5000, 50);
+      open.push(next.sock!);
+    } finally {
+      for (const s of open) s.destroy();
+    }
+  });
+});
