@@ -180,7 +180,7 @@ spec:
       s.on('data', (d: Buffer) => (got += d.toString()));
       s.on('end', () => resolve(got));
       s.on('error', (e: NodeJS.ErrnoException) => resolve(`error ${e.code ?? e.message}`));
-      setTimeout(() => { s.destroy(); resolve(`timeout ${got}`); }, 3000).unref();
+      setTimeout(() => { s.destroy(); resolve(`timeout ${got}`); }, 10_000).unref();
     });
   }
 
