@@ -9,22 +9,13 @@ import { networkInterfaces } from 'node:os';
 import { request } from 'undici';
 import { fakeUpstream, type FakeUpstream } from '../../support/fake-upstream.js';
 import { startProxy, waitFor, type RunningProxy } from '../../support/proxy-harness.js';
+import { serviceEntry } from '../resilience/helpers.js';
 
 const hasIPv6Loopback = Object.values(networkInterfaces()).flat().some((i) => i?.address === '::1');
 
 let up: FakeUpstream;
 let p: RunningProxy;
 
-const config = (): string => `
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: app, namespace: default}
-spec:
-  hosts: [app.default.svc.cluster.local]
-  ports: [{number: 80, name: http}]
-  resolution: STATIC
-  endpoints: [{address: 127.0.0.1, ports: {http: ${up.port}}}]
-`;
 
 /** A keep-alive connection that has had one request answered (so the proxy holds it open), or 'closed'. */
 async function openConnection(host: string, port: number): Promise<{ sock: Socket; status: string }> {
@@ -52,7 +43,7 @@ async function overflow(): Promise<number> {
 describe.skipIf(!hasIPv6Loopback)('IPv6 companion of the outbound listener (skipped: no ::1 on this host)', () => {
   beforeAll(async () => {
     up = await fakeUpstream('app');
-    p = await startProxy({ 'se.yaml': config() }, ['--max-connections', '2']);
+    p = await startProxy({ 'se.yaml': serviceEntry('app', [{ port: up.port }]) }, ['--max-connections', '2']);
   });
   afterAll(async () => {
     await p?.stop();
