@@ -52,23 +52,22 @@ describe.skipIf(!hasIPv6Loopback)('IPv6 companion of the outbound listener (skip
 
   it('--max-connections 2 holds for IPv4 and IPv6 together; the overflow is counted for both', async () => {
     const open: Socket[] = [];
+    /** Open a connection on `host`, keep it for the cleanup, and check what it got: '200' served, 'closed' at accept. */
+    const expectConnection = async (host: string, status: string): Promise<Socket> => {
+      const c = await openConnection(host, p.info.outbound);
+      open.push(c.sock);
+      expect(c.status, `${host}`).toBe(status);
+      return c.sock;
+    };
     try {
-      const v6 = await openConnection('::1', p.info.outbound);
-      open.push(v6.sock);
-      expect(v6.status).toBe('200');
-      const v4 = await openConnection('127.0.0.1', p.info.outbound);
-      open.push(v4.sock);
-      expect(v4.status).toBe('200');
+      const v6 = await expectConnection('::1', '200');
+      await expectConnection('127.0.0.1', '200');
       // Two open: a third is closed at accept, on either family.
-      const third6 = await openConnection('::1', p.info.outbound);
-      open.push(third6.sock);
-      expect(third6.status).toBe('closed');
-      const third4 = await openConnection('127.0.0.1', p.info.outbound);
-      open.push(third4.sock);
-      expect(third4.status).toBe('closed');
+      await expectConnection('::1', 'closed');
+      await expectConnection('127.0.0.1', 'closed');
       expect(await overflow()).toBe(2);
-      // Closing the IPv6 connection frees its place, for IPv4 as for IPv6.
-      v6.sock.destroy();
+      // Closing the IPv6 connection frees its place for an IPv4 one.
+      v6.destroy();
       let next = { sock: undefined as Socket | undefined, status: '' };
       await waitFor(async () => {
         next.sock?.destroy();
