@@ -116,13 +116,13 @@ describe('WorkloadCertStore', () => {
       renameSync(next.certFile, join(live, 'tls.crt.new'));
       renameSync(join(live, 'tls.key.new'), join(live, 'tls.key'));
       renameSync(join(live, 'tls.crt.new'), join(live, 'tls.crt'));
-      await waitFor(() => store.current!.serialNumber !== first, 3000);
+      await waitFor(() => store.current!.serialNumber !== first, 10_000);
       expect(store.rotations).toBe(1);
       expect(rotated).toHaveLength(2);
       // A truncated certificate: refused, the rotated one stays.
       const good = store.current!.serialNumber;
       writeFileSync(join(live, 'tls.crt'), readFileSync(join(live, 'tls.crt'), 'utf8').slice(0, 200));
-      await waitFor(() => rejected.length > 0, 3000);
+      await waitFor(() => rejected.length > 0, 10_000);
       expect(store.current!.serialNumber).toBe(good);
       expect(store.valid).toBe(true);
       expect(store.lastError).toMatch(/tls\.crt/);
@@ -148,7 +148,7 @@ describe('WorkloadCertStore', () => {
       symlinkSync('..v2', join(mount, '..data_tmp'));
       renameSync(join(mount, '..data_tmp'), join(mount, '..data'));
       const want = new X509Certificate(readFileSync(v2.certFile)).serialNumber;
-      await waitFor(() => store.current!.serialNumber === want, 3000);
+      await waitFor(() => store.current!.serialNumber === want, 10_000);
     } finally {
       store.stop();
     }
