@@ -100,7 +100,7 @@ export interface ClusterPolicy {
   /** tls.subjectAltNames: the SPIFFE IDs (ISTIO_MUTUAL) or names (SIMPLE/MUTUAL) the server must present. */
   subjectAltNames?: string[];
   /** SIMPLE / MUTUAL origination to an external service: certificate files and verification (DestinationRule tls). */
-  tlsFiles?: { caCertificates?: string; clientCertificate?: string; privateKey?: string; credentialName?: string; insecureSkipVerify?: boolean };
+  tlsFiles?: { caCertificates?: string; clientCertificate?: string; privateKey?: string; credentialName?: string; caCrl?: string; insecureSkipVerify?: boolean };
   sni?: string;
 }
 

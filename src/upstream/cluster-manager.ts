@@ -13,6 +13,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { originationOptions, refusedConnection, serverIdentities, watchOrigination, type MtlsContext } from '../security/mtls.js';
 import { sanEntries } from '../security/spiffe.js';
+import { credentialDir } from '../security/credential-name.js';
 import type { Snapshot } from '../config/snapshot.js';
 import { createClusterRuntime } from './cluster-runtime.js';
 import { compileClusterPolicy } from './policy.js';
@@ -71,23 +72,27 @@ export class ClusterManager {
 
   /**
    * TLS origination to an external service (DestinationRule `SIMPLE`, or `MUTUAL` with a client certificate): the
-   * server verified against `caCertificates` (else the system's roots) unless `insecureSkipVerify`, its name against
-   * `subjectAltNames` (any of them, DNS or URI SAN) or else the SNI / host; ALPN for the protocol. Files are read when
-   * the pool is made (a changed DestinationRule makes a new one).
+   * server verified against `caCertificates` (else the system's roots) and `caCrl` unless `insecureSkipVerify`, its
+   * name against `subjectAltNames` (any of them, DNS or URI SAN) or else the SNI / host; ALPN for the protocol.
+   * `credentialName` is a Secret's name: its directory under the credentials directory (tls.crt, tls.key, ca.crt,
+   * ca.crl as Istio's Secret keys), never a path. Files are read when the pool is made (a changed DestinationRule
+   * makes a new one).
    */
   private externalTlsConnect(def: ClusterDef, protocol: 'http/1.1' | 'h2' | 'tcp'): (host: string, port: number) => net.Socket {
     const p = def.policy;
     const f = p.tlsFiles ?? {};
     const read = (file: string | undefined): Buffer | undefined => (file === undefined ? undefined : readFileSync(file));
-    const cred = f.credentialName !== undefined ? join(this.credentialsDir, f.credentialName) : undefined;
     let opts: tls.ConnectionOptions;
     try {
+      const cred = f.credentialName !== undefined ? credentialDir(this.credentialsDir, f.credentialName) : undefined;
       const ca = cred !== undefined ? readOptional(join(cred, 'ca.crt')) : read(f.caCertificates);
+      const crl = cred !== undefined ? readOptional(join(cred, 'ca.crl')) : read(f.caCrl);
       const cert = p.tlsMode === 'MUTUAL' ? (cred !== undefined ? readFileSync(join(cred, 'tls.crt')) : read(f.clientCertificate)) : undefined;
       const key = p.tlsMode === 'MUTUAL' ? (cred !== undefined ? readFileSync(join(cred, 'tls.key')) : read(f.privateKey)) : undefined;
       const sans = p.subjectAltNames ?? [];
       opts = {
         ...(ca !== undefined ? { ca } : {}),
+        ...(crl !== undefined ? { crl } : {}),
         ...(cert !== undefined ? { cert } : {}),
         ...(key !== undefined ? { key } : {}),
         rejectUnauthorized: f.insecureSkipVerify !== true,

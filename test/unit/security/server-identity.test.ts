@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { parseDocuments } from '../../../src/config/parse.js';
 import { compile } from '../../../src/config/compile.js';
 import { serverIdentities } from '../../../src/security/mtls.js';
+import { explainRequest, formatExplanation } from '../../../src/routing/explain.js';
 
 const YAML = `
 apiVersion: networking.istio.io/v1
@@ -15,8 +16,8 @@ spec:
   ports: [{number: 80, name: http, protocol: HTTP}]
   resolution: STATIC
   endpoints:
-  - {address: 10.0.0.1, serviceAccount: cart}
-  - {address: 10.0.0.2}
+  - {address: 10.0.0.1, serviceAccount: cart, labels: {security.istio.io/tlsMode: istio}}
+  - {address: 10.0.0.2, labels: {security.istio.io/tlsMode: istio}}
 ---
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
@@ -70,5 +71,13 @@ describe('expected server identities from the registry', () => {
 
   it('DestinationRule subjectAltNames replace everything the registry knows', () => {
     expect(expected('outbound|80||pinned.shop.svc.cluster.local')).toEqual([['spiffe://cluster.local/ns/shop/sa/only-this']]);
+  });
+
+  it('remora explain says which identity each endpoint must present, or that it is refused', () => {
+    const text = formatExplanation(explainRequest(snap, { method: 'GET', url: 'http://cart.shop.svc.cluster.local/', headers: {} }));
+    expect(text).toContain('mTLS 10.0.0.1:80: auto mTLS, the server must present spiffe://<td>/ns/shop/sa/cart\n');
+    expect(text).toContain("mTLS 10.0.0.2:80: auto mTLS, no identity is known for it: refused (503 UF); set subjectAltNames or the endpoint's serviceAccount\n");
+    const pinned = formatExplanation(explainRequest(snap, { method: 'GET', url: 'http://pinned.shop.svc.cluster.local/', headers: {} }));
+    expect(pinned).toContain('mTLS 10.0.2.1:80: ISTIO_MUTUAL, the server must present spiffe://cluster.local/ns/shop/sa/only-this\n');
   });
 });
