@@ -217,6 +217,10 @@ export class Sidecar {
       labels: opts.labels,
       ...(process.env.POD_NAME ? { podName: process.env.POD_NAME } : {}),
       log: (level, msg, fields) => this.logger.log(level, msg, fields),
+      authn: {
+        allowHttpIssuers: opts.jwksAllowHttp ?? [],
+        onStaleKeys: (url, error) => this.logger.log('warn', `JWKS refetch failed, the last good key set stays in use: ${error}`, { url }),
+      },
     });
     this.authz = authz;
     this.metrics.observe('remora_inbound_authz_denied_total', 'counter', 'Inbound requests denied by NetworkPolicy or AuthorizationPolicy (403 RBAC: access denied).', () => authz.denied());
