@@ -92,6 +92,8 @@ export type TerminateResult =
   | { ok: true; socket: tls.TLSSocket; peer: PeerIdentity; alpn: string }
   | { ok: false; error: string; reason: VerifyFailure | 'connection_error' };
 
+function ignore(): void { /* the connection is being refused: its late errors mean nothing */ }
+
 /** The server side's protocols: the first of this list the client also offers is chosen. */
 const SERVER_ALPN = ['istio-h2', 'istio-http/1.1', 'istio-http/1.0', 'istio', 'istio-peer-exchange'];
 
@@ -141,6 +143,7 @@ export function terminateMtls(sock: net.Socket, head: Buffer | undefined, ctx: M
         else stats.failures[r.reason]++;
         ctx.log?.('debug', `mTLS peer refused: ${r.error}`, { reason: `ssl.${r.reason}`, peer: `${sock.remoteAddress ?? ''}:${sock.remotePort ?? 0}` });
         // A verified handshake's refusal is a reset (the client sees ECONNRESET, not a clean end of stream).
+        t.on('error', ignore);
         if (r.reason === 'connection_error' || r.reason === 'fail_verify_no_cert') t.destroy();
         else sock.resetAndDestroy();
       }
