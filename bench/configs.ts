@@ -184,7 +184,8 @@ export const MTLS_HOST = 'mtls.bench.local';
 
 /**
  * The mTLS chain's client side: the outbound sidecar sends MTLS_HOST to the server sidecar's inbound port, an endpoint
- * labelled as meshed (Istio's auto mTLS), or in plaintext when `mtls` is false.
+ * labelled as meshed (Istio's auto mTLS) whose service account is `server` (the identity the server sidecar must
+ * present), or in plaintext when `mtls` is false.
  */
 export function mtlsClientYaml(serverInbound: number, mtls: boolean): string {
   return `apiVersion: networking.istio.io/v1
@@ -197,7 +198,7 @@ spec:
   endpoints:
   - address: 127.0.0.1
     ports: { http: ${serverInbound} }
-    labels: ${mtls ? "{ 'security.istio.io/tlsMode': istio }" : '{}'}
+    labels: ${mtls ? "{ 'security.istio.io/tlsMode': istio }" : '{}'}${mtls ? '\n    serviceAccount: server' : ''}
 `;
 }
 

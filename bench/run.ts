@@ -21,6 +21,7 @@ import type { BuildTimings } from '../src/discovery/config-store.js';
 import { countSyscalls, gapStats, perfAvailable, proxyLegs, recordPairs, userSysTicks, type Anatomy } from './anatomy.js';
 import { runLoad } from '../src/bench/generator.js';
 import { nginxGrpcConf, nginxWsConf, protocolScenario, protocolsYaml, writeNginxDir, type ProtocolTarget } from './protocols.js';
+import { handshakeRate, type HandshakeResult } from './handshakes.js';
 
 const here = dirname(fileURLToPath(import.meta.url)); // build/bench
 const sleep = (seconds: number) => new Promise((r) => setTimeout(r, seconds * 1000));
@@ -448,11 +449,14 @@ async function protocolScenarios(suite: SuiteResult, notes: string[], want: (s: 
 }
 
 /**
- * One sidecar-to-sidecar hop at 1,000 req/s: client → outbound sidecar → (mutual TLS) → inbound sidecar → upstream,
- * both sidecars on the proxy CPU, against the same chain in plaintext and against nginx with TLS on both sides (one
- * process: a plaintext front proxying over mTLS to a TLS back that requires a client certificate). Certificates
- * from `remora certs`. The handshakes are counted (the server's mTLS connections): connection reuse keeps them off
- * the per-request path.
+ * One sidecar-to-sidecar hop at 1,000 and 3,000 req/s: client → outbound sidecar → (mutual TLS, both ends verifying:
+ * the server checks the client's chain, the client the server's chain and service account) → inbound sidecar →
+ * upstream, both sidecars on the proxy CPU, against the same chain in plaintext and against nginx with TLS on both
+ * sides (one process: a plaintext front proxying over mTLS — `proxy_ssl_certificate`, `proxy_ssl_verify` — to a TLS
+ * back with `ssl_verify_client on`). Certificates from `remora certs`. The handshakes on the hop are counted (the
+ * server's mTLS connections: pooling keeps them off the per-request path), and the handshake rate is measured apart:
+ * new connections per second, each a full mTLS handshake and one request, against the server sidecar and against
+ * nginx's back, with the server's CPU per handshake.
  */
 async function mtlsScenario(up1: number, notes: string[]): Promise<NonNullable<SuiteResult['extras']['mtls']>> {
   const dir = join(tmp, 'mtls-certs');
@@ -469,10 +473,12 @@ async function mtlsScenario(up1: number, notes: string[]): Promise<NonNullable<S
   const plainClient = await startRemora('remora-plain-client', mtlsClientYaml(Number(plainServer.s.ready.inbound), false), ['--trace-sampling', '0']);
   const targets: BenchTarget[] = [{ name: 'direct', url: `http://127.0.0.1:${up1}/` }];
   let nginx: Started | undefined;
+  let nginxBack = 0;
   const nginxBin = findNginx();
   if (nginxBin) {
     const ndir = join(tmp, 'nginx-mtls');
     const [front, back] = [await freePort(), await freePort()];
+    nginxBack = back;
     const file = writeNginxDir(ndir, nginxMtlsConf(ndir, front, back, up1, { server: join(dir, 'server'), client: join(dir, 'client'), ca: join(dir, 'root', 'root-cert.pem') }));
     nginx = track(await startProcess({ name: 'nginx-mtls', cmd: nginxBin, args: ['-c', file, '-p', ndir, '-e', join(ndir, 'error.log')], cpus: PROXY_CPU, marker: null, probe: async () => (await httpGet(front, '/')).status === 200 }));
     targets.push({ name: 'nginx-mtls-hop', url: `http://127.0.0.1:${front}/`, pids: [nginx.pid, ...childPids(nginx.pid)] });
@@ -481,10 +487,19 @@ async function mtlsScenario(up1: number, notes: string[]): Promise<NonNullable<S
   targets.push({ name: 'remora-mtls-hop', url: `http://127.0.0.1:${client.outbound}/`, pids: [client.s.pid, server.s.pid], headers: [['host', MTLS_HOST]] });
   try {
     const report = await scenario('mtls', targets, loadOpts({ rate: 1000 }));
+    const report3000 = await scenario('mtls-3000', targets, loadOpts({ rate: 3000 }));
     const stats = (await httpGet(server.stats, '/stats/prometheus')).body;
     const handshakes = Number(/^remora_inbound_mtls_connections_total(?:\{[^}]*\})? (\S+)$/m.exec(stats)?.[1] ?? NaN);
     const requests = Number(/^envoy_cluster_upstream_rq_total\{[^}]*inbound[^}]*\} (\S+)$/m.exec(stats)?.[1] ?? NaN);
-    return { report, handshakes, requests };
+    // Every peer the server refused would be counted here: a benchmark that ran into refusals measured nothing.
+    const refused = Number(/^remora_ssl_verify_failures_total\{direction="inbound",reason="fail_verify_error"\} (\S+)$/m.exec(stats)?.[1] ?? 0);
+    if (refused > 0) notes.push(`mtls: the server sidecar refused ${refused} peer certificates during the run`);
+    const hsMs = quick ? 1500 : 5000;
+    const rates: HandshakeResult[] = [];
+    rates.push(await handshakeRate({ name: 'remora-server-sidecar', port: Number(server.s.ready.inbound), certDir: join(dir, 'client'), alpn: ['istio-http/1.1'], host: MTLS_HOST, pids: [server.s.pid] }, hsMs));
+    if (nginx !== undefined) rates.push(await handshakeRate({ name: 'nginx-tls-back', port: nginxBack, certDir: join(dir, 'client'), alpn: ['http/1.1'], host: MTLS_HOST, pids: [nginx.pid, ...childPids(nginx.pid)] }, hsMs));
+    for (const r of rates) log(`mtls handshakes: ${r.name} ${r.perSecond.toFixed(0)}/s (${r.completed} done, ${r.failed} failed), ${r.cpuMsPerHandshake?.toFixed(2) ?? '?'} ms CPU each`);
+    return { report, report3000, handshakes, requests, handshakeRates: rates };
   } finally {
     for (const p of [client, server, plainClient, plainServer]) await stopTracked(p.s);
     await stopTracked(nginx);

@@ -35,7 +35,7 @@ import { HeaderHygieneStats, type UnderscoreAction } from './proxy/headers.js';
 import type { PathNormalization } from './routing/request-target.js';
 import type { ClusterDef, ClusterRuntime, ClusterView, Endpoint, RequestRecord } from './model.js';
 import { WorkloadCertStore, type WorkloadCert } from './security/workload-cert.js';
-import { MtlsContext } from './security/mtls.js';
+import { MtlsContext, TlsStats, type MtlsOptions } from './security/mtls.js';
 
 
 /** A listener: node:http for admin/stats/health, Http1Server for the data plane. */
@@ -101,6 +101,10 @@ export interface RunOptions {
   maxConnections?: number;
   /** `--cert-dir`: the workload certificate (cert-manager's tls.crt/tls.key/ca.crt or Istio's layout); mTLS on when set. */
   certDir?: string;
+  /** `--trust-domain-aliases`: Istio meshConfig trustDomainAliases, identities of these trust domains are ours too. */
+  trustDomainAliases?: string[];
+  /** `--jwks-allow-http`: issuers whose JWKS (and OpenID discovery) may be fetched over plain http (test issuers). */
+  jwksAllowHttp?: string[];
 }
 
 export const VERSION = '0.1.0';
@@ -213,6 +217,10 @@ export class Sidecar {
       labels: opts.labels,
       ...(process.env.POD_NAME ? { podName: process.env.POD_NAME } : {}),
       log: (level, msg, fields) => this.logger.log(level, msg, fields),
+      authn: {
+        allowHttpIssuers: opts.jwksAllowHttp ?? [],
+        onStaleKeys: (url, error) => this.logger.log('warn', `JWKS refetch failed, the last good key set stays in use: ${error}`, { url }),
+      },
     });
     this.authz = authz;
     this.metrics.observe('remora_inbound_authz_denied_total', 'counter', 'Inbound requests denied by NetworkPolicy or AuthorizationPolicy (403 RBAC: access denied).', () => authz.denied());
@@ -451,9 +459,17 @@ export class Sidecar {
   private setupCertificates(dir: string): void {
     const store = new WorkloadCertStore(dir);
     this.certs = store;
+    // Envoy's ssl.* counters, kept across rotations (each rotation makes a new context).
+    const tlsStats = { inbound: new TlsStats(), outbound: new TlsStats() };
+    const mtlsOpts: MtlsOptions = {
+      trustDomainAliases: this.opts.trustDomainAliases ?? [],
+      inboundStats: tlsStats.inbound,
+      outboundStats: tlsStats.outbound,
+      log: (level, msg, fields) => this.logger.log(level, msg, fields),
+    };
     store.on('rotated', (c: WorkloadCert) => {
-      this.mtlsCtx = new MtlsContext(c);
-      this.logger.log('info', 'workload certificate loaded', { identity: c.spiffeId, notAfter: c.notAfter.toISOString(), serial: c.serialNumber });
+      this.mtlsCtx = new MtlsContext(c, mtlsOpts);
+      this.logger.log('info', 'workload certificate loaded', { identity: c.spiffeId, notAfter: c.notAfter.toISOString(), serial: c.serialNumber, bundle: pemCount(c.ca), crl: c.files.crl ?? null });
     });
     store.on('rejected', (err: string) => this.logger.log('warn', `workload certificate not taken: ${err}`));
     store.on('expired', () => this.logger.log('error', 'workload certificate expired: mTLS connections fail until a new one is written'));
@@ -462,6 +478,13 @@ export class Sidecar {
     this.metrics.observe('remora_workload_cert_expiry_timestamp_seconds', 'gauge', 'When the workload certificate in use expires (Unix time, seconds); 0 without one.', () => (store.current ? store.current.notAfter.getTime() / 1000 : 0));
     this.metrics.observe('remora_workload_cert_rotations_total', 'counter', 'Workload certificates taken after the first (rotations).', () => store.rotations);
     this.metrics.observe('remora_workload_cert_load_failures_total', 'counter', 'Changed certificate files that were not taken (incomplete, invalid, expired, another CA); the last good certificate stayed.', () => store.failures);
+    for (const [direction, st] of Object.entries(tlsStats)) {
+      this.metrics.observe('remora_ssl_handshakes_total', 'counter', 'Mutual TLS handshakes completed with a verified peer (Envoy ssl.handshake), by direction.', () => st.handshakes, { direction });
+      this.metrics.observe('remora_ssl_connection_errors_total', 'counter', 'Mutual TLS handshakes that failed before verification: a protocol error, a timeout, a close (Envoy ssl.connection_error).', () => st.connectionErrors, { direction });
+      for (const reason of ['fail_verify_error', 'fail_verify_san', 'fail_verify_no_cert'] as const) {
+        this.metrics.observe('remora_ssl_verify_failures_total', 'counter', 'Peers refused by certificate verification, by Envoy\'s reason: fail_verify_error (the chain: another root, self-signed, expired, not yet valid, not a CA, wrong key usage, revoked), fail_verify_san (no SPIFFE identity, a trust domain not ours, an unexpected server identity), fail_verify_no_cert (no client certificate).', () => st.failures[reason], { direction, reason });
+      }
+    }
     for (const [listener, st] of Object.entries(this.capture)) {
       if (listener !== 'inbound') continue;
       this.metrics.observe('remora_inbound_mtls_connections_total', 'counter', 'Inbound connections terminated as mutual TLS (the peer certificate verified).', () => st.mtls);
@@ -694,6 +717,9 @@ export class Sidecar {
         serialNumber: this.certs.current?.serialNumber ?? null,
         valid: this.certs.valid,
         rotations: this.certs.rotations,
+        trustBundleCertificates: this.certs.current === undefined ? 0 : pemCount(this.certs.current.ca),
+        crl: this.certs.current?.files.crl ?? null,
+        trustDomains: this.mtlsCtx === undefined ? [] : [...this.mtlsCtx.trustDomains],
         lastError: this.certs.lastError ?? null,
         peerAuthentication: { mode: this.authz.peerAuthn.mode, ports: Object.fromEntries(this.authz.peerAuthn.ports), policies: this.authz.peerAuthn.policies },
       },
@@ -730,4 +756,9 @@ export function adoptConnection(primary: NetServer, companion: NetServer, sock: 
   owned.server = primary;
   owned._server = primary;
   primary.emit('connection', sock);
+}
+
+/** How many certificates a PEM bundle holds (the roots of a trust bundle, for the log). */
+function pemCount(pem: string): number {
+  return pem.split('-----BEGIN CERTIFICATE-----').length - 1;
 }

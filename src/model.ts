@@ -17,6 +17,14 @@ export interface Endpoint {
   readonly locality?: string;
   /** When the endpoint came from DNS, the name it was resolved from. */
   readonly hostname?: string;
+  /** The workload's service account, when the registry knows it: the identity its sidecar must present (mTLS). */
+  readonly identity?: WorkloadIdentity;
+}
+
+/** A workload's Kubernetes service account (Pod `spec.serviceAccountName`, WorkloadEntry `serviceAccount`). */
+export interface WorkloadIdentity {
+  readonly namespace: string;
+  readonly serviceAccount: string;
 }
 
 export type LbKind = 'ROUND_ROBIN' | 'LEAST_REQUEST' | 'RANDOM' | 'PASSTHROUGH' | 'RING_HASH' | 'MAGLEV';
@@ -92,7 +100,7 @@ export interface ClusterPolicy {
   /** tls.subjectAltNames: the SPIFFE IDs (ISTIO_MUTUAL) or names (SIMPLE/MUTUAL) the server must present. */
   subjectAltNames?: string[];
   /** SIMPLE / MUTUAL origination to an external service: certificate files and verification (DestinationRule tls). */
-  tlsFiles?: { caCertificates?: string; clientCertificate?: string; privateKey?: string; credentialName?: string; insecureSkipVerify?: boolean };
+  tlsFiles?: { caCertificates?: string; clientCertificate?: string; privateKey?: string; credentialName?: string; caCrl?: string; insecureSkipVerify?: boolean };
   sni?: string;
 }
 
@@ -109,6 +117,8 @@ export interface ClusterDef {
   readonly resolution: Resolution;
   /** Service port protocol (lowercase: http, http2, grpc, tcp, https, tls …). */
   readonly protocol: string;
+  /** ServiceEntry `subjectAltNames`: identities the service's servers may present (mTLS), beside their accounts. */
+  readonly serviceSubjectAltNames?: readonly string[];
 }
 
 // === Upstream attempts ===
@@ -284,6 +294,8 @@ export interface WorkloadDef {
   locality?: string;
   /** Optional name of the workload (pod or WorkloadEntry), used by /clusters and metrics. */
   name?: string;
+  /** Its service account, when known (Pod `spec.serviceAccountName`, WorkloadEntry `serviceAccount`). */
+  identity?: WorkloadIdentity;
 }
 
 /** One host of the mesh registry, from a ServiceEntry, a Kubernetes Service, or the environment. */
@@ -299,4 +311,6 @@ export interface ServiceDef {
   location: 'MESH_EXTERNAL' | 'MESH_INTERNAL';
   /** Where it came from, e.g. `ServiceEntry/default/reviews` or `Service/default/reviews`. */
   origin: string;
+  /** ServiceEntry `subjectAltNames`. */
+  subjectAltNames?: readonly string[];
 }

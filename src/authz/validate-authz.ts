@@ -203,6 +203,7 @@ function validateRequestAuthentication(spec: Obj, error: Report, warn: Report): 
       let ok = false;
       try { ok = ['http:', 'https:'].includes(new URL(String(rule.jwksUri)).protocol); } catch { ok = false; }
       if (!ok) error([...rp, 'jwksUri'], `"${String(rule.jwksUri)}" is not an http(s) URL`);
+      else if (String(rule.jwksUri).toLowerCase().startsWith('http:')) warn([...rp, 'jwksUri'], 'plain http: the sidecar fetches keys over https only, unless remora run --jwks-allow-http names this issuer (a test issuer); otherwise its tokens get 401');
     }
     if (rule.jwks !== undefined) {
       let keys: unknown;

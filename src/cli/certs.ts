@@ -5,7 +5,7 @@
  *
  *   remora certs root --out DIR [--trust-domain cluster.local] [--days 3650]
  *   remora certs workload --root DIR --namespace NS --service-account SA --out DIR [--days 1] [--trust-domain TD]
- *   remora certs inspect --dir DIR     what a sidecar would load from DIR (identity, validity), or why not
+ *   remora certs inspect --dir DIR     what a sidecar would load from DIR (identity, validity, bundle, CRL), or why not
  */
 import { parseArgs } from 'node:util';
 import { join } from 'node:path';
@@ -85,7 +85,8 @@ export async function main(argv: string[]): Promise<number> {
           return 1;
         }
         const c = r.cert;
-        process.stdout.write(`identity:  ${c.spiffeId}\nprincipal: ${c.principal}\nvalid:     ${c.notBefore.toISOString()} .. ${c.notAfter.toISOString()}\nserial:    ${c.serialNumber}\nfiles:     ${c.files.cert}, ${c.files.key}, ${c.files.ca}\n`);
+        const roots = c.ca.split('-----BEGIN CERTIFICATE-----').length - 1;
+        process.stdout.write(`identity:  ${c.spiffeId}\nprincipal: ${c.principal}\nvalid:     ${c.notBefore.toISOString()} .. ${c.notAfter.toISOString()}\nserial:    ${c.serialNumber}\nfiles:     ${c.files.cert}, ${c.files.key}, ${c.files.ca}\nbundle:    ${roots} CA certificate${roots === 1 ? '' : 's'} (peers must chain to one)\ncrl:       ${c.files.crl ?? 'none'}\n`);
         return 0;
       }
       default:

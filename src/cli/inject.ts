@@ -21,9 +21,9 @@ Options:
       --no-native-sidecar classic sidecar: first in containers, with a postStart "remora wait" hook
       --kubernetes        sidecars watch the Kubernetes API (--kubernetes of remora run)
       --inject-iptables   add the remora-init container with the iptables capture rules
-      --certs secret|csi  workload certificates for mTLS from cert-manager (--cert-dir of remora run): the
-                          Secret <serviceAccount>-mesh-tls, or the CSI driver; pod annotation remora.io/certs
-      --cert-issuer NAME  ClusterIssuer the CSI driver asks (default remora-mesh-ca)
+      --certs secret|csi  workload certificates for mTLS (--cert-dir of remora run): csi = one per pod from
+                          cert-manager's csi-driver-spiffe, for the pod's own service account (deploy/mtls);
+                          secret = the Secret <serviceAccount>-mesh-tls; pod annotation remora.io/certs
       --no-rewrite-probes leave the app's httpGet probes alone
   -h, --help              show this help
 `;
@@ -49,7 +49,6 @@ export async function main(argv: string[]): Promise<number> {
         'no-rewrite-probes': { type: 'boolean' },
         kubernetes: { type: 'boolean' },
         certs: { type: 'string' },
-        'cert-issuer': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -86,7 +85,6 @@ export async function main(argv: string[]): Promise<number> {
   try {
     result = injectYaml(text, {
       ...(values.certs !== undefined ? { certs: values.certs as 'secret' | 'csi' } : {}),
-      ...(values['cert-issuer'] !== undefined ? { certIssuer: values['cert-issuer'] } : {}),
       image: values.image ?? defaultImage(),
       configMap: values['config-map'] ?? DEFAULT_CONFIG_MAP,
       nativeSidecar: values['no-native-sidecar'] !== true,

@@ -24,9 +24,9 @@ Options:
       --no-native-sidecar classic sidecar with a postStart "remora wait" hook
       --kubernetes        sidecars watch the Kubernetes API (--kubernetes of remora run)
       --inject-iptables   add the remora-init iptables container
-      --certs secret|csi  workload certificates for mTLS from cert-manager (--cert-dir of remora run): the
-                          Secret <serviceAccount>-mesh-tls, or the CSI driver; pod annotation remora.io/certs
-      --cert-issuer NAME  ClusterIssuer the CSI driver asks (default remora-mesh-ca)
+      --certs secret|csi  workload certificates for mTLS (--cert-dir of remora run): csi = one per pod from
+                          cert-manager's csi-driver-spiffe, for the pod's own service account (deploy/mtls);
+                          secret = the Secret <serviceAccount>-mesh-tls; pod annotation remora.io/certs
       --max-body-bytes N  largest accepted review (default ${DEFAULT_MAX_BODY_BYTES})
       --drain-seconds N   at SIGTERM, wait this long for open requests (default 5)
   -h, --help              show this help
@@ -50,7 +50,6 @@ export async function main(argv: string[]): Promise<number> {
         'inject-iptables': { type: 'boolean' },
         kubernetes: { type: 'boolean' },
         certs: { type: 'string' },
-        'cert-issuer': { type: 'string' },
         'max-body-bytes': { type: 'string' },
         'drain-seconds': { type: 'string', default: '5' },
         help: { type: 'boolean', short: 'h' },
@@ -101,7 +100,6 @@ export async function main(argv: string[]): Promise<number> {
         iptables: values['inject-iptables'] === true,
         kubernetes: values.kubernetes === true,
         ...(values.certs === 'secret' || values.certs === 'csi' ? { certs: values.certs } : {}),
-        ...(values['cert-issuer'] !== undefined ? { certIssuer: values['cert-issuer'] } : {}),
       },
       onReview: (r) => process.stdout.write(`review ${r.uid ?? '-'} ${r.pod}: ${r.result}${r.detail ? ` (${r.detail})` : ''}\n`),
     });

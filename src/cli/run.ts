@@ -48,6 +48,9 @@ const OPTIONS: OptionSpec = {
   'stream-idle-timeout': { type: 'string' },
   'max-connections': { type: 'string' },
   'cert-dir': { type: 'string' },
+  // TRUST (#23): identities and tokens.
+  'trust-domain-aliases': { type: 'string', multiple: true },
+  'jwks-allow-http': { type: 'string', multiple: true },
   workload: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 };
@@ -104,6 +107,11 @@ const HELP = `usage: remora run --config PATH [PATH…] [options]
                                  or Istio's cert-chain.pem, key.pem, root-cert.pem), hot-rotated: mutual TLS
                                  with other sidecars (PeerAuthentication inbound, ISTIO_MUTUAL and auto mTLS
                                  outbound); not ready without a valid certificate
+      --trust-domain-aliases TD,…  other trust domains whose SPIFFE identities are this mesh's (Istio meshConfig
+                                 trustDomainAliases, e.g. during a trust domain migration): accepted from peers
+                                 and in expected server identities
+      --jwks-allow-http ISSUER,…  RequestAuthentication issuers whose keys may be fetched over plain http (a test
+                                 issuer); every other jwksUri and OpenID discovery must be https
       --log-level L              debug | info | warn | error (default info)
 Every flag can also be set as REMORA_<FLAG>, e.g. REMORA_OUTBOUND_PORT=15001.
 `;
@@ -179,6 +187,11 @@ export function runOptionsFrom(argv: string[], env: NodeJS.ProcessEnv = process.
   };
   if (v['trace-endpoint']) opts.traceEndpoint = String(v['trace-endpoint']);
   if (v['cert-dir']) opts.certDir = String(v['cert-dir']);
+  const aliases = stringList(v['trust-domain-aliases']);
+  for (const td of aliases) if (!/^[a-z0-9.-]+$/i.test(td)) throw new Error(`--trust-domain-aliases: "${td}" is not a trust domain (letters, digits, dots, dashes)`);
+  if (aliases.length > 0) opts.trustDomainAliases = aliases;
+  const httpIssuers = stringList(v['jwks-allow-http']);
+  if (httpIssuers.length > 0) opts.jwksAllowHttp = httpIssuers;
   if (v.kubernetes) {
     opts.kubernetes = { namespaces: stringList(v['watch-namespaces']) };
     if (v.kubeconfig) opts.kubernetes.kubeconfig = String(v.kubeconfig);

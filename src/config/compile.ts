@@ -102,17 +102,20 @@ function serviceEntryDefs(r: Resource, workloadEntries: WorkloadEntryIndex): Ser
     if (p.targetPort) d.targetPort = p.targetPort;
     return d;
   });
-  const toWorkload = (w: WorkloadEntrySpec, name?: string): WorkloadDef => {
+  const toWorkload = (w: WorkloadEntrySpec, namespace: string, name?: string): WorkloadDef => {
     const wd: WorkloadDef = { address: w.address ?? '', ports: w.ports ?? {}, labels: w.labels ?? {}, weight: w.weight && w.weight > 0 ? w.weight : 1 };
     if (w.locality) wd.locality = w.locality;
     if (name) wd.name = name;
+    // Istio: a WorkloadEntry's serviceAccount is an account of its own namespace (an inline endpoint: the entry's).
+    if (w.serviceAccount) wd.identity = { namespace, serviceAccount: w.serviceAccount };
     return wd;
   };
-  let workloads: WorkloadDef[] = (spec.endpoints ?? []).map((e) => toWorkload(e));
+  let workloads: WorkloadDef[] = (spec.endpoints ?? []).map((e) => toWorkload(e, r.metadata.namespace));
   const sel = spec.workloadSelector?.labels;
   if (sel) {
-    workloads = workloadEntries.select(r.metadata.namespace, sel).map((we) => toWorkload(we.spec as WorkloadEntrySpec, we.metadata.name));
+    workloads = workloadEntries.select(r.metadata.namespace, sel).map((we) => toWorkload(we.spec as WorkloadEntrySpec, we.metadata.namespace, we.metadata.name));
   }
+  const sans = (spec.subjectAltNames ?? []).filter((s) => typeof s === 'string' && s !== '');
   const resolution = spec.resolution ?? 'NONE';
   return (spec.hosts ?? []).map((h) => {
     const host = h.toLowerCase();
@@ -129,6 +132,7 @@ function serviceEntryDefs(r: Resource, workloadEntries: WorkloadEntryIndex): Ser
       addresses: spec.addresses ?? [],
       location: spec.location ?? 'MESH_EXTERNAL',
       origin: objectName(r),
+      ...(sans.length > 0 ? { subjectAltNames: sans } : {}),
     };
   });
 }
@@ -162,6 +166,7 @@ function endpointsFor(svc: ServiceDef, port: ServicePortDef, subsetLabels: Reado
       const ep: { -readonly [K in keyof Endpoint]: Endpoint[K] } = { key, address: a, port: epPort, labels: w.labels, weight: w.weight };
       if (w.locality) ep.locality = w.locality;
       if (a !== w.address) ep.hostname = w.address;
+      if (w.identity !== undefined) ep.identity = w.identity;
       out.push(ep);
     }
   }
@@ -344,6 +349,7 @@ export function compile(resources: readonly Resource[], opts: CompileOptions): S
       endpoints: svc.resolution === 'NONE' ? [] : endpointsFor(svc, port, sub?.labels, opts.dns),
       resolution: svc.resolution,
       protocol: port.protocol,
+      ...(svc.subjectAltNames !== undefined ? { serviceSubjectAltNames: svc.subjectAltNames } : {}),
     };
     clusters.set(name, def);
     return def;

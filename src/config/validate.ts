@@ -13,6 +13,8 @@ import {
   validateFqdn, validateIpOrCidr, validateWildcardDomain,
 } from './hosts.js';
 import { isAuthzKind, validateAuthzResource } from '../authz/validate-authz.js';
+import { identityWarnings } from '../security/identity-check.js';
+import { isSecretName } from '../security/credential-name.js';
 
 export interface ValidateOptions {
   /** Kubernetes cluster domain used to expand short host names (`--cluster-domain`); default `cluster.local`. */
@@ -682,6 +684,11 @@ function checkTls(rep: Reporter, tls: unknown, path: FieldPath): void {
       rep.error([...path, 'insecureSkipVerify'], 'cannot specify CaCertificates or SubjectAltNames when InsecureSkipVerify is set true');
     }
   }
+  // A Secret's name, looked up under the credentials directory: never a path (no "/", no "..").
+  const cred = strOf(t.credentialName);
+  if (cred !== undefined && cred !== '' && !isSecretName(cred)) {
+    rep.error([...path, 'credentialName'], `"${cred}" is not a Secret name (lowercase letters, digits, "-" and "."; no "/" and no "..")`);
+  }
   if ((mode === 'SIMPLE' || mode === 'MUTUAL') && strOf(t.credentialName)) {
     if (strOf(t.clientCertificate) || strOf(t.caCertificates) || strOf(t.privateKey) || strOf(t.caCrl)) {
       rep.error([...path, 'credentialName'], 'cannot specify client certificates or CA certificate or CA CRL If credentialName is set');
@@ -1102,6 +1109,8 @@ export function validateResources(resources: Resource[], opts: ValidateOptions =
   }
 
   crossCheck(col, drs, clusterDomain, out);
+  // Outbound mTLS to endpoints whose identity is unknown is refused: say so (src/security/identity-check.ts).
+  out.push(...identityWarnings(resources, clusterDomain));
   return out
     .map((e, i) => ({ e, i }))
     .sort((a, b) => (a.e.file < b.e.file ? -1 : a.e.file > b.e.file ? 1 : a.e.line - b.e.line || a.i - b.i))

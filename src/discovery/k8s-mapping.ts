@@ -3,7 +3,7 @@
  * Kubernetes registry does it. Pure: objects in, ServiceDefs out; the watch lives in k8s-source.ts.
  */
 import type { V1EndpointSlice, V1Pod, V1Service, V1ServicePort } from '@kubernetes/client-node';
-import type { ServiceDef, ServicePortDef, WorkloadDef } from '../model.js';
+import type { ServiceDef, ServicePortDef, WorkloadDef, WorkloadIdentity } from '../model.js';
 
 export interface KubernetesInput {
   services: readonly V1Service[];
@@ -128,9 +128,14 @@ function portsOf(svc: V1Service, externalName: boolean): ServicePortDef[] {
 /** Map every Service to its registry host(s). Output is sorted by hostname for deterministic snapshots. */
 export function servicesFromKubernetes(input: KubernetesInput, opts: MappingOptions): ServiceDef[] {
   const podLabels = new Map<string, Readonly<Record<string, string>>>();
+  const podIdentity = new Map<string, WorkloadIdentity>();
   for (const pod of input.pods) {
     const m = pod.metadata;
-    if (m?.name) podLabels.set(`${m.namespace ?? ''}/${m.name}`, m.labels ?? {});
+    if (!m?.name) continue;
+    const key = `${m.namespace ?? ''}/${m.name}`;
+    podLabels.set(key, m.labels ?? {});
+    // Every pod runs as a service account: Kubernetes admission sets `default` when the spec names none.
+    podIdentity.set(key, { namespace: m.namespace ?? 'default', serviceAccount: pod.spec?.serviceAccountName || 'default' });
   }
   const slicesByService = new Map<string, V1EndpointSlice[]>();
   for (const slice of input.endpointSlices) {
@@ -176,6 +181,8 @@ export function servicesFromKubernetes(input: KubernetesInput, opts: MappingOpti
         weight: 1,
         name: ep.podName ?? ep.address,
       };
+      const identity = ep.podName ? podIdentity.get(`${namespace}/${ep.podName}`) : undefined;
+      if (identity !== undefined) w.identity = identity;
       return w;
     };
     const workloads = endpoints.map(toWorkload);

@@ -158,6 +158,8 @@ function trimObject(role: Role, obj: Obj): Obj {
       return {
         metadata: trimMeta(meta, false),
         spec: {
+          // The identity its sidecar presents (outbound mTLS checks it).
+          serviceAccountName: p.spec?.serviceAccountName,
           containers: (p.spec?.containers ?? [])
             .filter((c) => c.ports && c.ports.length > 0)
             .map((c) => ({ name: c.name, ports: c.ports!.map((cp) => ({ name: cp.name, containerPort: cp.containerPort, protocol: cp.protocol })) })),

@@ -15,8 +15,8 @@ export const CONFIG_MOUNT_PATH = '/etc/remora/config';
 export const PODINFO_MOUNT_PATH = '/etc/remora/podinfo';
 export const CERTS_VOLUME = 'remora-certs';
 export const CERTS_MOUNT_PATH = '/var/run/secrets/remora/certs';
-/** cert-manager ClusterIssuer of the mesh (deploy/mtls): the CSI driver asks it for each pod's certificate. */
-export const DEFAULT_CERT_ISSUER = 'remora-mesh-ca';
+/** cert-manager's csi-driver-spiffe: a certificate per pod for the pod's own service account (deploy/mtls). */
+export const SPIFFE_CSI_DRIVER = 'spiffe.csi.cert-manager.io';
 /** Result annotation, like Istio's `sidecar.istio.io/status`: its presence means "already injected". */
 export const STATUS_ANNOTATION = 'remora.io/status';
 /** Opt-out keys, read from the pod template's annotations and labels. */
@@ -54,16 +54,13 @@ export interface InjectOptions {
    */
   kubernetes?: boolean;
   /**
-   * Workload certificates for mutual TLS (`--cert-dir` of remora run), from cert-manager: `secret` mounts the Secret
-   * `<serviceAccountName>-mesh-tls` (a Certificate per service account, deploy/mtls), `csi` asks cert-manager's CSI
-   * driver for a certificate per pod. Default none (plaintext). The pod annotation `remora.io/certs:
-   * secret|csi|none` overrides, `remora.io/cert-secret` names another Secret.
+   * Workload certificates for mutual TLS (`--cert-dir` of remora run): `csi` mounts a certificate per pod from
+   * cert-manager's csi-driver-spiffe, whose SPIFFE ID is the pod's own service account (the driver asks as that
+   * account; deploy/mtls approves nothing else), `secret` mounts a Secret `<serviceAccountName>-mesh-tls` provided
+   * by other means. Default none (plaintext). The pod annotation `remora.io/certs: secret|csi|none` overrides,
+   * `remora.io/cert-secret` names another Secret.
    */
   certs?: 'secret' | 'csi';
-  /** The ClusterIssuer the CSI driver uses (default remora-mesh-ca). */
-  certIssuer?: string;
-  /** SPIFFE trust domain of the CSI driver's URI SAN (default cluster.local). */
-  trustDomain?: string;
 }
 
 export interface InjectResult {
@@ -222,22 +219,8 @@ export function injectPodTemplate(template: Obj, opts: InjectOptions = {}): { ch
   if (certs !== undefined) {
     const sa = typeof spec.serviceAccountName === 'string' && spec.serviceAccountName !== '' ? spec.serviceAccountName : 'default';
     volumes.push(certs === 'csi'
-      ? {
-        name: CERTS_VOLUME,
-        csi: {
-          driver: 'csi.cert-manager.io',
-          readOnly: true,
-          volumeAttributes: {
-            'csi.cert-manager.io/issuer-name': opts.certIssuer ?? DEFAULT_CERT_ISSUER,
-            'csi.cert-manager.io/issuer-kind': 'ClusterIssuer',
-            // The driver fills in the pod's namespace and service account.
-            'csi.cert-manager.io/uri-sans': `spiffe://${opts.trustDomain ?? 'cluster.local'}/ns/\${POD_NAMESPACE}/sa/\${SERVICE_ACCOUNT_NAME}`,
-            'csi.cert-manager.io/key-usages': 'digital signature,key encipherment,server auth,client auth',
-            'csi.cert-manager.io/duration': '24h',
-            'csi.cert-manager.io/renew-before': '8h',
-          },
-        },
-      }
+      // The trust domain and the issuer are the driver's installation settings; the identity is the pod's account.
+      ? { name: CERTS_VOLUME, csi: { driver: SPIFFE_CSI_DRIVER, readOnly: true } }
       : { name: CERTS_VOLUME, secret: { secretName: annotations['remora.io/cert-secret'] ?? `${sa}-mesh-tls` } });
     added.volumes.push(CERTS_VOLUME);
     sidecar.args = [...(sidecar.args as string[]), '--cert-dir', CERTS_MOUNT_PATH];

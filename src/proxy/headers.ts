@@ -58,9 +58,12 @@ const UNNOMINABLE = new Set(['x-forwarded-for', 'x-forwarded-host', 'x-forwarded
  * Returns the response-code details of a rejection (400 + Connection: close), or undefined.
  */
 export function screenRequestHeaders(
-  req: { rawHeaders: string[]; readonly headers: Record<string, string | string[] | undefined>; readonly upgrade?: boolean },
+  req: { rawHeaders: string[]; readonly headers: Record<string, string | string[] | undefined>; readonly upgrade?: boolean; readonly method?: string },
   underscores: UnderscoreAction, stats: HeaderHygieneStats, h2: boolean,
 ): string | undefined {
+  // A method with a lowercase letter: HTTP/1's parser refuses it (400), so HTTP/2 does too (Istio's normalization:
+  // a method not in uppercase is rejected with 400). Otherwise `delete` would pass a DENY on DELETE and reach the app.
+  if (h2 && req.method !== undefined && /[a-z]/.test(req.method)) return 'http2.invalid_method';
   if (underscores !== 'allow') {
     const raw = req.rawHeaders;
     let first = -1;

@@ -7,7 +7,7 @@ import type { Resource } from '../config/resource.js';
 import { selectorMatches, type LabelSelector } from '../authz/label-selector.js';
 import { compileNetworkPolicies, type NetworkPolicyEvaluator, type NetworkPolicySpec } from '../authz/network-policy.js';
 import { compileAuthorizationPolicies, DEFAULT_ROOT_NAMESPACE, type AuthzEvaluator } from '../authz/authorization-policy.js';
-import { RequestAuthenticator, type RequestAuth } from '../security/request-authn.js';
+import { RequestAuthenticator, type RequestAuth, type RequestAuthenticatorOptions } from '../security/request-authn.js';
 import { mtlsModeForPort, resolvePeerAuthentication, type EffectivePeerAuthn, type MtlsMode } from '../security/peer-authentication.js';
 
 /** Structural subset of a (trimmed) client-node V1Pod, as `KubernetesSource.current().pods` holds them. */
@@ -29,6 +29,8 @@ export interface InboundAuthzOptions {
   log?: (level: 'info' | 'warn', msg: string, fields?: Record<string, unknown>) => void;
   /** Clock for the log rate limit (ms). */
   now?: () => number;
+  /** RequestAuthentication's key fetching (`--jwks-allow-http`, limits). */
+  authn?: RequestAuthenticatorOptions;
 }
 
 export interface AuthzUpdate {
@@ -150,7 +152,7 @@ export class InboundAuthorizer {
     const raKey = JSON.stringify(ras.map((r) => [r.metadata.namespace, r.metadata.name, r.spec]));
     if (raKey !== this.authnKey) {
       this.authnKey = raKey;
-      const ra = ras.length > 0 ? new RequestAuthenticator(ras, { namespace, labels, rootNamespace: root }) : undefined;
+      const ra = ras.length > 0 ? new RequestAuthenticator(ras, { namespace, labels, rootNamespace: root }, this.opts.authn) : undefined;
       this.authn = ra?.active ? ra : undefined;
       for (const w of this.authn?.warnings ?? []) this.opts.log?.('warn', `RequestAuthentication ${w}`);
     }

@@ -99,7 +99,7 @@ export function handleInbound(req: DownstreamRequest, res: DownstreamResponse, e
   const authority = req.headers.host === undefined && !/^https?:\/\//i.test(req.url ?? '') ? undefined : target!.authority;
   const authn = env.authz?.authn;
   // RequestAuthentication: only a request carrying a token waits for its verification (keys may be fetched).
-  if (authn !== undefined && authn.extract(req.headers, target!.query) !== undefined) {
+  if (authn !== undefined && authn.hasToken(req.headers, target!.query)) {
     authn.authenticate(req.headers, target!.query).then(
       (r) => {
         if (res.destroyed) return;
@@ -124,16 +124,20 @@ function authorizeAndForward(
 ): void {
   const authz = env.authz;
   const peer = peerOfRequest(req);
+  // RequestAuthentication's output headers come only from a verified token: whatever the caller sent under those
+  // names is gone before the policy reads the headers and before the app does (Envoy's jwt_authn strips them first).
+  const outputs = authz?.authn?.outputHeaders;
+  const jwtEdits = outputs !== undefined && outputs.size > 0 ? outputs : undefined;
   if (authz !== undefined && authz.enabled) {
     const d = authz.check(
       { ip: req.remoteAddress, port: rt.def.port, ...(peer !== undefined ? { principal: peer.principal, namespace: peer.namespace } : {}) },
-      { method: req.method ?? 'GET', path: target.path, host: authority ?? '', headers: req.headers, ...(jwt?.auth !== undefined ? { requestAuth: jwt.auth } : {}) },
+      { method: req.method ?? 'GET', path: target.path, host: authority ?? '', headers: jwtEdits === undefined ? req.headers : policyHeaders(req.headers, jwtEdits, jwt), ...(jwt?.auth !== undefined ? { requestAuth: jwt.auth } : {}) },
     );
     // Envoy's RBAC filter sets no response flag: the details string names the policy.
     if (!d.allowed) return localInbound(req, res, env, rt, target, requestId, startTime, startHr, d.status, d.body, '-', d.details);
   }
   let headers = upstreamRequestHeaders(req.rawHeaders, req.headers.connection, { stripAllEnvoy: true, upgrade: req.upgrade });
-  if (jwt !== undefined && (jwt.setHeaders.length > 0 || jwt.removeHeaders.length > 0)) headers = applyJwtHeaders(headers, jwt);
+  if (jwtEdits !== undefined || (jwt !== undefined && (jwt.setHeaders.length > 0 || jwt.removeHeaders.length > 0))) headers = applyJwtHeaders(headers, jwt, jwtEdits);
   headers.push('Host', authority ?? `${env.appHost}:${rt.def.port}`);
   headers.push('x-request-id', requestId);
   const remote = req.remoteAddress;
@@ -170,14 +174,37 @@ function authorizeAndForward(
   forward(req, res, plan, env);
 }
 
-/** The app's request headers after a verified JWT: the token header removed unless forwarded, output headers set. */
-function applyJwtHeaders(headers: string[], jwt: AuthnResult & { ok: true }): string[] {
-  const drop = new Set([...jwt.removeHeaders, ...jwt.setHeaders.map(([h]) => h)]);
+/**
+ * The app's request headers under RequestAuthentication: every configured output header the caller sent removed,
+ * and after a verified JWT the token headers removed unless forwarded and the output headers set from the token.
+ */
+function applyJwtHeaders(headers: string[], jwt: (AuthnResult & { ok: true }) | undefined, outputs: ReadonlySet<string> | undefined): string[] {
+  const drop = new Set<string>(outputs);
+  if (jwt !== undefined) {
+    for (const h of jwt.removeHeaders) drop.add(h);
+    for (const [h] of jwt.setHeaders) drop.add(h);
+  }
   const out: string[] = [];
   for (let i = 0; i < headers.length; i += 2) {
     if (!drop.has(headers[i]!.toLowerCase())) out.push(headers[i]!, headers[i + 1]!);
   }
-  for (const [h, v] of jwt.setHeaders) out.push(h, v);
+  if (jwt !== undefined) for (const [h, v] of jwt.setHeaders) out.push(h, v);
+  return out;
+}
+
+/**
+ * The headers AuthorizationPolicy reads under RequestAuthentication: the caller's without the output headers, plus
+ * those a verified token set. The request's own object when there is nothing to change (no copy).
+ */
+function policyHeaders(
+  h: Readonly<Record<string, string | string[] | undefined>>, outputs: ReadonlySet<string>, jwt: (AuthnResult & { ok: true }) | undefined,
+): Readonly<Record<string, string | string[] | undefined>> {
+  let spoofed = false;
+  for (const name of outputs) if (h[name] !== undefined) { spoofed = true; break; }
+  if (!spoofed && (jwt === undefined || jwt.setHeaders.length === 0)) return h;
+  const out: Record<string, string | string[] | undefined> = {};
+  for (const k of Object.keys(h)) if (!outputs.has(k)) out[k] = h[k];
+  if (jwt !== undefined) for (const [k, v] of jwt.setHeaders) out[k] = v;
   return out;
 }
 

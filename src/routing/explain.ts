@@ -6,7 +6,8 @@ import type { Snapshot } from '../config/snapshot.js';
 import { lookupHost } from '../config/compile.js';
 import { parseTarget } from './request-target.js';
 import { describeMatch, destinationPort, explainMatch, matchRoute, type RequestView } from './route.js';
-import type { RetryPolicy } from '../model.js';
+import type { ClusterDef, RetryPolicy } from '../model.js';
+import { serverIdentities } from '../security/mtls.js';
 import { DEFAULT_BACKOFF_BASE_MS } from '../proxy/retry-policy.js';
 
 export interface ExplainRequest {
@@ -23,7 +24,7 @@ export interface Explanation {
   outcome: string;
   route?: string;
   action?: string;
-  destinations?: Array<{ host: string; subset: string; port: number; weight: number; share: string; cluster: string | undefined; endpoints: string[]; lb?: string; connectionPool?: unknown; outlierDetection?: unknown }>;
+  destinations?: Array<{ host: string; subset: string; port: number; weight: number; share: string; cluster: string | undefined; endpoints: string[]; lb?: string; connectionPool?: unknown; outlierDetection?: unknown; mtls?: string[] }>;
   timeout?: string;
   /** The route's compiled retry policy (`describeRetries` gives the text form). */
   retries?: RetryPolicy;
@@ -82,6 +83,8 @@ export function explainRequest(snap: Snapshot, req: ExplainRequest): Explanation
             endpoints: c ? c.endpoints.map((e) => `${e.key}${Object.keys(e.labels).length ? ` ${JSON.stringify(e.labels)}` : ''}${e.weight !== 1 ? ` weight ${e.weight}` : ''}`) : [],
           };
           if (c) { out.lb = c.policy.lb.kind; out.connectionPool = c.policy.pool; out.outlierDetection = c.policy.outlier ?? 'off'; }
+          const mtls = c ? explainMtls(c) : [];
+          if (mtls.length > 0) out.mtls = mtls;
           return out;
         });
         const missing = base.destinations.filter((d) => !d.cluster);
@@ -95,6 +98,25 @@ export function explainRequest(snap: Snapshot, req: ExplainRequest): Explanation
   }
   base.outcome = '404 (flag NR): no route matched';
   return base;
+}
+
+/**
+ * For a sidecar with a workload certificate: which endpoints of `c` get Istio mTLS (ISTIO_MUTUAL, or auto mTLS to
+ * an endpoint labelled security.istio.io/tlsMode=istio) and the identity each must present (serverIdentities,
+ * written with the trust domain as <td>), or that none is known and its connections are refused.
+ */
+function explainMtls(c: ClusterDef): string[] {
+  const p = c.policy;
+  const out: string[] = [];
+  for (const ep of c.endpoints) {
+    const why = p.tlsMode === 'ISTIO_MUTUAL' ? 'ISTIO_MUTUAL' : p.tlsAuto === true && ep.labels['security.istio.io/tlsMode'] === 'istio' ? 'auto mTLS' : undefined;
+    if (why === undefined) continue;
+    const ids = serverIdentities(p.subjectAltNames, c.serviceSubjectAltNames, ep.identity, '<td>', new Set(['<td>']));
+    out.push(ids.length > 0
+      ? `${ep.key}: ${why}, the server must present ${ids.join(' or ')}`
+      : `${ep.key}: ${why}, no identity is known for it: refused (503 UF); set subjectAltNames or the endpoint's serviceAccount`);
+  }
+  return out;
 }
 
 /** A duration in ms as a person writes it: `200ms`, `1s`, `1.5s`. */
@@ -144,6 +166,7 @@ export function formatExplanation(e: Explanation): string {
       if (d.cluster) {
         out.push(`          lb ${d.lb}; outlier detection ${typeof d.outlierDetection === 'string' ? d.outlierDetection : JSON.stringify(d.outlierDetection)}`);
         out.push(`          endpoints: ${d.endpoints.length ? d.endpoints.join(', ') : '(none → 503 UH)'}`);
+        for (const m of d.mtls ?? []) out.push(`          mTLS ${m}`);
       }
     }
   }

@@ -62,7 +62,12 @@ export function parseTarget(url: string, hostHeader: string | undefined, normali
     query = path.slice(q + 1);
     path = path.slice(0, q);
   }
-  if (normalization !== 'none') path = normalizePath(path, normalization);
+  if (normalization !== 'none') {
+    // An encoded NUL in the path is refused (400), as Envoy's normalize_path does under every Istio mode but NONE:
+    // an app that decodes it may end the path there (`/admin%00.png` read as `/admin`).
+    if (path.includes('%00')) return undefined;
+    path = normalizePath(path, normalization);
+  }
   return split(authority, scheme, path, query);
 }
 

@@ -2,20 +2,25 @@
  * Istio `security.istio.io` RequestAuthentication for the workload this sidecar serves: end-user JWTs verified at
  * inbound, with Envoy's jwt_authn semantics as Istio configures it (one provider per `jwtRules` entry, requirement
  * "allow missing"):
- * - no token in any location the rules read → the request passes, with no request principal (an
- *   AuthorizationPolicy `requestPrincipals` rule then decides);
+ * - the configured output headers (`outputPayloadToHeader`, `outputClaimToHeaders`) are removed from every request
+ *   before anything is verified: only a verified token sets them (`outputHeaders`);
+ * - every token in every location a rule reads is verified; one that does not verify is a 401 even beside a valid one;
+ * - no token in any location → the request passes, with no request principal (an AuthorizationPolicy
+ *   `requestPrincipals` rule then decides);
  * - a token whose `iss` no rule names → treated as missing (Envoy's allow_missing passes an unknown issuer);
  * - a token of a known issuer that does not verify (signature, expiry with 60 s of clock skew, audiences, malformed)
  *   → 401 with `www-authenticate: Bearer realm="…", error="invalid_token"` and Envoy's message;
- * - a valid token → request principal `<iss>/<sub>`, audiences and presenter (`azp`) and claims for
- *   AuthorizationPolicy, `outputPayloadToHeader` / `outputClaimToHeaders` headers, and the token header removed
+ * - valid tokens → request principal `<iss>/<sub>` of the first, audiences and presenter (`azp`) and claims for
+ *   AuthorizationPolicy, `outputPayloadToHeader` / `outputClaimToHeaders` headers, and the token headers removed
  *   unless `forwardOriginalToken`.
- * Keys: `jwks` inline, `jwksUri` fetched and cached (jose's remote key set: refetched on an unknown `kid`, at most
- * every 30 s), or neither (OpenID discovery: `<issuer>/.well-known/openid-configuration` → `jwks_uri`).
- * Verification is jose's `jwtVerify`. Compilation is pure; verification does I/O only to fetch keys.
+ * Keys: `jwks` inline, `jwksUri` fetched and cached (jwks.ts: https only unless the issuer is allowed plain http,
+ * bounded, the last good set kept while a refetch fails), or neither (OpenID discovery:
+ * `<issuer>/.well-known/openid-configuration` → `jwks_uri`, under the same rules). Verification is jose's
+ * `jwtVerify`. Compilation is pure; verification does I/O only to fetch keys.
  */
-import { createLocalJWKSet, createRemoteJWKSet, decodeJwt, errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import { createLocalJWKSet, decodeJwt, errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import { selectorMatches, type LabelSelector } from '../authz/label-selector.js';
+import { RemoteJwks, fetchJson, urlRefusal, type FetchLimits } from './jwks.js';
 
 /** Structural: a Remora `Resource` of kind RequestAuthentication fits. */
 export interface RequestAuthenticationLike {
@@ -89,8 +94,12 @@ export interface AuthnWorkload {
 }
 
 export interface RequestAuthenticatorOptions {
-  /** Fetch for OpenID discovery (tests pass their own); default global fetch. */
-  fetch?: typeof fetch;
+  /** Issuers whose keys (jwksUri, OpenID discovery) may be fetched over plain http: `--jwks-allow-http`. */
+  allowHttpIssuers?: readonly string[];
+  /** Key-set fetches: extra CAs (tests), size cap, cache and cooldown; the rule's `timeout` (default 5 s) bounds each. */
+  jwks?: Omit<FetchLimits, 'timeoutMs'> & { cacheMs?: number; cooldownMs?: number; now?: () => number };
+  /** A refetch failed and the last good key set stays in use. */
+  onStaleKeys?: (url: string, error: string) => void;
 }
 
 /** The RequestAuthentication policies that select the workload, compiled. `active` false = none applies. */
@@ -101,6 +110,10 @@ export class RequestAuthenticator {
   readonly warnings: string[] = [];
   private readonly byIssuer = new Map<string, CompiledRule[]>();
   private readonly locations: Location[] = [];
+  /** Every output header any rule sets (lowercase): removed from each request before verification. */
+  readonly outputHeaders: ReadonlySet<string>;
+  /** The remote key sets, for /config_dump and tests. */
+  readonly remoteKeySets: RemoteJwks[] = [];
   verified = 0;
   rejected = 0;
 
@@ -122,75 +135,104 @@ export class RequestAuthenticator {
         }
       }
     }
+    const out = new Set<string>();
+    for (const r of this.rules) {
+      if (r.payloadHeader !== undefined) out.add(r.payloadHeader);
+      for (const c of r.claimHeaders) out.add(c.header);
+    }
+    this.outputHeaders = out;
   }
 
   get active(): boolean {
     return this.rules.length > 0;
   }
 
-  /** The first token in any location a rule reads (header locations first, in rule order), or undefined. */
-  extract(headers: Readonly<Record<string, string | string[] | undefined>>, query: string): Found | undefined {
+  /** Whether any location a rule reads holds a token (the request then waits for verification). */
+  hasToken(headers: Readonly<Record<string, string | string[] | undefined>>, query: string): boolean {
+    return this.extract(headers, query).length > 0;
+  }
+
+  /** Every token in every location a rule reads, in location order (header locations first, in rule order), once each. */
+  extract(headers: Readonly<Record<string, string | string[] | undefined>>, query: string): Found[] {
+    const out: Found[] = [];
+    const add = (token: string, header: string | undefined): void => {
+      if (token !== '' && !out.some((f) => f.token === token && f.header === header)) out.push({ token, header });
+    };
+    let params: URLSearchParams | undefined;
     for (const l of this.locations) {
       if (l.header !== undefined) {
         const v = headers[l.header];
-        const s = Array.isArray(v) ? v[0] : v;
-        if (s === undefined) continue;
-        const prefix = l.prefix ?? '';
-        if (prefix !== '' && !s.toLowerCase().startsWith(prefix.toLowerCase())) continue;
-        const t = s.slice(prefix.length).trim();
-        if (t !== '') return { token: t, header: l.header };
+        for (const s of v === undefined ? [] : Array.isArray(v) ? v : [v]) {
+          const prefix = l.prefix ?? '';
+          if (prefix !== '' && !s.toLowerCase().startsWith(prefix.toLowerCase())) continue;
+          add(s.slice(prefix.length).trim(), l.header);
+        }
       } else if (l.param !== undefined && query !== '') {
-        const t = new URLSearchParams(query).get(l.param);
-        if (t) return { token: t, header: undefined };
+        params ??= new URLSearchParams(query);
+        for (const t of params.getAll(l.param)) add(t, undefined);
       } else if (l.cookie !== undefined) {
         const t = cookieValue(headers.cookie, l.cookie);
-        if (t) return { token: t, header: undefined };
+        if (t) add(t, undefined);
       }
     }
-    return undefined;
+    return out;
   }
 
-  /** Verify the token of a request (see the module comment for the outcomes). */
+  /** Verify every token of a request (see the module comment for the outcomes). */
   async authenticate(headers: Readonly<Record<string, string | string[] | undefined>>, query: string): Promise<AuthnResult> {
     const found = this.extract(headers, query);
-    if (found === undefined) return MISSING;
-    let iss: string | undefined;
-    try {
-      iss = decodeJwt(found.token).iss;
-    } catch {
-      return this.reject('Jwt is not in the form of Header.Payload.Signature with two dots and 3 sections');
-    }
-    const candidates = iss === undefined ? undefined : this.byIssuer.get(iss);
-    // An issuer no rule names: as if there were no token (Envoy's allow_missing requirement passes JwtUnknownIssuer).
-    if (candidates === undefined) return MISSING;
-    let last: string | undefined;
-    for (const rule of candidates) {
-      // A rule only sees its own locations: a token found where no rule of its issuer looks is, to those rules,
-      // missing (and to the others, of an unknown issuer).
-      if (!readsFrom(rule, found)) continue;
+    if (found.length === 0) return MISSING;
+    const valid: Array<{ rule: CompiledRule; payload: JWTPayload; found: Found }> = [];
+    for (const f of found) {
+      let iss: string | undefined;
       try {
-        const { payload } = await jwtVerify(found.token, rule.keys, {
-          issuer: rule.issuer,
-          clockTolerance: CLOCK_SKEW_S,
-          ...(rule.audiences.length > 0 ? { audience: rule.audiences } : {}),
-        });
-        this.verified++;
-        return this.accept(rule, payload, found);
-      } catch (e) {
-        last = envoyMessage(e);
+        iss = decodeJwt(f.token).iss;
+      } catch {
+        return this.reject('Jwt is not in the form of Header.Payload.Signature with two dots and 3 sections');
       }
+      const candidates = iss === undefined ? undefined : this.byIssuer.get(iss);
+      // An issuer no rule names: as if there were no token (Envoy's allow_missing requirement passes JwtUnknownIssuer).
+      if (candidates === undefined) continue;
+      let last: string | undefined;
+      let ok = false;
+      for (const rule of candidates) {
+        // A rule only sees its own locations: a token found where no rule of its issuer looks is, to those rules,
+        // missing (and to the others, of an unknown issuer).
+        if (!readsFrom(rule, f)) continue;
+        try {
+          const { payload } = await jwtVerify(f.token, rule.keys, {
+            issuer: rule.issuer,
+            clockTolerance: CLOCK_SKEW_S,
+            ...(rule.audiences.length > 0 ? { audience: rule.audiences } : {}),
+          });
+          valid.push({ rule, payload, found: f });
+          ok = true;
+          break;
+        } catch (e) {
+          last = envoyMessage(e);
+        }
+      }
+      // One token that does not verify fails the request, whatever the others are (Envoy verifies each it extracts).
+      if (!ok && last !== undefined) return this.reject(last);
     }
-    return last === undefined ? MISSING : this.reject(last);
+    if (valid.length === 0) return MISSING;
+    this.verified++;
+    return this.accept(valid);
   }
 
-  private accept(rule: CompiledRule, payload: JWTPayload, found: Found): AuthnResult {
+  private accept(valid: ReadonlyArray<{ rule: CompiledRule; payload: JWTPayload; found: Found }>): AuthnResult {
     const setHeaders: Array<[string, string]> = [];
-    if (rule.payloadHeader !== undefined) setHeaders.push([rule.payloadHeader, Buffer.from(JSON.stringify(payload)).toString('base64url')]);
-    for (const { header, claim } of rule.claimHeaders) {
-      const v = (payload as Record<string, unknown>)[claim];
-      if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') setHeaders.push([header, String(v)]);
+    const removeHeaders: string[] = [];
+    for (const { rule, payload, found } of valid) {
+      if (rule.payloadHeader !== undefined) setHeaders.push([rule.payloadHeader, Buffer.from(JSON.stringify(payload)).toString('base64url')]);
+      for (const { header, claim } of rule.claimHeaders) {
+        const v = (payload as Record<string, unknown>)[claim];
+        if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') setHeaders.push([header, String(v)]);
+      }
+      if (!rule.forward && found.header !== undefined && !removeHeaders.includes(found.header)) removeHeaders.push(found.header);
     }
-    const removeHeaders = !rule.forward && found.header !== undefined ? [found.header] : [];
+    // The request principal is the first verified token's (location order).
+    const payload = valid[0]!.payload;
     const aud = payload.aud === undefined ? [] : Array.isArray(payload.aud) ? payload.aud : [payload.aud];
     const azp = (payload as Record<string, unknown>).azp;
     return {
@@ -223,24 +265,52 @@ export class RequestAuthenticator {
     };
   }
 
+  /**
+   * Where a rule's keys come from: inline `jwks`; `jwksUri`; or OpenID discovery from the issuer. Remote sources must
+   * be https unless the issuer is named by `allowHttpIssuers`; a refused URL makes every token of the rule fail
+   * ("Jwks remote fetch is failed") and is reported in `warnings`.
+   */
   private keySource(r: JwtRuleSpec): JWTVerifyGetKey {
-    const timeoutDuration = parseSeconds(r.timeout) ?? 5000;
+    const timeoutMs = parseSeconds(r.timeout) ?? 5000;
     if (r.jwks !== undefined && r.jwks !== '') return createLocalJWKSet(JSON.parse(r.jwks) as Parameters<typeof createLocalJWKSet>[0]);
-    if (r.jwksUri !== undefined && r.jwksUri !== '') return createRemoteJWKSet(new URL(r.jwksUri), { timeoutDuration });
-    // OpenID discovery, once, on first use (and again after a failure).
-    let remote: Promise<JWTVerifyGetKey> | undefined;
-    const doFetch = this.opts.fetch ?? fetch;
+    const allowHttp = this.opts.allowHttpIssuers?.includes(r.issuer) === true;
+    const limits: FetchLimits = { timeoutMs, ...(this.opts.jwks?.maxBytes !== undefined ? { maxBytes: this.opts.jwks.maxBytes } : {}), ...(this.opts.jwks?.ca !== undefined ? { ca: this.opts.jwks.ca } : {}) };
+    const remote = (url: string): JWTVerifyGetKey => {
+      const refusal = urlRefusal(url, allowHttp);
+      if (refusal !== undefined) {
+        this.warnings.push(`issuer ${r.issuer}: ${refusal}; its tokens are refused (401)`);
+        return () => Promise.reject(new joseErrors.JWKSInvalid(refusal));
+      }
+      const set = new RemoteJwks(url, {
+        ...limits,
+        ...(this.opts.jwks?.cacheMs !== undefined ? { cacheMs: this.opts.jwks.cacheMs } : {}),
+        ...(this.opts.jwks?.cooldownMs !== undefined ? { cooldownMs: this.opts.jwks.cooldownMs } : {}),
+        ...(this.opts.jwks?.now !== undefined ? { now: this.opts.jwks.now } : {}),
+        ...(this.opts.onStaleKeys !== undefined ? { onStale: this.opts.onStaleKeys } : {}),
+      });
+      this.remoteKeySets.push(set);
+      return set.getKey;
+    };
+    if (r.jwksUri !== undefined && r.jwksUri !== '') return remote(r.jwksUri);
+    // OpenID discovery, once, on first use (and again after a failure); the document and the key set under the same rules.
+    const url = `${r.issuer.replace(/\/+$/, '')}/.well-known/openid-configuration`;
+    const refusal = urlRefusal(url, allowHttp);
+    if (refusal !== undefined) {
+      this.warnings.push(`issuer ${r.issuer}: OpenID discovery ${refusal}; its tokens are refused (401)`);
+      return () => Promise.reject(new joseErrors.JWKSInvalid(refusal));
+    }
+    let keys: Promise<JWTVerifyGetKey> | undefined;
     const discover = async (): Promise<JWTVerifyGetKey> => {
-      const url = `${r.issuer.replace(/\/+$/, '')}/.well-known/openid-configuration`;
-      const res = await doFetch(url, { signal: AbortSignal.timeout(timeoutDuration) });
-      if (!res.ok) throw new joseErrors.JWKSInvalid(`OpenID discovery ${url}: HTTP ${res.status}`);
-      const doc = (await res.json()) as { jwks_uri?: unknown };
-      if (typeof doc.jwks_uri !== 'string') throw new joseErrors.JWKSInvalid(`OpenID discovery ${url}: no jwks_uri`);
-      return createRemoteJWKSet(new URL(doc.jwks_uri), { timeoutDuration });
+      const doc = (await fetchJson(url, limits)) as { jwks_uri?: unknown };
+      if (typeof doc !== 'object' || doc === null || typeof doc.jwks_uri !== 'string') throw new joseErrors.JWKSInvalid(`OpenID discovery ${url}: no jwks_uri`);
+      const jwksUri = doc.jwks_uri;
+      const bad = urlRefusal(jwksUri, allowHttp);
+      if (bad !== undefined) throw new joseErrors.JWKSInvalid(`OpenID discovery ${url}: jwks_uri ${bad}`);
+      return remote(jwksUri);
     };
     return async (header, token) => {
-      remote ??= discover().catch((e: unknown) => { remote = undefined; throw e; });
-      return (await remote)(header, token);
+      keys ??= discover().catch((e: unknown) => { keys = undefined; throw e; });
+      return (await keys)(header, token);
     };
   }
 }

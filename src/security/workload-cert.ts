@@ -1,14 +1,16 @@
 /**
  * The sidecar's workload certificate, read from a directory and hot-rotated: the layouts cert-manager (a Secret or
  * the CSI driver) and istio-csr write (`tls.crt`, `tls.key`, `ca.crt`), and Istio's own file-mounted layout
- * (`cert-chain.pem`, `key.pem`, `root-cert.pem`). A new set of files is taken only when it is whole and valid (the
- * key matches the certificate, the certificate chains to the trust bundle, it is within its validity, and it
- * carries exactly one SPIFFE identity); otherwise the last good one stays and the failure is counted and reported.
- * Kubernetes updates mounted Secrets by swapping a `..data` symlink, so the directory is polled (cheap: file sizes and
- * modification times) as well as watched.
+ * (`cert-chain.pem`, `key.pem`, `root-cert.pem`), with an optional CRL beside them (`ca-crl.pem`, the name of Istio's
+ * plugged-in CA CRL, or `ca.crl`). A new set of files is taken only when it is whole and valid (the key matches the
+ * certificate, the certificate chains to the trust bundle, it is within its validity, and it carries exactly one
+ * SPIFFE identity); otherwise the last good one stays and the failure is counted and reported. A change of the trust
+ * bundle or the CRL alone (a root rotation) is a rotation too. Kubernetes updates mounted Secrets by swapping a
+ * `..data` symlink, so the directory is polled (cheap: file sizes and modification times) as well as watched.
  */
 import { EventEmitter } from 'node:events';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
+import { createSecureContext } from 'node:tls';
 import { readFileSync, statSync, watch, type FSWatcher } from 'node:fs';
 import { join } from 'node:path';
 import { certIdentity, principalOf, spiffeUri, type SpiffeId } from './spiffe.js';
@@ -17,6 +19,9 @@ export const LAYOUTS = [
   { cert: 'tls.crt', key: 'tls.key', ca: 'ca.crt' },
   { cert: 'cert-chain.pem', key: 'key.pem', ca: 'root-cert.pem' },
 ] as const;
+
+/** CRL files read beside the certificate, first found wins: Istio's plugged-in CA name, then a plain one. */
+export const CRL_FILES = ['ca-crl.pem', 'ca.crl'] as const;
 
 export interface WorkloadCert {
   identity: SpiffeId;
@@ -27,11 +32,13 @@ export interface WorkloadCert {
   cert: string;
   key: string;
   ca: string;
+  /** PEM: revocation lists of the bundle's CAs, when a CRL file is present (applied to peers' chains). */
+  crl?: string;
   notBefore: Date;
   notAfter: Date;
   serialNumber: string;
   /** Files it came from. */
-  files: { cert: string; key: string; ca: string };
+  files: { cert: string; key: string; ca: string; crl?: string };
 }
 
 export type LoadOutcome = { ok: true; cert: WorkloadCert } | { ok: false; error: string };
@@ -65,6 +72,21 @@ export function loadWorkloadCert(dir: string, now: Date = new Date()): LoadOutco
   } catch (e) {
     return { ok: false, error: `${files.cert}: not a PEM certificate (${(e as Error).message})` };
   }
+  let crl: string | undefined;
+  let crlFile: string | undefined;
+  for (const f of CRL_FILES) {
+    const path = join(dir, f);
+    if (!exists(path)) continue;
+    try {
+      crl = readFileSync(path, 'utf8');
+      // OpenSSL is the judge of the format (it applies the list); a file it cannot read is refused whole.
+      createSecureContext({ crl });
+    } catch (e) {
+      return { ok: false, error: `${path}: not a PEM certificate revocation list (${(e as Error).message})` };
+    }
+    crlFile = path;
+    break;
+  }
   if (chain.length === 0) return { ok: false, error: `${files.cert}: no certificate` };
   if (roots.length === 0) return { ok: false, error: `${files.ca}: no CA certificate (the trust bundle)` };
   const leaf = chain[0]!;
@@ -89,7 +111,11 @@ export function loadWorkloadCert(dir: string, now: Date = new Date()): LoadOutco
   if (identity === undefined) return { ok: false, error: `${files.cert}: no SPIFFE identity (one URI SAN spiffe://<trust-domain>/ns/<ns>/sa/<sa>)` };
   return {
     ok: true,
-    cert: { identity, spiffeId: spiffeUri(identity), principal: principalOf(identity), cert: certPem, key: keyPem, ca: caPem, notBefore, notAfter, serialNumber: leaf.serialNumber, files },
+    cert: {
+      identity, spiffeId: spiffeUri(identity), principal: principalOf(identity), cert: certPem, key: keyPem, ca: caPem,
+      ...(crl !== undefined ? { crl } : {}), notBefore, notAfter, serialNumber: leaf.serialNumber,
+      files: crlFile !== undefined ? { ...files, crl: crlFile } : files,
+    },
   };
 }
 
@@ -132,7 +158,10 @@ export class WorkloadCertStore extends EventEmitter {
     this.stamp = stamp;
     const r = loadWorkloadCert(this.dir, this.now());
     if (r.ok) {
-      const changed = this.current?.serialNumber !== r.cert.serialNumber || this.current.cert !== r.cert.cert;
+      // The leaf, its key, the trust bundle or the CRL: any of them changed is a new TLS context (a root rotation
+      // changes ca.crt alone).
+      const c = this.current;
+      const changed = c === undefined || c.serialNumber !== r.cert.serialNumber || c.cert !== r.cert.cert || c.key !== r.cert.key || c.ca !== r.cert.ca || c.crl !== r.cert.crl;
       this.lastError = undefined;
       if (changed) {
         const first = this.current === undefined;
@@ -200,8 +229,8 @@ export class WorkloadCertStore extends EventEmitter {
   /** Sizes and modification times of the files of both layouts (what changes when any of them is replaced). */
   private fileStamp(): string {
     const parts: string[] = [];
-    for (const l of LAYOUTS) {
-      for (const f of [l.cert, l.key, l.ca]) {
+    for (const l of [...LAYOUTS.map((x) => [x.cert, x.key, x.ca]), CRL_FILES]) {
+      for (const f of l) {
         try {
           const st = statSync(join(this.dir, f));
           parts.push(`${f}:${st.size}:${st.mtimeMs}:${st.ino}`);

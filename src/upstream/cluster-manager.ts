@@ -11,8 +11,9 @@ import tls from 'node:tls';
 import net from 'node:net';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { originationOptions, type MtlsContext } from '../security/mtls.js';
+import { originationOptions, refusedConnection, serverIdentities, watchOrigination, type MtlsContext } from '../security/mtls.js';
 import { sanEntries } from '../security/spiffe.js';
+import { credentialDir } from '../security/credential-name.js';
 import type { Snapshot } from '../config/snapshot.js';
 import { createClusterRuntime } from './cluster-runtime.js';
 import { compileClusterPolicy } from './policy.js';
@@ -62,32 +63,36 @@ export class ClusterManager {
     return mode === 'SIMPLE' || mode === 'MUTUAL' || this.originatesMtls(def, ep);
   }
 
-  /** The connector of a TLS cluster (see upstreamTls) for `protocol`. */
-  private connectorFor(def: ClusterDef, protocol: 'http/1.1' | 'h2' | 'tcp'): (host: string, port: number) => net.Socket {
+  /** The connector of a TLS cluster (see upstreamTls) for `protocol`, to endpoint `ep`. */
+  private connectorFor(def: ClusterDef, protocol: 'http/1.1' | 'h2' | 'tcp', ep: Endpoint): (host: string, port: number) => net.Socket {
     const p = def.policy;
     if (p.tlsMode === 'SIMPLE' || p.tlsMode === 'MUTUAL') return this.externalTlsConnect(def, protocol);
-    return this.mtlsConnect(protocol, p.subjectAltNames ?? [], p.sni);
+    return this.mtlsConnect(def, ep, protocol);
   }
 
   /**
    * TLS origination to an external service (DestinationRule `SIMPLE`, or `MUTUAL` with a client certificate): the
-   * server verified against `caCertificates` (else the system's roots) unless `insecureSkipVerify`, its name against
-   * `subjectAltNames` (any of them, DNS or URI SAN) or else the SNI / host; ALPN for the protocol. Files are read when
-   * the pool is made (a changed DestinationRule makes a new one).
+   * server verified against `caCertificates` (else the system's roots) and `caCrl` unless `insecureSkipVerify`, its
+   * name against `subjectAltNames` (any of them, DNS or URI SAN) or else the SNI / host; ALPN for the protocol.
+   * `credentialName` is a Secret's name: its directory under the credentials directory (tls.crt, tls.key, ca.crt,
+   * ca.crl as Istio's Secret keys), never a path. Files are read when the pool is made (a changed DestinationRule
+   * makes a new one).
    */
   private externalTlsConnect(def: ClusterDef, protocol: 'http/1.1' | 'h2' | 'tcp'): (host: string, port: number) => net.Socket {
     const p = def.policy;
     const f = p.tlsFiles ?? {};
     const read = (file: string | undefined): Buffer | undefined => (file === undefined ? undefined : readFileSync(file));
-    const cred = f.credentialName !== undefined ? join(this.credentialsDir, f.credentialName) : undefined;
     let opts: tls.ConnectionOptions;
     try {
+      const cred = f.credentialName !== undefined ? credentialDir(this.credentialsDir, f.credentialName) : undefined;
       const ca = cred !== undefined ? readOptional(join(cred, 'ca.crt')) : read(f.caCertificates);
+      const crl = cred !== undefined ? readOptional(join(cred, 'ca.crl')) : read(f.caCrl);
       const cert = p.tlsMode === 'MUTUAL' ? (cred !== undefined ? readFileSync(join(cred, 'tls.crt')) : read(f.clientCertificate)) : undefined;
       const key = p.tlsMode === 'MUTUAL' ? (cred !== undefined ? readFileSync(join(cred, 'tls.key')) : read(f.privateKey)) : undefined;
       const sans = p.subjectAltNames ?? [];
       opts = {
         ...(ca !== undefined ? { ca } : {}),
+        ...(crl !== undefined ? { crl } : {}),
         ...(cert !== undefined ? { cert } : {}),
         ...(key !== undefined ? { key } : {}),
         rejectUnauthorized: f.insecureSkipVerify !== true,
@@ -106,13 +111,24 @@ export class ClusterManager {
     };
   }
 
-  /** A connector that opens Istio mTLS (ALPN for `protocol`, the server's SPIFFE identity checked against `sans`). */
-  private mtlsConnect(protocol: 'http/1.1' | 'h2' | 'tcp', sans: readonly string[], sni: string | undefined): (host: string, port: number) => net.Socket {
+  /**
+   * A connector that opens Istio mTLS to `ep` of `def`: ALPN for `protocol`, the server's chain verified against the
+   * trust bundle and its SPIFFE identity checked against the ones it may present (serverIdentities). With none known
+   * the connection is refused (UF), never opened to "any identity of the trust domain".
+   */
+  private mtlsConnect(def: ClusterDef, ep: Endpoint, protocol: 'http/1.1' | 'h2' | 'tcp'): (host: string, port: number) => net.Socket {
+    const p = def.policy;
     return (host, port) => {
       const ctx = this.mtls?.();
       // The certificate went away (expired, unreadable): no plaintext fallback, the connection fails (UF).
       if (ctx === undefined) throw new Error('no workload certificate for mTLS');
-      const sock = tls.connect({ host, port, ...originationOptions(ctx, protocol, sans, sni) });
+      const expected = serverIdentities(p.subjectAltNames, def.serviceSubjectAltNames, ep.identity, ctx.own.trustDomain, ctx.trustDomains);
+      if (expected.length === 0) {
+        ctx.outboundStats.failures.fail_verify_san++;
+        return refusedConnection(`no identity is known for the server of ${def.name} at ${ep.key} (set DestinationRule subjectAltNames, ServiceEntry subjectAltNames or the endpoint's serviceAccount)`);
+      }
+      const sock = tls.connect({ host, port, ...originationOptions(ctx, protocol, expected, p.sni) });
+      watchOrigination(sock, ctx.outboundStats);
       sock.setNoDelay(true);
       return sock;
     };
@@ -120,7 +136,7 @@ export class ClusterManager {
 
   /** The TCP proxy's connector for one connection to `ep` of `def`, or undefined for plaintext. */
   tcpConnector(def: ClusterDef, ep: Endpoint): ((host: string, port: number) => net.Socket) | undefined {
-    return this.upstreamTls(def, ep) ? this.connectorFor(def, 'tcp') : undefined;
+    return this.upstreamTls(def, ep) ? this.connectorFor(def, 'tcp', ep) : undefined;
   }
 
   runtime(def: ClusterDef): ClusterRuntime {
@@ -181,7 +197,7 @@ export class ClusterManager {
     }
     const cached = byEp.get(ep.key);
     if (cached !== undefined && !cached.closed) return cached;
-    const key = `${poolKey(ep, limits)}|h2${mtlsOf === undefined ? '' : `|mtls|${mtlsOf.name}|${(mtlsOf.policy.subjectAltNames ?? []).join(',')}|${mtlsOf.policy.sni ?? ''}`}`;
+    const key = `${poolKey(ep, limits)}|h2${mtlsOf === undefined ? '' : tlsPoolKey(mtlsOf, ep)}`;
     let p = this.pools.get(key) as H2Pool | undefined;
     if (p === undefined) {
       const o = this.poolOptions(limits);
@@ -190,7 +206,7 @@ export class ClusterManager {
         maxRequestsPerConnection: o.maxRequestsPerConnection, maxConnectionDurationMs: o.maxConnectionDurationMs, tcpKeepaliveMs: o.tcpKeepaliveMs,
         ...(limits.maxConcurrentStreams !== undefined ? { maxConcurrentStreams: limits.maxConcurrentStreams } : {}),
         ...(limits.h2PingIntervalMs !== undefined ? { pingIntervalMs: limits.h2PingIntervalMs, pingTimeoutMs: limits.h2PingTimeoutMs ?? 0 } : {}),
-        ...(mtlsOf !== undefined ? { connect: this.connectorFor(mtlsOf, 'h2') } : {}),
+        ...(mtlsOf !== undefined ? { connect: this.connectorFor(mtlsOf, 'h2', ep) } : {}),
       });
       this.pools.set(key, p);
     }
@@ -211,11 +227,11 @@ export class ClusterManager {
     }
     const cached = byEp.get(ep.key);
     if (cached !== undefined && !cached.closed) return cached;
-    const key = mtlsOf === undefined ? poolKey(ep, limits) : `${poolKey(ep, limits)}|mtls|${mtlsOf.name}|${(mtlsOf.policy.subjectAltNames ?? []).join(',')}|${mtlsOf.policy.sni ?? ''}`;
+    const key = mtlsOf === undefined ? poolKey(ep, limits) : `${poolKey(ep, limits)}${tlsPoolKey(mtlsOf, ep)}`;
     let p = this.pools.get(key) as H1Pool | undefined;
     if (p === undefined) {
       const o = this.poolOptions(limits);
-      if (mtlsOf !== undefined) o.connect = this.connectorFor(mtlsOf, 'http/1.1');
+      if (mtlsOf !== undefined) o.connect = this.connectorFor(mtlsOf, 'http/1.1', ep);
       p = new H1Pool(ep.address, ep.port, o);
       this.pools.set(key, p);
     }
@@ -294,6 +310,12 @@ export class ClusterManager {
     this.pools.clear();
     await Promise.allSettled(all.map((p) => p.destroy()));
   }
+}
+
+/** What a TLS pool's connections depend on beyond the endpoint: the cluster, the identities it accepts, its SNI. */
+function tlsPoolKey(def: ClusterDef, ep: Endpoint): string {
+  const id = ep.identity === undefined ? '' : `${ep.identity.namespace}/${ep.identity.serviceAccount}`;
+  return `|mtls|${def.name}|${(def.policy.subjectAltNames ?? []).join(',')}|${(def.serviceSubjectAltNames ?? []).join(',')}|${id}|${def.policy.sni ?? ''}`;
 }
 
 function poolKey(ep: Endpoint, l: PoolLimits): string {

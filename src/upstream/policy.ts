@@ -218,7 +218,7 @@ export function compileClusterPolicy(
   if (m.tls?.mode === 'SIMPLE' || m.tls?.mode === 'MUTUAL') {
     const t = m.tls;
     const files: NonNullable<ClusterPolicy['tlsFiles']> = {};
-    for (const k of ['caCertificates', 'clientCertificate', 'privateKey', 'credentialName'] as const) if (typeof t[k] === 'string' && t[k] !== '') files[k] = t[k];
+    for (const k of ['caCertificates', 'clientCertificate', 'privateKey', 'credentialName', 'caCrl'] as const) if (typeof t[k] === 'string' && t[k] !== '') files[k] = t[k];
     if (t.insecureSkipVerify === true) files.insecureSkipVerify = true;
     policy.tlsFiles = files;
   }

@@ -86,8 +86,25 @@ function validateCertManager(obj: Record<string, any>): void {
   throw new Error(`no schema for ${obj.apiVersion} ${obj.kind}`);
 }
 
+/**
+ * approver-policy's CertificateRequestPolicy (no kubernetes-models package either): the fields its webhook requires,
+ * and no unknown top-level spec field (a typo would silently widen or void the policy).
+ */
+function validateCertificateRequestPolicy(obj: Record<string, any>): void {
+  if (obj.kind !== 'CertificateRequestPolicy') throw new Error(`no schema for ${obj.apiVersion} ${obj.kind}`);
+  const spec = obj.spec ?? {};
+  for (const k of Object.keys(spec)) if (!['selector', 'allowed', 'constraints', 'plugins'].includes(k)) throw new Error(`unknown field spec.${k}`);
+  if (typeof spec.selector?.issuerRef !== 'object' && typeof spec.selector?.namespace !== 'object') throw new Error('spec.selector needs issuerRef or namespace');
+  for (const [field, rule] of Object.entries(spec.allowed ?? {}) as Array<[string, any]>) {
+    if (rule === null || typeof rule !== 'object' || Array.isArray(rule)) continue;
+    if (rule.required === true && rule.values === undefined && rule.value === undefined && rule.validations === undefined) throw new Error(`allowed.${field}: required needs values, value or validations`);
+    for (const v of rule.validations ?? []) if (typeof v.rule !== 'string' || v.rule === '') throw new Error(`allowed.${field}.validations: a rule is required`);
+  }
+}
+
 function validateWithModel(obj: Record<string, any>): void {
   if (obj.apiVersion === 'cert-manager.io/v1') return validateCertManager(obj);
+  if (obj.apiVersion === 'policy.cert-manager.io/v1alpha1') return validateCertificateRequestPolicy(obj);
   const mod = MODELS[obj.apiVersion];
   if (!mod) throw new Error(`no schema for apiVersion ${obj.apiVersion}`);
   const Ctor = mod[obj.kind] as Model | undefined;
@@ -188,11 +205,17 @@ describe('deploy/ manifests', () => {
     );
   });
 
-  it('the webhook configuration is fail-open, side-effect free and selects both namespace labels', () => {
+  it('the webhook configuration fails closed for namespaces that ask for the sidecar (fail-open only by their own label), is side-effect free and selects both namespace labels', () => {
     const mwc = docs.find((d) => d.obj.kind === 'MutatingWebhookConfiguration')!.obj;
     const hooks = mwc.webhooks as any[];
+    expect(hooks.map((h) => [h.name, h.failurePolicy])).toEqual([
+      ['remora-injection.remora.io', 'Fail'],
+      ['istio-injection.remora.io', 'Fail'],
+      ['remora-injection-fail-open.remora.io', 'Ignore'],
+    ]);
+    expect(hooks[2].namespaceSelector).toEqual({ matchLabels: { 'remora-injection': 'fail-open' } });
     for (const h of hooks) {
-      expect(h).toMatchObject({ admissionReviewVersions: ['v1'], sideEffects: 'None', failurePolicy: 'Ignore', timeoutSeconds: 5, reinvocationPolicy: 'Never' });
+      expect(h).toMatchObject({ admissionReviewVersions: ['v1'], sideEffects: 'None', timeoutSeconds: 5, reinvocationPolicy: 'Never' });
       expect(h.clientConfig.service).toEqual({ name: 'remora-injector', namespace: 'remora-system', path: '/inject', port: 443 });
       expect(h.rules).toEqual([{ operations: ['CREATE'], apiGroups: [''], apiVersions: ['v1'], resources: ['pods'], scope: 'Namespaced' }]);
       expect(h.objectSelector.matchExpressions).toEqual([
@@ -260,17 +283,28 @@ describe('deploy/ manifests', () => {
 });
 
 describe('deploy/mtls', () => {
-  it('a CA ClusterIssuer bootstrapped from a self-signed root, a workload Certificate with the sample\'s SPIFFE ID, STRICT for the sample', () => {
-    const of = (kind: string, name: string): Record<string, any> => docs.find((d) => d.file.startsWith('deploy/mtls/') && d.obj.kind === kind && d.obj.metadata?.name === name)!.obj;
+  const of = (kind: string, name: string): Record<string, any> => docs.find((d) => d.file.startsWith('deploy/mtls/') && d.obj.kind === kind && d.obj.metadata?.name === name)!.obj;
+
+  it('a CA ClusterIssuer bootstrapped from a self-signed root; STRICT for the sample; no Certificate that names an identity', () => {
     expect(of('ClusterIssuer', 'remora-mesh-ca').spec.ca.secretName).toBe(of('Certificate', 'remora-mesh-root').spec.secretName);
-    const cert = of('Certificate', 'demo-mesh-tls');
-    // The Secret name the injector mounts for service account "demo": <sa>-mesh-tls.
-    const sa = docs.find((d) => d.obj.kind === 'Deployment' && d.obj.metadata?.name === 'app-1')!.obj.spec.template.spec.serviceAccountName;
-    expect(cert.spec.secretName).toBe(`${sa}-mesh-tls`);
-    expect(cert.spec.uris).toEqual([`spiffe://cluster.local/ns/${cert.metadata.namespace}/sa/${sa}`]);
-    expect(cert.spec.usages).toEqual(expect.arrayContaining(['server auth', 'client auth']));
-    expect(cert.spec.issuerRef).toMatchObject({ name: 'remora-mesh-ca', kind: 'ClusterIssuer' });
     expect(of('PeerAuthentication', 'default').spec.mtls.mode).toBe('STRICT');
+    // A Certificate naming a SPIFFE ID is what any namespace could write for any identity: none is shipped.
+    expect(docs.filter((d) => d.file.startsWith('deploy/mtls/') && d.obj.kind === 'Certificate' && !d.obj.spec.isCA)).toEqual([]);
     expect(() => validateWithModel({ apiVersion: 'cert-manager.io/v1', kind: 'Certificate', spec: { secretName: 'x', issuerRef: { name: 'y' }, uris: ['https://x'] } })).toThrow(/not a SPIFFE workload ID/);
+  });
+
+  it('identities are tied to the requesting service account: approver-policy for the mesh issuer, used by every service account', () => {
+    const policy = of('CertificateRequestPolicy', 'remora-mesh-workload-identity');
+    expect(policy.spec.selector.issuerRef).toEqual({ name: 'remora-mesh-ca', kind: 'ClusterIssuer', group: 'cert-manager.io' });
+    expect(policy.spec.allowed.isCA).toBe(false);
+    expect(policy.spec.allowed.uris.required).toBe(true);
+    const rule = policy.spec.allowed.uris.validations.map((v: { rule: string }) => v.rule).join(' ');
+    // The one URI must be built from the requester's own namespace and name.
+    expect(rule).toMatch(/self == 'spiffe:\/\/cluster\.local\/ns\/' \+\s*serviceAccount\(cr\.username\)\.getNamespace\(\) \+ '\/sa\/' \+ serviceAccount\(cr\.username\)\.getName\(\)/);
+    expect(of('ClusterRole', 'remora-mesh-workload-identity').rules).toEqual([{ apiGroups: ['policy.cert-manager.io'], resources: ['certificaterequestpolicies'], verbs: ['use'], resourceNames: ['remora-mesh-workload-identity'] }]);
+    expect(of('ClusterRoleBinding', 'remora-mesh-workload-identity').subjects).toEqual([{ apiGroup: 'rbac.authorization.k8s.io', kind: 'Group', name: 'system:serviceaccounts' }]);
+    // The sample's accounts may create CertificateRequests in their namespace (csi-driver-spiffe asks as them).
+    expect(of('RoleBinding', 'remora-mesh-certificate-requests').subjects).toEqual([{ apiGroup: 'rbac.authorization.k8s.io', kind: 'Group', name: 'system:serviceaccounts:remora-demo' }]);
+    expect(() => validateWithModel({ apiVersion: 'policy.cert-manager.io/v1alpha1', kind: 'CertificateRequestPolicy', spec: { selector: { issuerRef: {} }, allowd: {} } })).toThrow(/unknown field spec.allowd/);
   });
 });

@@ -54,7 +54,8 @@ const addrs = (src: KubernetesSource, h: string) => (host(src, h)?.workloads ?? 
 
 function seedReviews(api: FakeKubeApiServer) {
   api.apply(service('reviews', 'default', [{ name: 'http', port: 9080, targetPort: 'web' }], { clusterIP: '10.96.0.15' }));
-  api.apply(pod('reviews-a', 'default', '127.0.0.2', { app: 'reviews', version: 'v1' }, [{ name: 'web', containerPort: 8080 }]));
+  const a = pod('reviews-a', 'default', '127.0.0.2', { app: 'reviews', version: 'v1' }, [{ name: 'web', containerPort: 8080 }]);
+  api.apply({ ...a, spec: { ...a.spec, serviceAccountName: 'bookinfo-reviews' } });
   api.apply(pod('reviews-b', 'default', '127.0.0.3', { app: 'reviews', version: 'v2' }, [{ name: 'web', containerPort: 8080 }]));
   api.apply(
     endpointSlice('reviews-abc', 'default', 'reviews', [{ ip: '127.0.0.2', pod: 'reviews-a' }, { ip: '127.0.0.3', pod: 'reviews-b' }], [{ name: 'http', port: 8080 }]),
@@ -88,6 +89,8 @@ describe('KubernetesSource against the fake API server', () => {
       ['127.0.0.2', 8080, 'v1'],
       ['127.0.0.3', 8080, 'v2'],
     ]);
+    // Each endpoint's service account, the identity outbound mTLS expects from it (a pod naming none runs as default).
+    expect(svc.workloads.map((w) => w.identity)).toEqual([{ namespace: 'default', serviceAccount: 'bookinfo-reviews' }, { namespace: 'default', serviceAccount: 'default' }]);
     const res = src.current().resources;
     expect(res.map((r) => `${r.kind}/${r.metadata.namespace}/${r.metadata.name}`)).toEqual([
       'AuthorizationPolicy/default/allow-get',

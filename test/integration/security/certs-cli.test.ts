@@ -22,6 +22,7 @@ describe('remora certs', () => {
     const i = run('inspect', '--dir', join(dir, 'cart'));
     expect(i.code).toBe(0);
     expect(i.out).toMatch(/^identity: {2}spiffe:\/\/cluster\.local\/ns\/shop\/sa\/cart\nprincipal: cluster\.local\/ns\/shop\/sa\/cart\n/);
+    expect(i.out).toMatch(/\nbundle: {4}1 CA certificate \(peers must chain to one\)\ncrl: {7}none\n$/);
     // openssl agrees the chain verifies.
     expect(execFileSync('openssl', ['verify', '-CAfile', join(dir, 'cart', 'ca.crt'), join(dir, 'cart', 'tls.crt')], { encoding: 'utf8' })).toContain(': OK');
   });

@@ -4,7 +4,7 @@
 // through (the bytes read to decide are put back for the TCP proxy); under STRICT plaintext is reset.
 import net from 'node:net';
 import tls from 'node:tls';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,7 +15,7 @@ import { TcpProxy } from '../../../src/proxy/tcp-proxy.js';
 import { ClusterManager } from '../../../src/upstream/cluster-manager.js';
 import { Metrics } from '../../../src/telemetry/metrics.js';
 import { inboundClusters } from '../../../src/proxy/inbound.js';
-import { createRoot, issueWorkload } from '../../../src/security/dev-ca.js';
+import { createRoot, issueWorkload, selfSignedWorkload, type WorkloadFiles } from '../../../src/security/dev-ca.js';
 import { loadWorkloadCert } from '../../../src/security/workload-cert.js';
 import { MtlsContext, originationOptions } from '../../../src/security/mtls.js';
 import type { MtlsMode } from '../../../src/security/peer-authentication.js';
@@ -26,7 +26,12 @@ let port = 0;
 let bannerPort = 0;
 let echoPort = 0;
 let clientCtx: MtlsContext;
+let forged: WorkloadFiles;
+/** Connections the echo app accepted. */
+let echoConnections = 0;
 let mode: MtlsMode = 'PERMISSIVE';
+let serverCtx: MtlsContext;
+const serverFailures = (): number => serverCtx.inboundStats.failures.fail_verify_error;
 const reader = new QueueReader();
 const stats = new CaptureStats();
 const clusters = new ClusterManager(Math.random, () => performance.now(), { keepAliveMs: 4000, headersTimeoutMs: 0 });
@@ -41,11 +46,12 @@ function ctxOf(d: string): MtlsContext {
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'remora-mtls-capture-'));
   const root = createRoot(join(dir, 'root'));
-  const serverCtx = ctxOf(issueWorkload(root, { trustDomain: 'cluster.local', namespace: 'db', serviceAccount: 'mysql' }, join(dir, 's')).dir);
+  serverCtx = ctxOf(issueWorkload(root, { trustDomain: 'cluster.local', namespace: 'db', serviceAccount: 'mysql' }, join(dir, 's')).dir);
   clientCtx = ctxOf(issueWorkload(root, { trustDomain: 'cluster.local', namespace: 'web', serviceAccount: 'app' }, join(dir, 'c')).dir);
   // A server-speaks-first app (a banner, then echo) and a plain echo app.
   bannerPort = await listenTcp(servers, (c) => { c.write('220 ready\r\n'); c.pipe(c); });
-  echoPort = await listenTcp(servers, (c) => c.pipe(c));
+  echoPort = await listenTcp(servers, (c) => { echoConnections++; c.pipe(c); });
+  forged = selfSignedWorkload('spiffe://cluster.local/ns/web/sa/app', join(dir, 'forged'));
   const runtimes = new Map<number, ReturnType<ClusterManager['pin']>>();
   const env: InboundCaptureEnv = {
     reader,
@@ -143,10 +149,25 @@ describe('inbound mTLS gate with transparent capture', () => {
     await new Promise((r) => c.once('close', r));
     expect(stats.mtlsRefused).toBe(before + 1);
     reader.queue.push({ address: '10.0.0.5', port: echoPort });
-    const s = tls.connect({ port, host: '127.0.0.1', ...originationOptions(clientCtx, 'tcp', []) });
+    const s = tls.connect({ port, host: '127.0.0.1', ...originationOptions(clientCtx, 'tcp', ['spiffe://cluster.local/ns/db/sa/mysql']) });
     await new Promise<void>((r, j) => { s.once('secureConnect', () => r()); s.once('error', j); });
     s.write('still');
     expect(await readUntil(s, 'still')).toBe('still');
     s.destroy();
+  });
+
+  it('TCP over mTLS with a self-signed certificate: reset after the handshake, counted; the app never gets a connection', async () => {
+    mode = 'STRICT';
+    const before = serverFailures();
+    const conns = echoConnections;
+    reader.queue.push({ address: '10.0.0.5', port: echoPort });
+    const s = tls.connect({ port, host: '127.0.0.1', ALPNProtocols: ['istio'], rejectUnauthorized: false, cert: readFileSync(forged.certFile), key: readFileSync(forged.keyFile) });
+    s.on('error', () => {});
+    await new Promise<void>((r) => s.once('secureConnect', () => r()));
+    s.write('forged bytes');
+    expect(await readUntil(s, 'forged bytes', 1000)).toBe('');
+    await new Promise((r) => setTimeout(r, 100));
+    expect(echoConnections).toBe(conns);
+    expect(serverFailures()).toBe(before + 1);
   });
 });

@@ -34,12 +34,12 @@ beforeAll(async () => {
   client = await startProxy({
     'se.yaml': `apiVersion: networking.istio.io/v1
 kind: ServiceEntry
-metadata: {name: grpc, namespace: web}
+metadata: {name: grpc, namespace: shop}
 spec:
   hosts: [grpc.shop.svc.cluster.local]
   ports: [{number: 50051, name: grpc, protocol: GRPC}]
   resolution: STATIC
-  endpoints: [{address: 127.0.0.1, ports: {grpc: ${server.info.inbound}}, labels: {security.istio.io/tlsMode: istio}}]
+  endpoints: [{address: 127.0.0.1, ports: {grpc: ${server.info.inbound}}, labels: {security.istio.io/tlsMode: istio}, serviceAccount: grpc}]
 `,
   }, ['--namespace', 'web', '--cert-dir', cert('web', 'caller')]);
 });

@@ -36,25 +36,32 @@ spec:
   rules: [{from: [{source: {principals: ["${TD}/ns/web/sa/frontend"]}}]}]
 `;
 
-function serviceEntry(name: string, port: number, labels: Record<string, string> = {}): string {
+/**
+ * A service of namespace shop served by the server sidecar. Auto mTLS checks that the server presents the endpoint's
+ * service account (an inline endpoint's account is one of the ServiceEntry's namespace, as in Istio).
+ */
+function serviceEntry(name: string, port: number, labels: Record<string, string> = {}, serviceAccount?: string): string {
   return `apiVersion: networking.istio.io/v1
 kind: ServiceEntry
-metadata: {name: ${name}, namespace: web}
+metadata: {name: ${name}, namespace: shop}
 spec:
   hosts: [${name}.shop.svc.cluster.local]
   ports: [{number: 80, name: http, protocol: HTTP}]
   resolution: STATIC
-  endpoints: [{address: 127.0.0.1, ports: {http: ${port}}, labels: ${JSON.stringify(labels)}}]
+  endpoints: [{address: 127.0.0.1, ports: {http: ${port}}, labels: ${JSON.stringify(labels)}${serviceAccount !== undefined ? `, serviceAccount: ${serviceAccount}` : ''}}]
 `;
 }
 
 function clientConfig(serverInbound: number): Record<string, string> {
   return {
     'se.yaml': [
-      serviceEntry('cart', serverInbound, { 'security.istio.io/tlsMode': 'istio' }),
+      serviceEntry('cart', serverInbound, { 'security.istio.io/tlsMode': 'istio' }, 'cart'),
       serviceEntry('cart-plain', serverInbound),
       serviceEntry('cart-pinned', serverInbound),
       serviceEntry('cart-wrong-san', serverInbound),
+      // Auto mTLS to a meshed endpoint whose account is unknown, or another account than the server's.
+      serviceEntry('cart-no-account', serverInbound, { 'security.istio.io/tlsMode': 'istio' }),
+      serviceEntry('cart-other-account', serverInbound, { 'security.istio.io/tlsMode': 'istio' }, 'payments'),
     ].join('---\n') + `---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
@@ -155,6 +162,18 @@ describe('mutual TLS between two sidecars', () => {
     expect(r.status).toBe(503);
     expect(r.body).toMatch(/connect|TLS|identity/i);
     expect(seen.length).toBe(n);
+  });
+
+  it('auto mTLS checks the endpoint\'s own account: another identity of the trust domain, or none known, is refused (503 UF)', async () => {
+    const n = seen.length;
+    const san = await stat(client, /^remora_ssl_verify_failures_total\{direction="outbound",reason="fail_verify_san"\}/);
+    for (const host of ['cart-other-account', 'cart-no-account']) {
+      const r = await via(client, `${host}.shop.svc.cluster.local`);
+      expect(r.status).toBe(503);
+      expect(r.body).toMatch(/connection failure|connect/i);
+    }
+    expect(seen.length).toBe(n);
+    expect(await stat(client, /^remora_ssl_verify_failures_total\{direction="outbound",reason="fail_verify_san"\}/)).toBeGreaterThanOrEqual(san + 2);
   });
 
   it('AuthorizationPolicy by principal: another service account of the mesh is denied (403)', async () => {

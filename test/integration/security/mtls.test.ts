@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRoot, issueWorkload } from '../../../src/security/dev-ca.js';
 import { loadWorkloadCert, type WorkloadCert } from '../../../src/security/workload-cert.js';
-import { MtlsContext, checkPeerSan, offersIstioAlpn, originationOptions, peerOf, terminateMtls, xfcc, type TerminateResult } from '../../../src/security/mtls.js';
+import { MtlsContext, checkPeerSan, offersIstioAlpn, originationOptions, peerOf, serverIdentities, terminateMtls, xfcc, type TerminateResult } from '../../../src/security/mtls.js';
 import { readClientHelloSni } from '../../../src/net/tls-sni.js';
 
 let dir: string;
@@ -71,7 +71,7 @@ describe('mTLS termination and origination', () => {
   it('a sidecar client: terminated, ALPN istio, the peer identity attached to the decrypted socket', async () => {
     const l = await listen();
     try {
-      const r = await dial(l.port, originationOptions(client, 'http/1.1', []));
+      const r = await dial(l.port, originationOptions(client, 'http/1.1', ['spiffe://cluster.local/ns/shop/sa/cart']));
       expect(r).toEqual({ data: 'cluster.local/ns/web/sa/frontend:hello' });
       expect(offersIstioAlpn(l.hellos[0])).toBe(true);
       const t = l.results[0]!;
@@ -83,13 +83,17 @@ describe('mTLS termination and origination', () => {
     }
   });
 
-  it('refused: a client without a certificate, and one from another CA', async () => {
+  it('refused: a client without a certificate, and one from another CA that does not check the server', async () => {
     const l = await listen();
     try {
-      await dial(l.port, { ALPNProtocols: ['istio-http/1.1'], rejectUnauthorized: false });
-      await dial(l.port, originationOptions(stranger, 'http/1.1', []));
+      const none = await dial(l.port, { ALPNProtocols: ['istio-http/1.1'], rejectUnauthorized: false });
+      // The attacker's client does not care who the server is: only the server's check stands between it and the app.
+      const foreign = await dial(l.port, { ...originationOptions(stranger, 'http/1.1', []), rejectUnauthorized: false, checkServerIdentity: () => undefined });
       await new Promise((r) => setTimeout(r, 100));
-      expect(l.results.map((r) => r.ok)).toEqual([false, false]);
+      expect(none.data).toBe('');
+      expect(foreign).toEqual({ data: '', error: 'ECONNRESET' });
+      expect(l.results.map((r) => !r.ok && r.reason)).toEqual(['fail_verify_no_cert', 'fail_verify_error']);
+      expect(server.inboundStats.failures).toMatchObject({ fail_verify_no_cert: 1, fail_verify_error: 1 });
     } finally {
       l.close();
     }
@@ -99,7 +103,7 @@ describe('mTLS termination and origination', () => {
     const l = await listen();
     try {
       const r = await dial(l.port, originationOptions(client, 'tcp', ['spiffe://cluster.local/ns/shop/sa/payments']));
-      expect(r.error).toMatch(/^server identity spiffe:\/\/cluster\.local\/ns\/shop\/sa\/cart is not one of/);
+      expect(r.error).toBe('ERR_TLS_CERT_ALTNAME_INVALID');
       const ok = await dial(l.port, originationOptions(client, 'tcp', ['spiffe://cluster.local/ns/shop/sa/cart']));
       expect(ok.data).toBe('cluster.local/ns/web/sa/frontend:hello');
     } finally {
@@ -107,10 +111,21 @@ describe('mTLS termination and origination', () => {
     }
   });
 
-  it('checkPeerSan: expected identities, or any of the trust domain', () => {
-    expect(checkPeerSan('URI:spiffe://cluster.local/ns/a/sa/b', 'cluster.local', [])).toBeUndefined();
-    expect(checkPeerSan('URI:spiffe://evil/ns/a/sa/b', 'cluster.local', [])?.message).toMatch(/outside trust domain/);
-    expect(checkPeerSan('DNS:x', 'cluster.local', [])?.message).toMatch(/without a SPIFFE identity/);
-    expect(checkPeerSan('URI:spiffe://cluster.local/ns/a/sa/b', 'cluster.local', ['spiffe://cluster.local/ns/a/sa/c'])?.message).toMatch(/is not one of/);
+  it('checkPeerSan: one of the expected identities, never any identity of the trust domain', () => {
+    expect(checkPeerSan('URI:spiffe://cluster.local/ns/a/sa/b', ['spiffe://cluster.local/ns/a/sa/b'])).toBeUndefined();
+    expect(checkPeerSan('URI:spiffe://cluster.local/ns/a/sa/b', [])?.message).toMatch(/no identity is known/);
+    expect(checkPeerSan('URI:spiffe://evil/ns/a/sa/b', ['spiffe://cluster.local/ns/a/sa/b'])?.message).toMatch(/is not one of/);
+    expect(checkPeerSan('DNS:x', ['spiffe://cluster.local/ns/a/sa/b'])?.message).toMatch(/without one SPIFFE identity/);
+    expect(checkPeerSan('URI:spiffe://cluster.local/ns/a/sa/b', ['spiffe://cluster.local/ns/a/sa/c'])?.message).toMatch(/is not one of/);
+  });
+
+  it('serverIdentities: DestinationRule subjectAltNames win; else ServiceEntry subjectAltNames and the endpoint\'s account; aliases', () => {
+    const one = new Set(['cluster.local']);
+    const ep = { namespace: 'shop', serviceAccount: 'cart' };
+    expect(serverIdentities(['spiffe://cluster.local/ns/x/sa/y'], ['spiffe://cluster.local/ns/se/sa/z'], ep, 'cluster.local', one)).toEqual(['spiffe://cluster.local/ns/x/sa/y']);
+    expect(serverIdentities(undefined, ['spiffe://cluster.local/ns/se/sa/z'], ep, 'cluster.local', one)).toEqual(['spiffe://cluster.local/ns/se/sa/z', 'spiffe://cluster.local/ns/shop/sa/cart']);
+    expect(serverIdentities(undefined, undefined, ep, 'cluster.local', one)).toEqual(['spiffe://cluster.local/ns/shop/sa/cart']);
+    expect(serverIdentities([], undefined, undefined, 'cluster.local', one)).toEqual([]);
+    expect(serverIdentities(undefined, undefined, ep, 'cluster.local', new Set(['cluster.local', 'old.example']))).toEqual(['spiffe://cluster.local/ns/shop/sa/cart', 'spiffe://old.example/ns/shop/sa/cart']);
   });
 });

@@ -1,9 +1,16 @@
 // RequestAuthentication end to end through the real CLI, at the inbound listener: JWTs signed by the test, the key
-// set served by the test on loopback (jwksUri), an app that reports what it received, and AuthorizationPolicies that
-// decide on the verified end user (requestPrincipals, request.auth.claims). Also: a config change to the rules
-// applies on reload, and a gRPC caller gets UNAUTHENTICATED.
+// set served by the test on loopback over https (jwksUri; the sidecar trusts the test CA through NODE_EXTRA_CA_CERTS),
+// an app that reports what it received, and AuthorizationPolicies that decide on the verified end user
+// (requestPrincipals, request.auth.claims). Also: forged output headers never reach the app, a valid token beside a
+// bad one is refused, plain http keys only with --jwks-allow-http, a config change to the rules applies on reload,
+// and a gRPC caller gets UNAUTHENTICATED.
 import http from 'node:http';
+import https from 'node:https';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { request } from 'undici';
+import { selfSignedCert } from '../../support/tls.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SignJWT, exportJWK, generateKeyPair, type JWK } from 'jose';
 import { startProxy, waitFor, type RunningProxy } from '../../support/proxy-harness.js';
@@ -13,9 +20,14 @@ const ISS = 'https://issuer.example';
 let priv: Key;
 let stranger: Key;
 let jwk: JWK;
-let keys: http.Server;
+let keys: https.Server;
+let plainKeys: http.Server;
 let app: http.Server;
+let appPort = 0;
 let jwksUri = '';
+let plainJwksUri = '';
+let certDir = '';
+let caFile = '';
 const seen: Array<{ url: string; headers: http.IncomingHttpHeaders }> = [];
 let proxy: RunningProxy;
 
@@ -61,18 +73,27 @@ beforeAll(async () => {
   priv = kp.privateKey;
   stranger = (await generateKeyPair('RS256')).privateKey;
   jwk = { ...(await exportJWK(kp.publicKey)), kid: 'k1', alg: 'RS256' };
-  keys = http.createServer((_req, res) => { res.setHeader('content-type', 'application/json'); res.end(JSON.stringify({ keys: [jwk] })); });
-  await new Promise<void>((r) => keys.listen(0, '127.0.0.1', r));
-  jwksUri = `http://127.0.0.1:${(keys.address() as { port: number }).port}/jwks.json`;
+  certDir = mkdtempSync(join(tmpdir(), 'remora-jwks-cli-'));
+  const tlsFiles = selfSignedCert(certDir, 'keys', { cn: '127.0.0.1', subjectAltName: 'IP:127.0.0.1' });
+  caFile = tlsFiles.certFile;
+  const serveKeys = (_req: http.IncomingMessage, res: http.ServerResponse): void => { res.setHeader('content-type', 'application/json'); res.end(JSON.stringify({ keys: [jwk] })); };
+  keys = https.createServer({ key: tlsFiles.key, cert: tlsFiles.cert }, serveKeys);
+  plainKeys = http.createServer(serveKeys);
+  await Promise.all([keys, plainKeys].map((srv) => new Promise<void>((r) => srv.listen(0, '127.0.0.1', r))));
+  jwksUri = `https://127.0.0.1:${(keys.address() as { port: number }).port}/jwks.json`;
+  plainJwksUri = `http://127.0.0.1:${(plainKeys.address() as { port: number }).port}/jwks.json`;
   app = http.createServer((req, res) => { seen.push({ url: req.url ?? '', headers: req.headers }); req.resume(); res.end(`app ${req.url}`); });
   await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
-  const appPort = (app.address() as { port: number }).port;
-  proxy = await startProxy({ 'authn.yaml': POLICIES(jwksUri) }, ['--app-port', String(appPort), '--namespace', 'shop', '--labels', 'app=cart']);
+  appPort = (app.address() as { port: number }).port;
+  proxy = await startProxy({ 'authn.yaml': POLICIES(jwksUri) }, ['--app-port', String(appPort), '--namespace', 'shop', '--labels', 'app=cart'], { env: { NODE_EXTRA_CA_CERTS: caFile } });
 });
 afterAll(async () => {
   await proxy?.stop();
+  keys?.closeAllConnections();
   keys?.close();
+  plainKeys?.close();
   app?.close();
+  rmSync(certDir, { recursive: true, force: true });
 });
 
 async function call(path: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string; headers: Record<string, string | string[] | undefined> }> {
@@ -122,6 +143,39 @@ describe('RequestAuthentication at inbound', () => {
     const r = await call('/pkg.Svc/Call', { 'content-type': 'application/grpc', authorization: `Bearer ${await jwt('mallory', {}, stranger)}` });
     expect(r.status).toBe(200);
     expect(r.headers['grpc-status']).toBe('16');
+  });
+
+  it('forged output headers (x-jwt-payload, x-jwt-group) never reach the app: without a token, and beside a valid one', async () => {
+    const n = seen.length;
+    const forged = Buffer.from(JSON.stringify({ iss: ISS, sub: 'admin', group: 'admins' })).toString('base64url');
+    expect((await call('/items', { 'x-jwt-payload': forged, 'x-jwt-group': 'admins' })).status).toBe(200);
+    expect(seen[n]!.headers['x-jwt-payload']).toBeUndefined();
+    expect(seen[n]!.headers['x-jwt-group']).toBeUndefined();
+    const r = await call('/items', { authorization: `Bearer ${await jwt('alice', { group: 'users' })}`, 'x-jwt-group': 'admins' });
+    expect(r.status).toBe(200);
+    expect(seen[n + 1]!.headers['x-jwt-group']).toBe('users');
+  });
+
+  it('a valid Bearer token beside a token signed by another key in ?access_token=: 401, the app sees nothing', async () => {
+    const n = seen.length;
+    const r = await call(`/items?access_token=${await jwt('root', {}, stranger)}`, { authorization: `Bearer ${await jwt('alice')}` });
+    expect(r).toMatchObject({ status: 401, body: 'Jwt verification fails' });
+    expect(seen.length).toBe(n);
+  });
+
+  it('plain http keys: refused (401) unless --jwks-allow-http names the issuer', async () => {
+    const files = { 'authn.yaml': POLICIES(plainJwksUri) };
+    const args = ['--app-port', String(appPort), '--namespace', 'shop', '--labels', 'app=cart'];
+    const [refusing, allowing] = await Promise.all([startProxy(files, args), startProxy(files, [...args, '--jwks-allow-http', ISS])]);
+    try {
+      const t = await jwt('alice');
+      const at = async (p: RunningProxy): Promise<number> => (await request(`http://127.0.0.1:${p.info.inbound}/items`, { headers: { host: 'cart', authorization: `Bearer ${t}` } })).statusCode;
+      expect(await at(refusing)).toBe(401);
+      expect(refusing.stderr).toMatch(/plain http is refused/);
+      expect(await at(allowing)).toBe(200);
+    } finally {
+      await Promise.all([refusing.stop(), allowing.stop()]);
+    }
   });
 
   it('a reload that drops the RequestAuthentication: tokens are no longer checked (and /orders needs a principal nobody has)', async () => {

@@ -1,14 +1,14 @@
 // TLS origination to external services through the real CLI (DestinationRule tls SIMPLE and MUTUAL, Istio's egress
 // pattern: the app speaks plain HTTP, the sidecar speaks TLS to the service): the server verified against
 // caCertificates or skipped with insecureSkipVerify, its name against subjectAltNames, SNI sent, a client
-// certificate from files or from credentialName.
+// certificate from files or from credentialName, and caCrl: a revoked server certificate is refused.
 import https from 'node:https';
 import tls from 'node:tls';
 import { mkdtempSync, rmSync, readFileSync, mkdirSync, cpSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createRoot, issueWorkload } from '../../../src/security/dev-ca.js';
+import { createCrl, createRoot, issueWorkload } from '../../../src/security/dev-ca.js';
 import { startProxy, type RunningProxy } from '../../support/proxy-harness.js';
 
 let dir: string;
@@ -56,6 +56,9 @@ beforeAll(async () => {
   // credentialName "app-cred": a directory of that name in REMORA_CREDENTIALS_DIR.
   mkdirSync(join(dir, 'credentials', 'app-cred'), { recursive: true });
   for (const f of ['tls.crt', 'tls.key', 'ca.crt']) cpSync(join(cli.dir, f), join(dir, 'credentials', 'app-cred', f));
+  // One CRL revokes the server's certificate, the other only the client's.
+  const revokesServer = createCrl(root, [srv.certFile], join(dir, 'revokes-server.pem'));
+  const revokesOther = createCrl(root, [cli.certFile], join(dir, 'revokes-other.pem'));
   const key = readFileSync(srv.keyFile);
   const cert = readFileSync(srv.certFile);
   plainTls = https.createServer({ key, cert }, record('simple'));
@@ -66,6 +69,7 @@ beforeAll(async () => {
     'se.yaml': [
       se('api.external.test', port(plainTls)), se('untrusted.external.test', port(plainTls)), se('skip.external.test', port(plainTls)), se('wrongname.external.test', port(plainTls)),
       se('mtls.external.test', port(mutualTls)), se('nocert.external.test', port(mutualTls)), se('cred.external.test', port(mutualTls)),
+      se('revoked.external.test', port(plainTls)), se('crl-ok.external.test', port(plainTls)),
     ].join('---\n'),
     'dr.yaml': [
       dr('api.external.test', `{mode: SIMPLE, caCertificates: ${rootCa}}`),
@@ -75,6 +79,8 @@ beforeAll(async () => {
       dr('mtls.external.test', `{mode: MUTUAL, caCertificates: ${rootCa}, clientCertificate: ${client.cert}, privateKey: ${client.key}}`),
       dr('nocert.external.test', `{mode: SIMPLE, caCertificates: ${rootCa}, sni: mtls.external.test}`),
       dr('cred.external.test', '{mode: MUTUAL, credentialName: app-cred, sni: mtls.external.test}'),
+      dr('revoked.external.test', `{mode: SIMPLE, caCertificates: ${rootCa}, caCrl: ${revokesServer}, sni: api.external.test}`),
+      dr('crl-ok.external.test', `{mode: SIMPLE, caCertificates: ${rootCa}, caCrl: ${revokesOther}, sni: api.external.test}`),
     ].join('---\n'),
   };
   proxy = await startProxy(files, [], { env: { REMORA_CREDENTIALS_DIR: join(dir, 'credentials') } });
@@ -117,5 +123,12 @@ describe('TLS origination (DestinationRule tls SIMPLE / MUTUAL)', () => {
     expect(seen[n]!.clientCert).toContain('URI:spiffe://cluster.local/ns/default/sa/app');
     expect((await proxy.get('/c', { host: 'cred.external.test' })).status).toBe(200);
     expect((await proxy.get('/', { host: 'nocert.external.test' })).status).toBe(503);
+  });
+
+  it('caCrl: a server whose certificate the CRL revokes is refused (503, never reached); another CRL lets it through', async () => {
+    const n = seen.length;
+    expect((await proxy.get('/', { host: 'revoked.external.test' })).status).toBe(503);
+    expect(seen.length).toBe(n);
+    expect(await proxy.get('/ok', { host: 'crl-ok.external.test' })).toMatchObject({ status: 200, body: 'simple /ok' });
   });
 });

@@ -184,6 +184,8 @@ spec:
     outputClaimToHeaders: [{header: x-a}]
     timeout: soon
   - issuer: a
+  - issuer: http://test-issuer
+    jwksUri: http://test-issuer/jwks.json
 `)).toEqual([
       'p.yaml:6: RequestAuthentication/default/bad: spec.jwtRules[0].issuer: required field is missing',
       'p.yaml:6: RequestAuthentication/default/bad: spec.jwtRules[0].jwksUri: "ftp://keys" is not an http(s) URL',
@@ -192,6 +194,7 @@ spec:
       'p.yaml:10: RequestAuthentication/default/bad: spec.jwtRules[1].outputClaimToHeaders[0].claim: required field is missing',
       'p.yaml:11: RequestAuthentication/default/bad: spec.jwtRules[1].timeout: "soon" is not a duration (e.g. 5s)',
       'p.yaml:12: RequestAuthentication/default/bad: spec.jwtRules[2].issuer: warning: issuer "a" is named by an earlier rule too: a token is accepted if either rule verifies it',
+      'p.yaml:14: RequestAuthentication/default/bad: spec.jwtRules[3].jwksUri: warning: plain http: the sidecar fetches keys over https only, unless remora run --jwks-allow-http names this issuer (a test issuer); otherwise its tokens get 401',
     ]);
   });
 });

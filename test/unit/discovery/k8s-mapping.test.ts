@@ -16,7 +16,7 @@ describe('servicesFromKubernetes', () => {
     const out = map(
       [service('reviews', 'shop', [{ name: 'http', port: 9080, targetPort: 8080 }], { clusterIP: '10.96.0.15' })],
       [endpointSlice('reviews-1', 'shop', 'reviews', [{ ip: '10.0.0.2', pod: 'reviews-v1' }, { ip: '10.0.0.3', pod: 'reviews-v2' }], [{ name: 'http', port: 8080 }])],
-      [pod('reviews-v1', 'shop', '10.0.0.2', { app: 'reviews', version: 'v1' }), pod('reviews-v2', 'shop', '10.0.0.3', { app: 'reviews', version: 'v2' })],
+      [{ ...pod('reviews-v1', 'shop', '10.0.0.2', { app: 'reviews', version: 'v1' }), spec: { serviceAccountName: 'bookinfo-reviews', containers: [] } }, pod('reviews-v2', 'shop', '10.0.0.3', { app: 'reviews', version: 'v2' })],
     );
     expect(out).toEqual([
       {
@@ -25,8 +25,9 @@ describe('servicesFromKubernetes', () => {
         ports: [{ number: 9080, name: 'http', protocol: 'http', targetPort: 8080 }],
         resolution: 'STATIC',
         workloads: [
-          { address: '10.0.0.2', ports: { http: 8080 }, labels: { app: 'reviews', version: 'v1' }, weight: 1, name: 'reviews-v1' },
-          { address: '10.0.0.3', ports: { http: 8080 }, labels: { app: 'reviews', version: 'v2' }, weight: 1, name: 'reviews-v2' },
+          // The pod's service account is the identity its sidecar must present; a pod that names none runs as default.
+          { address: '10.0.0.2', ports: { http: 8080 }, labels: { app: 'reviews', version: 'v1' }, weight: 1, name: 'reviews-v1', identity: { namespace: 'shop', serviceAccount: 'bookinfo-reviews' } },
+          { address: '10.0.0.3', ports: { http: 8080 }, labels: { app: 'reviews', version: 'v2' }, weight: 1, name: 'reviews-v2', identity: { namespace: 'shop', serviceAccount: 'default' } },
         ],
         addresses: ['10.96.0.15'],
         location: 'MESH_INTERNAL',
@@ -81,6 +82,8 @@ describe('servicesFromKubernetes', () => {
       [pod('gone', 'other-ns', '10.0.0.2', { app: 'wrong-namespace' })],
     );
     expect(svc!.workloads.map((w) => w.labels)).toEqual([{}, {}]);
+    // ... and no known identity (outbound mTLS to them is refused unless subjectAltNames name one).
+    expect(svc!.workloads.map((w) => w.identity)).toEqual([undefined, undefined]);
   });
 
   it('slices of other Services or namespaces are ignored; duplicates across slices are merged', () => {

@@ -331,15 +331,11 @@ describe('workload certificates (mTLS)', () => {
     expect(JSON.parse(template(r.object as Obj).metadata.annotations[STATUS_ANNOTATION]).volumes).toContain('remora-certs');
   });
 
-  it('certs: csi asks cert-manager\'s CSI driver for the pod\'s SPIFFE ID; the default service account is "default"', () => {
-    const r = injectObject(pod(), { ...opts, certs: 'csi', certIssuer: 'mesh-ca' });
+  it('certs: csi mounts csi-driver-spiffe (the pod\'s own service account is its identity); secret the account\'s Secret', () => {
+    const r = injectObject(pod(), { ...opts, certs: 'csi' });
     const vol = (template(r.object as Obj).spec.volumes as Obj[]).find((v) => v.name === 'remora-certs')!;
-    expect(vol.csi.driver).toBe('csi.cert-manager.io');
-    expect(vol.csi.volumeAttributes).toMatchObject({
-      'csi.cert-manager.io/issuer-name': 'mesh-ca',
-      'csi.cert-manager.io/issuer-kind': 'ClusterIssuer',
-      'csi.cert-manager.io/uri-sans': 'spiffe://cluster.local/ns/${POD_NAMESPACE}/sa/${SERVICE_ACCOUNT_NAME}',
-    });
+    // No attribute a pod author could set to name another identity: the driver derives it from the service account.
+    expect(vol).toEqual({ name: 'remora-certs', csi: { driver: 'spiffe.csi.cert-manager.io', readOnly: true } });
     expect(injectObject(pod({ 'remora.io/certs': 'secret' }), opts).object).toSatisfy((o: Obj) => template(o).spec.volumes.some((v: Obj) => v.secret?.secretName === 'default-mesh-tls'));
   });
 

@@ -51,6 +51,14 @@ describe('screenRequestHeaders (underscores, Connection nominations)', () => {
     return { rawHeaders: raw.slice(), headers, upgrade };
   };
 
+  it('an HTTP/2 method with a lowercase letter is refused (HTTP/1\'s parser refuses it too): one method for policy and app', () => {
+    const st = new HeaderHygieneStats();
+    expect(screenRequestHeaders({ ...req(['Host', 'a']), method: 'delete' }, 'allow', st, true)).toBe('http2.invalid_method');
+    expect(screenRequestHeaders({ ...req(['Host', 'a']), method: 'Get' }, 'allow', st, true)).toBe('http2.invalid_method');
+    expect(screenRequestHeaders({ ...req(['Host', 'a']), method: 'DELETE' }, 'allow', st, true)).toBeUndefined();
+    expect(screenRequestHeaders({ ...req(['Host', 'a']), method: 'VERSION-CONTROL' }, 'allow', st, true)).toBeUndefined();
+  });
+
   it('allow leaves underscore names alone; reject names the detail; drop removes them from both views and counts', () => {
     const st = new HeaderHygieneStats();
     const r1 = req(['Host', 'a', 'X_User', 'admin', 'x-ok', '1']);

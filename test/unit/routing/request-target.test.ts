@@ -70,6 +70,7 @@ function referenceParseTarget(url: string, hostHeader: string | undefined): Requ
     query = path.slice(q + 1);
     path = path.slice(0, q);
   }
+  if (path.includes('%00')) return undefined;
   path = referenceNormalize(path, 'base');
   return referenceSplit(authority, scheme, path, query);
 }
@@ -141,6 +142,13 @@ describe('parseTarget', () => {
     expect(parseTarget('/a/%2E%2e/admin?q=/..', 'h')).toMatchObject({ path: '/admin', query: 'q=/..' });
     expect(parseTarget('/static/app.js', 'h')?.path).toBe('/static/app.js');
     expect(parseTarget('/a%20b/./c', 'h')?.path).toBe('/a%20b/c');
+  });
+
+  it('refuses an encoded NUL in the path (400, as Envoy) unless normalization is none; a NUL in the query is the app\'s', () => {
+    expect(parseTarget('/admin%00', 'h')).toBeUndefined();
+    expect(parseTarget('/a%00b/c', 'h', 'merge-slashes')).toBeUndefined();
+    expect(parseTarget('/admin%00', 'h', 'none')?.path).toBe('/admin%00');
+    expect(parseTarget('/x?q=%00', 'h')).toMatchObject({ path: '/x', query: 'q=%00' });
   });
 
   it('normalizes the path as Envoy does for each of Istio\'s pathNormalization modes (Istio\'s own test table)', () => {

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { certIdentity, parseSpiffeId, principalOf, uriSans } from '../../../src/security/spiffe.js';
-import { createRoot, issueWorkload, type RootFiles } from '../../../src/security/dev-ca.js';
+import { createCrl, createIntermediate, createRoot, issueWorkload, type RootFiles } from '../../../src/security/dev-ca.js';
 import { loadWorkloadCert, WorkloadCertStore } from '../../../src/security/workload-cert.js';
 import { waitFor } from '../../support/proxy-harness.js';
 
@@ -93,6 +93,49 @@ describe('development CA and loading', () => {
       expect.stringMatching(/tls\.crt: expired at \d{4}-/),
       expect.stringMatching(/tls\.crt: no certificate$/),
     ]);
+  });
+});
+
+describe('trust bundle, intermediates and CRLs', () => {
+  it('a chain through an intermediate loads against the root; a CRL beside the certificate is read, a broken one refused', () => {
+    const inter = createIntermediate(root, join(dir, 'inter'));
+    const w = issueWorkload(inter, ID, join(dir, 'via-inter'));
+    expect(readFileSync(w.certFile, 'utf8').split('BEGIN CERTIFICATE').length - 1).toBe(2);
+    const r = loadWorkloadCert(w.dir);
+    expect(r.ok && r.cert.crl).toBe(undefined);
+    createCrl(root, [], join(w.dir, 'ca-crl.pem'));
+    const withCrl = loadWorkloadCert(w.dir);
+    expect(withCrl.ok && withCrl.cert.crl).toMatch(/BEGIN X509 CRL/);
+    expect(withCrl.ok && withCrl.cert.files.crl).toBe(join(w.dir, 'ca-crl.pem'));
+    writeFileSync(join(w.dir, 'ca-crl.pem'), 'not a crl');
+    const broken = loadWorkloadCert(w.dir);
+    expect(broken.ok).toBe(false);
+    expect(!broken.ok && broken.error).toMatch(/ca-crl\.pem: not a PEM certificate revocation list/);
+  });
+
+  it('a change of the trust bundle alone (a root rotation: old and new roots) is taken as a rotation', async () => {
+    const live = join(dir, 'root-rotation');
+    issueWorkload(root, ID, live);
+    const store = new WorkloadCertStore(live, { pollMs: 50 });
+    const rotated: string[] = [];
+    store.on('rotated', (c: { ca: string }) => rotated.push(c.ca));
+    store.start();
+    try {
+      const serial = store.current!.serialNumber;
+      const newRoot = createRoot(join(dir, 'new-root'));
+      writeFileSync(join(live, 'ca.crt.new'), readFileSync(join(dir, 'root', 'root-cert.pem'), 'utf8') + readFileSync(newRoot.certFile, 'utf8'));
+      renameSync(join(live, 'ca.crt.new'), join(live, 'ca.crt'));
+      await waitFor(() => rotated.length === 2, 3000);
+      expect(store.current!.serialNumber).toBe(serial);
+      expect(store.current!.ca.split('BEGIN CERTIFICATE').length - 1).toBe(2);
+      expect(store.rotations).toBe(1);
+      // A CRL appearing beside it is a change too.
+      createCrl(root, [], join(live, 'ca-crl.pem'));
+      await waitFor(() => rotated.length === 3, 3000);
+      expect(store.current!.crl).toMatch(/BEGIN X509 CRL/);
+    } finally {
+      store.stop();
+    }
   });
 });
 
