@@ -48,6 +48,7 @@ const OPTIONS: OptionSpec = {
   'stream-idle-timeout': { type: 'string' },
   'max-connections': { type: 'string' },
   'cert-dir': { type: 'string' },
+  'capture-mode': { type: 'string' },
   workload: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 };
@@ -104,6 +105,10 @@ const HELP = `usage: remora run --config PATH [PATH…] [options]
                                  or Istio's cert-chain.pem, key.pem, root-cert.pem), hot-rotated: mutual TLS
                                  with other sidecars (PeerAuthentication inbound, ISTIO_MUTUAL and auto mTLS
                                  outbound); not ready without a valid certificate
+      --capture-mode M           none (default: explicit mode, peers dial the inbound port, served as HTTP for
+                                 --app-port) | redirect (iptables redirects every inbound connection, as
+                                 \`remora inject\` sets up: a connection addressed to the inbound port itself was not
+                                 redirected and is refused, as Envoy's virtualInbound blackhole chain does)
       --log-level L              debug | info | warn | error (default info)
 Every flag can also be set as REMORA_<FLAG>, e.g. REMORA_OUTBOUND_PORT=15001.
 `;
@@ -179,6 +184,9 @@ export function runOptionsFrom(argv: string[], env: NodeJS.ProcessEnv = process.
   };
   if (v['trace-endpoint']) opts.traceEndpoint = String(v['trace-endpoint']);
   if (v['cert-dir']) opts.certDir = String(v['cert-dir']);
+  const captureMode = String(v['capture-mode'] ?? 'none').toLowerCase();
+  if (captureMode !== 'none' && captureMode !== 'redirect') throw new Error(`--capture-mode must be none or redirect, not ${captureMode}`);
+  if (captureMode === 'redirect') opts.captureMode = true;
   if (v.kubernetes) {
     opts.kubernetes = { namespaces: stringList(v['watch-namespaces']) };
     if (v.kubeconfig) opts.kubernetes.kubeconfig = String(v.kubeconfig);

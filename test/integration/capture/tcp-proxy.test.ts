@@ -7,7 +7,7 @@ import { once } from 'node:events';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Http1Server, type OriginalDestination } from '../../../src/http1/server.js';
 import { outboundCapture, inboundCapture, CaptureStats, type CaptureEnv } from '../../../src/net/capture.js';
-import { listenTcp, QueueReader, talk } from '../../support/capture-harness.js';
+import { listenTcp, QueueReader, talk, testObserver } from '../../support/capture-harness.js';
 import { TcpProxy } from '../../../src/proxy/tcp-proxy.js';
 import { ClusterManager } from '../../../src/upstream/cluster-manager.js';
 import { Metrics } from '../../../src/telemetry/metrics.js';
@@ -33,7 +33,7 @@ describe('capture hook and TCP proxy on loopback', () => {
   const metrics = new Metrics({ sourceWorkload: 'test', sourceNamespace: 'default' });
   const clusters = new ClusterManager(Math.random, () => performance.now(), { keepAliveMs: 4000, headersTimeoutMs: 0 });
   const logged: RequestRecord[] = [];
-  const tcp = new TcpProxy({ metrics, identity: { workload: 'test', namespace: 'default', app: 'test', version: 'v1', clusterId: 'Kubernetes' }, now: () => performance.now(), accessLog: (r) => logged.push(r), reportIntervalMs: 100 });
+  const tcp = new TcpProxy({ observer: testObserver(metrics, logged), now: () => performance.now(), reportIntervalMs: 100 });
   const stats = new CaptureStats();
   const httpSeen: Array<OriginalDestination | undefined> = [];
   let proxyPort = 0;
@@ -121,12 +121,12 @@ spec:
     proxyPort = (server.address() as net.AddressInfo).port;
     servers.push(server);
     appPort = await listen((c) => { c.write('app-first\r\n'); c.pipe(c); });
-    const inboundRts = new Map<number, ReturnType<ClusterManager['pin']>>();
+    const inboundRts = new Map<string, ReturnType<ClusterManager['pin']>>();
     const inbound = new Http1Server((_req, res) => { res.writeHead(200, ['content-length', '0']); res.end(); }, {
       onConnection: inboundCapture({
         ...env,
-        inboundRuntime: (p) => { let rt = inboundRts.get(p); if (!rt) { rt = clusters.pin(inboundClusters([p], '127.0.0.1')[0]!); inboundRts.set(p, rt); } return rt; },
-        allowConnection: (_ip, p) => p !== 1,
+        inboundRuntime: (p, a) => { let rt = inboundRts.get(`${a}|${p}`); if (!rt) { rt = clusters.pin(inboundClusters([p], a)[0]!); inboundRts.set(`${a}|${p}`, rt); } return rt; },
+        authorizeConnection: (_conn, p) => (p !== 1 ? { allowed: true } : { allowed: false, details: 'rbac_access_denied_matched_policy[none]' }),
       }, new CaptureStats()),
     });
     await new Promise<void>((r) => inbound.listen(0, '127.0.0.1', r));
@@ -182,7 +182,7 @@ spec:
 
   it('reports the bytes of a connection that stays open, before it closes', async () => {
     const line = (name: string): number => {
-      const m = new RegExp(`${name}\\{[^}]*destination_service="PassthroughCluster"[^}]*\\} (\\d+)`).exec(metrics.render());
+      const m = new RegExp(`${name}\\{[^}]*destination_service_name="PassthroughCluster"[^}]*\\} (\\d+)`).exec(metrics.render());
       return m === null ? 0 : Number(m[1]);
     };
     const before = { rx: line('istio_tcp_received_bytes_total'), tx: line('istio_tcp_sent_bytes_total') };
@@ -237,12 +237,12 @@ spec:
     reader.queue.push({ address: '127.0.0.1', port: plainEcho });
     const pass = await talk(proxyPort, '\u0000binary', { end: true });
     expect(pass.data.toString('latin1')).toBe('\u0000binary');
-    expect(metrics.render()).toMatch(/istio_tcp_connections_opened_total\{[^}]*destination_service="PassthroughCluster"[^}]*\} [1-9]/);
+    expect(metrics.render()).toMatch(/istio_tcp_connections_opened_total\{[^}]*destination_service_name="PassthroughCluster"[^}]*\} [1-9]/);
     registryOnly = true;
     reader.queue.push({ address: '127.0.0.1', port: plainEcho });
     const hole = await talk(proxyPort, '\u0000binary');
     expect(hole.error).toBe('ECONNRESET');
-    expect(metrics.render()).toMatch(/istio_tcp_connections_opened_total\{[^}]*destination_service="BlackHoleCluster"[^}]*response_flags="UH"[^}]*\} 1/);
+    expect(metrics.render()).toMatch(/istio_tcp_connections_opened_total\{[^}]*destination_service_name="BlackHoleCluster"[^}]*response_flags="UH"[^}]*\} 1/);
     // An address inside a ServiceEntry CIDR (resolution NONE) is that service's: passed to the address dialled.
     reader.queue.push({ address: '127.0.0.70', port: rangeEcho });
     const inRange = await talk(proxyPort, 'range', { end: true });
