@@ -20,6 +20,7 @@ import { createRoot, issueWorkload } from '../../../src/security/dev-ca.js';
 import { loadWorkloadCert } from '../../../src/security/workload-cert.js';
 import { MtlsContext, originationOptions } from '../../../src/security/mtls.js';
 import type { MtlsMode } from '../../../src/security/peer-authentication.js';
+import type { RequestRecord } from '../../../src/model.js';
 
 const servers: net.Server[] = [];
 let dir: string;
@@ -31,7 +32,9 @@ let mode: MtlsMode = 'PERMISSIVE';
 const reader = new QueueReader();
 const stats = new CaptureStats();
 const clusters = new ClusterManager(Math.random, () => performance.now(), { keepAliveMs: 4000, headersTimeoutMs: 0 });
-const tcp = new TcpProxy({ observer: testObserver(new Metrics({ sourceWorkload: 't', sourceNamespace: 'default' }), []), now: () => performance.now() });
+const metrics = new Metrics({ sourceWorkload: 't', sourceNamespace: 'default' });
+const logged: RequestRecord[] = [];
+const tcp = new TcpProxy({ observer: testObserver(metrics, logged), now: () => performance.now() });
 
 function ctxOf(d: string): MtlsContext {
   const r = loadWorkloadCert(d);
@@ -97,6 +100,10 @@ describe('inbound mTLS gate with transparent capture', () => {
     expect(await readUntil(s, 'ping over mtls')).toBe('ping over mtls');
     s.destroy();
     expect(stats.mtls).toBe(before + 1);
+    // Its TCP metrics and record carry the peer, as an HTTP request's do (were "none" and "unknown").
+    for (let i = 0; i < 100 && !logged.some((l) => l.peer !== undefined); i++) await new Promise((r) => setTimeout(r, 10));
+    expect(logged.find((l) => l.peer !== undefined)?.peer?.spiffeId).toBe('spiffe://cluster.local/ns/web/sa/app');
+    expect(metrics.render()).toMatch(/istio_tcp_connections_closed_total\{reporter="destination",source_workload="unknown",source_workload_namespace="web",source_principal="spiffe:\/\/cluster\.local\/ns\/web\/sa\/app"[^}]*request_protocol="tcp",response_flags="-",connection_security_policy="mutual_tls"\} 1/);
   });
 
   it('PERMISSIVE: a silent plaintext client of a server-first app gets the banner, and its bytes after it get through', async () => {
