@@ -240,8 +240,10 @@ export class Sidecar {
     const capture = this.capture;
     this.inboundEnv = {
       ...base, ...hygieneOpts, hygiene: hygiene.inbound, appPorts: opts.appPorts, appHost: '127.0.0.1', authz, snapshot: () => this.store.current,
-      // Istio's canonical service of this workload (service.istio.io/canonical-name, else the app label, else the workload).
-      localService: opts.labels['service.istio.io/canonical-name'] ?? app ?? opts.workloadName,
+      // A Host the registry does not know is recorded as this workload's own service: its canonical name
+      // (service.istio.io/canonical-name, else the app label, else the workload) as a Service of its namespace —
+      // bounded, and the Service Istio would name in the usual case (a Service named after the app).
+      localService: `${opts.labels['service.istio.io/canonical-name'] ?? app ?? opts.workloadName}.${opts.namespace}.svc.${opts.clusterDomain}`,
       onPlaintextRefused: () => { capture.inbound.mtlsRefused++; },
     };
     this.tcp = new TcpProxy({

@@ -35,7 +35,7 @@ export interface InboundEnv extends ForwardContext {
   plaintextRefused?(port: number): boolean;
   /** Counts such a refusal. */
   onPlaintextRefused?(): void;
-  /** destination_service for a request whose Host names no registry service: this workload's canonical service. */
+  /** destination_service for a request whose Host names no registry service: this workload's own service (FQDN). */
   localService?: string;
   /** NetworkPolicy + AuthorizationPolicy for this workload; absent or off = every peer is allowed. */
   authz?: InboundAuthorizer;
@@ -54,8 +54,9 @@ export interface InboundEnv extends ForwardContext {
 /**
  * Istio's inbound destination_service: the service the request was addressed to — the FQDN the registry knows for
  * its Host (`reviews:9080` → `reviews.default.svc.cluster.local`); a Host the registry does not know (any caller
- * can write any Host) is this workload's canonical service, never the Host as written, so the metric's label set
- * stays bounded (Istio's stats with disable_host_header_fallback). Undefined (the app's own address) without a Host.
+ * can write any Host) is this workload's own service (`<canonical name>.<namespace>.svc.<domain>`), never the Host as
+ * written, so the metric's label set stays bounded (as Istio's stats without the Host fallback, which name the
+ * workload's canonical service). Undefined (the app's own address) without a Host.
  */
 function serviceHostOf(env: InboundEnv, target: RequestTarget | undefined, authority: string | undefined): string | undefined {
   if (target === undefined || authority === undefined || authority === '') return undefined;

@@ -98,6 +98,30 @@ describe('CONNECT abuse on the outbound port (explicit mode)', () => {
     expect(target.connections).toBe(before);
   });
 
+  it('a flood of made-up Hosts, inbound and to unknown destinations: bounded metric series, no Host becomes a label value', async () => {
+    const seriesOf = (stats: string, reporter: string): string[] => stats.split('\n').filter((l) => l.startsWith(`istio_requests_total{reporter="${reporter}"`));
+    for (let i = 0; i < 30; i++) {
+      const host = `flood-${i}-${Math.random().toString(36).slice(2, 8)}.attacker.example`;
+      // Inbound (explicit mode): any Host reaches the app port.
+      await new Promise<void>((resolve, reject) => {
+        const req = http.get({ host: '127.0.0.1', port: open.info.inbound, path: '/', headers: { host }, agent: false }, (res) => { res.resume(); res.on('end', () => resolve()); });
+        req.on('error', reject);
+      });
+      // Outbound to a host outside the registry (a different loopback address each time, nothing listening there):
+      // passed through under ALLOW_ANY, 503 UF, recorded as PassthroughCluster's.
+      await new Promise<void>((resolve, reject) => {
+        const req = http.get({ host: '127.0.0.1', port: open.info.outbound, path: '/', headers: { host: `127.0.${i}.${1 + Math.floor(Math.random() * 250)}:9` }, agent: false }, (res) => { res.resume(); res.on('end', () => resolve()); });
+        req.on('error', reject);
+      });
+    }
+    const stats = (await open.admin('/stats/prometheus')).body;
+    expect(stats).not.toContain('attacker.example');
+    expect(stats).not.toMatch(/destination_service(_name)?="127\./);
+    expect(seriesOf(stats, 'destination')).toHaveLength(1);
+    expect(seriesOf(stats, 'source').filter((l) => l.includes('destination_service_name="PassthroughCluster"'))).toHaveLength(1);
+    expect(seriesOf(stats, 'source').find((l) => l.includes('PassthroughCluster'))).toContain('destination_service="unknown"');
+  });
+
   it('CONNECT to a host outside the registry under REGISTRY_ONLY: 502, the target never sees a connection', async () => {
     const before = target.connections;
     expect(await connectAttempt(registryOnly.info.outbound, `127.0.0.1:${target.port}`)).toBe(502);
