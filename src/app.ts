@@ -126,8 +126,8 @@ export class Sidecar {
   private servers: Array<{ name: string; server: Server; address: string; port: number }> = [];
   /** IPv6 companions of the proxy listeners ([::1] beside 127.0.0.1, [::] beside 0.0.0.0), by listener name. */
   private companions: Array<{ name: string; server: NetServer }> = [];
-  /** `inbound|<port>||` runtimes by `address|port` (the app's address: 127.0.0.1 in explicit mode, the original destination when captured). */
-  private inboundRuntimes = new Map<string, ClusterRuntime>();
+  /** `inbound|<port>||` runtimes by address, then port (the app's address: 127.0.0.1 in explicit mode, the original destination when captured). */
+  private inboundRuntimes = new Map<string, Map<number, ClusterRuntime>>();
   /** The proxy's own ports and this pod's addresses: never a passthrough destination nor an inbound target. */
   private readonly own: { ports: Set<number>; addresses: Set<string> } = { ports: new Set(), addresses: new Set() };
   /** Non-HTTP connections (passthrough, TCP services, server-first protocols) on both listeners. */
@@ -267,7 +267,9 @@ export class Sidecar {
     this.metrics.observe('remora_inbound_late_http_total', 'counter', 'Inbound connections silent past --protocol-detection-timeout whose first bytes, sent before the app said anything, were HTTP: served as HTTP with its policies.', () => inb.lateHttp);
     this.metrics.observe('remora_inbound_refused_total', 'counter', 'Inbound connections refused before any policy (reset): to one of the proxy\'s own ports, or addressed to the inbound listener itself in capture mode (not redirected).', () => inb.refusedOwnPort, { reason: 'proxy_port' });
     this.metrics.observe('remora_inbound_refused_total', 'counter', 'Inbound connections refused before any policy (reset): to one of the proxy\'s own ports, or addressed to the inbound listener itself in capture mode (not redirected).', () => inb.refusedNotRedirected, { reason: 'not_redirected' });
-    for (const def of inboundClusters(opts.appPorts, '127.0.0.1')) this.inboundRuntimes.set(`127.0.0.1|${def.port}`, this.clusters.pin(def));
+    const loopback = new Map<number, ClusterRuntime>();
+    for (const def of inboundClusters(opts.appPorts, '127.0.0.1')) loopback.set(def.port, this.clusters.pin(def));
+    this.inboundRuntimes.set('127.0.0.1', loopback);
     this.store.on('rejected', () => this.metrics.configReloadFailures.inc());
     this.store.on('update', (snap) => {
       const mtlsBefore = this.peerAuthnKey();
@@ -421,11 +423,13 @@ export class Sidecar {
    * destination when captured); ports beyond --app-port (captured by original destination) get one on first use.
    */
   private inboundRuntimeFor = (port: number, address: string): ClusterRuntime => {
-    const key = `${address}|${port}`;
-    let rt = this.inboundRuntimes.get(key);
+    // Two lookups, no key string: this runs for every inbound request.
+    let byPort = this.inboundRuntimes.get(address);
+    if (byPort === undefined) this.inboundRuntimes.set(address, (byPort = new Map()));
+    let rt = byPort.get(port);
     if (rt === undefined) {
       rt = this.clusters.pin(inboundClusters([port], address)[0]!);
-      this.inboundRuntimes.set(key, rt);
+      byPort.set(port, rt);
     }
     return rt;
   };
