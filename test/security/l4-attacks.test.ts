@@ -265,9 +265,19 @@ const unavailable = netnsAvailable();
 if (unavailable !== undefined) console.warn(`l4-attacks (capture): skipped: ${unavailable}`);
 const APP_UID = 1000;
 
+const paYaml = (mode: string): string => `apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: { name: web, namespace: default }
+spec:
+  selector: { matchLabels: { app: web } }
+  mtls: { mode: ${mode} }
+`;
+
 describe.skipIf(unavailable !== undefined)('inbound attacks on a captured pod (remora iptables, --capture-mode redirect)', () => {
   let pair: NetnsPair;
   let dir: string;
+  let certsDir = '';
+  let certDirPath = '';
   let podApps: { output: () => string };
   let world: { output: () => string };
 
@@ -282,6 +292,13 @@ describe.skipIf(unavailable !== undefined)('inbound attacks on a captured pod (r
     dir = mkdtempSync(join(tmpdir(), 'remora-l4a-'));
     chmodSync(dir, 0o755);
     const jwk = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ format: 'jwk' });
+    // A workload certificate (read by the sidecar through CAP_DAC_READ_SEARCH) and PeerAuthentication PERMISSIVE:
+    // plaintext is served, until the last case makes it STRICT.
+    const certRoot = mkdtempSync(join(tmpdir(), 'remora-l4a-certs-'));
+    certsDir = certRoot;
+    const cert = issueWorkload(createRoot(join(certRoot, 'root')), { trustDomain: 'cluster.local', namespace: 'default', serviceAccount: 'web' }, join(certRoot, 'web'));
+    certDirPath = cert.dir;
+    writeFileSync(join(dir, 'pa.yaml'), paYaml('PERMISSIVE'));
     writeFileSync(join(dir, 'policy.yaml'), `
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
@@ -327,12 +344,14 @@ spec:
     await pair.start(pair.pod, [
       process.execPath, cli, 'run', '--config', dir, '--app-port', '8080', '--namespace', 'default', '--labels', 'app=web',
       '--capture-mode', 'redirect', '--admin-port', '15000', '--stats-port', '15090', '--health-port', '15021', '--resolv-conf', '',
+      '--cert-dir', certDirPath,
     ], { uid: 1337, readyLine: /remora ready (\{.*\})/, env: { ...process.env, REMORA_ORIGINAL_DST: 'native' } });
   }, 60_000);
 
   afterAll(() => {
     pair?.destroy();
     if (dir) rmSync(dir, { recursive: true, force: true });
+    if (certsDir) rmSync(certsDir, { recursive: true, force: true });
   });
 
   /** The attempt failed at the connection (reset, refused, closed without a byte). */
@@ -410,5 +429,27 @@ spec:
     const r = client('world', { op: 'tcp', host: pair.podIp, port: 8080, send: 'POST /post HTTP/1.1\r\nHost: web\r\nContent-Length: 0\r\nConnection: close\r\n\r\n', timeoutMs: 3000 });
     expect(r.data ?? '').toMatch(/^HTTP\/1\.1 403 /);
     expect(seen(podApps.output(), 'app-8080').filter((s) => s.url === '/post')).toEqual([]);
+  });
+  it('a plaintext TCP connection kept open across PERMISSIVE→STRICT is closed; no new plaintext connection is taken', async () => {
+    const version = (): number => (JSON.parse(client('pod', { op: 'http', host: '127.0.0.1', port: 15000, path: '/config_dump' }).body!) as { version: number }).version;
+    const v0 = version();
+    // A client that sends one message, gets its echo, then waits up to 8 s for more (it never sends again).
+    const held = await pair.start(pair.world, [process.execPath, peer, 'client', JSON.stringify({ op: 'tcp', host: pair.podIp, port: 9002, send: 'held', expectBytes: 100, timeoutMs: 8000 })]);
+    await waitFor(() => /istio_tcp_connections_opened_total\{[^}]*inbound\|9002\|\|[^}]*\} [1-9]/.test(stats()), 5000);
+    const t0 = Date.now();
+    writeFileSync(join(dir, 'pa.yaml'), paYaml('STRICT'));
+    try {
+      await waitFor(() => version() > v0, 10_000);
+      await new Promise<void>((r) => { if (held.child.exitCode !== null) r(); else held.child.once('exit', () => r()); });
+      const r = JSON.parse(held.output().trim().split('\n').pop()!) as PeerResult & { closed?: boolean };
+      // Closed by the sidecar soon after the change (not by the client's 8 s timeout), after the echo it had.
+      expect(r.data).toBe('held');
+      expect(r.error === undefined ? r.closed : true).toBe(true);
+      expect(Date.now() - t0).toBeLessThan(7000);
+      // A new plaintext connection is refused now.
+      expect(refused(client('world', { op: 'tcp', host: pair.podIp, port: 9002, send: 'new', timeoutMs: 3000 }))).toBe(true);
+    } finally {
+      writeFileSync(join(dir, 'pa.yaml'), paYaml('PERMISSIVE'));
+    }
   });
 });
