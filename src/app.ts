@@ -761,7 +761,7 @@ export class Sidecar {
       lastBuildMs: this.store.lastBuild ?? null,
       lastError: this.store.lastError ? { time: new Date(this.store.lastError.at).toISOString(), errors: this.store.lastError.errors } : null,
       ports: Object.fromEntries(this.servers.map((s) => [s.name, s.port])),
-      capture: { originalDestination: this.originalDst?.kind ?? null, description: this.originalDst?.description ?? null, protocolDetectionTimeoutMs: this.opts.protocolDetectionTimeoutMs ?? 100 },
+      capture: { mode: this.opts.captureMode === true ? 'redirect' : 'none', originalDestination: this.originalDst?.kind ?? null, description: this.originalDst?.description ?? null, protocolDetectionTimeoutMs: this.opts.protocolDetectionTimeoutMs ?? 100 },
       certificates: this.certs === undefined ? null : {
         dir: this.certs.dir,
         identity: this.certs.current?.spiffeId ?? null,

@@ -85,8 +85,9 @@ spec:
       '--stats-port', '15090', '--health-port', '15021', '--resolv-conf', '',
     ], { ...user, readyLine: /remora ready (\{.*\})/, env: { ...process.env, REMORA_ORIGINAL_DST: reader } });
     adminPort = (JSON.parse(sidecar.match![1]!) as { admin: number }).admin;
-    const dump = JSON.parse(client('pod', { op: 'http', host: '127.0.0.1', port: adminPort, path: '/config_dump' }).body!) as { capture: { originalDestination: string } };
+    const dump = JSON.parse(client('pod', { op: 'http', host: '127.0.0.1', port: adminPort, path: '/config_dump' }).body!) as { capture: { originalDestination: string; mode: string } };
     expect(dump.capture.originalDestination).toBe(reader);
+    expect(dump.capture.mode).toBe('redirect');
   }, 60_000);
 
   afterAll(() => {
