@@ -8,6 +8,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Http1Server, type OriginalDestination } from '../../../src/http1/server.js';
 import { outboundCapture, inboundCapture, CaptureStats, type CaptureEnv } from '../../../src/net/capture.js';
 import { listenTcp, QueueReader, talk, testObserver } from '../../support/capture-harness.js';
+import { waitFor } from '../../support/proxy-harness.js';
 import { TcpProxy } from '../../../src/proxy/tcp-proxy.js';
 import { ClusterManager } from '../../../src/upstream/cluster-manager.js';
 import { Metrics } from '../../../src/telemetry/metrics.js';
@@ -393,6 +394,54 @@ describe('the inbound listener in capture mode (loopback, original destinations 
     reader.queue.push({ address: '127.0.0.2', port: appPort });
     const first = await talk(inboundPort, undefined, { timeoutMs: 800 });
     expect(first.data.toString('latin1')).toBe('pod:');
+  });
+});
+
+describe('the undecided inbound connection (silent past detection) ending abruptly', () => {
+  it('clients that go silent, then reset, close, half-close or send, 30 times: every app connection closed, nothing left open', async () => {
+    const reader = new QueueReader();
+    const metrics = new Metrics({ sourceWorkload: 'test', sourceNamespace: 'default' });
+    const clusters = new ClusterManager(Math.random, () => performance.now(), { keepAliveMs: 4000, headersTimeoutMs: 0 });
+    const tcp = new TcpProxy({ observer: testObserver(metrics, []), now: () => performance.now() });
+    let appOpen = 0;
+    let appAccepted = 0;
+    const app = await listen((c) => { appOpen++; appAccepted++; c.once('close', () => { appOpen--; }); c.pipe(c); });
+    const rts = new Map<string, ReturnType<ClusterManager['pin']>>();
+    const server = new Http1Server((_req, res) => { res.writeHead(200, ['content-length', '0']); res.end(); }, {
+      onConnection: inboundCapture({
+        reader, snapshot: () => undefined, clusters, tcp, sniffTimeoutMs: 50, rand: Math.random,
+        self: { labels: {}, namespace: 'default', clusterDomain: 'cluster.local' },
+        inboundRuntime: (p, a) => { let rt = rts.get(`${a}|${p}`); if (!rt) { rt = clusters.pin(inboundClusters([p], a)[0]!); rts.set(`${a}|${p}`, rt); } return rt; },
+        authorizeConnection: () => ({ allowed: true }),
+      }, new CaptureStats()),
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as net.AddressInfo).port;
+    try {
+      const endings = ['reset', 'destroy', 'fin', 'http', 'bytes'] as const;
+      for (let i = 0; i < 30; i++) {
+        reader.queue.push({ address: '127.0.0.1', port: app });
+        const sock = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+        sock.on('error', () => {});
+        sock.on('data', () => {});
+        await new Promise<void>((r) => sock.once('connect', () => r()));
+        await new Promise((r) => setTimeout(r, 60 + (i % 4) * 20)); // past detection: the app is being dialled or is
+        const ending = endings[i % endings.length]!;
+        if (ending === 'reset') sock.resetAndDestroy();
+        else if (ending === 'destroy') sock.destroy();
+        else if (ending === 'fin') sock.end();
+        else if (ending === 'http') sock.end('GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+        else sock.end('\u0000bytes');
+        await new Promise((r) => sock.once('close', r));
+      }
+      await waitFor(() => tcp.active.size === 0 && appOpen === 0, 5000);
+      expect(appAccepted).toBeGreaterThan(0);
+    } finally {
+      server.close();
+      server.closeAllConnections();
+      tcp.closeAll();
+      await clusters.destroy();
+    }
   });
 });
 
