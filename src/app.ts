@@ -17,8 +17,8 @@ import { ClusterManager } from './upstream/cluster-manager.js';
 import { handleOutbound, type OutboundEnv } from './proxy/outbound.js';
 import { handleInbound, inboundClusters, type InboundEnv } from './proxy/inbound.js';
 import { InboundAuthorizer } from './proxy/inbound-authz.js';
-import type { Observer, ClusterCounters } from './proxy/observer.js';
-import { Metrics } from './telemetry/metrics.js';
+import type { Observer, ClusterCounters, ConnectionMeter } from './proxy/observer.js';
+import { Metrics, type TcpMeter } from './telemetry/metrics.js';
 import { AccessLogger } from './telemetry/access-log.js';
 import type { ProxyTracing } from './telemetry/tracing.js';
 import { TRACING_OFF } from './telemetry/tracing-off.js';
@@ -27,7 +27,9 @@ import { clustersText } from './cluster/merge.js';
 import { forwardProbe, parseAppProbers, type AppProber } from './admin/app-probes.js';
 import { connect as netConnect, createServer as netCreateServer, type Server as NetServer, type Socket as NetSocket } from 'node:net';
 import { Logger, type Level } from './util/logger.js';
-import { TcpProxy } from './proxy/tcp-proxy.js';
+import { TcpProxy, type L4Conn } from './proxy/tcp-proxy.js';
+import type { ConnectionVerdict } from './proxy/l4.js';
+import type { OwnEndpoints } from './routing/l4-decision.js';
 import { CaptureStats, inboundCapture, outboundCapture, type CaptureEnv } from './net/capture.js';
 import { createOriginalDstReader, type OriginalDstReader } from './net/original-dst.js';
 import { DEFAULT_TUNNEL_IDLE_TIMEOUT_MS, Tunnels } from './proxy/tunnel.js';
@@ -35,7 +37,8 @@ import { HeaderHygieneStats, type UnderscoreAction } from './proxy/headers.js';
 import type { PathNormalization } from './routing/request-target.js';
 import type { ClusterDef, ClusterRuntime, ClusterView, Endpoint, RequestRecord } from './model.js';
 import { WorkloadCertStore, type WorkloadCert } from './security/workload-cert.js';
-import { MtlsContext, TlsStats, type MtlsOptions } from './security/mtls.js';
+import { MtlsContext, TlsStats, peerOf, type MtlsOptions } from './security/mtls.js';
+import { networkInterfaces } from 'node:os';
 
 
 /** A listener: node:http for admin/stats/health, Http1Server for the data plane. */
@@ -105,6 +108,12 @@ export interface RunOptions {
   trustDomainAliases?: string[];
   /** `--jwks-allow-http`: issuers whose JWKS (and OpenID discovery) may be fetched over plain http (test issuers). */
   jwksAllowHttp?: string[];
+  /**
+   * `--capture-mode redirect` (set by `remora inject` with its iptables init container): every inbound connection is
+   * redirected, so one addressed to the inbound listener itself was not, and is refused. Default: explicit mode (no
+   * iptables; peers and tests dial the inbound port, served as HTTP for `--app-port`).
+   */
+  captureMode?: boolean;
 }
 
 export const VERSION = '0.1.0';
@@ -121,13 +130,17 @@ export class Sidecar {
   private servers: Array<{ name: string; server: Server; address: string; port: number }> = [];
   /** IPv6 companions of the proxy listeners ([::1] beside 127.0.0.1, [::] beside 0.0.0.0), by listener name. */
   private companions: Array<{ name: string; server: NetServer }> = [];
-  private inboundRuntimes = new Map<number, ClusterRuntime>();
+  /** `inbound|<port>||` runtimes by address, then port (the app's address: 127.0.0.1 in explicit mode, the original destination when captured). */
+  private inboundRuntimes = new Map<string, Map<number, ClusterRuntime>>();
+  /** The proxy's own ports and this pod's addresses: never a passthrough destination nor an inbound target. */
+  private readonly own: { ports: Set<number>; addresses: Set<string> } = { ports: new Set(), addresses: new Set() };
   /** Non-HTTP connections (passthrough, TCP services, server-first protocols) on both listeners. */
   readonly tcp: TcpProxy;
   /** What transparent capture decided, per listener. */
   readonly capture = { outbound: new CaptureStats(), inbound: new CaptureStats() };
   private originalDst: OriginalDstReader | undefined;
   private h2Listeners: { outbound?: Http2Listener; inbound?: Http2Listener } = {};
+  private inboundH1: Http1Server | undefined;
   private outboundEnv: OutboundEnv;
   private inboundEnv: InboundEnv;
   /** NetworkPolicy + AuthorizationPolicy at the inbound listener (off until a policy selects this workload). */
@@ -182,6 +195,13 @@ export class Sidecar {
       counters(cluster: string): ClusterCounters {
         return metrics.cluster(cluster) as unknown as ClusterCounters;
       },
+      connectionOpened(rec: RequestRecord): TcpMeter {
+        return metrics.tcpOpened(rec);
+      },
+      connectionClosed(rec: RequestRecord, meter: ConnectionMeter | undefined): void {
+        metrics.tcpClosed(rec, meter as TcpMeter | undefined);
+        if (accessLog !== undefined) accessLog.log(rec);
+      },
     };
     const base = {
       clusters: this.clusters,
@@ -225,14 +245,23 @@ export class Sidecar {
     this.authz = authz;
     this.metrics.observe('remora_inbound_authz_denied_total', 'counter', 'Inbound requests denied by NetworkPolicy or AuthorizationPolicy (403 RBAC: access denied).', () => authz.denied());
     this.metrics.observe('remora_inbound_authz_allowed_total', 'counter', 'Inbound requests checked against NetworkPolicy/AuthorizationPolicy and allowed (not counted while no policy applies).', () => authz.allowed());
-    this.inboundEnv = { ...base, ...hygieneOpts, hygiene: hygiene.inbound, appPorts: opts.appPorts, appHost: '127.0.0.1', authz, snapshot: () => this.store.current };
+    const capture = this.capture;
+    this.inboundEnv = {
+      ...base, ...hygieneOpts, hygiene: hygiene.inbound, appPorts: opts.appPorts, appHost: '127.0.0.1', authz, snapshot: () => this.store.current,
+      // A Host the registry does not know is recorded as this workload's own service: its canonical name
+      // (service.istio.io/canonical-name, else the app label, else the workload) as a Service of its namespace —
+      // bounded, and the Service Istio would name in the usual case (a Service named after the app).
+      localService: `${opts.labels['service.istio.io/canonical-name'] ?? app ?? opts.workloadName}.${opts.namespace}.svc.${opts.clusterDomain}`,
+      onPlaintextRefused: () => { capture.inbound.mtlsRefused++; },
+    };
     this.tcp = new TcpProxy({
-      metrics: this.metrics,
-      identity: { workload: opts.workloadName, namespace: opts.namespace, clusterId: 'Kubernetes', app: app ?? '', version: version ?? '' },
+      observer,
       now,
-      ...(accessLog !== undefined ? { accessLog: (rec: RequestRecord) => accessLog.log(rec) } : {}),
       connector: (def: ClusterDef, ep: Endpoint) => this.clusters.tcpConnector(def, ep),
     });
+    const tcp = this.tcp;
+    this.metrics.observe('remora_tcp_connections_active', 'gauge', 'Proxied TCP connections open now (both listeners).', () => tcp.active.size);
+    this.metrics.observe('remora_tcp_connections_total', 'counter', 'TCP connections taken by the TCP proxy (passthrough, TCP routes, non-HTTP traffic).', () => tcp.opened);
     if (opts.certDir !== undefined) this.setupCertificates(opts.certDir);
     for (const [dir, st] of Object.entries(this.capture)) {
       const labels = { listener: dir };
@@ -240,12 +269,20 @@ export class Sidecar {
       this.metrics.observe('remora_listener_connections_total', 'counter', help, () => st.direct, { ...labels, kind: 'direct' });
       this.metrics.observe('remora_listener_connections_total', 'counter', help, () => st.http, { ...labels, kind: 'http' });
       this.metrics.observe('remora_listener_connections_total', 'counter', help, () => st.tcp, { ...labels, kind: 'tcp' });
-      this.metrics.observe('remora_protocol_detection_timeouts_total', 'counter', 'Captured connections taken as TCP because the client sent nothing within --protocol-detection-timeout.', () => st.sniffTimeouts, labels);
+      this.metrics.observe('remora_protocol_detection_timeouts_total', 'counter', 'Captured connections whose client sent nothing within --protocol-detection-timeout (outbound: taken as TCP; inbound: the app is dialled and whoever speaks first decides).', () => st.sniffTimeouts, labels);
     }
-    for (const def of inboundClusters(opts.appPorts, '127.0.0.1')) this.inboundRuntimes.set(def.port, this.clusters.pin(def));
+    const inb = this.capture.inbound;
+    this.metrics.observe('remora_inbound_late_http_total', 'counter', 'Inbound connections silent past --protocol-detection-timeout whose first bytes, sent before the app said anything, were HTTP: served as HTTP with its policies.', () => inb.lateHttp);
+    this.metrics.observe('remora_inbound_refused_total', 'counter', 'Inbound connections refused before any policy (reset): to one of the proxy\'s own ports, or addressed to the inbound listener itself in capture mode (not redirected).', () => inb.refusedOwnPort, { reason: 'proxy_port' });
+    this.metrics.observe('remora_inbound_refused_total', 'counter', 'Inbound connections refused before any policy (reset): to one of the proxy\'s own ports, or addressed to the inbound listener itself in capture mode (not redirected).', () => inb.refusedNotRedirected, { reason: 'not_redirected' });
+    const loopback = new Map<number, ClusterRuntime>();
+    for (const def of inboundClusters(opts.appPorts, '127.0.0.1')) loopback.set(def.port, this.clusters.pin(def));
+    this.inboundRuntimes.set('127.0.0.1', loopback);
     this.store.on('rejected', () => this.metrics.configReloadFailures.inc());
     this.store.on('update', (snap) => {
+      const mtlsBefore = this.peerAuthnKey();
       this.authz.update({ resources: snap.resources });
+      if (this.peerAuthnKey() !== mtlsBefore) this.enforceStrict();
       this.warnUnenforcedMtls();
       this.clusters.onSnapshot(snap);
       this.metrics.configReloads.inc();
@@ -320,6 +357,7 @@ export class Sidecar {
       sniffTimeoutMs: this.opts.protocolDetectionTimeoutMs ?? 100,
       self: { labels: this.opts.labels, namespace: this.opts.namespace, clusterDomain: this.opts.clusterDomain },
       rand: Math.random,
+      own: this.own as OwnEndpoints,
     };
     // One handler per direction for both protocols: cleartext HTTP/2 (prior knowledge) shares the ports and the
     // request model with HTTP/1.
@@ -331,7 +369,7 @@ export class Sidecar {
     const onInbound = (req: DownstreamRequest, res: DownstreamResponse): void => {
       this.active++;
       res.on('close', onClose);
-      handleInbound(req, res, this.inboundEnv, this.inboundRuntimes);
+      handleInbound(req, res, this.inboundEnv, this.inboundRuntimeFor);
     };
     const outboundH2 = new Http2Listener(onOutbound, LISTENER_H2);
     this.h2Listeners.outbound = outboundH2;
@@ -346,7 +384,7 @@ export class Sidecar {
     const connect = this.opts.connect === true;
     const toOutbound = viaH2c(outboundH2, onOutbound);
     const outboundHandler = connect
-      ? (req: Http1Request, res: Http1Response): void => { if (req.method === 'CONNECT' && req.upgrade) handleConnect(req, res, capture, this.capture.outbound); else toOutbound(req, res); }
+      ? (req: Http1Request, res: Http1Response): void => { if (req.method === 'CONNECT' && req.upgrade) handleConnect(req, res, capture); else toOutbound(req, res); }
       : toOutbound;
     const outbound = new Http1Server(outboundHandler, { ...LISTENER_HTTP, headersTimeoutMs, streamIdleTimeoutMs, connect, onConnection: outboundCapture({ ...capture, h2: outboundH2 }, this.capture.outbound) });
     this.observeHttp1('outbound', outbound);
@@ -362,14 +400,14 @@ export class Sidecar {
         onConnection: inboundCapture({
           ...capture,
           h2: inboundH2,
-          inboundRuntime: (port) => this.inboundRuntime(port),
+          inboundRuntime: this.inboundRuntimeFor,
           ...(this.certs !== undefined ? { mtls: () => (this.certs!.valid ? this.mtlsCtx : undefined), mtlsMode: (port: number | undefined) => this.authz.mtlsMode(port) } : {}),
-          allowConnection: (ip, port) => {
-            const a = this.authz;
-            return !a.enabled || a.check({ ip, port }, { method: '', path: '', host: '', headers: {} }).allowed;
-          },
+          authorizeConnection: (conn, port) => this.authorizeConnection(conn, port),
+          captureMode: this.opts.captureMode === true,
         }, this.capture.inbound),
       });
+      this.inboundH1 = inbound;
+      if (this.certs !== undefined) this.inboundEnv.plaintextRefused = (port) => this.authz.mtlsMode(port) === 'STRICT';
       this.observeHttp1('inbound', inbound);
       await this.listen('inbound', inbound, this.opts.inboundAddress, this.opts.inboundPort);
     }
@@ -379,21 +417,59 @@ export class Sidecar {
     // (--concurrency) does not bind admin/stats/health itself: the configured ports stand in.
     const own = this.servers.map((s) => s.port);
     for (const p of [this.opts.outboundPort, this.opts.inboundPort, this.opts.adminPort, this.opts.statsPort, this.opts.healthPort]) if (p > 0) own.push(p);
-    this.outboundEnv.selfPorts = new Set(own);
+    for (const p of own) this.own.ports.add(p);
+    for (const a of localAddresses()) this.own.addresses.add(a);
+    this.outboundEnv.selfPorts = this.own.ports;
     this.watcher = new FileWatcher(this.opts.configPaths, () => { void this.store.reloadFiles(); });
     await this.watcher.start();
     this.listening = true;
     if ((this.opts.exitOnAppExitSeconds ?? 0) > 0 && this.opts.appPorts.length > 0) this.watchApp(this.opts.exitOnAppExitSeconds!);
   }
 
-  /** The `inbound|<port>||` cluster of an app port; ports beyond --app-port (captured by original destination) get one on first use. */
-  private inboundRuntime(port: number): ClusterRuntime {
-    let rt = this.inboundRuntimes.get(port);
+  /**
+   * The `inbound|<port>||` cluster of an app port reached at `address` (127.0.0.1 in explicit mode, the original
+   * destination when captured); ports beyond --app-port (captured by original destination) get one on first use.
+   */
+  private inboundRuntimeFor = (port: number, address: string): ClusterRuntime => {
+    // Two lookups, no key string: this runs for every inbound request.
+    let byPort = this.inboundRuntimes.get(address);
+    if (byPort === undefined) this.inboundRuntimes.set(address, (byPort = new Map()));
+    let rt = byPort.get(port);
     if (rt === undefined) {
-      rt = this.clusters.pin(inboundClusters([port], '127.0.0.1')[0]!);
-      this.inboundRuntimes.set(port, rt);
+      rt = this.clusters.pin(inboundClusters([port], address)[0]!);
+      byPort.set(port, rt);
     }
     return rt;
+  };
+
+  /** AuthorizationPolicy (TCP semantics) and NetworkPolicy for an inbound L4 connection. */
+  private authorizeConnection(conn: L4Conn, port: number): ConnectionVerdict {
+    const a = this.authz;
+    if (!a.enabled) return ALLOWED_CONNECTION;
+    const p = conn.peer;
+    const d = a.checkConnection({ ip: conn.remoteIp, port, ...(p !== undefined ? { principal: p.principal, namespace: p.namespace } : {}) });
+    return d.allowed ? ALLOWED_CONNECTION : { allowed: false, details: d.details };
+  }
+
+  /** The PeerAuthentication in force, as a comparable string. */
+  private peerAuthnKey(): string {
+    const pa = this.authz.peerAuthn;
+    return `${pa.mode}|${[...pa.ports].map(([p, m]) => `${p}=${m}`).join(',')}`;
+  }
+
+  /**
+   * PeerAuthentication changed: plaintext connections already open to a port that is STRICT now are closed once their
+   * in-flight requests finish, as Envoy drains the filter chains it replaced — HTTP/1: Connection: close on the
+   * current response (idle ones at once); HTTP/2: GOAWAY; L4: closed. Only with a certificate (else STRICT cannot be
+   * enforced and is warned about).
+   */
+  private enforceStrict(): void {
+    if (this.certs === undefined) return;
+    const strict = (port: number | undefined): boolean => this.authz.mtlsMode(port) === 'STRICT';
+    let n = this.inboundH1?.drainWhere((sock, dst) => peerOf(sock) === undefined && strict(dst?.port)) ?? 0;
+    n += this.h2Listeners.inbound?.closeWhere((peer, dst) => peer === undefined && strict(dst?.port)) ?? 0;
+    n += this.tcp.closeWhere((conn, dest) => dest.direction === 'inbound' && conn.peer === undefined && strict(conn.port));
+    if (n > 0) this.logger.log('info', `PeerAuthentication STRICT: closing ${n} plaintext inbound connection(s) once their requests finish`);
   }
 
   private async listenAdmin(): Promise<void> {
@@ -708,7 +784,7 @@ export class Sidecar {
       lastBuildMs: this.store.lastBuild ?? null,
       lastError: this.store.lastError ? { time: new Date(this.store.lastError.at).toISOString(), errors: this.store.lastError.errors } : null,
       ports: Object.fromEntries(this.servers.map((s) => [s.name, s.port])),
-      capture: { originalDestination: this.originalDst?.kind ?? null, description: this.originalDst?.description ?? null, protocolDetectionTimeoutMs: this.opts.protocolDetectionTimeoutMs ?? 100 },
+      capture: { mode: this.opts.captureMode === true ? 'redirect' : 'none', originalDestination: this.originalDst?.kind ?? null, description: this.originalDst?.description ?? null, protocolDetectionTimeoutMs: this.opts.protocolDetectionTimeoutMs ?? 100 },
       certificates: this.certs === undefined ? null : {
         dir: this.certs.dir,
         identity: this.certs.current?.spiffeId ?? null,
@@ -731,6 +807,15 @@ export class Sidecar {
       clusters: snap ? [...snap.clusters.values()].map((c) => ({ name: c.name, resolution: c.resolution, lb: c.policy.lb.kind, endpoints: c.endpoints.map((e) => e.key) })) : [],
     };
   }
+}
+
+const ALLOWED_CONNECTION: ConnectionVerdict = Object.freeze({ allowed: true });
+
+/** This host's addresses other than loopback (a pod's interfaces): its own ports there are never a destination. */
+function localAddresses(): string[] {
+  const out: string[] = [];
+  for (const list of Object.values(networkInterfaces())) for (const a of list ?? []) if (!a.internal) out.push(a.address);
+  return out;
 }
 
 /** node's net.Server/Socket bookkeeping that `adoptConnection` moves (stable in node's net.js since 0.x). */

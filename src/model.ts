@@ -149,6 +149,10 @@ export interface ClusterRuntime {
   admit(): AdmitResult;
   /** Must be called exactly once for each admit() that returned 'ok'. */
   release(): void;
+  /** Circuit breaking on an L4 connection (TCP proxy, CONNECT): tcp.maxConnections; false = overflow (UO). */
+  admitConnection(): boolean;
+  /** Must be called exactly once for each admitConnection() that returned true. */
+  releaseConnection(): void;
   /**
    * Retry circuit breaker: maxRetries and the retry budget. false = skip the retry (retry overflow).
    * `budgeted` false: the failed try never reached a server (connect failure), so only maxRetries applies.

@@ -1,7 +1,10 @@
 /**
  * Istio `security.istio.io` AuthorizationPolicy evaluation for the workload this sidecar serves, in Istio's
  * order: CUSTOM (no ext-authz provider here: a matching CUSTOM policy denies, fail closed), then DENY, then
- * ALLOW (if any ALLOW policy applies, a request must match one), AUDIT ignored. Pure.
+ * ALLOW (if any ALLOW policy applies, a request must match one), AUDIT ignored. One evaluator for HTTP requests and
+ * L4 connections, the latter with Istio's TCP semantics (istiod's RBAC builder for the TCP filter chain): a DENY or
+ * CUSTOM rule's HTTP-only fields are removed, so it matches more; an ALLOW rule with an HTTP-only field is skipped,
+ * so it matches nothing. Pure.
  */
 import { cidrContains, parseCidr, parseIp, type Cidr } from './cidr.js';
 
@@ -23,7 +26,7 @@ export interface AuthzRequest {
   sourceIp: string;
   /** Original client address (Istio `remote.ip`, from X-Forwarded-For with numTrustedProxies); default sourceIp. */
   remoteIp?: string;
-  /** Peer namespace. Istio derives it from the mTLS identity; without mTLS Remora maps the peer IP to a pod. */
+  /** Peer namespace, from the verified mTLS certificate only; undefined on plaintext (then `namespaces` never match). */
   sourceNamespace?: string;
   /** mTLS peer identity `cluster.local/ns/x/sa/y`; undefined on plaintext (then `principals` never match). */
   sourcePrincipal?: string;
@@ -51,7 +54,19 @@ export interface AuthzDecision {
   details?: string;
 }
 
+/** What an L4 connection offers to AuthorizationPolicy: no method, path, host, headers or request principal. */
+export interface AuthzConnection {
+  sourceIp: string;
+  /** From the verified mTLS certificate only. */
+  sourceNamespace?: string;
+  sourcePrincipal?: string;
+  /** The destination (app) port. */
+  port: number;
+}
+
 export type AuthzEvaluator = ((req: AuthzRequest) => AuthzDecision) & {
+  /** An L4 connection (TCP proxy), with Istio's TCP semantics. */
+  readonly tcp: (conn: AuthzConnection) => AuthzDecision;
   /** Fields and conditions Remora cannot evaluate, with how they were treated. */
   readonly warnings: readonly string[];
   /** Whether any policy applies to this workload (when false, every request is allowed). */
@@ -66,6 +81,8 @@ interface CompiledPolicy {
   name: string;
   action: 'ALLOW' | 'DENY' | 'CUSTOM';
   rules: Matcher[];
+  /** The same rules on an L4 connection (Istio's TCP filter chain). */
+  tcpRules: Matcher[];
 }
 
 export const DEFAULT_ROOT_NAMESPACE = 'istio-system';
@@ -99,55 +116,75 @@ export function compileAuthorizationPolicies(policies: readonly AuthorizationPol
       ns,
       name,
       action,
-      rules: rules.map((r, i) => compileRule((r ?? {}) as Record<string, unknown>, action !== 'ALLOW', (m) => warn(`rules[${i}]: ${m}`))),
+      rules: rules.map((r, i) => compileRule((r ?? {}) as Record<string, unknown>, action !== 'ALLOW', false, (m) => warn(`rules[${i}]: ${m}`))),
+      // Warned once, above: the TCP compile sees the same fields.
+      tcpRules: rules.map((r) => compileRule((r ?? {}) as Record<string, unknown>, action !== 'ALLOW', true, noWarn)),
     });
   }
   const custom = compiled.filter((p) => p.action === 'CUSTOM');
   const deny = compiled.filter((p) => p.action === 'DENY');
   const allow = compiled.filter((p) => p.action === 'ALLOW');
-  const firstMatch = (list: CompiledPolicy[], req: AuthzRequest): { p: CompiledPolicy; rule: number } | undefined => {
+  const firstMatch = (list: CompiledPolicy[], req: AuthzRequest, tcp: boolean): { p: CompiledPolicy; rule: number } | undefined => {
     for (const p of list) {
-      const rule = p.rules.findIndex((m) => m(req));
+      const rule = (tcp ? p.tcpRules : p.rules).findIndex((m) => m(req));
       if (rule >= 0) return { p, rule };
     }
     return undefined;
   };
   const rbacName = (p: CompiledPolicy, rule: number): string => `rbac_access_denied_matched_policy[ns[${p.ns}]-policy[${p.name}]-rule[${rule}]]`;
-  const evaluate = (req: AuthzRequest): AuthzDecision => {
-    const c = firstMatch(custom, req) ?? firstMatch(deny, req);
+  const decide = (req: AuthzRequest, tcp: boolean): AuthzDecision => {
+    const c = firstMatch(custom, req, tcp) ?? firstMatch(deny, req, tcp);
     if (c) return { allowed: false, policy: c.p.id, details: rbacName(c.p, c.rule) };
     if (allow.length === 0) return { allowed: true };
-    const a = firstMatch(allow, req);
+    const a = firstMatch(allow, req, tcp);
     if (a) return { allowed: true, policy: a.p.id };
     return { allowed: false, details: 'rbac_access_denied_matched_policy[none]' };
   };
-  return Object.assign(evaluate, { warnings, active: compiled.length > 0 });
+  const evaluate = (req: AuthzRequest): AuthzDecision => decide(req, false);
+  // The TCP rules read no HTTP field: the connection is given empty ones.
+  const tcp = (conn: AuthzConnection): AuthzDecision => decide({ ...conn, method: '', path: '', host: '', headers: NO_HEADERS }, true);
+  return Object.assign(evaluate, { tcp, warnings, active: compiled.length > 0 });
 }
+
+const NO_HEADERS: Readonly<Record<string, string | undefined>> = Object.freeze({});
+function noWarn(): void { /* the HTTP compile warned */ }
+const never: Matcher = () => false;
 
 /**
  * One rule: from (any source) AND to (any operation) AND every when condition; an absent section matches all.
  * `lenient` is true for DENY/CUSTOM: a field Remora cannot evaluate is dropped from the rule (it matches more,
- * so it denies more), as Istio does with HTTP-only fields on TCP; for ALLOW such a rule never matches.
+ * so it denies more); for ALLOW such a rule never matches. `tcp`: the rule for an L4 connection, where the HTTP-only
+ * fields (methods, paths, hosts, requestPrincipals, request.headers, request.auth.*) are treated the same way, as
+ * istiod does when it builds the TCP filter chain's RBAC (an ALLOW rule with one is skipped).
  */
-function compileRule(rule: Record<string, unknown>, lenient: boolean, warn: (m: string) => void): Matcher {
+function compileRule(rule: Record<string, unknown>, lenient: boolean, tcp: boolean, warn: (m: string) => void): Matcher {
   const parts: Matcher[] = [];
   const unsupported = (what: string): void => {
     warn(`${what} is not supported; ${lenient ? 'ignored (the DENY rule matches more)' : 'the ALLOW rule never matches'}`);
-    if (!lenient) parts.push(() => false);
+    if (!lenient) parts.push(never);
+  };
+  /**
+   * Whether an HTTP-only field is matched: always on HTTP; on TCP never — dropped from a DENY rule (it matches more),
+   * and an ALLOW rule that has one never matches.
+   */
+  const httpField = (): boolean => {
+    if (!tcp) return true;
+    if (!lenient) parts.push(never);
+    return false;
   };
   const from = Array.isArray(rule.from) ? (rule.from as Array<{ source?: Record<string, unknown> }>) : undefined;
   if (from && from.length > 0) {
-    const sources = from.map((f) => compileSource(f.source ?? {}, unsupported));
+    const sources = from.map((f) => compileSource(f.source ?? {}, unsupported, httpField));
     parts.push((req) => sources.some((s) => s(req)));
   }
   const to = Array.isArray(rule.to) ? (rule.to as Array<{ operation?: Record<string, unknown> }>) : undefined;
   if (to && to.length > 0) {
-    const ops = to.map((t) => compileOperation(t.operation ?? {}, unsupported));
+    const ops = to.map((t) => compileOperation(t.operation ?? {}, unsupported, httpField));
     parts.push((req) => ops.some((o) => o(req)));
   }
   const when = Array.isArray(rule.when) ? (rule.when as Array<{ key?: string; values?: string[]; notValues?: string[] }>) : [];
   for (const c of when) {
-    const m = compileCondition(c, unsupported);
+    const m = compileCondition(c, unsupported, httpField);
     if (m) parts.push(m);
   }
   return (req) => parts.every((m) => m(req));
@@ -206,13 +243,13 @@ function ipMatcher(cidrs: string[] | undefined, notCidrs: string[] | undefined):
   };
 }
 
-function compileSource(src: Record<string, unknown>, unsupported: (what: string) => void): Matcher {
+function compileSource(src: Record<string, unknown>, unsupported: (what: string) => void, httpField: () => boolean): Matcher {
   const ms: Matcher[] = [];
   if (src.principals || src.notPrincipals) {
     const m = valuesMatcher(strings(src.principals), strings(src.notPrincipals), stringMatch);
     ms.push((req) => m(req.sourcePrincipal));
   }
-  if (src.requestPrincipals || src.notRequestPrincipals) {
+  if ((src.requestPrincipals || src.notRequestPrincipals) && httpField()) {
     // `<iss>/<sub>` of the JWT a RequestAuthentication verified; none without one.
     const m = valuesMatcher(strings(src.requestPrincipals), strings(src.notRequestPrincipals), stringMatch);
     ms.push((req) => m(req.requestAuth?.principal));
@@ -246,13 +283,13 @@ function hostWithoutPort(host: string): string {
   return colon >= 0 && host.indexOf(':') === colon ? host.slice(0, colon) : host;
 }
 
-function compileOperation(op: Record<string, unknown>, unsupported: (what: string) => void): Matcher {
+function compileOperation(op: Record<string, unknown>, unsupported: (what: string) => void, httpField: () => boolean): Matcher {
   const ms: Matcher[] = [];
-  if (op.methods || op.notMethods) {
+  if ((op.methods || op.notMethods) && httpField()) {
     const m = valuesMatcher(strings(op.methods), strings(op.notMethods), (p, v) => p === v);
     ms.push((req) => m(req.method));
   }
-  if (op.paths || op.notPaths) {
+  if ((op.paths || op.notPaths) && httpField()) {
     const m = valuesMatcher(strings(op.paths), strings(op.notPaths), stringMatch);
     ms.push((req) => {
       const q = req.path.search(/[?#]/);
@@ -263,7 +300,7 @@ function compileOperation(op: Record<string, unknown>, unsupported: (what: strin
     const m = valuesMatcher(strings(op.ports), strings(op.notPorts), (p, v) => p === v);
     ms.push((req) => m(String(req.port)));
   }
-  if (op.hosts || op.notHosts) {
+  if ((op.hosts || op.notHosts) && httpField()) {
     // Case-insensitive; a pattern matches the Host with or without its port.
     const cmp = (p: string, v: string): boolean => stringMatch(p.toLowerCase(), v.toLowerCase());
     const yes = strings(op.hosts) ?? [];
@@ -286,10 +323,14 @@ function headerValue(req: AuthzRequest, name: string): string | undefined {
   return Array.isArray(v) ? v.join(',') : v;
 }
 
-function compileCondition(c: { key?: string; values?: string[]; notValues?: string[] }, unsupported: (what: string) => void): Matcher | undefined {
+/** `when` keys of HTTP requests only (Istio: an error on the TCP filter chain). */
+const HTTP_ONLY_KEY = /^(request\.headers\[|request\.auth\.)/;
+
+function compileCondition(c: { key?: string; values?: string[]; notValues?: string[] }, unsupported: (what: string) => void, httpField: () => boolean): Matcher | undefined {
   const key = c.key ?? '';
   const values = strings(c.values);
   const notValues = strings(c.notValues);
+  if (HTTP_ONLY_KEY.test(key) && !httpField()) return undefined;
   // request.auth.claims[groups], nested: request.auth.claims[realm][roles]. A list claim matches if any element does.
   const claim = /^request\.auth\.claims((?:\[[^\]]+\])+)$/.exec(key);
   if (claim) {

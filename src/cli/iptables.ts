@@ -1,6 +1,7 @@
 /**
  * `remora iptables`: prints (default) or applies, via `iptables-restore --noflush` and `ip6tables-restore --noflush`,
- * the capture rules of iptablesRules(). Run by the `remora-init` container (root, NET_ADMIN) that injection adds.
+ * the capture rules of iptablesRules() (every inbound port by default, the sidecar's own excluded). Run by the
+ * `remora-init` container (root, NET_ADMIN) that injection adds.
  * IPv6 (`--ipv6 auto`, the default): the IPv6 rules too when the pod has IPv6 (/proc/net/if_inet6 lists an address);
  * applying them is then best effort (a kernel without ip6tables' nat table leaves IPv6 uncaptured, not broken: the
  * sidecar also listens on [::1] and [::] for what is captured). `--ipv6 on` makes a failure fatal, `off` skips them.
@@ -10,14 +11,16 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { iptablesRules, IptablesConfigError, TRAFFIC_ANNOTATIONS } from '../inject/iptables.js';
 
-const USAGE = `Usage: remora iptables [--apply] --app-ports P,… [capture options]
+const USAGE = `Usage: remora iptables [--apply] [capture options]
 
 Prints the iptables-restore input that redirects the pod's TCP traffic into the sidecar
-(outbound → 15001, inbound app ports → 15006, never UID/GID 1337); --apply loads it.
+(outbound → 15001, inbound → 15006 on every port but the sidecar's own 15006, 15021 and 15090,
+never UID/GID 1337); --apply loads it. Run the sidecar with --capture-mode redirect behind it.
 
 Options (the same meaning as Istio's traffic.sidecar.istio.io/* annotations):
-      --app-ports P,…                   the app's container ports (inbound default)
-      --include-inbound-ports P,…|*     inbound ports to capture
+      --app-ports P,…                   the app's container ports (informational: inbound capture is every
+                                        port unless --include-inbound-ports narrows it, as Istio's default)
+      --include-inbound-ports P,…|*     inbound ports to capture (default *)
       --exclude-inbound-ports P,…
       --include-outbound-ip-ranges C,…|*  (default *)
       --exclude-outbound-ip-ranges C,…

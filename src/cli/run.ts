@@ -51,6 +51,7 @@ const OPTIONS: OptionSpec = {
   // TRUST (#23): identities and tokens.
   'trust-domain-aliases': { type: 'string', multiple: true },
   'jwks-allow-http': { type: 'string', multiple: true },
+  'capture-mode': { type: 'string' },
   workload: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 };
@@ -112,6 +113,10 @@ const HELP = `usage: remora run --config PATH [PATH…] [options]
                                  and in expected server identities
       --jwks-allow-http ISSUER,…  RequestAuthentication issuers whose keys may be fetched over plain http (a test
                                  issuer); every other jwksUri and OpenID discovery must be https
+      --capture-mode M           none (default: explicit mode, peers dial the inbound port, served as HTTP for
+                                 --app-port) | redirect (iptables redirects every inbound connection, as
+                                 \`remora inject\` sets up: a connection addressed to the inbound port itself was not
+                                 redirected and is refused, as Envoy's virtualInbound blackhole chain does)
       --log-level L              debug | info | warn | error (default info)
 Every flag can also be set as REMORA_<FLAG>, e.g. REMORA_OUTBOUND_PORT=15001.
 `;
@@ -192,6 +197,9 @@ export function runOptionsFrom(argv: string[], env: NodeJS.ProcessEnv = process.
   if (aliases.length > 0) opts.trustDomainAliases = aliases;
   const httpIssuers = stringList(v['jwks-allow-http']);
   if (httpIssuers.length > 0) opts.jwksAllowHttp = httpIssuers;
+  const captureMode = String(v['capture-mode'] ?? 'none').toLowerCase();
+  if (captureMode !== 'none' && captureMode !== 'redirect') throw new Error(`--capture-mode must be none or redirect, not ${captureMode}`);
+  if (captureMode === 'redirect') opts.captureMode = true;
   if (v.kubernetes) {
     opts.kubernetes = { namespaces: stringList(v['watch-namespaces']) };
     if (v.kubeconfig) opts.kubernetes.kubeconfig = String(v.kubeconfig);

@@ -1007,6 +1007,21 @@ export class Http1Server extends net.Server {
   closeAllConnections(): void {
     for (const c of this.conns) c.sock.destroy();
   }
+
+  /**
+   * Drain the connections `which` selects (a PeerAuthentication change to STRICT: the plaintext ones): requests
+   * already begun finish, answered with Connection: close, and idle connections close now; a tunnel is closed.
+   */
+  drainWhere(which: (sock: net.Socket, originalDst: OriginalDestination | undefined) => boolean): number {
+    let n = 0;
+    for (const c of this.conns) {
+      if (!which(c.sock, c.originalDst)) continue;
+      n++;
+      c.draining = true;
+      if (c.tunnelled || c.isIdle()) c.sock.destroy();
+    }
+    return n;
+  }
 }
 
 function sweepHeads(s: Http1Server): void {

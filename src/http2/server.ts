@@ -414,6 +414,17 @@ export class Http2Listener {
     for (const s of [...this.sessions.keys()]) s.destroy();
   }
 
+  /** GOAWAY to the sessions `which` selects (a PeerAuthentication change to STRICT): their open streams finish. */
+  closeWhere(which: (peer: PeerIdentity | undefined, originalDst: OriginalDestination | undefined) => boolean): number {
+    let n = 0;
+    for (const [s, conn] of this.sessions) {
+      if (!which(conn.peer, conn.originalDst)) continue;
+      n++;
+      s.close();
+    }
+    return n;
+  }
+
   get connections(): number {
     return this.sessions.size;
   }

@@ -338,6 +338,8 @@ function sidecarContainer(p: {
   const k8s = p.annotations['remora.io/kubernetes'];
   if (k8s !== undefined ? !isFalse(k8s) && k8s.trim() !== '' : p.opts.kubernetes === true) args.push('--kubernetes');
   if (p.appPorts.length > 0) args.push('--app-port', p.appPorts.join(','));
+  // Behind remora-init's rules every inbound connection is redirected: one that dialled 15006 itself is refused.
+  if (p.opts.iptables === true) args.push('--capture-mode', 'redirect');
   // The pod's live labels from the downward API (a label map cannot be an env var); not REMORA_LABELS,
   // which would be frozen at injection time and would override the file.
   args.push('--labels-file', `${PODINFO_MOUNT_PATH}/labels`);

@@ -1,7 +1,8 @@
 /**
  * Pure generation of the iptables-restore / ip6tables-restore input (`nat` table) that captures a pod's TCP traffic
- * into the sidecar: outbound → 15001, inbound app ports → 15006, never the proxy's own UID 1337. The IPv6 rules are
- * the IPv4 ones with IPv6 loopback and the IPv6 members of the IP-range annotations (Istio splits them the same way).
+ * into the sidecar: outbound → 15001, inbound → 15006 on every port but the sidecar's own (istio-iptables' default
+ * `includeInboundPorts: "*"` with its default excludes), never the proxy's own UID 1337. The IPv6 rules are the IPv4
+ * ones with IPv6 loopback and the IPv6 members of the IP-range annotations (Istio splits them the same way).
  */
 import { isIPv6 } from 'node:net';
 
@@ -16,7 +17,11 @@ export const TRAFFIC_ANNOTATIONS = {
 } as const;
 
 export interface IptablesOptions {
-  /** The app's container ports: the default for `includeInboundPorts`. */
+  /**
+   * The app's container ports. Informational: inbound capture is every port unless `includeInboundPorts` narrows it
+   * (Istio's default "*"), so that no listener of the pod — one bound to loopback above all — is reached around the
+   * sidecar's policy.
+   */
   appPorts: readonly number[];
   /** Outbound listener port (Istio's 15001). */
   outboundPort?: number;
@@ -90,7 +95,8 @@ export function iptablesRules(opts: IptablesOptions, annotations: Readonly<Recor
   const proxyPorts = opts.proxyPorts ?? [15021, 15090, inboundPort];
   const A = TRAFFIC_ANNOTATIONS;
 
-  const includeInRaw = annotations[A.includeInboundPorts] ?? opts.appPorts.join(',');
+  // Istio's default: every inbound port (the sidecar's own excluded below); the annotation narrows it.
+  const includeInRaw = annotations[A.includeInboundPorts] ?? '*';
   const includeAllInbound = includeInRaw.trim() === '*';
   const includeIn = includeAllInbound ? [] : parsePorts(includeInRaw, A.includeInboundPorts);
   const excludeIn = [...proxyPorts];

@@ -1,57 +1,52 @@
 /**
  * Transparent capture: what the outbound (15001) and inbound (15006) listeners do with each accepted connection
- * before HTTP is assumed. A connection addressed to the listener itself (the app set HTTP_PROXY, or a test dialled
- * 127.0.0.1:15001) is HTTP/1 at once, with no extra work. A connection that iptables redirected carries its original
- * destination; that decides:
- * - a registry port declared HTTP → HTTP/1, routed with the original destination known (VIP routing, passthrough
- *   to the original IP:port);
- * - a port declared TCP/TLS/… or a server-speaks-first port → the TCP proxy at once (never wait for the client);
- * - otherwise the first bytes are sniffed: an HTTP/1 request line → HTTP/1; anything else (TLS ClientHello, the
- *   HTTP/2 preface, a binary protocol), or silence for `sniffTimeoutMs` (the server speaks first) → TCP proxy.
- * TCP to a registry service goes to that service's cluster (load balancing per connection); to anything else
- * PassthroughCluster (the original destination) under ALLOW_ANY, BlackHoleCluster (a reset) under REGISTRY_ONLY.
+ * before HTTP is assumed. This module accepts connections and reads where they were going; the proxy's L4 path
+ * (src/proxy/l4.ts) and the HTTP servers take them from here, and nothing in src/proxy imports this module.
+ * A connection addressed to the listener itself (the app set HTTP_PROXY, or a test dialled 127.0.0.1:15001) is
+ * HTTP at once, with no extra work — on the inbound listener only in explicit mode: with `captureMode` (iptables in
+ * front) such a connection is refused, as Envoy's virtualInbound blackhole chain does. A connection that iptables
+ * redirected carries its original destination; that decides:
+ * - inbound, a proxy port (admin, outbound, inbound, stats, health) → refused: never an inbound target;
+ * - a registry port declared HTTP → HTTP (outbound: routed with the original destination known);
+ * - a port declared TCP/TLS/… or a server-speaks-first port → L4 at once (never wait for the client);
+ * - otherwise the first bytes are sniffed: an HTTP/1 request line or the HTTP/2 preface → HTTP; anything else (a TLS
+ *   ClientHello, a binary protocol) → L4. A client silent for `sniffTimeoutMs` (the server may speak first) goes to L4
+ *   outbound; inbound, the app is dialled and whoever speaks first decides, so HTTP sent late is still HTTP (and
+ *   meets the HTTP policies) while a server-first protocol never stalls.
  */
 import type net from 'node:net';
 import type { Http1Server, OriginalDestination } from '../http1/server.js';
 import type { Http2Listener } from '../http2/server.js';
-import type { Snapshot } from '../config/snapshot.js';
-import type { ClusterManager } from '../upstream/cluster-manager.js';
-import type { ClusterDef, ClusterRuntime } from '../model.js';
-import type { TcpDestination, TcpProxy, TunnelGreeting } from '../proxy/tcp-proxy.js';
 import type { OriginalDstReader } from './original-dst.js';
+import { unmapIpv4 } from './original-dst.js';
 import { connectionProtocol, sniff, SNIFF_MAX_BYTES, type Sniffed } from './protocol.js';
-import { resolveCaptured } from './destination.js';
+import { resolveCaptured } from '../routing/l4-destination.js';
 import { readClientHelloSni } from './tls-sni.js';
-import { lookupHost, clusterName } from '../config/compile.js';
-import { l4Cluster, l4RoutesFor, pickL4Destination, selectL4Route, type L4Self } from '../routing/l4-route.js';
-import { offersIstioAlpn, terminateMtls, type MtlsContext } from '../security/mtls.js';
+import { offersIstioAlpn, peerOf, terminateMtls, type MtlsContext } from '../security/mtls.js';
 import type { MtlsMode } from '../security/peer-authentication.js';
+import { refuseInbound, routeOutboundTcp, serveInboundTcp, type InboundL4Env, type L4Env } from '../proxy/l4.js';
+import type { FirstBytes, L4Conn } from '../proxy/tcp-proxy.js';
 
-export interface CaptureEnv {
+export interface CaptureEnv extends L4Env {
   reader: OriginalDstReader;
-  snapshot(): Snapshot | undefined;
-  clusters: ClusterManager;
-  tcp: TcpProxy;
   /** How long to wait for a client's first bytes before taking the connection as TCP (ms). */
   sniffTimeoutMs: number;
-  /** This workload, for the sourceLabels/sourceNamespace of tcp and tls routes. */
-  self: L4Self;
-  rand(): number;
   /** Cleartext HTTP/2 (prior knowledge) on the same port: connections that open with the HTTP/2 preface. */
   h2?: Http2Listener;
   /** How long a connection may stay silent before its first byte (ms), when HTTP/2 detection waits for it. */
   firstByteTimeoutMs?: number;
 }
 
-export interface InboundCaptureEnv extends CaptureEnv {
-  /** The `inbound|<port>||` cluster for an app port (made on first use for ports beyond `--app-port`). */
-  inboundRuntime(port: number): ClusterRuntime;
-  /** NetworkPolicy/AuthorizationPolicy for a connection that is not HTTP: false = refuse it. */
-  allowConnection(peerIp: string, port: number): boolean;
+export interface InboundCaptureEnv extends CaptureEnv, InboundL4Env {
   /** The workload certificate's TLS material; undefined = no certificate, plaintext only (mTLS off). */
   mtls?(): MtlsContext | undefined;
   /** PeerAuthentication's mode for an app port (undefined: a connection to the listener itself, the workload's mode). */
   mtlsMode?(port: number | undefined): MtlsMode;
+  /**
+   * Capture mode (`remora run --capture-mode redirect`, set by `remora inject`): iptables redirects every inbound
+   * connection, so one addressed to the inbound listener itself was not redirected and is refused.
+   */
+  captureMode?: boolean;
 }
 
 /** Counters of what capture decided, for /stats. */
@@ -60,7 +55,11 @@ export class CaptureStats {
   http = 0;
   tcp = 0;
   sniffTimeouts = 0;
-  blackholed = 0;
+  /** Inbound: silent past detection, then HTTP bytes before the app said anything: served as HTTP. */
+  lateHttp = 0;
+  /** Inbound connections refused before any policy: to a proxy port, or not redirected in capture mode. */
+  refusedOwnPort = 0;
+  refusedNotRedirected = 0;
   /** Inbound mTLS connections terminated (the peer's certificate verified). */
   mtls = 0;
   /** Inbound connections refused by PeerAuthentication: plaintext under STRICT, or a failed mTLS handshake. */
@@ -73,7 +72,22 @@ export class CaptureStats {
  */
 type Gate = (sock: net.Socket, dst: OriginalDestination | undefined, next: (s: net.Socket) => void) => void;
 
-type Decide = (sock: net.Socket, head: Buffer | undefined, dst: OriginalDestination, how: 'http' | 'h2' | 'tcp', sni: string | undefined) => void;
+/** How a captured connection goes on: HTTP/1, HTTP/2 or L4; `late`: the client was silent past detection. */
+type Decide = (sock: net.Socket, head: Buffer | undefined, dst: OriginalDestination, how: 'http' | 'h2' | 'tcp', sni: string | undefined, late: boolean, remote: Remote) => void;
+
+/** The client's address, read at accept (the socket may be gone when a connection's record is made). */
+interface Remote { ip: string; key: string }
+
+function remoteOf(sock: net.Socket): Remote {
+  const ip = unmapIpv4(sock.remoteAddress ?? '');
+  return { ip, key: `${ip}:${sock.remotePort ?? 0}` };
+}
+
+/** A captured connection as the L4 path records it: the client's address and, as Envoy logs it, the original destination. */
+function l4Conn(remote: Remote, dst: OriginalDestination, sock: net.Socket): L4Conn {
+  const peer = peerOf(sock);
+  return { remote: remote.key, remoteIp: remote.ip, local: `${dst.address}:${dst.port}`, port: dst.port, ...(peer !== undefined ? { peer } : {}) };
+}
 
 /**
  * Read a connection's first bytes until `classify` settles them (undefined: need more), then hand over in the same
@@ -133,41 +147,36 @@ function serveHttp(sock: net.Socket, server: Http1Server, env: CaptureEnv, dst: 
 }
 
 /**
- * Read where `sock` was going, then call `decide` with what the connection is; HTTP connections not redirected go
- * to `server.serveSocket` directly.
+ * Read where `sock` was going, then call `decide` with what the connection is; connections not redirected go to
+ * `direct` (HTTP on the listener itself, or a refusal).
  */
-function accept(sock: net.Socket, server: Http1Server, env: CaptureEnv, stats: CaptureStats, protocolOf: (dst: OriginalDestination) => string | undefined, decide: Decide, gate?: Gate): void {
+function accept(
+  sock: net.Socket, env: CaptureEnv, stats: CaptureStats, protocolOf: (dst: OriginalDestination) => string | undefined, decide: Decide,
+  direct: (sock: net.Socket) => void, captured: ((sock: net.Socket, dst: OriginalDestination, remote: Remote) => boolean) | undefined, gate?: Gate,
+): void {
   const r = env.reader.read(sock);
-  if (r === undefined) {
-    stats.direct++;
-    if (gate !== undefined) gate(sock, undefined, (s) => serveHttp(s, server, env, undefined));
-    else serveHttp(sock, server, env, undefined);
-    return;
-  }
+  if (r === undefined) { direct(sock); return; }
   const go = (dst0: OriginalDestination | undefined): void => {
-    if (gate !== undefined) gate(sock, dst0, (s) => route(s, dst0));
-    else route(sock, dst0);
+    if (dst0 === undefined) { direct(sock); return; }
+    const remote = remoteOf(sock);
+    if (captured !== undefined && !captured(sock, dst0, remote)) return;
+    if (gate !== undefined) gate(sock, dst0, (s) => route(s, dst0, remote));
+    else route(sock, dst0, remote);
   };
-  const route = (sock: net.Socket, dst: OriginalDestination | undefined): void => {
+  const route = (sock: net.Socket, dst: OriginalDestination, remote: Remote): void => {
     if (sock.destroyed) return;
-    if (dst === undefined) {
-      stats.direct++;
-      serveHttp(sock, server, env, undefined);
-      return;
-    }
     const proto = connectionProtocol(protocolOf(dst), dst.port);
-    if (proto === 'tcp') return decide(sock, undefined, dst, proto, undefined);
+    if (proto === 'tcp') return decide(sock, undefined, dst, proto, undefined, false, remote);
     if (proto === 'http') {
       // Declared HTTP: HTTP/1 or HTTP/2 with prior knowledge (Envoy's codec AUTO), never TCP.
-      stats.http++;
-      serveHttp(sock, server, env, dst);
+      decide(sock, undefined, dst, 'http', undefined, false, remote);
       return;
     }
-    sniffThen(sock, env.sniffTimeoutMs, stats, (head, what, sni) => {
+    sniffThen(sock, env.sniffTimeoutMs, stats, (head, what, sni, late) => {
       // A port declared TLS is never served as HTTP, whatever its first bytes look like; HTTP/2 is served when the
       // listener has its HTTP/2 side, else passed on as bytes.
       const how = proto !== 'sniff' ? 'tcp' : what === 'http1' ? 'http' : what === 'h2' && env.h2 !== undefined ? 'h2' : 'tcp';
-      decide(sock, head, dst, how, sni);
+      decide(sock, head, dst, how, sni, late, remote);
     });
   };
   if (r instanceof Promise) r.then(go, () => go(undefined));
@@ -176,9 +185,9 @@ function accept(sock: net.Socket, server: Http1Server, env: CaptureEnv, stats: C
 
 /**
  * Read until the first bytes say what they are (a TLS ClientHello: until it is whole, for its server name), the
- * client goes quiet for `timeoutMs` (the server speaks first: TCP), or it ends its side (TCP, the FIN passed on).
+ * client goes quiet for `timeoutMs` (`late`: the server may speak first), or it ends its side (TCP, the FIN passed on).
  */
-function sniffThen(sock: net.Socket, timeoutMs: number, stats: CaptureStats, then: (head: Buffer | undefined, what: Sniffed, sni: string | undefined) => void): void {
+function sniffThen(sock: net.Socket, timeoutMs: number, stats: CaptureStats, then: (head: Buffer | undefined, what: Sniffed, sni: string | undefined, late: boolean) => void): void {
   readFirstBytes<{ what: Sniffed; sni?: string }>(
     sock,
     timeoutMs,
@@ -192,124 +201,93 @@ function sniffThen(sock: net.Socket, timeoutMs: number, stats: CaptureStats, the
       if (s !== 'need-more') return { what: s };
       return head.length >= SNIFF_MAX_BYTES ? { what: 'tcp' } : undefined;
     },
-    (head, r) => then(head, r.what, r.sni),
-    (head) => { stats.sniffTimeouts++; then(head, 'tcp', undefined); },
-    (head) => then(head, 'tcp', undefined),
+    (head, r) => then(head, r.what, r.sni, false),
+    (head) => { stats.sniffTimeouts++; then(head, 'tcp', undefined, true); },
+    (head) => then(head, 'tcp', undefined, false),
   );
 }
 
 function noop(): void { /* 'close' follows */ }
 
-function serviceName(host: string): string {
-  const dot = host.indexOf('.');
-  return dot < 0 ? host : host.slice(0, dot);
-}
-
-function tcpDest(direction: 'outbound' | 'inbound', def: ClusterDef | undefined, fallback: string, namespace: string): TcpDestination {
-  if (def === undefined) return { direction, service: fallback, serviceName: fallback, serviceNamespace: '', version: '', routeName: fallback };
-  const parts = def.host.split('.');
-  return {
-    direction,
-    service: def.host,
-    serviceName: serviceName(def.host),
-    serviceNamespace: parts.length > 1 ? parts[1]! : namespace,
-    version: def.subset,
-    routeName: def.name,
-  };
-}
-
-/**
- * An outbound TCP connection to `dst` (a captured connection's original destination, or the authority of an HTTP
- * CONNECT): the VirtualService `tcp[]`/`tls[]` route or the service's own cluster when the registry knows the
- * address (or, for CONNECT, the host name), else PassthroughCluster (ALLOW_ANY) or BlackHoleCluster (REGISTRY_ONLY).
- * `connect` carries a CONNECT tunnel's host name and its answers (see TunnelGreeting).
- */
-export function routeOutboundTcp(env: CaptureEnv, stats: CaptureStats, sock: net.Socket, head: Buffer | undefined, dst: OriginalDestination, sni: string | undefined, connect?: { host: string; greeting: TunnelGreeting }): void {
-  const greeting = connect?.greeting;
-  const snap = env.snapshot();
-  const ns = snap?.namespace ?? '';
-  const c = resolveCaptured(snap, dst);
-  // Without a VIP, a ClientHello's server name can name the service (a ServiceEntry for an external TLS host:
-  // Envoy's SNI-matched filter chain on 0.0.0.0:<port>).
-  const entry = c.entry ?? (connect !== undefined && snap ? lookupHost(snap, connect.host) : sni && snap ? lookupHost(snap, sni) : undefined);
-  let cluster = c.cluster ?? (entry?.service !== undefined && snap !== undefined ? snap.clusters.get(clusterName(c.port, '', entry.service.hostname)) : undefined);
-  let routeName: string | undefined;
-  const vs = entry?.vhost?.origin;
-  if (snap !== undefined && vs !== undefined) {
-    const routes = l4RoutesFor(snap, vs, env.self);
-    if (routes !== undefined) {
-      const conn = { port: c.port, address: dst.address, ...(sni !== undefined ? { sni } : {}) };
-      const route = (sni !== undefined ? selectL4Route(routes.tls, conn) : undefined) ?? selectL4Route(routes.tcp, conn);
-      if (route !== undefined) {
-        const d = pickL4Destination(route, env.rand());
-        const def = d === undefined ? undefined : l4Cluster(snap, d, c.port);
-        if (def === undefined) {
-          // A route to a subset or host the registry does not have: Envoy's NC (no cluster), the connection refused.
-          env.tcp.reject(sock, route.name, tcpDest('outbound', undefined, entry?.host ?? 'unknown', ns), 'NC', 'cluster_not_found', greeting);
-          return;
-        }
-        cluster = def;
-        routeName = route.name;
-      }
-    }
-  }
-  if (cluster !== undefined && cluster.resolution !== 'NONE') {
-    const dest = tcpDest('outbound', cluster, '', ns);
-    if (routeName !== undefined) dest.routeName = routeName;
-    env.tcp.handle(sock, head, env.clusters.runtime(cluster), dest, greeting);
-    return;
-  }
-  if (entry === undefined && snap?.outboundTrafficPolicy === 'REGISTRY_ONLY') {
-    stats.blackholed++;
-    env.tcp.reject(sock, 'BlackHoleCluster', tcpDest('outbound', undefined, 'BlackHoleCluster', ''), 'UH', 'blackhole_cluster', greeting);
-    return;
-  }
-  // ALLOW_ANY (or a resolution NONE ServiceEntry): the original destination itself.
-  const rt = env.clusters.passthrough(dst.address, dst.port, cluster);
-  env.tcp.handle(sock, head, rt, tcpDest('outbound', cluster, 'PassthroughCluster', ns), greeting);
-}
-
 /** The outbound listener's connection hook. */
 export function outboundCapture(env: CaptureEnv, stats: CaptureStats): (sock: net.Socket, server: Http1Server) => void {
   const protocolOf = (dst: OriginalDestination): string | undefined => resolveCaptured(env.snapshot(), dst).cluster?.protocol;
-  const toTcp = (sock: net.Socket, head: Buffer | undefined, dst: OriginalDestination, sni: string | undefined): void => {
-    stats.tcp++;
-    routeOutboundTcp(env, stats, sock, head, dst, sni);
-  };
-  return (sock, server) => accept(sock, server, env, stats, protocolOf, (s, head, dst, how, sni) => {
-    if (how === 'tcp') return toTcp(s, head, dst, sni);
+  return (sock, server) => accept(sock, env, stats, protocolOf, (s, head, dst, how, sni, _late, remote) => {
+    if (how === 'tcp') {
+      stats.tcp++;
+      routeOutboundTcp(env, s, head, dst, { remote: remote.key, remoteIp: remote.ip, local: `${dst.address}:${dst.port}` }, sni);
+      return;
+    }
     // HTTP with the original destination known: routed by Host, else by the VIP; passthrough to the original IP.
     stats.http++;
     if (how === 'h2') env.h2!.serveSocket(s, head, dst);
+    else if (head === undefined) serveHttp(s, server, env, dst);
     else server.serveSocket(s, head, dst);
-  });
+  }, (s) => { stats.direct++; serveHttp(s, server, env, undefined); }, undefined);
 }
 
 /**
- * The inbound listener's connection hook: the original destination port is the app port (any captured port, not
- * only `--app-port`); HTTP goes through the inbound HTTP path, anything else is piped to 127.0.0.1:<port> after the
- * L4 policy check.
+ * The inbound listener's connection hook: the original destination is the app's address and port (any captured
+ * port, not only `--app-port`); HTTP goes through the inbound HTTP path, anything else to the L4 path (policy, then
+ * piped to the original destination).
  */
 export function inboundCapture(env: InboundCaptureEnv, stats: CaptureStats): (sock: net.Socket, server: Http1Server) => void {
   // The app's ports carry no declared protocol here: sniff, except on server-first ports.
   const protocolOf = (): string | undefined => undefined;
   const gate = env.mtls === undefined ? undefined : mtlsGate(env, stats);
-  return (sock, server) => accept(sock, server, env, stats, protocolOf, (s, head, dst, how) => {
-    const rt = env.inboundRuntime(dst.port);
-    if (how !== 'tcp') {
+  const own = env.own?.ports;
+  // A redirected connection to one of the proxy's own ports: never an inbound target (admin, an open outbound relay).
+  const captured = (s: net.Socket, dst: OriginalDestination, remote: Remote): boolean => {
+    if (own === undefined || !own.has(dst.port)) return true;
+    stats.refusedOwnPort++;
+    refuseInbound(env, s, { remote: remote.key, remoteIp: remote.ip, local: `${dst.address}:${dst.port}`, port: dst.port }, 'own_port');
+    return false;
+  };
+  return (sock, server) => {
+    const direct = (s: net.Socket): void => {
+      if (env.captureMode === true) {
+        // Capture mode: every inbound connection is redirected, so this one dialled the listener itself.
+        stats.refusedNotRedirected++;
+        const remote = remoteOf(s);
+        refuseInbound(env, s, { remote: remote.key, remoteIp: remote.ip, local: `${unmapIpv4(s.localAddress ?? '')}:${s.localPort ?? 0}` }, 'not_redirected');
+        return;
+      }
+      stats.direct++;
+      if (gate !== undefined) gate(s, undefined, (t) => serveHttp(t, server, env, undefined));
+      else serveHttp(s, server, env, undefined);
+    };
+    accept(sock, env, stats, protocolOf, (s, head, dst, how, _sni, late, remote) => {
+      if (how !== 'tcp') {
+        stats.http++;
+        if (how === 'h2') env.h2!.serveSocket(s, head, dst);
+        else if (head === undefined) serveHttp(s, server, env, dst);
+        else server.serveSocket(s, head, dst);
+        return;
+      }
+      stats.tcp++;
+      serveInboundTcp(env, s, head, dst, l4Conn(remote, dst, s), late ? lateBytes(s, server, env, dst, stats) : undefined);
+    }, direct, captured, gate);
+  };
+}
+
+/**
+ * A client silent past detection whose first bytes come before the app's: HTTP (HTTP/1, or HTTP/2 where the listener
+ * serves it) is served as HTTP, with its policies; anything else stays TCP.
+ */
+function lateBytes(sock: net.Socket, server: Http1Server, env: CaptureEnv, dst: OriginalDestination, stats: CaptureStats): FirstBytes {
+  return (head) => {
+    const s = sniff(head);
+    if (s === 'need-more' && head.length < SNIFF_MAX_BYTES) return 'more';
+    if (s === 'http1' || (s === 'h2' && env.h2 !== undefined)) {
+      stats.tcp--;
       stats.http++;
-      if (how === 'h2') env.h2!.serveSocket(s, head, dst);
-      else server.serveSocket(s, head, dst);
-      return;
+      stats.lateHttp++;
+      if (s === 'h2') env.h2!.serveSocket(sock, head, dst);
+      else server.serveSocket(sock, head, dst);
+      return 'taken';
     }
-    stats.tcp++;
-    const dest: TcpDestination = { direction: 'inbound', service: rt.def.name, serviceName: rt.def.name, serviceNamespace: '', version: '', routeName: 'inbound' };
-    if (!env.allowConnection(s.remoteAddress ?? '', dst.port)) {
-      env.tcp.reject(s, rt.def.name, dest, '-', 'rbac_access_denied_matched_policy[none]');
-      return;
-    }
-    env.tcp.handle(s, head, rt, dest);
-  }, gate);
+    return 'tcp';
+  };
 }
 
 /**

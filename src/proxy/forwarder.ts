@@ -15,7 +15,8 @@ import { shouldRetry, backoffMs } from './retry-policy.js';
 import { hashKeyFor } from '../upstream/hash-key.js';
 import { applyHeaderOps, downstreamResponseHeaders, setHeader, upgradeResponseHeaders } from './headers.js';
 import type { Socket } from 'node:net';
-import { DEFAULT_TUNNEL_IDLE_TIMEOUT_MS, Tunnel, Tunnels, type TunnelOwner } from './tunnel.js';
+import { DEFAULT_TUNNEL_IDLE_TIMEOUT_MS, Tunnels } from './tunnel.js';
+import { BytePipe, type PipeEnd, type PipeOwner } from './byte-pipe.js';
 import { E, type LocalError } from './local-reply.js';
 import { localReplyParts } from './grpc.js';
 import { upstreamIsHttp2 } from '../upstream/policy.js';
@@ -379,7 +380,7 @@ class Exchange {
     this.admitted = false;
     tunnels.active[rec.direction]++;
     tunnels.total[rec.direction]++;
-    new Tunnel(client, upstream, tunnels.idleTimeoutMs, owner).start(clientHead, upstreamHead);
+    new BytePipe(client, upstream, tunnels.idleTimeoutMs, owner).start(clientHead, [upstreamHead]);
   }
 
   /** What every forwarded response head gets: service time, the route's and destination's header edits, extras. */
@@ -862,7 +863,7 @@ class ProxyRecord implements RequestRecord {
  * start, the tunnel's bytes both ways, and a flag when it did not end by both sides closing. It also returns the
  * admission slot and ends the trace span. What it holds was built at the switch (no route, no snapshot).
  */
-class TunnelRecord implements TunnelOwner {
+class TunnelRecord implements PipeOwner {
   constructor(
     private readonly rec: ProxyRecord,
     private readonly startHr: number,
@@ -872,7 +873,7 @@ class TunnelRecord implements TunnelOwner {
     private readonly tunnels: Tunnels,
   ) {}
 
-  tunnelClosed(t: Tunnel): void {
+  pipeClosed(t: BytePipe): void {
     const rec = this.rec;
     rec.durationMs = performance.now() - this.startHr;
     rec.bytesReceived += t.bytesUp;
@@ -890,7 +891,7 @@ class TunnelRecord implements TunnelOwner {
 }
 
 /** How a tunnel that did not end cleanly is recorded (Envoy's flags: stream idle timeout, upstream reset, downstream disconnect). */
-const TUNNEL_ENDS: Partial<Record<Tunnel['end'], { flag: ResponseFlag; details: string }>> = {
+const TUNNEL_ENDS: Partial<Record<PipeEnd, { flag: ResponseFlag; details: string }>> = {
   idle_timeout: { flag: 'SI', details: 'stream_idle_timeout' },
   upstream_error: { flag: 'UR', details: 'upstream_reset_after_response_started{remote_reset}' },
   downstream_error: { flag: 'DC', details: 'downstream_remote_disconnect' },

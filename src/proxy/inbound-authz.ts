@@ -1,7 +1,9 @@
 /**
  * Inbound authorization for the workload this sidecar serves: Kubernetes NetworkPolicy ingress rules, then
- * Istio AuthorizationPolicy, compiled once per config/pod change and checked per request. Off (a single
- * boolean test) unless a policy selects this workload; denials are counted and logged with a rate limit.
+ * Istio AuthorizationPolicy, compiled once per config/pod change and checked per request (HTTP) or per connection
+ * (L4, with Istio's TCP semantics). Off (a single boolean test) unless a policy selects this workload; denials are
+ * counted and logged with a rate limit. The peer's namespace and principal come from its verified certificate only;
+ * the pod watch's IP index serves NetworkPolicy (L3) alone.
  */
 import type { Resource } from '../config/resource.js';
 import { selectorMatches, type LabelSelector } from '../authz/label-selector.js';
@@ -44,7 +46,7 @@ export interface AuthzUpdate {
 
 export interface AuthzPeer {
   ip: string;
-  /** The mTLS peer's principal (`td/ns/x/sa/y`) and namespace; the namespace then comes from it, not the pod watch. */
+  /** The mTLS peer's principal (`td/ns/x/sa/y`) and namespace, from its verified certificate; absent on plaintext. */
   principal?: string;
   namespace?: string;
   /** The app port the request is for (NetworkPolicy `ports`, AuthorizationPolicy `to.operation.ports`). */
@@ -173,7 +175,8 @@ export class InboundAuthorizer {
       if (wasActive) this.opts.log?.('info', 'inbound authorization off: no NetworkPolicy or AuthorizationPolicy selects this workload');
       return;
     }
-    this.podByIp = indexPods(this.pods);
+    // The pod index serves NetworkPolicy only (AuthorizationPolicy reads identities from certificates).
+    this.podByIp = this.npActive ? indexPods(this.pods) : new Map();
     this.np = this.npActive
       ? compileNetworkPolicies(nps, labels, namespace, this.namespaceLabels, { namedPorts: this.ownNamedPorts() })
       : ALLOW_ALL_NP;
@@ -201,29 +204,55 @@ export class InboundAuthorizer {
   check(peer: AuthzPeer, req: AuthzHttpRequest): AuthzResult {
     if (!this.active) return ALLOWED;
     const ip = normalizeIp(peer.ip);
-    const pod = this.podByIp.get(ip);
-    if (this.npActive) {
-      const d = this.np(pod ? { ip, podLabels: pod.labels, namespace: pod.namespace } : { ip }, peer.port);
-      if (!d.allowed) return this.deny(ip, `NetworkPolicy ${d.policy ?? ''}`, 'rbac_access_denied_matched_policy[none]', d.policy);
-    }
+    const np = this.checkNetworkPolicy(ip, peer.port);
+    if (np !== undefined) return np;
     if (this.ap) {
-      const headers = req.headers;
-      const ns = peer.namespace ?? pod?.namespace;
       const d = this.ap({
         sourceIp: ip,
-        ...(ns !== undefined ? { sourceNamespace: ns } : {}),
+        // Istio's source.namespace is the peer certificate's: a plaintext caller has none, whatever its IP.
+        ...(peer.namespace !== undefined ? { sourceNamespace: peer.namespace } : {}),
         ...(peer.principal !== undefined ? { sourcePrincipal: peer.principal } : {}),
         method: req.method,
         path: req.path,
         host: req.host,
         port: peer.port,
-        headers,
+        headers: req.headers,
         ...(req.requestAuth !== undefined ? { requestAuth: req.requestAuth } : {}),
       });
       if (!d.allowed) return this.deny(ip, `AuthorizationPolicy ${d.policy ?? '(no ALLOW policy matched)'}`, d.details ?? 'rbac_access_denied_matched_policy[none]', d.policy);
     }
     this.allowedCount++;
     return ALLOWED;
+  }
+
+  /**
+   * Decide one L4 connection from `peer` (TCP proxy): NetworkPolicy, then AuthorizationPolicy with Istio's TCP
+   * semantics (HTTP-only fields dropped from DENY rules, ALLOW rules with them skipped).
+   */
+  checkConnection(peer: AuthzPeer): AuthzResult {
+    if (!this.active) return ALLOWED;
+    const ip = normalizeIp(peer.ip);
+    const np = this.checkNetworkPolicy(ip, peer.port);
+    if (np !== undefined) return np;
+    if (this.ap) {
+      const d = this.ap.tcp({
+        sourceIp: ip,
+        ...(peer.namespace !== undefined ? { sourceNamespace: peer.namespace } : {}),
+        ...(peer.principal !== undefined ? { sourcePrincipal: peer.principal } : {}),
+        port: peer.port,
+      });
+      if (!d.allowed) return this.deny(ip, `AuthorizationPolicy ${d.policy ?? '(no ALLOW policy matched)'} (TCP)`, d.details ?? 'rbac_access_denied_matched_policy[none]', d.policy);
+    }
+    this.allowedCount++;
+    return ALLOWED;
+  }
+
+  /** NetworkPolicy (L3: the peer's pod found by IP in the watch); undefined when it allows. */
+  private checkNetworkPolicy(ip: string, port: number): AuthzResult | undefined {
+    if (!this.npActive) return undefined;
+    const pod = this.podByIp.get(ip);
+    const d = this.np(pod ? { ip, podLabels: pod.labels, namespace: pod.namespace } : { ip }, port);
+    return d.allowed ? undefined : this.deny(ip, `NetworkPolicy ${d.policy ?? ''}`, 'rbac_access_denied_matched_policy[none]', d.policy);
   }
 
   private deny(ip: string, what: string, details: string, policy: string | undefined): AuthzResult {

@@ -1,8 +1,10 @@
 /**
- * The inbound listener's request entry: peers' requests go to the app on 127.0.0.1:<app port>.
- * Peer-supplied x-envoy-* headers are stripped (never trusted, CVE-2024-45806); no retries beyond the
- * keep-alive race protection (as Istio's inbound routes); while draining, responses carry Connection: close.
- * When NetworkPolicy/AuthorizationPolicy apply (InboundAuthorizer), a denied request gets Envoy's RBAC 403 locally.
+ * The inbound listener's request entry: peers' requests go to the app at the connection's original destination
+ * (the pod's address and the port dialled, as Istio since 1.10), or, in explicit mode (a connection to the listener
+ * itself), to 127.0.0.1:<app port>. Peer-supplied x-envoy-* headers are stripped (never trusted, CVE-2024-45806); no
+ * retries beyond the keep-alive race protection (as Istio's inbound routes); while draining, responses carry
+ * Connection: close. When NetworkPolicy/AuthorizationPolicy apply (InboundAuthorizer), a denied request gets Envoy's
+ * RBAC 403 locally; a plaintext request for an app port whose PeerAuthentication is STRICT never reaches the app.
  */
 import type { DownstreamRequest, DownstreamResponse } from './downstream.js';
 import { requestId as newRequestId } from '../util/request-id.js';
@@ -23,8 +25,18 @@ import type { Snapshot } from '../config/snapshot.js';
 
 export interface InboundEnv extends ForwardContext {
   appPorts: readonly number[];
-  /** Address the app listens on (127.0.0.1). */
+  /** Address the app is reached at for a connection to the listener itself (explicit mode): 127.0.0.1. */
   appHost: string;
+  /**
+   * A plaintext request for this app port must not reach the app (PeerAuthentication STRICT, enforced when the
+   * sidecar has a certificate): the connection is closed instead. Checked per request where the port was not known
+   * when the connection was accepted (explicit mode: the port comes from Host).
+   */
+  plaintextRefused?(port: number): boolean;
+  /** Counts such a refusal. */
+  onPlaintextRefused?(): void;
+  /** destination_service for a request whose Host names no registry service: this workload's own service (FQDN). */
+  localService?: string;
   /** NetworkPolicy + AuthorizationPolicy for this workload; absent or off = every peer is allowed. */
   authz?: InboundAuthorizer;
   /** `--path-normalization`: the path AuthorizationPolicy checks is the path the app receives; default base. */
@@ -41,15 +53,16 @@ export interface InboundEnv extends ForwardContext {
 
 /**
  * Istio's inbound destination_service: the service the request was addressed to — the FQDN the registry knows for
- * its Host (`reviews:9080` → `reviews.default.svc.cluster.local`), else the Host's name as written; undefined (the
- * app's own address) without a Host.
+ * its Host (`reviews:9080` → `reviews.default.svc.cluster.local`); a Host the registry does not know (any caller
+ * can write any Host) is this workload's own service (`<canonical name>.<namespace>.svc.<domain>`), never the Host as
+ * written, so the metric's label set stays bounded (as Istio's stats without the Host fallback, which name the
+ * workload's canonical service). Undefined (the app's own address) without a Host.
  */
 function serviceHostOf(env: InboundEnv, target: RequestTarget | undefined, authority: string | undefined): string | undefined {
   if (target === undefined || authority === undefined || authority === '') return undefined;
-  const host = target.host;
   const snap = env.snapshot?.();
-  const found = snap === undefined ? undefined : lookupHost(snap, host);
-  return found?.service?.hostname ?? found?.host ?? host;
+  const found = snap === undefined ? undefined : lookupHost(snap, target.host);
+  return found?.service?.hostname ?? found?.host ?? env.localService;
 }
 
 /** The verified mTLS peer of a request's connection (HTTP/1: its socket; HTTP/2: its session's). */
@@ -78,19 +91,32 @@ export function inboundClusters(appPorts: readonly number[], appHost: string): C
 
 let noRetry: RetryPolicy | undefined;
 
-export function handleInbound(req: DownstreamRequest, res: DownstreamResponse, env: InboundEnv, runtimes: ReadonlyMap<number, ClusterRuntime>): void {
+/** The `inbound|<port>||` cluster of an app port, its endpoint at `address`. */
+export type InboundRuntimes = (port: number, address: string) => ClusterRuntime;
+
+export function handleInbound(req: DownstreamRequest, res: DownstreamResponse, env: InboundEnv, runtimes: InboundRuntimes): void {
   const startTime = Date.now();
   const startHr = performance.now();
   noRetry ??= compileRetryPolicy({ attempts: 0 }, 0);
   // No Host (HTTP/1.0) still gets a normalized path: policies and the app must see the same one.
   const target = parseTarget(req.url ?? '/', req.headers.host ?? 'localhost', env.pathNormalization);
-  // The app port: where a captured connection was going (its original destination port), else the port the peer
-  // named in Host, else the first one.
-  let rt: ClusterRuntime | undefined;
+  // The app: where a captured connection was going (its original destination, the pod's address), else, on a
+  // connection to the listener itself, 127.0.0.1 at the app port the peer named in Host, else the first one.
+  let rt: ClusterRuntime;
   const dst = req.originalDst;
-  if (dst !== undefined) rt = runtimes.get(dst.port);
-  else if (target?.explicitPort) rt = runtimes.get(target.explicitPort);
-  rt ??= runtimes.get(env.appPorts[0]!);
+  if (dst !== undefined) rt = runtimes(dst.port, dst.address);
+  else {
+    const named = target?.explicitPort;
+    const port = named !== undefined && named > 0 && env.appPorts.includes(named) ? named : env.appPorts[0]!;
+    rt = runtimes(port, env.appHost);
+    // PeerAuthentication per port: the mode of a connection to the listener itself was the workload's; the port is
+    // known only now. A plaintext request for a STRICT port is closed without an answer, as a refused handshake.
+    if (peerOfRequest(req) === undefined && env.plaintextRefused?.(port) === true) {
+      env.onPlaintextRefused?.();
+      res.destroy();
+      return;
+    }
+  }
   const requestId = (req.headers['x-request-id'] as string | undefined) || newRequestId();
   // A target that does not parse, or a rejected header, gets 400 and the connection closes (as on outbound).
   const hygiene = target === undefined ? 'http1.codec_error' : screenRequestHeaders(req, env.headersWithUnderscores ?? 'allow', env.hygiene ?? noHygieneStats, req.httpVersion === '2.0');

@@ -16,6 +16,9 @@ export interface ClusterCounters {
   upstream_rq_pending_overflow: number;
   upstream_cx_overflow: number;
   upstream_cx_connect_fail: number;
+  upstream_cx_connect_timeout: number;
+  upstream_cx_total: number;
+  upstream_cx_active: number;
   upstream_rq_reset_reused_retry: number;
   upstream_rq_rx_reset: number;
   upstream_cx_destroy_remote_with_active_rq: number;
@@ -25,7 +28,21 @@ export interface ClusterCounters {
   response?(status: number): void;
 }
 
+/** The byte reporting of one open L4 connection (Istio reports long-lived TCP connections while they are open). */
+export interface ConnectionMeter {
+  /** Cumulative bytes received from and sent to the downstream so far. */
+  bytes(received: number, sent: number): void;
+}
+
 export interface Observer {
+  /** One finished HTTP request (or upgraded connection): istio_requests_total…, the access log. */
   record(rec: RequestRecord): void;
   counters(cluster: string): ClusterCounters;
+  /** An L4 connection (TCP proxy, CONNECT) reached its upstream: istio_tcp_connections_opened_total. */
+  connectionOpened(rec: RequestRecord): ConnectionMeter;
+  /**
+   * The one record of an L4 connection, at its end: istio_tcp_* (closed, the bytes not reported yet) and the access
+   * log. `meter` is connectionOpened's, undefined when the connection never reached an upstream.
+   */
+  connectionClosed(rec: RequestRecord, meter: ConnectionMeter | undefined): void;
 }

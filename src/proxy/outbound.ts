@@ -5,7 +5,7 @@
  */
 import type { OriginalDestination } from '../http1/server.js';
 import type { DownstreamRequest, DownstreamResponse } from './downstream.js';
-import { resolveCaptured } from '../net/destination.js';
+import { resolveCaptured } from '../routing/l4-destination.js';
 import { requestId as newRequestId } from '../util/request-id.js';
 import { performance } from 'node:perf_hooks';
 import type { H1Pool, UpstreamHandler } from '../upstream/h1-pool.js';

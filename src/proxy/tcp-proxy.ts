@@ -1,15 +1,16 @@
 /**
- * The byte pipe for connections that are not HTTP (or that go to a TCP-declared port): Envoy's tcp_proxy filter as
- * Istio configures it. One upstream connection per downstream connection, to an endpoint the cluster's load balancer
- * picks (connection-level balancing), guarded by `tcp.maxConnections` (overflow: the client connection is closed, UO)
- * and `tcp.connectTimeout` (UF), with connect failures fed to outlier detection. Bytes flow both ways with backpressure
- * (Node's pipe: the writer's `false` pauses the reader), a FIN is passed on as a FIN (half-close), a reset as a
- * reset. Istio's TCP metrics are recorded (opened at connect; bytes every reportIntervalMs while open and the rest
- * at close; closed at close) and one access-log line is written at close.
+ * L4 connections (captured non-HTTP traffic, TCP-declared ports, HTTP CONNECT): Envoy's tcp_proxy filter as Istio
+ * configures it. One upstream connection per downstream one, to an endpoint the cluster's load balancer picks
+ * (connection-level balancing), admitted by the cluster's resource limits (tcp.maxConnections; overflow: the client
+ * is reset, UO) with tcp.connectTimeout (UF) and connect failures fed to outlier detection; then the bytes go through
+ * the one byte pipe (src/proxy/byte-pipe.ts) with tcp.idleTimeout. Metrics and the access log come from the one
+ * Observer: opened at connect, bytes every reportIntervalMs while open, one record at close.
  */
 import net from 'node:net';
 import type { ClusterDef, ClusterRuntime, Endpoint, RequestRecord } from '../model.js';
-import type { Metrics, Counter } from '../telemetry/metrics.js';
+import type { ConnectionMeter, Observer } from './observer.js';
+import type { PeerIdentity } from '../security/mtls.js';
+import { BytePipe, type PipeOwner } from './byte-pipe.js';
 
 /** Who the connection is going to, for metrics and the access log. */
 export interface TcpDestination {
@@ -24,20 +25,44 @@ export interface TcpDestination {
   routeName: string;
 }
 
-export interface TcpIdentity {
-  workload: string;
-  namespace: string;
-  app: string;
-  version: string;
-  clusterId: string;
+/**
+ * An accepted L4 connection as it was at accept: its addresses are read then, not from a socket that may be gone by
+ * the time its record is made.
+ */
+export interface L4Conn {
+  /** Envoy's %DOWNSTREAM_REMOTE_ADDRESS%: the client's `ip:port`. */
+  remote: string;
+  /** The client's IP (AuthorizationPolicy `source.ip`, NetworkPolicy). */
+  remoteIp: string;
+  /** %DOWNSTREAM_LOCAL_ADDRESS%: a captured connection's original destination (as Envoy logs it), else the listener's. */
+  local: string;
+  /** The verified mTLS peer, when the connection came over Istio mTLS. */
+  peer?: PeerIdentity | undefined;
+  /** Inbound: the app port (the original destination's), for the STRICT check of open connections. */
+  port?: number;
 }
 
+/**
+ * An HTTP CONNECT tunnel's answers (the client waits for one before it sends): `established` is written to the
+ * client once the upstream is connected, `failed(flag, details)` instead of the reset a plain TCP client gets when no
+ * upstream can be had. Neither counts in the TCP byte metrics.
+ */
+export interface TunnelGreeting {
+  established: Buffer;
+  failed: (flag: string, details: string) => Buffer;
+}
+
+/**
+ * A captured inbound connection whose client said nothing within the protocol-detection timeout: the upstream is
+ * dialled, and whoever speaks first decides. The app first: a server-first protocol, piped at once. The client
+ * first: `classify` reads its bytes — 'tcp' (piped), 'more' (keep reading), or 'taken' (it was HTTP after all and has
+ * been handed to the HTTP path with these bytes: the upstream connection is dropped unused and nothing is recorded).
+ */
+export type FirstBytes = (head: Buffer) => 'tcp' | 'more' | 'taken';
+
 export interface TcpProxyOptions {
-  metrics: Metrics;
-  identity: TcpIdentity;
+  observer: Observer;
   now(): number;
-  /** One line per closed connection (Istio's TCP access-log entry). */
-  accessLog?: (rec: RequestRecord) => void;
   /**
    * How often the byte counters of open connections are brought up to date (ms), as Istio's TCP stats report
    * long-lived connections periodically (15 s); the rest is added at close.
@@ -47,111 +72,93 @@ export interface TcpProxyOptions {
   connector?: (def: ClusterDef, ep: Endpoint) => ((host: string, port: number) => net.Socket) | undefined;
 }
 
-interface TcpSeries {
-  opened: Counter;
-  closed: Counter;
-  sent: Counter;
-  received: Counter;
-}
-
-/**
- * An HTTP CONNECT tunnel's answers (the client waits for one before it sends): `established` is written to the
- * client once the upstream is connected, `failed(flag, details)` instead of the reset a plain TCP client gets when no
- * upstream can be had. Neither counts in the TCP byte metrics, nor does the CONNECT head read before (`baseIn`).
- */
-export interface TunnelGreeting {
-  established: Buffer;
-  failed: (flag: string, details: string) => Buffer;
-  /** Bytes the client's socket had read before the tunnel (the CONNECT request head). */
-  baseIn: number;
-}
-
-/** Hop state of one proxied connection. */
-interface Pipe {
-  client: net.Socket;
+/** One proxied connection, from accept to its record. */
+class TcpConn implements PipeOwner {
   upstream: net.Socket | undefined;
-  clusterName: string;
   ep: Endpoint | undefined;
-  dest: TcpDestination;
-  startTime: number;
-  startHr: number;
-  connectedHr: number;
-  flags: string;
-  details: string;
-  series: TcpSeries | undefined;
-  done: boolean;
-  /** Bytes already added to the series (periodic reports), from the baselines below on. */
-  reportedIn: number;
-  reportedOut: number;
-  /** Socket bytes that are not the tunnel's (a CONNECT head in, its answer out). */
-  baseIn: number;
-  baseOut: number;
-  greeting: TunnelGreeting | undefined;
-}
+  rt: ClusterRuntime | undefined;
+  admitted = false;
+  startTime = Date.now();
+  connectedHr = 0;
+  flags = '-';
+  details = '-';
+  meter: ConnectionMeter | undefined;
+  pipe: BytePipe | undefined;
+  /** Bytes read from the client before any pipe (a refused connection's sniffed head). */
+  headBytes = 0;
+  done = false;
+  /** The client was handed back to the HTTP path (FirstBytes 'taken'): no record. */
+  handedOff = false;
 
-const UNKNOWN = 'unknown';
+  constructor(
+    readonly proxy: TcpProxy,
+    readonly client: net.Socket,
+    readonly clusterName: string,
+    readonly dest: TcpDestination,
+    readonly conn: L4Conn,
+    readonly startHr: number,
+    readonly greeting: TunnelGreeting | undefined,
+  ) {}
+
+  pipeClosed(): void {
+    this.proxy.finished(this);
+  }
+}
 
 export class TcpProxy {
-  /** Open downstream connections, for stop() and the drain count. */
-  readonly active = new Set<net.Socket>();
-  private readonly perCluster = new Map<string, number>();
-  private readonly series = new Map<string, TcpSeries>();
+  /** Open downstream connections, for stop(), the drain count and the STRICT check. */
+  readonly active = new Map<net.Socket, TcpConn>();
   private cxOpenedTotal = 0;
-  /** Connected pipes whose byte counters are reported while they are open. */
-  private readonly reporting = new Set<Pipe>();
+  /** Connected connections whose byte counters are reported while they are open. */
+  private readonly reporting = new Set<TcpConn>();
   private reportTimer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly opts: TcpProxyOptions) {}
+
+  /** TCP connections taken since start (remora_tcp_connections_total). */
+  get opened(): number {
+    return this.cxOpenedTotal;
+  }
 
   /** Bring the byte counters of open connections up to date (every reportIntervalMs while any is open). */
   report(): void {
-    for (const p of this.reporting) {
-      const inb = p.client.bytesRead - p.baseIn;
-      const out = p.client.bytesWritten - p.baseOut;
-      p.series!.received.inc(inb - p.reportedIn);
-      p.series!.sent.inc(out - p.reportedOut);
-      p.reportedIn = inb;
-      p.reportedOut = out;
-    }
+    for (const c of this.reporting) c.meter!.bytes(c.pipe!.bytesUp, c.pipe!.bytesDown);
     if (this.reporting.size === 0 && this.reportTimer !== undefined) {
       clearInterval(this.reportTimer);
       this.reportTimer = undefined;
     }
   }
 
-  constructor(private readonly opts: TcpProxyOptions) {
-    opts.metrics.observe('remora_tcp_connections_active', 'gauge', 'Proxied TCP connections open now (both listeners).', () => this.active.size);
-    opts.metrics.observe('remora_tcp_connections_total', 'counter', 'TCP connections taken by the TCP proxy (passthrough, TCP routes, non-HTTP traffic).', () => this.cxOpenedTotal);
+  private track(client: net.Socket, clusterName: string, dest: TcpDestination, conn: L4Conn, greeting: TunnelGreeting | undefined): TcpConn {
+    const c = new TcpConn(this, client, clusterName, dest, conn, this.opts.now(), greeting);
+    this.cxOpenedTotal++;
+    this.active.set(client, c);
+    client.on('error', noop); // surfaces as 'close'
+    client.once('close', () => this.clientClosed(c));
+    return c;
   }
 
   /**
    * Proxy `client` to an endpoint of `rt`. `head` holds bytes already read from the client (protocol sniffing): they
-   * are sent first. `endpoint` forces the endpoint (passthrough to the original destination).
+   * are sent first. `firstBytes`: wait for either side to speak before piping (see FirstBytes).
    */
-  handle(client: net.Socket, head: Buffer | undefined, rt: ClusterRuntime, dest: TcpDestination, greeting?: TunnelGreeting): void {
-    const now = this.opts.now();
-    const p: Pipe = {
-      client, upstream: undefined, clusterName: rt.def.name, ep: undefined, dest, startTime: Date.now(), startHr: now, connectedHr: 0,
-      flags: '-', details: '-', series: undefined, done: false, reportedIn: 0, reportedOut: 0,
-      baseIn: greeting?.baseIn ?? 0, baseOut: client.bytesWritten, greeting,
-    };
-    this.cxOpenedTotal++;
-    this.active.add(client);
+  handle(client: net.Socket, head: Buffer | undefined, rt: ClusterRuntime, dest: TcpDestination, conn: L4Conn, greeting?: TunnelGreeting, firstBytes?: FirstBytes): void {
+    const c = this.track(client, rt.def.name, dest, conn, greeting);
     client.setNoDelay(true);
-    client.on('error', () => { /* surfaces as 'close' */ });
-    client.once('close', (hadError: boolean) => this.clientClosed(p, hadError));
-    // Hold the client's bytes until the upstream is there (the pipe is set up on connect).
+    // Hold the client's bytes until the upstream is there (the pipe reads them then).
     client.pause();
-    if (head !== undefined && head.length > 0) client.unshift(head);
-
-    const name = rt.def.name;
-    const limits = rt.def.policy.pool;
-    const counters = this.opts.metrics.cluster(name);
-    const open = this.perCluster.get(name) ?? 0;
-    if (open >= limits.maxConnections) {
+    if (head !== undefined) c.headBytes = head.length;
+    const now = c.startHr;
+    const counters = this.opts.observer.counters(rt.def.name);
+    if (!rt.admitConnection()) {
       counters.upstream_cx_overflow++;
-      return this.fail(p, 'UO', 'upstream_cx_overflow');
+      return this.refuse(c, 'UO', 'upstream_cx_overflow');
     }
+    c.rt = rt;
+    c.admitted = true;
     const ep = rt.pick({}, now);
-    if (ep === undefined) return this.fail(p, 'UH', 'no_healthy_upstream');
+    if (ep === undefined) return this.refuse(c, 'UH', 'no_healthy_upstream');
+    const limits = rt.def.policy.pool;
     const connect = this.opts.connector?.(rt.def, ep);
     let up: net.Socket;
     try {
@@ -159,220 +166,221 @@ export class TcpProxy {
     } catch {
       // An mTLS destination and no workload certificate (expired, unreadable): refused as a connect failure.
       counters.upstream_cx_connect_fail++;
-      return this.fail(p, 'UF', 'upstream_connect_error{no_workload_certificate}');
+      return this.refuse(c, 'UF', 'upstream_connect_error{no_workload_certificate}');
     }
-    p.ep = ep;
-    this.perCluster.set(name, open + 1);
+    c.ep = ep;
+    c.upstream = up;
     counters.upstream_cx_total++;
     counters.upstream_cx_active++;
     rt.attemptStarted(ep, now);
-    p.upstream = up;
     const timer = limits.connectTimeoutMs > 0 ? setTimeout(() => {
       counters.upstream_cx_connect_timeout++;
       up.destroy(new Error('connect timeout'));
     }, limits.connectTimeoutMs) : undefined;
+    const connectFailed = (err: NodeJS.ErrnoException): void => {
+      clearTimeout(timer);
+      if (err.message !== 'connect timeout') counters.upstream_cx_connect_fail++;
+      rt.attemptFinished(ep, { kind: 'connect-failure' }, this.opts.now() - now, this.opts.now());
+      c.flags = 'UF';
+      c.details = `upstream_connect_error{${err.code ?? err.message}}`;
+      // Tell the client the way a refused connection would: a reset, not a clean close (a CONNECT: its answer).
+      if (!client.destroyed) this.refuse(c, 'UF', c.details);
+    };
+    up.once('error', connectFailed);
+    up.once('close', () => {
+      clearTimeout(timer);
+      counters.upstream_cx_active--;
+      if (c.connectedHr !== 0) rt.attemptFinished(ep, { kind: 'response', status: 200 }, c.connectedHr - now, this.opts.now());
+    });
     // Over mTLS the connection is up once the handshake is done (a failed handshake is a connect failure, UF).
     up.once(connect !== undefined ? 'secureConnect' : 'connect', () => {
       clearTimeout(timer);
-      p.connectedHr = this.opts.now();
-      if (p.done) { up.destroy(); return; }
+      up.off('error', connectFailed);
+      up.on('error', noop); // from here the pipe reports errors
+      c.connectedHr = this.opts.now();
+      if (c.done || client.destroyed) { up.destroy(); return; }
       if (limits.tcpKeepalive?.timeMs) up.setKeepAlive(true, limits.tcpKeepalive.timeMs);
-      if (greeting !== undefined) {
-        client.write(greeting.established);
-        p.baseOut += greeting.established.length;
-      }
-      p.series = this.seriesFor(dest, '-');
-      p.series.opened.inc();
-      this.reporting.add(p);
-      if (this.reportTimer === undefined) {
-        this.reportTimer = setInterval(() => this.report(), this.opts.reportIntervalMs ?? 15_000);
-        this.reportTimer.unref();
-      }
-      // Both directions: pipe() pauses the reader when the writer's buffer is full and passes 'end' on as a FIN.
-      client.pipe(up);
-      up.pipe(client);
-      client.resume();
-      const idle = limits.tcpIdleTimeoutMs;
-      if (idle > 0) {
-        // Istio's tcp idleTimeout: the connection closes after this long without bytes either way.
-        const onIdle = (): void => { p.details = 'idle_timeout'; up.destroy(); client.destroy(); };
-        client.setTimeout(idle, onIdle);
-        up.setTimeout(idle, onIdle);
-      }
+      if (greeting !== undefined) client.write(greeting.established);
+      if (firstBytes === undefined) this.startPipe(c, up, head === undefined ? undefined : [head], undefined);
+      else this.awaitFirstBytes(c, up, head, firstBytes);
     });
-    up.on('error', (err: NodeJS.ErrnoException) => {
-      clearTimeout(timer);
-      if (p.connectedHr === 0) {
-        if (err.message !== 'connect timeout') counters.upstream_cx_connect_fail++;
-        rt.attemptFinished(ep, { kind: 'connect-failure' }, this.opts.now() - now, this.opts.now());
-        p.flags = 'UF';
-        p.details = `upstream_connect_error{${err.code ?? err.message}}`;
-        // Tell the client the way a refused connection would: a reset, not a clean close (a CONNECT: its answer).
-        if (!client.destroyed) this.refuse(p);
-        return;
-      }
-      p.details = `upstream_reset{${err.code ?? err.message}}`;
-      // A reset upstream is passed on as a reset.
-      if (err.code === 'ECONNRESET' && !client.destroyed) client.resetAndDestroy();
-      else client.destroy();
-    });
-    up.once('close', () => {
-      const cur = this.perCluster.get(name) ?? 1;
-      this.perCluster.set(name, cur - 1);
-      counters.upstream_cx_active--;
-      if (p.connectedHr !== 0) rt.attemptFinished(ep, { kind: 'response', status: 200 }, p.connectedHr - now, this.opts.now());
-      if (!client.destroyed) {
-        // The upstream is gone both ways; a FIN already reached the client through pipe(). Close what is left once
-        // the client has nothing more to read.
-        if (client.writableEnded) client.destroySoon(); else client.end();
-      }
-    });
-    client.on('error', (err: NodeJS.ErrnoException) => {
-      if (err.code === 'ECONNRESET' && !up.destroyed) up.resetAndDestroy();
-    });
-    // The client is gone: an upstream still connecting is dropped at once; a connected one finishes writing first.
-    client.once('close', () => {
-      if (up.destroyed) return;
-      if (p.connectedHr === 0) up.destroy();
-      else up.destroySoon();
-    });
+  }
+
+  /** FirstBytes: the upstream is connected and nobody has spoken; whoever does first decides (bounded by the idle timeout). */
+  private awaitFirstBytes(c: TcpConn, up: net.Socket, head: Buffer | undefined, classify: FirstBytes): void {
+    const client = c.client;
+    let held = head;
+    const idle = c.rt!.def.policy.pool.tcpIdleTimeoutMs;
+    const stop = (): void => {
+      client.off('data', fromClient);
+      client.off('end', toPipe);
+      up.off('data', fromUpstream);
+      up.off('end', toPipe);
+      up.off('close', upstreamGone);
+      if (timer !== undefined) clearTimeout(timer);
+      client.pause();
+      up.pause();
+    };
+    // A FIN from either side, or the app speaking: it is TCP (the pipe passes on what was said and the FIN).
+    const toPipe = (): void => {
+      stop();
+      this.startPipe(c, up, held === undefined ? undefined : [held], undefined);
+    };
+    const fromUpstream = (d: Buffer): void => {
+      stop();
+      this.startPipe(c, up, held === undefined ? undefined : [held], [d]);
+    };
+    const fromClient = (d: Buffer): void => {
+      held = held === undefined ? d : Buffer.concat([held, d]);
+      const what = classify(held);
+      if (what === 'more') return;
+      stop();
+      if (what === 'tcp') { this.startPipe(c, up, [held], undefined); return; }
+      // HTTP after all: the HTTP path owns the client now; the upstream connection goes unused and unrecorded.
+      c.handedOff = true;
+      c.done = true;
+      this.active.delete(client);
+      this.release(c);
+      up.destroy();
+    };
+    const upstreamGone = (): void => { stop(); resetSocket(client); };
+    const timer = idle > 0 ? setTimeout(() => { stop(); c.details = 'idle_timeout'; up.destroy(); client.destroy(); }, idle) : undefined;
+    timer?.unref();
+    client.on('data', fromClient);
+    client.once('end', toPipe);
+    up.on('data', fromUpstream);
+    up.once('end', toPipe);
+    up.once('close', upstreamGone);
+    client.resume();
+    up.resume();
+  }
+
+  private startPipe(c: TcpConn, up: net.Socket, clientHead: Buffer[] | undefined, upstreamHead: Buffer[] | undefined): void {
+    c.headBytes = 0;
+    c.meter = this.opts.observer.connectionOpened(this.record(c, 0, 0));
+    this.reporting.add(c);
+    if (this.reportTimer === undefined) {
+      this.reportTimer = setInterval(() => this.report(), this.opts.reportIntervalMs ?? 15_000);
+      this.reportTimer.unref();
+    }
+    const p = new BytePipe(c.client, up, c.rt!.def.policy.pool.tcpIdleTimeoutMs, c);
+    c.pipe = p;
+    p.start(clientHead, upstreamHead);
   }
 
   /**
-   * Refuse a connection without an upstream (BlackHoleCluster, a denied inbound connection): a reset, counted and
-   * logged as a connection of `clusterName`.
+   * Refuse a connection without an upstream (BlackHoleCluster, a denied inbound connection, an own port): a reset,
+   * counted and recorded as a connection of `clusterName`.
    */
-  reject(client: net.Socket, clusterName: string, dest: TcpDestination, flag: string, details: string, greeting?: TunnelGreeting): void {
-    const p: Pipe = {
-      client, upstream: undefined, clusterName, ep: undefined, dest, startTime: Date.now(), startHr: this.opts.now(), connectedHr: 0,
-      flags: flag, details, series: undefined, done: false, reportedIn: 0, reportedOut: 0, baseIn: greeting?.baseIn ?? 0, baseOut: client.bytesWritten, greeting,
-    };
-    this.cxOpenedTotal++;
-    this.active.add(client);
-    client.on('error', () => { /* surfaces as 'close' */ });
-    client.once('close', () => this.clientClosed(p, true));
-    this.refuse(p);
+  reject(client: net.Socket, clusterName: string, dest: TcpDestination, conn: L4Conn, flag: string, details: string, greeting?: TunnelGreeting, head?: Buffer): void {
+    const c = this.track(client, clusterName, dest, conn, greeting);
+    if (head !== undefined) c.headBytes = head.length;
+    this.refuse(c, flag, details);
   }
 
-  /** Before any upstream: close the client with a reset (as a refused connection would look) and log it. */
-  private fail(p: Pipe, flag: string, details: string): void {
-    p.flags = flag;
-    p.details = details;
-    this.refuse(p);
+  /** Before any upstream: a reset (as a refused connection would look); a CONNECT client gets its error answer instead. */
+  private refuse(c: TcpConn, flag: string, details: string): void {
+    c.flags = flag;
+    c.details = details;
+    const g = c.greeting;
+    if (g === undefined) { resetSocket(c.client); return; }
+    c.client.end(g.failed(flag, details));
+    c.client.resume();
   }
 
-  /** A reset; a CONNECT client gets its error answer and a clean close instead. */
-  private refuse(p: Pipe): void {
-    const g = p.greeting;
-    if (g === undefined) { p.client.resetAndDestroy(); return; }
-    const answer = g.failed(p.flags, p.details);
-    p.baseOut += answer.length;
-    p.client.end(answer);
-    p.client.resume();
+  private clientClosed(c: TcpConn): void {
+    if (c.pipe !== undefined || c.handedOff) return; // the pipe tells when both sides are done
+    // No pipe yet: an upstream still connecting is dropped at once.
+    c.upstream?.destroy();
+    this.finished(c);
   }
 
-  private clientClosed(p: Pipe, _hadError: boolean): void {
-    if (p.done) return;
-    p.done = true;
-    this.active.delete(p.client);
-    const up = p.upstream;
-    // Bytes as the client saw them: received from the client, sent to the client.
-    const received = p.client.bytesRead - p.baseIn;
-    const sent = p.client.bytesWritten - p.baseOut;
-    if (p.series !== undefined) {
-      this.reporting.delete(p);
-      p.series.closed.inc();
-      p.series.received.inc(received - p.reportedIn);
-      p.series.sent.inc(sent - p.reportedOut);
-    } else if (p.flags !== '-' || p.upstream === undefined) {
-      // A connection refused locally is opened and closed at once, with its flag (Istio counts these too).
-      const s = this.seriesFor(p.dest, p.flags);
-      s.opened.inc();
-      s.closed.inc();
+  /** @internal the connection is over (both sides closed, or refused): its one record. */
+  finished(c: TcpConn): void {
+    if (c.done) return;
+    c.done = true;
+    this.active.delete(c.client);
+    this.reporting.delete(c);
+    this.release(c);
+    const p = c.pipe;
+    if (p !== undefined) {
+      if (p.end === 'idle_timeout') c.details = 'idle_timeout';
+      else if (p.end === 'upstream_error') c.details = `upstream_reset{${p.errorCode ?? 'error'}}`;
     }
-    const log = this.opts.accessLog;
-    if (log === undefined) return;
-    const ep = p.ep;
-    const rec: RequestRecord = {
-      direction: p.dest.direction,
-      startTime: p.startTime,
-      durationMs: this.opts.now() - p.startHr,
+    const rec = this.record(c, p?.bytesUp ?? c.headBytes, p?.bytesDown ?? 0);
+    rec.durationMs = this.opts.now() - c.startHr;
+    this.opts.observer.connectionClosed(rec, c.meter);
+  }
+
+  private release(c: TcpConn): void {
+    if (!c.admitted) return;
+    c.admitted = false;
+    c.rt!.releaseConnection();
+  }
+
+  /** The connection's record (Istio's TCP access-log entry and metric labels). */
+  private record(c: TcpConn, received: number, sent: number): RequestRecord {
+    const ep = c.ep;
+    const d = c.dest;
+    return {
+      direction: d.direction,
+      peer: c.conn.peer,
+      startTime: c.startTime,
+      durationMs: 0,
       method: '',
       path: '',
       protocol: '',
       authority: '',
       requestId: '',
       status: 0,
-      flags: p.flags,
-      details: p.details,
+      flags: c.flags,
+      details: c.details,
       bytesReceived: received,
       bytesSent: sent,
       upstreamHost: ep === undefined ? undefined : `${ep.address}:${ep.port}`,
-      upstreamCluster: p.clusterName,
-      attempts: up === undefined ? 0 : 1,
-      routeName: p.dest.routeName,
-      downstreamRemoteAddress: `${p.client.remoteAddress ?? ''}:${p.client.remotePort ?? 0}`,
-      downstreamLocalAddress: `${p.client.localAddress ?? ''}:${p.client.localPort ?? 0}`,
-      destinationService: p.dest.service,
-      destinationServiceName: p.dest.serviceName,
-      destinationServiceNamespace: p.dest.serviceNamespace,
-      destinationVersion: p.dest.version,
+      upstreamCluster: c.clusterName,
+      attempts: c.upstream === undefined ? 0 : 1,
+      routeName: d.routeName,
+      downstreamRemoteAddress: c.conn.remote,
+      downstreamLocalAddress: c.conn.local,
+      destinationService: d.service,
+      destinationServiceName: d.serviceName,
+      destinationServiceNamespace: d.serviceNamespace,
+      destinationVersion: d.version,
       requestHeaders: {},
     };
-    log(rec);
   }
 
-  /** Istio's four TCP series for a destination and flag set, created on first use. */
-  private seriesFor(d: TcpDestination, flags: string): TcpSeries {
-    const key = `${d.direction}\u0000${d.service}\u0000${d.version}\u0000${flags}`;
-    let s = this.series.get(key);
-    if (s !== undefined) return s;
-    const labels = tcpLabels(this.opts.identity, d, flags);
-    const m = this.opts.metrics;
-    s = {
-      opened: m.counter('istio_tcp_connections_opened_total', 'TCP connections opened (Istio standard metric).', labels),
-      closed: m.counter('istio_tcp_connections_closed_total', 'TCP connections closed (Istio standard metric).', labels),
-      sent: m.counter('istio_tcp_sent_bytes_total', 'Bytes sent to the downstream during TCP connections (Istio standard metric).', labels),
-      received: m.counter('istio_tcp_received_bytes_total', 'Bytes received from the downstream during TCP connections (Istio standard metric).', labels),
-    };
-    this.series.set(key, s);
-    return s;
+  /** Close the open connections `which` selects (a PeerAuthentication change to STRICT: plaintext ones). */
+  closeWhere(which: (conn: L4Conn, dest: TcpDestination) => boolean): number {
+    let n = 0;
+    for (const c of this.active.values()) {
+      if (!which(c.conn, c.dest)) continue;
+      n++;
+      if (c.pipe !== undefined) c.pipe.stop();
+      else { c.upstream?.destroy(); c.client.destroy(); }
+    }
+    return n;
   }
 
   /** Stop: every proxied connection is closed (the process is exiting). */
   closeAll(): void {
-    for (const c of this.active) c.destroy();
+    for (const c of this.active.values()) {
+      if (c.pipe !== undefined) c.pipe.stop();
+      else { c.upstream?.destroy(); c.client.destroy(); }
+    }
     if (this.reportTimer !== undefined) clearInterval(this.reportTimer);
     this.reportTimer = undefined;
   }
 }
 
-/** Istio's TCP metric labels: the request labels without response_code/grpc_response_status, request_protocol "tcp". */
-export function tcpLabels(id: TcpIdentity, d: TcpDestination, flags: string): Record<string, string> {
-  const svcNs = d.serviceNamespace || UNKNOWN;
-  const local = {
-    workload: id.workload || UNKNOWN, namespace: id.namespace || UNKNOWN, app: id.app || UNKNOWN, version: id.version || UNKNOWN,
-  };
-  const outbound = d.direction === 'outbound';
-  return {
-    reporter: outbound ? 'source' : 'destination',
-    source_workload: outbound ? local.workload : UNKNOWN,
-    source_workload_namespace: outbound ? local.namespace : UNKNOWN,
-    source_principal: UNKNOWN,
-    source_app: outbound ? local.app : UNKNOWN,
-    source_version: outbound ? local.version : UNKNOWN,
-    source_cluster: outbound ? id.clusterId : UNKNOWN,
-    destination_workload: outbound ? UNKNOWN : local.workload,
-    destination_workload_namespace: outbound ? svcNs : local.namespace,
-    destination_principal: UNKNOWN,
-    destination_app: outbound ? UNKNOWN : local.app,
-    destination_version: outbound ? (d.version || UNKNOWN) : local.version,
-    destination_service: d.service || UNKNOWN,
-    destination_service_name: d.serviceName || UNKNOWN,
-    destination_service_namespace: svcNs,
-    destination_cluster: outbound ? UNKNOWN : id.clusterId,
-    request_protocol: 'tcp',
-    response_flags: flags,
-    connection_security_policy: outbound ? UNKNOWN : 'none',
-  };
+function noop(): void { /* 'close' follows */ }
+
+function resetSocket(s: net.Socket): void {
+  if (s.destroyed) return;
+  try {
+    s.resetAndDestroy();
+  } catch {
+    s.destroy(); // a TLS socket over the TCP one (an mTLS inbound connection)
+  }
 }

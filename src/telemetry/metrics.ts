@@ -173,6 +173,56 @@ class RequestSeries {
   ) {}
 }
 
+/**
+ * Istio's clusters for traffic to no known service: their records carry the cluster's name as
+ * destination_service_name and `unknown` as destination_service and destination_service_namespace, never the raw
+ * Host or address (a label value per destination would be an unbounded set of series). Istio's TCP labels are these;
+ * its HTTP labels put the Host in destination_service unless the stats plugin's disable_host_header_fallback is set,
+ * which Remora always does (docs/observability.md).
+ */
+const UNKNOWN_DESTINATION_CLUSTERS: ReadonlySet<string> = new Set(['PassthroughCluster', 'BlackHoleCluster', 'InboundPassthroughCluster']);
+
+/** destination_service, destination_service_name, destination_service_namespace of a record (unescaped). */
+function serviceLabels(rec: RequestRecord): [string, string, string] {
+  const cl = rec.upstreamCluster;
+  if (cl !== undefined && UNKNOWN_DESTINATION_CLUSTERS.has(cl)) return [UNKNOWN, cl, UNKNOWN];
+  return [rec.destinationService || UNKNOWN, rec.destinationServiceName || UNKNOWN, rec.destinationServiceNamespace || UNKNOWN];
+}
+
+/** The index key of a record's destination service: the cluster's name for the unknown-destination clusters. */
+function serviceKey(rec: RequestRecord): string {
+  const cl = rec.upstreamCluster;
+  return cl !== undefined && UNKNOWN_DESTINATION_CLUSTERS.has(cl) ? cl : rec.destinationService ?? '';
+}
+
+/** Istio's four TCP metrics of one label set (`istio_tcp_*`). */
+class TcpSeries {
+  opened = 0;
+  closed = 0;
+  sent = 0;
+  received = 0;
+  constructor(readonly labels: string) {}
+}
+
+/**
+ * The byte reporting of one open L4 connection: what was already added to its series, so each report (periodic while
+ * open, the last at close) adds only the difference.
+ */
+export class TcpMeter {
+  private reportedIn = 0;
+  private reportedOut = 0;
+  constructor(readonly series: TcpSeries) {}
+
+  /** Cumulative bytes received from and sent to the downstream so far. */
+  bytes(received: number, sent: number): void {
+    const s = this.series;
+    s.received += received - this.reportedIn;
+    s.sent += sent - this.reportedOut;
+    this.reportedIn = received;
+    this.reportedOut = sent;
+  }
+}
+
 // === Dashboard aggregates (admin `GET /`, `/debug/dashboard`) ===
 
 /**
@@ -293,6 +343,8 @@ export class Metrics {
   private inbound: SeriesIndex = new Map();
   /** Inbound requests over mutual TLS, per peer SPIFFE ID (the string of the connection's identity, reused). */
   private inboundPeers = new Map<string, SeriesIndex>();
+  /** Istio's TCP series (L4 connections: TCP proxy, CONNECT), by label key. */
+  private readonly tcpSeries = new Map<string, TcpSeries>();
   private readonly clusters = new Map<string, ClusterCounters>();
   /** Dashboard aggregates by upstream cluster name. */
   private readonly summaries = new Map<string, ClusterSummary>();
@@ -377,7 +429,10 @@ export class Metrics {
       if (idx === undefined) this.inboundPeers.set(peer.spiffeId, (idx = new Map()));
       byService = idx;
     }
-    const svc = rec.destinationService ?? '';
+    // Traffic to no known service is indexed (and labelled) by its cluster, never by its Host (see serviceLabels).
+    const cl = rec.upstreamCluster;
+    const unknownDest = cl !== undefined && UNKNOWN_DESTINATION_CLUSTERS.has(cl);
+    const svc = unknownDest ? cl : rec.destinationService ?? '';
     let byVersion = byService.get(svc);
     if (byVersion === undefined) byService.set(svc, (byVersion = new Map()));
     const ver = rec.destinationVersion ?? '';
@@ -388,8 +443,8 @@ export class Metrics {
     let leaf = byFlags.get(flags);
     if (leaf === undefined) byFlags.set(flags, (leaf = new Map()));
     let s = leaf.get(grpc);
-    const name = rec.destinationServiceName ?? '';
-    const ns = rec.destinationServiceNamespace ?? '';
+    const name = unknownDest ? cl : rec.destinationServiceName ?? '';
+    const ns = unknownDest ? '' : rec.destinationServiceNamespace ?? '';
     if (s !== undefined && s.svcName === name && s.svcNamespace === ns) return s;
     // First request of this label set, or the rare record whose service name/namespace differ for the same FQDN.
     const full = JSON.stringify([rec.direction, svc, name, ns, ver, status, flags, grpc, peer?.spiffeId ?? '']);
@@ -403,13 +458,23 @@ export class Metrics {
   }
 
   private renderRequestLabels(rec: RequestRecord, status: number, flags: string, grpc: string): string {
-    const svc = escapeLabelValue(rec.destinationService || UNKNOWN);
-    const svcName = escapeLabelValue(rec.destinationServiceName || UNKNOWN);
-    const svcNs = escapeLabelValue(rec.destinationServiceNamespace || UNKNOWN);
+    const protocol = `request_protocol="${requestProtocol(rec)}",response_code="${status}",grpc_response_status="${escapeLabelValue(grpc)}",`;
+    return this.renderLabels(rec, protocol, flags);
+  }
+
+  /**
+   * Istio's labels of a record, in Istio's order; `protocol` is the request_protocol … grpc_response_status part (the
+   * TCP metrics have request_protocol alone). Shared by the request and TCP metrics, so both carry the same identity
+   * labels, mTLS included.
+   */
+  private renderLabels(rec: RequestRecord, protocol: string, flags: string): string {
+    const [svcRaw, svcNameRaw, svcNsRaw] = serviceLabels(rec);
+    const svc = escapeLabelValue(svcRaw);
+    const svcName = escapeLabelValue(svcNameRaw);
+    const svcNs = escapeLabelValue(svcNsRaw);
     const tail =
       `,destination_service="${svc}",destination_service_name="${svcName}",destination_service_namespace="${svcNs}",` +
-      `destination_cluster="${rec.direction === 'inbound' ? this.clusterId : UNKNOWN}",request_protocol="${requestProtocol(rec)}",` +
-      `response_code="${status}",grpc_response_status="${escapeLabelValue(grpc)}",response_flags="${escapeLabelValue(flags)}",` +
+      `destination_cluster="${rec.direction === 'inbound' ? this.clusterId : UNKNOWN}",${protocol}response_flags="${escapeLabelValue(flags)}",` +
       // Outbound plaintext: the source cannot know the server's policy (Istio reports 'unknown'); inbound plaintext is
       // 'none', inbound over verified mTLS 'mutual_tls'.
       `connection_security_policy="${rec.direction === 'inbound' ? (rec.peer !== undefined ? 'mutual_tls' : 'none') : UNKNOWN}"`;
@@ -431,6 +496,45 @@ export class Metrics {
       `,destination_workload="unknown",destination_workload_namespace="${svcNs}",destination_principal="unknown",` +
       `destination_app="unknown",destination_version="${ver}"` + tail
     );
+  }
+
+  // === Istio TCP metrics (L4 connections) ===
+
+  /** The TCP series of a connection's record (its direction, destination, flags and mTLS peer), made on first use. */
+  private tcpSeriesFor(rec: RequestRecord): TcpSeries {
+    const flags = rec.flags || '-';
+    const key = JSON.stringify([rec.direction, serviceKey(rec), rec.destinationServiceName ?? '', rec.destinationServiceNamespace ?? '', rec.destinationVersion ?? '', flags, rec.peer?.spiffeId ?? '']);
+    let s = this.tcpSeries.get(key);
+    if (s === undefined) {
+      s = new TcpSeries(this.renderLabels(rec, 'request_protocol="tcp",', flags));
+      this.tcpSeries.set(key, s);
+    }
+    return s;
+  }
+
+  /** An L4 connection reached its upstream: istio_tcp_connections_opened_total; its bytes are reported through the meter. */
+  tcpOpened(rec: RequestRecord): TcpMeter {
+    const s = this.tcpSeriesFor(rec);
+    s.opened++;
+    return new TcpMeter(s);
+  }
+
+  /**
+   * An L4 connection ended: istio_tcp_connections_closed_total and the bytes not reported yet. Without a meter it
+   * never reached an upstream (refused locally: BlackHoleCluster, a denied connection, UF, UO): opened and closed at
+   * once under its flag, as Remora has always counted them.
+   */
+  tcpClosed(rec: RequestRecord, meter: TcpMeter | undefined): void {
+    if (meter !== undefined) {
+      meter.bytes(rec.bytesReceived, rec.bytesSent);
+      meter.series.closed++;
+      return;
+    }
+    const s = this.tcpSeriesFor(rec);
+    s.opened++;
+    s.closed++;
+    s.received += rec.bytesReceived;
+    s.sent += rec.bytesSent;
   }
 
   /** The counters of one Envoy cluster (`outbound|9080|v1|reviews.default.svc.cluster.local`), created on first use. */
@@ -502,6 +606,8 @@ export class Metrics {
     this.outbound = new Map();
     this.inbound = new Map();
     this.inboundPeers = new Map();
+    // Open connections keep their series (their meters point at them): zeroed in place.
+    for (const t of this.tcpSeries.values()) { t.opened = 0; t.closed = 0; t.sent = 0; t.received = 0; }
     this.summaries.clear();
     for (const c of this.clusters.values()) c.resetCounters();
     for (const fam of this.own.values()) {
@@ -514,6 +620,7 @@ export class Metrics {
   render(extra?: { clusters?: readonly ClusterView[] }): string {
     const out: string[] = [];
     this.renderIstio(out);
+    this.renderTcp(out);
     this.renderClusters(out, extra?.clusters ?? []);
     this.renderOwn(out);
     this.renderProcess(out);
@@ -527,6 +634,18 @@ export class Metrics {
     renderHistogram(out, 'istio_request_duration_milliseconds', 'Request duration in milliseconds (Istio standard metric).', this.series, (s) => s.duration, (s) => s.durationSum);
     renderHistogram(out, 'istio_request_bytes', 'HTTP request body sizes in bytes (Istio standard metric).', this.series, (s) => s.reqBytes, (s) => s.reqBytesSum);
     renderHistogram(out, 'istio_response_bytes', 'HTTP response body sizes in bytes (Istio standard metric).', this.series, (s) => s.respBytes, (s) => s.respBytesSum);
+  }
+
+  private renderTcp(out: string[]): void {
+    if (this.tcpSeries.size === 0) return;
+    const family = (name: string, help: string, get: (s: TcpSeries) => number): void => {
+      out.push(`# HELP ${name} ${help}\n# TYPE ${name} counter\n`);
+      for (const s of this.tcpSeries.values()) out.push(`${name}{${s.labels}} ${get(s)}\n`);
+    };
+    family('istio_tcp_connections_opened_total', 'TCP connections opened (Istio standard metric).', (s) => s.opened);
+    family('istio_tcp_connections_closed_total', 'TCP connections closed (Istio standard metric).', (s) => s.closed);
+    family('istio_tcp_sent_bytes_total', 'Bytes sent to the downstream during TCP connections (Istio standard metric).', (s) => s.sent);
+    family('istio_tcp_received_bytes_total', 'Bytes received from the downstream during TCP connections (Istio standard metric).', (s) => s.received);
   }
 
   private renderClusters(out: string[], views: readonly ClusterView[]): void {

@@ -153,7 +153,9 @@ export class ClusterManager {
   /** A cluster owned by the process rather than the config (e.g. `inbound|9080||`). */
   pin(def: ClusterDef): ClusterRuntime {
     const rt = createClusterRuntime(def, this.rand, this.now());
-    this.pinned.set(def.name, rt);
+    // By name and endpoints: `inbound|9080||` has one runtime per address the app is reached at (as Envoy's
+    // ORIGINAL_DST inbound cluster: 127.0.0.1 in explicit mode, the pod's IPv4 and IPv6 addresses when captured).
+    this.pinned.set(`${def.name}|${def.endpoints.map((e) => e.key).join(',')}`, rt);
     return rt;
   }
 

@@ -200,6 +200,14 @@ class ClusterRuntimeImpl implements ClusterRuntime {
     this.limits.release();
   }
 
+  admitConnection(): boolean {
+    return this.limits.admitConnection();
+  }
+
+  releaseConnection(): void {
+    this.limits.releaseConnection();
+  }
+
   tryStartRetry(budgeted = true): boolean {
     return this.limits.tryStartRetry(budgeted);
   }

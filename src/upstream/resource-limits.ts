@@ -1,7 +1,8 @@
 /**
  * Envoy/Istio circuit breaking for one cluster: counters, not a state machine. Admission is refused at once
  * (503 UO upstream) when requests in flight reach http2MaxRequests (rq_overflow) or maxConnections +
- * http1MaxPendingRequests (pending_overflow); retries are refused over maxRetries or the retry budget.
+ * http1MaxPendingRequests (pending_overflow); retries are refused over maxRetries or the retry budget; an L4
+ * connection (TCP proxy, CONNECT) is refused (UO) when the cluster's proxied connections reach maxConnections.
  */
 
 import type { AdmitResult, PoolLimits, RetryBudgetPolicy } from '../model.js';
@@ -13,7 +14,10 @@ export class ResourceLimits {
   activeRetries = 0;
   /** The part of activeRetries the retry budget governs (connect-failure retries are not budgeted). */
   budgetedRetries = 0;
-  /** Overflow counters (Envoy: upstream_rq_pending_overflow, upstream_rq_retry_overflow …). */
+  /** Open L4 connections (TCP proxy, CONNECT tunnels) admitted by admitConnection(). */
+  connections = 0;
+  /** Overflow counters (Envoy: upstream_rq_pending_overflow, upstream_rq_retry_overflow, upstream_cx_overflow …). */
+  cxOverflow = 0;
   rqOverflow = 0;
   pendingOverflow = 0;
   retryOverflow = 0;
@@ -58,6 +62,23 @@ export class ResourceLimits {
 
   release(): void {
     if (this.active > 0) this.active--;
+  }
+
+  /**
+   * An L4 connection (Envoy's tcp_proxy: one upstream connection per downstream one) under tcp.maxConnections; false
+   * = overflow (UO), counted. Each true must be matched by one releaseConnection().
+   */
+  admitConnection(): boolean {
+    if (this.connections >= this.pool.maxConnections) {
+      this.cxOverflow++;
+      return false;
+    }
+    this.connections++;
+    return true;
+  }
+
+  releaseConnection(): void {
+    if (this.connections > 0) this.connections--;
   }
 
   /**

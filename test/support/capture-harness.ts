@@ -9,7 +9,8 @@ import { CaptureStats, outboundCapture, type CaptureEnv } from '../../src/net/ca
 import type { OriginalDstReader } from '../../src/net/original-dst.js';
 import { TcpProxy } from '../../src/proxy/tcp-proxy.js';
 import { ClusterManager } from '../../src/upstream/cluster-manager.js';
-import { Metrics } from '../../src/telemetry/metrics.js';
+import { Metrics, type TcpMeter } from '../../src/telemetry/metrics.js';
+import type { Observer } from '../../src/proxy/observer.js';
 import { parseDocuments } from '../../src/config/parse.js';
 import { compile } from '../../src/config/compile.js';
 import type { Snapshot } from '../../src/config/snapshot.js';
@@ -23,6 +24,16 @@ export class QueueReader implements OriginalDstReader {
   read(): OriginalDestination | undefined {
     return this.queue.shift();
   }
+}
+
+/** The sidecar's Observer over `metrics`, with every record (HTTP and L4) pushed to `logged` (the access log). */
+export function testObserver(metrics: Metrics, logged: RequestRecord[]): Observer {
+  return {
+    record(rec) { metrics.recordRequest(rec); logged.push(rec); },
+    counters: (c) => metrics.cluster(c),
+    connectionOpened: (rec) => metrics.tcpOpened(rec),
+    connectionClosed(rec, meter) { metrics.tcpClosed(rec, meter as TcpMeter | undefined); logged.push(rec); },
+  };
 }
 
 /** A TCP server on 127.0.0.1 (half-open allowed, socket errors ignored); returns its port. */
@@ -78,7 +89,7 @@ export async function startCapture(yaml: string, http: RequestHandler, opts: { l
   const metrics = new Metrics({ sourceWorkload: 'test', sourceNamespace: 'default' });
   const clusters = new ClusterManager(Math.random, () => performance.now(), { keepAliveMs: 4000, headersTimeoutMs: 0 });
   const logged: RequestRecord[] = [];
-  const tcp = new TcpProxy({ metrics, identity: { workload: 'test', namespace: 'default', app: 'test', version: 'v1', clusterId: 'Kubernetes' }, now: () => performance.now(), accessLog: (r) => logged.push(r) });
+  const tcp = new TcpProxy({ observer: testObserver(metrics, logged), now: () => performance.now() });
   const stats = new CaptureStats();
   const env: CaptureEnv = {
     reader,

@@ -3,6 +3,8 @@
 // runs one operation and prints its result as one JSON line, then exits. Every operation is bounded in time.
 //   node netns-peer.mjs serve '[{"kind":"http","host":"0.0.0.0","port":8080,"name":"app"}, …]'
 //   node netns-peer.mjs client '{"op":"http","host":"…","port":80,"path":"/x","headers":{…}}'
+// A server with `"log": true` prints one `seen {json}` line per connection and per HTTP request it gets, so a test
+// can tell what reached it.
 import net from 'node:net';
 import http from 'node:http';
 
@@ -12,16 +14,20 @@ const spec = JSON.parse(arg ?? 'null');
 function serve(list) {
   let pending = list.length;
   const bound = () => { if (--pending === 0) process.stdout.write('listening\n'); };
+  const seen = (s, what) => { if (s.log) process.stdout.write(`seen ${JSON.stringify({ server: s.name ?? `${s.kind}:${s.port}`, ...what })}\n`); };
   for (const s of list) {
     if (s.kind === 'http') {
       // Answers with who it is, what it saw, and the peer it saw (so a test can tell a sidecar hop).
-      http.createServer((req, res) => {
+      const server = http.createServer((req, res) => {
+        seen(s, { kind: 'request', method: req.method, url: req.url, peer: req.socket.remoteAddress });
         const body = JSON.stringify({ server: s.name, method: req.method, url: req.url, headers: req.headers, peer: req.socket.remoteAddress });
         res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
         res.end(body);
-      }).listen(s.port, s.host, bound);
+      });
+      server.on('connection', (c) => seen(s, { kind: 'connection', peer: c.remoteAddress }));
+      server.listen(s.port, s.host, bound);
     } else if (s.kind === 'echo') {
-      net.createServer((c) => { c.on('error', () => {}); c.pipe(c); }).listen(s.port, s.host, bound);
+      net.createServer((c) => { seen(s, { kind: 'connection', peer: c.remoteAddress }); c.on('error', () => {}); c.pipe(c); }).listen(s.port, s.host, bound);
     } else if (s.kind === 'banner') {
       // Server speaks first (MySQL, SMTP style): a greeting on connect, then echo.
       net.createServer((c) => { c.on('error', () => {}); c.write(`${s.banner}\r\n`); c.pipe(c); }).listen(s.port, s.host, bound);
@@ -52,7 +58,11 @@ function client(op) {
     let got = Buffer.alloc(0);
     let connectedAt = 0;
     let firstByteMs;
-    sock.on('connect', () => { connectedAt = Date.now(); if (op.send !== undefined) sock.write(op.send); });
+    // `delayMs`: say nothing for that long after connecting before sending (a slow client).
+    sock.on('connect', () => {
+      connectedAt = Date.now();
+      if (op.send !== undefined) setTimeout(() => sock.write(op.send), op.delayMs ?? 0);
+    });
     sock.on('data', (d) => {
       if (firstByteMs === undefined) firstByteMs = Date.now() - connectedAt;
       got = Buffer.concat([got, d]);

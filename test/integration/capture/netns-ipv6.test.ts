@@ -65,14 +65,15 @@ spec:
       { kind: 'http', host: net.worldIp6, port: 8080, name: 'world-reviews6' },
       { kind: 'echo', host: net.worldIp6, port: 7000 },
     ])], { readyLine: /listening/ });
+    // The app listens on [::] (IPv4 and IPv6): inbound traffic reaches it at the address the peer dialled.
     await net.start(net.pod, [process.execPath, peer, 'serve', JSON.stringify([
-      { kind: 'http', host: '0.0.0.0', port: 8080, name: 'pod-app' },
-      { kind: 'echo', host: '0.0.0.0', port: 9000 },
+      { kind: 'http', host: '::', port: 8080, name: 'pod-app' },
+      { kind: 'echo', host: '::', port: 9000 },
     ])], { uid: APP_UID, readyLine: /listening/ });
-    const applied = net.exec(net.pod, [process.execPath, cli, 'iptables', '--apply', '--app-ports', '8080,9000']);
+    const applied = net.exec(net.pod, [process.execPath, cli, 'iptables', '--apply']);
     expect(applied).toMatch(/IPv6 rules applied/);
     const sidecar = await net.start(net.pod, [
-      process.execPath, cli, 'run', '--config', dir, '--app-port', '8080', '--app-port', '9000', '--namespace', 'default',
+      process.execPath, cli, 'run', '--config', dir, '--app-port', '8080', '--app-port', '9000', '--namespace', 'default', '--capture-mode', 'redirect',
       '--stats-port', '15090', '--health-port', '15021', '--resolv-conf', '',
     ], { ...user, readyLine: /remora ready (\{.*\})/, env: { ...process.env, REMORA_ORIGINAL_DST: reader } });
     adminPort = (JSON.parse(sidecar.match![1]!) as { admin: number }).admin;
@@ -110,7 +111,7 @@ spec:
     expect(http).toMatchObject({ ok: true, status: 200 });
     const seen = JSON.parse(http.body!) as { server: string; headers: Record<string, string>; peer: string };
     expect(seen.server).toBe('pod-app');
-    expect(seen.peer).toBe('127.0.0.1'); // delivered by the sidecar over loopback
+    expect(seen.peer).toBe(net.podIp6); // delivered by the sidecar to the pod's IPv6 address, not loopback
     expect(seen.headers['x-forwarded-for']).toBe(net.worldIp6);
     const tcp = client('world', { op: 'tcp', host: net.podIp6, port: 9000, send: 'inbound over ipv6', expectBytes: 17 });
     expect(tcp).toMatchObject({ ok: true, data: 'inbound over ipv6' });

@@ -1,8 +1,9 @@
 // Transparent capture for real: a "pod" and a "world" network namespace joined by a veth pair, Remora's own
-// `remora iptables --apply` in the pod, Remora running as UID 1337 (setpriv) and the app's processes as UID 1000.
-// What an injected pod does must keep working: HTTP to a Service VIP that only the sidecar can route, TCP to a
-// TCP service, a server-speaks-first server (on a known server-first port and on an unknown one), passthrough to
-// an address outside the registry, and inbound HTTP and TCP calls from the world.
+// `remora iptables --apply` in the pod (its default: every inbound port), Remora running as UID 1337 (setpriv) in
+// capture mode and the app's processes as UID 1000. What an injected pod does must keep working: HTTP to a Service
+// VIP that only the sidecar can route, TCP to a TCP service, a server-speaks-first server (on a known server-first
+// port and on an unknown one), passthrough to an address outside the registry, and inbound HTTP and TCP calls from
+// the world, delivered to the pod's address. (What capture refuses is in test/security/l4-attacks.test.ts.)
 import { mkdtempSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -78,14 +79,15 @@ spec:
       { kind: 'echo', host: '0.0.0.0', port: 9000 },
     ])], { uid: APP_UID, readyLine: /listening/ });
     // remora-init: the capture rules, applied by Remora's own command.
-    net.exec(net.pod, [process.execPath, cli, 'iptables', '--apply', '--app-ports', '8080,9000']);
+    net.exec(net.pod, [process.execPath, cli, 'iptables', '--apply']);
     const sidecar = await net.start(net.pod, [
-      process.execPath, cli, 'run', '--config', dir, '--app-port', '8080', '--app-port', '9000', '--namespace', 'default',
+      process.execPath, cli, 'run', '--config', dir, '--app-port', '8080', '--app-port', '9000', '--namespace', 'default', '--capture-mode', 'redirect',
       '--stats-port', '15090', '--health-port', '15021', '--resolv-conf', '',
     ], { ...user, readyLine: /remora ready (\{.*\})/, env: { ...process.env, REMORA_ORIGINAL_DST: reader } });
     adminPort = (JSON.parse(sidecar.match![1]!) as { admin: number }).admin;
-    const dump = JSON.parse(client('pod', { op: 'http', host: '127.0.0.1', port: adminPort, path: '/config_dump' }).body!) as { capture: { originalDestination: string } };
+    const dump = JSON.parse(client('pod', { op: 'http', host: '127.0.0.1', port: adminPort, path: '/config_dump' }).body!) as { capture: { originalDestination: string; mode: string } };
     expect(dump.capture.originalDestination).toBe(reader);
+    expect(dump.capture.mode).toBe('redirect');
   }, 60_000);
 
   afterAll(() => {
@@ -136,7 +138,7 @@ spec:
     expect(http).toMatchObject({ ok: true, status: 200 });
     const seen = JSON.parse(http.body!) as { server: string; headers: Record<string, string>; peer: string };
     expect(seen.server).toBe('pod-app');
-    expect(seen.peer).toBe('127.0.0.1'); // delivered by the sidecar over loopback
+    expect(seen.peer).toBe(net.podIp); // delivered by the sidecar to the pod's address (Istio since 1.10), not loopback
     expect(seen.headers['x-forwarded-for']).toBe(net.worldIp);
     const tcp = client('world', { op: 'tcp', host: net.podIp, port: 9000, send: 'inbound bytes', expectBytes: 13 });
     expect(tcp).toMatchObject({ ok: true, data: 'inbound bytes' });

@@ -7,7 +7,8 @@ import { once } from 'node:events';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Http1Server, type OriginalDestination } from '../../../src/http1/server.js';
 import { outboundCapture, inboundCapture, CaptureStats, type CaptureEnv } from '../../../src/net/capture.js';
-import { listenTcp, QueueReader, talk } from '../../support/capture-harness.js';
+import { listenTcp, QueueReader, talk, testObserver } from '../../support/capture-harness.js';
+import { waitFor } from '../../support/proxy-harness.js';
 import { TcpProxy } from '../../../src/proxy/tcp-proxy.js';
 import { ClusterManager } from '../../../src/upstream/cluster-manager.js';
 import { Metrics } from '../../../src/telemetry/metrics.js';
@@ -33,7 +34,7 @@ describe('capture hook and TCP proxy on loopback', () => {
   const metrics = new Metrics({ sourceWorkload: 'test', sourceNamespace: 'default' });
   const clusters = new ClusterManager(Math.random, () => performance.now(), { keepAliveMs: 4000, headersTimeoutMs: 0 });
   const logged: RequestRecord[] = [];
-  const tcp = new TcpProxy({ metrics, identity: { workload: 'test', namespace: 'default', app: 'test', version: 'v1', clusterId: 'Kubernetes' }, now: () => performance.now(), accessLog: (r) => logged.push(r), reportIntervalMs: 100 });
+  const tcp = new TcpProxy({ observer: testObserver(metrics, logged), now: () => performance.now(), reportIntervalMs: 100 });
   const stats = new CaptureStats();
   const httpSeen: Array<OriginalDestination | undefined> = [];
   let proxyPort = 0;
@@ -121,12 +122,12 @@ spec:
     proxyPort = (server.address() as net.AddressInfo).port;
     servers.push(server);
     appPort = await listen((c) => { c.write('app-first\r\n'); c.pipe(c); });
-    const inboundRts = new Map<number, ReturnType<ClusterManager['pin']>>();
+    const inboundRts = new Map<string, ReturnType<ClusterManager['pin']>>();
     const inbound = new Http1Server((_req, res) => { res.writeHead(200, ['content-length', '0']); res.end(); }, {
       onConnection: inboundCapture({
         ...env,
-        inboundRuntime: (p) => { let rt = inboundRts.get(p); if (!rt) { rt = clusters.pin(inboundClusters([p], '127.0.0.1')[0]!); inboundRts.set(p, rt); } return rt; },
-        allowConnection: (_ip, p) => p !== 1,
+        inboundRuntime: (p, a) => { let rt = inboundRts.get(`${a}|${p}`); if (!rt) { rt = clusters.pin(inboundClusters([p], a)[0]!); inboundRts.set(`${a}|${p}`, rt); } return rt; },
+        authorizeConnection: (_conn, p) => (p !== 1 ? { allowed: true } : { allowed: false, details: 'rbac_access_denied_matched_policy[none]' }),
       }, new CaptureStats()),
     });
     await new Promise<void>((r) => inbound.listen(0, '127.0.0.1', r));
@@ -182,7 +183,7 @@ spec:
 
   it('reports the bytes of a connection that stays open, before it closes', async () => {
     const line = (name: string): number => {
-      const m = new RegExp(`${name}\\{[^}]*destination_service="PassthroughCluster"[^}]*\\} (\\d+)`).exec(metrics.render());
+      const m = new RegExp(`${name}\\{[^}]*destination_service_name="PassthroughCluster"[^}]*\\} (\\d+)`).exec(metrics.render());
       return m === null ? 0 : Number(m[1]);
     };
     const before = { rx: line('istio_tcp_received_bytes_total'), tx: line('istio_tcp_sent_bytes_total') };
@@ -237,12 +238,12 @@ spec:
     reader.queue.push({ address: '127.0.0.1', port: plainEcho });
     const pass = await talk(proxyPort, '\u0000binary', { end: true });
     expect(pass.data.toString('latin1')).toBe('\u0000binary');
-    expect(metrics.render()).toMatch(/istio_tcp_connections_opened_total\{[^}]*destination_service="PassthroughCluster"[^}]*\} [1-9]/);
+    expect(metrics.render()).toMatch(/istio_tcp_connections_opened_total\{[^}]*destination_service_name="PassthroughCluster"[^}]*\} [1-9]/);
     registryOnly = true;
     reader.queue.push({ address: '127.0.0.1', port: plainEcho });
     const hole = await talk(proxyPort, '\u0000binary');
     expect(hole.error).toBe('ECONNRESET');
-    expect(metrics.render()).toMatch(/istio_tcp_connections_opened_total\{[^}]*destination_service="BlackHoleCluster"[^}]*response_flags="UH"[^}]*\} 1/);
+    expect(metrics.render()).toMatch(/istio_tcp_connections_opened_total\{[^}]*destination_service_name="BlackHoleCluster"[^}]*response_flags="UH"[^}]*\} 1/);
     // An address inside a ServiceEntry CIDR (resolution NONE) is that service's: passed to the address dialled.
     reader.queue.push({ address: '127.0.0.70', port: rangeEcho });
     const inRange = await talk(proxyPort, 'range', { end: true });
@@ -289,3 +290,162 @@ spec:
     expect(denied.error).toBe('ECONNRESET');
   });
 });
+
+describe('the inbound listener in capture mode (loopback, original destinations from a stand-in reader)', () => {
+  const reader = new QueueReader();
+  const metrics = new Metrics({ sourceWorkload: 'test', sourceNamespace: 'default' });
+  const clusters = new ClusterManager(Math.random, () => performance.now(), { keepAliveMs: 4000, headersTimeoutMs: 0 });
+  const logged: RequestRecord[] = [];
+  const tcp = new TcpProxy({ observer: testObserver(metrics, logged), now: () => performance.now() });
+  const stats = new CaptureStats();
+  const own = { ports: new Set<number>(), addresses: new Set<string>() };
+  const httpSeen: string[] = [];
+  let inboundPort = 0;
+  /** The same port on two loopback addresses: one stands for the pod's address, one for 127.0.0.1. */
+  let appPort = 0;
+  const appSaw: string[] = [];
+  let silentEcho = 0;
+
+  beforeAll(async () => {
+    const a = net.createServer((c) => { c.on('error', () => {}); appSaw.push('pod-address'); c.write('pod:'); c.pipe(c); });
+    servers.push(a);
+    await new Promise<void>((r) => a.listen(0, '127.0.0.2', r));
+    appPort = (a.address() as net.AddressInfo).port;
+    const b = net.createServer((c) => { c.on('error', () => {}); appSaw.push('loopback'); c.write('loopback:'); c.pipe(c); });
+    servers.push(b);
+    await new Promise<void>((r) => b.listen(appPort, '127.0.0.1', r));
+    silentEcho = await listen((c) => { appSaw.push('silent-echo'); c.pipe(c); });
+    const rts = new Map<string, ReturnType<ClusterManager['pin']>>();
+    const server = new Http1Server((req, res) => {
+      httpSeen.push(`${req.method} ${req.url}`);
+      res.writeHead(200, ['content-length', '12']);
+      res.end('inbound-http');
+    }, {
+      onConnection: inboundCapture({
+        reader, snapshot: () => undefined, clusters, tcp, sniffTimeoutMs: 100, rand: Math.random, own,
+        self: { labels: {}, namespace: 'default', clusterDomain: 'cluster.local' },
+        inboundRuntime: (p, addr) => { let rt = rts.get(`${addr}|${p}`); if (!rt) { rt = clusters.pin(inboundClusters([p], addr)[0]!); rts.set(`${addr}|${p}`, rt); } return rt; },
+        authorizeConnection: () => ({ allowed: true }),
+        captureMode: true,
+      }, stats),
+    });
+    servers.push(server);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    inboundPort = (server.address() as net.AddressInfo).port;
+    for (const p of [inboundPort, 15000, 15001]) own.ports.add(p);
+  });
+
+  afterAll(async () => {
+    tcp.closeAll();
+    await clusters.destroy();
+  });
+
+  it('pipes to the original destination (the pod\'s address), not to 127.0.0.1 on the same port', async () => {
+    reader.queue.push({ address: '127.0.0.2', port: appPort });
+    const r = await talk(inboundPort, '\u0001x', { end: true, timeoutMs: 2000 });
+    expect(r.data.toString('latin1')).toBe('pod:\u0001x');
+    expect(appSaw).toEqual(['pod-address']);
+    // The record: the original destination as the downstream local address (as Envoy logs it), the client's as remote.
+    await waitForLog(() => logged.some((l) => l.upstreamHost === `127.0.0.2:${appPort}`));
+    const rec = logged.find((l) => l.upstreamHost === `127.0.0.2:${appPort}`)!;
+    expect(rec.downstreamLocalAddress).toBe(`127.0.0.2:${appPort}`);
+    expect(rec.downstreamRemoteAddress).toMatch(/^127\.0\.0\.1:\d+$/);
+  });
+
+  it('refuses a redirected connection to one of the proxy\'s ports, and one not redirected at all (capture mode)', async () => {
+    reader.queue.push({ address: '127.0.0.2', port: 15000 });
+    const ownPort = await talk(inboundPort, 'POST /quitquitquit HTTP/1.1\r\nHost: x\r\n\r\n');
+    expect(ownPort.error).toBe('ECONNRESET');
+    expect(stats.refusedOwnPort).toBe(1);
+    reader.queue.push(undefined);
+    const direct = await talk(inboundPort, 'GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+    expect(direct.error).toBe('ECONNRESET');
+    expect(stats.refusedNotRedirected).toBe(1);
+    expect(httpSeen).toEqual([]);
+    await waitForLog(() => logged.filter((l) => l.upstreamCluster === 'BlackHoleCluster').length === 2);
+    expect(logged.filter((l) => l.upstreamCluster === 'BlackHoleCluster').map((l) => l.details).sort()).toEqual(['inbound_not_redirected', 'inbound_proxy_port']);
+  });
+
+  it('a client silent past detection that then sends HTTP is served as HTTP; one that sends bytes is piped; the app speaking first wins', async () => {
+    const before = appSaw.length;
+    reader.queue.push({ address: '127.0.0.1', port: silentEcho });
+    const sock = net.connect(inboundPort, '127.0.0.1');
+    const got: Buffer[] = [];
+    sock.on('data', (d: Buffer) => got.push(d));
+    await new Promise((r) => setTimeout(r, 300));
+    sock.write('GET /late HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    await new Promise((r) => sock.once('close', r));
+    expect(Buffer.concat(got).toString()).toMatch(/^HTTP\/1\.1 200 OK[\s\S]*inbound-http$/);
+    expect(httpSeen).toEqual(['GET /late']);
+    expect(stats.lateHttp).toBe(1);
+    // The app was dialled while the client was silent, and dropped unused: it got no byte.
+    await new Promise((r) => setTimeout(r, 50));
+    expect(appSaw.length).toBe(before + 1);
+    // Late bytes that are not HTTP: piped over the connection already open.
+    reader.queue.push({ address: '127.0.0.1', port: silentEcho });
+    const s2 = net.connect(inboundPort, '127.0.0.1');
+    const got2: Buffer[] = [];
+    s2.on('data', (d: Buffer) => got2.push(d));
+    await new Promise((r) => setTimeout(r, 300));
+    s2.end('\u0000late-binary');
+    await new Promise((r) => s2.once('close', r));
+    expect(Buffer.concat(got2).toString('latin1')).toBe('\u0000late-binary');
+    // The app speaks first: piped at once (the pod-address app greets).
+    reader.queue.push({ address: '127.0.0.2', port: appPort });
+    const first = await talk(inboundPort, undefined, { timeoutMs: 800 });
+    expect(first.data.toString('latin1')).toBe('pod:');
+  });
+});
+
+describe('the undecided inbound connection (silent past detection) ending abruptly', () => {
+  it('clients that go silent, then reset, close, half-close or send, 30 times: every app connection closed, nothing left open', async () => {
+    const reader = new QueueReader();
+    const metrics = new Metrics({ sourceWorkload: 'test', sourceNamespace: 'default' });
+    const clusters = new ClusterManager(Math.random, () => performance.now(), { keepAliveMs: 4000, headersTimeoutMs: 0 });
+    const tcp = new TcpProxy({ observer: testObserver(metrics, []), now: () => performance.now() });
+    let appOpen = 0;
+    let appAccepted = 0;
+    const app = await listen((c) => { appOpen++; appAccepted++; c.once('close', () => { appOpen--; }); c.pipe(c); });
+    const rts = new Map<string, ReturnType<ClusterManager['pin']>>();
+    const server = new Http1Server((_req, res) => { res.writeHead(200, ['content-length', '0']); res.end(); }, {
+      onConnection: inboundCapture({
+        reader, snapshot: () => undefined, clusters, tcp, sniffTimeoutMs: 50, rand: Math.random,
+        self: { labels: {}, namespace: 'default', clusterDomain: 'cluster.local' },
+        inboundRuntime: (p, a) => { let rt = rts.get(`${a}|${p}`); if (!rt) { rt = clusters.pin(inboundClusters([p], a)[0]!); rts.set(`${a}|${p}`, rt); } return rt; },
+        authorizeConnection: () => ({ allowed: true }),
+      }, new CaptureStats()),
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as net.AddressInfo).port;
+    try {
+      const endings = ['reset', 'destroy', 'fin', 'http', 'bytes'] as const;
+      for (let i = 0; i < 30; i++) {
+        reader.queue.push({ address: '127.0.0.1', port: app });
+        const sock = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+        sock.on('error', () => {});
+        sock.on('data', () => {});
+        await new Promise<void>((r) => sock.once('connect', () => r()));
+        await new Promise((r) => setTimeout(r, 60 + (i % 4) * 20)); // past detection: the app is being dialled or is
+        const ending = endings[i % endings.length]!;
+        if (ending === 'reset') sock.resetAndDestroy();
+        else if (ending === 'destroy') sock.destroy();
+        else if (ending === 'fin') sock.end();
+        else if (ending === 'http') sock.end('GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+        else sock.end('\u0000bytes');
+        await new Promise((r) => sock.once('close', r));
+      }
+      await waitFor(() => tcp.active.size === 0 && appOpen === 0, 5000);
+      expect(appAccepted).toBeGreaterThan(0);
+    } finally {
+      server.close();
+      server.closeAllConnections();
+      tcp.closeAll();
+      await clusters.destroy();
+    }
+  });
+});
+
+async function waitForLog(cond: () => boolean): Promise<void> {
+  for (let i = 0; i < 100 && !cond(); i++) await new Promise((r) => setTimeout(r, 10));
+  expect(cond()).toBe(true);
+}

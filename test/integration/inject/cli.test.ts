@@ -184,14 +184,19 @@ describe('remora wait', () => {
 });
 
 describe('remora iptables', () => {
-  it('prints the iptables-restore rules for the flags given', async () => {
+  it('prints the iptables-restore rules for the flags given: every inbound port but the sidecar’s by default', async () => {
     const r = await run('iptables', ['--app-ports', '8080', '--exclude-outbound-ports=5432']);
     expect(r.code).toBe(0);
     const lines = r.stdout.trim().split('\n');
     expect(lines[0]).toBe('*nat');
-    expect(lines).toContain('-A REMORA_INBOUND -p tcp --dport 8080 -j REMORA_IN_REDIRECT');
+    expect(lines).toContain('-A REMORA_INBOUND -p tcp --dport 15006 -j RETURN');
+    expect(lines).toContain('-A REMORA_INBOUND -p tcp -j REMORA_IN_REDIRECT');
     expect(lines).toContain('-A REMORA_OUTPUT -p tcp --dport 5432 -j RETURN');
     expect(lines.at(-1)).toBe('COMMIT');
+    // The annotation's narrower list still works.
+    const narrow = await run('iptables', ['--include-inbound-ports', '8080']);
+    expect(narrow.stdout).toContain('-A REMORA_INBOUND -p tcp --dport 8080 -j REMORA_IN_REDIRECT');
+    expect(narrow.stdout).not.toContain('-A REMORA_INBOUND -p tcp -j REMORA_IN_REDIRECT');
   });
 
   it('prints the IPv6 rules as a second, separate input with --ipv6 on, none with --ipv6 off', async () => {

@@ -1,7 +1,8 @@
 // The inbound mTLS gate in front of capture, over real loopback sockets (original destinations from a stand-in
 // reader, as in test/integration/capture/tcp-proxy.test.ts): TCP over mutual TLS (ALPN istio) reaches the app
 // decrypted; under PERMISSIVE a plaintext client of a server-speaks-first app still gets the banner and its bytes
-// through (the bytes read to decide are put back for the TCP proxy); under STRICT plaintext is reset.
+// through (the bytes read to decide are put back for the TCP proxy); under STRICT plaintext is reset. The app is
+// reached at the original destination (127.0.0.1 here stands in for the pod's address).
 import net from 'node:net';
 import tls from 'node:tls';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -10,7 +11,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Http1Server } from '../../../src/http1/server.js';
 import { inboundCapture, CaptureStats, type InboundCaptureEnv } from '../../../src/net/capture.js';
-import { listenTcp, QueueReader } from '../../support/capture-harness.js';
+import { listenTcp, QueueReader, testObserver } from '../../support/capture-harness.js';
 import { TcpProxy } from '../../../src/proxy/tcp-proxy.js';
 import { ClusterManager } from '../../../src/upstream/cluster-manager.js';
 import { Metrics } from '../../../src/telemetry/metrics.js';
@@ -19,6 +20,7 @@ import { createRoot, issueWorkload, selfSignedWorkload, type WorkloadFiles } fro
 import { loadWorkloadCert } from '../../../src/security/workload-cert.js';
 import { MtlsContext, originationOptions } from '../../../src/security/mtls.js';
 import type { MtlsMode } from '../../../src/security/peer-authentication.js';
+import type { RequestRecord } from '../../../src/model.js';
 
 const servers: net.Server[] = [];
 let dir: string;
@@ -35,7 +37,9 @@ const serverFailures = (): number => serverCtx.inboundStats.failures.fail_verify
 const reader = new QueueReader();
 const stats = new CaptureStats();
 const clusters = new ClusterManager(Math.random, () => performance.now(), { keepAliveMs: 4000, headersTimeoutMs: 0 });
-const tcp = new TcpProxy({ metrics: new Metrics({ sourceWorkload: 't', sourceNamespace: 'default' }), identity: { workload: 't', namespace: 'default', app: 't', version: 'v1', clusterId: 'Kubernetes' }, now: () => performance.now() });
+const metrics = new Metrics({ sourceWorkload: 't', sourceNamespace: 'default' });
+const logged: RequestRecord[] = [];
+const tcp = new TcpProxy({ observer: testObserver(metrics, logged), now: () => performance.now() });
 
 function ctxOf(d: string): MtlsContext {
   const r = loadWorkloadCert(d);
@@ -52,7 +56,7 @@ beforeAll(async () => {
   bannerPort = await listenTcp(servers, (c) => { c.write('220 ready\r\n'); c.pipe(c); });
   echoPort = await listenTcp(servers, (c) => { echoConnections++; c.pipe(c); });
   forged = selfSignedWorkload('spiffe://cluster.local/ns/web/sa/app', join(dir, 'forged'));
-  const runtimes = new Map<number, ReturnType<ClusterManager['pin']>>();
+  const runtimes = new Map<string, ReturnType<ClusterManager['pin']>>();
   const env: InboundCaptureEnv = {
     reader,
     snapshot: () => undefined,
@@ -61,8 +65,8 @@ beforeAll(async () => {
     sniffTimeoutMs: 100,
     self: { labels: {}, namespace: 'db', clusterDomain: 'cluster.local' },
     rand: Math.random,
-    inboundRuntime: (p) => { let rt = runtimes.get(p); if (!rt) { rt = clusters.pin(inboundClusters([p], '127.0.0.1')[0]!); runtimes.set(p, rt); } return rt; },
-    allowConnection: () => true,
+    inboundRuntime: (p, a) => { let rt = runtimes.get(`${a}|${p}`); if (!rt) { rt = clusters.pin(inboundClusters([p], a)[0]!); runtimes.set(`${a}|${p}`, rt); } return rt; },
+    authorizeConnection: () => ({ allowed: true }),
     mtls: () => serverCtx,
     mtlsMode: () => mode,
   };
@@ -94,7 +98,7 @@ function readUntil(sock: net.Socket, want: string, ms = 3000): Promise<string> {
 describe('inbound mTLS gate with transparent capture', () => {
   it('TCP over mutual TLS (ALPN istio) reaches the app decrypted, both ways', async () => {
     const before = stats.mtls;
-    reader.queue.push({ address: '10.0.0.5', port: echoPort });
+    reader.queue.push({ address: '127.0.0.1', port: echoPort });
     const s = tls.connect({ port, host: '127.0.0.1', ...originationOptions(clientCtx, 'tcp', ['spiffe://cluster.local/ns/db/sa/mysql']) });
     await new Promise<void>((r, j) => { s.once('secureConnect', () => r()); s.once('error', j); });
     expect(s.alpnProtocol).toBe('istio');
@@ -102,11 +106,15 @@ describe('inbound mTLS gate with transparent capture', () => {
     expect(await readUntil(s, 'ping over mtls')).toBe('ping over mtls');
     s.destroy();
     expect(stats.mtls).toBe(before + 1);
+    // Its TCP metrics and record carry the peer, as an HTTP request's do (were "none" and "unknown").
+    for (let i = 0; i < 100 && !logged.some((l) => l.peer !== undefined); i++) await new Promise((r) => setTimeout(r, 10));
+    expect(logged.find((l) => l.peer !== undefined)?.peer?.spiffeId).toBe('spiffe://cluster.local/ns/web/sa/app');
+    expect(metrics.render()).toMatch(/istio_tcp_connections_closed_total\{reporter="destination",source_workload="unknown",source_workload_namespace="web",source_principal="spiffe:\/\/cluster\.local\/ns\/web\/sa\/app"[^}]*request_protocol="tcp",response_flags="-",connection_security_policy="mutual_tls"\} 1/);
   });
 
   it('PERMISSIVE: a silent plaintext client of a server-first app gets the banner, and its bytes after it get through', async () => {
     mode = 'PERMISSIVE';
-    reader.queue.push({ address: '10.0.0.5', port: bannerPort });
+    reader.queue.push({ address: '127.0.0.1', port: bannerPort });
     const c = net.connect(port, '127.0.0.1');
     expect(await readUntil(c, '220 ready')).toBe('220 ready\r\n');
     c.write('hello');
@@ -115,7 +123,7 @@ describe('inbound mTLS gate with transparent capture', () => {
   });
 
   it('PERMISSIVE: a plaintext client that speaks first: its first bytes (read to decide) are not lost', async () => {
-    reader.queue.push({ address: '10.0.0.5', port: echoPort });
+    reader.queue.push({ address: '127.0.0.1', port: echoPort });
     const c = net.connect(port, '127.0.0.1');
     c.write('\x00\x01binary-first');
     expect(await readUntil(c, 'binary-first')).toBe('\x00\x01binary-first');
@@ -129,7 +137,7 @@ describe('inbound mTLS gate with transparent capture', () => {
     if (!ok) { ctx.skip(); return; }
     try {
       mode = 'PERMISSIVE';
-      reader.queue.push({ address: '10.0.0.5', port: 11211 });
+      reader.queue.push({ address: '127.0.0.1', port: 11211 });
       const c = net.connect(port, '127.0.0.1');
       c.write('get key\r\n');
       expect(await readUntil(c, 'get key')).toBe('get key\r\n');
@@ -142,13 +150,13 @@ describe('inbound mTLS gate with transparent capture', () => {
   it('STRICT: plaintext is reset and counted; mTLS still works', async () => {
     mode = 'STRICT';
     const before = stats.mtlsRefused;
-    reader.queue.push({ address: '10.0.0.5', port: echoPort });
+    reader.queue.push({ address: '127.0.0.1', port: echoPort });
     const c = net.connect(port, '127.0.0.1');
     c.on('error', () => {});
     c.write('plain');
     await new Promise((r) => c.once('close', r));
     expect(stats.mtlsRefused).toBe(before + 1);
-    reader.queue.push({ address: '10.0.0.5', port: echoPort });
+    reader.queue.push({ address: '127.0.0.1', port: echoPort });
     const s = tls.connect({ port, host: '127.0.0.1', ...originationOptions(clientCtx, 'tcp', ['spiffe://cluster.local/ns/db/sa/mysql']) });
     await new Promise<void>((r, j) => { s.once('secureConnect', () => r()); s.once('error', j); });
     s.write('still');
@@ -160,7 +168,7 @@ describe('inbound mTLS gate with transparent capture', () => {
     mode = 'STRICT';
     const before = serverFailures();
     const conns = echoConnections;
-    reader.queue.push({ address: '10.0.0.5', port: echoPort });
+    reader.queue.push({ address: '127.0.0.1', port: echoPort });
     const s = tls.connect({ port, host: '127.0.0.1', ALPNProtocols: ['istio'], rejectUnauthorized: false, cert: readFileSync(forged.certFile), key: readFileSync(forged.keyFile) });
     s.on('error', () => {});
     await new Promise<void>((r) => s.once('secureConnect', () => r()));

@@ -1,6 +1,6 @@
-/** Istio AuthorizationPolicy semantics: applicability, CUSTOM/DENY/ALLOW order, rule fields, when conditions. */
+/** Istio AuthorizationPolicy semantics: applicability, CUSTOM/DENY/ALLOW order, rule fields, when conditions, and the TCP (L4) semantics. */
 import { describe, expect, it } from 'vitest';
-import { compileAuthorizationPolicies, stringMatch, type AuthorizationPolicyLike, type AuthzRequest } from '../../../src/authz/authorization-policy.js';
+import { compileAuthorizationPolicies, stringMatch, type AuthorizationPolicyLike, type AuthzConnection, type AuthzRequest } from '../../../src/authz/authorization-policy.js';
 
 const ap = (name: string, spec: Record<string, unknown>, namespace = 'shop'): AuthorizationPolicyLike => ({ metadata: { name, namespace }, spec });
 const WORKLOAD = { namespace: 'shop', labels: { app: 'reviews', version: 'v1' } };
@@ -123,6 +123,59 @@ describe('compileAuthorizationPolicies', () => {
   it('a custom root namespace', () => {
     const e = compileAuthorizationPolicies([ap('allow-nothing', {}, 'mesh-root')], { ...WORKLOAD, rootNamespace: 'mesh-root' });
     expect(e(req()).allowed).toBe(false);
+  });
+});
+
+/**
+ * Istio's TCP semantics (istiod's RBAC builder for the TCP filter chain: model.Generate(forTCP) drops an HTTP-only
+ * field from a DENY/CUSTOM rule, and errors out of an ALLOW rule, which is then skipped). The connection is from a
+ * peer of namespace web, principal cluster.local/ns/web/sa/front, on port 9080.
+ */
+const conn = (over: Partial<AuthzConnection> = {}): AuthzConnection => ({
+  sourceIp: '10.0.0.5', sourceNamespace: 'web', sourcePrincipal: 'cluster.local/ns/web/sa/front', port: 9080, ...over,
+});
+
+interface TcpCase { name: string; policies: AuthorizationPolicyLike[]; conn?: Partial<AuthzConnection>; allowed: boolean; details?: string }
+
+const tcpCases: TcpCase[] = [
+  { name: 'no policy: allowed', policies: [], allowed: true },
+  { name: 'DENY with methods only: the field dropped, the rule denies every connection', policies: [ap('d', { action: 'DENY', rules: [{ to: [{ operation: { methods: ['DELETE'] } }] }] })], allowed: false, details: 'rbac_access_denied_matched_policy[ns[shop]-policy[d]-rule[0]]' },
+  { name: 'DENY with paths and ports: ports still apply (other port allowed)', policies: [ap('d', { action: 'DENY', rules: [{ to: [{ operation: { paths: ['/admin'], ports: ['9090'] } }] }] })], allowed: true },
+  { name: 'DENY with paths and ports: ports still apply (that port denied)', policies: [ap('d', { action: 'DENY', rules: [{ to: [{ operation: { paths: ['/admin'], ports: ['9080'] } }] }] })], allowed: false },
+  { name: 'DENY with hosts from web: denied for web', policies: [ap('d', { action: 'DENY', rules: [{ from: [{ source: { namespaces: ['web'] } }], to: [{ operation: { hosts: ['admin.example'] } }] }] })], allowed: false },
+  { name: 'DENY with hosts from web: other namespace allowed', policies: [ap('d', { action: 'DENY', rules: [{ from: [{ source: { namespaces: ['web'] } }], to: [{ operation: { hosts: ['admin.example'] } }] }] })], conn: { sourceNamespace: 'other', sourcePrincipal: 'cluster.local/ns/other/sa/x' }, allowed: true },
+  { name: 'DENY with requestPrincipals: dropped, matches all', policies: [ap('d', { action: 'DENY', rules: [{ from: [{ source: { requestPrincipals: ['*'] } }] }] })], allowed: false },
+  { name: 'DENY with a request.headers condition: dropped', policies: [ap('d', { action: 'DENY', rules: [{ when: [{ key: 'request.headers[x-user]', values: ['mallory'] }] }] })], allowed: false },
+  { name: 'DENY with a request.auth.claims condition and ports: only ports', policies: [ap('d', { action: 'DENY', rules: [{ to: [{ operation: { ports: ['9080'] } }], when: [{ key: 'request.auth.claims[groups]', values: ['x'] }] }] })], allowed: false },
+  { name: 'CUSTOM (fail closed) with paths: dropped, denies', policies: [ap('c', { action: 'CUSTOM', rules: [{ to: [{ operation: { paths: ['/x'] } }] }] })], allowed: false },
+  { name: 'ALLOW with methods: skipped, nothing allowed', policies: [ap('a', { rules: [{ to: [{ operation: { methods: ['GET'] } }] }] })], allowed: false, details: 'rbac_access_denied_matched_policy[none]' },
+  { name: 'ALLOW with paths in one of two from/to entries: the whole rule skipped', policies: [ap('a', { rules: [{ to: [{ operation: { ports: ['9080'] } }, { operation: { paths: ['/x'] } }] }] })], allowed: false },
+  { name: 'ALLOW with a skipped rule and an L4 rule: the L4 rule allows', policies: [ap('a', { rules: [{ to: [{ operation: { methods: ['GET'] } }] }, { from: [{ source: { principals: ['cluster.local/ns/web/sa/front'] } }] }] })], allowed: true },
+  { name: 'ALLOW on ports only', policies: [ap('a', { rules: [{ to: [{ operation: { ports: ['9080'] } }] }] })], allowed: true },
+  { name: 'ALLOW on namespaces: a plaintext connection (no certificate) is not in any namespace', policies: [ap('a', { rules: [{ from: [{ source: { namespaces: ['web'] } }] }] })], conn: { sourceNamespace: undefined, sourcePrincipal: undefined }, allowed: false },
+  { name: 'ALLOW on ipBlocks', policies: [ap('a', { rules: [{ from: [{ source: { ipBlocks: ['10.0.0.0/24'] } }] }] })], allowed: true },
+  { name: 'ALLOW with request.auth.principal condition: skipped', policies: [ap('a', { rules: [{ when: [{ key: 'request.auth.principal', values: ['*'] }] }] })], allowed: false },
+];
+
+describe('compileAuthorizationPolicies: L4 connections (Istio TCP semantics)', () => {
+  it.each(tcpCases)('$name', (c) => {
+    const e = compileAuthorizationPolicies(c.policies, WORKLOAD);
+    const cx = conn(c.conn);
+    if (c.conn !== undefined && 'sourceNamespace' in c.conn && c.conn.sourceNamespace === undefined) delete cx.sourceNamespace;
+    if (c.conn !== undefined && 'sourcePrincipal' in c.conn && c.conn.sourcePrincipal === undefined) delete cx.sourcePrincipal;
+    const d = e.tcp(cx);
+    expect(d.allowed).toBe(c.allowed);
+    if (c.details !== undefined) expect(d.details).toBe(c.details);
+  });
+
+  it('one evaluator: the same policy decides HTTP with its HTTP fields and TCP without them', () => {
+    const e = compileAuthorizationPolicies([ap('d', { action: 'DENY', rules: [{ to: [{ operation: { methods: ['DELETE'] } }] }] })], WORKLOAD);
+    expect(e(req()).allowed).toBe(true);
+    expect(e(req({ method: 'DELETE' })).allowed).toBe(false);
+    expect(e.tcp(conn()).allowed).toBe(false);
+    // Warned once (the HTTP compile), not twice.
+    const w = compileAuthorizationPolicies([ap('a', { rules: [{ when: [{ key: 'connection.sni', values: ['x'] }] }] })], WORKLOAD).warnings;
+    expect(w).toHaveLength(1);
   });
 });
 

@@ -268,6 +268,12 @@ describe('iptables init container', () => {
       '--exclude-outbound-ports=5432,6379',
     ]);
     expect(init.securityContext).toMatchObject({ runAsUser: 0, runAsNonRoot: false, capabilities: { add: ['NET_ADMIN', 'NET_RAW'], drop: ['ALL'] } });
+    // Behind the rules the sidecar runs in capture mode (a connection not redirected is refused); without, explicit.
+    const args = (inits[1]!.args as string[]).join(' ');
+    expect(args).toContain('--capture-mode redirect');
+    const plain = injectObject(dep, opts).object as Obj;
+    const sidecar = [...((template(plain).spec.initContainers as Obj[] | undefined) ?? []), ...(template(plain).spec.containers as Obj[])].find((c) => c.name === SIDECAR_NAME)!;
+    expect((sidecar.args as string[]).join(' ')).not.toContain('--capture-mode');
   });
 
   it('refuses a malformed capture annotation', () => {

@@ -3,14 +3,21 @@ import { describe, expect, it } from 'vitest';
 import { iptablesRules, IptablesConfigError } from '../../../src/inject/iptables.js';
 
 describe('iptablesRules', () => {
-  it('captures app ports inbound and all TCP outbound except the proxy and loopback', () => {
+  it('captures every inbound port but the sidecar’s own by default (Istio’s "*"), and all TCP outbound except the proxy and loopback', () => {
     const rules = iptablesRules({ appPorts: [8080, 9090] });
     expect(rules[0]).toBe('*nat');
     expect(rules[rules.length - 1]).toBe('COMMIT');
     expect(rules).toContain('-A REMORA_IN_REDIRECT -p tcp -j REDIRECT --to-ports 15006');
     expect(rules).toContain('-A REMORA_REDIRECT -p tcp -j REDIRECT --to-ports 15001');
-    expect(rules).toContain('-A REMORA_INBOUND -p tcp --dport 8080 -j REMORA_IN_REDIRECT');
-    expect(rules).toContain('-A REMORA_INBOUND -p tcp --dport 9090 -j REMORA_IN_REDIRECT');
+    // Was: only 8080 and 9090, so a listener on another port (one bound to loopback: reached at the pod's address
+    // it is not) was reached around the sidecar.
+    expect(rules.filter((r) => r.startsWith('-A REMORA_INBOUND'))).toEqual([
+      '-A REMORA_INBOUND -p tcp --dport 15021 -j RETURN',
+      '-A REMORA_INBOUND -p tcp --dport 15090 -j RETURN',
+      '-A REMORA_INBOUND -p tcp --dport 15006 -j RETURN',
+      '-A REMORA_INBOUND -p tcp -j REMORA_IN_REDIRECT',
+    ]);
+    expect(iptablesRules({ appPorts: [] })).toEqual(rules);
     const out = rules.filter((r) => r.startsWith('-A REMORA_OUTPUT'));
     expect(out).toEqual([
       '-A REMORA_OUTPUT -m owner --uid-owner 1337 -j RETURN',
@@ -25,6 +32,7 @@ describe('iptablesRules', () => {
     const rules = iptablesRules(
       { appPorts: [8080, 9090] },
       {
+        'traffic.sidecar.istio.io/includeInboundPorts': '8080,9090',
         'traffic.sidecar.istio.io/excludeInboundPorts': '9090',
         'traffic.sidecar.istio.io/excludeOutboundPorts': '5432, 6379',
         'traffic.sidecar.istio.io/excludeOutboundIPRanges': '169.254.169.254',
@@ -55,8 +63,8 @@ describe('iptablesRules', () => {
     ]);
   });
 
-  it('has no inbound capture without app ports, and no outbound capture for an empty include range', () => {
-    const rules = iptablesRules({ appPorts: [] }, { 'traffic.sidecar.istio.io/includeOutboundIPRanges': '' });
+  it('has no inbound capture for an empty includeInboundPorts, and no outbound capture for an empty include range', () => {
+    const rules = iptablesRules({ appPorts: [8080] }, { 'traffic.sidecar.istio.io/includeInboundPorts': '', 'traffic.sidecar.istio.io/includeOutboundIPRanges': '' });
     expect(rules).not.toContain('-A PREROUTING -p tcp -j REMORA_INBOUND');
     expect(rules.some((r) => r.includes('-j REMORA_REDIRECT'))).toBe(false);
   });
@@ -85,7 +93,7 @@ describe('iptablesRules', () => {
     const v6 = iptablesRules({ appPorts: [8080] }, ann, 6);
     expect(v6[0]).toBe('*nat');
     expect(v6.at(-1)).toBe('COMMIT');
-    expect(v6).toContain('-A REMORA_INBOUND -p tcp --dport 8080 -j REMORA_IN_REDIRECT');
+    expect(v6).toContain('-A REMORA_INBOUND -p tcp -j REMORA_IN_REDIRECT');
     expect(v6.filter((r) => r.startsWith('-A REMORA_OUTPUT'))).toEqual([
       '-A REMORA_OUTPUT -m owner --uid-owner 1337 -j RETURN',
       '-A REMORA_OUTPUT -m owner --gid-owner 1337 -j RETURN',

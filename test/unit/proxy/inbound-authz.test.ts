@@ -1,4 +1,4 @@
-/** InboundAuthorizer: which policies apply, peer IP → pod mapping, NetworkPolicy then AuthorizationPolicy, counters, log rate limit. */
+/** InboundAuthorizer: which policies apply, peer IP → pod mapping (NetworkPolicy only), NetworkPolicy then AuthorizationPolicy (HTTP and L4), counters, log rate limit. */
 import { describe, expect, it } from 'vitest';
 import { InboundAuthorizer, normalizeIp, type PodLike } from '../../../src/proxy/inbound-authz.js';
 import { parseDocuments } from '../../../src/config/parse.js';
@@ -102,7 +102,7 @@ describe('InboundAuthorizer', () => {
     expect(a.check({ ip: '10.0.0.2', port: 9080 }, REQ).allowed).toBe(false);
   });
 
-  it('AuthorizationPolicy DENY on paths denies only those paths, with the rule in the details; namespaces come from the pod', () => {
+  it('AuthorizationPolicy DENY on paths denies only those paths, with the rule in the details; namespaces come from the peer certificate only', () => {
     const { a } = make();
     a.update({
       resources: [
@@ -116,8 +116,35 @@ describe('InboundAuthorizer', () => {
       allowed: false, status: 403, body: 'RBAC: access denied', details: 'rbac_access_denied_matched_policy[ns[default]-policy[deny-admin]-rule[0]]', policy: 'default/deny-admin',
     });
     expect(a.check({ ip: '10.0.0.3', port: 9080 }, { ...REQ, path: '/products' })).toEqual({ allowed: true });
-    expect(a.check({ ip: '10.0.0.4', port: 9080 }, { ...REQ, method: 'DELETE' }).allowed).toBe(false);
+    // The verified peer of namespace web is denied DELETE; the same namespace claimed by nothing but a plaintext
+    // caller's IP (10.0.0.4 is web-1 in the pod watch) is not an identity: source.namespace is the certificate's.
+    expect(a.check({ ip: '10.0.0.4', port: 9080, principal: 'cluster.local/ns/web/sa/default', namespace: 'web' }, { ...REQ, method: 'DELETE' }).allowed).toBe(false);
+    expect(a.check({ ip: '10.0.0.4', port: 9080 }, { ...REQ, method: 'DELETE' }).allowed).toBe(true);
     expect(a.check({ ip: '10.0.0.3', port: 9080 }, { ...REQ, method: 'DELETE' }).allowed).toBe(true);
+  });
+
+  it('an ALLOW on namespaces is not met by a plaintext caller whose IP is a pod of that namespace (it was before)', () => {
+    const { a } = make();
+    a.update({ resources: [ap('allow-web', { rules: [{ from: [{ source: { namespaces: ['web'] } }] }] })], pods: PODS, namespaceLabels: NS });
+    expect(a.check({ ip: '10.0.0.4', port: 9080 }, REQ)).toMatchObject({ allowed: false, details: 'rbac_access_denied_matched_policy[none]' });
+    expect(a.check({ ip: '10.0.0.4', port: 9080, principal: 'cluster.local/ns/web/sa/default', namespace: 'web' }, REQ).allowed).toBe(true);
+    // The same for L4 connections.
+    expect(a.checkConnection({ ip: '10.0.0.4', port: 9080 }).allowed).toBe(false);
+    expect(a.checkConnection({ ip: '10.0.0.4', port: 9080, principal: 'cluster.local/ns/web/sa/default', namespace: 'web' }).allowed).toBe(true);
+  });
+
+  it('L4 connections: Istio TCP semantics — a DENY with HTTP-only fields applies without them, an ALLOW with them never matches', () => {
+    const { a } = make();
+    a.update({ resources: [ap('deny-delete-from-web', { action: 'DENY', rules: [{ from: [{ source: { namespaces: ['web'] } }], to: [{ operation: { methods: ['DELETE'] } }] }] })] });
+    const web = { ip: '10.0.0.4', port: 9080, principal: 'cluster.local/ns/web/sa/default', namespace: 'web' };
+    // HTTP: only DELETE is denied. TCP: the methods field is dropped, every connection from web is denied.
+    expect(a.check(web, REQ).allowed).toBe(true);
+    expect(a.checkConnection(web)).toMatchObject({ allowed: false, details: 'rbac_access_denied_matched_policy[ns[default]-policy[deny-delete-from-web]-rule[0]]' });
+    expect(a.checkConnection({ ...web, principal: 'cluster.local/ns/other/sa/x', namespace: 'other' }).allowed).toBe(true);
+    a.update({ resources: [ap('allow-get', { rules: [{ to: [{ operation: { methods: ['GET'], ports: ['9080'] } }] }] })] });
+    // HTTP GET is allowed; on TCP the ALLOW rule is skipped, so nothing is allowed.
+    expect(a.check(web, REQ).allowed).toBe(true);
+    expect(a.checkConnection(web)).toMatchObject({ allowed: false, details: 'rbac_access_denied_matched_policy[none]' });
   });
 
   it('ALLOW policies: a request matching none is denied with [none]; NetworkPolicy is evaluated first', () => {

@@ -233,3 +233,69 @@ describe('Istio standard metrics', () => {
     expect(text).toContain('cluster_name="b"');
   });
 });
+
+describe('Istio TCP metrics and unknown destinations', () => {
+  const PEER = { spiffeId: 'spiffe://cluster.local/ns/web/sa/front', namespace: 'web' };
+  const tcpRecord = (over: Partial<Parameters<typeof record>[0]> = {}) => record({
+    protocol: '', method: '', path: '', status: 0, details: '-', requestHeaders: {}, responseHeaders: undefined, ...over,
+  });
+
+  it('inbound TCP over mTLS carries the peer like HTTP does: mutual_tls, source_principal and namespace', () => {
+    const m = newMetrics();
+    const rec = tcpRecord({ direction: 'inbound', peer: PEER, upstreamCluster: 'inbound|9000||', destinationService: 'inbound|9000||', destinationServiceName: 'inbound|9000||', destinationServiceNamespace: '' });
+    const meter = m.tcpOpened(rec);
+    meter.bytes(10, 4);
+    m.tcpClosed({ ...rec, bytesReceived: 25, bytesSent: 9 }, meter);
+    const text = m.render();
+    const want = { reporter: 'destination', connection_security_policy: 'mutual_tls', source_principal: PEER.spiffeId, source_workload_namespace: 'web', request_protocol: 'tcp', destination_workload: 'productpage-v1' };
+    expect(value(text, 'istio_tcp_connections_opened_total', want)).toBe(1);
+    expect(value(text, 'istio_tcp_connections_closed_total', want)).toBe(1);
+    // Bytes: 10/4 reported while open, the rest (15/5) at close; nothing counted twice.
+    expect(value(text, 'istio_tcp_received_bytes_total', want)).toBe(25);
+    expect(value(text, 'istio_tcp_sent_bytes_total', want)).toBe(9);
+    // The same labels as HTTP, without response_code and grpc_response_status.
+    expect(text).not.toMatch(/istio_tcp_connections_opened_total\{[^}]*response_code=/);
+    // Plaintext inbound: none, unknown principal.
+    m.tcpClosed(tcpRecord({ direction: 'inbound', flags: 'UH', upstreamCluster: 'inbound|9000||', destinationService: 'inbound|9000||' }), undefined);
+    expect(value(m.render(), 'istio_tcp_connections_opened_total', { connection_security_policy: 'none', source_principal: 'unknown', response_flags: 'UH' })).toBe(1);
+  });
+
+  it('PassthroughCluster and BlackHoleCluster: destination_service "unknown", the cluster as destination_service_name (Istio TCP labels)', () => {
+    const m = newMetrics();
+    for (let i = 0; i < 50; i++) {
+      const rec = tcpRecord({ upstreamCluster: 'PassthroughCluster', destinationService: 'PassthroughCluster', destinationServiceName: 'PassthroughCluster', destinationServiceNamespace: '', destinationVersion: '', upstreamHost: `203.0.113.${i}:5432` });
+      m.tcpClosed(rec, m.tcpOpened(rec));
+    }
+    m.tcpClosed(tcpRecord({ flags: 'UH', upstreamCluster: 'BlackHoleCluster', destinationService: 'BlackHoleCluster', destinationServiceName: 'BlackHoleCluster' }), undefined);
+    const text = m.render();
+    expect(value(text, 'istio_tcp_connections_closed_total', { destination_service: 'unknown', destination_service_name: 'PassthroughCluster', destination_service_namespace: 'unknown' })).toBe(50);
+    expect(value(text, 'istio_tcp_connections_closed_total', { destination_service: 'unknown', destination_service_name: 'BlackHoleCluster', response_flags: 'UH' })).toBe(1);
+  });
+
+  it('HTTP to unknown hosts (passthrough): one bounded series, whatever the Host (it was one series per Host)', () => {
+    const m = newMetrics();
+    for (let i = 0; i < 100; i++) {
+      const host = `random-${i}.attacker.example`;
+      m.recordRequest(record({ upstreamCluster: 'PassthroughCluster', destinationService: host, destinationServiceName: `random-${i}`, destinationServiceNamespace: 'attacker', destinationVersion: undefined, authority: host }));
+    }
+    const text = m.render();
+    const lines = text.split('\n').filter((l) => l.startsWith('istio_requests_total{'));
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toContain('destination_service="unknown",destination_service_name="PassthroughCluster",destination_service_namespace="unknown"');
+    expect(lines[0]).toMatch(/ 100$/);
+    expect(text).not.toContain('attacker');
+  });
+
+  it('/reset_counters zeroes TCP series in place: an open connection keeps reporting into them', () => {
+    const m = newMetrics();
+    const rec = tcpRecord();
+    const meter = m.tcpOpened(rec);
+    meter.bytes(100, 100);
+    m.reset();
+    m.tcpClosed({ ...rec, bytesReceived: 130, bytesSent: 100 }, meter);
+    const text = m.render();
+    expect(value(text, 'istio_tcp_connections_opened_total', { destination_service: 'reviews.default.svc.cluster.local' })).toBe(0);
+    expect(value(text, 'istio_tcp_connections_closed_total', { destination_service: 'reviews.default.svc.cluster.local' })).toBe(1);
+    expect(value(text, 'istio_tcp_received_bytes_total', { destination_service: 'reviews.default.svc.cluster.local' })).toBe(30);
+  });
+});

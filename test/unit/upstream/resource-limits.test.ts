@@ -21,6 +21,22 @@ describe('ResourceLimits', () => {
     expect(l.admit()).toBe('ok');
   });
 
+  it('L4 connections: tcp.maxConnections open at once, overflow counted, a release makes room; a policy change applies', () => {
+    const l = new ResourceLimits({ ...DEFAULT_POOL, maxConnections: 2 }, { percent: 20, minRetryConcurrency: 3 });
+    expect([l.admitConnection(), l.admitConnection(), l.admitConnection()]).toEqual([true, true, false]);
+    expect(l.cxOverflow).toBe(1);
+    expect(l.connections).toBe(2);
+    l.releaseConnection();
+    expect(l.admitConnection()).toBe(true);
+    // Requests (HTTP admission) are a separate count.
+    expect(l.admit()).toBe('ok');
+    l.setPolicy({ ...DEFAULT_POOL, maxConnections: 3 }, { percent: 20, minRetryConcurrency: 3 });
+    expect(l.admitConnection()).toBe(true);
+    expect(l.admitConnection()).toBe(false);
+    for (let i = 0; i < 5; i++) l.releaseConnection();
+    expect(l.connections).toBe(0);
+  });
+
   it('release never goes below zero', () => {
     const l = new ResourceLimits(DEFAULT_POOL, { percent: 20, minRetryConcurrency: 3 });
     l.release();

@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseDocuments } from '../../../src/config/parse.js';
 import { compile } from '../../../src/config/compile.js';
-import { resolveCaptured } from '../../../src/net/destination.js';
+import { resolveCaptured } from '../../../src/routing/l4-destination.js';
 
 const YAML = `
 apiVersion: networking.istio.io/v1
