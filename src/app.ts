@@ -544,7 +544,10 @@ export class Sidecar {
       log: (level, msg, fields) => this.logger.log(level, msg, fields),
     };
     store.on('rotated', (c: WorkloadCert) => {
+      const before = this.mtlsCtx === undefined ? '' : [...this.mtlsCtx.trustDomains].join();
       this.mtlsCtx = new MtlsContext(c, mtlsOpts);
+      // AuthorizationPolicy principals match across the trust domain and its aliases: recompiled when they change.
+      if ([...this.mtlsCtx.trustDomains].join() !== before) this.authz.update({ trustDomains: [...this.mtlsCtx.trustDomains] });
       this.logger.log('info', 'workload certificate loaded', { identity: c.spiffeId, notAfter: c.notAfter.toISOString(), serial: c.serialNumber, bundle: pemCount(c.ca), crl: c.files.crl ?? null });
     });
     store.on('rejected', (err: string) => this.logger.log('warn', `workload certificate not taken: ${err}`));

@@ -6,6 +6,7 @@
  * CUSTOM rule's HTTP-only fields are removed, so it matches more; an ALLOW rule with an HTTP-only field is skipped,
  * so it matches nothing. Pure.
  */
+import { ruleWithTrustDomains } from './trust-domain.js';
 import { cidrContains, parseCidr, parseIp, type Cidr } from './cidr.js';
 
 /** Structural: a Remora `Resource` of kind AuthorizationPolicy fits. */
@@ -19,6 +20,11 @@ export interface AuthzWorkload {
   labels: Readonly<Record<string, string>>;
   /** Istio root namespace (meshConfig.rootNamespace): its policies apply mesh-wide. Default `istio-system`. */
   rootNamespace?: string;
+  /**
+   * The mesh's trust domain first, then its `trustDomainAliases`: principals of any of them match in all of them
+   * (Istio's trust domain migration). Empty/absent: principals are matched as written.
+   */
+  trustDomains?: readonly string[];
 }
 
 export interface AuthzRequest {
@@ -110,7 +116,8 @@ export function compileAuthorizationPolicies(policies: readonly AuthorizationPol
       warnings.push(`${id}: ${msg}`);
     };
     if (action === 'CUSTOM') warn('CUSTOM (ext-authz) is not supported: requests matching its rules are denied (fail closed)');
-    const rules = Array.isArray(spec.rules) ? (spec.rules as unknown[]) : [];
+    const tds = workload.trustDomains ?? [];
+    const rules = Array.isArray(spec.rules) ? (spec.rules as unknown[]).map((r) => ruleWithTrustDomains((r ?? {}) as Record<string, unknown>, tds)) : [];
     compiled.push({
       id,
       ns,

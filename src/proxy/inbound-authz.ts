@@ -42,6 +42,8 @@ export interface AuthzUpdate {
   pods?: readonly PodLike[];
   /** Namespace → labels from the watch; omitted = keep the previous ones. */
   namespaceLabels?: ReadonlyMap<string, Readonly<Record<string, string>>>;
+  /** The workload certificate's trust domain, then `--trust-domain-aliases` (principals match across them); omitted = keep. */
+  trustDomains?: readonly string[];
 }
 
 export interface AuthzPeer {
@@ -81,6 +83,7 @@ export class InboundAuthorizer {
   private resources: readonly Resource[] = [];
   private pods: readonly PodLike[] = [];
   private namespaceLabels: ReadonlyMap<string, Readonly<Record<string, string>>> = new Map();
+  private trustDomains: readonly string[] = [];
   private active = false;
   private np: NetworkPolicyEvaluator = ALLOW_ALL_NP;
   private npActive = false;
@@ -123,6 +126,7 @@ export class InboundAuthorizer {
     if (input.resources) this.resources = input.resources;
     if (input.pods) this.pods = input.pods;
     if (input.namespaceLabels) this.namespaceLabels = input.namespaceLabels;
+    if (input.trustDomains) this.trustDomains = input.trustDomains;
     this.compile();
   }
 
@@ -158,7 +162,7 @@ export class InboundAuthorizer {
       this.authn = ra?.active ? ra : undefined;
       for (const w of this.authn?.warnings ?? []) this.opts.log?.('warn', `RequestAuthentication ${w}`);
     }
-    const ap = aps.length > 0 ? compileAuthorizationPolicies(aps, { namespace, labels, rootNamespace: root }) : undefined;
+    const ap = aps.length > 0 ? compileAuthorizationPolicies(aps, { namespace, labels, rootNamespace: root, trustDomains: this.trustDomains }) : undefined;
     this.npActive = nps.length > 0;
     this.ap = ap?.active ? ap : undefined;
     const wasActive = this.active;

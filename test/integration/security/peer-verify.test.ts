@@ -159,12 +159,28 @@ describe('inbound mTLS: the peer chain is verified', () => {
     }
   });
 
-  it('--trust-domain-aliases: a peer of an alias trust domain passes the handshake (the policy then judges it)', async () => {
+  it('--trust-domain-aliases: a peer of an alias trust domain passes the handshake, and the policy then judges it as the same identity', async () => {
     const certs = issueWorkload(root, { trustDomain: TD, namespace: 'shop', serviceAccount: 'cart' }, join(dir, 'aliased'));
     const p = await startProxy(POLICIES('STRICT'), ['--app-port', String(appPort), '--namespace', 'shop', '--labels', 'app=cart', '--cert-dir', certs.dir, '--trust-domain-aliases', 'evil.example']);
     try {
-      expect((await mtlsHttp1(p.info.inbound, foreignDomain, GET)).status).toBe(403);
+      // evil.example/ns/istio-system/sa/admin: an alias is the mesh's own trust domain under another name.
+      expect((await mtlsHttp1(p.info.inbound, foreignDomain, GET)).status).toBe(200);
       expect(JSON.parse((await p.admin('/config_dump')).body).certificates.trustDomains).toEqual([TD, 'evil.example']);
+    } finally {
+      await p.stop();
+    }
+  });
+
+  it('--trust-domain-aliases: a policy written for the mesh trust domain allows the same identity of an alias (Istio trust domain migration), and no other', async () => {
+    const certs = issueWorkload(root, { trustDomain: TD, namespace: 'shop', serviceAccount: 'cart' }, join(dir, 'migrating'));
+    const oldAdmin = issueWorkload(root, { trustDomain: 'old.example', namespace: 'istio-system', serviceAccount: 'admin' }, join(dir, 'old-admin'));
+    const oldOther = issueWorkload(root, { trustDomain: 'old.example', namespace: 'istio-system', serviceAccount: 'other' }, join(dir, 'old-other'));
+    const p = await startProxy(POLICIES('STRICT'), ['--app-port', String(appPort), '--namespace', 'shop', '--labels', 'app=cart', '--cert-dir', certs.dir, '--trust-domain-aliases', 'old.example']);
+    try {
+      const n = seen.length;
+      expect((await mtlsHttp1(p.info.inbound, oldAdmin, GET)).status).toBe(200);
+      expect((await mtlsHttp1(p.info.inbound, oldOther, GET)).status).toBe(403);
+      expect(seen.length).toBe(n + 1);
     } finally {
       await p.stop();
     }
