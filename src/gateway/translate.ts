@@ -13,6 +13,7 @@ import { compileRetryPolicy } from '../proxy/retry-policy.js';
 import type { Binding, HostBindings, RouteInfo } from './binding.js';
 import { compareRoutes } from './binding.js';
 import { gatewayDurationMs, resolveBackend } from './refs.js';
+import { originalRuleIndex } from './api-errors.js';
 import type {
   BackendObjectReference, GRPCRouteMatch, GRPCRouteRule, HTTPCORSFilter, HTTPHeaderFilter, HTTPRouteFilter, HTTPRouteMatch, HTTPRouteRule,
 } from './types.js';
@@ -244,7 +245,8 @@ function describeBinding(b: Binding): string {
 
 function httpEntries(b: Binding, ctx: TranslateContext, out: Entry[]): void {
   const rules = (b.route.r.spec as { rules?: HTTPRouteRule[] }).rules ?? [{}];
-  rules.forEach((rule, ri) => {
+  rules.forEach((rule, i) => {
+    const ri = originalRuleIndex(b.route.r, i);
     const matches: HTTPRouteMatch[] = rule.matches && rule.matches.length > 0 ? rule.matches : [{ path: { type: 'PathPrefix', value: '/' } }];
     const onlyPrefix = matches.length === 1 && (matches[0]!.path?.type ?? 'PathPrefix') === 'PathPrefix' ? compilePathPrefix(matches[0]!.path?.value ?? '/').value : undefined;
     const parts = ruleParts(b.route, rule, false, onlyPrefix, ctx);
@@ -277,7 +279,8 @@ function grpcPath(m: GRPCRouteMatch): CompiledStringMatch | undefined {
 
 function grpcEntries(b: Binding, ctx: TranslateContext, out: Entry[]): void {
   const rules = (b.route.r.spec as { rules?: GRPCRouteRule[] }).rules ?? [{}];
-  rules.forEach((rule, ri) => {
+  rules.forEach((rule, i) => {
+    const ri = originalRuleIndex(b.route.r, i);
     const parts = ruleParts(b.route, rule, true, undefined, ctx);
     const matches: GRPCRouteMatch[] = rule.matches && rule.matches.length > 0 ? rule.matches : [{}];
     matches.forEach((m, mi) => {
