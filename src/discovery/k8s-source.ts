@@ -485,6 +485,11 @@ export class KubernetesSource extends EventEmitter {
     }
   }
 
+  /** The kubeconfig in use (the Gateway API status writer talks to the same server with it). */
+  get kubeConfig(): KubeConfig {
+    return this.kc;
+  }
+
   /** The API server URL in use (for logs and /config_dump). */
   get server(): string {
     return this.kc.getCurrentCluster()?.server ?? '';

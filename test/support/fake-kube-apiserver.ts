@@ -261,8 +261,12 @@ export class FakeKubeApiServer {
       this.patch(req, url.pathname, query, entry, send);
       return;
     }
+    if (req.method === 'POST') {
+      this.create(req, url.pathname, entry, send);
+      return;
+    }
     if (req.method !== 'GET') {
-      send(405, status(405, 'MethodNotAllowed', 'the fake API server only reads and patches over HTTP; use apply()'));
+      send(405, status(405, 'MethodNotAllowed', 'the fake API server only reads, creates and patches over HTTP; use apply()'));
       return;
     }
     const discovery = this.discovery(url.pathname);
@@ -405,6 +409,43 @@ export class FakeKubeApiServer {
       next.kind = type.kind;
       next.metadata = { ...next.metadata, name, ...(namespace !== undefined ? { namespace } : {}) };
       send(200, this.present(this.apply(next), type, version, true));
+    });
+  }
+
+  /** POST to a collection: create the object; 409 AlreadyExists when it is there. */
+  private create(req: IncomingMessage, path: string, entry: RequestLogEntry, send: (status: number, body: unknown) => void): void {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks).toString('utf8');
+      entry.contentType = String(req.headers['content-type'] ?? '');
+      entry.body = body;
+      const route = this.route(path);
+      if (!route || route.name !== undefined) {
+        send(405, status(405, 'MethodNotAllowed', 'POST goes to a collection'));
+        return;
+      }
+      let obj: Obj;
+      try {
+        obj = JSON.parse(body) as Obj;
+      } catch (err) {
+        send(400, status(400, 'BadRequest', `cannot parse the object: ${(err as Error).message}`));
+        return;
+      }
+      const name = obj.metadata?.name;
+      if (!name) {
+        send(422, status(422, 'Invalid', 'metadata.name: Required value'));
+        return;
+      }
+      const { type, version, namespace } = route;
+      if (this.store.get(typeKeyOf(type))!.has(`${namespace ?? ''}/${name}`)) {
+        send(409, status(409, 'AlreadyExists', `${type.plural} "${name}" already exists`));
+        return;
+      }
+      obj.apiVersion = apiVersionOf(type.group, version);
+      obj.kind = type.kind;
+      obj.metadata = { ...obj.metadata, name, ...(namespace !== undefined ? { namespace } : {}) };
+      send(201, this.present(this.apply(obj), type, version, true));
     });
   }
 
