@@ -515,7 +515,21 @@ export function compile(resources: readonly Resource[], opts: CompileOptions): S
     destination: (host, port, weight, headers) => compileDestination({ host, port: { number: port } }, weight, headers, '', true),
     defaultRoutes: (svc) => defaultRoute(svc),
   });
-  const meshPlain = new Map<string, HostEntry>();
+  // Per routed host, its plain default route (calls to an endpoint never get a route), made on first use.
+  const meshServices = new Map<string, ServiceDef>();
+  const meshPlainBuilt = new Map<string, HostEntry>();
+  const meshPlain = {
+    has: (host: string): boolean => meshServices.has(host),
+    get: (host: string): HostEntry | undefined => {
+      let e = meshPlainBuilt.get(host);
+      const svc = meshServices.get(host);
+      if (e === undefined && svc !== undefined) {
+        e = { host, vhost: new CompiledVirtualHost(host, svc.origin, new RouteCell(() => defaultRoute(svc))), service: svc };
+        meshPlainBuilt.set(host, e);
+      }
+      return e;
+    },
+  };
   if (mesh !== undefined) {
     for (const [host, m] of mesh.hosts) {
       const vh = vhosts.get(host);
@@ -524,8 +538,8 @@ export function compile(resources: readonly Resource[], opts: CompileOptions): S
         warnings.push(c.warning);
         if (!c.routesWin) continue;
       }
-      vhosts.set(host, new CompiledVirtualHost(host, m.origin, new RouteCell(m.build)));
-      meshPlain.set(host, { host, vhost: new CompiledVirtualHost(host, m.service.origin, new RouteCell(() => defaultRoute(m.service))), service: m.service });
+      vhosts.set(host, new CompiledVirtualHost(host, m.origin, new RouteCell(() => m.build())));
+      meshServices.set(host, m.service);
     }
   }
 

@@ -127,6 +127,8 @@ export function bindRoutes(routes: readonly Resource[], byHost: ReadonlyMap<stri
   }
   const effective = new Map<Candidate, number[] | undefined>();
   for (const group of byHostGroup.values()) {
+    // One route per Service (the common case): nothing to rank.
+    if (group.length === 1) { effective.set(group[0]!, group[0]!.ports); continue; }
     const svcPorts = group[0]!.service.ports.map((p) => p.number);
     const winner = new Map<number, GatewayRouteKind>();
     for (const c of group) for (const p of c.ports ?? svcPorts) {
@@ -160,6 +162,15 @@ export function bindRoutes(routes: readonly Resource[], byHost: ReadonlyMap<stri
   }
   for (const [host, list] of perHost) {
     const svc = list[0]!.service;
+    if (list.length === 1) {
+      // One route (the common case): it applies as it is.
+      const c = list[0]!;
+      const hb: HostBindings = { service: svc, http: [], grpc: [], tcp: [], tls: [] };
+      const b: Binding = { route: c.route, host, ports: effective.get(c), consumer: c.consumer };
+      (c.route.kind === 'HTTPRoute' ? hb.http : c.route.kind === 'GRPCRoute' ? hb.grpc : c.route.kind === 'TCPRoute' ? hb.tcp : hb.tls).push(b);
+      hosts.set(host, hb);
+      continue;
+    }
     const svcPorts = svc.ports.map((p) => p.number);
     const consumers = list.filter((c) => c.consumer);
     const consumerAll = consumers.some((c) => effective.get(c) === undefined);

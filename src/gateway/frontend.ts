@@ -8,8 +8,8 @@ import type { CapturedDestination } from '../net/destination.js';
 import type { L4Routes } from '../routing/l4-route.js';
 
 export interface MeshSnapshot {
-  /** Hosts whose HTTP routes come from Gateway API routes → the same host with Istio's default route. */
-  readonly plain: ReadonlyMap<string, HostEntry>;
+  /** Hosts whose HTTP routes come from Gateway API routes → the same host with Istio's default route (built on first use). */
+  readonly plain: { has(host: string): boolean; get(host: string): HostEntry | undefined };
   /** TCPRoute/TLSRoute routes of the hosts they bind. */
   readonly l4: ReadonlyMap<string, L4Routes>;
 }

@@ -33,6 +33,13 @@ export interface MeshCompileResult {
   bindings: MeshBindings;
 }
 
+/** A MeshHost as one class (no closure per host: 10,000 routes make 10,000 of them). */
+class MeshHostOf implements MeshHost {
+  constructor(readonly origin: string, readonly routes: string[], readonly created: number, private readonly hb: HostBindings, private readonly ctx: TranslateContext) {}
+  get service(): ServiceDef { return this.hb.service; }
+  build(): CompiledRoute[] { return buildHostRoutes(this.hb, this.ctx); }
+}
+
 export function gatewayRoutes(resources: readonly Resource[]): Resource[] {
   return resources.filter((r) => isGatewayRoute(r.apiVersion, r.kind));
 }
@@ -45,18 +52,15 @@ export function compileMesh(resources: readonly Resource[], namespace: string, c
   const hosts = new Map<string, MeshHost>();
   const l4 = new Map<string, L4Routes>();
   for (const [host, hb] of bindings.hosts) {
-    const httpLike = [...hb.grpc, ...hb.http].map((b) => b.route).sort(compareRoutes);
-    if (httpLike.length > 0) {
-      hosts.set(host, {
-        origin: httpLike[0]!.origin,
-        routes: [...new Set(httpLike.map((r) => r.origin))],
-        created: httpLike[0]!.created,
-        service: hb.service,
-        build: () => buildHostRoutes(hb, ctx),
-      });
+    const n = hb.grpc.length + hb.http.length;
+    if (n === 1) {
+      const r = (hb.http[0] ?? hb.grpc[0])!.route;
+      hosts.set(host, new MeshHostOf(r.origin, [r.origin], r.created, hb, ctx));
+    } else if (n > 1) {
+      const httpLike = [...hb.grpc, ...hb.http].map((b) => b.route).sort(compareRoutes);
+      hosts.set(host, new MeshHostOf(httpLike[0]!.origin, [...new Set(httpLike.map((r) => r.origin))], httpLike[0]!.created, hb, ctx));
     }
-    const l4Routes = buildL4Routes(hb, ctx);
-    if (l4Routes !== undefined) l4.set(host, l4Routes);
+    if (hb.tcp.length + hb.tls.length > 0) l4.set(host, buildL4Routes(hb, ctx)!);
   }
   return { hosts, l4, bindings };
 }

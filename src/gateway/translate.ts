@@ -27,10 +27,13 @@ export interface TranslateContext {
   defaultRoutes(svc: ServiceDef): CompiledRoute[];
 }
 
-/** Why a compiled route sits where it does, for `remora explain` (kept off the route object: the hot path's shape). */
-const reasons = new WeakMap<CompiledRoute, string>();
+/**
+ * Why a compiled route sits where it does, for `remora explain` (kept off the route object: the hot path's shape;
+ * formatted only when asked, building route tables stays cheap).
+ */
+const reasons = new WeakMap<CompiledRoute, () => string>();
 export function routeReason(r: CompiledRoute): string | undefined {
-  return reasons.get(r);
+  return reasons.get(r)?.();
 }
 
 const NO_HEADERS: readonly HeaderMatch[] = [];
@@ -260,7 +263,7 @@ function httpEntries(b: Binding, ctx: TranslateContext, out: Entry[]): void {
       const rank = type === 'Exact' ? 3 : type === 'PathPrefix' ? 2 : 1;
       const key = [rank, type === 'PathPrefix' ? uri.value.length + 1 : value.length, m.method !== undefined ? 1 : 0, headers.length, query.length];
       const compiled = compiledRoute(b, rule.name, ri, parts, portsOf(b).map((p) => compiledMatch(uri, m.method, headers, query, p)));
-      reasons.set(compiled, `${b.route.origin} rules[${ri}]${rule.name ? ` (${rule.name})` : ''} matches[${mi}], ${describeBinding(b)}; ranked by ${type} path "${value}"${m.method ? `, method ${m.method}` : ''}, ${headers.length} header and ${query.length} query match(es)`);
+      reasons.set(compiled, () => `${b.route.origin} rules[${ri}]${rule.name ? ` (${rule.name})` : ''} matches[${mi}], ${describeBinding(b)}; ranked by ${type} path "${value}"${m.method ? `, method ${m.method}` : ''}, ${headers.length} header and ${query.length} query match(es)`);
       out.push({ key, route: b.route, rule: ri, match: mi, compiled });
     });
   });
@@ -288,7 +291,7 @@ function grpcEntries(b: Binding, ctx: TranslateContext, out: Entry[]): void {
       const headers = valueMatches(m.headers, true);
       const key = [(m.method?.service ?? '').length, (m.method?.method ?? '').length, headers.length];
       const compiled = compiledRoute(b, rule.name, ri, parts, portsOf(b).map((p) => compiledMatch(uri, undefined, headers, NO_HEADERS, p)));
-      reasons.set(compiled, `${b.route.origin} rules[${ri}]${rule.name ? ` (${rule.name})` : ''} matches[${mi}], ${describeBinding(b)}; ranked by service "${m.method?.service ?? ''}", method "${m.method?.method ?? ''}", ${headers.length} header match(es)`);
+      reasons.set(compiled, () => `${b.route.origin} rules[${ri}]${rule.name ? ` (${rule.name})` : ''} matches[${mi}], ${describeBinding(b)}; ranked by service "${m.method?.service ?? ''}", method "${m.method?.method ?? ''}", ${headers.length} header match(es)`);
       out.push({ key, route: b.route, rule: ri, match: mi, compiled });
     });
   });
@@ -337,7 +340,7 @@ export function buildHostRoutes(hb: HostBindings, ctx: TranslateContext): Compil
     if (free.length > 0) {
       for (const d of ctx.defaultRoutes(hb.service)) {
         const fallback: CompiledRoute = { ...d, matches: free.map((p) => compiledMatch(undefined, undefined, NO_HEADERS, NO_HEADERS, p)) };
-        reasons.set(fallback, `Istio's default route for port${free.length > 1 ? 's' : ''} ${free.join(', ')}, which no route binds`);
+        reasons.set(fallback, () => `Istio's default route for port${free.length > 1 ? 's' : ''} ${free.join(', ')}, which no route binds`);
         out.push(fallback);
       }
     }
