@@ -301,7 +301,16 @@ function checkBackendRef(rep: Rep, raw: unknown, path: FieldPath, httpFilters: b
   if (isServiceKind(group, kind) && b.port === undefined) rep.error(path, 'Must have port for Service reference');
   const w = numOf(b.weight);
   if (w !== undefined && (w < 0 || w > 1_000_000)) rep.error([...path, 'weight'], `weight ${w} must be between 0 and 1000000`);
-  if (httpFilters) checkFilterList(rep, b.filters, [...path, 'filters'], grpc);
+  if (httpFilters) {
+    checkFilterList(rep, b.filters, [...path, 'filters'], grpc);
+    // Backend filters are implementation-specific; Remora applies the header modifiers there (and says so for the rest).
+    listOf(b.filters).forEach((f, i) => {
+      const t = strOf(objOf(f)?.type);
+      if (t !== undefined && t !== 'RequestHeaderModifier' && t !== 'ResponseHeaderModifier' && (grpc ? GRPC_FILTER_TYPES : HTTP_FILTER_TYPES).includes(t)) {
+        rep.error([...path, 'filters', i, 'type'], `${t} is not supported on a backendRef by Remora (RequestHeaderModifier and ResponseHeaderModifier are); put it on the rule`);
+      }
+    });
+  }
 }
 
 function checkFilterList(rep: Rep, raw: unknown, path: FieldPath, grpc: boolean): void {

@@ -70,6 +70,16 @@ describe('HTTPRoute validation', () => {
     ]);
   });
 
+  it('backendRef filters: header modifiers only', () => {
+    expect(problems(head(`  - backendRefs:
+    - name: cart
+      port: 80
+      filters: [{type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: a, value: b}]}}, {type: URLRewrite, urlRewrite: {hostname: x.example}}]
+`))).toEqual([
+      'routes.yaml:13: HTTPRoute/shop/r: spec.rules[0].backendRefs[0].filters[1].type: URLRewrite is not supported on a backendRef by Remora (RequestHeaderModifier and ResponseHeaderModifier are); put it on the rule',
+    ]);
+  });
+
   it('timeouts and retries: GEP-2257 durations, backendRequest within request, codes 400-599', () => {
     const out = problems(head(`  - backendRefs: [{name: cart, port: 80}]
     timeouts: {request: 1s, backendRequest: 2s}
