@@ -1,4 +1,4 @@
-// MeshClusterIPMatching (upstream MeshFrontendHostname) and the pod-IP half of MeshFrontend, for real: a "pod" and a
+// MeshClusterIPMatching (upstream MeshFrontendHostname), the pod-IP half of MeshFrontend, and a TCPRoute, for real: a "pod" and a
 // "world" network namespace, Remora's own capture rules, Remora as UID 1337 and the app as UID 1000. A Service-bound
 // route applies to calls to that Service's ClusterIP whatever the Host header says, and never to a call to a pod IP.
 import { mkdtempSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
@@ -18,6 +18,8 @@ const APP_UID = 1000;
 const NS = 'gateway-conformance-mesh';
 const VIP_V1 = '198.18.201.11';
 const VIP_V2 = '198.18.201.12';
+const VIP_DB = '198.18.201.20';
+const VIP_DB_V2 = '198.18.201.21';
 
 type Reply = PeerResult & { headers?: Record<string, string> };
 
@@ -45,7 +47,29 @@ addressType: IPv4
 endpoints: [{addresses: [${net.worldIp}]}]
 ports: [{name: http, port: ${port}}]
 `;
-    writeFileSync(join(dir, 'mesh.yaml'), `${svc('echo-v1', VIP_V1, 8081)}---\n${svc('echo-v2', VIP_V2, 8082)}---
+    const tcp = (name: string, vip: string, port: number): string => `apiVersion: v1
+kind: Service
+metadata: {name: ${name}, namespace: ${NS}}
+spec:
+  clusterIP: ${vip}
+  ports: [{name: tcp-db, port: 5432, targetPort: ${port}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: ${name}-a, namespace: ${NS}, labels: {kubernetes.io/service-name: ${name}}}
+addressType: IPv4
+endpoints: [{addresses: [${net.worldIp}]}]
+ports: [{name: tcp-db, port: ${port}}]
+`;
+    writeFileSync(join(dir, 'mesh.yaml'), `${tcp('db', VIP_DB, 5433)}---\n${tcp('db-v2', VIP_DB_V2, 5434)}---
+apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TCPRoute
+metadata: {name: db, namespace: ${NS}}
+spec:
+  parentRefs: [{group: "", kind: Service, name: db, port: 5432}]
+  rules: [{backendRefs: [{name: db-v2, port: 5432}]}]
+---
+${svc('echo-v1', VIP_V1, 8081)}---\n${svc('echo-v2', VIP_V2, 8082)}---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {name: mesh-split-v1, namespace: ${NS}}
@@ -58,6 +82,8 @@ spec:
     await net.start(net.world, [process.execPath, peer, 'serve', JSON.stringify([
       { kind: 'http', host: net.worldIp, port: 8081, name: 'echo-v1' },
       { kind: 'http', host: net.worldIp, port: 8082, name: 'echo-v2' },
+      { kind: 'banner', host: net.worldIp, port: 5433, banner: 'DB-V1' },
+      { kind: 'banner', host: net.worldIp, port: 5434, banner: 'DB-V2' },
     ])], { readyLine: /listening/ });
     net.exec(net.pod, [process.execPath, cli, 'iptables', '--apply']);
     await net.start(net.pod, [
@@ -88,5 +114,12 @@ spec:
       expect(server(r)).toBe('echo-v2');
       expect(r.headers?.['x-header-set'], host).toBeUndefined();
     }
+  });
+
+  it('a TCPRoute bound to a TCP Service routes connections to its ClusterIP, not those to its endpoints', () => {
+    const viaRoute = peerClient(net, 'pod', { op: 'tcp', host: VIP_DB, port: 5432, expectBytes: 7 }, APP_UID);
+    expect(viaRoute).toMatchObject({ ok: true, data: 'DB-V2\r\n' });
+    const toPod = peerClient(net, 'pod', { op: 'tcp', host: net.worldIp, port: 5433, expectBytes: 7 }, APP_UID);
+    expect(toPod).toMatchObject({ ok: true, data: 'DB-V1\r\n' });
   });
 });
