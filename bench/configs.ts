@@ -254,3 +254,49 @@ export function nginxMtlsConf(dir: string, frontPort: number, backPort: number, 
 }
 `;
 }
+
+/** The Host the HTTPRoute version of the policy path is called with (the parent Service's name). */
+export const GATEWAY_POLICY_HOST = 'policy.default.svc.cluster.local';
+
+/**
+ * The policy path of `policyYaml` written with the Gateway API instead: Services `policy` (the parent), `policy-v1`
+ * and `policy-v2` (the backends, EndpointSlices on portV1/portV2), the same DestinationRule policy on each backend,
+ * and an HTTPRoute with the header match to v2 and the 80/20 split. The same request gets the same treatment.
+ */
+export function gatewayPolicyYaml(portV1: number, portV2: number, weights: [number, number] = [80, 20]): string {
+  const svc = (name: string, port: number | undefined): string => `apiVersion: v1
+kind: Service
+metadata: {name: ${name}, namespace: default}
+spec: {clusterIP: 10.96.80.${port === undefined ? 1 : port === portV1 ? 2 : 3}, ports: [{name: http, port: ${portV1}, appProtocol: http}]}
+${port === undefined ? '' : `---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: ${name}-1, namespace: default, labels: {kubernetes.io/service-name: ${name}}}
+addressType: IPv4
+endpoints: [{addresses: [127.0.0.1]}]
+ports: [{name: http, port: ${port}}]
+`}`;
+  const dr = (name: string): string => `apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: ${name}, namespace: default}
+spec:
+  host: ${name}
+  trafficPolicy:
+    connectionPool:
+      tcp: {maxConnections: 1024}
+      http: {http1MaxPendingRequests: 4096}
+    outlierDetection: {consecutive5xxErrors: 5, interval: 10s, baseEjectionTime: 30s, maxEjectionPercent: 50}
+`;
+  return [svc('policy', undefined), svc('policy-v1', portV1), svc('policy-v2', portV2), dr('policy-v1'), dr('policy-v2'), `apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: policy, namespace: default}
+spec:
+  parentRefs: [{group: "", kind: Service, name: policy}]
+  rules:
+  - name: canary
+    matches: [{headers: [{name: ${CANARY_HEADER}, value: "1"}]}]
+    backendRefs: [{name: policy-v2, port: ${portV1}}]
+  - name: split
+    backendRefs: [{name: policy-v1, port: ${portV1}, weight: ${weights[0]}}, {name: policy-v2, port: ${portV1}, weight: ${weights[1]}}]
+`].join('---\n');
+}

@@ -15,7 +15,7 @@ import { renderSvg, seriesOf } from '../src/bench/plot.js';
 import { median } from '../src/bench/histogram.js';
 import { clockTicksPerSec, parseStatusKb } from '../src/bench/proc.js';
 import { childPids, cpuDelta, cpuTimes, freePort, hasTaskset, httpGet, pinSelf, startProcess, stopProcess, type Started } from './procs.js';
-import { CANARY_HEADER, findNginx, manyServicesYaml, MTLS_HOST, mtlsClientYaml, nginxConf, nginxMtlsConf, passThroughYaml, PASS_HOST, POLICY_HOST, policyYaml, STRICT_YAML } from './configs.js';
+import { CANARY_HEADER, findNginx, gatewayPolicyYaml, GATEWAY_POLICY_HOST, manyServicesYaml, MTLS_HOST, mtlsClientYaml, nginxConf, nginxMtlsConf, passThroughYaml, PASS_HOST, POLICY_HOST, policyYaml, STRICT_YAML } from './configs.js';
 import { evaluateTargets, renderBenchmarksDoc, type SuiteResult } from './doc.js';
 import type { BuildTimings } from '../src/discovery/config-store.js';
 import { countSyscalls, gapStats, perfAvailable, proxyLegs, recordPairs, userSysTicks, type Anatomy } from './anatomy.js';
@@ -53,7 +53,7 @@ if (argv.help) {
   process.stdout.write(`usage: npm run bench -- [--quick] [--only s1,s2] [--out DIR] [--no-docs | --docs]
   --quick writes to bench/results/tmp and leaves docs/ alone unless --docs is given
        npm run bench -- --render bench/results/DATE.json   (regenerate the docs from saved results)
-scenarios: latency-1000 latency-3000 max body-1k body-100k anatomy grpc websocket mtls services reload cold-start concurrency
+scenarios: latency-1000 latency-3000 max body-1k body-100k anatomy grpc websocket mtls services reload cold-start concurrency gateway
 `);
   process.exit(0);
 }
@@ -221,6 +221,7 @@ async function main(): Promise<number> {
     await attempt('anatomy', async () => void (suite.extras.anatomy = await anatomyScenario(peers.filter((p) => p.name !== 'direct' && p.name !== 'http-proxy'), notes)));
     if (haveRemora && (want('grpc') || want('websocket'))) await protocolScenarios(suite, notes, want);
     if (haveRemora) await attempt('mtls', async () => void (suite.extras.mtls = await mtlsScenario(up1, notes)));
+    if (haveRemora) await attempt('gateway', async () => void (suite.scenarios['gateway'] = await gatewayScenario(up1, up2)));
     if (haveRemora) {
       await attempt('services', async () => void (suite.extras.services = await servicesScenario(up1, suite)));
       await attempt('reload', async () => void (suite.extras.reload = await reloadScenario(up1, up2)));
@@ -316,6 +317,25 @@ async function probeAfterLoad(r: RemoraPeer, up1: number, up2: number): Promise<
   }
   f.tracing = { active: c.tracePosts > 0, detail: `${c.tracePosts} OTLP export POSTs received at 1% sampling` };
   return f;
+}
+
+/**
+ * The same request routed by a VirtualService and by an HTTPRoute (src/gateway/ compiles both to one route model):
+ * the full policy path (header match, 80/20 split, DestinationRule policy, default retries), tracing off, at
+ * 3,000 req/s; the baseline is the VirtualService sidecar.
+ */
+async function gatewayScenario(up1: number, up2: number): Promise<BenchReport> {
+  const vs = await startRemora('remora-virtualservice', policyYaml(up1, up2), ['--trace-sampling', '0']);
+  const hr = await startRemora('remora-httproute', gatewayPolicyYaml(up1, up2), ['--trace-sampling', '0']);
+  try {
+    return await scenario('gateway', [
+      { name: 'remora-virtualservice', url: `http://127.0.0.1:${vs.outbound}/`, pids: [vs.s.pid], headers: [['host', `${POLICY_HOST}:${up1}`]] },
+      { name: 'remora-httproute', url: `http://127.0.0.1:${hr.outbound}/`, pids: [hr.s.pid], headers: [['host', `${GATEWAY_POLICY_HOST}:${up1}`]] },
+    ], loadOpts({ rate: 3000 }), 'remora-virtualservice');
+  } finally {
+    await stopTracked(vs.s);
+    await stopTracked(hr.s);
+  }
 }
 
 /** 10 / 1,000 / 10,000 services in the config: per-request CPU at 3,000 req/s and startup time. */

@@ -74,7 +74,8 @@ export interface RunOptions {
   outboundAddress: string;
   inboundAddress: string;
   workloadName: string;
-  kubernetes?: { kubeconfig?: string; namespaces: string[] };
+  /** `gatewayStatus`: stand for the Gateway API route status writer (one per cluster, elected by a Lease). */
+  kubernetes?: { kubeconfig?: string; namespaces: string[]; gatewayStatus?: { identity: string; leaseNamespace: string; leaseDurationMs?: number } };
   envDiscovery?: boolean;
   /** The app's original httpGet probes (REMORA_APP_PROBERS JSON), served on the health port. */
   appProbers?: string;
@@ -127,6 +128,7 @@ export class Sidecar {
   tracing: ProxyTracing = TRACING_OFF;
   private watcher: FileWatcher | undefined;
   private kube: KubernetesSource | undefined;
+  private statusWriter: { stop(): Promise<void> } | undefined;
   private servers: Array<{ name: string; server: Server; address: string; port: number }> = [];
   /** IPv6 companions of the proxy listeners ([::1] beside 127.0.0.1, [::] beside 0.0.0.0), by listener name. */
   private companions: Array<{ name: string; server: NetServer }> = [];
@@ -337,6 +339,24 @@ export class Sidecar {
       };
       push();
       kube.on('change', push);
+      if (k.gatewayStatus !== undefined) {
+        // Loaded on demand, like the watch: most sidecars never write status.
+        const { GatewayStatusWriter } = await import('./gateway/status-writer.js');
+        const { kubeApi } = await import('./gateway/kube-api.js');
+        const writer = new GatewayStatusWriter({
+          api: kubeApi(kube.kubeConfig), identity: k.gatewayStatus.identity, leaseNamespace: k.gatewayStatus.leaseNamespace,
+          ...(k.gatewayStatus.leaseDurationMs !== undefined ? {
+            leaseDurationMs: k.gatewayStatus.leaseDurationMs, leaseRenewMs: Math.max(100, Math.floor(k.gatewayStatus.leaseDurationMs / 3)),
+            leaseRetryMs: Math.max(100, Math.min(2000, Math.floor(k.gatewayStatus.leaseDurationMs / 5))),
+          } : {}),
+          clusterDomain: this.opts.clusterDomain, log: (level, msg) => this.logger.log(level, msg),
+        });
+        this.statusWriter = writer;
+        const feed = (): void => { const cur = kube.current(); writer.update({ resources: cur.resources, services: cur.services }); };
+        kube.on('change', feed);
+        feed();
+        writer.start();
+      }
       const metrics = this.metrics;
       metrics.observe('remora_kubernetes_staleness_seconds', 'gauge', 'Seconds since the Kubernetes watch state was last known complete.', () => kube.current().stalenessMs(Date.now()) / 1000);
     }
@@ -718,6 +738,7 @@ export class Sidecar {
 
   async stop(): Promise<void> {
     this.watcher?.stop();
+    await this.statusWriter?.stop();
     this.kube?.stop();
     this.store.stop();
     for (const s of this.servers) {

@@ -228,6 +228,8 @@ export interface RetryPolicy {
   retryRemoteLocalities: boolean;
   backoffBaseMs: number; // 25
   backoffMaxMs: number; // 250
+  /** Gateway API `retry.backoff`: no retry starts sooner than this after the failed try (ms; unset = 0). */
+  backoffMinMs?: number;
 }
 
 // === Response flags and the per-request record ===

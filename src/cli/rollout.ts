@@ -6,18 +6,20 @@
 import { resolve } from 'node:path';
 import { buildPlan, parseDuration, parseHeaderMatch, parseLatency, parsePercent, parseSteps } from '../rollout/plan.js';
 import { PrometheusSource, StatsSource, serviceFqdn, type MetricSource, type Selector } from '../rollout/metrics-source.js';
-import { FileTarget, KubeTarget, resolveVsFile, type KubeObjectApi, type Target } from '../rollout/target.js';
+import { FileTarget, KubeTarget, resolveVsFile, type KubeObjectApi, type RolloutKind, type Target } from '../rollout/target.js';
 import { command, newOwner, Rollout, RolloutError, type RolloutOptions } from '../rollout/controller.js';
 import { formatEvent, formatStatus } from '../rollout/view.js';
 import { parseWithEnv } from './options.js';
 
 const USAGE = `usage: remora rollout [run] --vs NAME --stable SUBSET --canary SUBSET (--config FILE | --kube) [options]
-       remora rollout status|abort|promote --vs NAME (--config FILE | --kube) [--namespace NS]
+       remora rollout [run] --httproute NAME | --grpcroute NAME --stable SERVICE --canary SERVICE (--config FILE | --kube) [options]
+       remora rollout status|abort|promote --vs|--httproute|--grpcroute NAME (--config FILE | --kube) [--namespace NS]
 
-Moves the VirtualService's weights from the stable to the canary subset step by step; before each step it
-compares canary against stable over one interval, and rolls back to 0 % canary at once on a breach.
+Moves the VirtualService's weights from the stable to the canary subset step by step (an HTTPRoute's or
+GRPCRoute's backendRef weights from the stable to the canary Service); before each step it compares canary against
+stable over one interval, and rolls back to 0 % canary at once on a breach.
 
-where the VirtualService is
+where the VirtualService (HTTPRoute, GRPCRoute) is
   --config FILE|DIR        the YAML file holding it, or the sidecars' config directory to find it in
                            (edited in place; comments and layout kept)
   --kube                   the Kubernetes API (kubeconfig, KUBECONFIG or in-cluster; server-side apply)
@@ -55,6 +57,8 @@ exit codes: 0 promoted, 1 rolled back or aborted, 2 usage or config error, 3 sto
 
 const OPTIONS = {
   vs: { type: 'string' },
+  httproute: { type: 'string' },
+  grpcroute: { type: 'string' },
   'virtual-service': { type: 'string' },
   namespace: { type: 'string', short: 'n' },
   host: { type: 'string' },
@@ -98,7 +102,7 @@ function statsUrl(u: string): string {
   return new URL(url).pathname === '/' ? `${url.replace(/\/$/, '')}/stats/prometheus` : url;
 }
 
-async function kubeTarget(values: Record<string, unknown>, name: string, ns: string): Promise<Target> {
+async function kubeTarget(values: Record<string, unknown>, name: string, ns: string, kind: RolloutKind): Promise<Target> {
   const k8s = await import('@kubernetes/client-node');
   const kc = new k8s.KubeConfig();
   const path = values.kubeconfig as string | undefined;
@@ -108,7 +112,8 @@ async function kubeTarget(values: Record<string, unknown>, name: string, ns: str
   else kc.loadFromDefault();
   if (!kc.getCurrentCluster()) throw new RolloutError('kubernetes: no cluster configured (--kubeconfig, KUBECONFIG, in-cluster or ~/.kube/config)');
   const api = k8s.KubernetesObjectApi.makeApiClient(kc) as unknown as KubeObjectApi;
-  return new KubeTarget(api, name, ns, (values['api-version'] as string | undefined) ?? 'networking.istio.io/v1');
+  const apiVersion = (values['api-version'] as string | undefined) ?? (kind === 'VirtualService' ? 'networking.istio.io/v1' : 'gateway.networking.k8s.io/v1');
+  return new KubeTarget(api, name, ns, apiVersion, kind);
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -131,27 +136,30 @@ export async function main(argv: string[]): Promise<number> {
   }
   const out = (s: string): void => { process.stdout.write(s); };
   try {
-    const name = (values.vs ?? values['virtual-service']) as string | undefined;
-    if (!name) throw new RolloutError('--vs NAME is required');
+    const named = [['VirtualService', values.vs ?? values['virtual-service']], ['HTTPRoute', values.httproute], ['GRPCRoute', values.grpcroute]].filter(([, v]) => v !== undefined);
+    if (named.length === 0) throw new RolloutError('--vs NAME (or --httproute NAME, --grpcroute NAME) is required');
+    if (named.length > 1) throw new RolloutError('give one of --vs, --httproute and --grpcroute');
+    const kind = named[0]![0] as RolloutKind;
+    const name = String(named[0]![1]);
     const ns = (values.namespace as string | undefined) ?? process.env.POD_NAMESPACE ?? 'default';
     if (values.config !== undefined && values.kube) throw new RolloutError('give --config FILE or --kube, not both');
     let target: Target;
     if (values.config !== undefined) {
       let file: string;
       try {
-        file = resolveVsFile(resolve(String(values.config)), name, ns);
+        file = resolveVsFile(resolve(String(values.config)), name, ns, kind);
       } catch (err) {
         throw new RolloutError((err as Error).message);
       }
-      target = new FileTarget(file, name, ns);
+      target = new FileTarget(file, name, ns, ns, kind);
     }
-    else if (values.kube) target = await kubeTarget(values, name, ns);
-    else throw new RolloutError('where is the VirtualService? --config FILE or --kube');
+    else if (values.kube) target = await kubeTarget(values, name, ns, kind);
+    else throw new RolloutError(`where is the ${kind}? --config FILE or --kube`);
 
     if (sub === 'status') {
       const l = await target.read();
       if (!l.state) {
-        out(values.json ? 'null\n' : `no rollout recorded on VirtualService ${ns}/${name}\n`);
+        out(values.json ? 'null\n' : `no rollout recorded on ${kind} ${ns}/${name}\n`);
         return 0;
       }
       out(values.json ? `${JSON.stringify(l.state, null, 2)}\n` : formatStatus(l.state, Date.now()));
@@ -166,7 +174,7 @@ export async function main(argv: string[]): Promise<number> {
     // run
     const stable = values.stable as string | undefined;
     const canary = values.canary as string | undefined;
-    if (!stable || !canary) throw new RolloutError('--stable SUBSET and --canary SUBSET are required');
+    if (!stable || !canary) throw new RolloutError(kind === 'VirtualService' ? '--stable SUBSET and --canary SUBSET are required' : '--stable SERVICE and --canary SERVICE (backendRef names) are required');
     if (stable === canary) throw new RolloutError('--stable and --canary must differ');
     const plan = (() => {
       try {
@@ -203,15 +211,20 @@ export async function main(argv: string[]): Promise<number> {
     // The service's FQDN for destination_service: the route's host as the VirtualService writes it.
     const loaded = await target.read();
     const ref = wrap(() => loaded.editor.findRoute(stable, canary, opts.host));
-    const sel: Selector = { service: serviceFqdn(ref.host, loaded.editor.namespace ?? ns, String(values['cluster-domain'] ?? 'cluster.local')), stable, canary, reporter,
-      app: String(values['canary-app'] ?? ref.host.split('.')[0]) };
+    const domain = String(values['cluster-domain'] ?? 'cluster.local');
+    const routeNs = loaded.editor.namespace ?? ns;
+    // A VirtualService's subsets of one service differ by destination_version; an HTTPRoute's or GRPCRoute's
+    // stable and canary are two Services, told apart by destination_service.
+    const sel: Selector = kind === 'VirtualService'
+      ? { service: serviceFqdn(ref.host, routeNs, domain), stable, canary, reporter, app: String(values['canary-app'] ?? ref.host.split('.')[0]) }
+      : { service: serviceFqdn(canary, routeNs, domain), stable, canary, reporter, app: String(values['canary-app'] ?? canary.split('.')[0]), services: { stable: serviceFqdn(stable, routeNs, domain), canary: serviceFqdn(canary, routeNs, domain) } };
     const source: MetricSource = values.prometheus !== undefined
       ? new PrometheusSource(String(values.prometheus), sel)
       : new StatsSource(String(values.stats ?? 'http://127.0.0.1:15090/stats/prometheus').split(',').map((s) => s.trim()).filter(Boolean).map(statsUrl), sel);
 
     const tty = process.stdout.isTTY === true;
     const rollout = new Rollout(target, source, undefined, (e) => out(formatEvent(e, tty)));
-    out(`remora rollout: ${target.description}, ${stable} → ${canary} on ${sel.service}, steps ${plan.map((s) => (s.mirrorPercent ? `mirror ${s.mirrorPercent}%` : s.canaryWeight)).join(', ')}, every ${intervalMs / 1000}s; metrics from ${source.description}\n`);
+    out(`remora rollout: ${target.description}, ${stable} → ${canary} on ${sel.services ? `${sel.services.stable} → ${sel.services.canary}` : sel.service}, steps ${plan.map((s) => (s.mirrorPercent ? `mirror ${s.mirrorPercent}%` : s.canaryWeight)).join(', ')}, every ${intervalMs / 1000}s; metrics from ${source.description}\n`);
     const onSignal = (sig: string): void => rollout.stop(sig);
     process.once('SIGINT', onSignal);
     process.once('SIGTERM', onSignal);

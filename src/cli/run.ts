@@ -5,7 +5,7 @@ import { Sidecar, VERSION, type RunOptions } from '../app.js';
 import { parseWithEnv, portValue, parseLabels, stringList, type OptionSpec } from './options.js';
 import { isLevel } from '../util/logger.js';
 import { parseDurationMs } from '../config/duration.js';
-import { availableParallelism } from 'node:os';
+import { availableParallelism, hostname } from 'node:os';
 import { PATH_NORMALIZATIONS, type PathNormalization } from '../routing/request-target.js';
 import { UNDERSCORE_ACTIONS, type UnderscoreAction } from '../proxy/headers.js';
 
@@ -13,6 +13,9 @@ const OPTIONS: OptionSpec = {
   config: { type: 'string', multiple: true, short: 'c' },
   kubernetes: { type: 'boolean' },
   kubeconfig: { type: 'string' },
+  'gateway-status': { type: 'boolean' },
+  'gateway-status-namespace': { type: 'string' },
+  'gateway-status-lease-duration': { type: 'string' },
   'watch-namespaces': { type: 'string', multiple: true },
   'env-discovery': { type: 'boolean' },
   connect: { type: 'boolean' },
@@ -62,6 +65,12 @@ const HELP = `usage: remora run --config PATH [PATH…] [options]
       --kubernetes               also watch the API server (Services, EndpointSlices, Pods, Istio CRDs)
       --kubeconfig FILE          default $KUBECONFIG, else the in-cluster service account
       --watch-namespaces NS,…    watch only these namespaces (default: all)
+      --gateway-status           with --kubernetes: stand for the Gateway API route status writer; one process of
+                                 the cluster writes status.parents, elected through the Lease
+                                 remora-gateway-status (enable it on a few pods, not on every sidecar)
+      --gateway-status-namespace NS  where that Lease lives (default: --namespace)
+      --gateway-status-lease-duration D  how long a silent writer keeps the Lease before another takes over
+                                 (default 15s, client-go's; renewed every third of it)
       --env-discovery            Services from *_SERVICE_HOST/_PORT variables become hosts (start-time only)
       --exit-on-app-exit         exit once the app's port stopped listening for 3 s (Jobs)
       --resolv-conf FILE         resolver search path for short names (default /etc/resolv.conf; "" = none)
@@ -203,6 +212,13 @@ export function runOptionsFrom(argv: string[], env: NodeJS.ProcessEnv = process.
   if (v.kubernetes) {
     opts.kubernetes = { namespaces: stringList(v['watch-namespaces']) };
     if (v.kubeconfig) opts.kubernetes.kubeconfig = String(v.kubeconfig);
+    if (v['gateway-status']) {
+      opts.kubernetes.gatewayStatus = {
+        identity: `${env.POD_NAME ?? hostname()}_${process.pid}`,
+        leaseNamespace: String(v['gateway-status-namespace'] ?? opts.namespace),
+        leaseDurationMs: duration('gateway-status-lease-duration', '15s', '15s or 30s', false),
+      };
+    }
   }
   if (v['env-discovery']) opts.envDiscovery = true;
   if (v.connect) opts.connect = true;

@@ -19,6 +19,8 @@ import type {
 } from '../routing/route.js';
 import { compileRetryPolicy } from '../proxy/retry-policy.js';
 import { compileClusterPolicy } from '../upstream/policy.js';
+import { compileMesh, servicesFromFiles } from '../gateway/mesh.js';
+import { meshConflict } from '../gateway/conflict.js';
 
 const PEAK_EWMA = Object.freeze({ peakEwma: true });
 
@@ -304,7 +306,8 @@ export function compile(resources: readonly Resource[], opts: CompileOptions): S
     if (byHost.has(d.hostname)) { warnings.push(`${d.origin}: host ${d.hostname} is already defined by ${byHost.get(d.hostname)!.origin}; ignored`); continue; }
     byHost.set(d.hostname, d); services.push(d);
   }
-  for (const d of opts.extraServices ?? []) {
+  // Kubernetes Services (and their EndpointSlices) written in files, then those of the API watch and the environment.
+  for (const d of [...(servicesFromFiles(resources, clusterDomain) ?? []), ...(opts.extraServices ?? [])]) {
     if (byHost.has(d.hostname)) continue;
     byHost.set(d.hostname, d); services.push(d);
   }
@@ -510,6 +513,42 @@ export function compile(resources: readonly Resource[], opts: CompileOptions): S
     }
   }
 
+  // Gateway API routes bound to Services (the mesh profile, src/gateway/): translated into the same compiled routes,
+  // built on first use like a VirtualService's. A VirtualService on the same host: the older object wins (conflict.ts).
+  const mesh = compileMesh(resources, proxyNs, {
+    clusterDomain,
+    byHost,
+    destination: (host, port, weight, headers) => compileDestination({ host, port: { number: port } }, weight, headers, '', true),
+    defaultRoutes: (svc) => defaultRoute(svc),
+  });
+  // Per routed host, its plain default route (calls to an endpoint never get a route), made on first use.
+  const meshServices = new Map<string, ServiceDef>();
+  const meshPlainBuilt = new Map<string, HostEntry>();
+  const meshPlain = {
+    has: (host: string): boolean => meshServices.has(host),
+    get: (host: string): HostEntry | undefined => {
+      let e = meshPlainBuilt.get(host);
+      const svc = meshServices.get(host);
+      if (e === undefined && svc !== undefined) {
+        e = { host, vhost: new CompiledVirtualHost(host, svc.origin, new RouteCell(() => defaultRoute(svc))), service: svc };
+        meshPlainBuilt.set(host, e);
+      }
+      return e;
+    },
+  };
+  if (mesh !== undefined) {
+    for (const [host, m] of mesh.hosts) {
+      const vh = vhosts.get(host);
+      if (vh !== undefined) {
+        const c = meshConflict(vss.find((v) => objectName(v) === vh.origin), m);
+        warnings.push(c.warning);
+        if (!c.routesWin) continue;
+      }
+      vhosts.set(host, new CompiledVirtualHost(host, m.origin, new RouteCell(() => m.build())));
+      meshServices.set(host, m.service);
+    }
+  }
+
   // A registry host without a VirtualService gets Istio's default route: all traffic to the service, default retries.
   // Most services of a large mesh have no VirtualService, and a workload calls few of them: built on first use too.
   const defaultRetry = compileRetryPolicy(undefined, 0);
@@ -565,6 +604,7 @@ export function compile(resources: readonly Resource[], opts: CompileOptions): S
     outboundTrafficPolicy: opts.outboundTrafficPolicy,
     search: opts.search && opts.search.domains.length > 0 ? opts.search : undefined,
     warnings,
+    ...(mesh !== undefined ? { mesh: { plain: meshPlain, l4: mesh.l4 } } : {}),
   };
 }
 

@@ -5,6 +5,7 @@
 import type { ClusterDef, ServiceDef } from '../model.js';
 import type { Resource } from './resource.js';
 import type { VirtualHost } from '../routing/route.js';
+import type { MeshSnapshot } from '../gateway/frontend.js';
 
 export interface HostEntry {
   /** Canonical host (FQDN or the VS/SE host as written). */
@@ -32,4 +33,6 @@ export interface Snapshot {
   /** The pod resolver's search path (/etc/resolv.conf): tried, in the resolver's order, for hosts the registry lacks. */
   search: { domains: readonly string[]; ndots: number } | undefined;
   warnings: readonly string[];
+  /** Present when Gateway API routes bind some hosts (src/gateway/): their plain routes and TCP/TLS routes. */
+  mesh?: MeshSnapshot;
 }

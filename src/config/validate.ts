@@ -15,14 +15,15 @@ import {
 import { isAuthzKind, validateAuthzResource } from '../authz/validate-authz.js';
 import { identityWarnings } from '../security/identity-check.js';
 import { isSecretName } from '../security/credential-name.js';
+import { validateGatewayRoute } from '../gateway/validate.js';
+import { isGatewayRoute } from '../gateway/types.js';
+import { isKubernetesRegistryKind, validateKubernetesObject } from '../gateway/k8s-validate.js';
 
 export interface ValidateOptions {
   /** Kubernetes cluster domain used to expand short host names (`--cluster-domain`); default `cluster.local`. */
   clusterDomain?: string;
 }
 
-/** Kinds that a later issue consumes (Kubernetes Services and EndpointSlices): accepted without a warning. */
-const ACCEPTED_K8S = new Set(['v1/Service', 'discovery.k8s.io/v1/EndpointSlice']);
 
 type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -1029,7 +1030,13 @@ function validateOne(r: Resource, out: ConfigError[], col: Collected): boolean {
       rep.error(apiVersion ? ['kind'] : ['apiVersion'], 'apiVersion and kind are required');
     } else if (isAuthzKind(apiVersion, kind)) {
       out.push(...validateAuthzResource(r)); // NetworkPolicy, AuthorizationPolicy, Sidecar (src/authz/validate-authz.ts)
-    } else if (!ACCEPTED_K8S.has(`${apiVersion}/${kind}`)) {
+    } else if (isGatewayRoute(apiVersion, kind)) {
+      out.push(...validateGatewayRoute(r, { checkRegex })); // HTTPRoute, GRPCRoute, TCPRoute, TLSRoute (src/gateway/)
+      return true;
+    } else if (isKubernetesRegistryKind(apiVersion, kind)) {
+      out.push(...validateKubernetesObject(r)); // Service, EndpointSlice, Pod in files: registry hosts
+      return true;
+    } else {
       rep.warn([], `${kind} (${apiVersion}) is not applied by a sidecar; ignored`);
     }
     return false;

@@ -15,6 +15,7 @@ import { compile, type CompileOptions } from '../config/compile.js';
 import type { Snapshot } from '../config/snapshot.js';
 import type { ServiceDef } from '../model.js';
 import { scopeInputs, selectSidecar } from './sidecar-scope.js';
+import { dropInvalidRules } from '../gateway/api-errors.js';
 
 export interface StoreOptions {
   paths: readonly string[];
@@ -126,6 +127,13 @@ export class ConfigStore extends EventEmitter {
     const t0 = performance.now();
     let resources = this.allResources();
     let problems = validateResources(resources, { clusterDomain: this.opts.clusterDomain });
+    // A Gateway API route from the API server with only some rules invalid keeps the others (src/gateway/api-errors.ts).
+    const pruned = dropInvalidRules(resources, problems);
+    if (pruned !== undefined) {
+      for (const [name, rules] of pruned.dropped) this.opts.log('warn', `${name}: dropping invalid ${rules.map((i) => `rules[${i}]`).join(', ')} (the rest of the route applies)`);
+      resources = pruned.resources;
+      problems = validateResources(resources, { clusterDomain: this.opts.clusterDomain });
+    }
     // Objects from the API server were already accepted by it: an invalid one is skipped (and logged) rather than
     // freezing every other update. File objects reject the whole change, so nothing half-applied is ever served.
     const badCluster = new Set(problems.filter((p) => p.severity !== 'warning' && p.file === 'kubernetes').map((p) => p.object));

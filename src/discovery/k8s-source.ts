@@ -79,6 +79,7 @@ interface KindSpec {
 }
 
 const ISTIO_NET = ['v1', 'v1beta1', 'v1alpha3'];
+const GATEWAY_API = 'gateway.networking.k8s.io';
 const KINDS: KindSpec[] = [
   { kind: 'Service', group: '', versions: ['v1'], plural: 'services', namespaced: true, role: 'service', optional: false },
   { kind: 'EndpointSlice', group: 'discovery.k8s.io', versions: ['v1'], plural: 'endpointslices', namespaced: true, role: 'endpointslice', optional: false },
@@ -94,6 +95,11 @@ const KINDS: KindSpec[] = [
   { kind: 'AuthorizationPolicy', group: 'security.istio.io', versions: ['v1', 'v1beta1'], plural: 'authorizationpolicies', namespaced: true, role: 'resource', optional: true },
   { kind: 'RequestAuthentication', group: 'security.istio.io', versions: ['v1', 'v1beta1'], plural: 'requestauthentications', namespaced: true, role: 'resource', optional: true },
   { kind: 'PeerAuthentication', group: 'security.istio.io', versions: ['v1', 'v1beta1'], plural: 'peerauthentications', namespaced: true, role: 'resource', optional: true },
+  // Gateway API routes bound to Services (the mesh profile, src/gateway/).
+  { kind: 'HTTPRoute', group: GATEWAY_API, versions: ['v1', 'v1beta1'], plural: 'httproutes', namespaced: true, role: 'resource', optional: true },
+  { kind: 'GRPCRoute', group: GATEWAY_API, versions: ['v1', 'v1alpha2'], plural: 'grpcroutes', namespaced: true, role: 'resource', optional: true },
+  { kind: 'TCPRoute', group: GATEWAY_API, versions: ['v1', 'v1alpha2'], plural: 'tcproutes', namespaced: true, role: 'resource', optional: true },
+  { kind: 'TLSRoute', group: GATEWAY_API, versions: ['v1', 'v1alpha3', 'v1alpha2'], plural: 'tlsroutes', namespaced: true, role: 'resource', optional: true },
 ];
 
 /** An API server answer other than 2xx, or a transport failure (statusCode undefined). */
@@ -169,8 +175,19 @@ function trimObject(role: Role, obj: Obj): Obj {
     }
     case 'namespace':
       return { metadata: trimMeta(meta, false) } as Obj;
-    case 'resource':
-      return { apiVersion: obj.apiVersion, kind: obj.kind, metadata: trimMeta(meta, true), spec: (obj as { spec?: unknown }).spec ?? {} } as Obj;
+    case 'resource': {
+      const out = { apiVersion: obj.apiVersion, kind: obj.kind, metadata: trimMeta(meta, true), spec: (obj as { spec?: unknown }).spec ?? {} } as Obj;
+      // Gateway API routes: creation time (precedence ties), generation (observedGeneration) and status (what the
+      // status writer compares with) are part of their meaning.
+      if (obj.apiVersion?.startsWith(`${GATEWAY_API}/`)) {
+        const m = meta as { creationTimestamp?: unknown; generation?: unknown } | undefined;
+        const om = out.metadata as Record<string, unknown>;
+        if (m?.creationTimestamp !== undefined) om.creationTimestamp = m.creationTimestamp;
+        if (m?.generation !== undefined) om.generation = m.generation;
+        if ((obj as { status?: unknown }).status !== undefined) out.status = (obj as { status?: unknown }).status;
+      }
+      return out;
+    }
   }
 }
 
@@ -470,6 +487,11 @@ export class KubernetesSource extends EventEmitter {
     }
   }
 
+  /** The kubeconfig in use (the Gateway API status writer talks to the same server with it). */
+  get kubeConfig(): KubeConfig {
+    return this.kc;
+  }
+
   /** The API server URL in use (for logs and /config_dump). */
   get server(): string {
     return this.kc.getCurrentCluster()?.server ?? '';
@@ -667,12 +689,17 @@ function toResource(obj: Obj, spec: KindSpec, version: string): Resource {
   const rawMeta: Record<string, unknown> = { name: metadata.name, namespace: metadata.namespace };
   if (metadata.labels) rawMeta.labels = metadata.labels;
   if (metadata.annotations) rawMeta.annotations = metadata.annotations;
+  const m = obj.metadata as { creationTimestamp?: unknown; generation?: unknown } | undefined;
+  if (m?.creationTimestamp !== undefined) rawMeta.creationTimestamp = m.creationTimestamp;
+  if (m?.generation !== undefined) rawMeta.generation = m.generation;
+  const raw: Record<string, unknown> = { apiVersion, kind: spec.kind, metadata: rawMeta, spec: specObj };
+  if ((obj as { status?: unknown }).status !== undefined) raw.status = (obj as { status?: unknown }).status;
   return {
     apiVersion,
     kind: spec.kind,
     metadata,
     spec: specObj,
-    raw: { apiVersion, kind: spec.kind, metadata: rawMeta, spec: specObj },
+    raw,
     source: { file: 'kubernetes', line: 0 },
     lineOf: () => 0,
   };

@@ -11,7 +11,8 @@ import { performance } from 'node:perf_hooks';
 import type { H1Pool, UpstreamHandler } from '../upstream/h1-pool.js';
 import type { Snapshot } from '../config/snapshot.js';
 import { lookupHost } from '../config/compile.js';
-import { destinationPort, findRoute, pickDestination, type CompiledDestination, type CompiledRoute, type RequestView } from '../routing/route.js';
+import { destinationPort, findRoute, pickDestination, replacePrefixMatch, type CompiledDestination, type CompiledRoute, type RequestView } from '../routing/route.js';
+import { frontendEntry } from '../gateway/frontend.js';
 import { testStringMatch } from '../routing/string-match.js';
 import { isLoopbackHost, parseTarget, type PathNormalization, type RequestTarget } from '../routing/request-target.js';
 import { applyRetryOverrides, routeTimeoutOverride } from './retry-policy.js';
@@ -34,6 +35,14 @@ export interface OutboundEnv extends ForwardContext {
 }
 
 const noHygieneStats = new HeaderHygieneStats();
+/** A Gateway API backendRef that could not be resolved answers its share of requests with this (500, or 503 for gRPC). */
+const INVALID_BACKEND: Readonly<Record<number, LocalError>> = {
+  500: { status: 500, flag: 'NC', details: 'backend_ref_invalid', body: 'invalid backendRef' },
+  503: { status: 503, flag: 'NC', details: 'backend_ref_invalid', body: 'invalid backendRef' },
+};
+function invalidBackend(status: number): LocalError {
+  return INVALID_BACKEND[status] ?? { status, flag: 'NC', details: 'backend_ref_invalid', body: 'invalid backendRef' };
+}
 /** A passthrough to one of the proxy's own ports on loopback: the admin API, or a loop back into a listener. */
 const SELF_DESTINATION: LocalError = { status: 403, flag: '-', details: 'proxy_port_not_routable', body: 'proxy port not routable' };
 
@@ -62,7 +71,10 @@ export function handleOutbound(req: DownstreamRequest, res: DownstreamResponse, 
   const dst = req.originalDst;
   const captured = dst === undefined ? undefined : resolveCaptured(snap, dst);
   const port = captured !== undefined ? captured.port : target.explicitPort || (target.scheme === 'https' ? 443 : 80);
-  const entry = lookupHost(snap, target.host) ?? captured?.entry;
+  const named = lookupHost(snap, target.host);
+  // Gateway API routes bind a Service's frontend (its ClusterIP), never its endpoints: with such routes in the
+  // config, a captured connection's destination decides (src/gateway/frontend.ts).
+  const entry = captured !== undefined && snap.mesh !== undefined ? frontendEntry(snap.mesh, named, captured) : named ?? captured?.entry;
   const view: RequestView = {
     method: req.method ?? 'GET',
     path: target.path,
@@ -95,13 +107,13 @@ export function handleOutbound(req: DownstreamRequest, res: DownstreamResponse, 
   if (action.kind === 'redirect') {
     const a = action;
     let host = a.authority ?? hostOnly(target.authority);
-    let p = a.port !== undefined ? a.port : a.derivePort === 'FROM_REQUEST_PORT' ? target.explicitPort : a.derivePort === 'FROM_PROTOCOL_DEFAULT' ? 0 : (a.authority === undefined ? target.explicitPort : 0);
+    let p = a.port !== undefined ? a.port : a.derivePort === 'FROM_REQUEST_PORT' ? target.explicitPort : a.derivePort === 'FROM_LISTENER_PORT' ? port : a.derivePort === 'FROM_PROTOCOL_DEFAULT' ? 0 : (a.authority === undefined ? target.explicitPort : 0);
     const scheme = a.scheme ?? target.scheme;
     if ((scheme === 'http' && p === 80) || (scheme === 'https' && p === 443)) p = 0;
     if (a.authority !== undefined && a.authority.includes(':') && a.port === undefined) { p = 0; host = a.authority; }
-    let pathq = a.uri ?? target.path;
+    let pathq = a.prefixMatch !== undefined ? replacePrefixMatch(target.path, a.prefixMatch) : a.uri ?? target.path;
     if (a.uri !== undefined && !a.uri.includes('?') && target.query !== '') pathq = `${a.uri}?${target.query}`;
-    else if (a.uri === undefined && target.query !== '') pathq = `${target.path}?${target.query}`;
+    else if (a.uri === undefined && target.query !== '') pathq = `${pathq}?${target.query}`;
     const location = `${scheme}://${host}${p ? `:${p}` : ''}${pathq}`;
     return localCustom(base, a.code, Buffer.alloc(0), '-', 'redirect', route, ['location', location]);
   }
@@ -109,7 +121,7 @@ export function handleOutbound(req: DownstreamRequest, res: DownstreamResponse, 
   const dest = pickDestination(action, env.rand());
   if (dest === undefined) return local(base, E.noCluster, route);
   const rt = clusterFor(env, dest, target, port, dst);
-  if (rt === undefined) return local(base, E.noCluster, route);
+  if (rt === undefined) return local(base, dest.failStatus !== undefined ? invalidBackend(dest.failStatus) : E.noCluster, route);
 
   const fault = route.fault;
   if (fault !== undefined) {
@@ -187,7 +199,9 @@ function send(
   if (route?.rewrite !== undefined) {
     const rw = route.rewrite;
     let newPath = t.path;
-    if (rw.uri !== undefined) {
+    if (rw.prefixMatch !== undefined) newPath = replacePrefixMatch(t.path, rw.prefixMatch);
+    else if (rw.fullPath !== undefined) newPath = rw.fullPath;
+    else if (rw.uri !== undefined) {
       const m = route.matches.length > 0 ? route.matches.find((x) => x.uri !== undefined && testStringMatch(x.uri, t.path)) : undefined;
       if (m?.uri !== undefined && m.uri.kind === 1 /* prefix */) newPath = rw.uri + t.path.slice(m.uri.value.length);
       else if (m?.uri !== undefined) newPath = rw.uri; // exact or regex: the whole path
@@ -294,7 +308,7 @@ function corsHeaders(route: CompiledRoute, origin: string | string[]): string[] 
   const c = route.cors!;
   const h = ['access-control-allow-origin', o];
   if (c.allowCredentials) h.push('access-control-allow-credentials', 'true');
-  if (c.exposeHeaders) h.push('access-control-expose-headers', c.exposeHeaders);
+  if (c.exposeHeaders && !(c.echoWildcards === true && c.allowCredentials && c.exposeHeaders === '*')) h.push('access-control-expose-headers', c.exposeHeaders);
   return h;
 }
 
@@ -303,11 +317,18 @@ function corsPreflight(b: Base, route: CompiledRoute): void {
   if (!originAllowed(route, origin)) return localCustom(b, 403, Buffer.alloc(0), '-', 'cors_origin_not_allowed', route);
   const c = route.cors!;
   const h = ['access-control-allow-origin', origin];
-  if (c.allowMethods) h.push('access-control-allow-methods', c.allowMethods);
-  if (c.allowHeaders) h.push('access-control-allow-headers', c.allowHeaders);
+  if (c.echoWildcards === true && c.allowCredentials) {
+    // Gateway API: with credentials a `*` must not be sent; the preflight's own method and headers are allowed.
+    const rh = b.req.headers['access-control-request-headers'];
+    if (c.allowMethods) h.push('access-control-allow-methods', c.allowMethods === '*' ? String(b.req.headers['access-control-request-method']) : c.allowMethods);
+    if (c.allowHeaders && (c.allowHeaders !== '*' || rh !== undefined)) h.push('access-control-allow-headers', c.allowHeaders === '*' ? String(rh) : c.allowHeaders);
+  } else {
+    if (c.allowMethods) h.push('access-control-allow-methods', c.allowMethods);
+    if (c.allowHeaders) h.push('access-control-allow-headers', c.allowHeaders);
+  }
   if (c.maxAge) h.push('access-control-max-age', c.maxAge);
   if (c.allowCredentials) h.push('access-control-allow-credentials', 'true');
-  if (c.exposeHeaders) h.push('access-control-expose-headers', c.exposeHeaders);
+  if (c.exposeHeaders && !(c.echoWildcards === true && c.allowCredentials && c.exposeHeaders === '*')) h.push('access-control-expose-headers', c.exposeHeaders);
   return localCustom(b, 200, Buffer.alloc(0), '-', 'cors_response', route, h);
 }
 

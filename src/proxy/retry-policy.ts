@@ -162,8 +162,10 @@ export function shouldRetry(policy: RetryPolicy, outcome: AttemptOutcome): boole
 export function backoffMs(retryNumber: number, policy: RetryPolicy, rand: () => number): number {
   const n = retryNumber >= 1 ? Math.floor(retryNumber) : 1;
   const upper = Math.min(policy.backoffBaseMs * Math.pow(2, n - 1), policy.backoffMaxMs);
-  if (!(upper > 0)) return 0;
-  return Math.min(Math.floor(rand() * upper), policy.backoffMaxMs);
+  const min = policy.backoffMinMs ?? 0;
+  if (!(upper > 0)) return min;
+  // A Gateway API `retry.backoff` is a minimum (GEP-1731): the jittered wait never goes below it.
+  return Math.max(min, Math.min(Math.floor(rand() * upper), policy.backoffMaxMs));
 }
 
 function first(v: string | string[] | undefined): string | undefined {

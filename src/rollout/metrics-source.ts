@@ -24,6 +24,11 @@ export interface Selector {
    * canary's own sidecar (reporter="destination", destination_version=canary, destination_app=this).
    */
   app: string;
+  /**
+   * HTTPRoute/GRPCRoute rollouts: stable and canary are two Services (backendRefs), told apart by
+   * `destination_service` (these FQDNs) instead of `destination_version`; `service` is then unused.
+   */
+  services?: { stable: string; canary: string };
 }
 
 /** Options of one collect(): `mirror` = the step mirrors to a canary that has no weight (see Selector.app). */
@@ -123,6 +128,14 @@ const BUCKET = 'istio_request_duration_milliseconds_bucket';
 
 /** Which subset a sample counts for (undefined = neither): the service and reporter selected, or a mirror step's canary. */
 function subsetOf(l: Record<string, string>, sel: Selector, mirror: boolean): string | undefined {
+  if (sel.services !== undefined) {
+    if (mirror && l.reporter === 'destination' && l.destination_app === sel.app) return sel.canary;
+    const ds = l.destination_service;
+    const side = ds === sel.services.stable ? sel.stable : !mirror && ds === sel.services.canary ? sel.canary : undefined;
+    if (side === undefined) return undefined;
+    if (sel.reporter !== 'any' && l.reporter !== sel.reporter) return undefined;
+    return side;
+  }
   const ver = l.destination_version ?? '';
   if (mirror && ver === sel.canary) return l.reporter === 'destination' && l.destination_app === sel.app ? ver : undefined;
   if (ver !== sel.stable && ver !== sel.canary) return undefined;
@@ -218,6 +231,7 @@ const promRegexLiteral = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g,
  */
 export function promQueries(sel: Selector, seconds: number, mirror = false): { requests: string; failures5xx: string; failuresFlagged: string; buckets: string } {
   const w = `[${Math.max(1, Math.round(seconds))}s]`;
+  if (sel.services !== undefined) return servicePromQueries(sel, sel.services, w, mirror);
   const selectors: string[][] = [];
   const versions = mirror ? promRegexLiteral(sel.stable) : `${promRegexLiteral(sel.stable)}|${promRegexLiteral(sel.canary)}`;
   const main = [`destination_service=${promString(sel.service)}`, `destination_version=~${promString(versions)}`];
@@ -231,6 +245,24 @@ export function promQueries(sel: Selector, seconds: number, mirror = false): { r
     failures5xx: q('destination_version', REQUESTS, ['response_code=~"5..|0"']),
     failuresFlagged: q('destination_version', REQUESTS, ['response_code!~"5..|0"', 'response_flags!~"-|"']),
     buckets: q('destination_version, le', BUCKET, []),
+  };
+}
+
+/** promQueries for two Services (HTTPRoute/GRPCRoute backends): by destination_service, a mirror's canary by destination_app. */
+function servicePromQueries(sel: Selector, svc: { stable: string; canary: string }, w: string, mirror: boolean): ReturnType<typeof promQueries> {
+  const services = mirror ? promRegexLiteral(svc.stable) : `${promRegexLiteral(svc.stable)}|${promRegexLiteral(svc.canary)}`;
+  const main = [`destination_service=~${promString(services)}`];
+  if (sel.reporter !== 'any') main.unshift(`reporter=${promString(sel.reporter)}`);
+  const shadow = ['reporter="destination"', `destination_app=${promString(sel.app)}`];
+  const q = (by: string, metric: string, extra: string[]): string => {
+    const a = `sum by (destination_service${by}) (increase(${metric}{${[...main, ...extra].join(',')}}${w}))`;
+    return mirror ? `${a} or sum by (destination_app${by}) (increase(${metric}{${[...shadow, ...extra].join(',')}}${w}))` : a;
+  };
+  return {
+    requests: q('', REQUESTS, []),
+    failures5xx: q('', REQUESTS, ['response_code=~"5..|0"']),
+    failuresFlagged: q('', REQUESTS, ['response_code!~"5..|0"', 'response_flags!~"-|"']),
+    buckets: q(', le', BUCKET, []),
   };
 }
 
@@ -259,10 +291,18 @@ export class PrometheusSource implements MetricSource {
   async collect(windowMs: number, opts: CollectOptions = {}): Promise<Windows> {
     const q = promQueries(this.sel, windowMs / 1000, opts.mirror === true);
     const [req, f5, ff, b] = await Promise.all([this.query(q.requests), this.query(q.failures5xx), this.query(q.failuresFlagged), this.query(q.buckets)]);
+    const svc = this.sel.services;
+    const app = this.sel.app;
+    // Which rows count for a side: by destination_version, or (two Services) by destination_service, a mirror's
+    // canary by destination_app.
+    const rowOf = (ver: string) => (m: Record<string, string>): boolean => svc === undefined
+      ? m.destination_version === ver
+      : ver === this.sel.stable ? m.destination_service === svc.stable : m.destination_service === svc.canary || (m.destination_app !== undefined && m.destination_app === app);
     const win = (ver: string): Window => {
-      const pick = (rows: typeof req): number => rows.filter((r) => r.metric.destination_version === ver).reduce((a, r) => a + (Number.isFinite(r.value) ? r.value : 0), 0);
+      const is = rowOf(ver);
+      const pick = (rows: typeof req): number => rows.filter((r) => is(r.metric)).reduce((a, r) => a + (Number.isFinite(r.value) ? r.value : 0), 0);
       const buckets: Array<[number, number]> = b
-        .filter((r) => r.metric.destination_version === ver)
+        .filter((r) => is(r.metric))
         .map((r) => [parseValue(r.metric.le ?? '') ?? NaN, Number.isFinite(r.value) ? r.value : 0] as [number, number])
         .filter((x) => !Number.isNaN(x[0]))
         .sort((x, y) => x[0] - y[0]);

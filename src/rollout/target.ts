@@ -1,15 +1,25 @@
 /**
- * Where the VirtualService lives: a YAML file (edited in place, comments kept, written atomically) or the
- * Kubernetes API (read, then server-side apply of `spec.http` and the state annotation with field manager
- * `remora-rollout`, the read resourceVersion as precondition). Both hand out a `VsEditor` and take it back.
+ * Where the routed object lives (a VirtualService, HTTPRoute or GRPCRoute): a YAML file (edited in place, comments
+ * kept, written atomically) or the Kubernetes API (read, then server-side apply of `spec.http` / `spec.rules` and the
+ * state annotation with field manager `remora-rollout`, the read resourceVersion as precondition). Both hand out an
+ * editor (vs-edit.ts, route-edit.ts) and take it back.
  */
 import { closeSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { VsEditor, VsFile } from './vs-edit.js';
+import { GatewayRouteEditor } from './route-edit.js';
+
+/** The kinds a rollout moves weights in. */
+export type RolloutKind = 'VirtualService' | 'HTTPRoute' | 'GRPCRoute';
+export type RouteEditor = VsEditor | GatewayRouteEditor;
+
+function editorFor(kind: RolloutKind, doc: import('yaml').Document): RouteEditor {
+  return kind === 'VirtualService' ? new VsEditor(doc) : new GatewayRouteEditor(doc);
+}
 import { ANNOTATION, COMMAND_ANNOTATION, parseCommand, parseState, type Command, type RolloutState } from './state.js';
 
 export interface Loaded {
-  editor: VsEditor;
+  editor: RouteEditor;
   state: RolloutState | undefined;
   /** Version of what was read (file text / resourceVersion): a write fails with ConflictError if it changed. */
   version: string;
@@ -42,8 +52,8 @@ export class FileTarget implements Target {
   private readonly lockPath: string;
   private readonly commandPath: string;
 
-  constructor(private readonly path: string, private readonly name: string, private readonly namespace: string, private readonly defaultNamespace = namespace) {
-    this.description = `${path} (VirtualService ${namespace}/${name})`;
+  constructor(private readonly path: string, private readonly name: string, private readonly namespace: string, private readonly defaultNamespace = namespace, private readonly kind: RolloutKind = 'VirtualService') {
+    this.description = `${path} (${kind} ${namespace}/${name})`;
     // Hidden names: the config loader and the watcher skip files that start with a dot.
     this.lockPath = join(dirname(path), `.${basename(path)}.rollout.lock`);
     this.commandPath = join(dirname(path), `.${basename(path)}.rollout-command.json`);
@@ -52,7 +62,7 @@ export class FileTarget implements Target {
   async read(): Promise<Loaded> {
     const text = readFileSync(this.path, 'utf8');
     const file = new VsFile(text);
-    const editor = file.find(this.name, this.namespace, this.defaultNamespace);
+    const editor = editorFor(this.kind, file.findDocument(this.kind, this.name, this.namespace, this.defaultNamespace));
     return { editor, state: parseState(editor.annotation(ANNOTATION)), version: text, file };
   }
 
@@ -112,7 +122,7 @@ export class FileTarget implements Target {
  * `--config` may name the directory `remora run --config` reads: the file holding the VirtualService is found in it
  * (recursively, `.yaml`/`.yml`/`.json`, hidden names and ConfigMap internals skipped, as the config loader does).
  */
-export function resolveVsFile(path: string, name: string, namespace: string): string {
+export function resolveVsFile(path: string, name: string, namespace: string, kind: RolloutKind = 'VirtualService'): string {
   if (!statSync(path).isDirectory()) return path;
   const hits: string[] = [];
   const walk = (dir: string, depth: number): void => {
@@ -124,14 +134,14 @@ export function resolveVsFile(path: string, name: string, namespace: string): st
       if (st.isDirectory()) { if (depth < 8) walk(p, depth + 1); continue; }
       if (!/\.(ya?ml|json)$/.test(n)) continue;
       try {
-        new VsFile(readFileSync(p, 'utf8')).find(name, namespace, namespace);
+        new VsFile(readFileSync(p, 'utf8')).findDocument(kind, name, namespace, namespace);
         hits.push(p);
       } catch { /* not here */ }
     }
   };
   walk(path, 0);
-  if (hits.length === 0) throw new Error(`no VirtualService ${namespace}/${name} in ${path}`);
-  if (hits.length > 1) throw new Error(`VirtualService ${namespace}/${name} is in ${hits.length} files (${hits.join(', ')}); give --config the one file`);
+  if (hits.length === 0) throw new Error(`no ${kind} ${namespace}/${name} in ${path}`);
+  if (hits.length > 1) throw new Error(`${kind} ${namespace}/${name} is in ${hits.length} files (${hits.join(', ')}); give --config the one file`);
   return hits[0]!;
 }
 
@@ -143,37 +153,41 @@ export interface KubeObjectApi {
 
 export const FIELD_MANAGER = 'remora-rollout';
 
-/** The VirtualService through the Kubernetes API. */
+/** The VirtualService (or HTTPRoute, GRPCRoute) through the Kubernetes API. */
 export class KubeTarget implements Target {
   readonly description: string;
-  constructor(private readonly api: KubeObjectApi, private readonly name: string, private readonly namespace: string, private readonly apiVersion = 'networking.istio.io/v1') {
-    this.description = `VirtualService ${namespace}/${name} (Kubernetes API)`;
+  constructor(private readonly api: KubeObjectApi, private readonly name: string, private readonly namespace: string, private readonly apiVersion = 'networking.istio.io/v1', private readonly kind: RolloutKind = 'VirtualService') {
+    this.description = `${kind} ${namespace}/${name} (Kubernetes API)`;
   }
 
   private async get(): Promise<Record<string, any>> {
-    return this.api.read({ apiVersion: this.apiVersion, kind: 'VirtualService', metadata: { name: this.name, namespace: this.namespace } });
+    return this.api.read({ apiVersion: this.apiVersion, kind: this.kind, metadata: { name: this.name, namespace: this.namespace } });
   }
 
   async read(): Promise<Loaded> {
     const obj = await this.get();
-    const editor = VsEditor.fromObject({ apiVersion: obj.apiVersion, kind: obj.kind, metadata: obj.metadata, spec: obj.spec });
+    const plain = { apiVersion: obj.apiVersion, kind: obj.kind, metadata: obj.metadata, spec: obj.spec };
+    const editor = this.kind === 'VirtualService' ? VsEditor.fromObject(plain) : GatewayRouteEditor.fromObject(plain);
     return { editor, state: parseState(editor.annotation(ANNOTATION)), version: String(obj.metadata?.resourceVersion ?? '') };
   }
 
-  /** Server-side apply of `spec.http` (an atomic list in Istio's CRDs, so it is replaced whole) and the annotation. */
+  /**
+   * Server-side apply of the routes (`spec.http` of a VirtualService, `spec.rules` of an HTTPRoute or GRPCRoute:
+   * atomic lists in both CRDs, so they are replaced whole) and the annotation.
+   */
   async write(loaded: Loaded, state: RolloutState): Promise<void> {
-    const vs = loaded.editor.toObject() as { spec?: { http?: unknown } };
+    const obj = loaded.editor.toObject() as { spec?: { http?: unknown; rules?: unknown } };
     const patch = {
       apiVersion: this.apiVersion,
-      kind: 'VirtualService',
+      kind: this.kind,
       metadata: { name: this.name, namespace: this.namespace, resourceVersion: loaded.version, annotations: { [ANNOTATION]: JSON.stringify(state) } },
-      spec: { http: vs.spec?.http ?? [] },
+      spec: this.kind === 'VirtualService' ? { http: obj.spec?.http ?? [] } : { rules: obj.spec?.rules ?? [] },
     };
     try {
       const out = await this.api.patch(patch, undefined, undefined, FIELD_MANAGER, true, 'application/apply-patch+yaml');
       loaded.version = String(out?.metadata?.resourceVersion ?? loaded.version);
     } catch (err) {
-      if (statusOf(err) === 409) throw new ConflictError(`VirtualService ${this.namespace}/${this.name} changed since it was read`);
+      if (statusOf(err) === 409) throw new ConflictError(`${this.kind} ${this.namespace}/${this.name} changed since it was read`);
       throw err;
     }
   }
@@ -186,7 +200,7 @@ export class KubeTarget implements Target {
   /** A JSON merge patch on the command annotation alone (null removes it). */
   async writeCommand(c: Command | undefined): Promise<void> {
     await this.api.patch(
-      { apiVersion: this.apiVersion, kind: 'VirtualService', metadata: { name: this.name, namespace: this.namespace, annotations: { [COMMAND_ANNOTATION]: c === undefined ? null : JSON.stringify(c) } } },
+      { apiVersion: this.apiVersion, kind: this.kind, metadata: { name: this.name, namespace: this.namespace, annotations: { [COMMAND_ANNOTATION]: c === undefined ? null : JSON.stringify(c) } } },
       undefined, undefined, `${FIELD_MANAGER}-command`, undefined, 'application/merge-patch+json',
     );
   }

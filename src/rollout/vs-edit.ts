@@ -228,14 +228,19 @@ export class VsFile {
 
   /** The VirtualService called `name` (in `namespace`, a document without one counting as `defaultNamespace`). */
   find(name: string, namespace: string, defaultNamespace: string): VsEditor {
+    return new VsEditor(this.findDocument('VirtualService', name, namespace, defaultNamespace));
+  }
+
+  /** The document of kind `kind` called `name` in `namespace` (HTTPRoute and GRPCRoute rollouts edit theirs too). */
+  findDocument(kind: string, name: string, namespace: string, defaultNamespace: string): Document {
     for (const d of this.docs) {
-      if (str(d.get('kind')) !== 'VirtualService') continue;
+      if (str(d.get('kind')) !== kind) continue;
       if (str(d.getIn(['metadata', 'name'])) !== name) continue;
       const ns = str(d.getIn(['metadata', 'namespace'])) ?? defaultNamespace;
       if (ns !== namespace) continue;
-      return new VsEditor(d);
+      return d;
     }
-    throw new Error(`no VirtualService ${namespace}/${name} in the file`);
+    throw new Error(`no ${kind} ${namespace}/${name} in the file`);
   }
 
   toString(): string {

@@ -9,6 +9,7 @@ import { describeMatch, destinationPort, explainMatch, matchRoute, type RequestV
 import type { ClusterDef, RetryPolicy } from '../model.js';
 import { serverIdentities } from '../security/mtls.js';
 import { DEFAULT_BACKOFF_BASE_MS } from '../proxy/retry-policy.js';
+import { routeReason } from '../gateway/translate.js';
 
 export interface ExplainRequest {
   method: string;
@@ -19,12 +20,13 @@ export interface ExplainRequest {
 export interface Explanation {
   request: { method: string; authority: string; path: string; query: string; port: number };
   configVersion: number;
-  host: { name: string; matched: string | undefined; virtualService: string | undefined; service: string | undefined };
-  routes: Array<{ name: string; origin: string; matched: boolean; match?: string; why: string[] }>;
+  host: { name: string; matched: string | undefined; virtualService: string | undefined; service: string | undefined; gatewayRoutes?: string };
+  /** `rank`: for Gateway API routes, where the match sits in the spec's precedence and why. */
+  routes: Array<{ name: string; origin: string; matched: boolean; match?: string; why: string[]; rank?: string }>;
   outcome: string;
   route?: string;
   action?: string;
-  destinations?: Array<{ host: string; subset: string; port: number; weight: number; share: string; cluster: string | undefined; endpoints: string[]; lb?: string; connectionPool?: unknown; outlierDetection?: unknown; mtls?: string[] }>;
+  destinations?: Array<{ host: string; subset: string; port: number; weight: number; share: string; cluster: string | undefined; endpoints: string[]; lb?: string; connectionPool?: unknown; outlierDetection?: unknown; mtls?: string[]; failStatus?: number }>;
   timeout?: string;
   /** The route's compiled retry policy (`describeRetries` gives the text form). */
   retries?: RetryPolicy;
@@ -56,13 +58,17 @@ export function explainRequest(snap: Snapshot, req: ExplainRequest): Explanation
   }
   base.host.matched = entry.host;
   base.host.virtualService = entry.vhost.origin.startsWith('VirtualService/') ? entry.vhost.origin : undefined;
+  if (/^(HTTP|GRPC)Route\//.test(entry.vhost.origin)) {
+    base.host.gatewayRoutes = [...new Set(entry.vhost.routes.map((r) => r.origin).filter((o) => /^(HTTP|GRPC)Route\//.test(o)))].join(', ');
+  }
   base.host.service = entry.service?.origin;
   headers.host ??= t.authority;
   const view: RequestView = { method, path: t.path, query: t.query, scheme: t.scheme, authority: t.authority, port, headers };
   for (const r of entry.vhost.routes) {
     const mi = matchRoute(r, view);
     if (mi >= 0) {
-      base.routes.push({ name: r.name, origin: r.origin, matched: true, match: r.matches.length ? describeMatch(r.matches[mi]!) : 'everything', why: [] });
+      const rank = routeReason(r);
+      base.routes.push({ name: r.name, origin: r.origin, matched: true, match: r.matches.length ? describeMatch(r.matches[mi]!) : 'everything', why: [], ...(rank !== undefined ? { rank } : {}) });
       base.route = r.name;
       base.timeout = r.timeoutMs > 0 ? `${r.timeoutMs}ms` : 'disabled (Istio default)';
       base.retries = { ...r.retry };
@@ -85,16 +91,21 @@ export function explainRequest(snap: Snapshot, req: ExplainRequest): Explanation
           if (c) { out.lb = c.policy.lb.kind; out.connectionPool = c.policy.pool; out.outlierDetection = c.policy.outlier ?? 'off'; }
           const mtls = c ? explainMtls(c) : [];
           if (mtls.length > 0) out.mtls = mtls;
+          if (d.failStatus !== undefined) { out.failStatus = d.failStatus; out.host = '(unresolved backendRef)'; }
           return out;
         });
         const missing = base.destinations.filter((d) => !d.cluster);
-        base.outcome = missing.length === base.destinations.length
+        const failing = a.destinations.filter((d) => d.failStatus !== undefined);
+        base.outcome = failing.length === a.destinations.length
+          ? `${failing[0]!.failStatus} (flag NC): no backendRef of the rule could be resolved (see the route's ResolvedRefs condition)`
+          : missing.length === base.destinations.length
           ? `503 (flag NC): no cluster for ${missing.map((m) => `${m.host}${m.subset ? ` subset ${m.subset}` : ''} port ${m.port}`).join(', ')}`
-          : `forwarded to ${base.destinations.map((d) => `${d.cluster ?? 'NC'} (${d.share})`).join(', ')}`;
+          : `forwarded to ${base.destinations.map((d) => `${d.failStatus !== undefined ? `answered ${d.failStatus}` : d.cluster ?? 'NC'} (${d.share})`).join(', ')}`;
       }
       return base;
     }
-    base.routes.push({ name: r.name, origin: r.origin, matched: false, why: r.matches.map((m, i) => `match[${i}] (${describeMatch(m)}): ${explainMatch(m, view).join('; ')}`) });
+    const rank = routeReason(r);
+    base.routes.push({ name: r.name, origin: r.origin, matched: false, why: r.matches.map((m, i) => `match[${i}] (${describeMatch(m)}): ${explainMatch(m, view).join('; ')}`), ...(rank !== undefined ? { rank } : {}) });
   }
   base.outcome = '404 (flag NR): no route matched';
   return base;
@@ -152,16 +163,21 @@ export function describeRetries(p: RetryPolicy): string {
 export function formatExplanation(e: Explanation): string {
   const out: string[] = [];
   out.push(`request:  ${e.request.method} ${e.request.authority}${e.request.path}${e.request.query ? `?${e.request.query}` : ''} (port ${e.request.port}), config version ${e.configVersion}`);
-  out.push(`host:     ${e.host.name} → ${e.host.matched ?? '(not in registry)'}${e.host.virtualService ? ` via ${e.host.virtualService}` : ''}${e.host.service ? ` [service from ${e.host.service}]` : ''}`);
+  out.push(`host:     ${e.host.name} → ${e.host.matched ?? '(not in registry)'}${e.host.virtualService ? ` via ${e.host.virtualService}` : ''}${e.host.gatewayRoutes ? ` via ${e.host.gatewayRoutes}` : ''}${e.host.service ? ` [service from ${e.host.service}]` : ''}`);
   for (const r of e.routes) {
     if (r.matched) out.push(`route:    ✔ ${r.name} (${r.origin}) matched on ${r.match}`);
     else {
       out.push(`route:    ✘ ${r.name} (${r.origin}) did not match:`);
       for (const w of r.why) out.push(`            ${w}`);
     }
+    if (r.rank !== undefined) out.push(`            (${r.rank})`);
   }
   if (e.destinations) {
     for (const d of e.destinations) {
+      if (d.failStatus !== undefined) {
+        out.push(`dest:     ${d.host}: weight ${d.weight} (${d.share}) → answered ${d.failStatus} (Gateway API: an invalid backend's share fails)`);
+        continue;
+      }
       out.push(`dest:     ${d.host}${d.subset ? ` subset ${d.subset}` : ''} port ${d.port}: weight ${d.weight} (${d.share}) → ${d.cluster ?? 'NO CLUSTER (503 NC)'}`);
       if (d.cluster) {
         out.push(`          lb ${d.lb}; outlier detection ${typeof d.outlierDetection === 'string' ? d.outlierDetection : JSON.stringify(d.outlierDetection)}`);

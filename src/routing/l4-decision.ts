@@ -56,8 +56,10 @@ export function decideOutboundL4(snap: Snapshot | undefined, req: L4Request, sel
   let cluster = c.cluster ?? (entry?.service !== undefined && snap !== undefined ? snap.clusters.get(clusterName(c.port, '', entry.service.hostname)) : undefined);
   let routeName: string | undefined;
   const vs = entry?.vhost?.origin;
-  if (snap !== undefined && vs !== undefined) {
-    const routes = l4RoutesFor(snap, vs, self);
+  // TCPRoutes/TLSRoutes bind a Service's frontend: never a connection to one of its endpoints (src/gateway/).
+  const meshL4 = c.via !== 'endpoint' && entry !== undefined ? snap?.mesh?.l4.get(entry.host) : undefined;
+  if (snap !== undefined && (vs !== undefined || meshL4 !== undefined)) {
+    const routes = meshL4 ?? l4RoutesFor(snap, vs!, self);
     if (routes !== undefined) {
       const conn = { port: c.port, address: dst.address, ...(sni !== undefined ? { sni } : {}) };
       const route = (sni !== undefined ? selectL4Route(routes.tls, conn) : undefined) ?? selectL4Route(routes.tcp, conn);

@@ -58,6 +58,11 @@ export interface CompiledDestination {
   known: boolean;
   /** The synthesized default route of a registry host: the cluster port is the request's port. */
   followsRequestPort: boolean;
+  /**
+   * A Gateway API backendRef that cannot be resolved: the status its share of the requests gets instead of a
+   * cluster (500 for HTTPRoute; 503, i.e. gRPC UNAVAILABLE, for GRPCRoute). Unset for every Istio destination.
+   */
+  failStatus?: number;
 }
 
 export interface Fault {
@@ -77,11 +82,38 @@ export interface CorsPolicy {
   exposeHeaders: string;
   maxAge: string;
   allowCredentials: boolean;
+  /**
+   * Gateway API CORS: a `*` in allowMethods/allowHeaders answers with the preflight's requested method/headers, and
+   * `*` in exposeHeaders is left out, when credentials are allowed (browsers refuse `*` with credentials).
+   */
+  echoWildcards?: boolean;
+}
+
+/** Gateway API `ReplacePrefixMatch`: the matched path prefix (no trailing slash, '' = `/`) and its replacement. */
+export interface PrefixReplace { prefix: string; replacement: string }
+
+/**
+ * Replace the matched prefix of `path` as the Gateway API's table says: `/foo/bar` with prefix `/foo` and `/xyz`
+ * (or `/xyz/`) gives `/xyz/bar`; `/foo` gives `/xyz`, `/foo/` gives `/xyz/`; an empty or `/` replacement strips the
+ * prefix (`/bar`, or `/` when nothing is left). The path is known to start with the prefix (the match said so).
+ */
+export function replacePrefixMatch(path: string, p: PrefixReplace): string {
+  let r = p.replacement;
+  while (r.endsWith('/')) r = r.slice(0, -1);
+  const rest = path.slice(p.prefix.length);
+  const out = r + rest;
+  return out === '' ? '/' : out.startsWith('/') ? out : `/${out}`;
 }
 
 export type RouteAction =
   | { kind: 'route'; destinations: readonly CompiledDestination[]; cumulative: readonly number[]; total: number }
-  | { kind: 'redirect'; uri: string | undefined; authority: string | undefined; port: number | undefined; derivePort: string | undefined; scheme: string | undefined; code: number }
+  | {
+    kind: 'redirect'; uri: string | undefined; authority: string | undefined; port: number | undefined;
+    /** Istio's FROM_PROTOCOL_DEFAULT / FROM_REQUEST_PORT, or the Gateway API's FROM_LISTENER_PORT (the service port the request was for). */
+    derivePort: string | undefined; scheme: string | undefined; code: number;
+    /** Gateway API ReplacePrefixMatch: the path with the matched prefix replaced (`uri` unset). */
+    prefixMatch?: PrefixReplace;
+  }
   | { kind: 'direct'; status: number; body: Buffer };
 
 export interface Rewrite {
@@ -89,6 +121,10 @@ export interface Rewrite {
   authority: string | undefined;
   regex: RegExp | undefined;
   regexReplacement: string;
+  /** Gateway API URLRewrite ReplaceFullPath. */
+  fullPath?: string;
+  /** Gateway API URLRewrite ReplacePrefixMatch (segment-wise). */
+  prefixMatch?: PrefixReplace;
 }
 
 export interface CompiledRoute {

@@ -1,10 +1,10 @@
 /**
- * Istio StringMatch compiled once: exact / prefix / regex (RE2 semantics: a full match of the whole value).
- * Regexes are compiled at config time only; nothing here allocates per request.
+ * Istio StringMatch compiled once: exact / prefix / regex (RE2 semantics: a full match of the whole value), plus the
+ * Gateway API's segment-wise PathPrefix. Regexes are compiled at config time only; nothing here allocates per request.
  */
 import type { StringMatch } from '../config/types.js';
 
-export const enum MatchKind { Exact = 0, Prefix = 1, Regex = 2, Present = 3 }
+export const enum MatchKind { Exact = 0, Prefix = 1, Regex = 2, Present = 3, PathPrefix = 4 }
 
 export interface CompiledStringMatch {
   kind: MatchKind;
@@ -29,6 +29,22 @@ export function compileStringMatch(m: StringMatch | undefined | null, ignoreCase
   return { kind: MatchKind.Regex, value: m.regex!, re: fullMatchRegex(m.regex!), ignoreCase: false };
 }
 
+/**
+ * Gateway API `PathPrefix`: whole path segments, a trailing `/` in the prefix ignored (`/abc` matches `/abc`,
+ * `/abc/` and `/abc/def`, not `/abcd`). `value` is the prefix without its trailing slash ('' for `/`).
+ */
+export function compilePathPrefix(prefix: string): CompiledStringMatch {
+  let v = prefix;
+  while (v.endsWith('/')) v = v.slice(0, -1);
+  return { kind: MatchKind.PathPrefix, value: v, re: undefined, ignoreCase: false };
+}
+
+/** Whether `path` is `prefix` (no trailing slash, '' = root) or continues it with a new segment. */
+export function pathHasPrefix(path: string, prefix: string): boolean {
+  if (prefix === '') return true;
+  return path.startsWith(prefix) && (path.length === prefix.length || path.charCodeAt(prefix.length) === 47);
+}
+
 export function testStringMatch(m: CompiledStringMatch, input: string): boolean {
   switch (m.kind) {
     case MatchKind.Exact:
@@ -37,6 +53,8 @@ export function testStringMatch(m: CompiledStringMatch, input: string): boolean 
       return (m.ignoreCase ? input.toLowerCase() : input).startsWith(m.value);
     case MatchKind.Regex:
       return m.re!.test(input);
+    case MatchKind.PathPrefix:
+      return pathHasPrefix(input, m.value);
     default:
       return true;
   }
@@ -47,6 +65,7 @@ export function describeStringMatch(m: CompiledStringMatch): string {
     case MatchKind.Exact: return `exact "${m.value}"${m.ignoreCase ? ' (ignoring case)' : ''}`;
     case MatchKind.Prefix: return `prefix "${m.value}"${m.ignoreCase ? ' (ignoring case)' : ''}`;
     case MatchKind.Regex: return `regex "${m.value}"`;
+    case MatchKind.PathPrefix: return `path prefix "${m.value || '/'}" (whole segments)`;
     default: return 'present';
   }
 }

@@ -77,6 +77,12 @@ function builtinTypes(istioNet: string[], istioSec: string[]): ResourceType[] {
     t('security.istio.io', istioSec, 'authorizationpolicies', 'AuthorizationPolicy', true, true),
     t('security.istio.io', istioSec, 'requestauthentications', 'RequestAuthentication', true, true),
     t('security.istio.io', istioSec, 'peerauthentications', 'PeerAuthentication', true, true),
+    // Gateway API routes (the mesh profile) and the Lease the status writer is elected with.
+    t('gateway.networking.k8s.io', ['v1', 'v1beta1'], 'httproutes', 'HTTPRoute', true, true),
+    t('gateway.networking.k8s.io', ['v1'], 'grpcroutes', 'GRPCRoute', true, true),
+    t('gateway.networking.k8s.io', ['v1alpha2'], 'tcproutes', 'TCPRoute', true, true),
+    t('gateway.networking.k8s.io', ['v1alpha2'], 'tlsroutes', 'TLSRoute', true, true),
+    t('coordination.k8s.io', ['v1'], 'leases', 'Lease'),
   ].filter((r) => r.versions.length > 0);
 }
 
@@ -149,13 +155,17 @@ export class FakeKubeApiServer {
     const prev = store.get(key);
     const rv = ++this.rv;
     const stored: Obj = structuredClone(obj);
+    // metadata.generation counts changes of everything but metadata and status, as the real server does.
+    const body = (o: Obj | undefined): string => JSON.stringify(Object.fromEntries(Object.entries(o ?? {}).filter(([k]) => k !== 'metadata' && k !== 'status' && k !== 'apiVersion' && k !== 'kind')));
+    const prevGen = typeof prev?.metadata?.generation === 'number' ? (prev.metadata.generation as number) : 0;
     stored.metadata = {
       ...stored.metadata,
       name,
       ...(namespace !== undefined ? { namespace } : {}),
       uid: (prev?.metadata?.uid as string | undefined) ?? `uid-${rv}`,
       resourceVersion: String(rv),
-      creationTimestamp: (prev?.metadata?.creationTimestamp as string | undefined) ?? '2025-01-01T00:00:00Z',
+      generation: prev === undefined ? 1 : body(prev) === body(stored) ? prevGen || 1 : (prevGen || 1) + 1,
+      creationTimestamp: (prev?.metadata?.creationTimestamp as string | undefined) ?? (stored.metadata?.creationTimestamp as string | undefined) ?? '2025-01-01T00:00:00Z',
     };
     store.set(key, stored);
     this.record({ rv, type: prev ? 'MODIFIED' : 'ADDED', typeKey: typeKeyOf(type), object: stored });
@@ -251,8 +261,12 @@ export class FakeKubeApiServer {
       this.patch(req, url.pathname, query, entry, send);
       return;
     }
+    if (req.method === 'POST') {
+      this.create(req, url.pathname, entry, send);
+      return;
+    }
     if (req.method !== 'GET') {
-      send(405, status(405, 'MethodNotAllowed', 'the fake API server only reads and patches over HTTP; use apply()'));
+      send(405, status(405, 'MethodNotAllowed', 'the fake API server only reads, creates and patches over HTTP; use apply()'));
       return;
     }
     const discovery = this.discovery(url.pathname);
@@ -266,6 +280,10 @@ export class FakeKubeApiServer {
       return;
     }
     const { type, version, namespace, name } = route;
+    if (route.status === true) {
+      send(405, status(405, 'MethodNotAllowed', 'the fake API server patches the status subresource; read the object itself'));
+      return;
+    }
     const watch = query.watch === 'true' || query.watch === '1';
     if (name !== undefined && !watch) {
       const obj = this.store.get(typeKeyOf(type))!.get(`${namespace ?? ''}/${name}`);
@@ -371,7 +389,18 @@ export class FakeKubeApiServer {
           send(404, status(404, 'NotFound', `${type.plural} "${name}" not found`));
           return;
         }
-        next = mergePatch(structuredClone(prev), patch) as Obj;
+        // A metadata.resourceVersion in a merge patch is a precondition (optimistic concurrency), as on the real server.
+        const wantRv = patch.metadata?.resourceVersion;
+        if (wantRv !== undefined && wantRv !== prev.metadata?.resourceVersion) {
+          send(409, status(409, 'Conflict', `Operation cannot be fulfilled on ${type.plural} "${name}": the object has been modified; please apply your changes to the latest version and try again`));
+          return;
+        }
+        if (route.status === true) {
+          // The status subresource: only status changes; spec and metadata stay as they are.
+          next = structuredClone(prev);
+          if (patch.status !== undefined) next.status = mergePatch(prev.status, patch.status);
+        } else next = mergePatch(structuredClone(prev), patch) as Obj;
+        if (next.metadata) next.metadata = { ...next.metadata, resourceVersion: prev.metadata?.resourceVersion };
       } else {
         send(415, status(415, 'UnsupportedMediaType', `the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml`));
         return;
@@ -380,6 +409,43 @@ export class FakeKubeApiServer {
       next.kind = type.kind;
       next.metadata = { ...next.metadata, name, ...(namespace !== undefined ? { namespace } : {}) };
       send(200, this.present(this.apply(next), type, version, true));
+    });
+  }
+
+  /** POST to a collection: create the object; 409 AlreadyExists when it is there. */
+  private create(req: IncomingMessage, path: string, entry: RequestLogEntry, send: (status: number, body: unknown) => void): void {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks).toString('utf8');
+      entry.contentType = String(req.headers['content-type'] ?? '');
+      entry.body = body;
+      const route = this.route(path);
+      if (!route || route.name !== undefined) {
+        send(405, status(405, 'MethodNotAllowed', 'POST goes to a collection'));
+        return;
+      }
+      let obj: Obj;
+      try {
+        obj = JSON.parse(body) as Obj;
+      } catch (err) {
+        send(400, status(400, 'BadRequest', `cannot parse the object: ${(err as Error).message}`));
+        return;
+      }
+      const name = obj.metadata?.name;
+      if (!name) {
+        send(422, status(422, 'Invalid', 'metadata.name: Required value'));
+        return;
+      }
+      const { type, version, namespace } = route;
+      if (this.store.get(typeKeyOf(type))!.has(`${namespace ?? ''}/${name}`)) {
+        send(409, status(409, 'AlreadyExists', `${type.plural} "${name}" already exists`));
+        return;
+      }
+      obj.apiVersion = apiVersionOf(type.group, version);
+      obj.kind = type.kind;
+      obj.metadata = { ...obj.metadata, name, ...(namespace !== undefined ? { namespace } : {}) };
+      send(201, this.present(this.apply(obj), type, version, true));
     });
   }
 
@@ -487,11 +553,11 @@ export class FakeKubeApiServer {
     const [group, version] = obj.apiVersion?.includes('/') ? obj.apiVersion.split('/') : ['', obj.apiVersion];
     const type = this.types.find((t) => t.kind === obj.kind && t.group === group);
     if (!type) throw new Error(`apply: unknown type ${obj.apiVersion} ${obj.kind}`);
-    if (version && !['v1', 'v1beta1', 'v1alpha3'].includes(version)) throw new Error(`apply: unknown version ${version}`);
+    if (version && !['v1', 'v1beta1', 'v1alpha3', 'v1alpha2'].includes(version)) throw new Error(`apply: unknown version ${version}`);
     return type;
   }
 
-  private route(path: string): { type: ResourceType; version: string; namespace?: string; name?: string } | undefined {
+  private route(path: string): { type: ResourceType; version: string; namespace?: string; name?: string; status?: boolean } | undefined {
     const seg = path.split('/').filter((s) => s !== '');
     let group: string;
     let version: string | undefined;
@@ -512,12 +578,14 @@ export class FakeKubeApiServer {
       rest = rest.slice(2);
     }
     const [plural, name, extra] = rest;
-    if (!plural || extra !== undefined) return undefined;
+    // `…/name/status`: the status subresource (PATCH only).
+    if (!plural || (extra !== undefined && !(extra === 'status' && rest.length === 3))) return undefined;
     const type = this.types.find((t) => t.group === group && t.plural === plural && t.versions.includes(version));
     if (!type || (namespace !== undefined && !type.namespaced)) return undefined;
-    const r: { type: ResourceType; version: string; namespace?: string; name?: string } = { type, version };
+    const r: { type: ResourceType; version: string; namespace?: string; name?: string; status?: boolean } = { type, version };
     if (namespace !== undefined) r.namespace = namespace;
     if (name !== undefined) r.name = name;
+    if (extra === 'status') r.status = true;
     return r;
   }
 

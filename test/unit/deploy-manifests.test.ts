@@ -201,6 +201,10 @@ describe('deploy/ manifests', () => {
         'security.istio.io/authorizationpolicies',
         'security.istio.io/requestauthentications',
         'security.istio.io/peerauthentications',
+        'gateway.networking.k8s.io/httproutes',
+        'gateway.networking.k8s.io/grpcroutes',
+        'gateway.networking.k8s.io/tcproutes',
+        'gateway.networking.k8s.io/tlsroutes',
       ].map((g) => `${g}:get,list,watch`).sort(),
     );
   });

@@ -101,6 +101,7 @@ apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
 metadata:
   name: reviews-abc
+  labels: {kubernetes.io/service-name: reviews}
 endpoints: []
 `;
     const out = run(y);
