@@ -21,7 +21,7 @@ import { localReplyParts } from './grpc.js';
 import { upstreamIsHttp2 } from '../upstream/policy.js';
 import type { ClusterCounters, Observer } from './observer.js';
 import type { UpstreamHandler, UpstreamPool, UpstreamRequest } from '../upstream/h1-pool.js';
-import type { ClientSpan, ProxyTracing, ServerSpan } from '../telemetry/tracing.js';
+import type { ClientSpan, ProxyTracing, ServerSpan } from '../telemetry/tracing-api.js';
 import type { PeerIdentity } from '../security/mtls.js';
 
 export interface ForwardContext {
