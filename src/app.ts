@@ -473,6 +473,7 @@ export class Sidecar {
   /** The HTTP/2 side of a listener in /stats/prometheus: sessions, and the ones closed for floods or premature resets. */
   private observeHttp1(listener: string, h1: Http1Server): void {
     this.metrics.observe('remora_http1_requests_rejected_total', 'counter', 'HTTP/1 requests the listener answered itself for a framing or header error (400, 413, 431, 501, 505; Envoy downstream_cx_protocol_error), the connection closed after.', () => h1.stats.rejected, { listener });
+    this.metrics.observe('remora_http1_responses_before_request_complete_total', 'counter', 'HTTP/1 responses that started before their request body had all arrived: the connection closed after them (Envoy downstream_rq_response_before_rq_complete).', () => h1.stats.responsesBeforeRequestComplete, { listener });
     this.metrics.observe('remora_http1_stream_idle_timeouts_total', 'counter', 'HTTP/1 requests ended by --stream-idle-timeout: no byte moved either way for that long (408 if unanswered, else a reset; Envoy downstream_rq_idle_timeout).', () => h1.stats.streamIdleTimeouts, { listener });
   }
 

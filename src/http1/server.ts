@@ -212,6 +212,14 @@ export class Http1Response {
       s += `${name}: ${value}\r\n`;
     }
     this.statusCode = status;
+    // A response that starts before its request's body has all arrived closes the connection after it (Envoy's
+    // HCM does the same for HTTP/1: downstream_rq_response_before_rq_complete): the rest of the body would have to
+    // be read and thrown away to reach the next request, and a client that reads `Connection: close` (curl) stops
+    // sending it (an upload refused with 413, a local reply, a stream idle timeout).
+    if (this.req.body !== null && !this.req.complete && !this.closeAfter) {
+      this.closeAfter = true;
+      this.conn.server.stats.responsesBeforeRequestComplete++;
+    }
     this.noBody = this.req.method === 'HEAD' || status === 204 || status === 304 || status < 200;
     if (!this.noBody && !hasLength) {
       if (this.req.httpVersion === '1.1') {
@@ -310,6 +318,12 @@ export class Http1Response {
     this.noBody = true;
     this.finished = true;
     return { socket: c.sock, head: c.switched() };
+  }
+
+  /** `100 Continue` before the final response (Expect: 100-continue); nothing once the final head was written. */
+  sendContinue(): void {
+    if (this.headersSent || this.finished || this.destroyed) return;
+    this.emit(CONTINUE);
   }
 
   /** Trailers for a chunked response (sent with the last chunk). */
@@ -424,6 +438,15 @@ class InvalidHeaderError extends Error {
 }
 
 const EMPTY: readonly string[] = [];
+const CONTINUE = 'HTTP/1.1 100 Continue\r\n\r\n';
+
+/** Remove every `Expect: 100-continue` field from a flat header list, in place. */
+function removeExpectContinue(raw: string[]): void {
+  for (let i = raw.length - 2; i >= 0; i -= 2) {
+    const n = raw[i]!;
+    if (n.length === 6 && n.toLowerCase() === 'expect' && raw[i + 1]!.trim().toLowerCase() === '100-continue') raw.splice(i, 2);
+  }
+}
 /** Output a pipelined response may hold while waiting its turn before its writer is paused (bytes). */
 const HELD_LIMIT = 64 * 1024;
 /** RFC 9110 token characters. */
@@ -628,10 +651,14 @@ class Connection {
         }
       } else if (n.length === 4) {
         if (n.toLowerCase() === 'host') hosts++;
-      } else if (n.length === 6 && minor === 1 && n.toLowerCase() === 'expect' && raw[i + 1]!.toLowerCase() === '100-continue') {
+      } else if (n.length === 6 && n.toLowerCase() === 'expect' && raw[i + 1]!.trim().toLowerCase() === '100-continue') {
         expectContinue = true;
       }
     }
+    // Expect: 100-continue is the proxy's to answer (Envoy's default, proxy_100_continue off): the client gets
+    // `100 Continue` from here (below) and the expectation is removed, so the upstream never sees it and never
+    // answers it a second time. HTTP/1.0 clients' expectations are ignored (RFC 9110 §10.1.1), and removed too.
+    if (expectContinue) removeExpectContinue(raw);
     // Framing and header errors llhttp lets through, decided here before the proxy sees the request (so on every
     // listener), as Envoy's and nginx's codecs do: Transfer-Encoding on HTTP/1.0 (400), any Transfer-Encoding but
     // `chunked` alone (501: `gzip, chunked` is valid HTTP but no upstream may be trusted to decode it the same way),
@@ -673,8 +700,9 @@ class Connection {
       this.pausedByQueue = true;
       stopReading(this.sock);
     }
-    // node:http's default for Expect: 100-continue: tell the client to go on at once.
-    if (expectContinue && this.queue.length === 1) this.write('HTTP/1.1 100 Continue\r\n\r\n');
+    // Expect: 100-continue, answered at once for a request with a body (as Envoy and node:http do); behind pipelined
+    // requests, once its turn to write comes.
+    if (expectContinue && hasBody && minor === 1) res.sendContinue();
     if (method === 'CONNECT' && !req.upgrade) {
       res.writeHead(405, ['content-length', '0']);
       res.closeAfter = true;
@@ -916,7 +944,7 @@ export class Http1Server extends net.Server {
   readonly maxPipelined: number;
   readonly maxHeadersCount: number;
   /** Requests answered by the server itself for a framing or header error (400/431/501), connection closed after. */
-  readonly stats = { rejected: 0, streamIdleTimeouts: 0 };
+  readonly stats = { rejected: 0, streamIdleTimeouts: 0, responsesBeforeRequestComplete: 0 };
   readonly streamIdleTimeoutMs: number;
   readonly connect: boolean;
   /** A coarse clock (ms), set by the sweep: what progress stamps read instead of a system call per event. */

@@ -19,6 +19,8 @@ import { CONNECTION_SPECIFIC, H2ERR, H2Session, h2RequestHeaders, hasUpper, type
 
 export type Http2Handler = (req: Http2Request, res: Http2Response) => void;
 
+const CONTINUE: readonly string[] = [':status', '100'];
+
 
 /** A request body: DATA frames pushed in; reading slower than the client stops the stream's WINDOW_UPDATEs. */
 class H2Body extends Readable {
@@ -43,6 +45,8 @@ export class Http2Request {
   readonly body: H2Body | null;
   complete = false;
   readonly upgrade = false;
+  /** The client sent `expect: 100-continue` (answered by the listener with a 100 header block, then removed). */
+  expectContinue = false;
 
   constructor(readonly stream: H2Stream, flat: string[], endStream: boolean, private readonly conn: H2Conn) {
     let method = 'GET';
@@ -61,6 +65,8 @@ export class Http2Request {
         continue;
       }
       if (k === 'host') { host ??= v; continue; }
+      // Expect: 100-continue is answered by the listener (Envoy's default), never forwarded.
+      if (k === 'expect' && v.trim().toLowerCase() === '100-continue') { this.expectContinue = true; continue; }
       raw.push(k, v);
       const cur = h[k];
       if (cur === undefined) h[k] = k === 'set-cookie' ? [v] : v;
@@ -371,6 +377,8 @@ export class Http2Listener {
     const res = new Http2Response(stream, req, this, session);
     res.openedAt = Date.now();
     stream.handler = res;
+    // Expect: 100-continue, answered at once for a request with a body, as on HTTP/1 (and by Envoy).
+    if (req.expectContinue && !endStream) stream.sendInformational(CONTINUE);
     try {
       this.handler(req, res);
     } catch {

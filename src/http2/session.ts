@@ -189,6 +189,12 @@ export class H2Stream {
     if (endStream) this.maybeClose();
   }
 
+  /** Send an informational (1xx) header block, e.g. `100 Continue`, before the final headers. */
+  sendInformational(flat: readonly string[]): void {
+    if (this.closed || this.localEnded || this.headersSent) return;
+    this.session.writeHeaders(this.id, flat, false);
+  }
+
   /** Send body bytes. False: they are queued behind flow control; `onDrain` follows when they are sent. */
   write(chunk: Buffer): boolean {
     if (this.closed || this.localEnded) return false;
