@@ -92,14 +92,17 @@ const HELP = `usage: remora run --config PATH [PATH…] [options]
       --headers-with-underscores A  allow (default, Envoy's and Istio's) | drop | reject: request header names
                                  with "_" (Envoy headers_with_underscores_action; reject = 400 + close)
       --request-headers-timeout D  a request head must be complete this long after its first byte, else
-                                 408 + close (slowloris; Envoy request_headers_timeout); default 30s
+                                 408 + close; on HTTP/2, a header block (HEADERS + CONTINUATION), else the
+                                 connection closes with GOAWAY (slowloris; Envoy request_headers_timeout);
+                                 default 30s
       --max-connections N        open downstream connections per proxy listener (outbound, inbound; per worker
                                  with --concurrency); past it new ones are closed at accept and counted, which
                                  keeps file descriptors for upstreams, admin and config under a flood (Envoy
                                  max_active_downstream_connections); default 0 = no limit, as Istio
-      --stream-idle-timeout D    a request with no byte moving either way (its body, its response, an upstream
-                                 that says nothing) for this long ends: 408 + close if unanswered, else a reset
-                                 (slow POST, slow read; Envoy stream_idle_timeout); default 5m, 0 = never
+      --stream-idle-timeout D    a request (HTTP/1) or stream (HTTP/2) with no byte moving either way (its body,
+                                 its response, an upstream that says nothing) for this long ends: 408 if
+                                 unanswered (HTTP/1: + close), else a reset (HTTP/2: RST_STREAM) (slow POST,
+                                 slow read; Envoy stream_idle_timeout); default 5m, 0 = never
       --cert-dir DIR             the workload certificate (tls.crt, tls.key, ca.crt as cert-manager writes them,
                                  or Istio's cert-chain.pem, key.pem, root-cert.pem), hot-rotated: mutual TLS
                                  with other sidecars (PeerAuthentication inbound, ISTIO_MUTUAL and auto mTLS

@@ -10,6 +10,7 @@ import { Readable } from 'node:stream';
 import { STATUS_CODES, type IncomingHttpHeaders } from 'node:http';
 import { onDirectDrain, startReading, stopReading, writeDirect } from './socket-io.js';
 import { consumeSocket, createParser, freeParser, METHODS, unconsumeSocket, type NativeParser } from './native-parser.js';
+import { DEFAULT_STREAM_TIMEOUTS, headersOverdue, idleStreamEnd, streamIdle, sweepIntervalMs, type StreamTimeouts } from '../proxy/stream-timeouts.js';
 
 
 export interface Http1ServerOptions {
@@ -175,6 +176,8 @@ export class Http1Response {
    * the responses queued before this one.
    */
   answeredByServer = false;
+  /** Ended by the stream idle timeout (408, or a reset once it had started): the record says SI. */
+  streamIdleTimedOut = false;
   private noBody = false;
   private head: string | undefined;
   /** Output held while an earlier pipelined response on the connection is still being written. */
@@ -546,15 +549,15 @@ class Connection {
   /** Last time a byte of a request in flight moved (the server's coarse clock): the stream idle timeout's reference. */
   lastProgress = 0;
 
-  /** Envoy's stream idle timeout (see Http1ServerOptions.streamIdleTimeoutMs), from the listener's sweep. */
+  /** Envoy's stream idle timeout (the listener's StreamTimeouts, src/proxy/stream-timeouts.ts), from its sweep. */
   checkStreamIdle(now: number): void {
-    const limit = this.server.streamIdleTimeoutMs;
-    if (limit === 0 || this.tunnelled || this.gone || (this.queue.length === 0 && this.current === undefined)) return;
+    if (this.tunnelled || this.gone || (this.queue.length === 0 && this.current === undefined)) return;
     if (this.lastProgress === 0) { this.lastProgress = now; return; }
-    if (now - this.lastProgress < limit) return;
+    if (!streamIdle(this.server.timeouts, this.lastProgress, now)) return;
     this.server.stats.streamIdleTimeouts++;
     const res = this.queue[0];
-    if (res !== undefined && !res.headersSent && !res.finished && this.queue.length === 1) {
+    if (res !== undefined) res.streamIdleTimedOut = true;
+    if (res !== undefined && this.queue.length === 1 && idleStreamEnd(res.headersSent || res.finished) === 'answer-408') {
       // Nothing answered yet: 408 and the connection closes; the handler's work is abandoned (its response closes).
       const req = this.current ?? res.req;
       if (req.body !== null && !req.complete) req.body.destroy(new Error('stream idle timeout'));
@@ -823,7 +826,7 @@ class Connection {
 
   /** The slowloris guard: a head that started too long ago gets 408. */
   checkHeadTimeout(now: number): void {
-    if (this.headStartedAt === 0 || now - this.headStartedAt < this.server.headersTimeoutMs) return;
+    if (!headersOverdue(this.server.timeouts, this.headStartedAt, now)) return;
     this.headStartedAt = 0;
     this.failed = true;
     if (this.queue.length === 0) {
@@ -939,13 +942,13 @@ function onMessageComplete(this: NativeParser<Connection>): void {
  */
 export class Http1Server extends net.Server {
   readonly keepAliveTimeoutMs: number;
-  readonly headersTimeoutMs: number;
+  /** The request-headers and stream idle timeouts: one policy with the HTTP/2 listener's. */
+  readonly timeouts: StreamTimeouts;
   readonly maxHeaderSize: number;
   readonly maxPipelined: number;
   readonly maxHeadersCount: number;
   /** Requests answered by the server itself for a framing or header error (400/431/501), connection closed after. */
   readonly stats = { rejected: 0, streamIdleTimeouts: 0, responsesBeforeRequestComplete: 0 };
-  readonly streamIdleTimeoutMs: number;
   readonly connect: boolean;
   /** A coarse clock (ms), set by the sweep: what progress stamps read instead of a system call per event. */
   clock = Date.now();
@@ -956,11 +959,13 @@ export class Http1Server extends net.Server {
     // Half-open allowed: a client may send its request and FIN, and still read the answer.
     super({ allowHalfOpen: true, noDelay: true });
     this.keepAliveTimeoutMs = opts.keepAliveTimeoutMs ?? 65_000;
-    this.headersTimeoutMs = opts.headersTimeoutMs ?? 30_000;
+    this.timeouts = {
+      headersTimeoutMs: opts.headersTimeoutMs ?? DEFAULT_STREAM_TIMEOUTS.headersTimeoutMs,
+      streamIdleTimeoutMs: opts.streamIdleTimeoutMs ?? DEFAULT_STREAM_TIMEOUTS.streamIdleTimeoutMs,
+    };
     this.maxHeaderSize = opts.maxHeaderSize ?? 16_384;
     this.maxPipelined = opts.maxPipelined ?? 16;
     this.maxHeadersCount = opts.maxHeadersCount ?? 100;
-    this.streamIdleTimeoutMs = opts.streamIdleTimeoutMs ?? 300_000;
     this.connect = opts.connect ?? false;
     const hook = opts.onConnection;
     if (hook === undefined) this.on('connection', (sock: net.Socket) => this.serveSocket(sock));
@@ -968,8 +973,7 @@ export class Http1Server extends net.Server {
     this.on('listening', () => {
       if (this.headTimer !== undefined) return;
       // One coarse sweep for all connections (as node:http's connectionsCheckingInterval), not a timer per request.
-      const shortest = Math.min(this.headersTimeoutMs, this.keepAliveTimeoutMs, this.streamIdleTimeoutMs || Infinity);
-      this.headTimer = setInterval(sweepHeads, Math.min(1000, Math.max(10, shortest / 4)), this);
+      this.headTimer = setInterval(sweepHeads, sweepIntervalMs(this.timeouts, this.keepAliveTimeoutMs), this);
       this.headTimer.unref();
     });
     this.on('close', () => {

@@ -16,10 +16,17 @@ import type { Http1Request, Http1Response, OriginalDestination } from '../http1/
 import { startReading } from '../http1/socket-io.js';
 import { peerOf, type PeerIdentity } from '../security/mtls.js';
 import { CONNECTION_SPECIFIC, H2ERR, H2Session, h2RequestHeaders, hasUpper, type H2ConnectionError, type H2Stream, type H2StreamHandler } from './session.js';
+import { DEFAULT_STREAM_TIMEOUTS, headersOverdue, idleStreamEnd, streamIdle, sweepIntervalMs, type StreamTimeouts } from '../proxy/stream-timeouts.js';
 
 export type Http2Handler = (req: Http2Request, res: Http2Response) => void;
 
 const CONTINUE: readonly string[] = [':status', '100'];
+const REQUEST_TIMEOUT = 'Request Timeout';
+const REQUEST_TIMEOUT_HEAD: readonly string[] = ['content-type', 'text/plain', 'content-length', String(REQUEST_TIMEOUT.length)];
+
+function sweepListener(l: Http2Listener): void {
+  l.sweep(Date.now());
+}
 
 
 /** A request body: DATA frames pushed in; reading slower than the client stops the stream's WINDOW_UPDATEs. */
@@ -123,11 +130,19 @@ export class Http2Response implements H2StreamHandler {
   private localReset = false;
   /** @internal when the stream opened (ms): the premature-reset check. */
   openedAt = 0;
+  /** @internal last time a byte of this stream moved either way (the listener's coarse clock): the stream idle timeout. */
+  lastProgress = 0;
+  /** Ended by the stream idle timeout (408, or a reset once it had started): the record says SI. */
+  streamIdleTimedOut = false;
+  /** The listener answered this stream itself (408 after the stream idle timeout): the handler's later calls do nothing. */
+  answeredByServer = false;
 
   constructor(readonly stream: H2Stream, readonly req: Http2Request, private readonly listener: Http2Listener, private readonly session: H2Session) {}
 
   writeHead(status: number, headers: readonly string[]): this {
+    if (this.answeredByServer) return this;
     if (this.headersSent) throw new Error('headers already sent');
+    this.lastProgress = this.listener.clock;
     const out: string[] = [':status', String(status)];
     let noBody = this.req.method === 'HEAD' || status === 204 || status === 304;
     for (let i = 0; i < headers.length; i += 2) {
@@ -148,14 +163,15 @@ export class Http2Response implements H2StreamHandler {
   }
 
   write(chunk: Buffer | string): boolean {
-    if (this.finished || this.destroyed) return false;
+    if (this.finished || this.destroyed || this.answeredByServer) return false;
     if (!this.headersSent) this.writeHead(200, []);
     if (this.stream.closed) return false;
+    this.lastProgress = this.listener.clock;
     return this.stream.write(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
   }
 
   end(chunk?: Buffer | string): void {
-    if (this.finished || this.destroyed) return;
+    if (this.finished || this.destroyed || this.answeredByServer) return;
     if (!this.headersSent) this.writeHead(200, []);
     this.finished = true;
     if (this.stream.closed) return;
@@ -182,9 +198,27 @@ export class Http2Response implements H2StreamHandler {
     throw new Error('HTTP/2 streams cannot switch protocols');
   }
 
+  /**
+   * @internal The stream idle timeout fired: 408 if nothing was answered yet (the request body, if any, is cut and
+   * the stream ends), else the stream is reset. The handler's own calls on this response do nothing from here on.
+   */
+  timeOut(): void {
+    this.streamIdleTimedOut = true;
+    const body = this.req.body;
+    if (body !== null && !this.req.complete) body.destroy(new Error('stream idle timeout'));
+    if (idleStreamEnd(this.headersSent || this.finished) === 'answer-408') {
+      this.writeHead(408, REQUEST_TIMEOUT_HEAD);
+      this.end(REQUEST_TIMEOUT);
+      this.answeredByServer = true;
+      return;
+    }
+    this.destroy();
+    this.answeredByServer = true;
+  }
+
   /** Reset the stream (a response that started cannot be finished cleanly): RST_STREAM INTERNAL_ERROR. */
   destroy(): void {
-    if (this.destroyed) return;
+    if (this.destroyed || this.answeredByServer) return;
     this.destroyed = true;
     this.localReset = true;
     this.stream.reset(H2ERR.INTERNAL_ERROR);
@@ -220,6 +254,7 @@ export class Http2Response implements H2StreamHandler {
   onHeaders(): void { /* request trailers: nothing on the proxy path reads them */ }
 
   onData(_st: H2Stream, chunk: Buffer): void {
+    this.lastProgress = this.listener.clock;
     const body = this.req.body;
     if (body !== null && !body.push(chunk)) this.stream.pause();
   }
@@ -230,6 +265,7 @@ export class Http2Response implements H2StreamHandler {
   }
 
   onDrain(): void {
+    this.lastProgress = this.listener.clock;
     const l = this.drainListeners;
     if (l === null) return;
     for (const f of l.slice()) f();
@@ -292,6 +328,10 @@ export interface Http2ListenerStats {
   prematureResetCloses: number;
   /** Streams the client reset before their response was complete (Envoy `downstream_rq_rx_reset`). */
   streamsResetByPeer: number;
+  /** Connections closed because a header block was not complete within the request-headers timeout. */
+  headersTimeouts: number;
+  /** Streams ended by the stream idle timeout (408 if unanswered, else reset; Envoy `downstream_rq_idle_timeout`). */
+  streamIdleTimeouts: number;
 }
 
 export interface Http2ListenerOptions {
@@ -301,18 +341,30 @@ export interface Http2ListenerOptions {
   idleTimeoutMs?: number;
   /** Largest header list (bytes, RFC 9113's size), as HTTP/1's maxHeaderSize. Default 16 KiB. */
   maxHeaderListSize?: number;
+  /** A header block must be complete this long after its first byte (ms): the same policy as HTTP/1's head. Default 30 s. */
+  headersTimeoutMs?: number;
+  /** A stream with no byte moving either way for this long ends (ms; 0 = never), as an HTTP/1 request does. Default 5 min. */
+  streamIdleTimeoutMs?: number;
 }
 
 /** The HTTP/2 side of a data-plane listener: sessions for the connections handed to it. */
 export class Http2Listener {
   private readonly sessions = new Map<H2Session, H2Conn>();
   draining = false;
-  readonly stats: Http2ListenerStats = { sessions: 0, protocolErrors: 0, prematureResetCloses: 0, streamsResetByPeer: 0 };
+  readonly stats: Http2ListenerStats = { sessions: 0, protocolErrors: 0, prematureResetCloses: 0, streamsResetByPeer: 0, headersTimeouts: 0, streamIdleTimeouts: 0 };
+  /** The request-headers and stream idle timeouts: one policy with the HTTP/1 server's. */
+  readonly timeouts: StreamTimeouts;
+  /** A coarse clock (ms), set by the sweep: what progress stamps read instead of a system call per frame. */
+  clock = Date.now();
   private idleTimer: NodeJS.Timeout | undefined;
   private readonly idleMs: number;
 
   constructor(private readonly handler: Http2Handler, private readonly opts: Http2ListenerOptions = {}) {
     this.idleMs = opts.idleTimeoutMs ?? 65_000;
+    this.timeouts = {
+      headersTimeoutMs: opts.headersTimeoutMs ?? DEFAULT_STREAM_TIMEOUTS.headersTimeoutMs,
+      streamIdleTimeoutMs: opts.streamIdleTimeoutMs ?? DEFAULT_STREAM_TIMEOUTS.streamIdleTimeoutMs,
+    };
   }
 
   /** Serve HTTP/2 on an accepted socket; `head` holds the bytes already read from it (the preface). */
@@ -366,7 +418,8 @@ export class Http2Listener {
     this.sessions.set(session, conn);
     this.stats.sessions++;
     if (this.idleTimer === undefined) {
-      this.idleTimer = setInterval(() => this.sweepIdle(), Math.min(1000, this.idleMs));
+      this.clock = Date.now();
+      this.idleTimer = setInterval(sweepListener, sweepIntervalMs(this.timeouts, this.idleMs), this);
       this.idleTimer.unref();
     }
     return session;
@@ -376,6 +429,7 @@ export class Http2Listener {
     const req = new Http2Request(stream, flat, endStream, conn);
     const res = new Http2Response(stream, req, this, session);
     res.openedAt = Date.now();
+    res.lastProgress = this.clock;
     stream.handler = res;
     // Expect: 100-continue, answered at once for a request with a body, as on HTTP/1 (and by Envoy).
     if (req.expectContinue && !endStream) stream.sendInformational(CONTINUE);
@@ -402,14 +456,34 @@ export class Http2Listener {
     }
   }
 
-  private sweepIdle(): void {
+  /**
+   * @internal Once a tick: idle connections close (GOAWAY), a connection whose header block is overdue closes (no
+   * other frame may arrive before the block ends, so nothing else can move on it), and silent streams end as an
+   * HTTP/1 request would: 408 if unanswered, else RST_STREAM.
+   */
+  sweep(now: number): void {
+    this.clock = now;
     if (this.sessions.size === 0) {
       clearInterval(this.idleTimer);
       this.idleTimer = undefined;
       return;
     }
-    const now = Date.now();
-    for (const s of this.sessions.keys()) if (s.active === 0 && now - s.idleSince >= this.idleMs) s.close();
+    const t = this.timeouts;
+    for (const s of this.sessions.keys()) {
+      if (s.active === 0 && now - s.idleSince >= this.idleMs) { s.close(); continue; }
+      if (headersOverdue(t, s.headerPendingSince, now)) {
+        this.stats.headersTimeouts++;
+        s.headerPendingSince = 0;
+        s.close();
+      }
+      if (t.streamIdleTimeoutMs === 0 || s.active === 0) continue;
+      for (const st of s.streams.values()) {
+        const res = st.handler;
+        if (!(res instanceof Http2Response) || res.answeredByServer || !streamIdle(t, res.lastProgress, now)) continue;
+        this.stats.streamIdleTimeouts++;
+        res.timeOut();
+      }
+    }
   }
 
   /** Drain: GOAWAY to every session (open streams finish), and to new ones at once. */

@@ -479,6 +479,12 @@ export class H2Session {
   lastFrameAt = 0;
   /** When the last stream closed (idle timeout). */
   idleSince = Date.now();
+  /**
+   * Since when (ms) a head has been arriving and is not complete: the preface, a frame header, a HEADERS or
+   * CONTINUATION frame cut between reads, or a header block waiting for its CONTINUATION; 0 = none. The listener
+   * closes the connection when it is older than the request-headers timeout (nothing else can move on it meanwhile).
+   */
+  headerPendingSince = 0;
 
   constructor(readonly socket: Duplex, readonly role: 'server' | 'client', opts: H2SessionOptions, readonly events: H2SessionEvents) {
     this.localWindow = opts.initialWindowSize ?? 1 << 20;
@@ -751,6 +757,10 @@ export class H2Session {
       }
     }
     if (pos < buf.length && !this.destroyed) this.buf = buf.subarray(pos);
+    const rest = this.buf;
+    const pending = this.prefaceLeft > 0 || this.hbStream !== 0 || (rest !== null && (rest.length < 4 || rest[3] === HEADERS || rest[3] === CONTINUATION));
+    if (!pending) this.headerPendingSince = 0;
+    else if (this.headerPendingSince === 0) this.headerPendingSince = this.lastFrameAt;
   }
 
   private onFrame(type: number, flags: number, id: number, p: Buffer): void {
@@ -854,6 +864,7 @@ export class H2Session {
   }
 
   private onHeaderBlock(id: number, flags: number, block: Buffer): void {
+    this.headerPendingSince = 0;
     let flat: string[];
     let tooLarge = false;
     try {

@@ -536,8 +536,15 @@ class Exchange {
 
   downstreamGone(): void {
     if (this.finished) return;
-    this.addFlag('DC');
-    this.details = this.details || 'downstream_remote_disconnect';
+    // The listener ended the stream for its stream idle timeout (408, or a reset once answering): Envoy's SI.
+    const idle = this.res.streamIdleTimedOut;
+    if (idle) {
+      this.addFlag('SI');
+      this.details = 'stream_idle_timeout';
+    } else {
+      this.addFlag('DC');
+      this.details = this.details || 'downstream_remote_disconnect';
+    }
     if (this.backoffTimer) { clearTimeout(this.backoffTimer); this.backoffTimer = undefined; }
     const a = this.current;
     if (a !== undefined && !a.done) {
@@ -545,7 +552,7 @@ class Exchange {
       a.clearTimer();
       a.abort();
     }
-    if (!this.responded) this.status = 0;
+    if (!this.responded) this.status = idle ? 408 : 0;
     this.complete();
   }
 
