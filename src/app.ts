@@ -69,6 +69,8 @@ export interface RunOptions {
   drainSeconds: number;
   logLevel: Level;
   retryBufferBytes: number;
+  /** `--mirror-body-bytes`: the largest request body a shadow carries (default retryBufferBytes). */
+  mirrorBodyBytes?: number;
   outboundAddress: string;
   inboundAddress: string;
   workloadName: string;
@@ -186,6 +188,7 @@ export class Sidecar {
       rand: Math.random,
       now,
       retryBufferBytes: opts.retryBufferBytes,
+      mirrorBodyBytes: opts.mirrorBodyBytes ?? opts.retryBufferBytes,
       draining: false,
       tracing: TRACING_OFF,
       tunnels: new Tunnels(opts.tunnelIdleTimeoutMs ?? DEFAULT_TUNNEL_IDLE_TIMEOUT_MS),

@@ -38,6 +38,7 @@ const OPTIONS: OptionSpec = {
   'drain-seconds': { type: 'string' },
   'log-level': { type: 'string' },
   'retry-buffer-bytes': { type: 'string' },
+  'mirror-body-bytes': { type: 'string' },
   'outbound-address': { type: 'string' },
   'inbound-address': { type: 'string' },
   'protocol-detection-timeout': { type: 'string' },
@@ -79,6 +80,9 @@ const HELP = `usage: remora run --config PATH [PATH…] [options]
       --drain-seconds N          default 5
       --concurrency N            worker processes sharing the proxy ports (default 1; 0 = one per CPU)
       --retry-buffer-bytes N     largest request body kept for retries (default 65536)
+      --mirror-body-bytes N      largest request body a mirror (shadow) request carries; a larger request is
+                                 not mirrored, counted in retry_or_shadow_abandoned (default: --retry-buffer-bytes;
+                                 Envoy has one buffer limit for retries and shadows)
       --protocol-detection-timeout D  captured connections of unknown protocol whose client is silent this
                                  long are TCP (server speaks first); default 100ms (Istio's)
       --connect                  HTTP CONNECT host:port on the outbound port opens a TCP tunnel, routed as a
@@ -136,6 +140,8 @@ export function runOptionsFrom(argv: string[], env: NodeJS.ProcessEnv = process.
   if (!(drain >= 0)) throw new Error('--drain-seconds must be ≥ 0');
   const retryBuf = Number(v['retry-buffer-bytes'] ?? 65536);
   if (!Number.isInteger(retryBuf) || retryBuf < 0) throw new Error('--retry-buffer-bytes must be a whole number of bytes');
+  const mirrorBody = v['mirror-body-bytes'] === undefined ? undefined : Number(v['mirror-body-bytes']);
+  if (mirrorBody !== undefined && (!Number.isInteger(mirrorBody) || mirrorBody < 0)) throw new Error('--mirror-body-bytes must be a whole number of bytes');
   // Durations: a number of ms or 100ms/30s/5m; `zero` says whether 0 (never) is allowed.
   const duration = (flag: string, def: string, example: string, zero: boolean): number => {
     const raw = String(v[flag] ?? def);
@@ -170,6 +176,7 @@ export function runOptionsFrom(argv: string[], env: NodeJS.ProcessEnv = process.
     drainSeconds: drain,
     logLevel: level,
     retryBufferBytes: retryBuf,
+    ...(mirrorBody !== undefined ? { mirrorBodyBytes: mirrorBody } : {}),
     outboundAddress: String(v['outbound-address'] ?? '127.0.0.1'),
     inboundAddress: String(v['inbound-address'] ?? '0.0.0.0'),
     protocolDetectionTimeoutMs: sniffMs,
