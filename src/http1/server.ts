@@ -97,6 +97,8 @@ export class Http1Request {
    * with any other response, after which the connection closes.
    */
   upgrade = false;
+  /** `Expect: 100-continue` on an HTTP/1.1 request with a body: forwarded, and the upstream's 100 relayed (res.sendContinue). */
+  expectContinue = false;
   private headerObject: IncomingHttpHeaders | undefined;
   private readonly conn: Connection;
 
@@ -178,6 +180,8 @@ export class Http1Response {
   answeredByServer = false;
   /** Ended by the stream idle timeout (408, or a reset once it had started): the record says SI. */
   streamIdleTimedOut = false;
+  /** The upstream's 100 Continue was relayed (sendContinue). */
+  private continued = false;
   private noBody = false;
   private head: string | undefined;
   /** Output held while an earlier pipelined response on the connection is still being written. */
@@ -323,9 +327,13 @@ export class Http1Response {
     return { socket: c.sock, head: c.switched() };
   }
 
-  /** `100 Continue` before the final response (Expect: 100-continue); nothing once the final head was written. */
+  /**
+   * Relay the upstream's `100 Continue` to a request that expects it (`req.expectContinue`): once, and never after
+   * the final head. Behind an unfinished pipelined response it waits its turn with the rest of this response's output.
+   */
   sendContinue(): void {
-    if (this.headersSent || this.finished || this.destroyed) return;
+    if (!this.req.expectContinue || this.continued || this.headersSent || this.finished || this.destroyed || this.answeredByServer) return;
+    this.continued = true;
     this.emit(CONTINUE);
   }
 
@@ -658,10 +666,10 @@ class Connection {
         expectContinue = true;
       }
     }
-    // Expect: 100-continue is the proxy's to answer (Envoy's default, proxy_100_continue off): the client gets
-    // `100 Continue` from here (below) and the expectation is removed, so the upstream never sees it and never
-    // answers it a second time. HTTP/1.0 clients' expectations are ignored (RFC 9110 §10.1.1), and removed too.
-    if (expectContinue) removeExpectContinue(raw);
+    // Expect: 100-continue is the upstream's to answer: it is forwarded, and the upstream's `100 Continue` relayed
+    // (res.sendContinue), so a client whose upload the upstream refuses sends nothing (Envoy's proxy_100_continue).
+    // An HTTP/1.0 client's expectation is ignored (RFC 9110 §10.1.1: no 1xx to an HTTP/1.0 client) and removed.
+    if (expectContinue && minor === 0) { removeExpectContinue(raw); expectContinue = false; }
     // Framing and header errors llhttp lets through, decided here before the proxy sees the request (so on every
     // listener), as Envoy's and nginx's codecs do: Transfer-Encoding on HTTP/1.0 (400), any Transfer-Encoding but
     // `chunked` alone (501: `gzip, chunked` is valid HTTP but no upstream may be trusted to decode it the same way),
@@ -703,9 +711,7 @@ class Connection {
       this.pausedByQueue = true;
       stopReading(this.sock);
     }
-    // Expect: 100-continue, answered at once for a request with a body (as Envoy and node:http do); behind pipelined
-    // requests, once its turn to write comes.
-    if (expectContinue && hasBody && minor === 1) res.sendContinue();
+    if (expectContinue && hasBody) req.expectContinue = true;
     if (method === 'CONNECT' && !req.upgrade) {
       res.writeHead(405, ['content-length', '0']);
       res.closeAfter = true;

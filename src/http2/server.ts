@@ -20,7 +20,6 @@ export { Http2Request, Http2Response } from './stream-pair.js';
 
 export type Http2Handler = (req: Http2Request, res: Http2Response) => void;
 
-const CONTINUE: readonly string[] = [':status', '100'];
 
 function sweepListener(l: Http2Listener): void {
   l.sweep(Date.now());
@@ -150,8 +149,6 @@ export class Http2Listener implements StreamOwner {
     res.openedAt = Date.now();
     res.lastProgress = this.clock;
     stream.handler = res;
-    // Expect: 100-continue, answered at once for a request with a body, as on HTTP/1 (and by Envoy).
-    if (req.expectContinue && !endStream) stream.sendInformational(CONTINUE);
     try {
       this.handler(req, res);
     } catch {

@@ -129,6 +129,8 @@ export interface H2StreamHandler {
   onClose(stream: H2Stream, code: number, byPeer: boolean): void;
   /** Flow-control room again after `write` returned false. */
   onDrain(stream: H2Stream): void;
+  /** Client: an informational (1xx) response header block, e.g. `100 Continue`, before the final one. */
+  onInformational?(stream: H2Stream, status: number): void;
 }
 
 const NO_HANDLER: H2StreamHandler = {
@@ -931,6 +933,7 @@ export class H2Session {
       if (!(status >= 100 && status <= 999) || checkResponse(flat) !== null) { this.streamError(id, H2ERR.PROTOCOL_ERROR); return; }
       if (status < 200) {
         if (end || status === 101) this.streamError(id, H2ERR.PROTOCOL_ERROR);
+        else st.handler.onInformational?.(st, status);
         return;
       }
       st.headersReceived = true;

@@ -20,6 +20,7 @@ export interface StreamOwner {
   streamClosed(session: H2Session, res: Http2Response, st: H2Stream): void;
 }
 
+const CONTINUE: readonly string[] = [':status', '100'];
 const REQUEST_TIMEOUT = 'Request Timeout';
 const REQUEST_TIMEOUT_HEAD: readonly string[] = ['content-type', 'text/plain', 'content-length', String(REQUEST_TIMEOUT.length)];
 
@@ -46,12 +47,13 @@ export class Http2Request {
   readonly body: H2Body | null;
   complete = false;
   readonly upgrade = false;
-  /** The client sent `expect: 100-continue` (answered by the listener with a 100 header block, then removed). */
-  expectContinue = false;
+  /** The client sent `expect: 100-continue` with a body to follow: the upstream's 100 is relayed (res.sendContinue). */
+  readonly expectContinue: boolean;
 
   constructor(readonly stream: H2Stream, flat: string[], endStream: boolean, private readonly conn: H2Conn) {
     let method = 'GET';
     let url = '/';
+    let expect = false;
     let authority: string | undefined;
     let host: string | undefined;
     const raw: string[] = [];
@@ -66,8 +68,8 @@ export class Http2Request {
         continue;
       }
       if (k === 'host') { host ??= v; continue; }
-      // Expect: 100-continue is answered by the listener (Envoy's default), never forwarded.
-      if (k === 'expect' && v.trim().toLowerCase() === '100-continue') { this.expectContinue = true; continue; }
+      // Expect: 100-continue is forwarded, and the upstream's 100 relayed (Http2Response.sendContinue).
+      if (k === 'expect' && v.trim().toLowerCase() === '100-continue') expect = true;
       raw.push(k, v);
       const cur = h[k];
       if (cur === undefined) h[k] = k === 'set-cookie' ? [v] : v;
@@ -81,6 +83,7 @@ export class Http2Request {
     if (a !== undefined) { raw.unshift('host', a); h.host = a; }
     this.rawHeaders = raw;
     this.headers = h;
+    this.expectContinue = expect && !endStream;
     // A body unless the client ended the stream with its headers (HEADERS with END_STREAM).
     if (endStream) {
       this.body = null;
@@ -124,6 +127,7 @@ export class Http2Response implements H2StreamHandler {
   private localReset = false;
   /** @internal when the stream opened (ms): the premature-reset check. */
   openedAt = 0;
+  private continued = false;
   /** @internal last time a byte of this stream moved either way (the listener's coarse clock): the stream idle timeout. */
   lastProgress = 0;
   /** Ended by the stream idle timeout (408, or a reset once it had started): the record says SI. */
@@ -182,6 +186,13 @@ export class Http2Response implements H2StreamHandler {
       out.push(name, t[k]!);
     }
     this.trailers = out;
+  }
+
+  /** Relay the upstream's `100 Continue` (a `:status 100` header block) to a stream that expects it; once, before the final headers. */
+  sendContinue(): void {
+    if (!this.req.expectContinue || this.continued || this.headersSent || this.finished || this.destroyed || this.answeredByServer) return;
+    this.continued = true;
+    this.stream.sendInformational(CONTINUE);
   }
 
   /**

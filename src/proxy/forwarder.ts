@@ -86,6 +86,8 @@ function bodyMode(req: DownstreamRequest, limit: number): 'none' | 'buffer' | 's
   // The server layers decide whether a body follows (HTTP/1: Content-Length > 0 or Transfer-Encoding; HTTP/2: the
   // HEADERS frame did not end the stream, with or without a content-length).
   if (req.body === null) return 'none';
+  // Expect: 100-continue: the client sends its body only once the upstream said 100, so it cannot be read first.
+  if (req.expectContinue) return 'stream';
   if (req.headers['transfer-encoding'] !== undefined) return 'stream';
   const cl = req.headers['content-length'];
   if (cl === undefined) return 'stream';
@@ -107,10 +109,11 @@ export function forward(req: DownstreamRequest, res: DownstreamResponse, plan: F
     ex.replayable = false;
     const cl = req.headers['content-length'];
     // Larger than the retry buffer (by its Content-Length): never retried. Envoy counts it as retry_or_shadow_abandoned.
-    if (cl !== undefined) ex.bufferAbandoned(true);
-    // A body of unknown length (chunked HTTP/1, any HTTP/2 body: a gRPC call) streams at once, and a copy is kept
-    // while it stays within the retry buffer: if it ended there, a retry replays it (Envoy buffers for retries too).
-    if (cl === undefined) ex.copy = [];
+    // A body of unknown length (chunked HTTP/1, any HTTP/2 body: a gRPC call), or one that waits for 100 Continue,
+    // streams at once, and a copy is kept while it stays within the retry buffer: if it ended there, a retry replays
+    // it (Envoy buffers for retries too).
+    if (cl !== undefined && Number(cl) > ctx.retryBufferBytes) ex.bufferAbandoned(true);
+    else ex.copy = [];
     if (shadows !== undefined) {
       // The shadows keep their own copy of the chunks as they go to the primary, up to --mirror-body-bytes.
       if (cl !== undefined && Number(cl) > shadows.maxBody) {
@@ -682,6 +685,11 @@ class Attempt implements UpstreamHandler {
   onConnect(abort: (err?: Error) => void): void {
     this.abortFn = abort;
     if (this.done) abort(new Error('aborted by proxy'));
+  }
+
+  /** The upstream said 100 Continue: the client, which waits for it (Expect: 100-continue), is told. */
+  onContinue(): void {
+    if (!this.done) this.ex.res.sendContinue();
   }
 
   onRequestSent(): void {

@@ -79,12 +79,19 @@ export function shadowsFor(
   return new Shadows(env, targets, method, path, clientH2, timeoutMs > 0 ? timeoutMs : DEFAULT_MIRROR_TIMEOUT_MS);
 }
 
-/** A copy of `headers` whose Host is `<name>-shadow[:port]` (Envoy's shadow host suffix). */
+/**
+ * A copy of `headers` whose Host is `<name>-shadow[:port]` (Envoy's shadow host suffix), without `Expect`: a shadow
+ * sends its whole body at once (the client's expectation is the primary's to answer).
+ */
 export function shadowHeaders(headers: readonly string[], host: string): string[] {
-  const h = headers.slice();
+  const h: string[] = [];
   const name = hostName(host);
   const shadow = `${name}-shadow${host.slice(name.length)}`;
-  for (let i = 0; i < h.length; i += 2) if (h[i]!.length === 4 && h[i]!.toLowerCase() === 'host') h[i + 1] = shadow;
+  for (let i = 0; i < headers.length; i += 2) {
+    const n = headers[i]!;
+    if (n.length === 6 && n.toLowerCase() === 'expect') continue;
+    h.push(n, n.length === 4 && n.toLowerCase() === 'host' ? shadow : headers[i + 1]!);
+  }
   return h;
 }
 

@@ -40,6 +40,8 @@ describe('shadowHeaders', () => {
     expect(shadowHeaders(h, 'reviews:9080')).toEqual(['Host', 'reviews-shadow:9080', 'x-a', '1']);
     expect(shadowHeaders(['host', 'r'], 'r')).toEqual(['host', 'r-shadow']);
     expect(shadowHeaders(['host', '[::1]:80'], '[::1]:80')).toEqual(['host', '[::1]-shadow:80']);
+    // The shadow sends its body at once: the client's Expect is the primary's to answer.
+    expect(shadowHeaders(['Host', 'r', 'Expect', '100-continue', 'x-b', '2'], 'r')).toEqual(['Host', 'r-shadow', 'x-b', '2']);
     expect(h[1]).toBe('reviews:9080');
   });
 });
