@@ -296,7 +296,6 @@ class Exchange {
     this.counters.retry_or_shadow_abandoned++;
   }
 
-
   /** The upstream reset the request (closed, RST, invalid response) before or during its response. */
   upstreamReset(protocolError: boolean): void {
     const c = this.counters;
