@@ -4,6 +4,7 @@ import { renderMarkdown, type BenchReport, type TargetReport } from '../src/benc
 import type { HandshakeResult } from './handshakes.js';
 import { POLL_CALLS, READ_CALLS, WRITE_CALLS, type Anatomy } from './anatomy.js';
 import type { ProtocolScenario } from './protocols.js';
+import type { TcpScenario } from './tcp.js';
 import type { BuildTimings } from '../src/discovery/config-store.js';
 
 export interface Feature {
@@ -52,6 +53,8 @@ export interface SuiteResult {
     grpc?: ProtocolScenario;
     /** WebSocket round trips through an upgraded connection, nginx vs Remora (absent before 2026-12-04). */
     websocket?: ProtocolScenario;
+    /** Raw TCP through nginx's stream module and Remora's TCP proxy: echo, bulk, churn (absent before 2026-12-07). */
+    tcp?: TcpScenario;
     /**
      * A sidecar-to-sidecar hop at 1,000 req/s (and, from 2026-12-07, `report3000` at 3,000 req/s): both Remoras with
      * mutual TLS, the same in plaintext, nginx with TLS on both sides; `handshakes`: mTLS connections the server
@@ -169,7 +172,8 @@ npm run bench -- --quick      # ~3 minutes: 2 rounds of 2 s, results in bench/re
 npm run bench -- --only latency-1000,max   # a subset of scenarios
 \`\`\`
 
-The harness needs \`nginx\` (Debian \`nginx-light\` or \`nginx\`) and \`taskset\` (util-linux), and for the
+The harness needs \`nginx\` (Debian \`nginx-light\` or \`nginx\`; the raw TCP scenario also its stream module,
+\`libnginx-mod-stream\`) and \`taskset\` (util-linux), and for the
 "where the time goes" table \`perf\` (Debian \`linux-perf\`, root or \`perf_event_paranoid\` ≤ 1); without them it
 says so in the notes below and measures what it can. Results go to \`bench/results/<date>.json\`; this page
 and \`docs/bench-latency.svg\` are regenerated from them.
@@ -349,6 +353,7 @@ export function renderBenchmarksDoc(s: SuiteResult, jsonPath: string): string {
     const sc = s.extras[key];
     if (sc) out.push(...renderProtocol(title, what, sc));
   }
+  if (s.extras.tcp) out.push(...renderTcp(s.extras.tcp));
 
   const mt = s.extras.mtls;
   if (mt) {
@@ -411,6 +416,25 @@ export function renderProtocol(title: string, what: string, sc: ProtocolScenario
   const out = [`### ${title}`, '', `${what}; ${sc.concurrency} in flight, ${(sc.durationMs / 1000).toFixed(0)} s per round, median of ${sc.rounds} round(s).`, ''];
   out.push('| proxy | per second | per CPU-second | CPU ms / 1k | p50 | errors |', '| --- | ---: | ---: | ---: | ---: | ---: |');
   for (const [name, r] of Object.entries(sc.targets)) out.push(`| ${name} | ${r.perSecond.toFixed(0)} | ${r.perCpuSecond.toFixed(0)} | ${r.cpuMsPer1k.toFixed(1)} | ${ms(r.p50Ms)} | ${r.errors} |`);
+  out.push('');
+  for (const n of sc.notes) out.push(`- ${n}`);
+  if (sc.notes.length) out.push('');
+  return out;
+}
+
+/** The raw TCP scenario (bench/tcp.ts): echo round trips, bulk bytes, connection churn, per proxy. */
+export function renderTcp(sc: TcpScenario): string[] {
+  const out = ['### Raw TCP', ''];
+  out.push(`The same bytes direct to an echo server, through nginx's stream module (\`proxy_pass\` at L4, one worker) and through Remora's TCP proxy (a TCP ServiceEntry port; each connection opened with HTTP CONNECT under \`--connect\`, the bench's stand-in for iptables capture, which costs Remora one extra round trip per connection); ${(sc.durationMs / 1000).toFixed(0)} s per load and round, median of ${sc.rounds} round(s).`, '');
+  out.push(`**Echo**: a 64-byte round trip in flight on each of ${sc.echoConnections} long-lived connections.`, '');
+  out.push('| proxy | round trips/s | per CPU-second | CPU ms / 1k | p50 | errors |', '| --- | ---: | ---: | ---: | ---: | ---: |');
+  for (const [name, r] of Object.entries(sc.echo)) out.push(`| ${name} | ${r.perSecond.toFixed(0)} | ${r.perCpuSecond.toFixed(0)} | ${r.cpuMsPer1k.toFixed(1)} | ${ms(r.p50Ms)} | ${r.errors} |`);
+  out.push('', `**Bulk**: ${sc.bulkConnections} connections each keeping up to 1 MiB of 64 KiB writes in flight, every byte echoed back (so it crosses the proxy twice).`, '');
+  out.push('| proxy | MiB/s echoed | MiB per CPU-second | CPU ms / GiB | errors |', '| --- | ---: | ---: | ---: | ---: |');
+  for (const [name, r] of Object.entries(sc.bulk)) out.push(`| ${name} | ${r.mibPerSecond.toFixed(0)} | ${r.mibPerCpuSecond.toFixed(0)} | ${r.cpuMsPerGiB.toFixed(0)} | ${r.errors} |`);
+  out.push('', `**Churn**: ${sc.churnConcurrency} loops of open, one 64-byte round trip, close (Remora's CONNECT included).`, '');
+  out.push('| proxy | connections/s | per CPU-second | CPU ms / 1k | p50 per connection | errors |', '| --- | ---: | ---: | ---: | ---: | ---: |');
+  for (const [name, r] of Object.entries(sc.churn)) out.push(`| ${name} | ${r.perSecond.toFixed(0)} | ${r.perCpuSecond.toFixed(0)} | ${r.cpuMsPer1k.toFixed(1)} | ${ms(r.p50Ms)} | ${r.errors} |`);
   out.push('');
   for (const n of sc.notes) out.push(`- ${n}`);
   if (sc.notes.length) out.push('');

@@ -109,7 +109,8 @@ export interface ProtocolTarget {
   pids: number[];
 }
 
-function cpuTicks(pids: number[]): number {
+/** CPU ticks (user + system) the processes used so far; a process that is gone counts nothing. */
+export function cpuTicks(pids: number[]): number {
   let t = 0;
   for (const p of pids) {
     try {
@@ -120,11 +121,11 @@ function cpuTicks(pids: number[]): number {
   return t;
 }
 
-interface LoadResult { calls: number; errors: number; latencies: number[]; cpuTicks: number; wallMs: number }
-interface Counts { calls: number; errors: number; latencies: number[] }
+export interface LoadResult { calls: number; errors: number; latencies: number[]; cpuTicks: number; wallMs: number }
+export interface Counts { calls: number; errors: number; latencies: number[] }
 
 /** After a warm-up, count what completes in `durationMs` and the CPU ticks the proxy's processes used meanwhile. */
-async function measure(c: Counts, pids: number[], durationMs: number): Promise<LoadResult> {
+export async function measure(c: Counts, pids: number[], durationMs: number): Promise<LoadResult> {
   await sleep(Math.min(1000, durationMs / 4));
   const c0 = c.calls;
   const e0 = c.errors;
@@ -136,7 +137,8 @@ async function measure(c: Counts, pids: number[], durationMs: number): Promise<L
   return { calls: c.calls - c0, errors: c.errors - e0, latencies: c.latencies.slice(), cpuTicks: tick1 - tick0, wallMs: performance.now() - w0 };
 }
 
-function done(c: Counts, ok: boolean, t0: number): void {
+/** Count one call (its latency from `t0`) or one error. */
+export function done(c: Counts, ok: boolean, t0: number): void {
   if (!ok) { c.errors++; return; }
   c.calls++;
   if (c.latencies.length < 200_000) c.latencies.push(performance.now() - t0);

@@ -5,6 +5,7 @@
 import { parseArgs } from 'node:util';
 import { cpSync, readFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync, existsSync, renameSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -22,6 +23,7 @@ import { countSyscalls, gapStats, perfAvailable, proxyLegs, recordPairs, userSys
 import { runLoad } from '../src/bench/generator.js';
 import { nginxGrpcConf, nginxWsConf, protocolScenario, protocolsYaml, writeNginxDir, type ProtocolTarget } from './protocols.js';
 import { handshakeRate, type HandshakeResult } from './handshakes.js';
+import { NGINX_STREAM_MODULES, nginxStreamConf, TCP_AUTHORITY, tcpScenario, tcpYaml, type TcpScenario, type TcpTarget } from './tcp.js';
 
 const here = dirname(fileURLToPath(import.meta.url)); // build/bench
 const sleep = (seconds: number) => new Promise((r) => setTimeout(r, seconds * 1000));
@@ -53,7 +55,7 @@ if (argv.help) {
   process.stdout.write(`usage: npm run bench -- [--quick] [--only s1,s2] [--out DIR] [--no-docs | --docs]
   --quick writes to bench/results/tmp and leaves docs/ alone unless --docs is given
        npm run bench -- --render bench/results/DATE.json   (regenerate the docs from saved results)
-scenarios: latency-1000 latency-3000 max body-1k body-100k anatomy grpc websocket mtls services reload cold-start concurrency gateway
+scenarios: latency-1000 latency-3000 max body-1k body-100k anatomy grpc websocket tcp mtls services reload cold-start concurrency gateway
 `);
   process.exit(0);
 }
@@ -220,6 +222,7 @@ async function main(): Promise<number> {
     if (remPol) Object.assign(features, await probeAfterLoad(remPol, up1, up2).catch((e: Error) => ({ probe: { active: false, detail: e.message } })));
     await attempt('anatomy', async () => void (suite.extras.anatomy = await anatomyScenario(peers.filter((p) => p.name !== 'direct' && p.name !== 'http-proxy'), notes)));
     if (haveRemora && (want('grpc') || want('websocket'))) await protocolScenarios(suite, notes, want);
+    if (haveRemora) await attempt('tcp', async () => void (suite.extras.tcp = await tcpScenarios(notes)));
     if (haveRemora) await attempt('mtls', async () => void (suite.extras.mtls = await mtlsScenario(up1, notes)));
     if (haveRemora) await attempt('gateway', async () => void (suite.scenarios['gateway'] = await gatewayScenario(up1, up2)));
     if (haveRemora) {
@@ -464,6 +467,35 @@ async function protocolScenarios(suite: SuiteResult, notes: string[], want: (s: 
     }
   } finally {
     await stopTracked(rem.s);
+    await stopTracked(up);
+  }
+}
+
+/**
+ * Raw TCP (bench/tcp.ts): an echo server on the load CPU; nginx's stream module (when installed) and a Remora with
+ * `--connect` on the proxy CPU; echo, bulk and churn loads through each, interleaved per round.
+ */
+async function tcpScenarios(notes: string[]): Promise<TcpScenario> {
+  const up = track(await startProcess({ name: 'tcp-echo', cmd: process.execPath, args: [join(here, 'peers/tcp-echo.js')], cpus: LOAD_CPU, marker: 'tcp-echo ready' }));
+  const upPort = Number(up.ready.port);
+  const rem = await startRemora('remora-tcp', tcpYaml(upPort), ['--connect']);
+  const targets: TcpTarget[] = [{ name: 'direct', port: upPort, pids: [] }];
+  const nginxBin = findNginx();
+  const module = NGINX_STREAM_MODULES.find((m) => existsSync(m));
+  let ng: Started | undefined;
+  if (nginxBin && module) {
+    const dir = join(tmp, 'nginx-stream');
+    const port = await freePort();
+    const file = writeNginxDir(dir, nginxStreamConf(dir, port, upPort, module));
+    ng = track(await startProcess({ name: 'nginx-stream', cmd: nginxBin, args: ['-c', file, '-p', dir, '-e', join(dir, 'error.log')], cpus: PROXY_CPU, marker: null, probe: () => new Promise<boolean>((r) => { const k = net.connect(port, '127.0.0.1', () => { k.destroy(); r(true); }); k.on('error', () => r(false)); }) }));
+    targets.push({ name: 'nginx-stream', port, pids: [ng.pid, ...childPids(ng.pid)] });
+  } else notes.push(`tcp: ${nginxBin ? "nginx's stream module not found (Debian libnginx-mod-stream)" : 'nginx not found'}: Remora measured without the native anchor`);
+  targets.push({ name: 'remora', port: rem.outbound, pids: [rem.s.pid], connect: TCP_AUTHORITY });
+  try {
+    return await tcpScenario(targets, { durationMs: quick ? 2000 : 5000, rounds: T.rounds, log });
+  } finally {
+    await stopTracked(rem.s);
+    await stopTracked(ng);
     await stopTracked(up);
   }
 }

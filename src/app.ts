@@ -32,6 +32,7 @@ import type { ConnectionVerdict } from './proxy/l4.js';
 import type { OwnEndpoints } from './routing/l4-decision.js';
 import { CaptureStats, inboundCapture, outboundCapture, type CaptureEnv } from './net/capture.js';
 import { createOriginalDstReader, type OriginalDstReader } from './net/original-dst.js';
+import { DEFAULT_STREAM_TIMEOUTS } from './proxy/stream-timeouts.js';
 import { DEFAULT_TUNNEL_IDLE_TIMEOUT_MS, Tunnels } from './proxy/tunnel.js';
 import { HeaderHygieneStats, type UnderscoreAction } from './proxy/headers.js';
 import type { PathNormalization } from './routing/request-target.js';
@@ -45,7 +46,7 @@ import { networkInterfaces } from 'node:os';
 type Server = HttpServer | Http1Server;
 
 /** Data-plane listener limits: Envoy-like idle keep-alive, a 30 s head deadline (slowloris), node's 16 KiB head. */
-const LISTENER_HTTP: Http1ServerOptions = { keepAliveTimeoutMs: 65_000, headersTimeoutMs: 30_000, maxHeaderSize: 16_384 };
+const LISTENER_HTTP: Http1ServerOptions = { keepAliveTimeoutMs: 65_000, maxHeaderSize: 16_384 };
 /** Drain: how long idle inbound keep-alive connections stay open (a request already sent on one is still served). */
 const DRAIN_IDLE_GRACE_MS = 1000;
 /** The same limits for HTTP/2 connections: idle 65 s, 16 KiB of headers; up to 1024 streams at once per connection. */
@@ -71,6 +72,8 @@ export interface RunOptions {
   drainSeconds: number;
   logLevel: Level;
   retryBufferBytes: number;
+  /** `--mirror-body-bytes`: the largest request body a shadow carries (default retryBufferBytes). */
+  mirrorBodyBytes?: number;
   outboundAddress: string;
   inboundAddress: string;
   workloadName: string;
@@ -211,6 +214,7 @@ export class Sidecar {
       rand: Math.random,
       now,
       retryBufferBytes: opts.retryBufferBytes,
+      mirrorBodyBytes: opts.mirrorBodyBytes ?? opts.retryBufferBytes,
       draining: false,
       tracing: TRACING_OFF,
       tunnels: new Tunnels(opts.tunnelIdleTimeoutMs ?? DEFAULT_TUNNEL_IDLE_TIMEOUT_MS),
@@ -391,11 +395,13 @@ export class Sidecar {
       res.on('close', onClose);
       handleInbound(req, res, this.inboundEnv, this.inboundRuntimeFor);
     };
-    const outboundH2 = new Http2Listener(onOutbound, LISTENER_H2);
+    // The stream timeouts are one policy for both codecs (src/proxy/stream-timeouts.ts): HTTP/1 requests and HTTP/2
+    // streams alike.
+    const headersTimeoutMs = this.opts.requestHeadersTimeoutMs ?? DEFAULT_STREAM_TIMEOUTS.headersTimeoutMs;
+    const streamIdleTimeoutMs = this.opts.streamIdleTimeoutMs ?? DEFAULT_STREAM_TIMEOUTS.streamIdleTimeoutMs;
+    const outboundH2 = new Http2Listener(onOutbound, { ...LISTENER_H2, headersTimeoutMs, streamIdleTimeoutMs });
     this.h2Listeners.outbound = outboundH2;
     this.observeHttp2('outbound', outboundH2);
-    const headersTimeoutMs = this.opts.requestHeadersTimeoutMs ?? LISTENER_HTTP.headersTimeoutMs!;
-    const streamIdleTimeoutMs = this.opts.streamIdleTimeoutMs ?? 300_000;
     // HTTP/1.1 requests that ask for h2c (Upgrade: h2c) continue as HTTP/2 on the same connection.
     const viaH2c = (h2: Http2Listener, next: typeof onOutbound) => (req: Http1Request, res: Http1Response): void => {
       if (req.upgrade && h2.upgrade(req, res)) return;
@@ -410,7 +416,7 @@ export class Sidecar {
     this.observeHttp1('outbound', outbound);
     await this.listen('outbound', outbound, this.opts.outboundAddress, this.opts.outboundPort);
     if (this.opts.appPorts.length > 0) {
-      const inboundH2 = new Http2Listener(onInbound, LISTENER_H2);
+      const inboundH2 = new Http2Listener(onInbound, { ...LISTENER_H2, headersTimeoutMs, streamIdleTimeoutMs });
       this.h2Listeners.inbound = inboundH2;
       this.observeHttp2('inbound', inboundH2);
       const inbound = new Http1Server(viaH2c(inboundH2, onInbound), {
@@ -595,6 +601,7 @@ export class Sidecar {
   /** The HTTP/2 side of a listener in /stats/prometheus: sessions, and the ones closed for floods or premature resets. */
   private observeHttp1(listener: string, h1: Http1Server): void {
     this.metrics.observe('remora_http1_requests_rejected_total', 'counter', 'HTTP/1 requests the listener answered itself for a framing or header error (400, 413, 431, 501, 505; Envoy downstream_cx_protocol_error), the connection closed after.', () => h1.stats.rejected, { listener });
+    this.metrics.observe('remora_http1_responses_before_request_complete_total', 'counter', 'HTTP/1 responses that started before their request body had all arrived: the connection closed after them (Envoy downstream_rq_response_before_rq_complete).', () => h1.stats.responsesBeforeRequestComplete, { listener });
     this.metrics.observe('remora_http1_stream_idle_timeouts_total', 'counter', 'HTTP/1 requests ended by --stream-idle-timeout: no byte moved either way for that long (408 if unanswered, else a reset; Envoy downstream_rq_idle_timeout).', () => h1.stats.streamIdleTimeouts, { listener });
   }
 
@@ -604,6 +611,8 @@ export class Sidecar {
     this.metrics.observe('remora_http2_sessions_total', 'counter', 'Cleartext HTTP/2 connections served by a proxy listener.', () => st.sessions, labels);
     this.metrics.observe('remora_http2_protocol_error_closes_total', 'counter', 'HTTP/2 connections closed by a protocol error or a frame flood (SETTINGS/PING floods not read, CONTINUATION floods, invalid frames).', () => st.protocolErrors, labels);
     this.metrics.observe('remora_http2_premature_reset_closes_total', 'counter', 'HTTP/2 connections closed for too many premature stream resets (rapid reset, CVE-2023-44487; Envoy downstream_rq_too_many_premature_resets).', () => st.prematureResetCloses, labels);
+    this.metrics.observe('remora_http2_stream_idle_timeouts_total', 'counter', 'HTTP/2 streams ended by --stream-idle-timeout: no byte moved either way for that long (408 if unanswered, else RST_STREAM; Envoy downstream_rq_idle_timeout).', () => st.streamIdleTimeouts, labels);
+    this.metrics.observe('remora_http2_headers_timeouts_total', 'counter', 'HTTP/2 connections closed (GOAWAY) because a header block was not complete within --request-headers-timeout of its first byte.', () => st.headersTimeouts, labels);
     this.metrics.observe('remora_http2_streams_reset_by_peer_total', 'counter', 'HTTP/2 streams the client reset before their response was complete (Envoy downstream_rq_rx_reset).', () => st.streamsResetByPeer, labels);
   }
 

@@ -41,6 +41,7 @@ const OPTIONS: OptionSpec = {
   'drain-seconds': { type: 'string' },
   'log-level': { type: 'string' },
   'retry-buffer-bytes': { type: 'string' },
+  'mirror-body-bytes': { type: 'string' },
   'outbound-address': { type: 'string' },
   'inbound-address': { type: 'string' },
   'protocol-detection-timeout': { type: 'string' },
@@ -92,6 +93,9 @@ const HELP = `usage: remora run --config PATH [PATH…] [options]
       --drain-seconds N          default 5
       --concurrency N            worker processes sharing the proxy ports (default 1; 0 = one per CPU)
       --retry-buffer-bytes N     largest request body kept for retries (default 65536)
+      --mirror-body-bytes N      largest request body a mirror (shadow) request carries; a larger request is
+                                 not mirrored, counted in retry_or_shadow_abandoned (default: --retry-buffer-bytes;
+                                 Envoy has one buffer limit for retries and shadows)
       --protocol-detection-timeout D  captured connections of unknown protocol whose client is silent this
                                  long are TCP (server speaks first); default 100ms (Istio's)
       --connect                  HTTP CONNECT host:port on the outbound port opens a TCP tunnel, routed as a
@@ -105,14 +109,17 @@ const HELP = `usage: remora run --config PATH [PATH…] [options]
       --headers-with-underscores A  allow (default, Envoy's and Istio's) | drop | reject: request header names
                                  with "_" (Envoy headers_with_underscores_action; reject = 400 + close)
       --request-headers-timeout D  a request head must be complete this long after its first byte, else
-                                 408 + close (slowloris; Envoy request_headers_timeout); default 30s
+                                 408 + close; on HTTP/2, a header block (HEADERS + CONTINUATION), else the
+                                 connection closes with GOAWAY (slowloris; Envoy request_headers_timeout);
+                                 default 30s
       --max-connections N        open downstream connections per proxy listener (outbound, inbound; per worker
                                  with --concurrency); past it new ones are closed at accept and counted, which
                                  keeps file descriptors for upstreams, admin and config under a flood (Envoy
                                  max_active_downstream_connections); default 0 = no limit, as Istio
-      --stream-idle-timeout D    a request with no byte moving either way (its body, its response, an upstream
-                                 that says nothing) for this long ends: 408 + close if unanswered, else a reset
-                                 (slow POST, slow read; Envoy stream_idle_timeout); default 5m, 0 = never
+      --stream-idle-timeout D    a request (HTTP/1) or stream (HTTP/2) with no byte moving either way (its body,
+                                 its response, an upstream that says nothing) for this long ends: 408 if
+                                 unanswered (HTTP/1: + close), else a reset (HTTP/2: RST_STREAM) (slow POST,
+                                 slow read; Envoy stream_idle_timeout); default 5m, 0 = never
       --cert-dir DIR             the workload certificate (tls.crt, tls.key, ca.crt as cert-manager writes them,
                                  or Istio's cert-chain.pem, key.pem, root-cert.pem), hot-rotated: mutual TLS
                                  with other sidecars (PeerAuthentication inbound, ISTIO_MUTUAL and auto mTLS
@@ -155,6 +162,8 @@ export function runOptionsFrom(argv: string[], env: NodeJS.ProcessEnv = process.
   if (!(drain >= 0)) throw new Error('--drain-seconds must be ≥ 0');
   const retryBuf = Number(v['retry-buffer-bytes'] ?? 65536);
   if (!Number.isInteger(retryBuf) || retryBuf < 0) throw new Error('--retry-buffer-bytes must be a whole number of bytes');
+  const mirrorBody = v['mirror-body-bytes'] === undefined ? undefined : Number(v['mirror-body-bytes']);
+  if (mirrorBody !== undefined && (!Number.isInteger(mirrorBody) || mirrorBody < 0)) throw new Error('--mirror-body-bytes must be a whole number of bytes');
   // Durations: a number of ms or 100ms/30s/5m; `zero` says whether 0 (never) is allowed.
   const duration = (flag: string, def: string, example: string, zero: boolean): number => {
     const raw = String(v[flag] ?? def);
@@ -189,6 +198,7 @@ export function runOptionsFrom(argv: string[], env: NodeJS.ProcessEnv = process.
     drainSeconds: drain,
     logLevel: level,
     retryBufferBytes: retryBuf,
+    ...(mirrorBody !== undefined ? { mirrorBodyBytes: mirrorBody } : {}),
     outboundAddress: String(v['outbound-address'] ?? '127.0.0.1'),
     inboundAddress: String(v['inbound-address'] ?? '0.0.0.0'),
     protocolDetectionTimeoutMs: sniffMs,

@@ -10,6 +10,7 @@ import { Readable } from 'node:stream';
 import { STATUS_CODES, type IncomingHttpHeaders } from 'node:http';
 import { onDirectDrain, startReading, stopReading, writeDirect } from './socket-io.js';
 import { consumeSocket, createParser, freeParser, METHODS, unconsumeSocket, type NativeParser } from './native-parser.js';
+import { DEFAULT_STREAM_TIMEOUTS, headersOverdue, idleStreamEnd, streamIdle, sweepIntervalMs, type StreamTimeouts } from '../proxy/stream-timeouts.js';
 
 
 export interface Http1ServerOptions {
@@ -96,6 +97,8 @@ export class Http1Request {
    * with any other response, after which the connection closes.
    */
   upgrade = false;
+  /** `Expect: 100-continue` on an HTTP/1.1 request with a body: forwarded, and the upstream's 100 relayed (res.sendContinue). */
+  expectContinue = false;
   private headerObject: IncomingHttpHeaders | undefined;
   private readonly conn: Connection;
 
@@ -175,6 +178,10 @@ export class Http1Response {
    * the responses queued before this one.
    */
   answeredByServer = false;
+  /** Ended by the stream idle timeout (408, or a reset once it had started): the record says SI. */
+  streamIdleTimedOut = false;
+  /** The upstream's 100 Continue was relayed (sendContinue). */
+  private continued = false;
   private noBody = false;
   private head: string | undefined;
   /** Output held while an earlier pipelined response on the connection is still being written. */
@@ -212,6 +219,14 @@ export class Http1Response {
       s += `${name}: ${value}\r\n`;
     }
     this.statusCode = status;
+    // A response that starts before its request's body has all arrived closes the connection after it (Envoy's
+    // HCM does the same for HTTP/1: downstream_rq_response_before_rq_complete): the rest of the body would have to
+    // be read and thrown away to reach the next request, and a client that reads `Connection: close` (curl) stops
+    // sending it (an upload refused with 413, a local reply, a stream idle timeout).
+    if (this.req.body !== null && !this.req.complete && !this.closeAfter) {
+      this.closeAfter = true;
+      this.conn.server.stats.responsesBeforeRequestComplete++;
+    }
     this.noBody = this.req.method === 'HEAD' || status === 204 || status === 304 || status < 200;
     if (!this.noBody && !hasLength) {
       if (this.req.httpVersion === '1.1') {
@@ -310,6 +325,16 @@ export class Http1Response {
     this.noBody = true;
     this.finished = true;
     return { socket: c.sock, head: c.switched() };
+  }
+
+  /**
+   * Relay the upstream's `100 Continue` to a request that expects it (`req.expectContinue`): once, and never after
+   * the final head. Behind an unfinished pipelined response it waits its turn with the rest of this response's output.
+   */
+  sendContinue(): void {
+    if (!this.req.expectContinue || this.continued || this.headersSent || this.finished || this.destroyed || this.answeredByServer) return;
+    this.continued = true;
+    this.emit(CONTINUE);
   }
 
   /** Trailers for a chunked response (sent with the last chunk). */
@@ -424,6 +449,15 @@ class InvalidHeaderError extends Error {
 }
 
 const EMPTY: readonly string[] = [];
+const CONTINUE = 'HTTP/1.1 100 Continue\r\n\r\n';
+
+/** Remove every `Expect: 100-continue` field from a flat header list, in place. */
+function removeExpectContinue(raw: string[]): void {
+  for (let i = raw.length - 2; i >= 0; i -= 2) {
+    const n = raw[i]!;
+    if (n.length === 6 && n.toLowerCase() === 'expect' && raw[i + 1]!.trim().toLowerCase() === '100-continue') raw.splice(i, 2);
+  }
+}
 /** Output a pipelined response may hold while waiting its turn before its writer is paused (bytes). */
 const HELD_LIMIT = 64 * 1024;
 /** RFC 9110 token characters. */
@@ -523,15 +557,15 @@ class Connection {
   /** Last time a byte of a request in flight moved (the server's coarse clock): the stream idle timeout's reference. */
   lastProgress = 0;
 
-  /** Envoy's stream idle timeout (see Http1ServerOptions.streamIdleTimeoutMs), from the listener's sweep. */
+  /** Envoy's stream idle timeout (the listener's StreamTimeouts, src/proxy/stream-timeouts.ts), from its sweep. */
   checkStreamIdle(now: number): void {
-    const limit = this.server.streamIdleTimeoutMs;
-    if (limit === 0 || this.tunnelled || this.gone || (this.queue.length === 0 && this.current === undefined)) return;
+    if (this.tunnelled || this.gone || (this.queue.length === 0 && this.current === undefined)) return;
     if (this.lastProgress === 0) { this.lastProgress = now; return; }
-    if (now - this.lastProgress < limit) return;
+    if (!streamIdle(this.server.timeouts, this.lastProgress, now)) return;
     this.server.stats.streamIdleTimeouts++;
     const res = this.queue[0];
-    if (res !== undefined && !res.headersSent && !res.finished && this.queue.length === 1) {
+    if (res !== undefined) res.streamIdleTimedOut = true;
+    if (res !== undefined && this.queue.length === 1 && idleStreamEnd(res.headersSent || res.finished) === 'answer-408') {
       // Nothing answered yet: 408 and the connection closes; the handler's work is abandoned (its response closes).
       const req = this.current ?? res.req;
       if (req.body !== null && !req.complete) req.body.destroy(new Error('stream idle timeout'));
@@ -628,10 +662,14 @@ class Connection {
         }
       } else if (n.length === 4) {
         if (n.toLowerCase() === 'host') hosts++;
-      } else if (n.length === 6 && minor === 1 && n.toLowerCase() === 'expect' && raw[i + 1]!.toLowerCase() === '100-continue') {
+      } else if (n.length === 6 && n.toLowerCase() === 'expect' && raw[i + 1]!.trim().toLowerCase() === '100-continue') {
         expectContinue = true;
       }
     }
+    // Expect: 100-continue is the upstream's to answer: it is forwarded, and the upstream's `100 Continue` relayed
+    // (res.sendContinue), so a client whose upload the upstream refuses sends nothing (Envoy's proxy_100_continue).
+    // An HTTP/1.0 client's expectation is ignored (RFC 9110 §10.1.1: no 1xx to an HTTP/1.0 client) and removed.
+    if (expectContinue && minor === 0) { removeExpectContinue(raw); expectContinue = false; }
     // Framing and header errors llhttp lets through, decided here before the proxy sees the request (so on every
     // listener), as Envoy's and nginx's codecs do: Transfer-Encoding on HTTP/1.0 (400), any Transfer-Encoding but
     // `chunked` alone (501: `gzip, chunked` is valid HTTP but no upstream may be trusted to decode it the same way),
@@ -673,8 +711,7 @@ class Connection {
       this.pausedByQueue = true;
       stopReading(this.sock);
     }
-    // node:http's default for Expect: 100-continue: tell the client to go on at once.
-    if (expectContinue && this.queue.length === 1) this.write('HTTP/1.1 100 Continue\r\n\r\n');
+    if (expectContinue && hasBody) req.expectContinue = true;
     if (method === 'CONNECT' && !req.upgrade) {
       res.writeHead(405, ['content-length', '0']);
       res.closeAfter = true;
@@ -795,7 +832,7 @@ class Connection {
 
   /** The slowloris guard: a head that started too long ago gets 408. */
   checkHeadTimeout(now: number): void {
-    if (this.headStartedAt === 0 || now - this.headStartedAt < this.server.headersTimeoutMs) return;
+    if (!headersOverdue(this.server.timeouts, this.headStartedAt, now)) return;
     this.headStartedAt = 0;
     this.failed = true;
     if (this.queue.length === 0) {
@@ -911,13 +948,13 @@ function onMessageComplete(this: NativeParser<Connection>): void {
  */
 export class Http1Server extends net.Server {
   readonly keepAliveTimeoutMs: number;
-  readonly headersTimeoutMs: number;
+  /** The request-headers and stream idle timeouts: one policy with the HTTP/2 listener's. */
+  readonly timeouts: StreamTimeouts;
   readonly maxHeaderSize: number;
   readonly maxPipelined: number;
   readonly maxHeadersCount: number;
   /** Requests answered by the server itself for a framing or header error (400/431/501), connection closed after. */
-  readonly stats = { rejected: 0, streamIdleTimeouts: 0 };
-  readonly streamIdleTimeoutMs: number;
+  readonly stats = { rejected: 0, streamIdleTimeouts: 0, responsesBeforeRequestComplete: 0 };
   readonly connect: boolean;
   /** A coarse clock (ms), set by the sweep: what progress stamps read instead of a system call per event. */
   clock = Date.now();
@@ -928,11 +965,13 @@ export class Http1Server extends net.Server {
     // Half-open allowed: a client may send its request and FIN, and still read the answer.
     super({ allowHalfOpen: true, noDelay: true });
     this.keepAliveTimeoutMs = opts.keepAliveTimeoutMs ?? 65_000;
-    this.headersTimeoutMs = opts.headersTimeoutMs ?? 30_000;
+    this.timeouts = {
+      headersTimeoutMs: opts.headersTimeoutMs ?? DEFAULT_STREAM_TIMEOUTS.headersTimeoutMs,
+      streamIdleTimeoutMs: opts.streamIdleTimeoutMs ?? DEFAULT_STREAM_TIMEOUTS.streamIdleTimeoutMs,
+    };
     this.maxHeaderSize = opts.maxHeaderSize ?? 16_384;
     this.maxPipelined = opts.maxPipelined ?? 16;
     this.maxHeadersCount = opts.maxHeadersCount ?? 100;
-    this.streamIdleTimeoutMs = opts.streamIdleTimeoutMs ?? 300_000;
     this.connect = opts.connect ?? false;
     const hook = opts.onConnection;
     if (hook === undefined) this.on('connection', (sock: net.Socket) => this.serveSocket(sock));
@@ -940,8 +979,7 @@ export class Http1Server extends net.Server {
     this.on('listening', () => {
       if (this.headTimer !== undefined) return;
       // One coarse sweep for all connections (as node:http's connectionsCheckingInterval), not a timer per request.
-      const shortest = Math.min(this.headersTimeoutMs, this.keepAliveTimeoutMs, this.streamIdleTimeoutMs || Infinity);
-      this.headTimer = setInterval(sweepHeads, Math.min(1000, Math.max(10, shortest / 4)), this);
+      this.headTimer = setInterval(sweepHeads, sweepIntervalMs(this.timeouts, this.keepAliveTimeoutMs), this);
       this.headTimer.unref();
     });
     this.on('close', () => {

@@ -2,7 +2,7 @@
  * Cleartext HTTP/2 (prior knowledge) on the data-plane listeners: a connection whose first bytes are the HTTP/2
  * preface is served by an `H2Session` (./session.ts, Remora's own HTTP/2 framing), and each stream becomes a
  * request/response pair with the same surface the proxy path reads from HTTP/1 (`Http2Request` / `Http2Response`
- * mirror `Http1Request` / `Http1Response`), so routing, retries, outlier detection, circuit breaking, tracing,
+ * in ./stream-pair.ts mirror `Http1Request` / `Http1Response`), so routing, retries, outlier detection, circuit breaking, tracing,
  * metrics and access logs stay one implementation. Trailers pass through both ways (gRPC's `grpc-status` /
  * `grpc-message`), bodies stream with HTTP/2 flow control (a `false` from `write` means the stream's window is full;
  * 'drain' follows).
@@ -10,261 +10,22 @@
  * clients) is taken too, see `Http2Listener.upgrade`: 101, then the connection is HTTP/2 with the request as stream 1.
  */
 import type net from 'node:net';
-import type { IncomingHttpHeaders } from 'node:http';
-import { Readable } from 'node:stream';
+import type { PeerIdentity } from '../security/mtls.js';
 import type { Http1Request, Http1Response, OriginalDestination } from '../http1/server.js';
 import { startReading } from '../http1/socket-io.js';
-import { peerOf, type PeerIdentity } from '../security/mtls.js';
-import { CONNECTION_SPECIFIC, H2ERR, H2Session, h2RequestHeaders, hasUpper, type H2ConnectionError, type H2Stream, type H2StreamHandler } from './session.js';
+import { H2ERR, H2Session, h2RequestHeaders, type H2ConnectionError, type H2Stream } from './session.js';
+import { DEFAULT_STREAM_TIMEOUTS, headersOverdue, streamIdle, sweepIntervalMs, type StreamTimeouts } from '../proxy/stream-timeouts.js';
+import { H2Conn, Http2Request, Http2Response, type StreamOwner } from './stream-pair.js';
+
+export { Http2Request, Http2Response } from './stream-pair.js';
 
 export type Http2Handler = (req: Http2Request, res: Http2Response) => void;
 
 
-/** A request body: DATA frames pushed in; reading slower than the client stops the stream's WINDOW_UPDATEs. */
-class H2Body extends Readable {
-  constructor(private readonly stream: H2Stream) {
-    super();
-    this.on('error', () => { /* a reset body with no reader must not end the process */ });
-  }
-
-  override _read(): void {
-    this.stream.resume();
-  }
+function sweepListener(l: Http2Listener): void {
+  l.sweep(Date.now());
 }
 
-/** A stream's request, shaped like Http1Request. */
-export class Http2Request {
-  readonly method: string;
-  readonly url: string;
-  readonly httpVersion = '2.0';
-  /** Flat, lowercase names (HTTP/2 has no case); `:authority` becomes `host`. */
-  readonly rawHeaders: string[];
-  readonly headers: IncomingHttpHeaders;
-  readonly body: H2Body | null;
-  complete = false;
-  readonly upgrade = false;
-
-  constructor(readonly stream: H2Stream, flat: string[], endStream: boolean, private readonly conn: H2Conn) {
-    let method = 'GET';
-    let url = '/';
-    let authority: string | undefined;
-    let host: string | undefined;
-    const raw: string[] = [];
-    const h: IncomingHttpHeaders = Object.create(null) as IncomingHttpHeaders;
-    for (let i = 0; i < flat.length; i += 2) {
-      const k = flat[i]!;
-      const v = flat[i + 1]!;
-      if (k.charCodeAt(0) === 58 /* : */) {
-        if (k === ':method') method = v;
-        else if (k === ':path') url = v;
-        else if (k === ':authority') authority = v;
-        continue;
-      }
-      if (k === 'host') { host ??= v; continue; }
-      raw.push(k, v);
-      const cur = h[k];
-      if (cur === undefined) h[k] = k === 'set-cookie' ? [v] : v;
-      else if (Array.isArray(cur)) cur.push(v);
-      // Repeated fields join as node:http does (cookie crumbs with '; ', RFC 9113 §8.2.3).
-      else h[k] = k === 'cookie' ? `${cur}; ${v}` : `${cur}, ${v}`;
-    }
-    this.method = method;
-    this.url = url;
-    const a = authority ?? host;
-    if (a !== undefined) { raw.unshift('host', a); h.host = a; }
-    this.rawHeaders = raw;
-    this.headers = h;
-    // A body unless the client ended the stream with its headers (HEADERS with END_STREAM).
-    if (endStream) {
-      this.body = null;
-      this.complete = true;
-    } else {
-      this.body = new H2Body(stream);
-    }
-  }
-
-  get remoteAddress(): string { return this.conn.remoteAddress; }
-  get remoteKey(): string { return this.conn.remoteKey; }
-  get localKey(): string { return this.conn.localKey; }
-  get originalDst(): OriginalDestination | undefined { return this.conn.originalDst; }
-  /** The mTLS peer of the connection (inbound, after PeerAuthentication terminated it). */
-  get peer(): PeerIdentity | undefined { return this.conn.peer; }
-
-  /** Discard the rest of the body (the proxy answered without reading it). */
-  resume(): void {
-    if (this.body !== null && !this.complete) this.body.resume();
-  }
-}
-
-type Listener = () => void;
-
-/**
- * A stream's response, shaped like Http1Response: flat header arrays in, trailers, backpressure, reset. It is also
- * the stream's event handler (one object per stream): data for the request body, drain and close for the response.
- */
-export class Http2Response implements H2StreamHandler {
-  statusCode = 0;
-  headersSent = false;
-  finished = false;
-  destroyed = false;
-  /** HTTP/2 frames its own body: trailers can always follow (the forwarder checks this before addTrailers). */
-  readonly chunkedEncoding = true;
-  private trailers: string[] | null = null;
-  private closeListeners: Listener[] | null = null;
-  private drainListeners: Listener[] | null = null;
-  private closed = false;
-  /** Set when Remora reset the stream itself (destroy()), so that a reset is not taken for the client's. */
-  private localReset = false;
-  /** @internal when the stream opened (ms): the premature-reset check. */
-  openedAt = 0;
-
-  constructor(readonly stream: H2Stream, readonly req: Http2Request, private readonly listener: Http2Listener, private readonly session: H2Session) {}
-
-  writeHead(status: number, headers: readonly string[]): this {
-    if (this.headersSent) throw new Error('headers already sent');
-    const out: string[] = [':status', String(status)];
-    let noBody = this.req.method === 'HEAD' || status === 204 || status === 304;
-    for (let i = 0; i < headers.length; i += 2) {
-      let name = headers[i]!;
-      if (hasUpper(name)) name = name.toLowerCase();
-      if (CONNECTION_SPECIFIC.has(name)) continue;
-      const value = headers[i + 1]!;
-      // No body and nothing after the headers: an explicit empty body, and a gRPC "trailers-only" response
-      // (grpc-status in the first headers, never there otherwise): HEADERS with END_STREAM, as it came.
-      if ((name === 'content-length' && value === '0') || name === 'grpc-status') noBody = true;
-      out.push(name, value);
-    }
-    this.statusCode = status;
-    this.headersSent = true;
-    if (this.stream.closed) return this;
-    this.stream.sendHeaders(out, noBody);
-    return this;
-  }
-
-  write(chunk: Buffer | string): boolean {
-    if (this.finished || this.destroyed) return false;
-    if (!this.headersSent) this.writeHead(200, []);
-    if (this.stream.closed) return false;
-    return this.stream.write(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
-  }
-
-  end(chunk?: Buffer | string): void {
-    if (this.finished || this.destroyed) return;
-    if (!this.headersSent) this.writeHead(200, []);
-    this.finished = true;
-    if (this.stream.closed) return;
-    const c = chunk === undefined ? undefined : typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
-    // Trailers when the upstream sent some (grpc-status), else END_STREAM on the last DATA frame.
-    this.stream.end(c, this.trailers);
-  }
-
-  addTrailers(t: Record<string, string>): void {
-    const out: string[] = [];
-    for (const k of Object.keys(t)) {
-      const name = k.toLowerCase();
-      if (CONNECTION_SPECIFIC.has(name)) continue;
-      out.push(name, t[k]!);
-    }
-    this.trailers = out;
-  }
-
-  /**
-   * HTTP/2 has no 101 (WebSocket over HTTP/2 is RFC 8441's extended CONNECT, not supported): a stream never asks for
-   * an upgrade (`Http2Request.upgrade` is false), so the forwarder never calls this.
-   */
-  switchProtocols(): never {
-    throw new Error('HTTP/2 streams cannot switch protocols');
-  }
-
-  /** Reset the stream (a response that started cannot be finished cleanly): RST_STREAM INTERNAL_ERROR. */
-  destroy(): void {
-    if (this.destroyed) return;
-    this.destroyed = true;
-    this.localReset = true;
-    this.stream.reset(H2ERR.INTERNAL_ERROR);
-  }
-
-  /** The client reset the stream (RST_STREAM from the peer, or the connection went) before the response was complete. */
-  get resetByPeer(): boolean {
-    return this.closed && !this.localReset && !this.finished && this.stream.rstCode !== H2ERR.NO_ERROR;
-  }
-
-  on(event: 'close' | 'drain', fn: Listener): this {
-    if (event === 'close') {
-      // Called with `this` = the response, as Http1Response does (the forwarder's shared listener reads it).
-      if (this.closed) queueMicrotask(() => fn.call(this));
-      else (this.closeListeners ??= []).push(fn);
-    } else {
-      (this.drainListeners ??= []).push(fn);
-    }
-    return this;
-  }
-
-  once(event: 'close' | 'drain', fn: Listener): this {
-    if (event === 'close') return this.on('close', fn);
-    const once = (): void => {
-      const l = this.drainListeners;
-      if (l !== null) { const i = l.indexOf(once); if (i >= 0) l.splice(i, 1); }
-      fn();
-    };
-    return this.on('drain', once);
-  }
-
-  // H2StreamHandler: the stream's events.
-  onHeaders(): void { /* request trailers: nothing on the proxy path reads them */ }
-
-  onData(_st: H2Stream, chunk: Buffer): void {
-    const body = this.req.body;
-    if (body !== null && !body.push(chunk)) this.stream.pause();
-  }
-
-  onEnd(): void {
-    this.req.complete = true;
-    this.req.body?.push(null);
-  }
-
-  onDrain(): void {
-    const l = this.drainListeners;
-    if (l === null) return;
-    for (const f of l.slice()) f();
-  }
-
-  onClose(st: H2Stream): void {
-    if (this.closed) return;
-    this.closed = true;
-    if (!this.finished) this.destroyed = true;
-    const body = this.req.body;
-    if (body !== null && !this.req.complete) body.destroy();
-    this.listener.streamClosed(this.session, this, st);
-    const l = this.closeListeners;
-    this.closeListeners = null;
-    // Told on the next tick, as a Node stream's 'close' is: the stream closes inside our own end(), and the
-    // forwarder marks the exchange finished only after end() returns (else a clean close reads as the client's, DC).
-    if (l !== null) process.nextTick(emitClose, this, l);
-  }
-}
-
-function emitClose(res: Http2Response, listeners: Listener[]): void {
-  for (const f of listeners) f.call(res);
-}
-
-
-/** Per-connection facts the requests read (addresses once per connection, the original destination). */
-class H2Conn {
-  readonly remoteAddress: string;
-  readonly remoteKey: string;
-  readonly localKey: string;
-  readonly peer: PeerIdentity | undefined;
-  /** Streams closed and, of them, premature resets (the rapid-reset check). */
-  closedStreams = 0;
-  prematureResets = 0;
-  constructor(sock: net.Socket, readonly originalDst: OriginalDestination | undefined) {
-    this.peer = peerOf(sock);
-    this.remoteAddress = sock.remoteAddress ?? '';
-    this.remoteKey = `${this.remoteAddress}:${sock.remotePort ?? 0}`;
-    this.localKey = `${sock.localAddress ?? ''}:${sock.localPort ?? 0}`;
-  }
-}
 
 /**
  * Envoy's defence against HTTP/2 "rapid reset" (CVE-2023-44487), with Envoy's defaults
@@ -286,6 +47,10 @@ export interface Http2ListenerStats {
   prematureResetCloses: number;
   /** Streams the client reset before their response was complete (Envoy `downstream_rq_rx_reset`). */
   streamsResetByPeer: number;
+  /** Connections closed because a header block was not complete within the request-headers timeout. */
+  headersTimeouts: number;
+  /** Streams ended by the stream idle timeout (408 if unanswered, else reset; Envoy `downstream_rq_idle_timeout`). */
+  streamIdleTimeouts: number;
 }
 
 export interface Http2ListenerOptions {
@@ -295,18 +60,30 @@ export interface Http2ListenerOptions {
   idleTimeoutMs?: number;
   /** Largest header list (bytes, RFC 9113's size), as HTTP/1's maxHeaderSize. Default 16 KiB. */
   maxHeaderListSize?: number;
+  /** A header block must be complete this long after its first byte (ms): the same policy as HTTP/1's head. Default 30 s. */
+  headersTimeoutMs?: number;
+  /** A stream with no byte moving either way for this long ends (ms; 0 = never), as an HTTP/1 request does. Default 5 min. */
+  streamIdleTimeoutMs?: number;
 }
 
 /** The HTTP/2 side of a data-plane listener: sessions for the connections handed to it. */
-export class Http2Listener {
+export class Http2Listener implements StreamOwner {
   private readonly sessions = new Map<H2Session, H2Conn>();
   draining = false;
-  readonly stats: Http2ListenerStats = { sessions: 0, protocolErrors: 0, prematureResetCloses: 0, streamsResetByPeer: 0 };
+  readonly stats: Http2ListenerStats = { sessions: 0, protocolErrors: 0, prematureResetCloses: 0, streamsResetByPeer: 0, headersTimeouts: 0, streamIdleTimeouts: 0 };
+  /** The request-headers and stream idle timeouts: one policy with the HTTP/1 server's. */
+  readonly timeouts: StreamTimeouts;
+  /** A coarse clock (ms), set by the sweep: what progress stamps read instead of a system call per frame. */
+  clock = Date.now();
   private idleTimer: NodeJS.Timeout | undefined;
   private readonly idleMs: number;
 
   constructor(private readonly handler: Http2Handler, private readonly opts: Http2ListenerOptions = {}) {
     this.idleMs = opts.idleTimeoutMs ?? 65_000;
+    this.timeouts = {
+      headersTimeoutMs: opts.headersTimeoutMs ?? DEFAULT_STREAM_TIMEOUTS.headersTimeoutMs,
+      streamIdleTimeoutMs: opts.streamIdleTimeoutMs ?? DEFAULT_STREAM_TIMEOUTS.streamIdleTimeoutMs,
+    };
   }
 
   /** Serve HTTP/2 on an accepted socket; `head` holds the bytes already read from it (the preface). */
@@ -360,7 +137,8 @@ export class Http2Listener {
     this.sessions.set(session, conn);
     this.stats.sessions++;
     if (this.idleTimer === undefined) {
-      this.idleTimer = setInterval(() => this.sweepIdle(), Math.min(1000, this.idleMs));
+      this.clock = Date.now();
+      this.idleTimer = setInterval(sweepListener, sweepIntervalMs(this.timeouts, this.idleMs), this);
       this.idleTimer.unref();
     }
     return session;
@@ -370,6 +148,7 @@ export class Http2Listener {
     const req = new Http2Request(stream, flat, endStream, conn);
     const res = new Http2Response(stream, req, this, session);
     res.openedAt = Date.now();
+    res.lastProgress = this.clock;
     stream.handler = res;
     try {
       this.handler(req, res);
@@ -394,14 +173,34 @@ export class Http2Listener {
     }
   }
 
-  private sweepIdle(): void {
+  /**
+   * @internal Once a tick: idle connections close (GOAWAY), a connection whose header block is overdue closes (no
+   * other frame may arrive before the block ends, so nothing else can move on it), and silent streams end as an
+   * HTTP/1 request would: 408 if unanswered, else RST_STREAM.
+   */
+  sweep(now: number): void {
+    this.clock = now;
     if (this.sessions.size === 0) {
       clearInterval(this.idleTimer);
       this.idleTimer = undefined;
       return;
     }
-    const now = Date.now();
-    for (const s of this.sessions.keys()) if (s.active === 0 && now - s.idleSince >= this.idleMs) s.close();
+    const t = this.timeouts;
+    for (const s of this.sessions.keys()) {
+      if (s.active === 0 && now - s.idleSince >= this.idleMs) { s.close(); continue; }
+      if (headersOverdue(t, s.headerPendingSince, now)) {
+        this.stats.headersTimeouts++;
+        s.headerPendingSince = 0;
+        s.close();
+      }
+      if (t.streamIdleTimeoutMs === 0 || s.active === 0) continue;
+      for (const st of s.streams.values()) {
+        const res = st.handler;
+        if (!(res instanceof Http2Response) || res.answeredByServer || !streamIdle(t, res.lastProgress, now)) continue;
+        this.stats.streamIdleTimeouts++;
+        res.timeOut();
+      }
+    }
   }
 
   /** Drain: GOAWAY to every session (open streams finish), and to new ones at once. */

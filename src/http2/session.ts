@@ -129,6 +129,8 @@ export interface H2StreamHandler {
   onClose(stream: H2Stream, code: number, byPeer: boolean): void;
   /** Flow-control room again after `write` returned false. */
   onDrain(stream: H2Stream): void;
+  /** Client: an informational (1xx) response header block, e.g. `100 Continue`, before the final one. */
+  onInformational?(stream: H2Stream, status: number): void;
 }
 
 const NO_HANDLER: H2StreamHandler = {
@@ -187,6 +189,12 @@ export class H2Stream {
     if (endStream) this.localEnded = true;
     this.session.writeHeaders(this.id, flat, endStream);
     if (endStream) this.maybeClose();
+  }
+
+  /** Send an informational (1xx) header block, e.g. `100 Continue`, before the final headers. */
+  sendInformational(flat: readonly string[]): void {
+    if (this.closed || this.localEnded || this.headersSent) return;
+    this.session.writeHeaders(this.id, flat, false);
   }
 
   /** Send body bytes. False: they are queued behind flow control; `onDrain` follows when they are sent. */
@@ -473,6 +481,12 @@ export class H2Session {
   lastFrameAt = 0;
   /** When the last stream closed (idle timeout). */
   idleSince = Date.now();
+  /**
+   * Since when (ms) a head has been arriving and is not complete: the preface, a frame header, a HEADERS or
+   * CONTINUATION frame cut between reads, or a header block waiting for its CONTINUATION; 0 = none. The listener
+   * closes the connection when it is older than the request-headers timeout (nothing else can move on it meanwhile).
+   */
+  headerPendingSince = 0;
 
   constructor(readonly socket: Duplex, readonly role: 'server' | 'client', opts: H2SessionOptions, readonly events: H2SessionEvents) {
     this.localWindow = opts.initialWindowSize ?? 1 << 20;
@@ -745,6 +759,10 @@ export class H2Session {
       }
     }
     if (pos < buf.length && !this.destroyed) this.buf = buf.subarray(pos);
+    const rest = this.buf;
+    const pending = this.prefaceLeft > 0 || this.hbStream !== 0 || (rest !== null && (rest.length < 4 || rest[3] === HEADERS || rest[3] === CONTINUATION));
+    if (!pending) this.headerPendingSince = 0;
+    else if (this.headerPendingSince === 0) this.headerPendingSince = this.lastFrameAt;
   }
 
   private onFrame(type: number, flags: number, id: number, p: Buffer): void {
@@ -848,6 +866,7 @@ export class H2Session {
   }
 
   private onHeaderBlock(id: number, flags: number, block: Buffer): void {
+    this.headerPendingSince = 0;
     let flat: string[];
     let tooLarge = false;
     try {
@@ -914,6 +933,7 @@ export class H2Session {
       if (!(status >= 100 && status <= 999) || checkResponse(flat) !== null) { this.streamError(id, H2ERR.PROTOCOL_ERROR); return; }
       if (status < 200) {
         if (end || status === 101) this.streamError(id, H2ERR.PROTOCOL_ERROR);
+        else st.handler.onInformational?.(st, status);
         return;
       }
       st.headersReceived = true;

@@ -1,7 +1,8 @@
 /**
  * One downstream request, from the matched route to the last byte: destination choice, admission
- * (circuit breaking), the attempt/retry loop over undici, timeouts, and the response back to the app.
- * This is the only module that sequences I/O; the decisions come from pure modules.
+ * (circuit breaking), the attempt/retry loop over the upstream pools, timeouts, the response back to the app, and
+ * the body told to the request's shadows (./mirror.ts).
+ * With ./mirror.ts (shadow requests), the only module that sequences request I/O; the decisions come from pure modules.
  * Hot path: one Exchange per request and one Attempt per try are the only objects it allocates
  * beyond header arrays; callbacks are methods, timers take the object as an argument (no closures).
  */
@@ -18,12 +19,13 @@ import type { Socket } from 'node:net';
 import { DEFAULT_TUNNEL_IDLE_TIMEOUT_MS, Tunnels } from './tunnel.js';
 import { BytePipe, type PipeEnd, type PipeOwner } from './byte-pipe.js';
 import { E, type LocalError } from './local-reply.js';
+import { classify, grpcStatusOf, LOCAL_CODES } from './attempt-outcome.js';
 import { localReplyParts } from './grpc.js';
-import { upstreamIsHttp2 } from '../upstream/policy.js';
 import type { ClusterCounters, Observer } from './observer.js';
 import type { UpstreamHandler, UpstreamPool, UpstreamRequest } from '../upstream/h1-pool.js';
-import type { ClientSpan, ProxyTracing, ServerSpan } from '../telemetry/tracing.js';
+import type { ClientSpan, ProxyTracing, ServerSpan } from '../telemetry/tracing-api.js';
 import type { PeerIdentity } from '../security/mtls.js';
+import type { ShadowTap } from './mirror.js';
 
 export interface ForwardContext {
   clusters: ClusterManager;
@@ -32,6 +34,8 @@ export interface ForwardContext {
   now: () => number;
   /** Largest request body kept in memory for retries (bytes). */
   retryBufferBytes: number;
+  /** Largest request body a shadow (mirror) carries (bytes); default retryBufferBytes. */
+  mirrorBodyBytes?: number;
   /** Inbound while draining: answer with Connection: close. */
   draining: boolean;
   tracing: ProxyTracing;
@@ -71,6 +75,8 @@ export interface ForwardPlan {
   peer?: PeerIdentity | undefined;
   /** Inbound: the service the request named (its FQDN), for destination_service; default the cluster's host. */
   serviceHost?: string | undefined;
+  /** The request's shadows (route mirrors), told of its body and sent once it is whole (./mirror.ts). */
+  shadows?: ShadowTap | undefined;
 }
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
@@ -81,6 +87,8 @@ function bodyMode(req: DownstreamRequest, limit: number): 'none' | 'buffer' | 's
   // The server layers decide whether a body follows (HTTP/1: Content-Length > 0 or Transfer-Encoding; HTTP/2: the
   // HEADERS frame did not end the stream, with or without a content-length).
   if (req.body === null) return 'none';
+  // Expect: 100-continue: the client sends its body only once the upstream said 100, so it cannot be read first.
+  if (req.expectContinue) return 'stream';
   if (req.headers['transfer-encoding'] !== undefined) return 'stream';
   const cl = req.headers['content-length'];
   if (cl === undefined) return 'stream';
@@ -90,18 +98,32 @@ function bodyMode(req: DownstreamRequest, limit: number): 'none' | 'buffer' | 's
 export function forward(req: DownstreamRequest, res: DownstreamResponse, plan: ForwardPlan, ctx: ForwardContext): void {
   const ex = new Exchange(req, res, plan, ctx);
   const mode = bodyMode(req, ctx.retryBufferBytes);
+  // Shadows leave once the body is whole and the primary's first try went out (never before, never instead).
+  const shadows = plan.shadows;
   if (mode === 'none') {
     ex.body = null;
     ex.replayable = true;
     ex.start();
+    if (shadows !== undefined) { if (ex.finished) shadows.drop(); else shadows.send(null); }
   } else if (mode === 'stream') {
     ex.body = req.body;
     ex.replayable = false;
+    const cl = req.headers['content-length'];
     // Larger than the retry buffer (by its Content-Length): never retried. Envoy counts it as retry_or_shadow_abandoned.
-    if (req.headers['content-length'] !== undefined) ex.retryBufferAbandoned();
-    // A body of unknown length (chunked HTTP/1, any HTTP/2 body: a gRPC call) streams at once, and a copy is kept
-    // while it stays within the retry buffer: if it ended there, a retry replays it (Envoy buffers for retries too).
-    if (req.headers['content-length'] === undefined) ex.copy = [];
+    // A body of unknown length (chunked HTTP/1, any HTTP/2 body: a gRPC call), or one that waits for 100 Continue,
+    // streams at once, and a copy is kept while it stays within the retry buffer: if it ended there, a retry replays
+    // it (Envoy buffers for retries too).
+    if (cl !== undefined && Number(cl) > ctx.retryBufferBytes) ex.bufferAbandoned(true);
+    else ex.copy = [];
+    if (shadows !== undefined) {
+      // The shadows keep their own copy of the chunks as they go to the primary, up to --mirror-body-bytes.
+      if (cl !== undefined && Number(cl) > shadows.maxBody) {
+        shadows.drop();
+        ex.bufferAbandoned(false);
+      } else {
+        ex.shadows = shadows;
+      }
+    }
     ex.start();
   } else {
     ex.replayable = true;
@@ -113,8 +135,12 @@ export function forward(req: DownstreamRequest, res: DownstreamResponse, plan: F
       ex.body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
       ex.bytesReceived = size;
       ex.start();
+      if (shadows !== undefined) {
+        if (ex.finished) shadows.drop();
+        else if (!shadows.send(ex.body)) ex.bufferAbandoned(false);
+      }
     });
-    body.on('error', () => ex.downstreamGone());
+    body.on('error', () => { shadows?.drop(); ex.downstreamGone(); });
   }
 }
 
@@ -155,6 +181,10 @@ class Exchange {
   responseHeaders: string[] | undefined;
   grpcStatus: number | undefined;
   private span: ServerSpan | undefined;
+  /** retry_or_shadow_abandoned was counted for this request (once, as Envoy does). */
+  private abandonCounted = false;
+  /** Shadows fed from a streamed body (onBodySent / onRequestSent), until they are sent or dropped. */
+  shadows: ShadowTap | undefined;
 
   constructor(readonly req: DownstreamRequest, readonly res: DownstreamResponse, readonly plan: ForwardPlan, readonly ctx: ForwardContext) {
     this.flags = plan.flags;
@@ -241,13 +271,9 @@ class Exchange {
       if (tryMs === 0 || left < tryMs) tryMs = 0; // the route timer fires first
     }
     if (tryMs > 0) a.timer = setTimeout(onAttemptTimeout, tryMs, a);
-    // HTTP/2 upstream by the port's protocol, h2UpgradePolicy or the client's protocol; an upgrade (101) needs HTTP/1.1.
-    const limits = rt.def.policy.pool;
-    // TLS upstream (Istio mTLS to a meshed endpoint, ISTIO_MUTUAL, SIMPLE/MUTUAL): the cluster's own pools.
-    const mtlsOf = (rt.def.policy.tlsMode !== 'DISABLE' || this.ctx.clusters.mtls !== undefined) && this.ctx.clusters.upstreamTls(rt.def, ep) ? rt.def : undefined;
-    const pool: UpstreamPool = !this.req.upgrade && upstreamIsHttp2(rt.def.protocol, limits, this.req.httpVersion === '2.0')
-      ? this.ctx.clusters.h2pool(ep, limits, mtlsOf)
-      : this.ctx.clusters.pool(ep, limits, mtlsOf);
+    // HTTP/2 upstream by the port's protocol, h2UpgradePolicy or the client's protocol; an upgrade (101) needs HTTP/1.1;
+    // TLS upstreams (Istio mTLS to a meshed endpoint, ISTIO_MUTUAL, SIMPLE/MUTUAL) in the cluster's own pools.
+    const pool: UpstreamPool = this.ctx.clusters.httpPool(rt.def, ep, this.req.httpVersion === '2.0', this.req.upgrade);
     const req: UpstreamRequest = { method: this.plan.method, path: this.plan.path, headers, body: this.body, upgrade: this.req.upgrade };
     try {
       if (this.freshConnection) {
@@ -261,9 +287,14 @@ class Exchange {
     }
   }
 
-  /** The body cannot be kept for a retry (over --retry-buffer-bytes): counted when a retry policy applies. */
-  retryBufferAbandoned(): void {
-    if (this.plan.retry.attempts > 0) this.counters.retry_or_shadow_abandoned++;
+  /**
+   * The body cannot be kept for a retry (over --retry-buffer-bytes, counted when a retry policy applies) or for the
+   * shadows (over --mirror-body-bytes): Envoy's retry_or_shadow_abandoned on the route's cluster, once per request.
+   */
+  bufferAbandoned(forRetry: boolean): void {
+    if (this.abandonCounted || (forRetry && this.plan.retry.attempts === 0)) return;
+    this.abandonCounted = true;
+    this.counters.retry_or_shadow_abandoned++;
   }
 
   /** The upstream reset the request (closed, RST, invalid response) before or during its response. */
@@ -537,8 +568,15 @@ class Exchange {
 
   downstreamGone(): void {
     if (this.finished) return;
-    this.addFlag('DC');
-    this.details = this.details || 'downstream_remote_disconnect';
+    // The listener ended the stream for its stream idle timeout (408, or a reset once answering): Envoy's SI.
+    const idle = this.res.streamIdleTimedOut;
+    if (idle) {
+      this.addFlag('SI');
+      this.details = 'stream_idle_timeout';
+    } else {
+      this.addFlag('DC');
+      this.details = this.details || 'downstream_remote_disconnect';
+    }
     if (this.backoffTimer) { clearTimeout(this.backoffTimer); this.backoffTimer = undefined; }
     const a = this.current;
     if (a !== undefined && !a.done) {
@@ -546,7 +584,7 @@ class Exchange {
       a.clearTimer();
       a.abort();
     }
-    if (!this.responded) this.status = 0;
+    if (!this.responded) this.status = idle ? 408 : 0;
     this.complete();
   }
 
@@ -591,6 +629,8 @@ class Exchange {
     if (this.backoffTimer) { clearTimeout(this.backoffTimer); this.backoffTimer = undefined; }
     if (this.admitted) { this.admitted = false; this.plan.cluster.release(); }
     if (this.retryHeld !== 0) { this.plan.cluster.endRetry(this.retryHeld === 2); this.retryHeld = 0; }
+    // Ended before its body went out whole: its shadows are not sent (Envoy: no shadow for an incomplete request).
+    if (this.shadows !== undefined && !this.shadows.settled) this.shadows.drop();
     if (this.body !== null && !Buffer.isBuffer(this.body) && !this.req.complete) this.req.resume();
     const p = this.plan;
     const def: ClusterDef = p.cluster.def;
@@ -647,8 +687,16 @@ class Attempt implements UpstreamHandler {
     if (this.done) abort(new Error('aborted by proxy'));
   }
 
+  /** The upstream said 100 Continue: the client, which waits for it (Expect: 100-continue), is told. */
+  onContinue(): void {
+    if (!this.done) this.ex.res.sendContinue();
+  }
+
   onRequestSent(): void {
     this.bodyFullySent = true;
+    // A streamed body went out whole: its shadows leave now.
+    const shadows = this.ex.shadows;
+    if (shadows !== undefined && !shadows.settled) shadows.end();
   }
 
   onBodySent(chunk: Buffer): void {
@@ -660,9 +708,11 @@ class Attempt implements UpstreamHandler {
         if (ex.bytesReceived <= ex.ctx.retryBufferBytes) copy.push(chunk);
         else {
           ex.copy = undefined; // over the retry buffer: this request will not be retried
-          ex.retryBufferAbandoned();
+          ex.bufferAbandoned(true);
         }
       }
+      const shadows = ex.shadows;
+      if (shadows !== undefined && !shadows.settled && !shadows.chunk(chunk)) ex.bufferAbandoned(false);
     }
   }
 
@@ -730,27 +780,6 @@ class Attempt implements UpstreamHandler {
   }
 }
 
-/** Pool errors that are the proxy's own doing (pool closed by a reload or shutdown), not an upstream reset. */
-const LOCAL_CODES = new Set(['UND_ERR_CLOSED', 'UND_ERR_DESTROYED', 'UND_ERR_ABORTED']);
-const CONNECT_CODES = new Set(['ECONNREFUSED', 'UND_ERR_CONNECT_TIMEOUT', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL', 'ECONNABORTED']);
-
-export function classify(err: Error): AttemptOutcome {
-  const code = (err as NodeJS.ErrnoException).code ?? '';
-  if (CONNECT_CODES.has(code)) return { kind: 'connect-failure' };
-  if (code === 'UND_ERR_HEADERS_TIMEOUT') return { kind: 'timeout' };
-  return { kind: 'reset' };
-}
-
-function grpcStatusOf(raw: readonly string[]): number | undefined {
-  for (let i = 0; i < raw.length; i += 2) {
-    const k = raw[i]!;
-    if (k.length === 11 && k.toLowerCase() === 'grpc-status') {
-      const n = Number(raw[i + 1]!);
-      return Number.isFinite(n) ? n : undefined;
-    }
-  }
-  return undefined;
-}
 
 function removeContentLength(headers: string[]): void {
   for (let i = headers.length - 2; i >= 0; i -= 2) {
@@ -898,3 +927,4 @@ const TUNNEL_ENDS: Partial<Record<PipeEnd, { flag: ResponseFlag; details: string
 };
 
 export type { HeaderOps };
+export { classify };

@@ -8,7 +8,6 @@ import type { DownstreamRequest, DownstreamResponse } from './downstream.js';
 import { resolveCaptured } from '../routing/l4-destination.js';
 import { requestId as newRequestId } from '../util/request-id.js';
 import { performance } from 'node:perf_hooks';
-import type { H1Pool, UpstreamHandler } from '../upstream/h1-pool.js';
 import type { Snapshot } from '../config/snapshot.js';
 import { lookupHost } from '../config/compile.js';
 import { destinationPort, findRoute, pickDestination, replacePrefixMatch, type CompiledDestination, type CompiledRoute, type RequestView } from '../routing/route.js';
@@ -18,6 +17,7 @@ import { isLoopbackHost, parseTarget, type PathNormalization, type RequestTarget
 import { applyRetryOverrides, routeTimeoutOverride } from './retry-policy.js';
 import { applyHeaderOps, HeaderHygieneStats, screenRequestHeaders, upstreamRequestHeaders, type UnderscoreAction } from './headers.js';
 import { forward, type ForwardContext, type ForwardPlan } from './forwarder.js';
+import { shadowsFor } from './mirror.js';
 import { E, localReplyRecord, type LocalError } from './local-reply.js';
 import { localReplyParts, parseGrpcTimeout } from './grpc.js';
 import type { ClusterRuntime } from '../model.js';
@@ -247,52 +247,14 @@ function send(
     responseExtra,
     flags: flag ?? '-',
     routeName: route?.name,
+    shadows: undefined,
   };
-  if (route !== undefined && route.mirrors.length > 0) mirror(env, route, req, headers, path, host, view, t.explicitPort);
+  // Route mirrors: the shadows copy the head now (before the forwarder adds per-try headers) and leave once the body
+  // is whole and the primary's first try went out (src/proxy/mirror.ts).
+  if (route !== undefined && route.mirrors.length > 0) {
+    plan.shadows = shadowsFor(env, route, plan.method, path, headers, host, view.port, t.explicitPort, req.httpVersion === '2.0', req.upgrade, plan.timeoutMs);
+  }
   forward(req, res, plan, env);
-}
-
-// === mirroring: fire and forget ===
-
-/** Longest a shadow request may take (ms); its result is ignored anyway. */
-const MIRROR_TIMEOUT_MS = 10_000;
-
-/** A shadow request: its answer is read and dropped; it is cut off after MIRROR_TIMEOUT_MS. */
-class MirrorHandler implements UpstreamHandler {
-  private timer: NodeJS.Timeout | undefined;
-  onConnect(abort: (err?: Error) => void): void {
-    this.timer = setTimeout(abort, MIRROR_TIMEOUT_MS);
-    this.timer.unref();
-  }
-  onHeaders(): boolean { return true; }
-  onData(): boolean { return true; }
-  onComplete(): void { clearTimeout(this.timer); }
-  onError(): void { clearTimeout(this.timer); }
-}
-
-function mirror(env: OutboundEnv, route: CompiledRoute, req: DownstreamRequest, headers: readonly string[], path: string, host: string, view: RequestView, explicitPort: number): void {
-  // Only bodiless requests are mirrored: a streamed body can be read once (documented in docs/configuration.md).
-  // Nor upgrades: a shadow cannot take part in the tunnel.
-  if (req.upgrade) return;
-  if (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0') return;
-  if (req.headers['transfer-encoding'] !== undefined) return;
-  for (const m of route.mirrors) {
-    if (m.percent < 100 && env.rand() * 100 >= m.percent) continue;
-    const d = m.destination;
-    const p = destinationPort(d, view.port, explicitPort);
-    const def = d.clusters.get(p);
-    if (def === undefined) continue;
-    const rt = env.clusters.runtime(def);
-    const ep = rt.pick({}, env.now());
-    if (ep === undefined) continue;
-    const h = headers.slice();
-    for (let i = 0; i < h.length; i += 2) if (h[i]!.toLowerCase() === 'host') h[i + 1] = `${hostOnly(host)}-shadow${host.slice(hostOnly(host).length)}`;
-    const pool: H1Pool = env.clusters.pool(ep, def.policy.pool, env.clusters.upstreamTls(def, ep) ? def : undefined);
-    try {
-      // Shadows get a bounded life: a shadow that never answers must not hold a connection forever.
-      pool.dispatch({ path, method: view.method, headers: h, body: null }, new MirrorHandler());
-    } catch { /* a mirror never affects the primary */ }
-  }
 }
 
 // === CORS ===

@@ -16,7 +16,7 @@ import { sanEntries } from '../security/spiffe.js';
 import { credentialDir } from '../security/credential-name.js';
 import type { Snapshot } from '../config/snapshot.js';
 import { createClusterRuntime } from './cluster-runtime.js';
-import { compileClusterPolicy } from './policy.js';
+import { compileClusterPolicy, upstreamIsHttp2 } from './policy.js';
 
 const MAX_U32 = 4294967295;
 
@@ -217,6 +217,17 @@ export class ClusterManager {
   }
   private h2Cache = new WeakMap<PoolLimits, Map<string, H2Pool>>();
   private h2MtlsCache = new WeakMap<ClusterDef, Map<string, H2Pool>>();
+
+  /**
+   * The pool a request to `ep` of cluster `def` goes through: HTTP/2 by the port's protocol, h2UpgradePolicy or the
+   * client's own protocol (`clientH2`), HTTP/1.1 for an upgrade; TLS (Istio mTLS, SIMPLE/MUTUAL) in the cluster's own
+   * pools. One rule for the forwarder's attempts and for shadow requests.
+   */
+  httpPool(def: ClusterDef, ep: Endpoint, clientH2: boolean, upgrade: boolean): UpstreamPool {
+    const limits = def.policy.pool;
+    const mtlsOf = (def.policy.tlsMode !== 'DISABLE' || this.mtls !== undefined) && this.upstreamTls(def, ep) ? def : undefined;
+    return !upgrade && upstreamIsHttp2(def.protocol, limits, clientH2) ? this.h2pool(ep, limits, mtlsOf) : this.pool(ep, limits, mtlsOf);
+  }
 
   /** The HTTP/1 pool of an endpoint; `mtlsOf` (the cluster) when its connections are Istio mTLS (originatesMtls). */
   pool(ep: Endpoint, limits: PoolLimits, mtlsOf?: ClusterDef): H1Pool {

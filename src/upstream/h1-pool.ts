@@ -26,6 +26,8 @@ export interface UpstreamHandler {
   onRequestSent?(): void;
   /** A streamed request body chunk was written. */
   onBodySent?(chunk: Buffer): void;
+  /** The upstream answered `100 Continue` (to a request that carries `Expect: 100-continue`); other 1xx are skipped. */
+  onContinue?(): void;
   /**
    * The upstream answered an upgrade request (`UpstreamRequest.upgrade`) with 101 Switching Protocols: instead of
    * onHeaders, the connection is handed over. It has left the pool for good (nothing of the pool acts on the socket
@@ -383,6 +385,7 @@ function onHeadersComplete(this: NativeParser<Connection>, _major: number, _mino
   }
   if (status < 200 && status !== 101) {
     ex.informational = true; // 100 Continue, 103 Early Hints: wait for the real response
+    if (status === 100) ex.h.onContinue?.();
     return 1;
   }
   if (upgrade || status === 101) {

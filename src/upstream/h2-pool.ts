@@ -75,6 +75,10 @@ class Exchange implements H2StreamHandler {
     if (!this.h.onData(chunk)) st.pause();
   }
 
+  onInformational(_st: H2Stream, status: number): void {
+    if (!this.done && status === 100) this.h.onContinue?.();
+  }
+
   onEnd(): void {
     if (this.done) return;
     this.done = true;

@@ -1,10 +1,11 @@
 /**
  * A raw HTTP/2 client for hostile-peer tests: it writes frames by hand (what a well-behaved library never sends:
  * rapid resets, endless CONTINUATION, SETTINGS and PING floods) and parses what comes back frame by frame. HPACK
- * is the minimum: static-table indexes and literal fields without indexing or Huffman coding (RFC 7541 §6.2.2),
- * which every decoder must accept.
+ * out is the minimum: static-table indexes and literal fields without indexing or Huffman coding (RFC 7541 §6.2.2),
+ * which every decoder must accept; header blocks in are decoded in arrival order (`responseHeaders`).
  */
 import net from 'node:net';
+import { HpackDecoder } from '../../src/http2/hpack.js';
 
 export const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 
@@ -109,6 +110,36 @@ export class RawH2 {
 
   streamFrames(id: number): Frame[] {
     return this.frames.filter((f) => f.streamId === id);
+  }
+
+  private readonly decoder = new HpackDecoder(4096);
+  private decodedUpTo = 0;
+  private readonly blocks: Array<{ streamId: number; fields: string[] }> = [];
+  private parts: Buffer[] = [];
+
+  /**
+   * The header blocks the server sent on stream `id` (informational, final, trailers), each a flat
+   * [name, value, …] list, decoded in connection order as HPACK requires.
+   */
+  headerBlocks(id: number): string[][] {
+    for (; this.decodedUpTo < this.frames.length; this.decodedUpTo++) {
+      const f = this.frames[this.decodedUpTo]!;
+      if (f.type !== FRAME.HEADERS && f.type !== FRAME.CONTINUATION) continue;
+      let p = f.payload;
+      if (f.type === FRAME.HEADERS) {
+        if ((f.flags & FLAG.PADDED) !== 0) p = p.subarray(1, p.length - p[0]!);
+        if ((f.flags & 0x20) !== 0) p = p.subarray(5);
+        this.parts = [];
+      }
+      this.parts.push(p);
+      if ((f.flags & FLAG.END_HEADERS) !== 0) this.blocks.push({ streamId: f.streamId, fields: this.decoder.decode(Buffer.concat(this.parts)) });
+    }
+    return this.blocks.filter((b) => b.streamId === id).map((b) => b.fields);
+  }
+
+  /** The `:status` of every header block on stream `id`, in order (100, then 200 …). */
+  statuses(id: number): number[] {
+    return this.headerBlocks(id).map((f) => Number(f[f.indexOf(':status') + 1])).filter((n) => n > 0);
   }
 
   async until(pred: () => boolean, ms = 5000, what = 'condition'): Promise<void> {

@@ -85,11 +85,5 @@ export async function startProxy(files: Record<string, string> | string, extraAr
   return p;
 }
 
-export async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs = 5000, stepMs = 25): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
-    if (await cond()) return;
-    await new Promise((r) => setTimeout(r, stepMs));
-  }
-  throw new Error(`condition not met within ${timeoutMs} ms`);
-}
+/** Kept here for the tests that import it from the harness; the one implementation is ./wait-for.ts. */
+export { waitFor } from './wait-for.js';

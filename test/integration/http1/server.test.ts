@@ -359,18 +359,39 @@ describe('request bodies', () => {
     expect(req!.complete).toBe(true);
   });
 
-  it('Expect: 100-continue is answered at once, before the body is sent', async () => {
+  it('Expect: 100-continue is the handler\'s to answer: sendContinue writes 100 Continue once, before the body is sent', async () => {
+    let expected: boolean | undefined;
     const { port } = await serve((req, res) => {
-      void readAll(req.body!).then((b) => { res.writeHead(200, ['Content-Length', String(b.length)]); res.end(b); });
+      expected = req.expectContinue;
+      // The proxy relays its upstream's 100 this way; a second call, or one after the final head, writes nothing.
+      res.sendContinue();
+      res.sendContinue();
+      void readAll(req.body!).then((b) => { res.writeHead(200, ['Content-Length', String(b.length)]); res.end(b); res.sendContinue(); });
     });
     const c = await RawClient.connect(port);
     c.send('PUT /x HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n');
     await c.waitText((s) => s.includes('\r\n\r\n'));
     expect(c.text).toBe('HTTP/1.1 100 Continue\r\n\r\n');
+    expect(expected).toBe(true);
     c.send('data');
     const [r] = await c.responses(1);
     expect(r!.status).toBe(200);
     expect(r!.body.toString()).toBe('data');
+  });
+
+  it('an HTTP/1.0 expectation is ignored and removed (no 1xx to an HTTP/1.0 client, RFC 9110)', async () => {
+    let seen: { expected: boolean; raw: string[] } | undefined;
+    const { port } = await serve((req, res) => {
+      seen = { expected: req.expectContinue, raw: req.rawHeaders.slice() };
+      res.sendContinue();
+      void readAll(req.body!).then((b) => { res.writeHead(200, ['Content-Length', String(b.length)]); res.end(b); });
+    });
+    const c = await RawClient.connect(port);
+    c.send('PUT /x HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\ndata');
+    const [r] = await c.responses(1);
+    expect(r!.status).toBe(200);
+    expect(c.text).not.toContain('100 Continue');
+    expect(seen).toEqual({ expected: false, raw: ['Content-Length', '4'] });
   });
 
   it('a client that closes mid-body errors the body stream, and the connection closes (close fires once, destroyed)', async () => {

@@ -6,6 +6,7 @@ import http2 from 'node:http2';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startProxy, type RunningProxy } from '../../support/proxy-harness.js';
+import { fakeUpstream, type FakeH2Upstream } from '../../support/fake-upstream.js';
 
 const raw = { serialize: (b: Buffer): Buffer => b, deserialize: (b: Buffer): Buffer => b };
 const SERVICE: grpc.ServiceDefinition = {
@@ -77,15 +78,13 @@ describe('gRPC through Remora (HTTP/2 both ways)', () => {
   let deadPort = 0;
   // An HTTP/2 upstream that takes calls and never answers, and (unlike grpc-js) ignores grpc-timeout: only Remora's
   // own deadline can end a call to it.
-  let hang: http2.Http2Server;
+  let hang: FakeH2Upstream;
 
   beforeAll(async () => {
     a = await startServer('a', true);
     b = await startServer('b', false);
-    hang = http2.createServer();
-    hang.on('stream', (st) => { st.on('error', () => {}); st.resume(); });
-    await new Promise<void>((r) => hang.listen(0, '127.0.0.1', r));
-    const hangPort = (hang.address() as net.AddressInfo).port;
+    hang = await fakeUpstream().id('hang').grpc().hang().start();
+    const hangPort = hang.port;
     const s = net.createServer();
     await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
     deadPort = (s.address() as net.AddressInfo).port;
@@ -149,7 +148,7 @@ spec:
     await proxy?.stop();
     a?.server.forceShutdown();
     b?.server.forceShutdown();
-    hang?.close();
+    await hang?.close();
   });
 
   it('balances unary calls per request over one client connection', async () => {

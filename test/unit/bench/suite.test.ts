@@ -3,7 +3,8 @@
 import { describe, it, expect } from 'vitest';
 import { parseDocuments } from '../../../src/config/parse.js';
 import { manyServicesYaml, nginxConf, passThroughYaml, policyYaml, POLICY_HOST } from '../../../bench/configs.js';
-import { evaluateTargets, renderBenchmarksDoc, summarizeWarnings, type SuiteResult } from '../../../bench/doc.js';
+import { evaluateTargets, renderBenchmarksDoc, renderTcp, summarizeWarnings, type SuiteResult } from '../../../bench/doc.js';
+import { nginxStreamConf, tcpYaml, TCP_AUTHORITY } from '../../../bench/tcp.js';
 import { buildReport } from '../../../src/bench/report.js';
 import { DEFAULT_LOAD_OPTIONS, type RunOutcome } from '../../../src/bench/generator.js';
 import { LatencyHistogram } from '../../../src/bench/histogram.js';
@@ -27,6 +28,28 @@ describe('generated configs', () => {
     expect(r.resources.filter((x) => x.kind === 'ServiceEntry')).toHaveLength(50);
     expect(r.resources.filter((x) => x.kind === 'VirtualService')).toHaveLength(50);
     expect(new Set(r.resources.map((x) => x.metadata.name)).size).toBe(50);
+  });
+
+  it('raw TCP: the ServiceEntry is a TCP port to the echo server; nginx loads the stream module and proxies at L4', () => {
+    const r = parseDocuments(tcpYaml(7777), 'tcp.yaml');
+    expect(r.errors).toEqual([]);
+    expect(JSON.stringify(r.resources[0]!.spec)).toContain('"protocol":"TCP"');
+    expect(TCP_AUTHORITY).toBe('tcp.bench.local:9000');
+    const c = nginxStreamConf('/tmp/y', 1234, 7777, '/usr/lib/nginx/modules/ngx_stream_module.so');
+    expect(c.startsWith('load_module /usr/lib/nginx/modules/ngx_stream_module.so;')).toBe(true);
+    expect(c).toMatch(/stream \{\s+server \{\s+listen 127\.0\.0\.1:1234 backlog=4096;\s+proxy_pass 127\.0\.0\.1:7777;/);
+    expect(c).not.toContain('http {');
+    for (const m of c.matchAll(/(?:pid|error_log) (\S+?)[;\s]/g)) expect(m[1]!.startsWith('/tmp/y/')).toBe(true);
+  });
+
+  it('raw TCP renders one table per load, with every target and the notes', () => {
+    const row = { perSecond: 1000, perCpuSecond: 2000, cpuMsPer1k: 0.5, p50Ms: 0.1, errors: 0 };
+    const bulk = { mibPerSecond: 500, mibPerCpuSecond: 900, cpuMsPerGiB: 1100, errors: 0 };
+    const md = renderTcp({ durationMs: 5000, rounds: 3, echoConnections: 32, bulkConnections: 4, churnConcurrency: 8, echo: { direct: row, remora: row }, bulk: { direct: bulk, remora: bulk }, churn: { direct: row, remora: { ...row, errors: 2 } }, notes: ['tcp churn: remora round 1: 2 failed connections or round trips'] }).join('\n');
+    expect(md).toContain('### Raw TCP');
+    expect(md).toContain('| remora | 500 | 900 | 1100 | 0 |');
+    expect(md).toContain('| remora | 1000 | 2000 | 0.5 | 0.100 ms | 2 |');
+    expect(md).toContain('- tcp churn: remora round 1');
   });
 
   it('nginx config proxies with upstream keep-alive and writes only under its directory', () => {

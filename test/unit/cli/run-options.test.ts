@@ -26,3 +26,18 @@ describe('--tunnel-idle-timeout', () => {
     expect(() => opts('--tunnel-idle-timeout', '-1s')).toThrow(/--tunnel-idle-timeout/);
   });
 });
+
+describe('--mirror-body-bytes', () => {
+  it('is unset by default (the proxy then uses --retry-buffer-bytes), else a whole number of bytes', () => {
+    expect(opts().mirrorBodyBytes).toBeUndefined();
+    expect(opts('--mirror-body-bytes', '1048576').mirrorBodyBytes).toBe(1_048_576);
+    expect(opts('--mirror-body-bytes', '0').mirrorBodyBytes).toBe(0);
+    expect(runOptionsFrom(['--config', '/x'], { REMORA_MIRROR_BODY_BYTES: '4096' })).toMatchObject({ mirrorBodyBytes: 4096 });
+  });
+
+  it('refuses what is not a whole number of bytes', () => {
+    expect(() => opts('--mirror-body-bytes', '1.5')).toThrow(/--mirror-body-bytes must be a whole number of bytes/);
+    expect(() => opts('--mirror-body-bytes', '-1')).toThrow(/--mirror-body-bytes/);
+    expect(() => opts('--mirror-body-bytes', '64k')).toThrow(/--mirror-body-bytes/);
+  });
+});
