@@ -26,6 +26,8 @@ export interface PodOptions {
 
 export interface RunningPod {
   plan: PodPlan;
+  /** The podman commands that started the pod, shell-quoted, in order (the test saves them beside its report). */
+  commands: string[];
   /** The podman name of a container of the pod. */
   id(container: string): string;
   logs(container: string): string;
@@ -41,6 +43,7 @@ export interface RunningPod {
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const quote = (a: string): string => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, "'\\''")}'`);
 
 function materialise(pod: unknown, opts: PodOptions, root: string): Record<string, string> {
   const dirs: Record<string, string> = {};
@@ -128,8 +131,14 @@ export async function startPod(p: Podman, pod: unknown, opts: PodOptions): Promi
     }
   };
 
+  const commands: string[] = [];
+  const run = (args: string[], timeoutMs?: number): string => {
+    commands.push(['podman', ...args].map(quote).join(' '));
+    return podman(p, args, timeoutMs === undefined ? {} : { timeoutMs });
+  };
   const running: RunningPod = {
     plan,
+    commands,
     id,
     logs,
     exec: (name, cmd, timeoutMs = 60_000) => podman(p, ['exec', id(name), ...cmd], { timeoutMs }),
@@ -167,15 +176,15 @@ export async function startPod(p: Podman, pod: unknown, opts: PodOptions): Promi
       started.push(id(c.name));
       if (c.kind === 'init') {
         try {
-          podman(p, ['run', ...c.runArgs], { timeoutMs: 60_000 });
+          run(['run', ...c.runArgs], 60_000);
         } catch (err) {
           if (!(err instanceof PodmanError)) throw err;
           throw new Error(`init container ${c.name} exited with ${err.code}:\n${logs(c.name)}\n${err.stderr}`);
         }
         continue;
       }
-      podman(p, ['run', '--detach', ...c.runArgs]);
-      if (c.postStart !== undefined) running.exec(c.name, c.postStart);
+      run(['run', '--detach', ...c.runArgs]);
+      if (c.postStart !== undefined) run(['exec', id(c.name), ...c.postStart]);
       // A native sidecar must have started (its startup probe passed) before the next container starts.
       if (c.kind === 'sidecar' && c.startupProbe !== undefined) await awaitProbe(c, c.startupProbe, 'startup');
     }

@@ -2,7 +2,7 @@
 // and the "world" (the node's side: probes, inbound calls, the demo v1/v2 servers and a TCP echo), joined by a veth
 // pair. The containers come from `remora inject --inject-iptables`, run from the image itself, turned into podman
 // flags by the test kubelet: a drift between inject and the image (path, port, UID, capability) fails here.
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createNetnsPair, peerClient, type NetnsPair } from '../support/netns.js';
@@ -64,6 +64,8 @@ describe.each([
       probe: (port, path, timeoutSeconds) => world({ op: 'http', host: net.podIp, port, path, timeoutMs: timeoutSeconds * 1000 }).status,
       dns: { nameserver: net.worldIp, search: ['remora-demo.svc.cluster.local', 'svc.cluster.local', 'cluster.local'], ndots: 5 },
     });
+    // What was run, for a reader who wants to repeat it by hand (docs/operations.md, "The image").
+    writeFileSync(fileURLToPath(new URL(`../../test-results/image-pod-${variant}-${mode}.sh`, import.meta.url)), `${pod.commands.join('\n')}\n`);
   }, 180_000);
 
   afterAll(() => {
