@@ -63,6 +63,12 @@ describe('the image build', () => {
     expect(build.ok).toBe(true);
     const added = build.slim!.bytes - build.base!.bytes;
     console.log(`image sizes: stand-in base ${(build.base!.bytes / MB).toFixed(1)} MB, slim ${(build.slim!.bytes / MB).toFixed(1)} MB (+${(added / MB).toFixed(1)} MB), distroless ${(build.distroless!.bytes / MB).toFixed(1)} MB`);
+    // The layers the slim image adds to the base, newest first (history entries beyond the base's).
+    type Layer = { size: number; CreatedBy?: string; createdBy?: string };
+    const history = (image: string): Layer[] => JSON.parse(podman(p, ['history', '--format', 'json', image])) as Layer[];
+    const layers = history(build.slim!.name).slice(0, -history(build.base!.name).length).filter((l) => l.size > 0);
+    for (const l of layers) console.log(`  ${(l.size / MB).toFixed(1).padStart(6)} MB  ${(l.CreatedBy ?? l.createdBy ?? '').replace(/^\/bin\/sh -c (#\(nop\) )?/, '').slice(0, 90)}`);
+    expect(layers.reduce((sum, l) => sum + l.size, 0)).toBeLessThan(80 * MB);
     expect(added).toBeLessThan(80 * MB);
     expect(build.distroless!.bytes).toBeLessThan(build.slim!.bytes * 0.75);
   });
