@@ -22,7 +22,7 @@ RUN npm ci && test -f native/build/Release/remora_net.node
 COPY tsconfig.json tsconfig.build.json rolldown.config.mjs ./
 COPY src ./src
 # After the prune: type declarations, source maps and markdown of the dependencies are never loaded at run time
-# (112 → 52 MB of node_modules); the image test loads every production dependency to prove it.
+# (the node_modules layer: 96.5 → 43.8 MB); the image test loads every production dependency to prove it.
 RUN npm run build && npm prune --omit=dev \
  && find node_modules -type f \( -name '*.d.ts' -o -name '*.d.mts' -o -name '*.d.cts' -o -name '*.map' -o -name '*.md' \) -delete \
  && find node_modules -depth -type d -empty -delete
