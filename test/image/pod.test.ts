@@ -123,7 +123,8 @@ describe.each([
     expect(v1).toBeGreaterThanOrEqual(137);
     expect(v1).toBeLessThanOrEqual(183);
     const s = stats();
-    expect(s).toMatch(/istio_requests_total\{[^}]*reporter="source"[^}]*destination_version="v1"[^}]*\} [1-9]/);
+    // The pod's labels reached the sidecar through the downward-API file inject mounts (--labels-file).
+    expect(s).toMatch(/istio_requests_total\{[^}]*reporter="source"[^}]*source_app="client",source_version="v1"[^}]*destination_version="v1"[^}]*\} [1-9]/);
     expect(s).toMatch(/istio_requests_total\{[^}]*reporter="source"[^}]*destination_version="v2"[^}]*\} [1-9]/);
   });
 
