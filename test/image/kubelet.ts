@@ -10,6 +10,8 @@ export type Obj = Record<string, unknown>;
 export interface HttpProbe {
   path: string;
   port: number;
+  /** HTTPS probes are not verified (the kubelet skips certificate checks). */
+  scheme: 'HTTP' | 'HTTPS';
   periodSeconds: number;
   failureThreshold: number;
   timeoutSeconds: number;
@@ -37,7 +39,7 @@ export interface PodPlan {
   namespace: string;
   containers: ContainerPlan[];
   /** Volumes the runner must provide as host directories, by name. */
-  volumes: Array<{ name: string; source: 'configMap' | 'downwardAPI' | 'emptyDir'; configMap?: string; optional?: boolean; items?: Array<{ path: string; fieldPath: string }> }>;
+  volumes: Array<{ name: string; source: 'configMap' | 'secret' | 'downwardAPI' | 'emptyDir'; configMap?: string; secret?: string; optional?: boolean; items?: Array<{ path: string; fieldPath: string }> }>;
   terminationGracePeriodSeconds: number;
 }
 
@@ -142,7 +144,7 @@ function probe(p: unknown, ports: Obj[], what: string): HttpProbe | undefined {
   if (!isObj(o.httpGet)) throw new UnsupportedField(`${what}: only httpGet probes are modelled`);
   const hg = o.httpGet;
   refuseUnknown(hg, new Set(['path', 'port', 'scheme']), `${what}.httpGet`);
-  if (hg.scheme !== undefined && hg.scheme !== 'HTTP') throw new UnsupportedField(`${what}.httpGet.scheme: only HTTP`);
+  if (hg.scheme !== undefined && hg.scheme !== 'HTTP' && hg.scheme !== 'HTTPS') throw new UnsupportedField(`${what}.httpGet.scheme ${String(hg.scheme)}`);
   let port = hg.port;
   if (typeof port === 'string') {
     const named = ports.find((x) => x.name === port);
@@ -154,6 +156,7 @@ function probe(p: unknown, ports: Obj[], what: string): HttpProbe | undefined {
   return {
     path: typeof hg.path === 'string' ? hg.path : '/',
     port,
+    scheme: hg.scheme === 'HTTPS' ? 'HTTPS' : 'HTTP',
     // Kubernetes' defaults.
     periodSeconds: num(o.periodSeconds, 10),
     failureThreshold: num(o.failureThreshold, 3),
@@ -189,12 +192,13 @@ export function podVolumes(podObj: unknown): PodPlan['volumes'] {
     const what = `spec.volumes[${i}]`;
     const vname = String(v.name);
     if (isObj(v.configMap)) return { name: vname, source: 'configMap' as const, configMap: String(v.configMap.name), optional: v.configMap.optional === true };
+    if (isObj(v.secret)) return { name: vname, source: 'secret' as const, secret: String(v.secret.secretName), optional: v.secret.optional === true };
     if (isObj(v.emptyDir)) return { name: vname, source: 'emptyDir' as const };
     if (isObj(v.downwardAPI)) {
       const items = listAt(v.downwardAPI.items, `${what}.downwardAPI.items`).map((it) => ({ path: String(it.path), fieldPath: String(objAt(it.fieldRef, `${what}.fieldRef`).fieldPath) }));
       return { name: vname, source: 'downwardAPI' as const, items };
     }
-    throw new UnsupportedField(`${what} ${vname}: only configMap, downwardAPI and emptyDir volumes are modelled`);
+    throw new UnsupportedField(`${what} ${vname}: only configMap, secret, downwardAPI and emptyDir volumes are modelled`);
   });
 }
 

@@ -4,7 +4,10 @@
 //   node pod-app.mjs tally URL N                 N sequential GETs; prints {"counts":{server:n},"errors":[…],"viaSidecar":n}
 //   node pod-app.mjs tcp HOST PORT TEXT          connect, send TEXT, print what came back (echo) as JSON
 //   node pod-app.mjs get URL                     one GET; prints {"status":…,"body":…}
+//   node pod-app.mjs request JSON                {url, method, headers, body, caFile, insecure}: one HTTP(S) request
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import net from 'node:net';
 
 const [mode, ...args] = process.argv.slice(2);
@@ -75,7 +78,28 @@ if (mode === 'serve') {
   sock.on('end', () => print({ ok: got === text, data: got, closed: true }));
 } else if (mode === 'get') {
   print(await get(args[0]));
+} else if (mode === 'request') {
+  // As the node would: the kubelet's HTTPS probes skip verification (insecure), the API server verifies the webhook
+  // against its caBundle (caFile).
+  const op = JSON.parse(args[0]);
+  const url = new URL(op.url);
+  const mod = url.protocol === 'https:' ? https : http;
+  setTimeout(() => print({ error: 'timeout' }), op.timeoutMs ?? 5000).unref();
+  const req = mod.request(url, {
+    method: op.method ?? 'GET',
+    headers: op.headers ?? {},
+    agent: false,
+    ...(op.caFile ? { ca: readFileSync(op.caFile), servername: op.servername } : {}),
+    ...(op.insecure ? { rejectUnauthorized: false } : {}),
+  }, (res) => {
+    let body = '';
+    res.setEncoding('utf8');
+    res.on('data', (d) => (body += d));
+    res.on('end', () => print({ status: res.statusCode, body }));
+  });
+  req.on('error', (e) => print({ error: e.code ?? e.message }));
+  req.end(op.body);
 } else {
-  process.stderr.write('usage: pod-app.mjs serve PORT | tally URL N | tcp HOST PORT TEXT | get URL\n');
+  process.stderr.write('usage: pod-app.mjs serve PORT | tally URL N | tcp HOST PORT TEXT | get URL | request JSON\n');
   process.exit(2);
 }

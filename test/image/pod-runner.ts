@@ -17,8 +17,10 @@ export interface PodOptions {
   prefix: string;
   /** ConfigMaps by name: file name → content. A missing one is an empty volume when the pod says optional. */
   configMaps: Record<string, Record<string, string>>;
-  /** One HTTP GET from the node to the pod IP: the status, or undefined when nothing answered. */
-  probe(port: number, path: string, timeoutSeconds: number): number | undefined;
+  /** Secrets by name, the same way. */
+  secrets?: Record<string, Record<string, string>>;
+  /** One HTTP(S) GET from the node to the pod IP: the status, or undefined when nothing answered. */
+  probe(port: number, path: string, timeoutSeconds: number, scheme: 'HTTP' | 'HTTPS'): number | undefined;
   dns?: { nameserver: string; search: string[]; ndots: number };
   /** Patience for a probe, whatever its failureThreshold says (inject's startup probe allows 10 minutes). */
   maxProbeWaitMs?: number;
@@ -54,9 +56,10 @@ function materialise(pod: unknown, opts: PodOptions, root: string): Record<strin
     chmodSync(dir, 0o755);
     dirs[v.name] = dir;
     let files: Record<string, string> | undefined;
-    if (v.source === 'configMap') {
-      files = opts.configMaps[v.configMap!];
-      if (files === undefined && !v.optional) throw new Error(`configMap ${v.configMap} is not there and the volume ${v.name} is not optional (the pod would not start)`);
+    if (v.source === 'configMap' || v.source === 'secret') {
+      const what = v.source === 'configMap' ? `configMap ${v.configMap}` : `secret ${v.secret}`;
+      files = v.source === 'configMap' ? opts.configMaps[v.configMap!] : opts.secrets?.[v.secret!];
+      if (files === undefined && !v.optional) throw new Error(`${what} is not there and the volume ${v.name} is not optional (the pod would not start)`);
     } else if (v.source === 'downwardAPI') {
       files = downwardApiFiles(pod, v.items ?? []);
     }
@@ -120,7 +123,7 @@ export async function startPod(p: Podman, pod: unknown, opts: PodOptions): Promi
     const deadline = Date.now() + (opts.maxProbeWaitMs ?? 60_000);
     let last: number | undefined;
     for (let failures = 0; ; failures++) {
-      last = opts.probe(pr.port, pr.path, pr.timeoutSeconds);
+      last = opts.probe(pr.port, pr.path, pr.timeoutSeconds, pr.scheme);
       if (last !== undefined && last >= 200 && last < 400) return;
       const s = state(c.name);
       if (!s.running) throw new Error(`${c.name} exited with ${s.exitCode} before its ${what} probe passed:\n${logs(c.name)}`);

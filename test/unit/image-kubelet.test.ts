@@ -67,7 +67,7 @@ describe('the image test kubelet', () => {
     ]));
     expect(proxy!.runArgs.find((a) => a.startsWith('--env=REMORA_APP_PROBERS='))).toContain('/app-health/app/readyz');
     expect(proxy!.runArgs.slice(proxy!.runArgs.indexOf(PROXY_IMAGE))).toEqual([PROXY_IMAGE, 'run', '--config', '/etc/remora/config', '--app-port', '8080', '--labels-file', '/etc/remora/podinfo/labels']);
-    expect(proxy!.startupProbe).toEqual({ path: '/healthz/ready', port: 15021, periodSeconds: 1, failureThreshold: 600, timeoutSeconds: 3, initialDelaySeconds: 0 });
+    expect(proxy!.startupProbe).toEqual({ path: '/healthz/ready', port: 15021, scheme: 'HTTP', periodSeconds: 1, failureThreshold: 600, timeoutSeconds: 3, initialDelaySeconds: 0 });
     expect(proxy!.ports).toEqual([15006, 15021, 15090]);
 
     // command replaces the ENTRYPOINT; the probe inject rewrote now asks the sidecar's health port.
@@ -111,7 +111,7 @@ describe('the image test kubelet', () => {
     expect(() => planPod(withField((p) => p.spec.initContainers[1].env.push({ name: 'X', valueFrom: { secretKeyRef: { name: 's', key: 'k' } } })), ctx())).toThrow(/env\[\d+\] X: only value and valueFrom.fieldRef/);
     expect(() => planPod(withField((p) => p.spec.initContainers[1].env.push({ name: 'X', valueFrom: { fieldRef: { fieldPath: 'status.hostIPs' } } })), ctx())).toThrow(/fieldRef status.hostIPs/);
     expect(() => planPod(withField((p) => (p.spec.initContainers[1].imagePullPolicy = 'Always')), ctx())).toThrow(/the test has no registry/);
-    expect(() => podVolumes(injectObject(pod, { certs: 'secret' }).object)).toThrow(/remora-certs: only configMap, downwardAPI and emptyDir/);
+    expect(() => podVolumes(injectObject(pod, { certs: 'csi' }).object)).toThrow(/remora-certs: only configMap, secret, downwardAPI and emptyDir/);
   });
 
   it('writes ConfigMaps in the atomic-writer layout and downward-API label files as the kubelet does', () => {
