@@ -6,7 +6,7 @@
 import { existsSync, mkdirSync, writeFileSync, copyFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { defaultImage } from '../../src/inject/image.js';
-import { podman, runLogged, type Podman } from './podman.js';
+import { podman, podmanStatus, runLogged, type Podman } from './podman.js';
 
 export interface BuiltImage {
   name: string;
@@ -70,28 +70,24 @@ export async function buildImages(p: Podman, repo: string, log: string, extraCa:
   const started = Date.now();
   const result: ImageBuild = { ok: false, log, ms: 0 };
   const fail = (error: string): ImageBuild => ({ ...result, error, ms: Date.now() - started });
-  const haveBase = (): boolean => {
-    try {
-      podman(p, ['image', 'exists', BASE_IMAGE]);
-      return true;
-    } catch {
-      return false;
+  try {
+    // A kept store (REMORA_IMAGE_STORE, for local runs) may hold the base already; CI always makes it.
+    if (podmanStatus(p, ['image', 'exists', BASE_IMAGE]).code !== 0) {
+      const r = await runLogged(p, 'sh', [join(repo, 'test/image/stand-in-base.sh'), BASE_IMAGE, join(p.dir, 'base')], log, 10 * 60_000);
+      if (r.code !== 0) return fail(`the stand-in base was not made (exit ${r.code}); see ${log}`);
+      result.base = { name: BASE_IMAGE, ms: r.ms, bytes: size(p, BASE_IMAGE) };
+    } else {
+      result.base = { name: BASE_IMAGE, ms: 0, bytes: size(p, BASE_IMAGE) };
     }
-  };
-  // A kept store (REMORA_IMAGE_STORE, for local runs) may hold the base already; CI always makes it.
-  if (!haveBase()) {
-    const r = await runLogged(p, 'sh', [join(repo, 'test/image/stand-in-base.sh'), BASE_IMAGE, join(p.dir, 'base')], log, 10 * 60_000);
-    if (r.code !== 0) return fail(`the stand-in base was not made (exit ${r.code}); see ${log}`);
-    result.base = { name: BASE_IMAGE, ms: r.ms, bytes: size(p, BASE_IMAGE) };
-  } else {
-    result.base = { name: BASE_IMAGE, ms: 0, bytes: size(p, BASE_IMAGE) };
-  }
-  const extra = caMountArgs(p.dir, extraCa);
-  for (const target of ['slim', 'distroless'] as const) {
-    const r = await runLogged(p, 'podman', buildArgs(target, extra, repo), log, 15 * 60_000, repo);
-    if (r.code !== 0) return fail(`podman build (${target}) exited with ${r.code}; see ${log}`);
-    const name = target === 'slim' ? SLIM_IMAGE : DISTROLESS_IMAGE;
-    result[target] = { name, ms: r.ms, bytes: size(p, name) };
+    const extra = caMountArgs(p.dir, extraCa);
+    for (const target of ['slim', 'distroless'] as const) {
+      const r = await runLogged(p, 'podman', buildArgs(target, extra, repo), log, 15 * 60_000, repo);
+      if (r.code !== 0) return fail(`podman build (${target}) exited with ${r.code}; see ${log}`);
+      const name = target === 'slim' ? SLIM_IMAGE : DISTROLESS_IMAGE;
+      result[target] = { name, ms: r.ms, bytes: size(p, name) };
+    }
+  } catch (err) {
+    return fail((err as Error).message);
   }
   return { ...result, ok: true, ms: Date.now() - started };
 }
