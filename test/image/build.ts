@@ -34,12 +34,18 @@ export const DISTROLESS_IMAGE = `${defaultImage()}-distroless`;
 
 /**
  * This machine reaches the npm registry through a TLS-inspecting egress proxy whose CA the runner's npm trusts via
- * NODE_EXTRA_CA_CERTS. The build's RUN steps get the same file and a global npmrc naming it, as a bind mount over the
- * base's empty /usr/local/etc (`podman build -v`): no layer keeps either, and the Dockerfile is unchanged.
- * On a runner without such a proxy (NODE_EXTRA_CA_CERTS unset) nothing is mounted.
+ * NODE_EXTRA_CA_CERTS. The build's RUN steps get the runner's CA file and a global npmrc naming it, as a bind mount
+ * over the base's empty /usr/local/etc (`podman build -v`): no layer keeps either, and the Dockerfile is unchanged.
+ * The file is NODE_EXTRA_CA_CERTS, else the runner's system bundle (which holds the public CAs too, so it is harmless
+ * where no proxy inspects TLS); with neither, nothing is mounted.
  */
+export function runnerCaFile(env: NodeJS.ProcessEnv): string | undefined {
+  for (const f of [env.NODE_EXTRA_CA_CERTS, '/etc/ssl/certs/ca-certificates.crt']) if (f !== undefined && f !== '' && existsSync(f)) return f;
+  return undefined;
+}
+
 export function caMountArgs(dir: string, extraCa: string | undefined): string[] {
-  if (extraCa === undefined || extraCa === '' || !existsSync(extraCa)) return [];
+  if (extraCa === undefined) return [];
   const etc = join(dir, 'build-npm-etc');
   mkdirSync(etc, { recursive: true });
   copyFileSync(extraCa, join(etc, 'npm-ca.crt'));

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { TestProject } from 'vitest/node';
-import { buildImages, type ImageBuild } from './build.js';
+import { buildImages, runnerCaFile, type ImageBuild } from './build.js';
 import { destroyPodman, podmanAt } from './podman.js';
 
 declare module 'vitest' {
@@ -49,7 +49,7 @@ export default async function setup(project: TestProject): Promise<() => void> {
   const log = join(repo, 'test-results', 'image-build.log');
   writeFileSync(log, '');
   const why = missing();
-  const build: ImageBuild = why !== undefined ? { ok: false, error: why, log, ms: 0 } : await buildImages(p, repo, log, process.env.NODE_EXTRA_CA_CERTS);
+  const build: ImageBuild = why !== undefined ? { ok: false, error: why, log, ms: 0 } : await buildImages(p, repo, log, runnerCaFile(process.env));
   writeFileSync(join(repo, 'test-results', 'image-build.json'), `${JSON.stringify(build, null, 2)}\n`);
   const mb = (b?: { bytes: number }): string => (b ? `${(b.bytes / 1e6).toFixed(1)} MB` : '-');
   const s = (b?: { ms: number }): string => (b ? `${(b.ms / 1000).toFixed(0)} s` : '-');
