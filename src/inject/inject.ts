@@ -425,7 +425,8 @@ function initContainer(image: string, opts: InjectOptions, appPorts: number[], a
       runAsUser: 0,
       runAsGroup: 0,
       runAsNonRoot: false,
-      // iptables needs a writable /run for its lock file.
+      // As Istio's istio-init. iptables-legacy takes a lock file in /run; the image's iptables-nft takes none and also
+      // works with a read-only root (tried in the image test's images).
       readOnlyRootFilesystem: false,
       allowPrivilegeEscalation: false,
       privileged: false,

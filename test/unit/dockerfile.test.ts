@@ -40,6 +40,25 @@ const stages = [...new Set(ins.filter((i) => i.op === 'FROM').map((i) => i.stage
 const finalStage = stages[stages.length - 1]!;
 const final = ins.filter((i) => i.stage === finalStage);
 
+/**
+ * Whether .dockerignore leaves `path` out of the build context, as Docker reads it: patterns in order, the last one
+ * that matches the path or one of its parent directories decides, `!` re-includes; `*` and `?` stay within one path
+ * segment, `**` crosses them.
+ */
+function ignored(patterns: readonly string[], path: string): boolean {
+  const toRegExp = (glob: string): RegExp =>
+    new RegExp(`^${glob.replace(/^\/+|\/+$/g, '').split('**').map((part) => part.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '[^/]*').replace(/\?/g, '[^/]')).join('.*')}$`);
+  const segments = path.split('/');
+  const prefixes = segments.map((_, i) => segments.slice(0, i + 1).join('/'));
+  let out = false;
+  for (const raw of patterns) {
+    const negated = raw.startsWith('!');
+    const re = toRegExp(negated ? raw.slice(1) : raw);
+    if (prefixes.some((p) => re.test(p))) out = !negated;
+  }
+  return out;
+}
+
 function copySources(args: string): { from?: string; sources: string[]; dest: string } {
   const parts = args.split(/\s+/);
   const flags = parts.filter((p) => p.startsWith('--'));
@@ -63,9 +82,15 @@ describe('Dockerfile', () => {
     for (const c of copies) {
       for (const src of copySources(c.args).sources) {
         expect(existsSync(join(root, src)), `COPY ${src}`).toBe(true);
-        expect(dockerignore.some((pat) => src === pat || src.startsWith(`${pat}/`)), `${src} is excluded by .dockerignore`).toBe(false);
+        expect(ignored(dockerignore, src), `${src} is excluded by .dockerignore`).toBe(false);
       }
     }
+    // The context is an allow-list: what the build does not copy stays out (and cannot change its layer cache).
+    for (const path of ['node_modules', 'dist', 'test/unit', '.git', 'docs/operations.md', 'native/build', 'scripts/other.mjs']) {
+      expect(ignored(dockerignore, path), path).toBe(true);
+    }
+    expect(ignored(['*', '!src'], 'src/cli/run.ts')).toBe(false);
+    expect(ignored(['node_modules'], 'node_modules/x/y.js')).toBe(true);
   });
 
   it('copies from the build stage only what `npm run build` and npm produce', async () => {
