@@ -445,7 +445,7 @@ export class Sidecar {
     for (const p of [this.opts.outboundPort, this.opts.inboundPort, this.opts.adminPort, this.opts.statsPort, this.opts.healthPort]) if (p > 0) own.push(p);
     for (const p of own) this.own.ports.add(p);
     for (const a of localAddresses()) this.own.addresses.add(a);
-    this.outboundEnv.selfPorts = this.own.ports;
+    this.outboundEnv.own = this.own;
     this.watcher = new FileWatcher(this.opts.configPaths, () => { void this.store.reloadFiles(); });
     await this.watcher.start();
     this.listening = true;

@@ -13,7 +13,8 @@ import { lookupHost } from '../config/compile.js';
 import { destinationPort, findRoute, pickDestination, replacePrefixMatch, type CompiledDestination, type CompiledRoute, type RequestView } from '../routing/route.js';
 import { frontendEntry } from '../gateway/frontend.js';
 import { testStringMatch } from '../routing/string-match.js';
-import { isLoopbackHost, parseTarget, type PathNormalization, type RequestTarget } from '../routing/request-target.js';
+import { parseTarget, type PathNormalization, type RequestTarget } from '../routing/request-target.js';
+import { isOwnEndpoint, type OwnEndpoints } from '../routing/l4-decision.js';
 import { applyRetryOverrides, routeTimeoutOverride } from './retry-policy.js';
 import { applyHeaderOps, HeaderHygieneStats, screenRequestHeaders, upstreamRequestHeaders, type UnderscoreAction } from './headers.js';
 import { forward, type ForwardContext, type ForwardPlan } from './forwarder.js';
@@ -30,8 +31,11 @@ export interface OutboundEnv extends ForwardContext {
   headersWithUnderscores?: UnderscoreAction;
   /** What the header checks dropped or rejected on this listener. */
   hygiene?: HeaderHygieneStats;
-  /** The proxy's own listening ports: on a loopback address they are never a passthrough destination (admin above all). */
-  selfPorts?: ReadonlySet<number>;
+  /**
+   * The proxy's own listening ports and this pod's addresses: a passthrough to one of those ports on loopback, an
+   * any-address or one of the pod's own addresses is never made (the admin API above all; the same rule as L4).
+   */
+  own?: OwnEndpoints;
 }
 
 const noHygieneStats = new HeaderHygieneStats();
@@ -86,8 +90,9 @@ export function handleOutbound(req: DownstreamRequest, res: DownstreamResponse, 
   };
 
   if (entry === undefined || entry.vhost === undefined) {
-    if (snap.outboundTrafficPolicy === 'REGISTRY_ONLY') return local(base, E.registryOnly);
-    if (env.selfPorts !== undefined && env.selfPorts.has(dst !== undefined ? dst.port : port) && isLoopbackHost(dst !== undefined ? dst.address : target.host)) return local(base, SELF_DESTINATION);
+    // REGISTRY_ONLY: Envoy's BlackHoleCluster answers, and the request is recorded as that cluster's (bounded labels).
+    if (snap.outboundTrafficPolicy === 'REGISTRY_ONLY') return local(base, E.registryOnly, undefined, false, 'BlackHoleCluster');
+    if (isOwnEndpoint(env.own, dst !== undefined ? dst.address : target.host, dst !== undefined ? dst.port : port)) return local(base, SELF_DESTINATION);
     // ALLOW_ANY: pass through to the host and port the app named (captured: the address it dialled).
     const rt = dst !== undefined ? env.clusters.passthrough(dst.address, dst.port) : env.clusters.passthrough(target.host, port);
     return send(base, view, undefined, undefined, rt, PASSTHROUGH_RETRY(), 0, target.authority, undefined);
@@ -296,15 +301,15 @@ function corsPreflight(b: Base, route: CompiledRoute): void {
 
 // === local replies (before any upstream) ===
 
-function local(b: Base, err: LocalError, route?: CompiledRoute, close = false): void {
+function local(b: Base, err: LocalError, route?: CompiledRoute, close = false, cluster?: string): void {
   const proxyError = ['x-remora-proxy-error', `${err.flag} ${err.details}`];
   if (close) proxyError.push('connection', 'close');
   // A gRPC client gets a gRPC error (404 NR → UNIMPLEMENTED, 503 → UNAVAILABLE …), not a bare HTTP status.
   const r = localReplyParts(b.req.headers, err.status, err.flag, err.body, err.details, proxyError);
-  localCustom(b, r.status, r.body, err.flag, err.details, route, r.headers, r.grpcStatus);
+  localCustom(b, r.status, r.body, err.flag, err.details, route, r.headers, r.grpcStatus, cluster);
 }
 
-function localCustom(b: Base, status: number, body: Buffer, flag: string, details: string, route: CompiledRoute | undefined, extra?: string[], grpcStatus?: number): void {
+function localCustom(b: Base, status: number, body: Buffer, flag: string, details: string, route: CompiledRoute | undefined, extra?: string[], grpcStatus?: number, cluster?: string): void {
   const { req, res, env } = b;
   const headers = extra ? extra.slice() : [];
   headers.push('content-length', String(body.length));
@@ -318,5 +323,6 @@ function localCustom(b: Base, status: number, body: Buffer, flag: string, detail
   const rec = localReplyRecord(req, { direction: 'outbound', startTime: b.startTime, startHr: b.startHr, authority: b.target?.authority, requestId: b.requestId, status, flag, details, bytesSent: body.length });
   if (route) rec.routeName = route.name;
   if (grpcStatus !== undefined) rec.grpcStatus = grpcStatus;
+  if (cluster !== undefined) rec.upstreamCluster = cluster;
   env.observer.record(rec);
 }

@@ -42,7 +42,9 @@ export interface OwnEndpoints {
 /** Whether `address:port` is one of the proxy's own listeners. */
 export function isOwnEndpoint(own: OwnEndpoints | undefined, address: string, port: number): boolean {
   if (own === undefined || !own.ports.has(port)) return false;
-  const a = address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
+  // An HTTP host may carry IPv6 brackets (`[fd00::5]`); a dual-stack socket's IPv4 is `::ffff:10.0.0.5`.
+  const b = address.startsWith('[') && address.endsWith(']') ? address.slice(1, -1).toLowerCase() : address;
+  const a = b.startsWith('::ffff:') && b.includes('.') ? b.slice(7) : b;
   return isLoopbackHost(a) || a === '0.0.0.0' || a === '::' || own.addresses.has(a);
 }
 

@@ -12,6 +12,7 @@
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import net from 'node:net';
+import { networkInterfaces } from 'node:os';
 import { request } from 'undici';
 import { fakeUpstream, type FakeUpstream } from '../support/fake-upstream.js';
 import { startProxy, type RunningProxy } from '../support/proxy-harness.js';
@@ -92,6 +93,20 @@ describe('the proxy listeners never reach the admin API or loop into themselves'
     expect(await ready()).toBe(200);
     expect(p.exitCode).toBeNull();
     expect(app.requests.filter((r) => r.url === '/loop')).toEqual([]);
+  });
+
+  // The stats and health ports listen on every address: reached through the pod's own (non-loopback) address, a
+  // passthrough to them is the same loop into the proxy, refused as on loopback (the rule the L4 path applies).
+  const podAddress = Object.values(networkInterfaces()).flat().find((i) => i !== undefined && !i.internal && i.family === 'IPv4')?.address;
+  it.skipIf(podAddress === undefined)('outbound: a passthrough to a proxy port on this host\'s own non-loopback address is 403 too', async () => {
+    const answers: Array<[number, string | undefined]> = [];
+    for (const port of [p.info.stats, p.info.health]) {
+      const r = await raw(p.info.outbound, `GET http://${podAddress}:${port}/stats/prometheus HTTP/1.1\r\nHost: x\r\n\r\n`);
+      answers.push([r.status, r.error]);
+      const h = await raw(p.info.outbound, `GET /healthz/ready HTTP/1.1\r\nHost: ${podAddress}:${port}\r\n\r\n`);
+      answers.push([h.status, h.error]);
+    }
+    expect(answers).toEqual([0, 1, 2, 3].map(() => [403, '- proxy_port_not_routable']));
   });
 
   it('a loopback port that is not the proxy\'s own is still a passthrough destination (ALLOW_ANY)', async () => {

@@ -95,4 +95,14 @@ describe('scenario 17: ServiceEntry', () => {
     // Registered hosts still work under REGISTRY_ONLY.
     expect((await call(strict, http, '/w', { host: 'weighted' })).status).toBe(200);
   });
+
+  it('REGISTRY_ONLY refusals are BlackHoleCluster requests in the metrics, whatever the Host (bounded labels, as Istio)', async () => {
+    for (const h of ['made-up-1.example', 'made-up-2.example:8080']) expect((await call(strict, http, '/x', { host: h })).status).toBe(502);
+    const body = (await strict.admin('/stats/prometheus')).body;
+    const lines = body.split('\n').filter((l) => l.startsWith('istio_requests_total{') && l.includes('response_code="502"'));
+    expect(lines.length).toBe(1);
+    expect(lines[0]).toMatch(/destination_service="unknown"/);
+    expect(lines[0]).toMatch(/destination_service_name="BlackHoleCluster"/);
+    expect(body).not.toMatch(/made-up-/);
+  });
 });

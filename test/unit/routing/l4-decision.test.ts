@@ -137,4 +137,11 @@ describe('decideOutboundL4', () => {
     expect(isOwnEndpoint(OWN, '127.0.0.1', 15006)).toBe(true);
     expect(isOwnEndpoint(undefined, '127.0.0.1', 15006)).toBe(false);
   });
+
+  it('an HTTP host in brackets is the same address (the outbound HTTP path asks with the URL host)', () => {
+    expect(isOwnEndpoint(OWN, '[fd00::3]', 15090)).toBe(true);
+    expect(isOwnEndpoint(OWN, '[FD00::3]', 15090)).toBe(true);
+    expect(isOwnEndpoint(OWN, '[::1]', 15000)).toBe(true);
+    expect(isOwnEndpoint(OWN, '[fd00::9]', 15090)).toBe(false);
+  });
 });
