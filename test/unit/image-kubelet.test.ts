@@ -66,7 +66,7 @@ describe('the image test kubelet', () => {
       '--add-host=demo.remora-demo.svc.cluster.local:198.18.210.10',
     ]));
     expect(proxy!.runArgs.find((a) => a.startsWith('--env=REMORA_APP_PROBERS='))).toContain('/app-health/app/readyz');
-    expect(proxy!.runArgs.slice(proxy!.runArgs.indexOf(PROXY_IMAGE))).toEqual([PROXY_IMAGE, 'run', '--config', '/etc/remora/config', '--app-port', '8080', '--labels-file', '/etc/remora/podinfo/labels']);
+    expect(proxy!.runArgs.slice(proxy!.runArgs.indexOf(PROXY_IMAGE))).toEqual([PROXY_IMAGE, 'run', '--config', '/etc/remora/config', '--app-port', '8080', '--capture-mode', 'redirect', '--labels-file', '/etc/remora/podinfo/labels']);
     expect(proxy!.startupProbe).toEqual({ path: '/healthz/ready', port: 15021, scheme: 'HTTP', periodSeconds: 1, failureThreshold: 600, timeoutSeconds: 3, initialDelaySeconds: 0 });
     expect(proxy!.ports).toEqual([15006, 15021, 15090]);
 
