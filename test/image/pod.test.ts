@@ -87,7 +87,9 @@ describe.each([
     expect(initPlan.runArgs).toEqual(expect.arrayContaining(['--cap-drop=ALL', '--cap-add=NET_ADMIN', '--cap-add=NET_RAW']));
     expect(pod.logs('remora-init')).toMatch(/remora iptables: rules applied/);
     const nat = net.exec(net.pod, ['iptables-save', '-t', 'nat']);
-    expect(nat).toMatch(new RegExp(`-A REMORA_INBOUND -p tcp -m tcp --dport ${APP_PORT} -j REMORA_IN_REDIRECT`));
+    // Every inbound port is captured (Istio's includeInboundPorts "*"), the sidecar's own 15006, 15021 and 15090 excepted.
+    expect(nat).toMatch(/-A REMORA_INBOUND -p tcp -j REMORA_IN_REDIRECT/);
+    for (const port of [15006, 15021, 15090]) expect(nat).toMatch(new RegExp(`-A REMORA_INBOUND -p tcp -m tcp --dport ${port} -j RETURN`));
     expect(nat).toMatch(/-A REMORA_OUTPUT -m owner --uid-owner 1337 -j RETURN/);
   });
 
@@ -104,10 +106,13 @@ describe.each([
     const appPlan = pod.plan.containers.find((c) => c.name === 'app')!;
     expect(appPlan.readinessProbe).toMatchObject({ port: 15021, path: '/app-health/app/readyz' });
     expect(pod.logs('remora-proxy')).toMatch(/remora ready/);
-    // Every containerPort inject declares answers from the node.
+    // The containerPorts inject declares: health and stats answer the node; the inbound port, dialled directly rather
+    // than redirected, is refused (--capture-mode redirect, Envoy's virtualInbound blackhole chain): no answer.
     const ports = pod.plan.containers.find((c) => c.name === 'remora-proxy')!.ports;
     expect(ports.sort()).toEqual([15006, 15021, 15090]);
-    for (const port of ports) expect(world({ op: 'tcp', host: net.podIp, port, send: 'GET / HTTP/1.0\r\n\r\n', expectBytes: 4 }).ok, `port ${port}`).toBe(true);
+    for (const port of [15021, 15090]) expect(world({ op: 'tcp', host: net.podIp, port, send: 'GET / HTTP/1.0\r\n\r\n', expectBytes: 4 }).ok, `port ${port}`).toBe(true);
+    const direct = world({ op: 'tcp', host: net.podIp, port: 15006, send: 'GET / HTTP/1.0\r\n\r\n', expectBytes: 4 });
+    expect(direct.data ?? '', 'port 15006 dialled directly').toBe('');
     // The native addon the build stage compiled reads the original destinations.
     const dump = JSON.parse(app(['get', 'http://127.0.0.1:15000/config_dump']).body) as { capture: { originalDestination: string } };
     expect(dump.capture.originalDestination).toBe('native');
@@ -128,12 +133,12 @@ describe.each([
     expect(s).toMatch(/istio_requests_total\{[^}]*reporter="source"[^}]*destination_version="v2"[^}]*\} [1-9]/);
   });
 
-  it('serves inbound: the node calls the app port, the sidecar hands the request to the app over loopback', () => {
+  it("serves inbound: the node calls the app port, the sidecar hands the request to the app at the pod's address (as Istio since 1.10)", () => {
     const r = world({ op: 'http', host: net.podIp, port: APP_PORT, path: '/hello' });
     expect(r).toMatchObject({ ok: true, status: 200 });
     const seen = JSON.parse(r.body!) as { server: string; peer: string; headers: Record<string, string> };
     expect(seen.server).toBe('app');
-    expect(seen.peer).toBe('127.0.0.1');
+    expect(seen.peer).toBe(net.podIp);
     expect(seen.headers['x-forwarded-for']).toBe(net.worldIp);
     expect(stats()).toMatch(/istio_requests_total\{[^}]*reporter="destination"[^}]*response_code="200"[^}]*\} [1-9]/);
   });
@@ -141,7 +146,7 @@ describe.each([
   it('passes a non-HTTP TCP connection through to the address the app dialled', () => {
     const r = app(['tcp', net.worldIp, String(WORLD_PORTS.echo), 'not http, just bytes']);
     expect(r).toMatchObject({ ok: true, data: 'not http, just bytes' });
-    expect(stats()).toMatch(/istio_tcp_connections_opened_total\{[^}]*destination_service="PassthroughCluster"[^}]*\} [1-9]/);
+    expect(stats()).toMatch(/istio_tcp_connections_opened_total\{[^}]*destination_service_name="PassthroughCluster"[^}]*\} [1-9]/);
   });
 
   it('on SIGTERM the sidecar drains: not ready at once, the in-flight request completes, exit 0; then the app stops', async () => {

@@ -35,9 +35,13 @@ function serve(list) {
   }
 }
 
+let finished = false;
 function done(result) {
-  process.stdout.write(`${JSON.stringify(result)}\n`);
-  process.exit(0);
+  if (finished) return;
+  finished = true;
+  // Exit once the line is written: a large result (a /config_dump body) must not be cut by exit() while the pipe
+  // to the test still holds part of it (seen once: a 219 KB line cut short).
+  process.stdout.write(`${JSON.stringify(result)}\n`, () => process.exit(0));
 }
 
 function client(op) {
