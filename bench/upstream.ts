@@ -25,7 +25,7 @@ const CRLFCRLF = Buffer.from('\r\n\r\n');
 const MAX_BODY = 64 * 1024 * 1024;
 
 /** Parses requests off one connection and writes one response per request, in order. */
-function serve(sock: net.Socket): void {
+export function serve(sock: net.Socket): void {
   sock.setNoDelay(true);
   const port = sock.localPort ?? 0;
   let pending: Buffer | undefined;
