@@ -18,7 +18,7 @@ import type {
   CompiledDestination, CompiledMatch, CompiledRoute, CorsPolicy, Fault, HeaderMatch, HeaderOps, Mirror, RouteAction, Rewrite, VirtualHost,
 } from '../routing/route.js';
 import { compileRetryPolicy } from '../proxy/retry-policy.js';
-import { compileClusterPolicy } from '../upstream/policy.js';
+import { ClusterPolicyCache, compileClusterPolicy } from '../upstream/policy.js';
 
 const PEAK_EWMA = Object.freeze({ peakEwma: true });
 
@@ -323,6 +323,9 @@ export function compile(resources: readonly Resource[], opts: CompileOptions): S
     if (p === undefined) { p = compileClusterPolicy({}, port); defaultPolicies.set(port, p); }
     return p;
   };
+  // Clusters with a DestinationRule share one policy object per distinct merged traffic policy (most DRs of a large
+  // mesh set subsets and nothing else).
+  const policies = new ClusterPolicyCache();
   const makeCluster = (svc: ServiceDef, port: ServicePortDef, subset: string, dr: Resource | undefined): ClusterDef | undefined => {
     const name = clusterName(port.number, subset, svc.hostname);
     const existing = clusters.get(name);
@@ -340,7 +343,7 @@ export function compile(resources: readonly Resource[], opts: CompileOptions): S
       subset,
       // Remora opt-in (not an Istio field): `remora.io/lb-algorithm: peak-ewma` on the DestinationRule makes
       // LEAST_REQUEST use Linkerd's peak-EWMA latency cost (docs/resilience.md).
-      policy: dr === undefined ? defaultPolicyFor(port.number) : compileClusterPolicy(tp, port.number, dr.metadata.annotations?.['remora.io/lb-algorithm'] === 'peak-ewma' ? PEAK_EWMA : undefined),
+      policy: dr === undefined ? defaultPolicyFor(port.number) : policies.get(tp, port.number, dr.metadata.annotations?.['remora.io/lb-algorithm'] === 'peak-ewma' ? PEAK_EWMA : undefined),
       endpoints: svc.resolution === 'NONE' ? [] : endpointsFor(svc, port, sub?.labels, opts.dns),
       resolution: svc.resolution,
       protocol: port.protocol,

@@ -150,3 +150,57 @@ spec:
     expect(compiled(snap, 'b.example.com')).toBe(true);
   });
 });
+
+describe('compile: clusters with equal DestinationRule policies share one policy object', () => {
+  const se = (n: string) => `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: ${n}, namespace: default}
+spec:
+  hosts: [${n}.example.com]
+  ports: [{number: 8080, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 10.0.0.1, labels: {version: v1}}, {address: 10.0.0.2, labels: {version: v2}}]
+`;
+  const dr = (n: string, extra = '', annotations = '') => `apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: ${n}, namespace: default${annotations}}
+spec:
+  host: ${n}.example.com
+  subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}${n === 'q' ? ', trafficPolicy: {loadBalancer: {simple: RANDOM}}' : ''}}]${extra}
+`;
+  const yaml = [
+    se('p'), dr('p'),
+    se('q'), dr('q'),
+    se('r'), dr('r', '\n  trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}'),
+    se('s'), dr('s', '\n  trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}'),
+    se('t'), dr('t', '', ', annotations: {remora.io/lb-algorithm: peak-ewma}'),
+  ].join('---\n');
+  const { resources, errors } = parseDocuments(yaml, 'policies.yaml');
+  const snap = compile(resources, { namespace: 'default', clusterDomain: 'cluster.local', labels: {}, outboundTrafficPolicy: 'ALLOW_ANY' });
+  const policy = (subset: string, n: string) => snap.clusters.get(`outbound|8080|${subset}|${n}.example.com`)!.policy;
+
+  it('one object for every cluster whose merged policy is equal, including across DestinationRules', () => {
+    expect(errors).toEqual([]);
+    // No trafficPolicy anywhere: the default cluster and both subsets of p, and q's default and v1, share one.
+    expect(policy('', 'p')).toBe(policy('v1', 'p'));
+    expect(policy('', 'p')).toBe(policy('v2', 'p'));
+    expect(policy('', 'p')).toBe(policy('', 'q'));
+    expect(policy('v1', 'q')).toBe(policy('', 'p'));
+    expect(policy('', 'p')).toEqual(compileClusterPolicy({}, 8080));
+    // Equal DR-level policies on two rules share; a subset that overrides gets its own.
+    expect(policy('', 'r')).toBe(policy('', 's'));
+    expect(policy('v2', 'r')).toBe(policy('', 's'));
+    expect(policy('', 'r').lb.kind).toBe('ROUND_ROBIN');
+    expect(policy('v2', 'q')).not.toBe(policy('', 'q'));
+    expect(policy('v2', 'q').lb.kind).toBe('RANDOM');
+  });
+
+  it('never shares across different policies or options', () => {
+    expect(policy('', 'r')).not.toBe(policy('', 'p'));
+    expect(policy('', 'p').lb.kind).toBe('LEAST_REQUEST');
+    // The peak-EWMA annotation is an input too.
+    expect(policy('', 't')).not.toBe(policy('', 'p'));
+    expect(policy('', 't').lb.peakEwma).toBe(true);
+    expect(policy('', 'p').lb.peakEwma).toBeUndefined();
+  });
+});
