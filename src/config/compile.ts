@@ -141,30 +141,51 @@ export function labelsMatch(selector: Readonly<Record<string, string>>, labels: 
 // === clusters ===
 
 export function clusterName(port: number, subset: string, host: string): string {
-  return `outbound|${port}|${subset}|${host}`;
+  // join() builds one flat string; a template literal leaves a tree of concatenations (three more heap objects per
+  // cluster, kept for the snapshot's life).
+  return ['outbound', port, subset, host].join('|');
 }
 
-function endpointsFor(svc: ServiceDef, port: ServicePortDef, subsetLabels: Readonly<Record<string, string>> | undefined, dns: ReadonlyMap<string, readonly string[]> | undefined): Endpoint[] {
+/** The endpoints of one workload on one service port: one per resolved address. */
+function workloadEndpoints(svc: ServiceDef, w: WorkloadDef, port: ServicePortDef, dns: ReadonlyMap<string, readonly string[]> | undefined): readonly Endpoint[] {
+  const epPort = w.ports[port.name] ?? port.targetPort ?? port.number;
+  let addrs: readonly string[] = [w.address];
+  if (svc.resolution === 'DNS' && !isIP(w.address) && !w.address.startsWith('unix://')) {
+    const resolved = dns?.get(w.address);
+    if (resolved && resolved.length > 0) addrs = resolved;
+  }
+  const out: Endpoint[] = [];
+  for (const a of addrs) {
+    const ep: { -readonly [K in keyof Endpoint]: Endpoint[K] } = { key: [a, epPort].join(':'), address: a, port: epPort, labels: w.labels, weight: w.weight };
+    if (w.locality) ep.locality = w.locality;
+    if (a !== w.address) ep.hostname = w.address;
+    out.push(ep);
+  }
+  return out;
+}
+
+/**
+ * The per-workload endpoints of the (service, port) whose clusters are being built: the default cluster and each
+ * subset's are built one after the other and hold the same Endpoint objects instead of a copy each.
+ */
+interface PortEndpoints { svc?: ServiceDef; port?: ServicePortDef; lists: ReadonlyArray<readonly Endpoint[]> }
+
+function endpointsFor(svc: ServiceDef, port: ServicePortDef, subsetLabels: Readonly<Record<string, string>> | undefined, dns: ReadonlyMap<string, readonly string[]> | undefined, recent: PortEndpoints): Endpoint[] {
+  if (recent.svc !== svc || recent.port !== port) {
+    recent.svc = svc;
+    recent.port = port;
+    recent.lists = svc.workloads.map((w) => workloadEndpoints(svc, w, port, dns));
+  }
   const out: Endpoint[] = [];
   const seen = new Set<string>();
-  for (const w of svc.workloads) {
-    if (subsetLabels && !labelsMatch(subsetLabels, w.labels)) continue;
-    const epPort = w.ports[port.name] ?? port.targetPort ?? port.number;
-    let addrs: readonly string[] = [w.address];
-    if (svc.resolution === 'DNS' && !isIP(w.address) && !w.address.startsWith('unix://')) {
-      const resolved = dns?.get(w.address);
-      if (resolved && resolved.length > 0) addrs = resolved;
-    }
-    for (const a of addrs) {
-      const key = `${a}:${epPort}`;
-      if (seen.has(key)) continue;
-      seen.add(key);
-      const ep: { -readonly [K in keyof Endpoint]: Endpoint[K] } = { key, address: a, port: epPort, labels: w.labels, weight: w.weight };
-      if (w.locality) ep.locality = w.locality;
-      if (a !== w.address) ep.hostname = w.address;
+  svc.workloads.forEach((w, i) => {
+    if (subsetLabels && !labelsMatch(subsetLabels, w.labels)) return;
+    for (const ep of recent.lists[i]!) {
+      if (seen.has(ep.key)) continue;
+      seen.add(ep.key);
       out.push(ep);
     }
-  }
+  });
   return out;
 }
 
@@ -326,6 +347,7 @@ export function compile(resources: readonly Resource[], opts: CompileOptions): S
   // Clusters with a DestinationRule share one policy object per distinct merged traffic policy (most DRs of a large
   // mesh set subsets and nothing else).
   const policies = new ClusterPolicyCache();
+  const recentEndpoints: PortEndpoints = { lists: [] };
   const makeCluster = (svc: ServiceDef, port: ServicePortDef, subset: string, dr: Resource | undefined): ClusterDef | undefined => {
     const name = clusterName(port.number, subset, svc.hostname);
     const existing = clusters.get(name);
@@ -344,7 +366,7 @@ export function compile(resources: readonly Resource[], opts: CompileOptions): S
       // Remora opt-in (not an Istio field): `remora.io/lb-algorithm: peak-ewma` on the DestinationRule makes
       // LEAST_REQUEST use Linkerd's peak-EWMA latency cost (docs/resilience.md).
       policy: dr === undefined ? defaultPolicyFor(port.number) : policies.get(tp, port.number, dr.metadata.annotations?.['remora.io/lb-algorithm'] === 'peak-ewma' ? PEAK_EWMA : undefined),
-      endpoints: svc.resolution === 'NONE' ? [] : endpointsFor(svc, port, sub?.labels, opts.dns),
+      endpoints: svc.resolution === 'NONE' ? [] : endpointsFor(svc, port, sub?.labels, opts.dns, recentEndpoints),
       resolution: svc.resolution,
       protocol: port.protocol,
     };

@@ -204,3 +204,43 @@ spec:
     expect(policy('', 'p').lb.peakEwma).toBeUndefined();
   });
 });
+
+describe('compile: the clusters of one service port share their Endpoint objects', () => {
+  const yaml = `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: p, namespace: default}
+spec:
+  hosts: [p.example.com]
+  ports: [{number: 8080, name: http, protocol: HTTP}, {number: 9090, name: admin, protocol: HTTP}]
+  resolution: STATIC
+  endpoints:
+  - {address: 10.0.0.1, labels: {version: v1}}
+  - {address: 10.0.0.2, labels: {version: v2}, ports: {admin: 9999}}
+  - {address: 10.0.0.1, labels: {version: v3}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: p, namespace: default}
+spec:
+  host: p.example.com
+  subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}, {name: v3, labels: {version: v3}}]
+`;
+  const { resources } = parseDocuments(yaml, 'eps.yaml');
+  const snap = compile(resources, { namespace: 'default', clusterDomain: 'cluster.local', labels: {}, outboundTrafficPolicy: 'ALLOW_ANY' });
+  const eps = (port: number, subset: string) => snap.clusters.get(`outbound|${port}|${subset}|p.example.com`)!.endpoints;
+
+  it('a subset holds the default cluster\'s objects, per port', () => {
+    expect(eps(8080, '').map((e) => e.key)).toEqual(['10.0.0.1:8080', '10.0.0.2:8080']);
+    expect(eps(8080, 'v1')[0]).toBe(eps(8080, '')[0]);
+    expect(eps(8080, 'v2')[0]).toBe(eps(8080, '')[1]);
+    expect(eps(9090, 'v2').map((e) => e.key)).toEqual(['10.0.0.2:9999']);
+    expect(eps(9090, 'v2')[0]).toBe(eps(9090, '')[1]);
+    expect(eps(9090, 'v2')[0]).not.toBe(eps(8080, 'v2')[0]);
+  });
+
+  it('keeps each cluster\'s own selection: a subset of a workload whose address:port repeats an earlier one still gets it', () => {
+    // The default cluster keeps the first of the two 10.0.0.1:8080 workloads; subset v3 selects the second.
+    expect(eps(8080, '')[0]!.labels).toEqual({ version: 'v1' });
+    expect(eps(8080, 'v3').map((e) => [e.key, e.labels.version])).toEqual([['10.0.0.1:8080', 'v3']]);
+  });
+});
