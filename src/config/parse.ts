@@ -51,7 +51,17 @@ function splitDocuments(text: string): Chunk[] {
   return chunks;
 }
 
-export function parseDocuments(text: string, file: string, defaultNamespace = 'default'): ParseResult {
+export interface ParseOptions {
+  /**
+   * The file's text as it is now on disk, or undefined when it changed since it was parsed (or cannot be read).
+   * When given, a resource does not keep its document's text for the line numbers of later errors (at 50,000
+   * services the YAML held that way was ~1.4 KB per service); it asks for the text again, and falls back to the
+   * document's first line when the file has changed meanwhile.
+   */
+  reread?: () => string | undefined;
+}
+
+export function parseDocuments(text: string, file: string, defaultNamespace = 'default', opts: ParseOptions = {}): ParseResult {
   // Directives (%YAML, %TAG) apply across documents: leave such files to the full parser.
   if (/^%/m.test(text)) return parseDocumentsSlow(text, file, defaultNamespace, 0);
   const resources: Resource[] = [];
@@ -76,15 +86,8 @@ export function parseDocuments(text: string, file: string, defaultNamespace = 'd
     const chunk = chunks[i]!;
     const value = values[i];
     if (value === null || value === undefined) continue;
-    let lines: ((path: FieldPath) => number) | undefined;
-    const lineOf = (path: FieldPath): number => {
-      if (lines === undefined) {
-        const slow = parseDocumentsSlow(chunk.text, file, defaultNamespace, chunk.startLine - 1);
-        const first = slow.resources[0];
-        lines = first ? (p) => first.lineOf(p) : () => chunk.startLine;
-      }
-      return lines(path);
-    };
+    const firstLine = chunk.startLine + leadingLines(chunk.text);
+    const lineOf = opts.reread === undefined ? linesOfText(chunk, file, defaultNamespace) : linesOfFile(opts.reread, i, chunk.startLine, firstLine, file, defaultNamespace);
     if (typeof value !== 'object' || Array.isArray(value)) {
       errors.push({ file, line: chunk.startLine, object: '', field: '', message: 'a document must be a mapping with apiVersion, kind, metadata and spec' });
       continue;
@@ -97,10 +100,39 @@ export function parseDocuments(text: string, file: string, defaultNamespace = 'd
       errors.push(...r.errors);
       continue;
     }
-    const firstLine = chunk.startLine + leadingLines(chunk.text);
     resources.push(toResource(obj, { file, line: firstLine }, defaultNamespace, lineOf));
   }
   return { resources, errors };
+}
+
+/** Field lines of one document from its text, kept for the resource's life (text given, not read from a file). */
+function linesOfText(chunk: Chunk, file: string, defaultNamespace: string): (path: FieldPath) => number {
+  let lines: ((path: FieldPath) => number) | undefined;
+  return (path) => {
+    if (lines === undefined) {
+      const slow = parseDocumentsSlow(chunk.text, file, defaultNamespace, chunk.startLine - 1);
+      const first = slow.resources[0];
+      lines = first ? (p) => first.lineOf(p) : () => chunk.startLine;
+    }
+    return lines(path);
+  };
+}
+
+/**
+ * Field lines of document `index` (the index-th document with content) of a file, from the file's text read again
+ * when first needed: nothing of the text is kept until then. A file that changed since (reread() gives undefined, or
+ * the document is no longer where it was) answers the document's first line (`docLine`).
+ */
+function linesOfFile(reread: () => string | undefined, index: number, startLine: number, docLine: number, file: string, defaultNamespace: string): (path: FieldPath) => number {
+  let lines: ((path: FieldPath) => number) | undefined;
+  return (path) => {
+    if (lines === undefined) {
+      const text = reread();
+      const chunk = text === undefined ? undefined : splitDocuments(text).filter((c) => hasContent(c.text))[index];
+      lines = chunk === undefined || chunk.startLine !== startLine ? () => docLine : linesOfText(chunk, file, defaultNamespace);
+    }
+    return lines(path);
+  };
 }
 
 /**
