@@ -244,3 +244,33 @@ spec:
     expect(eps(8080, 'v3').map((e) => [e.key, e.labels.version])).toEqual([['10.0.0.1:8080', 'v3']]);
   });
 });
+
+describe('compile: several DestinationRules for one host', () => {
+  const se = `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: h, namespace: svc-ns}
+spec:
+  hosts: [h.example.com]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 10.0.0.1}]
+`;
+  const dr = (ns: string, lb: string) => `apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: h, namespace: ${ns}}
+spec:
+  host: h.example.com
+  trafficPolicy: {loadBalancer: {simple: ${lb}}}
+`;
+  const lbOf = (docs: string[], proxyNs: string) => {
+    const { resources } = parseDocuments(docs.join('---\n'), 'drs.yaml');
+    return compile(resources, { namespace: proxyNs, clusterDomain: 'cluster.local', labels: {}, outboundTrafficPolicy: 'ALLOW_ANY' }).clusters.get('outbound|80||h.example.com')!.policy.lb.kind;
+  };
+
+  it("takes the client's namespace first, then the service's, then the first one (Istio's order)", () => {
+    expect(lbOf([se, dr('other', 'RANDOM'), dr('svc-ns', 'ROUND_ROBIN'), dr('client', 'PASSTHROUGH')], 'client')).toBe('PASSTHROUGH');
+    expect(lbOf([se, dr('other', 'RANDOM'), dr('svc-ns', 'ROUND_ROBIN')], 'client')).toBe('ROUND_ROBIN');
+    expect(lbOf([se, dr('other', 'RANDOM'), dr('third', 'ROUND_ROBIN')], 'client')).toBe('RANDOM');
+    expect(lbOf([se, dr('other', 'RANDOM')], 'client')).toBe('RANDOM');
+  });
+});
