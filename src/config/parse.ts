@@ -18,7 +18,7 @@ let yamlModule: YamlModule | undefined;
 function yaml(): YamlModule {
   return (yamlModule ??= createRequire(import.meta.url)('yaml') as YamlModule);
 }
-import type { ConfigError, FieldPath, Resource } from './resource.js';
+import type { ConfigError, FieldPath, Resource, SourceLocation } from './resource.js';
 
 export interface ParseResult {
   resources: Resource[];
@@ -86,8 +86,6 @@ export function parseDocuments(text: string, file: string, defaultNamespace = 'd
     const chunk = chunks[i]!;
     const value = values[i];
     if (value === null || value === undefined) continue;
-    const firstLine = chunk.startLine + leadingLines(chunk.text);
-    const lineOf = opts.reread === undefined ? linesOfText(chunk, file, defaultNamespace) : linesOfFile(opts.reread, i, chunk.startLine, firstLine, file, defaultNamespace);
     if (typeof value !== 'object' || Array.isArray(value)) {
       errors.push({ file, line: chunk.startLine, object: '', field: '', message: 'a document must be a mapping with apiVersion, kind, metadata and spec' });
       continue;
@@ -100,39 +98,58 @@ export function parseDocuments(text: string, file: string, defaultNamespace = 'd
       errors.push(...r.errors);
       continue;
     }
-    resources.push(toResource(obj, { file, line: firstLine }, defaultNamespace, lineOf));
+    const doc: DocumentLines = opts.reread === undefined ? { text: chunk, reread: undefined, index: i } : { text: undefined, reread: opts.reread, index: i };
+    resources.push(toResource(obj, { file, line: chunk.startLine + leadingLines(chunk.text) }, defaultNamespace, chunk.startLine, doc));
   }
   return { resources, errors };
 }
 
-/** Field lines of one document from its text, kept for the resource's life (text given, not read from a file). */
-function linesOfText(chunk: Chunk, file: string, defaultNamespace: string): (path: FieldPath) => number {
-  let lines: ((path: FieldPath) => number) | undefined;
-  return (path) => {
-    if (lines === undefined) {
-      const slow = parseDocumentsSlow(chunk.text, file, defaultNamespace, chunk.startLine - 1);
-      const first = slow.resources[0];
-      lines = first ? (p) => first.lineOf(p) : () => chunk.startLine;
-    }
-    return lines(path);
-  };
-}
+/**
+ * Where the field lines of a document come from: its text, kept (text given to parseDocuments, not read from a file),
+ * or the file read again when a line is first asked for (ParseOptions.reread): nothing of the text is kept until then.
+ */
+type DocumentLines =
+  | { text: Chunk; reread: undefined; index: number }
+  | { text: undefined; reread: () => string | undefined; index: number };
 
 /**
- * Field lines of document `index` (the index-th document with content) of a file, from the file's text read again
- * when first needed: nothing of the text is kept until then. A file that changed since (reread() gives undefined, or
- * the document is no longer where it was) answers the document's first line (`docLine`).
+ * A resource of the fast path. Its lines are found on first use and then kept; one class rather than an object and a
+ * closure per resource (three resources per service of a large mesh).
  */
-function linesOfFile(reread: () => string | undefined, index: number, startLine: number, docLine: number, file: string, defaultNamespace: string): (path: FieldPath) => number {
-  let lines: ((path: FieldPath) => number) | undefined;
-  return (path) => {
-    if (lines === undefined) {
-      const text = reread();
-      const chunk = text === undefined ? undefined : splitDocuments(text).filter((c) => hasContent(c.text))[index];
-      lines = chunk === undefined || chunk.startLine !== startLine ? () => docLine : linesOfText(chunk, file, defaultNamespace);
+class ParsedResource implements Resource {
+  private lines: ((path: FieldPath) => number) | undefined;
+
+  constructor(
+    readonly apiVersion: string,
+    readonly kind: string,
+    readonly metadata: Resource['metadata'],
+    readonly spec: Record<string, unknown>,
+    readonly raw: Record<string, unknown>,
+    readonly source: SourceLocation,
+    private readonly defaultNamespace: string,
+    /** 1-based line of the document's start (its `---` marker, if any) in the file. */
+    private readonly startLine: number,
+    private doc: DocumentLines | undefined,
+  ) {}
+
+  lineOf(path: FieldPath): number {
+    if (this.lines === undefined) {
+      const doc = this.doc!;
+      this.doc = undefined;
+      let chunk: Chunk | undefined = doc.text;
+      if (doc.reread !== undefined) {
+        // The index-th document with content of the file as it is now; a file that changed since (reread() gives
+        // undefined, or the document is no longer where it was) answers the document's first line.
+        const text = doc.reread();
+        chunk = text === undefined ? undefined : splitDocuments(text).filter((c) => hasContent(c.text))[doc.index];
+        if (chunk !== undefined && chunk.startLine !== this.startLine) chunk = undefined;
+      }
+      const first = chunk === undefined ? undefined : parseDocumentsSlow(chunk.text, this.source.file, this.defaultNamespace, chunk.startLine - 1).resources[0];
+      const docLine = this.source.line;
+      this.lines = first ? (p) => first.lineOf(p) : () => docLine;
     }
-    return lines(path);
-  };
+    return this.lines(path);
+  }
 }
 
 /**
@@ -187,24 +204,48 @@ function leadingLines(text: string): number {
   return 0;
 }
 
-function toResource(o: Record<string, unknown>, source: { file: string; line: number }, defaultNamespace: string, lineOf: (path: FieldPath) => number): Resource {
+/** Interned apiVersion and kind values: one string each for every resource of a kind, not one per document. */
+const NAMES = new Map<string, string>();
+function internName(v: string): string {
+  const k = NAMES.get(v);
+  if (k !== undefined) return k;
+  if (NAMES.size < 1024) NAMES.set(v, v);
+  return v;
+}
+
+const METADATA_KEYS = new Set(['name', 'namespace', 'labels', 'annotations', 'resourceVersion']);
+
+function toResource(o: Record<string, unknown>, source: SourceLocation, defaultNamespace: string, startLine: number, doc: DocumentLines): Resource {
   const md = (o.metadata && typeof o.metadata === 'object' ? o.metadata : {}) as Record<string, unknown>;
-  const metadata: Resource['metadata'] = {
-    name: typeof md.name === 'string' ? md.name : '',
-    namespace: typeof md.namespace === 'string' && md.namespace !== '' ? md.namespace : defaultNamespace,
-  };
-  if (md.labels && typeof md.labels === 'object') metadata.labels = md.labels as Record<string, string>;
-  if (md.annotations && typeof md.annotations === 'object') metadata.annotations = md.annotations as Record<string, string>;
-  if (typeof md.resourceVersion === 'string') metadata.resourceVersion = md.resourceVersion;
-  return {
-    apiVersion: typeof o.apiVersion === 'string' ? o.apiVersion : '',
-    kind: typeof o.kind === 'string' ? o.kind : '',
+  if (typeof o.apiVersion === 'string') o.apiVersion = internName(o.apiVersion);
+  if (typeof o.kind === 'string') o.kind = internName(o.kind);
+  let metadata: Resource['metadata'];
+  // The document's own metadata object when it already is what the resource's would be (a name, a namespace, and
+  // labels/annotations/resourceVersion of the right types): no copy per resource.
+  if (typeof md.name === 'string' && typeof md.namespace === 'string' && md.namespace !== '' && (md.labels === undefined || (md.labels !== null && typeof md.labels === 'object')) &&
+    (md.annotations === undefined || (md.annotations !== null && typeof md.annotations === 'object')) && (md.resourceVersion === undefined || typeof md.resourceVersion === 'string') &&
+    Object.keys(md).every((k) => METADATA_KEYS.has(k))) {
+    metadata = md as Resource['metadata'];
+  } else {
+    metadata = {
+      name: typeof md.name === 'string' ? md.name : '',
+      namespace: typeof md.namespace === 'string' && md.namespace !== '' ? md.namespace : defaultNamespace,
+    };
+    if (md.labels && typeof md.labels === 'object') metadata.labels = md.labels as Record<string, string>;
+    if (md.annotations && typeof md.annotations === 'object') metadata.annotations = md.annotations as Record<string, string>;
+    if (typeof md.resourceVersion === 'string') metadata.resourceVersion = md.resourceVersion;
+  }
+  return new ParsedResource(
+    typeof o.apiVersion === 'string' ? o.apiVersion : '',
+    typeof o.kind === 'string' ? o.kind : '',
     metadata,
-    spec: o.spec && typeof o.spec === 'object' && !Array.isArray(o.spec) ? (o.spec as Record<string, unknown>) : {},
-    raw: o,
+    o.spec && typeof o.spec === 'object' && !Array.isArray(o.spec) ? (o.spec as Record<string, unknown>) : {},
+    o,
     source,
-    lineOf,
-  };
+    defaultNamespace,
+    startLine,
+    doc,
+  );
 }
 
 /** The `yaml` package's parser: exact positions for every node; `lineOffset` shifts lines of a chunk. */
