@@ -82,9 +82,11 @@ export function parseDocuments(text: string, file: string, defaultNamespace = 'd
       return parseDocumentsSlow(text, file, defaultNamespace, 0);
     }
   }
+  const strings = new Map<string, string>();
   for (let i = 0; i < chunks.length; i++) {
     const chunk = chunks[i]!;
     const value = values[i];
+    internStrings(value, strings);
     if (value === null || value === undefined) continue;
     if (typeof value !== 'object' || Array.isArray(value)) {
       errors.push({ file, line: chunk.startLine, object: '', field: '', message: 'a document must be a mapping with apiVersion, kind, metadata and spec' });
@@ -149,6 +151,33 @@ class ParsedResource implements Resource {
       this.lines = first ? (p) => first.lineOf(p) : () => docLine;
     }
     return this.lines(path);
+  }
+}
+
+/**
+ * Replaces every string value of a parsed document by the file's one copy of it. A host is written five times in a
+ * service's ServiceEntry, DestinationRule and VirtualService, and every document repeats its apiVersion, protocols and
+ * labels; JSON.parse (and js-yaml) give each occurrence its own string, kept for the life of the config.
+ */
+function internStrings(v: unknown, strings: Map<string, string>): void {
+  if (typeof v !== 'object' || v === null) return;
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) {
+      const x = v[i];
+      if (typeof x === 'string') {
+        const y = strings.get(x);
+        if (y === undefined) strings.set(x, x); else v[i] = y;
+      } else internStrings(x, strings);
+    }
+    return;
+  }
+  const o = v as Record<string, unknown>;
+  for (const k in o) {
+    const x = o[k];
+    if (typeof x === 'string') {
+      const y = strings.get(x);
+      if (y === undefined) strings.set(x, x); else o[k] = y;
+    } else internStrings(x, strings);
   }
 }
 
