@@ -6,7 +6,8 @@
 import type { IncomingMessage, Server as HttpServer, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Http1Server, type Http1Request, type Http1Response, type Http1ServerOptions } from './http1/server.js';
-import { Http2Listener, type Http2ListenerOptions } from './http2/server.js';
+import type { Http2ListenerOptions } from './http2/server.js';
+import { LazyHttp2Listener } from './http2/lazy.js';
 import { handleConnect } from './proxy/connect.js';
 import type { DownstreamRequest, DownstreamResponse } from './proxy/downstream.js';
 import { ConfigStore } from './discovery/config-store.js';
@@ -123,7 +124,7 @@ export class Sidecar {
   /** What transparent capture decided, per listener. */
   readonly capture = { outbound: new CaptureStats(), inbound: new CaptureStats() };
   private originalDst: OriginalDstReader | undefined;
-  private h2Listeners: { outbound?: Http2Listener; inbound?: Http2Listener } = {};
+  private h2Listeners: { outbound?: LazyHttp2Listener; inbound?: LazyHttp2Listener } = {};
   private outboundEnv: OutboundEnv;
   private inboundEnv: InboundEnv;
   /** NetworkPolicy + AuthorizationPolicy at the inbound listener (off until a policy selects this workload). */
@@ -325,14 +326,15 @@ export class Sidecar {
       res.on('close', onClose);
       handleInbound(req, res, this.inboundEnv, this.inboundRuntimes);
     };
-    const outboundH2 = new Http2Listener(onOutbound, LISTENER_H2);
+    // The HTTP/2 codec is imported when the first HTTP/2 connection or h2c upgrade arrives (src/http2/lazy.ts).
+    const outboundH2 = new LazyHttp2Listener(onOutbound, LISTENER_H2);
     this.h2Listeners.outbound = outboundH2;
     this.observeHttp2('outbound', outboundH2);
     const headersTimeoutMs = this.opts.requestHeadersTimeoutMs ?? LISTENER_HTTP.headersTimeoutMs!;
     const streamIdleTimeoutMs = this.opts.streamIdleTimeoutMs ?? 300_000;
     // HTTP/1.1 requests that ask for h2c (Upgrade: h2c) continue as HTTP/2 on the same connection.
-    const viaH2c = (h2: Http2Listener, next: typeof onOutbound) => (req: Http1Request, res: Http1Response): void => {
-      if (req.upgrade && h2.upgrade(req, res)) return;
+    const viaH2c = (h2: LazyHttp2Listener, next: typeof onOutbound) => (req: Http1Request, res: Http1Response): void => {
+      if (req.upgrade && h2.upgrade(req, res, next)) return;
       next(req, res);
     };
     const connect = this.opts.connect === true;
@@ -344,7 +346,7 @@ export class Sidecar {
     this.observeHttp1('outbound', outbound);
     await this.listen('outbound', outbound, this.opts.outboundAddress, this.opts.outboundPort);
     if (this.opts.appPorts.length > 0) {
-      const inboundH2 = new Http2Listener(onInbound, LISTENER_H2);
+      const inboundH2 = new LazyHttp2Listener(onInbound, LISTENER_H2);
       this.h2Listeners.inbound = inboundH2;
       this.observeHttp2('inbound', inboundH2);
       const inbound = new Http1Server(viaH2c(inboundH2, onInbound), {
@@ -476,13 +478,13 @@ export class Sidecar {
     this.metrics.observe('remora_http1_stream_idle_timeouts_total', 'counter', 'HTTP/1 requests ended by --stream-idle-timeout: no byte moved either way for that long (408 if unanswered, else a reset; Envoy downstream_rq_idle_timeout).', () => h1.stats.streamIdleTimeouts, { listener });
   }
 
-  private observeHttp2(listener: string, h2: Http2Listener): void {
-    const st = h2.stats;
+  private observeHttp2(listener: string, h2: LazyHttp2Listener): void {
+    // Read at scrape time: the listener's counters exist once its first HTTP/2 connection made it.
     const labels = { listener };
-    this.metrics.observe('remora_http2_sessions_total', 'counter', 'Cleartext HTTP/2 connections served by a proxy listener.', () => st.sessions, labels);
-    this.metrics.observe('remora_http2_protocol_error_closes_total', 'counter', 'HTTP/2 connections closed by a protocol error or a frame flood (SETTINGS/PING floods not read, CONTINUATION floods, invalid frames).', () => st.protocolErrors, labels);
-    this.metrics.observe('remora_http2_premature_reset_closes_total', 'counter', 'HTTP/2 connections closed for too many premature stream resets (rapid reset, CVE-2023-44487; Envoy downstream_rq_too_many_premature_resets).', () => st.prematureResetCloses, labels);
-    this.metrics.observe('remora_http2_streams_reset_by_peer_total', 'counter', 'HTTP/2 streams the client reset before their response was complete (Envoy downstream_rq_rx_reset).', () => st.streamsResetByPeer, labels);
+    this.metrics.observe('remora_http2_sessions_total', 'counter', 'Cleartext HTTP/2 connections served by a proxy listener.', () => h2.stats.sessions, labels);
+    this.metrics.observe('remora_http2_protocol_error_closes_total', 'counter', 'HTTP/2 connections closed by a protocol error or a frame flood (SETTINGS/PING floods not read, CONTINUATION floods, invalid frames).', () => h2.stats.protocolErrors, labels);
+    this.metrics.observe('remora_http2_premature_reset_closes_total', 'counter', 'HTTP/2 connections closed for too many premature stream resets (rapid reset, CVE-2023-44487; Envoy downstream_rq_too_many_premature_resets).', () => h2.stats.prematureResetCloses, labels);
+    this.metrics.observe('remora_http2_streams_reset_by_peer_total', 'counter', 'HTTP/2 streams the client reset before their response was complete (Envoy downstream_rq_rx_reset).', () => h2.stats.streamsResetByPeer, labels);
   }
 
   private async listen(name: string, server: Server, address: string, port: number): Promise<void> {

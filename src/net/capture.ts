@@ -13,7 +13,7 @@
  */
 import type net from 'node:net';
 import type { Http1Server, OriginalDestination } from '../http1/server.js';
-import type { Http2Listener } from '../http2/server.js';
+import type { LazyHttp2Listener } from '../http2/lazy.js';
 import type { Snapshot } from '../config/snapshot.js';
 import type { ClusterManager } from '../upstream/cluster-manager.js';
 import type { ClusterDef, ClusterRuntime } from '../model.js';
@@ -38,7 +38,7 @@ export interface CaptureEnv {
   self: L4Self;
   rand(): number;
   /** Cleartext HTTP/2 (prior knowledge) on the same port: connections that open with the HTTP/2 preface. */
-  h2?: Http2Listener;
+  h2?: Pick<LazyHttp2Listener, 'serveSocket'>;
   /** How long a connection may stay silent before its first byte (ms), when HTTP/2 detection waits for it. */
   firstByteTimeoutMs?: number;
 }

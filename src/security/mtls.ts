@@ -5,7 +5,8 @@
  * other ALPNs, passes through untouched), requires a client certificate from the trust bundle, and hands the
  * decrypted socket to the HTTP or TCP path with the peer's identity attached.
  */
-import tls from 'node:tls';
+import type tls from 'node:tls';
+import { tls as loadTls } from '../util/lazy-tls.js';
 import { createHash } from 'node:crypto';
 import type net from 'node:net';
 import { certIdentity, principalOf, spiffeUri, type SpiffeId } from './spiffe.js';
@@ -45,7 +46,7 @@ export class MtlsContext {
   readonly own: SpiffeId;
   readonly ownUri: string;
   constructor(readonly cert: WorkloadCert) {
-    this.server = tls.createSecureContext({ key: cert.key, cert: cert.cert, ca: cert.ca, minVersion: 'TLSv1.2' });
+    this.server = loadTls().createSecureContext({ key: cert.key, cert: cert.cert, ca: cert.ca, minVersion: 'TLSv1.2' });
     this.client = this.server;
     this.own = cert.identity;
     this.ownUri = cert.spiffeId;
@@ -63,7 +64,7 @@ export function terminateMtls(sock: net.Socket, head: Buffer | undefined, ctx: M
   return new Promise((resolve) => {
     sock.pause();
     if (head !== undefined && head.length > 0) sock.unshift(head);
-    const t = new tls.TLSSocket(sock, {
+    const t = new (loadTls().TLSSocket)(sock, {
       isServer: true,
       secureContext: ctx.server,
       requestCert: true,

@@ -12,9 +12,10 @@
  *   unless `forwardOriginalToken`.
  * Keys: `jwks` inline, `jwksUri` fetched and cached (jose's remote key set: refetched on an unknown `kid`, at most
  * every 30 s), or neither (OpenID discovery: `<issuer>/.well-known/openid-configuration` → `jwks_uri`).
- * Verification is jose's `jwtVerify`. Compilation is pure; verification does I/O only to fetch keys.
+ * Verification is jose's `jwtVerify`. Compilation is pure; verification does I/O only to fetch keys. jose is imported
+ * when the first token is to be verified (~2.5 MB of private memory a sidecar without end-user JWTs never needs).
  */
-import { createLocalJWKSet, createRemoteJWKSet, decodeJwt, errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import type { JWTPayload, JWTVerifyGetKey } from 'jose';
 import { selectorMatches, type LabelSelector } from '../authz/label-selector.js';
 
 /** Structural: a Remora `Resource` of kind RequestAuthentication fits. */
@@ -74,6 +75,14 @@ interface CompiledRule {
   payloadHeader: string | undefined;
   claimHeaders: Array<{ header: string; claim: string }>;
   forward: boolean;
+}
+
+type Jose = typeof import('jose');
+let joseModule: Promise<Jose> | undefined;
+/** jose, imported on first use. */
+function jose(): Promise<Jose> {
+  joseModule ??= import('jose');
+  return joseModule;
 }
 
 /** Envoy's default token locations when a rule names none: `Authorization: Bearer <t>`, then `?access_token=`. */
@@ -154,9 +163,10 @@ export class RequestAuthenticator {
   async authenticate(headers: Readonly<Record<string, string | string[] | undefined>>, query: string): Promise<AuthnResult> {
     const found = this.extract(headers, query);
     if (found === undefined) return MISSING;
+    const j = await jose();
     let iss: string | undefined;
     try {
-      iss = decodeJwt(found.token).iss;
+      iss = j.decodeJwt(found.token).iss;
     } catch {
       return this.reject('Jwt is not in the form of Header.Payload.Signature with two dots and 3 sections');
     }
@@ -169,7 +179,7 @@ export class RequestAuthenticator {
       // missing (and to the others, of an unknown issuer).
       if (!readsFrom(rule, found)) continue;
       try {
-        const { payload } = await jwtVerify(found.token, rule.keys, {
+        const { payload } = await j.jwtVerify(found.token, rule.keys, {
           issuer: rule.issuer,
           clockTolerance: CLOCK_SKEW_S,
           ...(rule.audiences.length > 0 ? { audience: rule.audiences } : {}),
@@ -177,7 +187,7 @@ export class RequestAuthenticator {
         this.verified++;
         return this.accept(rule, payload, found);
       } catch (e) {
-        last = envoyMessage(e);
+        last = envoyMessage(e, j.errors);
       }
     }
     return last === undefined ? MISSING : this.reject(last);
@@ -225,18 +235,28 @@ export class RequestAuthenticator {
 
   private keySource(r: JwtRuleSpec): JWTVerifyGetKey {
     const timeoutDuration = parseSeconds(r.timeout) ?? 5000;
-    if (r.jwks !== undefined && r.jwks !== '') return createLocalJWKSet(JSON.parse(r.jwks) as Parameters<typeof createLocalJWKSet>[0]);
-    if (r.jwksUri !== undefined && r.jwksUri !== '') return createRemoteJWKSet(new URL(r.jwksUri), { timeoutDuration });
+    // Key sets are made on first use (jose is imported then); inline keys are parsed now, so a bad one fails here.
+    if (r.jwks !== undefined && r.jwks !== '') {
+      const jwks = JSON.parse(r.jwks) as Parameters<Jose['createLocalJWKSet']>[0];
+      let local: JWTVerifyGetKey | undefined;
+      return async (header, token) => (local ??= (await jose()).createLocalJWKSet(jwks))(header, token);
+    }
+    if (r.jwksUri !== undefined && r.jwksUri !== '') {
+      const uri = new URL(r.jwksUri);
+      let set: JWTVerifyGetKey | undefined;
+      return async (header, token) => (set ??= (await jose()).createRemoteJWKSet(uri, { timeoutDuration }))(header, token);
+    }
     // OpenID discovery, once, on first use (and again after a failure).
     let remote: Promise<JWTVerifyGetKey> | undefined;
     const doFetch = this.opts.fetch ?? fetch;
     const discover = async (): Promise<JWTVerifyGetKey> => {
+      const j = await jose();
       const url = `${r.issuer.replace(/\/+$/, '')}/.well-known/openid-configuration`;
       const res = await doFetch(url, { signal: AbortSignal.timeout(timeoutDuration) });
-      if (!res.ok) throw new joseErrors.JWKSInvalid(`OpenID discovery ${url}: HTTP ${res.status}`);
+      if (!res.ok) throw new j.errors.JWKSInvalid(`OpenID discovery ${url}: HTTP ${res.status}`);
       const doc = (await res.json()) as { jwks_uri?: unknown };
-      if (typeof doc.jwks_uri !== 'string') throw new joseErrors.JWKSInvalid(`OpenID discovery ${url}: no jwks_uri`);
-      return createRemoteJWKSet(new URL(doc.jwks_uri), { timeoutDuration });
+      if (typeof doc.jwks_uri !== 'string') throw new j.errors.JWKSInvalid(`OpenID discovery ${url}: no jwks_uri`);
+      return j.createRemoteJWKSet(new URL(doc.jwks_uri), { timeoutDuration });
     };
     return async (header, token) => {
       remote ??= discover().catch((e: unknown) => { remote = undefined; throw e; });
@@ -281,7 +301,7 @@ function parseSeconds(s: string | undefined): number | undefined {
 }
 
 /** Envoy jwt_authn's messages for the failures jose reports. */
-function envoyMessage(e: unknown): string {
+function envoyMessage(e: unknown, joseErrors: Jose['errors']): string {
   if (e instanceof joseErrors.JWTExpired) return 'Jwt is expired';
   if (e instanceof joseErrors.JWTClaimValidationFailed) {
     if (e.claim === 'aud') return 'Audiences in Jwt are not allowed';
