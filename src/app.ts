@@ -72,7 +72,8 @@ export interface RunOptions {
   outboundAddress: string;
   inboundAddress: string;
   workloadName: string;
-  kubernetes?: { kubeconfig?: string; namespaces: string[] };
+  /** `--kubernetes`: `env` holds KUBECONFIG, KUBERNETES_SERVICE_HOST/PORT and HOME as the CLI read them. */
+  kubernetes?: { kubeconfig?: string; namespaces: string[]; env?: import('./discovery/kubeconfig.js').KubeEnv };
   envDiscovery?: boolean;
   /** The app's original httpGet probes (REMORA_APP_PROBERS JSON), served on the health port. */
   appProbers?: string;
@@ -273,7 +274,7 @@ export class Sidecar {
       this.inboundEnv.tracing = this.tracing;
     }
     if (this.opts.kubernetes) {
-      // Loaded on demand: @kubernetes/client-node alone adds ~70 MB of RSS and most of a second of start-up.
+      // Loaded on demand (the watch machinery; @kubernetes/client-node itself only for kubeconfig auth plugins).
       const { KubernetesSource } = await import('./discovery/k8s-source.js');
       const k = this.opts.kubernetes;
       const kopts: ConstructorParameters<typeof KubernetesSource>[0] = {
@@ -281,6 +282,7 @@ export class Sidecar {
         log: (level, msg, fields) => this.logger.log(level === 'debug' ? 'info' : level, `kubernetes: ${msg}`, fields),
       };
       if (k.kubeconfig) kopts.kubeconfig = k.kubeconfig;
+      if (k.env) kopts.env = k.env;
       if (k.namespaces.length > 0) kopts.namespaces = k.namespaces;
       const kube = new KubernetesSource(kopts);
       this.kube = kube;

@@ -180,7 +180,8 @@ export function runOptionsFrom(argv: string[], env: NodeJS.ProcessEnv = process.
   if (v['trace-endpoint']) opts.traceEndpoint = String(v['trace-endpoint']);
   if (v['cert-dir']) opts.certDir = String(v['cert-dir']);
   if (v.kubernetes) {
-    opts.kubernetes = { namespaces: stringList(v['watch-namespaces']) };
+    const kenv = { KUBECONFIG: env.KUBECONFIG, KUBERNETES_SERVICE_HOST: env.KUBERNETES_SERVICE_HOST, KUBERNETES_SERVICE_PORT: env.KUBERNETES_SERVICE_PORT, HOME: env.HOME };
+    opts.kubernetes = { namespaces: stringList(v['watch-namespaces']), env: Object.fromEntries(Object.entries(kenv).filter(([, x]) => x !== undefined)) };
     if (v.kubeconfig) opts.kubernetes.kubeconfig = String(v.kubeconfig);
   }
   if (v['env-discovery']) opts.envDiscovery = true;

@@ -1,30 +1,25 @@
 /**
- * Kubernetes API source: list + watch (client-node ListWatch informers) of Services, EndpointSlices, Pods,
- * Namespaces, NetworkPolicies and Istio CRDs; keeps a trimmed cache and publishes a debounced 'change'.
+ * Kubernetes API source: list + watch (informers, ./k8s-watch.ts) of Services, EndpointSlices, Pods, Namespaces,
+ * NetworkPolicies and Istio CRDs; keeps a trimmed cache and publishes a debounced 'change'.
  * Never blocks callers: current() always returns the last complete state, whatever the API server does.
  */
 import { EventEmitter } from 'node:events';
-import http from 'node:http';
-import https from 'node:https';
-import {
-  KubeConfig,
-  ListWatch,
-  Watch,
-  type KubernetesListObject,
-  type KubernetesObject,
-  type V1EndpointSlice,
-  type V1Pod,
-  type V1Service,
-} from '@kubernetes/client-node';
+import type { KubernetesObject, V1EndpointSlice, V1Pod, V1Service } from '@kubernetes/client-node';
 import type { Resource } from '../config/resource.js';
 import type { ServiceDef } from '../model.js';
 import { servicesFromKubernetes, SERVICE_NAME_LABEL } from './k8s-mapping.js';
+import { loadApiAccess, type KubeEnv } from './kubeconfig.js';
+import { ApiClient, describe, Informer, KubernetesApiError, type ListResult, type Obj as WireObj } from './k8s-watch.js';
+
+export { KubernetesApiError } from './k8s-watch.js';
 
 export type LogFn = (level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
 
 export interface KubernetesSourceOptions {
   /** Path of a kubeconfig file; else `KUBECONFIG`, else in-cluster service account, else ~/.kube/config. */
   kubeconfig?: string;
+  /** KUBECONFIG, KUBERNETES_SERVICE_HOST/PORT and HOME, as the CLI read them (none: only `kubeconfig` is used). */
+  env?: KubeEnv;
   /** `--watch-namespaces`: watch only these namespaces (one watch per namespace and kind). Default: all. */
   namespaces?: string[];
   clusterDomain: string;
@@ -96,18 +91,6 @@ const KINDS: KindSpec[] = [
   { kind: 'PeerAuthentication', group: 'security.istio.io', versions: ['v1', 'v1beta1'], plural: 'peerauthentications', namespaced: true, role: 'resource', optional: true },
 ];
 
-/** An API server answer other than 2xx, or a transport failure (statusCode undefined). */
-export class KubernetesApiError extends Error {
-  constructor(
-    message: string,
-    readonly statusCode?: number,
-    readonly reason?: string,
-  ) {
-    super(message);
-    this.name = 'KubernetesApiError';
-  }
-}
-
 const LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration';
 
 // === trimming: keep only what the mapping, the compiler and authz need (memory grows with the cluster) ===
@@ -174,50 +157,8 @@ function trimObject(role: Role, obj: Obj): Obj {
 
 // === one list/watch per kind and namespace scope ===
 
-/** client-node's Watch, asking for bookmarks, trimming objects before the informer caches them, and reporting health. */
-class TrimmingWatch extends Watch {
-  private lastStart = 0;
-  closed = false;
-  constructor(
-    kc: KubeConfig,
-    private readonly owner: Watcher,
-  ) {
-    super(kc);
-  }
-
-  override async watch(
-    path: string,
-    queryParams: Record<string, string | number | boolean | undefined>,
-    callback: (phase: string, apiObj: any, watchObj?: any) => void,
-    done: (err: any) => void,
-  ): Promise<AbortController> {
-    // ListWatch re-watches immediately when a stream ends cleanly; a server (or proxy) that closes streams
-    // right away would make that a hot loop, so space consecutive watches by minWatchIntervalMs.
-    const since = this.owner.now() - this.lastStart;
-    if (since < this.owner.minWatchIntervalMs) await this.owner.sleep(this.owner.minWatchIntervalMs - since);
-    if (this.closed) return new AbortController();
-    this.lastStart = this.owner.now();
-    let ended = false;
-    const controller = await super.watch(
-      path,
-      { ...queryParams, allowWatchBookmarks: true },
-      (phase, obj, raw) => {
-        this.owner.markHealthy();
-        if (phase === 'ADDED' || phase === 'MODIFIED' || phase === 'DELETED') callback(phase, this.owner.trim(obj), raw);
-        else callback(phase, obj, raw);
-      },
-      (err) => {
-        ended = true;
-        done(err);
-      },
-    );
-    if (!ended && !this.closed) this.owner.markHealthy();
-    return controller;
-  }
-}
-
 class Watcher {
-  informer?: ListWatch<Obj>;
+  informer?: Informer;
   version?: string;
   path?: string;
   /** Initial list done (or the optional kind is absent). */
@@ -227,20 +168,15 @@ class Watcher {
   brokenSince?: number;
   private attempt = 0;
   private timer?: NodeJS.Timeout;
-  private primed?: KubernetesListObject<Obj>;
+  private primed?: ListResult;
   private lastLogged?: string;
-  private readonly watch: TrimmingWatch;
-  readonly minWatchIntervalMs: number;
+  private closed = false;
 
   constructor(
     readonly spec: KindSpec,
     readonly namespace: string | undefined,
     private readonly src: KubernetesSource,
-    private readonly kc: KubeConfig,
-  ) {
-    this.watch = new TrimmingWatch(kc, this);
-    this.minWatchIntervalMs = src.opts.minWatchIntervalMs;
-  }
+  ) {}
 
   get name(): string {
     return `${this.spec.kind}${this.namespace ? ` in ${this.namespace}` : ''}`;
@@ -261,8 +197,8 @@ class Watcher {
     return trimObject(this.spec.role, obj);
   }
 
-  list(): Obj[] {
-    return this.informer && !this.absent ? [...this.informer.list()] : [];
+  list(): Iterable<Obj> {
+    return this.informer && !this.absent ? (this.informer.objects.values() as Iterable<Obj>) : [];
   }
 
   markHealthy(): void {
@@ -317,7 +253,7 @@ class Watcher {
   private async probe(): Promise<void> {
     for (const version of this.spec.versions) {
       try {
-        const list = await this.src.listAll(this.basePath(version), this.spec.role);
+        const list = await this.src.api!.listAll(this.basePath(version), this.src.opts.pageSize, (o) => this.trim(o as Obj) as WireObj | undefined);
         this.version = version;
         this.path = this.basePath(version);
         this.primed = list;
@@ -360,35 +296,48 @@ class Watcher {
 
   private async startInformer(): Promise<void> {
     if (this.src.closed) return;
-    if (this.informer) {
-      await this.informer.stop();
-      this.informer = undefined;
-    }
-    const listFn = async (): Promise<KubernetesListObject<Obj>> => {
-      const primed = this.primed;
-      this.primed = undefined;
-      const list = primed ?? (await this.src.listAll(this.path!, this.spec.role));
-      this.markHealthy();
-      return list;
-    };
-    const informer = new ListWatch<Obj>(this.path!, this.watch, listFn, false);
-    const onChange = (): void => this.src.changed();
-    informer.on('add', onChange);
-    informer.on('update', onChange);
-    informer.on('delete', onChange);
-    informer.on('error', (err) => this.onError(err));
+    this.informer?.stop();
+    const informer = new Informer(this.src.api!, this.path!, {
+      keep: (o) => this.trim(o as Obj) as WireObj | undefined,
+      onChange: () => this.src.changed(),
+      onHealthy: () => this.markHealthy(),
+    }, { pageSize: this.src.opts.pageSize, minWatchIntervalMs: this.src.opts.minWatchIntervalMs, now: this.src.opts.now, rand: this.src.opts.rand });
     this.informer = informer;
-    await informer.start();
+    const primed = this.primed;
+    this.primed = undefined;
+    await this.run(informer, primed);
+  }
+
+  /** Start (or resume) the informer; its first failure goes to onError, which restarts it after the backoff. */
+  private async run(informer: Informer, primed?: ListResult): Promise<void> {
+    const { failed } = await informer.start(primed);
+    failed.catch((err: unknown) => {
+      if (this.informer === informer) this.onError(err);
+    });
+  }
+
+  /** Counts of the informer (lists, watches, bookmarks, 410s), for docs/scale.md's measurements. */
+  counts(): { lists: number; watches: number; bookmarks: number; gone: number } | undefined {
+    return this.informer?.counts;
+  }
+
+  /** Relist on the next start (a scope change): objects left out before may be kept now. */
+  rescope(): void {
+    if (this.informer === undefined || this.absent) return;
+    const informer = this.informer;
+    informer.stop();
+    informer.reset();
+    void this.run(informer).catch((err: unknown) => this.onError(err));
   }
 
   private onError(err: unknown): void {
-    if (this.src.closed || this.watch.closed) return;
+    if (this.src.closed || this.closed) return;
     const status = err instanceof KubernetesApiError ? err.statusCode : (err as { statusCode?: number } | undefined)?.statusCode;
     if (status === 404 && this.spec.optional && this.informer) {
       // The CRD was uninstalled: its objects are gone; probe for it (any version) again later.
       const informer = this.informer;
       this.informer = undefined;
-      void informer.stop();
+      informer.stop();
       this.becomeAbsent(`no longer served (${describe(err)})`);
       return;
     }
@@ -396,7 +345,7 @@ class Watcher {
     // The informer does not retry by itself. Restarting resumes the watch from the last resourceVersion
     // (or relists, when the failure was the list itself or the version expired).
     this.schedule(this.src.backoff(this.attempt++), async () => {
-      if (this.informer) await this.informer.start();
+      if (this.informer) await this.run(this.informer);
     });
   }
 
@@ -415,26 +364,19 @@ class Watcher {
   }
 
   stop(): void {
-    this.watch.closed = true;
+    this.closed = true;
     if (this.timer) clearTimeout(this.timer);
-    void this.informer?.stop();
+    this.informer?.stop();
   }
-}
-
-function describe(err: unknown): string {
-  if (err instanceof Error) {
-    const code = (err as { code?: string }).code;
-    return code && !err.message.includes(code) ? `${err.message} (${code})` : err.message;
-  }
-  return String(err);
 }
 
 // === the source ===
 
 export class KubernetesSource extends EventEmitter {
-  readonly opts: Required<Omit<KubernetesSourceOptions, 'kubeconfig' | 'namespaces' | 'log'>> & Pick<KubernetesSourceOptions, 'kubeconfig' | 'namespaces'>;
+  readonly opts: Required<Omit<KubernetesSourceOptions, 'kubeconfig' | 'namespaces' | 'log' | 'env'>> & Pick<KubernetesSourceOptions, 'kubeconfig' | 'namespaces' | 'env'>;
   private readonly logFn: LogFn;
-  private readonly kc: KubeConfig;
+  /** The API server's client, once start() has read the kubeconfig. */
+  api: ApiClient | undefined;
   private readonly watchers: Watcher[] = [];
   private debounce?: NodeJS.Timeout;
   private started = false;
@@ -447,6 +389,7 @@ export class KubernetesSource extends EventEmitter {
     super();
     this.opts = {
       kubeconfig: opts.kubeconfig,
+      env: opts.env,
       namespaces: opts.namespaces && opts.namespaces.length > 0 ? [...new Set(opts.namespaces)] : undefined,
       clusterDomain: opts.clusterDomain,
       debounceMs: opts.debounceMs ?? 50,
@@ -461,22 +404,22 @@ export class KubernetesSource extends EventEmitter {
       rand: opts.rand ?? Math.random,
     };
     this.logFn = opts.log ?? (() => {});
-    this.kc = loadKubeConfig(opts.kubeconfig);
     for (const spec of KINDS) {
-      if (!spec.namespaced || !this.opts.namespaces) this.watchers.push(new Watcher(spec, undefined, this, this.kc));
-      else for (const ns of this.opts.namespaces) this.watchers.push(new Watcher(spec, ns, this, this.kc));
+      if (!spec.namespaced || !this.opts.namespaces) this.watchers.push(new Watcher(spec, undefined, this));
+      else for (const ns of this.opts.namespaces) this.watchers.push(new Watcher(spec, ns, this));
     }
   }
 
-  /** The API server URL in use (for logs and /config_dump). */
+  /** The API server URL in use (for logs and /config_dump; '' before start()). */
   get server(): string {
-    return this.kc.getCurrentCluster()?.server ?? '';
+    return this.api?.server ?? '';
   }
 
   /** Resolves after every initial list; rejects on auth errors at once, on other failures after initialSyncTimeoutMs. */
   async start(): Promise<void> {
     if (this.started) throw new Error('KubernetesSource already started');
     this.started = true;
+    this.api = new ApiClient(await loadApiAccess(this.opts.kubeconfig, this.opts.env ?? {}), this.opts.requestTimeoutMs);
     const deadline = this.opts.now() + this.opts.initialSyncTimeoutMs;
     try {
       await Promise.all(this.watchers.map((w) => w.init(deadline)));
@@ -589,67 +532,6 @@ export class KubernetesSource extends EventEmitter {
       namespaceLabels,
     };
   }
-
-  /** GET a full list, following `continue` pages; an expired continue token (410) restarts the list once. */
-  async listAll(path: string, role: Role): Promise<KubernetesListObject<Obj>> {
-    for (let restart = 0; ; restart++) {
-      const items: Obj[] = [];
-      let cont: string | undefined;
-      let resourceVersion = '';
-      try {
-        do {
-          const query: Record<string, string> = { limit: String(this.opts.pageSize) };
-          if (cont) query.continue = cont;
-          const page = (await this.getJson(path, query)) as KubernetesListObject<Obj>;
-          for (const it of page.items ?? []) items.push(trimObject(role, it));
-          resourceVersion = page.metadata?.resourceVersion ?? resourceVersion;
-          cont = page.metadata?._continue ?? (page.metadata as { continue?: string } | undefined)?.continue;
-        } while (cont);
-        return { metadata: { resourceVersion }, items };
-      } catch (err) {
-        if (restart === 0 && cont && err instanceof KubernetesApiError && err.statusCode === 410) continue;
-        throw err;
-      }
-    }
-  }
-
-  private async getJson(path: string, query: Record<string, string>): Promise<unknown> {
-    const cluster = this.kc.getCurrentCluster();
-    if (!cluster) throw new KubernetesApiError('kubeconfig has no current cluster');
-    const url = new URL(cluster.server.replace(/\/+$/, '') + path);
-    for (const [k, v] of Object.entries(query)) url.searchParams.set(k, v);
-    const reqOpts: https.RequestOptions = {};
-    await this.kc.applyToHTTPSOptions(reqOpts);
-    const mod = url.protocol === 'https:' ? https : http;
-    return new Promise((resolve, reject) => {
-      const req = mod.get(url, { ...reqOpts, headers: { ...(reqOpts.headers ?? {}), accept: 'application/json' }, timeout: this.opts.requestTimeoutMs }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('error', (e) => reject(new KubernetesApiError(`GET ${path}: ${describe(e)}`)));
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          const code = res.statusCode ?? 0;
-          let body: unknown;
-          try {
-            body = text ? JSON.parse(text) : undefined;
-          } catch {
-            body = undefined;
-          }
-          if (code >= 200 && code < 300 && body !== undefined) return resolve(body);
-          const status = body as { message?: string; reason?: string } | undefined;
-          reject(
-            new KubernetesApiError(
-              `GET ${path}: ${code} ${http.STATUS_CODES[code] ?? ''}${status?.message ? `: ${status.message}` : ''}`,
-              code,
-              status?.reason,
-            ),
-          );
-        });
-      });
-      req.on('timeout', () => req.destroy(new Error(`timed out after ${this.opts.requestTimeoutMs} ms`)));
-      req.on('error', (e) => reject(new KubernetesApiError(`cannot reach the Kubernetes API server at ${cluster.server} (GET ${path}): ${describe(e)}`)));
-    });
-  }
 }
 
 function toResource(obj: Obj, spec: KindSpec, version: string): Resource {
@@ -674,18 +556,4 @@ function toResource(obj: Obj, spec: KindSpec, version: string): Resource {
     source: { file: 'kubernetes', line: 0 },
     lineOf: () => 0,
   };
-}
-
-function loadKubeConfig(path: string | undefined): KubeConfig {
-  const kc = new KubeConfig();
-  if (path) kc.loadFromFile(path);
-  else if (process.env.KUBECONFIG) kc.loadFromDefault();
-  else if (process.env.KUBERNETES_SERVICE_HOST) kc.loadFromCluster();
-  else kc.loadFromDefault();
-  if (!kc.getCurrentCluster()) {
-    throw new KubernetesApiError(
-      `kubernetes: no cluster configured (${path ? `kubeconfig ${path}` : 'KUBECONFIG unset, not in a cluster, no ~/.kube/config'})`,
-    );
-  }
-  return kc;
 }

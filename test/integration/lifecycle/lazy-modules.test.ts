@@ -11,6 +11,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SignJWT, exportJWK, generateKeyPair } from 'jose';
 import { startProxy, type RunningProxy } from '../../support/proxy-harness.js';
 import { fakeUpstream, type FakeUpstream } from '../../support/fake-upstream.js';
+import { FakeKubeApiServer, writeKubeconfig } from '../../support/fake-kube-apiserver.js';
+import { service } from '../../support/k8s-objects.js';
 
 const PROBE = resolve(import.meta.dirname, '../../support/module-probe.mjs');
 let dir: string;
@@ -60,6 +62,7 @@ const TLS = /^NativeModule tls$/;
 const JOSE = /\/node_modules\/jose\//;
 const OTEL = /\/node_modules\/@opentelemetry\/|\/dist\/chunks\/otel-sdk-/;
 const KUBE = /\/node_modules\/@kubernetes\/client-node\/|\/dist\/chunks\/k8s-source-/;
+const CLIENT_NODE = /\/node_modules\/@kubernetes\/client-node\//;
 
 describe('modules a config does not use are not loaded', () => {
   it('plain HTTP/1: no HTTP/2 codec, TLS, JWT, OpenTelemetry or Kubernetes client', async () => {
@@ -120,5 +123,22 @@ spec:
     });
     expect(has(l, JOSE)).toBe(true);
     expect(has(l, HTTP2_CODEC)).toBe(false);
+  });
+
+  it('--kubernetes with a plain kubeconfig watches without @kubernetes/client-node', async () => {
+    const api = await new FakeKubeApiServer().start();
+    const kc = writeKubeconfig(api.url);
+    try {
+      api.apply(service('reviews', 'default', [{ name: 'http', port: 9080 }], { clusterIP: '10.96.0.15' }));
+      const l = await loadedBy('kube', { 'mesh.yaml': MESH(up.port) }, ['--kubernetes', '--kubeconfig', kc.path], async (p) => {
+        expect((await p.get('/', { host: `app.example.com:${up.port}` })).status).toBe(200);
+        expect(api.openWatches).toBeGreaterThan(0);
+      });
+      expect(has(l, /\/dist\/chunks\/k8s-source-/)).toBe(true);
+      expect(has(l, CLIENT_NODE)).toBe(false);
+    } finally {
+      kc.cleanup();
+      await api.close();
+    }
   });
 });
