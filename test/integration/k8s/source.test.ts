@@ -337,4 +337,45 @@ describe('KubernetesSource against the fake API server', () => {
       api.requests.some((r) => r.path === '/api/v1/services' && r.query.watch === 'true' && Number(r.query.resourceVersion) === rv),
     );
   });
+
+  it('a watch the server ends cleanly (its timeout) is re-opened from its resourceVersion, without a relist', async () => {
+    const { api, make } = await setup();
+    seedReviews(api);
+    const src = make();
+    await src.start();
+    await waitFor('watches open', () => api.openWatches >= 13);
+    const lists = api.countRequests('/api/v1/services', false);
+    const watches = api.countRequests('/api/v1/services', true);
+    // Every watch asks the server to end it after 5–10 minutes (client-go's rotation).
+    const first = api.requests.find((r) => r.path === '/api/v1/services' && r.query.watch === 'true')!;
+    expect(Number(first.query.timeoutSeconds)).toBeGreaterThanOrEqual(300);
+    expect(Number(first.query.timeoutSeconds)).toBeLessThan(600);
+    expect(first.query.allowWatchBookmarks).toBe('true');
+
+    expect(api.endWatches()).toBeGreaterThanOrEqual(13);
+    api.apply(service('ratings', 'default', [{ name: 'http', port: 9080 }], { clusterIP: '10.96.0.16' }));
+    await waitFor('event after the re-watch', () => host(src, 'ratings.default.svc.cluster.local') !== undefined, 3000);
+    expect(api.countRequests('/api/v1/services', true)).toBe(watches + 1);
+    expect(api.countRequests('/api/v1/services', false)).toBe(lists);
+    // The staleness never rose: a clean end is not a failure.
+    expect(src.current().stalenessMs(Date.now())).toBe(0);
+  });
+
+  it('the server\'s counters see what a client costs it: one list and one watch per kind, then events', async () => {
+    const { api, make } = await setup();
+    seedReviews(api);
+    api.resetStats();
+    const src = make();
+    await src.start();
+    await waitFor('watches open', () => api.openWatches >= 13);
+    expect(api.stats.watchRequests).toBe(api.openWatches);
+    expect(api.stats.listBytes).toBeGreaterThan(0);
+    const before = api.stats.watchBytes;
+    api.apply(endpointSlice('reviews-abc', 'default', 'reviews', [{ ip: '127.0.0.2', pod: 'reviews-a' }], [{ name: 'http', port: 8080 }]));
+    await waitFor('slice change', () => addrs(src, REVIEWS).length === 1);
+    // One MODIFIED event on the EndpointSlice watch, and nothing on the others.
+    const sliceWatch = api.watchTraffic().find((w) => w.typeKey === 'discovery.k8s.io/endpointslices')!;
+    expect(sliceWatch.events).toBe(1);
+    expect(api.stats.watchBytes - before).toBe(sliceWatch.bytes);
+  });
 });
