@@ -1,13 +1,14 @@
 // The scale scenario's upstream: the bench upstream's raw HTTP/1.1 server on many loopback addresses at once (one per
 // service that receives traffic), each on the same two ports (subsets v1 and v2), so every service endpoint is a
-// distinct address:port as in a mesh. Usage: node scale-upstream.js ADDRESSES.json → "scale-upstream ready {v1, v2}".
+// distinct address:port as in a mesh. Usage: node scale-upstream.js ADDRESSES.json [--tagged] → "scale-upstream ready
+// {v1, v2}"; --tagged: every response names the address that served it (x-served-by).
 import net from 'node:net';
 import { readFileSync } from 'node:fs';
 import { serve } from './upstream.js';
 
 function listen(host: string, port: number): Promise<net.Server> {
   return new Promise((resolve, reject) => {
-    const s = net.createServer(serve);
+    const s = net.createServer((sock) => serve(sock, TAGGED));
     s.once('error', reject);
     s.listen({ host, port, backlog: 4096 }, () => {
       s.off('error', reject);
@@ -33,6 +34,7 @@ async function listenAll(addresses: readonly string[]): Promise<{ port: number; 
   }
 }
 
+const TAGGED = process.argv.includes('--tagged');
 const addresses = JSON.parse(readFileSync(process.argv[2]!, 'utf8')) as string[];
 const v1 = await listenAll(addresses);
 const v2 = await listenAll(addresses);

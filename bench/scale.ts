@@ -7,7 +7,7 @@
 // `--baseline DIR` (a built checkout, e.g. of main) runs every measurement for that build too, side by side: sizes
 // start one after the other, traffic and p50 are interleaved, and edits alternate between the two builds.
 import { parseArgs } from 'node:util';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -19,6 +19,7 @@ import { hasTaskset, pinSelf, startProcess, stopProcess, freePort, type Started 
 import { policyYaml, POLICY_HOST } from './configs.js';
 import { EDIT_HEADER, fileName, fileOf, fileYaml, meshFiles, scaleAddress, scaleHost, spreadServices, type ScaleEdit, type ScalePorts } from './scale-config.js';
 import { BackgroundLoad, percentile, visitAll, waitForHeader } from './scale-client.js';
+import { memStatus, type MemStatus } from './scale-mem.js';
 
 const here = dirname(fileURLToPath(import.meta.url)); // build/bench
 const repo = resolve(here, '../..');
@@ -84,20 +85,6 @@ async function cleanup(): Promise<void> {
   rmSync(tmp, { recursive: true, force: true });
 }
 process.once('SIGINT', () => void cleanup().then(() => process.exit(130)));
-
-export interface MemStatus {
-  rssMB: number;
-  anonMB: number;
-  fileMB: number;
-  /** VmHWM: the peak RSS since the process started (or since the last clear_refs). */
-  hwmMB: number;
-}
-
-export function memStatus(pid: number): MemStatus {
-  const s = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kb = (k: string): number => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(s)?.[1] ?? NaN) / 1024;
-  return { rssMB: kb('VmRSS'), anonMB: kb('RssAnon'), fileMB: kb('RssFile'), hwmMB: kb('VmHWM') };
-}
 
 const REMORA_PORT_ARGS = ['--outbound-port', '0', '--inbound-port', '0', '--admin-port', '0', '--stats-port', '0', '--health-port', '0', '--log-level', 'warn'];
 

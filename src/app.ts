@@ -283,6 +283,8 @@ export class Sidecar {
       };
       if (k.kubeconfig) kopts.kubeconfig = k.kubeconfig;
       if (k.env) kopts.env = k.env;
+      // A Sidecar from the API server that applies to this workload narrows what is cached to what it reaches.
+      kopts.workload = { namespace: this.opts.namespace, labels: this.opts.labels };
       if (k.namespaces.length > 0) kopts.namespaces = k.namespaces;
       const kube = new KubernetesSource(kopts);
       this.kube = kube;

@@ -9,6 +9,8 @@ import type { Resource } from '../config/resource.js';
 import type { ServiceDef } from '../model.js';
 import { servicesFromKubernetes, SERVICE_NAME_LABEL } from './k8s-mapping.js';
 import { loadApiAccess, type KubeEnv } from './kubeconfig.js';
+import { egressScope, selectSidecar, type EgressScope } from './sidecar-scope.js';
+import { DEFAULT_ROOT_NAMESPACE } from '../authz/authorization-policy.js';
 import { ApiClient, describe, Informer, KubernetesApiError, type ListResult, type Obj as WireObj } from './k8s-watch.js';
 
 export { KubernetesApiError } from './k8s-watch.js';
@@ -20,6 +22,11 @@ export interface KubernetesSourceOptions {
   kubeconfig?: string;
   /** KUBECONFIG, KUBERNETES_SERVICE_HOST/PORT and HOME, as the CLI read them (none: only `kubeconfig` is used). */
   env?: KubeEnv;
+  /**
+   * This workload: when a Sidecar from the API server applies to it, only the Services and EndpointSlices its egress
+   * reaches (and Pods of those namespaces) are cached, so memory grows with the reach, not the cluster.
+   */
+  workload?: { namespace: string; labels: Readonly<Record<string, string>> };
   /** `--watch-namespaces`: watch only these namespaces (one watch per namespace and kind). Default: all. */
   namespaces?: string[];
   clusterDomain: string;
@@ -193,8 +200,10 @@ class Watcher {
     });
   }
 
-  trim(obj: Obj): Obj {
-    return trimObject(this.spec.role, obj);
+  /** The object as cached, or undefined when the workload's Sidecar scope leaves it out. */
+  trim(obj: Obj): Obj | undefined {
+    const t = trimObject(this.spec.role, obj);
+    return this.src.inScope(this.spec.role, t) ? t : undefined;
   }
 
   list(): Iterable<Obj> {
@@ -373,7 +382,9 @@ class Watcher {
 // === the source ===
 
 export class KubernetesSource extends EventEmitter {
-  readonly opts: Required<Omit<KubernetesSourceOptions, 'kubeconfig' | 'namespaces' | 'log' | 'env'>> & Pick<KubernetesSourceOptions, 'kubeconfig' | 'namespaces' | 'env'>;
+  readonly opts: Required<Omit<KubernetesSourceOptions, 'kubeconfig' | 'namespaces' | 'log' | 'env' | 'workload'>> & Pick<KubernetesSourceOptions, 'kubeconfig' | 'namespaces' | 'env' | 'workload'>;
+  /** What the workload's Sidecar lets it reach (undefined: everything is cached). */
+  private scope: { egress: EgressScope; podNamespaces: ReadonlySet<string> | undefined; key: string; sidecar: string } | undefined;
   private readonly logFn: LogFn;
   /** The API server's client, once start() has read the kubeconfig. */
   api: ApiClient | undefined;
@@ -390,6 +401,7 @@ export class KubernetesSource extends EventEmitter {
     this.opts = {
       kubeconfig: opts.kubeconfig,
       env: opts.env,
+      workload: opts.workload,
       namespaces: opts.namespaces && opts.namespaces.length > 0 ? [...new Set(opts.namespaces)] : undefined,
       clusterDomain: opts.clusterDomain,
       debounceMs: opts.debounceMs ?? 50,
@@ -422,7 +434,12 @@ export class KubernetesSource extends EventEmitter {
     this.api = new ApiClient(await loadApiAccess(this.opts.kubeconfig, this.opts.env ?? {}), this.opts.requestTimeoutMs);
     const deadline = this.opts.now() + this.opts.initialSyncTimeoutMs;
     try {
-      await Promise.all(this.watchers.map((w) => w.init(deadline)));
+      // Istio's objects (a Sidecar among them) and Namespaces first: the Sidecar decides which Services, EndpointSlices
+      // and Pods are worth keeping before they are listed.
+      const scoped = (w: Watcher): boolean => w.spec.role === 'service' || w.spec.role === 'endpointslice' || w.spec.role === 'pod';
+      await Promise.all(this.watchers.filter((w) => !scoped(w)).map((w) => w.init(deadline)));
+      this.scope = this.computeScope();
+      await Promise.all(this.watchers.filter(scoped).map((w) => w.init(deadline)));
     } catch (err) {
       this.stop();
       const msg = describe(err);
@@ -430,6 +447,7 @@ export class KubernetesSource extends EventEmitter {
     }
     this.recompute();
     this.synced = true;
+    if (this.scope) this.log('info', `kubernetes: keeping what Sidecar ${this.scope.sidecar} reaches (${this.scope.egress.namespaces ? [...this.scope.egress.namespaces].join(', ') : 'hosts in any namespace'})`);
     this.log('info', `kubernetes: synced with ${this.server}`, {
       versions: Object.fromEntries(this.watchers.filter((w) => w.version).map((w) => [w.spec.kind, w.version])),
       services: this.state.services.length,
@@ -485,9 +503,60 @@ export class KubernetesSource extends EventEmitter {
     this.debounce = setTimeout(() => {
       this.debounce = undefined;
       if (this.closed) return;
+      const next = this.computeScope();
+      if (next?.key !== this.scope?.key) {
+        // The reach changed: relist what is filtered by it (objects left out before may be needed now).
+        this.scope = next;
+        this.log('info', next ? `kubernetes: Sidecar ${next.sidecar} changed the reach; relisting Services, EndpointSlices and Pods` : 'kubernetes: no Sidecar scope any more; relisting Services, EndpointSlices and Pods');
+        for (const w of this.watchers) if (w.spec.role === 'service' || w.spec.role === 'endpointslice' || w.spec.role === 'pod') w.rescope();
+      }
       this.recompute();
       this.emit('change');
     }, this.opts.debounceMs);
+  }
+
+  /**
+   * Whether a trimmed object is kept under the workload's Sidecar scope. Services and EndpointSlices: when the egress
+   * reaches their host (the store's scopeInputs keeps no other). Pods (endpoint labels; peers of inbound policies):
+   * those of the namespaces the egress names and of the workload's own, unless an AuthorizationPolicy or
+   * NetworkPolicy could ask about a peer anywhere (one in the workload's or the root namespace): then all.
+   */
+  inScope(role: Role, o: Obj): boolean {
+    const scope = this.scope;
+    if (scope === undefined) return true;
+    const ns = o.metadata?.namespace ?? '';
+    switch (role) {
+      case 'service':
+        return scope.egress.visible(ns, `${o.metadata?.name ?? ''}.${ns}.svc.${this.opts.clusterDomain}`);
+      case 'endpointslice': {
+        const svc = o.metadata?.labels?.[SERVICE_NAME_LABEL];
+        return svc !== undefined && scope.egress.visible(ns, `${svc}.${ns}.svc.${this.opts.clusterDomain}`);
+      }
+      case 'pod':
+        return scope.podNamespaces === undefined || scope.podNamespaces.has(ns);
+      default:
+        return true;
+    }
+  }
+
+  /** The scope of the Sidecar the API server holds for this workload (see inScope); undefined: keep everything. */
+  private computeScope(): KubernetesSource['scope'] {
+    const wl = this.opts.workload;
+    if (wl === undefined) return undefined;
+    const resources: Resource[] = [];
+    let policyNear = false;
+    for (const w of this.watchers) {
+      if (w.spec.role !== 'resource') continue;
+      for (const o of w.list()) {
+        if (w.spec.kind === 'Sidecar') resources.push(toResource(o, w.spec, w.version ?? w.spec.versions[0]!));
+        else if ((w.spec.kind === 'NetworkPolicy' || w.spec.kind === 'AuthorizationPolicy') && (o.metadata?.namespace === wl.namespace || o.metadata?.namespace === DEFAULT_ROOT_NAMESPACE)) policyNear = true;
+      }
+    }
+    const sidecar = selectSidecar(resources, { namespace: wl.namespace, labels: wl.labels });
+    const egress = egressScope(sidecar, wl.namespace);
+    if (egress === undefined || sidecar === undefined) return undefined;
+    const podNamespaces = policyNear || egress.namespaces === undefined ? undefined : new Set([...egress.namespaces, wl.namespace]);
+    return { egress, podNamespaces, key: `${egress.key}|${podNamespaces ? [...podNamespaces].sort().join(',') : '*'}`, sidecar: `${sidecar.metadata.namespace}/${sidecar.metadata.name}` };
   }
 
   private recompute(): void {

@@ -378,4 +378,56 @@ describe('KubernetesSource against the fake API server', () => {
     expect(sliceWatch.events).toBe(1);
     expect(api.stats.watchBytes - before).toBe(sliceWatch.bytes);
   });
+
+  it('a Sidecar that applies to the workload: only the Services, EndpointSlices and Pods its egress reaches are cached; a changed Sidecar relists', async () => {
+    const { api, make } = await setup();
+    for (const ns of ['a', 'b', 'c']) {
+      api.apply(service('web', ns, [{ name: 'http', port: 80 }], { clusterIP: `10.96.1.${ns.charCodeAt(0)}` }));
+      api.apply(pod(`web-${ns}`, ns, `127.0.1.${ns.charCodeAt(0)}`, { app: 'web' }));
+      api.apply(endpointSlice('web-1', ns, 'web', [{ ip: `127.0.1.${ns.charCodeAt(0)}`, pod: `web-${ns}` }], [{ name: 'http', port: 8080 }]));
+    }
+    const sidecar = (hosts: string[]) => ({ apiVersion: 'networking.istio.io/v1', kind: 'Sidecar', metadata: { name: 'default', namespace: 'a' }, spec: { egress: [{ hosts }] } });
+    api.apply(sidecar(['./*']));
+    const src = make({ workload: { namespace: 'a', labels: {} } });
+    await src.start();
+    const hosts = () => src.current().services.map((s) => s.hostname).sort();
+    const podNs = () => [...new Set(src.current().pods.map((p) => p.metadata?.namespace))].sort();
+    expect(hosts()).toEqual(['web.a.svc.cluster.local']);
+    expect(podNs()).toEqual(['a']);
+    expect(src.current().services[0]!.workloads.map((w) => w.labels.app)).toEqual(['web']);
+    // Nothing outside the reach is listed into the cache: the Service list of the cluster is cut at arrival.
+    api.apply(service('api', 'c', [{ name: 'http', port: 80 }], { clusterIP: '10.96.2.1' }));
+    api.apply(service('api', 'a', [{ name: 'http', port: 80 }], { clusterIP: '10.96.2.2' }));
+    await waitFor('in-reach service', () => hosts().includes('api.a.svc.cluster.local'));
+    expect(hosts()).toEqual(['api.a.svc.cluster.local', 'web.a.svc.cluster.local']);
+
+    const lists = api.countRequests('/api/v1/services', false);
+    api.apply(sidecar(['./*', 'b/*']));
+    await waitFor('b reached after the relist', () => hosts().includes('web.b.svc.cluster.local'), 3000);
+    expect(api.countRequests('/api/v1/services', false)).toBeGreaterThan(lists);
+    expect(hosts()).toEqual(['api.a.svc.cluster.local', 'web.a.svc.cluster.local', 'web.b.svc.cluster.local']);
+    expect(podNs()).toEqual(['a', 'b']);
+
+    // An AuthorizationPolicy in the workload's namespace may ask about any peer: every Pod is kept again.
+    api.apply({ apiVersion: 'security.istio.io/v1', kind: 'AuthorizationPolicy', metadata: { name: 'p', namespace: 'a' }, spec: {} });
+    await waitFor('all pods', () => podNs().length === 3, 3000);
+    expect(hosts()).toEqual(['api.a.svc.cluster.local', 'web.a.svc.cluster.local', 'web.b.svc.cluster.local']);
+
+    // The Sidecar gone: everything.
+    api.delete('Sidecar', 'a', 'default');
+    await waitFor('whole cluster', () => hosts().length === 5, 3000);
+  });
+
+  it('without the workload given, or with a Sidecar of another namespace, everything is cached', async () => {
+    const { api, make } = await setup();
+    for (const ns of ['a', 'b']) api.apply(service('web', ns, [{ name: 'http', port: 80 }], { clusterIP: `10.96.1.${ns.charCodeAt(0)}` }));
+    api.apply({ apiVersion: 'networking.istio.io/v1', kind: 'Sidecar', metadata: { name: 'default', namespace: 'b' }, spec: { egress: [{ hosts: ['./*'] }] } });
+    const plain = make();
+    await plain.start();
+    expect(plain.current().services).toHaveLength(2);
+    const other = make({ workload: { namespace: 'a', labels: {} } });
+    await other.start();
+    expect(other.current().services).toHaveLength(2);
+  });
 });
+
