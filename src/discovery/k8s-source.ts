@@ -67,6 +67,8 @@ export interface KubernetesState {
 }
 
 type Role = 'service' | 'endpointslice' | 'pod' | 'namespace' | 'resource';
+/** The kinds a workload's Sidecar scope narrows (k8s-source.ts KubernetesSource.inScope). */
+const SCOPED_ROLES: ReadonlySet<Role> = new Set<Role>(['service', 'endpointslice', 'pod']);
 
 interface KindSpec {
   kind: string;
@@ -178,6 +180,8 @@ class Watcher {
   private primed?: ListResult;
   private lastLogged?: string;
   private closed = false;
+  /** Out of the scope: serves its objects until its successors have listed, then stops. */
+  retired = false;
 
   constructor(
     readonly spec: KindSpec,
@@ -416,10 +420,68 @@ export class KubernetesSource extends EventEmitter {
       rand: opts.rand ?? Math.random,
     };
     this.logFn = opts.log ?? (() => {});
+    // Services, EndpointSlices and Pods are watched once the Sidecar scope is known (start(), scopedWatchers()).
     for (const spec of KINDS) {
+      if (SCOPED_ROLES.has(spec.role)) continue;
       if (!spec.namespaced || !this.opts.namespaces) this.watchers.push(new Watcher(spec, undefined, this));
       else for (const ns of this.opts.namespaces) this.watchers.push(new Watcher(spec, ns, this));
     }
+  }
+
+  /**
+   * The namespaces a scoped kind is listed and watched in (undefined: cluster-wide): --watch-namespaces, narrowed by
+   * the namespaces the workload's Sidecar names (for Pods, with the workload's own). Watching per namespace keeps
+   * the rest of the cluster off the wire as well as out of memory.
+   */
+  private scopedNamespaces(role: Role): string[] | undefined {
+    const base = this.opts.namespaces;
+    const named = this.scope === undefined ? undefined : role === 'pod' ? this.scope.podNamespaces : this.scope.egress.namespaces;
+    if (named === undefined) return base;
+    return (base ?? [...named]).filter((n) => named.has(n)).sort();
+  }
+
+  /** The watchers of Services, EndpointSlices and Pods the current scope calls for. */
+  private scopedWatchers(): Watcher[] {
+    const out: Watcher[] = [];
+    for (const spec of KINDS) {
+      if (!SCOPED_ROLES.has(spec.role)) continue;
+      const nss = this.scopedNamespaces(spec.role);
+      if (nss === undefined) out.push(new Watcher(spec, undefined, this));
+      else for (const ns of nss) out.push(new Watcher(spec, ns, this));
+    }
+    return out;
+  }
+
+  /**
+   * A new scope: watchers of namespaces no longer reached stop (their objects go with them), new ones list and watch,
+   * and the others relist (the hosts kept within a namespace may have changed).
+   */
+  private applyScope(): void {
+    const want = this.scopedWatchers();
+    const key = (w: Watcher): string => `${w.spec.kind}/${w.namespace ?? '*'}`;
+    const have = new Map(this.watchers.filter((w) => SCOPED_ROLES.has(w.spec.role) && !w.retired).map((w) => [key(w), w]));
+    const keep = new Set(want.map(key));
+    const removed: Watcher[] = [];
+    for (const [k, w] of have) {
+      if (keep.has(k)) w.rescope();
+      else {
+        w.retired = true; // a later scope change treats it as gone already
+        removed.push(w);
+      }
+    }
+    // The watchers going away keep serving their objects until the new ones have listed: a service that stays in
+    // reach never disappears in between.
+    const deadline = this.opts.now() + this.opts.initialSyncTimeoutMs;
+    const added = want.filter((w) => !have.has(key(w)));
+    this.watchers.push(...added);
+    void Promise.allSettled(added.map((w) => w.init(deadline).catch((err: unknown) => this.log('warn', `kubernetes: ${w.name}: ${describe(err)}`)))).then(() => {
+      for (const w of removed) {
+        w.stop();
+        const i = this.watchers.indexOf(w);
+        if (i >= 0) this.watchers.splice(i, 1);
+      }
+      this.changed();
+    });
   }
 
   /** The API server URL in use (for logs and /config_dump; '' before start()). */
@@ -436,10 +498,11 @@ export class KubernetesSource extends EventEmitter {
     try {
       // Istio's objects (a Sidecar among them) and Namespaces first: the Sidecar decides which Services, EndpointSlices
       // and Pods are worth keeping before they are listed.
-      const scoped = (w: Watcher): boolean => w.spec.role === 'service' || w.spec.role === 'endpointslice' || w.spec.role === 'pod';
-      await Promise.all(this.watchers.filter((w) => !scoped(w)).map((w) => w.init(deadline)));
+      await Promise.all(this.watchers.map((w) => w.init(deadline)));
       this.scope = this.computeScope();
-      await Promise.all(this.watchers.filter(scoped).map((w) => w.init(deadline)));
+      const scoped = this.scopedWatchers();
+      this.watchers.push(...scoped);
+      await Promise.all(scoped.map((w) => w.init(deadline)));
     } catch (err) {
       this.stop();
       const msg = describe(err);
@@ -508,7 +571,7 @@ export class KubernetesSource extends EventEmitter {
         // The reach changed: relist what is filtered by it (objects left out before may be needed now).
         this.scope = next;
         this.log('info', next ? `kubernetes: Sidecar ${next.sidecar} changed the reach; relisting Services, EndpointSlices and Pods` : 'kubernetes: no Sidecar scope any more; relisting Services, EndpointSlices and Pods');
-        for (const w of this.watchers) if (w.spec.role === 'service' || w.spec.role === 'endpointslice' || w.spec.role === 'pod') w.rescope();
+        this.applyScope();
       }
       this.recompute();
       this.emit('change');
@@ -565,8 +628,16 @@ export class KubernetesSource extends EventEmitter {
     const pods: V1Pod[] = [];
     const namespaceLabels = new Map<string, Record<string, string>>();
     const resources: Resource[] = [];
+    // While a scope change hands a kind over from one set of watchers to another, an object may be in both: once.
+    const seen = new Set<string>();
     for (const w of this.watchers) {
+      const dedupe = SCOPED_ROLES.has(w.spec.role);
       for (const obj of w.list()) {
+        if (dedupe) {
+          const k = `${w.spec.kind}/${obj.metadata?.namespace ?? ''}/${obj.metadata?.name ?? ''}`;
+          if (seen.has(k)) continue;
+          seen.add(k);
+        }
         switch (w.spec.role) {
           case 'service':
             services.push(obj as V1Service);

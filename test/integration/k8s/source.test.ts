@@ -395,16 +395,22 @@ describe('KubernetesSource against the fake API server', () => {
     expect(hosts()).toEqual(['web.a.svc.cluster.local']);
     expect(podNs()).toEqual(['a']);
     expect(src.current().services[0]!.workloads.map((w) => w.labels.app)).toEqual(['web']);
-    // Nothing outside the reach is listed into the cache: the Service list of the cluster is cut at arrival.
+    // The egress names namespaces: Services, EndpointSlices and Pods are listed and watched in those alone.
+    expect(api.countRequests('/api/v1/services')).toBe(0);
+    expect(api.countRequests('/api/v1/pods')).toBe(0);
+    expect(api.countRequests('/api/v1/namespaces/a/services', true)).toBe(1);
+    expect(api.countRequests('/api/v1/namespaces/c/')).toBe(0);
     api.apply(service('api', 'c', [{ name: 'http', port: 80 }], { clusterIP: '10.96.2.1' }));
     api.apply(service('api', 'a', [{ name: 'http', port: 80 }], { clusterIP: '10.96.2.2' }));
     await waitFor('in-reach service', () => hosts().includes('api.a.svc.cluster.local'));
     expect(hosts()).toEqual(['api.a.svc.cluster.local', 'web.a.svc.cluster.local']);
 
-    const lists = api.countRequests('/api/v1/services', false);
+    const lists = api.countRequests('/api/v1/namespaces/a/services', false);
     api.apply(sidecar(['./*', 'b/*']));
-    await waitFor('b reached after the relist', () => hosts().includes('web.b.svc.cluster.local'), 3000);
-    expect(api.countRequests('/api/v1/services', false)).toBeGreaterThan(lists);
+    await waitFor('b reached', () => hosts().includes('web.b.svc.cluster.local'), 3000);
+    // b is listed and watched now; a relisted (the hosts kept within it may change with a Sidecar).
+    expect(api.countRequests('/api/v1/namespaces/b/services', true)).toBe(1);
+    await waitFor('a relisted', () => api.countRequests('/api/v1/namespaces/a/services', false) > lists, 3000);
     expect(hosts()).toEqual(['api.a.svc.cluster.local', 'web.a.svc.cluster.local', 'web.b.svc.cluster.local']);
     expect(podNs()).toEqual(['a', 'b']);
 
@@ -413,9 +419,10 @@ describe('KubernetesSource against the fake API server', () => {
     await waitFor('all pods', () => podNs().length === 3, 3000);
     expect(hosts()).toEqual(['api.a.svc.cluster.local', 'web.a.svc.cluster.local', 'web.b.svc.cluster.local']);
 
-    // The Sidecar gone: everything.
+    // The Sidecar gone: everything, watched cluster-wide again.
     api.delete('Sidecar', 'a', 'default');
     await waitFor('whole cluster', () => hosts().length === 5, 3000);
+    expect(api.countRequests('/api/v1/services', true)).toBe(1);
   });
 
   it('without the workload given, or with a Sidecar of another namespace, everything is cached', async () => {
