@@ -106,11 +106,56 @@ const LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration';
 
 type Obj = KubernetesObject & Record<string, unknown>;
 
-function trimMeta(m: Record<string, unknown> | undefined, keepAnnotations: boolean): Record<string, unknown> {
+/**
+ * One copy of each namespace, label key and value, phase, protocol and port name across the cache: JSON.parse gives
+ * every occurrence its own string, and 50,000 Pods repeat them all (a namespace, `app: web`, `pod-template-hash`).
+ * Bounded: past 100,000 distinct strings it starts over (sharing is a saving, never a meaning).
+ */
+const interned = new Map<string, string>();
+function intern<T extends string | undefined>(s: T): T {
+  if (s === undefined || s.length > 128) return s;
+  const i = interned.get(s);
+  if (i !== undefined) return i as T;
+  if (interned.size >= 100_000) interned.clear();
+  interned.set(s, s);
+  return s;
+}
+
+/** One (read-only) object per distinct label set: the Pods of a ReplicaSet carry the same labels. Bounded too. */
+const labelSets = new Map<string, Record<string, string>>();
+function internLabels(l: Record<string, string>): Record<string, string> {
+  const parts: string[] = [];
+  for (const k in l) parts.push(k, l[k]!);
+  const key = parts.join('\0'); // flat: a key built with += would keep its tree of concatenations
+
+  const known = labelSets.get(key);
+  if (known !== undefined) return known;
+  const out: Record<string, string> = {};
+  for (const k in l) out[intern(k)] = intern(l[k]!);
+  if (labelSets.size >= 50_000) labelSets.clear();
+  labelSets.set(key, out);
+  return out;
+}
+
+/** The few EndpointSlice condition combinations k8s-mapping reads, one object each. */
+const CONDITIONS = new Map<string, Readonly<{ ready?: boolean; terminating?: boolean }>>();
+function conditionsOf(c: { ready?: boolean | null; terminating?: boolean | null }): Readonly<{ ready?: boolean; terminating?: boolean }> {
+  const ready = typeof c.ready === 'boolean' ? c.ready : undefined;
+  const terminating = typeof c.terminating === 'boolean' ? c.terminating : undefined;
+  const key = `${ready}|${terminating}`;
+  let o = CONDITIONS.get(key);
+  if (o === undefined) {
+    o = Object.freeze({ ...(ready !== undefined ? { ready } : {}), ...(terminating !== undefined ? { terminating } : {}) });
+    CONDITIONS.set(key, o);
+  }
+  return o;
+}
+
+function trimMeta(m: Record<string, unknown> | undefined, keepAnnotations: boolean, keepLabels = true): Record<string, unknown> {
   const meta = (m ?? {}) as { name?: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string>; resourceVersion?: string };
   const out: Record<string, unknown> = { name: meta.name, resourceVersion: meta.resourceVersion };
-  if (meta.namespace !== undefined) out.namespace = meta.namespace;
-  if (meta.labels) out.labels = meta.labels;
+  if (meta.namespace !== undefined) out.namespace = intern(meta.namespace);
+  if (meta.labels && keepLabels) out.labels = internLabels(meta.labels);
   if (keepAnnotations && meta.annotations) {
     const { [LAST_APPLIED]: _drop, ...rest } = meta.annotations;
     if (Object.keys(rest).length > 0) out.annotations = rest;
@@ -118,7 +163,8 @@ function trimMeta(m: Record<string, unknown> | undefined, keepAnnotations: boole
   return out;
 }
 
-function trimObject(role: Role, obj: Obj): Obj {
+/** `podContainers`: keep a Pod's named container ports (only this workload's own Pod needs them). */
+function trimObject(role: Role, obj: Obj, podContainers = true): Obj {
   const meta = obj.metadata as Record<string, unknown> | undefined;
   switch (role) {
     case 'service': {
@@ -130,32 +176,35 @@ function trimObject(role: Role, obj: Obj): Obj {
     }
     case 'endpointslice': {
       const s = obj as unknown as V1EndpointSlice;
-      const m = trimMeta(meta, false);
+      const m = trimMeta(meta, false, false);
       const svc = s.metadata?.labels?.[SERVICE_NAME_LABEL];
-      m.labels = svc ? { [SERVICE_NAME_LABEL]: svc } : {};
+      m.labels = svc ? { [SERVICE_NAME_LABEL]: intern(svc) } : {};
       return {
         metadata: m,
-        addressType: s.addressType,
-        ports: s.ports,
-        endpoints: (s.endpoints ?? []).map((e) => ({
-          addresses: e.addresses,
-          conditions: e.conditions,
-          hostname: e.hostname,
-          targetRef: e.targetRef ? { kind: e.targetRef.kind, name: e.targetRef.name } : undefined,
-        })),
+        addressType: intern(s.addressType),
+        ports: (s.ports ?? []).map((p) => ({ name: intern(p.name), port: p.port, protocol: intern(p.protocol) })),
+        endpoints: (s.endpoints ?? []).map((e) => {
+          // What k8s-mapping reads: the addresses, readiness (ready, terminating), hostname and the pod it is.
+          const c = e.conditions;
+          const out: Record<string, unknown> = { addresses: e.addresses };
+          if (c !== undefined) out.conditions = conditionsOf(c);
+          if (e.hostname !== undefined) out.hostname = e.hostname;
+          if (e.targetRef) out.targetRef = { kind: intern(e.targetRef.kind), name: e.targetRef.name };
+          return out;
+        }),
       } as unknown as Obj;
     }
     case 'pod': {
       const p = obj as V1Pod;
-      return {
-        metadata: trimMeta(meta, false),
-        spec: {
-          containers: (p.spec?.containers ?? [])
-            .filter((c) => c.ports && c.ports.length > 0)
-            .map((c) => ({ name: c.name, ports: c.ports!.map((cp) => ({ name: cp.name, containerPort: cp.containerPort, protocol: cp.protocol })) })),
-        },
-        status: { podIP: p.status?.podIP, podIPs: p.status?.podIPs, phase: p.status?.phase },
-      } as unknown as Obj;
+      // Named container ports only (NetworkPolicy's named ports resolve through them); podIPs only when it says more
+      // than podIP (dual-stack).
+      const containers = (podContainers ? p.spec?.containers ?? [] : [])
+        .map((c) => ({ name: intern(c.name), ports: (c.ports ?? []).filter((cp) => cp.name).map((cp) => ({ name: intern(cp.name), containerPort: cp.containerPort, protocol: intern(cp.protocol) })) }))
+        .filter((c) => c.ports.length > 0);
+      const ips = p.status?.podIPs;
+      const status: Record<string, unknown> = { podIP: p.status?.podIP, phase: intern(p.status?.phase) };
+      if (ips && (ips.length !== 1 || ips[0]?.ip !== p.status?.podIP)) status.podIPs = ips.map((x) => ({ ip: x.ip }));
+      return (containers.length > 0 ? { metadata: trimMeta(meta, false), spec: { containers }, status } : { metadata: trimMeta(meta, false), status }) as unknown as Obj;
     }
     case 'namespace':
       return { metadata: trimMeta(meta, false) } as Obj;
@@ -206,7 +255,7 @@ class Watcher {
 
   /** The object as cached, or undefined when the workload's Sidecar scope leaves it out. */
   trim(obj: Obj): Obj | undefined {
-    const t = trimObject(this.spec.role, obj);
+    const t = trimObject(this.spec.role, obj, this.spec.role !== 'pod' || this.src.podContainersIn((obj.metadata as { namespace?: string } | undefined)?.namespace));
     return this.src.inScope(this.spec.role, t) ? t : undefined;
   }
 
@@ -600,6 +649,14 @@ export class KubernetesSource extends EventEmitter {
       default:
         return true;
     }
+  }
+
+  /**
+   * Whether the Pods of a namespace keep their named container ports: they resolve a NetworkPolicy's named port for
+   * this workload's own Pod, so only its namespace needs them (every namespace when the workload is not given).
+   */
+  podContainersIn(namespace: string | undefined): boolean {
+    return this.opts.workload === undefined || namespace === this.opts.workload.namespace;
   }
 
   /** The scope of the Sidecar the API server holds for this workload (see inScope); undefined: keep everything. */

@@ -207,7 +207,8 @@ export interface InformerOptions {
   rand: () => number;
 }
 
-const keyOf = (o: Obj): string => `${o.metadata?.namespace ?? ''}/${o.metadata?.name ?? ''}`;
+/** namespace/name, one flat string (a template literal would be a tree of concatenations kept as the cache key). */
+const keyOf = (o: Obj): string => [o.metadata?.namespace ?? '', o.metadata?.name ?? ''].join('/');
 
 /**
  * A list + watch of one path with its cache. start() resolves once the first list is in (or, resumed, once the watch

@@ -436,5 +436,23 @@ describe('KubernetesSource against the fake API server', () => {
     await other.start();
     expect(other.current().services).toHaveLength(2);
   });
+
+  it('Pods are cached with what is read of them: named container ports in the workload\'s namespace only, podIPs only for dual-stack', async () => {
+    const { api, make } = await setup();
+    api.apply(pod('own', 'a', '127.0.3.1', { app: 'x' }, [{ name: 'web', containerPort: 8080 }, { containerPort: 9090 }]));
+    api.apply(pod('other', 'b', '127.0.3.2', { app: 'x' }, [{ name: 'web', containerPort: 8080 }]));
+    const dual = pod('dual', 'b', '127.0.3.3', { app: 'x' });
+    (dual.status as { podIPs: Array<{ ip: string }> }).podIPs.push({ ip: 'fd00::3' });
+    api.apply(dual);
+    const src = make({ workload: { namespace: 'a', labels: {} } });
+    await src.start();
+    const byName = (n: string) => src.current().pods.find((p) => p.metadata?.name === n)!;
+    expect(byName('own').spec?.containers).toEqual([{ name: 'app', ports: [{ name: 'web', containerPort: 8080, protocol: undefined }] }]);
+    expect(byName('other').spec).toBeUndefined();
+    expect(byName('own').status).toEqual({ podIP: '127.0.3.1', phase: 'Running' });
+    expect(byName('dual').status?.podIPs?.map((x) => x.ip)).toEqual(['127.0.3.3', 'fd00::3']);
+    // Pods of one label set share their labels object (read-only).
+    expect(byName('other').metadata?.labels).toBe(byName('dual').metadata?.labels);
+  });
 });
 
