@@ -100,19 +100,11 @@ export function parseDocuments(text: string, file: string, defaultNamespace = 'd
       errors.push(...r.errors);
       continue;
     }
-    const doc: DocumentLines = opts.reread === undefined ? { text: chunk, reread: undefined, index: i } : { text: undefined, reread: opts.reread, index: i };
-    resources.push(toResource(obj, { file, line: chunk.startLine + leadingLines(chunk.text) }, defaultNamespace, chunk.startLine, doc));
+    const doc: Chunk | (() => string | undefined) = opts.reread ?? chunk;
+    resources.push(toResource(obj, { file, line: chunk.startLine + leadingLines(chunk.text) }, defaultNamespace, chunk.startLine, doc, i));
   }
   return { resources, errors };
 }
-
-/**
- * Where the field lines of a document come from: its text, kept (text given to parseDocuments, not read from a file),
- * or the file read again when a line is first asked for (ParseOptions.reread): nothing of the text is kept until then.
- */
-type DocumentLines =
-  | { text: Chunk; reread: undefined; index: number }
-  | { text: undefined; reread: () => string | undefined; index: number };
 
 /**
  * A resource of the fast path. Its lines are found on first use and then kept; one class rather than an object and a
@@ -131,21 +123,27 @@ class ParsedResource implements Resource {
     private readonly defaultNamespace: string,
     /** 1-based line of the document's start (its `---` marker, if any) in the file. */
     private readonly startLine: number,
-    private doc: DocumentLines | undefined,
+    /**
+     * Where the field lines come from: the document's text, kept (text given to parseDocuments), or the file read
+     * again when a line is first asked for (ParseOptions.reread): nothing of the text is kept until then.
+     */
+    private doc: Chunk | (() => string | undefined) | undefined,
+    /** The document's place among the file's documents with content. */
+    private readonly index: number,
   ) {}
 
   lineOf(path: FieldPath): number {
     if (this.lines === undefined) {
       const doc = this.doc!;
       this.doc = undefined;
-      let chunk: Chunk | undefined = doc.text;
-      if (doc.reread !== undefined) {
+      let chunk: Chunk | undefined;
+      if (typeof doc === 'function') {
         // The index-th document with content of the file as it is now; a file that changed since (reread() gives
         // undefined, or the document is no longer where it was) answers the document's first line.
-        const text = doc.reread();
-        chunk = text === undefined ? undefined : splitDocuments(text).filter((c) => hasContent(c.text))[doc.index];
+        const text = doc();
+        chunk = text === undefined ? undefined : splitDocuments(text).filter((c) => hasContent(c.text))[this.index];
         if (chunk !== undefined && chunk.startLine !== this.startLine) chunk = undefined;
-      }
+      } else chunk = doc;
       const first = chunk === undefined ? undefined : parseDocumentsSlow(chunk.text, this.source.file, this.defaultNamespace, chunk.startLine - 1).resources[0];
       const docLine = this.source.line;
       this.lines = first ? (p) => first.lineOf(p) : () => docLine;
@@ -244,7 +242,7 @@ function internName(v: string): string {
 
 const METADATA_KEYS = new Set(['name', 'namespace', 'labels', 'annotations', 'resourceVersion']);
 
-function toResource(o: Record<string, unknown>, source: SourceLocation, defaultNamespace: string, startLine: number, doc: DocumentLines): Resource {
+function toResource(o: Record<string, unknown>, source: SourceLocation, defaultNamespace: string, startLine: number, doc: Chunk | (() => string | undefined), index: number): Resource {
   const md = (o.metadata && typeof o.metadata === 'object' ? o.metadata : {}) as Record<string, unknown>;
   if (typeof o.apiVersion === 'string') o.apiVersion = internName(o.apiVersion);
   if (typeof o.kind === 'string') o.kind = internName(o.kind);
@@ -274,6 +272,7 @@ function toResource(o: Record<string, unknown>, source: SourceLocation, defaultN
     defaultNamespace,
     startLine,
     doc,
+    index,
   );
 }
 
