@@ -128,6 +128,8 @@ interface SizeResult {
   trafficServices: number;
   trafficStatus: Record<string, number>;
   afterTraffic: MemStatus;
+  /** 12 s after afterTraffic, with nothing happening. */
+  settled: MemStatus;
   edits?: {
     count: number;
     /** Rename of the edited file → first response carrying the edit (ms). */
@@ -178,8 +180,11 @@ async function meshPart(): Promise<{ sizes: SizeResult[]; latency?: BenchReport;
         const trafficStatus = await visitAll(p.outbound, hosts, 5, 16);
         await sleep(2000);
         const afterTraffic = memStatus(p.s.pid);
-        log(`${name(b, n)}: traffic to ${hosts.length} services ${JSON.stringify(trafficStatus)}, RSS ${afterTraffic.rssMB.toFixed(1)} MB (private ${afterTraffic.anonMB.toFixed(1)}, peak ${afterTraffic.hwmMB.toFixed(1)})`);
-        results.push({ build: b.label, services: n, configBytes: bytes, readyMs, startupMs: p.startupMs, configMs: p.configMs, atReady, trafficServices: hosts.length, trafficStatus, afterTraffic });
+        // And once V8's memory reducer has run (it shrinks the heap ~10 s after activity stops).
+        await sleep(12_000);
+        const settled = memStatus(p.s.pid);
+        log(`${name(b, n)}: traffic to ${hosts.length} services ${JSON.stringify(trafficStatus)}, RSS ${afterTraffic.rssMB.toFixed(1)} MB (private ${afterTraffic.anonMB.toFixed(1)}, peak ${afterTraffic.hwmMB.toFixed(1)}), 12 s later ${settled.rssMB.toFixed(1)} MB (private ${settled.anonMB.toFixed(1)})`);
+        results.push({ build: b.label, services: n, configBytes: bytes, readyMs, startupMs: p.startupMs, configMs: p.configMs, atReady, trafficServices: hosts.length, trafficStatus, afterTraffic, settled });
       }
     }
 
@@ -264,7 +269,7 @@ async function meshPart(): Promise<{ sizes: SizeResult[]; latency?: BenchReport;
     const perServiceKB: Record<string, number> = {};
     for (const r of results) {
       const base = results.find((x) => x.build === r.build && x.services === Math.min(...SIZES));
-      if (base && base !== r) perServiceKB[`${r.build}:${r.services}`] = ((r.afterTraffic.rssMB - base.afterTraffic.rssMB) * 1024) / (r.services - base.services);
+      if (base && base !== r) perServiceKB[`${r.build}:${r.services}`] = ((r.settled.rssMB - base.settled.rssMB) * 1024) / (r.services - base.services);
     }
     return { sizes: results, latency, perServiceKB };
   } finally {
@@ -354,13 +359,13 @@ function printSummary(out: Record<string, unknown>): void {
   const mesh = out.mesh as Awaited<ReturnType<typeof meshPart>> | undefined;
   if (mesh) {
     const d = mesh.latency?.targets.find((x) => x.name === 'direct');
-    process.stdout.write('\n| build | services | ready after (spawn → ready line; startupMs) | RSS after traffic to 1,000 (private) | KB per service | one edited weight serving after: p50 / p99 (max) | background errors | p50 through the proxy |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n');
+    process.stdout.write('\n| build | services | ready after (spawn → ready line; startupMs) | RSS after traffic to 1,000 (private): at 2 s / 14 s | KB per service (at 14 s) | one edited weight serving after: p50 / p99 (max) | background errors | p50 through the proxy |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n');
     for (const r of mesh.sizes) {
       const e = r.edits;
       const errs = e ? Object.values(e.background.failures).reduce((s, x) => s + x, 0) : NaN;
       const t = mesh.latency?.targets.find((x) => x.name === `remora-${r.services}${r.build === 'now' ? '' : `-${r.build}`}`);
       const p50 = t && d ? `${t.summary.p50Ms.toFixed(3)} ms (direct ${d.summary.p50Ms.toFixed(3)})` : '-';
-      process.stdout.write(`| ${r.build} | ${r.services.toLocaleString('en-US')} | ${(r.readyMs / 1000).toFixed(2)} s; ${r.startupMs} ms | ${r.afterTraffic.rssMB.toFixed(0)} MB (${r.afterTraffic.anonMB.toFixed(0)}) | ${mesh.perServiceKB[`${r.build}:${r.services}`]?.toFixed(1) ?? '-'} | ${e ? `${(e.p50Ms / 1000).toFixed(2)} / ${(e.p99Ms / 1000).toFixed(2)} s (${(e.maxMs / 1000).toFixed(2)})` : '-'} | ${e ? `${errs} of ${e.background.sent}` : '-'} | ${p50} |\n`);
+      process.stdout.write(`| ${r.build} | ${r.services.toLocaleString('en-US')} | ${(r.readyMs / 1000).toFixed(2)} s; ${r.startupMs} ms | ${r.afterTraffic.rssMB.toFixed(0)} MB (${r.afterTraffic.anonMB.toFixed(0)}) / ${r.settled.rssMB.toFixed(0)} MB (${r.settled.anonMB.toFixed(0)}) | ${mesh.perServiceKB[`${r.build}:${r.services}`]?.toFixed(1) ?? '-'} | ${e ? `${(e.p50Ms / 1000).toFixed(2)} / ${(e.p99Ms / 1000).toFixed(2)} s (${(e.maxMs / 1000).toFixed(2)})` : '-'} | ${e ? `${errs} of ${e.background.sent}` : '-'} | ${p50} |\n`);
     }
   }
   const mem = out.memory as MemoryResult | undefined;
