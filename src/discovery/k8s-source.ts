@@ -8,7 +8,7 @@ import type { KubernetesObject, V1EndpointSlice, V1Pod, V1Service } from '@kuber
 import type { Resource } from '../config/resource.js';
 import type { ServiceDef } from '../model.js';
 import { servicesFromKubernetes, SERVICE_NAME_LABEL } from './k8s-mapping.js';
-import { loadApiAccess, type KubeEnv } from './kubeconfig.js';
+import { clientNodeKubeConfig, loadApiAccess, type KubeEnv } from './kubeconfig.js';
 import { egressScope, selectSidecar, type EgressScope } from './sidecar-scope.js';
 import { DEFAULT_ROOT_NAMESPACE } from '../authz/authorization-policy.js';
 import { ApiClient, describe, Informer, KubernetesApiError, type ListResult, type Obj as WireObj } from './k8s-watch.js';
@@ -531,6 +531,14 @@ export class KubernetesSource extends EventEmitter {
       }
       this.changed();
     });
+  }
+
+  /**
+   * A @kubernetes/client-node KubeConfig for the same server (imported on this call), for writers that use client-node's
+   * typed APIs; the watch itself never loads client-node (docs/kubernetes.md, "Credentials").
+   */
+  kubeConfig(): Promise<import('@kubernetes/client-node').KubeConfig> {
+    return clientNodeKubeConfig(this.opts.kubeconfig);
   }
 
   /** The API server URL in use (for logs and /config_dump; '' before start()). */

@@ -175,3 +175,17 @@ async function viaClientNode(load: (kc: import('@kubernetes/client-node').KubeCo
 export function inClusterAt(env: KubeEnv, root: string): ApiAccess {
   return inCluster(env, root);
 }
+
+/**
+ * A @kubernetes/client-node KubeConfig for the same API server, for code that needs client-node's typed APIs (a status
+ * writer, a Lease): the kubeconfig file when given, else client-node's own default order (KUBECONFIG, ~/.kube/config,
+ * in-cluster; it reads the environment itself). Imported on this call: a sidecar that never needs it never pays for it.
+ */
+export async function clientNodeKubeConfig(path: string | undefined): Promise<import('@kubernetes/client-node').KubeConfig> {
+  const { KubeConfig } = await import('@kubernetes/client-node');
+  const kc = new KubeConfig();
+  if (path !== undefined) kc.loadFromFile(path);
+  else kc.loadFromDefault();
+  if (!kc.getCurrentCluster()) throw new KubeconfigError(`kubernetes: no cluster configured (${path ?? 'client-node defaults'})`);
+  return kc;
+}

@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { inClusterAt, loadApiAccess } from '../../../src/discovery/kubeconfig.js';
+import { clientNodeKubeConfig, inClusterAt, loadApiAccess } from '../../../src/discovery/kubeconfig.js';
 import { ApiClient } from '../../../src/discovery/k8s-watch.js';
 import { selfSignedCert, type SelfSigned } from '../../support/tls.js';
 
@@ -111,4 +111,14 @@ describe('kubeconfig', () => {
     expect(seen[0]!.authorization).toBe('Bearer sa-token');
     expect(inClusterAt({ KUBERNETES_SERVICE_HOST: 'fd00::1', KUBERNETES_SERVICE_PORT: '443' }, sa).server).toBe('https://[fd00::1]:443');
   });
+
+  it('a client-node KubeConfig for the same server, for writers that need its typed APIs', async () => {
+    const file = kubeconfig('cn.yaml', { server: url, 'certificate-authority': 'server.crt' }, { token: 'cn' });
+    const kc = await clientNodeKubeConfig(file);
+    expect(kc.getCurrentCluster()?.server).toBe(url);
+    const o: import('node:https').RequestOptions = {};
+    await kc.applyToHTTPSOptions(o);
+    expect((o.headers as Record<string, string>).Authorization).toBe('Bearer cn');
+  });
 });
+
