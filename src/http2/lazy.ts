@@ -28,11 +28,6 @@ export function loadHttp2(): Promise<Http2Modules> {
   return loading;
 }
 
-/** Whether the HTTP/2 modules have been imported (tests and /server_info). */
-export function http2Loaded(): boolean {
-  return loaded !== undefined;
-}
-
 const NO_STATS: Readonly<Http2ListenerStats> = Object.freeze({ sessions: 0, protocolErrors: 0, prematureResetCloses: 0, streamsResetByPeer: 0 });
 
 /**
