@@ -141,4 +141,23 @@ spec:
       await api.close();
     }
   });
+
+  it('an HTTP/1 request to an HTTP/2 upstream waits for the codec to load (the first requests queued), and is served', async () => {
+    const h2 = http2.createServer((req, res) => res.end(`h2 ${req.headers[':path']}`));
+    await new Promise<void>((r) => h2.listen(0, '127.0.0.1', r));
+    const port = (h2.address() as import('node:net').AddressInfo).port;
+    try {
+      const mesh = MESH(port).replace('name: http, protocol: HTTP', 'name: http2, protocol: HTTP2').replace('app.example.com', 'h2.example.com').replace('name: app,', 'name: h2app,');
+      const l = await loadedBy('h2-upstream', { 'mesh.yaml': mesh }, [], async (p) => {
+        // Several at once, before anything loaded the codec: all wait for the one import, none fails.
+        const rs = await Promise.all([1, 2, 3, 4].map((i) => p.get(`/r${i}`, { host: `h2.example.com:${port}` })));
+        expect(rs.map((r) => [r.status, r.body])).toEqual([1, 2, 3, 4].map((i) => [200, `h2 /r${i}`]));
+        expect((await p.get('/again', { host: `h2.example.com:${port}` })).body).toBe('h2 /again');
+      });
+      expect(has(l, HTTP2_CODEC)).toBe(true);
+    } finally {
+      await new Promise((r) => h2.close(r));
+    }
+  });
 });
+
