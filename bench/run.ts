@@ -229,7 +229,7 @@ async function main(): Promise<number> {
       await attempt('services', async () => void (suite.extras.services = await servicesScenario(up1, suite)));
       await attempt('reload', async () => void (suite.extras.reload = await reloadScenario(up1, up2)));
       await attempt('cold-start', async () => void (suite.extras.coldStart = await coldStartScenario(up1)));
-      await attempt('node-floor', async () => void (suite.extras.nodeFloor = await nodeFloor()));
+      await attempt('node-floor', async () => void (suite.extras.nodeFloor = await nodeFloor(up1)));
       await attempt('concurrency', async () => void (suite.extras.concurrency = await concurrencyScenario(up1, suite)));
     }
   } finally {
@@ -637,15 +637,24 @@ async function coldStartScenario(up1: number): Promise<SuiteResult['extras']['co
   };
 }
 
-/** RSS of an idle `node` with Remora's flags: what any Node.js process costs before it does anything. */
-async function nodeFloor(): Promise<SuiteResult['extras']['nodeFloor']> {
+/**
+ * RSS of an idle `node` with Remora's flags (what any Node.js process costs before it does anything), and, in the same
+ * run, of an idle Remora with one service (issue #26: idle RSS reported beside a bare `node -e`).
+ */
+async function nodeFloor(up1: number): Promise<SuiteResult['extras']['nodeFloor']> {
   const s = track(await startProcess({ name: 'node-floor', cmd: process.execPath, args: [...REMORA_NODE_FLAGS, '-e', "console.log('node ready'); setInterval(() => {}, 60000)"], cpus: PROXY_CPU, marker: 'node ready' }));
-  await sleep(0.5);
-  const status = readFileSync(`/proc/${s.pid}/status`, 'utf8');
+  const r = await startRemora('remora-idle', passThroughYaml(up1), ['--trace-sampling', '0']);
+  await sleep(2);
+  const read = (pid: number) => {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    return { rssMB: parseStatusKb(status, 'VmRSS') / 1024, anonMB: parseStatusKb(status, 'RssAnon') / 1024 };
+  };
+  const bare = read(s.pid);
+  const remoraIdle = read(r.s.pid);
   await stopTracked(s);
-  const out = { rssMB: parseStatusKb(status, 'VmRSS') / 1024, anonMB: parseStatusKb(status, 'RssAnon') / 1024 };
-  log(`node floor: idle node RSS ${out.rssMB.toFixed(1)} MB, private ${out.anonMB.toFixed(1)} MB`);
-  return out;
+  await stopTracked(r.s);
+  log(`node floor: idle node RSS ${bare.rssMB.toFixed(1)} MB, private ${bare.anonMB.toFixed(1)} MB; idle Remora (one service) ${remoraIdle.rssMB.toFixed(1)} MB, private ${remoraIdle.anonMB.toFixed(1)} MB`);
+  return { ...bare, remoraIdle };
 }
 
 /** `--concurrency 2` on both CPUs vs one core: only meaningful if the proxy spawns workers. */

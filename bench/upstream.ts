@@ -24,10 +24,15 @@ function responseFor(size: number): Buffer {
 const CRLFCRLF = Buffer.from('\r\n\r\n');
 const MAX_BODY = 64 * 1024 * 1024;
 
-/** Parses requests off one connection and writes one response per request, in order. */
-function serve(sock: net.Socket): void {
+/**
+ * Parses requests off one connection and writes one response per request, in order. `tagged`: every response says
+ * which local address served it (`x-served-by: <address>`), for the scale scenario's endpoint moves.
+ */
+export function serve(sock: net.Socket, tagged = false): void {
   sock.setNoDelay(true);
   const port = sock.localPort ?? 0;
+  const tag = tagged ? `x-served-by: ${sock.localAddress ?? ''}\r\n` : '';
+  const respond = (size: number): Buffer => (tag === '' ? responseFor(size) : Buffer.from(`HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n${tag}content-length: ${size}\r\n\r\n${'a'.repeat(Math.min(size, 1 << 20))}`));
   let pending: Buffer | undefined;
   let skip = 0; // request body bytes still to discard
   // Chunked request bodies (the OTLP exporter sends them): 0 = none, 1 = at a size line, 2 = trailers.
@@ -82,7 +87,7 @@ function serve(sock: net.Socket): void {
       }
       if (path.startsWith('/v1/traces')) tracePosts++;
       else counts.set(port, (counts.get(port) ?? 0) + 1);
-      out.push(responseFor(size));
+      out.push(respond(size));
     }
     if (out.length === 1) sock.write(out[0]!);
     else if (out.length > 1) sock.write(Buffer.concat(out));

@@ -6,7 +6,8 @@
 import type { IncomingMessage, Server as HttpServer, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Http1Server, type Http1Request, type Http1Response, type Http1ServerOptions } from './http1/server.js';
-import { Http2Listener, type Http2ListenerOptions } from './http2/server.js';
+import type { Http2ListenerOptions } from './http2/server.js';
+import { LazyHttp2Listener } from './http2/lazy.js';
 import { handleConnect } from './proxy/connect.js';
 import type { DownstreamRequest, DownstreamResponse } from './proxy/downstream.js';
 import { ConfigStore } from './discovery/config-store.js';
@@ -77,8 +78,11 @@ export interface RunOptions {
   outboundAddress: string;
   inboundAddress: string;
   workloadName: string;
-  /** `gatewayStatus`: stand for the Gateway API route status writer (one per cluster, elected by a Lease). */
-  kubernetes?: { kubeconfig?: string; namespaces: string[]; gatewayStatus?: { identity: string; leaseNamespace: string; leaseDurationMs?: number } };
+  /**
+   * `--kubernetes`: `env` holds KUBECONFIG, KUBERNETES_SERVICE_HOST/PORT and HOME as the CLI read them;
+   * `gatewayStatus`: stand for the Gateway API route status writer (one per cluster, elected by a Lease).
+   */
+  kubernetes?: { kubeconfig?: string; namespaces: string[]; env?: import('./discovery/kubeconfig.js').KubeEnv; gatewayStatus?: { identity: string; leaseNamespace: string; leaseDurationMs?: number } };
   envDiscovery?: boolean;
   /** The app's original httpGet probes (REMORA_APP_PROBERS JSON), served on the health port. */
   appProbers?: string;
@@ -144,7 +148,7 @@ export class Sidecar {
   /** What transparent capture decided, per listener. */
   readonly capture = { outbound: new CaptureStats(), inbound: new CaptureStats() };
   private originalDst: OriginalDstReader | undefined;
-  private h2Listeners: { outbound?: Http2Listener; inbound?: Http2Listener } = {};
+  private h2Listeners: { outbound?: LazyHttp2Listener; inbound?: LazyHttp2Listener } = {};
   private inboundH1: Http1Server | undefined;
   private outboundEnv: OutboundEnv;
   private inboundEnv: InboundEnv;
@@ -323,7 +327,7 @@ export class Sidecar {
       this.inboundEnv.tracing = this.tracing;
     }
     if (this.opts.kubernetes) {
-      // Loaded on demand: @kubernetes/client-node alone adds ~70 MB of RSS and most of a second of start-up.
+      // Loaded on demand (the watch machinery; @kubernetes/client-node itself only for kubeconfig auth plugins).
       const { KubernetesSource } = await import('./discovery/k8s-source.js');
       const k = this.opts.kubernetes;
       const kopts: ConstructorParameters<typeof KubernetesSource>[0] = {
@@ -331,6 +335,9 @@ export class Sidecar {
         log: (level, msg, fields) => this.logger.log(level === 'debug' ? 'info' : level, `kubernetes: ${msg}`, fields),
       };
       if (k.kubeconfig) kopts.kubeconfig = k.kubeconfig;
+      if (k.env) kopts.env = k.env;
+      // A Sidecar from the API server that applies to this workload narrows what is cached to what it reaches.
+      kopts.workload = { namespace: this.opts.namespace, labels: this.opts.labels };
       if (k.namespaces.length > 0) kopts.namespaces = k.namespaces;
       const kube = new KubernetesSource(kopts);
       this.kube = kube;
@@ -348,7 +355,7 @@ export class Sidecar {
         const { GatewayStatusWriter } = await import('./gateway/status-writer.js');
         const { kubeApi } = await import('./gateway/kube-api.js');
         const writer = new GatewayStatusWriter({
-          api: kubeApi(kube.kubeConfig), identity: k.gatewayStatus.identity, leaseNamespace: k.gatewayStatus.leaseNamespace,
+          api: kubeApi(await kube.kubeConfig()), identity: k.gatewayStatus.identity, leaseNamespace: k.gatewayStatus.leaseNamespace,
           ...(k.gatewayStatus.leaseDurationMs !== undefined ? {
             leaseDurationMs: k.gatewayStatus.leaseDurationMs, leaseRenewMs: Math.max(100, Math.floor(k.gatewayStatus.leaseDurationMs / 3)),
             leaseRetryMs: Math.max(100, Math.min(2000, Math.floor(k.gatewayStatus.leaseDurationMs / 5))),
@@ -399,12 +406,13 @@ export class Sidecar {
     // streams alike.
     const headersTimeoutMs = this.opts.requestHeadersTimeoutMs ?? DEFAULT_STREAM_TIMEOUTS.headersTimeoutMs;
     const streamIdleTimeoutMs = this.opts.streamIdleTimeoutMs ?? DEFAULT_STREAM_TIMEOUTS.streamIdleTimeoutMs;
-    const outboundH2 = new Http2Listener(onOutbound, { ...LISTENER_H2, headersTimeoutMs, streamIdleTimeoutMs });
+    // The HTTP/2 codec is imported when the first HTTP/2 connection or h2c upgrade arrives (src/http2/lazy.ts).
+    const outboundH2 = new LazyHttp2Listener(onOutbound, { ...LISTENER_H2, headersTimeoutMs, streamIdleTimeoutMs });
     this.h2Listeners.outbound = outboundH2;
     this.observeHttp2('outbound', outboundH2);
     // HTTP/1.1 requests that ask for h2c (Upgrade: h2c) continue as HTTP/2 on the same connection.
-    const viaH2c = (h2: Http2Listener, next: typeof onOutbound) => (req: Http1Request, res: Http1Response): void => {
-      if (req.upgrade && h2.upgrade(req, res)) return;
+    const viaH2c = (h2: LazyHttp2Listener, next: typeof onOutbound) => (req: Http1Request, res: Http1Response): void => {
+      if (req.upgrade && h2.upgrade(req, res, next)) return;
       next(req, res);
     };
     const connect = this.opts.connect === true;
@@ -416,7 +424,7 @@ export class Sidecar {
     this.observeHttp1('outbound', outbound);
     await this.listen('outbound', outbound, this.opts.outboundAddress, this.opts.outboundPort);
     if (this.opts.appPorts.length > 0) {
-      const inboundH2 = new Http2Listener(onInbound, { ...LISTENER_H2, headersTimeoutMs, streamIdleTimeoutMs });
+      const inboundH2 = new LazyHttp2Listener(onInbound, { ...LISTENER_H2, headersTimeoutMs, streamIdleTimeoutMs });
       this.h2Listeners.inbound = inboundH2;
       this.observeHttp2('inbound', inboundH2);
       const inbound = new Http1Server(viaH2c(inboundH2, onInbound), {
@@ -605,15 +613,15 @@ export class Sidecar {
     this.metrics.observe('remora_http1_stream_idle_timeouts_total', 'counter', 'HTTP/1 requests ended by --stream-idle-timeout: no byte moved either way for that long (408 if unanswered, else a reset; Envoy downstream_rq_idle_timeout).', () => h1.stats.streamIdleTimeouts, { listener });
   }
 
-  private observeHttp2(listener: string, h2: Http2Listener): void {
-    const st = h2.stats;
+  private observeHttp2(listener: string, h2: LazyHttp2Listener): void {
+    // Read at scrape time: the listener's counters exist once its first HTTP/2 connection made it.
     const labels = { listener };
-    this.metrics.observe('remora_http2_sessions_total', 'counter', 'Cleartext HTTP/2 connections served by a proxy listener.', () => st.sessions, labels);
-    this.metrics.observe('remora_http2_protocol_error_closes_total', 'counter', 'HTTP/2 connections closed by a protocol error or a frame flood (SETTINGS/PING floods not read, CONTINUATION floods, invalid frames).', () => st.protocolErrors, labels);
-    this.metrics.observe('remora_http2_premature_reset_closes_total', 'counter', 'HTTP/2 connections closed for too many premature stream resets (rapid reset, CVE-2023-44487; Envoy downstream_rq_too_many_premature_resets).', () => st.prematureResetCloses, labels);
-    this.metrics.observe('remora_http2_stream_idle_timeouts_total', 'counter', 'HTTP/2 streams ended by --stream-idle-timeout: no byte moved either way for that long (408 if unanswered, else RST_STREAM; Envoy downstream_rq_idle_timeout).', () => st.streamIdleTimeouts, labels);
-    this.metrics.observe('remora_http2_headers_timeouts_total', 'counter', 'HTTP/2 connections closed (GOAWAY) because a header block was not complete within --request-headers-timeout of its first byte.', () => st.headersTimeouts, labels);
-    this.metrics.observe('remora_http2_streams_reset_by_peer_total', 'counter', 'HTTP/2 streams the client reset before their response was complete (Envoy downstream_rq_rx_reset).', () => st.streamsResetByPeer, labels);
+    this.metrics.observe('remora_http2_sessions_total', 'counter', 'Cleartext HTTP/2 connections served by a proxy listener.', () => h2.stats.sessions, labels);
+    this.metrics.observe('remora_http2_protocol_error_closes_total', 'counter', 'HTTP/2 connections closed by a protocol error or a frame flood (SETTINGS/PING floods not read, CONTINUATION floods, invalid frames).', () => h2.stats.protocolErrors, labels);
+    this.metrics.observe('remora_http2_premature_reset_closes_total', 'counter', 'HTTP/2 connections closed for too many premature stream resets (rapid reset, CVE-2023-44487; Envoy downstream_rq_too_many_premature_resets).', () => h2.stats.prematureResetCloses, labels);
+    this.metrics.observe('remora_http2_stream_idle_timeouts_total', 'counter', 'HTTP/2 streams ended by --stream-idle-timeout: no byte moved either way for that long (408 if unanswered, else RST_STREAM; Envoy downstream_rq_idle_timeout).', () => h2.stats.streamIdleTimeouts, labels);
+    this.metrics.observe('remora_http2_headers_timeouts_total', 'counter', 'HTTP/2 connections closed (GOAWAY) because a header block was not complete within --request-headers-timeout of its first byte.', () => h2.stats.headersTimeouts, labels);
+    this.metrics.observe('remora_http2_streams_reset_by_peer_total', 'counter', 'HTTP/2 streams the client reset before their response was complete (Envoy downstream_rq_rx_reset).', () => h2.stats.streamsResetByPeer, labels);
   }
 
   private async listen(name: string, server: Server, address: string, port: number): Promise<void> {

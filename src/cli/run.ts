@@ -220,7 +220,8 @@ export function runOptionsFrom(argv: string[], env: NodeJS.ProcessEnv = process.
   if (captureMode !== 'none' && captureMode !== 'redirect') throw new Error(`--capture-mode must be none or redirect, not ${captureMode}`);
   if (captureMode === 'redirect') opts.captureMode = true;
   if (v.kubernetes) {
-    opts.kubernetes = { namespaces: stringList(v['watch-namespaces']) };
+    const kenv = { KUBECONFIG: env.KUBECONFIG, KUBERNETES_SERVICE_HOST: env.KUBERNETES_SERVICE_HOST, KUBERNETES_SERVICE_PORT: env.KUBERNETES_SERVICE_PORT, HOME: env.HOME };
+    opts.kubernetes = { namespaces: stringList(v['watch-namespaces']), env: Object.fromEntries(Object.entries(kenv).filter(([, x]) => x !== undefined)) };
     if (v.kubeconfig) opts.kubernetes.kubeconfig = String(v.kubeconfig);
     if (v['gateway-status']) {
       opts.kubernetes.gatewayStatus = {

@@ -18,8 +18,8 @@ import type {
   CompiledDestination, CompiledMatch, CompiledRoute, CorsPolicy, Fault, HeaderMatch, HeaderOps, Mirror, RouteAction, Rewrite, VirtualHost,
 } from '../routing/route.js';
 import { compileRetryPolicy } from '../proxy/retry-policy.js';
-import { compileClusterPolicy } from '../upstream/policy.js';
-import { compileMesh, servicesFromFiles } from '../gateway/mesh.js';
+import { ClusterPolicyCache, compileClusterPolicy } from '../upstream/policy.js';
+import { compileMesh, servicesFromFiles, type MeshHost } from '../gateway/mesh.js';
 import { meshConflict } from '../gateway/conflict.js';
 
 const PEAK_EWMA = Object.freeze({ peakEwma: true });
@@ -147,38 +147,62 @@ export function labelsMatch(selector: Readonly<Record<string, string>>, labels: 
 // === clusters ===
 
 export function clusterName(port: number, subset: string, host: string): string {
-  return `outbound|${port}|${subset}|${host}`;
+  // join() builds one flat string; a template literal leaves a tree of concatenations (three more heap objects per
+  // cluster, kept for the snapshot's life).
+  return ['outbound', port, subset, host].join('|');
 }
 
-function endpointsFor(svc: ServiceDef, port: ServicePortDef, subsetLabels: Readonly<Record<string, string>> | undefined, dns: ReadonlyMap<string, readonly string[]> | undefined): Endpoint[] {
+/** The endpoints of one workload on one service port: one per resolved address. */
+function workloadEndpoints(svc: ServiceDef, w: WorkloadDef, port: ServicePortDef, dns: ReadonlyMap<string, readonly string[]> | undefined): readonly Endpoint[] {
+  const epPort = w.ports[port.name] ?? port.targetPort ?? port.number;
+  let addrs: readonly string[] = [w.address];
+  if (svc.resolution === 'DNS' && !isIP(w.address) && !w.address.startsWith('unix://')) {
+    const resolved = dns?.get(w.address);
+    if (resolved && resolved.length > 0) addrs = resolved;
+  }
   const out: Endpoint[] = [];
-  const seen = new Set<string>();
-  for (const w of svc.workloads) {
-    if (subsetLabels && !labelsMatch(subsetLabels, w.labels)) continue;
-    const epPort = w.ports[port.name] ?? port.targetPort ?? port.number;
-    let addrs: readonly string[] = [w.address];
-    if (svc.resolution === 'DNS' && !isIP(w.address) && !w.address.startsWith('unix://')) {
-      const resolved = dns?.get(w.address);
-      if (resolved && resolved.length > 0) addrs = resolved;
-    }
-    for (const a of addrs) {
-      const key = `${a}:${epPort}`;
-      if (seen.has(key)) continue;
-      seen.add(key);
-      const ep: { -readonly [K in keyof Endpoint]: Endpoint[K] } = { key, address: a, port: epPort, labels: w.labels, weight: w.weight };
-      if (w.locality) ep.locality = w.locality;
-      if (a !== w.address) ep.hostname = w.address;
-      if (w.identity !== undefined) ep.identity = w.identity;
-      out.push(ep);
-    }
+  for (const a of addrs) {
+    const ep: { -readonly [K in keyof Endpoint]: Endpoint[K] } = { key: [a, epPort].join(':'), address: a, port: epPort, labels: w.labels, weight: w.weight };
+    if (w.locality) ep.locality = w.locality;
+    if (a !== w.address) ep.hostname = w.address;
+    if (w.identity !== undefined) ep.identity = w.identity;
+    out.push(ep);
   }
   return out;
 }
 
-interface DrIndex { exact: Map<string, Resource[]>; wildcard: Array<{ suffix: string; r: Resource }> }
+/**
+ * The per-workload endpoints of the (service, port) whose clusters are being built: the default cluster and each
+ * subset's are built one after the other and hold the same Endpoint objects instead of a copy each.
+ */
+interface PortEndpoints { svc?: ServiceDef; port?: ServicePortDef; lists: ReadonlyArray<readonly Endpoint[]> }
+
+function endpointsFor(svc: ServiceDef, port: ServicePortDef, subsetLabels: Readonly<Record<string, string>> | undefined, dns: ReadonlyMap<string, readonly string[]> | undefined, recent: PortEndpoints): Endpoint[] {
+  if (recent.svc !== svc || recent.port !== port) {
+    recent.svc = svc;
+    recent.port = port;
+    recent.lists = svc.workloads.map((w) => workloadEndpoints(svc, w, port, dns));
+  }
+  const out: Endpoint[] = [];
+  const seen = new Set<string>();
+  svc.workloads.forEach((w, i) => {
+    if (subsetLabels && !labelsMatch(subsetLabels, w.labels)) return;
+    for (const ep of recent.lists[i]!) {
+      if (seen.has(ep.key)) continue;
+      seen.add(ep.key);
+      out.push(ep);
+    }
+  });
+  return out;
+}
+
+/** DestinationRules by host: one rule as itself (nearly every host), several in an array. */
+interface DrIndex { exact: Map<string, Resource | Resource[]>; wildcard: Array<{ suffix: string; r: Resource }> }
 
 function findDestinationRule(idx: DrIndex, host: string, proxyNs: string, svcNs: string): Resource | undefined {
-  const cands = idx.exact.get(host);
+  const found = idx.exact.get(host);
+  if (found !== undefined && !Array.isArray(found)) return found;
+  const cands = found;
   if (cands !== undefined && cands.length > 0) {
     // Istio's lookup order: the client's namespace, then the service's namespace, then any (root).
     return cands.find((c) => c.metadata.namespace === proxyNs) ?? cands.find((c) => c.metadata.namespace === svcNs) ?? cands[0];
@@ -256,18 +280,23 @@ const GRPC_STATUS: Record<string, number> = {
  * validated input (validate.ts checks every regex, duration and field it reads), so a lazy build cannot fail where
  * an eager one would have succeeded.
  */
-class RouteCell {
+class RouteCell<T = unknown> {
   private routes: readonly CompiledRoute[] | undefined;
-  private build: (() => readonly CompiledRoute[]) | undefined;
+  // One builder per compilation and its argument (the VirtualService, or the service of a default route), rather than
+  // a closure and a scope object per cell: at 50,000 services that was ~100 bytes per service.
+  private build: ((arg: T) => readonly CompiledRoute[]) | undefined;
+  private arg: T | undefined;
 
-  constructor(build: () => readonly CompiledRoute[]) {
+  constructor(build: (arg: T) => readonly CompiledRoute[], arg: T) {
     this.build = build;
+    this.arg = arg;
   }
 
   get(): readonly CompiledRoute[] {
     if (this.routes === undefined) {
-      this.routes = this.build!();
+      this.routes = this.build!(this.arg!);
       this.build = undefined;
+      this.arg = undefined;
     }
     return this.routes;
   }
@@ -279,7 +308,7 @@ class RouteCell {
 
 /** Every virtual host has this one shape (a VirtualService's and default routes alike), so `vh.routes` stays monomorphic. */
 class CompiledVirtualHost implements VirtualHost {
-  constructor(readonly host: string, readonly origin: string, private readonly cell: RouteCell) {}
+  constructor(readonly host: string, readonly origin: string, private readonly cell: { get(): readonly CompiledRoute[]; readonly built: boolean }) {}
 
   get routes(): readonly CompiledRoute[] {
     return this.cell.get();
@@ -317,7 +346,10 @@ export function compile(resources: readonly Resource[], opts: CompileOptions): S
   for (const dr of drs) {
     const host = expandHost((dr.spec as DestinationRuleSpec).host ?? '', dr.metadata.namespace, clusterDomain);
     if (host.startsWith('*')) drIdx.wildcard.push({ suffix: host.slice(1), r: dr });
-    else { const l = drIdx.exact.get(host) ?? []; l.push(dr); drIdx.exact.set(host, l); }
+    else {
+      const prev = drIdx.exact.get(host);
+      drIdx.exact.set(host, prev === undefined ? dr : Array.isArray(prev) ? [...prev, dr] : [prev, dr]);
+    }
   }
   drIdx.wildcard.sort((a, b) => b.suffix.length - a.suffix.length);
 
@@ -331,6 +363,10 @@ export function compile(resources: readonly Resource[], opts: CompileOptions): S
     if (p === undefined) { p = compileClusterPolicy({}, port); defaultPolicies.set(port, p); }
     return p;
   };
+  // Clusters with a DestinationRule share one policy object per distinct merged traffic policy (most DRs of a large
+  // mesh set subsets and nothing else).
+  const policies = new ClusterPolicyCache();
+  const recentEndpoints: PortEndpoints = { lists: [] };
   const makeCluster = (svc: ServiceDef, port: ServicePortDef, subset: string, dr: Resource | undefined): ClusterDef | undefined => {
     const name = clusterName(port.number, subset, svc.hostname);
     const existing = clusters.get(name);
@@ -348,8 +384,8 @@ export function compile(resources: readonly Resource[], opts: CompileOptions): S
       subset,
       // Remora opt-in (not an Istio field): `remora.io/lb-algorithm: peak-ewma` on the DestinationRule makes
       // LEAST_REQUEST use Linkerd's peak-EWMA latency cost (docs/resilience.md).
-      policy: dr === undefined ? defaultPolicyFor(port.number) : compileClusterPolicy(tp, port.number, dr.metadata.annotations?.['remora.io/lb-algorithm'] === 'peak-ewma' ? PEAK_EWMA : undefined),
-      endpoints: svc.resolution === 'NONE' ? [] : endpointsFor(svc, port, sub?.labels, opts.dns),
+      policy: dr === undefined ? defaultPolicyFor(port.number) : policies.get(tp, port.number, dr.metadata.annotations?.['remora.io/lb-algorithm'] === 'peak-ewma' ? PEAK_EWMA : undefined),
+      endpoints: svc.resolution === 'NONE' ? [] : endpointsFor(svc, port, sub?.labels, opts.dns, recentEndpoints),
       resolution: svc.resolution,
       protocol: port.protocol,
       ...(svc.subjectAltNames !== undefined ? { serviceSubjectAltNames: svc.subjectAltNames } : {}),
@@ -497,15 +533,17 @@ export function compile(resources: readonly Resource[], opts: CompileOptions): S
   // needs them (RouteCell): with 10,000 services most are never called by a given workload.
   const vhosts = new Map<string, VirtualHost>();
   const sortedVs = [...vss].sort((a, b) => (a.metadata.namespace === proxyNs ? 0 : 1) - (b.metadata.namespace === proxyNs ? 0 : 1));
+  const vsRoutes = (vs: Resource): CompiledRoute[] => {
+    const origin = objectName(vs);
+    const routes: CompiledRoute[] = [];
+    ((vs.spec as VirtualServiceSpec).http ?? []).forEach((r, i) => { const cr = compileRoute(vs, origin, r, i); if (cr) routes.push(cr); });
+    return routes;
+  };
   for (const vs of sortedVs) {
     const spec = vs.spec as VirtualServiceSpec;
     if (spec.gateways && spec.gateways.length > 0 && !spec.gateways.includes('mesh')) continue;
     const origin = objectName(vs);
-    const cell = new RouteCell(() => {
-      const routes: CompiledRoute[] = [];
-      (spec.http ?? []).forEach((r, i) => { const cr = compileRoute(vs, origin, r, i); if (cr) routes.push(cr); });
-      return routes;
-    });
+    const cell = new RouteCell(vsRoutes, vs);
     for (const h of spec.hosts ?? []) {
       const host = expandHost(h, vs.metadata.namespace, clusterDomain);
       if (vhosts.has(host)) { warnings.push(`${origin}: host ${host} is already routed by ${vhosts.get(host)!.origin}; ignored for this host`); continue; }
@@ -530,12 +568,13 @@ export function compile(resources: readonly Resource[], opts: CompileOptions): S
       let e = meshPlainBuilt.get(host);
       const svc = meshServices.get(host);
       if (e === undefined && svc !== undefined) {
-        e = { host, vhost: new CompiledVirtualHost(host, svc.origin, new RouteCell(() => defaultRoute(svc))), service: svc };
+        e = { host, vhost: new CompiledVirtualHost(host, svc.origin, new RouteCell(defaultRoute, svc)), service: svc };
         meshPlainBuilt.set(host, e);
       }
       return e;
     },
   };
+  const buildMesh = (m: MeshHost): readonly CompiledRoute[] => m.build();
   if (mesh !== undefined) {
     for (const [host, m] of mesh.hosts) {
       const vh = vhosts.get(host);
@@ -544,7 +583,7 @@ export function compile(resources: readonly Resource[], opts: CompileOptions): S
         warnings.push(c.warning);
         if (!c.routesWin) continue;
       }
-      vhosts.set(host, new CompiledVirtualHost(host, m.origin, new RouteCell(() => m.build())));
+      vhosts.set(host, new CompiledVirtualHost(host, m.origin, new RouteCell(buildMesh, m)));
       meshServices.set(host, m.service);
     }
   }
@@ -566,7 +605,7 @@ export function compile(resources: readonly Resource[], opts: CompileOptions): S
   };
   for (const svc of services) {
     if (vhosts.has(svc.hostname)) continue;
-    vhosts.set(svc.hostname, new CompiledVirtualHost(svc.hostname, svc.origin, new RouteCell(() => defaultRoute(svc))));
+    vhosts.set(svc.hostname, new CompiledVirtualHost(svc.hostname, svc.origin, new RouteCell(defaultRoute, svc)));
   }
 
   // Host index: aliases first, exact names last so that they win.
@@ -589,6 +628,9 @@ export function compile(resources: readonly Resource[], opts: CompileOptions): S
   const addresses = new Map<string, HostEntry>();
   for (const svc of services) for (const a of svc.addresses) if (!a.includes('/')) addresses.set(a, entryFor(svc.hostname));
 
+  // Lazily built routes keep this function's scope alive; what only the eager part needed is let go now.
+  entries.clear();
+  vhosts.clear();
   return {
     version: opts.version ?? 0,
     hash: opts.hash ?? '',

@@ -4,6 +4,7 @@
  * visible names are symlinks through `..data`, so an atomic `..data` swap is read consistently.
  */
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseDocuments } from './parse.js';
@@ -50,7 +51,8 @@ export async function loadConfig(paths: readonly string[], defaultNamespace: str
   const errors: ConfigError[] = [];
   for (const p of paths) await listFiles(p, files, errors, true);
   const resources: Resource[] = [];
-  // Hashed file by file: the same digest as hashing the concatenation, without building a copy of every file.
+  // The digest covers every file's name and the SHA-256 of its text; the per-file hash also lets a resource read its
+  // file again for the line numbers of a later error instead of keeping the text (parse.ts, ParseOptions.reread).
   const hash = createHash('sha256');
   for (const f of files) {
     let text: string;
@@ -60,10 +62,25 @@ export async function loadConfig(paths: readonly string[], defaultNamespace: str
       errors.push({ file: f, line: 0, object: '', field: '', message: `cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` });
       continue;
     }
-    hash.update(`\0${f}\0`).update(text);
-    const r = parseDocuments(text, f, defaultNamespace);
+    const fileHash = sha256(text);
+    hash.update(`\0${f}\0`).update(fileHash);
+    const r = parseDocuments(text, f, defaultNamespace, { reread: () => rereadIfUnchanged(f, fileHash) });
     resources.push(...r.resources);
     errors.push(...r.errors);
   }
   return { resources, errors, files, digest: hash.digest('hex') };
+}
+
+function sha256(text: string): string {
+  return createHash('sha256').update(text).digest('base64');
+}
+
+/** The file's text if it still hashes to `expected`, else undefined (changed, removed, unreadable). */
+function rereadIfUnchanged(file: string, expected: string): string | undefined {
+  try {
+    const text = readFileSync(file, 'utf8');
+    return sha256(text) === expected ? text : undefined;
+  } catch {
+    return undefined;
+  }
 }

@@ -18,7 +18,7 @@ let yamlModule: YamlModule | undefined;
 function yaml(): YamlModule {
   return (yamlModule ??= createRequire(import.meta.url)('yaml') as YamlModule);
 }
-import type { ConfigError, FieldPath, Resource } from './resource.js';
+import type { ConfigError, FieldPath, Resource, SourceLocation } from './resource.js';
 
 export interface ParseResult {
   resources: Resource[];
@@ -51,7 +51,17 @@ function splitDocuments(text: string): Chunk[] {
   return chunks;
 }
 
-export function parseDocuments(text: string, file: string, defaultNamespace = 'default'): ParseResult {
+export interface ParseOptions {
+  /**
+   * The file's text as it is now on disk, or undefined when it changed since it was parsed (or cannot be read).
+   * When given, a resource does not keep its document's text for the line numbers of later errors (at 50,000
+   * services the YAML held that way was ~1.4 KB per service); it asks for the text again, and falls back to the
+   * document's first line when the file has changed meanwhile.
+   */
+  reread?: () => string | undefined;
+}
+
+export function parseDocuments(text: string, file: string, defaultNamespace = 'default', opts: ParseOptions = {}): ParseResult {
   // Directives (%YAML, %TAG) apply across documents: leave such files to the full parser.
   if (/^%/m.test(text)) return parseDocumentsSlow(text, file, defaultNamespace, 0);
   const resources: Resource[] = [];
@@ -72,19 +82,12 @@ export function parseDocuments(text: string, file: string, defaultNamespace = 'd
       return parseDocumentsSlow(text, file, defaultNamespace, 0);
     }
   }
+  const strings = new Map<string, string>();
   for (let i = 0; i < chunks.length; i++) {
     const chunk = chunks[i]!;
     const value = values[i];
+    internStrings(value, strings);
     if (value === null || value === undefined) continue;
-    let lines: ((path: FieldPath) => number) | undefined;
-    const lineOf = (path: FieldPath): number => {
-      if (lines === undefined) {
-        const slow = parseDocumentsSlow(chunk.text, file, defaultNamespace, chunk.startLine - 1);
-        const first = slow.resources[0];
-        lines = first ? (p) => first.lineOf(p) : () => chunk.startLine;
-      }
-      return lines(path);
-    };
     if (typeof value !== 'object' || Array.isArray(value)) {
       errors.push({ file, line: chunk.startLine, object: '', field: '', message: 'a document must be a mapping with apiVersion, kind, metadata and spec' });
       continue;
@@ -97,10 +100,83 @@ export function parseDocuments(text: string, file: string, defaultNamespace = 'd
       errors.push(...r.errors);
       continue;
     }
-    const firstLine = chunk.startLine + leadingLines(chunk.text);
-    resources.push(toResource(obj, { file, line: firstLine }, defaultNamespace, lineOf));
+    const doc: Chunk | (() => string | undefined) = opts.reread ?? chunk;
+    resources.push(toResource(obj, { file, line: chunk.startLine + leadingLines(chunk.text) }, defaultNamespace, chunk.startLine, doc, i));
   }
   return { resources, errors };
+}
+
+/**
+ * A resource of the fast path. Its lines are found on first use and then kept; one class rather than an object and a
+ * closure per resource (three resources per service of a large mesh).
+ */
+class ParsedResource implements Resource {
+  private lines: ((path: FieldPath) => number) | undefined;
+
+  constructor(
+    readonly apiVersion: string,
+    readonly kind: string,
+    readonly metadata: Resource['metadata'],
+    readonly spec: Record<string, unknown>,
+    readonly raw: Record<string, unknown>,
+    readonly source: SourceLocation,
+    private readonly defaultNamespace: string,
+    /** 1-based line of the document's start (its `---` marker, if any) in the file. */
+    private readonly startLine: number,
+    /**
+     * Where the field lines come from: the document's text, kept (text given to parseDocuments), or the file read
+     * again when a line is first asked for (ParseOptions.reread): nothing of the text is kept until then.
+     */
+    private doc: Chunk | (() => string | undefined) | undefined,
+    /** The document's place among the file's documents with content. */
+    private readonly index: number,
+  ) {}
+
+  lineOf(path: FieldPath): number {
+    if (this.lines === undefined) {
+      const doc = this.doc!;
+      this.doc = undefined;
+      let chunk: Chunk | undefined;
+      if (typeof doc === 'function') {
+        // The index-th document with content of the file as it is now; a file that changed since (reread() gives
+        // undefined, or the document is no longer where it was) answers the document's first line.
+        const text = doc();
+        chunk = text === undefined ? undefined : splitDocuments(text).filter((c) => hasContent(c.text))[this.index];
+        if (chunk !== undefined && chunk.startLine !== this.startLine) chunk = undefined;
+      } else chunk = doc;
+      const first = chunk === undefined ? undefined : parseDocumentsSlow(chunk.text, this.source.file, this.defaultNamespace, chunk.startLine - 1).resources[0];
+      const docLine = this.source.line;
+      this.lines = first ? (p) => first.lineOf(p) : () => docLine;
+    }
+    return this.lines(path);
+  }
+}
+
+/**
+ * Replaces every string value of a parsed document by the file's one copy of it. A host is written five times in a
+ * service's ServiceEntry, DestinationRule and VirtualService, and every document repeats its apiVersion, protocols and
+ * labels; JSON.parse (and js-yaml) give each occurrence its own string, kept for the life of the config.
+ */
+function internStrings(v: unknown, strings: Map<string, string>): void {
+  if (typeof v !== 'object' || v === null) return;
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) {
+      const x = v[i];
+      if (typeof x === 'string') {
+        const y = strings.get(x);
+        if (y === undefined) strings.set(x, x); else v[i] = y;
+      } else internStrings(x, strings);
+    }
+    return;
+  }
+  const o = v as Record<string, unknown>;
+  for (const k in o) {
+    const x = o[k];
+    if (typeof x === 'string') {
+      const y = strings.get(x);
+      if (y === undefined) strings.set(x, x); else o[k] = y;
+    } else internStrings(x, strings);
+  }
 }
 
 /**
@@ -155,24 +231,49 @@ function leadingLines(text: string): number {
   return 0;
 }
 
-function toResource(o: Record<string, unknown>, source: { file: string; line: number }, defaultNamespace: string, lineOf: (path: FieldPath) => number): Resource {
+/** Interned apiVersion and kind values: one string each for every resource of a kind, not one per document. */
+const NAMES = new Map<string, string>();
+function internName(v: string): string {
+  const k = NAMES.get(v);
+  if (k !== undefined) return k;
+  if (NAMES.size < 1024) NAMES.set(v, v);
+  return v;
+}
+
+const METADATA_KEYS = new Set(['name', 'namespace', 'labels', 'annotations', 'resourceVersion']);
+
+function toResource(o: Record<string, unknown>, source: SourceLocation, defaultNamespace: string, startLine: number, doc: Chunk | (() => string | undefined), index: number): Resource {
   const md = (o.metadata && typeof o.metadata === 'object' ? o.metadata : {}) as Record<string, unknown>;
-  const metadata: Resource['metadata'] = {
-    name: typeof md.name === 'string' ? md.name : '',
-    namespace: typeof md.namespace === 'string' && md.namespace !== '' ? md.namespace : defaultNamespace,
-  };
-  if (md.labels && typeof md.labels === 'object') metadata.labels = md.labels as Record<string, string>;
-  if (md.annotations && typeof md.annotations === 'object') metadata.annotations = md.annotations as Record<string, string>;
-  if (typeof md.resourceVersion === 'string') metadata.resourceVersion = md.resourceVersion;
-  return {
-    apiVersion: typeof o.apiVersion === 'string' ? o.apiVersion : '',
-    kind: typeof o.kind === 'string' ? o.kind : '',
+  if (typeof o.apiVersion === 'string') o.apiVersion = internName(o.apiVersion);
+  if (typeof o.kind === 'string') o.kind = internName(o.kind);
+  let metadata: Resource['metadata'];
+  // The document's own metadata object when it already is what the resource's would be (a name, a namespace, and
+  // labels/annotations/resourceVersion of the right types): no copy per resource.
+  if (typeof md.name === 'string' && typeof md.namespace === 'string' && md.namespace !== '' && (md.labels === undefined || (md.labels !== null && typeof md.labels === 'object')) &&
+    (md.annotations === undefined || (md.annotations !== null && typeof md.annotations === 'object')) && (md.resourceVersion === undefined || typeof md.resourceVersion === 'string') &&
+    Object.keys(md).every((k) => METADATA_KEYS.has(k))) {
+    metadata = md as Resource['metadata'];
+  } else {
+    metadata = {
+      name: typeof md.name === 'string' ? md.name : '',
+      namespace: typeof md.namespace === 'string' && md.namespace !== '' ? md.namespace : defaultNamespace,
+    };
+    if (md.labels && typeof md.labels === 'object') metadata.labels = md.labels as Record<string, string>;
+    if (md.annotations && typeof md.annotations === 'object') metadata.annotations = md.annotations as Record<string, string>;
+    if (typeof md.resourceVersion === 'string') metadata.resourceVersion = md.resourceVersion;
+  }
+  return new ParsedResource(
+    typeof o.apiVersion === 'string' ? o.apiVersion : '',
+    typeof o.kind === 'string' ? o.kind : '',
     metadata,
-    spec: o.spec && typeof o.spec === 'object' && !Array.isArray(o.spec) ? (o.spec as Record<string, unknown>) : {},
-    raw: o,
+    o.spec && typeof o.spec === 'object' && !Array.isArray(o.spec) ? (o.spec as Record<string, unknown>) : {},
+    o,
     source,
-    lineOf,
-  };
+    defaultNamespace,
+    startLine,
+    doc,
+    index,
+  );
 }
 
 /** The `yaml` package's parser: exact positions for every node; `lineOffset` shifts lines of a chunk. */

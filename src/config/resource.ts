@@ -48,7 +48,8 @@ export function formatPath(path: FieldPath): string {
 }
 
 export function objectName(r: Pick<Resource, 'kind' | 'metadata'>): string {
-  return `${r.kind}/${r.metadata.namespace}/${r.metadata.name}`;
+  // One flat string (a template literal would be a tree of concatenations; snapshots keep one per service as origin).
+  return [r.kind, r.metadata.namespace, r.metadata.name].join('/');
 }
 
 /** `file:line: Kind/ns/name: field: reason` — the one error line format of `remora validate`. */

@@ -92,13 +92,14 @@ function readyEndpoints(slices: readonly V1EndpointSlice[]): ReadyEndpoint[] {
     for (const ep of slice.endpoints ?? []) {
       const address = ep.addresses?.[0];
       if (!address || !isReady(ep.conditions)) continue;
-      // During slice rebalancing an endpoint may briefly appear in two slices: keep the first, merge ports.
+      // During slice rebalancing an endpoint may briefly appear in two slices: keep the first, merge ports (into a
+      // copy: the endpoints of one slice share its port map).
       const prev = byAddress.get(address);
       if (prev) {
-        Object.assign(prev.ports, ports);
+        prev.ports = { ...prev.ports, ...ports };
         continue;
       }
-      const ready: ReadyEndpoint = { address, ports: { ...ports } };
+      const ready: ReadyEndpoint = { address, ports };
       if (ep.hostname) ready.hostname = ep.hostname;
       if (ep.targetRef?.kind === 'Pod' && ep.targetRef.name) ready.podName = ep.targetRef.name;
       if (ep.nodeName) ready.nodeName = ep.nodeName;

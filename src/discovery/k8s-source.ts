@@ -1,30 +1,32 @@
 /**
- * Kubernetes API source: list + watch (client-node ListWatch informers) of Services, EndpointSlices, Pods,
- * Namespaces, NetworkPolicies and Istio CRDs; keeps a trimmed cache and publishes a debounced 'change'.
+ * Kubernetes API source: list + watch (informers, ./k8s-watch.ts) of Services, EndpointSlices, Pods, Namespaces,
+ * NetworkPolicies and Istio CRDs; keeps a trimmed cache and publishes a debounced 'change'.
  * Never blocks callers: current() always returns the last complete state, whatever the API server does.
  */
 import { EventEmitter } from 'node:events';
-import http from 'node:http';
-import https from 'node:https';
-import {
-  KubeConfig,
-  ListWatch,
-  Watch,
-  type KubernetesListObject,
-  type KubernetesObject,
-  type V1EndpointSlice,
-  type V1Pod,
-  type V1Service,
-} from '@kubernetes/client-node';
+import type { KubernetesObject, V1EndpointSlice, V1Pod, V1Service } from '@kubernetes/client-node';
 import type { Resource } from '../config/resource.js';
 import type { ServiceDef } from '../model.js';
 import { servicesFromKubernetes, SERVICE_NAME_LABEL } from './k8s-mapping.js';
+import { clientNodeKubeConfig, loadApiAccess, type KubeEnv } from './kubeconfig.js';
+import { egressScope, selectSidecar, type EgressScope } from './sidecar-scope.js';
+import { DEFAULT_ROOT_NAMESPACE } from '../authz/authorization-policy.js';
+import { ApiClient, describe, Informer, KubernetesApiError, type ListResult, type Obj as WireObj } from './k8s-watch.js';
+
+export { KubernetesApiError } from './k8s-watch.js';
 
 export type LogFn = (level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
 
 export interface KubernetesSourceOptions {
   /** Path of a kubeconfig file; else `KUBECONFIG`, else in-cluster service account, else ~/.kube/config. */
   kubeconfig?: string;
+  /** KUBECONFIG, KUBERNETES_SERVICE_HOST/PORT and HOME, as the CLI read them (none: only `kubeconfig` is used). */
+  env?: KubeEnv;
+  /**
+   * This workload: when a Sidecar from the API server applies to it, only the Services and EndpointSlices its egress
+   * reaches (and Pods of those namespaces) are cached, so memory grows with the reach, not the cluster.
+   */
+  workload?: { namespace: string; labels: Readonly<Record<string, string>> };
   /** `--watch-namespaces`: watch only these namespaces (one watch per namespace and kind). Default: all. */
   namespaces?: string[];
   clusterDomain: string;
@@ -65,6 +67,8 @@ export interface KubernetesState {
 }
 
 type Role = 'service' | 'endpointslice' | 'pod' | 'namespace' | 'resource';
+/** The kinds a workload's Sidecar scope narrows (k8s-source.ts KubernetesSource.inScope). */
+const SCOPED_ROLES: ReadonlySet<Role> = new Set<Role>(['service', 'endpointslice', 'pod']);
 
 interface KindSpec {
   kind: string;
@@ -102,29 +106,62 @@ const KINDS: KindSpec[] = [
   { kind: 'TLSRoute', group: GATEWAY_API, versions: ['v1', 'v1alpha3', 'v1alpha2'], plural: 'tlsroutes', namespaced: true, role: 'resource', optional: true },
 ];
 
-/** An API server answer other than 2xx, or a transport failure (statusCode undefined). */
-export class KubernetesApiError extends Error {
-  constructor(
-    message: string,
-    readonly statusCode?: number,
-    readonly reason?: string,
-  ) {
-    super(message);
-    this.name = 'KubernetesApiError';
-  }
-}
-
 const LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration';
 
 // === trimming: keep only what the mapping, the compiler and authz need (memory grows with the cluster) ===
 
 type Obj = KubernetesObject & Record<string, unknown>;
 
-function trimMeta(m: Record<string, unknown> | undefined, keepAnnotations: boolean): Record<string, unknown> {
+/**
+ * One copy of each namespace, label key and value, phase, protocol and port name across the cache: JSON.parse gives
+ * every occurrence its own string, and 50,000 Pods repeat them all (a namespace, `app: web`, `pod-template-hash`).
+ * Bounded: past 100,000 distinct strings it starts over (sharing is a saving, never a meaning).
+ */
+const interned = new Map<string, string>();
+function intern<T extends string | undefined>(s: T): T {
+  if (s === undefined || s.length > 128) return s;
+  const i = interned.get(s);
+  if (i !== undefined) return i as T;
+  if (interned.size >= 100_000) interned.clear();
+  interned.set(s, s);
+  return s;
+}
+
+/** One (read-only) object per distinct label set: the Pods of a ReplicaSet carry the same labels. Bounded too. */
+const labelSets = new Map<string, Record<string, string>>();
+function internLabels(l: Record<string, string>): Record<string, string> {
+  const parts: string[] = [];
+  for (const k in l) parts.push(k, l[k]!);
+  const key = parts.join('\0'); // flat: a key built with += would keep its tree of concatenations
+
+  const known = labelSets.get(key);
+  if (known !== undefined) return known;
+  const out: Record<string, string> = {};
+  for (const k in l) out[intern(k)] = intern(l[k]!);
+  if (labelSets.size >= 50_000) labelSets.clear();
+  labelSets.set(key, out);
+  return out;
+}
+
+/** The few EndpointSlice condition combinations k8s-mapping reads, one object each. */
+const CONDITIONS = new Map<string, Readonly<{ ready?: boolean; terminating?: boolean }>>();
+function conditionsOf(c: { ready?: boolean | null; terminating?: boolean | null }): Readonly<{ ready?: boolean; terminating?: boolean }> {
+  const ready = typeof c.ready === 'boolean' ? c.ready : undefined;
+  const terminating = typeof c.terminating === 'boolean' ? c.terminating : undefined;
+  const key = `${ready}|${terminating}`;
+  let o = CONDITIONS.get(key);
+  if (o === undefined) {
+    o = Object.freeze({ ...(ready !== undefined ? { ready } : {}), ...(terminating !== undefined ? { terminating } : {}) });
+    CONDITIONS.set(key, o);
+  }
+  return o;
+}
+
+function trimMeta(m: Record<string, unknown> | undefined, keepAnnotations: boolean, keepLabels = true): Record<string, unknown> {
   const meta = (m ?? {}) as { name?: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string>; resourceVersion?: string };
   const out: Record<string, unknown> = { name: meta.name, resourceVersion: meta.resourceVersion };
-  if (meta.namespace !== undefined) out.namespace = meta.namespace;
-  if (meta.labels) out.labels = meta.labels;
+  if (meta.namespace !== undefined) out.namespace = intern(meta.namespace);
+  if (meta.labels && keepLabels) out.labels = internLabels(meta.labels);
   if (keepAnnotations && meta.annotations) {
     const { [LAST_APPLIED]: _drop, ...rest } = meta.annotations;
     if (Object.keys(rest).length > 0) out.annotations = rest;
@@ -132,7 +169,8 @@ function trimMeta(m: Record<string, unknown> | undefined, keepAnnotations: boole
   return out;
 }
 
-function trimObject(role: Role, obj: Obj): Obj {
+/** `podContainers`: keep a Pod's named container ports (only this workload's own Pod needs them). */
+function trimObject(role: Role, obj: Obj, podContainers = true): Obj {
   const meta = obj.metadata as Record<string, unknown> | undefined;
   switch (role) {
     case 'service': {
@@ -144,34 +182,39 @@ function trimObject(role: Role, obj: Obj): Obj {
     }
     case 'endpointslice': {
       const s = obj as unknown as V1EndpointSlice;
-      const m = trimMeta(meta, false);
+      const m = trimMeta(meta, false, false);
       const svc = s.metadata?.labels?.[SERVICE_NAME_LABEL];
-      m.labels = svc ? { [SERVICE_NAME_LABEL]: svc } : {};
+      m.labels = svc ? { [SERVICE_NAME_LABEL]: intern(svc) } : {};
       return {
         metadata: m,
-        addressType: s.addressType,
-        ports: s.ports,
-        endpoints: (s.endpoints ?? []).map((e) => ({
-          addresses: e.addresses,
-          conditions: e.conditions,
-          hostname: e.hostname,
-          targetRef: e.targetRef ? { kind: e.targetRef.kind, name: e.targetRef.name } : undefined,
-        })),
+        addressType: intern(s.addressType),
+        ports: (s.ports ?? []).map((p) => ({ name: intern(p.name), port: p.port, protocol: intern(p.protocol) })),
+        endpoints: (s.endpoints ?? []).map((e) => {
+          // What k8s-mapping reads: the addresses, readiness (ready, terminating), hostname and the pod it is.
+          const c = e.conditions;
+          const out: Record<string, unknown> = { addresses: e.addresses };
+          if (c !== undefined) out.conditions = conditionsOf(c);
+          if (e.hostname !== undefined) out.hostname = e.hostname;
+          if (e.targetRef) out.targetRef = { kind: intern(e.targetRef.kind), name: e.targetRef.name };
+          return out;
+        }),
       } as unknown as Obj;
     }
     case 'pod': {
       const p = obj as V1Pod;
-      return {
-        metadata: trimMeta(meta, false),
-        spec: {
-          // The identity its sidecar presents (outbound mTLS checks it).
-          serviceAccountName: p.spec?.serviceAccountName,
-          containers: (p.spec?.containers ?? [])
-            .filter((c) => c.ports && c.ports.length > 0)
-            .map((c) => ({ name: c.name, ports: c.ports!.map((cp) => ({ name: cp.name, containerPort: cp.containerPort, protocol: cp.protocol })) })),
-        },
-        status: { podIP: p.status?.podIP, podIPs: p.status?.podIPs, phase: p.status?.phase },
-      } as unknown as Obj;
+      // Named container ports only (NetworkPolicy's named ports resolve through them); podIPs only when it says more
+      // than podIP (dual-stack).
+      const containers = (podContainers ? p.spec?.containers ?? [] : [])
+        .map((c) => ({ name: intern(c.name), ports: (c.ports ?? []).filter((cp) => cp.name).map((cp) => ({ name: intern(cp.name), containerPort: cp.containerPort, protocol: intern(cp.protocol) })) }))
+        .filter((c) => c.ports.length > 0);
+      const ips = p.status?.podIPs;
+      const status: Record<string, unknown> = { podIP: p.status?.podIP, phase: intern(p.status?.phase) };
+      if (ips && (ips.length !== 1 || ips[0]?.ip !== p.status?.podIP)) status.podIPs = ips.map((x) => ({ ip: x.ip }));
+      // The service account: the identity its sidecar presents (outbound mTLS checks it; absent = `default`).
+      const spec: Record<string, unknown> = {};
+      if (p.spec?.serviceAccountName) spec.serviceAccountName = intern(p.spec.serviceAccountName);
+      if (containers.length > 0) spec.containers = containers;
+      return (Object.keys(spec).length > 0 ? { metadata: trimMeta(meta, false), spec, status } : { metadata: trimMeta(meta, false), status }) as unknown as Obj;
     }
     case 'namespace':
       return { metadata: trimMeta(meta, false) } as Obj;
@@ -193,50 +236,8 @@ function trimObject(role: Role, obj: Obj): Obj {
 
 // === one list/watch per kind and namespace scope ===
 
-/** client-node's Watch, asking for bookmarks, trimming objects before the informer caches them, and reporting health. */
-class TrimmingWatch extends Watch {
-  private lastStart = 0;
-  closed = false;
-  constructor(
-    kc: KubeConfig,
-    private readonly owner: Watcher,
-  ) {
-    super(kc);
-  }
-
-  override async watch(
-    path: string,
-    queryParams: Record<string, string | number | boolean | undefined>,
-    callback: (phase: string, apiObj: any, watchObj?: any) => void,
-    done: (err: any) => void,
-  ): Promise<AbortController> {
-    // ListWatch re-watches immediately when a stream ends cleanly; a server (or proxy) that closes streams
-    // right away would make that a hot loop, so space consecutive watches by minWatchIntervalMs.
-    const since = this.owner.now() - this.lastStart;
-    if (since < this.owner.minWatchIntervalMs) await this.owner.sleep(this.owner.minWatchIntervalMs - since);
-    if (this.closed) return new AbortController();
-    this.lastStart = this.owner.now();
-    let ended = false;
-    const controller = await super.watch(
-      path,
-      { ...queryParams, allowWatchBookmarks: true },
-      (phase, obj, raw) => {
-        this.owner.markHealthy();
-        if (phase === 'ADDED' || phase === 'MODIFIED' || phase === 'DELETED') callback(phase, this.owner.trim(obj), raw);
-        else callback(phase, obj, raw);
-      },
-      (err) => {
-        ended = true;
-        done(err);
-      },
-    );
-    if (!ended && !this.closed) this.owner.markHealthy();
-    return controller;
-  }
-}
-
 class Watcher {
-  informer?: ListWatch<Obj>;
+  informer?: Informer;
   version?: string;
   path?: string;
   /** Initial list done (or the optional kind is absent). */
@@ -246,20 +247,17 @@ class Watcher {
   brokenSince?: number;
   private attempt = 0;
   private timer?: NodeJS.Timeout;
-  private primed?: KubernetesListObject<Obj>;
+  private primed?: ListResult;
   private lastLogged?: string;
-  private readonly watch: TrimmingWatch;
-  readonly minWatchIntervalMs: number;
+  private closed = false;
+  /** Out of the scope: serves its objects until its successors have listed, then stops. */
+  retired = false;
 
   constructor(
     readonly spec: KindSpec,
     readonly namespace: string | undefined,
     private readonly src: KubernetesSource,
-    private readonly kc: KubeConfig,
-  ) {
-    this.watch = new TrimmingWatch(kc, this);
-    this.minWatchIntervalMs = src.opts.minWatchIntervalMs;
-  }
+  ) {}
 
   get name(): string {
     return `${this.spec.kind}${this.namespace ? ` in ${this.namespace}` : ''}`;
@@ -276,12 +274,14 @@ class Watcher {
     });
   }
 
-  trim(obj: Obj): Obj {
-    return trimObject(this.spec.role, obj);
+  /** The object as cached, or undefined when the workload's Sidecar scope leaves it out. */
+  trim(obj: Obj): Obj | undefined {
+    const t = trimObject(this.spec.role, obj, this.spec.role !== 'pod' || this.src.podContainersIn((obj.metadata as { namespace?: string } | undefined)?.namespace));
+    return this.src.inScope(this.spec.role, t) ? t : undefined;
   }
 
-  list(): Obj[] {
-    return this.informer && !this.absent ? [...this.informer.list()] : [];
+  list(): Iterable<Obj> {
+    return this.informer && !this.absent ? (this.informer.objects.values() as Iterable<Obj>) : [];
   }
 
   markHealthy(): void {
@@ -336,7 +336,7 @@ class Watcher {
   private async probe(): Promise<void> {
     for (const version of this.spec.versions) {
       try {
-        const list = await this.src.listAll(this.basePath(version), this.spec.role);
+        const list = await this.src.api!.listAll(this.basePath(version), this.src.opts.pageSize, (o) => this.trim(o as Obj) as WireObj | undefined);
         this.version = version;
         this.path = this.basePath(version);
         this.primed = list;
@@ -379,35 +379,48 @@ class Watcher {
 
   private async startInformer(): Promise<void> {
     if (this.src.closed) return;
-    if (this.informer) {
-      await this.informer.stop();
-      this.informer = undefined;
-    }
-    const listFn = async (): Promise<KubernetesListObject<Obj>> => {
-      const primed = this.primed;
-      this.primed = undefined;
-      const list = primed ?? (await this.src.listAll(this.path!, this.spec.role));
-      this.markHealthy();
-      return list;
-    };
-    const informer = new ListWatch<Obj>(this.path!, this.watch, listFn, false);
-    const onChange = (): void => this.src.changed();
-    informer.on('add', onChange);
-    informer.on('update', onChange);
-    informer.on('delete', onChange);
-    informer.on('error', (err) => this.onError(err));
+    this.informer?.stop();
+    const informer = new Informer(this.src.api!, this.path!, {
+      keep: (o) => this.trim(o as Obj) as WireObj | undefined,
+      onChange: () => this.src.changed(),
+      onHealthy: () => this.markHealthy(),
+    }, { pageSize: this.src.opts.pageSize, minWatchIntervalMs: this.src.opts.minWatchIntervalMs, now: this.src.opts.now, rand: this.src.opts.rand });
     this.informer = informer;
-    await informer.start();
+    const primed = this.primed;
+    this.primed = undefined;
+    await this.run(informer, primed);
+  }
+
+  /** Start (or resume) the informer; its first failure goes to onError, which restarts it after the backoff. */
+  private async run(informer: Informer, primed?: ListResult): Promise<void> {
+    const { failed } = await informer.start(primed);
+    failed.catch((err: unknown) => {
+      if (this.informer === informer) this.onError(err);
+    });
+  }
+
+  /** Counts of the informer (lists, watches, bookmarks, 410s), for docs/scale.md's measurements. */
+  counts(): { lists: number; watches: number; bookmarks: number; gone: number } | undefined {
+    return this.informer?.counts;
+  }
+
+  /** Relist on the next start (a scope change): objects left out before may be kept now. */
+  rescope(): void {
+    if (this.informer === undefined || this.absent) return;
+    const informer = this.informer;
+    informer.stop();
+    informer.reset();
+    void this.run(informer).catch((err: unknown) => this.onError(err));
   }
 
   private onError(err: unknown): void {
-    if (this.src.closed || this.watch.closed) return;
+    if (this.src.closed || this.closed) return;
     const status = err instanceof KubernetesApiError ? err.statusCode : (err as { statusCode?: number } | undefined)?.statusCode;
     if (status === 404 && this.spec.optional && this.informer) {
       // The CRD was uninstalled: its objects are gone; probe for it (any version) again later.
       const informer = this.informer;
       this.informer = undefined;
-      void informer.stop();
+      informer.stop();
       this.becomeAbsent(`no longer served (${describe(err)})`);
       return;
     }
@@ -415,7 +428,7 @@ class Watcher {
     // The informer does not retry by itself. Restarting resumes the watch from the last resourceVersion
     // (or relists, when the failure was the list itself or the version expired).
     this.schedule(this.src.backoff(this.attempt++), async () => {
-      if (this.informer) await this.informer.start();
+      if (this.informer) await this.run(this.informer);
     });
   }
 
@@ -434,26 +447,21 @@ class Watcher {
   }
 
   stop(): void {
-    this.watch.closed = true;
+    this.closed = true;
     if (this.timer) clearTimeout(this.timer);
-    void this.informer?.stop();
+    this.informer?.stop();
   }
-}
-
-function describe(err: unknown): string {
-  if (err instanceof Error) {
-    const code = (err as { code?: string }).code;
-    return code && !err.message.includes(code) ? `${err.message} (${code})` : err.message;
-  }
-  return String(err);
 }
 
 // === the source ===
 
 export class KubernetesSource extends EventEmitter {
-  readonly opts: Required<Omit<KubernetesSourceOptions, 'kubeconfig' | 'namespaces' | 'log'>> & Pick<KubernetesSourceOptions, 'kubeconfig' | 'namespaces'>;
+  readonly opts: Required<Omit<KubernetesSourceOptions, 'kubeconfig' | 'namespaces' | 'log' | 'env' | 'workload'>> & Pick<KubernetesSourceOptions, 'kubeconfig' | 'namespaces' | 'env' | 'workload'>;
+  /** What the workload's Sidecar lets it reach (undefined: everything is cached). */
+  private scope: { egress: EgressScope; podNamespaces: ReadonlySet<string> | undefined; key: string; sidecar: string } | undefined;
   private readonly logFn: LogFn;
-  private readonly kc: KubeConfig;
+  /** The API server's client, once start() has read the kubeconfig. */
+  api: ApiClient | undefined;
   private readonly watchers: Watcher[] = [];
   private debounce?: NodeJS.Timeout;
   private started = false;
@@ -466,6 +474,8 @@ export class KubernetesSource extends EventEmitter {
     super();
     this.opts = {
       kubeconfig: opts.kubeconfig,
+      env: opts.env,
+      workload: opts.workload,
       namespaces: opts.namespaces && opts.namespaces.length > 0 ? [...new Set(opts.namespaces)] : undefined,
       clusterDomain: opts.clusterDomain,
       debounceMs: opts.debounceMs ?? 50,
@@ -480,30 +490,97 @@ export class KubernetesSource extends EventEmitter {
       rand: opts.rand ?? Math.random,
     };
     this.logFn = opts.log ?? (() => {});
-    this.kc = loadKubeConfig(opts.kubeconfig);
+    // Services, EndpointSlices and Pods are watched once the Sidecar scope is known (start(), scopedWatchers()).
     for (const spec of KINDS) {
-      if (!spec.namespaced || !this.opts.namespaces) this.watchers.push(new Watcher(spec, undefined, this, this.kc));
-      else for (const ns of this.opts.namespaces) this.watchers.push(new Watcher(spec, ns, this, this.kc));
+      if (SCOPED_ROLES.has(spec.role)) continue;
+      if (!spec.namespaced || !this.opts.namespaces) this.watchers.push(new Watcher(spec, undefined, this));
+      else for (const ns of this.opts.namespaces) this.watchers.push(new Watcher(spec, ns, this));
     }
   }
 
-  /** The kubeconfig in use (the Gateway API status writer talks to the same server with it). */
-  get kubeConfig(): KubeConfig {
-    return this.kc;
+  /**
+   * The namespaces a scoped kind is listed and watched in (undefined: cluster-wide): --watch-namespaces, narrowed by
+   * the namespaces the workload's Sidecar names (for Pods, with the workload's own). Watching per namespace keeps
+   * the rest of the cluster off the wire as well as out of memory.
+   */
+  private scopedNamespaces(role: Role): string[] | undefined {
+    const base = this.opts.namespaces;
+    const named = this.scope === undefined ? undefined : role === 'pod' ? this.scope.podNamespaces : this.scope.egress.namespaces;
+    if (named === undefined) return base;
+    return (base ?? [...named]).filter((n) => named.has(n)).sort();
   }
 
-  /** The API server URL in use (for logs and /config_dump). */
+  /** The watchers of Services, EndpointSlices and Pods the current scope calls for. */
+  private scopedWatchers(): Watcher[] {
+    const out: Watcher[] = [];
+    for (const spec of KINDS) {
+      if (!SCOPED_ROLES.has(spec.role)) continue;
+      const nss = this.scopedNamespaces(spec.role);
+      if (nss === undefined) out.push(new Watcher(spec, undefined, this));
+      else for (const ns of nss) out.push(new Watcher(spec, ns, this));
+    }
+    return out;
+  }
+
+  /**
+   * A new scope: watchers of namespaces no longer reached stop (their objects go with them), new ones list and watch,
+   * and the others relist (the hosts kept within a namespace may have changed).
+   */
+  private applyScope(): void {
+    const want = this.scopedWatchers();
+    const key = (w: Watcher): string => `${w.spec.kind}/${w.namespace ?? '*'}`;
+    const have = new Map(this.watchers.filter((w) => SCOPED_ROLES.has(w.spec.role) && !w.retired).map((w) => [key(w), w]));
+    const keep = new Set(want.map(key));
+    const removed: Watcher[] = [];
+    for (const [k, w] of have) {
+      if (keep.has(k)) w.rescope();
+      else {
+        w.retired = true; // a later scope change treats it as gone already
+        removed.push(w);
+      }
+    }
+    // The watchers going away keep serving their objects until the new ones have listed: a service that stays in
+    // reach never disappears in between.
+    const deadline = this.opts.now() + this.opts.initialSyncTimeoutMs;
+    const added = want.filter((w) => !have.has(key(w)));
+    this.watchers.push(...added);
+    void Promise.allSettled(added.map((w) => w.init(deadline).catch((err: unknown) => this.log('warn', `kubernetes: ${w.name}: ${describe(err)}`)))).then(() => {
+      for (const w of removed) {
+        w.stop();
+        const i = this.watchers.indexOf(w);
+        if (i >= 0) this.watchers.splice(i, 1);
+      }
+      this.changed();
+    });
+  }
+
+  /**
+   * A @kubernetes/client-node KubeConfig for the same server (imported on this call), for writers that use client-node's
+   * typed APIs; the watch itself never loads client-node (docs/kubernetes.md, "Credentials").
+   */
+  kubeConfig(): Promise<import('@kubernetes/client-node').KubeConfig> {
+    return clientNodeKubeConfig(this.opts.kubeconfig);
+  }
+
+  /** The API server URL in use (for logs and /config_dump; '' before start()). */
   get server(): string {
-    return this.kc.getCurrentCluster()?.server ?? '';
+    return this.api?.server ?? '';
   }
 
   /** Resolves after every initial list; rejects on auth errors at once, on other failures after initialSyncTimeoutMs. */
   async start(): Promise<void> {
     if (this.started) throw new Error('KubernetesSource already started');
     this.started = true;
+    this.api = new ApiClient(await loadApiAccess(this.opts.kubeconfig, this.opts.env ?? {}), this.opts.requestTimeoutMs);
     const deadline = this.opts.now() + this.opts.initialSyncTimeoutMs;
     try {
+      // Istio's objects (a Sidecar among them) and Namespaces first: the Sidecar decides which Services, EndpointSlices
+      // and Pods are worth keeping before they are listed.
       await Promise.all(this.watchers.map((w) => w.init(deadline)));
+      this.scope = this.computeScope();
+      const scoped = this.scopedWatchers();
+      this.watchers.push(...scoped);
+      await Promise.all(scoped.map((w) => w.init(deadline)));
     } catch (err) {
       this.stop();
       const msg = describe(err);
@@ -511,6 +588,7 @@ export class KubernetesSource extends EventEmitter {
     }
     this.recompute();
     this.synced = true;
+    if (this.scope) this.log('info', `kubernetes: keeping what Sidecar ${this.scope.sidecar} reaches (${this.scope.egress.namespaces ? [...this.scope.egress.namespaces].join(', ') : 'hosts in any namespace'})`);
     this.log('info', `kubernetes: synced with ${this.server}`, {
       versions: Object.fromEntries(this.watchers.filter((w) => w.version).map((w) => [w.spec.kind, w.version])),
       services: this.state.services.length,
@@ -566,9 +644,68 @@ export class KubernetesSource extends EventEmitter {
     this.debounce = setTimeout(() => {
       this.debounce = undefined;
       if (this.closed) return;
+      const next = this.computeScope();
+      if (next?.key !== this.scope?.key) {
+        // The reach changed: relist what is filtered by it (objects left out before may be needed now).
+        this.scope = next;
+        this.log('info', next ? `kubernetes: Sidecar ${next.sidecar} changed the reach; relisting Services, EndpointSlices and Pods` : 'kubernetes: no Sidecar scope any more; relisting Services, EndpointSlices and Pods');
+        this.applyScope();
+      }
       this.recompute();
       this.emit('change');
     }, this.opts.debounceMs);
+  }
+
+  /**
+   * Whether a trimmed object is kept under the workload's Sidecar scope. Services and EndpointSlices: when the egress
+   * reaches their host (the store's scopeInputs keeps no other). Pods (endpoint labels; peers of inbound policies):
+   * those of the namespaces the egress names and of the workload's own, unless an AuthorizationPolicy or
+   * NetworkPolicy could ask about a peer anywhere (one in the workload's or the root namespace): then all.
+   */
+  inScope(role: Role, o: Obj): boolean {
+    const scope = this.scope;
+    if (scope === undefined) return true;
+    const ns = o.metadata?.namespace ?? '';
+    switch (role) {
+      case 'service':
+        return scope.egress.visible(ns, `${o.metadata?.name ?? ''}.${ns}.svc.${this.opts.clusterDomain}`);
+      case 'endpointslice': {
+        const svc = o.metadata?.labels?.[SERVICE_NAME_LABEL];
+        return svc !== undefined && scope.egress.visible(ns, `${svc}.${ns}.svc.${this.opts.clusterDomain}`);
+      }
+      case 'pod':
+        return scope.podNamespaces === undefined || scope.podNamespaces.has(ns);
+      default:
+        return true;
+    }
+  }
+
+  /**
+   * Whether the Pods of a namespace keep their named container ports: they resolve a NetworkPolicy's named port for
+   * this workload's own Pod, so only its namespace needs them (every namespace when the workload is not given).
+   */
+  podContainersIn(namespace: string | undefined): boolean {
+    return this.opts.workload === undefined || namespace === this.opts.workload.namespace;
+  }
+
+  /** The scope of the Sidecar the API server holds for this workload (see inScope); undefined: keep everything. */
+  private computeScope(): KubernetesSource['scope'] {
+    const wl = this.opts.workload;
+    if (wl === undefined) return undefined;
+    const resources: Resource[] = [];
+    let policyNear = false;
+    for (const w of this.watchers) {
+      if (w.spec.role !== 'resource') continue;
+      for (const o of w.list()) {
+        if (w.spec.kind === 'Sidecar') resources.push(toResource(o, w.spec, w.version ?? w.spec.versions[0]!));
+        else if ((w.spec.kind === 'NetworkPolicy' || w.spec.kind === 'AuthorizationPolicy') && (o.metadata?.namespace === wl.namespace || o.metadata?.namespace === DEFAULT_ROOT_NAMESPACE)) policyNear = true;
+      }
+    }
+    const sidecar = selectSidecar(resources, { namespace: wl.namespace, labels: wl.labels });
+    const egress = egressScope(sidecar, wl.namespace);
+    if (egress === undefined || sidecar === undefined) return undefined;
+    const podNamespaces = policyNear || egress.namespaces === undefined ? undefined : new Set([...egress.namespaces, wl.namespace]);
+    return { egress, podNamespaces, key: `${egress.key}|${podNamespaces ? [...podNamespaces].sort().join(',') : '*'}`, sidecar: `${sidecar.metadata.namespace}/${sidecar.metadata.name}` };
   }
 
   private recompute(): void {
@@ -577,8 +714,16 @@ export class KubernetesSource extends EventEmitter {
     const pods: V1Pod[] = [];
     const namespaceLabels = new Map<string, Record<string, string>>();
     const resources: Resource[] = [];
+    // While a scope change hands a kind over from one set of watchers to another, an object may be in both: once.
+    const seen = new Set<string>();
     for (const w of this.watchers) {
+      const dedupe = SCOPED_ROLES.has(w.spec.role);
       for (const obj of w.list()) {
+        if (dedupe) {
+          const k = `${w.spec.kind}/${obj.metadata?.namespace ?? ''}/${obj.metadata?.name ?? ''}`;
+          if (seen.has(k)) continue;
+          seen.add(k);
+        }
         switch (w.spec.role) {
           case 'service':
             services.push(obj as V1Service);
@@ -613,67 +758,6 @@ export class KubernetesSource extends EventEmitter {
       namespaceLabels,
     };
   }
-
-  /** GET a full list, following `continue` pages; an expired continue token (410) restarts the list once. */
-  async listAll(path: string, role: Role): Promise<KubernetesListObject<Obj>> {
-    for (let restart = 0; ; restart++) {
-      const items: Obj[] = [];
-      let cont: string | undefined;
-      let resourceVersion = '';
-      try {
-        do {
-          const query: Record<string, string> = { limit: String(this.opts.pageSize) };
-          if (cont) query.continue = cont;
-          const page = (await this.getJson(path, query)) as KubernetesListObject<Obj>;
-          for (const it of page.items ?? []) items.push(trimObject(role, it));
-          resourceVersion = page.metadata?.resourceVersion ?? resourceVersion;
-          cont = page.metadata?._continue ?? (page.metadata as { continue?: string } | undefined)?.continue;
-        } while (cont);
-        return { metadata: { resourceVersion }, items };
-      } catch (err) {
-        if (restart === 0 && cont && err instanceof KubernetesApiError && err.statusCode === 410) continue;
-        throw err;
-      }
-    }
-  }
-
-  private async getJson(path: string, query: Record<string, string>): Promise<unknown> {
-    const cluster = this.kc.getCurrentCluster();
-    if (!cluster) throw new KubernetesApiError('kubeconfig has no current cluster');
-    const url = new URL(cluster.server.replace(/\/+$/, '') + path);
-    for (const [k, v] of Object.entries(query)) url.searchParams.set(k, v);
-    const reqOpts: https.RequestOptions = {};
-    await this.kc.applyToHTTPSOptions(reqOpts);
-    const mod = url.protocol === 'https:' ? https : http;
-    return new Promise((resolve, reject) => {
-      const req = mod.get(url, { ...reqOpts, headers: { ...(reqOpts.headers ?? {}), accept: 'application/json' }, timeout: this.opts.requestTimeoutMs }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('error', (e) => reject(new KubernetesApiError(`GET ${path}: ${describe(e)}`)));
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          const code = res.statusCode ?? 0;
-          let body: unknown;
-          try {
-            body = text ? JSON.parse(text) : undefined;
-          } catch {
-            body = undefined;
-          }
-          if (code >= 200 && code < 300 && body !== undefined) return resolve(body);
-          const status = body as { message?: string; reason?: string } | undefined;
-          reject(
-            new KubernetesApiError(
-              `GET ${path}: ${code} ${http.STATUS_CODES[code] ?? ''}${status?.message ? `: ${status.message}` : ''}`,
-              code,
-              status?.reason,
-            ),
-          );
-        });
-      });
-      req.on('timeout', () => req.destroy(new Error(`timed out after ${this.opts.requestTimeoutMs} ms`)));
-      req.on('error', (e) => reject(new KubernetesApiError(`cannot reach the Kubernetes API server at ${cluster.server} (GET ${path}): ${describe(e)}`)));
-    });
-  }
 }
 
 function toResource(obj: Obj, spec: KindSpec, version: string): Resource {
@@ -703,18 +787,4 @@ function toResource(obj: Obj, spec: KindSpec, version: string): Resource {
     source: { file: 'kubernetes', line: 0 },
     lineOf: () => 0,
   };
-}
-
-function loadKubeConfig(path: string | undefined): KubeConfig {
-  const kc = new KubeConfig();
-  if (path) kc.loadFromFile(path);
-  else if (process.env.KUBECONFIG) kc.loadFromDefault();
-  else if (process.env.KUBERNETES_SERVICE_HOST) kc.loadFromCluster();
-  else kc.loadFromDefault();
-  if (!kc.getCurrentCluster()) {
-    throw new KubernetesApiError(
-      `kubernetes: no cluster configured (${path ? `kubeconfig ${path}` : 'KUBECONFIG unset, not in a cluster, no ~/.kube/config'})`,
-    );
-  }
-  return kc;
 }

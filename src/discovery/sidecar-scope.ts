@@ -187,3 +187,30 @@ export function sidecarKey(sidecar: Resource | undefined): string {
   if (!sidecar) return '';
   return `${sidecar.metadata.namespace}/${sidecar.metadata.name}@${sidecar.metadata.resourceVersion ?? JSON.stringify(sidecar.spec)}`;
 }
+
+/**
+ * What a Sidecar's egress lets a workload reach, for a source that wants to keep only that (k8s-source.ts caches no
+ * Service, EndpointSlice or Pod the store's scopeInputs would drop): whether a service host in a namespace is
+ * visible, and the namespaces its hosts are confined to (undefined when an entry names any namespace, `*`).
+ * Undefined without a Sidecar or egress section (everything is reachable).
+ */
+export interface EgressScope {
+  visible(namespace: string, host: string): boolean;
+  namespaces: ReadonlySet<string> | undefined;
+  /** Identity of the scope, to notice a change. */
+  key: string;
+}
+
+export function egressScope(sidecar: Resource | undefined, proxyNamespace: string): EgressScope | undefined {
+  if (!sidecar) return undefined;
+  const egress = parseEgress(sidecar, proxyNamespace, []);
+  if (!egress) return undefined;
+  const any = egress.some((e) => e.namespace === undefined);
+  const namespaces = any ? undefined : new Set(egress.map((e) => e.namespace!).filter((n) => n !== ''));
+  return {
+    visible: (namespace, host) => visible(egress, namespace, host.toLowerCase()),
+    namespaces,
+    key: JSON.stringify(egress),
+  };
+}
+

@@ -13,6 +13,7 @@ import type net from 'node:net';
 import type { PeerIdentity } from '../security/mtls.js';
 import type { Http1Request, Http1Response, OriginalDestination } from '../http1/server.js';
 import { startReading } from '../http1/socket-io.js';
+import { h2cSettings } from './h2c.js';
 import { H2ERR, H2Session, h2RequestHeaders, type H2ConnectionError, type H2Stream } from './session.js';
 import { DEFAULT_STREAM_TIMEOUTS, headersOverdue, streamIdle, sweepIntervalMs, type StreamTimeouts } from '../proxy/stream-timeouts.js';
 import { H2Conn, Http2Request, Http2Response, type StreamOwner } from './stream-pair.js';
@@ -229,25 +230,4 @@ export class Http2Listener implements StreamOwner {
   }
 }
 
-/**
- * The SETTINGS payload of an h2c upgrade request, or null when it must not be taken (RFC 7540 §3.2, §3.2.1):
- * `Upgrade` lists h2c, exactly one `HTTP2-Settings` holds base64url of whole settings (6 bytes each), and
- * `Connection` names `HTTP2-Settings` (it is a hop-by-hop header).
- */
-export function h2cSettings(raw: readonly string[]): Buffer | null {
-  let settings: string | undefined;
-  let count = 0;
-  let h2c = false;
-  let named = false;
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!.toLowerCase();
-    const value = raw[i + 1]!;
-    if (name === 'http2-settings') { settings = value.trim(); count++; }
-    else if (name === 'upgrade') { for (const t of value.split(',')) if (t.trim().toLowerCase() === 'h2c') h2c = true; }
-    else if (name === 'connection') { for (const t of value.split(',')) if (t.trim().toLowerCase() === 'http2-settings') named = true; }
-  }
-  if (!h2c || !named || count !== 1 || !/^[A-Za-z0-9_-]*={0,2}$/.test(settings!)) return null;
-  const payload = Buffer.from(settings!, 'base64url');
-  return payload.length % 6 === 0 ? payload : null;
-}
 

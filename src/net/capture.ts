@@ -16,7 +16,7 @@
  */
 import type net from 'node:net';
 import type { Http1Server, OriginalDestination } from '../http1/server.js';
-import type { Http2Listener } from '../http2/server.js';
+import type { LazyHttp2Listener } from '../http2/lazy.js';
 import type { OriginalDstReader } from './original-dst.js';
 import { unmapIpv4 } from './original-dst.js';
 import { connectionProtocol, sniff, SNIFF_MAX_BYTES, type Sniffed } from './protocol.js';
@@ -32,7 +32,7 @@ export interface CaptureEnv extends L4Env {
   /** How long to wait for a client's first bytes before taking the connection as TCP (ms). */
   sniffTimeoutMs: number;
   /** Cleartext HTTP/2 (prior knowledge) on the same port: connections that open with the HTTP/2 preface. */
-  h2?: Http2Listener;
+  h2?: Pick<LazyHttp2Listener, 'serveSocket'>;
   /** How long a connection may stay silent before its first byte (ms), when HTTP/2 detection waits for it. */
   firstByteTimeoutMs?: number;
 }

@@ -26,18 +26,7 @@ export interface FetchLimits {
   ca?: string | Buffer;
 }
 
-/** Why a URL may not be fetched, or undefined: https always, http only when `allowHttp`. */
-export function urlRefusal(url: string, allowHttp: boolean): string | undefined {
-  let u: URL;
-  try {
-    u = new URL(url);
-  } catch {
-    return `"${url}" is not a URL`;
-  }
-  if (u.protocol === 'https:') return undefined;
-  if (u.protocol === 'http:') return allowHttp ? undefined : `${url}: plain http is refused (https only; --jwks-allow-http names a test issuer)`;
-  return `${url}: only https is fetched`;
-}
+export { urlRefusal } from './jwks-url.js';
 
 /** GET `url` and parse its JSON body, within the limits; rejects with jose's JWKSTimeout or JWKSInvalid. */
 export function fetchJson(url: string, limits: FetchLimits): Promise<unknown> {

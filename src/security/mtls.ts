@@ -7,7 +7,8 @@
  * socket to the HTTP or TCP path with the peer's identity attached. A peer that fails is refused before a byte of it
  * is read, and counted with Envoy's `ssl.*` names.
  */
-import tls from 'node:tls';
+import type tls from 'node:tls';
+import { tls as loadTls } from '../util/lazy-tls.js';
 import { createHash } from 'node:crypto';
 import net from 'node:net';
 import { certIdentity, parseSpiffeId, principalOf, spiffeUri, type SpiffeId } from './spiffe.js';
@@ -77,7 +78,7 @@ export class MtlsContext {
   readonly outboundStats: TlsStats;
   readonly log: MtlsOptions['log'];
   constructor(readonly cert: WorkloadCert, opts: MtlsOptions = {}) {
-    this.server = tls.createSecureContext({ key: cert.key, cert: cert.cert, ca: cert.ca, ...(cert.crl !== undefined ? { crl: cert.crl } : {}), minVersion: 'TLSv1.2' });
+    this.server = loadTls().createSecureContext({ key: cert.key, cert: cert.cert, ca: cert.ca, ...(cert.crl !== undefined ? { crl: cert.crl } : {}), minVersion: 'TLSv1.2' });
     this.client = this.server;
     this.own = cert.identity;
     this.ownUri = cert.spiffeId;
@@ -124,7 +125,7 @@ export function terminateMtls(sock: net.Socket, head: Buffer | undefined, ctx: M
     sock.pause();
     if (head !== undefined && head.length > 0) sock.unshift(head);
     const stats = ctx.inboundStats;
-    const t = new tls.TLSSocket(sock, {
+    const t = new (loadTls().TLSSocket)(sock, {
       isServer: true,
       secureContext: ctx.server,
       requestCert: true,

@@ -18,9 +18,22 @@
  * `<issuer>/.well-known/openid-configuration` → `jwks_uri`, under the same rules). Verification is jose's
  * `jwtVerify`. Compilation is pure; verification does I/O only to fetch keys.
  */
-import { createLocalJWKSet, decodeJwt, errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import type { JWTPayload, JWTVerifyGetKey } from 'jose';
 import { selectorMatches, type LabelSelector } from '../authz/label-selector.js';
-import { RemoteJwks, fetchJson, urlRefusal, type FetchLimits } from './jwks.js';
+import type { FetchLimits, RemoteJwks } from './jwks.js';
+import { urlRefusal } from './jwks-url.js';
+
+type Jose = typeof import('jose');
+type JwksModule = typeof import('./jwks.js');
+let runtime: Promise<{ jose: Jose; jwks: JwksModule }> | undefined;
+/**
+ * jose and the key-set fetcher (node:https), imported when the first token is to be verified: a sidecar without
+ * end-user JWTs never loads them (~2.5 MB of private memory, and TLS; docs/performance.md).
+ */
+function jwtRuntime(): Promise<{ jose: Jose; jwks: JwksModule }> {
+  runtime ??= Promise.all([import('jose'), import('./jwks.js')]).then(([jose, jwks]) => ({ jose, jwks }));
+  return runtime;
+}
 
 /** Structural: a Remora `Resource` of kind RequestAuthentication fits. */
 export interface RequestAuthenticationLike {
@@ -113,7 +126,6 @@ export class RequestAuthenticator {
   /** Every output header any rule sets (lowercase): removed from each request before verification. */
   readonly outputHeaders: ReadonlySet<string>;
   /** The remote key sets, for /config_dump and tests. */
-  readonly remoteKeySets: RemoteJwks[] = [];
   verified = 0;
   rejected = 0;
 
@@ -182,11 +194,12 @@ export class RequestAuthenticator {
   async authenticate(headers: Readonly<Record<string, string | string[] | undefined>>, query: string): Promise<AuthnResult> {
     const found = this.extract(headers, query);
     if (found.length === 0) return MISSING;
+    const { jose } = await jwtRuntime();
     const valid: Array<{ rule: CompiledRule; payload: JWTPayload; found: Found }> = [];
     for (const f of found) {
       let iss: string | undefined;
       try {
-        iss = decodeJwt(f.token).iss;
+        iss = jose.decodeJwt(f.token).iss;
       } catch {
         return this.reject('Jwt is not in the form of Header.Payload.Signature with two dots and 3 sections');
       }
@@ -200,7 +213,7 @@ export class RequestAuthenticator {
         // missing (and to the others, of an unknown issuer).
         if (!readsFrom(rule, f)) continue;
         try {
-          const { payload } = await jwtVerify(f.token, rule.keys, {
+          const { payload } = await jose.jwtVerify(f.token, rule.keys, {
             issuer: rule.issuer,
             clockTolerance: CLOCK_SKEW_S,
             ...(rule.audiences.length > 0 ? { audience: rule.audiences } : {}),
@@ -209,7 +222,7 @@ export class RequestAuthenticator {
           ok = true;
           break;
         } catch (e) {
-          last = envoyMessage(e);
+          last = envoyMessage(e, jose.errors);
         }
       }
       // One token that does not verify fails the request, whatever the others are (Envoy verifies each it extracts).
@@ -272,24 +285,34 @@ export class RequestAuthenticator {
    */
   private keySource(r: JwtRuleSpec): JWTVerifyGetKey {
     const timeoutMs = parseSeconds(r.timeout) ?? 5000;
-    if (r.jwks !== undefined && r.jwks !== '') return createLocalJWKSet(JSON.parse(r.jwks) as Parameters<typeof createLocalJWKSet>[0]);
+    if (r.jwks !== undefined && r.jwks !== '') {
+      // Parsed now, so a bad inline key set fails with the config; the key set itself is made on first use.
+      const jwks = JSON.parse(r.jwks) as Parameters<Jose['createLocalJWKSet']>[0];
+      let local: JWTVerifyGetKey | undefined;
+      return async (header, token) => (local ??= (await jwtRuntime()).jose.createLocalJWKSet(jwks))(header, token);
+    }
     const allowHttp = this.opts.allowHttpIssuers?.includes(r.issuer) === true;
     const limits: FetchLimits = { timeoutMs, ...(this.opts.jwks?.maxBytes !== undefined ? { maxBytes: this.opts.jwks.maxBytes } : {}), ...(this.opts.jwks?.ca !== undefined ? { ca: this.opts.jwks.ca } : {}) };
     const remote = (url: string): JWTVerifyGetKey => {
       const refusal = urlRefusal(url, allowHttp);
       if (refusal !== undefined) {
         this.warnings.push(`issuer ${r.issuer}: ${refusal}; its tokens are refused (401)`);
-        return () => Promise.reject(new joseErrors.JWKSInvalid(refusal));
+        return refused(refusal);
       }
-      const set = new RemoteJwks(url, {
-        ...limits,
-        ...(this.opts.jwks?.cacheMs !== undefined ? { cacheMs: this.opts.jwks.cacheMs } : {}),
-        ...(this.opts.jwks?.cooldownMs !== undefined ? { cooldownMs: this.opts.jwks.cooldownMs } : {}),
-        ...(this.opts.jwks?.now !== undefined ? { now: this.opts.jwks.now } : {}),
-        ...(this.opts.onStaleKeys !== undefined ? { onStale: this.opts.onStaleKeys } : {}),
-      });
-      this.remoteKeySets.push(set);
-      return set.getKey;
+      let set: RemoteJwks | undefined;
+      return async (header, token) => {
+        if (set === undefined) {
+          const { jwks } = await jwtRuntime();
+          set ??= new jwks.RemoteJwks(url, {
+            ...limits,
+            ...(this.opts.jwks?.cacheMs !== undefined ? { cacheMs: this.opts.jwks.cacheMs } : {}),
+            ...(this.opts.jwks?.cooldownMs !== undefined ? { cooldownMs: this.opts.jwks.cooldownMs } : {}),
+            ...(this.opts.jwks?.now !== undefined ? { now: this.opts.jwks.now } : {}),
+            ...(this.opts.onStaleKeys !== undefined ? { onStale: this.opts.onStaleKeys } : {}),
+          });
+        }
+        return set.getKey(header, token);
+      };
     };
     if (r.jwksUri !== undefined && r.jwksUri !== '') return remote(r.jwksUri);
     // OpenID discovery, once, on first use (and again after a failure); the document and the key set under the same rules.
@@ -297,15 +320,16 @@ export class RequestAuthenticator {
     const refusal = urlRefusal(url, allowHttp);
     if (refusal !== undefined) {
       this.warnings.push(`issuer ${r.issuer}: OpenID discovery ${refusal}; its tokens are refused (401)`);
-      return () => Promise.reject(new joseErrors.JWKSInvalid(refusal));
+      return refused(refusal);
     }
     let keys: Promise<JWTVerifyGetKey> | undefined;
     const discover = async (): Promise<JWTVerifyGetKey> => {
-      const doc = (await fetchJson(url, limits)) as { jwks_uri?: unknown };
-      if (typeof doc !== 'object' || doc === null || typeof doc.jwks_uri !== 'string') throw new joseErrors.JWKSInvalid(`OpenID discovery ${url}: no jwks_uri`);
+      const { jose, jwks } = await jwtRuntime();
+      const doc = (await jwks.fetchJson(url, limits)) as { jwks_uri?: unknown };
+      if (typeof doc !== 'object' || doc === null || typeof doc.jwks_uri !== 'string') throw new jose.errors.JWKSInvalid(`OpenID discovery ${url}: no jwks_uri`);
       const jwksUri = doc.jwks_uri;
       const bad = urlRefusal(jwksUri, allowHttp);
-      if (bad !== undefined) throw new joseErrors.JWKSInvalid(`OpenID discovery ${url}: jwks_uri ${bad}`);
+      if (bad !== undefined) throw new jose.errors.JWKSInvalid(`OpenID discovery ${url}: jwks_uri ${bad}`);
       return remote(jwksUri);
     };
     return async (header, token) => {
@@ -350,8 +374,13 @@ function parseSeconds(s: string | undefined): number | undefined {
   return m[2] === 'ms' ? n : m[2] === 's' ? n * 1000 : n * 60_000;
 }
 
+/** A key source for a URL that may not be fetched: every token of the rule fails ("Jwks remote fetch is failed"). */
+function refused(refusal: string): JWTVerifyGetKey {
+  return async () => { throw new (await jwtRuntime()).jose.errors.JWKSInvalid(refusal); };
+}
+
 /** Envoy jwt_authn's messages for the failures jose reports. */
-function envoyMessage(e: unknown): string {
+function envoyMessage(e: unknown, joseErrors: Jose['errors']): string {
   if (e instanceof joseErrors.JWTExpired) return 'Jwt is expired';
   if (e instanceof joseErrors.JWTClaimValidationFailed) {
     if (e.claim === 'aud') return 'Audiences in Jwt are not allowed';

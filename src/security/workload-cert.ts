@@ -10,7 +10,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
-import { createSecureContext } from 'node:tls';
+import { tls as loadTls } from '../util/lazy-tls.js';
 import { readFileSync, statSync, watch, type FSWatcher } from 'node:fs';
 import { join } from 'node:path';
 import { certIdentity, principalOf, spiffeUri, type SpiffeId } from './spiffe.js';
@@ -80,7 +80,7 @@ export function loadWorkloadCert(dir: string, now: Date = new Date()): LoadOutco
     try {
       crl = readFileSync(path, 'utf8');
       // OpenSSL is the judge of the format (it applies the list); a file it cannot read is refused whole.
-      createSecureContext({ crl });
+      loadTls().createSecureContext({ crl });
     } catch (e) {
       return { ok: false, error: `${path}: not a PEM certificate revocation list (${(e as Error).message})` };
     }

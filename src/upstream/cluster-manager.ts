@@ -5,9 +5,10 @@
  * referenced are closed gracefully (in-flight requests finish first) in small batches, never recursively.
  */
 import { H1Pool, type H1PoolOptions, type UpstreamPool } from './h1-pool.js';
-import { H2Pool } from './h2-pool.js';
+import { makeH2Pool } from '../http2/lazy.js';
 import type { ClusterDef, ClusterRuntime, Endpoint, PoolLimits } from '../model.js';
-import tls from 'node:tls';
+import type tls from 'node:tls';
+import { tls as loadTls } from '../util/lazy-tls.js';
 import net from 'node:net';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -105,7 +106,7 @@ export class ClusterManager {
     }
     const servername = p.sni ?? (net.isIP(def.host) === 0 ? def.host : undefined);
     return (host, port) => {
-      const sock = tls.connect({ host, port, ...opts, ...(servername !== undefined ? { servername } : {}) });
+      const sock = loadTls().connect({ host, port, ...opts, ...(servername !== undefined ? { servername } : {}) });
       sock.setNoDelay(true);
       return sock;
     };
@@ -127,7 +128,7 @@ export class ClusterManager {
         ctx.outboundStats.failures.fail_verify_san++;
         return refusedConnection(`no identity is known for the server of ${def.name} at ${ep.key} (set DestinationRule subjectAltNames, ServiceEntry subjectAltNames or the endpoint's serviceAccount)`);
       }
-      const sock = tls.connect({ host, port, ...originationOptions(ctx, protocol, expected, p.sni) });
+      const sock = loadTls().connect({ host, port, ...originationOptions(ctx, protocol, expected, p.sni) });
       watchOrigination(sock, ctx.outboundStats);
       sock.setNoDelay(true);
       return sock;
@@ -189,7 +190,7 @@ export class ClusterManager {
   }
 
   /** The HTTP/2 pool of an endpoint (see upstreamIsHttp2): streams on shared connections, one per request. */
-  h2pool(ep: Endpoint, limits: PoolLimits, mtlsOf?: ClusterDef): H2Pool {
+  h2pool(ep: Endpoint, limits: PoolLimits, mtlsOf?: ClusterDef): UpstreamPool {
     // mTLS pools are the cluster's own (its subjectAltNames and SNI are part of the connection), plaintext ones are
     // shared by the clusters with the same limits.
     let byEp = mtlsOf === undefined ? this.h2Cache.get(limits) : this.h2MtlsCache.get(mtlsOf);
@@ -200,10 +201,11 @@ export class ClusterManager {
     const cached = byEp.get(ep.key);
     if (cached !== undefined && !cached.closed) return cached;
     const key = `${poolKey(ep, limits)}|h2${mtlsOf === undefined ? '' : tlsPoolKey(mtlsOf, ep)}`;
-    let p = this.pools.get(key) as H2Pool | undefined;
+    let p = this.pools.get(key);
     if (p === undefined) {
       const o = this.poolOptions(limits);
-      p = new H2Pool(ep.address, ep.port, {
+      // The HTTP/2 codec is imported on first use (src/http2/lazy.ts).
+      p = makeH2Pool(ep.address, ep.port, {
         maxConnections: o.maxConnections, connectTimeoutMs: o.connectTimeoutMs, keepAliveMs: o.keepAliveMs,
         maxRequestsPerConnection: o.maxRequestsPerConnection, maxConnectionDurationMs: o.maxConnectionDurationMs, tcpKeepaliveMs: o.tcpKeepaliveMs,
         ...(limits.maxConcurrentStreams !== undefined ? { maxConcurrentStreams: limits.maxConcurrentStreams } : {}),
@@ -215,8 +217,8 @@ export class ClusterManager {
     byEp.set(ep.key, p);
     return p;
   }
-  private h2Cache = new WeakMap<PoolLimits, Map<string, H2Pool>>();
-  private h2MtlsCache = new WeakMap<ClusterDef, Map<string, H2Pool>>();
+  private h2Cache = new WeakMap<PoolLimits, Map<string, UpstreamPool>>();
+  private h2MtlsCache = new WeakMap<ClusterDef, Map<string, UpstreamPool>>();
 
   /**
    * The pool a request to `ep` of cluster `def` goes through: HTTP/2 by the port's protocol, h2UpgradePolicy or the

@@ -227,6 +227,29 @@ export function compileClusterPolicy(
 }
 
 /**
+ * compileClusterPolicy, once per distinct input: clusters whose merged traffic policy (after port-level and subset
+ * overrides) and options are equal share one read-only ClusterPolicy. A DestinationRule with subsets but no
+ * trafficPolicy — most of a large mesh — gives each service three equal policies of a dozen objects; at 50,000
+ * services that was about 1 KB per service (docs/performance.md, "Memory per service"). Policies are never mutated
+ * after compilation (ClusterRuntime compares them by value), so sharing is safe. One cache per compilation.
+ */
+export class ClusterPolicyCache {
+  private readonly byKey = new Map<string, ClusterPolicy>();
+
+  get(tp: { dr?: TrafficPolicy; subset?: TrafficPolicy }, port: number, extra?: CompileExtra): ClusterPolicy {
+    const m = mergeTrafficPolicy(tp, port);
+    // The merged parts decide the policy (the port only selects port-level settings, already applied in `m`).
+    const key = `${extra?.peakEwma === true ? 'e' : ''}${JSON.stringify(m)}`;
+    let p = this.byKey.get(key);
+    if (p === undefined) {
+      p = compileClusterPolicy(tp, port, extra);
+      this.byKey.set(key, p);
+    }
+    return p;
+  }
+}
+
+/**
  * Whether a request to this cluster goes upstream as HTTP/2 (Istio's rules): a port declared `http2`, `grpc` or
  * `grpc-web` always; `h2UpgradePolicy: UPGRADE` for HTTP/1.1 too (`DO_NOT_UPGRADE`, the mesh default, never);
  * `useClientProtocol`, and a port of unknown protocol (sniffed), follow the downstream's protocol.

@@ -1,7 +1,9 @@
 /**
  * A fake Kubernetes API server on 127.0.0.1:0 that speaks the real list/watch protocol (JSON lists with
  * metadata.resourceVersion, chunked newline-delimited watch events, BOOKMARKs, 410 Expired on compacted
- * history, API discovery), plus a test API to mutate objects and inject failures.
+ * history, API discovery), plus a test API to mutate objects and inject failures. Counts what it sends (bytes of lists
+ * and watch events, per watch too) for the scale measurements of docs/scale.md, and holds a cluster of 10,000
+ * Services and 50,000 Pods (objects are served by shallow copy; a stored object is replaced, never mutated).
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
@@ -47,6 +49,20 @@ interface ActiveWatch {
   bookmarks: boolean;
   res: ServerResponse;
   timer?: NodeJS.Timeout;
+  /** Bytes and events written on this watch. */
+  bytes: number;
+  events: number;
+}
+
+/** What the server has sent since it started (or since resetStats()). */
+export interface FakeApiServerStats {
+  listRequests: number;
+  /** Bytes of list (and get) response bodies. */
+  listBytes: number;
+  watchRequests: number;
+  /** Bytes and events written on watch streams (ADDED/MODIFIED/DELETED/BOOKMARK/ERROR lines). */
+  watchBytes: number;
+  watchEvents: number;
 }
 
 export interface RequestLogEntry {
@@ -103,6 +119,9 @@ export class FakeKubeApiServer {
   private failStatus = 500;
   private readonly opts: Required<FakeKubeApiServerOptions>;
   readonly requests: RequestLogEntry[] = [];
+  readonly stats: FakeApiServerStats = { listRequests: 0, listBytes: 0, watchRequests: 0, watchBytes: 0, watchEvents: 0 };
+  /** Keep the request log (a scale run with millions of requests can turn it off). */
+  logRequests = true;
   port = 0;
 
   constructor(opts: FakeKubeApiServerOptions = {}) {
@@ -146,6 +165,16 @@ export class FakeKubeApiServer {
 
   /** Create or replace an object (ADDED or MODIFIED). Returns the stored object with its new resourceVersion. */
   apply(obj: Obj): Obj {
+    return structuredClone(this.put(obj));
+  }
+
+  /** apply() for many objects (a scale test's cluster), without copies handed back. Returns the last resourceVersion. */
+  applyAll(objs: Iterable<Obj>): number {
+    for (const o of objs) this.put(o);
+    return this.rv;
+  }
+
+  private put(obj: Obj): Obj {
     const type = this.typeForObject(obj);
     const name = obj.metadata?.name;
     if (!name) throw new Error('apply: metadata.name is required');
@@ -169,7 +198,7 @@ export class FakeKubeApiServer {
     };
     store.set(key, stored);
     this.record({ rv, type: prev ? 'MODIFIED' : 'ADDED', typeKey: typeKeyOf(type), object: stored });
-    return structuredClone(stored);
+    return stored;
   }
 
   /** Delete by kind (e.g. 'Service'), namespace and name. Returns false when it did not exist. */
@@ -186,6 +215,23 @@ export class FakeKubeApiServer {
     const obj: Obj = { ...structuredClone(prev), metadata: { ...prev.metadata, resourceVersion: String(rv) } };
     this.record({ rv, type: 'DELETED', typeKey: typeKeyOf(type), object: obj });
     return true;
+  }
+
+  /** Zero the counters of `stats`. */
+  resetStats(): void {
+    for (const k of Object.keys(this.stats) as Array<keyof FakeApiServerStats>) this.stats[k] = 0;
+  }
+
+  /** Bytes and events written so far on each open watch (one entry per watch). */
+  watchTraffic(): Array<{ typeKey: string; namespace?: string; bytes: number; events: number }> {
+    return [...this.watches].map((w) => ({ typeKey: w.typeKey, ...(w.namespace !== undefined ? { namespace: w.namespace } : {}), bytes: w.bytes, events: w.events }));
+  }
+
+  /** End every open watch cleanly, as the real server does at a watch's timeout: clients re-watch from their RV. */
+  endWatches(): number {
+    const n = this.watches.size;
+    for (const w of [...this.watches]) this.endWatch(w, false, true);
+    return n;
   }
 
   /** Cut every open watch connection mid-stream (socket destroyed, no clean end of the chunked body). */
@@ -245,10 +291,12 @@ export class FakeKubeApiServer {
     const url = new URL(req.url ?? '/', 'http://x');
     const query = Object.fromEntries(url.searchParams.entries());
     const entry: RequestLogEntry = { method: req.method ?? 'GET', path: url.pathname, query, status: 0 };
-    this.requests.push(entry);
+    if (this.logRequests) this.requests.push(entry);
     const send = (status: number, body: unknown): void => {
       entry.status = status;
       const text = JSON.stringify(body);
+      this.stats.listRequests++;
+      this.stats.listBytes += Buffer.byteLength(text);
       res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
       res.end(text);
     };
@@ -475,9 +523,10 @@ export class FakeKubeApiServer {
       return;
     }
     entry.status = 200;
+    this.stats.watchRequests++;
     res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
     res.flushHeaders();
-    const w: ActiveWatch = { typeKey: typeKeyOf(type), version, bookmarks: query.allowWatchBookmarks === 'true', res };
+    const w: ActiveWatch = { typeKey: typeKeyOf(type), version, bookmarks: query.allowWatchBookmarks === 'true', res, bytes: 0, events: 0 };
     if (namespace !== undefined) w.namespace = namespace;
     this.watches.add(w);
     res.on('close', () => this.endWatch(w, false));
@@ -524,7 +573,14 @@ export class FakeKubeApiServer {
   }
 
   private writeRaw(w: ActiveWatch, event: unknown): void {
-    if (!w.res.writableEnded && !w.res.destroyed) w.res.write(JSON.stringify(event) + '\n');
+    if (w.res.writableEnded || w.res.destroyed) return;
+    const line = JSON.stringify(event) + '\n';
+    const n = Buffer.byteLength(line);
+    w.bytes += n;
+    w.events++;
+    this.stats.watchBytes += n;
+    this.stats.watchEvents++;
+    w.res.write(line);
   }
 
   private record(ev: HistoryEvent): void {
@@ -536,17 +592,13 @@ export class FakeKubeApiServer {
     }
   }
 
-  /** Objects are stored version-agnostic (like CRD conversion with identical schemas); apiVersion follows the request. */
+  /**
+   * Objects are stored version-agnostic (like CRD conversion with identical schemas); apiVersion follows the request.
+   * A shallow copy: stored objects are replaced on every change, never mutated, and what is presented is serialized.
+   */
   private present(obj: Obj, type: ResourceType, version: string, withTypeMeta: boolean): Obj {
-    const out = structuredClone(obj);
-    if (withTypeMeta) {
-      out.apiVersion = apiVersionOf(type.group, version);
-      out.kind = type.kind;
-    } else {
-      delete out.apiVersion;
-      delete out.kind;
-    }
-    return out;
+    const { apiVersion: _v, kind: _k, ...rest } = obj;
+    return withTypeMeta ? { apiVersion: apiVersionOf(type.group, version), kind: type.kind, ...rest } : rest;
   }
 
   private typeForObject(obj: Obj): ResourceType {

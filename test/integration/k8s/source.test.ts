@@ -341,4 +341,122 @@ describe('KubernetesSource against the fake API server', () => {
       api.requests.some((r) => r.path === '/api/v1/services' && r.query.watch === 'true' && Number(r.query.resourceVersion) === rv),
     );
   });
+
+  it('a watch the server ends cleanly (its timeout) is re-opened from its resourceVersion, without a relist', async () => {
+    const { api, make } = await setup();
+    seedReviews(api);
+    const src = make();
+    await src.start();
+    await waitFor('watches open', () => api.openWatches >= 13);
+    const lists = api.countRequests('/api/v1/services', false);
+    const watches = api.countRequests('/api/v1/services', true);
+    // Every watch asks the server to end it after 5–10 minutes (client-go's rotation).
+    const first = api.requests.find((r) => r.path === '/api/v1/services' && r.query.watch === 'true')!;
+    expect(Number(first.query.timeoutSeconds)).toBeGreaterThanOrEqual(300);
+    expect(Number(first.query.timeoutSeconds)).toBeLessThan(600);
+    expect(first.query.allowWatchBookmarks).toBe('true');
+
+    expect(api.endWatches()).toBeGreaterThanOrEqual(13);
+    api.apply(service('ratings', 'default', [{ name: 'http', port: 9080 }], { clusterIP: '10.96.0.16' }));
+    await waitFor('event after the re-watch', () => host(src, 'ratings.default.svc.cluster.local') !== undefined, 3000);
+    expect(api.countRequests('/api/v1/services', true)).toBe(watches + 1);
+    expect(api.countRequests('/api/v1/services', false)).toBe(lists);
+    // The staleness never rose: a clean end is not a failure.
+    expect(src.current().stalenessMs(Date.now())).toBe(0);
+  });
+
+  it('the server\'s counters see what a client costs it: one list and one watch per kind, then events', async () => {
+    const { api, make } = await setup();
+    seedReviews(api);
+    api.resetStats();
+    const src = make();
+    await src.start();
+    await waitFor('watches open', () => api.openWatches >= 13);
+    expect(api.stats.watchRequests).toBe(api.openWatches);
+    expect(api.stats.listBytes).toBeGreaterThan(0);
+    const before = api.stats.watchBytes;
+    api.apply(endpointSlice('reviews-abc', 'default', 'reviews', [{ ip: '127.0.0.2', pod: 'reviews-a' }], [{ name: 'http', port: 8080 }]));
+    await waitFor('slice change', () => addrs(src, REVIEWS).length === 1);
+    // One MODIFIED event on the EndpointSlice watch, and nothing on the others.
+    const sliceWatch = api.watchTraffic().find((w) => w.typeKey === 'discovery.k8s.io/endpointslices')!;
+    expect(sliceWatch.events).toBe(1);
+    expect(api.stats.watchBytes - before).toBe(sliceWatch.bytes);
+  });
+
+  it('a Sidecar that applies to the workload: only the Services, EndpointSlices and Pods its egress reaches are cached; a changed Sidecar relists', async () => {
+    const { api, make } = await setup();
+    for (const ns of ['a', 'b', 'c']) {
+      api.apply(service('web', ns, [{ name: 'http', port: 80 }], { clusterIP: `10.96.1.${ns.charCodeAt(0)}` }));
+      api.apply(pod(`web-${ns}`, ns, `127.0.1.${ns.charCodeAt(0)}`, { app: 'web' }));
+      api.apply(endpointSlice('web-1', ns, 'web', [{ ip: `127.0.1.${ns.charCodeAt(0)}`, pod: `web-${ns}` }], [{ name: 'http', port: 8080 }]));
+    }
+    const sidecar = (hosts: string[]) => ({ apiVersion: 'networking.istio.io/v1', kind: 'Sidecar', metadata: { name: 'default', namespace: 'a' }, spec: { egress: [{ hosts }] } });
+    api.apply(sidecar(['./*']));
+    const src = make({ workload: { namespace: 'a', labels: {} } });
+    await src.start();
+    const hosts = () => src.current().services.map((s) => s.hostname).sort();
+    const podNs = () => [...new Set(src.current().pods.map((p) => p.metadata?.namespace))].sort();
+    expect(hosts()).toEqual(['web.a.svc.cluster.local']);
+    expect(podNs()).toEqual(['a']);
+    expect(src.current().services[0]!.workloads.map((w) => w.labels.app)).toEqual(['web']);
+    // The egress names namespaces: Services, EndpointSlices and Pods are listed and watched in those alone.
+    expect(api.countRequests('/api/v1/services')).toBe(0);
+    expect(api.countRequests('/api/v1/pods')).toBe(0);
+    expect(api.countRequests('/api/v1/namespaces/a/services', true)).toBe(1);
+    expect(api.countRequests('/api/v1/namespaces/c/')).toBe(0);
+    api.apply(service('api', 'c', [{ name: 'http', port: 80 }], { clusterIP: '10.96.2.1' }));
+    api.apply(service('api', 'a', [{ name: 'http', port: 80 }], { clusterIP: '10.96.2.2' }));
+    await waitFor('in-reach service', () => hosts().includes('api.a.svc.cluster.local'));
+    expect(hosts()).toEqual(['api.a.svc.cluster.local', 'web.a.svc.cluster.local']);
+
+    const lists = api.countRequests('/api/v1/namespaces/a/services', false);
+    api.apply(sidecar(['./*', 'b/*']));
+    await waitFor('b reached', () => hosts().includes('web.b.svc.cluster.local'), 3000);
+    // b is listed and watched now; a relisted (the hosts kept within it may change with a Sidecar).
+    expect(api.countRequests('/api/v1/namespaces/b/services', true)).toBe(1);
+    await waitFor('a relisted', () => api.countRequests('/api/v1/namespaces/a/services', false) > lists, 3000);
+    expect(hosts()).toEqual(['api.a.svc.cluster.local', 'web.a.svc.cluster.local', 'web.b.svc.cluster.local']);
+    expect(podNs()).toEqual(['a', 'b']);
+
+    // An AuthorizationPolicy in the workload's namespace may ask about any peer: every Pod is kept again.
+    api.apply({ apiVersion: 'security.istio.io/v1', kind: 'AuthorizationPolicy', metadata: { name: 'p', namespace: 'a' }, spec: {} });
+    await waitFor('all pods', () => podNs().length === 3, 3000);
+    expect(hosts()).toEqual(['api.a.svc.cluster.local', 'web.a.svc.cluster.local', 'web.b.svc.cluster.local']);
+
+    // The Sidecar gone: everything, watched cluster-wide again.
+    api.delete('Sidecar', 'a', 'default');
+    await waitFor('whole cluster', () => hosts().length === 5, 3000);
+    expect(api.countRequests('/api/v1/services', true)).toBe(1);
+  });
+
+  it('without the workload given, or with a Sidecar of another namespace, everything is cached', async () => {
+    const { api, make } = await setup();
+    for (const ns of ['a', 'b']) api.apply(service('web', ns, [{ name: 'http', port: 80 }], { clusterIP: `10.96.1.${ns.charCodeAt(0)}` }));
+    api.apply({ apiVersion: 'networking.istio.io/v1', kind: 'Sidecar', metadata: { name: 'default', namespace: 'b' }, spec: { egress: [{ hosts: ['./*'] }] } });
+    const plain = make();
+    await plain.start();
+    expect(plain.current().services).toHaveLength(2);
+    const other = make({ workload: { namespace: 'a', labels: {} } });
+    await other.start();
+    expect(other.current().services).toHaveLength(2);
+  });
+
+  it('Pods are cached with what is read of them: named container ports in the workload\'s namespace only, podIPs only for dual-stack', async () => {
+    const { api, make } = await setup();
+    api.apply(pod('own', 'a', '127.0.3.1', { app: 'x' }, [{ name: 'web', containerPort: 8080 }, { containerPort: 9090 }]));
+    api.apply(pod('other', 'b', '127.0.3.2', { app: 'x' }, [{ name: 'web', containerPort: 8080 }]));
+    const dual = pod('dual', 'b', '127.0.3.3', { app: 'x' });
+    (dual.status as { podIPs: Array<{ ip: string }> }).podIPs.push({ ip: 'fd00::3' });
+    api.apply(dual);
+    const src = make({ workload: { namespace: 'a', labels: {} } });
+    await src.start();
+    const byName = (n: string) => src.current().pods.find((p) => p.metadata?.name === n)!;
+    expect(byName('own').spec?.containers).toEqual([{ name: 'app', ports: [{ name: 'web', containerPort: 8080, protocol: undefined }] }]);
+    expect(byName('other').spec).toBeUndefined();
+    expect(byName('own').status).toEqual({ podIP: '127.0.3.1', phase: 'Running' });
+    expect(byName('dual').status?.podIPs?.map((x) => x.ip)).toEqual(['127.0.3.3', 'fd00::3']);
+    // Pods of one label set share their labels object (read-only).
+    expect(byName('other').metadata?.labels).toBe(byName('dual').metadata?.labels);
+  });
 });
+

@@ -128,6 +128,25 @@ describe('evaluateTargets', () => {
     expect(c['10,000 services: config load + compile']!.met).toBe(false);
     expect(c['10,000 services: config load + compile']!.measured).toBe('1200 ms to ready (startupMs in the ready line: read + parse 500, validate 400, compile 200 ms; spawn → ready 1400 ms)');
   });
+
+  it('peak RSS at max throughput with one service (≤ 55 MB, private ≤ 20 MB) and idle RSS beside a bare node (issue #26)', () => {
+    const s = suite();
+    expect(Object.fromEntries(evaluateTargets(s).map((x) => [x.figure, x]))['peak RSS at max throughput, one service (private)']!.met).toBeNull();
+    // max: Remora 52 MB peak (private 26: the helper halves it) → private misses; then 40 MB (20) → met.
+    const mk = (rss: number) => buildReport({
+      targets: [{ name: 'remora', url: 'http://x/', rounds: [{ outcome: outcome(1), usage: [{ pid: 1, cpuMs: 100, peakRssMB: rss, peakAnonMB: rss / 2 }] }] }],
+      opts: { ...DEFAULT_LOAD_OPTIONS, mode: 'max' }, rounds: 1, baseline: null, startedAt: new Date(0), finishedAt: new Date(0), command: [],
+      machine: { nproc: 2, cpuModel: 'cpu', node: 'v20', platform: 'linux', loadavg1: 0 },
+    });
+    s.scenarios.max = mk(52);
+    s.extras.nodeFloor = { rssMB: 41.6, anonMB: 6.8, remoraIdle: { rssMB: 53.0, anonMB: 14.5 } };
+    let c = Object.fromEntries(evaluateTargets(s).map((x) => [x.figure, x]));
+    expect(c['peak RSS at max throughput, one service (private)']).toMatchObject({ met: false, measured: '52.0 MB (private 26.0 MB)' });
+    expect(c['idle RSS, one service, beside a bare `node -e`']!.measured).toBe('Remora 53.0 MB (private 14.5); bare node 41.6 MB (private 6.8)');
+    s.scenarios.max = mk(40);
+    c = Object.fromEntries(evaluateTargets(s).map((x) => [x.figure, x]));
+    expect(c['peak RSS at max throughput, one service (private)']!.met).toBe(true);
+  });
 });
 
 describe('renderBenchmarksDoc', () => {

@@ -150,3 +150,127 @@ spec:
     expect(compiled(snap, 'b.example.com')).toBe(true);
   });
 });
+
+describe('compile: clusters with equal DestinationRule policies share one policy object', () => {
+  const se = (n: string) => `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: ${n}, namespace: default}
+spec:
+  hosts: [${n}.example.com]
+  ports: [{number: 8080, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 10.0.0.1, labels: {version: v1}}, {address: 10.0.0.2, labels: {version: v2}}]
+`;
+  const dr = (n: string, extra = '', annotations = '') => `apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: ${n}, namespace: default${annotations}}
+spec:
+  host: ${n}.example.com
+  subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}${n === 'q' ? ', trafficPolicy: {loadBalancer: {simple: RANDOM}}' : ''}}]${extra}
+`;
+  const yaml = [
+    se('p'), dr('p'),
+    se('q'), dr('q'),
+    se('r'), dr('r', '\n  trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}'),
+    se('s'), dr('s', '\n  trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}'),
+    se('t'), dr('t', '', ', annotations: {remora.io/lb-algorithm: peak-ewma}'),
+  ].join('---\n');
+  const { resources, errors } = parseDocuments(yaml, 'policies.yaml');
+  const snap = compile(resources, { namespace: 'default', clusterDomain: 'cluster.local', labels: {}, outboundTrafficPolicy: 'ALLOW_ANY' });
+  const policy = (subset: string, n: string) => snap.clusters.get(`outbound|8080|${subset}|${n}.example.com`)!.policy;
+
+  it('one object for every cluster whose merged policy is equal, including across DestinationRules', () => {
+    expect(errors).toEqual([]);
+    // No trafficPolicy anywhere: the default cluster and both subsets of p, and q's default and v1, share one.
+    expect(policy('', 'p')).toBe(policy('v1', 'p'));
+    expect(policy('', 'p')).toBe(policy('v2', 'p'));
+    expect(policy('', 'p')).toBe(policy('', 'q'));
+    expect(policy('v1', 'q')).toBe(policy('', 'p'));
+    expect(policy('', 'p')).toEqual(compileClusterPolicy({}, 8080));
+    // Equal DR-level policies on two rules share; a subset that overrides gets its own.
+    expect(policy('', 'r')).toBe(policy('', 's'));
+    expect(policy('v2', 'r')).toBe(policy('', 's'));
+    expect(policy('', 'r').lb.kind).toBe('ROUND_ROBIN');
+    expect(policy('v2', 'q')).not.toBe(policy('', 'q'));
+    expect(policy('v2', 'q').lb.kind).toBe('RANDOM');
+  });
+
+  it('never shares across different policies or options', () => {
+    expect(policy('', 'r')).not.toBe(policy('', 'p'));
+    expect(policy('', 'p').lb.kind).toBe('LEAST_REQUEST');
+    // The peak-EWMA annotation is an input too.
+    expect(policy('', 't')).not.toBe(policy('', 'p'));
+    expect(policy('', 't').lb.peakEwma).toBe(true);
+    expect(policy('', 'p').lb.peakEwma).toBeUndefined();
+  });
+});
+
+describe('compile: the clusters of one service port share their Endpoint objects', () => {
+  const yaml = `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: p, namespace: default}
+spec:
+  hosts: [p.example.com]
+  ports: [{number: 8080, name: http, protocol: HTTP}, {number: 9090, name: admin, protocol: HTTP}]
+  resolution: STATIC
+  endpoints:
+  - {address: 10.0.0.1, labels: {version: v1}}
+  - {address: 10.0.0.2, labels: {version: v2}, ports: {admin: 9999}}
+  - {address: 10.0.0.1, labels: {version: v3}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: p, namespace: default}
+spec:
+  host: p.example.com
+  subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}, {name: v3, labels: {version: v3}}]
+`;
+  const { resources } = parseDocuments(yaml, 'eps.yaml');
+  const snap = compile(resources, { namespace: 'default', clusterDomain: 'cluster.local', labels: {}, outboundTrafficPolicy: 'ALLOW_ANY' });
+  const eps = (port: number, subset: string) => snap.clusters.get(`outbound|${port}|${subset}|p.example.com`)!.endpoints;
+
+  it('a subset holds the default cluster\'s objects, per port', () => {
+    expect(eps(8080, '').map((e) => e.key)).toEqual(['10.0.0.1:8080', '10.0.0.2:8080']);
+    expect(eps(8080, 'v1')[0]).toBe(eps(8080, '')[0]);
+    expect(eps(8080, 'v2')[0]).toBe(eps(8080, '')[1]);
+    expect(eps(9090, 'v2').map((e) => e.key)).toEqual(['10.0.0.2:9999']);
+    expect(eps(9090, 'v2')[0]).toBe(eps(9090, '')[1]);
+    expect(eps(9090, 'v2')[0]).not.toBe(eps(8080, 'v2')[0]);
+  });
+
+  it('keeps each cluster\'s own selection: a subset of a workload whose address:port repeats an earlier one still gets it', () => {
+    // The default cluster keeps the first of the two 10.0.0.1:8080 workloads; subset v3 selects the second.
+    expect(eps(8080, '')[0]!.labels).toEqual({ version: 'v1' });
+    expect(eps(8080, 'v3').map((e) => [e.key, e.labels.version])).toEqual([['10.0.0.1:8080', 'v3']]);
+  });
+});
+
+describe('compile: several DestinationRules for one host', () => {
+  const se = `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: h, namespace: svc-ns}
+spec:
+  hosts: [h.example.com]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 10.0.0.1}]
+`;
+  const dr = (ns: string, lb: string) => `apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: h, namespace: ${ns}}
+spec:
+  host: h.example.com
+  trafficPolicy: {loadBalancer: {simple: ${lb}}}
+`;
+  const lbOf = (docs: string[], proxyNs: string) => {
+    const { resources } = parseDocuments(docs.join('---\n'), 'drs.yaml');
+    return compile(resources, { namespace: proxyNs, clusterDomain: 'cluster.local', labels: {}, outboundTrafficPolicy: 'ALLOW_ANY' }).clusters.get('outbound|80||h.example.com')!.policy.lb.kind;
+  };
+
+  it("takes the client's namespace first, then the service's, then the first one (Istio's order)", () => {
+    expect(lbOf([se, dr('other', 'RANDOM'), dr('svc-ns', 'ROUND_ROBIN'), dr('client', 'PASSTHROUGH')], 'client')).toBe('PASSTHROUGH');
+    expect(lbOf([se, dr('other', 'RANDOM'), dr('svc-ns', 'ROUND_ROBIN')], 'client')).toBe('ROUND_ROBIN');
+    expect(lbOf([se, dr('other', 'RANDOM'), dr('third', 'ROUND_ROBIN')], 'client')).toBe('RANDOM');
+    expect(lbOf([se, dr('other', 'RANDOM')], 'client')).toBe('RANDOM');
+  });
+});
