@@ -43,7 +43,8 @@ export function dropInvalidRules(resources: readonly Resource[], problems: reado
     for (let i = 0; i < rules.length; i++) if (!byRule.has(i)) keep.push(i);
     dropped.set(objectName(r), [...byRule.keys()].sort((a, b) => a - b));
     const spec = { ...r.spec, rules: keep.map((i) => rules[i]) };
-    const copy: Resource = { ...r, spec, raw: { ...r.raw, spec } };
+    // Field by field, not a spread: a parsed resource finds its lines through a method of its class.
+    const copy: Resource = { apiVersion: r.apiVersion, kind: r.kind, metadata: r.metadata, spec, raw: { ...r.raw, spec }, source: r.source, lineOf: (p) => r.lineOf(p) };
     originalIndices.set(copy, keep);
     return copy;
   });

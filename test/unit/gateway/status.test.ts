@@ -7,9 +7,12 @@ import { routeStatuses, formatRouteStatus } from '../../../src/gateway/status.js
 import { dropInvalidRules, originalRuleIndex } from '../../../src/gateway/api-errors.js';
 import type { Resource } from '../../../src/config/resource.js';
 
+/** A parsed resource as the API watch would hand it over (its lines found through its own method). */
+const asFromApi = (r: Resource): Resource => ({ ...r, source: { file: 'kubernetes', line: 0 }, lineOf: (p) => r.lineOf(p) });
+
 function statuses(routes: string, asKubernetes = false) {
   let resources = parse(`${MESH_BASE}---\n${routes}`);
-  if (asKubernetes) resources = resources.map((r) => (r.kind.endsWith('Route') ? { ...r, source: { file: 'kubernetes', line: 0 } } : r));
+  if (asKubernetes) resources = resources.map((r) => (r.kind.endsWith('Route') ? asFromApi(r) : r));
   const base = resources.filter((r) => !r.kind.endsWith('Route'));
   const services = compile(base, { namespace: NS, clusterDomain: 'cluster.local', labels: {}, outboundTrafficPolicy: 'ALLOW_ANY' }).services;
   let problems = validateResources(resources);
@@ -99,7 +102,7 @@ metadata: {name: p, namespace: ${NS}}
 spec:
   parentRefs: [{group: "", kind: Service, name: echo, port: 99999}]
   rules: [{backendRefs: [{name: echo-v1, port: 80}]}, {backendRefs: [{name: echo-v1, port: 80, weight: -3}]}]
-`).map((r) => ({ ...r, source: { file: 'kubernetes', line: 0 } }));
+`).map(asFromApi);
     expect(dropInvalidRules(res, validateResources(res))).toBeUndefined();
   });
 });
