@@ -106,10 +106,11 @@ describe('row 8: slowloris against the outbound listener', () => {
       const maxClosed = Math.max(...rows.map((r) => r.closed));
       const unavailable = rows.filter((r) => r.available === 0).length;
       // A bound that a 2-core machine shared with other jobs can hold without flaking: 2× the clean p99, or the clean
-      // p99 plus 25 ms where that is larger (a clean p99 of a few ms moves by tens of ms with a few deschedulings of the
-      // generator, the proxy or the upstream: 21.7 ms against a clean 11.5 was seen with another job running; a
-      // listener starved by the slow connections shows seconds, up to the head timeout).
-      const bound = Math.max(2 * clean.p99, clean.p99 + 25);
+      // p99 plus 50 ms where that is larger. A clean p99 of a few ms moves by tens of ms with a few deschedulings of the
+      // generator, the proxy, the upstream or slowhttptest itself (which shares the 2 cores): 21.7 ms against a clean
+      // 11.5 was seen with another job running, 32.7 ms against a clean 5.7 in CI. A listener starved by the slow
+      // connections shows seconds, up to the head timeout, so the bound still tells the two apart.
+      const bound = Math.max(2 * clean.p99, clean.p99 + 50);
       console.log(`row 8 slowloris: clean ${JSON.stringify(clean)}\n  attacked ${JSON.stringify(attacked)}\n  bound p99 ${bound.toFixed(2)} ms; slow connections open at peak ${maxConnected}, closed ${maxClosed}, all closed ${closedAfterS.toFixed(1)} s after (slowhttptest ended at ${exitedAfterS.toFixed(1)} s) the attack began (head timeout ${HEAD_TIMEOUT_S} s); probe unavailable in ${unavailable}/${rows.length} samples; proxy fds base ${baseFds}, peak ${peakFds}, after ${afterFds}`);
       // slowhttptest stops by itself once the server closed all of its connections: it ended before its -l 16 s.
       expect(exitedAfterS).toBeLessThan(15);

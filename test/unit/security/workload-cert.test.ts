@@ -143,8 +143,10 @@ describe('WorkloadCertStore', () => {
   it('takes a rotated certificate, refuses a broken one while keeping the last good, and notices expiry', async () => {
     const live = join(dir, 'live');
     issueWorkload(root, ID, live);
-    let now = new Date();
-    const store = new WorkloadCertStore(live, { pollMs: 50, now: () => now });
+    // The clock runs (a certificate issued mid-test is valid from its signing second on); the test moves it past
+    // notAfter at the end.
+    let skew = 0;
+    const store = new WorkloadCertStore(live, { pollMs: 50, now: () => new Date(Date.now() + skew) });
     const rotated: string[] = [];
     const rejected: string[] = [];
     store.on('rotated', (c: { serialNumber: string }) => rotated.push(c.serialNumber));
@@ -170,7 +172,7 @@ describe('WorkloadCertStore', () => {
       expect(store.valid).toBe(true);
       expect(store.lastError).toMatch(/tls\.crt/);
       // Time passes beyond notAfter: no longer valid.
-      now = new Date(store.current!.notAfter.getTime() + 1000);
+      skew = store.current!.notAfter.getTime() + 1000 - Date.now();
       expect(store.valid).toBe(false);
       expect(store.expiresInSeconds()!).toBeLessThan(0);
     } finally {
