@@ -6,8 +6,9 @@
 // docs/security.md "Threat model" maps each case to what stops it.
 import http2 from 'node:http2';
 import net from 'node:net';
+import tls from 'node:tls';
 import { createHmac } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,7 +16,7 @@ import { SignJWT, exportJWK, exportSPKI, generateKeyPair, type JWK } from 'jose'
 import { createCrl, createRoot, issueWorkload, selfSignedWorkload, type RootFiles, type WorkloadFiles } from '../../src/security/dev-ca.js';
 import { startProxy, type RunningProxy } from '../support/proxy-harness.js';
 import { mtlsExchange, mtlsHttp1, mtlsHttp2, statusOf, type ClientCert } from '../support/mtls-client.js';
-import { RecordingApp, type AppRequest } from '../support/recording-app.js';
+import { RecordingApp, replay, type AppRequest } from '../support/recording-app.js';
 
 const TD = 'cluster.local';
 const ISS = 'https://issuer.example';
@@ -175,6 +176,51 @@ async function overMtls(cert: ClientCert | undefined, id: string, port = strict.
   return outcome(0, r.error);
 }
 
+/**
+ * An h2c upgrade request for /public on a connection already open (plaintext or mTLS), marked with the attack's id;
+ * when the answer is 101, an HTTP/2 request for the denied /admin/keys on the switched connection, marked alike.
+ * "status N" for a plain answer, "101, then HTTP/2 status N" when the connection switched.
+ */
+function h2cSmuggle(sock: net.Socket, id: string, connection: string): Promise<string> {
+  return new Promise((resolve) => {
+    let buf = Buffer.alloc(0);
+    let settled = false;
+    const done = (r: string): void => { if (!settled) { settled = true; clearTimeout(timer); sock.destroy(); resolve(r); } };
+    const timer = setTimeout(() => done('timeout'), 5000);
+    sock.on('error', (e: NodeJS.ErrnoException) => done(`error ${e.code ?? e.message}`));
+    const onData = (d: Buffer): void => {
+      buf = Buffer.concat([buf, d]);
+      const end = buf.indexOf('\r\n\r\n');
+      if (end < 0) return;
+      sock.off('data', onData);
+      const status = statusOf(buf.toString('latin1'));
+      if (status !== 101) { done(`status ${status}`); return; }
+      sock.pause();
+      const session = http2.connect('http://cart', { createConnection: () => replay(sock, buf.subarray(end + 4)) as unknown as net.Socket });
+      session.on('error', (e: NodeJS.ErrnoException) => done(`101, then error ${e.code ?? e.message}`));
+      const req = session.request({ ':method': 'GET', ':path': '/admin/keys', 'x-attack-id': id });
+      req.on('response', (h) => done(`101, then HTTP/2 status ${String(h[':status'])}`));
+      req.on('error', (e: NodeJS.ErrnoException) => done(`101, then error ${e.code ?? e.message}`));
+      req.end();
+    };
+    sock.on('data', onData);
+    sock.write(`GET /public HTTP/1.1\r\nhost: cart\r\nx-attack-id: ${id}\r\nconnection: ${connection}\r\nupgrade: h2c\r\nhttp2-settings: AAMAAABkAAQAAP__\r\n\r\n`);
+  });
+}
+
+/** An open TCP connection to `port`. */
+function dial(port: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => { const s = net.connect(port, '127.0.0.1', () => resolve(s)); s.once('error', reject); });
+}
+
+/** An open mTLS connection (Istio's ALPN for HTTP/1.1) to `port` with `cert`, the server not checked. */
+function dialMtls(port: number, cert: ClientCert): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const s = tls.connect({ port, host: '127.0.0.1', rejectUnauthorized: false, ALPNProtocols: ['istio-http/1.1'], cert: readFileSync(cert.certFile), key: readFileSync(cert.keyFile) }, () => resolve(s));
+    s.once('error', reject);
+  });
+}
+
 // === tokens ===
 
 function b64(o: unknown): string {
@@ -193,7 +239,7 @@ const now = (): number => Math.floor(Date.now() / 1000);
 type AppSees = 'never' | { path?: string; headers?: Record<string, string | undefined> };
 
 interface Attack {
-  group: 'certificate' | 'identity header' | 'token' | 'path' | 'method' | 'host';
+  group: 'certificate' | 'identity header' | 'token' | 'path' | 'method' | 'host' | 'upgrade';
   name: string;
   send(id: string): Promise<string>;
   /** The refusal (or, where Istio lets the request through, its status). */
@@ -299,6 +345,20 @@ const ATTACKS: Attack[] = [
   { group: 'host', name: 'Host of another service over HTTP/1.1', send: (id) => h1(open.info.inbound, get('/items', id, {}, 'GET', 'payments.shop.svc.cluster.local')), expect: 'status 403', app: 'never' },
   { group: 'host', name: ':authority of another service over HTTP/2', send: (id) => h2(open.info.inbound, { ':authority': 'payments.shop.svc.cluster.local', ':path': '/items', 'x-attack-id': id }), expect: 'status 403', app: 'never' },
   { group: 'host', name: 'absolute-form target of another service behind Host: cart', send: (id) => h1(open.info.inbound, get('http://payments.shop.svc.cluster.local/items', id)), expect: 'status 403', app: 'never' },
+
+  // h2c: an upgrade the sidecar does not take itself (one RFC 9113 says not to take, or any inside mTLS) must not
+  // reach an app that would take it: behind the switch every HTTP/2 stream would bypass the policy. Envoy removes
+  // `Upgrade: h2c` and serves the request as HTTP/1.1; the app sees a plain GET and nothing after it.
+  {
+    group: 'upgrade', name: 'h2c upgrade without HTTP2-Settings in Connection, then HTTP/2 to a denied path',
+    send: async (id) => h2cSmuggle(await dial(open.info.inbound), id, 'Upgrade'),
+    expect: 'status 200', app: { path: '/public', headers: { upgrade: undefined, 'http2-settings': undefined } },
+  },
+  {
+    group: 'upgrade', name: 'h2c upgrade inside mTLS (h2c is cleartext only), then HTTP/2 to a denied path',
+    send: async (id) => h2cSmuggle(await dialMtls(open.info.inbound, certs.frontend!), id, 'Upgrade, HTTP2-Settings'),
+    expect: 'status 200', app: { path: '/public', headers: { upgrade: undefined, 'http2-settings': undefined } },
+  },
 ];
 
 describe('attack corpus: identities, tokens and HTTP policy', () => {
