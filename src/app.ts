@@ -8,6 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { Http1Server, type Http1Request, type Http1Response, type Http1ServerOptions } from './http1/server.js';
 import type { Http2ListenerOptions } from './http2/server.js';
 import { LazyHttp2Listener } from './http2/lazy.js';
+import { asksH2c } from './http2/h2c.js';
 import { handleConnect } from './proxy/connect.js';
 import type { DownstreamRequest, DownstreamResponse } from './proxy/downstream.js';
 import { ConfigStore } from './discovery/config-store.js';
@@ -410,10 +411,17 @@ export class Sidecar {
     const outboundH2 = new LazyHttp2Listener(onOutbound, { ...LISTENER_H2, headersTimeoutMs, streamIdleTimeoutMs });
     this.h2Listeners.outbound = outboundH2;
     this.observeHttp2('outbound', outboundH2);
-    // HTTP/1.1 requests that ask for h2c (Upgrade: h2c) continue as HTTP/2 on the same connection.
-    const viaH2c = (h2: LazyHttp2Listener, next: typeof onOutbound) => (req: Http1Request, res: Http1Response): void => {
-      if (req.upgrade && h2.upgrade(req, res, next)) return;
-      next(req, res);
+    // HTTP/1.1 requests that ask for h2c (Upgrade: h2c) continue as HTTP/2 on the same connection; one the listener
+    // does not take goes on as plain HTTP/1.1, never as an upgrade the app could take (asksH2c).
+    const viaH2c = (h2: LazyHttp2Listener, next: typeof onOutbound) => {
+      const plain = (req: Http1Request, res: Http1Response): void => {
+        if (req.upgrade && asksH2c(req.rawHeaders)) req.upgrade = false;
+        next(req, res);
+      };
+      return (req: Http1Request, res: Http1Response): void => {
+        if (req.upgrade && h2.upgrade(req, res, plain)) return;
+        plain(req, res);
+      };
     };
     const connect = this.opts.connect === true;
     const toOutbound = viaH2c(outboundH2, onOutbound);
