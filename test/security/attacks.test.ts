@@ -309,6 +309,11 @@ const ATTACKS: Attack[] = [
   { group: 'token', name: 'issuer no rule names, on a path that needs a user (treated as missing, then denied)', send: async (id) => h1(open.info.inbound, get('/orders/1', id, { authorization: `Bearer ${await jwt({}, { iss: 'https://evil.example' })}` })), expect: 'status 403', app: 'never' },
   { group: 'token', name: 'signed by another key', send: async (id) => h1(open.info.inbound, get('/items', id, { authorization: `Bearer ${await jwt({}, { key: stranger })}` })), expect: 'status 401', app: 'never' },
   { group: 'token', name: 'two tokens: a valid Bearer and a forged ?access_token=', send: async (id) => h1(open.info.inbound, get(`/orders/1?access_token=${await jwt({ sub: 'root' }, { key: stranger })}`, id, { authorization: `Bearer ${await jwt()}` })), expect: 'status 401', app: 'never' },
+  // Envoy reads every value of the token header and finds `Bearer ` anywhere in it: a token behind another value
+  // (a Basic credential first, in a second header line or after a comma) is verified too, never passed on unread.
+  { group: 'token', name: 'forged Bearer in a second Authorization line behind a Basic one', send: async (id) => h1(open.info.inbound, `GET /items HTTP/1.1\r\nhost: cart\r\nx-attack-id: ${id}\r\nauthorization: Basic Zm9vOmJhcg==\r\nauthorization: Bearer ${await jwt({ sub: 'root' }, { key: stranger })}\r\nconnection: close\r\n\r\n`), expect: 'status 401', app: 'never' },
+  { group: 'token', name: 'forged Bearer after a Basic credential in one Authorization value', send: async (id) => h1(open.info.inbound, get('/items', id, { authorization: `Basic Zm9vOmJhcg==, Bearer ${await jwt({ sub: 'root' }, { key: stranger })}` })), expect: 'status 401', app: 'never' },
+  { group: 'token', name: 'forged Bearer after a Basic credential over HTTP/2', send: async (id) => h2(open.info.inbound, { ':path': '/items', 'x-attack-id': id, authorization: `Basic Zm9vOmJhcg==, Bearer ${await jwt({ sub: 'root' }, { key: stranger })}` }), expect: 'status 401', app: 'never' },
   {
     group: 'token', name: 'spoofed output headers without a token: removed before the app',
     send: (id) => h1(open.info.inbound, get('/items', id, { 'x-jwt-payload': b64({ iss: ISS, sub: 'admin', group: 'admins' }), 'x-jwt-group': 'admins' })),
