@@ -17,6 +17,7 @@ import { createCrl, createRoot, issueWorkload, selfSignedWorkload, type RootFile
 import { startProxy, type RunningProxy } from '../support/proxy-harness.js';
 import { mtlsExchange, mtlsHttp1, mtlsHttp2, statusOf, type ClientCert } from '../support/mtls-client.js';
 import { RecordingApp, replay, type AppRequest } from '../support/recording-app.js';
+import { FLAG, FRAME, RawH2, frame, headerBlock } from '../support/h2-raw.js';
 
 const TD = 'cluster.local';
 const ISS = 'https://issuer.example';
@@ -166,6 +167,23 @@ function h2(port: number, headers: http2.OutgoingHttpHeaders): Promise<string> {
 function outcome(status: number, error: string | undefined): string {
   if (status > 0) return `status ${status}`;
   return error === 'ECONNRESET' ? 'reset' : error !== undefined ? `error ${error}` : 'closed';
+}
+
+/**
+ * One HTTP/2 request written by hand (fields a library refuses to send), on its own cleartext connection: "status N",
+ * "reset" (RST_STREAM) or how the connection ended.
+ */
+async function h2Raw(port: number, fields: ReadonlyArray<readonly [string, string]>): Promise<string> {
+  const c = await RawH2.connect(port);
+  try {
+    c.write(frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 1, headerBlock(fields)));
+    const reset = (): boolean => c.streamFrames(1).some((f) => f.type === FRAME.RST_STREAM);
+    await c.until(() => c.statuses(1).length > 0 || reset() || c.goawayCode !== undefined || c.closed, 5000, 'an answer');
+    if (c.statuses(1).length > 0) return `status ${c.statuses(1).at(-1)!}`;
+    return reset() ? 'reset' : c.goawayCode !== undefined ? `goaway ${c.goawayCode}` : 'closed';
+  } finally {
+    c.destroy();
+  }
 }
 
 /** An HTTP/1.1 request over mTLS with `cert` (or none) to the STRICT sidecar. */
@@ -339,6 +357,20 @@ const ATTACKS: Attack[] = [
   ...pathTrick('path parameters (;)', '/admin;jsessionid=1', { path: '/admin;jsessionid=1' }),
   ...pathTrick('NUL (%00)', '/admin%00', 'bad request'),
   ...pathTrick('backslash', '/public\\..\\admin', 'denied'),
+
+  // Pseudo-header values hold no NUL, CR, LF (RFC 9113 §8.2.1 is about every field), and `:path` no blank or control
+  // character: an HTTP/1 request line cannot carry them (400) and Envoy resets such a stream. Passed on, `/admin\0.png`
+  // is judged as not `/admin` while an app that ends the string at NUL serves /admin (as `%00`, refused already).
+  ...(([
+    ['NUL in :path', [':path', '/admin\u0000.png']],
+    ['a space in :path', [':path', '/admin /x']],
+    ['a control character in :path', [':path', '/admin\u0001']],
+    ['NUL in :authority', [':authority', 'cart\u0000.payments']],
+  ] as const).map(([name, [field, value]]): Attack => ({
+    group: 'path', name: `${name} over HTTP/2: the stream is reset`,
+    send: (id) => h2Raw(open.info.inbound, [[':method', 'GET'], [':scheme', 'http'], [':path', field === ':path' ? value : '/items'], [':authority', field === ':authority' ? value : 'cart'], ['x-attack-id', id]]),
+    expect: 'reset', app: 'never',
+  }))),
 
   // Methods: the policy and the app see one method, whatever the protocol; a lowercase method is refused (Istio: 400).
   { group: 'method', name: 'DELETE over HTTP/1.1', send: (id) => h1(open.info.inbound, get('/items', id, {}, 'DELETE')), expect: 'status 403', app: 'never' },
