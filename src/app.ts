@@ -8,6 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { Http1Server, type Http1Request, type Http1Response, type Http1ServerOptions } from './http1/server.js';
 import type { Http2ListenerOptions } from './http2/server.js';
 import { LazyHttp2Listener } from './http2/lazy.js';
+import { asksH2c } from './http2/h2c.js';
 import { handleConnect } from './proxy/connect.js';
 import type { DownstreamRequest, DownstreamResponse } from './proxy/downstream.js';
 import { ConfigStore } from './discovery/config-store.js';
@@ -283,8 +284,10 @@ export class Sidecar {
     }
     const inb = this.capture.inbound;
     this.metrics.observe('remora_inbound_late_http_total', 'counter', 'Inbound connections silent past --protocol-detection-timeout whose first bytes, sent before the app said anything, were HTTP: served as HTTP with its policies.', () => inb.lateHttp);
-    this.metrics.observe('remora_inbound_refused_total', 'counter', 'Inbound connections refused before any policy (reset): to one of the proxy\'s own ports, or addressed to the inbound listener itself in capture mode (not redirected).', () => inb.refusedOwnPort, { reason: 'proxy_port' });
-    this.metrics.observe('remora_inbound_refused_total', 'counter', 'Inbound connections refused before any policy (reset): to one of the proxy\'s own ports, or addressed to the inbound listener itself in capture mode (not redirected).', () => inb.refusedNotRedirected, { reason: 'not_redirected' });
+    const refusedHelp = 'Inbound connections refused before any policy (reset): to one of the proxy\'s own ports, addressed to the inbound listener itself in capture mode (not redirected), or redirected in capture mode with an original destination that is not one of the pod\'s addresses.';
+    this.metrics.observe('remora_inbound_refused_total', 'counter', refusedHelp, () => inb.refusedOwnPort, { reason: 'proxy_port' });
+    this.metrics.observe('remora_inbound_refused_total', 'counter', refusedHelp, () => inb.refusedNotRedirected, { reason: 'not_redirected' });
+    this.metrics.observe('remora_inbound_refused_total', 'counter', refusedHelp, () => inb.refusedNotPodAddress, { reason: 'not_pod_address' });
     const loopback = new Map<number, ClusterRuntime>();
     for (const def of inboundClusters(opts.appPorts, '127.0.0.1')) loopback.set(def.port, this.clusters.pin(def));
     this.inboundRuntimes.set('127.0.0.1', loopback);
@@ -380,6 +383,8 @@ export class Sidecar {
     const onClose = this.onResponseClose;
     this.originalDst = createOriginalDstReader();
     this.logger.log(this.originalDst.kind === 'native' ? 'info' : 'warn', this.originalDst.description);
+    // The pod's addresses before any listener: in capture mode an inbound original destination must be one of them.
+    for (const a of localAddresses()) this.own.addresses.add(a);
     const capture: CaptureEnv = {
       reader: this.originalDst,
       snapshot: () => this.store.current,
@@ -410,10 +415,17 @@ export class Sidecar {
     const outboundH2 = new LazyHttp2Listener(onOutbound, { ...LISTENER_H2, headersTimeoutMs, streamIdleTimeoutMs });
     this.h2Listeners.outbound = outboundH2;
     this.observeHttp2('outbound', outboundH2);
-    // HTTP/1.1 requests that ask for h2c (Upgrade: h2c) continue as HTTP/2 on the same connection.
-    const viaH2c = (h2: LazyHttp2Listener, next: typeof onOutbound) => (req: Http1Request, res: Http1Response): void => {
-      if (req.upgrade && h2.upgrade(req, res, next)) return;
-      next(req, res);
+    // HTTP/1.1 requests that ask for h2c (Upgrade: h2c) continue as HTTP/2 on the same connection; one the listener
+    // does not take goes on as plain HTTP/1.1, never as an upgrade the app could take (asksH2c).
+    const viaH2c = (h2: LazyHttp2Listener, next: typeof onOutbound) => {
+      const plain = (req: Http1Request, res: Http1Response): void => {
+        if (req.upgrade && asksH2c(req.rawHeaders)) req.upgrade = false;
+        next(req, res);
+      };
+      return (req: Http1Request, res: Http1Response): void => {
+        if (req.upgrade && h2.upgrade(req, res, plain)) return;
+        plain(req, res);
+      };
     };
     const connect = this.opts.connect === true;
     const toOutbound = viaH2c(outboundH2, onOutbound);
@@ -452,7 +464,6 @@ export class Sidecar {
     const own = this.servers.map((s) => s.port);
     for (const p of [this.opts.outboundPort, this.opts.inboundPort, this.opts.adminPort, this.opts.statsPort, this.opts.healthPort]) if (p > 0) own.push(p);
     for (const p of own) this.own.ports.add(p);
-    for (const a of localAddresses()) this.own.addresses.add(a);
     this.outboundEnv.own = this.own;
     this.watcher = new FileWatcher(this.opts.configPaths, () => { void this.store.reloadFiles(); });
     await this.watcher.start();

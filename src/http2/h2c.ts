@@ -1,6 +1,7 @@
 /**
  * Whether an HTTP/1.1 request asks for cleartext HTTP/2 in a way that may be taken (RFC 7540 §3.2): pure header
- * checks, apart from the codec, so that a listener can decide before the codec is loaded (./lazy.ts).
+ * checks, apart from the codec, so that a listener can decide before the codec is loaded (./lazy.ts). An h2c upgrade
+ * the listener does not take is never passed on (asksH2c): served as plain HTTP/1.1, as Envoy does.
  */
 
 /**
@@ -23,4 +24,19 @@ export function h2cSettings(raw: readonly string[]): Buffer | null {
   if (!h2c || !named || count !== 1 || !/^[A-Za-z0-9_-]*={0,2}$/.test(settings!)) return null;
   const payload = Buffer.from(settings!, 'base64url');
   return payload.length % 6 === 0 ? payload : null;
+}
+
+/**
+ * Whether `Upgrade` lists h2c. Such a request that the listener does not take itself (h2cSettings refuses it, or it
+ * came inside TLS, or the listener drains) is served as plain HTTP/1.1 without the upgrade, as Envoy's codec removes
+ * `Upgrade: h2c`: passed on, an app that takes it would switch the connection to HTTP/2 behind the proxy, and no
+ * policy would see the streams on it.
+ */
+export function asksH2c(raw: readonly string[]): boolean {
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name.length !== 7 || name.toLowerCase() !== 'upgrade') continue;
+    for (const t of raw[i + 1]!.split(',')) if (t.trim().toLowerCase() === 'h2c') return true;
+  }
+  return false;
 }

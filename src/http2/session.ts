@@ -1247,7 +1247,10 @@ export function h2RequestHeaders(method: string, path: string, raw: readonly str
   return kept;
 }
 
-/** A request's header list against §8.3.1 and §8.2: null when well-formed, else why not (fields holding control characters other than HTAB are removed from `flat`). */
+/**
+ * A request's header list against §8.3.1 and §8.2: null when well-formed, else why not (regular fields holding control
+ * characters other than HTAB are removed from `flat`; a pseudo-header value holding one, or a blank, is malformed).
+ */
 export function checkRequest(flat: string[]): string | null {
   let controls = false;
   let method = '';
@@ -1261,6 +1264,10 @@ export function checkRequest(flat: string[]): string | null {
     if (name.length === 0) return 'empty field name';
     if (name.charCodeAt(0) === 58) {
       if (regular) return 'pseudo-header after a regular field';
+      // No control character or blank in a pseudo-header value (§8.2.1: no NUL, CR, LF in any field; a request line
+      // holds none of them either): passed on, `/admin\0.png` is judged as not /admin by a proxy, read as /admin by
+      // an app that ends the string at NUL.
+      if (/[\x00-\x20\x7f]/.test(value)) return `a blank or control character in ${name}`;
       switch (name) {
         case ':method': if (method !== '') return 'duplicate :method'; method = value; break;
         case ':path': if (path !== '') return 'duplicate :path'; path = value; if (value === '') return 'empty :path'; break;

@@ -6,7 +6,8 @@
  * HTTP at once, with no extra work — on the inbound listener only in explicit mode: with `captureMode` (iptables in
  * front) such a connection is refused, as Envoy's virtualInbound blackhole chain does. A connection that iptables
  * redirected carries its original destination; that decides:
- * - inbound, a proxy port (admin, outbound, inbound, stats, health) → refused: never an inbound target;
+ * - inbound, a proxy port (admin, outbound, inbound, stats, health) → refused: never an inbound target; in capture
+ *   mode, an original destination that is not one of the pod's addresses (127.0.0.1, another host) → refused;
  * - a registry port declared HTTP → HTTP (outbound: routed with the original destination known);
  * - a port declared TCP/TLS/… or a server-speaks-first port → L4 at once (never wait for the client);
  * - otherwise the first bytes are sniffed: an HTTP/1 request line or the HTTP/2 preface → HTTP; anything else (a TLS
@@ -57,9 +58,13 @@ export class CaptureStats {
   sniffTimeouts = 0;
   /** Inbound: silent past detection, then HTTP bytes before the app said anything: served as HTTP. */
   lateHttp = 0;
-  /** Inbound connections refused before any policy: to a proxy port, or not redirected in capture mode. */
+  /**
+   * Inbound connections refused before any policy: to a proxy port, not redirected in capture mode, or redirected
+   * with an original destination that is not one of the pod's addresses (capture mode).
+   */
   refusedOwnPort = 0;
   refusedNotRedirected = 0;
+  refusedNotPodAddress = 0;
   /** Inbound mTLS connections terminated (the peer's certificate verified). */
   mtls = 0;
   /** Inbound connections refused by PeerAuthentication: plaintext under STRICT, or a failed mTLS handshake. */
@@ -236,11 +241,19 @@ export function inboundCapture(env: InboundCaptureEnv, stats: CaptureStats): (so
   const protocolOf = (): string | undefined => undefined;
   const gate = env.mtls === undefined ? undefined : mtlsGate(env, stats);
   const own = env.own?.ports;
+  const podAddresses = env.own?.addresses;
+  const captureMode = env.captureMode === true;
   // A redirected connection to one of the proxy's own ports: never an inbound target (admin, an open outbound relay).
+  // In capture mode, nor one whose original destination is not the pod's: iptables redirects a packet in PREROUTING,
+  // before routing would drop one addressed to 127.0.0.1 or pass over one for another host, so a neighbour on the
+  // pod's L2 segment can address its packets to anything through the pod; delivered there, it would reach the
+  // listeners bound to loopback, or use the pod as a relay from the pod's address.
   const captured = (s: net.Socket, dst: OriginalDestination, remote: Remote): boolean => {
-    if (own === undefined || !own.has(dst.port)) return true;
-    stats.refusedOwnPort++;
-    refuseInbound(env, s, { remote: remote.key, remoteIp: remote.ip, local: `${dst.address}:${dst.port}`, port: dst.port }, 'own_port');
+    const why = own !== undefined && own.has(dst.port) ? 'own_port' : captureMode && !podAddresses?.has(dst.address.toLowerCase()) ? 'not_pod_address' : undefined;
+    if (why === undefined) return true;
+    if (why === 'own_port') stats.refusedOwnPort++;
+    else stats.refusedNotPodAddress++;
+    refuseInbound(env, s, { remote: remote.key, remoteIp: remote.ip, local: `${dst.address}:${dst.port}`, port: dst.port }, why);
     return false;
   };
   return (sock, server) => {

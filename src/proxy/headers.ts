@@ -3,10 +3,13 @@
  * in Connection), Envoy control headers, and original-case preservation via Node's rawHeaders.
  */
 
-/** Always hop-by-hop. `te` is handled separately (only `trailers` survives). */
+/**
+ * Always hop-by-hop. `te` is handled separately (only `trailers` survives). `http2-settings` belongs to an h2c upgrade
+ * of this one connection (RFC 7540 §3.2.1), which is never passed on.
+ */
 const HOP_BY_HOP = new Set([
   'connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer',
-  'transfer-encoding', 'upgrade', 'host',
+  'transfer-encoding', 'upgrade', 'host', 'http2-settings',
 ]);
 
 /** Envoy request controls: honored from the local app on outbound, then removed so the next hop does not re-apply them. */

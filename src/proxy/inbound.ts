@@ -125,8 +125,8 @@ export function handleInbound(req: DownstreamRequest, res: DownstreamResponse, e
   const authority = req.headers.host === undefined && !/^https?:\/\//i.test(req.url ?? '') ? undefined : target!.authority;
   const authn = env.authz?.authn;
   // RequestAuthentication: only a request carrying a token waits for its verification (keys may be fetched).
-  if (authn !== undefined && authn.hasToken(req.headers, target!.query)) {
-    authn.authenticate(req.headers, target!.query).then(
+  if (authn !== undefined && authn.hasToken(req.headers, target!.query, req.rawHeaders)) {
+    authn.authenticate(req.headers, target!.query, req.rawHeaders).then(
       (r) => {
         if (res.destroyed) return;
         if (!r.ok) {

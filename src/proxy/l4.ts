@@ -106,8 +106,17 @@ export function serveInboundTcp(env: InboundL4Env, sock: net.Socket, head: Buffe
   env.tcp.handle(sock, head, rt, dest, conn, undefined, firstBytes);
 }
 
-/** Why an inbound connection is refused before any policy: it targets a proxy port, or was not redirected in capture mode. */
-export type InboundRefusal = 'own_port' | 'not_redirected';
+/**
+ * Why an inbound connection is refused before any policy: it targets a proxy port, was not redirected in capture
+ * mode, or was redirected with an original destination that is not one of the pod's addresses (capture mode).
+ */
+export type InboundRefusal = 'own_port' | 'not_redirected' | 'not_pod_address';
+
+const REFUSAL_DETAILS: Record<InboundRefusal, string> = {
+  own_port: 'inbound_proxy_port',
+  not_redirected: 'inbound_not_redirected',
+  not_pod_address: 'inbound_not_pod_address',
+};
 
 /**
  * Refuse an inbound connection with a reset, recorded as BlackHoleCluster's (Envoy: the virtualInbound blackhole
@@ -115,5 +124,5 @@ export type InboundRefusal = 'own_port' | 'not_redirected';
  */
 export function refuseInbound(env: L4Env, sock: net.Socket, conn: L4Conn, why: InboundRefusal): void {
   const dest: TcpDestination = { direction: 'inbound', service: 'BlackHoleCluster', serviceName: 'BlackHoleCluster', serviceNamespace: '', version: '', routeName: 'BlackHoleCluster' };
-  env.tcp.reject(sock, 'BlackHoleCluster', dest, conn, 'UH', why === 'own_port' ? 'inbound_proxy_port' : 'inbound_not_redirected');
+  env.tcp.reject(sock, 'BlackHoleCluster', dest, conn, 'UH', REFUSAL_DETAILS[why]);
 }

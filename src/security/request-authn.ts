@@ -159,13 +159,22 @@ export class RequestAuthenticator {
     return this.rules.length > 0;
   }
 
-  /** Whether any location a rule reads holds a token (the request then waits for verification). */
-  hasToken(headers: Readonly<Record<string, string | string[] | undefined>>, query: string): boolean {
-    return this.extract(headers, query).length > 0;
+  /**
+   * Whether any location a rule reads holds a token (the request then waits for verification). `raw`: the request's
+   * header lines as [name, value, …]; given, a header location reads every line of its header (the `headers` view
+   * keeps one `Authorization` only, as node:http does), as Envoy does.
+   */
+  hasToken(headers: Readonly<Record<string, string | string[] | undefined>>, query: string, raw?: readonly string[]): boolean {
+    return this.extract(headers, query, raw).length > 0;
   }
 
-  /** Every token in every location a rule reads, in location order (header locations first, in rule order), once each. */
-  extract(headers: Readonly<Record<string, string | string[] | undefined>>, query: string): Found[] {
+  /**
+   * Every token in every location a rule reads, in location order (header locations first, in rule order), once each.
+   * A header location with a prefix takes every token that follows the prefix anywhere in any line of the header
+   * (Envoy finds `Bearer ` anywhere in the header's values): `Basic …, Bearer <t>` and a second `Authorization` line
+   * are read too, never passed on unverified. Every cookie of a cookie location's name counts.
+   */
+  extract(headers: Readonly<Record<string, string | string[] | undefined>>, query: string, raw?: readonly string[]): Found[] {
     const out: Found[] = [];
     const add = (token: string, header: string | undefined): void => {
       if (token !== '' && !out.some((f) => f.token === token && f.header === header)) out.push({ token, header });
@@ -173,26 +182,24 @@ export class RequestAuthenticator {
     let params: URLSearchParams | undefined;
     for (const l of this.locations) {
       if (l.header !== undefined) {
-        const v = headers[l.header];
-        for (const s of v === undefined ? [] : Array.isArray(v) ? v : [v]) {
-          const prefix = l.prefix ?? '';
-          if (prefix !== '' && !s.toLowerCase().startsWith(prefix.toLowerCase())) continue;
-          add(s.slice(prefix.length).trim(), l.header);
+        const prefix = l.prefix ?? '';
+        for (const s of raw !== undefined ? headerLines(raw, l.header) : viewValues(headers[l.header])) {
+          if (prefix === '') add(s.trim(), l.header);
+          else for (const t of tokensAfter(s, prefix)) add(t, l.header);
         }
       } else if (l.param !== undefined && query !== '') {
         params ??= new URLSearchParams(query);
         for (const t of params.getAll(l.param)) add(t, undefined);
       } else if (l.cookie !== undefined) {
-        const t = cookieValue(headers.cookie, l.cookie);
-        if (t) add(t, undefined);
+        for (const t of cookieValues(headers.cookie, l.cookie)) add(t, undefined);
       }
     }
     return out;
   }
 
-  /** Verify every token of a request (see the module comment for the outcomes). */
-  async authenticate(headers: Readonly<Record<string, string | string[] | undefined>>, query: string): Promise<AuthnResult> {
-    const found = this.extract(headers, query);
+  /** Verify every token of a request (see the module comment for the outcomes); `raw` as for hasToken. */
+  async authenticate(headers: Readonly<Record<string, string | string[] | undefined>>, query: string, raw?: readonly string[]): Promise<AuthnResult> {
+    const found = this.extract(headers, query, raw);
     if (found.length === 0) return MISSING;
     const { jose } = await jwtRuntime();
     const valid: Array<{ rule: CompiledRule; payload: JWTPayload; found: Found }> = [];
@@ -357,13 +364,50 @@ function readsFrom(rule: CompiledRule, found: Found): boolean {
   return rule.locations.some((l) => l.header === found.header);
 }
 
-function cookieValue(v: string | string[] | undefined, name: string): string | undefined {
-  if (v === undefined) return undefined;
+/** The values of every cookie named `name` (an app may read any of them). */
+function cookieValues(v: string | string[] | undefined, name: string): string[] {
+  if (v === undefined) return [];
+  const out: string[] = [];
   for (const part of (Array.isArray(v) ? v.join('; ') : v).split(';')) {
     const eq = part.indexOf('=');
-    if (eq > 0 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
+    if (eq > 0 && part.slice(0, eq).trim() === name) {
+      const t = part.slice(eq + 1).trim();
+      if (t !== '') out.push(t);
+    }
   }
-  return undefined;
+  return out;
+}
+
+function viewValues(v: string | string[] | undefined): readonly string[] {
+  return v === undefined ? [] : Array.isArray(v) ? v : [v];
+}
+
+/** The value of every line of header `name` (lowercase) in flat raw headers. */
+function headerLines(raw: readonly string[], name: string): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) {
+    const n = raw[i]!;
+    if (n.length === name.length && n.toLowerCase() === name) out.push(raw[i + 1]!);
+  }
+  return out;
+}
+
+/**
+ * Each token following `prefix` (case-insensitively) anywhere in `value`: what comes after the prefix and any blanks,
+ * up to the next comma or blank (`Basic x, Bearer <t>` → `<t>`; `Bearer !!` → `!!`, which then fails to verify).
+ */
+function tokensAfter(value: string, prefix: string): string[] {
+  const lower = value.toLowerCase();
+  const p = prefix.toLowerCase();
+  const out: string[] = [];
+  for (let i = lower.indexOf(p); i >= 0; i = lower.indexOf(p, i + 1)) {
+    let j = i + p.length;
+    while (j < value.length && (value[j] === ' ' || value[j] === '\t')) j++;
+    let k = j;
+    while (k < value.length && value[k] !== ',' && value[k] !== ' ' && value[k] !== '\t') k++;
+    if (k > j) out.push(value.slice(j, k));
+  }
+  return out;
 }
 
 function parseSeconds(s: string | undefined): number | undefined {

@@ -6,8 +6,9 @@
 // docs/security.md "Threat model" maps each case to what stops it.
 import http2 from 'node:http2';
 import net from 'node:net';
+import tls from 'node:tls';
 import { createHmac } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,7 +16,8 @@ import { SignJWT, exportJWK, exportSPKI, generateKeyPair, type JWK } from 'jose'
 import { createCrl, createRoot, issueWorkload, selfSignedWorkload, type RootFiles, type WorkloadFiles } from '../../src/security/dev-ca.js';
 import { startProxy, type RunningProxy } from '../support/proxy-harness.js';
 import { mtlsExchange, mtlsHttp1, mtlsHttp2, statusOf, type ClientCert } from '../support/mtls-client.js';
-import { RecordingApp, type AppRequest } from '../support/recording-app.js';
+import { RecordingApp, replay, type AppRequest } from '../support/recording-app.js';
+import { FLAG, FRAME, RawH2, frame, headerBlock } from '../support/h2-raw.js';
 
 const TD = 'cluster.local';
 const ISS = 'https://issuer.example';
@@ -167,12 +169,74 @@ function outcome(status: number, error: string | undefined): string {
   return error === 'ECONNRESET' ? 'reset' : error !== undefined ? `error ${error}` : 'closed';
 }
 
+/**
+ * One HTTP/2 request written by hand (fields a library refuses to send), on its own cleartext connection: "status N",
+ * "reset" (RST_STREAM) or how the connection ended.
+ */
+async function h2Raw(port: number, fields: ReadonlyArray<readonly [string, string]>): Promise<string> {
+  const c = await RawH2.connect(port);
+  try {
+    c.write(frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 1, headerBlock(fields)));
+    const reset = (): boolean => c.streamFrames(1).some((f) => f.type === FRAME.RST_STREAM);
+    await c.until(() => c.statuses(1).length > 0 || reset() || c.goawayCode !== undefined || c.closed, 5000, 'an answer');
+    if (c.statuses(1).length > 0) return `status ${c.statuses(1).at(-1)!}`;
+    return reset() ? 'reset' : c.goawayCode !== undefined ? `goaway ${c.goawayCode}` : 'closed';
+  } finally {
+    c.destroy();
+  }
+}
+
 /** An HTTP/1.1 request over mTLS with `cert` (or none) to the STRICT sidecar. */
 async function overMtls(cert: ClientCert | undefined, id: string, port = strict.info.inbound): Promise<string> {
   const r = await mtlsHttp1(port, cert, get('/items', id));
   if (r.status > 0) return `status ${r.status}`;
   if (r.error === 'ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED') return 'tls alert: certificate required';
   return outcome(0, r.error);
+}
+
+/**
+ * An h2c upgrade request for /public on a connection already open (plaintext or mTLS), marked with the attack's id;
+ * when the answer is 101, an HTTP/2 request for the denied /admin/keys on the switched connection, marked alike.
+ * "status N" for a plain answer, "101, then HTTP/2 status N" when the connection switched.
+ */
+function h2cSmuggle(sock: net.Socket, id: string, connection: string): Promise<string> {
+  return new Promise((resolve) => {
+    let buf = Buffer.alloc(0);
+    let settled = false;
+    const done = (r: string): void => { if (!settled) { settled = true; clearTimeout(timer); sock.destroy(); resolve(r); } };
+    const timer = setTimeout(() => done('timeout'), 5000);
+    sock.on('error', (e: NodeJS.ErrnoException) => done(`error ${e.code ?? e.message}`));
+    const onData = (d: Buffer): void => {
+      buf = Buffer.concat([buf, d]);
+      const end = buf.indexOf('\r\n\r\n');
+      if (end < 0) return;
+      sock.off('data', onData);
+      const status = statusOf(buf.toString('latin1'));
+      if (status !== 101) { done(`status ${status}`); return; }
+      sock.pause();
+      const session = http2.connect('http://cart', { createConnection: () => replay(sock, buf.subarray(end + 4)) as unknown as net.Socket });
+      session.on('error', (e: NodeJS.ErrnoException) => done(`101, then error ${e.code ?? e.message}`));
+      const req = session.request({ ':method': 'GET', ':path': '/admin/keys', 'x-attack-id': id });
+      req.on('response', (h) => done(`101, then HTTP/2 status ${String(h[':status'])}`));
+      req.on('error', (e: NodeJS.ErrnoException) => done(`101, then error ${e.code ?? e.message}`));
+      req.end();
+    };
+    sock.on('data', onData);
+    sock.write(`GET /public HTTP/1.1\r\nhost: cart\r\nx-attack-id: ${id}\r\nconnection: ${connection}\r\nupgrade: h2c\r\nhttp2-settings: AAMAAABkAAQAAP__\r\n\r\n`);
+  });
+}
+
+/** An open TCP connection to `port`. */
+function dial(port: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => { const s = net.connect(port, '127.0.0.1', () => resolve(s)); s.once('error', reject); });
+}
+
+/** An open mTLS connection (Istio's ALPN for HTTP/1.1) to `port` with `cert`, the server not checked. */
+function dialMtls(port: number, cert: ClientCert): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const s = tls.connect({ port, host: '127.0.0.1', rejectUnauthorized: false, ALPNProtocols: ['istio-http/1.1'], cert: readFileSync(cert.certFile), key: readFileSync(cert.keyFile) }, () => resolve(s));
+    s.once('error', reject);
+  });
 }
 
 // === tokens ===
@@ -193,7 +257,7 @@ const now = (): number => Math.floor(Date.now() / 1000);
 type AppSees = 'never' | { path?: string; headers?: Record<string, string | undefined> };
 
 interface Attack {
-  group: 'certificate' | 'identity header' | 'token' | 'path' | 'method' | 'host';
+  group: 'certificate' | 'identity header' | 'token' | 'path' | 'method' | 'host' | 'upgrade';
   name: string;
   send(id: string): Promise<string>;
   /** The refusal (or, where Istio lets the request through, its status). */
@@ -263,6 +327,11 @@ const ATTACKS: Attack[] = [
   { group: 'token', name: 'issuer no rule names, on a path that needs a user (treated as missing, then denied)', send: async (id) => h1(open.info.inbound, get('/orders/1', id, { authorization: `Bearer ${await jwt({}, { iss: 'https://evil.example' })}` })), expect: 'status 403', app: 'never' },
   { group: 'token', name: 'signed by another key', send: async (id) => h1(open.info.inbound, get('/items', id, { authorization: `Bearer ${await jwt({}, { key: stranger })}` })), expect: 'status 401', app: 'never' },
   { group: 'token', name: 'two tokens: a valid Bearer and a forged ?access_token=', send: async (id) => h1(open.info.inbound, get(`/orders/1?access_token=${await jwt({ sub: 'root' }, { key: stranger })}`, id, { authorization: `Bearer ${await jwt()}` })), expect: 'status 401', app: 'never' },
+  // Envoy reads every value of the token header and finds `Bearer ` anywhere in it: a token behind another value
+  // (a Basic credential first, in a second header line or after a comma) is verified too, never passed on unread.
+  { group: 'token', name: 'forged Bearer in a second Authorization line behind a Basic one', send: async (id) => h1(open.info.inbound, `GET /items HTTP/1.1\r\nhost: cart\r\nx-attack-id: ${id}\r\nauthorization: Basic Zm9vOmJhcg==\r\nauthorization: Bearer ${await jwt({ sub: 'root' }, { key: stranger })}\r\nconnection: close\r\n\r\n`), expect: 'status 401', app: 'never' },
+  { group: 'token', name: 'forged Bearer after a Basic credential in one Authorization value', send: async (id) => h1(open.info.inbound, get('/items', id, { authorization: `Basic Zm9vOmJhcg==, Bearer ${await jwt({ sub: 'root' }, { key: stranger })}` })), expect: 'status 401', app: 'never' },
+  { group: 'token', name: 'forged Bearer after a Basic credential over HTTP/2', send: async (id) => h2(open.info.inbound, { ':path': '/items', 'x-attack-id': id, authorization: `Basic Zm9vOmJhcg==, Bearer ${await jwt({ sub: 'root' }, { key: stranger })}` }), expect: 'status 401', app: 'never' },
   {
     group: 'token', name: 'spoofed output headers without a token: removed before the app',
     send: (id) => h1(open.info.inbound, get('/items', id, { 'x-jwt-payload': b64({ iss: ISS, sub: 'admin', group: 'admins' }), 'x-jwt-group': 'admins' })),
@@ -289,6 +358,20 @@ const ATTACKS: Attack[] = [
   ...pathTrick('NUL (%00)', '/admin%00', 'bad request'),
   ...pathTrick('backslash', '/public\\..\\admin', 'denied'),
 
+  // Pseudo-header values hold no NUL, CR, LF (RFC 9113 §8.2.1 is about every field), and `:path` no blank or control
+  // character: an HTTP/1 request line cannot carry them (400) and Envoy resets such a stream. Passed on, `/admin\0.png`
+  // is judged as not `/admin` while an app that ends the string at NUL serves /admin (as `%00`, refused already).
+  ...(([
+    ['NUL in :path', [':path', '/admin\u0000.png']],
+    ['a space in :path', [':path', '/admin /x']],
+    ['a control character in :path', [':path', '/admin\u0001']],
+    ['NUL in :authority', [':authority', 'cart\u0000.payments']],
+  ] as const).map(([name, [field, value]]): Attack => ({
+    group: 'path', name: `${name} over HTTP/2: the stream is reset`,
+    send: (id) => h2Raw(open.info.inbound, [[':method', 'GET'], [':scheme', 'http'], [':path', field === ':path' ? value : '/items'], [':authority', field === ':authority' ? value : 'cart'], ['x-attack-id', id]]),
+    expect: 'reset', app: 'never',
+  }))),
+
   // Methods: the policy and the app see one method, whatever the protocol; a lowercase method is refused (Istio: 400).
   { group: 'method', name: 'DELETE over HTTP/1.1', send: (id) => h1(open.info.inbound, get('/items', id, {}, 'DELETE')), expect: 'status 403', app: 'never' },
   { group: 'method', name: 'DELETE over HTTP/2', send: (id) => h2(open.info.inbound, { ':method': 'DELETE', ':path': '/items', 'x-attack-id': id }), expect: 'status 403', app: 'never' },
@@ -299,6 +382,20 @@ const ATTACKS: Attack[] = [
   { group: 'host', name: 'Host of another service over HTTP/1.1', send: (id) => h1(open.info.inbound, get('/items', id, {}, 'GET', 'payments.shop.svc.cluster.local')), expect: 'status 403', app: 'never' },
   { group: 'host', name: ':authority of another service over HTTP/2', send: (id) => h2(open.info.inbound, { ':authority': 'payments.shop.svc.cluster.local', ':path': '/items', 'x-attack-id': id }), expect: 'status 403', app: 'never' },
   { group: 'host', name: 'absolute-form target of another service behind Host: cart', send: (id) => h1(open.info.inbound, get('http://payments.shop.svc.cluster.local/items', id)), expect: 'status 403', app: 'never' },
+
+  // h2c: an upgrade the sidecar does not take itself (one RFC 9113 says not to take, or any inside mTLS) must not
+  // reach an app that would take it: behind the switch every HTTP/2 stream would bypass the policy. Envoy removes
+  // `Upgrade: h2c` and serves the request as HTTP/1.1; the app sees a plain GET and nothing after it.
+  {
+    group: 'upgrade', name: 'h2c upgrade without HTTP2-Settings in Connection, then HTTP/2 to a denied path',
+    send: async (id) => h2cSmuggle(await dial(open.info.inbound), id, 'Upgrade'),
+    expect: 'status 200', app: { path: '/public', headers: { upgrade: undefined, 'http2-settings': undefined } },
+  },
+  {
+    group: 'upgrade', name: 'h2c upgrade inside mTLS (h2c is cleartext only), then HTTP/2 to a denied path',
+    send: async (id) => h2cSmuggle(await dialMtls(open.info.inbound, certs.frontend!), id, 'Upgrade, HTTP2-Settings'),
+    expect: 'status 200', app: { path: '/public', headers: { upgrade: undefined, 'http2-settings': undefined } },
+  },
 ];
 
 describe('attack corpus: identities, tokens and HTTP policy', () => {

@@ -389,6 +389,53 @@ spec:
     expect(client('pod', { op: 'http', host: '127.0.0.1', port: 7777, path: '/local' }).status).toBe(200);
   });
 
+  /**
+   * Make the world send its packets for podIp:port to `to` instead, through the pod's interface, as a neighbour on the
+   * pod's L2 segment can (raw sockets, CAP_NET_RAW): a route keeps the pod as the next hop, nft rewrites the
+   * destination after routing and the answers' source back before conntrack. iptables in the pod redirects the
+   * packet before its routing would drop it, so the sidecar reads `to` as the original destination. Returns the undo.
+   */
+  const craftDestination = (port: number, to: string): (() => void) => {
+    const table = `craft${port}`;
+    const dev = /\bdev (\S+)/.exec(pair.exec(pair.world, ['ip', '-o', 'route', 'get', pair.podIp]))![1]!;
+    pair.exec(pair.world, ['ip', 'route', 'replace', `${pair.podIp}/32`, 'via', pair.podIp, 'dev', dev, 'onlink']);
+    pair.exec(pair.world, ['nft', '-f', '-'], `table ip ${table} {
+  chain post { type filter hook postrouting priority 300; ip daddr ${pair.podIp} tcp dport ${port} ip daddr set ${to}; }
+  chain pre { type filter hook prerouting priority -400; ip saddr ${to} tcp sport ${port} ip saddr set ${pair.podIp}; }
+}
+`);
+    return () => {
+      pair.exec(pair.world, ['nft', 'delete', 'table', 'ip', table]);
+      pair.exec(pair.world, ['ip', 'route', 'del', `${pair.podIp}/32`]);
+    };
+  };
+
+  it('a neighbour addressing its packets to 127.0.0.1 (the original destination is loopback): reset, the loopback-only listener never sees it', () => {
+    const undo = craftDestination(7777, '127.0.0.1');
+    try {
+      const r = client('world', { op: 'http', host: pair.podIp, port: 7777, path: '/crafted-loopback', timeoutMs: 3000 });
+      expect(refused(r), JSON.stringify(r)).toBe(true);
+      expect(seen(podApps.output(), 'loopback-only')).toEqual([]);
+      expect(stats()).toMatch(/remora_inbound_refused_total\{reason="not_pod_address"\} [1-9]/);
+    } finally {
+      undo();
+    }
+  });
+
+  it('a neighbour addressing its packets to another host through the pod (an open relay from the pod\'s address): reset, never relayed', async () => {
+    const far = await pair.start(pair.world, [process.execPath, peer, 'serve', JSON.stringify([{ kind: 'http', host: pair.worldIp, port: 9003, name: 'far-9003', log: true }])], { readyLine: /listening/ });
+    const undo = craftDestination(9003, pair.worldIp);
+    try {
+      const r = client('world', { op: 'http', host: pair.podIp, port: 9003, path: '/relayed-via-pod', timeoutMs: 3000 });
+      expect(refused(r), JSON.stringify(r)).toBe(true);
+      expect(seen(far.output(), 'far-9003')).toEqual([]);
+      expect(seen(podApps.output(), 'app-9003').filter((x) => x.url === '/relayed-via-pod')).toEqual([]);
+    } finally {
+      undo();
+      far.child.kill('SIGKILL');
+    }
+  });
+
   it('slow HTTP taken for TCP: a forged x-forwarded-client-cert sent after the detection timeout is removed (it is HTTP)', () => {
     const forged = 'By=spiffe://cluster.local/ns/default/sa/web;URI=spiffe://cluster.local/ns/istio-system/sa/admin';
     const r = client('world', { op: 'tcp', host: pair.podIp, port: 9003, delayMs: 400, send: `GET /slow-xfcc HTTP/1.1\r\nHost: web\r\nx-forwarded-client-cert: ${forged}\r\nConnection: close\r\n\r\n`, timeoutMs: 4000 });

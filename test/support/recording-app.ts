@@ -1,7 +1,8 @@
 /**
  * The app behind a sidecar in attack tests: one port answering HTTP/1.1 and cleartext HTTP/2 (the inbound side
  * speaks to the app in the caller's protocol), recording every request it sees (method, path, headers, protocol) and
- * every TCP connection made to it, so a test can say "the app never saw it".
+ * every TCP connection made to it, so a test can say "the app never saw it". It takes an h2c upgrade (101, then
+ * HTTP/2 on that connection) as a lenient app would.
  */
 import http from 'node:http';
 import http2 from 'node:http2';
@@ -33,7 +34,17 @@ export class RecordingApp {
       req.resume();
       res.end('app');
     });
-    this.h1.on('upgrade', (req, sock: net.Socket) => { record(req.method ?? '', req.url ?? '', req.headers, 'HTTP/1.1'); sock.end('HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n'); });
+    this.h1.on('upgrade', (req, sock: net.Socket, head: Buffer) => {
+      record(req.method ?? '', req.url ?? '', req.headers, 'HTTP/1.1');
+      // Like an app behind Go's h2c handler or hypercorn: an h2c upgrade is taken and the connection speaks HTTP/2
+      // from here on (whatever it then carries reaches the app's HTTP/2 side, which records it).
+      if (String(req.headers.upgrade ?? '').toLowerCase() === 'h2c') {
+        sock.write('HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: h2c\r\n\r\n');
+        this.h2.emit('connection', replay(sock, head));
+        return;
+      }
+      sock.end('HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n');
+    });
     this.h1.on('connect', (req, sock: net.Socket) => { record('CONNECT', req.url ?? '', req.headers, 'HTTP/1.1'); sock.end('HTTP/1.1 200 OK\r\n\r\n'); });
     this.h2 = http2.createServer((req, res) => {
       const h = { ...req.headers };
@@ -78,8 +89,8 @@ export class RecordingApp {
   }
 }
 
-/** A stream that yields `first`, then whatever `sock` reads, and writes to `sock`. */
-function replay(sock: net.Socket, first: Buffer): Duplex {
+/** A stream that yields `first`, then whatever `sock` reads, and writes to `sock` (node:http2 over a socket whose first bytes were already read). */
+export function replay(sock: net.Socket, first: Buffer): Duplex {
   const d = new Duplex({
     read() { sock.resume(); },
     write(chunk: Buffer, _enc, cb) { sock.write(chunk, cb); },

@@ -14,12 +14,18 @@ describe('upstreamRequestHeaders', () => {
       .toEqual(['Upgrade', 'websocket', 'Sec-WebSocket-Key', 'k==', 'Connection', 'Upgrade']);
   });
 
-  it('an upgrade keeps the headers its Connection names (h2c: HTTP2-Settings), still drops the always-hop-by-hop ones', () => {
-    const raw = ['Connection', 'Upgrade, HTTP2-Settings, TE', 'Upgrade', 'h2c', 'HTTP2-Settings', 'AAMAAABkAAQAAP__', 'TE', 'gzip'];
-    expect(upstreamRequestHeaders(raw, 'Upgrade, HTTP2-Settings, TE', { stripAllEnvoy: true, upgrade: true }))
-      .toEqual(['Upgrade', 'h2c', 'HTTP2-Settings', 'AAMAAABkAAQAAP__', 'Connection', 'Upgrade, HTTP2-Settings, TE']);
+  it('an upgrade keeps the headers its Connection names, still drops the always-hop-by-hop ones', () => {
+    const raw = ['Connection', 'Upgrade, X-Chat-Key, TE', 'Upgrade', 'chat/1', 'X-Chat-Key', 'k1', 'TE', 'gzip'];
+    expect(upstreamRequestHeaders(raw, 'Upgrade, X-Chat-Key, TE', { stripAllEnvoy: true, upgrade: true }))
+      .toEqual(['Upgrade', 'chat/1', 'X-Chat-Key', 'k1', 'Connection', 'Upgrade, X-Chat-Key, TE']);
     // Without the upgrade flag, the named header is hop-by-hop.
-    expect(upstreamRequestHeaders(raw, 'Upgrade, HTTP2-Settings, TE', { stripAllEnvoy: true })).toEqual([]);
+    expect(upstreamRequestHeaders(raw, 'Upgrade, X-Chat-Key, TE', { stripAllEnvoy: true })).toEqual([]);
+  });
+
+  it('HTTP2-Settings (an h2c upgrade of one connection) never goes upstream, named in Connection or not', () => {
+    const raw = ['Connection', 'Upgrade', 'Upgrade', 'websocket', 'HTTP2-Settings', 'AAMAAABkAAQAAP__'];
+    expect(upstreamRequestHeaders(raw, 'Upgrade', { stripAllEnvoy: true, upgrade: true })).toEqual(['Upgrade', 'websocket', 'Connection', 'Upgrade']);
+    expect(upstreamRequestHeaders(['HTTP2-Settings', 'AAMAAABkAAQAAP__', 'x-a', '1'], undefined, { stripAllEnvoy: false })).toEqual(['x-a', '1']);
   });
 });
 

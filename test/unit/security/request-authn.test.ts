@@ -195,6 +195,27 @@ describe('keys', () => {
 describe('every token is verified (Envoy verifies each one it extracts)', () => {
   const a = (): RequestAuthenticator => new RequestAuthenticator([policy([{ issuer: 'https://issuer.example', jwks: inline(), outputPayloadToHeader: 'x-jwt-payload', outputClaimToHeaders: [{ header: 'x-jwt-group', claim: 'group' }] }])], W);
 
+  it('a token behind another value of the header (a second line, after a comma, after another scheme) is verified too', async () => {
+    const good = await token({});
+    const forged = await token({ sub: 'root' }, { key: otherPriv });
+    // The headers view keeps the first Authorization (as node:http); the raw lines hold the second.
+    const view = { authorization: 'Basic dXNlcjpwYXNz' };
+    expect(a().extract(view, '', ['Authorization', 'Basic dXNlcjpwYXNz', 'authorization', `Bearer ${forged}`]).map((f) => f.token)).toEqual([forged]);
+    expect(await a().authenticate(view, '', ['Authorization', 'Basic dXNlcjpwYXNz', 'authorization', `Bearer ${forged}`])).toMatchObject({ ok: false, status: 401 });
+    expect(await a().authenticate({ authorization: `Basic dXNlcjpwYXNz, Bearer ${forged}` }, '')).toMatchObject({ ok: false, status: 401 });
+    expect(await a().authenticate({ authorization: `Foo Bearer ${forged}` }, '')).toMatchObject({ ok: false, status: 401 });
+    // Two tokens in one value: both verified.
+    expect(await a().authenticate({ authorization: `Bearer ${good}, Bearer ${forged}` }, '')).toMatchObject({ ok: false, status: 401 });
+    expect((await a().authenticate({ authorization: `Basic dXNlcjpwYXNz, Bearer ${good}` }, '')).ok).toBe(true);
+  });
+
+  it('every cookie of a cookie location is verified', async () => {
+    const c = new RequestAuthenticator([policy([{ issuer: 'https://issuer.example', jwks: inline(), fromCookies: ['session'] }])], W);
+    const good = await token({});
+    const forged = await token({ sub: 'root' }, { key: otherPriv });
+    expect(await c.authenticate({ cookie: `session=${good}; session=${forged}` }, '')).toMatchObject({ ok: false, status: 401 });
+  });
+
   it('a valid Bearer beside a token of another key in ?access_token=: 401', async () => {
     const good = await token({});
     const forged = await token({ sub: 'root' }, { key: otherPriv });
