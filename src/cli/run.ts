@@ -1,7 +1,9 @@
 /** `remora run`: the sidecar. Prints `remora ready {json}` on stdout once listeners are bound and config is loaded. */
 import { tuneForServing } from '../util/v8-tuning.js';
 import { readFileSync } from 'node:fs';
-import { Sidecar, VERSION, type RunOptions } from '../app.js';
+import { Sidecar } from '../app.js';
+import type { RunOptions } from '../run-options.js';
+import { VERSION } from '../version.js';
 import { parseWithEnv, portValue, parseLabels, stringList, type OptionSpec } from './options.js';
 import { isLevel } from '../util/logger.js';
 import { parseDurationMs } from '../config/duration.js';

@@ -5,7 +5,8 @@
  */
 import { tuneForServing } from '../util/v8-tuning.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Sidecar, type RunOptions } from '../app.js';
+import { Sidecar } from '../app.js';
+import type { RunOptions } from '../run-options.js';
 import { adminRoutes } from '../admin/server.js';
 import { isToWorker, type AdminAnswer, type FromWorker, type ToWorker, type WorkerReadiness } from './ipc.js';
 
