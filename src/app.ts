@@ -41,7 +41,7 @@ import { WorkloadCertStore, type WorkloadCert } from './security/workload-cert.j
 import { MtlsContext, TlsStats, peerOf, type MtlsOptions } from './security/mtls.js';
 import { networkInterfaces } from 'node:os';
 import { VERSION } from './version.js';
-import type { RunOptions } from './run-options.js';
+import type { Environment, RunOptions } from './run-options.js';
 
 
 /** A listener: node:http for admin/stats/health, Http1Server for the data plane. */
@@ -95,7 +95,11 @@ export class Sidecar {
   private shuttingDown: Promise<number> | undefined;
   onExit: (code: number) => void = () => {};
 
-  constructor(readonly opts: RunOptions) {
+  /**
+   * `env`: the process environment as the CLI read it (--env-discovery's service variables, `%ENVIRONMENT(X)%` in
+   * the access-log format, the resolver's variables); this class never reads `process.env` itself.
+   */
+  constructor(readonly opts: RunOptions, private readonly env: Environment = {}) {
     this.logger = new Logger(opts.logLevel);
     const log = (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>): void => this.logger.log(level, msg, fields);
     this.store = new ConfigStore({
@@ -108,12 +112,14 @@ export class Sidecar {
     });
     const now = (): number => performance.now();
     this.clusters = new ClusterManager(Math.random, now, { keepAliveMs: 4000, headersTimeoutMs: 0 });
+    if (opts.credentialsDir !== undefined) this.clusters.credentialsDir = opts.credentialsDir;
     // This workload as Istio's metric labels name it: the request metrics and the TCP proxy's share it.
     const app = opts.labels.app ?? opts.labels['app.kubernetes.io/name'];
     const version = opts.labels.version ?? opts.labels['app.kubernetes.io/version'];
     this.metrics = new Metrics({ sourceWorkload: opts.workloadName, sourceNamespace: opts.namespace, sourceApp: app, sourceVersion: version });
     if (opts.accessLog !== 'off') {
       this.accessLog = new AccessLogger(opts.accessLog === 'stdout' ? 'stdout' : opts.accessLog, opts.accessLogFormat, {
+        env: this.env,
         onError: (err) => log('warn', `access log: ${err.code ?? err.message}`),
       });
     }
@@ -174,7 +180,7 @@ export class Sidecar {
     const authz = new InboundAuthorizer({
       namespace: opts.namespace,
       labels: opts.labels,
-      ...(process.env.POD_NAME ? { podName: process.env.POD_NAME } : {}),
+      ...(opts.podName ? { podName: opts.podName } : {}),
       log: (level, msg, fields) => this.logger.log(level, msg, fields),
       authn: {
         allowHttpIssuers: opts.jwksAllowHttp ?? [],
@@ -239,14 +245,14 @@ export class Sidecar {
       // Short names the registry lacks are looked up with the pod resolver's search path, as the app's own resolver would.
       const { readResolvConf } = await import('./discovery/resolv-conf.js');
       try {
-        const rc = await readResolvConf(this.opts.resolvConf ?? '/etc/resolv.conf');
+        const rc = await readResolvConf(this.opts.resolvConf ?? '/etc/resolv.conf', this.env);
         this.store.opts.search = { domains: rc.search, ndots: rc.ndots };
       } catch (err) {
         this.logger.log('warn', `cannot read ${this.opts.resolvConf ?? '/etc/resolv.conf'}: ${(err as Error).message}`);
       }
     }
     if (this.opts.envDiscovery) {
-      this.store.setExternal('env', { resources: [], services: servicesFromEnv(process.env, { namespace: this.opts.namespace, clusterDomain: this.opts.clusterDomain }) });
+      this.store.setExternal('env', { resources: [], services: servicesFromEnv(this.env, { namespace: this.opts.namespace, clusterDomain: this.opts.clusterDomain }) });
     }
     if (this.opts.traceEndpoint) {
       // Loaded on demand: the SDK and exporter cost start-up time and memory that most sidecars never use.
@@ -307,7 +313,7 @@ export class Sidecar {
       throw err;
     }
     const onClose = this.onResponseClose;
-    this.originalDst = createOriginalDstReader();
+    this.originalDst = createOriginalDstReader(this.opts.originalDst !== undefined ? { force: this.opts.originalDst } : {});
     this.logger.log(this.originalDst.kind === 'native' ? 'info' : 'warn', this.originalDst.description);
     const capture: CaptureEnv = {
       reader: this.originalDst,

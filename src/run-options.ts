@@ -76,4 +76,19 @@ export interface RunOptions {
    * iptables; peers and tests dial the inbound port, served as HTTP for `--app-port`).
    */
   captureMode?: boolean;
+  /** `POD_NAME`: this pod, whose container ports name NetworkPolicy ports (docs/kubernetes.md). */
+  podName?: string;
+  /** `REMORA_CREDENTIALS_DIR`: where DestinationRule `credentialName` directories are (default /etc/remora/credentials). */
+  credentialsDir?: string;
+  /** `REMORA_ORIGINAL_DST=native|conntrack|none`: force an original-destination reader (default: the best available). */
+  originalDst?: string;
+  /** `REMORA_CLUSTER_SCHED=rr|none`: the `--concurrency` primary's scheduling policy (default rr). */
+  clusterSched?: string;
 }
+
+/**
+ * The process environment as the CLI read it, handed down to what needs more than a setting: the service variables of
+ * `--env-discovery`, `%ENVIRONMENT(X)%` in access-log formats, the resolver's LOCALDOMAIN/RES_OPTIONS. Nothing below
+ * src/cli/ reads `process.env` itself (scripts/check-imports.mjs checks it).
+ */
+export type Environment = Readonly<Record<string, string | undefined>>;

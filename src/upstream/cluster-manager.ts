@@ -52,8 +52,11 @@ export class ClusterManager {
     return p.tlsMode === 'ISTIO_MUTUAL' || (p.tlsAuto === true && ep.labels['security.istio.io/tlsMode'] === 'istio');
   }
 
-  /** DestinationRule `credentialName` for SIMPLE/MUTUAL: a directory of this name here holding tls.crt, tls.key, ca.crt. */
-  credentialsDir = process.env.REMORA_CREDENTIALS_DIR ?? '/etc/remora/credentials';
+  /**
+   * DestinationRule `credentialName` for SIMPLE/MUTUAL: a directory of this name here holding tls.crt, tls.key, ca.crt
+   * (the CLI's REMORA_CREDENTIALS_DIR when set).
+   */
+  credentialsDir = '/etc/remora/credentials';
 
   /**
    * Whether connections to `ep` of `def` are TLS: Istio mTLS (originatesMtls), or DestinationRule `SIMPLE` / `MUTUAL`
