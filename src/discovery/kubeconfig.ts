@@ -10,7 +10,7 @@ import type https from 'node:https';
 import { isIPv6 } from 'node:net';
 import { homedir } from 'node:os';
 import { dirname, isAbsolute, join } from 'node:path';
-import { load as loadYaml } from 'js-yaml';
+import { loadYaml } from '../util/yaml.js';
 
 /** A server and how to authenticate to it. `options()` is asked before every request (a token file may rotate). */
 export interface ApiAccess {
