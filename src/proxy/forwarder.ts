@@ -18,7 +18,7 @@ import { applyHeaderOps, downstreamResponseHeaders, setHeader, upgradeResponseHe
 import type { Socket } from 'node:net';
 import { DEFAULT_TUNNEL_IDLE_TIMEOUT_MS, Tunnels } from './tunnel.js';
 import { BytePipe, type PipeEnd, type PipeOwner } from './byte-pipe.js';
-import { E, type LocalError } from './local-reply.js';
+import { DETAILS, E, END, FLAG, type End, type LocalError } from '../errors.js';
 import { classify, grpcStatusOf, LOCAL_CODES } from './attempt-outcome.js';
 import { localReplyParts } from './grpc.js';
 import type { ClusterCounters, Observer } from './observer.js';
@@ -337,7 +337,7 @@ class Exchange {
     this.status = status;
     this.serviceTimeMs = latency;
     if (this.lastRetriable && this.plan.retry.attempts > 0) {
-      this.addFlag('URX');
+      this.addFlag(FLAG.retryLimitExceeded);
       this.counters.upstream_rq_retry_limit_exceeded++;
     }
     if (this.retries > 0 && status < 500) this.counters.upstream_rq_retry_success++;
@@ -347,7 +347,7 @@ class Exchange {
     if (status === 204) removeContentLength(headers);
     this.addResponseHeaders(headers, latency);
     if (this.ctx.draining && this.plan.direction === 'inbound') setHeader(headers, 'Connection', 'close');
-    this.details = 'via_upstream';
+    this.details = DETAILS.viaUpstream;
     this.responded = true;
     this.responseHeaders = headers;
     void a;
@@ -357,7 +357,7 @@ class Exchange {
       // Invalid header from upstream: answer 502 instead of crashing.
       this.responded = false;
       this.current?.abort();
-      this.localReply({ status: 502, flag: 'UPE', details: 'upstream_invalid_header', body: 'upstream sent an invalid header' }, false);
+      this.localReply(E.invalidUpstreamHeader, false);
     }
   }
 
@@ -385,10 +385,10 @@ class Exchange {
       sw = this.res.switchProtocols(headers);
     } catch {
       upstream.destroy();
-      this.localReply({ status: 502, flag: 'UPE', details: 'upstream_invalid_header', body: 'upstream sent an invalid header' }, false);
+      this.localReply(E.invalidUpstreamHeader, false);
       return;
     }
-    this.details = 'via_upstream';
+    this.details = DETAILS.viaUpstream;
     this.responded = true;
     this.responseHeaders = headers;
     this.startTunnel(sw.socket, sw.head, upstream, upstreamHead);
@@ -522,7 +522,7 @@ class Exchange {
       a.abort();
     }
     if (this.responded) {
-      this.addFlag('UT');
+      this.addFlag(FLAG.upstreamTimeout);
       this.resetDownstream();
     } else {
       this.localReply(E.timeout, false);
@@ -556,8 +556,9 @@ class Exchange {
    */
   onResponseBroken(protocolError = false): void {
     if (this.finished) return;
-    this.addFlag(protocolError ? 'UPE' : 'UR');
-    this.details = protocolError ? 'upstream_reset_after_response_started{protocol_error}' : 'upstream_reset_after_response_started{remote_reset}';
+    const end = protocolError ? END.upstreamProtocolErrorAfterResponse : END.upstreamResetAfterResponse;
+    this.addFlag(end.flag);
+    this.details = end.details;
     this.resetDownstream();
   }
 
@@ -571,11 +572,11 @@ class Exchange {
     // The listener ended the stream for its stream idle timeout (408, or a reset once answering): Envoy's SI.
     const idle = this.res.streamIdleTimedOut;
     if (idle) {
-      this.addFlag('SI');
-      this.details = 'stream_idle_timeout';
+      this.addFlag(END.streamIdleTimeout.flag);
+      this.details = END.streamIdleTimeout.details;
     } else {
-      this.addFlag('DC');
-      this.details = this.details || 'downstream_remote_disconnect';
+      this.addFlag(END.downstreamDisconnect.flag);
+      this.details = this.details || END.downstreamDisconnect.details;
     }
     if (this.backoffTimer) { clearTimeout(this.backoffTimer); this.backoffTimer = undefined; }
     const a = this.current;
@@ -772,7 +773,7 @@ class Attempt implements UpstreamHandler {
     const headers = this.headersSeen;
     this.abort();
     if (headers) {
-      this.ex.addFlag('UT');
+      this.ex.addFlag(FLAG.upstreamTimeout);
       this.ex.onResponseBroken();
     } else {
       this.ex.onAttemptFailed(this, { kind: 'timeout' }, true);
@@ -920,10 +921,10 @@ class TunnelRecord implements PipeOwner {
 }
 
 /** How a tunnel that did not end cleanly is recorded (Envoy's flags: stream idle timeout, upstream reset, downstream disconnect). */
-const TUNNEL_ENDS: Partial<Record<PipeEnd, { flag: ResponseFlag; details: string }>> = {
-  idle_timeout: { flag: 'SI', details: 'stream_idle_timeout' },
-  upstream_error: { flag: 'UR', details: 'upstream_reset_after_response_started{remote_reset}' },
-  downstream_error: { flag: 'DC', details: 'downstream_remote_disconnect' },
+const TUNNEL_ENDS: Partial<Record<PipeEnd, End>> = {
+  idle_timeout: END.streamIdleTimeout,
+  upstream_error: END.upstreamResetAfterResponse,
+  downstream_error: END.downstreamDisconnect,
 };
 
 export type { HeaderOps };
