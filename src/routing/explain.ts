@@ -7,7 +7,7 @@ import { lookupHost } from '../config/compile.js';
 import { parseTarget } from './request-target.js';
 import { describeMatch, destinationPort, explainMatch, matchRoute, type RequestView } from './route.js';
 import type { ClusterDef, RetryPolicy } from '../model.js';
-import { serverIdentities } from '../security/mtls.js';
+import { serverIdentities } from '../security/spiffe.js';
 import { DEFAULT_BACKOFF_BASE_MS } from '../proxy/retry-policy.js';
 import { routeReason } from '../gateway/translate.js';
 import { E } from '../errors.js';
