@@ -17,7 +17,8 @@ import { parseTarget, type PathNormalization, type RequestTarget } from '../rout
 import { isOwnEndpoint, type OwnEndpoints } from '../routing/l4-decision.js';
 import { applyRetryOverrides, routeTimeoutOverride } from './retry-policy.js';
 import { applyHeaderOps, HeaderHygieneStats, screenRequestHeaders, upstreamRequestHeaders, type UnderscoreAction } from './headers.js';
-import { forward, type ForwardContext, type ForwardPlan } from './forwarder.js';
+import { forward } from './forwarder.js';
+import type { ForwardContext, ForwardPlan } from './forward-plan.js';
 import { shadowsFor } from './mirror.js';
 import { localReplyRecord } from './local-reply.js';
 import { DETAILS, E, FLAG, type LocalError } from '../errors.js';
