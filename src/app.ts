@@ -28,7 +28,7 @@ import { adminRoutes, createAdminServer } from './admin/server.js';
 import { clustersText } from './cluster/merge.js';
 import { forwardProbe, parseAppProbers, type AppProber } from './admin/app-probes.js';
 import { connect as netConnect, createServer as netCreateServer, type Server as NetServer, type Socket as NetSocket } from 'node:net';
-import { Logger, type Level } from './util/logger.js';
+import { Logger } from './util/logger.js';
 import { TcpProxy, type L4Conn } from './proxy/tcp-proxy.js';
 import type { ConnectionVerdict } from './proxy/l4.js';
 import type { OwnEndpoints } from './routing/l4-decision.js';
@@ -36,12 +36,13 @@ import { CaptureStats, inboundCapture, outboundCapture, type CaptureEnv } from '
 import { createOriginalDstReader, type OriginalDstReader } from './net/original-dst.js';
 import { DEFAULT_STREAM_TIMEOUTS } from './proxy/stream-timeouts.js';
 import { DEFAULT_TUNNEL_IDLE_TIMEOUT_MS, Tunnels } from './proxy/tunnel.js';
-import { HeaderHygieneStats, type UnderscoreAction } from './proxy/headers.js';
-import type { PathNormalization } from './routing/request-target.js';
+import { HeaderHygieneStats } from './proxy/headers.js';
 import type { ClusterDef, ClusterRuntime, ClusterView, Endpoint, RequestRecord } from './model.js';
 import { WorkloadCertStore, type WorkloadCert } from './security/workload-cert.js';
 import { MtlsContext, TlsStats, peerOf, type MtlsOptions } from './security/mtls.js';
 import { networkInterfaces } from 'node:os';
+import { VERSION } from './version.js';
+import type { Environment, RunOptions } from './run-options.js';
 
 
 /** A listener: node:http for admin/stats/health, Http1Server for the data plane. */
@@ -54,78 +55,6 @@ const DRAIN_IDLE_GRACE_MS = 1000;
 /** The same limits for HTTP/2 connections: idle 65 s, 16 KiB of headers; up to 1024 streams at once per connection. */
 const LISTENER_H2: Http2ListenerOptions = { idleTimeoutMs: 65_000, maxHeaderListSize: 16_384, maxConcurrentStreams: 1024 };
 
-export interface RunOptions {
-  configPaths: string[];
-  namespace: string;
-  clusterDomain: string;
-  outboundPort: number;
-  inboundPort: number;
-  /** App ports for inbound; empty = no inbound listener. */
-  appPorts: number[];
-  adminPort: number;
-  statsPort: number;
-  healthPort: number;
-  labels: Record<string, string>;
-  outboundTrafficPolicy: 'ALLOW_ANY' | 'REGISTRY_ONLY';
-  accessLog: string; // 'off' | 'stdout' | path
-  accessLogFormat: string; // 'text' | 'json' | custom
-  traceEndpoint?: string;
-  traceSampling: number;
-  drainSeconds: number;
-  logLevel: Level;
-  retryBufferBytes: number;
-  /** `--mirror-body-bytes`: the largest request body a shadow carries (default retryBufferBytes). */
-  mirrorBodyBytes?: number;
-  outboundAddress: string;
-  inboundAddress: string;
-  workloadName: string;
-  /**
-   * `--kubernetes`: `env` holds KUBECONFIG, KUBERNETES_SERVICE_HOST/PORT and HOME as the CLI read them;
-   * `gatewayStatus`: stand for the Gateway API route status writer (one per cluster, elected by a Lease).
-   */
-  kubernetes?: { kubeconfig?: string; namespaces: string[]; env?: import('./discovery/kubeconfig.js').KubeEnv; gatewayStatus?: { identity: string; leaseNamespace: string; leaseDurationMs?: number } };
-  envDiscovery?: boolean;
-  /** The app's original httpGet probes (REMORA_APP_PROBERS JSON), served on the health port. */
-  appProbers?: string;
-  /** Resolver config for the search path ('' = none; default /etc/resolv.conf). */
-  resolvConf?: string;
-  /** Exit when the app's port has stopped listening for this many seconds (0 = off). */
-  exitOnAppExitSeconds?: number;
-  /** Worker processes serving the proxy listeners (`--concurrency`, Istio `proxy.istio.io/config` concurrency); default 1 = this process alone. */
-  concurrency?: number;
-  /** false in `--concurrency N` workers: the primary owns the admin, stats and health ports (default true). */
-  serveAdmin?: boolean;
-  /** Captured connections of unknown protocol whose client says nothing for this long are TCP (ms; default 100). */
-  protocolDetectionTimeoutMs?: number;
-  /** `--connect`: HTTP CONNECT on the outbound port opens a TCP tunnel (src/proxy/connect.ts); default off (405). */
-  connect?: boolean;
-  /** Upgraded connections (WebSocket) close after this long without a byte either way (ms; 0 = never; default 1 h). */
-  tunnelIdleTimeoutMs?: number;
-  /** `--path-normalization` (Istio's mesh pathNormalization), both listeners; default base. */
-  pathNormalization?: PathNormalization;
-  /** `--headers-with-underscores` (Envoy's headers_with_underscores_action), both listeners; default allow. */
-  headersWithUnderscores?: UnderscoreAction;
-  /** `--request-headers-timeout`: a request head must be complete this long after its first byte, else 408 (ms; default 30 s). */
-  requestHeadersTimeoutMs?: number;
-  /** `--stream-idle-timeout`: a request with no byte moving either way for this long ends (ms; default 5 min, Envoy's; 0 = off). */
-  streamIdleTimeoutMs?: number;
-  /** `--max-connections`: open downstream connections per proxy listener; past it new ones are closed at accept (0/unset = no limit). */
-  maxConnections?: number;
-  /** `--cert-dir`: the workload certificate (cert-manager's tls.crt/tls.key/ca.crt or Istio's layout); mTLS on when set. */
-  certDir?: string;
-  /** `--trust-domain-aliases`: Istio meshConfig trustDomainAliases, identities of these trust domains are ours too. */
-  trustDomainAliases?: string[];
-  /** `--jwks-allow-http`: issuers whose JWKS (and OpenID discovery) may be fetched over plain http (test issuers). */
-  jwksAllowHttp?: string[];
-  /**
-   * `--capture-mode redirect` (set by `remora inject` with its iptables init container): every inbound connection is
-   * redirected, so one addressed to the inbound listener itself was not, and is refused. Default: explicit mode (no
-   * iptables; peers and tests dial the inbound port, served as HTTP for `--app-port`).
-   */
-  captureMode?: boolean;
-}
-
-export const VERSION = '0.1.0';
 
 export class Sidecar {
   readonly logger: Logger;
@@ -167,7 +96,11 @@ export class Sidecar {
   private shuttingDown: Promise<number> | undefined;
   onExit: (code: number) => void = () => {};
 
-  constructor(readonly opts: RunOptions) {
+  /**
+   * `env`: the process environment as the CLI read it (--env-discovery's service variables, `%ENVIRONMENT(X)%` in
+   * the access-log format, the resolver's variables); this class never reads `process.env` itself.
+   */
+  constructor(readonly opts: RunOptions, private readonly env: Environment = {}) {
     this.logger = new Logger(opts.logLevel);
     const log = (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>): void => this.logger.log(level, msg, fields);
     this.store = new ConfigStore({
@@ -180,12 +113,14 @@ export class Sidecar {
     });
     const now = (): number => performance.now();
     this.clusters = new ClusterManager(Math.random, now, { keepAliveMs: 4000, headersTimeoutMs: 0 });
+    if (opts.credentialsDir !== undefined) this.clusters.credentialsDir = opts.credentialsDir;
     // This workload as Istio's metric labels name it: the request metrics and the TCP proxy's share it.
     const app = opts.labels.app ?? opts.labels['app.kubernetes.io/name'];
     const version = opts.labels.version ?? opts.labels['app.kubernetes.io/version'];
     this.metrics = new Metrics({ sourceWorkload: opts.workloadName, sourceNamespace: opts.namespace, sourceApp: app, sourceVersion: version });
     if (opts.accessLog !== 'off') {
       this.accessLog = new AccessLogger(opts.accessLog === 'stdout' ? 'stdout' : opts.accessLog, opts.accessLogFormat, {
+        env: this.env,
         onError: (err) => log('warn', `access log: ${err.code ?? err.message}`),
       });
     }
@@ -246,7 +181,7 @@ export class Sidecar {
     const authz = new InboundAuthorizer({
       namespace: opts.namespace,
       labels: opts.labels,
-      ...(process.env.POD_NAME ? { podName: process.env.POD_NAME } : {}),
+      ...(opts.podName ? { podName: opts.podName } : {}),
       log: (level, msg, fields) => this.logger.log(level, msg, fields),
       authn: {
         allowHttpIssuers: opts.jwksAllowHttp ?? [],
@@ -313,14 +248,14 @@ export class Sidecar {
       // Short names the registry lacks are looked up with the pod resolver's search path, as the app's own resolver would.
       const { readResolvConf } = await import('./discovery/resolv-conf.js');
       try {
-        const rc = await readResolvConf(this.opts.resolvConf ?? '/etc/resolv.conf');
+        const rc = await readResolvConf(this.opts.resolvConf ?? '/etc/resolv.conf', this.env);
         this.store.opts.search = { domains: rc.search, ndots: rc.ndots };
       } catch (err) {
         this.logger.log('warn', `cannot read ${this.opts.resolvConf ?? '/etc/resolv.conf'}: ${(err as Error).message}`);
       }
     }
     if (this.opts.envDiscovery) {
-      this.store.setExternal('env', { resources: [], services: servicesFromEnv(process.env, { namespace: this.opts.namespace, clusterDomain: this.opts.clusterDomain }) });
+      this.store.setExternal('env', { resources: [], services: servicesFromEnv(this.env, { namespace: this.opts.namespace, clusterDomain: this.opts.clusterDomain }) });
     }
     if (this.opts.traceEndpoint) {
       // Loaded on demand: the SDK and exporter cost start-up time and memory that most sidecars never use.
@@ -381,7 +316,7 @@ export class Sidecar {
       throw err;
     }
     const onClose = this.onResponseClose;
-    this.originalDst = createOriginalDstReader();
+    this.originalDst = createOriginalDstReader(this.opts.originalDst !== undefined ? { force: this.opts.originalDst } : {});
     this.logger.log(this.originalDst.kind === 'native' ? 'info' : 'warn', this.originalDst.description);
     // The pod's addresses before any listener: in capture mode an inbound original destination must be one of them.
     for (const a of localAddresses()) this.own.addresses.add(a);

@@ -27,7 +27,7 @@ async function main(): Promise<number> {
     return cmd === undefined ? 2 : 0;
   }
   if (cmd === '--version' || cmd === 'version') {
-    const { VERSION } = await import('./app.js');
+    const { VERSION } = await import('./version.js');
     process.stdout.write(`remora ${VERSION}\n`);
     return 0;
   }

@@ -4,11 +4,34 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { getHeapSpaceStatistics } from 'node:v8';
-import type { Sidecar } from '../app.js';
-import { isLevel } from '../util/logger.js';
+import { isLevel, type Logger } from '../util/logger.js';
 import { explainRequest, formatExplanation } from '../routing/explain.js';
-import { VERSION } from '../app.js';
+import { VERSION } from '../version.js';
 import { clustersView, dashboardHtml, routesView, type DashboardModel } from './dashboard.js';
+import type { ConfigStore } from '../discovery/config-store.js';
+import type { Metrics } from '../telemetry/metrics.js';
+import type { ClusterView } from '../model.js';
+
+/** What the admin routes read and drive: the running sidecar (src/app.ts), as this module needs it. */
+export interface AdminTarget {
+  readonly logger: Logger;
+  readonly store: ConfigStore;
+  readonly metrics: Metrics;
+  draining: boolean;
+  healthFail: boolean;
+  readiness(): { ready: boolean; reason: string };
+  configDump(): unknown;
+  clusterViews(): ClusterView[];
+  clustersText(): string;
+  renderMetrics(): string;
+  statsText(): string;
+  statsJson(): unknown;
+  serverInfo(): unknown;
+  listenerInfo(): Array<{ name: string; address: string; port: number }>;
+  resetCounters(): void;
+  drainListeners(inboundOnly: boolean): void;
+  shutdown(reason: string): Promise<number>;
+}
 
 type Handler = (req: IncomingMessage, res: ServerResponse, url: URL) => void | Promise<void>;
 
@@ -37,7 +60,7 @@ export function memoryView(): Record<string, unknown> {
   };
 }
 
-export function adminRoutes(s: Sidecar): Map<string, { method: 'GET' | 'POST'; handler: Handler }> {
+export function adminRoutes(s: AdminTarget): Map<string, { method: 'GET' | 'POST'; handler: Handler }> {
   const r = new Map<string, { method: 'GET' | 'POST'; handler: Handler }>();
   const get = (p: string, h: Handler): void => { r.set(p, { method: 'GET', handler: h }); };
   const post = (p: string, h: Handler): void => { r.set(p, { method: 'POST', handler: h }); };

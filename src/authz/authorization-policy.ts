@@ -8,6 +8,7 @@
  */
 import { ruleWithTrustDomains } from './trust-domain.js';
 import { cidrContains, parseCidr, parseIp, type Cidr } from './cidr.js';
+import { detailsOf, E } from '../errors.js';
 
 /** Structural: a Remora `Resource` of kind AuthorizationPolicy fits. */
 export interface AuthorizationPolicyLike {
@@ -138,14 +139,14 @@ export function compileAuthorizationPolicies(policies: readonly AuthorizationPol
     }
     return undefined;
   };
-  const rbacName = (p: CompiledPolicy, rule: number): string => `rbac_access_denied_matched_policy[ns[${p.ns}]-policy[${p.name}]-rule[${rule}]]`;
+  const rbacName = (p: CompiledPolicy, rule: number): string => detailsOf.rbacDenied(p.ns, p.name, rule);
   const decide = (req: AuthzRequest, tcp: boolean): AuthzDecision => {
     const c = firstMatch(custom, req, tcp) ?? firstMatch(deny, req, tcp);
     if (c) return { allowed: false, policy: c.p.id, details: rbacName(c.p, c.rule) };
     if (allow.length === 0) return { allowed: true };
     const a = firstMatch(allow, req, tcp);
     if (a) return { allowed: true, policy: a.p.id };
-    return { allowed: false, details: 'rbac_access_denied_matched_policy[none]' };
+    return { allowed: false, details: E.rbacDenied.details };
   };
   const evaluate = (req: AuthzRequest): AuthzDecision => decide(req, false);
   // The TCP rules read no HTTP field: the connection is given empty ones.

@@ -10,6 +10,7 @@ import { FileTarget, KubeTarget, resolveVsFile, type KubeObjectApi, type Rollout
 import { command, newOwner, Rollout, RolloutError, type RolloutOptions } from '../rollout/controller.js';
 import { formatEvent, formatStatus } from '../rollout/view.js';
 import { parseWithEnv } from './options.js';
+import { clientNodeKubeConfig, KubeconfigError } from '../discovery/kubeconfig.js';
 
 const USAGE = `usage: remora rollout [run] --vs NAME --stable SUBSET --canary SUBSET (--config FILE | --kube) [options]
        remora rollout [run] --httproute NAME | --grpcroute NAME --stable SERVICE --canary SERVICE (--config FILE | --kube) [options]
@@ -104,13 +105,14 @@ function statsUrl(u: string): string {
 
 async function kubeTarget(values: Record<string, unknown>, name: string, ns: string, kind: RolloutKind): Promise<Target> {
   const k8s = await import('@kubernetes/client-node');
-  const kc = new k8s.KubeConfig();
-  const path = values.kubeconfig as string | undefined;
-  if (path) kc.loadFromFile(path);
-  else if (process.env.KUBECONFIG) kc.loadFromDefault();
-  else if (process.env.KUBERNETES_SERVICE_HOST) kc.loadFromCluster();
-  else kc.loadFromDefault();
-  if (!kc.getCurrentCluster()) throw new RolloutError('kubernetes: no cluster configured (--kubeconfig, KUBECONFIG, in-cluster or ~/.kube/config)');
+  const path = (values.kubeconfig as string | undefined) || undefined;
+  let kc: import('@kubernetes/client-node').KubeConfig;
+  try {
+    kc = await clientNodeKubeConfig(path, { KUBECONFIG: process.env.KUBECONFIG, KUBERNETES_SERVICE_HOST: process.env.KUBERNETES_SERVICE_HOST });
+  } catch (err) {
+    if (err instanceof KubeconfigError) throw new RolloutError(err.message);
+    throw err;
+  }
   const api = k8s.KubernetesObjectApi.makeApiClient(kc) as unknown as KubeObjectApi;
   const apiVersion = (values['api-version'] as string | undefined) ?? (kind === 'VirtualService' ? 'networking.istio.io/v1' : 'gateway.networking.k8s.io/v1');
   return new KubeTarget(api, name, ns, apiVersion, kind);

@@ -1,7 +1,9 @@
 /** `remora run`: the sidecar. Prints `remora ready {json}` on stdout once listeners are bound and config is loaded. */
 import { tuneForServing } from '../util/v8-tuning.js';
 import { readFileSync } from 'node:fs';
-import { Sidecar, VERSION, type RunOptions } from '../app.js';
+import { Sidecar } from '../app.js';
+import type { RunOptions } from '../run-options.js';
+import { VERSION } from '../version.js';
 import { parseWithEnv, portValue, parseLabels, stringList, type OptionSpec } from './options.js';
 import { isLevel } from '../util/logger.js';
 import { parseDurationMs } from '../config/duration.js';
@@ -236,6 +238,10 @@ export function runOptionsFrom(argv: string[], env: NodeJS.ProcessEnv = process.
   if (v['resolv-conf'] !== undefined) opts.resolvConf = String(v['resolv-conf']);
   if (v['exit-on-app-exit'] || v['exit-on-app-exit-seconds']) opts.exitOnAppExitSeconds = Number(v['exit-on-app-exit-seconds'] ?? 3);
   if (env.REMORA_APP_PROBERS) opts.appProbers = env.REMORA_APP_PROBERS;
+  if (env.POD_NAME) opts.podName = env.POD_NAME;
+  if (env.REMORA_CREDENTIALS_DIR !== undefined) opts.credentialsDir = env.REMORA_CREDENTIALS_DIR;
+  if (env.REMORA_ORIGINAL_DST !== undefined) opts.originalDst = env.REMORA_ORIGINAL_DST;
+  if (env.REMORA_CLUSTER_SCHED !== undefined) opts.clusterSched = env.REMORA_CLUSTER_SCHED;
   // Envoy's --concurrency: worker event loops; 0 = one per CPU (Envoy: hardware threads). Default 1 = no cluster, no IPC.
   const conc = Number(v.concurrency ?? 1);
   if (!Number.isInteger(conc) || conc < 0) throw new Error('--concurrency must be a whole number ≥ 0 (0 = one worker per CPU)');
@@ -258,9 +264,9 @@ export async function main(argv: string[]): Promise<number> {
   const t0 = performance.now();
   // The primary forks workers with REMORA_WORKER_ID; node:cluster (≈3 ms to load) is only loaded then, so
   // --concurrency 1 starts exactly as before.
-  if (process.env.REMORA_WORKER_ID !== undefined && (await import('node:cluster')).default.isWorker) return (await import('../cluster/worker.js')).runWorker(opts);
+  if (process.env.REMORA_WORKER_ID !== undefined && (await import('node:cluster')).default.isWorker) return (await import('../cluster/worker.js')).runWorker(opts, process.env);
   if ((opts.concurrency ?? 1) > 1) return (await import('../cluster/primary.js')).runPrimary(opts, opts.concurrency!, t0);
-  const sidecar = new Sidecar(opts);
+  const sidecar = new Sidecar(opts, process.env);
   try {
     await sidecar.start();
   } catch (err) {

@@ -8,7 +8,8 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createAdminServer } from '../admin/server.js';
 import { forwardProbe, parseAppProbers, type AppProber } from '../admin/app-probes.js';
-import { VERSION, type RunOptions } from '../app.js';
+import type { RunOptions } from '../run-options.js';
+import { VERSION } from '../version.js';
 import type { ClusterView } from '../model.js';
 import { isLevel, Logger } from '../util/logger.js';
 import { isFromWorker, WorkerRpc, type AdminAnswer, type WorkerReadiness } from './ipc.js';
@@ -85,7 +86,7 @@ export class Primary {
 
   /** Fork the workers, wait until every one is ready, bind admin/stats/health. Rejects (exit code 1) when a worker fails to start. */
   async start(): Promise<Omit<PrimaryReady, 'startupMs'>> {
-    const sched = (process.env.REMORA_CLUSTER_SCHED ?? DEFAULT_SCHED).toLowerCase();
+    const sched = (this.opts.clusterSched ?? DEFAULT_SCHED).toLowerCase();
     // Frozen by node:cluster at the first fork.
     cluster.schedulingPolicy = sched === 'none' ? cluster.SCHED_NONE : cluster.SCHED_RR;
     cluster.on('message', (w: Worker, m: unknown) => this.onMessage(w, m));

@@ -5,7 +5,8 @@
  */
 import { tuneForServing } from '../util/v8-tuning.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Sidecar, type RunOptions } from '../app.js';
+import { Sidecar } from '../app.js';
+import type { Environment, RunOptions } from '../run-options.js';
 import { adminRoutes } from '../admin/server.js';
 import { isToWorker, type AdminAnswer, type FromWorker, type ToWorker, type WorkerReadiness } from './ipc.js';
 
@@ -41,8 +42,8 @@ function send(m: FromWorker): void {
 }
 
 /** Start the worker's Sidecar and serve RPCs until told to shut down. Resolves with the exit code. */
-export async function runWorker(opts: RunOptions): Promise<number> {
-  const sidecar = new Sidecar({ ...opts, serveAdmin: false });
+export async function runWorker(opts: RunOptions, env: Environment): Promise<number> {
+  const sidecar = new Sidecar({ ...opts, serveAdmin: false }, env);
   try {
     await sidecar.start();
     tuneForServing();

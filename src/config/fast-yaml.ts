@@ -3,7 +3,7 @@
  * flow collections, one-line plain and quoted scalars). It returns BAIL for anything else, and the caller then
  * asks js-yaml, so every value it does return is exactly what js-yaml (CORE schema, its default) would give.
  */
-import { CORE_SCHEMA, NOT_RESOLVED, type ScalarTagDefinition } from 'js-yaml';
+import { CORE_SCHEMA, NOT_RESOLVED, type ScalarTagDefinition } from '../util/yaml.js';
 
 /** Returned when the text uses YAML this reader leaves to js-yaml (or is invalid: js-yaml reports it). */
 export const BAIL: unique symbol = Symbol('bail');

@@ -7,17 +7,8 @@
  * documents it leaves alone; the `yaml` package, whose nodes carry source ranges, is used lazily — only
  * when an error needs the line of a field, and only for that one document — and for syntax errors.
  */
-import { createRequire } from 'node:module';
-import type { Node, Document } from 'yaml';
-import { load as fastLoad, loadAll as fastLoadAll } from 'js-yaml';
+import { loadYaml as fastLoad, loadAllYaml as fastLoadAll, yamlDocuments as yaml, type Node, type Document } from '../util/yaml.js';
 import { BAIL, fastYamlDocument, NEEDS_FULL_PARSER } from './fast-yaml.js';
-
-// The `yaml` package is needed only for error positions: load it on first use, not at start-up.
-type YamlModule = typeof import('yaml');
-let yamlModule: YamlModule | undefined;
-function yaml(): YamlModule {
-  return (yamlModule ??= createRequire(import.meta.url)('yaml') as YamlModule);
-}
 import type { ConfigError, FieldPath, Resource, SourceLocation } from './resource.js';
 
 export interface ParseResult {

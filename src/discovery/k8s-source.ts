@@ -559,7 +559,7 @@ export class KubernetesSource extends EventEmitter {
    * typed APIs; the watch itself never loads client-node (docs/kubernetes.md, "Credentials").
    */
   kubeConfig(): Promise<import('@kubernetes/client-node').KubeConfig> {
-    return clientNodeKubeConfig(this.opts.kubeconfig);
+    return clientNodeKubeConfig(this.opts.kubeconfig, this.opts.env ?? {});
   }
 
   /** The API server URL in use (for logs and /config_dump; '' before start()). */

@@ -10,7 +10,7 @@ import type https from 'node:https';
 import { isIPv6 } from 'node:net';
 import { homedir } from 'node:os';
 import { dirname, isAbsolute, join } from 'node:path';
-import { load as loadYaml } from 'js-yaml';
+import { loadYaml } from '../util/yaml.js';
 
 /** A server and how to authenticate to it. `options()` is asked before every request (a token file may rotate). */
 export interface ApiAccess {
@@ -177,15 +177,21 @@ export function inClusterAt(env: KubeEnv, root: string): ApiAccess {
 }
 
 /**
- * A @kubernetes/client-node KubeConfig for the same API server, for code that needs client-node's typed APIs (a status
- * writer, a Lease): the kubeconfig file when given, else client-node's own default order (KUBECONFIG, ~/.kube/config,
- * in-cluster; it reads the environment itself). Imported on this call: a sidecar that never needs it never pays for it.
+ * A @kubernetes/client-node KubeConfig for the same API server as loadApiAccess, in the same order, for code that needs
+ * client-node's typed APIs (the Gateway status writer and its Lease, `remora rollout --kube`): `--kubeconfig PATH`,
+ * else `KUBECONFIG` (several files: merged by client-node, which reads the variable itself), else the in-cluster service account, else client-node's
+ * default (~/.kube/config). Imported on this call: a sidecar that never needs it never pays for it. A file client-node
+ * cannot read throws its error; no current cluster throws a KubeconfigError.
  */
-export async function clientNodeKubeConfig(path: string | undefined): Promise<import('@kubernetes/client-node').KubeConfig> {
+export async function clientNodeKubeConfig(path: string | undefined, env: KubeEnv = {}): Promise<import('@kubernetes/client-node').KubeConfig> {
   const { KubeConfig } = await import('@kubernetes/client-node');
   const kc = new KubeConfig();
+  const files = (env.KUBECONFIG ?? '').split(':').filter((f) => f !== '');
   if (path !== undefined) kc.loadFromFile(path);
+  else if (files.length === 1) kc.loadFromFile(files[0]!);
+  else if (files.length > 1) kc.loadFromDefault();
+  else if (env.KUBERNETES_SERVICE_HOST) kc.loadFromCluster();
   else kc.loadFromDefault();
-  if (!kc.getCurrentCluster()) throw new KubeconfigError(`kubernetes: no cluster configured (${path ?? 'client-node defaults'})`);
+  if (!kc.getCurrentCluster()) throw new KubeconfigError(`kubernetes: no cluster configured (${path !== undefined ? `kubeconfig ${path}` : '--kubeconfig, KUBECONFIG, in-cluster or ~/.kube/config'})`);
   return kc;
 }

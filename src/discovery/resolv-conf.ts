@@ -77,7 +77,7 @@ export function candidateNames(name: string, search: readonly string[], ndots: n
 /** Read and parse the resolver config (default `/etc/resolv.conf`); a missing file gives glibc defaults. */
 export async function readResolvConf(
   path = '/etc/resolv.conf',
-  env: Readonly<Record<string, string | undefined>> = process.env,
+  env: Readonly<Record<string, string | undefined>> = {},
 ): Promise<ResolvConf> {
   let text = '';
   try {

@@ -2,7 +2,7 @@
  * Multi-document YAML text → the same text with every pod template injected. Untouched documents are
  * copied byte for byte; changed ones are edited in place in yaml's Document, keeping comments and key order.
  */
-import { Composer, CST, LineCounter, Parser, isSeq, isMap, type Document } from 'yaml';
+import { isMap, isSeq, yamlDocuments, type Document } from '../util/yaml.js';
 import { injectObject, type InjectOptions } from './inject.js';
 import { diff, parsePointer, type JsonPatchOp } from './json-patch.js';
 
@@ -21,6 +21,7 @@ export interface YamlInjectResult {
 const FLUSH_SEQ_RE = /^( *)[^\s#-][^\n]*:[ \t]*(?:#[^\n]*)?\n\1- /m;
 
 export function injectYaml(text: string, opts: InjectOptions = {}): YamlInjectResult {
+  const { Composer, CST, LineCounter, Parser } = yamlDocuments();
   const lc = new LineCounter();
   const tokens = Array.from(new Parser(lc.addNewLine).parse(text));
   const errors: YamlInjectResult['errors'] = [];

@@ -159,11 +159,11 @@ class NoReader implements OriginalDstReader {
 }
 
 /**
- * The best reader this machine offers. `REMORA_ORIGINAL_DST=conntrack|none` forces a fallback (tests of the
- * fallback path, or a kernel where the addon misbehaves).
+ * The best reader this machine offers. `force: 'conntrack' | 'none'` (the CLI's `REMORA_ORIGINAL_DST`) forces a
+ * fallback (tests of the fallback path, or a kernel where the addon misbehaves).
  */
 export function createOriginalDstReader(opts: { force?: string; conntrackPath?: string; addonPath?: string } = {}): OriginalDstReader {
-  const force = opts.force ?? process.env.REMORA_ORIGINAL_DST ?? '';
+  const force = opts.force ?? '';
   const conntrackPath = opts.conntrackPath ?? '/proc/net/nf_conntrack';
   let why = '';
   if (force === '' || force === 'native') {

@@ -11,6 +11,7 @@ import { isIPv6, type Socket } from 'node:net';
 import type { Http1Request, Http1Response } from '../http1/server.js';
 import { routeOutboundTcp, type L4Env } from './l4.js';
 import { parseAuthority } from '../routing/request-target.js';
+import { E, L4 } from '../errors.js';
 
 /** The authority-form target of a CONNECT (RFC 9110 §9.3.6): host and port, both required; null when malformed. */
 export function connectTarget(url: string): { host: string; port: number } | null {
@@ -25,10 +26,10 @@ const ESTABLISHED = Buffer.from('HTTP/1.1 200 Connection Established\r\n\r\n', '
 
 /** The answer to a CONNECT that got no upstream, by the TCP proxy's response flag. */
 export function connectFailure(flag: string, details: string): Buffer {
-  const blackhole = details === 'blackhole_cluster';
-  const own = details === 'proxy_port_not_routable';
+  const blackhole = details === L4.blackHole.details;
+  const own = details === L4.proxyPort.details;
   const status = blackhole ? '502 Bad Gateway' : own ? '403 Forbidden' : '503 Service Unavailable';
-  const body = blackhole ? 'registry_only_blackhole' : own ? 'proxy port not routable' : `upstream connect error (${flag}: ${details})`;
+  const body = blackhole ? E.registryOnly.details : own ? E.proxyPortNotRoutable.body : `upstream connect error (${flag}: ${details})`;
   return Buffer.from(`HTTP/1.1 ${status}\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body, 'latin1')}\r\nconnection: close\r\n\r\n${body}`, 'latin1');
 }
 

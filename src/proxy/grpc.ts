@@ -3,6 +3,7 @@
  * written as gRPC errors (HTTP 200 with `grpc-status` and `grpc-message`) instead of bare HTTP statuses, so a gRPC
  * client reads UNAVAILABLE or DEADLINE_EXCEEDED rather than a protocol error.
  */
+import { E } from '../errors.js';
 
 /** A gRPC call (content-type application/grpc, +proto, +json, …): local errors go to it as gRPC errors. */
 export function isGrpc(headers: { 'content-type'?: string | undefined }): boolean {
@@ -16,7 +17,7 @@ export function isGrpc(headers: { 'content-type'?: string | undefined }): boolea
  * 429/502/503/504 UNAVAILABLE, anything else UNKNOWN).
  */
 export function grpcStatusForLocal(status: number, flag: string): number {
-  if (flag === 'UT') return 4;
+  if (flag === E.timeout.flag) return 4;
   switch (status) {
     case 400: return 13;
     case 401: return 16;

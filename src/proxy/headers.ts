@@ -2,6 +2,7 @@
  * Header hygiene between the app and upstreams: hop-by-hop removal (RFC 9110 §7.6.1 plus names listed
  * in Connection), Envoy control headers, and original-case preservation via Node's rawHeaders.
  */
+import { DETAILS } from '../errors.js';
 
 /**
  * Always hop-by-hop. `te` is handled separately (only `trailers` survives). `http2-settings` belongs to an h2c upgrade
@@ -66,7 +67,7 @@ export function screenRequestHeaders(
 ): string | undefined {
   // A method with a lowercase letter: HTTP/1's parser refuses it (400), so HTTP/2 does too (Istio's normalization:
   // a method not in uppercase is rejected with 400). Otherwise `delete` would pass a DENY on DELETE and reach the app.
-  if (h2 && req.method !== undefined && /[a-z]/.test(req.method)) return 'http2.invalid_method';
+  if (h2 && req.method !== undefined && /[a-z]/.test(req.method)) return DETAILS.http2InvalidMethod;
   if (underscores !== 'allow') {
     const raw = req.rawHeaders;
     let first = -1;
@@ -74,7 +75,7 @@ export function screenRequestHeaders(
     if (first >= 0) {
       if (underscores === 'reject') {
         stats.rejectedUnderscore++;
-        return h2 ? 'http2.unexpected_underscore' : 'http1.unexpected_underscore';
+        return h2 ? DETAILS.http2UnexpectedUnderscore : DETAILS.http1UnexpectedUnderscore;
       }
       const dropped: string[] = [];
       let w = first;
@@ -104,7 +105,7 @@ export function screenRequestHeaders(
     }
     if (bad) {
       stats.rejectedConnection++;
-      return 'http1.connection_header_rejected';
+      return DETAILS.http1ConnectionHeaderRejected;
     }
   }
   return undefined;

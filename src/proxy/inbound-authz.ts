@@ -11,6 +11,7 @@ import { compileNetworkPolicies, type NetworkPolicyEvaluator, type NetworkPolicy
 import { compileAuthorizationPolicies, DEFAULT_ROOT_NAMESPACE, type AuthzEvaluator } from '../authz/authorization-policy.js';
 import { RequestAuthenticator, type RequestAuth, type RequestAuthenticatorOptions } from '../security/request-authn.js';
 import { mtlsModeForPort, resolvePeerAuthentication, type EffectivePeerAuthn, type MtlsMode } from '../security/peer-authentication.js';
+import { E } from '../errors.js';
 
 /** Structural subset of a (trimmed) client-node V1Pod, as `KubernetesSource.current().pods` holds them. */
 export interface PodLike {
@@ -66,7 +67,7 @@ export interface AuthzHttpRequest {
 
 export type AuthzResult =
   | { allowed: true }
-  | { allowed: false; status: 403; body: 'RBAC: access denied'; details: string; policy?: string };
+  | { allowed: false; status: typeof E.rbacDenied.status; body: typeof E.rbacDenied.body; details: string; policy?: string };
 
 const ALLOWED: AuthzResult = Object.freeze({ allowed: true });
 const ALLOW_ALL_NP: NetworkPolicyEvaluator = () => ({ allowed: true });
@@ -223,7 +224,7 @@ export class InboundAuthorizer {
         headers: req.headers,
         ...(req.requestAuth !== undefined ? { requestAuth: req.requestAuth } : {}),
       });
-      if (!d.allowed) return this.deny(ip, `AuthorizationPolicy ${d.policy ?? '(no ALLOW policy matched)'}`, d.details ?? 'rbac_access_denied_matched_policy[none]', d.policy);
+      if (!d.allowed) return this.deny(ip, `AuthorizationPolicy ${d.policy ?? '(no ALLOW policy matched)'}`, d.details ?? E.rbacDenied.details, d.policy);
     }
     this.allowedCount++;
     return ALLOWED;
@@ -245,7 +246,7 @@ export class InboundAuthorizer {
         ...(peer.principal !== undefined ? { sourcePrincipal: peer.principal } : {}),
         port: peer.port,
       });
-      if (!d.allowed) return this.deny(ip, `AuthorizationPolicy ${d.policy ?? '(no ALLOW policy matched)'} (TCP)`, d.details ?? 'rbac_access_denied_matched_policy[none]', d.policy);
+      if (!d.allowed) return this.deny(ip, `AuthorizationPolicy ${d.policy ?? '(no ALLOW policy matched)'} (TCP)`, d.details ?? E.rbacDenied.details, d.policy);
     }
     this.allowedCount++;
     return ALLOWED;
@@ -256,7 +257,7 @@ export class InboundAuthorizer {
     if (!this.npActive) return undefined;
     const pod = this.podByIp.get(ip);
     const d = this.np(pod ? { ip, podLabels: pod.labels, namespace: pod.namespace } : { ip }, port);
-    return d.allowed ? undefined : this.deny(ip, `NetworkPolicy ${d.policy ?? ''}`, 'rbac_access_denied_matched_policy[none]', d.policy);
+    return d.allowed ? undefined : this.deny(ip, `NetworkPolicy ${d.policy ?? ''}`, E.rbacDenied.details, d.policy);
   }
 
   private deny(ip: string, what: string, details: string, policy: string | undefined): AuthzResult {
@@ -273,7 +274,7 @@ export class InboundAuthorizer {
         log('warn', `inbound request denied by ${what}`, { peer: ip, details });
       }
     }
-    const out: AuthzResult = { allowed: false, status: 403, body: 'RBAC: access denied', details };
+    const out: AuthzResult = { allowed: false, status: E.rbacDenied.status, body: E.rbacDenied.body, details };
     if (policy !== undefined) out.policy = policy;
     return out;
   }

@@ -13,8 +13,10 @@ import type { ClusterDef, ClusterRuntime, RetryPolicy } from '../model.js';
 import { compileClusterPolicy } from '../upstream/policy.js';
 import { compileRetryPolicy } from './retry-policy.js';
 import { HeaderHygieneStats, screenRequestHeaders, upstreamRequestHeaders, type UnderscoreAction } from './headers.js';
-import { forward, type ForwardContext, type ForwardPlan } from './forwarder.js';
+import { forward } from './forwarder.js';
+import type { ForwardContext, ForwardPlan } from './forward-plan.js';
 import { localReplyRecord } from './local-reply.js';
+import { E } from '../errors.js';
 import { localReplyParts } from './grpc.js';
 import { parseTarget, type PathNormalization, type RequestTarget } from '../routing/request-target.js';
 import type { InboundAuthorizer } from './inbound-authz.js';
@@ -119,8 +121,8 @@ export function handleInbound(req: DownstreamRequest, res: DownstreamResponse, e
   }
   const requestId = (req.headers['x-request-id'] as string | undefined) || newRequestId();
   // A target that does not parse, or a rejected header, gets 400 and the connection closes (as on outbound).
-  const hygiene = target === undefined ? 'http1.codec_error' : screenRequestHeaders(req, env.headersWithUnderscores ?? 'allow', env.hygiene ?? noHygieneStats, req.httpVersion === '2.0');
-  if (hygiene !== undefined) return localInbound(req, res, env, rt!, target, requestId, startTime, startHr, 400, 'Bad Request', 'DPE', hygiene, true);
+  const hygiene = target === undefined ? E.badRequest.details : screenRequestHeaders(req, env.headersWithUnderscores ?? 'allow', env.hygiene ?? noHygieneStats, req.httpVersion === '2.0');
+  if (hygiene !== undefined) return localInbound(req, res, env, rt!, target, requestId, startTime, startHr, E.badRequest.status, E.badRequest.body, E.badRequest.flag, hygiene, true);
   // Absolute-form wins over Host (RFC 9112 §3.2.2): its authority is the one Host the app sees.
   const authority = req.headers.host === undefined && !/^https?:\/\//i.test(req.url ?? '') ? undefined : target!.authority;
   const authn = env.authz?.authn;
@@ -136,7 +138,7 @@ export function handleInbound(req: DownstreamRequest, res: DownstreamResponse, e
         }
         authorizeAndForward(req, res, env, rt!, target!, requestId, startTime, startHr, authority, r);
       },
-      () => localInbound(req, res, env, rt!, target, requestId, startTime, startHr, 401, 'Jwt verification fails', '-', 'jwt_authn_access_denied{Jwt_verification_fails}'),
+      () => localInbound(req, res, env, rt!, target, requestId, startTime, startHr, E.jwtFailed.status, E.jwtFailed.body, E.jwtFailed.flag, E.jwtFailed.details),
     );
     return;
   }

@@ -12,6 +12,7 @@ import type { ClusterDef, ClusterRuntime } from '../model.js';
 import type { FirstBytes, L4Conn, TcpDestination, TcpProxy, TunnelGreeting } from './tcp-proxy.js';
 import { decideOutboundL4, type L4Decision, type OwnEndpoints } from '../routing/l4-decision.js';
 import type { L4Self } from '../routing/l4-route.js';
+import { L4 } from '../errors.js';
 
 export interface L4Env {
   snapshot(): Snapshot | undefined;
@@ -72,13 +73,13 @@ export function routeOutboundTcp(
       break;
     }
     case 'no-cluster':
-      env.tcp.reject(sock, d.routeName, tcpDest('outbound', undefined, d.host, ns), conn, 'NC', 'cluster_not_found', greeting, head);
+      env.tcp.reject(sock, d.routeName, tcpDest('outbound', undefined, d.host, ns), conn, L4.clusterNotFound.flag, L4.clusterNotFound.details, greeting, head);
       break;
     case 'blackhole':
-      env.tcp.reject(sock, 'BlackHoleCluster', tcpDest('outbound', undefined, 'BlackHoleCluster', ''), conn, 'UH', 'blackhole_cluster', greeting, head);
+      env.tcp.reject(sock, 'BlackHoleCluster', tcpDest('outbound', undefined, 'BlackHoleCluster', ''), conn, L4.blackHole.flag, L4.blackHole.details, greeting, head);
       break;
     case 'own-port':
-      env.tcp.reject(sock, 'BlackHoleCluster', tcpDest('outbound', undefined, 'BlackHoleCluster', ''), conn, 'UH', 'proxy_port_not_routable', greeting, head);
+      env.tcp.reject(sock, 'BlackHoleCluster', tcpDest('outbound', undefined, 'BlackHoleCluster', ''), conn, L4.proxyPort.flag, L4.proxyPort.details, greeting, head);
       break;
     case 'passthrough': {
       // ALLOW_ANY (or a resolution NONE ServiceEntry): the original destination itself.
@@ -112,11 +113,11 @@ export function serveInboundTcp(env: InboundL4Env, sock: net.Socket, head: Buffe
  */
 export type InboundRefusal = 'own_port' | 'not_redirected' | 'not_pod_address';
 
-const REFUSAL_DETAILS: Record<InboundRefusal, string> = {
-  own_port: 'inbound_proxy_port',
-  not_redirected: 'inbound_not_redirected',
-  not_pod_address: 'inbound_not_pod_address',
-};
+const REFUSAL_ENDS = {
+  own_port: L4.inboundProxyPort,
+  not_redirected: L4.inboundNotRedirected,
+  not_pod_address: L4.inboundNotPodAddress,
+} as const satisfies Record<InboundRefusal, unknown>;
 
 /**
  * Refuse an inbound connection with a reset, recorded as BlackHoleCluster's (Envoy: the virtualInbound blackhole
@@ -124,5 +125,6 @@ const REFUSAL_DETAILS: Record<InboundRefusal, string> = {
  */
 export function refuseInbound(env: L4Env, sock: net.Socket, conn: L4Conn, why: InboundRefusal): void {
   const dest: TcpDestination = { direction: 'inbound', service: 'BlackHoleCluster', serviceName: 'BlackHoleCluster', serviceNamespace: '', version: '', routeName: 'BlackHoleCluster' };
-  env.tcp.reject(sock, 'BlackHoleCluster', dest, conn, 'UH', REFUSAL_DETAILS[why]);
+  const end = REFUSAL_ENDS[why];
+  env.tcp.reject(sock, 'BlackHoleCluster', dest, conn, end.flag, end.details);
 }

@@ -17,9 +17,11 @@ import { parseTarget, type PathNormalization, type RequestTarget } from '../rout
 import { isOwnEndpoint, type OwnEndpoints } from '../routing/l4-decision.js';
 import { applyRetryOverrides, routeTimeoutOverride } from './retry-policy.js';
 import { applyHeaderOps, HeaderHygieneStats, screenRequestHeaders, upstreamRequestHeaders, type UnderscoreAction } from './headers.js';
-import { forward, type ForwardContext, type ForwardPlan } from './forwarder.js';
+import { forward } from './forwarder.js';
+import type { ForwardContext, ForwardPlan } from './forward-plan.js';
 import { shadowsFor } from './mirror.js';
-import { E, localReplyRecord, type LocalError } from './local-reply.js';
+import { localReplyRecord } from './local-reply.js';
+import { DETAILS, E, FLAG, type LocalError } from '../errors.js';
 import { localReplyParts, parseGrpcTimeout } from './grpc.js';
 import type { ClusterRuntime } from '../model.js';
 
@@ -41,14 +43,14 @@ export interface OutboundEnv extends ForwardContext {
 const noHygieneStats = new HeaderHygieneStats();
 /** A Gateway API backendRef that could not be resolved answers its share of requests with this (500, or 503 for gRPC). */
 const INVALID_BACKEND: Readonly<Record<number, LocalError>> = {
-  500: { status: 500, flag: 'NC', details: 'backend_ref_invalid', body: 'invalid backendRef' },
-  503: { status: 503, flag: 'NC', details: 'backend_ref_invalid', body: 'invalid backendRef' },
+  500: { ...E.backendRefInvalid, status: 500 },
+  503: { ...E.backendRefInvalid, status: 503 },
 };
 function invalidBackend(status: number): LocalError {
-  return INVALID_BACKEND[status] ?? { status, flag: 'NC', details: 'backend_ref_invalid', body: 'invalid backendRef' };
+  return INVALID_BACKEND[status] ?? { ...E.backendRefInvalid, status };
 }
 /** A passthrough to one of the proxy's own ports on loopback: the admin API, or a loop back into a listener. */
-const SELF_DESTINATION: LocalError = { status: 403, flag: '-', details: 'proxy_port_not_routable', body: 'proxy port not routable' };
+const SELF_DESTINATION: LocalError = E.proxyPortNotRoutable;
 
 export function handleOutbound(req: DownstreamRequest, res: DownstreamResponse, env: OutboundEnv): void {
   const startTime = Date.now();
@@ -107,7 +109,7 @@ export function handleOutbound(req: DownstreamRequest, res: DownstreamResponse, 
     return corsPreflight(base, route);
   }
   if (action.kind === 'direct') {
-    return localCustom(base, action.status, action.body, '-', 'direct_response', route);
+    return localCustom(base, action.status, action.body, '-', DETAILS.directResponse, route);
   }
   if (action.kind === 'redirect') {
     const a = action;
@@ -120,7 +122,7 @@ export function handleOutbound(req: DownstreamRequest, res: DownstreamResponse, 
     if (a.uri !== undefined && !a.uri.includes('?') && target.query !== '') pathq = `${a.uri}?${target.query}`;
     else if (a.uri === undefined && target.query !== '') pathq = `${pathq}?${target.query}`;
     const location = `${scheme}://${host}${p ? `:${p}` : ''}${pathq}`;
-    return localCustom(base, a.code, Buffer.alloc(0), '-', 'redirect', route, ['location', location]);
+    return localCustom(base, a.code, Buffer.alloc(0), '-', DETAILS.redirect, route, ['location', location]);
   }
 
   const dest = pickDestination(action, env.rand());
@@ -132,14 +134,14 @@ export function handleOutbound(req: DownstreamRequest, res: DownstreamResponse, 
   if (fault !== undefined) {
     if (fault.abortStatus > 0 && env.rand() * 100 < fault.abortPercent) {
       if (fault.abortGrpcStatus !== undefined) {
-        return localCustom(base, 200, Buffer.alloc(0), 'FI', 'fault_filter_abort', route, ['content-type', 'application/grpc', 'grpc-status', String(fault.abortGrpcStatus), 'grpc-message', 'fault filter abort']);
+        return localCustom(base, 200, Buffer.alloc(0), E.faultAbort.flag, E.faultAbort.details, route, ['content-type', 'application/grpc', 'grpc-status', String(fault.abortGrpcStatus), 'grpc-message', E.faultAbort.body]);
       }
       return local(base, { ...E.faultAbort, status: fault.abortStatus }, route);
     }
     if (fault.delayMs > 0 && env.rand() * 100 < fault.delayPercent) {
       setTimeout(() => {
         if (res.destroyed) return;
-        send(base, view, route, dest, rt, route.retry, route.timeoutMs, target.authority, 'DI');
+        send(base, view, route, dest, rt, route.retry, route.timeoutMs, target.authority, FLAG.delayInjected);
       }, fault.delayMs);
       return;
     }
@@ -281,7 +283,7 @@ function corsHeaders(route: CompiledRoute, origin: string | string[]): string[] 
 
 function corsPreflight(b: Base, route: CompiledRoute): void {
   const origin = b.req.headers.origin!;
-  if (!originAllowed(route, origin)) return localCustom(b, 403, Buffer.alloc(0), '-', 'cors_origin_not_allowed', route);
+  if (!originAllowed(route, origin)) return localCustom(b, 403, Buffer.alloc(0), '-', DETAILS.corsOriginNotAllowed, route);
   const c = route.cors!;
   const h = ['access-control-allow-origin', origin];
   if (c.echoWildcards === true && c.allowCredentials) {
@@ -296,7 +298,7 @@ function corsPreflight(b: Base, route: CompiledRoute): void {
   if (c.maxAge) h.push('access-control-max-age', c.maxAge);
   if (c.allowCredentials) h.push('access-control-allow-credentials', 'true');
   if (c.exposeHeaders && !(c.echoWildcards === true && c.allowCredentials && c.exposeHeaders === '*')) h.push('access-control-expose-headers', c.exposeHeaders);
-  return localCustom(b, 200, Buffer.alloc(0), '-', 'cors_response', route, h);
+  return localCustom(b, 200, Buffer.alloc(0), '-', DETAILS.corsResponse, route, h);
 }
 
 // === local replies (before any upstream) ===

@@ -11,6 +11,7 @@ import type { ClusterDef, ClusterRuntime, Endpoint, RequestRecord } from '../mod
 import type { ConnectionMeter, Observer } from './observer.js';
 import type { PeerIdentity } from '../security/mtls.js';
 import { BytePipe, type PipeOwner } from './byte-pipe.js';
+import { DETAILS, detailsOf, E, L4 } from '../errors.js';
 
 /** Who the connection is going to, for metrics and the access log. */
 export interface TcpDestination {
@@ -152,12 +153,12 @@ export class TcpProxy {
     const counters = this.opts.observer.counters(rt.def.name);
     if (!rt.admitConnection()) {
       counters.upstream_cx_overflow++;
-      return this.refuse(c, 'UO', 'upstream_cx_overflow');
+      return this.refuse(c, L4.overflow.flag, L4.overflow.details);
     }
     c.rt = rt;
     c.admitted = true;
     const ep = rt.pick({}, now);
-    if (ep === undefined) return this.refuse(c, 'UH', 'no_healthy_upstream');
+    if (ep === undefined) return this.refuse(c, L4.noHealthy.flag, L4.noHealthy.details);
     const limits = rt.def.policy.pool;
     const connect = this.opts.connector?.(rt.def, ep);
     let up: net.Socket;
@@ -166,7 +167,7 @@ export class TcpProxy {
     } catch {
       // An mTLS destination and no workload certificate (expired, unreadable): refused as a connect failure.
       counters.upstream_cx_connect_fail++;
-      return this.refuse(c, 'UF', 'upstream_connect_error{no_workload_certificate}');
+      return this.refuse(c, L4.noWorkloadCertificate.flag, L4.noWorkloadCertificate.details);
     }
     c.ep = ep;
     c.upstream = up;
@@ -181,10 +182,10 @@ export class TcpProxy {
       clearTimeout(timer);
       if (err.message !== 'connect timeout') counters.upstream_cx_connect_fail++;
       rt.attemptFinished(ep, { kind: 'connect-failure' }, this.opts.now() - now, this.opts.now());
-      c.flags = 'UF';
-      c.details = `upstream_connect_error{${err.code ?? err.message}}`;
+      c.flags = E.connectFailure.flag;
+      c.details = detailsOf.connectError(err.code ?? err.message);
       // Tell the client the way a refused connection would: a reset, not a clean close (a CONNECT: its answer).
-      if (!client.destroyed) this.refuse(c, 'UF', c.details);
+      if (!client.destroyed) this.refuse(c, c.flags, c.details);
     };
     up.once('error', connectFailed);
     up.once('close', () => {
@@ -244,7 +245,7 @@ export class TcpProxy {
       up.destroy();
     };
     const upstreamGone = (): void => { stop(); resetSocket(client); };
-    const timer = idle > 0 ? setTimeout(() => { stop(); c.details = 'idle_timeout'; up.destroy(); client.destroy(); }, idle) : undefined;
+    const timer = idle > 0 ? setTimeout(() => { stop(); c.details = DETAILS.tcpIdleTimeout; up.destroy(); client.destroy(); }, idle) : undefined;
     timer?.unref();
     client.on('data', fromClient);
     client.once('end', toPipe);
@@ -304,8 +305,8 @@ export class TcpProxy {
     this.release(c);
     const p = c.pipe;
     if (p !== undefined) {
-      if (p.end === 'idle_timeout') c.details = 'idle_timeout';
-      else if (p.end === 'upstream_error') c.details = `upstream_reset{${p.errorCode ?? 'error'}}`;
+      if (p.end === 'idle_timeout') c.details = DETAILS.tcpIdleTimeout;
+      else if (p.end === 'upstream_error') c.details = detailsOf.upstreamReset(p.errorCode ?? 'error');
     }
     const rec = this.record(c, p?.bytesUp ?? c.headBytes, p?.bytesDown ?? 0);
     rec.durationMs = this.opts.now() - c.startHr;

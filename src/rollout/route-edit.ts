@@ -7,7 +7,7 @@
  * filter to the canary; `--header-canary` adds a rule with the rollout rule's matches plus the header, which the
  * Gateway API's precedence (more header matches first) puts in front.
  */
-import { Document, isMap, isScalar, isSeq, YAMLMap, YAMLSeq } from 'yaml';
+import { isMap, isScalar, isSeq, newDocument, type Document, type YAMLMap, type YAMLSeq } from '../util/yaml.js';
 import { HEADER_ROUTE_NAME } from './state.js';
 import type { RouteWeights } from './vs-edit.js';
 
@@ -27,7 +27,7 @@ export class GatewayRouteEditor {
   constructor(readonly doc: Document) {}
 
   static fromObject(obj: unknown): GatewayRouteEditor {
-    return new GatewayRouteEditor(new Document(obj));
+    return new GatewayRouteEditor(newDocument(obj));
   }
 
   toObject(): Record<string, unknown> {

@@ -8,12 +8,13 @@ import { closeSync, openSync, readdirSync, readFileSync, renameSync, rmSync, sta
 import { basename, dirname, join } from 'node:path';
 import { VsEditor, VsFile } from './vs-edit.js';
 import { GatewayRouteEditor } from './route-edit.js';
+import type { Document } from '../util/yaml.js';
 
 /** The kinds a rollout moves weights in. */
 export type RolloutKind = 'VirtualService' | 'HTTPRoute' | 'GRPCRoute';
 export type RouteEditor = VsEditor | GatewayRouteEditor;
 
-function editorFor(kind: RolloutKind, doc: import('yaml').Document): RouteEditor {
+function editorFor(kind: RolloutKind, doc: Document): RouteEditor {
   return kind === 'VirtualService' ? new VsEditor(doc) : new GatewayRouteEditor(doc);
 }
 import { ANNOTATION, COMMAND_ANNOTATION, parseCommand, parseState, type Command, type RolloutState } from './state.js';

@@ -6,7 +6,7 @@
  * The rollout route is the first `http[]` route with a destination whose subset is the stable (or canary) one, on
  * `host` when given. Its destinations are the stable and canary subsets of one host, and nothing else.
  */
-import { Document, isMap, isScalar, isSeq, parseAllDocuments, YAMLMap, YAMLSeq, type Node } from 'yaml';
+import { isMap, isScalar, isSeq, newDocument, parseAllDocuments, type Document, type Node, type YAMLMap, type YAMLSeq } from '../util/yaml.js';
 
 import { HEADER_ROUTE_NAME } from './state.js';
 
@@ -51,7 +51,7 @@ export class VsEditor {
   constructor(readonly doc: Document) {}
 
   static fromObject(obj: unknown): VsEditor {
-    return new VsEditor(new Document(obj));
+    return new VsEditor(newDocument(obj));
   }
 
   toObject(): Record<string, unknown> {
@@ -221,7 +221,7 @@ export class VsFile {
   private readonly indentSeq: boolean;
 
   constructor(readonly text: string) {
-    this.docs = parseAllDocuments(text) as Document[];
+    this.docs = parseAllDocuments(text);
     for (const d of this.docs) if (d.errors.length > 0) throw new Error(`YAML: ${d.errors[0]!.message}`);
     this.indentSeq = detectIndentSeq(text);
   }

@@ -7,9 +7,10 @@ import { lookupHost } from '../config/compile.js';
 import { parseTarget } from './request-target.js';
 import { describeMatch, destinationPort, explainMatch, matchRoute, type RequestView } from './route.js';
 import type { ClusterDef, RetryPolicy } from '../model.js';
-import { serverIdentities } from '../security/mtls.js';
+import { serverIdentities } from '../security/spiffe.js';
 import { DEFAULT_BACKOFF_BASE_MS } from '../proxy/retry-policy.js';
 import { routeReason } from '../gateway/translate.js';
+import { E } from '../errors.js';
 
 export interface ExplainRequest {
   method: string;
@@ -97,10 +98,10 @@ export function explainRequest(snap: Snapshot, req: ExplainRequest): Explanation
         const missing = base.destinations.filter((d) => !d.cluster);
         const failing = a.destinations.filter((d) => d.failStatus !== undefined);
         base.outcome = failing.length === a.destinations.length
-          ? `${failing[0]!.failStatus} (flag NC): no backendRef of the rule could be resolved (see the route's ResolvedRefs condition)`
+          ? `${failing[0]!.failStatus} (flag ${E.backendRefInvalid.flag}): no backendRef of the rule could be resolved (see the route's ResolvedRefs condition)`
           : missing.length === base.destinations.length
-          ? `503 (flag NC): no cluster for ${missing.map((m) => `${m.host}${m.subset ? ` subset ${m.subset}` : ''} port ${m.port}`).join(', ')}`
-          : `forwarded to ${base.destinations.map((d) => `${d.failStatus !== undefined ? `answered ${d.failStatus}` : d.cluster ?? 'NC'} (${d.share})`).join(', ')}`;
+          ? `${E.noCluster.status} (flag ${E.noCluster.flag}): no cluster for ${missing.map((m) => `${m.host}${m.subset ? ` subset ${m.subset}` : ''} port ${m.port}`).join(', ')}`
+          : `forwarded to ${base.destinations.map((d) => `${d.failStatus !== undefined ? `answered ${d.failStatus}` : d.cluster ?? E.noCluster.flag} (${d.share})`).join(', ')}`;
       }
       return base;
     }

@@ -178,35 +178,6 @@ export function terminateMtls(sock: net.Socket, head: Buffer | undefined, ctx: M
 }
 
 /**
- * The identities the server of one endpoint may present, as Istio derives them for ISTIO_MUTUAL and auto mTLS:
- * DestinationRule `subjectAltNames` when given; otherwise ServiceEntry `subjectAltNames` and the endpoint's own
- * service account (Pod `spec.serviceAccountName`, WorkloadEntry `serviceAccount`) in our trust domain. Every SPIFFE
- * ID of one of our trust domains is also accepted in each alias (Istio's ExpandWithTrustDomains). Empty when nothing
- * is known: the connection is then refused — never "any identity of the trust domain". Istio takes the accounts of
- * all of a service's endpoints for each of them; an endpoint here must present its own (stricter). Pure.
- */
-export function serverIdentities(
-  policySans: readonly string[] | undefined, serviceSans: readonly string[] | undefined, ep: WorkloadIdentity | undefined,
-  trustDomain: string, trustDomains: ReadonlySet<string>,
-): string[] {
-  let base: string[];
-  if (policySans !== undefined && policySans.length > 0) base = [...policySans];
-  else {
-    base = serviceSans !== undefined ? [...serviceSans] : [];
-    if (ep !== undefined) base.push(spiffeUri({ trustDomain, namespace: ep.namespace, serviceAccount: ep.serviceAccount }));
-  }
-  if (trustDomains.size <= 1) return base;
-  const out = new Set<string>();
-  for (const san of base) {
-    out.add(san);
-    const id = parseSpiffeId(san);
-    if (id === undefined || !trustDomains.has(id.trustDomain)) continue;
-    for (const td of trustDomains) out.add(spiffeUri({ ...id, trustDomain: td }));
-  }
-  return [...out];
-}
-
-/**
  * `tls.connect` options for originating mTLS to another sidecar (DestinationRule ISTIO_MUTUAL, or auto mTLS):
  * our certificate, the trust bundle (the server's chain is verified by Node: `rejectUnauthorized`), Istio's ALPN for
  * the protocol, and a check that the server's SPIFFE identity is one of `expected` (see serverIdentities; empty

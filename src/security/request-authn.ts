@@ -22,6 +22,7 @@ import type { JWTPayload, JWTVerifyGetKey } from 'jose';
 import { selectorMatches, type LabelSelector } from '../authz/label-selector.js';
 import type { FetchLimits, RemoteJwks } from './jwks.js';
 import { urlRefusal } from './jwks-url.js';
+import { detailsOf } from '../errors.js';
 
 type Jose = typeof import('jose');
 type JwksModule = typeof import('./jwks.js');
@@ -265,7 +266,7 @@ export class RequestAuthenticator {
 
   private reject(message: string): AuthnResult {
     this.rejected++;
-    return { ok: false, status: 401, message, details: `jwt_authn_access_denied{${message.replace(/[^A-Za-z0-9]+/g, '_').replace(/_+$/, '')}}` };
+    return { ok: false, status: 401, message, details: detailsOf.jwtDenied(message) };
   }
 
   private compileRule(r: JwtRuleSpec): CompiledRule {

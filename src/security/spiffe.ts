@@ -4,6 +4,7 @@
  * AuthorizationPolicy `principals` and `source.principal` match. Pure.
  */
 import type { X509Certificate } from 'node:crypto';
+import type { WorkloadIdentity } from '../model.js';
 
 export interface SpiffeId {
   trustDomain: string;
@@ -53,4 +54,33 @@ export function uriSans(cert: Pick<X509Certificate, 'subjectAltName'>): string[]
 export function certIdentity(cert: Pick<X509Certificate, 'subjectAltName'>): SpiffeId | undefined {
   const ids = uriSans(cert).map(parseSpiffeId).filter((x): x is SpiffeId => x !== undefined);
   return ids.length === 1 ? ids[0] : undefined;
+}
+
+/**
+ * The identities the server of one endpoint may present, as Istio derives them for ISTIO_MUTUAL and auto mTLS:
+ * DestinationRule `subjectAltNames` when given; otherwise ServiceEntry `subjectAltNames` and the endpoint's own
+ * service account (Pod `spec.serviceAccountName`, WorkloadEntry `serviceAccount`) in our trust domain. Every SPIFFE
+ * ID of one of our trust domains is also accepted in each alias (Istio's ExpandWithTrustDomains). Empty when nothing
+ * is known: the connection is then refused — never "any identity of the trust domain". Istio takes the accounts of
+ * all of a service's endpoints for each of them; an endpoint here must present its own (stricter). Pure.
+ */
+export function serverIdentities(
+  policySans: readonly string[] | undefined, serviceSans: readonly string[] | undefined, ep: WorkloadIdentity | undefined,
+  trustDomain: string, trustDomains: ReadonlySet<string>,
+): string[] {
+  let base: string[];
+  if (policySans !== undefined && policySans.length > 0) base = [...policySans];
+  else {
+    base = serviceSans !== undefined ? [...serviceSans] : [];
+    if (ep !== undefined) base.push(spiffeUri({ trustDomain, namespace: ep.namespace, serviceAccount: ep.serviceAccount }));
+  }
+  if (trustDomains.size <= 1) return base;
+  const out = new Set<string>();
+  for (const san of base) {
+    out.add(san);
+    const id = parseSpiffeId(san);
+    if (id === undefined || !trustDomains.has(id.trustDomain)) continue;
+    for (const td of trustDomains) out.add(spiffeUri({ ...id, trustDomain: td }));
+  }
+  return [...out];
 }

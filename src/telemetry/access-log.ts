@@ -51,9 +51,11 @@ export class AccessLogFormatError extends Error {
 }
 
 export interface CompileOptions {
-  /** Environment for `%ENVIRONMENT(X)%`, read once at compile time; default `process.env`. */
+  /** Environment for `%ENVIRONMENT(X)%` and `%HOSTNAME%`, read once at compile time (the CLI's process environment); default none. */
   env?: Readonly<Record<string, string | undefined>>;
 }
+
+const NO_ENV: Readonly<Record<string, string | undefined>> = {};
 
 // === Escaping ===
 
@@ -300,13 +302,13 @@ function compileOperator(s: string, i: number, opts: CompileOptions): { op: Op; 
       return { op: startTimeOp(arg), end };
     case 'ENVIRONMENT': {
       if (!arg) throw new AccessLogFormatError('%ENVIRONMENT%: needs a variable name, e.g. %ENVIRONMENT(POD_NAME)%');
-      const env = opts.env ?? process.env;
+      const env = opts.env ?? NO_ENV;
       let v = env[arg];
       if (v !== undefined && maxLen !== undefined) v = v.slice(0, maxLen);
       return { op: () => v, end };
     }
     case 'HOSTNAME': {
-      const v = (opts.env ?? process.env).HOSTNAME;
+      const v = (opts.env ?? NO_ENV).HOSTNAME;
       return { op: () => v, end };
     }
   }

@@ -12,7 +12,8 @@ import { tls as loadTls } from '../util/lazy-tls.js';
 import net from 'node:net';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { originationOptions, refusedConnection, serverIdentities, watchOrigination, type MtlsContext } from '../security/mtls.js';
+import { originationOptions, refusedConnection, watchOrigination, type MtlsContext } from '../security/mtls.js';
+import { serverIdentities } from '../security/spiffe.js';
 import { sanEntries } from '../security/spiffe.js';
 import { credentialDir } from '../security/credential-name.js';
 import type { Snapshot } from '../config/snapshot.js';
@@ -52,8 +53,11 @@ export class ClusterManager {
     return p.tlsMode === 'ISTIO_MUTUAL' || (p.tlsAuto === true && ep.labels['security.istio.io/tlsMode'] === 'istio');
   }
 
-  /** DestinationRule `credentialName` for SIMPLE/MUTUAL: a directory of this name here holding tls.crt, tls.key, ca.crt. */
-  credentialsDir = process.env.REMORA_CREDENTIALS_DIR ?? '/etc/remora/credentials';
+  /**
+   * DestinationRule `credentialName` for SIMPLE/MUTUAL: a directory of this name here holding tls.crt, tls.key, ca.crt
+   * (the CLI's REMORA_CREDENTIALS_DIR when set).
+   */
+  credentialsDir = '/etc/remora/credentials';
 
   /**
    * Whether connections to `ep` of `def` are TLS: Istio mTLS (originatesMtls), or DestinationRule `SIMPLE` / `MUTUAL`

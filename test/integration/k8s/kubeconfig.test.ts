@@ -120,5 +120,12 @@ describe('kubeconfig', () => {
     await kc.applyToHTTPSOptions(o);
     expect((o.headers as Record<string, string>).Authorization).toBe('Bearer cn');
   });
+
+  it('the client-node KubeConfig follows the same order as the watch: --kubeconfig, then KUBECONFIG as the CLI read it', async () => {
+    const viaEnv = kubeconfig('cn-env.yaml', { server: url, 'certificate-authority': 'server.crt' }, { token: 'env' });
+    const other = kubeconfig('cn-flag.yaml', { server: 'https://127.0.0.1:1', 'certificate-authority': 'server.crt' }, { token: 'flag' });
+    expect((await clientNodeKubeConfig(undefined, { KUBECONFIG: viaEnv, KUBERNETES_SERVICE_HOST: '192.0.2.1' })).getCurrentCluster()?.server).toBe(url);
+    expect((await clientNodeKubeConfig(other, { KUBECONFIG: viaEnv })).getCurrentCluster()?.server).toBe('https://127.0.0.1:1');
+  });
 });
 

@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRoot, issueWorkload } from '../../../src/security/dev-ca.js';
 import { loadWorkloadCert, type WorkloadCert } from '../../../src/security/workload-cert.js';
-import { MtlsContext, checkPeerSan, offersIstioAlpn, originationOptions, peerOf, serverIdentities, terminateMtls, xfcc, type TerminateResult } from '../../../src/security/mtls.js';
+import { MtlsContext, checkPeerSan, offersIstioAlpn, originationOptions, peerOf, terminateMtls, xfcc, type TerminateResult } from '../../../src/security/mtls.js';
+import { serverIdentities } from '../../../src/security/spiffe.js';
 import { readClientHelloSni } from '../../../src/net/tls-sni.js';
 
 let dir: string;

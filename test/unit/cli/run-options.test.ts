@@ -41,3 +41,18 @@ describe('--mirror-body-bytes', () => {
     expect(() => opts('--mirror-body-bytes', '64k')).toThrow(/--mirror-body-bytes/);
   });
 });
+
+describe('the environment is read here, in the CLI layer, and handed down as options', () => {
+  it('POD_NAME, REMORA_CREDENTIALS_DIR, REMORA_ORIGINAL_DST and REMORA_CLUSTER_SCHED become RunOptions', () => {
+    const o = runOptionsFrom(['--config', '/x'], { POD_NAME: 'reviews-v1-7d9f-abcde', REMORA_CREDENTIALS_DIR: '/creds', REMORA_ORIGINAL_DST: 'conntrack', REMORA_CLUSTER_SCHED: 'none' });
+    expect(o).toMatchObject({ podName: 'reviews-v1-7d9f-abcde', workloadName: 'reviews-v1', credentialsDir: '/creds', originalDst: 'conntrack', clusterSched: 'none' });
+  });
+
+  it('leaves them unset without the variables (the modules keep their defaults)', () => {
+    const o = opts();
+    expect(o.podName).toBeUndefined();
+    expect(o.credentialsDir).toBeUndefined();
+    expect(o.originalDst).toBeUndefined();
+    expect(o.clusterSched).toBeUndefined();
+  });
+});

@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseDocuments } from '../../../src/config/parse.js';
 import { compile } from '../../../src/config/compile.js';
-import { serverIdentities } from '../../../src/security/mtls.js';
+import { serverIdentities } from '../../../src/security/spiffe.js';
 import { explainRequest, formatExplanation } from '../../../src/routing/explain.js';
 
 const YAML = `
