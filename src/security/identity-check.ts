@@ -39,33 +39,53 @@ export function identityWarnings(resources: readonly Resource[], clusterDomain: 
   const workloadEntries = resources.filter((r) => r.kind === 'WorkloadEntry');
   for (const se of resources) {
     if (se.kind !== 'ServiceEntry') continue;
-    const spec = obj(se.spec) ?? {};
-    if (nonEmptyList(spec.subjectAltNames)) continue;
-    const hosts = list(spec.hosts).filter((h): h is string => typeof h === 'string');
-    const dr = hosts.map((h) => drByHost.get(expandHost(h, se.metadata.namespace, clusterDomain))).find((d) => d !== undefined);
-    const tls = dr === undefined ? { mode: undefined, sans: false } : drTls(dr);
-    if (tls.sans || (tls.mode !== undefined && tls.mode !== 'ISTIO_MUTUAL')) continue;
-    const why = (labels: Obj | undefined): string | undefined => {
-      if (tls.mode === 'ISTIO_MUTUAL') return `DestinationRule ${dr!.metadata.namespace}/${dr!.metadata.name} sets ISTIO_MUTUAL`;
-      return labels?.['security.istio.io/tlsMode'] === 'istio' ? 'auto mTLS: the endpoint is labelled security.istio.io/tlsMode=istio' : undefined;
-    };
-    const fix = 'set its serviceAccount, or subjectAltNames on the ServiceEntry or the DestinationRule';
-    list(spec.endpoints).forEach((e, i) => {
-      const ep = obj(e);
-      if (ep === undefined || (typeof ep.serviceAccount === 'string' && ep.serviceAccount !== '')) return;
-      const reason = why(obj(ep.labels));
-      if (reason !== undefined) out.push(errorAt(se, ['spec', 'endpoints', i], `no identity is known for the server of this endpoint (${reason}): mTLS connections to it are refused (503 UF); ${fix}`, 'warning'));
-    });
-    const sel = obj(obj(spec.workloadSelector)?.labels);
-    if (sel === undefined) continue;
-    for (const we of workloadEntries) {
-      const w = obj(we.spec) ?? {};
-      const labels = obj(w.labels) ?? {};
-      if (we.metadata.namespace !== se.metadata.namespace || !Object.entries(sel).every(([k, v]) => labels[k] === v)) continue;
-      if (typeof w.serviceAccount === 'string' && w.serviceAccount !== '') continue;
-      const reason = why(labels);
-      if (reason !== undefined) out.push(errorAt(we, ['spec'], `no identity is known for this workload, selected by ServiceEntry ${se.metadata.namespace}/${se.metadata.name} (${reason}): mTLS connections to it are refused (503 UF); ${fix}`, 'warning'));
-    }
+    out.push(...serviceEntryIdentityWarnings(se, (h) => drByHost.get(h), workloadEntries, clusterDomain));
+  }
+  return out;
+}
+
+/** The DestinationRule host a ServiceEntry's identity check looks up (expanded), for each of its hosts. */
+export function identityHosts(se: Resource, clusterDomain: string): string[] {
+  return list(obj(se.spec)?.hosts).filter((h): h is string => typeof h === 'string').map((h) => expandHost(h, se.metadata.namespace, clusterDomain));
+}
+
+/** `workloadSelector.labels` of a ServiceEntry, when it selects WorkloadEntries. */
+export function identitySelector(se: Resource): Record<string, unknown> | undefined {
+  return obj(obj(obj(se.spec)?.workloadSelector)?.labels);
+}
+
+/**
+ * The warnings of one ServiceEntry: `drFor` gives the DestinationRule in force for an expanded host (the last one
+ * written for it), `entries` the WorkloadEntries to consider, in order (any superset of those its selector picks).
+ */
+export function serviceEntryIdentityWarnings(se: Resource, drFor: (host: string) => Resource | undefined, entries: Iterable<Resource>, clusterDomain: string): ConfigError[] {
+  const out: ConfigError[] = [];
+  const spec = obj(se.spec) ?? {};
+  if (nonEmptyList(spec.subjectAltNames)) return out;
+  const dr = identityHosts(se, clusterDomain).map(drFor).find((d) => d !== undefined);
+  const tls = dr === undefined ? { mode: undefined, sans: false } : drTls(dr);
+  if (tls.sans || (tls.mode !== undefined && tls.mode !== 'ISTIO_MUTUAL')) return out;
+  const why = (labels: Obj | undefined): string | undefined => {
+    if (tls.mode === 'ISTIO_MUTUAL') return `DestinationRule ${dr!.metadata.namespace}/${dr!.metadata.name} sets ISTIO_MUTUAL`;
+    return labels?.['security.istio.io/tlsMode'] === 'istio' ? 'auto mTLS: the endpoint is labelled security.istio.io/tlsMode=istio' : undefined;
+  };
+  const fix = 'set its serviceAccount, or subjectAltNames on the ServiceEntry or the DestinationRule';
+  list(spec.endpoints).forEach((e, i) => {
+    const ep = obj(e);
+    if (ep === undefined || (typeof ep.serviceAccount === 'string' && ep.serviceAccount !== '')) return;
+    const reason = why(obj(ep.labels));
+    if (reason !== undefined) out.push(errorAt(se, ['spec', 'endpoints', i], `no identity is known for the server of this endpoint (${reason}): mTLS connections to it are refused (503 UF); ${fix}`, 'warning'));
+  });
+  const sel = identitySelector(se);
+  if (sel === undefined) return out;
+  for (const we of entries) {
+    if (we.kind !== 'WorkloadEntry') continue;
+    const w = obj(we.spec) ?? {};
+    const labels = obj(w.labels) ?? {};
+    if (we.metadata.namespace !== se.metadata.namespace || !Object.entries(sel).every(([k, v]) => labels[k] === v)) continue;
+    if (typeof w.serviceAccount === 'string' && w.serviceAccount !== '') continue;
+    const reason = why(labels);
+    if (reason !== undefined) out.push(errorAt(we, ['spec'], `no identity is known for this workload, selected by ServiceEntry ${se.metadata.namespace}/${se.metadata.name} (${reason}): mTLS connections to it are refused (503 UF); ${fix}`, 'warning'));
   }
   return out;
 }
