@@ -298,7 +298,8 @@ describe('the inbound listener in capture mode (loopback, original destinations 
   const logged: RequestRecord[] = [];
   const tcp = new TcpProxy({ observer: testObserver(metrics, logged), now: () => performance.now() });
   const stats = new CaptureStats();
-  const own = { ports: new Set<number>(), addresses: new Set<string>() };
+  // 127.0.0.2 stands for the pod's address: in capture mode an original destination elsewhere is refused.
+  const own = { ports: new Set<number>(), addresses: new Set<string>(['127.0.0.2']) };
   const httpSeen: string[] = [];
   let inboundPort = 0;
   /** The same port on two loopback addresses: one stands for the pod's address, one for 127.0.0.1. */
@@ -314,7 +315,10 @@ describe('the inbound listener in capture mode (loopback, original destinations 
     const b = net.createServer((c) => { c.on('error', () => {}); appSaw.push('loopback'); c.write('loopback:'); c.pipe(c); });
     servers.push(b);
     await new Promise<void>((r) => b.listen(appPort, '127.0.0.1', r));
-    silentEcho = await listen((c) => { appSaw.push('silent-echo'); c.pipe(c); });
+    const e = net.createServer({ allowHalfOpen: true }, (c) => { c.on('error', () => {}); appSaw.push('silent-echo'); c.pipe(c); });
+    servers.push(e);
+    await new Promise<void>((r) => e.listen(0, '127.0.0.2', r));
+    silentEcho = (e.address() as net.AddressInfo).port;
     const rts = new Map<string, ReturnType<ClusterManager['pin']>>();
     const server = new Http1Server((req, res) => {
       httpSeen.push(`${req.method} ${req.url}`);
@@ -366,9 +370,23 @@ describe('the inbound listener in capture mode (loopback, original destinations 
     expect(logged.filter((l) => l.upstreamCluster === 'BlackHoleCluster').map((l) => l.details).sort()).toEqual(['inbound_not_redirected', 'inbound_proxy_port']);
   });
 
+  it('refuses a redirected connection whose original destination is not the pod\'s address (127.0.0.1, another host): the loopback-bound app never sees it', async () => {
+    const before = logged.filter((l) => l.details === 'inbound_not_pod_address').length;
+    for (const address of ['127.0.0.1', '10.99.0.1']) {
+      reader.queue.push({ address, port: appPort });
+      const r = await talk(inboundPort, 'GET /crafted HTTP/1.1\r\nHost: x\r\n\r\n');
+      expect(r.error).toBe('ECONNRESET');
+    }
+    expect(stats.refusedNotPodAddress).toBe(2);
+    expect(appSaw).not.toContain('loopback');
+    expect(httpSeen).toEqual([]);
+    await waitForLog(() => logged.filter((l) => l.details === 'inbound_not_pod_address').length === before + 2);
+    expect(logged.filter((l) => l.details === 'inbound_not_pod_address').every((l) => l.upstreamCluster === 'BlackHoleCluster' && l.flags === 'UH')).toBe(true);
+  });
+
   it('a client silent past detection that then sends HTTP is served as HTTP; one that sends bytes is piped; the app speaking first wins', async () => {
     const before = appSaw.length;
-    reader.queue.push({ address: '127.0.0.1', port: silentEcho });
+    reader.queue.push({ address: '127.0.0.2', port: silentEcho });
     const sock = net.connect(inboundPort, '127.0.0.1');
     const got: Buffer[] = [];
     sock.on('data', (d: Buffer) => got.push(d));
@@ -382,7 +400,7 @@ describe('the inbound listener in capture mode (loopback, original destinations 
     await new Promise((r) => setTimeout(r, 50));
     expect(appSaw.length).toBe(before + 1);
     // Late bytes that are not HTTP: piped over the connection already open.
-    reader.queue.push({ address: '127.0.0.1', port: silentEcho });
+    reader.queue.push({ address: '127.0.0.2', port: silentEcho });
     const s2 = net.connect(inboundPort, '127.0.0.1');
     const got2: Buffer[] = [];
     s2.on('data', (d: Buffer) => got2.push(d));

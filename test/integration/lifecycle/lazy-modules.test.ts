@@ -71,7 +71,7 @@ describe('modules a config does not use are not loaded', () => {
       expect(r.status).toBe(200);
     });
     // The probe works: the app chunk and the YAML reader were recorded.
-    expect(has(l, /\/dist\/chunks\/app-[^/]+\.js$/)).toBe(true);
+    expect(has(l, /\/dist\/chunks\/(app|run)-[^/]+\.js$/)).toBe(true); // the Sidecar: its own chunk, or run.ts's
     expect(has(l, /\/node_modules\/js-yaml\//)).toBe(true);
     expect(has(l, HTTP2_CODEC)).toBe(false);
     expect(has(l, TLS)).toBe(false);
