@@ -206,7 +206,8 @@ export class Exchange implements AttemptOwner, RecordSource {
     this.counters.response?.(status);
     this.grpcStatus = outcome.grpcStatus;
     a.span?.end(status);
-    if (status >= 500 || outcome.grpcStatus !== undefined) {
+    // 4xx too: retriable-4xx (409) and status codes listed in retryOn (429 …) are retried as Envoy does.
+    if (status >= 400 || outcome.grpcStatus !== undefined) {
       if (shouldRetry(this.plan.retry, outcome)) {
         if (this.canRetry(true)) {
           this.retryAfter(a);
