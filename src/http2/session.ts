@@ -24,53 +24,19 @@
  */
 import type { Duplex } from 'node:stream';
 import { HpackDecoder, HpackEncoder, HpackError, HpackListTooLarge } from './hpack.js';
+import {
+  ACK, CONTINUATION, DATA, DEFAULT_FRAME, DEFAULT_WINDOW, END_HEADERS, END_STREAM, GOAWAY, H2ConnectionError, H2ERR, HEADERS,
+  MAX_WINDOW, PADDED, PING, PREFACE, PRIORITY, PRIORITY_FLAG, PUSH_PROMISE, RST_STREAM, SETTINGS, WINDOW_UPDATE,
+  settingsAck, unpad, writeFrameHeader, type H2Settings,
+} from './frames.js';
 import { checkRequest, checkResponse, checkTrailers, contentLength } from './validate.js';
 
+export { H2ConnectionError, H2ERR, PREFACE, type H2Settings } from './frames.js';
 export { CONNECTION_SPECIFIC, checkRequest, checkResponse, checkTrailers } from './validate.js';
 export { h2RequestHeaders, hasUpper } from './request-headers.js';
 
-export const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
-
-/** Error codes (RFC 9113 §7). */
-export const H2ERR = {
-  NO_ERROR: 0x0,
-  PROTOCOL_ERROR: 0x1,
-  INTERNAL_ERROR: 0x2,
-  FLOW_CONTROL_ERROR: 0x3,
-  SETTINGS_TIMEOUT: 0x4,
-  STREAM_CLOSED: 0x5,
-  FRAME_SIZE_ERROR: 0x6,
-  REFUSED_STREAM: 0x7,
-  CANCEL: 0x8,
-  COMPRESSION_ERROR: 0x9,
-  CONNECT_ERROR: 0xa,
-  ENHANCE_YOUR_CALM: 0xb,
-  INADEQUATE_SECURITY: 0xc,
-  HTTP_1_1_REQUIRED: 0xd,
-} as const;
-
-const DATA = 0x0;
-const HEADERS = 0x1;
-const PRIORITY = 0x2;
-const RST_STREAM = 0x3;
-const SETTINGS = 0x4;
-const PUSH_PROMISE = 0x5;
-const PING = 0x6;
-const GOAWAY = 0x7;
-const WINDOW_UPDATE = 0x8;
-const CONTINUATION = 0x9;
-
-const END_STREAM = 0x1;
-const ACK = 0x1;
-const END_HEADERS = 0x4;
-const PADDED = 0x8;
-const PRIORITY_FLAG = 0x20;
 /** Not a wire flag: set on a HEADERS frame whose stream depends on itself (a stream error already sent). */
 const SELF_DEPENDENT = 0x100;
-
-const MAX_WINDOW = 0x7fffffff;
-const DEFAULT_WINDOW = 65_535;
-const DEFAULT_FRAME = 16_384;
 
 /**
  * Control-frame answers (PING and SETTINGS ACKs) allowed in any one second, and while the socket is backed up (the
@@ -88,16 +54,6 @@ const MAX_PEER_FAULTS = 1000;
 const SOCKET_HIGH_WATER = 1 << 20;
 /** Consecutive DATA frames with no payload and no END_STREAM (Envoy allows 1; nghttp2's invalid-frame budget 1,000). */
 const MAX_EMPTY_DATA = 100;
-
-/** The settings one side announces (RFC 9113 §6.5.2). */
-export interface H2Settings {
-  headerTableSize: number;
-  enablePush: boolean;
-  maxConcurrentStreams: number;
-  initialWindowSize: number;
-  maxFrameSize: number;
-  maxHeaderListSize: number;
-}
 
 const PEER_DEFAULTS: H2Settings = {
   headerTableSize: 4096,
@@ -413,12 +369,6 @@ export class H2Stream {
 
 const EMPTY = Buffer.alloc(0);
 
-/** A connection-level failure, for the owner's logs and counters. */
-export class H2ConnectionError extends Error {
-  constructor(message: string, readonly code: number, readonly flood = false) {
-    super(message);
-  }
-}
 
 export interface H2SessionEvents {
   /** Server: a new request stream (headers validated). The owner sets `stream.handler`. */
@@ -1168,26 +1118,4 @@ export class H2Session {
 
 function flushSession(s: H2Session): void {
   s.flush();
-}
-
-function writeFrameHeader(b: Buffer, len: number, type: number, flags: number, id: number): void {
-  b[0] = len >>> 16;
-  b[1] = (len >>> 8) & 0xff;
-  b[2] = len & 0xff;
-  b[3] = type;
-  b[4] = flags;
-  b.writeUInt32BE(id, 5);
-}
-
-function settingsAck(): Buffer {
-  const f = Buffer.allocUnsafe(9);
-  writeFrameHeader(f, 0, SETTINGS, ACK, 0);
-  return f;
-}
-
-function unpad(p: Buffer): Buffer {
-  if (p.length < 1) throw new H2ConnectionError('padded frame without its pad length', H2ERR.FRAME_SIZE_ERROR);
-  const pad = p[0]!;
-  if (pad >= p.length) throw new H2ConnectionError('padding longer than the frame', H2ERR.PROTOCOL_ERROR);
-  return p.subarray(1, p.length - pad);
 }
