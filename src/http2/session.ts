@@ -6,14 +6,23 @@
  * docs/performance.md, "HTTP/2 codec"). This module keeps per-stream work to parsing frames out of the socket's
  * chunks, HPACK (./hpack.ts) and a few integer updates, and writes each tick's frames in one socket write.
  *
+ * This file is one cohesive state machine: the HTTP/2 connection, `H2Session`. The preface, SETTINGS, PING, GOAWAY,
+ * connection flow control, stream ids and limits, header-block assembly and the flood counters all read and move the
+ * same per-connection state frame by frame, in one class, so it stays in one file (over 500 lines). The parts with a
+ * job of their own are beside it, and their public names are re-exported here (importers use this module): the wire
+ * vocabulary and frame header (./frames.ts), one stream's states and windows (./stream.ts), header-list validation
+ * (./validate.ts), the HTTP/1 request head as an HTTP/2 header block (./request-headers.ts).
+ *
  * What it does, per RFC 9113:
  * - the connection preface, SETTINGS (applied and acknowledged), PING (answered), GOAWAY (both ways, graceful close),
  *   WINDOW_UPDATE and flow control on both levels in both directions, RST_STREAM, PRIORITY (read and ignored),
  *   CONTINUATION (header blocks of any size, sent split at the peer's SETTINGS_MAX_FRAME_SIZE), padding, unknown
  *   frame types ignored;
- * - the stream state machine (idle → open → half-closed → closed), stream id rules, SETTINGS_MAX_CONCURRENT_STREAMS;
- * - request validation on the server side (§8.3: pseudo-headers, lowercase names, no connection-specific fields,
- *   `te: trailers` only, content-length against the DATA received), a malformed request is a stream error;
+ * - the stream state machine (idle → open → half-closed → closed; ./stream.ts), stream id rules,
+ *   SETTINGS_MAX_CONCURRENT_STREAMS;
+ * - request validation on the server side (§8.3, ./validate.ts: pseudo-headers, lowercase names, no
+ *   connection-specific fields, `te: trailers` only, content-length against the DATA received), a malformed request
+ *   is a stream error;
  * - defences: a header block is bounded while it is assembled (CONTINUATION flood, CVE-2024-27983), control frames
  *   answered to a peer that does not read are bounded (PING/SETTINGS floods, CVE-2019-9512/9515), empty DATA frames
  *   without END_STREAM are bounded (CVE-2019-9518). Rapid reset (CVE-2023-44487) is judged by the listener, which
