@@ -1,6 +1,7 @@
 /**
  * HTTP/2 header lists against RFC 9113 §8.2 and §8.3: whether a request, a response or a trailer section is
- * well-formed (a malformed one is a stream error), and a message's content-length. Pure: strings in, a verdict out.
+ * well-formed (a malformed one is a stream error), and a message's content-length. Pure: strings in, a verdict out
+ * (fields whose value holds a stray control character are dropped from the list in place).
  */
 
 /** content-length of a header list: -1 when absent, -2 when not a number or given twice with different values. */
