@@ -6,14 +6,23 @@
  * docs/performance.md, "HTTP/2 codec"). This module keeps per-stream work to parsing frames out of the socket's
  * chunks, HPACK (./hpack.ts) and a few integer updates, and writes each tick's frames in one socket write.
  *
+ * This file is one cohesive state machine: the HTTP/2 connection, `H2Session`. The preface, SETTINGS, PING, GOAWAY,
+ * connection flow control, stream ids and limits, header-block assembly and the flood counters all read and move the
+ * same per-connection state frame by frame, in one class, so it stays in one file (over 500 lines). The parts with a
+ * job of their own are beside it, and their public names are re-exported here (importers use this module): the wire
+ * vocabulary and frame header (./frames.ts), one stream's states and windows (./stream.ts), header-list validation
+ * (./validate.ts), the HTTP/1 request head as an HTTP/2 header block (./request-headers.ts).
+ *
  * What it does, per RFC 9113:
  * - the connection preface, SETTINGS (applied and acknowledged), PING (answered), GOAWAY (both ways, graceful close),
  *   WINDOW_UPDATE and flow control on both levels in both directions, RST_STREAM, PRIORITY (read and ignored),
  *   CONTINUATION (header blocks of any size, sent split at the peer's SETTINGS_MAX_FRAME_SIZE), padding, unknown
  *   frame types ignored;
- * - the stream state machine (idle → open → half-closed → closed), stream id rules, SETTINGS_MAX_CONCURRENT_STREAMS;
- * - request validation on the server side (§8.3: pseudo-headers, lowercase names, no connection-specific fields,
- *   `te: trailers` only, content-length against the DATA received), a malformed request is a stream error;
+ * - the stream state machine (idle → open → half-closed → closed; ./stream.ts), stream id rules,
+ *   SETTINGS_MAX_CONCURRENT_STREAMS;
+ * - request validation on the server side (§8.3, ./validate.ts: pseudo-headers, lowercase names, no
+ *   connection-specific fields, `te: trailers` only, content-length against the DATA received), a malformed request
+ *   is a stream error;
  * - defences: a header block is bounded while it is assembled (CONTINUATION flood, CVE-2024-27983), control frames
  *   answered to a peer that does not read are bounded (PING/SETTINGS floods, CVE-2019-9512/9515), empty DATA frames
  *   without END_STREAM are bounded (CVE-2019-9518). Rapid reset (CVE-2023-44487) is judged by the listener, which
@@ -24,49 +33,21 @@
  */
 import type { Duplex } from 'node:stream';
 import { HpackDecoder, HpackEncoder, HpackError, HpackListTooLarge } from './hpack.js';
+import {
+  ACK, CONTINUATION, DATA, DEFAULT_FRAME, DEFAULT_WINDOW, END_HEADERS, END_STREAM, GOAWAY, H2ConnectionError, H2ERR, HEADERS,
+  MAX_WINDOW, PADDED, PING, PREFACE, PRIORITY, PRIORITY_FLAG, PUSH_PROMISE, RST_STREAM, SETTINGS, WINDOW_UPDATE,
+  settingsAck, unpad, writeFrameHeader, type H2Settings,
+} from './frames.js';
+import { H2Stream, type H2StreamHandler, type StreamSession } from './stream.js';
+import { checkRequest, checkResponse, checkTrailers, contentLength } from './validate.js';
 
-export const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
+export { H2ConnectionError, H2ERR, PREFACE, type H2Settings } from './frames.js';
+export { H2Stream, type H2StreamHandler } from './stream.js';
+export { CONNECTION_SPECIFIC, checkRequest, checkResponse, checkTrailers } from './validate.js';
+export { h2RequestHeaders, hasUpper } from './request-headers.js';
 
-/** Error codes (RFC 9113 §7). */
-export const H2ERR = {
-  NO_ERROR: 0x0,
-  PROTOCOL_ERROR: 0x1,
-  INTERNAL_ERROR: 0x2,
-  FLOW_CONTROL_ERROR: 0x3,
-  SETTINGS_TIMEOUT: 0x4,
-  STREAM_CLOSED: 0x5,
-  FRAME_SIZE_ERROR: 0x6,
-  REFUSED_STREAM: 0x7,
-  CANCEL: 0x8,
-  COMPRESSION_ERROR: 0x9,
-  CONNECT_ERROR: 0xa,
-  ENHANCE_YOUR_CALM: 0xb,
-  INADEQUATE_SECURITY: 0xc,
-  HTTP_1_1_REQUIRED: 0xd,
-} as const;
-
-const DATA = 0x0;
-const HEADERS = 0x1;
-const PRIORITY = 0x2;
-const RST_STREAM = 0x3;
-const SETTINGS = 0x4;
-const PUSH_PROMISE = 0x5;
-const PING = 0x6;
-const GOAWAY = 0x7;
-const WINDOW_UPDATE = 0x8;
-const CONTINUATION = 0x9;
-
-const END_STREAM = 0x1;
-const ACK = 0x1;
-const END_HEADERS = 0x4;
-const PADDED = 0x8;
-const PRIORITY_FLAG = 0x20;
 /** Not a wire flag: set on a HEADERS frame whose stream depends on itself (a stream error already sent). */
 const SELF_DEPENDENT = 0x100;
-
-const MAX_WINDOW = 0x7fffffff;
-const DEFAULT_WINDOW = 65_535;
-const DEFAULT_FRAME = 16_384;
 
 /**
  * Control-frame answers (PING and SETTINGS ACKs) allowed in any one second, and while the socket is backed up (the
@@ -84,16 +65,6 @@ const MAX_PEER_FAULTS = 1000;
 const SOCKET_HIGH_WATER = 1 << 20;
 /** Consecutive DATA frames with no payload and no END_STREAM (Envoy allows 1; nghttp2's invalid-frame budget 1,000). */
 const MAX_EMPTY_DATA = 100;
-
-/** The settings one side announces (RFC 9113 §6.5.2). */
-export interface H2Settings {
-  headerTableSize: number;
-  enablePush: boolean;
-  maxConcurrentStreams: number;
-  initialWindowSize: number;
-  maxFrameSize: number;
-  maxHeaderListSize: number;
-}
 
 const PEER_DEFAULTS: H2Settings = {
   headerTableSize: 4096,
@@ -115,307 +86,6 @@ export interface H2SessionOptions {
   maxHeaderListSize?: number;
 }
 
-/** What a stream tells its owner. One object per stream (the owner itself), not a closure per event. */
-export interface H2StreamHandler {
-  /**
-   * A header block arrived. Client: the response's final headers (1xx are skipped), then trailers. Server: only
-   * trailers (the request's headers come with `onStream`). `flat` holds [name, value, …] with pseudo-headers.
-   */
-  onHeaders(stream: H2Stream, flat: string[], endStream: boolean, trailers: boolean): void;
-  onData(stream: H2Stream, chunk: Buffer): void;
-  /** The peer ended its side (END_STREAM), after its last data or trailers. */
-  onEnd(stream: H2Stream): void;
-  /** The stream is closed: both sides ended (code 0, byPeer false), or reset by either side or by the connection. */
-  onClose(stream: H2Stream, code: number, byPeer: boolean): void;
-  /** Flow-control room again after `write` returned false. */
-  onDrain(stream: H2Stream): void;
-  /** Client: an informational (1xx) response header block, e.g. `100 Continue`, before the final one. */
-  onInformational?(stream: H2Stream, status: number): void;
-}
-
-const NO_HANDLER: H2StreamHandler = {
-  onHeaders() {},
-  onData() {},
-  onEnd() {},
-  onClose() {},
-  onDrain() {},
-};
-
-/** One stream. Writes are queued behind the flow-control windows; reads can be paused (no WINDOW_UPDATE then). */
-export class H2Stream {
-  handler: H2StreamHandler = NO_HANDLER;
-  /** Free slot for the owner (the request/response pair, the pool's exchange). */
-  owner: unknown = undefined;
-  /** We sent END_STREAM. */
-  localEnded = false;
-  /** The peer sent END_STREAM. */
-  remoteEnded = false;
-  closed = false;
-  /** The reset code (ours or the peer's), 0 for a clean close. */
-  rstCode = 0;
-  resetByPeer = false;
-  headersSent = false;
-  /** Client: the final response headers arrived (later header blocks are trailers). Server: the request's did. */
-  headersReceived = false;
-  /** Peer's content-length of this message, -1 when none (checked against the DATA received, §8.1.1). */
-  expectedLength = -1;
-  /** Client: the request was HEAD (its response's content-length describes no body). */
-  headRequest = false;
-  receivedLength = 0;
-  /** Bytes we may still send (the peer's window for this stream). */
-  sendWindow: number;
-  /** Bytes the peer may still send us before our next WINDOW_UPDATE. */
-  recvWindow: number;
-  /** Bytes delivered to the owner since our last WINDOW_UPDATE for this stream. */
-  private consumed = 0;
-  paused = false;
-  private inq: Buffer[] | null = null;
-  private inEnd = false;
-  /** Data (and a pending end / trailers) waiting for window. */
-  outq: Buffer[] | null = null;
-  private outEnd = false;
-  private outTrailers: string[] | null = null;
-  needDrain = false;
-
-  constructor(readonly session: H2Session, readonly id: number) {
-    this.sendWindow = session.peer.initialWindowSize;
-    this.recvWindow = session.localWindow;
-  }
-
-  /** Send the header block (request headers, response headers); `endStream` when no body follows. */
-  sendHeaders(flat: readonly string[], endStream: boolean): void {
-    if (this.closed || this.localEnded) return;
-    this.headersSent = true;
-    if (endStream) this.localEnded = true;
-    this.session.writeHeaders(this.id, flat, endStream);
-    if (endStream) this.maybeClose();
-  }
-
-  /** Send an informational (1xx) header block, e.g. `100 Continue`, before the final headers. */
-  sendInformational(flat: readonly string[]): void {
-    if (this.closed || this.localEnded || this.headersSent) return;
-    this.session.writeHeaders(this.id, flat, false);
-  }
-
-  /** Send body bytes. False: they are queued behind flow control; `onDrain` follows when they are sent. */
-  write(chunk: Buffer): boolean {
-    if (this.closed || this.localEnded) return false;
-    if (chunk.length === 0) return this.outq === null;
-    if (this.outq !== null) {
-      this.outq.push(chunk);
-      this.needDrain = true;
-      return false;
-    }
-    const s = this.session;
-    // A peer that does not read its socket is no better than a closed window: the bytes wait here, not in memory
-    // the socket grows without bound (node:http2 had maxSessionMemory for this).
-    const room = s.congested() ? 0 : Math.min(this.sendWindow, s.sendWindow);
-    if (chunk.length <= room) {
-      this.sendWindow -= chunk.length;
-      s.sendWindow -= chunk.length;
-      s.writeData(this.id, chunk, false);
-      return true;
-    }
-    if (room > 0) {
-      this.sendWindow -= room;
-      s.sendWindow -= room;
-      s.writeData(this.id, chunk.subarray(0, room), false);
-      chunk = chunk.subarray(room);
-    }
-    this.outq = [chunk];
-    this.needDrain = true;
-    s.blocked.add(this);
-    return false;
-  }
-
-  /** End our side: the last bytes (if any), then trailers (HEADERS with END_STREAM) or an empty END_STREAM DATA frame. */
-  end(chunk?: Buffer, trailers?: readonly string[] | null): void {
-    if (this.closed || this.localEnded) return;
-    if (chunk !== undefined && chunk.length > 0) this.write(chunk);
-    if (this.outq !== null) {
-      this.outEnd = true;
-      this.outTrailers = trailers === undefined || trailers === null ? null : trailers.slice();
-      return;
-    }
-    this.finish(trailers ?? null);
-  }
-
-  private finish(trailers: readonly string[] | null): void {
-    this.localEnded = true;
-    if (trailers !== null) this.session.writeHeaders(this.id, trailers, true);
-    else this.session.writeData(this.id, EMPTY, true);
-    this.maybeClose();
-  }
-
-  /** @internal send what the windows allow now; true when the queue emptied. */
-  flushOut(): boolean {
-    const q = this.outq;
-    if (q === null) return true;
-    const s = this.session;
-    while (q.length > 0) {
-      const room = s.congested() ? 0 : Math.min(this.sendWindow, s.sendWindow);
-      if (room <= 0) return false;
-      const c = q[0]!;
-      if (c.length <= room) {
-        q.shift();
-        this.sendWindow -= c.length;
-        s.sendWindow -= c.length;
-        s.writeData(this.id, c, false);
-      } else {
-        q[0] = c.subarray(room);
-        this.sendWindow -= room;
-        s.sendWindow -= room;
-        s.writeData(this.id, c.subarray(0, room), false);
-        return false;
-      }
-    }
-    this.outq = null;
-    // Out of the blocked set before the owner hears of it: a write in its onDrain that queues again adds it back.
-    s.blocked.delete(this);
-    if (this.outEnd) {
-      this.outEnd = false;
-      const t = this.outTrailers;
-      this.outTrailers = null;
-      this.finish(t);
-    }
-    if (this.needDrain && !this.closed) {
-      this.needDrain = false;
-      this.handler.onDrain(this);
-    }
-    return true;
-  }
-
-  /** Bytes queued behind flow control. */
-  get queuedBytes(): number {
-    let n = 0;
-    if (this.outq !== null) for (const c of this.outq) n += c.length;
-    return n;
-  }
-
-  /** Stop taking data: no WINDOW_UPDATE for this stream until `resume` (what already came is kept). */
-  pause(): void {
-    this.paused = true;
-  }
-
-  resume(): void {
-    if (!this.paused) return;
-    this.paused = false;
-    const q = this.inq;
-    if (q !== null) {
-      while (q.length > 0 && !this.paused && !this.closed) this.deliver(q.shift()!);
-      if (q.length > 0) return;
-      this.inq = null;
-    }
-    if (this.paused) return;
-    if (this.inEnd) {
-      this.inEnd = false;
-      this.handler.onEnd(this);
-      this.maybeClose();
-      return;
-    }
-    this.grant();
-  }
-
-  /**
-   * @internal the server sent RST_STREAM NO_ERROR after its complete response (RFC 9113 §8.1: it needs no more of
-   * the request): our side stops sending, and the response, some of it perhaps still held by pause(), is delivered.
-   */
-  peerStopped(): void {
-    this.localEnded = true;
-    this.outq = null;
-    this.outEnd = false;
-    this.outTrailers = null;
-    this.session.blocked.delete(this);
-    this.maybeClose();
-  }
-
-  /** @internal padding bytes of a DATA frame: counted as consumed at once. */
-  padding(n: number): void {
-    this.consumed += n;
-    if (!this.paused) this.grant();
-  }
-
-  /** @internal data from the peer (flow-control accounting done by the session). */
-  received(chunk: Buffer): void {
-    if (this.paused || this.inq !== null) {
-      (this.inq ??= []).push(chunk);
-      return;
-    }
-    this.deliver(chunk);
-  }
-
-  private deliver(chunk: Buffer): void {
-    this.consumed += chunk.length;
-    this.handler.onData(this, chunk);
-    if (!this.paused) this.grant();
-  }
-
-  /** @internal the peer's END_STREAM, after its data. */
-  remoteEnd(): void {
-    this.remoteEnded = true;
-    if (this.paused || this.inq !== null) {
-      this.inEnd = true;
-      return;
-    }
-    this.handler.onEnd(this);
-    this.maybeClose();
-  }
-
-  /** WINDOW_UPDATE once half the stream's window has been consumed (fewer frames than one per DATA frame). */
-  private grant(): void {
-    if (this.consumed === 0 || this.remoteEnded || this.closed) return;
-    const s = this.session;
-    if (this.consumed >= s.localWindow >> 1 || this.recvWindow < s.localWindow >> 1) {
-      const n = this.consumed;
-      this.consumed = 0;
-      this.recvWindow += n;
-      s.writeWindowUpdate(this.id, n);
-    }
-  }
-
-  /** Reset the stream (RST_STREAM with `code`); the owner's onClose follows with byPeer false. */
-  reset(code: number = H2ERR.CANCEL): void {
-    if (this.closed) return;
-    this.session.writeRst(this.id, code);
-    this.close(code, false);
-  }
-
-  /** @internal */
-  maybeClose(): void {
-    if (this.closed || !this.localEnded) return;
-    if (this.remoteEnded) {
-      // A server whose response is complete needs nothing more of the request: request bytes still held by pause()
-      // are dropped (else the stream would stay open until its owner read them, which it no longer will).
-      if ((this.inq === null && !this.inEnd) || this.session.role === 'server') this.close(0, false);
-    } else if (this.session.role === 'server') {
-      // The response is complete before the request: RST_STREAM NO_ERROR tells the client to stop sending (§8.1).
-      this.session.writeRst(this.id, H2ERR.NO_ERROR);
-      this.close(0, false);
-    }
-  }
-
-  /** @internal */
-  close(code: number, byPeer: boolean): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.rstCode = code;
-    this.resetByPeer = byPeer;
-    this.outq = null;
-    this.inq = null;
-    this.session.streamClosed(this);
-    this.handler.onClose(this, code, byPeer);
-  }
-}
-
-const EMPTY = Buffer.alloc(0);
-
-/** A connection-level failure, for the owner's logs and counters. */
-export class H2ConnectionError extends Error {
-  constructor(message: string, readonly code: number, readonly flood = false) {
-    super(message);
-  }
-}
-
 export interface H2SessionEvents {
   /** Server: a new request stream (headers validated). The owner sets `stream.handler`. */
   onStream?(stream: H2Stream, flat: string[], endStream: boolean): void;
@@ -431,7 +101,7 @@ export interface H2SessionEvents {
   onIdle?(): void;
 }
 
-export class H2Session {
+export class H2Session implements StreamSession {
   readonly peer: H2Settings = { ...PEER_DEFAULTS };
   /** Our per-stream receive window (SETTINGS_INITIAL_WINDOW_SIZE we announced). */
   readonly localWindow: number;
@@ -1164,197 +834,4 @@ export class H2Session {
 
 function flushSession(s: H2Session): void {
   s.flush();
-}
-
-function writeFrameHeader(b: Buffer, len: number, type: number, flags: number, id: number): void {
-  b[0] = len >>> 16;
-  b[1] = (len >>> 8) & 0xff;
-  b[2] = len & 0xff;
-  b[3] = type;
-  b[4] = flags;
-  b.writeUInt32BE(id, 5);
-}
-
-function settingsAck(): Buffer {
-  const f = Buffer.allocUnsafe(9);
-  writeFrameHeader(f, 0, SETTINGS, ACK, 0);
-  return f;
-}
-
-function unpad(p: Buffer): Buffer {
-  if (p.length < 1) throw new H2ConnectionError('padded frame without its pad length', H2ERR.FRAME_SIZE_ERROR);
-  const pad = p[0]!;
-  if (pad >= p.length) throw new H2ConnectionError('padding longer than the frame', H2ERR.PROTOCOL_ERROR);
-  return p.subarray(1, p.length - pad);
-}
-
-/** content-length of a header list: -1 when absent, -2 when not a number or given twice with different values. */
-function contentLength(flat: readonly string[]): number {
-  let n = -1;
-  for (let i = 0; i < flat.length; i += 2) {
-    if (flat[i] === 'content-length') {
-      const v = flat[i + 1]!;
-      if (!/^\d{1,15}$/.test(v)) return -2;
-      if (n >= 0 && Number(v) !== n) return -2;
-      n = Number(v);
-    }
-  }
-  return n;
-}
-
-/** Fields that are HTTP/1 connection-specific and malformed in HTTP/2 (§8.2.2). */
-export const CONNECTION_SPECIFIC: ReadonlySet<string> = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade']);
-
-/** What an HTTP/1 request carries that its HTTP/2 form does not: connection-specific fields, h2c's own, Host. */
-const NOT_IN_H2_REQUEST: ReadonlySet<string> = new Set([...CONNECTION_SPECIFIC, 'host', 'http2-settings']);
-
-export function hasUpper(s: string): boolean {
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c >= 65 && c <= 90) return true;
-  }
-  return false;
-}
-
-/**
- * An HTTP/1 request head (flat raw headers) as an HTTP/2 header block: pseudo-headers first (`:authority` from
- * Host, when there is one), names lowercase, no connection-specific fields nor those `Connection` names, `TE` only
- * as "trailers" (§8.2.2). The upstream pool's requests and an h2c upgrade's stream 1 alike.
- */
-export function h2RequestHeaders(method: string, path: string, raw: readonly string[]): string[] {
-  const out = [':method', method, ':scheme', 'http', ':path', path, ':authority', ''];
-  let listed: Set<string> | undefined;
-  for (let i = 0; i < raw.length; i += 2) {
-    let name = raw[i]!;
-    if (hasUpper(name)) name = name.toLowerCase();
-    const value = raw[i + 1]!;
-    if (name === 'host') { if (out[7] === '') out[7] = value; continue; }
-    if (name === 'connection') {
-      for (const t of value.split(',')) {
-        const n = t.trim().toLowerCase();
-        if (n !== '' && n !== 'close' && !NOT_IN_H2_REQUEST.has(n)) (listed ??= new Set()).add(n);
-      }
-      continue;
-    }
-    if (NOT_IN_H2_REQUEST.has(name)) continue;
-    if (name === 'te' && value.trim().toLowerCase() !== 'trailers') continue;
-    out.push(name, value);
-  }
-  if (out[7] === '') out.splice(6, 2);
-  if (listed === undefined) return out;
-  const kept: string[] = [];
-  for (let i = 0; i < out.length; i += 2) if (!listed.has(out[i]!)) kept.push(out[i]!, out[i + 1]!);
-  return kept;
-}
-
-/**
- * A request's header list against §8.3.1 and §8.2: null when well-formed, else why not (regular fields holding control
- * characters other than HTAB are removed from `flat`; a pseudo-header value holding one, or a blank, is malformed).
- */
-export function checkRequest(flat: string[]): string | null {
-  let controls = false;
-  let method = '';
-  let path = '';
-  let scheme = '';
-  let authority = false;
-  let regular = false;
-  for (let i = 0; i < flat.length; i += 2) {
-    const name = flat[i]!;
-    const value = flat[i + 1]!;
-    if (name.length === 0) return 'empty field name';
-    if (name.charCodeAt(0) === 58) {
-      if (regular) return 'pseudo-header after a regular field';
-      // No control character or blank in a pseudo-header value (§8.2.1: no NUL, CR, LF in any field; a request line
-      // holds none of them either): passed on, `/admin\0.png` is judged as not /admin by a proxy, read as /admin by
-      // an app that ends the string at NUL.
-      if (/[\x00-\x20\x7f]/.test(value)) return `a blank or control character in ${name}`;
-      switch (name) {
-        case ':method': if (method !== '') return 'duplicate :method'; method = value; break;
-        case ':path': if (path !== '') return 'duplicate :path'; path = value; if (value === '') return 'empty :path'; break;
-        case ':scheme': if (scheme !== '') return 'duplicate :scheme'; scheme = value; break;
-        case ':authority': if (authority) return 'duplicate :authority'; authority = true; break;
-        default: return `unknown pseudo-header ${name}`;
-      }
-      continue;
-    }
-    regular = true;
-    const bad = checkField(name, value);
-    if (bad === CONTROL) controls = true;
-    else if (bad !== null) return bad;
-  }
-  // Other control characters (C0 but HTAB, DEL) are not malformed in HTTP/2 (§8.2.1) but no valid HTTP field value
-  // holds them, and HTTP/1 cannot carry them upstream: as nghttp2 does, such fields are dropped, the request served.
-  if (controls) dropControlFields(flat);
-  if (method === '') return 'no :method';
-  if (method === 'CONNECT') return path === '' && scheme === '' && authority ? null : 'CONNECT needs :authority and no :path or :scheme';
-  if (path === '' || scheme === '') return 'no :path or :scheme';
-  return null;
-}
-
-/** A response's header list (after `:status`, checked by the caller): only regular fields, each well-formed. */
-export function checkResponse(flat: string[]): string | null {
-  return checkRegular(flat, 2);
-}
-
-/** A trailer section: no pseudo-headers, each field well-formed. */
-export function checkTrailers(flat: string[]): string | null {
-  return checkRegular(flat, 0);
-}
-
-function checkRegular(flat: string[], from: number): string | null {
-  let controls = false;
-  for (let i = from; i < flat.length; i += 2) {
-    const name = flat[i]!;
-    if (name.length === 0) return 'empty field name';
-    if (name.charCodeAt(0) === 58) return `pseudo-header ${name} where none may be`;
-    const bad = checkField(name, flat[i + 1]!);
-    if (bad === CONTROL) controls = true;
-    else if (bad !== null) return bad;
-  }
-  if (controls) dropControlFields(flat);
-  return null;
-}
-
-/** Returned by checkField for a value with a control character that is dropped rather than refused. */
-const CONTROL = 'control';
-
-/**
- * One regular field against §8.2.1 and §8.2.2: a lowercase visible-ASCII name without a colon, not
- * connection-specific, `te` only as "trailers"; a value without NUL, CR or LF, not starting or ending with SP or
- * HTAB. CONTROL for a value that holds another control character (the caller drops the field).
- */
-function checkField(name: string, value: string): string | null {
-  for (let j = 0; j < name.length; j++) {
-    const c = name.charCodeAt(j);
-    if ((c >= 65 && c <= 90) || c <= 32 || c >= 127 || c === 58) return 'uppercase or invalid character in a field name';
-  }
-  if (CONNECTION_SPECIFIC.has(name)) return `connection-specific field ${name}`;
-  if (name === 'te' && value !== 'trailers') return 'te other than trailers';
-  const n = value.length;
-  if (n === 0) return null;
-  const first = value.charCodeAt(0);
-  const last = value.charCodeAt(n - 1);
-  if (first === 32 || first === 9 || last === 32 || last === 9) return 'a field value starting or ending with whitespace';
-  let controls = false;
-  for (let j = 0; j < n; j++) {
-    const c = value.charCodeAt(j);
-    if (c < 32 || c === 127) {
-      if (c === 0 || c === 10 || c === 13) return 'NUL, CR or LF in a field value';
-      if (c !== 9) controls = true;
-    }
-  }
-  return controls ? CONTROL : null;
-}
-
-/** Remove, in place, the regular fields whose value holds a control character other than HTAB (see checkRequest). */
-function dropControlFields(flat: string[]): void {
-  let w = 0;
-  for (let i = 0; i < flat.length; i += 2) {
-    const name = flat[i]!;
-    const value = flat[i + 1]!;
-    if (name.charCodeAt(0) !== 58 && /[\x00-\x08\x0a-\x1f\x7f]/.test(value)) continue;
-    flat[w++] = name;
-    flat[w++] = value;
-  }
-  flat.length = w;
 }
