@@ -6,11 +6,13 @@
  * writes): see docs/architecture.md "Downstream HTTP/1 server" for the measurements and the behaviour kept.
  */
 import net from 'node:net';
-import { Readable } from 'node:stream';
-import { STATUS_CODES, type IncomingHttpHeaders } from 'node:http';
+import { STATUS_CODES } from 'node:http';
 import { onDirectDrain, startReading, stopReading, writeDirect } from './socket-io.js';
 import { consumeSocket, createParser, freeParser, METHODS, unconsumeSocket, type NativeParser } from './native-parser.js';
 import { DEFAULT_STREAM_TIMEOUTS, headersOverdue, idleStreamEnd, streamIdle, sweepIntervalMs, type StreamTimeouts } from '../proxy/stream-timeouts.js';
+import { framingLookalike, Http1Request, removeExpectContinue, type OriginalDestination, type RequestConnection } from './request.js';
+
+export { headersObject, Http1Request, type OriginalDestination } from './request.js';
 
 
 export interface Http1ServerOptions {
@@ -43,119 +45,7 @@ export interface Http1ServerOptions {
   connect?: boolean;
 }
 
-/** Where a captured connection was really going (SO_ORIGINAL_DST), when the listener knows it. */
-export interface OriginalDestination {
-  address: string;
-  port: number;
-}
-
 export type RequestHandler = (req: Http1Request, res: Http1Response) => void;
-
-/** Header names whose repeats node:http drops (first wins), so `headers` reads the same as IncomingMessage's. */
-const SINGLE = new Set([
-  'content-type', 'content-length', 'user-agent', 'referer', 'host', 'authorization', 'proxy-authorization',
-  'if-modified-since', 'if-unmodified-since', 'from', 'location', 'max-forwards', 'retry-after', 'etag',
-  'last-modified', 'server', 'age', 'expires',
-]);
-
-/** Flat raw headers → node:http's `headers` object (lowercase keys; set-cookie array; cookie joined by '; '). */
-export function headersObject(raw: readonly string[]): Record<string, string | string[] | undefined> {
-  // A prototype with no properties (so `constructor` or `__proto__` are just header names) that is not null: V8 keeps
-  // these objects in fast mode with shared hidden classes, where Object.create(null) makes a dictionary per request.
-  const o = Object.create(HEADERS_PROTO) as Record<string, string | string[] | undefined>;
-  for (let i = 0; i < raw.length; i += 2) {
-    const k = raw[i]!.toLowerCase();
-    const v = raw[i + 1]!;
-    const cur = o[k];
-    if (cur === undefined) {
-      o[k] = k === 'set-cookie' ? [v] : v;
-    } else if (k === 'set-cookie') {
-      (cur as string[]).push(v);
-    } else if (!SINGLE.has(k)) {
-      o[k] = k === 'cookie' ? `${cur as string}; ${v}` : `${cur as string}, ${v}`;
-    }
-  }
-  return o;
-}
-
-const HEADERS_PROTO = Object.create(null) as object;
-
-/** One downstream request. The body, when the request has one, is a Readable created at the head. */
-export class Http1Request {
-  readonly method: string;
-  readonly url: string;
-  readonly httpVersion: '1.0' | '1.1';
-  readonly rawHeaders: string[];
-  readonly socket: net.Socket;
-  /** The request body stream, or null when the head says there is none (no Content-Length > 0, no Transfer-Encoding). */
-  readonly body: Readable | null;
-  /** The whole message (head and body) was read. */
-  complete = false;
-  /**
-   * The client asked to switch protocols (`Connection: upgrade` + `Upgrade: …`, HTTP/1.1, no body, nothing else in
-   * flight on the connection). Answer it with `res.switchProtocols` (101, the connection becomes the caller's) or
-   * with any other response, after which the connection closes.
-   */
-  upgrade = false;
-  /** `Expect: 100-continue` on an HTTP/1.1 request with a body: forwarded, and the upstream's 100 relayed (res.sendContinue). */
-  expectContinue = false;
-  private headerObject: IncomingHttpHeaders | undefined;
-  private readonly conn: Connection;
-
-  constructor(socket: net.Socket, method: string, url: string, minor: number, raw: string[], hasBody: boolean, conn: Connection) {
-    this.socket = socket;
-    this.conn = conn;
-    this.method = method;
-    this.url = url;
-    this.httpVersion = minor === 0 ? '1.0' : '1.1';
-    this.rawHeaders = raw;
-    this.body = hasBody ? new BodyStream(conn) : null;
-  }
-
-  /** node:http's `headers` view, built on first use. */
-  get headers(): IncomingHttpHeaders {
-    return (this.headerObject ??= headersObject(this.rawHeaders) as IncomingHttpHeaders);
-  }
-
-  /** The peer's IP ('' if unknown); with the ports below, read from the socket once per connection. */
-  get remoteAddress(): string {
-    return this.conn.addresses().remoteAddress;
-  }
-
-  /** "ip:port" of the peer, as access logs and spans print it. */
-  get remoteKey(): string {
-    return this.conn.addresses().remoteKey;
-  }
-
-  /** "ip:port" of the listener side of the connection. */
-  get localKey(): string {
-    return this.conn.addresses().localKey;
-  }
-
-  /** The address the client dialled before iptables redirected it, or undefined (not captured, or unknown). */
-  get originalDst(): OriginalDestination | undefined {
-    return this.conn.originalDst;
-  }
-
-  /** Discard the rest of the body (the proxy answered without reading it), so the connection stays usable. */
-  resume(): void {
-    if (this.body !== null && !this.complete) this.body.resume();
-  }
-}
-
-/** A request body: pushes parser chunks; reading pauses the socket when the consumer is slower than the peer. */
-class BodyStream extends Readable {
-  constructor(private readonly conn: Connection) {
-    super();
-    // The server destroys a body with an error when its framing breaks or the client goes; a handler that answered
-    // without reading it (a local reply) has no 'error' listener, and an unhandled one would end the process.
-    this.on('error', noop);
-  }
-
-  override _read(): void {
-    this.conn.resumeReading();
-  }
-}
 
 type Listener = () => void;
 
@@ -451,13 +341,6 @@ class InvalidHeaderError extends Error {
 const EMPTY: readonly string[] = [];
 const CONTINUE = 'HTTP/1.1 100 Continue\r\n\r\n';
 
-/** Remove every `Expect: 100-continue` field from a flat header list, in place. */
-function removeExpectContinue(raw: string[]): void {
-  for (let i = raw.length - 2; i >= 0; i -= 2) {
-    const n = raw[i]!;
-    if (n.length === 6 && n.toLowerCase() === 'expect' && raw[i + 1]!.trim().toLowerCase() === '100-continue') raw.splice(i, 2);
-  }
-}
 /** Output a pipelined response may hold while waiting its turn before its writer is paused (bytes). */
 const HELD_LIMIT = 64 * 1024;
 /** RFC 9110 token characters. */
@@ -488,7 +371,7 @@ function httpDate(): string {
 const STATUS_TEXT: Record<number, string | undefined> = STATUS_CODES;
 
 /** One downstream connection: its parser, the request whose body is being read, and responses in request order. */
-class Connection {
+class Connection implements RequestConnection {
   readonly parser: NativeParser<Connection>;
   /** Responses not yet fully written, oldest first; only the first writes to the socket. */
   readonly queue: Http1Response[] = [];
@@ -866,16 +749,6 @@ class Connection {
 }
 
 function noop(): void { /* socket errors end in 'close', where the connection is cleaned up */ }
-
-/** A name other than Content-Length/Transfer-Encoding whose letters alone spell one of them (any case). */
-function framingLookalike(n: string): boolean {
-  const c = n.charCodeAt(0) | 0x20;
-  if (c !== 0x63 /* c */ && c !== 0x74 /* t */) return false;
-  const l = n.toLowerCase();
-  if (l === 'content-length' || l === 'transfer-encoding') return false;
-  const k = l.replace(/[^a-z]/g, '');
-  return k === 'contentlength' || k === 'transferencoding';
-}
 
 /**
  * How long a connection the proxy has closed its side of (FIN sent, every byte written) may stay half-open, waiting
