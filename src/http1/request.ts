@@ -13,7 +13,7 @@ export interface OriginalDestination {
   port: number;
 }
 
-/** What a request reads of its connection (./server.ts's Connection, the only implementation). */
+/** What a request reads of its connection (./connection.ts's Connection, the only implementation). */
 export interface RequestConnection {
   readonly originalDst: OriginalDestination | undefined;
   addresses(): { remoteAddress: string; remoteKey: string; localKey: string };

@@ -2,13 +2,13 @@
  * One downstream HTTP/1.x response and how it is written: the head built from a flat header list (names and values
  * checked, framing chosen: Content-Length, chunked or close-delimited), held until the first body bytes so a small
  * response leaves in one write, output held behind an unfinished pipelined response, 100 Continue, trailers, and the
- * hand-over of the connection on 101 or CONNECT. Its connection orders and writes the responses.
+ * hand-over of the connection on 101 or CONNECT. Its connection (./connection.ts) orders and writes the responses.
  */
 import type net from 'node:net';
 import { STATUS_CODES } from 'node:http';
 import type { Http1Request } from './request.js';
 
-/** What a response reads and calls on its connection (./server.ts's Connection, the only implementation). */
+/** What a response reads and calls on its connection (./connection.ts's Connection, the only implementation). */
 export interface ResponseConnection {
   readonly server: { readonly stats: { responsesBeforeRequestComplete: number } };
   readonly sock: net.Socket;
