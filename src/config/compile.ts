@@ -1,26 +1,31 @@
 /**
  * Validated resources (+ registry entries from Kubernetes/env) → an immutable Snapshot.
  * Pure and deterministic: the same inputs give the same snapshot (apart from version and time).
+ * This module is the compilation itself; its parts are ./compile-registry.ts (ServiceEntries → services),
+ * ./compile-clusters.ts (endpoints, DestinationRule lookup), ./compile-routes.ts (matches, header ops, lazy virtual
+ * hosts) and ./host-lookup.ts (host aliases and lookup).
  */
-import { isIP } from 'node:net';
-import type {
-  DestinationRuleSpec, Destination, HTTPRoute, HTTPMatchRequest, Headers, HeaderOperations, ServiceEntrySpec,
-  VirtualServiceSpec, WorkloadEntrySpec, TrafficPolicy, StringMatch,
-} from './types.js';
+import type { DestinationRuleSpec, Destination, HTTPRoute, Headers, VirtualServiceSpec, TrafficPolicy } from './types.js';
 import type { Resource } from './resource.js';
 import { objectName } from './resource.js';
 import type { Snapshot, HostEntry } from './snapshot.js';
-import type { ClusterDef, Endpoint, ServiceDef, ServicePortDef, WorkloadDef } from '../model.js';
+import type { ClusterDef, ServiceDef, ServicePortDef } from '../model.js';
 import { durationMs } from './duration.js';
 import { expandHost } from './hosts.js';
 import { compileStringMatch, fullMatchRegex } from '../routing/string-match.js';
-import type {
-  CompiledDestination, CompiledMatch, CompiledRoute, CorsPolicy, Fault, HeaderMatch, HeaderOps, Mirror, RouteAction, Rewrite, VirtualHost,
-} from '../routing/route.js';
+import type { CompiledDestination, CompiledMatch, CompiledRoute, CorsPolicy, Fault, Mirror, RouteAction, Rewrite, VirtualHost } from '../routing/route.js';
 import { compileRetryPolicy } from '../proxy/retry-policy.js';
 import { ClusterPolicyCache, compileClusterPolicy } from '../upstream/policy.js';
 import { compileMesh, servicesFromFiles, type MeshHost } from '../gateway/mesh.js';
 import { meshConflict } from '../gateway/conflict.js';
+import { serviceEntryDefs, WorkloadEntryIndex } from './compile-registry.js';
+import { clusterName, endpointsFor, findDestinationRule, type DrIndex, type PortEndpoints } from './compile-clusters.js';
+import { compileHeaderOps, compileMatch, CompiledVirtualHost, GRPC_STATUS, percentOf, RouteCell, usesHashLb } from './compile-routes.js';
+import { hostAliases } from './host-lookup.js';
+
+export { labelsMatch, protocolOf, WorkloadEntryIndex } from './compile-registry.js';
+export { clusterName } from './compile-clusters.js';
+export { hostAliases, lookupHost } from './host-lookup.js';
 
 const PEAK_EWMA = Object.freeze({ peakEwma: true });
 
@@ -39,285 +44,6 @@ export interface CompileOptions {
   version?: number;
   hash?: string;
   now?: number;
-}
-
-/** The names a request may use for a Kubernetes-style FQDN, as Envoy virtual host domains do. */
-export function hostAliases(fqdn: string, proxyNamespace: string, clusterDomain: string): string[] {
-  const suffix = `.svc.${clusterDomain}`;
-  if (!fqdn.endsWith(suffix)) return [];
-  const base = fqdn.slice(0, -suffix.length); // name.ns
-  const dot = base.indexOf('.');
-  if (dot < 0) return [];
-  const name = base.slice(0, dot);
-  const ns = base.slice(dot + 1);
-  const out = [`${base}.svc`, base];
-  if (ns === proxyNamespace) out.push(name);
-  return out;
-}
-
-const PROTOCOL_BY_NAME_PREFIX = ['http2', 'https', 'http', 'grpc-web', 'grpc', 'tcp', 'tls', 'mongo', 'redis', 'mysql', 'udp'];
-
-export function protocolOf(port: { protocol?: string; name?: string }): string {
-  if (port.protocol) return port.protocol.toLowerCase();
-  const n = (port.name ?? '').toLowerCase();
-  for (const p of PROTOCOL_BY_NAME_PREFIX) if (n === p || n.startsWith(`${p}-`)) return p;
-  return '';
-}
-
-// === registry ===
-
-/**
- * WorkloadEntries by namespace and by (namespace, label, value), in input order: a ServiceEntry's
- * workloadSelector looks at the entries carrying its first label instead of every entry (10,000 ServiceEntries
- * over 10,000 WorkloadEntries would otherwise be 10^8 label checks).
- */
-export class WorkloadEntryIndex {
-  private readonly byNs = new Map<string, Resource[]>();
-  private readonly byLabel = new Map<string, Resource[]>();
-
-  constructor(entries: readonly Resource[]) {
-    const push = (m: Map<string, Resource[]>, k: string, r: Resource): void => {
-      const l = m.get(k);
-      if (l === undefined) m.set(k, [r]); else l.push(r);
-    };
-    for (const we of entries) {
-      const ns = we.metadata.namespace;
-      push(this.byNs, ns, we);
-      const labels = (we.spec as WorkloadEntrySpec).labels ?? {};
-      for (const k in labels) push(this.byLabel, `${ns}\0${k}\0${String(labels[k])}`, we);
-    }
-  }
-
-  /** The entries of `namespace` whose labels include every `selector` label, in input order. */
-  select(namespace: string, selector: Readonly<Record<string, string>>): Resource[] {
-    let candidates: Resource[] | undefined;
-    for (const k in selector) { candidates = this.byLabel.get(`${namespace}\0${k}\0${String(selector[k])}`); break; }
-    if (candidates === undefined) candidates = Object.keys(selector).length === 0 ? this.byNs.get(namespace) : undefined;
-    return (candidates ?? []).filter((we) => labelsMatch(selector, (we.spec as WorkloadEntrySpec).labels ?? {}));
-  }
-}
-
-function serviceEntryDefs(r: Resource, workloadEntries: WorkloadEntryIndex): ServiceDef[] {
-  const spec = r.spec as ServiceEntrySpec;
-  const ports: ServicePortDef[] = (spec.ports ?? []).map((p) => {
-    const d: ServicePortDef = { number: p.number, name: p.name ?? String(p.number), protocol: protocolOf(p) };
-    if (p.targetPort) d.targetPort = p.targetPort;
-    return d;
-  });
-  const toWorkload = (w: WorkloadEntrySpec, namespace: string, name?: string): WorkloadDef => {
-    const wd: WorkloadDef = { address: w.address ?? '', ports: w.ports ?? {}, labels: w.labels ?? {}, weight: w.weight && w.weight > 0 ? w.weight : 1 };
-    if (w.locality) wd.locality = w.locality;
-    if (name) wd.name = name;
-    // Istio: a WorkloadEntry's serviceAccount is an account of its own namespace (an inline endpoint: the entry's).
-    if (w.serviceAccount) wd.identity = { namespace, serviceAccount: w.serviceAccount };
-    return wd;
-  };
-  let workloads: WorkloadDef[] = (spec.endpoints ?? []).map((e) => toWorkload(e, r.metadata.namespace));
-  const sel = spec.workloadSelector?.labels;
-  if (sel) {
-    workloads = workloadEntries.select(r.metadata.namespace, sel).map((we) => toWorkload(we.spec as WorkloadEntrySpec, we.metadata.namespace, we.metadata.name));
-  }
-  const sans = (spec.subjectAltNames ?? []).filter((s) => typeof s === 'string' && s !== '');
-  const resolution = spec.resolution ?? 'NONE';
-  return (spec.hosts ?? []).map((h) => {
-    const host = h.toLowerCase();
-    // DNS resolution without endpoints resolves the host name itself (Istio).
-    const ws = workloads.length === 0 && (resolution === 'DNS' || resolution === 'DNS_ROUND_ROBIN') && !host.startsWith('*')
-      ? [{ address: host, ports: {}, labels: {}, weight: 1 }]
-      : workloads;
-    return {
-      hostname: host,
-      namespace: r.metadata.namespace,
-      ports,
-      resolution,
-      workloads: ws,
-      addresses: spec.addresses ?? [],
-      location: spec.location ?? 'MESH_EXTERNAL',
-      origin: objectName(r),
-      ...(sans.length > 0 ? { subjectAltNames: sans } : {}),
-    };
-  });
-}
-
-export function labelsMatch(selector: Readonly<Record<string, string>>, labels: Readonly<Record<string, string>>): boolean {
-  for (const k in selector) if (labels[k] !== selector[k]) return false;
-  return true;
-}
-
-// === clusters ===
-
-export function clusterName(port: number, subset: string, host: string): string {
-  // join() builds one flat string; a template literal leaves a tree of concatenations (three more heap objects per
-  // cluster, kept for the snapshot's life).
-  return ['outbound', port, subset, host].join('|');
-}
-
-/** The endpoints of one workload on one service port: one per resolved address. */
-function workloadEndpoints(svc: ServiceDef, w: WorkloadDef, port: ServicePortDef, dns: ReadonlyMap<string, readonly string[]> | undefined): readonly Endpoint[] {
-  const epPort = w.ports[port.name] ?? port.targetPort ?? port.number;
-  let addrs: readonly string[] = [w.address];
-  if (svc.resolution === 'DNS' && !isIP(w.address) && !w.address.startsWith('unix://')) {
-    const resolved = dns?.get(w.address);
-    if (resolved && resolved.length > 0) addrs = resolved;
-  }
-  const out: Endpoint[] = [];
-  for (const a of addrs) {
-    const ep: { -readonly [K in keyof Endpoint]: Endpoint[K] } = { key: [a, epPort].join(':'), address: a, port: epPort, labels: w.labels, weight: w.weight };
-    if (w.locality) ep.locality = w.locality;
-    if (a !== w.address) ep.hostname = w.address;
-    if (w.identity !== undefined) ep.identity = w.identity;
-    out.push(ep);
-  }
-  return out;
-}
-
-/**
- * The per-workload endpoints of the (service, port) whose clusters are being built: the default cluster and each
- * subset's are built one after the other and hold the same Endpoint objects instead of a copy each.
- */
-interface PortEndpoints { svc?: ServiceDef; port?: ServicePortDef; lists: ReadonlyArray<readonly Endpoint[]> }
-
-function endpointsFor(svc: ServiceDef, port: ServicePortDef, subsetLabels: Readonly<Record<string, string>> | undefined, dns: ReadonlyMap<string, readonly string[]> | undefined, recent: PortEndpoints): Endpoint[] {
-  if (recent.svc !== svc || recent.port !== port) {
-    recent.svc = svc;
-    recent.port = port;
-    recent.lists = svc.workloads.map((w) => workloadEndpoints(svc, w, port, dns));
-  }
-  const out: Endpoint[] = [];
-  const seen = new Set<string>();
-  svc.workloads.forEach((w, i) => {
-    if (subsetLabels && !labelsMatch(subsetLabels, w.labels)) return;
-    for (const ep of recent.lists[i]!) {
-      if (seen.has(ep.key)) continue;
-      seen.add(ep.key);
-      out.push(ep);
-    }
-  });
-  return out;
-}
-
-/** DestinationRules by host: one rule as itself (nearly every host), several in an array. */
-interface DrIndex { exact: Map<string, Resource | Resource[]>; wildcard: Array<{ suffix: string; r: Resource }> }
-
-function findDestinationRule(idx: DrIndex, host: string, proxyNs: string, svcNs: string): Resource | undefined {
-  const found = idx.exact.get(host);
-  if (found !== undefined && !Array.isArray(found)) return found;
-  const cands = found;
-  if (cands !== undefined && cands.length > 0) {
-    // Istio's lookup order: the client's namespace, then the service's namespace, then any (root).
-    return cands.find((c) => c.metadata.namespace === proxyNs) ?? cands.find((c) => c.metadata.namespace === svcNs) ?? cands[0];
-  }
-  for (const w of idx.wildcard) if (host.endsWith(w.suffix)) return w.r;
-  return undefined;
-}
-
-// === routes ===
-
-function usesHashLb(d: CompiledDestination): boolean {
-  for (const c of d.clusters.values()) if (c.policy.lb.kind === 'RING_HASH' || c.policy.lb.kind === 'MAGLEV') return true;
-  return false;
-}
-
-function compileHeaderOps(ops: HeaderOperations | undefined): HeaderOps | undefined {
-  if (!ops || (!ops.set && !ops.add && !ops.remove)) return undefined;
-  return {
-    remove: (ops.remove ?? []).map((h) => h.toLowerCase()),
-    set: Object.entries(ops.set ?? {}).map(([k, v]) => [k, String(v)] as const),
-    add: Object.entries(ops.add ?? {}).map(([k, v]) => [k, String(v)] as const),
-  };
-}
-
-/** Shared by every match without header/query conditions (read-only: the matcher only iterates it). */
-const NO_HEADER_MATCHES: readonly HeaderMatch[] = [];
-
-function compileHeaderMatches(h: Record<string, StringMatch> | undefined): readonly HeaderMatch[] {
-  if (!h) return NO_HEADER_MATCHES;
-  const out: HeaderMatch[] = [];
-  for (const [name, m] of Object.entries(h)) {
-    const lname = name.toLowerCase();
-    // Istio ignores pseudo-header keys here (they have their own fields).
-    if (lname === 'uri' || lname === 'scheme' || lname === 'method' || lname === 'authority') continue;
-    out.push({ name: lname, match: compileStringMatch(m) });
-  }
-  return out;
-}
-
-function compileMatch(m: HTTPMatchRequest, opts: CompileOptions, resourceNs: string): CompiledMatch | undefined {
-  // sourceLabels / sourceNamespace / gateways select workloads: evaluated once, here, against this sidecar.
-  if (m.sourceLabels && !labelsMatch(m.sourceLabels, opts.labels)) return undefined;
-  if (m.sourceNamespace && m.sourceNamespace !== opts.namespace) return undefined;
-  if (m.gateways && m.gateways.length > 0 && !m.gateways.includes('mesh')) return undefined;
-  void resourceNs;
-  const ic = m.ignoreUriCase === true;
-  return {
-    name: m.name ?? '',
-    uri: m.uri ? compileStringMatch(m.uri, ic) : undefined,
-    scheme: m.scheme ? compileStringMatch(m.scheme) : undefined,
-    method: m.method ? compileStringMatch(m.method) : undefined,
-    authority: m.authority ? compileStringMatch(m.authority) : undefined,
-    headers: compileHeaderMatches(m.headers),
-    withoutHeaders: compileHeaderMatches(m.withoutHeaders),
-    queryParams: compileHeaderMatches(m.queryParams),
-    port: m.port ?? 0,
-  };
-}
-
-function percentOf(p: { value?: number } | undefined, legacy?: number, dflt = 100): number {
-  if (p && typeof p.value === 'number') return p.value;
-  if (typeof legacy === 'number') return legacy;
-  return dflt;
-}
-
-const GRPC_STATUS: Record<string, number> = {
-  OK: 0, CANCELLED: 1, UNKNOWN: 2, INVALID_ARGUMENT: 3, DEADLINE_EXCEEDED: 4, NOT_FOUND: 5, ALREADY_EXISTS: 6,
-  PERMISSION_DENIED: 7, RESOURCE_EXHAUSTED: 8, FAILED_PRECONDITION: 9, ABORTED: 10, OUT_OF_RANGE: 11,
-  UNIMPLEMENTED: 12, INTERNAL: 13, UNAVAILABLE: 14, DATA_LOSS: 15, UNAUTHENTICATED: 16,
-};
-
-/**
- * A virtual host's compiled routes, built on first use and then kept: every host a VirtualService names shares its
- * one cell; a service without a VirtualService has a cell for its default route. Building is pure and total on
- * validated input (validate.ts checks every regex, duration and field it reads), so a lazy build cannot fail where
- * an eager one would have succeeded.
- */
-class RouteCell<T = unknown> {
-  private routes: readonly CompiledRoute[] | undefined;
-  // One builder per compilation and its argument (the VirtualService, or the service of a default route), rather than
-  // a closure and a scope object per cell: at 50,000 services that was ~100 bytes per service.
-  private build: ((arg: T) => readonly CompiledRoute[]) | undefined;
-  private arg: T | undefined;
-
-  constructor(build: (arg: T) => readonly CompiledRoute[], arg: T) {
-    this.build = build;
-    this.arg = arg;
-  }
-
-  get(): readonly CompiledRoute[] {
-    if (this.routes === undefined) {
-      this.routes = this.build!(this.arg!);
-      this.build = undefined;
-      this.arg = undefined;
-    }
-    return this.routes;
-  }
-
-  get built(): boolean {
-    return this.routes !== undefined;
-  }
-}
-
-/** Every virtual host has this one shape (a VirtualService's and default routes alike), so `vh.routes` stays monomorphic. */
-class CompiledVirtualHost implements VirtualHost {
-  constructor(readonly host: string, readonly origin: string, private readonly cell: { get(): readonly CompiledRoute[]; readonly built: boolean }) {}
-
-  get routes(): readonly CompiledRoute[] {
-    return this.cell.get();
-  }
-
-  /** Whether the routes have been compiled yet (the dashboard leaves idle default routes unbuilt). */
-  get compiled(): boolean {
-    return this.cell.built;
-  }
 }
 
 export function compile(resources: readonly Resource[], opts: CompileOptions): Snapshot {
@@ -650,32 +376,5 @@ export function compile(resources: readonly Resource[], opts: CompileOptions): S
   };
 }
 
-/**
- * Look a request host (lowercase, without port) up: exact/alias, then VIP, then wildcard; on a miss, the name
- * with each domain of the pod's resolver search path, in the resolver's order.
- */
-export function lookupHost(s: Snapshot, host: string): HostEntry | undefined {
-  const e = lookupExact(s, host);
-  if (e !== undefined || s.search === undefined || host.endsWith('.')) return e;
-  // A name the registry knows as written wins (as an Envoy virtual-host domain would); only a miss walks the
-  // search path. The as-written try the resolver makes last (fewer than ndots dots) has just been done.
-  for (const d of s.search.domains) {
-    const c = lookupExact(s, `${host}.${d}`);
-    if (c !== undefined) return c;
-  }
-  return undefined;
-}
-
-function lookupExact(s: Snapshot, host: string): HostEntry | undefined {
-  const e = s.hosts.get(host);
-  if (e) return e;
-  const a = s.addresses.get(host);
-  if (a) return a;
-  for (let i = 0; i < s.wildcards.length; i++) {
-    const w = s.wildcards[i]!;
-    if (host.endsWith(w.suffix)) return w.entry;
-  }
-  return undefined;
-}
 
 export { fullMatchRegex, expandHost };

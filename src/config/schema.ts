@@ -3,10 +3,16 @@
  * WorkloadEntry; identical for v1, v1beta1 and v1alpha3), checked the way the Kubernetes API server checks the
  * istio/api CRD OpenAPI schemas with pruning off: unknown fields, types, enums, ranges, required fields, oneOf
  * groups and the CRD's CEL rules on single fields (durations ≥ 1ms, port ranges). Config-load time only.
+ * One cohesive table, kept whole: the schema DSL, the per-kind schemas written in it, and the one walker that
+ * interprets them change together (a new field kind touches all three), so they stay in one file. Spelling
+ * suggestions for unknown fields and enum values are ./suggest-name.ts.
  */
 import type { FieldPath } from './resource.js';
 import type { IstioKind } from './types.js';
 import { parseDurationMs } from './duration.js';
+import { suggestName } from './suggest-name.js';
+
+export { suggestName } from './suggest-name.js';
 
 // === The schema DSL ===
 
@@ -475,47 +481,4 @@ function walk(value: unknown, schema: Schema, path: Array<string | number>, out:
       return;
     }
   }
-}
-
-// === Near-miss suggestions ===
-
-function normalize(s: string): string {
-  return s.toLowerCase().replace(/[-_]/g, '');
-}
-
-/** Optimal-string-alignment distance: edits plus adjacent transpositions (`sepc` → `spec` is 1). */
-function editDistance(a: string, b: string): number {
-  const d: number[][] = [];
-  for (let i = 0; i <= a.length; i++) d.push([i]);
-  for (let j = 1; j <= b.length; j++) d[0]![j] = j;
-  for (let i = 1; i <= a.length; i++) {
-    for (let j = 1; j <= b.length; j++) {
-      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-      let v = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) v = Math.min(v, d[i - 2]![j - 2]! + 1);
-      d[i]![j] = v;
-    }
-  }
-  return d[a.length]![b.length]!;
-}
-
-/**
- * The candidate the user most likely meant: same name ignoring case and `-`/`_` (`retryon`, `retry_on` →
- * `retryOn`), else the closest by edit distance when it is small relative to the name. Undefined if none is close.
- */
-export function suggestName(name: string, candidates: readonly string[]): string | undefined {
-  const n = normalize(name);
-  const exact = candidates.find((c) => normalize(c) === n);
-  if (exact !== undefined) return exact;
-  let best: string | undefined;
-  let bestDist = Infinity;
-  for (const c of candidates) {
-    const d = editDistance(n, normalize(c));
-    if (d < bestDist) {
-      bestDist = d;
-      best = c;
-    }
-  }
-  const limit = n.length <= 4 ? 1 : n.length <= 8 ? 2 : 3;
-  return bestDist <= limit ? best : undefined;
 }

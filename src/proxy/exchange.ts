@@ -2,9 +2,11 @@
  * One forwarded request from admission to its record: circuit breaking, the endpoint of each try, the retry loop
  * (decisions from ./retry-policy.ts, backoff, budgets, the keep-alive race's one re-send), the route timeout, the
  * response head and body back to the client, local replies, the switch to a tunnel on 101, and the record. Its tries
- * are ./attempt.ts's; the body modes and the entry point are ./forwarder.ts's. One cohesive state machine (admitted →
- * trying ⇄ backing off → answering or tunnelled → finished), hence one file past 500 lines. Hot path: one Exchange
- * per request; callbacks are methods, timers take the exchange as an argument (no closures).
+ * are ./attempt.ts's; the body modes and the entry point are ./forwarder.ts's. One cohesive state machine, hence one
+ * file past 500 lines: admitted → trying ⇄ backing off → answering or tunnelled → finished, every transition a method
+ * reading and writing the same Exchange fields; split, its states would only call each other across modules on the
+ * hot path. Hot path: one Exchange per request; callbacks are methods, timers take the exchange as an argument (no
+ * closures).
  */
 import type { DownstreamRequest, DownstreamResponse } from './downstream.js';
 import type { Readable } from 'node:stream';

@@ -4,62 +4,19 @@
  * most-recent-first, a FIFO queue when `maxConnections` are busy. It replaced undici's Pool on the data path
  * (docs/architecture.md "Upstream connections": undici cost ~40 CPU ms per 1,000 requests at 3,000 req/s and
  * ~25 MB RSS more on this workload). The proxy's own retry loop decides everything else; this layer never retries.
+ * One cohesive state machine, hence one file past 500 lines: a connection goes connecting → busy (head written, body
+ * streaming, response parsed by llhttp callbacks) → idle (keep-alive timer) → busy … → closed or handed over on 101,
+ * and an exchange queued → sent → answered, failed or aborted; the Exchange, the Connection, the parser callbacks
+ * and the pool act on the same few fields and would only be split along their calls. What the pool offers its
+ * callers (UpstreamHandler, UpstreamRequest, UpstreamPool, UpstreamError) is ./upstream-pool.ts, re-exported here.
+ * Hot path: the parser callbacks are module functions and a connection's idle timer is refreshed, not re-created.
  */
 import net from 'node:net';
-import type { Readable } from 'node:stream';
 import { onDirectDrain, startReading, stopReading, writeDirect } from '../http1/socket-io.js';
 import { consumeSocket, createParser, freeParser, unconsumeSocket, type NativeParser } from '../http1/native-parser.js';
+import { UpstreamError, type UpstreamHandler, type UpstreamRequest } from './upstream-pool.js';
 
-/** What one request tells its caller, in order: onConnect, onHeaders, onData*, then onComplete or onError. */
-export interface UpstreamHandler {
-  /** Set by the pool before the request is written: the connection has served an earlier request. */
-  reused?: boolean;
-  /** The request is queued or in flight; `abort` cancels it (onError follows only if it had not finished). */
-  onConnect(abort: (err?: Error) => void): void;
-  /** Response head (1xx informational heads are skipped). Header names keep their case; values are latin1 strings. */
-  onHeaders(status: number, rawHeaders: string[], resume: () => void): boolean;
-  /** A body chunk; return false to stop reading from the upstream until `resume` is called. */
-  onData(chunk: Buffer): boolean;
-  onComplete(trailers: string[] | null): void;
-  onError(err: Error): void;
-  /** The whole request (head and body) was handed to the socket. */
-  onRequestSent?(): void;
-  /** A streamed request body chunk was written. */
-  onBodySent?(chunk: Buffer): void;
-  /** The upstream answered `100 Continue` (to a request that carries `Expect: 100-continue`); other 1xx are skipped. */
-  onContinue?(): void;
-  /**
-   * The upstream answered an upgrade request (`UpstreamRequest.upgrade`) with 101 Switching Protocols: instead of
-   * onHeaders, the connection is handed over. It has left the pool for good (nothing of the pool acts on the socket
-   * any more; `allowHalfOpen` is on), and `head` holds the bytes the upstream sent after its 101 head in the same
-   * read. Without this method a 101 is an error (UND_ERR_UPGRADE), as it is to a request that did not ask.
-   */
-  onUpgrade?(status: number, rawHeaders: string[], socket: net.Socket, head: Buffer): void;
-}
-
-/** What the forwarder needs of a connection pool to one endpoint: H1Pool (HTTP/1.1) or H2Pool (HTTP/2 streams). */
-export interface UpstreamPool {
-  readonly closed: boolean;
-  readonly connections: number;
-  dispatch(req: UpstreamRequest, h: UpstreamHandler): void;
-  dispatchFresh(req: UpstreamRequest, h: UpstreamHandler): void;
-  close(): Promise<void>;
-  destroy(): Promise<void>;
-}
-
-export interface UpstreamRequest {
-  method: string;
-  /** Origin-form target (path and query). */
-  path: string;
-  /** Flat [name, value, …] list, including Host; no hop-by-hop framing headers (this layer frames the body). */
-  headers: readonly string[];
-  body: Buffer | Readable | null;
-  /**
-   * The request asks to switch protocols (its headers carry Connection: upgrade and Upgrade): a 101 answer goes to
-   * the handler's onUpgrade, and the connection is never reused (a tunnel, or closed after a refusal).
-   */
-  upgrade?: boolean;
-}
+export { UpstreamError, type UpstreamHandler, type UpstreamPool, type UpstreamRequest } from './upstream-pool.js';
 
 export interface H1PoolOptions {
   /** Most connections open at once (DestinationRule tcp.maxConnections); Infinity = unbounded. */
@@ -78,13 +35,6 @@ export interface H1PoolOptions {
   tcpKeepaliveMs: number;
   /** Open connections with this instead of a plain TCP connect: a TLS socket (mTLS to a sidecar), usable at 'secureConnect'. */
   connect?: (host: string, port: number) => net.Socket;
-}
-
-/** Errors this layer reports, with codes the forwarder classifies (connect failure vs reset). */
-export class UpstreamError extends Error {
-  constructor(message: string, readonly code: string) {
-    super(message);
-  }
 }
 
 const ABORTED = new UpstreamError('request aborted', 'UND_ERR_ABORTED');
