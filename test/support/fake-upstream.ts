@@ -23,7 +23,7 @@ export type Behaviour = (req: IncomingMessage, res: ServerResponse, n: number, b
 export type RouteBody = string | ((req: SeenRequest) => string);
 
 /** A fixed answer for a path (exact, or a prefix when it ends in `*`). */
-interface Route { path: string; prefix: boolean; status: number; body: RouteBody; headers: Record<string, string> }
+interface Route { path: string; prefix: boolean; status: number; body: RouteBody; headers: Record<string, string>; latencyMs: number | undefined }
 
 interface Answer { kind: 'failure' | 'route' | 'echo'; status: number; body: string; headers: Record<string, string> }
 
@@ -58,9 +58,16 @@ class Script {
     };
   }
 
-  route(path: string, status: number, body: RouteBody, headers: Record<string, string>): void {
+  route(path: string, status: number, body: RouteBody, headers: Record<string, string>, latencyMs?: number): void {
     const prefix = path.endsWith('*');
-    this.routes.push({ path: prefix ? path.slice(0, -1) : path, prefix, status, body, headers });
+    this.routes.push({ path: prefix ? path.slice(0, -1) : path, prefix, status, body, headers, latencyMs });
+  }
+
+  /** How long to wait before answering `url`: its route's own latency, else the upstream's. */
+  delayFor(url: string): number {
+    const path = url.split('?')[0]!;
+    const r = this.routes.find((x) => (x.prefix ? path.startsWith(x.path) : path === x.path));
+    return r?.latencyMs ?? this.latencyMs;
   }
 }
 
@@ -114,7 +121,8 @@ export class FakeUpstream {
         res.writeHead(a.status, a.headers);
         res.end(a.body);
       };
-      if (this.script.latencyMs > 0) setTimeout(send, this.script.latencyMs); else send();
+      const delay = this.script.delayFor(req.url ?? '/');
+      if (delay > 0) setTimeout(send, delay); else send();
     });
   }
 
@@ -192,7 +200,8 @@ export class FakeH2Upstream {
         st.respond({ ':status': a.status, ...a.headers });
         st.end(a.body);
       };
-      if (this.script.latencyMs > 0) setTimeout(send, this.script.latencyMs); else send();
+      const delay = this.script.delayFor(url);
+      if (delay > 0) setTimeout(send, delay); else send();
     });
   }
 
@@ -363,8 +372,14 @@ export class UpstreamBuilder<M extends UpstreamMode = 'http1'> {
   tcp(): UpstreamBuilder<'tcp'> { this.kind = 'tcp'; return this as unknown as UpstreamBuilder<'tcp'>; }
   websocket(): UpstreamBuilder<'websocket'> { this.kind = 'websocket'; return this as unknown as UpstreamBuilder<'websocket'>; }
 
-  /** Answer `path` (exact; a prefix when it ends in `*`) with this status, body (or a function of the request) and headers. */
-  route(path: string, status = 200, body: RouteBody = '', headers: Record<string, string> = {}): this { this.script.route(path, status, body, headers); return this; }
+  /**
+   * Answer `path` (exact; a prefix when it ends in `*`) with this status, body (or a function of the request) and
+   * headers; `latencyMs`: this route answers that long after the request (instead of `latency`).
+   */
+  route(path: string, status = 200, body: RouteBody = '', headers: Record<string, string> = {}, opts: { latencyMs?: number } = {}): this {
+    this.script.route(path, status, body, headers, opts.latencyMs);
+    return this;
+  }
   /** The first `n` requests get `status` (gRPC: a grpc-status code), whatever the routes say. */
   failTimes(n: number, status: number): this { for (let i = 0; i < n; i++) this.script.failures.push(status); return this; }
   /** Answer (TCP: echo) this long after the request. */
