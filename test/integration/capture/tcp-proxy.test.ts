@@ -126,7 +126,7 @@ spec:
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     proxyPort = (server.address() as net.AddressInfo).port;
     servers.push(server);
-    appPort = await listen((c) => { c.write('app-first\r\n'); c.pipe(c); });
+    appPort = await fake(fakeUpstream().tcp().banner('app-first\r\n'));
     const inboundRts = new Map<string, ReturnType<ClusterManager['pin']>>();
     const inbound = new Http1Server((_req, res) => { res.writeHead(200, ['content-length', '0']); res.end(); }, {
       onConnection: inboundCapture({
