@@ -17,24 +17,19 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startProxy, waitFor, type RunningProxy } from '../support/proxy-harness.js';
+import { fakeUpstream, type FakeH2Upstream, type FakeUpstream, type SeenRequest } from '../support/fake-upstream.js';
 import { createNetnsPair, netnsAvailable, peerClient, type NetnsPair, type PeerResult } from '../support/netns.js';
 import { createRoot, issueWorkload } from '../../src/security/dev-ca.js';
 
 /** An HTTP app on 127.0.0.1 that records every connection and request it gets; `/slow` answers after 800 ms. */
-async function recordingApp(name: string): Promise<{ port: number; connections: number; requests: string[]; close: () => void }> {
-  const app = { port: 0, connections: 0, requests: [] as string[], close: () => {} };
-  const server = http.createServer((req, res) => {
-    app.requests.push(`${req.method} ${req.url}`);
-    const body = JSON.stringify({ server: name, url: req.url, headers: req.headers });
-    const answer = (): void => { res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }); res.end(body); };
-    if (req.url === '/slow') setTimeout(answer, 800); else answer();
-  });
-  server.on('connection', () => { app.connections++; });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  app.port = (server.address() as net.AddressInfo).port;
-  app.close = () => { server.closeAllConnections(); server.close(); };
-  return app;
+async function recordingApp(name: string): Promise<FakeUpstream> {
+  const body = (r: SeenRequest): string => JSON.stringify({ server: name, url: r.url, headers: r.headers });
+  const json = { 'content-type': 'application/json' };
+  return fakeUpstream().id(name).route('/slow', 200, body, json, { latencyMs: 800 }).route('*', 200, body, json).start();
 }
+
+/** What an app saw, as `METHOD /path` lines. */
+const seen = (app: FakeUpstream): string[] => app.requests.map((r) => `${r.method} ${r.url}`);
 
 /** Send `CONNECT target` on the outbound port: the answer's status (0: no answer, the connection closed or reset). */
 async function connectAttempt(port: number, target: string): Promise<number> {
@@ -65,7 +60,7 @@ describe('CONNECT abuse on the outbound port (explicit mode)', () => {
   });
   afterAll(async () => {
     await Promise.all([open?.stop(), off?.stop(), registryOnly?.stop()]);
-    target?.close();
+    await target?.close();
   });
 
   const ownPortCases: Array<{ name: string; target: (p: RunningProxy) => string }> = [
@@ -138,8 +133,7 @@ describe('PeerAuthentication on plaintext connections (explicit mode, workload c
   let strictApp: Awaited<ReturnType<typeof recordingApp>>;
   let openApp: Awaited<ReturnType<typeof recordingApp>>;
   /** An HTTP/2 (h2c) app: the inbound side speaks to the app in the client's protocol. */
-  let h2App: http2.Http2Server;
-  const h2Requests: string[] = [];
+  let h2App: FakeH2Upstream;
   let version = 0;
   let current = '';
 
@@ -166,9 +160,8 @@ ${strictPort !== undefined ? `  portLevelMtls: { ${strictPort}: { mode: STRICT }
     const cert = issueWorkload(root, { trustDomain: 'cluster.local', namespace: 'default', serviceAccount: 'web' }, join(dir, 'web'));
     strictApp = await recordingApp('strict');
     openApp = await recordingApp('open');
-    h2App = http2.createServer((req, res) => { h2Requests.push(`${req.method} ${req.url}`); res.writeHead(200); res.end('h2'); });
-    await new Promise<void>((r) => h2App.listen(0, '127.0.0.1', r));
-    const h2Port = (h2App.address() as net.AddressInfo).port;
+    h2App = await fakeUpstream().http2().route('*', 200, 'h2').start();
+    const h2Port = h2App.port;
     proxy = await startProxy(
       { 'pa.yaml': pa('PERMISSIVE', strictApp.port) },
       ['--cert-dir', cert.dir, '--app-port', String(openApp.port), '--app-port', String(strictApp.port), '--app-port', String(h2Port), '--labels', 'app=web', '--namespace', 'default'],
@@ -178,9 +171,9 @@ ${strictPort !== undefined ? `  portLevelMtls: { ${strictPort}: { mode: STRICT }
   });
   afterAll(async () => {
     await proxy?.stop();
-    strictApp?.close();
-    openApp?.close();
-    h2App?.close();
+    await strictApp?.close();
+    await openApp?.close();
+    await h2App?.close();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
@@ -206,7 +199,7 @@ ${strictPort !== undefined ? `  portLevelMtls: { ${strictPort}: { mode: STRICT }
     d.sock.write(`GET /fine HTTP/1.1\r\nHost: web:${openApp.port}\r\nConnection: close\r\n\r\n`);
     await d.closed;
     expect(d.text()).toMatch(/^HTTP\/1\.1 200 /);
-    expect(openApp.requests).toContain('GET /fine');
+    expect(seen(openApp)).toContain('GET /fine');
   });
 
   it('an idle plaintext keep-alive connection across PERMISSIVE→STRICT: closed, nothing more reaches the app', async () => {
@@ -219,7 +212,7 @@ ${strictPort !== undefined ? `  portLevelMtls: { ${strictPort}: { mode: STRICT }
     await Promise.race([c.closed, new Promise((_, j) => setTimeout(() => j(new Error('still open after STRICT')), 3000))]);
     c.sock.write(`GET /second HTTP/1.1\r\nHost: web:${openApp.port}\r\n\r\n`);
     await new Promise((r) => setTimeout(r, 100));
-    expect(openApp.requests.slice(before)).toEqual(['GET /first']);
+    expect(seen(openApp).slice(before)).toEqual(['GET /first']);
   });
 
   it('a plaintext request in flight across PERMISSIVE→STRICT: finished with Connection: close, then the connection closes', async () => {
@@ -231,12 +224,12 @@ ${strictPort !== undefined ? `  portLevelMtls: { ${strictPort}: { mode: STRICT }
     await setPa(pa('STRICT'));
     await Promise.race([c.closed, new Promise((_, j) => setTimeout(() => j(new Error('still open after its response')), 5000))]);
     expect(c.text()).toMatch(/^HTTP\/1\.1 200 [\s\S]*\r\nconnection: close\r\n/i);
-    expect(openApp.requests.slice(before)).toEqual(['GET /slow']);
+    expect(seen(openApp).slice(before)).toEqual(['GET /slow']);
   });
 
   it('a plaintext HTTP/2 connection across PERMISSIVE→STRICT: GOAWAY, no further stream reaches the app', async () => {
     await setPa(pa('PERMISSIVE', strictApp.port));
-    const h2Port = (h2App.address() as net.AddressInfo).port;
+    const h2Port = h2App.port;
     const session = http2.connect(`http://127.0.0.1:${proxy.info.inbound}`);
     session.on('error', () => {});
     const goaway = new Promise<void>((r) => session.once('goaway', () => r()));
@@ -252,7 +245,7 @@ ${strictPort !== undefined ? `  portLevelMtls: { ${strictPort}: { mode: STRICT }
     await Promise.race([goaway, new Promise((_, j) => setTimeout(() => j(new Error('no GOAWAY')), 3000))]);
     // A stream opened after the GOAWAY is refused by the client session itself; the app saw only the first.
     session.destroy();
-    expect(h2Requests).toEqual(['GET /h2-first']);
+    expect(h2App.requests.map((r) => `${r.method} ${r.url}`)).toEqual(['GET /h2-first']);
   });
 });
 

@@ -19,8 +19,11 @@ export interface SeenRequest {
 
 export type Behaviour = (req: IncomingMessage, res: ServerResponse, n: number, body: string) => void | 'handled';
 
+/** A route's body: fixed, or made from the request (e.g. `(r) => \`app ${r.url}\``). */
+export type RouteBody = string | ((req: SeenRequest) => string);
+
 /** A fixed answer for a path (exact, or a prefix when it ends in `*`). */
-interface Route { path: string; prefix: boolean; status: number; body: string; headers: Record<string, string> }
+interface Route { path: string; prefix: boolean; status: number; body: RouteBody; headers: Record<string, string>; latencyMs: number | undefined }
 
 interface Answer { kind: 'failure' | 'route' | 'echo'; status: number; body: string; headers: Record<string, string> }
 
@@ -43,7 +46,9 @@ class Script {
     }
     const path = url.split('?')[0]!;
     for (const r of this.routes) {
-      if (r.prefix ? path.startsWith(r.path) : path === r.path) return { kind: 'route', status: r.status, body: r.body, headers: { 'x-upstream-id': id, ...r.headers } };
+      if (r.prefix ? path.startsWith(r.path) : path === r.path) {
+        return { kind: 'route', status: r.status, body: typeof r.body === 'function' ? r.body(seen) : r.body, headers: { 'x-upstream-id': id, ...r.headers } };
+      }
     }
     return {
       kind: 'echo',
@@ -53,9 +58,16 @@ class Script {
     };
   }
 
-  route(path: string, status: number, body: string, headers: Record<string, string>): void {
+  route(path: string, status: number, body: RouteBody, headers: Record<string, string>, latencyMs?: number): void {
     const prefix = path.endsWith('*');
-    this.routes.push({ path: prefix ? path.slice(0, -1) : path, prefix, status, body, headers });
+    this.routes.push({ path: prefix ? path.slice(0, -1) : path, prefix, status, body, headers, latencyMs });
+  }
+
+  /** How long to wait before answering `url`: its route's own latency, else the upstream's. */
+  delayFor(url: string): number {
+    const path = url.split('?')[0]!;
+    const r = this.routes.find((x) => (x.prefix ? path.startsWith(x.path) : path === x.path));
+    return r?.latencyMs ?? this.latencyMs;
   }
 }
 
@@ -86,8 +98,9 @@ export class FakeUpstream {
   latency(ms: number): this { this.script.latencyMs = ms; return this; }
   behave(b: Behaviour): this { this.behaviour = b; return this; }
 
-  async start(host = '127.0.0.1'): Promise<this> {
-    await new Promise<void>((r) => this.server.listen(0, host, r));
+  /** Listen on `host`, on `port` (0: any free one). */
+  async start(host = '127.0.0.1', port = 0): Promise<this> {
+    await new Promise<void>((r) => this.server.listen(port, host, r));
     this.port = (this.server.address() as AddressInfo).port;
     return this;
   }
@@ -108,7 +121,8 @@ export class FakeUpstream {
         res.writeHead(a.status, a.headers);
         res.end(a.body);
       };
-      if (this.script.latencyMs > 0) setTimeout(send, this.script.latencyMs); else send();
+      const delay = this.script.delayFor(req.url ?? '/');
+      if (delay > 0) setTimeout(send, delay); else send();
     });
   }
 
@@ -146,8 +160,9 @@ export class FakeH2Upstream {
     this.server.on('stream', (st, headers) => this.handle(st, headers));
   }
 
-  async start(host = '127.0.0.1'): Promise<this> {
-    await new Promise<void>((r) => this.server.listen(0, host, r));
+  /** Listen on `host`, on `port` (0: any free one). */
+  async start(host = '127.0.0.1', port = 0): Promise<this> {
+    await new Promise<void>((r) => this.server.listen(port, host, r));
     this.port = (this.server.address() as AddressInfo).port;
     return this;
   }
@@ -185,7 +200,8 @@ export class FakeH2Upstream {
         st.respond({ ':status': a.status, ...a.headers });
         st.end(a.body);
       };
-      if (this.script.latencyMs > 0) setTimeout(send, this.script.latencyMs); else send();
+      const delay = this.script.delayFor(url);
+      if (delay > 0) setTimeout(send, delay); else send();
     });
   }
 
@@ -224,8 +240,9 @@ export class FakeTcpUpstream {
     this.server = createNetServer({ allowHalfOpen: true }, (s) => this.accept(s));
   }
 
-  async start(host = '127.0.0.1'): Promise<this> {
-    await new Promise<void>((r) => this.server.listen(0, host, r));
+  /** Listen on `host`, on `port` (0: any free one). */
+  async start(host = '127.0.0.1', port = 0): Promise<this> {
+    await new Promise<void>((r) => this.server.listen(port, host, r));
     this.port = (this.server.address() as AddressInfo).port;
     return this;
   }
@@ -300,8 +317,9 @@ export class FakeWsUpstream {
     });
   }
 
-  async start(host = '127.0.0.1'): Promise<this> {
-    await new Promise<void>((r) => this.http.listen(0, host, r));
+  /** Listen on `host`, on `port` (0: any free one). */
+  async start(host = '127.0.0.1', port = 0): Promise<this> {
+    await new Promise<void>((r) => this.http.listen(port, host, r));
     this.port = (this.http.address() as AddressInfo).port;
     return this;
   }
@@ -340,19 +358,28 @@ export class UpstreamBuilder<M extends UpstreamMode = 'http1'> {
   private tcpEcho = true;
   private tcpBanner: string | undefined;
   private host = '127.0.0.1';
+  private listenPort = 0;
 
   /** The id the upstream reports (`x-upstream-id`, the JSON echo's `id`). */
   id(name: string): this { this.name = name; return this; }
   /** Listen on another loopback address (127.0.0.2 …, ::1). */
   on(host: string): this { this.host = host; return this; }
+  /** Listen on this port instead of a free one (e.g. the same port on several loopback addresses). */
+  port(n: number): this { this.listenPort = n; return this; }
   http1(opts: { keepAliveTimeout?: number } = {}): UpstreamBuilder<'http1'> { this.kind = 'http1'; this.keepAliveTimeout = opts.keepAliveTimeout; return this as unknown as UpstreamBuilder<'http1'>; }
   http2(): UpstreamBuilder<'http2'> { this.kind = 'http2'; return this as unknown as UpstreamBuilder<'http2'>; }
   grpc(): UpstreamBuilder<'grpc'> { this.kind = 'grpc'; return this as unknown as UpstreamBuilder<'grpc'>; }
   tcp(): UpstreamBuilder<'tcp'> { this.kind = 'tcp'; return this as unknown as UpstreamBuilder<'tcp'>; }
   websocket(): UpstreamBuilder<'websocket'> { this.kind = 'websocket'; return this as unknown as UpstreamBuilder<'websocket'>; }
 
-  /** Answer `path` (exact; a prefix when it ends in `*`) with this status, body and headers. */
-  route(path: string, status = 200, body = '', headers: Record<string, string> = {}): this { this.script.route(path, status, body, headers); return this; }
+  /**
+   * Answer `path` (exact; a prefix when it ends in `*`) with this status, body (or a function of the request) and
+   * headers; `latencyMs`: this route answers that long after the request (instead of `latency`).
+   */
+  route(path: string, status = 200, body: RouteBody = '', headers: Record<string, string> = {}, opts: { latencyMs?: number } = {}): this {
+    this.script.route(path, status, body, headers, opts.latencyMs);
+    return this;
+  }
   /** The first `n` requests get `status` (gRPC: a grpc-status code), whatever the routes say. */
   failTimes(n: number, status: number): this { for (let i = 0; i < n; i++) this.script.failures.push(status); return this; }
   /** Answer (TCP: echo) this long after the request. */
@@ -398,7 +425,7 @@ export class UpstreamBuilder<M extends UpstreamMode = 'http1'> {
         break;
       }
     }
-    await u.start(this.host);
+    await u.start(this.host, this.listenPort);
     return u as UpstreamOf<M>;
   }
 }

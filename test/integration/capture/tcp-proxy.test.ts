@@ -9,6 +9,7 @@ import { Http1Server, type OriginalDestination } from '../../../src/http1/server
 import { outboundCapture, inboundCapture, CaptureStats, type CaptureEnv } from '../../../src/net/capture.js';
 import { listenTcp, QueueReader, talk, testObserver } from '../../support/capture-harness.js';
 import { waitFor } from '../../support/proxy-harness.js';
+import { fakeUpstream, type AnyUpstream, type UpstreamBuilder } from '../../support/fake-upstream.js';
 import { TcpProxy } from '../../../src/proxy/tcp-proxy.js';
 import { ClusterManager } from '../../../src/upstream/cluster-manager.js';
 import { Metrics } from '../../../src/telemetry/metrics.js';
@@ -20,6 +21,13 @@ import { inboundClusters } from '../../../src/proxy/inbound.js';
 
 const servers: net.Server[] = [];
 const listen = (onConn: (c: net.Socket) => void): Promise<number> => listenTcp(servers, onConn);
+const fakes: AnyUpstream[] = [];
+/** Start a fake TCP upstream (closed after the suite); its port. */
+const fake = async (b: UpstreamBuilder<'tcp'>): Promise<number> => {
+  const u = await b.start();
+  fakes.push(u);
+  return u.port;
+};
 
 describe('capture hook and TCP proxy on loopback', () => {
   let echoA: number;
@@ -45,13 +53,10 @@ describe('capture hook and TCP proxy on loopback', () => {
     // Two echo endpoints that say who they are first thing after the client's first bytes, a banner server, a closed port.
     echoA = await listen((c) => { c.once('data', (d) => { c.write(`A:${d.toString('latin1')}`); c.pipe(c); }); });
     echoB = await listen((c) => { c.once('data', (d) => { c.write(`B:${d.toString('latin1')}`); c.pipe(c); }); });
-    banner = await listen((c) => { c.write('220 ready\r\n'); c.pipe(c); });
-    plainEcho = await listen((c) => c.pipe(c));
+    banner = await fake(fakeUpstream().tcp().banner('220 ready\r\n'));
+    plainEcho = await fake(fakeUpstream().tcp());
     // An echo on 127.0.0.70, inside the loopback-range ServiceEntry's CIDR.
-    const range = net.createServer((c) => { c.on('error', () => {}); c.pipe(c); });
-    servers.push(range);
-    await new Promise<void>((r) => range.listen(0, '127.0.0.70', r));
-    rangeEcho = (range.address() as net.AddressInfo).port;
+    rangeEcho = await fake(fakeUpstream().tcp().on('127.0.0.70'));
     refused = await listen(() => {});
     await new Promise<void>((r) => servers.pop()!.close(() => r()));
     const yaml = `
@@ -121,7 +126,7 @@ spec:
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     proxyPort = (server.address() as net.AddressInfo).port;
     servers.push(server);
-    appPort = await listen((c) => { c.write('app-first\r\n'); c.pipe(c); });
+    appPort = await fake(fakeUpstream().tcp().banner('app-first\r\n'));
     const inboundRts = new Map<string, ReturnType<ClusterManager['pin']>>();
     const inbound = new Http1Server((_req, res) => { res.writeHead(200, ['content-length', '0']); res.end(); }, {
       onConnection: inboundCapture({
@@ -139,6 +144,7 @@ spec:
   afterAll(async () => {
     tcp.closeAll();
     for (const s of servers) s.close();
+    await Promise.all(fakes.map((u) => u.close()));
     await clusters.destroy();
   });
 
@@ -196,9 +202,10 @@ spec:
     await new Promise((r) => setTimeout(r, 250)); // two report intervals, the connection still open
     expect(line('istio_tcp_received_bytes_total') - before.rx).toBe(1000);
     expect(line('istio_tcp_sent_bytes_total') - before.tx).toBe(1000);
+    const n = logged.length;
     sock.end();
     await new Promise((r) => sock.once('close', r));
-    await new Promise((r) => setTimeout(r, 50));
+    await waitFor(() => logged.slice(n).some((l) => l.upstreamCluster === 'PassthroughCluster'), { what: 'the connection\'s close record' });
     // Closing adds only what was not reported yet: nothing counted twice.
     expect(line('istio_tcp_received_bytes_total') - before.rx).toBe(1000);
     expect(line('istio_tcp_sent_bytes_total') - before.tx).toBe(1000);
@@ -229,7 +236,7 @@ spec:
     await once(first, 'close');
     expect(Date.now() - t0).toBeLessThan(2000);
     // The proxy's own side closes in the same moment; its access-log line follows within a tick or two.
-    for (let i = 0; i < 50 && !logged.some((l) => l.details === 'idle_timeout'); i++) await new Promise((r) => setTimeout(r, 10));
+    await waitFor(() => logged.some((l) => l.details === 'idle_timeout'), { timeoutMs: 500, stepMs: 10, what: 'the idle_timeout record' });
     expect(logged.some((l) => l.upstreamCluster === 'outbound|7000||limited.test' && l.details === 'idle_timeout')).toBe(true);
   });
 
@@ -464,6 +471,5 @@ describe('the undecided inbound connection (silent past detection) ending abrupt
 });
 
 async function waitForLog(cond: () => boolean): Promise<void> {
-  for (let i = 0; i < 100 && !cond(); i++) await new Promise((r) => setTimeout(r, 10));
-  expect(cond()).toBe(true);
+  await waitFor(cond, { timeoutMs: 1000, stepMs: 10, what: 'the access-log record' });
 }

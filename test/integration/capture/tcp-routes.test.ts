@@ -8,7 +8,8 @@ import tls from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { listenTcp, startCapture, talk, type CaptureHarness } from '../../support/capture-harness.js';
+import { startCapture, talk, type CaptureHarness } from '../../support/capture-harness.js';
+import { fakeUpstream, type FakeTcpUpstream } from '../../support/fake-upstream.js';
 import { selfSignedCert } from '../../support/tls.js';
 
 function hasRedis(): string | undefined {
@@ -47,6 +48,13 @@ const CONFIG_GET_PORT = '*3\r\n$6\r\nCONFIG\r\n$3\r\nGET\r\n$4\r\nport\r\n';
 
 describe('tcp and tls routes through capture', () => {
   const servers: net.Server[] = [];
+  const echoes: FakeTcpUpstream[] = [];
+  /** A TCP echo (closed after the suite); its port. */
+  const echo = async (): Promise<number> => {
+    const u = await fakeUpstream().tcp().start();
+    echoes.push(u);
+    return u.port;
+  };
   const redis: Array<{ port: number; child: ChildProcess }> = [];
   let dir: string;
   let h: CaptureHarness;
@@ -66,7 +74,7 @@ describe('tcp and tls routes through capture', () => {
       await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
       if (name === 'a') tlsA = (s.address() as net.AddressInfo).port; else tlsB = (s.address() as net.AddressInfo).port;
     }
-    plain = await listenTcp(servers, (c) => c.pipe(c));
+    plain = await echo();
     h = await startCapture(`
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
@@ -140,6 +148,7 @@ spec:
   afterAll(async () => {
     await h?.close();
     for (const s of servers) s.close();
+    await Promise.all(echoes.map((u) => u.close()));
     for (const r of redis) r.child.kill('SIGKILL');
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
@@ -205,7 +214,7 @@ spec:
     expect(r.data.toString()).toBe('GET / HTTP/1.1\r\n\r\n'); // echoed by the upstream, not answered by Remora
     // The same bytes to an address outside the registry are sniffed as HTTP and served. (plain itself is an endpoint
     // of the TLS service: dialled directly it is that service's port, TLS too.)
-    const other = await listenTcp(servers, (c) => c.pipe(c));
+    const other = await echo();
     h.reader.queue.push({ address: '127.0.0.1', port: other });
     const served = await talk(h.port, 'GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n', { end: true });
     expect(served.data.toString()).toMatch(/^HTTP\/1\.1 200 OK/);

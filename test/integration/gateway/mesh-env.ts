@@ -3,8 +3,6 @@
  * what they saw), the conformance Services and EndpointSlices, and a client sidecar (`remora run` through the CLI)
  * per namespace, fed from config files or from the fake API server's watch. Routes are swapped per test.
  */
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { writeFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -12,6 +10,7 @@ import { request } from 'undici';
 import { parseAllDocuments } from 'yaml';
 import { FakeKubeApiServer, writeKubeconfig } from '../../support/fake-kube-apiserver.js';
 import { startProxy, type RunningProxy } from '../../support/proxy-harness.js';
+import { fakeUpstream } from '../../support/fake-upstream.js';
 
 export const NS = 'gateway-conformance-mesh';
 export const CONSUMER_NS = 'gateway-conformance-mesh-consumer';
@@ -51,15 +50,7 @@ function joinHeaders(rawHeaders: readonly string[]): Record<string, string> {
 
 /** An echo pod on `ip` (a loopback address of its own, as pods have their own IPs). */
 export async function startEchoPod(name: string, ip: string): Promise<EchoPod> {
-  const http: Server = createServer((req, res) => {
-    req.resume();
-    req.on('end', () => {
-      const body = JSON.stringify({ pod: name, method: req.method ?? '', path: req.url ?? '', host: req.headers.host ?? '', headers: joinHeaders(req.rawHeaders) } satisfies Echoed);
-      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
-      res.end(body);
-    });
-  });
-  await new Promise<void>((r) => http.listen(0, ip, r));
+  const http = await fakeUpstream().id(name).on(ip).route('*', 200, (r) => JSON.stringify({ pod: name, method: r.method, path: r.url, host: r.headers.host ?? '', headers: joinHeaders(r.rawHeaders) } satisfies Echoed), { 'content-type': 'application/json' }).start();
   const g = new grpc.Server();
   g.addService(ECHO_SERVICE, {
     Echo: (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => {
@@ -71,10 +62,9 @@ export async function startEchoPod(name: string, ip: string): Promise<EchoPod> {
   });
   const grpcPort = await new Promise<number>((resolve, reject) => g.bindAsync(`${ip}:0`, grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))));
   return {
-    name, ip, httpPort: (http.address() as AddressInfo).port, grpcPort,
+    name, ip, httpPort: http.port, grpcPort,
     async close() {
-      http.closeAllConnections();
-      await new Promise<void>((r) => http.close(() => r()));
+      await http.close();
       g.forceShutdown();
     },
   };

@@ -2,18 +2,17 @@
 // asks for it is answered 101 and then as HTTP/2 stream 1, further requests on the connection are HTTP/2 streams, and
 // an upgrade that must not be taken (a body: RFC 7540 §3.2 lets the server ignore it) is served as HTTP/1.1.
 import { execFile } from 'node:child_process';
-import http from 'node:http';
 import net from 'node:net';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HpackDecoder, HpackEncoder } from '../../../src/http2/hpack.js';
 import { startProxy, type RunningProxy } from '../../support/proxy-harness.js';
+import { fakeUpstream, type FakeUpstream, type SeenRequest } from '../../support/fake-upstream.js';
 import { FLAG, FRAME, frame, PREFACE, settingsFrame } from '../../support/h2-raw.js';
 
 const HOST = 'web.h2c.test';
 const run = promisify(execFile);
 
-interface Seen { method: string; url: string; headers: http.IncomingHttpHeaders; body: string }
 
 /** Reads an upgraded connection: the HTTP/1.1 head first, then HTTP/2 frames. */
 class Upgraded {
@@ -83,22 +82,14 @@ function http2Settings(window: number): string {
 }
 
 describe('h2c upgrade on the outbound port', () => {
-  let upstream: http.Server;
+  let upstream: FakeUpstream;
   let proxy: RunningProxy;
-  const seen: Seen[] = [];
+  const seen = (): SeenRequest[] => upstream.requests;
 
   beforeAll(async () => {
-    upstream = http.createServer((req, res) => {
-      let body = '';
-      req.on('data', (c: Buffer) => { body += c.toString(); });
-      req.on('end', () => {
-        seen.push({ method: req.method!, url: req.url!, headers: req.headers, body });
-        res.writeHead(200, { 'content-type': 'text/plain' });
-        res.end(`${req.method} ${req.url} ${body.length}`);
-      });
-    });
-    await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
-    const port = (upstream.address() as net.AddressInfo).port;
+    // Answers every request with what it got: `METHOD /path <body length>`.
+    upstream = await fakeUpstream().route('*', 200, (r) => `${r.method} ${r.url} ${r.body.length}`, { 'content-type': 'text/plain' }).start();
+    const port = upstream.port;
     proxy = await startProxy({
       'web.yaml': `
 apiVersion: networking.istio.io/v1
@@ -115,7 +106,7 @@ spec:
 
   afterAll(async () => {
     await proxy?.stop();
-    await new Promise<void>((r) => upstream.close(() => r()));
+    await upstream?.close();
   });
 
   it('answers 101, then the request as HTTP/2 stream 1; the next request on the connection is stream 3', async () => {
@@ -135,7 +126,7 @@ spec:
       const r1 = c.response(1, dec);
       expect(r1.headers[':status']).toBe('200');
       expect(r1.body).toBe('GET /first?x=1 0');
-      const first = seen.at(-1)!;
+      const first = seen().at(-1)!;
       expect(first.url).toBe('/first?x=1');
       expect(first.headers['x-test']).toBe('one');
       expect(first.headers.host).toBe(HOST);
@@ -152,7 +143,7 @@ spec:
       const r3 = c.response(3, dec);
       expect(r3.headers[':status']).toBe('200');
       expect(r3.body).toBe('POST /second 5');
-      expect(seen.at(-1)!.body).toBe('hello');
+      expect(seen().at(-1)!.body).toBe('hello');
       expect(c.closed).toBe(false);
     } finally {
       sock.destroy();
@@ -170,7 +161,7 @@ spec:
       while (!text.includes('POST /with-body 3') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
       expect(text).toMatch(/^HTTP\/1\.1 200 /);
       expect(text).toContain('POST /with-body 3');
-      expect(seen.at(-1)!.headers.upgrade).toBeUndefined();
+      expect(seen().at(-1)!.headers.upgrade).toBeUndefined();
     } finally {
       sock.destroy();
     }

@@ -11,6 +11,8 @@ import { fileURLToPath } from 'node:url';
 import { parseAllDocuments } from 'yaml';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { selfSignedCert } from '../../support/tls.js';
+import { fakeUpstream } from '../../support/fake-upstream.js';
+import { waitFor } from '../../support/wait-for.js';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
 const cliJs = join(root, 'dist', 'cli.js');
@@ -155,16 +157,14 @@ describe('remora wait', () => {
   });
 
   it('returns 1 with a message when not ready within the timeout', async () => {
-    const always503 = createServer((_req, res) => res.writeHead(503).end());
-    await new Promise<void>((r) => always503.listen(0, '127.0.0.1', r));
+    const always503 = await fakeUpstream().route('*', 503).start();
     try {
-      const url = `http://127.0.0.1:${(always503.address() as AddressInfo).port}/healthz/ready`;
+      const url = `${always503.url()}/healthz/ready`;
       const r = await run('wait', ['--url', url, '--timeout', '300ms', '--interval', '50ms']);
       expect(r.code).toBe(1);
       expect(r.stderr).toMatch(/not ready after 300ms \(last: HTTP 503\)/);
     } finally {
-      always503.closeAllConnections();
-      await new Promise<void>((r) => always503.close(() => r()));
+      await always503.close();
     }
   });
 
@@ -275,12 +275,8 @@ describe('remora injector', () => {
       const spy = vi.spyOn(process.stdout, 'write').mockImplementation(((c: unknown) => (logs.push(String(c)), true)) as typeof process.stdout.write);
       try {
         const done = (await commands.injector!()).main(args);
-        let port = 0;
-        for (let i = 0; i < 200 && port === 0; i++) {
-          const m = /listening on https:\/\/127\.0\.0\.1:(\d+)/.exec(logs.join(''));
-          if (m) port = Number(m[1]);
-          else await new Promise((r) => setTimeout(r, 10));
-        }
+        const listening = await waitFor(() => /listening on https:\/\/127\.0\.0\.1:(\d+)/.exec(logs.join('')), { timeoutMs: 2000, stepMs: 10, what: 'the injector listening' });
+        const port = Number(listening[1]);
         await exercise(port);
         process.emit('SIGTERM');
         expect(await done).toBe(0);

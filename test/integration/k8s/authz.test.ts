@@ -3,31 +3,29 @@
  * against the fake API server; "pods" are HTTP clients bound to distinct loopback addresses (127.0.0.2 is the
  * productpage pod, 127.0.0.3 another pod) calling the inbound port in front of a local app.
  */
-import { createServer, request as httpRequest, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { request as httpRequest } from 'node:http';
 import { existsSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FakeKubeApiServer, writeKubeconfig } from '../../support/fake-kube-apiserver.js';
 import { endpointSlice, pod, service } from '../../support/k8s-objects.js';
 import { CLI, startProxy, type RunningProxy } from '../../support/proxy-harness.js';
+import { fakeUpstream, type UpstreamBuilder } from '../../support/fake-upstream.js';
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
   while (cleanups.length > 0) await cleanups.pop()!();
 });
 
-async function listen(server: Server, host: string, port = 0): Promise<number> {
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => resolve());
-  });
-  cleanups.push(() => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); }));
-  return (server.address() as AddressInfo).port;
+/** Start a fake upstream, closed after the test; its port. */
+async function listen(upstream: UpstreamBuilder): Promise<number> {
+  const u = await upstream.start();
+  cleanups.push(() => u.close());
+  return u.port;
 }
 
 /** The app behind the sidecar: answers with the path it got. */
 async function startApp(): Promise<number> {
-  return listen(createServer((req, res) => res.end(`app ${req.url}`)), '127.0.0.1');
+  return listen(fakeUpstream().route('*', 200, (r) => `app ${r.url}`));
 }
 
 /** One request from `from` (a pod's address) to the sidecar's inbound port. */
@@ -157,8 +155,7 @@ describe.skipIf(!existsSync(CLI))('inbound NetworkPolicy and AuthorizationPolicy
 
 describe.skipIf(!existsSync(CLI))('Sidecar egress scoping through remora run --kubernetes', () => {
   it('keeps only the hosts the Sidecar reaches and applies its outboundTrafficPolicy', async () => {
-    const upstream = createServer((req, res) => res.end('reached'));
-    const upstreamPort = await listen(upstream, '127.0.0.4');
+    const upstreamPort = await listen(fakeUpstream().on('127.0.0.4').route('*', 200, 'reached'));
     const { api, proxy } = await setup();
     const addService = (name: string, ns: string) => {
       api.apply(service(name, ns, [{ name: 'http', port: 80, targetPort: upstreamPort }]));
@@ -216,7 +213,7 @@ spec:
 
 describe.skipIf(!existsSync(CLI))('a Sidecar from a config file scopes the API-server input', () => {
   it('applies at start and follows edits of the file', async () => {
-    const upstreamPort = await listen(createServer((req, res) => res.end('reached')), '127.0.0.4');
+    const upstreamPort = await listen(fakeUpstream().on('127.0.0.4').route('*', 200, 'reached'));
     const sidecarYaml = (hosts: string[]) => `apiVersion: networking.istio.io/v1
 kind: Sidecar
 metadata: {name: default, namespace: default}

@@ -3,13 +3,12 @@
  * 127.0.0.2, 127.0.0.3 … sharing one port (as pods share a targetPort). Skipped until dist/cli.js exists
  * and `--kubernetes` is wired into `remora run`.
  */
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { existsSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FakeKubeApiServer, writeKubeconfig } from '../../support/fake-kube-apiserver.js';
 import { endpointSlice, pod, service, type EndpointSpec } from '../../support/k8s-objects.js';
 import { CLI, startProxy, type RunningProxy } from '../../support/proxy-harness.js';
+import { fakeUpstream } from '../../support/fake-upstream.js';
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -24,21 +23,15 @@ interface Pods {
 /** One HTTP server per address, all on the same port; each answers with its own address. */
 async function startPods(addresses: string[]): Promise<Pods> {
   const hits = new Map<string, number>();
-  const servers: Server[] = [];
   let port = 0;
   for (const addr of addresses) {
-    const s = createServer((req, res) => {
+    const u = await fakeUpstream().on(addr).port(port).route('*', 200, () => {
       hits.set(addr, (hits.get(addr) ?? 0) + 1);
-      res.end(addr);
-    });
-    await new Promise<void>((resolve, reject) => {
-      s.once('error', reject);
-      s.listen(port, addr, () => resolve());
-    });
-    port = (s.address() as AddressInfo).port;
-    servers.push(s);
+      return addr;
+    }).start();
+    port = u.port;
+    cleanups.push(() => u.close());
   }
-  cleanups.push(() => Promise.all(servers.map((s) => new Promise<void>((r) => { s.closeAllConnections(); s.close(() => r()); }))).then(() => {}));
   return { port, hits };
 }
 
@@ -91,7 +84,11 @@ describe.skipIf(!existsSync(CLI))('remora run --kubernetes against the fake API 
     expect(t).toBeLessThan(1000);
 
     api.apply(slice([{ ip: '127.0.0.2', pod: 'reviews-0' }, { ip: '127.0.0.3', pod: 'reviews-1', ready: false, terminating: true }, { ip: '127.0.0.4', pod: 'reviews-2' }]));
-    await new Promise((r) => setTimeout(r, 1000));
+    await waitFor('the terminating pod out of rotation', async () => {
+      pods.hits.clear();
+      for (let i = 0; i < 10; i++) await call();
+      return !pods.hits.has('127.0.0.3');
+    }, 1000);
     pods.hits.clear();
     const bodies: string[] = [];
     for (let i = 0; i < 20; i++) bodies.push(await call());

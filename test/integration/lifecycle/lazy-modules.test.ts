@@ -143,9 +143,8 @@ spec:
   });
 
   it('an HTTP/1 request to an HTTP/2 upstream waits for the codec to load (the first requests queued), and is served', async () => {
-    const h2 = http2.createServer((req, res) => res.end(`h2 ${req.headers[':path']}`));
-    await new Promise<void>((r) => h2.listen(0, '127.0.0.1', r));
-    const port = (h2.address() as import('node:net').AddressInfo).port;
+    const h2 = await fakeUpstream().http2().route('*', 200, (r) => `h2 ${r.url}`).start();
+    const port = h2.port;
     try {
       const mesh = MESH(port).replace('name: http, protocol: HTTP', 'name: http2, protocol: HTTP2').replace('app.example.com', 'h2.example.com').replace('name: app,', 'name: h2app,');
       const l = await loadedBy('h2-upstream', { 'mesh.yaml': mesh }, [], async (p) => {
@@ -156,7 +155,7 @@ spec:
       });
       expect(has(l, HTTP2_CODEC)).toBe(true);
     } finally {
-      await new Promise((r) => h2.close(r));
+      await h2.close();
     }
   });
 });

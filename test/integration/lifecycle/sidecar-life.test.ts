@@ -110,7 +110,7 @@ describe('shutdown', () => {
   it('--exit-on-app-exit: exits after the app port stops listening', async () => {
     const a = await fakeUpstream('job');
     const p = await proxyWith({}, ['--app-port', String(a.port), '--exit-on-app-exit-seconds', '1']);
-    await new Promise((r) => setTimeout(r, 700)); // the watcher sees the app up
+    await waitFor(() => a.connections > 0, { what: "the watcher's probe at the app" }); // the watcher sees the app up
     await a.close();
     expect(await Promise.race([p.exited, new Promise((r) => setTimeout(() => r('timeout'), 6000))])).toBe(0);
   });

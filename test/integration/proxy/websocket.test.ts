@@ -572,7 +572,7 @@ spec:
     try {
       const c = await connect(p.info.outbound, 'chat');
       p.child.kill('SIGTERM');
-      await new Promise((r) => setTimeout(r, 300));
+      await waitFor(async () => (await p.admin('/ready').catch(() => ({ status: 0 }))).status === 503, { what: 'the sidecar draining' });
       c.ws.send('x');
       expect(await c.inbox.text()).toBe('x');
       const t0 = Date.now();

@@ -147,7 +147,7 @@ describe('scenario 14: outlier detection', () => {
     const eps = await endpointsOf('trio');
     expect(eps.find((e) => e.key === cKey)!.ejections).toBe(1);
     // Back after baseEjectionTime (1 s) at the next interval sweep: C receives traffic again.
-    await new Promise((r) => setTimeout(r, 1300));
+    await waitFor(async () => (await endpointsOf('trio')).find((e) => e.key === cKey)!.healthy, { what: 'C back from ejection' });
     const c1 = c.requests.length;
     await pool(9, 1, () => call(proxy, http, '/x', { host: 'trio' }));
     expect(c.requests.length - c1).toBeGreaterThan(0);

@@ -11,7 +11,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Http1Server } from '../../../src/http1/server.js';
 import { inboundCapture, CaptureStats, type InboundCaptureEnv } from '../../../src/net/capture.js';
-import { listenTcp, QueueReader, testObserver } from '../../support/capture-harness.js';
+import { QueueReader, testObserver } from '../../support/capture-harness.js';
+import { fakeUpstream, type FakeTcpUpstream } from '../../support/fake-upstream.js';
+import { waitFor } from '../../support/wait-for.js';
 import { TcpProxy } from '../../../src/proxy/tcp-proxy.js';
 import { ClusterManager } from '../../../src/upstream/cluster-manager.js';
 import { Metrics } from '../../../src/telemetry/metrics.js';
@@ -25,12 +27,12 @@ import type { RequestRecord } from '../../../src/model.js';
 const servers: net.Server[] = [];
 let dir: string;
 let port = 0;
+let bannerApp: FakeTcpUpstream;
+let echoApp: FakeTcpUpstream;
 let bannerPort = 0;
 let echoPort = 0;
 let clientCtx: MtlsContext;
 let forged: WorkloadFiles;
-/** Connections the echo app accepted. */
-let echoConnections = 0;
 let mode: MtlsMode = 'PERMISSIVE';
 let serverCtx: MtlsContext;
 const serverFailures = (): number => serverCtx.inboundStats.failures.fail_verify_error;
@@ -53,8 +55,10 @@ beforeAll(async () => {
   serverCtx = ctxOf(issueWorkload(root, { trustDomain: 'cluster.local', namespace: 'db', serviceAccount: 'mysql' }, join(dir, 's')).dir);
   clientCtx = ctxOf(issueWorkload(root, { trustDomain: 'cluster.local', namespace: 'web', serviceAccount: 'app' }, join(dir, 'c')).dir);
   // A server-speaks-first app (a banner, then echo) and a plain echo app.
-  bannerPort = await listenTcp(servers, (c) => { c.write('220 ready\r\n'); c.pipe(c); });
-  echoPort = await listenTcp(servers, (c) => { echoConnections++; c.pipe(c); });
+  bannerApp = await fakeUpstream().tcp().banner('220 ready\r\n').start();
+  echoApp = await fakeUpstream().tcp().start();
+  bannerPort = bannerApp.port;
+  echoPort = echoApp.port;
   forged = selfSignedWorkload('spiffe://cluster.local/ns/web/sa/app', join(dir, 'forged'));
   const runtimes = new Map<string, ReturnType<ClusterManager['pin']>>();
   const env: InboundCaptureEnv = {
@@ -79,6 +83,7 @@ beforeAll(async () => {
 afterAll(async () => {
   tcp.closeAll();
   for (const s of servers) s.close();
+  await Promise.all([bannerApp?.close(), echoApp?.close()]);
   await clusters.destroy();
   rmSync(dir, { recursive: true, force: true });
 });
@@ -107,7 +112,7 @@ describe('inbound mTLS gate with transparent capture', () => {
     s.destroy();
     expect(stats.mtls).toBe(before + 1);
     // Its TCP metrics and record carry the peer, as an HTTP request's do (were "none" and "unknown").
-    for (let i = 0; i < 100 && !logged.some((l) => l.peer !== undefined); i++) await new Promise((r) => setTimeout(r, 10));
+    await waitFor(() => logged.some((l) => l.peer !== undefined), { timeoutMs: 1000, stepMs: 10, what: 'the record with the peer' });
     expect(logged.find((l) => l.peer !== undefined)?.peer?.spiffeId).toBe('spiffe://cluster.local/ns/web/sa/app');
     expect(metrics.render()).toMatch(/istio_tcp_connections_closed_total\{reporter="destination",source_workload="unknown",source_workload_namespace="web",source_principal="spiffe:\/\/cluster\.local\/ns\/web\/sa\/app"[^}]*request_protocol="tcp",response_flags="-",connection_security_policy="mutual_tls"\} 1/);
   });
@@ -167,7 +172,7 @@ describe('inbound mTLS gate with transparent capture', () => {
   it('TCP over mTLS with a self-signed certificate: reset after the handshake, counted; the app never gets a connection', async () => {
     mode = 'STRICT';
     const before = serverFailures();
-    const conns = echoConnections;
+    const conns = echoApp.connections;
     reader.queue.push({ address: '127.0.0.1', port: echoPort });
     const s = tls.connect({ port, host: '127.0.0.1', ALPNProtocols: ['istio'], rejectUnauthorized: false, cert: readFileSync(forged.certFile), key: readFileSync(forged.keyFile) });
     s.on('error', () => {});
@@ -175,7 +180,7 @@ describe('inbound mTLS gate with transparent capture', () => {
     s.write('forged bytes');
     expect(await readUntil(s, 'forged bytes', 1000)).toBe('');
     await new Promise((r) => setTimeout(r, 100));
-    expect(echoConnections).toBe(conns);
+    expect(echoApp.connections).toBe(conns);
     expect(serverFailures()).toBe(before + 1);
   });
 });

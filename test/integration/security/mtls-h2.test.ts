@@ -8,26 +8,20 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRoot, issueWorkload } from '../../../src/security/dev-ca.js';
 import { startProxy, type RunningProxy } from '../../support/proxy-harness.js';
+import { fakeUpstream, type FakeH2Upstream } from '../../support/fake-upstream.js';
 
 let dir: string;
-let app: http2.Http2Server;
+let app: FakeH2Upstream;
 let server: RunningProxy;
 let client: RunningProxy;
-const xfcc: string[] = [];
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'remora-mtls-h2-'));
   const root = createRoot(join(dir, 'root'));
   const cert = (ns: string, sa: string): string => issueWorkload(root, { trustDomain: 'cluster.local', namespace: ns, serviceAccount: sa }, join(dir, `${ns}-${sa}`)).dir;
-  app = http2.createServer();
-  app.on('stream', (stream, headers) => {
-    xfcc.push(String(headers['x-forwarded-client-cert']));
-    stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
-    stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0', 'grpc-message': 'ok' }));
-    stream.end(Buffer.from([0, 0, 0, 0, 2, 0x68, 0x69]));
-  });
-  await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
-  const appPort = (app.address() as { port: number }).port;
+  // A gRPC app: every call answered with the message "hi", grpc-status 0.
+  app = await fakeUpstream().grpc().route('*', 0, 'hi').start();
+  const appPort = app.port;
   server = await startProxy({
     'pa.yaml': 'apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: shop}\nspec: {mtls: {mode: STRICT}}\n',
   }, ['--app-port', String(appPort), '--namespace', 'shop', '--cert-dir', cert('shop', 'grpc')]);
@@ -46,7 +40,7 @@ spec:
 
 afterAll(async () => {
   await Promise.all([server?.stop(), client?.stop()]);
-  app?.close();
+  await app?.close();
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -67,7 +61,7 @@ describe('HTTP/2 over mTLS between sidecars', () => {
       expect(got.status).toBe(200);
       expect(got.body.subarray(5).toString()).toBe('hi');
       expect(got.trailers['grpc-status']).toBe('0');
-      expect(xfcc.at(-1)).toMatch(/URI=spiffe:\/\/cluster\.local\/ns\/web\/sa\/caller$/);
+      expect(String(app.requests.at(-1)?.headers['x-forwarded-client-cert'])).toMatch(/URI=spiffe:\/\/cluster\.local\/ns\/web\/sa\/caller$/);
       const stats = (await server.admin('/stats/prometheus')).body;
       expect(stats).toMatch(/istio_requests_total\{[^}]*source_principal="spiffe:\/\/cluster\.local\/ns\/web\/sa\/caller"[^}]*request_protocol="grpc"[^}]*connection_security_policy="mutual_tls"/);
     } finally {

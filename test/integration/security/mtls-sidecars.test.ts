@@ -12,12 +12,13 @@ import { request, Agent } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRoot, issueWorkload, type RootFiles } from '../../../src/security/dev-ca.js';
 import { startProxy, waitFor, type RunningProxy } from '../../support/proxy-harness.js';
+import { fakeUpstream, type FakeUpstream, type SeenRequest } from '../../support/fake-upstream.js';
 
 let dir: string;
 let root: RootFiles;
-let app: http.Server;
+let app: FakeUpstream;
 let appPort = 0;
-const seen: http.IncomingHttpHeaders[] = [];
+let seen: SeenRequest[] = [];
 let server: RunningProxy;
 let client: RunningProxy;
 let other: RunningProxy | undefined;
@@ -116,9 +117,9 @@ let clientCerts: string;
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'remora-mtls-e2e-'));
   root = createRoot(join(dir, 'root'));
-  app = http.createServer((req, res) => { seen.push(req.headers); req.resume(); res.end(`app ${req.url}`); });
-  await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
-  appPort = (app.address() as { port: number }).port;
+  app = await fakeUpstream().route('*', 200, (r) => `app ${r.url}`).start();
+  seen = app.requests;
+  appPort = app.port;
   serverCerts = certDir('shop', 'cart');
   clientCerts = certDir('web', 'frontend');
   server = await startProxy({ 'pa.yaml': PA('STRICT'), 'ap.yaml': AP }, ['--app-port', String(appPort), '--namespace', 'shop', '--labels', 'app=cart', '--cert-dir', serverCerts,
@@ -128,7 +129,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await Promise.all([server?.stop(), client?.stop(), other?.stop()]);
-  app?.close();
+  await app?.close();
   await agent.close();
   rmSync(dir, { recursive: true, force: true });
 });
@@ -137,7 +138,7 @@ describe('mutual TLS between two sidecars', () => {
   it('auto mTLS to a meshed endpoint: 200; the app gets the caller in XFCC; the server counts mutual_tls with the peer principal', async () => {
     const n = seen.length;
     expect(await via(client, 'cart.shop.svc.cluster.local', '/a')).toEqual({ status: 200, body: 'app /a' });
-    const xfcc = String(seen[n]!['x-forwarded-client-cert']);
+    const xfcc = String(seen[n]!.headers['x-forwarded-client-cert']);
     expect(xfcc).toMatch(new RegExp(`^By=spiffe://${TD}/ns/shop/sa/cart;Hash=[0-9a-f]{64};Subject="";URI=spiffe://${TD}/ns/web/sa/frontend$`));
     expect(await stat(server, /^istio_requests_total\{.*source_principal="spiffe:\/\/cluster\.local\/ns\/web\/sa\/frontend".*connection_security_policy="mutual_tls".*\}/)).toBeGreaterThanOrEqual(1);
     // Inbound destination_service is the service the request named, as Istio reports it (not the app's address).

@@ -12,6 +12,7 @@ import { loadWorkloadCert, type WorkloadCert } from '../../../src/security/workl
 import { MtlsContext, checkPeerSan, offersIstioAlpn, originationOptions, peerOf, terminateMtls, xfcc, type TerminateResult } from '../../../src/security/mtls.js';
 import { serverIdentities } from '../../../src/security/spiffe.js';
 import { readClientHelloSni } from '../../../src/net/tls-sni.js';
+import { waitFor } from '../../support/wait-for.js';
 
 let dir: string;
 let server: MtlsContext;
@@ -90,7 +91,7 @@ describe('mTLS termination and origination', () => {
       const none = await dial(l.port, { ALPNProtocols: ['istio-http/1.1'], rejectUnauthorized: false });
       // The attacker's client does not care who the server is: only the server's check stands between it and the app.
       const foreign = await dial(l.port, { ...originationOptions(stranger, 'http/1.1', []), rejectUnauthorized: false, checkServerIdentity: () => undefined });
-      await new Promise((r) => setTimeout(r, 100));
+      await waitFor(() => l.results.length >= 2, { what: 'both handshakes decided' });
       expect(none.data).toBe('');
       expect(foreign).toEqual({ data: '', error: 'ECONNRESET' });
       expect(l.results.map((r) => !r.ok && r.reason)).toEqual(['fail_verify_no_cert', 'fail_verify_error']);

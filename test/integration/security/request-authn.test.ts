@@ -14,6 +14,7 @@ import { selfSignedCert } from '../../support/tls.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SignJWT, exportJWK, generateKeyPair, type JWK } from 'jose';
 import { startProxy, waitFor, type RunningProxy } from '../../support/proxy-harness.js';
+import { fakeUpstream, type FakeUpstream, type SeenRequest } from '../../support/fake-upstream.js';
 
 type Key = Awaited<ReturnType<typeof generateKeyPair>>['privateKey'];
 const ISS = 'https://issuer.example';
@@ -22,13 +23,13 @@ let stranger: Key;
 let jwk: JWK;
 let keys: https.Server;
 let plainKeys: http.Server;
-let app: http.Server;
+let app: FakeUpstream;
 let appPort = 0;
 let jwksUri = '';
 let plainJwksUri = '';
 let certDir = '';
 let caFile = '';
-const seen: Array<{ url: string; headers: http.IncomingHttpHeaders }> = [];
+let seen: SeenRequest[] = [];
 let proxy: RunningProxy;
 
 async function jwt(sub: string, claims: Record<string, unknown> = {}, key: Key = priv): Promise<string> {
@@ -82,9 +83,9 @@ beforeAll(async () => {
   await Promise.all([keys, plainKeys].map((srv) => new Promise<void>((r) => srv.listen(0, '127.0.0.1', r))));
   jwksUri = `https://127.0.0.1:${(keys.address() as { port: number }).port}/jwks.json`;
   plainJwksUri = `http://127.0.0.1:${(plainKeys.address() as { port: number }).port}/jwks.json`;
-  app = http.createServer((req, res) => { seen.push({ url: req.url ?? '', headers: req.headers }); req.resume(); res.end(`app ${req.url}`); });
-  await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
-  appPort = (app.address() as { port: number }).port;
+  app = await fakeUpstream().route('*', 200, (r) => `app ${r.url}`).start();
+  seen = app.requests;
+  appPort = app.port;
   proxy = await startProxy({ 'authn.yaml': POLICIES(jwksUri) }, ['--app-port', String(appPort), '--namespace', 'shop', '--labels', 'app=cart'], { env: { NODE_EXTRA_CA_CERTS: caFile } });
 });
 afterAll(async () => {
@@ -92,7 +93,7 @@ afterAll(async () => {
   keys?.closeAllConnections();
   keys?.close();
   plainKeys?.close();
-  app?.close();
+  await app?.close();
   rmSync(certDir, { recursive: true, force: true });
 });
 

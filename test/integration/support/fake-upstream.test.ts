@@ -57,6 +57,17 @@ describe('fakeUpstream() builder', () => {
     expect(await p).toBe('AbortError');
   });
 
+  it('http1: a route body made from the request, a route of its own latency, a given port on another address', async () => {
+    const u = keep(await fakeUpstream().route('/slow', 200, 'late', {}, { latencyMs: 150 }).route('*', 200, (r) => `${r.method} ${r.url}`).start());
+    expect(await (await request(`${u.url()}/a?b=1`)).body.text()).toBe('GET /a?b=1');
+    const t0 = Date.now();
+    expect(await (await request(`${u.url()}/slow`)).body.text()).toBe('late');
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(140);
+    const twin = keep(await fakeUpstream().on('127.0.0.2').port(u.port).route('*', 200, 'twin').start());
+    expect(twin.port).toBe(u.port);
+    expect(await (await request(`http://127.0.0.2:${u.port}/`)).body.text()).toBe('twin');
+  });
+
   it('http2: the same script over cleartext HTTP/2', async () => {
     const u = keep(await fakeUpstream().id('h2').http2().route('/r', 201, 'made').failTimes(1, 500).start());
     expect((await h2get(u.port, '/r')).status).toBe(500);
