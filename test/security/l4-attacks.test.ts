@@ -473,9 +473,13 @@ spec:
   it('a plaintext TCP connection kept open across PERMISSIVE→STRICT is closed; no new plaintext connection is taken', async () => {
     const version = (): number => (JSON.parse(client('pod', { op: 'http', host: '127.0.0.1', port: 15000, path: '/config_dump' }).body!) as { version: number }).version;
     const v0 = version();
+    const echoed = (): number => seen(podApps.output(), 'echo-9002').filter((x) => x.kind === 'data').length;
+    const echoes = echoed();
     // A client that sends one message, gets its echo, then waits up to 8 s for more (it never sends again).
     const held = await pair.start(pair.world, [process.execPath, peer, 'client', JSON.stringify({ op: 'tcp', host: pair.podIp, port: 9002, send: 'held', expectBytes: 100, timeoutMs: 8000 })]);
     await waitFor(() => /istio_tcp_connections_opened_total\{[^}]*inbound\|9002\|\|[^}]*\} [1-9]/.test(stats()), 5000);
+    // Its message reached the app and was echoed (else the change may close the connection before the echo).
+    await waitFor(() => echoed() > echoes, 5000);
     const t0 = Date.now();
     writeFileSync(join(dir, 'pa.yaml'), paYaml('STRICT'));
     try {

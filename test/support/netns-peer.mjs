@@ -27,7 +27,13 @@ function serve(list) {
       server.on('connection', (c) => seen(s, { kind: 'connection', peer: c.remoteAddress }));
       server.listen(s.port, s.host, bound);
     } else if (s.kind === 'echo') {
-      net.createServer((c) => { seen(s, { kind: 'connection', peer: c.remoteAddress }); c.on('error', () => {}); c.pipe(c); }).listen(s.port, s.host, bound);
+      net.createServer((c) => {
+        seen(s, { kind: 'connection', peer: c.remoteAddress });
+        c.on('error', () => {});
+        // Each chunk is logged once echoed back (written out): a test can wait for the echo to be on its way.
+        c.on('data', (d) => { if (c.write(d)) seen(s, { kind: 'data', bytes: d.length }); else c.pause(), c.once('drain', () => { seen(s, { kind: 'data', bytes: d.length }); c.resume(); }); });
+        c.on('end', () => c.end());
+      }).listen(s.port, s.host, bound);
     } else if (s.kind === 'banner') {
       // Server speaks first (MySQL, SMTP style): a greeting on connect, then echo.
       net.createServer((c) => { c.on('error', () => {}); c.write(`${s.banner}\r\n`); c.pipe(c); }).listen(s.port, s.host, bound);
