@@ -27,13 +27,14 @@ import { TRACING_OFF } from './telemetry/tracing-off.js';
 import { adminRoutes, createAdminServer } from './admin/server.js';
 import { clustersText } from './cluster/merge.js';
 import { forwardProbe, parseAppProbers, type AppProber } from './admin/app-probes.js';
-import { connect as netConnect, createServer as netCreateServer, type Server as NetServer, type Socket as NetSocket } from 'node:net';
+import { connect as netConnect, type Server as NetServer } from 'node:net';
 import { Logger } from './util/logger.js';
 import { TcpProxy, type L4Conn } from './proxy/tcp-proxy.js';
 import type { ConnectionVerdict } from './proxy/l4.js';
 import type { OwnEndpoints } from './routing/l4-decision.js';
 import { CaptureStats, inboundCapture, outboundCapture, type CaptureEnv } from './net/capture.js';
 import { createOriginalDstReader, type OriginalDstReader } from './net/original-dst.js';
+import { listenIPv6Companion } from './net/ipv6-companion.js';
 import { DEFAULT_STREAM_TIMEOUTS } from './proxy/stream-timeouts.js';
 import { DEFAULT_TUNNEL_IDLE_TIMEOUT_MS, Tunnels } from './proxy/tunnel.js';
 import { HeaderHygieneStats } from './proxy/headers.js';
@@ -44,6 +45,8 @@ import { networkInterfaces } from 'node:os';
 import { VERSION } from './version.js';
 import type { Environment, RunOptions } from './run-options.js';
 
+
+export { adoptConnection } from './net/ipv6-companion.js';
 
 /** A listener: node:http for admin/stats/health, Http1Server for the data plane. */
 type Server = HttpServer | Http1Server;
@@ -588,33 +591,11 @@ export class Sidecar {
     if (server instanceof Http1Server && (name === 'outbound' || name === 'inbound')) this.limitConnections(name, server);
     const a = server.address() as AddressInfo;
     this.servers.push({ name, server, address, port: a.port });
-    if (server instanceof Http1Server && (name === 'outbound' || name === 'inbound')) await this.listenIPv6(name, server, address, a.port);
-  }
-
-  /**
-   * IPv6 beside a proxy listener bound to IPv4's loopback or any-address: ip6tables REDIRECTs a pod's outbound IPv6
-   * connections to [::1]:15001 and inbound ones to [<pod address>]:15006 (`remora iptables`, IPv6 rules), which an
-   * IPv4-only listener would refuse — breaking the app's IPv6 traffic. The companion takes the same port on [::1]
-   * (resp. [::], IPv6 only) and hands each connection to the listener, as if it had accepted it (original
-   * destination, sniffing, HTTP/1, HTTP/2, TCP alike). A host without IPv6 (or the port taken there) keeps IPv4 alone.
-   * The listener owns the connection from then on (adoptConnection): one --max-connections, overflow counter, drain
-   * count and close for both families.
-   */
-  private async listenIPv6(name: string, primary: Http1Server, address: string, port: number): Promise<void> {
-    const v6 = address === '127.0.0.1' ? '::1' : address === '0.0.0.0' ? '::' : undefined;
-    if (v6 === undefined) return;
-    const companion = netCreateServer({ allowHalfOpen: true, noDelay: true }, (sock) => adoptConnection(primary, companion, sock));
-    try {
-      await new Promise<void>((resolve, reject) => {
-        companion.once('error', reject);
-        companion.listen({ port, host: v6, ipv6Only: true }, () => { companion.off('error', reject); resolve(); });
-      });
-    } catch (err) {
-      this.logger.log('info', `${name} listener: IPv4 only ([${v6}]:${port}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
-      return;
+    if (server instanceof Http1Server && (name === 'outbound' || name === 'inbound')) {
+      // IPv6 beside IPv4's loopback or any-address (src/net/ipv6-companion.ts): the listener owns what it accepts.
+      const companion = await listenIPv6Companion(name, server, address, a.port, this.logger);
+      if (companion !== undefined) this.companions.push({ name, server: companion });
     }
-    companion.on('error', (err) => this.logger.log('error', `${name} IPv6 listener: ${err.message}`));
-    this.companions.push({ name, server: companion });
   }
 
   /**
@@ -803,31 +784,6 @@ function localAddresses(): string[] {
   const out: string[] = [];
   for (const list of Object.values(networkInterfaces())) for (const a of list ?? []) if (!a.internal) out.push(a.address);
   return out;
-}
-
-/** node's net.Server/Socket bookkeeping that `adoptConnection` moves (stable in node's net.js since 0.x). */
-interface ServerCount { _connections: number; maxConnections: number }
-interface OwnedSocket { server: NetServer; _server: NetServer }
-
-/**
- * Hand a socket the IPv6 companion accepted over to the listener, which then owns it exactly as if it had accepted
- * it: counted in the listener's open connections (its `--max-connections`, `getConnections` for the drain, and its
- * 'close' waiting for it), or dropped past the limit and counted as the listener's overflow ('drop').
- */
-export function adoptConnection(primary: NetServer, companion: NetServer, sock: NetSocket): void {
-  const p = primary as unknown as ServerCount;
-  (companion as unknown as ServerCount)._connections--;
-  if (p.maxConnections > 0 && p._connections >= p.maxConnections) {
-    primary.emit('drop', { localAddress: sock.localAddress, localPort: sock.localPort, remoteAddress: sock.remoteAddress, remotePort: sock.remotePort, remoteFamily: sock.remoteFamily });
-    (sock as unknown as Partial<OwnedSocket>)._server = undefined;
-    sock.destroy();
-    return;
-  }
-  p._connections++;
-  const owned = sock as unknown as OwnedSocket;
-  owned.server = primary;
-  owned._server = primary;
-  primary.emit('connection', sock);
 }
 
 /** How many certificates a PEM bundle holds (the roots of a trust bundle, for the log). */
