@@ -35,6 +35,7 @@ import type { OwnEndpoints } from './routing/l4-decision.js';
 import { CaptureStats, inboundCapture, outboundCapture, type CaptureEnv } from './net/capture.js';
 import { createOriginalDstReader, type OriginalDstReader } from './net/original-dst.js';
 import { listenIPv6Companion } from './net/ipv6-companion.js';
+import { observeCapture, observeCertificates, observeHttp1, observeHttp2, observeKubernetes, observeListenerOverflow, observeProxy } from './app-metrics.js';
 import { DEFAULT_STREAM_TIMEOUTS } from './proxy/stream-timeouts.js';
 import { DEFAULT_TUNNEL_IDLE_TIMEOUT_MS, Tunnels } from './proxy/tunnel.js';
 import { HeaderHygieneStats } from './proxy/headers.js';
@@ -127,12 +128,7 @@ export class Sidecar {
         onError: (err) => log('warn', `access log: ${err.code ?? err.message}`),
       });
     }
-    if (this.accessLog) {
-      const log = this.accessLog;
-      this.metrics.observe('remora_access_log_dropped_lines_total', 'counter', 'Access-log lines dropped (slow or broken destination).', () => log.droppedLines());
-    }
     // Tracing starts in start() (the OTel SDK is loaded only when an endpoint is set); requests read it through the env.
-    this.metrics.observe('remora_tracing_spans_dropped_total', 'counter', 'Spans dropped by the bounded export queue or failed exports.', () => this.tracing.spansDropped());
     const metrics = this.metrics;
     const accessLog = this.accessLog;
     const observer: Observer = {
@@ -162,23 +158,8 @@ export class Sidecar {
       tracing: TRACING_OFF,
       tunnels: new Tunnels(opts.tunnelIdleTimeoutMs ?? DEFAULT_TUNNEL_IDLE_TIMEOUT_MS),
     };
-    const tunnels = base.tunnels;
-    for (const dir of ['outbound', 'inbound'] as const) {
-      this.metrics.observe('remora_tunnels_active', 'gauge', 'Open upgraded connections (101 Switching Protocols: WebSocket and other Upgrade tunnels), by listener.', () => tunnels.active[dir], { direction: dir });
-      this.metrics.observe('remora_tunnels_total', 'counter', 'Upgraded connections opened (101 Switching Protocols), by listener.', () => tunnels.total[dir], { direction: dir });
-    }
-    const clusters = this.clusters;
-    for (const state of ['active', 'idle', 'queued'] as const) {
-      this.metrics.observe('remora_upstream_connections', 'gauge', 'Upstream HTTP connections of every pool: active (carrying a request), idle (kept alive for reuse); queued: requests waiting for a connection.', () => clusters.connectionStats()[state], { state });
-    }
     // Header and path hygiene (src/proxy/headers.ts, src/routing/request-target.ts), per listener.
     const hygiene = { outbound: new HeaderHygieneStats(), inbound: new HeaderHygieneStats() };
-    for (const dir of ['outbound', 'inbound'] as const) {
-      const st = hygiene[dir];
-      this.metrics.observe('remora_dropped_headers_with_underscores_total', 'counter', 'Request headers dropped because their name has an underscore (--headers-with-underscores drop; Envoy dropped_headers_with_underscores).', () => st.droppedUnderscore, { direction: dir });
-      this.metrics.observe('remora_requests_rejected_with_underscores_in_headers_total', 'counter', 'Requests answered 400 because a header name has an underscore (--headers-with-underscores reject; Envoy requests_rejected_with_underscores_in_headers).', () => st.rejectedUnderscore, { direction: dir });
-      this.metrics.observe('remora_requests_rejected_connection_header_total', 'counter', 'Requests answered 400 because Connection nominated x-forwarded-for/-host/-proto, a pseudo-header, or 10 or more tokens.', () => st.rejectedConnection, { direction: dir });
-    }
     const hygieneOpts = { pathNormalization: opts.pathNormalization ?? 'base', headersWithUnderscores: opts.headersWithUnderscores ?? 'allow' } as const;
     this.outboundEnv = { ...base, ...hygieneOpts, hygiene: hygiene.outbound, snapshot: () => this.store.current };
     const authz = new InboundAuthorizer({
@@ -192,8 +173,6 @@ export class Sidecar {
       },
     });
     this.authz = authz;
-    this.metrics.observe('remora_inbound_authz_denied_total', 'counter', 'Inbound requests denied by NetworkPolicy or AuthorizationPolicy (403 RBAC: access denied).', () => authz.denied());
-    this.metrics.observe('remora_inbound_authz_allowed_total', 'counter', 'Inbound requests checked against NetworkPolicy/AuthorizationPolicy and allowed (not counted while no policy applies).', () => authz.allowed());
     const capture = this.capture;
     this.inboundEnv = {
       ...base, ...hygieneOpts, hygiene: hygiene.inbound, appPorts: opts.appPorts, appHost: '127.0.0.1', authz, snapshot: () => this.store.current,
@@ -208,24 +187,9 @@ export class Sidecar {
       now,
       connector: (def: ClusterDef, ep: Endpoint) => this.clusters.tcpConnector(def, ep),
     });
-    const tcp = this.tcp;
-    this.metrics.observe('remora_tcp_connections_active', 'gauge', 'Proxied TCP connections open now (both listeners).', () => tcp.active.size);
-    this.metrics.observe('remora_tcp_connections_total', 'counter', 'TCP connections taken by the TCP proxy (passthrough, TCP routes, non-HTTP traffic).', () => tcp.opened);
+    observeProxy(this.metrics, { accessLog: this.accessLog, tracing: () => this.tracing, tunnels: base.tunnels, clusters: this.clusters, hygiene, authz, tcp: this.tcp });
     if (opts.certDir !== undefined) this.setupCertificates(opts.certDir);
-    for (const [dir, st] of Object.entries(this.capture)) {
-      const labels = { listener: dir };
-      const help = 'Connections accepted by a proxy listener, by what transparent capture made of them (direct: addressed to the listener; http, tcp: redirected, by protocol).';
-      this.metrics.observe('remora_listener_connections_total', 'counter', help, () => st.direct, { ...labels, kind: 'direct' });
-      this.metrics.observe('remora_listener_connections_total', 'counter', help, () => st.http, { ...labels, kind: 'http' });
-      this.metrics.observe('remora_listener_connections_total', 'counter', help, () => st.tcp, { ...labels, kind: 'tcp' });
-      this.metrics.observe('remora_protocol_detection_timeouts_total', 'counter', 'Captured connections whose client sent nothing within --protocol-detection-timeout (outbound: taken as TCP; inbound: the app is dialled and whoever speaks first decides).', () => st.sniffTimeouts, labels);
-    }
-    const inb = this.capture.inbound;
-    this.metrics.observe('remora_inbound_late_http_total', 'counter', 'Inbound connections silent past --protocol-detection-timeout whose first bytes, sent before the app said anything, were HTTP: served as HTTP with its policies.', () => inb.lateHttp);
-    const refusedHelp = 'Inbound connections refused before any policy (reset): to one of the proxy\'s own ports, addressed to the inbound listener itself in capture mode (not redirected), or redirected in capture mode with an original destination that is not one of the pod\'s addresses.';
-    this.metrics.observe('remora_inbound_refused_total', 'counter', refusedHelp, () => inb.refusedOwnPort, { reason: 'proxy_port' });
-    this.metrics.observe('remora_inbound_refused_total', 'counter', refusedHelp, () => inb.refusedNotRedirected, { reason: 'not_redirected' });
-    this.metrics.observe('remora_inbound_refused_total', 'counter', refusedHelp, () => inb.refusedNotPodAddress, { reason: 'not_pod_address' });
+    observeCapture(this.metrics, this.capture);
     const loopback = new Map<number, ClusterRuntime>();
     for (const def of inboundClusters(opts.appPorts, '127.0.0.1')) loopback.set(def.port, this.clusters.pin(def));
     this.inboundRuntimes.set('127.0.0.1', loopback);
@@ -309,8 +273,7 @@ export class Sidecar {
         feed();
         writer.start();
       }
-      const metrics = this.metrics;
-      metrics.observe('remora_kubernetes_staleness_seconds', 'gauge', 'Seconds since the Kubernetes watch state was last known complete.', () => kube.current().stalenessMs(Date.now()) / 1000);
+      observeKubernetes(this.metrics, kube);
     }
     const ok = await this.store.reloadFiles(true);
     if (!ok) {
@@ -352,7 +315,7 @@ export class Sidecar {
     // The HTTP/2 codec is imported when the first HTTP/2 connection or h2c upgrade arrives (src/http2/lazy.ts).
     const outboundH2 = new LazyHttp2Listener(onOutbound, { ...LISTENER_H2, headersTimeoutMs, streamIdleTimeoutMs });
     this.h2Listeners.outbound = outboundH2;
-    this.observeHttp2('outbound', outboundH2);
+    observeHttp2(this.metrics, 'outbound', outboundH2);
     // HTTP/1.1 requests that ask for h2c (Upgrade: h2c) continue as HTTP/2 on the same connection; one the listener
     // does not take goes on as plain HTTP/1.1, never as an upgrade the app could take (asksH2c).
     const viaH2c = (h2: LazyHttp2Listener, next: typeof onOutbound) => {
@@ -371,12 +334,12 @@ export class Sidecar {
       ? (req: Http1Request, res: Http1Response): void => { if (req.method === 'CONNECT' && req.upgrade) handleConnect(req, res, capture); else toOutbound(req, res); }
       : toOutbound;
     const outbound = new Http1Server(outboundHandler, { ...LISTENER_HTTP, headersTimeoutMs, streamIdleTimeoutMs, connect, onConnection: outboundCapture({ ...capture, h2: outboundH2 }, this.capture.outbound) });
-    this.observeHttp1('outbound', outbound);
+    observeHttp1(this.metrics, 'outbound', outbound);
     await this.listen('outbound', outbound, this.opts.outboundAddress, this.opts.outboundPort);
     if (this.opts.appPorts.length > 0) {
       const inboundH2 = new LazyHttp2Listener(onInbound, { ...LISTENER_H2, headersTimeoutMs, streamIdleTimeoutMs });
       this.h2Listeners.inbound = inboundH2;
-      this.observeHttp2('inbound', inboundH2);
+      observeHttp2(this.metrics, 'inbound', inboundH2);
       const inbound = new Http1Server(viaH2c(inboundH2, onInbound), {
         ...LISTENER_HTTP,
         headersTimeoutMs,
@@ -392,7 +355,7 @@ export class Sidecar {
       });
       this.inboundH1 = inbound;
       if (this.certs !== undefined) this.inboundEnv.plaintextRefused = (port) => this.authz.mtlsMode(port) === 'STRICT';
-      this.observeHttp1('inbound', inbound);
+      observeHttp1(this.metrics, 'inbound', inbound);
       await this.listen('inbound', inbound, this.opts.inboundAddress, this.opts.inboundPort);
     }
     if (this.opts.serveAdmin !== false) await this.listenAdmin();
@@ -537,42 +500,9 @@ export class Sidecar {
     store.on('expired', () => this.logger.log('error', 'workload certificate expired: mTLS connections fail until a new one is written'));
     this.clusters.mtls = () => (store.valid ? this.mtlsCtx : undefined);
     this.inboundEnv.ownSpiffeId = () => this.mtlsCtx?.ownUri;
-    this.metrics.observe('remora_workload_cert_expiry_timestamp_seconds', 'gauge', 'When the workload certificate in use expires (Unix time, seconds); 0 without one.', () => (store.current ? store.current.notAfter.getTime() / 1000 : 0));
-    this.metrics.observe('remora_workload_cert_rotations_total', 'counter', 'Workload certificates taken after the first (rotations).', () => store.rotations);
-    this.metrics.observe('remora_workload_cert_load_failures_total', 'counter', 'Changed certificate files that were not taken (incomplete, invalid, expired, another CA); the last good certificate stayed.', () => store.failures);
-    for (const [direction, st] of Object.entries(tlsStats)) {
-      this.metrics.observe('remora_ssl_handshakes_total', 'counter', 'Mutual TLS handshakes completed with a verified peer (Envoy ssl.handshake), by direction.', () => st.handshakes, { direction });
-      this.metrics.observe('remora_ssl_connection_errors_total', 'counter', 'Mutual TLS handshakes that failed before verification: a protocol error, a timeout, a close (Envoy ssl.connection_error).', () => st.connectionErrors, { direction });
-      for (const reason of ['fail_verify_error', 'fail_verify_san', 'fail_verify_no_cert'] as const) {
-        this.metrics.observe('remora_ssl_verify_failures_total', 'counter', 'Peers refused by certificate verification, by Envoy\'s reason: fail_verify_error (the chain: another root, self-signed, expired, not yet valid, not a CA, wrong key usage, revoked), fail_verify_san (no SPIFFE identity, a trust domain not ours, an unexpected server identity), fail_verify_no_cert (no client certificate).', () => st.failures[reason], { direction, reason });
-      }
-    }
-    for (const [listener, st] of Object.entries(this.capture)) {
-      if (listener !== 'inbound') continue;
-      this.metrics.observe('remora_inbound_mtls_connections_total', 'counter', 'Inbound connections terminated as mutual TLS (the peer certificate verified).', () => st.mtls);
-      this.metrics.observe('remora_inbound_mtls_refused_total', 'counter', 'Inbound connections refused by PeerAuthentication: plaintext on a STRICT port, or a failed mTLS handshake.', () => st.mtlsRefused);
-    }
+    observeCertificates(this.metrics, store, tlsStats, this.capture);
     store.start();
   }
-
-  /** The HTTP/2 side of a listener in /stats/prometheus: sessions, and the ones closed for floods or premature resets. */
-  private observeHttp1(listener: string, h1: Http1Server): void {
-    this.metrics.observe('remora_http1_requests_rejected_total', 'counter', 'HTTP/1 requests the listener answered itself for a framing or header error (400, 413, 431, 501, 505; Envoy downstream_cx_protocol_error), the connection closed after.', () => h1.stats.rejected, { listener });
-    this.metrics.observe('remora_http1_responses_before_request_complete_total', 'counter', 'HTTP/1 responses that started before their request body had all arrived: the connection closed after them (Envoy downstream_rq_response_before_rq_complete).', () => h1.stats.responsesBeforeRequestComplete, { listener });
-    this.metrics.observe('remora_http1_stream_idle_timeouts_total', 'counter', 'HTTP/1 requests ended by --stream-idle-timeout: no byte moved either way for that long (408 if unanswered, else a reset; Envoy downstream_rq_idle_timeout).', () => h1.stats.streamIdleTimeouts, { listener });
-  }
-
-  private observeHttp2(listener: string, h2: LazyHttp2Listener): void {
-    // Read at scrape time: the listener's counters exist once its first HTTP/2 connection made it.
-    const labels = { listener };
-    this.metrics.observe('remora_http2_sessions_total', 'counter', 'Cleartext HTTP/2 connections served by a proxy listener.', () => h2.stats.sessions, labels);
-    this.metrics.observe('remora_http2_protocol_error_closes_total', 'counter', 'HTTP/2 connections closed by a protocol error or a frame flood (SETTINGS/PING floods not read, CONTINUATION floods, invalid frames).', () => h2.stats.protocolErrors, labels);
-    this.metrics.observe('remora_http2_premature_reset_closes_total', 'counter', 'HTTP/2 connections closed for too many premature stream resets (rapid reset, CVE-2023-44487; Envoy downstream_rq_too_many_premature_resets).', () => h2.stats.prematureResetCloses, labels);
-    this.metrics.observe('remora_http2_stream_idle_timeouts_total', 'counter', 'HTTP/2 streams ended by --stream-idle-timeout: no byte moved either way for that long (408 if unanswered, else RST_STREAM; Envoy downstream_rq_idle_timeout).', () => h2.stats.streamIdleTimeouts, labels);
-    this.metrics.observe('remora_http2_headers_timeouts_total', 'counter', 'HTTP/2 connections closed (GOAWAY) because a header block was not complete within --request-headers-timeout of its first byte.', () => h2.stats.headersTimeouts, labels);
-    this.metrics.observe('remora_http2_streams_reset_by_peer_total', 'counter', 'HTTP/2 streams the client reset before their response was complete (Envoy downstream_rq_rx_reset).', () => h2.stats.streamsResetByPeer, labels);
-  }
-
   private async listen(name: string, server: Server, address: string, port: number): Promise<void> {
     // The data-plane listeners answer malformed requests themselves (Http1Server); the admin ones are node:http.
     if (!(server instanceof Http1Server)) {
@@ -610,7 +540,7 @@ export class Sidecar {
     const max = this.opts.maxConnections ?? 0;
     if (max > 0) server.maxConnections = max;
     server.on('drop', () => { st.overflow++; });
-    this.metrics.observe('remora_listener_connections_overflow_total', 'counter', 'Connections closed at accept because the listener had --max-connections open (Envoy downstream_cx_overflow).', () => st.overflow, { listener: name });
+    observeListenerOverflow(this.metrics, name, st);
   }
 
   port(name: string): number {
