@@ -27,7 +27,7 @@ import { TRACING_OFF } from './telemetry/tracing-off.js';
 import { adminRoutes, createAdminServer } from './admin/server.js';
 import { clustersText } from './cluster/merge.js';
 import { forwardProbe, parseAppProbers, type AppProber } from './admin/app-probes.js';
-import { connect as netConnect, type Server as NetServer } from 'node:net';
+import type { Server as NetServer } from 'node:net';
 import { Logger } from './util/logger.js';
 import { TcpProxy, type L4Conn } from './proxy/tcp-proxy.js';
 import type { ConnectionVerdict } from './proxy/l4.js';
@@ -35,6 +35,7 @@ import type { OwnEndpoints } from './routing/l4-decision.js';
 import { CaptureStats, inboundCapture, outboundCapture, type CaptureEnv } from './net/capture.js';
 import { createOriginalDstReader, type OriginalDstReader } from './net/original-dst.js';
 import { listenIPv6Companion } from './net/ipv6-companion.js';
+import { DRAIN_IDLE_GRACE_MS, InFlight, drainThenStop, watchApp } from './app-drain.js';
 import { observeCapture, observeCertificates, observeHttp1, observeHttp2, observeKubernetes, observeListenerOverflow, observeProxy } from './app-metrics.js';
 import { DEFAULT_STREAM_TIMEOUTS } from './proxy/stream-timeouts.js';
 import { DEFAULT_TUNNEL_IDLE_TIMEOUT_MS, Tunnels } from './proxy/tunnel.js';
@@ -54,8 +55,6 @@ type Server = HttpServer | Http1Server;
 
 /** Data-plane listener limits: Envoy-like idle keep-alive, a 30 s head deadline (slowloris), node's 16 KiB head. */
 const LISTENER_HTTP: Http1ServerOptions = { keepAliveTimeoutMs: 65_000, maxHeaderSize: 16_384 };
-/** Drain: how long idle inbound keep-alive connections stay open (a request already sent on one is still served). */
-const DRAIN_IDLE_GRACE_MS = 1000;
 /** The same limits for HTTP/2 connections: idle 65 s, 16 KiB of headers; up to 1024 streams at once per connection. */
 const LISTENER_H2: Http2ListenerOptions = { idleTimeoutMs: 65_000, maxHeaderListSize: 16_384, maxConcurrentStreams: 1024 };
 
@@ -94,9 +93,9 @@ export class Sidecar {
   private listening = false;
   draining = false;
   healthFail = false;
-  private active = 0;
+  /** Requests in flight (the drain waits for them). */
+  private readonly inFlight = new InFlight();
   private startedAt = Date.now();
-  private drainWaiters: Array<() => void> = [];
   private shuttingDown: Promise<number> | undefined;
   onExit: (code: number) => void = () => {};
 
@@ -281,7 +280,7 @@ export class Sidecar {
       (err as Error & { configErrors?: string[] }).configErrors = this.store.lastError?.errors;
       throw err;
     }
-    const onClose = this.onResponseClose;
+    const onClose = this.inFlight.ended;
     this.originalDst = createOriginalDstReader(this.opts.originalDst !== undefined ? { force: this.opts.originalDst } : {});
     this.logger.log(this.originalDst.kind === 'native' ? 'info' : 'warn', this.originalDst.description);
     // The pod's addresses before any listener: in capture mode an inbound original destination must be one of them.
@@ -299,12 +298,12 @@ export class Sidecar {
     // One handler per direction for both protocols: cleartext HTTP/2 (prior knowledge) shares the ports and the
     // request model with HTTP/1.
     const onOutbound = (req: DownstreamRequest, res: DownstreamResponse): void => {
-      this.active++;
+      this.inFlight.active++;
       res.on('close', onClose);
       handleOutbound(req, res, this.outboundEnv);
     };
     const onInbound = (req: DownstreamRequest, res: DownstreamResponse): void => {
-      this.active++;
+      this.inFlight.active++;
       res.on('close', onClose);
       handleInbound(req, res, this.inboundEnv, this.inboundRuntimeFor);
     };
@@ -369,7 +368,7 @@ export class Sidecar {
     this.watcher = new FileWatcher(this.opts.configPaths, () => { void this.store.reloadFiles(); });
     await this.watcher.start();
     this.listening = true;
-    if ((this.opts.exitOnAppExitSeconds ?? 0) > 0 && this.opts.appPorts.length > 0) this.watchApp(this.opts.exitOnAppExitSeconds!);
+    if ((this.opts.exitOnAppExitSeconds ?? 0) > 0 && this.opts.appPorts.length > 0) watchApp(this.opts.appPorts[0]!, this.opts.exitOnAppExitSeconds!, this.logger, (reason) => this.shutdown(reason));
   }
 
   /**
@@ -429,38 +428,6 @@ export class Sidecar {
     };
     await this.listen('health', createAdminServer(routes, ['/healthz/ready'], probeHandler), '0.0.0.0', this.opts.healthPort);
   }
-
-  /** --exit-on-app-exit: once the app has listened, exit when its port stops accepting for `seconds` (Jobs, pain 4). */
-  private watchApp(seconds: number): void {
-    const port = this.opts.appPorts[0]!;
-    let seenUp = false;
-    let downSince = 0;
-    const timer = setInterval(() => {
-      const sock = netConnect({ port, host: '127.0.0.1' });
-      sock.setTimeout(500);
-      const result = (up: boolean): void => {
-        sock.destroy();
-        const now = Date.now();
-        if (up) { seenUp = true; downSince = 0; return; }
-        if (!seenUp) return;
-        if (downSince === 0) downSince = now;
-        if (now - downSince >= seconds * 1000) {
-          clearInterval(timer);
-          this.logger.log('info', `app port ${port} stopped listening ${seconds}s ago: exiting`);
-          void this.shutdown('app exited');
-        }
-      };
-      sock.once('connect', () => result(true));
-      sock.once('error', () => result(false));
-      sock.once('timeout', () => result(false));
-    }, 500);
-    timer.unref();
-  }
-
-  private onResponseClose = (): void => {
-    this.active--;
-    if (this.active === 0 && this.drainWaiters.length > 0) for (const w of this.drainWaiters.splice(0)) w();
-  };
 
   private mtlsWarned = '';
   /** A STRICT PeerAuthentication applies but the sidecar has no certificate (no --cert-dir): it cannot be enforced. */
@@ -577,30 +544,19 @@ export class Sidecar {
     this.h2Listeners.inbound?.closeIdleConnections();
   }
 
-  /** SIGTERM / quitquitquit: drain inbound, keep outbound for the app, exit when idle or at the deadline. */
+  /** SIGTERM / quitquitquit: drain inbound, keep outbound for the app, exit when idle or at the deadline (src/app-drain.ts). */
   shutdown(reason: string): Promise<number> {
     if (this.shuttingDown) return this.shuttingDown;
-    this.shuttingDown = (async () => {
-      this.logger.log('info', `draining (${reason}); up to ${this.opts.drainSeconds}s`, { active: this.active });
-      this.drainListeners(true);
-      const deadline = this.opts.drainSeconds * 1000;
-      const until = Date.now() + deadline;
-      if (this.active > 0) {
-        await new Promise<void>((resolve) => {
-          const t = setTimeout(resolve, deadline);
-          this.drainWaiters.push(() => { clearTimeout(t); resolve(); });
-        });
-      }
-      // Inbound keep-alive connections still open get the idle grace (see drainListeners) before stop() cuts them.
-      const graceEnd = Math.min(until, Date.now() + DRAIN_IDLE_GRACE_MS);
-      while (Date.now() < graceEnd && (await this.inboundConnections()) > 0) await new Promise((r) => setTimeout(r, 25));
-      // Proxied TCP connections (a database session, a tunnel) are not cut before the drain deadline either.
-      while (this.tcp.active.size > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
-      await this.stop();
-      this.logger.log('info', 'exiting', { active: this.active });
-      this.onExit(0);
-      return 0;
-    })();
+    this.shuttingDown = drainThenStop({
+      logger: this.logger,
+      inFlight: this.inFlight,
+      drainSeconds: this.opts.drainSeconds,
+      drainListeners: (inboundOnly) => this.drainListeners(inboundOnly),
+      inboundConnections: () => this.inboundConnections(),
+      tcpActive: () => this.tcp.active.size,
+      stop: () => this.stop(),
+      onExit: (code) => this.onExit(code),
+    }, reason);
     return this.shuttingDown;
   }
 
