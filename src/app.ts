@@ -44,7 +44,7 @@ import type { ClusterDef, ClusterRuntime, ClusterView, Endpoint, RequestRecord }
 import { WorkloadCertStore, type WorkloadCert } from './security/workload-cert.js';
 import { MtlsContext, TlsStats, peerOf, type MtlsOptions } from './security/mtls.js';
 import { networkInterfaces } from 'node:os';
-import { VERSION } from './version.js';
+import { configDump, pemCount, serverInfo, statsJson, statsText } from './app-views.js';
 import type { Environment, RunOptions } from './run-options.js';
 
 
@@ -600,11 +600,11 @@ export class Sidecar {
   }
 
   statsText(): string {
-    return this.renderMetrics().split('\n').filter((l) => l && !l.startsWith('#')).join('\n') + '\n';
+    return statsText(this.renderMetrics());
   }
 
   statsJson(): unknown {
-    return { stats: this.statsText().trim().split('\n').map((l) => { const i = l.lastIndexOf(' '); return { name: l.slice(0, i), value: Number(l.slice(i + 1)) }; }) };
+    return statsJson(this.statsText());
   }
 
   resetCounters(): void {
@@ -612,14 +612,7 @@ export class Sidecar {
   }
 
   serverInfo(): unknown {
-    return {
-      version: VERSION,
-      state: this.draining ? 'DRAINING' : this.readiness().ready ? 'LIVE' : 'PRE_INITIALIZING',
-      uptime_current_epoch: `${Math.round((Date.now() - this.startedAt) / 1000)}s`,
-      node: { id: `sidecar~${this.opts.workloadName}.${this.opts.namespace}`, metadata: { NAMESPACE: this.opts.namespace, LABELS: this.opts.labels } },
-      command_line_options: this.opts,
-      ports: Object.fromEntries(this.servers.map((s) => [s.name, s.port])),
-    };
+    return serverInfo({ opts: this.opts, servers: this.servers, draining: this.draining, ready: () => this.readiness().ready, startedAt: this.startedAt });
   }
 
   listenerInfo(): Array<{ name: string; address: string; port: number }> {
@@ -627,39 +620,7 @@ export class Sidecar {
   }
 
   configDump(): unknown {
-    const snap = this.store.current;
-    return {
-      version: snap?.version ?? null,
-      hash: snap?.hash ?? null,
-      lastReloadTime: this.store.lastReloadAt ? new Date(this.store.lastReloadAt).toISOString() : null,
-      reloads: this.store.reloads,
-      reloadFailures: this.store.reloadFailures,
-      // The last accepted build: ms to read + parse the files, validate, compile.
-      lastBuildMs: this.store.lastBuild ?? null,
-      lastError: this.store.lastError ? { time: new Date(this.store.lastError.at).toISOString(), errors: this.store.lastError.errors } : null,
-      ports: Object.fromEntries(this.servers.map((s) => [s.name, s.port])),
-      capture: { mode: this.opts.captureMode === true ? 'redirect' : 'none', originalDestination: this.originalDst?.kind ?? null, description: this.originalDst?.description ?? null, protocolDetectionTimeoutMs: this.opts.protocolDetectionTimeoutMs ?? 100 },
-      certificates: this.certs === undefined ? null : {
-        dir: this.certs.dir,
-        identity: this.certs.current?.spiffeId ?? null,
-        notBefore: this.certs.current?.notBefore.toISOString() ?? null,
-        notAfter: this.certs.current?.notAfter.toISOString() ?? null,
-        serialNumber: this.certs.current?.serialNumber ?? null,
-        valid: this.certs.valid,
-        rotations: this.certs.rotations,
-        trustBundleCertificates: this.certs.current === undefined ? 0 : pemCount(this.certs.current.ca),
-        crl: this.certs.current?.files.crl ?? null,
-        trustDomains: this.mtlsCtx === undefined ? [] : [...this.mtlsCtx.trustDomains],
-        lastError: this.certs.lastError ?? null,
-        peerAuthentication: { mode: this.authz.peerAuthn.mode, ports: Object.fromEntries(this.authz.peerAuthn.ports), policies: this.authz.peerAuthn.policies },
-      },
-      kubernetes: this.kube ? { stalenessMs: this.kube.current().stalenessMs(Date.now()), syncedAt: new Date(this.kube.current().syncedAt).toISOString(), versions: this.kube.versions() } : null,
-      warnings: snap?.warnings ?? [],
-      resources: (snap?.resources ?? []).map((r) => ({
-        apiVersion: r.apiVersion, kind: r.kind, metadata: r.metadata, spec: r.spec, source: r.source,
-      })),
-      clusters: snap ? [...snap.clusters.values()].map((c) => ({ name: c.name, resolution: c.resolution, lb: c.policy.lb.kind, endpoints: c.endpoints.map((e) => e.key) })) : [],
-    };
+    return configDump({ opts: this.opts, store: this.store, servers: this.servers, originalDst: this.originalDst, certs: this.certs, mtlsCtx: this.mtlsCtx, authz: this.authz, kube: this.kube });
   }
 }
 
@@ -670,9 +631,4 @@ function localAddresses(): string[] {
   const out: string[] = [];
   for (const list of Object.values(networkInterfaces())) for (const a of list ?? []) if (!a.internal) out.push(a.address);
   return out;
-}
-
-/** How many certificates a PEM bundle holds (the roots of a trust bundle, for the log). */
-function pemCount(pem: string): number {
-  return pem.split('-----BEGIN CERTIFICATE-----').length - 1;
 }
