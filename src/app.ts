@@ -35,16 +35,18 @@ import type { OwnEndpoints } from './routing/l4-decision.js';
 import { CaptureStats, inboundCapture, outboundCapture, type CaptureEnv } from './net/capture.js';
 import { createOriginalDstReader, type OriginalDstReader } from './net/original-dst.js';
 import { listenIPv6Companion } from './net/ipv6-companion.js';
+import { startKubernetes } from './app-kubernetes.js';
 import { DRAIN_IDLE_GRACE_MS, InFlight, drainThenStop, watchApp } from './app-drain.js';
 import { observeCapture, observeCertificates, observeHttp1, observeHttp2, observeKubernetes, observeListenerOverflow, observeProxy } from './app-metrics.js';
 import { DEFAULT_STREAM_TIMEOUTS } from './proxy/stream-timeouts.js';
 import { DEFAULT_TUNNEL_IDLE_TIMEOUT_MS, Tunnels } from './proxy/tunnel.js';
 import { HeaderHygieneStats } from './proxy/headers.js';
 import type { ClusterDef, ClusterRuntime, ClusterView, Endpoint, RequestRecord } from './model.js';
-import { WorkloadCertStore, type WorkloadCert } from './security/workload-cert.js';
-import { MtlsContext, TlsStats, peerOf, type MtlsOptions } from './security/mtls.js';
+import { WorkloadCertStore } from './security/workload-cert.js';
+import type { MtlsContext } from './security/mtls.js';
 import { networkInterfaces } from 'node:os';
-import { configDump, pemCount, serverInfo, statsJson, statsText } from './app-views.js';
+import { configDump, serverInfo, statsJson, statsText } from './app-views.js';
+import { closePlaintextToStrict, followCertificates, peerAuthnKey, warnUnenforcedMtls } from './app-mtls.js';
 import type { Environment, RunOptions } from './run-options.js';
 
 
@@ -194,9 +196,9 @@ export class Sidecar {
     this.inboundRuntimes.set('127.0.0.1', loopback);
     this.store.on('rejected', () => this.metrics.configReloadFailures.inc());
     this.store.on('update', (snap) => {
-      const mtlsBefore = this.peerAuthnKey();
+      const mtlsBefore = peerAuthnKey(this.authz.peerAuthn);
       this.authz.update({ resources: snap.resources });
-      if (this.peerAuthnKey() !== mtlsBefore) this.enforceStrict();
+      if (peerAuthnKey(this.authz.peerAuthn) !== mtlsBefore) this.enforceStrict();
       this.warnUnenforcedMtls();
       this.clusters.onSnapshot(snap);
       this.metrics.configReloads.inc();
@@ -231,47 +233,11 @@ export class Sidecar {
       this.inboundEnv.tracing = this.tracing;
     }
     if (this.opts.kubernetes) {
-      // Loaded on demand (the watch machinery; @kubernetes/client-node itself only for kubeconfig auth plugins).
-      const { KubernetesSource } = await import('./discovery/k8s-source.js');
-      const k = this.opts.kubernetes;
-      const kopts: ConstructorParameters<typeof KubernetesSource>[0] = {
-        clusterDomain: this.opts.clusterDomain,
-        log: (level, msg, fields) => this.logger.log(level === 'debug' ? 'info' : level, `kubernetes: ${msg}`, fields),
-      };
-      if (k.kubeconfig) kopts.kubeconfig = k.kubeconfig;
-      if (k.env) kopts.env = k.env;
-      // A Sidecar from the API server that applies to this workload narrows what is cached to what it reaches.
-      kopts.workload = { namespace: this.opts.namespace, labels: this.opts.labels };
-      if (k.namespaces.length > 0) kopts.namespaces = k.namespaces;
-      const kube = new KubernetesSource(kopts);
-      this.kube = kube;
-      await kube.start();
-      // Sidecar egress scoping happens in the store, over every source alike.
-      const push = (): void => {
-        const cur = kube.current();
-        this.authz.update({ pods: cur.pods, namespaceLabels: cur.namespaceLabels });
-        this.store.setExternal('kubernetes', { resources: cur.resources, services: cur.services });
-      };
-      push();
-      kube.on('change', push);
-      if (k.gatewayStatus !== undefined) {
-        // Loaded on demand, like the watch: most sidecars never write status.
-        const { GatewayStatusWriter } = await import('./gateway/status-writer.js');
-        const { kubeApi } = await import('./gateway/kube-api.js');
-        const writer = new GatewayStatusWriter({
-          api: kubeApi(await kube.kubeConfig()), identity: k.gatewayStatus.identity, leaseNamespace: k.gatewayStatus.leaseNamespace,
-          ...(k.gatewayStatus.leaseDurationMs !== undefined ? {
-            leaseDurationMs: k.gatewayStatus.leaseDurationMs, leaseRenewMs: Math.max(100, Math.floor(k.gatewayStatus.leaseDurationMs / 3)),
-            leaseRetryMs: Math.max(100, Math.min(2000, Math.floor(k.gatewayStatus.leaseDurationMs / 5))),
-          } : {}),
-          clusterDomain: this.opts.clusterDomain, log: (level, msg) => this.logger.log(level, msg),
-        });
-        this.statusWriter = writer;
-        const feed = (): void => { const cur = kube.current(); writer.update({ resources: cur.resources, services: cur.services }); };
-        kube.on('change', feed);
-        feed();
-        writer.start();
-      }
+      const kube = await startKubernetes({
+        opts: this.opts, logger: this.logger, store: this.store, authz: this.authz,
+        source: (kube) => { this.kube = kube; },
+        statusWriter: (writer) => { this.statusWriter = writer; },
+      }, this.opts.kubernetes);
       observeKubernetes(this.metrics, kube);
     }
     const ok = await this.store.reloadFiles(true);
@@ -396,25 +362,10 @@ export class Sidecar {
     return d.allowed ? ALLOWED_CONNECTION : { allowed: false, details: d.details };
   }
 
-  /** The PeerAuthentication in force, as a comparable string. */
-  private peerAuthnKey(): string {
-    const pa = this.authz.peerAuthn;
-    return `${pa.mode}|${[...pa.ports].map(([p, m]) => `${p}=${m}`).join(',')}`;
-  }
-
-  /**
-   * PeerAuthentication changed: plaintext connections already open to a port that is STRICT now are closed once their
-   * in-flight requests finish, as Envoy drains the filter chains it replaced — HTTP/1: Connection: close on the
-   * current response (idle ones at once); HTTP/2: GOAWAY; L4: closed. Only with a certificate (else STRICT cannot be
-   * enforced and is warned about).
-   */
+  /** PeerAuthentication changed: plaintext connections open to a port STRICT now are closed (src/app-mtls.ts). */
   private enforceStrict(): void {
     if (this.certs === undefined) return;
-    const strict = (port: number | undefined): boolean => this.authz.mtlsMode(port) === 'STRICT';
-    let n = this.inboundH1?.drainWhere((sock, dst) => peerOf(sock) === undefined && strict(dst?.port)) ?? 0;
-    n += this.h2Listeners.inbound?.closeWhere((peer, dst) => peer === undefined && strict(dst?.port)) ?? 0;
-    n += this.tcp.closeWhere((conn, dest) => dest.direction === 'inbound' && conn.peer === undefined && strict(conn.port));
-    if (n > 0) this.logger.log('info', `PeerAuthentication STRICT: closing ${n} plaintext inbound connection(s) once their requests finish`);
+    closePlaintextToStrict(this.authz, { h1: this.inboundH1, h2: this.h2Listeners.inbound, tcp: this.tcp }, this.logger);
   }
 
   private async listenAdmin(): Promise<void> {
@@ -433,12 +384,7 @@ export class Sidecar {
   /** A STRICT PeerAuthentication applies but the sidecar has no certificate (no --cert-dir): it cannot be enforced. */
   private warnUnenforcedMtls(): void {
     if (this.certs !== undefined) return;
-    const pa = this.authz.peerAuthn;
-    const strict = pa.mode === 'STRICT' || [...pa.ports.values()].includes('STRICT');
-    const key = strict ? pa.policies.join(',') : '';
-    if (key === this.mtlsWarned) return;
-    this.mtlsWarned = key;
-    if (strict) this.logger.log('warn', 'PeerAuthentication STRICT applies to this workload but remora run has no --cert-dir: mutual TLS is not enforced (plaintext is accepted)', { policies: pa.policies });
+    this.mtlsWarned = warnUnenforcedMtls(this.authz.peerAuthn, this.mtlsWarned, this.logger);
   }
 
   /**
@@ -448,28 +394,16 @@ export class Sidecar {
   private setupCertificates(dir: string): void {
     const store = new WorkloadCertStore(dir);
     this.certs = store;
-    // Envoy's ssl.* counters, kept across rotations (each rotation makes a new context).
-    const tlsStats = { inbound: new TlsStats(), outbound: new TlsStats() };
-    const mtlsOpts: MtlsOptions = {
-      trustDomainAliases: this.opts.trustDomainAliases ?? [],
-      inboundStats: tlsStats.inbound,
-      outboundStats: tlsStats.outbound,
-      log: (level, msg, fields) => this.logger.log(level, msg, fields),
-    };
-    store.on('rotated', (c: WorkloadCert) => {
-      const before = this.mtlsCtx === undefined ? '' : [...this.mtlsCtx.trustDomains].join();
-      this.mtlsCtx = new MtlsContext(c, mtlsOpts);
-      // AuthorizationPolicy principals match across the trust domain and its aliases: recompiled when they change.
-      if ([...this.mtlsCtx.trustDomains].join() !== before) this.authz.update({ trustDomains: [...this.mtlsCtx.trustDomains] });
-      this.logger.log('info', 'workload certificate loaded', { identity: c.spiffeId, notAfter: c.notAfter.toISOString(), serial: c.serialNumber, bundle: pemCount(c.ca), crl: c.files.crl ?? null });
+    const tlsStats = followCertificates(store, {
+      trustDomainAliases: this.opts.trustDomainAliases ?? [], logger: this.logger, authz: this.authz,
+      context: () => this.mtlsCtx, setContext: (ctx) => { this.mtlsCtx = ctx; },
     });
-    store.on('rejected', (err: string) => this.logger.log('warn', `workload certificate not taken: ${err}`));
-    store.on('expired', () => this.logger.log('error', 'workload certificate expired: mTLS connections fail until a new one is written'));
     this.clusters.mtls = () => (store.valid ? this.mtlsCtx : undefined);
     this.inboundEnv.ownSpiffeId = () => this.mtlsCtx?.ownUri;
     observeCertificates(this.metrics, store, tlsStats, this.capture);
     store.start();
   }
+
   private async listen(name: string, server: Server, address: string, port: number): Promise<void> {
     // The data-plane listeners answer malformed requests themselves (Http1Server); the admin ones are node:http.
     if (!(server instanceof Http1Server)) {
