@@ -3,8 +3,7 @@
  * telemetry and admin servers together, and owns the process lifecycle (ready, drain, exit).
  * No request logic lives here.
  */
-import type { IncomingMessage, Server as HttpServer, ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Http1Server, type Http1Request, type Http1Response, type Http1ServerOptions } from './http1/server.js';
 import type { Http2ListenerOptions } from './http2/server.js';
 import { LazyHttp2Listener } from './http2/lazy.js';
@@ -19,25 +18,24 @@ import { ClusterManager } from './upstream/cluster-manager.js';
 import { handleOutbound, type OutboundEnv } from './proxy/outbound.js';
 import { handleInbound, inboundClusters, type InboundEnv } from './proxy/inbound.js';
 import { InboundAuthorizer } from './proxy/inbound-authz.js';
-import type { Observer, ClusterCounters, ConnectionMeter } from './proxy/observer.js';
-import { Metrics, type TcpMeter } from './telemetry/metrics.js';
+import { Metrics } from './telemetry/metrics.js';
+import { recordingObserver } from './telemetry/observer.js';
 import { AccessLogger } from './telemetry/access-log.js';
 import type { ProxyTracing } from './telemetry/tracing.js';
 import { TRACING_OFF } from './telemetry/tracing-off.js';
 import { adminRoutes, createAdminServer } from './admin/server.js';
 import { clustersText } from './cluster/merge.js';
 import { forwardProbe, parseAppProbers, type AppProber } from './admin/app-probes.js';
-import type { Server as NetServer } from 'node:net';
 import { Logger } from './util/logger.js';
 import { TcpProxy, type L4Conn } from './proxy/tcp-proxy.js';
 import type { ConnectionVerdict } from './proxy/l4.js';
 import type { OwnEndpoints } from './routing/l4-decision.js';
 import { CaptureStats, inboundCapture, outboundCapture, type CaptureEnv } from './net/capture.js';
 import { createOriginalDstReader, type OriginalDstReader } from './net/original-dst.js';
-import { listenIPv6Companion } from './net/ipv6-companion.js';
 import { startKubernetes } from './app-kubernetes.js';
-import { DRAIN_IDLE_GRACE_MS, InFlight, drainThenStop, watchApp } from './app-drain.js';
-import { observeCapture, observeCertificates, observeHttp1, observeHttp2, observeKubernetes, observeListenerOverflow, observeProxy } from './app-metrics.js';
+import { InFlight, drainThenStop, watchApp } from './app-drain.js';
+import { Listeners } from './app-listeners.js';
+import { observeCapture, observeCertificates, observeHttp1, observeHttp2, observeKubernetes, observeProxy } from './app-metrics.js';
 import { DEFAULT_STREAM_TIMEOUTS } from './proxy/stream-timeouts.js';
 import { DEFAULT_TUNNEL_IDLE_TIMEOUT_MS, Tunnels } from './proxy/tunnel.js';
 import { HeaderHygieneStats } from './proxy/headers.js';
@@ -51,9 +49,6 @@ import type { Environment, RunOptions } from './run-options.js';
 
 
 export { adoptConnection } from './net/ipv6-companion.js';
-
-/** A listener: node:http for admin/stats/health, Http1Server for the data plane. */
-type Server = HttpServer | Http1Server;
 
 /** Data-plane listener limits: Envoy-like idle keep-alive, a 30 s head deadline (slowloris), node's 16 KiB head. */
 const LISTENER_HTTP: Http1ServerOptions = { keepAliveTimeoutMs: 65_000, maxHeaderSize: 16_384 };
@@ -71,9 +66,8 @@ export class Sidecar {
   private watcher: FileWatcher | undefined;
   private kube: KubernetesSource | undefined;
   private statusWriter: { stop(): Promise<void> } | undefined;
-  private servers: Array<{ name: string; server: Server; address: string; port: number }> = [];
-  /** IPv6 companions of the proxy listeners ([::1] beside 127.0.0.1, [::] beside 0.0.0.0), by listener name. */
-  private companions: Array<{ name: string; server: NetServer }> = [];
+  /** The bound listeners (admin, stats, health, outbound, inbound) and their IPv6 companions. */
+  private readonly listeners: Listeners;
   /** `inbound|<port>||` runtimes by address, then port (the app's address: 127.0.0.1 in explicit mode, the original destination when captured). */
   private inboundRuntimes = new Map<string, Map<number, ClusterRuntime>>();
   /** The proxy's own ports and this pod's addresses: never a passthrough destination nor an inbound target. */
@@ -123,6 +117,7 @@ export class Sidecar {
     const app = opts.labels.app ?? opts.labels['app.kubernetes.io/name'];
     const version = opts.labels.version ?? opts.labels['app.kubernetes.io/version'];
     this.metrics = new Metrics({ sourceWorkload: opts.workloadName, sourceNamespace: opts.namespace, sourceApp: app, sourceVersion: version });
+    this.listeners = new Listeners(this.logger, this.metrics, opts.maxConnections ?? 0);
     if (opts.accessLog !== 'off') {
       this.accessLog = new AccessLogger(opts.accessLog === 'stdout' ? 'stdout' : opts.accessLog, opts.accessLogFormat, {
         env: this.env,
@@ -130,24 +125,7 @@ export class Sidecar {
       });
     }
     // Tracing starts in start() (the OTel SDK is loaded only when an endpoint is set); requests read it through the env.
-    const metrics = this.metrics;
-    const accessLog = this.accessLog;
-    const observer: Observer = {
-      record(rec: RequestRecord): void {
-        metrics.recordRequest(rec);
-        if (accessLog !== undefined) accessLog.log(rec);
-      },
-      counters(cluster: string): ClusterCounters {
-        return metrics.cluster(cluster) as unknown as ClusterCounters;
-      },
-      connectionOpened(rec: RequestRecord): TcpMeter {
-        return metrics.tcpOpened(rec);
-      },
-      connectionClosed(rec: RequestRecord, meter: ConnectionMeter | undefined): void {
-        metrics.tcpClosed(rec, meter as TcpMeter | undefined);
-        if (accessLog !== undefined) accessLog.log(rec);
-      },
-    };
+    const observer = recordingObserver(this.metrics, this.accessLog);
     const base = {
       clusters: this.clusters,
       observer,
@@ -300,7 +278,7 @@ export class Sidecar {
       : toOutbound;
     const outbound = new Http1Server(outboundHandler, { ...LISTENER_HTTP, headersTimeoutMs, streamIdleTimeoutMs, connect, onConnection: outboundCapture({ ...capture, h2: outboundH2 }, this.capture.outbound) });
     observeHttp1(this.metrics, 'outbound', outbound);
-    await this.listen('outbound', outbound, this.opts.outboundAddress, this.opts.outboundPort);
+    await this.listeners.listen('outbound', outbound, this.opts.outboundAddress, this.opts.outboundPort);
     if (this.opts.appPorts.length > 0) {
       const inboundH2 = new LazyHttp2Listener(onInbound, { ...LISTENER_H2, headersTimeoutMs, streamIdleTimeoutMs });
       this.h2Listeners.inbound = inboundH2;
@@ -321,13 +299,13 @@ export class Sidecar {
       this.inboundH1 = inbound;
       if (this.certs !== undefined) this.inboundEnv.plaintextRefused = (port) => this.authz.mtlsMode(port) === 'STRICT';
       observeHttp1(this.metrics, 'inbound', inbound);
-      await this.listen('inbound', inbound, this.opts.inboundAddress, this.opts.inboundPort);
+      await this.listeners.listen('inbound', inbound, this.opts.inboundAddress, this.opts.inboundPort);
     }
     if (this.opts.serveAdmin !== false) await this.listenAdmin();
     // The proxy's own ports on loopback are never a passthrough destination: GET http://127.0.0.1:15000/… through
     // the outbound listener must not reach the admin API, nor a request loop back into a listener. A worker
     // (--concurrency) does not bind admin/stats/health itself: the configured ports stand in.
-    const own = this.servers.map((s) => s.port);
+    const own = this.listeners.servers.map((s) => s.port);
     for (const p of [this.opts.outboundPort, this.opts.inboundPort, this.opts.adminPort, this.opts.statsPort, this.opts.healthPort]) if (p > 0) own.push(p);
     for (const p of own) this.own.ports.add(p);
     this.outboundEnv.own = this.own;
@@ -370,14 +348,14 @@ export class Sidecar {
 
   private async listenAdmin(): Promise<void> {
     const routes = adminRoutes(this);
-    await this.listen('admin', createAdminServer(routes), '127.0.0.1', this.opts.adminPort);
-    await this.listen('stats', createAdminServer(routes, ['/stats/prometheus']), '0.0.0.0', this.opts.statsPort);
+    await this.listeners.listen('admin', createAdminServer(routes), '127.0.0.1', this.opts.adminPort);
+    await this.listeners.listen('stats', createAdminServer(routes, ['/stats/prometheus']), '0.0.0.0', this.opts.statsPort);
     const probers = parseAppProbers(this.opts.appProbers);
     const probeHandler = (path: string): ((req: IncomingMessage, res: ServerResponse) => void) | undefined => {
       const p: AppProber | undefined = probers.get(path);
       return p === undefined ? undefined : (req, res) => forwardProbe(p, req, res);
     };
-    await this.listen('health', createAdminServer(routes, ['/healthz/ready'], probeHandler), '0.0.0.0', this.opts.healthPort);
+    await this.listeners.listen('health', createAdminServer(routes, ['/healthz/ready'], probeHandler), '0.0.0.0', this.opts.healthPort);
   }
 
   private mtlsWarned = '';
@@ -404,48 +382,8 @@ export class Sidecar {
     store.start();
   }
 
-  private async listen(name: string, server: Server, address: string, port: number): Promise<void> {
-    // The data-plane listeners answer malformed requests themselves (Http1Server); the admin ones are node:http.
-    if (!(server instanceof Http1Server)) {
-      server.on('clientError', (err: NodeJS.ErrnoException, socket: import('node:stream').Duplex) => {
-        if (!socket.writable) { socket.destroy(); return; }
-        const code = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
-        const text = code === 431 ? 'Request Header Fields Too Large' : code === 408 ? 'Request Timeout' : 'Bad Request';
-        socket.end(`HTTP/1.1 ${code} ${text}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
-      });
-    }
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, address, () => { server.off('error', reject); resolve(); });
-    });
-    server.on('error', (err) => this.logger.log('error', `${name} listener: ${err.message}`));
-    if (server instanceof Http1Server && (name === 'outbound' || name === 'inbound')) this.limitConnections(name, server);
-    const a = server.address() as AddressInfo;
-    this.servers.push({ name, server, address, port: a.port });
-    if (server instanceof Http1Server && (name === 'outbound' || name === 'inbound')) {
-      // IPv6 beside IPv4's loopback or any-address (src/net/ipv6-companion.ts): the listener owns what it accepts.
-      const companion = await listenIPv6Companion(name, server, address, a.port, this.logger);
-      if (companion !== undefined) this.companions.push({ name, server: companion });
-    }
-  }
-
-  /**
-   * --max-connections: node's net.Server closes a connection accepted past `maxConnections` at once ('drop'), as
-   * Envoy's listener connection limit does, so a flood stops short of the fd limit and admin, upstream connects and
-   * config reads keep their descriptors. Past the fd limit itself (EMFILE) libuv accepts and closes the waiting
-   * connections with its reserve descriptor and accepting resumes by itself once fds are free (measured in
-   * test/reliability/fd-exhaustion.test.ts).
-   */
-  private limitConnections(name: string, server: Http1Server): void {
-    const st = { overflow: 0 };
-    const max = this.opts.maxConnections ?? 0;
-    if (max > 0) server.maxConnections = max;
-    server.on('drop', () => { st.overflow++; });
-    observeListenerOverflow(this.metrics, name, st);
-  }
-
   port(name: string): number {
-    return this.servers.find((s) => s.name === name)?.port ?? 0;
+    return this.listeners.port(name);
   }
 
   readiness(): { ready: boolean; reason: string } {
@@ -462,18 +400,7 @@ export class Sidecar {
   drainListeners(inboundOnly: boolean): void {
     this.draining = true;
     this.inboundEnv.draining = true;
-    for (const s of this.servers) {
-      if (s.name === 'inbound' || (!inboundOnly && s.name === 'outbound' && false)) {
-        s.server.close();
-        // Busy connections close after their response (Connection: close, inboundEnv.draining). Idle keep-alive ones
-        // are closed after a grace, not at once: a client may have written a request on one that the proxy has not
-        // read yet, and destroying the connection then resets a request that was already sent (seen at 1000 rps with
-        // --concurrency 2: 2 of 200 in flight). Within the grace such a request is served, with Connection: close.
-        const server = s.server;
-        setTimeout(() => server.closeIdleConnections(), Math.min(DRAIN_IDLE_GRACE_MS, this.opts.drainSeconds * 1000)).unref();
-      }
-    }
-    for (const c of this.companions) if (c.name === 'inbound') c.server.close();
+    this.listeners.closeInbound(inboundOnly, this.opts.drainSeconds);
     // HTTP/2 peers get GOAWAY: their open streams finish, new ones go elsewhere.
     this.h2Listeners.inbound?.closeIdleConnections();
   }
@@ -486,7 +413,7 @@ export class Sidecar {
       inFlight: this.inFlight,
       drainSeconds: this.opts.drainSeconds,
       drainListeners: (inboundOnly) => this.drainListeners(inboundOnly),
-      inboundConnections: () => this.inboundConnections(),
+      inboundConnections: () => this.listeners.inboundConnections(),
       tcpActive: () => this.tcp.active.size,
       stop: () => this.stop(),
       onExit: (code) => this.onExit(code),
@@ -494,22 +421,12 @@ export class Sidecar {
     return this.shuttingDown;
   }
 
-  private inboundConnections(): Promise<number> {
-    const s = this.servers.find((x) => x.name === 'inbound');
-    if (s === undefined) return Promise.resolve(0);
-    return new Promise((resolve) => s.server.getConnections((err, n) => resolve(err ? 0 : n)));
-  }
-
   async stop(): Promise<void> {
     this.watcher?.stop();
     await this.statusWriter?.stop();
     this.kube?.stop();
     this.store.stop();
-    for (const s of this.servers) {
-      s.server.close();
-      s.server.closeAllConnections();
-    }
-    for (const c of this.companions) c.server.close();
+    this.listeners.closeAll();
     this.tcp.closeAll();
     this.h2Listeners.outbound?.closeAllConnections();
     this.h2Listeners.inbound?.closeAllConnections();
@@ -546,15 +463,15 @@ export class Sidecar {
   }
 
   serverInfo(): unknown {
-    return serverInfo({ opts: this.opts, servers: this.servers, draining: this.draining, ready: () => this.readiness().ready, startedAt: this.startedAt });
+    return serverInfo({ opts: this.opts, servers: this.listeners.servers, draining: this.draining, ready: () => this.readiness().ready, startedAt: this.startedAt });
   }
 
   listenerInfo(): Array<{ name: string; address: string; port: number }> {
-    return this.servers.map((s) => ({ name: s.name, address: s.address, port: s.port }));
+    return this.listeners.info();
   }
 
   configDump(): unknown {
-    return configDump({ opts: this.opts, store: this.store, servers: this.servers, originalDst: this.originalDst, certs: this.certs, mtlsCtx: this.mtlsCtx, authz: this.authz, kube: this.kube });
+    return configDump({ opts: this.opts, store: this.store, servers: this.listeners.servers, originalDst: this.originalDst, certs: this.certs, mtlsCtx: this.mtlsCtx, authz: this.authz, kube: this.kube });
   }
 }
 
