@@ -1,7 +1,10 @@
 /**
  * Composition root of `remora run`: wires the config store, sources, listeners, cluster manager,
  * telemetry and admin servers together, and owns the process lifecycle (ready, drain, exit).
- * No request logic lives here.
+ * No request logic lives here. The parts it wires have their own modules beside it: app-listeners.ts (binding and
+ * closing listeners), app-metrics.ts (the remora_* registrations), app-drain.ts (in-flight requests, the shutdown
+ * sequence), app-mtls.ts (certificates, PeerAuthentication on open connections), app-kubernetes.ts (the API-server
+ * watch) and app-views.ts (the admin API's views).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Http1Server, type Http1Request, type Http1Response, type Http1ServerOptions } from './http1/server.js';
@@ -32,10 +35,6 @@ import type { ConnectionVerdict } from './proxy/l4.js';
 import type { OwnEndpoints } from './routing/l4-decision.js';
 import { CaptureStats, inboundCapture, outboundCapture, type CaptureEnv } from './net/capture.js';
 import { createOriginalDstReader, type OriginalDstReader } from './net/original-dst.js';
-import { startKubernetes } from './app-kubernetes.js';
-import { InFlight, drainThenStop, watchApp } from './app-drain.js';
-import { Listeners } from './app-listeners.js';
-import { observeCapture, observeCertificates, observeHttp1, observeHttp2, observeKubernetes, observeProxy } from './app-metrics.js';
 import { DEFAULT_STREAM_TIMEOUTS } from './proxy/stream-timeouts.js';
 import { DEFAULT_TUNNEL_IDLE_TIMEOUT_MS, Tunnels } from './proxy/tunnel.js';
 import { HeaderHygieneStats } from './proxy/headers.js';
@@ -43,9 +42,13 @@ import type { ClusterDef, ClusterRuntime, ClusterView, Endpoint, RequestRecord }
 import { WorkloadCertStore } from './security/workload-cert.js';
 import type { MtlsContext } from './security/mtls.js';
 import { networkInterfaces } from 'node:os';
-import { configDump, serverInfo, statsJson, statsText } from './app-views.js';
-import { closePlaintextToStrict, followCertificates, peerAuthnKey, warnUnenforcedMtls } from './app-mtls.js';
 import type { Environment, RunOptions } from './run-options.js';
+import { InFlight, drainThenStop, watchApp } from './app-drain.js';
+import { Listeners } from './app-listeners.js';
+import { observeCapture, observeCertificates, observeHttp1, observeHttp2, observeKubernetes, observeProxy } from './app-metrics.js';
+import { closePlaintextToStrict, followCertificates, peerAuthnKey, warnUnenforcedMtls } from './app-mtls.js';
+import { startKubernetes } from './app-kubernetes.js';
+import { configDump, serverInfo, statsJson, statsText } from './app-views.js';
 
 
 export { adoptConnection } from './net/ipv6-companion.js';
