@@ -45,7 +45,7 @@ const PURE = [
   'src/http2/hpack.ts', 'src/http2/frames.ts', 'src/http2/validate.ts', 'src/http2/request-headers.ts', 'src/http2/h2c.ts',
   'src/security/peer-authentication.ts', 'src/security/spiffe.ts', 'src/security/credential-name.ts', 'src/security/jwks-url.ts',
   'src/cluster/merge.ts',
-  'src/rollout/plan.ts', 'src/rollout/analysis.ts', 'src/rollout/state.ts', 'src/rollout/vs-edit.ts', 'src/rollout/route-edit.ts',
+  'src/rollout/plan.ts', 'src/rollout/doc-editor.ts', 'src/rollout/analysis.ts', 'src/rollout/state.ts', 'src/rollout/vs-edit.ts', 'src/rollout/route-edit.ts',
   'src/inject/inject.ts', 'src/inject/json-patch.ts',
 ];
 

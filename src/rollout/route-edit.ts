@@ -7,60 +7,23 @@
  * filter to the canary; `--header-canary` adds a rule with the rollout rule's matches plus the header, which the
  * Gateway API's precedence (more header matches first) puts in front.
  */
-import { isMap, isScalar, isSeq, newDocument, type Document, type YAMLMap, type YAMLSeq } from '../util/yaml.js';
+import { isMap, isScalar, isSeq, newDocument, type YAMLSeq } from '../util/yaml.js';
 import { HEADER_ROUTE_NAME } from './state.js';
+import { DocEditor, str, type AnyMap } from './doc-editor.js';
 import type { RouteWeights } from './vs-edit.js';
-
-type AnyMap = YAMLMap<unknown, unknown>;
-
-function str(n: unknown): string | undefined {
-  if (isScalar(n)) return n.value === null || n.value === undefined ? undefined : String(n.value);
-  return typeof n === 'string' ? n : undefined;
-}
 
 function num(n: unknown): number | undefined {
   const v = isScalar(n) ? n.value : n;
   return typeof v === 'number' ? v : undefined;
 }
 
-export class GatewayRouteEditor {
-  constructor(readonly doc: Document) {}
-
+export class GatewayRouteEditor extends DocEditor {
   static fromObject(obj: unknown): GatewayRouteEditor {
     return new GatewayRouteEditor(newDocument(obj));
   }
 
-  toObject(): Record<string, unknown> {
-    return this.doc.toJS() as Record<string, unknown>;
-  }
-
   get kind(): string {
     return str(this.doc.get('kind')) ?? 'HTTPRoute';
-  }
-
-  get name(): string {
-    return str(this.doc.getIn(['metadata', 'name'])) ?? '';
-  }
-
-  get namespace(): string | undefined {
-    return str(this.doc.getIn(['metadata', 'namespace']));
-  }
-
-  annotation(key: string): string | undefined {
-    const a = this.doc.getIn(['metadata', 'annotations']);
-    return isMap(a) ? str(a.get(key, true)) : undefined;
-  }
-
-  setAnnotation(key: string, value: string | undefined): void {
-    const a = this.doc.getIn(['metadata', 'annotations']);
-    if (value === undefined) {
-      if (!isMap(a)) return;
-      a.delete(key);
-      if (a.items.length === 0) (this.doc.getIn(['metadata']) as AnyMap).delete('annotations');
-      return;
-    }
-    if (isMap(a)) a.set(key, value);
-    else this.doc.setIn(['metadata', 'annotations'], this.doc.createNode({ [key]: value }));
   }
 
   private rules(): YAMLSeq<unknown> {

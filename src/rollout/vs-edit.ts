@@ -6,9 +6,10 @@
  * The rollout route is the first `http[]` route with a destination whose subset is the stable (or canary) one, on
  * `host` when given. Its destinations are the stable and canary subsets of one host, and nothing else.
  */
-import { isMap, isScalar, isSeq, newDocument, parseAllDocuments, type Document, type Node, type YAMLMap, type YAMLSeq } from '../util/yaml.js';
+import { isMap, isScalar, isSeq, newDocument, parseAllDocuments, type Document, type Node, type YAMLSeq } from '../util/yaml.js';
 
 import { HEADER_ROUTE_NAME } from './state.js';
+import { DocEditor, str, type AnyMap } from './doc-editor.js';
 
 export { HEADER_ROUTE_NAME };
 
@@ -27,13 +28,6 @@ export interface RouteWeights {
   headerRoute: boolean;
 }
 
-type AnyMap = YAMLMap<unknown, unknown>;
-
-function str(n: unknown): string | undefined {
-  if (isScalar(n)) return n.value === null || n.value === undefined ? undefined : String(n.value);
-  return typeof n === 'string' ? n : undefined;
-}
-
 function num(n: unknown): number | undefined {
   const v = isScalar(n) ? n.value : n;
   return typeof v === 'number' ? v : typeof v === 'string' && v.trim() !== '' && Number.isFinite(Number(v)) ? Number(v) : undefined;
@@ -47,40 +41,9 @@ export function sameHost(a: string, b: string): boolean {
   return (!a.includes('.') || !b.includes('.')) && sa === sb;
 }
 
-export class VsEditor {
-  constructor(readonly doc: Document) {}
-
+export class VsEditor extends DocEditor {
   static fromObject(obj: unknown): VsEditor {
     return new VsEditor(newDocument(obj));
-  }
-
-  toObject(): Record<string, unknown> {
-    return this.doc.toJS() as Record<string, unknown>;
-  }
-
-  get name(): string {
-    return str(this.doc.getIn(['metadata', 'name'])) ?? '';
-  }
-
-  get namespace(): string | undefined {
-    return str(this.doc.getIn(['metadata', 'namespace']));
-  }
-
-  annotation(key: string): string | undefined {
-    const a = this.doc.getIn(['metadata', 'annotations']);
-    return isMap(a) ? str(a.get(key, true)) : undefined;
-  }
-
-  setAnnotation(key: string, value: string | undefined): void {
-    const a = this.doc.getIn(['metadata', 'annotations']);
-    if (value === undefined) {
-      if (!isMap(a)) return;
-      a.delete(key);
-      if (a.items.length === 0) (this.doc.getIn(['metadata']) as AnyMap).delete('annotations');
-      return;
-    }
-    if (isMap(a)) a.set(key, value);
-    else this.doc.setIn(['metadata', 'annotations'], this.doc.createNode({ [key]: value }));
   }
 
   private http(): YAMLSeq<unknown> {
