@@ -16,6 +16,7 @@ import { Agent, request } from 'undici';
 import { startProxy, waitFor, type RunningProxy } from '../support/proxy-harness.js';
 import { serviceEntry } from '../integration/resilience/helpers.js';
 import { PlainUpstream, recordedOpenLoop, sleep, type OpenLoopRecord } from './support/proc.js';
+import { DRAIN_IDLE_GRACE_MS } from '../../src/app-drain.js';
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -105,7 +106,12 @@ describe('row 19: SIGTERM at a constant rate, 200 ms app', () => {
       expect(lateAnswered.length).toBeGreaterThan(RATE * 0.05);
       expect(lateWithoutClose).toEqual([]); // keep-alive clients told to go
       expect(acceptedAfter).toEqual([]); // the listener stopped accepting
-      expect(after.filter((r) => r.error === undefined || reached.has(r.id))).toEqual([]);
+      // Nothing sent from then on is served, except on a keep-alive connection that was idle at the signal: those are
+      // closed after a grace (DRAIN_IDLE_GRACE_MS, 1 s: a request already written on one is not reset), and a request
+      // on one within the grace is served with Connection: close. The client keeps idle connections only when its
+      // pool outgrew the load (seen on a loaded machine: 51 and 121 requests on them, none without close).
+      const onIdleInGrace = (r: (typeof recs)[number]): boolean => r.reused === true && r.close === true && r.at <= sigAt + DRAIN_IDLE_GRACE_MS;
+      expect(after.filter((r) => (r.error === undefined || reached.has(r.id)) && !onIdleInGrace(r))).toEqual([]);
       expect(code).toBe(0);
       expect(exitAt - sigAt).toBeLessThan(DRAIN_S * 1000 + 1000);
     });
