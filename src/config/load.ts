@@ -18,7 +18,15 @@ export interface LoadResult {
   files: string[];
   /** SHA-256 (hex) of every file's name and contents, in order: the config hash, and "did anything change". */
   digest: string;
+  /** The files parsed again (new or changed text); the others' resources are the cache's, the same objects as before. */
+  parsed?: string[];
 }
+
+/**
+ * Per-file parse results from an earlier load, by file name: a file whose text hashes the same is not parsed again
+ * and gives the same Resource objects (so a later stage can tell what changed by identity). Owned by the caller.
+ */
+export type ParseCache = Map<string, { hash: string; resources: readonly Resource[]; errors: readonly ConfigError[] }>;
 
 async function listFiles(path: string, out: string[], errors: ConfigError[], top: boolean): Promise<void> {
   let st;
@@ -46,7 +54,7 @@ async function listFiles(path: string, out: string[], errors: ConfigError[], top
   }
 }
 
-export async function loadConfig(paths: readonly string[], defaultNamespace: string): Promise<LoadResult> {
+export async function loadConfig(paths: readonly string[], defaultNamespace: string, cache?: ParseCache): Promise<LoadResult> {
   const files: string[] = [];
   const errors: ConfigError[] = [];
   for (const p of paths) await listFiles(p, files, errors, true);
@@ -54,6 +62,7 @@ export async function loadConfig(paths: readonly string[], defaultNamespace: str
   // The digest covers every file's name and the SHA-256 of its text; the per-file hash also lets a resource read its
   // file again for the line numbers of a later error instead of keeping the text (parse.ts, ParseOptions.reread).
   const hash = createHash('sha256');
+  const parsed: string[] = [];
   for (const f of files) {
     let text: string;
     try {
@@ -64,11 +73,21 @@ export async function loadConfig(paths: readonly string[], defaultNamespace: str
     }
     const fileHash = sha256(text);
     hash.update(`\0${f}\0`).update(fileHash);
-    const r = parseDocuments(text, f, defaultNamespace, { reread: () => rereadIfUnchanged(f, fileHash) });
-    resources.push(...r.resources);
-    errors.push(...r.errors);
+    let r = cache?.get(f);
+    if (r === undefined || r.hash !== fileHash) {
+      const p = parseDocuments(text, f, defaultNamespace, { reread: () => rereadIfUnchanged(f, fileHash) });
+      r = { hash: fileHash, resources: p.resources, errors: p.errors };
+      cache?.set(f, r);
+      parsed.push(f);
+    }
+    for (const x of r.resources) resources.push(x);
+    for (const x of r.errors) errors.push(x);
   }
-  return { resources, errors, files, digest: hash.digest('hex') };
+  if (cache !== undefined && cache.size > files.length) {
+    const present = new Set(files);
+    for (const f of cache.keys()) if (!present.has(f)) cache.delete(f);
+  }
+  return { resources, errors, files, digest: hash.digest('hex'), parsed };
 }
 
 function sha256(text: string): string {
