@@ -13,6 +13,7 @@ import { loadConfig, type ParseCache } from '../config/load.js';
 import { validateResources } from '../config/validate.js';
 import { GroupedValidation, type ResourceGroup } from '../config/validate/groups.js';
 import { compile, type CompileOptions } from '../config/compile.js';
+import { compileDelta } from '../config/compile-delta.js';
 import type { Snapshot } from '../config/snapshot.js';
 import type { ServiceDef } from '../model.js';
 import { scopeInputs, selectSidecar } from './sidecar-scope.js';
@@ -59,8 +60,13 @@ export class ConfigStore extends EventEmitter {
   readonly validation: GroupedValidation;
   /** Per external source, its resources as the validation last saw them (an object with the same resourceVersion is the one it has). */
   private externalSeen = new Map<string, { list: readonly Resource[]; byKey: Map<string, Resource> }>();
-  /** Set to validate every build from nothing (the reference path). */
+  /** Set to validate and compile every build from nothing (the reference path). */
   incremental = true;
+  /** The inputs of the current snapshot's compilation, for a build that changes only some VirtualServices. */
+  private compiled: { snapshot: Snapshot; resources: readonly Resource[]; services: readonly ServiceDef[]; dnsVersion: number; outbound: string; scoped: boolean } | undefined;
+  private dnsVersion = 0;
+  /** Builds compiled from the previous snapshot (compile-delta.ts) and from nothing. */
+  compiles = { delta: 0, full: 0 };
   private external = new Map<string, ExternalInput>();
   private dns = new Map<string, readonly string[]>();
   private dnsTimer: NodeJS.Timeout | undefined;
@@ -244,8 +250,14 @@ export class ConfigStore extends EventEmitter {
         hash: this.hashOf(resources, extraServices),
         now,
       };
-      snap = compile(resources, copts);
+      const c = this.compiled;
+      const delta = this.incremental && c !== undefined && c.snapshot === this.current && !c.scoped && sidecar === undefined && c.dnsVersion === this.dnsVersion
+        && c.outbound === outboundTrafficPolicy && c.services.length === extraServices.length && c.services.every((s, i) => s === extraServices[i])
+        ? compileDelta(c.snapshot, c.resources, resources, copts) : undefined;
+      if (delta !== undefined) { snap = delta; this.compiles.delta++; } else { snap = compile(resources, copts); this.compiles.full++; }
+      this.compiled = { snapshot: snap, resources, services: extraServices, dnsVersion: this.dnsVersion, outbound: outboundTrafficPolicy, scoped: sidecar !== undefined };
     } catch (err) {
+      this.compiled = undefined;
       return this.reject([{ file: '', line: 0, object: '', field: '', message: `compile failed: ${(err as Error).stack ?? String(err)}` }]);
     }
     const t2 = performance.now();
@@ -331,12 +343,12 @@ export class ConfigStore extends EventEmitter {
         const res = await lookup(n, { all: true });
         const ips = [...new Set(res.map((r) => r.address))].sort();
         const prev = this.dns.get(n);
-        if (!prev || prev.join() !== ips.join()) { this.dns.set(n, ips); changed = true; }
+        if (!prev || prev.join() !== ips.join()) { this.dns.set(n, ips); changed = true; this.dnsVersion++; }
       } catch (err) {
         this.opts.log('warn', `DNS lookup of ${n} failed: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
       }
     }));
-    for (const k of [...this.dns.keys()]) if (!names.includes(k)) { this.dns.delete(k); changed = true; }
+    for (const k of [...this.dns.keys()]) if (!names.includes(k)) { this.dns.delete(k); changed = true; this.dnsVersion++; }
     if (changed) this.rebuild();
     if (names.length > 0 && !this.stopped) {
       this.dnsTimer = setTimeout(() => { void this.refreshDns(); }, this.opts.dnsRefreshMs ?? 5000);

@@ -1,14 +1,17 @@
 /**
  * A canonical serialization of a Snapshot, for comparing two builds of the same inputs: maps by sorted key, lazily
- * compiled routes forced, RegExps and Buffers as text; version and load time left out (they differ by design).
+ * compiled routes forced, RegExps and Buffers as text; version and load time left out (they differ by design), and
+ * warnings sorted (a snapshot compiled from the previous one lists them in another order; they are read as a set:
+ * logged when new, listed in /config_dump).
  */
 import type { Snapshot } from '../../src/config/snapshot.js';
 
 export function canonSnapshot(s: Snapshot): string {
-  const { version: _v, loadedAt: _l, resources, mesh, ...rest } = s;
+  const { version: _v, loadedAt: _l, resources, mesh, warnings, ...rest } = s;
   void _v; void _l;
   const out: Record<string, unknown> = {
     ...rest,
+    warnings: [...warnings].sort(),
     resources: resources.map((r) => `${r.source.file}:${r.source.line} ${r.apiVersion} ${r.kind}/${r.metadata.namespace}/${r.metadata.name}@${r.metadata.resourceVersion ?? ''} ${JSON.stringify(r.spec)}`),
   };
   if (mesh !== undefined) {
