@@ -7,6 +7,7 @@
  * watch) and app-views.ts (the admin API's views).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Snapshot } from './config/snapshot.js';
 import { Http1Server, type Http1Request, type Http1Response, type Http1ServerOptions } from './http1/server.js';
 import type { Http2ListenerOptions } from './http2/server.js';
 import { LazyHttp2Listener } from './http2/lazy.js';
@@ -176,17 +177,22 @@ export class Sidecar {
     for (const def of inboundClusters(opts.appPorts, '127.0.0.1')) loopback.set(def.port, this.clusters.pin(def));
     this.inboundRuntimes.set('127.0.0.1', loopback);
     this.store.on('rejected', () => this.metrics.configReloadFailures.inc());
-    this.store.on('update', (snap) => {
+    this.store.on('update', (snap: Snapshot, prev: Snapshot | undefined) => {
       const mtlsBefore = peerAuthnKey(this.authz.peerAuthn);
       this.authz.update({ resources: snap.resources });
       if (peerAuthnKey(this.authz.peerAuthn) !== mtlsBefore) this.enforceStrict();
       this.warnUnenforcedMtls();
-      this.clusters.onSnapshot(snap);
+      // A snapshot that kept the previous one's clusters (compile-delta.ts: only VirtualServices changed) leaves the
+      // runtimes, pools and cluster series as they are: walking every cluster and endpoint is the mesh's size.
+      const sameClusters = prev !== undefined && prev.clusters === snap.clusters;
+      if (!sameClusters) this.clusters.onSnapshot(snap);
       this.metrics.configReloads.inc();
       this.metrics.setConfigInfo(String(snap.version), snap.hash);
-      const live = new Set<string>(snap.clusters.keys());
-      for (const rt of this.clusters.clusters()) live.add(rt.def.name);
-      this.metrics.retainClusters(live);
+      if (!sameClusters) {
+        const live = new Set<string>(snap.clusters.keys());
+        for (const rt of this.clusters.clusters()) live.add(rt.def.name);
+        this.metrics.retainClusters(live);
+      }
       this.logger.log('info', `config version ${snap.version} applied`, { hash: snap.hash, resources: snap.resources.length, clusters: snap.clusters.size });
     });
   }

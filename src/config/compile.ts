@@ -265,6 +265,8 @@ export function compile(resources: readonly Resource[], opts: CompileOptions): S
     ((vs.spec as VirtualServiceSpec).http ?? []).forEach((r, i) => { const cr = compileRoute(vs, origin, r, i); if (cr) routes.push(cr); });
     return routes;
   };
+  // Every mesh VirtualService claiming a host, in the order the first one wins (kept for compile-delta.ts).
+  const claims = new Map<string, Resource[]>();
   for (const vs of sortedVs) {
     const spec = vs.spec as VirtualServiceSpec;
     if (spec.gateways && spec.gateways.length > 0 && !spec.gateways.includes('mesh')) continue;
@@ -272,6 +274,8 @@ export function compile(resources: readonly Resource[], opts: CompileOptions): S
     const cell = new RouteCell(vsRoutes, vs);
     for (const h of spec.hosts ?? []) {
       const host = expandHost(h, vs.metadata.namespace, clusterDomain);
+      const cl = claims.get(host);
+      if (cl === undefined) claims.set(host, [vs]); else cl.push(vs);
       if (vhosts.has(host)) { warnings.push(`${origin}: host ${host} is already routed by ${vhosts.get(host)!.origin}; ignored for this host`); continue; }
       vhosts.set(host, new CompiledVirtualHost(host, origin, cell));
     }
@@ -357,7 +361,7 @@ export function compile(resources: readonly Resource[], opts: CompileOptions): S
   // Lazily built routes keep this function's scope alive; what only the eager part needed is let go now.
   entries.clear();
   vhosts.clear();
-  return {
+  const snapshot: Snapshot = {
     version: opts.version ?? 0,
     hash: opts.hash ?? '',
     loadedAt: opts.now ?? 0,
@@ -374,6 +378,38 @@ export function compile(resources: readonly Resource[], opts: CompileOptions): S
     warnings,
     ...(mesh !== undefined ? { mesh: { plain: meshPlain, l4: mesh.l4 } } : {}),
   };
+  CONTEXTS.set(snapshot, {
+    claims, byHost, opts,
+    vsHost: (host, vs, cell) => new CompiledVirtualHost(host, objectName(vs), cell as RouteCell),
+    vsCell: (vs) => new RouteCell(vsRoutes, vs),
+    defaultHost: (svc) => new CompiledVirtualHost(svc.hostname, svc.origin, new RouteCell(defaultRoute, svc)),
+  });
+  return snapshot;
+}
+
+/**
+ * What a compilation knows beyond its snapshot, for compile-delta.ts to build a changed host's virtual host in the same
+ * context (registry, clusters, options) as the others. `claims` is handed on to the snapshot built from it.
+ */
+export interface CompileContext {
+  readonly claims: Map<string, Resource[]>;
+  readonly byHost: ReadonlyMap<string, ServiceDef>;
+  readonly opts: CompileOptions;
+  vsCell(vs: Resource): unknown;
+  vsHost(host: string, vs: Resource, cell: unknown): VirtualHost;
+  defaultHost(svc: ServiceDef): VirtualHost;
+}
+
+const CONTEXTS = new WeakMap<Snapshot, CompileContext>();
+
+export function compileContext(s: Snapshot): CompileContext | undefined {
+  return CONTEXTS.get(s);
+}
+
+/** Hand a context on to a snapshot derived from the one it was made for (compile-delta.ts). */
+export function adoptContext(from: Snapshot, to: Snapshot): void {
+  const c = CONTEXTS.get(from);
+  if (c !== undefined) CONTEXTS.set(to, c);
 }
 
 

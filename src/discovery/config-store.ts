@@ -9,9 +9,11 @@ import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import type { ConfigError, Resource } from '../config/resource.js';
 import { formatError } from '../config/resource.js';
-import { loadConfig } from '../config/load.js';
+import { loadConfig, type ParseCache } from '../config/load.js';
 import { validateResources } from '../config/validate.js';
+import { GroupedValidation, type ResourceGroup } from '../config/validate/groups.js';
 import { compile, type CompileOptions } from '../config/compile.js';
+import { compileDelta } from '../config/compile-delta.js';
 import type { Snapshot } from '../config/snapshot.js';
 import type { ServiceDef } from '../model.js';
 import { scopeInputs, selectSidecar } from './sidecar-scope.js';
@@ -49,7 +51,22 @@ export class ConfigStore extends EventEmitter {
   reloads = 0;
   reloadFailures = 0;
   private fileResources: Resource[] = [];
+  /** The files' resources, one group per file in order (the parse cache's arrays: unchanged files keep theirs). */
+  private fileGroups: ResourceGroup[] = [];
   private fileDigest = '';
+  /** Files' parse results by name: a reload parses only the files whose text changed. */
+  private readonly parseCache: ParseCache = new Map();
+  /** Validation kept across builds: a build re-checks only the resources of groups that changed (validate/groups.ts). */
+  readonly validation: GroupedValidation;
+  /** Per external source, its resources as the validation last saw them (an object with the same resourceVersion is the one it has). */
+  private externalSeen = new Map<string, { list: readonly Resource[]; byKey: Map<string, Resource> }>();
+  /** Set to validate and compile every build from nothing (the reference path). */
+  incremental = true;
+  /** The inputs of the current snapshot's compilation, for a build that changes only some VirtualServices. */
+  private compiled: { snapshot: Snapshot; resources: readonly Resource[]; services: readonly ServiceDef[]; dnsVersion: number; outbound: string; scoped: boolean } | undefined;
+  private dnsVersion = 0;
+  /** Builds compiled from the previous snapshot (compile-delta.ts) and from nothing. */
+  compiles = { delta: 0, full: 0 };
   private external = new Map<string, ExternalInput>();
   private dns = new Map<string, readonly string[]>();
   private dnsTimer: NodeJS.Timeout | undefined;
@@ -64,6 +81,7 @@ export class ConfigStore extends EventEmitter {
 
   constructor(readonly opts: StoreOptions) {
     super();
+    this.validation = new GroupedValidation({ clusterDomain: opts.clusterDomain });
   }
 
   /** Load files and compile. Returns false (and keeps the previous snapshot) when the config is invalid. */
@@ -82,7 +100,7 @@ export class ConfigStore extends EventEmitter {
 
   private async reloadFilesOnce(force: boolean): Promise<boolean> {
     const t0 = performance.now();
-    const loaded = await loadConfig(this.opts.paths, this.opts.namespace);
+    const loaded = await loadConfig(this.opts.paths, this.opts.namespace, this.parseCache);
     const readMs = performance.now() - t0;
     if (loaded.errors.length > 0) {
       // Out of file descriptors or memory (a connection flood past ulimit -n) says nothing about the configuration:
@@ -94,11 +112,14 @@ export class ConfigStore extends EventEmitter {
     const digest = loaded.digest;
     if (!force && digest === this.fileDigest && this.current) return true;
     const prevResources = this.fileResources;
+    const prevGroups = this.fileGroups;
     const prevDigest = this.fileDigest;
     this.fileResources = loaded.resources;
+    this.fileGroups = loaded.files.map((f) => ({ key: `file:${f}`, resources: this.parseCache.get(f)?.resources ?? [] }));
     this.fileDigest = digest;
     if (!this.rebuild(readMs)) {
       this.fileResources = prevResources;
+      this.fileGroups = prevGroups;
       this.fileDigest = prevDigest;
       return false;
     }
@@ -116,17 +137,71 @@ export class ConfigStore extends EventEmitter {
     return true;
   }
 
+  /** Record a non-file source's input without building (the next build includes it): to start from several inputs at once. */
+  seedExternal(name: string, input: ExternalInput): void {
+    this.external.set(name, input);
+  }
+
   private allResources(): Resource[] {
     const all = [...this.fileResources];
     for (const e of this.external.values()) all.push(...e.resources);
     return all;
   }
 
+  /**
+   * The inputs as groups for the validation: each file, then each external source. An external object with the same
+   * kind, name and resourceVersion as one seen before is that object (the API server's contract: same version, same
+   * content), so a watch event re-checks only the objects it changed.
+   */
+  private validationGroups(): ResourceGroup[] {
+    const groups = [...this.fileGroups];
+    const seen = new Map<string, { list: readonly Resource[]; byKey: Map<string, Resource> }>();
+    for (const [name, e] of this.external) {
+      const prev = this.externalSeen.get(name);
+      let list: readonly Resource[];
+      if (prev !== undefined && prev.list.length === e.resources.length && prev.list.every((r, i) => r === e.resources[i])) {
+        list = prev.list;
+        seen.set(name, prev);
+      } else {
+        const byKey = new Map<string, Resource>();
+        const out: Resource[] = [];
+        let same = prev !== undefined && prev.list.length === e.resources.length;
+        for (let i = 0; i < e.resources.length; i++) {
+          const r = e.resources[i]!;
+          const rv = r.metadata.resourceVersion;
+          const key = rv ? `${r.apiVersion}/${r.kind}/${r.metadata.namespace}/${r.metadata.name}@${rv}` : undefined;
+          const old = key === undefined ? undefined : prev?.byKey.get(key);
+          const use = old ?? r;
+          if (key !== undefined && !byKey.has(key)) byKey.set(key, use);
+          if (same && prev!.list[i] !== use) same = false;
+          out.push(use);
+        }
+        list = same ? prev!.list : out;
+        seen.set(name, { list, byKey: same ? prev!.byKey : byKey });
+      }
+      groups.push({ key: `source:${name}`, resources: list });
+    }
+    this.externalSeen = seen;
+    return groups;
+  }
+
+  /** Validate all inputs: incrementally from the last build's state, or (`incremental` off, or on a failure) anew. */
+  private validateAll(): ConfigError[] {
+    const groups = this.validationGroups();
+    if (!this.incremental) return this.validation.rebuild(groups);
+    try {
+      return this.validation.update(groups);
+    } catch (err) {
+      this.opts.log('warn', `incremental validation failed, validating everything: ${(err as Error).message}`);
+      return this.validation.rebuild(groups);
+    }
+  }
+
   /** `readMs`: how long reading the files took, when a file change led to this build. */
   private rebuild(readMs = 0): boolean {
     const t0 = performance.now();
     let resources = this.allResources();
-    let problems = validateResources(resources, { clusterDomain: this.opts.clusterDomain });
+    let problems = this.validateAll();
     // A Gateway API route from the API server with only some rules invalid keeps the others (src/gateway/api-errors.ts).
     const pruned = dropInvalidRules(resources, problems);
     if (pruned !== undefined) {
@@ -175,8 +250,14 @@ export class ConfigStore extends EventEmitter {
         hash: this.hashOf(resources, extraServices),
         now,
       };
-      snap = compile(resources, copts);
+      const c = this.compiled;
+      const delta = this.incremental && c !== undefined && c.snapshot === this.current && !c.scoped && sidecar === undefined && c.dnsVersion === this.dnsVersion
+        && c.outbound === outboundTrafficPolicy && c.services.length === extraServices.length && c.services.every((s, i) => s === extraServices[i])
+        ? compileDelta(c.snapshot, c.resources, resources, copts) : undefined;
+      if (delta !== undefined) { snap = delta; this.compiles.delta++; } else { snap = compile(resources, copts); this.compiles.full++; }
+      this.compiled = { snapshot: snap, resources, services: extraServices, dnsVersion: this.dnsVersion, outbound: outboundTrafficPolicy, scoped: sidecar !== undefined };
     } catch (err) {
+      this.compiled = undefined;
       return this.reject([{ file: '', line: 0, object: '', field: '', message: `compile failed: ${(err as Error).stack ?? String(err)}` }]);
     }
     const t2 = performance.now();
@@ -262,12 +343,12 @@ export class ConfigStore extends EventEmitter {
         const res = await lookup(n, { all: true });
         const ips = [...new Set(res.map((r) => r.address))].sort();
         const prev = this.dns.get(n);
-        if (!prev || prev.join() !== ips.join()) { this.dns.set(n, ips); changed = true; }
+        if (!prev || prev.join() !== ips.join()) { this.dns.set(n, ips); changed = true; this.dnsVersion++; }
       } catch (err) {
         this.opts.log('warn', `DNS lookup of ${n} failed: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
       }
     }));
-    for (const k of [...this.dns.keys()]) if (!names.includes(k)) { this.dns.delete(k); changed = true; }
+    for (const k of [...this.dns.keys()]) if (!names.includes(k)) { this.dns.delete(k); changed = true; this.dnsVersion++; }
     if (changed) this.rebuild();
     if (names.length > 0 && !this.stopped) {
       this.dnsTimer = setTimeout(() => { void this.refreshDns(); }, this.opts.dnsRefreshMs ?? 5000);

@@ -1,0 +1,126 @@
+/**
+ * A ValidationState fed by groups of resources (one group per file, then one per other source, in input order):
+ * each call hands every group's current list, and only the groups whose list is not the same array as last time are
+ * compared, resource by resource (by identity), so unchanged files cost nothing but a look at their array. The
+ * problems are validateResources' for the concatenation of the groups, in order. Pure.
+ */
+import type { ConfigError, Resource } from '../resource.js';
+import { DEFAULT_CLUSTER_DOMAIN } from '../hosts.js';
+import { ValidationState } from './state.js';
+
+export interface ResourceGroup {
+  /** Unique among the groups of one call (a file name, a source name). */
+  readonly key: string;
+  readonly resources: readonly Resource[];
+}
+
+export class GroupedValidation {
+  private state: ValidationState;
+  private readonly clusterDomain: string;
+  /** Each group's list as last handed in. */
+  private groups = new Map<string, readonly Resource[]>();
+  /** Group ranks of the current call. */
+  private rank = new Map<string, number>();
+  /** Each present resource's group and index in it. */
+  private readonly where = new Map<Resource, { group: string; index: number }>();
+  /** Resources compared in the last call (a measure of the work done: 0 when nothing changed). */
+  lastTouched = 0;
+  /** Times the state was started again from nothing (rebuild: asked for, or groups reordered). */
+  rebuilds = 0;
+
+  constructor(opts: { clusterDomain?: string } = {}) {
+    this.clusterDomain = opts.clusterDomain ?? DEFAULT_CLUSTER_DOMAIN;
+    this.state = this.fresh();
+  }
+
+  private fresh(): ValidationState {
+    return new ValidationState({ clusterDomain: this.clusterDomain, order: (a, b) => this.compare(a, b) });
+  }
+
+  private compare(a: Resource, b: Resource): number {
+    const wa = this.where.get(a)!;
+    const wb = this.where.get(b)!;
+    if (wa.group !== wb.group) return this.rank.get(wa.group)! - this.rank.get(wb.group)!;
+    return wa.index - wb.index;
+  }
+
+  /**
+   * Bring the state to `groups` and return every problem, as validateResources(groups' resources concatenated)
+   * would. Groups' relative order must not change between calls for the groups present in both (files are listed
+   * sorted; sources keep their place); a group may come or go anywhere.
+   */
+  update(groups: readonly ResourceGroup[]): ConfigError[] {
+    const next = new Map<string, readonly Resource[]>();
+    const rank = new Map<string, number>();
+    groups.forEach((g, i) => { next.set(g.key, g.resources); rank.set(g.key, i); });
+    if (next.size !== groups.length) throw new Error('GroupedValidation: two groups with one key');
+    // The groups present before and after must keep their relative order (else the state's indexes, sorted by the old
+    // order, would disagree with the new one): otherwise start again from nothing.
+    let last = -1;
+    for (const g of groups) {
+      const r = this.rank.get(g.key);
+      if (r === undefined) continue;
+      if (r < last) return this.rebuild(groups);
+      last = r;
+    }
+    const removed: Resource[] = [];
+    const added: Array<[Resource, number, string]> = [];
+    const moved: Array<[Resource, number, string]> = [];
+    let touched = 0;
+    for (const [k, old] of this.groups) {
+      const now = next.get(k);
+      if (now === old) continue;
+      touched += old.length;
+      if (now === undefined) { for (const r of old) removed.push(r); continue; }
+      const keep = new Set(now);
+      for (const r of old) if (!keep.has(r)) removed.push(r);
+    }
+    for (const g of groups) {
+      const old = this.groups.get(g.key);
+      if (old === g.resources) continue;
+      touched += g.resources.length;
+      const had = old === undefined ? undefined : new Set(old);
+      let prev = -1;
+      for (let i = 0; i < g.resources.length; i++) {
+        const r = g.resources[i]!;
+        if (had !== undefined && had.has(r)) {
+          const at = this.where.get(r)!.index;
+          // A kept resource must keep its place among the kept ones (as resources of a source sorted by name do).
+          if (at < prev) return this.rebuild(groups);
+          prev = at;
+          moved.push([r, i, g.key]);
+        } else added.push([r, i, g.key]);
+      }
+    }
+    // Removal is ordered by the old places, addition by the new ones; both agree on whatever stays.
+    this.state.update(removed, []);
+    for (const r of removed) this.where.delete(r);
+    this.rank = rank;
+    for (const [r, index, group] of moved) this.where.set(r, { group, index });
+    for (const [r, index, group] of added) this.where.set(r, { group, index });
+    this.state.update([], added.map((a) => a[0]));
+    this.groups = next;
+    this.lastTouched = touched;
+    return this.state.problems();
+  }
+
+  /** Start again from nothing: every resource validated anew (the reference path, and the fallback). */
+  rebuild(groups: readonly ResourceGroup[]): ConfigError[] {
+    this.rebuilds++;
+    this.state = this.fresh();
+    this.where.clear();
+    this.rank = new Map();
+    this.groups = new Map();
+    let touched = 0;
+    const all: Resource[] = [];
+    groups.forEach((g, gi) => {
+      this.rank.set(g.key, gi);
+      this.groups.set(g.key, g.resources);
+      g.resources.forEach((r, index) => { if (!this.where.has(r)) { this.where.set(r, { group: g.key, index }); all.push(r); } });
+      touched += g.resources.length;
+    });
+    this.state.update([], all);
+    this.lastTouched = touched;
+    return this.state.problems();
+  }
+}
