@@ -1,7 +1,8 @@
 /**
  * HPACK (RFC 7541), the header compression of HTTP/2: one `HpackDecoder` and one `HpackEncoder` per connection, each
  * owning its half of the connection's state (the dynamic table of the peer's encoder, resp. of ours). Pure: no I/O,
- * no dependencies; the frame layer (./session.ts) feeds it complete header blocks and sends what it returns.
+ * no dependencies; the frame layer (./session.ts) feeds it complete header blocks and sends what it returns. One
+ * cohesive codec (the static table, the Huffman code and the two halves that share them), hence one file past 500 lines.
  *
  * Choices:
  * - Strings are bytes: literals decode and encode as 'latin1' (byte-transparent, like node:http's HTTP/1 parser);
