@@ -7,25 +7,9 @@ import { compile } from '../../../src/config/compile.js';
 import { decideOutboundL4, isOwnEndpoint, type OwnEndpoints } from '../../../src/routing/l4-decision.js';
 import type { L4Self } from '../../../src/routing/l4-route.js';
 import type { Snapshot } from '../../../src/config/snapshot.js';
+import { DB_SERVICE_YAML } from './db-fixture.js';
 
-const YAML = `
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: { name: db, namespace: default }
-spec:
-  hosts: [db.internal]
-  addresses: [10.96.0.5]
-  ports: [{ number: 5432, name: tcp-pg, protocol: TCP }]
-  resolution: STATIC
-  endpoints: [{ address: 10.0.0.1, labels: { version: v1 } }, { address: 10.0.0.2, labels: { version: v2 } }]
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: { name: db, namespace: default }
-spec:
-  host: db.internal
-  subsets: [{ name: v1, labels: { version: v1 } }, { name: v2, labels: { version: v2 } }]
----
+const YAML = `${DB_SERVICE_YAML}
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: { name: db, namespace: default }
