@@ -104,17 +104,8 @@ function usesHashLb(d: CompiledDestination): boolean {
   return false;
 }
 
-interface RuleParts {
-  action: RouteAction;
-  rewrite: Rewrite | undefined;
-  requestHeaders: HeaderOps | undefined;
-  responseHeaders: HeaderOps | undefined;
-  timeoutMs: number;
-  retry: RetryPolicy;
-  mirrors: Mirror[];
-  cors: CorsPolicy | undefined;
-  hashBased: boolean;
-}
+/** What a rule contributes to each of its compiled routes (one per match). */
+type RuleParts = Pick<CompiledRoute, 'action' | 'rewrite' | 'requestHeaders' | 'responseHeaders' | 'timeoutMs' | 'retry' | 'mirrors' | 'cors' | 'hashBased'>;
 
 function filterOf<T extends keyof HTTPRouteFilter>(filters: readonly HTTPRouteFilter[] | undefined, type: string, field: T): HTTPRouteFilter[T] | undefined {
   for (const f of filters ?? []) if (f.type === type) return f[field];
