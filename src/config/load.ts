@@ -21,6 +21,14 @@ export interface LoadResult {
   digest: string;
   /** The files parsed again (new or changed text); the others' resources are the cache's, the same objects as before. */
   parsed?: string[];
+  /** Of the files parsed again, the resources of documents whose text was unchanged: the same objects as before. */
+  reused?: number;
+  /**
+   * Takes this load back out of the cache (when its result is not adopted: a rejected config): the files parsed again
+   * get their previous entries, and the resources taken over from them their previous lines, so that the resources of
+   * the config still in use say where they are in the text they were read from.
+   */
+  undo?: () => void;
 }
 
 /**
@@ -33,6 +41,10 @@ export interface CachedFile {
   hash: string;
   resources: readonly Resource[];
   errors: readonly ConfigError[];
+  /** Its documents' hashes (parse.ts ParseResult.docHashes): the next parse of a changed text reuses unchanged documents. */
+  docHashes?: Int32Array;
+  /** The default namespace its resources were read with (set with docHashes). */
+  namespace?: string;
   /**
    * The file's identity, size and change times (ns) when read, set only when its last change was well before
    * that (RACY_MS): a file whose stat still says the same is not read again. A change made within the same clock
@@ -49,31 +61,35 @@ function statKey(st: BigIntStats): string {
   return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
 }
 
-async function listFiles(path: string, out: string[], errors: ConfigError[], top: boolean, stats: Map<string, BigIntStats>): Promise<void> {
+/** A listed file with its stat, or a path that could not be read or listed. */
+type Listed = { file: string; st: BigIntStats } | { error: ConfigError };
+
+/**
+ * The files under `path` in order (names sorted, depth first). The entries of a directory are stat'ed concurrently:
+ * one after the other, the 100 stats of a large mesh's directory took a round trip through the thread pool each on
+ * every reload.
+ */
+async function listFiles(path: string, top: boolean): Promise<Listed[]> {
   let st;
   try {
     st = await stat(path, { bigint: true });
   } catch (err) {
-    errors.push({ file: path, line: 0, object: '', field: '', message: `cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` });
-    return;
+    return [{ error: { file: path, line: 0, object: '', field: '', message: `cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` } }];
   }
   if (st.isDirectory()) {
     let names: string[];
     try {
       names = await readdir(path);
     } catch (err) {
-      errors.push({ file: path, line: 0, object: '', field: '', message: `cannot list: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` });
-      return;
+      return [{ error: { file: path, line: 0, object: '', field: '', message: `cannot list: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` } }];
     }
     names.sort();
-    for (const n of names) {
-      if (n.startsWith('.')) continue; // ConfigMap internals (..data, ..2026_…) and hidden files
-      await listFiles(join(path, n), out, errors, false, stats);
-    }
-  } else if (top || EXTENSIONS.some((e) => path.endsWith(e))) {
-    out.push(path);
-    stats.set(path, st);
+    // ConfigMap internals (..data, ..2026_…) and hidden files are skipped.
+    const parts = await Promise.all(names.filter((n) => !n.startsWith('.')).map((n) => listFiles(join(path, n), false)));
+    return parts.length === 1 ? parts[0]! : ([] as Listed[]).concat(...parts);
   }
+  if (top || EXTENSIONS.some((e) => path.endsWith(e))) return [{ file: path, st }];
+  return [];
 }
 
 export async function loadConfig(paths: readonly string[], defaultNamespace: string, cache?: ParseCache): Promise<LoadResult> {
@@ -82,18 +98,26 @@ export async function loadConfig(paths: readonly string[], defaultNamespace: str
   const stats = new Map<string, BigIntStats>();
   // Earlier than every stat below: a file whose ctime is RACY_MS older than this was unchanged when it was read.
   const listedAt = Date.now();
-  for (const p of paths) await listFiles(p, files, errors, true, stats);
-  const resources: Resource[] = [];
+  for (const p of paths) {
+    for (const x of await listFiles(p, true)) {
+      if ('error' in x) errors.push(x.error);
+      else { files.push(x.file); stats.set(x.file, x.st); }
+    }
+  }
+  // Each file's resources, joined at the end.
+  const lists: Array<readonly Resource[]> = [];
   // The digest covers every file's name and the SHA-256 of its text; the per-file hash also lets a resource read its
   // file again for the line numbers of a later error instead of keeping the text (parse.ts, ParseOptions.reread).
   const hash = createHash('sha256');
   const parsed: string[] = [];
+  let reused = 0;
+  const undo: Array<() => void> = [];
   for (const f of files) {
     const st = stats.get(f);
     const cached = cache?.get(f);
     if (cached?.stat !== undefined && st !== undefined && cached.stat === statKey(st)) {
       hash.update(`\0${f}\0`).update(cached.hash);
-      for (const x of cached.resources) resources.push(x);
+      lists.push(cached.resources);
       for (const x of cached.errors) errors.push(x);
       continue;
     }
@@ -108,22 +132,43 @@ export async function loadConfig(paths: readonly string[], defaultNamespace: str
     hash.update(`\0${f}\0`).update(fileHash);
     let r = cached;
     if (r === undefined || r.hash !== fileHash) {
-      const p = parseDocuments(text, f, defaultNamespace, { reread: () => rereadIfUnchanged(f, fileHash) });
+      const p = parseDocuments(text, f, defaultNamespace, { reread: () => rereadIfUnchanged(f, fileHash), previous: r });
+      if (cache !== undefined) {
+        const was = r;
+        const back = p.undo;
+        undo.push(() => { back?.(); if (was === undefined) cache.delete(f); else cache.set(f, was); });
+      }
       r = { hash: fileHash, resources: p.resources, errors: p.errors };
+      if (p.docHashes !== undefined) {
+        r.docHashes = p.docHashes;
+        r.namespace = p.namespace;
+      }
+      reused += p.reused ?? 0;
       cache?.set(f, r);
       parsed.push(f);
     }
     // The stat taken before this read describes this text if nothing changed the file since; trusted next time only
     // when its last change was long enough before (a later change then has a later ctime).
     r.stat = st !== undefined && Number(st.ctimeNs / 1_000_000n) < listedAt - RACY_MS ? statKey(st) : undefined;
-    for (const x of r.resources) resources.push(x);
+    lists.push(r.resources);
     for (const x of r.errors) errors.push(x);
   }
   if (cache !== undefined && cache.size > files.length) {
     const present = new Set(files);
-    for (const f of cache.keys()) if (!present.has(f)) cache.delete(f);
+    for (const [f, was] of cache) {
+      if (present.has(f)) continue;
+      cache.delete(f);
+      undo.push(() => cache.set(f, was));
+    }
   }
-  return { resources, errors, files, digest: hash.digest('hex'), parsed };
+  const resources: Resource[] = [];
+  for (const l of lists) {
+    if (l.length <= 8192) resources.push(...l);
+    else for (const x of l) resources.push(x);
+  }
+  const out: LoadResult = { resources, errors, files, digest: hash.digest('hex'), parsed, reused };
+  if (undo.length > 0) out.undo = () => { for (let i = undo.length - 1; i >= 0; i--) undo[i]!(); };
+  return out;
 }
 
 function sha256(text: string): string {

@@ -103,6 +103,7 @@ export class ConfigStore extends EventEmitter {
     const loaded = await loadConfig(this.opts.paths, this.opts.namespace, this.parseCache);
     const readMs = performance.now() - t0;
     if (loaded.errors.length > 0) {
+      loaded.undo?.(); // not adopted: the resources in use keep the lines of the text they were read from (load.ts)
       // Out of file descriptors or memory (a connection flood past ulimit -n) says nothing about the configuration:
       // not a rejection (no failure counted, no error logged per attempt); the files are read again a second later.
       if (this.current !== undefined && loaded.errors.every((e) => TRANSIENT_READ.test(e.message))) return this.retryLater(loaded.errors);
@@ -118,6 +119,7 @@ export class ConfigStore extends EventEmitter {
     this.fileGroups = loaded.files.map((f) => ({ key: `file:${f}`, resources: this.parseCache.get(f)?.resources ?? [] }));
     this.fileDigest = digest;
     if (!this.rebuild(readMs)) {
+      loaded.undo?.();
       this.fileResources = prevResources;
       this.fileGroups = prevGroups;
       this.fileDigest = prevDigest;

@@ -99,6 +99,27 @@ export class ValidationState {
     return this.errorsIn.keys();
   }
 
+  /**
+   * Whether some problem's text depends on the line `r` stands at: one located in it, or one naming its line (the first
+   * of duplicates, the owner of a host claimed twice, a WorkloadEntry an identity warning points at). A resource moved
+   * to other lines of its file (a document above it grew) without any keeps every problem as it is; one with some
+   * must be taken out and in again.
+   */
+  placed(r: Resource): boolean {
+    if (!this.present.has(r)) return false;
+    for (const m of [this.own, this.dupErrors, this.subsetErrors, this.delegateErrors, this.hostlessErrors, this.identityWarnings]) if (m.has(r)) return true;
+    if (duplicateKey(r) !== undefined && this.named(r.kind, r.metadata.namespace, r.metadata.name).length > 1) return true;
+    const facts = vsFacts(r);
+    if (facts !== undefined) {
+      const ns = r.metadata.namespace;
+      for (const h of claimedHosts(r, facts, this.clusterDomain)) {
+        let n = 0;
+        for (const v of this.hostList(h, 'claims')) if (v.metadata.namespace === ns && ++n > 1) return true;
+      }
+    }
+    return r.kind === 'WorkloadEntry' && this.identityWarnings.size > 0;
+  }
+
   /** Take `removed` out and `added` in, and re-check what they take part in. */
   update(removed: Iterable<Resource>, added: Iterable<Resource>): void {
     const dirty = new Dirty();
