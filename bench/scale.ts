@@ -28,7 +28,7 @@ const BASE_SNAPSHOT = join(repo, 'build/remora-dist-base-scale');
 const PROXY_CPU = '0';
 const LOAD_CPU = '1';
 /** The image's NODE_OPTIONS (Dockerfile), as `npm run bench` runs Remora. */
-export const IMAGE_NODE_FLAGS = ['--max-semi-space-size=2'];
+export const IMAGE_NODE_FLAGS = ['--max-semi-space-size=1', '--v8-pool-size=1'];
 
 const { values: argv } = parseArgs({
   options: {
