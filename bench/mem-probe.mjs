@@ -2,6 +2,7 @@
 // Remora per variant (one service, CPU 0), runs max-throughput (or 3,000 req/s open-loop) rounds against each in turn,
 // sampling /proc/PID/status every 100 ms; prints idle and peak RSS (private), req/s and CPU ms per 1,000 requests
 // (warm-up included), and with "smaps": true the mappings at the peak grouped by file (DETAIL=1: anonymous ones by size).
+// "extra": [...] are more `remora run` arguments ($P1: the upstream port, e.g. for --trace-endpoint).
 // "probe": true adds --import bench/mem-probe-inproc.mjs (V8 spaces at the highest RSS, written to PROBE_OUT).
 //   npx tsc -p tsconfig.bench.json && node bench/mem-probe.mjs '[{"name":"now","flags":["--max-semi-space-size=1","--v8-pool-size=1"],"smaps":true},
 //     {"name":"main","flags":["--max-semi-space-size=2"],"cli":"../main/dist/cli.js"}]' ROUNDS DURATION_MS [max|open]
@@ -36,10 +37,11 @@ function smapsGroups(pid) {
   }
   return g;
 }
+const outDir = mkdtempSync(join(tmpdir(), 'remora-mem-probe-out-'));
 const procs = [];
 for (const v of variants) {
-  const out = join(dir, `probe-${v.name}.json`);
-  const args = [...(v.flags ?? []), ...(v.probe ? ['--import', `${ROOT}/bench/mem-probe-inproc.mjs`] : []), v.cli ?? `${ROOT}/dist/cli.js`, 'run', '--config', dir, '--outbound-port', '0', '--inbound-port', '0', '--admin-port', '0', '--stats-port', '0', '--health-port', '0', '--log-level', 'warn'];
+  const out = join(outDir, `probe-${v.name}.json`);
+  const args = [...(v.flags ?? []), ...(v.probe ? ['--import', `${ROOT}/bench/mem-probe-inproc.mjs`] : []), v.cli ?? `${ROOT}/dist/cli.js`, 'run', '--config', dir, '--outbound-port', '0', '--inbound-port', '0', '--admin-port', '0', '--stats-port', '0', '--health-port', '0', '--log-level', 'warn', ...(v.extra ?? []).map((a) => a.replace('$P1', String(p1)))];
   const env = { ...process.env, ...(v.env ?? {}), PROBE_OUT: out };
   const origEnv = process.env; process.env = env;
   const p = await startProcess({ name: v.name, cmd: process.execPath, args, cpus: '0', marker: 'remora ready', timeoutMs: 60000 });
