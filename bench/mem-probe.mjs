@@ -25,6 +25,7 @@ const [p1, p2] = [await freePort(), await freePort()];
 const up = await startProcess({ name: 'up', cmd: process.execPath, args: [`${B}/bench/upstream.js`, String(p1), String(p2)], cpus: '1', marker: 'upstream ready' });
 const dir = mkdtempSync(join(tmpdir(), 'remora-mem-probe-')); writeFileSync(join(dir, 'mesh.yaml'), policyYaml(p1, p2));
 const st = (pid) => { const s = readFileSync(`/proc/${pid}/status`, 'utf8'); const kb = (k) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(s)?.[1]) / 1024; return { rss: kb('VmRSS'), anon: kb('RssAnon'), file: kb('RssFile'), hwm: kb('VmHWM'), threads: Number(/^Threads:\s+(\d+)/m.exec(s)[1]) }; };
+const minflt = (pid) => Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')[7]);
 const cpu = (pid) => { const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' '); return (Number(f[11]) + Number(f[12])) * 10; };
 function smapsGroups(pid) {
   const txt = readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n');
@@ -54,16 +55,18 @@ for (let r = 0; r < rounds; r++) for (const x of procs) {
   let peak = { rss: 0 }, peakSm = null, lastSm = 0;
   const iv = setInterval(() => { const s = st(x.p.pid); if (s.rss > peak.rss) { peak = s; if (x.v.smaps && Date.now() - lastSm > 400) { peakSm = smapsGroups(x.p.pid); lastSm = Date.now(); } } }, 100);
   const c0 = cpu(x.p.pid);
+  const f0 = minflt(x.p.pid);
   const o = await runLoad(`http://127.0.0.1:${x.outbound}/`, { mode, rate: 3000, connections: mode === 'max' ? 64 : 16, durationMs: dur, warmupMs: 1000, headers: [['host', `${POLICY_HOST}:${p1}`]] });
   const c1 = cpu(x.p.pid);
+  const faults = minflt(x.p.pid) - f0;
   clearInterval(iv);
   const req = o.completed;
-  x.res.push({ peak, rps: o.achievedRps, cpuMs: c1 - c0, reqPerCpuS: req / ((c1 - c0) / 1000) * ((dur) / (dur + 1000)), err: Object.values(o.errors).reduce((a, b) => a + b, 0), peakSm });
+  x.res.push({ faults, peak, rps: o.achievedRps, cpuMs: c1 - c0, reqPerCpuS: req / ((c1 - c0) / 1000) * ((dur) / (dur + 1000)), err: Object.values(o.errors).reduce((a, b) => a + b, 0), peakSm });
   await new Promise((r) => setTimeout(r, 300));
 }
 for (const x of procs) {
   const rs = x.res;
-  console.log(`${x.v.name.padEnd(28)} idle ${x.idle.rss.toFixed(1)} (${x.idle.anon.toFixed(1)}) thr ${x.idle.threads} | peaks ${rs.map((r) => `${r.peak.rss.toFixed(1)}(${r.peak.anon.toFixed(1)})`).join(' ')} hwm ${st(x.p.pid).hwm.toFixed(1)} | rps ${rs.map((r) => r.rps.toFixed(0)).join(' ')} | cpuMs/1k ${rs.map((r) => (r.cpuMs / (r.rps * (dur + 1000) / 1000) * 1000).toFixed(1)).join(' ')} err ${rs.map((r) => r.err).join(' ')}`);
+  console.log(`${x.v.name.padEnd(28)} idle ${x.idle.rss.toFixed(1)} (${x.idle.anon.toFixed(1)}) thr ${x.idle.threads} | peaks ${rs.map((r) => `${r.peak.rss.toFixed(1)}(${r.peak.anon.toFixed(1)})`).join(' ')} hwm ${st(x.p.pid).hwm.toFixed(1)} | rps ${rs.map((r) => r.rps.toFixed(0)).join(' ')} | cpuMs/1k ${rs.map((r) => (r.cpuMs / (r.rps * (dur + 1000) / 1000) * 1000).toFixed(1)).join(' ')} err ${rs.map((r) => r.err).join(' ')} | minor faults ${rs.map((r) => r.faults).join(' ')}`);
   if (x.v.smaps) { const sm = rs.at(-1).peakSm; const e = Object.entries(sm).filter(([, v]) => v.rss > 200).sort((a, b) => b[1].rss - a[1].rss); for (const [k, v] of e) console.log(`   ${k.padEnd(40)} rss ${(v.rss / 1024).toFixed(1)} anon ${(v.anon / 1024).toFixed(1)} privdirty ${(v.pd / 1024).toFixed(1)} n ${v.n}`); }
   if (x.v.probe) { try { console.log('   ', readFileSync(x.out, 'utf8')); } catch {} }
 }
