@@ -22,7 +22,11 @@ const rounds = Number(process.argv[3] ?? 1);
 const dur = Number(process.argv[4] ?? 5000);
 const mode = process.argv[5] ?? 'max';
 const [p1, p2] = [await freePort(), await freePort()];
+// Whatever happens (a proxy that fails to start throws), the processes started here are stopped on exit.
+const kids = [];
+process.on('exit', () => { for (const k of kids) try { process.kill(k.pid); } catch { /* gone */ } });
 const up = await startProcess({ name: 'up', cmd: process.execPath, args: [`${B}/bench/upstream.js`, String(p1), String(p2)], cpus: '1', marker: 'upstream ready' });
+kids.push(up);
 const dir = mkdtempSync(join(tmpdir(), 'remora-mem-probe-')); writeFileSync(join(dir, 'mesh.yaml'), policyYaml(p1, p2));
 const st = (pid) => { const s = readFileSync(`/proc/${pid}/status`, 'utf8'); const kb = (k) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(s)?.[1]) / 1024; return { rss: kb('VmRSS'), anon: kb('RssAnon'), file: kb('RssFile'), hwm: kb('VmHWM'), threads: Number(/^Threads:\s+(\d+)/m.exec(s)[1]) }; };
 const minflt = (pid) => Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')[7]);
@@ -46,6 +50,7 @@ for (const v of variants) {
   const env = { ...process.env, ...(v.env ?? {}), PROBE_OUT: out };
   const origEnv = process.env; process.env = env;
   const p = await startProcess({ name: v.name, cmd: process.execPath, args, cpus: '0', marker: 'remora ready', timeoutMs: 60000 });
+  kids.push(p);
   process.env = origEnv;
   procs.push({ v, p, outbound: Number(p.ready.outbound), out, res: [] });
 }
