@@ -17,7 +17,7 @@ RUN apt-get update \
 WORKDIR /app
 COPY package.json package-lock.json .npmrc ./
 COPY scripts/build-native.mjs ./scripts/
-COPY native/binding.gyp native/original_dst.c ./native/
+COPY native/binding.gyp native/original_dst.c native/resident.c ./native/
 RUN npm ci && test -f native/build/Release/remora_net.node
 COPY tsconfig.json tsconfig.build.json rolldown.config.mjs ./
 COPY src ./src
@@ -43,9 +43,11 @@ COPY --from=distroless-root /out /
 ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 WORKDIR /app
 ENV NODE_ENV=production
-# The same as the benchmarks' (bench/run.ts): a 4 MB young generation keeps the sidecar's RSS about 20 MB lower under
-# load (docs/performance.md). The injected sidecar adds --max-old-space-size=96 for its 128 Mi memory limit.
-ENV NODE_OPTIONS=--max-semi-space-size=2
+# The same as the benchmarks' (bench/run.ts): a 2 MB young generation and one V8 worker thread keep the sidecar's
+# private memory under load ~3 MB lower than a 4 MB young generation and a worker per core, at the same CPU per request
+# (docs/performance.md, "One service: idle and at max throughput"). The injected sidecar adds --max-old-space-size=96
+# for its 128 Mi memory limit.
+ENV NODE_OPTIONS="--max-semi-space-size=1 --v8-pool-size=1"
 COPY --from=build /app/package.json ./package.json
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
@@ -63,9 +65,11 @@ CMD ["run", "--config", "/etc/remora/config"]
 FROM runtime-base
 WORKDIR /app
 ENV NODE_ENV=production
-# The same as the benchmarks' (bench/run.ts): a 4 MB young generation keeps the sidecar's RSS about 20 MB lower under
-# load (docs/performance.md). The injected sidecar adds --max-old-space-size=96 for its 128 Mi memory limit.
-ENV NODE_OPTIONS=--max-semi-space-size=2
+# The same as the benchmarks' (bench/run.ts): a 2 MB young generation and one V8 worker thread keep the sidecar's
+# private memory under load ~3 MB lower than a 4 MB young generation and a worker per core, at the same CPU per request
+# (docs/performance.md, "One service: idle and at max throughput"). The injected sidecar adds --max-old-space-size=96
+# for its 128 Mi memory limit.
+ENV NODE_OPTIONS="--max-semi-space-size=1 --v8-pool-size=1"
 COPY --from=build /app/package.json ./package.json
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist

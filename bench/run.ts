@@ -36,8 +36,8 @@ const DIST = join(repo, 'dist');
 const SNAPSHOT = join(repo, 'build/remora-dist-snapshot');
 const CLI = join(SNAPSHOT, 'cli.js');
 const PROXY_CPU = '0';
-/** Remora runs as deployed: the injected sidecar and the `remora` executable use a 4 MB young generation. */
-const REMORA_NODE_FLAGS = ['--max-semi-space-size=2'];
+/** Remora runs as deployed: the image's NODE_OPTIONS (Dockerfile), which the injected sidecar keeps (2 MB young generation, one V8 worker). */
+const REMORA_NODE_FLAGS = ['--max-semi-space-size=1', '--v8-pool-size=1'];
 const LOAD_CPU = '1';
 
 const { values: argv } = parseArgs({

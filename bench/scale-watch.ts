@@ -24,7 +24,7 @@ const here = dirname(fileURLToPath(import.meta.url)); // build/bench
 const repo = resolve(here, '../..');
 const PROXY_CPU = '0';
 const LOAD_CPU = '1';
-const IMAGE_NODE_FLAGS = ['--max-semi-space-size=2'];
+const IMAGE_NODE_FLAGS = ['--max-semi-space-size=1', '--v8-pool-size=1'];
 
 const { values: argv } = parseArgs({
   options: {

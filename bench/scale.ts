@@ -28,7 +28,7 @@ const BASE_SNAPSHOT = join(repo, 'build/remora-dist-base-scale');
 const PROXY_CPU = '0';
 const LOAD_CPU = '1';
 /** The image's NODE_OPTIONS (Dockerfile), as `npm run bench` runs Remora. */
-export const IMAGE_NODE_FLAGS = ['--max-semi-space-size=2'];
+export const IMAGE_NODE_FLAGS = ['--max-semi-space-size=1', '--v8-pool-size=1'];
 
 const { values: argv } = parseArgs({
   options: {
@@ -40,6 +40,7 @@ const { values: argv } = parseArgs({
     out: { type: 'string' },
     seed: { type: 'string' },
     baseline: { type: 'string' },
+    'baseline-node-flags': { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   },
 });
@@ -47,6 +48,8 @@ if (argv.help) {
   process.stdout.write(`usage: npm run bench:scale -- [--quick] [--only mesh,memory] [--sizes 10,10000,50000] [--edits 100] [--traffic 1000] [--baseline DIR]
   --quick: sizes 10,10000, 10 edits, shorter load windows; results in bench/results/tmp/
   --baseline DIR: a built checkout (DIR/dist/cli.js) measured side by side with this one
+  --baseline-node-flags "F …": part memory runs the baseline build with these Node flags (and the bare node with
+    both sets), e.g. the flags of the image the baseline shipped with; default: the image's (IMAGE_NODE_FLAGS)
 `);
   process.exit(0);
 }
@@ -62,6 +65,8 @@ const EDIT_TIMEOUT_MS = 60_000;
 /** The builds measured: this one, and the baseline's when --baseline is given. */
 interface Build { label: string; cli: string }
 const BUILDS: Build[] = [{ label: 'now', cli: join(SNAPSHOT, 'cli.js') }, ...(argv.baseline ? [{ label: 'base', cli: join(BASE_SNAPSHOT, 'cli.js') }] : [])];
+/** Part memory: the baseline build's Node flags (--baseline-node-flags), the image's by default. */
+const BASE_NODE_FLAGS = argv['baseline-node-flags'] !== undefined ? argv['baseline-node-flags'].split(' ').filter(Boolean) : IMAGE_NODE_FLAGS;
 const outDir = resolve(repo, argv.out ?? (quick ? 'bench/results/tmp' : 'bench/results'));
 
 const tmp = mkdtempSync(join(tmpdir(), 'remora-scale-'));
@@ -282,6 +287,9 @@ async function meshPart(): Promise<{ sizes: SizeResult[]; latency?: BenchReport;
 
 interface MemoryResult {
   bareNode: MemStatus;
+  /** A bare node with the baseline's flags, when --baseline-node-flags differ from the image's. */
+  bareNodeBase?: MemStatus;
+  baseNodeFlags: string[];
   /** Per build: idle RSS with one service (2 s after ready), and again 2 s after the max-throughput runs. */
   idle: Record<string, MemStatus>;
   idleAfterLoad: Record<string, MemStatus>;
@@ -296,16 +304,21 @@ async function memoryPart(): Promise<MemoryResult> {
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'mesh.yaml'), policyYaml(p1, p2));
   let bare: Started | undefined;
+  let bareBase: Started | undefined;
+  const otherBaseFlags = BUILDS.length > 1 && BASE_NODE_FLAGS.join(' ') !== IMAGE_NODE_FLAGS.join(' ');
   const proxies: Array<{ name: string; b: Build; p: Proxy; flags: boolean }> = [];
   try {
     bare = await start({ name: 'bare-node', cmd: process.execPath, args: [...IMAGE_NODE_FLAGS, '-e', "console.log('node ready'); setInterval(() => {}, 60000)"], cpus: PROXY_CPU, marker: 'node ready' });
+    if (otherBaseFlags) bareBase = await start({ name: 'bare-node-base', cmd: process.execPath, args: [...BASE_NODE_FLAGS, '-e', "console.log('node ready'); setInterval(() => {}, 60000)"], cpus: PROXY_CPU, marker: 'node ready' });
     for (const b of BUILDS) {
       const tag = b.label === 'now' ? '' : ` ${b.label}`;
-      proxies.push({ name: `remora${tag}`, b, p: await startRemora(`remora-one${tag}`, b, dir), flags: true });
+      const flags = b.label === 'now' ? IMAGE_NODE_FLAGS : BASE_NODE_FLAGS;
+      proxies.push({ name: `remora${tag}${flags === IMAGE_NODE_FLAGS ? '' : ` (${flags.join(' ')})`}`, b, p: await startRemora(`remora-one${tag}`, b, dir, flags), flags: true });
       proxies.push({ name: `remora${tag} (no NODE_OPTIONS)`, b, p: await startRemora(`remora-one-no-flags${tag}`, b, dir, []), flags: false });
     }
     await sleep(2000);
     const bareNode = memStatus(bare.pid);
+    const bareNodeBase = bareBase ? memStatus(bareBase.pid) : undefined;
     const idle: Record<string, MemStatus> = {};
     for (const x of proxies) if (x.flags) idle[x.b.label] = memStatus(x.p.s.pid);
     for (const [label, m] of Object.entries(idle)) log(`idle (${label}): Remora RSS ${m.rssMB.toFixed(1)} MB (private ${m.anonMB.toFixed(1)}, file ${m.fileMB.toFixed(1)}); bare node -e RSS ${bareNode.rssMB.toFixed(1)} MB (private ${bareNode.anonMB.toFixed(1)}, file ${bareNode.fileMB.toFixed(1)})`);
@@ -318,9 +331,10 @@ async function memoryPart(): Promise<MemoryResult> {
     await sleep(2000);
     const idleAfterLoad: Record<string, MemStatus> = {};
     for (const x of proxies) if (x.flags) idleAfterLoad[x.b.label] = memStatus(x.p.s.pid);
-    return { bareNode, idle, idleAfterLoad, max };
+    return { bareNode, ...(bareNodeBase ? { bareNodeBase } : {}), baseNodeFlags: BASE_NODE_FLAGS, idle, idleAfterLoad, max };
   } finally {
     await stop(bare);
+    await stop(bareBase);
     for (const x of proxies) await stop(x.p.s);
     await stop(up);
   }
@@ -371,6 +385,7 @@ function printSummary(out: Record<string, unknown>): void {
   const mem = out.memory as MemoryResult | undefined;
   if (mem) {
     process.stdout.write(`\nbare node -e (${IMAGE_NODE_FLAGS.join(' ')}): RSS ${mem.bareNode.rssMB.toFixed(1)} MB (private ${mem.bareNode.anonMB.toFixed(1)})\n`);
+    if (mem.bareNodeBase) process.stdout.write(`bare node -e (${mem.baseNodeFlags.join(' ')}): RSS ${mem.bareNodeBase.rssMB.toFixed(1)} MB (private ${mem.bareNodeBase.anonMB.toFixed(1)})\n`);
     for (const [label, m] of Object.entries(mem.idle)) process.stdout.write(`one service, idle (${label}): RSS ${m.rssMB.toFixed(1)} MB (private ${m.anonMB.toFixed(1)}); after the max-throughput runs ${mem.idleAfterLoad[label]!.rssMB.toFixed(1)} MB\n`);
     for (const t of mem.max.targets) process.stdout.write(`max throughput, ${t.name}: peak RSS ${t.summary.peakRssMB?.toFixed(1)} MB (private ${t.summary.peakAnonMB?.toFixed(1)}), ${t.summary.achievedRps.toFixed(0)} req/s, ${t.summary.rpsPerCore?.toFixed(0)} req/s per CPU-second\n`);
   }

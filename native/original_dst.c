@@ -93,10 +93,15 @@ static napi_value original_dst(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* native/resident.c */
+napi_value drop_startup_pages(napi_env env, napi_callback_info info);
+
 static napi_value init(napi_env env, napi_value exports) {
-  napi_value fn;
+  napi_value fn, drop;
   CHECK(env, napi_create_function(env, "originalDst", NAPI_AUTO_LENGTH, original_dst, NULL, &fn));
   CHECK(env, napi_set_named_property(env, exports, "originalDst", fn));
+  CHECK(env, napi_create_function(env, "dropStartupPages", NAPI_AUTO_LENGTH, drop_startup_pages, NULL, &drop));
+  CHECK(env, napi_set_named_property(env, exports, "dropStartupPages", drop));
   return exports;
 }
 

@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=2
+#!/usr/bin/env -S node --max-semi-space-size=1 --v8-pool-size=1
 /** `remora <command>`: dispatches to src/cli/<command>.ts, each exporting `main(argv): Promise<number>`. */
 
 const COMMANDS: Record<string, string> = {

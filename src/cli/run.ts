@@ -1,5 +1,6 @@
 /** `remora run`: the sidecar. Prints `remora ready {json}` on stdout once listeners are bound and config is loaded. */
 import { tuneForServing } from '../util/v8-tuning.js';
+import { dropStartupPages } from '../util/resident.js';
 import { readFileSync } from 'node:fs';
 import { Sidecar } from '../app.js';
 import type { RunOptions } from '../run-options.js';
@@ -277,6 +278,8 @@ export async function main(argv: string[]): Promise<number> {
     return 1;
   }
   tuneForServing();
+  // The binary's pages only start-up used leave the resident set (src/util/resident.ts); REMORA_KEEP_STARTUP_PAGES=1 keeps them.
+  if (process.env.REMORA_KEEP_STARTUP_PAGES !== '1') dropStartupPages();
   const ready = {
     outbound: sidecar.port('outbound'), inbound: sidecar.port('inbound'), admin: sidecar.port('admin'),
     stats: sidecar.port('stats'), health: sidecar.port('health'),

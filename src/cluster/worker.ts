@@ -4,6 +4,7 @@
  * it answers the primary's RPCs instead.
  */
 import { tuneForServing } from '../util/v8-tuning.js';
+import { dropStartupPages } from '../util/resident.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Sidecar } from '../app.js';
 import type { Environment, RunOptions } from '../run-options.js';
@@ -47,6 +48,7 @@ export async function runWorker(opts: RunOptions, env: Environment): Promise<num
   try {
     await sidecar.start();
     tuneForServing();
+    if (env.REMORA_KEEP_STARTUP_PAGES !== '1') dropStartupPages();
   } catch (err) {
     const e = err as Error & { configErrors?: string[] };
     // The primary prints the first worker's failure once: every worker loads the same files and fails alike.

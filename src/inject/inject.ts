@@ -351,9 +351,10 @@ function sidecarContainer(p: {
     fieldEnv('SERVICE_ACCOUNT', 'spec.serviceAccountName'),
   ];
   if (Object.keys(p.probers).length > 0) env.push({ name: 'REMORA_APP_PROBERS', value: JSON.stringify(p.probers) });
-  // Keep V8's heap under the container memory limit so GC runs before the OOM killer does; a 2 MB young
-  // generation (default: grows to ~34 MB) keeps a sidecar's RSS lower under load (docs/benchmarks.md).
-  env.push({ name: 'NODE_OPTIONS', value: '--max-old-space-size=96 --max-semi-space-size=2' });
+  // Keep V8's heap under the container memory limit so GC runs before the OOM killer does; a 1 MB semi-space
+  // (default: grows to ~16 MB) and one V8 worker thread keep a sidecar's private memory lower under load, at the same
+  // CPU per request (docs/performance.md, "One service: idle and at max throughput"). The image's NODE_OPTIONS, plus the cap.
+  env.push({ name: 'NODE_OPTIONS', value: '--max-old-space-size=96 --max-semi-space-size=1 --v8-pool-size=1' });
 
   const probe = (extra: Obj): Obj => ({ httpGet: { path: '/healthz/ready', port: PORTS.health, scheme: 'HTTP' }, timeoutSeconds: 3, ...extra });
   const c: Obj = {

@@ -20,7 +20,7 @@ const MINUTES = Number(process.env.SOAK_MINUTES ?? 60);
 const RPS = Number(process.env.SOAK_RPS ?? 500);
 const SAMPLE_S = Number(process.env.SOAK_SAMPLE_S ?? 5);
 const FAULT_RATE = 0.01;
-const NODE_OPTIONS = process.env.SOAK_NODE_OPTIONS ?? '--max-old-space-size=96 --max-semi-space-size=2';
+const NODE_OPTIONS = process.env.SOAK_NODE_OPTIONS ?? '--max-old-space-size=96 --max-semi-space-size=1 --v8-pool-size=1';
 
 type Fault = 'truncated' | 'reset' | 'badFraming' | 'keepAliveClose' | 'acceptReset';
 const FAULTS: Fault[] = ['truncated', 'reset', 'badFraming', 'keepAliveClose'];

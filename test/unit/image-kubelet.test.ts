@@ -61,7 +61,7 @@ describe('the image test kubelet', () => {
       '--user=1337:1337', '--read-only', '--read-only-tmpfs=false', '--cap-drop=ALL', '--security-opt=no-new-privileges',
       `--memory=${128 * 2 ** 20}b`, '--cpu-shares=10',
       '--env=POD_NAME=client', '--env=POD_NAMESPACE=remora-demo', '--env=INSTANCE_IP=198.18.121.2', '--env=SERVICE_ACCOUNT=demo',
-      '--env=NODE_OPTIONS=--max-old-space-size=96 --max-semi-space-size=2',
+      '--env=NODE_OPTIONS=--max-old-space-size=96 --max-semi-space-size=1 --v8-pool-size=1',
       '--volume=/v/config:/etc/remora/config:ro', '--volume=/v/podinfo:/etc/remora/podinfo:ro',
       '--add-host=demo.remora-demo.svc.cluster.local:198.18.210.10',
     ]));
