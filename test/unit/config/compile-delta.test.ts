@@ -136,7 +136,7 @@ spec:
 
 describe('LayeredMap', () => {
   it('reads as the previous map with the changes applied, and flattens a large overlay', () => {
-    const base = new Map(Array.from({ length: 100 }, (_, i) => [`k${i}`, i] as const));
+    const base = new Map<string, number>(Array.from({ length: 100 }, (_, i) => [`k${i}`, i] as const));
     let m: ReadonlyMap<string, number> = base;
     const model = new Map(base);
     for (let i = 0; i < 200; i++) {
