@@ -53,8 +53,11 @@ export function registryDelta(ctx: CompileContext, ch: RegistryChange, next: rea
   const services = new Map<string, ServiceDef>();
   const replaced = new Map<ServiceDef, ServiceDef>();
   // An entry replaced in place: the host's service when it was the registry's (else it was shadowed and stays so).
+  // The same port numbers: the host's subset-less clusters keep their names and so their place in the clusters' order,
+  // which l4-destination.ts's endpoint index reads (first cluster wins).
   const replace = (old: ServiceDef, nu: ServiceDef): boolean => {
     if (nu.hostname !== old.hostname || !sameJson(old.addresses, nu.addresses)) return false;
+    if (old.ports.length !== nu.ports.length || old.ports.some((p, i) => p.number !== nu.ports[i]!.number)) return false;
     if (ctx.byHost.get(old.hostname) !== old) return true;
     if (services.has(old.hostname)) return false;
     services.set(old.hostname, nu);
