@@ -286,7 +286,12 @@ export class ConfigStore extends EventEmitter {
     const h = createHash('sha256');
     h.update(this.fileDigest);
     for (const r of resources) if (r.source.file === 'kubernetes') h.update(`${r.kind}/${r.metadata.namespace}/${r.metadata.name}@${r.metadata.resourceVersion ?? ''}`);
-    h.update(JSON.stringify(services));
+    // Per registry entry, its digest by identity: an API watch event that replaced one entry hashes that one alone.
+    for (const s of services) {
+      let d = SERVICE_DIGESTS.get(s);
+      if (d === undefined) { d = createHash('sha256').update(JSON.stringify(s)).digest('base64'); SERVICE_DIGESTS.set(s, d); }
+      h.update(d);
+    }
     for (const [k, v] of [...this.dns].sort()) h.update(`${k}=${v.join(',')}`);
     return h.digest('hex').slice(0, 16);
   }
@@ -368,6 +373,8 @@ export class ConfigStore extends EventEmitter {
     if (this.retryTimer) clearTimeout(this.retryTimer);
   }
 }
+
+const SERVICE_DIGESTS = new WeakMap<ServiceDef, string>();
 
 /** load.ts's messages for a read that failed for want of resources rather than because of the files. */
 const TRANSIENT_READ = /^cannot (read|list): (EMFILE|ENFILE|ENOMEM)$/;
