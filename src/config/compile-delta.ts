@@ -16,7 +16,8 @@ import type { HostEntry, Snapshot } from './snapshot.js';
 import type { VirtualServiceSpec } from './types.js';
 import type { ServiceDef } from '../model.js';
 import type { VirtualHost } from '../routing/route.js';
-import { adoptContext, compileContext, hostAliases, recordChangedClusters, type CompileContext, type CompileOptions } from './compile.js';
+import { adoptContext, compileContext, hostAliases, recordChangedClusters, type CompileOptions } from './compile.js';
+import { foreignHosts } from './compile-routes.js';
 import { expandHost } from './hosts.js';
 import { LayeredMap } from './layered-map.js';
 import { registryDelta, type RegistryDelta } from './compile-delta-registry.js';
@@ -72,36 +73,6 @@ function meshBound(vs: Resource): boolean {
   return !(g && g.length > 0 && !g.includes('mesh'));
 }
 
-
-/** The hosts a VirtualService's HTTP routes send or mirror to, expanded as compile() expands them. */
-function destinationHosts(vs: Resource, clusterDomain: string): Set<string> {
-  const out = new Set<string>();
-  const ns = vs.metadata.namespace;
-  const add = (h: string | undefined): void => { if (h !== undefined) out.add(expandHost(h, ns, clusterDomain)); };
-  for (const r of (vs.spec as VirtualServiceSpec).http ?? []) {
-    for (const d of r.route ?? []) add(d.destination?.host);
-    add(r.mirror?.host);
-    for (const m of r.mirrors ?? []) add(m.destination?.host);
-  }
-  return out;
-}
-
-/** The hosts a mesh VirtualService sends to and does not claim, for the context's `foreign` index. */
-function foreignHosts(vs: Resource, clusterDomain: string): string[] {
-  const own = new Set(((vs.spec as VirtualServiceSpec).hosts ?? []).map((h) => expandHost(h, vs.metadata.namespace, clusterDomain)));
-  return [...destinationHosts(vs, clusterDomain)].filter((h) => !own.has(h));
-}
-
-function foreignIndex(ctx: CompileContext, resources: readonly Resource[]): Map<string, Resource[]> {
-  if (ctx.foreign !== undefined) return ctx.foreign;
-  const idx = new Map<string, Resource[]>();
-  for (const r of resources) {
-    if (r.kind !== 'VirtualService' || !meshBound(r)) continue;
-    for (const h of foreignHosts(r, ctx.opts.clusterDomain)) { const l = idx.get(h); if (l === undefined) idx.set(h, [r]); else l.push(r); }
-  }
-  ctx.foreign = idx;
-  return idx;
-}
 
 /** What kinds of change each snapshot compiled from the previous one took (for tests and the store's counters). */
 const KINDS = new WeakMap<Snapshot, readonly DeltaKind[]>();
@@ -199,7 +170,7 @@ export function compileDelta(prev: Snapshot, prevResources: readonly Resource[],
   const affected = new Set<string>();
   for (const vs of [...removedVs, ...addedVs]) if (meshBound(vs)) for (const h of hostsOf(vs)) affected.add(h);
   if (reg !== undefined && reg.clusterHosts.size > 0) {
-    const foreign = foreignIndex(ctx, prevResources);
+    const foreign = ctx.foreign;
     for (const h of reg.clusterHosts) {
       affected.add(h);
       for (const vs of [...(ctx.claims.get(h) ?? []), ...(foreign.get(h) ?? [])]) for (const c of hostsOf(vs)) affected.add(c);
@@ -310,21 +281,20 @@ export function compileDelta(prev: Snapshot, prevResources: readonly Resource[],
     ctx.fileServices = reg.fileServices;
   }
   for (const [h, list] of newClaims) if (list.length === 0) ctx.claims.delete(h); else ctx.claims.set(h, list);
-  if (ctx.foreign !== undefined) {
-    const f = ctx.foreign;
-    for (const vs of removedVs) {
-      if (!meshBound(vs)) continue;
-      for (const h of foreignHosts(vs, clusterDomain)) {
-        const l = (f.get(h) ?? []).filter((r) => r !== vs);
-        if (l.length === 0) f.delete(h); else f.set(h, l);
-      }
+  // The foreign index follows the VirtualServices.
+  const f = ctx.foreign;
+  for (const vs of removedVs) {
+    if (!meshBound(vs)) continue;
+    for (const h of foreignHosts(vs, clusterDomain)) {
+      const l = (f.get(h) ?? []).filter((r) => r !== vs);
+      if (l.length === 0) f.delete(h); else f.set(h, l);
     }
-    for (const [o, n] of same) {
-      if (o.kind !== 'VirtualService' || !meshBound(o)) continue;
-      for (const h of foreignHosts(o, clusterDomain)) f.set(h, (f.get(h) ?? []).map((r) => (r === o ? n : r)));
-    }
-    for (const vs of addedVs) if (meshBound(vs)) for (const h of foreignHosts(vs, clusterDomain)) { const l = f.get(h); if (l === undefined) f.set(h, [vs]); else l.push(vs); }
   }
+  for (const [o, n] of same) {
+    if (o.kind !== 'VirtualService' || !meshBound(o)) continue;
+    for (const h of foreignHosts(o, clusterDomain)) f.set(h, (f.get(h) ?? []).map((r) => (r === o ? n : r)));
+  }
+  for (const vs of addedVs) if (meshBound(vs)) for (const h of foreignHosts(vs, clusterDomain)) { const l = f.get(h); if (l === undefined) f.set(h, [vs]); else l.push(vs); }
   recordChangedClusters(snapshot, prev.clusters, new Set(reg?.clusters.keys() ?? []));
   KINDS.set(snapshot, [...kinds]);
   adoptContext(prev, snapshot);

@@ -20,7 +20,7 @@ import { compileMesh, servicesFromFiles, type MeshHost } from '../gateway/mesh.j
 import { meshConflict } from '../gateway/conflict.js';
 import { serviceEntryDefs, WorkloadEntryIndex } from './compile-registry.js';
 import { clusterName, findDestinationRule, serviceClusters, type ClusterEnv, type DrIndex } from './compile-clusters.js';
-import { compileHeaderOps, compileMatch, CompiledVirtualHost, GRPC_STATUS, percentOf, RouteCell, usesHashLb } from './compile-routes.js';
+import { compileHeaderOps, compileMatch, CompiledVirtualHost, foreignHosts, GRPC_STATUS, percentOf, RouteCell, usesHashLb } from './compile-routes.js';
 import { hostAliases } from './host-lookup.js';
 
 export { labelsMatch, protocolOf, WorkloadEntryIndex } from './compile-registry.js';
@@ -238,11 +238,14 @@ export function compile(resources: readonly Resource[], opts: CompileOptions): S
   };
   // Every mesh VirtualService claiming a host, in the order the first one wins (kept for compile-delta.ts).
   const claims = new Map<string, Resource[]>();
+  // Mesh VirtualServices by the hosts they route or mirror to without claiming them (kept for compile-delta.ts).
+  const foreign = new Map<string, Resource[]>();
   for (const vs of sortedVs) {
     const spec = vs.spec as VirtualServiceSpec;
     if (spec.gateways && spec.gateways.length > 0 && !spec.gateways.includes('mesh')) continue;
     const origin = objectName(vs);
     const cell = new RouteCell(vsRoutes, vs);
+    for (const h of foreignHosts(vs, clusterDomain)) { const l = foreign.get(h); if (l === undefined) foreign.set(h, [vs]); else l.push(vs); }
     for (const h of spec.hosts ?? []) {
       const host = expandHost(h, vs.metadata.namespace, clusterDomain);
       const cl = claims.get(host);
@@ -350,7 +353,7 @@ export function compile(resources: readonly Resource[], opts: CompileOptions): S
     ...(mesh !== undefined ? { mesh: { plain: meshPlain, l4: mesh.l4 } } : {}),
   };
   CONTEXTS.set(snapshot, {
-    claims, byHost, opts, drIdx, env, world, fileServices, wes,
+    claims, byHost, opts, drIdx, env, world, fileServices, wes, foreign,
     vsHost: (host, vs, cell) => new CompiledVirtualHost(host, objectName(vs), cell as RouteCell),
     vsCell: (vs) => new RouteCell(vsRoutes, vs),
     defaultHost: (svc) => new CompiledVirtualHost(svc.hostname, svc.origin, new RouteCell(defaultRoute, svc)),
@@ -375,11 +378,8 @@ export interface CompileContext {
   readonly wes: WorkloadEntryIndex;
   /** The registry entries of Kubernetes objects in files (servicesFromFiles), in order. */
   fileServices: readonly ServiceDef[];
-  /**
-   * Mesh VirtualServices by the hosts they route or mirror to that they do not claim themselves; made by the first
-   * compile-delta.ts that needs it, then kept up to date by every delta.
-   */
-  foreign?: Map<string, Resource[]>;
+  /** Mesh VirtualServices by the hosts they route or mirror to that they do not claim themselves; kept up to date by every delta. */
+  readonly foreign: Map<string, Resource[]>;
   vsCell(vs: Resource): unknown;
   vsHost(host: string, vs: Resource, cell: unknown): VirtualHost;
   defaultHost(svc: ServiceDef): VirtualHost;
