@@ -32,7 +32,8 @@ function pairUnchanged(removed: readonly Resource[], added: readonly Resource[])
   const text = new Map<Resource, string>();
   const content = (r: Resource): string => {
     let t = text.get(r);
-    if (t === undefined) { t = JSON.stringify([r.apiVersion, r.kind, r.metadata, r.spec, r.raw], exact); text.set(r, t); }
+    // A parsed document's spec is its raw document's: serialized once, inside raw (0 marks that case).
+    if (t === undefined) { t = JSON.stringify([r.apiVersion, r.kind, r.metadata, r.spec === r.raw.spec ? 0 : r.spec, r.raw], exact); text.set(r, t); }
     return t;
   };
   for (const a of added) {
@@ -54,7 +55,7 @@ function exact(_k: string, v: unknown): unknown {
 }
 
 /** What changed between two resource lists, by identity: the run between their common prefix and common suffix. */
-export function changedBetween(prev: readonly Resource[], next: readonly Resource[]): { removed: Resource[]; added: Resource[] } {
+export function changedBetween(prev: readonly Resource[], next: readonly Resource[]): { removed: Resource[]; added: Resource[]; at: number; length: number } {
   let a = 0;
   const n = Math.min(prev.length, next.length);
   while (a < n && prev[a] === next[a]) a++;
@@ -62,10 +63,11 @@ export function changedBetween(prev: readonly Resource[], next: readonly Resourc
   while (b < n - a && prev[prev.length - 1 - b] === next[next.length - 1 - b]) b++;
   const oldMid = prev.slice(a, prev.length - b);
   const newMid = next.slice(a, next.length - b);
-  if (oldMid.length === 0 || newMid.length === 0) return { removed: oldMid, added: newMid };
+  // `at`, `length`: where the run is in `next`.
+  if (oldMid.length === 0 || newMid.length === 0) return { removed: oldMid, added: newMid, at: a, length: newMid.length };
   const inNew = new Set(newMid);
   const inOld = new Set(oldMid);
-  return { removed: oldMid.filter((r) => !inNew.has(r)), added: newMid.filter((r) => !inOld.has(r)) };
+  return { removed: oldMid.filter((r) => !inNew.has(r)), added: newMid.filter((r) => !inOld.has(r)), at: a, length: newMid.length };
 }
 
 function meshBound(vs: Resource): boolean {
@@ -145,8 +147,10 @@ export function compileDelta(prev: Snapshot, prevResources: readonly Resource[],
   const { namespace: proxyNs, clusterDomain } = ctx.opts;
   const hostsOf = (vs: Resource): string[] => ((vs.spec as VirtualServiceSpec).hosts ?? []).map((h) => expandHost(h, vs.metadata.namespace, clusterDomain));
 
-  // Input places are looked up only for the resources claiming (or ruling) an affected host.
+  // Input places are looked up only for the resources claiming (or ruling) an affected host: those of the changed run
+  // (most of them: the edited file's) by a map of that run, the others by a scan.
   const position = new Map<Resource, number>();
+  if (changed.length <= 8192) for (let i = changed.at; i < changed.at + changed.length; i++) position.set(next[i]!, i);
   const placeOf = (r: Resource): number => {
     let p = position.get(r);
     if (p === undefined) { p = next.indexOf(r); position.set(r, p); }
