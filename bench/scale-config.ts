@@ -51,19 +51,39 @@ export function fileOf(n: number, i: number): number {
 
 export const fileName = (f: number): string => `mesh-${String(f).padStart(3, '0')}.yaml`;
 
-/** An edit of one service's VirtualService: its weights and a response header that marks it. */
+/**
+ * An edit of one service. `vs` (the default): its VirtualService's weights and a response header that marks it.
+ * `dr`: its DestinationRule's subset v1 selects the `version: v3` endpoint (on SPARE_ADDRESS) instead of v1's.
+ * `endpoints`: its ServiceEntry's endpoints move to SPARE_ADDRESS. Either shows as `x-served-by: SPARE_ADDRESS` from
+ * the tagged upstream (the scenario edits each service at most once in those modes).
+ */
 export interface ScaleEdit {
   service: number;
   weights: [number, number];
   marker: string;
+  kind?: ScaleEditKind;
 }
 
+export type ScaleEditKind = 'vs' | 'dr' | 'endpoints';
+
+/** The address the `dr` and `endpoints` edits send a service's traffic to (no service has it: 2^22 is past any size). */
+export const SPARE_ADDRESS = scaleAddress(1 << 22);
+
+/**
+ * Services with a third endpoint (`version: v3` on SPARE_ADDRESS, on port v1) that no subset selects until a `dr`
+ * edit: the services a `dr` run may edit (not every service, so that the mesh costs what the other runs' does).
+ */
+export interface ScaleShape { v3?: ReadonlySet<number> }
+
 /** The three documents of service `i`, in the plain YAML Istio files are written in. */
-export function serviceYaml(i: number, ports: ScalePorts, edit?: ScaleEdit): string {
+export function serviceYaml(i: number, ports: ScalePorts, edit?: ScaleEdit, shape?: ScaleShape): string {
   const host = scaleHost(i);
-  const addr = scaleAddress(i);
-  const [w1, w2] = edit?.weights ?? [80, 20];
-  const headers = edit ? `\n    headers:\n      response:\n        set:\n          ${EDIT_HEADER}: "${edit.marker}"` : '';
+  const kind = edit?.kind ?? 'vs';
+  const addr = kind === 'endpoints' ? SPARE_ADDRESS : scaleAddress(i);
+  const [w1, w2] = kind === 'vs' ? edit?.weights ?? [80, 20] : [80, 20];
+  const headers = edit && kind === 'vs' ? `\n    headers:\n      response:\n        set:\n          ${EDIT_HEADER}: "${edit.marker}"` : '';
+  const v3 = shape?.v3?.has(i) === true ? `\n  - address: ${SPARE_ADDRESS}\n    ports:\n      http: ${ports.v1}\n    labels:\n      version: v3` : '';
+  const v1Label = kind === 'dr' ? 'v3' : 'v1';
   return `apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata:
@@ -88,7 +108,7 @@ spec:
     ports:
       http: ${ports.v2}
     labels:
-      version: v2
+      version: v2${v3}
 ---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
@@ -100,7 +120,7 @@ spec:
   subsets:
   - name: v1
     labels:
-      version: v1
+      version: ${v1Label}
   - name: v2
     labels:
       version: v2
@@ -127,19 +147,19 @@ spec:
 }
 
 /** The text of file `f` of an `n`-service mesh, with the edits (by service) that fall in this file applied. */
-export function fileYaml(n: number, f: number, ports: ScalePorts, edits?: ReadonlyMap<number, ScaleEdit>): string {
+export function fileYaml(n: number, f: number, ports: ScalePorts, edits?: ReadonlyMap<number, ScaleEdit>, shape?: ScaleShape): string {
   const [lo, hi] = fileRange(n, f);
   const docs: string[] = [];
-  for (let i = lo; i < hi; i++) docs.push(serviceYaml(i, ports, edits?.get(i)));
+  for (let i = lo; i < hi; i++) docs.push(serviceYaml(i, ports, edits?.get(i), shape));
   return docs.join('---\n');
 }
 
 /** Every file of an `n`-service mesh: [name, text]. Files left empty (n < 100) are omitted. */
-export function meshFiles(n: number, ports: ScalePorts): Array<[string, string]> {
+export function meshFiles(n: number, ports: ScalePorts, shape?: ScaleShape): Array<[string, string]> {
   const out: Array<[string, string]> = [];
   for (let f = 0; f < SCALE_FILES; f++) {
     const [lo, hi] = fileRange(n, f);
-    if (hi > lo) out.push([fileName(f), fileYaml(n, f, ports)]);
+    if (hi > lo) out.push([fileName(f), fileYaml(n, f, ports, undefined, shape)]);
   }
   return out;
 }

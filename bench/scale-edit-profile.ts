@@ -1,28 +1,35 @@
 // Where one edit's cost goes at N services: builds the scale scenario's mesh, loads it with the sidecar's own
 // ConfigStore, then applies edits (one VirtualService weight in one file, as `npm run bench:scale` does) and reports
-// each rebuild's split (read + parse, validate, compile) and the live heap; with --profile, a CPU profile of the edits
-// alone (V8's inspector profiler), summarised by self time per function and by source file.
-// Usage: node --expose-gc build/bench/scale-edit-profile.js [--services 50000] [--edits 5] [--profile FILE]
+// each rebuild's split (read + parse, validate, compile), whether it compiled from the previous snapshot, the live
+// heap and RSS; with --profile, a CPU profile of the edits alone (V8's inspector profiler), summarised by self time per
+// function and by source file. --edit vs|dr|endpoints: what each edit changes (bench/scale.ts's --edit).
+// Usage: node --expose-gc build/bench/scale-edit-profile.js [--services 50000] [--edits 5] [--edit vs] [--profile FILE]
 import { parseArgs } from 'node:util';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Session } from 'node:inspector/promises';
 import { ConfigStore } from '../src/discovery/config-store.js';
-import { fileName, fileOf, fileYaml, meshFiles, spreadServices, type ScaleEdit } from './scale-config.js';
+import { SPARE_ADDRESS, fileName, fileOf, fileYaml, meshFiles, spreadServices, type ScaleEdit, type ScaleEditKind, type ScaleShape } from './scale-config.js';
 
-const { values: argv } = parseArgs({ options: { services: { type: 'string' }, edits: { type: 'string' }, profile: { type: 'string' }, top: { type: 'string' } } });
+const { values: argv } = parseArgs({ options: { services: { type: 'string' }, edits: { type: 'string' }, edit: { type: 'string' }, profile: { type: 'string' }, top: { type: 'string' }, gc: { type: 'boolean' } } });
 const N = Number(argv.services ?? 50_000);
 const EDITS = Number(argv.edits ?? 5);
 const ports = { v1: 8080, v2: 8081 };
 const gc = (globalThis as { gc?: () => void }).gc;
+const KIND = (argv.edit ?? 'vs') as ScaleEditKind;
+const services = spreadServices(N, EDITS);
+const shape: ScaleShape | undefined = KIND === 'dr' ? { v3: new Set(services) } : undefined;
+const rssMB = (): string => (process.memoryUsage().rss / 1048576).toFixed(0);
 
 const dir = mkdtempSync(join(tmpdir(), 'remora-scale-edit-'));
-for (const [name, text] of meshFiles(N, ports)) writeFileSync(join(dir, name), text);
+for (const [name, text] of meshFiles(N, ports, shape)) writeFileSync(join(dir, name), text);
 const store = new ConfigStore({ paths: [dir], namespace: 'default', clusterDomain: 'cluster.local', labels: {}, outboundTrafficPolicy: 'ALLOW_ANY', log: () => {} });
 let t0 = performance.now();
 if (!(await store.reloadFiles(true))) throw new Error(store.lastError?.errors.join('\n'));
-process.stdout.write(`${N} services: first load ${(performance.now() - t0).toFixed(0)} ms ${JSON.stringify(store.lastBuild)}\n`);
+process.stdout.write(`${N} services: first load ${(performance.now() - t0).toFixed(0)} ms ${JSON.stringify(store.lastBuild)}, RSS ${rssMB()} MB\n`);
+gc?.();
+process.stdout.write(`after a GC: live heap ${(process.memoryUsage().heapUsed / 1048576).toFixed(0)} MB, RSS ${rssMB()} MB\n`);
 
 const session = new Session();
 if (argv.profile) {
@@ -32,18 +39,25 @@ if (argv.profile) {
   await session.post('Profiler.start');
 }
 const edits = new Map<number, ScaleEdit>();
-const services = spreadServices(N, EDITS);
+const times: number[] = [];
 for (let e = 0; e < EDITS; e++) {
   const svc = services[e]!;
-  edits.set(svc, { service: svc, weights: [50, 50], marker: `e${e}` });
+  edits.set(svc, { service: svc, weights: [50, 50], marker: KIND === 'vs' ? `e${e}` : SPARE_ADDRESS, kind: KIND });
   const f = fileOf(N, svc);
-  writeFileSync(join(dir, fileName(f)), fileYaml(N, f, ports, edits));
+  writeFileSync(join(dir, fileName(f)), fileYaml(N, f, ports, edits, shape));
+  const before = store.compiles.delta;
   t0 = performance.now();
   await store.reloadFiles();
   const ms = performance.now() - t0;
-  gc?.();
-  process.stdout.write(`edit ${e}: ${ms.toFixed(0)} ms ${JSON.stringify(store.lastBuild)}, live heap ${(process.memoryUsage().heapUsed / 1048576).toFixed(0)} MB\n`);
+  times.push(ms);
+  // --gc: a full GC after each edit, for the live heap (it also hides the GC cost the edits leave to later).
+  if (argv.gc) gc?.();
+  process.stdout.write(`edit ${e}: ${ms.toFixed(0)} ms ${JSON.stringify(store.lastBuild)} ${store.compiles.delta > before ? 'delta' : 'FULL'}, heap ${(process.memoryUsage().heapUsed / 1048576).toFixed(0)} MB, RSS ${rssMB()} MB\n`);
 }
+const sorted = [...times].sort((a, b) => a - b);
+const q = (p: number): number => sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
+gc?.();
+process.stdout.write(`${KIND} edits: ${EDITS}, p50 ${q(50).toFixed(0)} ms, p99 ${q(99).toFixed(0)} ms, max ${sorted[sorted.length - 1]!.toFixed(0)} ms; compiles ${JSON.stringify(store.compiles)}; after a GC: live heap ${(process.memoryUsage().heapUsed / 1048576).toFixed(0)} MB, RSS ${rssMB()} MB\n`);
 if (argv.profile) {
   const { profile } = await session.post('Profiler.stop');
   writeFileSync(argv.profile, JSON.stringify(profile));

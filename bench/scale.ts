@@ -17,7 +17,7 @@ import { renderTable, type BenchReport } from '../src/bench/report.js';
 import { mulberry32 } from '../src/bench/schedule.js';
 import { hasTaskset, pinSelf, startProcess, stopProcess, freePort, type Started } from './procs.js';
 import { policyYaml, POLICY_HOST } from './configs.js';
-import { EDIT_HEADER, fileName, fileOf, fileYaml, meshFiles, scaleAddress, scaleHost, spreadServices, type ScaleEdit, type ScalePorts } from './scale-config.js';
+import { EDIT_HEADER, SPARE_ADDRESS, fileName, fileOf, fileYaml, meshFiles, scaleAddress, scaleHost, spreadServices, type ScaleEdit, type ScaleEditKind, type ScalePorts, type ScaleShape } from './scale-config.js';
 import { BackgroundLoad, percentile, visitAll, waitForHeader } from './scale-client.js';
 import { memStatus, type MemStatus } from './scale-mem.js';
 
@@ -41,6 +41,7 @@ const { values: argv } = parseArgs({
     seed: { type: 'string' },
     baseline: { type: 'string' },
     'baseline-node-flags': { type: 'string' },
+    edit: { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   },
 });
@@ -50,6 +51,9 @@ if (argv.help) {
   --baseline DIR: a built checkout (DIR/dist/cli.js) measured side by side with this one
   --baseline-node-flags "F …": part memory runs the baseline build with these Node flags (and the bare node with
     both sets), e.g. the flags of the image the baseline shipped with; default: the image's (IMAGE_NODE_FLAGS)
+  --edit vs|dr|endpoints: what each timed edit changes (default vs: one VirtualService's weights and a response
+    header; dr: one DestinationRule's subset v1 selects another endpoint; endpoints: one ServiceEntry's endpoints move
+    to another address), each dr/endpoints edit on a service not edited before, seen in x-served-by
 `);
   process.exit(0);
 }
@@ -60,6 +64,8 @@ const SIZES = (argv.sizes ?? (quick ? '10,10000' : '10,10000,50000')).split(',')
 const EDITS = Number(argv.edits ?? (quick ? 10 : 100));
 const TRAFFIC = Number(argv.traffic ?? 1000);
 const SEED = Number(argv.seed ?? 26);
+const EDIT_KIND = (argv.edit ?? 'vs') as ScaleEditKind;
+if (!['vs', 'dr', 'endpoints'].includes(EDIT_KIND)) throw new Error(`--edit: vs, dr or endpoints, not ${EDIT_KIND}`);
 /** An edit not served after this long counts as this long (and three in a row end that size's edits). */
 const EDIT_TIMEOUT_MS = 60_000;
 /** The builds measured: this one, and the baseline's when --baseline is given. */
@@ -136,6 +142,8 @@ interface SizeResult {
   /** 12 s after afterTraffic, with nothing happening. */
   settled: MemStatus;
   edits?: {
+    /** What each edit changed (--edit). */
+    kind: ScaleEditKind;
     count: number;
     /** Rename of the edited file → first response carrying the edit (ms). */
     latenciesMs: number[];
@@ -155,9 +163,11 @@ interface SizeResult {
 async function meshPart(): Promise<{ sizes: SizeResult[]; latency?: BenchReport; perServiceKB: Record<string, number> }> {
   // One upstream process for every size: the addresses of the services that get traffic, each on ports v1 and v2.
   const trafficked = new Map<number, number[]>(SIZES.map((n) => [n, spreadServices(n, TRAFFIC)]));
-  const addresses = [...new Set([...trafficked.values()].flat().map(scaleAddress))];
+  const addresses = [...new Set([...trafficked.values()].flat().map(scaleAddress)), ...(EDIT_KIND === 'vs' ? [] : [SPARE_ADDRESS])];
   writeFileSync(join(tmp, 'addresses.json'), JSON.stringify(addresses));
-  const up = await start({ name: 'scale-upstream', cmd: process.execPath, args: [join(here, 'scale-upstream.js'), join(tmp, 'addresses.json')], cpus: LOAD_CPU, marker: 'scale-upstream ready', timeoutMs: 60_000 });
+  // A dr run gives the services it may edit (those that get traffic) a third endpoint, selected only once edited.
+  const shapeOf = (n: number): ScaleShape | undefined => (EDIT_KIND === 'dr' ? { v3: new Set(trafficked.get(n)!) } : undefined);
+  const up = await start({ name: 'scale-upstream', cmd: process.execPath, args: [join(here, 'scale-upstream.js'), join(tmp, 'addresses.json'), ...(EDIT_KIND === 'vs' ? [] : ['--tagged'])], cpus: LOAD_CPU, marker: 'scale-upstream ready', timeoutMs: 60_000 });
   const ports: ScalePorts = { v1: Number(up.ready.v1), v2: Number(up.ready.v2) };
   log(`upstream on ${addresses.length} addresses, ports v1 ${ports.v1} v2 ${ports.v2}`);
 
@@ -170,7 +180,7 @@ async function meshPart(): Promise<{ sizes: SizeResult[]; latency?: BenchReport;
         const dir = join(tmp, `mesh-${n}-${b.label}`);
         mkdirSync(dir, { recursive: true });
         let bytes = 0;
-        for (const [file, text] of meshFiles(n, ports)) {
+        for (const [file, text] of meshFiles(n, ports, shapeOf(n))) {
           writeFileSync(join(dir, file), text);
           bytes += Buffer.byteLength(text);
         }
@@ -226,19 +236,22 @@ async function meshPart(): Promise<{ sizes: SizeResult[]; latency?: BenchReport;
       for (const st of state) st.bg.start();
       const edits = new Map<number, ScaleEdit>();
       for (let e = 0; e < EDITS && state.some((st) => st.timeoutsInARow < 3); e++) {
-        const svc = candidates[Math.floor(rand() * candidates.length)]!;
+        let svc = candidates[Math.floor(rand() * candidates.length)]!;
+        // A dr or endpoints edit goes to a service not edited before (its marker is the spare address).
+        while (EDIT_KIND !== 'vs' && edits.has(svc) && edits.size < candidates.length) svc = candidates[Math.floor(rand() * candidates.length)]!;
         const w = 10 * Math.floor(rand() * 11);
-        const edit: ScaleEdit = { service: svc, weights: [w, 100 - w], marker: `e${e}` };
+        const edit: ScaleEdit = { service: svc, weights: [w, 100 - w], marker: EDIT_KIND === 'vs' ? `e${e}` : SPARE_ADDRESS, kind: EDIT_KIND };
         edits.set(svc, edit);
         const f = fileOf(n, svc);
         // Every edit of this file so far stays applied (an edited service keeps its last edit).
-        const withEdits = fileYaml(n, f, ports, edits);
+        const withEdits = fileYaml(n, f, ports, edits, shapeOf(n));
+        const header = EDIT_KIND === 'vs' ? EDIT_HEADER : 'x-served-by';
         for (const st of state) {
           if (st.timeoutsInARow >= 3) continue;
           writeFileSync(join(st.dir, `.${fileName(f)}.new`), withEdits);
           const t0 = performance.now();
           renameSync(join(st.dir, `.${fileName(f)}.new`), join(st.dir, fileName(f))); // as a ConfigMap update: one step
-          const served = await waitForHeader(st.p.outbound, scaleHost(svc), EDIT_HEADER, edit.marker, { gapMs: 2, timeoutMs: EDIT_TIMEOUT_MS }).catch((err: Error) => {
+          const served = await waitForHeader(st.p.outbound, scaleHost(svc), header, edit.marker, { gapMs: 2, timeoutMs: EDIT_TIMEOUT_MS }).catch((err: Error) => {
             log(`${st.p.s.name}: edit e${e}: ${err.message.split('\n')[0]}`);
             return undefined;
           });
@@ -263,6 +276,7 @@ async function meshPart(): Promise<{ sizes: SizeResult[]; latency?: BenchReport;
         const r = mine.find((m) => m.b === st.b)!.r;
         const lat = st.latencies;
         r.edits = {
+          kind: EDIT_KIND,
           count: lat.length, latenciesMs: lat.map((x) => Math.round(x)),
           p50Ms: percentile(lat, 50), p99Ms: percentile(lat, 99), maxMs: Math.max(...lat),
           background, probeErrors: st.probeErrors, afterEdits, timeouts: st.timeouts, rssAfterEachEditMB: st.rssTrace,

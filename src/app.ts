@@ -15,6 +15,7 @@ import { asksH2c } from './http2/h2c.js';
 import { handleConnect } from './proxy/connect.js';
 import type { DownstreamRequest, DownstreamResponse } from './proxy/downstream.js';
 import { ConfigStore } from './discovery/config-store.js';
+import { changedClusters } from './config/compile.js';
 import { FileWatcher } from './discovery/file-watcher.js';
 import type { KubernetesSource } from './discovery/k8s-source.js';
 import { servicesFromEnv } from './discovery/env-discovery.js';
@@ -50,7 +51,6 @@ import { observeCapture, observeCertificates, observeHttp1, observeHttp2, observ
 import { closePlaintextToStrict, followCertificates, peerAuthnKey, warnUnenforcedMtls } from './app-mtls.js';
 import { startKubernetes } from './app-kubernetes.js';
 import { configDump, serverInfo, statsJson, statsText } from './app-views.js';
-
 
 export { adoptConnection } from './net/ipv6-companion.js';
 
@@ -182,16 +182,21 @@ export class Sidecar {
       this.authz.update({ resources: snap.resources });
       if (peerAuthnKey(this.authz.peerAuthn) !== mtlsBefore) this.enforceStrict();
       this.warnUnenforcedMtls();
-      // A snapshot that kept the previous one's clusters (compile-delta.ts: only VirtualServices changed) leaves the
-      // runtimes, pools and cluster series as they are: walking every cluster and endpoint is the mesh's size.
-      const sameClusters = prev !== undefined && prev.clusters === snap.clusters;
-      if (!sameClusters) this.clusters.onSnapshot(snap);
       this.metrics.configReloads.inc();
       this.metrics.setConfigInfo(String(snap.version), snap.hash);
-      if (!sameClusters) {
+      // A snapshot compiled from the previous one (compile-delta.ts) names the clusters it changed: the runtimes, pools
+      // and cluster series of those alone are updated (none when only VirtualServices changed); walking every cluster
+      // and endpoint is the mesh's size.
+      const changed = prev === undefined ? undefined : prev.clusters === snap.clusters ? new Set<string>() : changedClusters(snap, prev);
+      if (changed === undefined) {
+        this.clusters.onSnapshot(snap);
         const live = new Set<string>(snap.clusters.keys());
         for (const rt of this.clusters.clusters()) live.add(rt.def.name);
         this.metrics.retainClusters(live);
+      } else if (changed.size > 0) {
+        this.clusters.onClustersChanged(snap, changed, prev!.clusters);
+        const inUse = new Set(this.clusters.clusters().map((rt) => rt.def.name));
+        this.metrics.forgetClusters([...changed].filter((n) => !snap.clusters.has(n) && !inUse.has(n)));
       }
       this.logger.log('info', `config version ${snap.version} applied`, { hash: snap.hash, resources: snap.resources.length, clusters: snap.clusters.size });
     });

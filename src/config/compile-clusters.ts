@@ -4,8 +4,61 @@
  */
 import { isIP } from 'node:net';
 import type { Resource } from './resource.js';
-import type { Endpoint, ServiceDef, ServicePortDef, WorkloadDef } from '../model.js';
+import type { ClusterDef, Endpoint, ServiceDef, ServicePortDef, WorkloadDef } from '../model.js';
+import type { DestinationRuleSpec, TrafficPolicy } from './types.js';
 import { labelsMatch } from './compile-registry.js';
+import type { ClusterPolicyCache } from '../upstream/policy.js';
+
+const PEAK_EWMA = Object.freeze({ peakEwma: true });
+
+/** What building a cluster needs besides its service, port, subset and rule: shared policy objects, DNS answers. */
+export interface ClusterEnv {
+  readonly dns: ReadonlyMap<string, readonly string[]> | undefined;
+  /** The one (read-only) policy of clusters without a DestinationRule, per port. */
+  defaultPolicyFor(port: number): ClusterDef['policy'];
+  /** One policy object per distinct merged traffic policy. */
+  readonly policies: ClusterPolicyCache;
+  /** The endpoints of the (service, port) last built, shared by its default and subset clusters. */
+  readonly recent: PortEndpoints;
+}
+
+/** The cluster of (service, port, subset) under `dr`; undefined for a subset the rule does not define. */
+export function buildCluster(svc: ServiceDef, port: ServicePortDef, subset: string, dr: Resource | undefined, env: ClusterEnv): ClusterDef | undefined {
+  const drSpec = dr?.spec as DestinationRuleSpec | undefined;
+  const sub = subset ? drSpec?.subsets?.find((s) => s.name === subset) : undefined;
+  if (subset && !sub) return undefined;
+  const tp: { dr?: TrafficPolicy; subset?: TrafficPolicy } = {};
+  if (drSpec?.trafficPolicy) tp.dr = drSpec.trafficPolicy;
+  if (sub?.trafficPolicy) tp.subset = sub.trafficPolicy;
+  return {
+    name: clusterName(port.number, subset, svc.hostname),
+    host: svc.hostname,
+    port: port.number,
+    subset,
+    // Remora opt-in (not an Istio field): `remora.io/lb-algorithm: peak-ewma` on the DestinationRule makes
+    // LEAST_REQUEST use Linkerd's peak-EWMA latency cost (docs/resilience.md).
+    policy: dr === undefined ? env.defaultPolicyFor(port.number) : env.policies.get(tp, port.number, dr.metadata.annotations?.['remora.io/lb-algorithm'] === 'peak-ewma' ? PEAK_EWMA : undefined),
+    endpoints: svc.resolution === 'NONE' ? [] : endpointsFor(svc, port, sub?.labels, env.dns, env.recent),
+    resolution: svc.resolution,
+    protocol: port.protocol,
+    ...(svc.subjectAltNames !== undefined ? { serviceSubjectAltNames: svc.subjectAltNames } : {}),
+  };
+}
+
+/** Every cluster of a service, in compile() order: each port's default cluster, then one per subset of its rule. */
+export function serviceClusters(svc: ServiceDef, dr: Resource | undefined, env: ClusterEnv, out: Map<string, ClusterDef>): void {
+  const subsets = (dr?.spec as DestinationRuleSpec | undefined)?.subsets;
+  const make = (port: ServicePortDef, subset: string): void => {
+    // A repeated subset name yields its cluster once.
+    if (out.has(clusterName(port.number, subset, svc.hostname))) return;
+    const def = buildCluster(svc, port, subset, dr, env);
+    if (def !== undefined) out.set(def.name, def);
+  };
+  for (const port of svc.ports) {
+    make(port, '');
+    if (subsets !== undefined) for (const s of subsets) make(port, s.name);
+  }
+}
 
 export function clusterName(port: number, subset: string, host: string): string {
   // join() builds one flat string; a template literal leaves a tree of concatenations (three more heap objects per
@@ -60,7 +113,10 @@ export function endpointsFor(svc: ServiceDef, port: ServicePortDef, subsetLabels
 /** DestinationRules by host: one rule as itself (nearly every host), several in an array. */
 export interface DrIndex { exact: Map<string, Resource | Resource[]>; wildcard: Array<{ suffix: string; r: Resource }> }
 
-export function findDestinationRule(idx: DrIndex, host: string, proxyNs: string, svcNs: string): Resource | undefined {
+/** What a lookup reads of a DrIndex (compile-delta.ts looks through its pending changes first). */
+export interface DrLookup { exact: { get(host: string): Resource | Resource[] | undefined }; wildcard: DrIndex['wildcard'] }
+
+export function findDestinationRule(idx: DrLookup, host: string, proxyNs: string, svcNs: string): Resource | undefined {
   const found = idx.exact.get(host);
   if (found !== undefined && !Array.isArray(found)) return found;
   const cands = found;

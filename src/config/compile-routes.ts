@@ -2,7 +2,9 @@
  * Route building blocks for ./compile.ts: header operations and matches, fault percentages and gRPC status names,
  * and the lazily built virtual host (RouteCell, CompiledVirtualHost). Pure.
  */
-import type { HTTPMatchRequest, HeaderOperations, StringMatch } from './types.js';
+import type { HTTPMatchRequest, HeaderOperations, StringMatch, VirtualServiceSpec } from './types.js';
+import type { Resource } from './resource.js';
+import { expandHost } from './hosts.js';
 import { compileStringMatch } from '../routing/string-match.js';
 import type { CompiledDestination, CompiledMatch, CompiledRoute, HeaderMatch, HeaderOps, VirtualHost } from '../routing/route.js';
 import { labelsMatch } from './compile-registry.js';
@@ -112,4 +114,23 @@ export class CompiledVirtualHost implements VirtualHost {
   get compiled(): boolean {
     return this.cell.built;
   }
+}
+
+/** The hosts a VirtualService's HTTP routes send or mirror to, expanded as compile() expands them. */
+export function destinationHosts(vs: Resource, clusterDomain: string): Set<string> {
+  const out = new Set<string>();
+  const ns = vs.metadata.namespace;
+  const add = (h: string | undefined): void => { if (h !== undefined) out.add(expandHost(h, ns, clusterDomain)); };
+  for (const r of (vs.spec as VirtualServiceSpec).http ?? []) {
+    for (const d of r.route ?? []) add(d.destination?.host);
+    add(r.mirror?.host);
+    for (const m of r.mirrors ?? []) add(m.destination?.host);
+  }
+  return out;
+}
+
+/** The hosts a mesh VirtualService sends to and does not claim, for the context's `foreign` index. */
+export function foreignHosts(vs: Resource, clusterDomain: string): string[] {
+  const own = new Set(((vs.spec as VirtualServiceSpec).hosts ?? []).map((h) => expandHost(h, vs.metadata.namespace, clusterDomain)));
+  return [...destinationHosts(vs, clusterDomain)].filter((h) => !own.has(h));
 }

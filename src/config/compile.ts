@@ -5,11 +5,11 @@
  * ./compile-clusters.ts (endpoints, DestinationRule lookup), ./compile-routes.ts (matches, header ops, lazy virtual
  * hosts) and ./host-lookup.ts (host aliases and lookup).
  */
-import type { DestinationRuleSpec, Destination, HTTPRoute, Headers, VirtualServiceSpec, TrafficPolicy } from './types.js';
+import type { DestinationRuleSpec, Destination, HTTPRoute, Headers, VirtualServiceSpec } from './types.js';
 import type { Resource } from './resource.js';
 import { objectName } from './resource.js';
 import type { Snapshot, HostEntry } from './snapshot.js';
-import type { ClusterDef, ServiceDef, ServicePortDef } from '../model.js';
+import type { ClusterDef, ServiceDef } from '../model.js';
 import { durationMs } from './duration.js';
 import { expandHost } from './hosts.js';
 import { compileStringMatch, fullMatchRegex } from '../routing/string-match.js';
@@ -19,15 +19,13 @@ import { ClusterPolicyCache, compileClusterPolicy } from '../upstream/policy.js'
 import { compileMesh, servicesFromFiles, type MeshHost } from '../gateway/mesh.js';
 import { meshConflict } from '../gateway/conflict.js';
 import { serviceEntryDefs, WorkloadEntryIndex } from './compile-registry.js';
-import { clusterName, endpointsFor, findDestinationRule, type DrIndex, type PortEndpoints } from './compile-clusters.js';
-import { compileHeaderOps, compileMatch, CompiledVirtualHost, GRPC_STATUS, percentOf, RouteCell, usesHashLb } from './compile-routes.js';
+import { clusterName, findDestinationRule, serviceClusters, type ClusterEnv, type DrIndex } from './compile-clusters.js';
+import { compileHeaderOps, compileMatch, CompiledVirtualHost, foreignHosts, GRPC_STATUS, percentOf, RouteCell, usesHashLb } from './compile-routes.js';
 import { hostAliases } from './host-lookup.js';
 
 export { labelsMatch, protocolOf, WorkloadEntryIndex } from './compile-registry.js';
 export { clusterName } from './compile-clusters.js';
 export { hostAliases, lookupHost } from './host-lookup.js';
-
-const PEAK_EWMA = Object.freeze({ peakEwma: true });
 
 export interface CompileOptions {
   namespace: string;
@@ -62,7 +60,8 @@ export function compile(resources: readonly Resource[], opts: CompileOptions): S
     byHost.set(d.hostname, d); services.push(d);
   }
   // Kubernetes Services (and their EndpointSlices) written in files, then those of the API watch and the environment.
-  for (const d of [...(servicesFromFiles(resources, clusterDomain) ?? []), ...(opts.extraServices ?? [])]) {
+  const fileServices = servicesFromFiles(resources, clusterDomain) ?? [];
+  for (const d of [...fileServices, ...(opts.extraServices ?? [])]) {
     if (byHost.has(d.hostname)) continue;
     byHost.set(d.hostname, d); services.push(d);
   }
@@ -84,68 +83,40 @@ export function compile(resources: readonly Resource[], opts: CompileOptions): S
   // Clusters without a DestinationRule all get the same default policy for a port: one shared (read-only) object
   // per port instead of one per cluster, which at 10,000 services is most of the snapshot's memory.
   const defaultPolicies = new Map<number, ClusterDef['policy']>();
-  const defaultPolicyFor = (port: number): ClusterDef['policy'] => {
-    let p = defaultPolicies.get(port);
-    if (p === undefined) { p = compileClusterPolicy({}, port); defaultPolicies.set(port, p); }
-    return p;
-  };
   // Clusters with a DestinationRule share one policy object per distinct merged traffic policy (most DRs of a large
   // mesh set subsets and nothing else).
-  const policies = new ClusterPolicyCache();
-  const recentEndpoints: PortEndpoints = { lists: [] };
-  const makeCluster = (svc: ServiceDef, port: ServicePortDef, subset: string, dr: Resource | undefined): ClusterDef | undefined => {
-    const name = clusterName(port.number, subset, svc.hostname);
-    const existing = clusters.get(name);
-    if (existing) return existing;
-    const drSpec = dr?.spec as DestinationRuleSpec | undefined;
-    const sub = subset ? drSpec?.subsets?.find((s) => s.name === subset) : undefined;
-    if (subset && !sub) return undefined;
-    const tp: { dr?: TrafficPolicy; subset?: TrafficPolicy } = {};
-    if (drSpec?.trafficPolicy) tp.dr = drSpec.trafficPolicy;
-    if (sub?.trafficPolicy) tp.subset = sub.trafficPolicy;
-    const def: ClusterDef = {
-      name,
-      host: svc.hostname,
-      port: port.number,
-      subset,
-      // Remora opt-in (not an Istio field): `remora.io/lb-algorithm: peak-ewma` on the DestinationRule makes
-      // LEAST_REQUEST use Linkerd's peak-EWMA latency cost (docs/resilience.md).
-      policy: dr === undefined ? defaultPolicyFor(port.number) : policies.get(tp, port.number, dr.metadata.annotations?.['remora.io/lb-algorithm'] === 'peak-ewma' ? PEAK_EWMA : undefined),
-      endpoints: svc.resolution === 'NONE' ? [] : endpointsFor(svc, port, sub?.labels, opts.dns, recentEndpoints),
-      resolution: svc.resolution,
-      protocol: port.protocol,
-      ...(svc.subjectAltNames !== undefined ? { serviceSubjectAltNames: svc.subjectAltNames } : {}),
-    };
-    clusters.set(name, def);
-    return def;
+  const env: ClusterEnv = {
+    dns: opts.dns,
+    defaultPolicyFor: (port) => {
+      let p = defaultPolicies.get(port);
+      if (p === undefined) { p = compileClusterPolicy({}, port); defaultPolicies.set(port, p); }
+      return p;
+    },
+    policies: new ClusterPolicyCache(),
+    recent: { lists: [] },
   };
-  for (const svc of services) {
-    const dr = findDestinationRule(drIdx, svc.hostname, proxyNs, svc.namespace);
-    const subsets = (dr?.spec as DestinationRuleSpec | undefined)?.subsets;
-    // A repeated subset name yields its cluster once (makeCluster returns the existing one).
-    for (const port of svc.ports) {
-      makeCluster(svc, port, '', dr);
-      if (subsets !== undefined) for (const s of subsets) makeCluster(svc, port, s.name, dr);
-    }
-  }
+  for (const svc of services) serviceClusters(svc, findDestinationRule(drIdx, svc.hostname, proxyNs, svc.namespace), env, clusters);
 
-  // The clusters of one (host, subset) are the same for every destination naming it: built once, shared read-only.
-  const portClusters = new Map<string, { byPort: ReadonlyMap<number, ClusterDef>; missingSubset: boolean }>();
-  const clustersOf = (host: string, subset: string, svc: ServiceDef | undefined): { byPort: ReadonlyMap<number, ClusterDef>; missingSubset: boolean } => {
-    const key = `${subset}|${host}`;
-    let pc = portClusters.get(key);
+  // What lazily built routes read: the registry (byHost, updated in place by compile-delta.ts) and the clusters
+  // (replaced by compile-delta.ts). The clusters of one (host, subset) are the same for every destination naming it:
+  // looked up once per world, shared read-only.
+  const world: RouteWorld = { clusters, portClusters: new Map() };
+  const clustersOf = (host: string, subset: string, svc: ServiceDef | undefined): PortClusters => {
+    let bySubset = world.portClusters.get(host);
+    let pc = bySubset?.get(subset);
     if (pc !== undefined) return pc;
     const byPort = new Map<number, ClusterDef>();
     let missingSubset = false;
     if (svc) {
-      const dr = findDestinationRule(drIdx, host, proxyNs, svc.namespace);
+      // Every cluster of a registry host was built above: a subset its rule lacks has none.
       for (const p of svc.ports) {
-        const c = makeCluster(svc, p, subset, dr);
+        const c = world.clusters.get(clusterName(p.number, subset, svc.hostname));
         if (c) byPort.set(p.number, c); else missingSubset = true;
       }
     }
     pc = { byPort, missingSubset };
-    portClusters.set(key, pc);
+    if (bySubset === undefined) { bySubset = new Map(); world.portClusters.set(host, bySubset); }
+    bySubset.set(subset, pc);
     return pc;
   };
 
@@ -267,11 +238,14 @@ export function compile(resources: readonly Resource[], opts: CompileOptions): S
   };
   // Every mesh VirtualService claiming a host, in the order the first one wins (kept for compile-delta.ts).
   const claims = new Map<string, Resource[]>();
+  // Mesh VirtualServices by the hosts they route or mirror to without claiming them (kept for compile-delta.ts).
+  const foreign = new Map<string, Resource[]>();
   for (const vs of sortedVs) {
     const spec = vs.spec as VirtualServiceSpec;
     if (spec.gateways && spec.gateways.length > 0 && !spec.gateways.includes('mesh')) continue;
     const origin = objectName(vs);
     const cell = new RouteCell(vsRoutes, vs);
+    for (const h of foreignHosts(vs, clusterDomain)) { const l = foreign.get(h); if (l === undefined) foreign.set(h, [vs]); else l.push(vs); }
     for (const h of spec.hosts ?? []) {
       const host = expandHost(h, vs.metadata.namespace, clusterDomain);
       const cl = claims.get(host);
@@ -379,7 +353,7 @@ export function compile(resources: readonly Resource[], opts: CompileOptions): S
     ...(mesh !== undefined ? { mesh: { plain: meshPlain, l4: mesh.l4 } } : {}),
   };
   CONTEXTS.set(snapshot, {
-    claims, byHost, opts,
+    claims, byHost, opts, drIdx, env, world, fileServices, wes, foreign,
     vsHost: (host, vs, cell) => new CompiledVirtualHost(host, objectName(vs), cell as RouteCell),
     vsCell: (vs) => new RouteCell(vsRoutes, vs),
     defaultHost: (svc) => new CompiledVirtualHost(svc.hostname, svc.origin, new RouteCell(defaultRoute, svc)),
@@ -393,14 +367,48 @@ export function compile(resources: readonly Resource[], opts: CompileOptions): S
  */
 export interface CompileContext {
   readonly claims: Map<string, Resource[]>;
-  readonly byHost: ReadonlyMap<string, ServiceDef>;
+  /** The registry by host; compile-delta.ts replaces changed hosts' services in place when it commits. */
+  readonly byHost: Map<string, ServiceDef>;
   readonly opts: CompileOptions;
+  /** DestinationRules by host; compile-delta.ts updates the changed hosts' entries when it commits. */
+  readonly drIdx: DrIndex;
+  readonly env: ClusterEnv;
+  readonly world: RouteWorld;
+  /** The WorkloadEntries a ServiceEntry's workloadSelector looks in (a WorkloadEntry change compiles everything). */
+  readonly wes: WorkloadEntryIndex;
+  /** The registry entries of Kubernetes objects in files (servicesFromFiles), in order. */
+  fileServices: readonly ServiceDef[];
+  /** Mesh VirtualServices by the hosts they route or mirror to that they do not claim themselves; kept up to date by every delta. */
+  readonly foreign: Map<string, Resource[]>;
   vsCell(vs: Resource): unknown;
   vsHost(host: string, vs: Resource, cell: unknown): VirtualHost;
   defaultHost(svc: ServiceDef): VirtualHost;
 }
 
+/** What lazily built routes read besides the registry: the clusters by name, and their per-(host, subset) lookup. */
+export interface RouteWorld {
+  clusters: ReadonlyMap<string, ClusterDef>;
+  readonly portClusters: Map<string, Map<string, PortClusters>>;
+}
+
+export interface PortClusters { byPort: ReadonlyMap<number, ClusterDef>; missingSubset: boolean }
+
 const CONTEXTS = new WeakMap<Snapshot, CompileContext>();
+/** Per snapshot compiled from the previous one: the clusters it added, changed or removed, against which map. */
+const CHANGED = new WeakMap<Snapshot, { from: ReadonlyMap<string, ClusterDef>; names: ReadonlySet<string> }>();
+
+/**
+ * The clusters `snap` changed from `prev` (added, changed or removed names), when it was compiled from `prev`
+ * (compile-delta.ts); undefined when every cluster may have changed.
+ */
+export function changedClusters(snap: Snapshot, prev: Snapshot): ReadonlySet<string> | undefined {
+  const c = CHANGED.get(snap);
+  return c !== undefined && c.from === prev.clusters ? c.names : undefined;
+}
+
+export function recordChangedClusters(snap: Snapshot, from: ReadonlyMap<string, ClusterDef>, names: ReadonlySet<string>): void {
+  CHANGED.set(snap, { from, names });
+}
 
 export function compileContext(s: Snapshot): CompileContext | undefined {
   return CONTEXTS.get(s);

@@ -13,7 +13,7 @@ import { loadConfig, type ParseCache } from '../config/load.js';
 import { validateResources } from '../config/validate.js';
 import { GroupedValidation, type ResourceGroup } from '../config/validate/groups.js';
 import { compile, type CompileOptions } from '../config/compile.js';
-import { compileDelta } from '../config/compile-delta.js';
+import { compileDelta, deltaKinds, type DeltaKind } from '../config/compile-delta.js';
 import type { Snapshot } from '../config/snapshot.js';
 import type { ServiceDef } from '../model.js';
 import { scopeInputs, selectSidecar } from './sidecar-scope.js';
@@ -66,7 +66,7 @@ export class ConfigStore extends EventEmitter {
   private compiled: { snapshot: Snapshot; resources: readonly Resource[]; services: readonly ServiceDef[]; dnsVersion: number; outbound: string; scoped: boolean } | undefined;
   private dnsVersion = 0;
   /** Builds compiled from the previous snapshot (compile-delta.ts) and from nothing. */
-  compiles = { delta: 0, full: 0 };
+  compiles: { delta: 0, full: 0, byKind: Partial<Record<DeltaKind, number>> } = { delta: 0, full: 0, byKind: {} };
   private external = new Map<string, ExternalInput>();
   private dns = new Map<string, readonly string[]>();
   private dnsTimer: NodeJS.Timeout | undefined;
@@ -253,10 +253,15 @@ export class ConfigStore extends EventEmitter {
         now,
       };
       const c = this.compiled;
+      // Registry entries of other sources are compared by identity and place (compile-delta-registry.ts).
       const delta = this.incremental && c !== undefined && c.snapshot === this.current && !c.scoped && sidecar === undefined && c.dnsVersion === this.dnsVersion
-        && c.outbound === outboundTrafficPolicy && c.services.length === extraServices.length && c.services.every((s, i) => s === extraServices[i])
-        ? compileDelta(c.snapshot, c.resources, resources, copts) : undefined;
-      if (delta !== undefined) { snap = delta; this.compiles.delta++; } else { snap = compile(resources, copts); this.compiles.full++; }
+        && c.outbound === outboundTrafficPolicy
+        ? compileDelta(c.snapshot, c.resources, resources, copts, c.services) : undefined;
+      if (delta !== undefined) {
+        snap = delta;
+        this.compiles.delta++;
+        for (const k of deltaKinds(delta)) this.compiles.byKind[k] = (this.compiles.byKind[k] ?? 0) + 1;
+      } else { snap = compile(resources, copts); this.compiles.full++; }
       this.compiled = { snapshot: snap, resources, services: extraServices, dnsVersion: this.dnsVersion, outbound: outboundTrafficPolicy, scoped: sidecar !== undefined };
     } catch (err) {
       this.compiled = undefined;
@@ -283,7 +288,12 @@ export class ConfigStore extends EventEmitter {
     const h = createHash('sha256');
     h.update(this.fileDigest);
     for (const r of resources) if (r.source.file === 'kubernetes') h.update(`${r.kind}/${r.metadata.namespace}/${r.metadata.name}@${r.metadata.resourceVersion ?? ''}`);
-    h.update(JSON.stringify(services));
+    // Per registry entry, its digest by identity: an API watch event that replaced one entry hashes that one alone.
+    for (const s of services) {
+      let d = SERVICE_DIGESTS.get(s);
+      if (d === undefined) { d = createHash('sha256').update(JSON.stringify(s)).digest('base64'); SERVICE_DIGESTS.set(s, d); }
+      h.update(d);
+    }
     for (const [k, v] of [...this.dns].sort()) h.update(`${k}=${v.join(',')}`);
     return h.digest('hex').slice(0, 16);
   }
@@ -365,6 +375,8 @@ export class ConfigStore extends EventEmitter {
     if (this.retryTimer) clearTimeout(this.retryTimer);
   }
 }
+
+const SERVICE_DIGESTS = new WeakMap<ServiceDef, string>();
 
 /** load.ts's messages for a read that failed for want of resources rather than because of the files. */
 const TRANSIENT_READ = /^cannot (read|list): (EMFILE|ENFILE|ENOMEM)$/;

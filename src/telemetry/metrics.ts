@@ -94,6 +94,11 @@ export class Metrics {
     for (const n of this.summaries.keys()) if (!names.has(n)) this.summaries.delete(n);
   }
 
+  /** Forget the counters of these clusters (removed from the configuration by a change compiled from the previous one). */
+  forgetClusters(names: Iterable<string>): void {
+    for (const n of names) { this.clusters.delete(n); this.summaries.delete(n); }
+  }
+
   /** A counter of Remora's own (name must end in `_total`). Same name + labels returns the same cell. */
   counter(name: string, help: string, labels?: Labels): Counter {
     return this.own.counter(name, help, labels);

@@ -289,6 +289,32 @@ export class ClusterManager {
     closeInBatches(dead);
   }
 
+  /**
+   * After a swap that changed only the clusters `names` (added, changed or removed against `prev`: compile-delta.ts):
+   * what onSnapshot does, for those clusters alone. Runtimes of changed clusters take their new def, of removed ones
+   * are dropped; pools of their old endpoints close unless a runtime still uses them. Work in proportion to the change
+   * and to the clusters in use (runtimes, pools), never to the mesh.
+   */
+  onClustersChanged(snap: Snapshot, names: ReadonlySet<string>, prev: ReadonlyMap<string, ClusterDef>): void {
+    const maybeDead = new Set<string>();
+    for (const name of names) {
+      const old = prev.get(name);
+      if (old !== undefined) for (const ep of old.endpoints) { const k = poolKey(ep, old.policy.pool); maybeDead.add(k); maybeDead.add(`${k}|h2`); }
+      const rt = this.runtimes.get(name);
+      if (rt === undefined) continue;
+      const def = snap.clusters.get(name);
+      if (def === undefined) this.runtimes.delete(name);
+      else if (rt.def !== def) rt.update(def);
+    }
+    if (maybeDead.size === 0 || this.pools.size === 0) return;
+    for (const m of [this.runtimes, this.dynamic, this.pinned]) {
+      for (const rt of m.values()) for (const ep of rt.def.endpoints) { const k = poolKey(ep, rt.def.policy.pool); maybeDead.delete(k); maybeDead.delete(`${k}|h2`); }
+    }
+    const dead: UpstreamPool[] = [];
+    for (const k of maybeDead) { const p = this.pools.get(k); if (p !== undefined) { this.pools.delete(k); dead.push(p); } }
+    closeInBatches(dead);
+  }
+
   clusters(): ClusterRuntime[] {
     return [...this.pinned.values(), ...this.runtimes.values(), ...this.dynamic.values()];
   }

@@ -5,6 +5,7 @@
  * logged when new, listed in /config_dump).
  */
 import type { Snapshot } from '../../src/config/snapshot.js';
+import { LayeredMap } from '../../src/config/layered-map.js';
 
 export function canonSnapshot(s: Snapshot): string {
   const { version: _v, loadedAt: _l, resources, mesh, warnings, ...rest } = s;
@@ -32,7 +33,8 @@ function canon(v: unknown, depth: number): unknown {
   }
   if (v instanceof RegExp) return `/${v.source}/${v.flags}`;
   if (Buffer.isBuffer(v)) return `<buf ${v.toString('hex')}>`;
-  if (v instanceof Map) return { '<map>': [...v.entries()].map(([k, x]) => [canon(k, depth + 1), canon(x, depth + 1)] as const).sort((a, b) => cmp(JSON.stringify(a[0]), JSON.stringify(b[0]))) };
+  // A snapshot compiled from the previous one holds LayeredMaps (the previous maps plus its changes).
+  if (v instanceof Map || v instanceof LayeredMap) return { '<map>': [...(v as ReadonlyMap<unknown, unknown>).entries()].map(([k, x]) => [canon(k, depth + 1), canon(x, depth + 1)] as const).sort((a, b) => cmp(JSON.stringify(a[0]), JSON.stringify(b[0]))) };
   if (v instanceof Set) return { '<set>': [...v].map((x) => canon(x, depth + 1)).map((x) => JSON.stringify(x)).sort() };
   if (Array.isArray(v)) return v.map((x) => canon(x, depth + 1));
   const o: Record<string, unknown> = {};
