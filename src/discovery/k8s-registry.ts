@@ -53,17 +53,36 @@ function deepEqual(a: unknown, b: unknown): boolean {
   return true;
 }
 
-function addTo(index: Map<string, Set<string>>, at: string, key: string): void {
-  const set = index.get(at);
-  if (set) set.add(key);
-  else index.set(at, new Set([key]));
+/**
+ * An index from a key to a few keys: a string when one (most Pods have one Service, most Services one slice), a Set
+ * past that. 50,000 Pods would otherwise cost 50,000 Sets.
+ */
+type Index = Map<string, string | Set<string>>;
+
+function addTo(index: Index, at: string, key: string): void {
+  const cur = index.get(at);
+  if (cur === undefined) index.set(at, key);
+  else if (typeof cur === 'string') {
+    if (cur !== key) index.set(at, new Set([cur, key]));
+  } else cur.add(key);
 }
 
-function removeFrom(index: Map<string, Set<string>>, at: string, key: string): void {
-  const set = index.get(at);
-  if (!set) return;
-  set.delete(key);
-  if (set.size === 0) index.delete(at);
+function removeFrom(index: Index, at: string, key: string): void {
+  const cur = index.get(at);
+  if (cur === undefined) return;
+  if (typeof cur === 'string') {
+    if (cur === key) index.delete(at);
+    return;
+  }
+  cur.delete(key);
+  if (cur.size === 1) index.set(at, cur.values().next().value!);
+}
+
+function* each(index: Index, at: string): Generator<string> {
+  const cur = index.get(at);
+  if (cur === undefined) return;
+  if (typeof cur === 'string') yield cur;
+  else yield* cur;
 }
 
 const NONE: readonly ServiceDef[] = [];
@@ -73,12 +92,12 @@ export class KubernetesRegistry {
   private readonly slices = new Map<string, V1EndpointSlice>();
   private readonly pods = new Map<string, V1Pod>();
   /** Service lookup key (`ns/name`, serviceLookupKey) → the cache keys of the Services there (one, but for odd input). */
-  private readonly servicesAt = new Map<string, Set<string>>();
+  private readonly servicesAt: Index = new Map();
   /** Labelled slice → the Service lookup key it belongs to, and the reverse. */
   private readonly sliceOwner = new Map<string, string>();
-  private readonly slicesOf = new Map<string, Set<string>>();
+  private readonly slicesOf: Index = new Map();
   /** Pod key → the Services whose endpoints named it when last mapped, and the reverse. */
-  private readonly podUsers = new Map<string, Set<string>>();
+  private readonly podUsers: Index = new Map();
   private readonly podsUsed = new Map<string, readonly string[]>();
   /** Each Service's ServiceDefs as last mapped. */
   private readonly defs = new Map<string, readonly ServiceDef[]>();
@@ -111,13 +130,14 @@ export class KubernetesRegistry {
 
   /** Replace every object of a kind (a relist): each is set, and those absent from `objs` removed. */
   sync(kind: RegistryKind, objs: Iterable<[string, V1Service | V1EndpointSlice | V1Pod]>): void {
-    const seen = new Set<string>();
+    const held = kind === 'service' ? this.svcs : kind === 'endpointslice' ? this.slices : this.pods;
+    // Nothing held (the first list): nothing to remove, no need to remember what was seen.
+    const seen = held.size > 0 ? new Set<string>() : undefined;
     for (const [key, obj] of objs) {
-      seen.add(key);
+      seen?.add(key);
       this.set(kind, key, obj);
     }
-    const held = kind === 'service' ? this.svcs : kind === 'endpointslice' ? this.slices : this.pods;
-    for (const key of [...held.keys()]) if (!seen.has(key)) this.set(kind, key, undefined);
+    if (seen) for (const key of [...held.keys()]) if (!seen.has(key)) this.set(kind, key, undefined);
   }
 
   get(kind: RegistryKind, key: string): V1Service | V1EndpointSlice | V1Pod | undefined {
@@ -157,7 +177,7 @@ export class KubernetesRegistry {
     }
     for (const at of [before, after]) {
       if (at === undefined) continue;
-      for (const s of this.servicesAt.get(at) ?? []) this.dirty.add(s);
+      for (const s of each(this.servicesAt, at)) this.dirty.add(s);
     }
   }
 
@@ -168,7 +188,7 @@ export class KubernetesRegistry {
     else this.pods.set(key, pod);
     this.podList = undefined;
     if (samePodView(prev, pod)) return;
-    for (const s of this.podUsers.get(key) ?? []) this.dirty.add(s);
+    for (const s of each(this.podUsers, key)) this.dirty.add(s);
   }
 
   /** Every cached Pod (for peer IP → pod); the same array until a Pod changes. */
@@ -204,10 +224,9 @@ export class KubernetesRegistry {
       const asked: string[] = [];
       let next: readonly ServiceDef[] = NONE;
       if (svc !== undefined) {
-        const keys = this.slicesOf.get(serviceLookupKey(svc));
         const slices: V1EndpointSlice[] = [];
-        if (keys) for (const k of keys) slices.push(this.slices.get(k)!);
-        slices.sort(compareSlices);
+        for (const k of each(this.slicesOf, serviceLookupKey(svc))) slices.push(this.slices.get(k)!);
+        if (slices.length > 1) slices.sort(compareSlices);
         next = mapService(svc, slices, (k) => {
           asked.push(k);
           return this.pods.get(k);
@@ -241,6 +260,12 @@ export class KubernetesRegistry {
     const added: Array<{ def: ServiceDef; key: string; idx: number }> = [];
     for (const [key, defs] of changed) defs.forEach((def, idx) => added.push({ def, key, idx }));
     added.sort((a, b) => compareDefs(a.def, a.key, a.idx, b.def, b.key, b.idx));
+    if (this.out.length === 0) {
+      this.out = added.map((a) => a.def);
+      this.outKeys = added.map((a) => a.key);
+      this.outIdx = added.map((a) => a.idx);
+      return;
+    }
     const out: ServiceDef[] = [];
     const keys: string[] = [];
     const idxs: number[] = [];
