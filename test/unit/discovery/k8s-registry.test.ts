@@ -18,7 +18,7 @@ const NAMESPACES = ['a', 'b'];
 const SERVICES = ['s0', 's1', 's2', 's3', 's4', 's5'];
 const SLICES = ['x0', 'x1', 'x2', 'x3', 'x4', 'x5', 'x6', 'x7', 'x8'];
 const PODS = ['p0', 'p1', 'p2', 'p3', 'p4', 'p5', 'p6', 'p7', 'p8', 'p9'];
-const LABEL_SETS = [{ app: 'x', version: 'v1' }, { app: 'x', version: 'v2' }, { app: 'y' }, {}];
+const LABEL_SETS: Array<Record<string, string>> = [{ app: 'x', version: 'v1' }, { app: 'x', version: 'v2' }, { app: 'y' }, {}];
 
 const pick = <T,>(r: Rand, xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;
 
@@ -117,7 +117,7 @@ describe('KubernetesRegistry', () => {
           const what = r();
           if (prev !== undefined && what < 0.2) next = undefined; // delete
           else if (prev !== undefined && what < 0.35) next = structuredClone(prev); // a new object, same content (a resync, an unrelated field)
-          else if (kind === 'pod' && prev !== undefined && what < 0.5) next = { ...prev, status: { ...prev.status, phase: 'Succeeded' } } as V1Pod; // nothing the mapping reads
+          else if (kind === 'pod' && prev !== undefined && what < 0.5) next = { ...prev, status: { ...(prev as V1Pod).status, phase: 'Succeeded' } } as V1Pod; // nothing the mapping reads
           else next = kind === 'service' ? randomService(r, name, ns) : kind === 'endpointslice' ? randomSlice(r, name, ns) : randomPod(r, name, ns);
           for (const s of [...readers(model, kind, prev), ...readers(model, kind, next)]) touched.add(s);
           if (next === undefined) m.delete(key);
