@@ -3,7 +3,8 @@
 // the source caches them): the full mapping (servicesFromKubernetes over the whole cache, what every batch did
 // before) beside the incremental registry (k8s-registry.ts, what a batch does now); with --store, the config store's
 // setExternal of the incremental array too (what follows the mapping in the sidecar).
-// Usage: node --expose-gc build/bench/scale-watch-mapping.js [--services 10000] [--batches 200] [--events 5] [--store]
+// Usage: node --expose-gc build/bench/scale-watch-mapping.js [--services 10000] [--batches 200] [--events 5] [--store [--store-only incr|full]]
+// (--store: the store's time per batch with each array, in alternating passes; the second pass of each is reported.)
 import { parseArgs } from 'node:util';
 import type { V1EndpointSlice, V1Pod, V1Service } from '@kubernetes/client-node';
 import { objectKey, servicesFromKubernetes } from '../src/discovery/k8s-mapping.js';
@@ -13,7 +14,7 @@ import { ConfigStore } from '../src/discovery/config-store.js';
 import { churnSlice, podObjs, serviceObj, sliceObj, type ClusterShape } from './scale-k8s.js';
 import { seededRandom } from '../src/util/random.js';
 
-const { values: argv } = parseArgs({ options: { services: { type: 'string' }, batches: { type: 'string' }, events: { type: 'string' }, store: { type: 'boolean' } } });
+const { values: argv } = parseArgs({ options: { services: { type: 'string' }, batches: { type: 'string' }, events: { type: 'string' }, store: { type: 'boolean' }, 'store-only': { type: 'string' } } });
 const N = Number(argv.services ?? 10_000);
 const BATCHES = Number(argv.batches ?? 200);
 /** Events per batch: 100 events/s with a change every 50 ms. */
@@ -52,12 +53,12 @@ const pct = (xs: number[], p: number): number => {
   const s = xs.slice().sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
 };
-const fmt = (xs: number[]): string => `p50 ${pct(xs, 50).toFixed(2)} ms, p99 ${pct(xs, 99).toFixed(2)} ms, mean ${(xs.reduce((a, b) => a + b, 0) / xs.length).toFixed(2)} ms`;
+const fmt = (xs: number[]): string => xs.length === 0 ? '-' : `p50 ${pct(xs, 50).toFixed(2)} ms, p99 ${pct(xs, 99).toFixed(2)} ms, mean ${(xs.reduce((a, b) => a + b, 0) / xs.length).toFixed(2)} ms`;
 
 const rand = seededRandom(26);
 const fullMs: number[] = [];
 const incrMs: number[] = [];
-const store = argv.store ? new ConfigStore({ paths: [], namespace: 'default', clusterDomain: 'cluster.local', labels: {}, outboundTrafficPolicy: 'ALLOW_ANY', log: () => {} }) : undefined;
+const store = argv.store || argv['store-only'] ? new ConfigStore({ paths: [], namespace: 'default', clusterDomain: 'cluster.local', labels: {}, outboundTrafficPolicy: 'ALLOW_ANY', log: () => {} }) : undefined;
 const storeMs: number[] = [];
 if (store) store.setExternal('kubernetes', { resources: [], services: initial });
 let mapped = 0;
@@ -92,20 +93,42 @@ for (let b = 0; b < BATCHES; b++) {
 reg.sync('endpointslice', slices);
 const check = servicesFromKubernetes({ services: [...services.values()], endpointSlices: [...slices.values()], pods: [...pods.values()] }, opts);
 if (JSON.stringify(check) !== JSON.stringify(reg.services())) throw new Error('incremental and full mappings differ');
-if (store) {
+const storeFullMs: number[] = [];
+function storeIncremental(): void {
   gc();
   for (let b = 0; b < BATCHES; b++) {
     batch(true);
     const incr = reg.services();
     const s0 = performance.now();
-    if (!store.setExternal('kubernetes', { resources: [], services: incr })) throw new Error('rejected');
+    if (!store!.setExternal('kubernetes', { resources: [], services: incr })) throw new Error('rejected');
     storeMs.push(performance.now() - s0);
   }
+}
+function storeFull(): void {
+  gc();
+  for (let b = 0; b < BATCHES; b++) {
+    batch(true);
+    const full = servicesFromKubernetes({ services: [...services.values()], endpointSlices: [...slices.values()], pods: [...pods.values()] }, opts);
+    const s0 = performance.now();
+    if (!store!.setExternal('kubernetes', { resources: [], services: full })) throw new Error('rejected');
+    storeFullMs.push(performance.now() - s0);
+  }
+}
+if (store) {
+  // Twice each, alternating (the first pass warms the compiler up); the second pass of each is reported.
+  const which = argv['store-only'];
+  if (which !== 'full') storeIncremental();
+  if (which !== 'incr') storeFull();
+  storeMs.length = 0;
+  storeFullMs.length = 0;
+  if (which !== 'full') storeIncremental();
+  if (which !== 'incr') storeFull();
 }
 process.stdout.write(`${N} Services, ${slices.size} EndpointSlices, ${pods.size} Pods (trimmed as cached); initial mapping ${initialMs.toFixed(0)} ms\n`);
 process.stdout.write(`${BATCHES} batches of ${EVENTS} EndpointSlice events; Services mapped per batch: full ${N}, incremental ${(mapped / BATCHES).toFixed(1)}\n`);
 process.stdout.write(`mapping per batch, full (servicesFromKubernetes): ${fmt(fullMs)}\n`);
 process.stdout.write(`mapping per batch, incremental (KubernetesRegistry): ${fmt(incrMs)}\n`);
 if (store) {
-  process.stdout.write(`store.setExternal per batch (incremental array): ${fmt(storeMs)} (compiles: ${JSON.stringify(store.compiles)})\n`);
+  process.stdout.write(`store.setExternal per batch, incremental array: ${fmt(storeMs)}\n`);
+  process.stdout.write(`store.setExternal per batch, full mapping's array: ${fmt(storeFullMs)} (compiles: ${JSON.stringify(store.compiles)})\n`);
 }
