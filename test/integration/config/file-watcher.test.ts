@@ -48,7 +48,7 @@ describe('FileWatcher', () => {
     writeFileSync(join(dir, '..2026_12_07_a', 'mesh.yaml'), 'version: a\n');
     symlinkSync('..2026_12_07_a', join(dir, '..data'));
     symlinkSync('..data/mesh.yaml', join(dir, 'mesh.yaml'));
-    const { seen } = await watching([dir], () => readFileSync(join(dir, 'mesh.yaml'), 'utf8'), 1000);
+    const { seen } = await watching([dir], () => readFileSync(join(dir, 'mesh.yaml'), 'utf8'), 3000);
 
     // The kubelet's atomic writer: new directory, files in it, ..data_tmp → it, renamed over ..data, old one removed.
     mkdirSync(join(dir, '..2026_12_07_b'));
@@ -60,20 +60,20 @@ describe('FileWatcher', () => {
 
     await until('the new version read', () => seen.some((s) => s.value === 'version: b\n'));
     const first = seen.find((s) => s.value === 'version: b\n')!;
-    // A 'change' debounce would be 1,000 ms here.
-    expect(first.at - swapped).toBeLessThan(500);
+    // A 'change' debounce would be 3,000 ms here.
+    expect(first.at - swapped).toBeLessThan(1500);
   });
 
   it('a file written elsewhere and moved into place (mv) is read at once', async () => {
     const dir = tempDir();
     writeFileSync(join(dir, 'mesh.yaml'), 'version: a\n');
-    const { seen } = await watching([dir], () => readFileSync(join(dir, 'mesh.yaml'), 'utf8'), 1000);
+    const { seen } = await watching([dir], () => readFileSync(join(dir, 'mesh.yaml'), 'utf8'), 3000);
     // The temporary file is in the watched directory too, as editors and `sed -i` do: its writes are not waited for once it is moved.
     writeFileSync(join(dir, '.mesh.yaml.tmp'), 'version: b\n');
     const moved = performance.now();
     renameSync(join(dir, '.mesh.yaml.tmp'), join(dir, 'mesh.yaml'));
     await until('the moved file read', () => seen.some((s) => s.value === 'version: b\n'));
-    expect(seen.find((s) => s.value === 'version: b\n')!.at - moved).toBeLessThan(500);
+    expect(seen.find((s) => s.value === 'version: b\n')!.at - moved).toBeLessThan(1500);
   });
 
   it('a file written in place slowly is read once, complete, debounceMs after its last write', async () => {
