@@ -34,7 +34,7 @@ const PURE = [
   'src/routing/',
   'src/upstream/lb/',
   'src/upstream/policy.ts', 'src/upstream/outlier-detector.ts', 'src/upstream/resource-limits.ts', 'src/upstream/retry-budget.ts', 'src/upstream/hash-key.ts',
-  'src/upstream/cluster-runtime.ts', 'src/discovery/sidecar-scope.ts', 'src/discovery/k8s-trim.ts', 'src/discovery/k8s-kinds.ts', 'src/telemetry/access-log-format.ts', 'src/discovery/env-discovery.ts', 'src/rollout/view.ts', 'src/util/random.ts',
+  'src/upstream/cluster-runtime.ts', 'src/discovery/sidecar-scope.ts', 'src/discovery/k8s-mapping.ts', 'src/discovery/k8s-registry.ts', 'src/discovery/k8s-trim.ts', 'src/discovery/k8s-kinds.ts', 'src/telemetry/access-log-format.ts', 'src/discovery/env-discovery.ts', 'src/rollout/view.ts', 'src/util/random.ts',
   'src/config/parse.ts', 'src/config/fast-yaml.ts', 'src/config/schema.ts', 'src/config/validate.ts', 'src/config/validate/', 'src/config/compile.ts', 'src/config/compile-delta.ts', 'src/config/compile-registry.ts', 'src/config/compile-clusters.ts', 'src/config/compile-routes.ts', 'src/config/host-lookup.ts', 'src/config/suggest-name.ts', 'src/config/snapshot.ts',
   'src/config/resource.ts', 'src/config/hosts.ts', 'src/config/duration.ts', 'src/config/types.ts',
   'src/authz/',

@@ -35,11 +35,20 @@ export async function startKubernetes(w: KubernetesWiring, k: NonNullable<RunOpt
   const kube = new KubernetesSource(kopts);
   w.source(kube);
   await kube.start();
-  // Sidecar egress scoping happens in the store, over every source alike.
+  // Sidecar egress scoping happens in the store, over every source alike. What did not change is the same array
+  // (k8s-source.ts): a change of pods only does not rebuild the config, nor one of Services the authorizer.
+  // A rejected input is offered again at the next change (the store may accept it after a file edit).
+  let authzIn: { pods: unknown; namespaceLabels: unknown } | undefined;
+  let storeIn: { resources: unknown; services: unknown } | undefined;
   const push = (): void => {
     const cur = kube.current();
-    w.authz.update({ pods: cur.pods, namespaceLabels: cur.namespaceLabels });
-    w.store.setExternal('kubernetes', { resources: cur.resources, services: cur.services });
+    if (authzIn?.pods !== cur.pods || authzIn.namespaceLabels !== cur.namespaceLabels) {
+      w.authz.update({ pods: cur.pods, namespaceLabels: cur.namespaceLabels });
+      authzIn = cur;
+    }
+    if (storeIn?.resources !== cur.resources || storeIn.services !== cur.services) {
+      storeIn = w.store.setExternal('kubernetes', { resources: cur.resources, services: cur.services }) ? cur : undefined;
+    }
   };
   push();
   kube.on('change', push);

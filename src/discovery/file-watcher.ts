@@ -1,9 +1,15 @@
 /**
- * Watches config paths and calls back (debounced) on any change. Directories are watched as a whole,
+ * Watches config paths and calls back on any change. Directories are watched as a whole,
  * not file by file, because a Kubernetes ConfigMap update is an atomic rename of the `..data` symlink:
  * a watch on a file follows the old inode and goes silent (ECOSYSTEM.md §2). Each directory gets its own
  * non-recursive watch: on Node 20/Linux a `recursive: true` watch was measured to report 4 of 15 rewrites
  * (bench "reload under load"). A slow poll of the tree backs up fs.watch, which can miss events too.
+ *
+ * How long to wait depends on what happened. A name renamed into place (fs.watch's 'rename': a ConfigMap's `..data`
+ * swap, `mv`, a file created or deleted) is complete: it is read after `renameMs`, which only gathers the events of
+ * one swap. A file written in place ('change') may be half-written: it is read once no write to it came for
+ * `debounceMs`, so a slow writer is not read, and rejected, halfway. A file being written holds back the reading of
+ * any rename meanwhile; a file renamed away (a temporary file moved into place) is written no more.
  */
 import { watch, type FSWatcher } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
@@ -15,8 +21,20 @@ export class FileWatcher {
   private poll: NodeJS.Timeout | undefined;
   private lastSig = '';
   private stopped = false;
+  /** Files written in place ('change'), by path: when the last write was seen (performance.now()). */
+  private writing = new Map<string, number>();
+  /** When the last rename not yet reported was seen. */
+  private renamedAt = -Infinity;
+  /** Callbacks made, for the tests. */
+  fired = 0;
 
-  constructor(private readonly paths: readonly string[], private readonly onChange: () => void, private readonly debounceMs = 100, private readonly pollMs = 2000) {}
+  constructor(
+    private readonly paths: readonly string[],
+    private readonly onChange: () => void,
+    private readonly debounceMs = 100,
+    private readonly pollMs = 2000,
+    private readonly renameMs = 5,
+  ) {}
 
   async start(): Promise<void> {
     await this.watchAll();
@@ -61,7 +79,7 @@ export class FileWatcher {
     for (const d of await this.directories()) {
       if (this.watchers.has(d)) continue;
       try {
-        const w = watch(d, { persistent: false }, () => this.kick());
+        const w = watch(d, { persistent: false }, (type, name) => this.kick(type === 'rename' && name ? 'rename' : 'change', join(d, name ?? '')));
         w.on('error', () => {
           // The directory went away: forget it; the next scan or the poll picks up what replaces it.
           w.close();
@@ -74,15 +92,47 @@ export class FileWatcher {
     }
   }
 
-  private kick(): void {
+  /** An event: a rename (read soon) or a write in place, or what the poll saw (read once quiet for debounceMs). */
+  private kick(type: 'rename' | 'change', path: string): void {
+    const now = performance.now();
+    if (type === 'rename') {
+      this.renamedAt = now;
+      this.writing.delete(path); // replaced, created, moved away or deleted: what comes under that name is a new file
+    } else {
+      this.writing.set(path, now);
+    }
+    this.arm(now);
+  }
+
+  /** When to read: renameMs after the last rename, and debounceMs after the last write to any file being written. */
+  private due(now: number): number {
+    let at = this.renamedAt + this.renameMs;
+    for (const [path, t] of this.writing) {
+      if (t + this.debounceMs <= now) this.writing.delete(path);
+      else at = Math.max(at, t + this.debounceMs);
+    }
+    return at;
+  }
+
+  private arm(now: number): void {
     if (this.timer) clearTimeout(this.timer);
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      if (this.stopped) return;
-      this.onChange();
-      void this.watchAll(); // new subdirectories get their own watch
-    }, this.debounceMs);
-    this.timer.unref();
+    const timer = setTimeout(() => {
+      // Timers run before the poll phase: events already queued (a write right after a file was created) are read
+      // first, on the way to setImmediate, and may move the time to read (an event re-arms: this timer is done).
+      setImmediate(() => {
+        if (this.stopped || this.timer !== timer) return;
+        const t = performance.now();
+        if (this.due(t) > t + 1) return this.arm(t);
+        this.timer = undefined;
+        this.writing.clear();
+        this.renamedAt = -Infinity;
+        this.fired++;
+        this.onChange();
+        void this.watchAll(); // new subdirectories get their own watch
+      });
+    }, Math.max(0, this.due(now) - now));
+    timer.unref();
+    this.timer = timer;
   }
 
   private async signature(): Promise<string> {
@@ -104,7 +154,7 @@ export class FileWatcher {
 
   private async checkPoll(): Promise<void> {
     const sig = await this.signature();
-    if (sig !== this.lastSig) { this.lastSig = sig; this.kick(); }
+    if (sig !== this.lastSig) { this.lastSig = sig; this.kick('change', ''); }
   }
 
   stop(): void {

@@ -3,7 +3,7 @@
  * Kubernetes registry does it. Pure: objects in, ServiceDefs out; the watch lives in k8s-source.ts.
  */
 import type { V1EndpointSlice, V1Pod, V1Service, V1ServicePort } from '@kubernetes/client-node';
-import type { ServiceDef, ServicePortDef, WorkloadDef, WorkloadIdentity } from '../model.js';
+import type { ServiceDef, ServicePortDef, WorkloadDef } from '../model.js';
 
 export interface KubernetesInput {
   services: readonly V1Service[];
@@ -126,94 +126,128 @@ function portsOf(svc: V1Service, externalName: boolean): ServicePortDef[] {
   });
 }
 
-/** Map every Service to its registry host(s). Output is sorted by hostname for deterministic snapshots. */
-export function servicesFromKubernetes(input: KubernetesInput, opts: MappingOptions): ServiceDef[] {
-  const podLabels = new Map<string, Readonly<Record<string, string>>>();
-  const podIdentity = new Map<string, WorkloadIdentity>();
-  for (const pod of input.pods) {
-    const m = pod.metadata;
-    if (!m?.name) continue;
-    const key = `${m.namespace ?? ''}/${m.name}`;
-    podLabels.set(key, m.labels ?? {});
+/** The cache key of an object (`namespace/name`, '' for an absent namespace), as the informers key their caches. */
+export function objectKey(meta: { namespace?: string; name?: string } | undefined): string {
+  return [meta?.namespace ?? '', meta?.name ?? ''].join('/');
+}
+
+/** Where a Service looks for its EndpointSlices and Pods: `namespace/name`, the namespace defaulting to `default`. */
+export function serviceLookupKey(svc: V1Service): string {
+  return [svc.metadata?.namespace ?? 'default', svc.metadata?.name ?? ''].join('/');
+}
+
+/** The Service an EndpointSlice belongs to (`namespace/service-name`, matched with serviceLookupKey), if labelled. */
+export function sliceOwnerKey(slice: V1EndpointSlice): string | undefined {
+  const svcName = slice.metadata?.labels?.[SERVICE_NAME_LABEL];
+  return svcName ? [slice.metadata?.namespace ?? '', svcName].join('/') : undefined;
+}
+
+/** The order of a Service's slices: by name (the informers' arrival order must not change which endpoint wins). */
+export function compareSlices(a: V1EndpointSlice, b: V1EndpointSlice): number {
+  return compareAddress(a.metadata?.name ?? '', b.metadata?.name ?? '');
+}
+
+/** The order of the registry: hostname, then the Service's cache key, then the place within that Service's output. */
+export function compareDefs(a: ServiceDef, aKey: string, aIdx: number, b: ServiceDef, bKey: string, bIdx: number): number {
+  return compareAddress(a.hostname, b.hostname) || compareAddress(aKey, bKey) || aIdx - bIdx;
+}
+
+/**
+ * One Service's registry host(s): its own, and for a headless Service one per endpoint with a hostname. `slices` are
+ * the Service's EndpointSlices in compareSlices order; `pod` finds a Pod by `namespace/name` (labels for subsets, the
+ * service account for identity). What the full mapping and the incremental one (k8s-registry.ts) both call.
+ */
+export function mapService(svc: V1Service, slices: readonly V1EndpointSlice[], pod: (key: string) => V1Pod | undefined, opts: MappingOptions): ServiceDef[] {
+  const name = svc.metadata?.name;
+  const namespace = svc.metadata?.namespace ?? 'default';
+  if (!name) return [];
+  const host = serviceHost(name, namespace, opts.clusterDomain);
+  const origin = `Service/${namespace}/${name}`;
+
+  if (svc.spec?.type === 'ExternalName') {
+    const target = svc.spec.externalName;
+    return [{
+      hostname: host,
+      namespace,
+      ports: portsOf(svc, true),
+      // Istio: an ExternalName Service is a DNS cluster on the external name, marked mesh-external.
+      resolution: 'DNS',
+      workloads: target ? [{ address: target.replace(/\.$/, ''), ports: {}, labels: {}, weight: 1 }] : [],
+      addresses: [],
+      location: 'MESH_EXTERNAL',
+      origin,
+    }];
+  }
+
+  const ports = portsOf(svc, false);
+  const endpoints = readyEndpoints(slices);
+  const toWorkload = (ep: ReadyEndpoint): WorkloadDef => {
+    const p = ep.podName ? pod(`${namespace}/${ep.podName}`) : undefined;
+    const m = p?.metadata;
+    const w: WorkloadDef = {
+      address: ep.address,
+      ports: ep.ports,
+      labels: (m?.name && (m.labels ?? {})) || {},
+      weight: 1,
+      name: ep.podName ?? ep.address,
+    };
     // Every pod runs as a service account: Kubernetes admission sets `default` when the spec names none.
-    podIdentity.set(key, { namespace: m.namespace ?? 'default', serviceAccount: pod.spec?.serviceAccountName || 'default' });
+    if (m?.name) w.identity = { namespace: m.namespace ?? 'default', serviceAccount: p!.spec?.serviceAccountName || 'default' };
+    return w;
+  };
+  const workloads = endpoints.map(toWorkload);
+  const out: ServiceDef[] = [{
+    hostname: host,
+    namespace,
+    ports,
+    resolution: 'STATIC',
+    workloads,
+    addresses: clusterIPsOf(svc),
+    location: 'MESH_INTERNAL',
+    origin,
+  }];
+  if (svc.spec?.clusterIP === 'None') {
+    // StatefulSet-style per-pod DNS names (`<hostname>.<svc>.<ns>.svc.<domain>`) reach that pod only.
+    for (const ep of endpoints) {
+      if (!ep.hostname) continue;
+      out.push({
+        hostname: `${ep.hostname}.${host}`,
+        namespace,
+        ports,
+        resolution: 'STATIC',
+        workloads: [toWorkload(ep)],
+        addresses: [],
+        location: 'MESH_INTERNAL',
+        origin,
+      });
+    }
+  }
+  return out;
+}
+
+/**
+ * Map every Service to its registry host(s), from nothing: the reference the incremental registry (k8s-registry.ts)
+ * is proved equal to. Output is sorted by compareDefs, so it does not depend on the order of the input.
+ */
+export function servicesFromKubernetes(input: KubernetesInput, opts: MappingOptions): ServiceDef[] {
+  const pods = new Map<string, V1Pod>();
+  for (const pod of input.pods) {
+    if (!pod.metadata?.name) continue;
+    pods.set(objectKey(pod.metadata), pod);
   }
   const slicesByService = new Map<string, V1EndpointSlice[]>();
   for (const slice of input.endpointSlices) {
-    const svcName = slice.metadata?.labels?.[SERVICE_NAME_LABEL];
-    if (!svcName) continue;
-    const key = `${slice.metadata?.namespace ?? ''}/${svcName}`;
+    const key = sliceOwnerKey(slice);
+    if (key === undefined) continue;
     const list = slicesByService.get(key);
     if (list) list.push(slice);
     else slicesByService.set(key, [slice]);
   }
-
-  const out: ServiceDef[] = [];
+  const entries: Array<{ def: ServiceDef; key: string; idx: number }> = [];
   for (const svc of input.services) {
-    const name = svc.metadata?.name;
-    const namespace = svc.metadata?.namespace ?? 'default';
-    if (!name) continue;
-    const host = serviceHost(name, namespace, opts.clusterDomain);
-    const origin = `Service/${namespace}/${name}`;
-
-    if (svc.spec?.type === 'ExternalName') {
-      const target = svc.spec.externalName;
-      out.push({
-        hostname: host,
-        namespace,
-        ports: portsOf(svc, true),
-        // Istio: an ExternalName Service is a DNS cluster on the external name, marked mesh-external.
-        resolution: 'DNS',
-        workloads: target ? [{ address: target.replace(/\.$/, ''), ports: {}, labels: {}, weight: 1 }] : [],
-        addresses: [],
-        location: 'MESH_EXTERNAL',
-        origin,
-      });
-      continue;
-    }
-
-    const ports = portsOf(svc, false);
-    const endpoints = readyEndpoints(slicesByService.get(`${namespace}/${name}`) ?? []);
-    const toWorkload = (ep: ReadyEndpoint): WorkloadDef => {
-      const w: WorkloadDef = {
-        address: ep.address,
-        ports: ep.ports,
-        labels: (ep.podName && podLabels.get(`${namespace}/${ep.podName}`)) || {},
-        weight: 1,
-        name: ep.podName ?? ep.address,
-      };
-      const identity = ep.podName ? podIdentity.get(`${namespace}/${ep.podName}`) : undefined;
-      if (identity !== undefined) w.identity = identity;
-      return w;
-    };
-    const workloads = endpoints.map(toWorkload);
-    const headless = svc.spec?.clusterIP === 'None';
-    out.push({
-      hostname: host,
-      namespace,
-      ports,
-      resolution: 'STATIC',
-      workloads,
-      addresses: clusterIPsOf(svc),
-      location: 'MESH_INTERNAL',
-      origin,
-    });
-    if (headless) {
-      // StatefulSet-style per-pod DNS names (`<hostname>.<svc>.<ns>.svc.<domain>`) reach that pod only.
-      for (const ep of endpoints) {
-        if (!ep.hostname) continue;
-        out.push({
-          hostname: `${ep.hostname}.${host}`,
-          namespace,
-          ports,
-          resolution: 'STATIC',
-          workloads: [toWorkload(ep)],
-          addresses: [],
-          location: 'MESH_INTERNAL',
-          origin,
-        });
-      }
-    }
+    const key = objectKey(svc.metadata);
+    const slices = (slicesByService.get(serviceLookupKey(svc)) ?? []).slice().sort(compareSlices);
+    mapService(svc, slices, (k) => pods.get(k), opts).forEach((def, idx) => entries.push({ def, key, idx }));
   }
-  return out.sort((a, b) => compareAddress(a.hostname, b.hostname));
+  return entries.sort((a, b) => compareDefs(a.def, a.key, a.idx, b.def, b.key, b.idx)).map((e) => e.def);
 }

@@ -1,7 +1,9 @@
 /**
  * Kubernetes API source: list + watch (informers, ./k8s-watch.ts) of Services, EndpointSlices, Pods, Namespaces,
- * NetworkPolicies and Istio CRDs; keeps a trimmed cache and publishes a debounced 'change'.
+ * NetworkPolicies and Istio CRDs; keeps a trimmed cache and publishes a coalesced 'change'.
  * Never blocks callers: current() always returns the last complete state, whatever the API server does.
+ * Each watch event updates the registry (./k8s-registry.ts) by its one object; a 'change' maps again only the
+ * Services it touched, and every ServiceDef and Resource not touched is handed on as the same object, in place.
  * This module is the source itself (scope, state, debounce); the table of kinds is ./k8s-kinds.ts, the trimming
  * ./k8s-trim.ts, one kind's list/watch ./k8s-watcher.ts.
  */
@@ -9,7 +11,8 @@ import { EventEmitter } from 'node:events';
 import type { V1EndpointSlice, V1Pod, V1Service } from '@kubernetes/client-node';
 import type { Resource } from '../config/resource.js';
 import type { ServiceDef } from '../model.js';
-import { servicesFromKubernetes, SERVICE_NAME_LABEL } from './k8s-mapping.js';
+import { SERVICE_NAME_LABEL } from './k8s-mapping.js';
+import { KubernetesRegistry } from './k8s-registry.js';
 import { clientNodeKubeConfig, loadApiAccess, type KubeEnv } from './kubeconfig.js';
 import { egressScope, selectSidecar, type EgressScope } from './sidecar-scope.js';
 import { DEFAULT_ROOT_NAMESPACE } from '../authz/authorization-policy.js';
@@ -36,7 +39,11 @@ export interface KubernetesSourceOptions {
   namespaces?: string[];
   clusterDomain: string;
   log?: LogFn;
-  /** Debounce of 'change' so that a burst of watch events compiles once (ms; default 50). */
+  /**
+   * Least time between the end of one 'change' and the next (ms; default 50). The first event after a quiet period is
+   * applied at once (on the event loop's next turn, with the events read with it); the events that arrive meanwhile,
+   * or while a change is being applied, are applied together once this has passed: one change at a time, never a queue.
+   */
   debounceMs?: number;
   /** Restart backoff after a list/watch error: initial and cap (ms; defaults 250 and 30000), doubled per failure, ±20 % jitter. */
   backoffInitialMs?: number;
@@ -79,7 +86,20 @@ export class KubernetesSource extends EventEmitter implements WatcherHost {
   /** The API server's client, once start() has read the kubeconfig. */
   api: ApiClient | undefined;
   private readonly watchers: Watcher[] = [];
-  private debounce?: NodeJS.Timeout;
+  /** A 'change' is scheduled (cancel it). */
+  private pending: (() => void) | undefined;
+  /** performance.now() at the end of the last 'change'. */
+  private lastChangeEnd = -Infinity;
+  /** Services, EndpointSlices and Pods as merged over the watchers (the first watcher holding a key wins), mapped. */
+  private readonly registry: KubernetesRegistry;
+  /** Scoped kinds whose merged view is rebuilt from every watcher at the next change (a relist, a watcher gone). */
+  private readonly resyncRoles = new Set<Role>();
+  private resourcesDirty = true;
+  private namespacesDirty = true;
+  /** Each cached Istio/policy object's Resource (and sort key), made once per object. */
+  private resourceOf = new WeakMap<Obj, { version: string; res: Resource; order: string }>();
+  /** Changes published, and the time the last one took to compute its state (ms), for the bench and /config_dump. */
+  readonly stats = { changes: 0, lastRecomputeMs: 0 };
   private started = false;
   /** Set once every initial list is in: before that, no partial state is ever computed or announced. */
   private synced = false;
@@ -106,6 +126,7 @@ export class KubernetesSource extends EventEmitter implements WatcherHost {
       rand: opts.rand ?? Math.random,
     };
     this.logFn = opts.log ?? (() => {});
+    this.registry = new KubernetesRegistry({ clusterDomain: this.opts.clusterDomain });
     // Services, EndpointSlices and Pods are watched once the Sidecar scope is known (start(), scopedWatchers()).
     for (const spec of KINDS) {
       if (SCOPED_ROLES.has(spec.role)) continue;
@@ -165,6 +186,7 @@ export class KubernetesSource extends EventEmitter implements WatcherHost {
         w.stop();
         const i = this.watchers.indexOf(w);
         if (i >= 0) this.watchers.splice(i, 1);
+        this.resync(w);
       }
       this.changed();
     });
@@ -202,6 +224,7 @@ export class KubernetesSource extends EventEmitter implements WatcherHost {
       const msg = describe(err);
       throw new KubernetesApiError(`kubernetes: initial sync with ${this.server} failed: ${msg}`, err instanceof KubernetesApiError ? err.statusCode : undefined);
     }
+    for (const role of SCOPED_ROLES) this.resyncRoles.add(role);
     this.recompute();
     this.synced = true;
     if (this.scope) this.log('info', `kubernetes: keeping what Sidecar ${this.scope.sidecar} reaches (${this.scope.egress.namespaces ? [...this.scope.egress.namespaces].join(', ') : 'hosts in any namespace'})`);
@@ -214,8 +237,8 @@ export class KubernetesSource extends EventEmitter implements WatcherHost {
 
   stop(): void {
     this.closed = true;
-    if (this.debounce) clearTimeout(this.debounce);
-    this.debounce = undefined;
+    this.pending?.();
+    this.pending = undefined;
     for (const w of this.watchers) w.stop();
   }
 
@@ -254,12 +277,28 @@ export class KubernetesSource extends EventEmitter implements WatcherHost {
     return Math.round(base * (0.8 + 0.4 * this.opts.rand()));
   }
 
+  /**
+   * The cache changed: publish a 'change' at once when none was published for debounceMs, else when that has passed
+   * (see KubernetesSourceOptions.debounceMs). At most one is scheduled: a burst is one change.
+   */
   changed(): void {
-    if (this.closed || !this.synced) return;
-    if (this.debounce) return;
-    this.debounce = setTimeout(() => {
-      this.debounce = undefined;
-      if (this.closed) return;
+    if (this.closed || !this.synced || this.pending) return;
+    const wait = this.lastChangeEnd + this.opts.debounceMs - performance.now();
+    if (wait <= 0) {
+      // The next turn of the event loop: the other events read from the sockets with this one join it.
+      const t = setImmediate(() => this.publish());
+      this.pending = () => clearImmediate(t);
+    } else {
+      const t = setTimeout(() => this.publish(), wait);
+      this.pending = () => clearTimeout(t);
+    }
+  }
+
+  private publish(): void {
+    this.pending = undefined;
+    if (this.closed) return;
+    if (this.resourcesDirty) {
+      // Only Istio's kinds (a Sidecar among them) and policies decide the scope.
       const next = this.computeScope();
       if (next?.key !== this.scope?.key) {
         // The reach changed: relist what is filtered by it (objects left out before may be needed now).
@@ -267,9 +306,35 @@ export class KubernetesSource extends EventEmitter implements WatcherHost {
         this.log('info', next ? `kubernetes: Sidecar ${next.sidecar} changed the reach; relisting Services, EndpointSlices and Pods` : 'kubernetes: no Sidecar scope any more; relisting Services, EndpointSlices and Pods');
         this.applyScope();
       }
-      this.recompute();
-      this.emit('change');
-    }, this.opts.debounceMs);
+    }
+    this.recompute();
+    this.stats.changes++;
+    this.emit('change');
+    this.lastChangeEnd = performance.now();
+  }
+
+  /** A watch event set or removed one object of a watcher's cache: the merged view takes it (the first watcher holding the key wins). */
+  objectChanged(w: Watcher, key: string, obj: Obj | undefined): void {
+    const role = w.spec.role;
+    if (role === 'resource') this.resourcesDirty = true;
+    else if (role === 'namespace') this.namespacesDirty = true;
+    else if (!this.resyncRoles.has(role)) {
+      let held: Obj | undefined = obj;
+      for (const x of this.watchers) {
+        if (x.spec.role !== role) continue;
+        held = x === w ? obj : x.get(key);
+        if (held !== undefined) break;
+      }
+      this.registry.set(role, key, held as V1Service | V1EndpointSlice | V1Pod | undefined);
+    }
+  }
+
+  /** A watcher's cache was replaced as a whole: its kind's merged view is rebuilt at the next change. */
+  resync(w: Watcher): void {
+    const role = w.spec.role;
+    if (role === 'resource') this.resourcesDirty = true;
+    else if (role === 'namespace') this.namespacesDirty = true;
+    else this.resyncRoles.add(role);
   }
 
   /**
@@ -324,54 +389,63 @@ export class KubernetesSource extends EventEmitter implements WatcherHost {
     return { egress, podNamespaces, key: `${egress.key}|${podNamespaces ? [...podNamespaces].sort().join(',') : '*'}`, sidecar: `${sidecar.metadata.namespace}/${sidecar.metadata.name}` };
   }
 
-  private recompute(): void {
-    const services: V1Service[] = [];
-    const slices: V1EndpointSlice[] = [];
-    const pods: V1Pod[] = [];
-    const namespaceLabels = new Map<string, Record<string, string>>();
-    const resources: Resource[] = [];
-    // While a scope change hands a kind over from one set of watchers to another, an object may be in both: once.
+  /** The objects of a scoped kind over every watcher, each key once (the first watcher holding it wins). */
+  private *merged(role: Role): Generator<[string, V1Service | V1EndpointSlice | V1Pod]> {
     const seen = new Set<string>();
     for (const w of this.watchers) {
-      const dedupe = SCOPED_ROLES.has(w.spec.role);
-      for (const obj of w.list()) {
-        if (dedupe) {
-          const k = `${w.spec.kind}/${obj.metadata?.namespace ?? ''}/${obj.metadata?.name ?? ''}`;
-          if (seen.has(k)) continue;
-          seen.add(k);
-        }
-        switch (w.spec.role) {
-          case 'service':
-            services.push(obj as V1Service);
-            break;
-          case 'endpointslice':
-            slices.push(obj as unknown as V1EndpointSlice);
-            break;
-          case 'pod':
-            pods.push(obj as V1Pod);
-            break;
-          case 'namespace': {
-            const name = obj.metadata?.name;
-            if (name) namespaceLabels.set(name, { ...(obj.metadata?.labels ?? {}), 'kubernetes.io/metadata.name': name });
-            break;
-          }
-          case 'resource':
-            resources.push(toResource(obj, w.spec, w.version ?? w.spec.versions[0]!));
-            break;
-        }
+      if (w.spec.role !== role) continue;
+      for (const [key, obj] of w.entries()) {
+        if (seen.has(key)) continue;
+        seen.add(key);
+        yield [key, obj as unknown as V1Service];
       }
     }
-    // Namespaces we see objects in but could not list (403): still match on the automatic name label.
-    for (const p of pods) {
-      const ns = p.metadata?.namespace;
-      if (ns && !namespaceLabels.has(ns)) namespaceLabels.set(ns, { 'kubernetes.io/metadata.name': ns });
+  }
+
+  private recompute(): void {
+    const t0 = performance.now();
+    for (const role of this.resyncRoles) this.registry.sync(role as 'service' | 'endpointslice' | 'pod', this.merged(role));
+    this.resyncRoles.clear();
+    const services = this.registry.services();
+    const pods = this.registry.podsList();
+    let { resources, namespaceLabels } = this.state;
+    if (this.resourcesDirty) {
+      this.resourcesDirty = false;
+      const next: Array<{ res: Resource; order: string }> = [];
+      for (const w of this.watchers) {
+        if (w.spec.role !== 'resource') continue;
+        const version = w.version ?? w.spec.versions[0]!;
+        for (const obj of w.list()) {
+          let r = this.resourceOf.get(obj);
+          if (r === undefined || r.version !== version) {
+            const res = toResource(obj, w.spec, version);
+            r = { version, res, order: `${res.kind}/${res.metadata.namespace}/${res.metadata.name}` };
+            this.resourceOf.set(obj, r);
+          }
+          next.push(r);
+        }
+      }
+      next.sort((a, b) => a.order.localeCompare(b.order));
+      // The same objects in the same order (an event that changed nothing kept): the same array.
+      if (next.length !== resources.length || next.some((r, i) => r.res !== resources[i])) resources = next.map((r) => r.res);
     }
-    resources.sort((a, b) => `${a.kind}/${a.metadata.namespace}/${a.metadata.name}`.localeCompare(`${b.kind}/${b.metadata.namespace}/${b.metadata.name}`));
-    this.state = {
-      resources,
-      services: servicesFromKubernetes({ services, endpointSlices: slices, pods }, { clusterDomain: this.opts.clusterDomain }),
-      pods,
-      namespaceLabels,
-    };
+    if (this.namespacesDirty || pods !== this.state.pods) {
+      this.namespacesDirty = false;
+      namespaceLabels = new Map<string, Record<string, string>>();
+      for (const w of this.watchers) {
+        if (w.spec.role !== 'namespace') continue;
+        for (const obj of w.list()) {
+          const name = obj.metadata?.name;
+          if (name) namespaceLabels.set(name, { ...(obj.metadata?.labels ?? {}), 'kubernetes.io/metadata.name': name });
+        }
+      }
+      // Namespaces we see objects in but could not list (403): still match on the automatic name label.
+      for (const p of pods) {
+        const ns = p.metadata?.namespace;
+        if (ns && !namespaceLabels.has(ns)) namespaceLabels.set(ns, { 'kubernetes.io/metadata.name': ns });
+      }
+    }
+    this.state = { resources, services, pods, namespaceLabels };
+    this.stats.lastRecomputeMs = performance.now() - t0;
   }
 }

@@ -195,6 +195,10 @@ export interface InformerHooks {
   keep(o: Obj): Obj | undefined;
   /** The cache changed (an object added, changed or removed, or a relist). */
   onChange(): void;
+  /** One object of the cache set (or removed: undefined) by a watch event; called before onChange. */
+  onObject?(key: string, obj: Obj | undefined): void;
+  /** The cache was replaced by a list; called before onChange. */
+  onReset?(): void;
   /** A list succeeded, a watch was opened, or an event arrived. */
   onHealthy(): void;
 }
@@ -266,10 +270,19 @@ export class Informer {
   private async relist(primed?: ListResult): Promise<void> {
     const list = primed ?? (await this.api.listAll(this.path, this.opts.pageSize, (o) => this.hooks.keep(o)));
     this.counts.lists++;
+    // An object listed again at the resourceVersion cached is the object cached (same version, same content): what is
+    // built from it downstream is kept, so a relist after 410 Gone costs in proportion to what changed meanwhile.
+    const before = new Map(this.objects);
     this.objects.clear();
-    for (const o of list.items) this.objects.set(keyOf(o), o);
+    for (const o of list.items) {
+      const key = keyOf(o);
+      const prev = before.get(key);
+      const rv = o.metadata?.resourceVersion;
+      this.objects.set(key, prev !== undefined && rv !== undefined && rv !== '' && prev.metadata?.resourceVersion === rv ? prev : o);
+    }
     this.resourceVersion = list.resourceVersion;
     this.hooks.onHealthy();
+    this.hooks.onReset?.();
     this.hooks.onChange();
   }
 
@@ -304,14 +317,20 @@ export class Informer {
           if (kept === undefined) {
             if (prev !== undefined) {
               this.objects.delete(key);
+              this.hooks.onObject?.(key, undefined);
               this.hooks.onChange();
             }
           } else if (prev === undefined || prev.metadata?.resourceVersion !== kept.metadata?.resourceVersion || rv === undefined) {
             this.objects.set(key, kept);
+            this.hooks.onObject?.(key, kept);
             this.hooks.onChange();
           }
         } else if (type === 'DELETED') {
-          if (this.objects.delete(keyOf(obj))) this.hooks.onChange();
+          const key = keyOf(obj);
+          if (this.objects.delete(key)) {
+            this.hooks.onObject?.(key, undefined);
+            this.hooks.onChange();
+          }
         }
         if (rv !== undefined && rv !== '') this.resourceVersion = rv;
       }).catch((e: unknown) => {

@@ -21,6 +21,10 @@ export interface WatcherHost {
   log(level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>): void;
   backoff(attempt: number): number;
   changed(): void;
+  /** One object of this watcher's cache set (or removed: undefined) by a watch event. */
+  objectChanged(w: Watcher, key: string, obj: Obj | undefined): void;
+  /** This watcher's cache was replaced as a whole (a list, the kind gone absent). */
+  resync(w: Watcher): void;
   inScope(role: Role, o: Obj): boolean;
   podContainersIn(namespace: string | undefined): boolean;
 }
@@ -71,6 +75,16 @@ export class Watcher {
 
   list(): Iterable<Obj> {
     return this.informer && !this.absent ? (this.informer.objects.values() as Iterable<Obj>) : [];
+  }
+
+  /** The cache's objects by key (`namespace/name`). */
+  entries(): Iterable<[string, Obj]> {
+    return this.informer && !this.absent ? (this.informer.objects.entries() as Iterable<[string, Obj]>) : [];
+  }
+
+  /** The cached object of a key, if any. */
+  get(key: string): Obj | undefined {
+    return this.informer && !this.absent ? (this.informer.objects.get(key) as Obj | undefined) : undefined;
   }
 
   markHealthy(): void {
@@ -155,7 +169,10 @@ export class Watcher {
       this.lastLogged = why;
       this.src.log('info', `kubernetes: ${this.name}: ${why}; treated as empty, probing again in ${this.src.opts.reprobeMs} ms`);
     }
-    if (wasPresent) this.src.changed();
+    if (wasPresent) {
+      this.src.resync(this);
+      this.src.changed();
+    }
     this.schedule(this.src.opts.reprobeMs, async () => {
       await this.probe();
       if (!this.absent) {
@@ -172,6 +189,8 @@ export class Watcher {
     const informer = new Informer(this.src.api!, this.path!, {
       keep: (o) => this.trim(o as Obj) as WireObj | undefined,
       onChange: () => this.src.changed(),
+      onObject: (key, obj) => this.src.objectChanged(this, key, obj as Obj | undefined),
+      onReset: () => this.src.resync(this),
       onHealthy: () => this.markHealthy(),
     }, { pageSize: this.src.opts.pageSize, minWatchIntervalMs: this.src.opts.minWatchIntervalMs, now: this.src.opts.now, rand: this.src.opts.rand });
     this.informer = informer;
