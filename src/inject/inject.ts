@@ -314,6 +314,32 @@ function resolvePort(port: unknown, ports: unknown): number | undefined {
   return isObj(named) && typeof named.containerPort === 'number' ? named.containerPort : undefined;
 }
 
+const QUANTITY_SUFFIX: Record<string, number> = {
+  '': 1, m: 1e-3, k: 1e3, M: 1e6, G: 1e9, T: 1e12, P: 1e15, E: 1e18,
+  Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40, Pi: 2 ** 50, Ei: 2 ** 60,
+};
+
+/** A Kubernetes quantity (`128Mi`, `1G`, `134217728`, `129e6`) in bytes, or undefined when it is not one. */
+export function quantityBytes(q: string): number | undefined {
+  const m = /^\s*([+]?(?:\d+(?:\.\d*)?|\.\d+))(?:([eE][+-]?\d+)|(Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E)?)\s*$/.exec(q);
+  if (m === null) return undefined;
+  const n = Number(m[1]! + (m[2] ?? ''));
+  const bytes = n * QUANTITY_SUFFIX[m[3] ?? '']!;
+  return Number.isFinite(bytes) ? bytes : undefined;
+}
+
+/**
+ * V8's old-generation cap (MiB) for a sidecar whose container may use `limit`: what the limit leaves after ~32 MiB
+ * of what is not the JS heap (the binary's pages, young generation, native buffers), at least half the limit; 96 for
+ * the default 128Mi, as before. An unreadable limit keeps 96.
+ */
+export function oldSpaceMiB(limit: string | undefined): number {
+  const bytes = limit === undefined ? undefined : quantityBytes(limit);
+  if (bytes === undefined || bytes <= 0) return 96;
+  const mib = Math.floor(bytes / 2 ** 20);
+  return Math.max(16, Math.floor(mib / 2), mib - 32);
+}
+
 function resources(annotations: Record<string, string>): Obj {
   // Defaults sized for an idle Node.js proxy; Istio's per-pod override annotations apply.
   const requests: Record<string, string> = {
@@ -351,10 +377,12 @@ function sidecarContainer(p: {
     fieldEnv('SERVICE_ACCOUNT', 'spec.serviceAccountName'),
   ];
   if (Object.keys(p.probers).length > 0) env.push({ name: 'REMORA_APP_PROBERS', value: JSON.stringify(p.probers) });
-  // Keep V8's heap under the container memory limit so GC runs before the OOM killer does; a 1 MB semi-space
-  // (default: grows to ~16 MB) and one V8 worker thread keep a sidecar's private memory lower under load, at the same
-  // CPU per request (docs/performance.md, "One service: idle and at max throughput"). The image's NODE_OPTIONS, plus the cap.
-  env.push({ name: 'NODE_OPTIONS', value: '--max-old-space-size=96 --max-semi-space-size=1 --v8-pool-size=1' });
+  // Keep V8's heap under the container memory limit so GC runs before the OOM killer does (the cap follows
+  // proxyMemoryLimit: a large mesh given 1Gi gets the heap to use it); a 1 MB semi-space (default: grows to ~16 MB) and
+  // one V8 worker thread keep a sidecar's private memory lower under load, at the same CPU per request
+  // (docs/performance.md, "One service: idle and at max throughput"). The image's NODE_OPTIONS, plus the cap.
+  const limit = (resources(p.annotations).limits as Record<string, string>).memory;
+  env.push({ name: 'NODE_OPTIONS', value: `--max-old-space-size=${oldSpaceMiB(limit)} --max-semi-space-size=1 --v8-pool-size=1` });
 
   const probe = (extra: Obj): Obj => ({ httpGet: { path: '/healthz/ready', port: PORTS.health, scheme: 'HTTP' }, timeoutSeconds: 3, ...extra });
   const c: Obj = {

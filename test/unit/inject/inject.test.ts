@@ -4,6 +4,8 @@ import { parseAllDocuments } from 'yaml';
 import { describe, expect, it } from 'vitest';
 import {
   injectObject,
+  oldSpaceMiB,
+  quantityBytes,
   podPatch,
   INIT_NAME,
   SIDECAR_NAME,
@@ -126,6 +128,29 @@ describe('injectObject: workload kinds', () => {
     const sc = sidecarOf(injectObject(annotated, opts).object as Obj);
     expect(sc.resources).toEqual({ requests: { cpu: '50m', memory: '40Mi' }, limits: { memory: '256Mi' } });
     expect(sc.image).toBe('mine/remora:dev');
+    // The heap cap follows the memory limit: 256Mi leaves 224 MiB to V8's old generation (the default 128Mi: 96).
+    const nodeOptions = (sc.env as Obj[]).find((e) => e.name === 'NODE_OPTIONS')?.value as string;
+    expect(nodeOptions).toBe('--max-old-space-size=224 --max-semi-space-size=1 --v8-pool-size=1');
+    const plain = sidecarOf(injectObject(pod, opts).object as Obj);
+    expect((plain.env as Obj[]).find((e) => e.name === 'NODE_OPTIONS')?.value).toBe('--max-old-space-size=96 --max-semi-space-size=1 --v8-pool-size=1');
+  });
+
+  it('sizes the V8 heap cap from any Kubernetes memory quantity', () => {
+    expect(quantityBytes('128Mi')).toBe(134_217_728);
+    expect(quantityBytes('1Gi')).toBe(2 ** 30);
+    expect(quantityBytes('1G')).toBe(1e9);
+    expect(quantityBytes('129e6')).toBe(129e6);
+    expect(quantityBytes('134217728')).toBe(134_217_728);
+    expect(quantityBytes('0.5Gi')).toBe(2 ** 29);
+    expect(quantityBytes('lots')).toBeUndefined();
+    expect(quantityBytes('12 Mi')).toBeUndefined();
+    expect(oldSpaceMiB('128Mi')).toBe(96);
+    expect(oldSpaceMiB('1Gi')).toBe(992);
+    expect(oldSpaceMiB('1G')).toBe(921);
+    expect(oldSpaceMiB('48Mi')).toBe(24);
+    expect(oldSpaceMiB('16Mi')).toBe(16);
+    expect(oldSpaceMiB(undefined)).toBe(96);
+    expect(oldSpaceMiB('lots')).toBe(96);
   });
 });
 
