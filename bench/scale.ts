@@ -157,6 +157,12 @@ interface SizeResult {
     timeouts: number;
     /** RSS (MB) right after each edit served. */
     rssAfterEachEditMB: number[];
+    /**
+     * Per edit, the proxy's own account of the builds it applied between the rename and the first response with the
+     * edit (its "config version N applied" log lines, ConfigStore.BuildTimings, ms summed over those builds), and
+     * how many builds that was: what the edit → serving time is made of.
+     */
+    stages: Array<{ builds: number; wait: number; read: number; validate: number; hash: number; compile: number; apply: number }>;
   };
 }
 
@@ -232,7 +238,10 @@ async function meshPart(): Promise<{ sizes: SizeResult[]; latency?: BenchReport;
         dir: join(tmp, `mesh-${n}-${b.label}`),
         bg: new BackgroundLoad(p.outbound, bgHosts, 200 / mine.length),
         latencies: [] as number[], probeErrors: 0, timeouts: 0, timeoutsInARow: 0, rssTrace: [] as number[],
+        builds: watchBuilds(p.s.proc), stages: [] as StageSum[],
       }));
+      // The proxies run at --log-level warn; their "config version N applied" lines (info) say what each edit cost them.
+      for (const st of state) await adminPost(st.p.admin, '/logging?level=info');
       for (const st of state) st.bg.start();
       const edits = new Map<number, ScaleEdit>();
       for (let e = 0; e < EDITS && state.some((st) => st.timeoutsInARow < 3); e++) {
@@ -249,6 +258,7 @@ async function meshPart(): Promise<{ sizes: SizeResult[]; latency?: BenchReport;
         for (const st of state) {
           if (st.timeoutsInARow >= 3) continue;
           writeFileSync(join(st.dir, `.${fileName(f)}.new`), withEdits);
+          st.builds.seen.length = 0;
           const t0 = performance.now();
           renameSync(join(st.dir, `.${fileName(f)}.new`), join(st.dir, fileName(f))); // as a ConfigMap update: one step
           const served = await waitForHeader(st.p.outbound, scaleHost(svc), header, edit.marker, { gapMs: 2, timeoutMs: EDIT_TIMEOUT_MS }).catch((err: Error) => {
@@ -268,6 +278,8 @@ async function meshPart(): Promise<{ sizes: SizeResult[]; latency?: BenchReport;
           }
           st.rssTrace.push(Math.round(memStatus(st.p.s.pid).rssMB));
           await sleep(quick ? 300 : 1000);
+          // The proxy logs a build before it serves it; after the pause its log lines have arrived on the pipe too.
+          st.stages.push(sumStages(st.builds.seen));
         }
       }
       for (const st of state) {
@@ -280,8 +292,13 @@ async function meshPart(): Promise<{ sizes: SizeResult[]; latency?: BenchReport;
           count: lat.length, latenciesMs: lat.map((x) => Math.round(x)),
           p50Ms: percentile(lat, 50), p99Ms: percentile(lat, 99), maxMs: Math.max(...lat),
           background, probeErrors: st.probeErrors, afterEdits, timeouts: st.timeouts, rssAfterEachEditMB: st.rssTrace,
+          stages: st.stages,
         };
+        st.builds.stop();
         log(`${st.p.s.name}: ${lat.length} edits (${st.timeouts} not served within ${EDIT_TIMEOUT_MS / 1000} s), edit → serving p50 ${r.edits.p50Ms.toFixed(0)} ms, p99 ${r.edits.p99Ms.toFixed(0)} ms, max ${r.edits.maxMs.toFixed(0)} ms; background ${background.ok}/${background.sent} ok ${JSON.stringify(background.failures)}; RSS after ${afterEdits.rssMB.toFixed(1)} MB`);
+        // The slowest edits, with what the proxy says they were made of.
+        const slow = lat.map((ms, i) => ({ ms, i })).sort((a, b) => b.ms - a.ms).slice(0, 5);
+        for (const { ms, i } of slow) log(`  edit e${i}: ${ms.toFixed(0)} ms = ${formatStages(st.stages[i])}`);
       }
     }
     // KB per service: the RSS above the smallest size's (same build), per service added.
@@ -413,3 +430,47 @@ main().then(
     process.exit(1);
   },
 );
+
+// === the proxy's account of its builds (its "config version N applied" log lines) ===
+
+async function adminPost(port: number, path: string): Promise<void> {
+  const res = await fetch(`http://127.0.0.1:${port}${path}`, { method: 'POST' });
+  await res.text();
+  if (!res.ok) throw new Error(`POST ${path}: ${res.status}`);
+}
+
+type StageSum = { builds: number; wait: number; read: number; validate: number; hash: number; compile: number; apply: number };
+const STAGES = ['wait', 'read', 'validate', 'hash', 'compile', 'apply'] as const;
+
+/** Collects the build timings the proxy logs on stderr (ConfigStore.BuildTimings), until stop(). */
+function watchBuilds(proc: Started['proc']): { seen: Array<Record<string, number>>; stop: () => void } {
+  const seen: Array<Record<string, number>> = [];
+  let buf = '';
+  const onData = (d: Buffer): void => {
+    buf += d.toString();
+    let nl: number;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      if (!line.includes('applied')) continue;
+      try {
+        const rec = JSON.parse(line) as { msg?: string; ms?: Record<string, number> };
+        if (rec.ms !== undefined && /^config version \d+ applied$/.test(rec.msg ?? '')) seen.push(rec.ms);
+      } catch { /* not a log record */ }
+    }
+  };
+  proc.stderr!.on('data', onData);
+  return { seen, stop: () => void proc.stderr!.off('data', onData) };
+}
+
+function sumStages(builds: ReadonlyArray<Record<string, number>>): StageSum {
+  const out: StageSum = { builds: builds.length, wait: 0, read: 0, validate: 0, hash: 0, compile: 0, apply: 0 };
+  for (const b of builds) for (const k of STAGES) out[k] += b[k] ?? 0;
+  return out;
+}
+
+function formatStages(s: StageSum | undefined): string {
+  if (s === undefined) return 'no build logged';
+  const parts = STAGES.map((k) => `${k} ${s[k]}`).join(' + ');
+  return `${parts} (${s.builds} build${s.builds === 1 ? '' : 's'}; the rest is the watcher's event, the probe and the route's first use)`;
+}

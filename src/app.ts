@@ -198,7 +198,6 @@ export class Sidecar {
         const inUse = new Set(this.clusters.clusters().map((rt) => rt.def.name));
         this.metrics.forgetClusters([...changed].filter((n) => !snap.clusters.has(n) && !inUse.has(n)));
       }
-      this.logger.log('info', `config version ${snap.version} applied`, { hash: snap.hash, resources: snap.resources.length, clusters: snap.clusters.size });
     });
   }
 
@@ -323,7 +322,7 @@ export class Sidecar {
     for (const p of [this.opts.outboundPort, this.opts.inboundPort, this.opts.adminPort, this.opts.statsPort, this.opts.healthPort]) if (p > 0) own.push(p);
     for (const p of own) this.own.ports.add(p);
     this.outboundEnv.own = this.own;
-    this.watcher = new FileWatcher(this.opts.configPaths, () => { void this.store.reloadFiles(); });
+    this.watcher = new FileWatcher(this.opts.configPaths, (since) => { void this.store.reloadFiles(false, since); });
     await this.watcher.start();
     this.listening = true;
     if ((this.opts.exitOnAppExitSeconds ?? 0) > 0 && this.opts.appPorts.length > 0) watchApp(this.opts.appPorts[0]!, this.opts.exitOnAppExitSeconds!, this.logger, (reason) => this.shutdown(reason));

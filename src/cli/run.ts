@@ -285,7 +285,7 @@ export async function main(argv: string[]): Promise<number> {
     stats: sidecar.port('stats'), health: sidecar.port('health'),
     version: VERSION, config: sidecar.store.current?.version, hash: sidecar.store.current?.hash,
     pid: process.pid, startupMs: Math.round(performance.now() - t0),
-    // Of startupMs, the first config build: read + parse, validate, compile (ms).
+    // Of startupMs, the first config build: read + parse, validate, hash, compile, apply (ms; ConfigStore.BuildTimings).
     configMs: sidecar.store.lastBuild ?? null,
   };
   process.stdout.write(`remora ready ${JSON.stringify(ready)}\n`);

@@ -38,10 +38,13 @@ export interface ExternalInput {
 }
 
 /**
- * Where the last accepted build's time went (ms): reading and parsing the files (`read`, 0 when only a non-file
- * source changed), validating every object, compiling the snapshot. In the ready line and /config_dump.
+ * Where the last accepted build's time went (ms): from the first file event to the start of reading (`wait`: the
+ * watcher's gathering of one change's events, and a build already running), reading and parsing the files (`read`;
+ * both 0 when only a non-file source changed), validating, hashing the inputs (the snapshot's `hash`), compiling the
+ * snapshot, and applying it (`apply`: the update listeners: cluster runtimes, pools, policies, metrics). In the ready
+ * line, /config_dump and the "config version N applied" log line.
  */
-export interface BuildTimings { read: number; validate: number; compile: number }
+export interface BuildTimings { wait: number; read: number; validate: number; hash: number; compile: number; apply: number }
 
 export class ConfigStore extends EventEmitter {
   current: Snapshot | undefined;
@@ -73,6 +76,8 @@ export class ConfigStore extends EventEmitter {
   private version = 0;
   private reloading: Promise<boolean> | undefined;
   private again = false;
+  /** When the earliest file change not yet read was seen (performance.now()). */
+  private pendingSince: number | undefined;
   private loggedWarnings = new Set<string>();
   /** File reads that failed for lack of descriptors or memory (EMFILE, ENFILE, ENOMEM), retried, never a rejection. */
   transientReadFailures = 0;
@@ -85,23 +90,28 @@ export class ConfigStore extends EventEmitter {
   }
 
   /** Load files and compile. Returns false (and keeps the previous snapshot) when the config is invalid. */
-  async reloadFiles(force = false): Promise<boolean> {
+  async reloadFiles(force = false, since = performance.now()): Promise<boolean> {
+    // A change seen while a build runs is read after it: its wait counts from when it was seen.
+    if (this.pendingSince === undefined || since < this.pendingSince) this.pendingSince = since;
     if (this.reloading) { this.again = true; return this.reloading; }
     this.reloading = (async () => {
       let ok = true;
       do {
         this.again = false;
-        ok = await this.reloadFilesOnce(force);
+        const from = this.pendingSince ?? performance.now();
+        this.pendingSince = undefined;
+        ok = await this.reloadFilesOnce(force, from);
       } while (this.again);
       return ok;
     })();
     try { return await this.reloading; } finally { this.reloading = undefined; }
   }
 
-  private async reloadFilesOnce(force: boolean): Promise<boolean> {
+  private async reloadFilesOnce(force: boolean, since: number): Promise<boolean> {
     const t0 = performance.now();
     const loaded = await loadConfig(this.opts.paths, this.opts.namespace, this.parseCache);
     const readMs = performance.now() - t0;
+    const waitMs = Math.max(0, t0 - since);
     if (loaded.errors.length > 0) {
       loaded.undo?.(); // not adopted: the resources in use keep the lines of the text they were read from (load.ts)
       // Out of file descriptors or memory (a connection flood past ulimit -n) says nothing about the configuration:
@@ -118,7 +128,7 @@ export class ConfigStore extends EventEmitter {
     this.fileResources = loaded.resources;
     this.fileGroups = loaded.files.map((f) => ({ key: `file:${f}`, resources: this.parseCache.get(f)?.resources ?? [] }));
     this.fileDigest = digest;
-    if (!this.rebuild(readMs)) {
+    if (!this.rebuild(readMs, waitMs)) {
       loaded.undo?.();
       this.fileResources = prevResources;
       this.fileGroups = prevGroups;
@@ -199,8 +209,8 @@ export class ConfigStore extends EventEmitter {
     }
   }
 
-  /** `readMs`: how long reading the files took, when a file change led to this build. */
-  private rebuild(readMs = 0): boolean {
+  /** `readMs`, `waitMs`: how long reading the files took and what came before, when a file change led to this build. */
+  private rebuild(readMs = 0, waitMs = 0): boolean {
     const t0 = performance.now();
     let resources = this.allResources();
     let problems = this.validateAll();
@@ -238,6 +248,8 @@ export class ConfigStore extends EventEmitter {
     }
     const now = Date.now();
     const t1 = performance.now();
+    const hash = this.hashOf(resources, extraServices);
+    const th = performance.now();
     let snap: Snapshot;
     try {
       const copts: CompileOptions = {
@@ -249,7 +261,7 @@ export class ConfigStore extends EventEmitter {
         ...(this.opts.search ? { search: this.opts.search } : {}),
         dns: this.dns,
         version: this.version + 1,
-        hash: this.hashOf(resources, extraServices),
+        hash,
         now,
       };
       const c = this.compiled;
@@ -268,7 +280,7 @@ export class ConfigStore extends EventEmitter {
       return this.reject([{ file: '', line: 0, object: '', field: '', message: `compile failed: ${(err as Error).stack ?? String(err)}` }]);
     }
     const t2 = performance.now();
-    this.lastBuild = { read: Math.round(readMs), validate: Math.round(t1 - t0), compile: Math.round(t2 - t1) };
+    const timings: BuildTimings = { wait: Math.round(waitMs), read: Math.round(readMs), validate: Math.round(t1 - t0), hash: Math.round(th - t1), compile: Math.round(t2 - th), apply: 0 };
     this.version++;
     // Log a warning when it appears, not on every rebuild (watch events rebuild often).
     const seen = new Set([...warnings, ...scopeWarnings, ...snap.warnings]);
@@ -280,6 +292,9 @@ export class ConfigStore extends EventEmitter {
     this.reloads++;
     this.lastError = undefined;
     this.emit('update', snap, prev);
+    timings.apply = Math.round(performance.now() - t2);
+    this.lastBuild = timings;
+    this.opts.log('info', `config version ${snap.version} applied`, { hash: snap.hash, resources: snap.resources.length, clusters: snap.clusters.size, ms: timings });
     this.scheduleDns(snap);
     return true;
   }

@@ -133,4 +133,27 @@ describe('FileWatcher', () => {
     expect(store.reloads).toBe(reloadsBefore + 1);
     expect(w.fired).toBe(1);
   });
+  it('a change the poll saw does not hold a rename back for the write debounce', async () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'mesh.yaml'), 'version: a\n');
+    const seen: Array<{ at: number; value: string }> = [];
+    // Poll every 40 ms; writes in place wait 3 s.
+    const w = new FileWatcher([dir], () => seen.push({ at: performance.now(), value: readFileSync(join(dir, 'mesh.yaml'), 'utf8') }), 3000, 40);
+    await w.start();
+    cleanups.push(() => w.stop());
+    const replace = (v: string): number => {
+      writeFileSync(join(dir, '.mesh.yaml.new'), `version: ${v}\n`);
+      const at = performance.now();
+      renameSync(join(dir, '.mesh.yaml.new'), join(dir, 'mesh.yaml'));
+      return at;
+    };
+    replace('b');
+    await until('the first rename read', () => seen.length === 1);
+    // The poll now sees the same change (its signature moved) and marks an unknown file as written: read in 3 s.
+    await pause(150);
+    const t = replace('c');
+    await until('the second rename read', () => seen.some((x) => x.value === 'version: c\n'), 2500);
+    const read = seen.find((x) => x.value === 'version: c\n')!;
+    expect(read.at - t).toBeLessThan(1000);
+  });
 });

@@ -60,7 +60,7 @@ describe('admin JSON shapes', () => {
     expect(d).toMatchObject({ version: 1, hash: expect.any(String), reloads: expect.any(Number), reloadFailures: 0, lastError: null, warnings: [] });
     expect(Date.parse(d.lastReloadTime)).not.toBeNaN();
     // Where the last build's time went, in whole ms.
-    expect(d.lastBuildMs).toEqual({ read: expect.any(Number), validate: expect.any(Number), compile: expect.any(Number) });
+    expect(d.lastBuildMs).toEqual({ wait: expect.any(Number), read: expect.any(Number), validate: expect.any(Number), hash: expect.any(Number), compile: expect.any(Number), apply: expect.any(Number) });
     for (const v of Object.values(d.lastBuildMs as Record<string, number>)) expect(Number.isInteger(v) && v >= 0).toBe(true);
     expect(d.ports).toMatchObject({ outbound: proxy.info.outbound, admin: proxy.info.admin, stats: proxy.info.stats, health: proxy.info.health });
     expect(d.resources.map((r: { kind: string; metadata: { name: string } }) => `${r.kind}/${r.metadata.name}`).sort()).toEqual(['DestinationRule/reviews', 'ServiceEntry/reviews', 'VirtualService/reviews']);
