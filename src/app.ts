@@ -16,6 +16,7 @@ import { handleConnect } from './proxy/connect.js';
 import type { DownstreamRequest, DownstreamResponse } from './proxy/downstream.js';
 import { ConfigStore } from './discovery/config-store.js';
 import { changedClusters } from './config/compile.js';
+import { deltaKinds } from './config/compile-delta.js';
 import { FileWatcher } from './discovery/file-watcher.js';
 import type { KubernetesSource } from './discovery/k8s-source.js';
 import { servicesFromEnv } from './discovery/env-discovery.js';
@@ -179,7 +180,8 @@ export class Sidecar {
     this.store.on('rejected', () => this.metrics.configReloadFailures.inc());
     this.store.on('update', (snap: Snapshot, prev: Snapshot | undefined) => {
       const mtlsBefore = peerAuthnKey(this.authz.peerAuthn);
-      this.authz.update({ resources: snap.resources });
+      // A snapshot compiled from the previous one changed only routing and registry kinds: the same policies.
+      this.authz.update({ resources: snap.resources, samePolicies: prev !== undefined && deltaKinds(snap).length > 0 });
       if (peerAuthnKey(this.authz.peerAuthn) !== mtlsBefore) this.enforceStrict();
       this.warnUnenforcedMtls();
       this.metrics.configReloads.inc();

@@ -248,7 +248,7 @@ export class ConfigStore extends EventEmitter {
     }
     const now = Date.now();
     const t1 = performance.now();
-    const hash = this.hashOf(resources, extraServices);
+    const hash = this.hashOf();
     const th = performance.now();
     let snap: Snapshot;
     try {
@@ -299,16 +299,16 @@ export class ConfigStore extends EventEmitter {
     return true;
   }
 
-  private hashOf(resources: readonly Resource[], services: readonly ServiceDef[]): string {
+  /**
+   * The snapshot's hash, of its inputs: the files' digest (each file's SHA-256), each other source's objects (API
+   * objects by kind, name and resourceVersion) and registry entries, and the DNS answers. What the build derives from
+   * them (Sidecar scoping, rules dropped) follows from the inputs. Each source's part is kept by the identity of its
+   * arrays, so a file edit hashes no object and a watch event hashes its source's list once.
+   */
+  private hashOf(): string {
     const h = createHash('sha256');
     h.update(this.fileDigest);
-    for (const r of resources) if (r.source.file === 'kubernetes') h.update(`${r.kind}/${r.metadata.namespace}/${r.metadata.name}@${r.metadata.resourceVersion ?? ''}`);
-    // Per registry entry, its digest by identity: an API watch event that replaced one entry hashes that one alone.
-    for (const s of services) {
-      let d = SERVICE_DIGESTS.get(s);
-      if (d === undefined) { d = createHash('sha256').update(JSON.stringify(s)).digest('base64'); SERVICE_DIGESTS.set(s, d); }
-      h.update(d);
-    }
+    for (const [name, e] of [...this.external].sort((a, b) => (a[0] < b[0] ? -1 : 1))) h.update(`\0${name}\0`).update(resourcesDigest(e.resources)).update(servicesDigest(e.services));
     for (const [k, v] of [...this.dns].sort()) h.update(`${k}=${v.join(',')}`);
     return h.digest('hex').slice(0, 16);
   }
@@ -392,6 +392,35 @@ export class ConfigStore extends EventEmitter {
 }
 
 const SERVICE_DIGESTS = new WeakMap<ServiceDef, string>();
+const LIST_DIGESTS = new WeakMap<readonly object[], string>();
+
+/** An API object is its kind, name and resourceVersion (same version, same content); one without a version, its spec. */
+function resourcesDigest(list: readonly Resource[]): string {
+  let d = LIST_DIGESTS.get(list);
+  if (d === undefined) {
+    const h = createHash('sha256');
+    for (const r of list) h.update(`${r.apiVersion}/${r.kind}/${r.metadata.namespace}/${r.metadata.name}@${r.metadata.resourceVersion ?? JSON.stringify(r.spec)}\0`);
+    d = h.digest('base64');
+    LIST_DIGESTS.set(list, d);
+  }
+  return d;
+}
+
+/** Per registry entry, its digest by identity: an API watch event that replaced one entry hashes that one alone. */
+function servicesDigest(list: readonly ServiceDef[]): string {
+  let d = LIST_DIGESTS.get(list);
+  if (d === undefined) {
+    const h = createHash('sha256');
+    for (const s of list) {
+      let sd = SERVICE_DIGESTS.get(s);
+      if (sd === undefined) { sd = createHash('sha256').update(JSON.stringify(s)).digest('base64'); SERVICE_DIGESTS.set(s, sd); }
+      h.update(sd);
+    }
+    d = h.digest('base64');
+    LIST_DIGESTS.set(list, d);
+  }
+  return d;
+}
 
 /** load.ts's messages for a read that failed for want of resources rather than because of the files. */
 const TRANSIENT_READ = /^cannot (read|list): (EMFILE|ENFILE|ENOMEM)$/;

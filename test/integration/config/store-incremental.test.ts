@@ -107,6 +107,8 @@ async function randomEdits(seed: number, plain: boolean, steps: number): Promise
     let extOn = false;
     const apiList = (): Resource[] => [...api.entries()].sort((a, b) => (a[0] < b[0] ? -1 : 1)).map(([, v]) => fromApi(v.text, String(v.rv))).filter((r): r is Resource => r !== undefined);
     let lastGood: string | undefined = canonSnapshot(incr.current!);
+    let lastHash = incr.current!.hash;
+    let lastHashed = lastGood;
     let accepted = 0;
     let touched = 0;
     let rejected = 0;
@@ -165,6 +167,11 @@ async function randomEdits(seed: number, plain: boolean, steps: number): Promise
         accepted++;
         lastGood = canonSnapshot(ref.current!);
         expect(firstDifference(canonSnapshot(incr.current!), lastGood), `step ${step}`).toBe('');
+        // The hash is of the inputs: the same on both paths, and new when an input changed.
+        expect(incr.current!.hash, `step ${step}`).toBe(ref.current!.hash);
+        if (incr.current!.hash === lastHash) expect(lastGood, `step ${step}: same hash, same snapshot`).toBe(lastHashed);
+        lastHash = incr.current!.hash;
+        lastHashed = lastGood;
       } else {
         rejected++;
         expect(incr.lastError?.errors, `step ${step}`).toEqual(ref.lastError?.errors);

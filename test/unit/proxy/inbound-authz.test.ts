@@ -85,6 +85,25 @@ describe('InboundAuthorizer', () => {
     expect(a.check({ ip: '10.0.0.4', port: 9080 }, REQ).allowed).toBe(true);
   });
 
+  it('samePolicies (a snapshot that changed only routing kinds) keeps the compiled policies; a later pod event recompiles from the new list', () => {
+    const { a } = make();
+    const vs = res('networking.istio.io/v1', 'VirtualService', 'r', 'default', { hosts: ['r'], http: [{ route: [{ destination: { host: 'r' } }] }] });
+    a.update({ resources: [onlyProductpage, vs], pods: PODS, namespaceLabels: NS });
+    expect(a.policies).toEqual(['NetworkPolicy/default/allow-productpage']);
+    const policies = a.policies;
+    const vs2 = res('networking.istio.io/v1', 'VirtualService', 'r', 'default', { hosts: ['r'], http: [{ route: [{ destination: { host: 'r2' } }] }] });
+    a.update({ resources: [onlyProductpage, vs2], samePolicies: true });
+    expect(a.policies).toBe(policies); // not compiled again
+    expect(a.check({ ip: '10.0.0.3', port: 9080 }, REQ).allowed).toBe(false);
+    expect(a.check({ ip: '10.0.0.2', port: 9080 }, REQ).allowed).toBe(true);
+    // The list given with samePolicies is the one a later recompile reads.
+    a.update({ resources: [vs2], samePolicies: true });
+    expect(a.enabled).toBe(true);
+    a.update({ pods: PODS });
+    expect(a.enabled).toBe(false);
+    expect(a.check({ ip: '10.0.0.3', port: 9080 }, REQ).allowed).toBe(true);
+  });
+
   it('named NetworkPolicy ports resolve through this pod\'s container ports (found by pod name)', () => {
     const policy = np('http-only', { podSelector: {}, ingress: [{ ports: [{ port: 'http' }] }] });
     const { a } = make();
