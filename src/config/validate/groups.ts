@@ -123,7 +123,9 @@ export class GroupedValidation {
       }
     }
     // Removal is ordered by the old places, addition by the new ones; both agree on whatever stays.
-    this.state.update(removed, []);
+    // One re-check for the whole change (ValidationState.begin): a DestinationRule replaced is not checked missing.
+    const dirty = this.state.begin();
+    this.state.take(removed, dirty);
     for (const r of removed) this.where.delete(r);
     for (const k of this.groups.keys()) {
       if (next.has(k)) continue;
@@ -139,7 +141,9 @@ export class GroupedValidation {
     // their problems as they are (they do not depend on the line).
     const again: Resource[] = [];
     for (const r of kept) if (this.state.placed(r)) again.push(r);
-    this.state.update(again, again.concat(added.map((a) => a[0])));
+    this.state.take(again, dirty);
+    this.state.put(again.concat(added.map((a) => a[0])), dirty);
+    this.state.finish(dirty);
     this.groups = next;
     this.lastTouched = removed.length + added.length + again.length;
     return this.state.problems();

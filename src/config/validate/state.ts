@@ -107,7 +107,8 @@ export class ValidationState {
    */
   placed(r: Resource): boolean {
     if (!this.present.has(r)) return false;
-    for (const m of [this.own, this.dupErrors, this.subsetErrors, this.delegateErrors, this.hostlessErrors, this.identityWarnings]) if (m.has(r)) return true;
+    // Asked of every kept resource of an edited file (1,500 at 50,000 services): no list allocated per call.
+    if (this.own.has(r) || this.dupErrors.has(r) || this.subsetErrors.has(r) || this.delegateErrors.has(r) || this.hostlessErrors.has(r) || this.identityWarnings.has(r)) return true;
     if (duplicateKey(r) !== undefined && this.named(r.kind, r.metadata.namespace, r.metadata.name).length > 1) return true;
     const facts = vsFacts(r);
     if (facts !== undefined) {
@@ -122,7 +123,23 @@ export class ValidationState {
 
   /** Take `removed` out and `added` in, and re-check what they take part in. */
   update(removed: Iterable<Resource>, added: Iterable<Resource>): void {
-    const dirty = new Dirty();
+    const dirty = this.begin();
+    this.take(removed, dirty);
+    this.put(added, dirty);
+    this.finish(dirty);
+  }
+
+  /**
+   * update() in steps, with one re-check at the end (finish): what a removal leaves dirty is checked against the state
+   * after the additions too. A DestinationRule edited is its old object taken out and its new one put in; checked in
+   * between, every VirtualService using its subsets would get a transient "subset not defined" error, each locating
+   * its line (a YAML parse of the file) for nothing: 15 of a 50,000-service edit's 20 ms of validation.
+   */
+  begin(): Dirty {
+    return new Dirty();
+  }
+
+  take(removed: Iterable<Resource>, dirty: Dirty): void {
     for (const r of removed) {
       if (!this.present.has(r)) continue;
       this.present.delete(r);
@@ -130,6 +147,9 @@ export class ValidationState {
       for (const m of [this.own, this.dupErrors, this.subsetErrors, this.delegateErrors, this.hostlessErrors, this.identityWarnings]) this.setSlot(m, r, NONE);
       this.index(r, false, dirty);
     }
+  }
+
+  put(added: Iterable<Resource>, dirty: Dirty): void {
     for (const r of added) {
       if (this.present.has(r)) continue;
       this.present.add(r);
@@ -137,6 +157,9 @@ export class ValidationState {
       this.setSlot(this.own, r, own.length === 0 ? NONE : own.map((e, k) => ({ e, at: r, phase: 0, gen: r, k })));
       this.index(r, true, dirty);
     }
+  }
+
+  finish(dirty: Dirty): void {
     this.recheck(dirty);
   }
 
@@ -431,7 +454,7 @@ export class ValidationState {
 }
 
 /** What one update leaves to re-check. */
-class Dirty {
+export class Dirty {
   /** Duplicate keys to re-check, each with one resource of the key. */
   readonly dup = new Map<string, Resource>();
   readonly subsets = new Set<Resource>();
