@@ -9,7 +9,7 @@ import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import type { ConfigError, Resource } from '../config/resource.js';
 import { formatError } from '../config/resource.js';
-import { loadConfig, type ParseCache } from '../config/load.js';
+import { loadConfig, settleParseCache, unsettled, SETTLE_AFTER_MS, type ParseCache } from '../config/load.js';
 import { validateResources } from '../config/validate.js';
 import { GroupedValidation, type ResourceGroup } from '../config/validate/groups.js';
 import { compile, type CompileOptions } from '../config/compile.js';
@@ -83,6 +83,9 @@ export class ConfigStore extends EventEmitter {
   transientReadFailures = 0;
   private transientSince = 0;
   private retryTimer: NodeJS.Timeout | undefined;
+  private settleTimer: NodeJS.Timeout | undefined;
+  /** Passes of settleParseCache run (tests). */
+  settled = 0;
 
   constructor(readonly opts: StoreOptions) {
     super();
@@ -135,7 +138,25 @@ export class ConfigStore extends EventEmitter {
       this.fileDigest = prevDigest;
       return false;
     }
+    this.scheduleSettle();
     return true;
+  }
+
+  /**
+   * Files read just after they changed are read again by every reload until they are settled (load.ts,
+   * settleParseCache): that is done once they have aged, between reloads, instead of by the next edit.
+   */
+  private scheduleSettle(): void {
+    if (this.settleTimer !== undefined || this.stopped || !unsettled(this.parseCache)) return;
+    this.settleTimer = setTimeout(() => {
+      if (this.reloading !== undefined) { this.settleTimer = undefined; this.scheduleSettle(); return; }
+      void settleParseCache(this.parseCache).then((left) => {
+        this.settleTimer = undefined;
+        this.settled++;
+        if (left > 0) this.scheduleSettle();
+      }, () => { this.settleTimer = undefined; });
+    }, SETTLE_AFTER_MS + 100);
+    this.settleTimer.unref();
   }
 
   /** Replace the input of a non-file source (Kubernetes, environment) and recompile. */
@@ -154,10 +175,22 @@ export class ConfigStore extends EventEmitter {
     this.external.set(name, input);
   }
 
-  private allResources(): Resource[] {
+  /** The files' resources then each source's (the files' own list as is when no other source has any: not copied). */
+  private allResources(): readonly Resource[] {
+    let n = 0;
+    for (const e of this.external.values()) n += e.resources.length;
+    if (n === 0) return this.fileResources;
     const all = [...this.fileResources];
-    for (const e of this.external.values()) all.push(...e.resources);
+    for (const e of this.external.values()) for (const r of e.resources) all.push(r);
     return all;
+  }
+
+  /** The Sidecar objects among the inputs, each file's and source's list filtered once (kept by the list's identity). */
+  private sidecarCandidates(): Resource[] {
+    const out: Resource[] = [];
+    for (const g of this.fileGroups) for (const r of sidecarsOf(g.resources)) out.push(r);
+    for (const e of this.external.values()) for (const r of sidecarsOf(e.resources)) out.push(r);
+    return out;
   }
 
   /**
@@ -237,7 +270,9 @@ export class ConfigStore extends EventEmitter {
     // Istio Sidecar egress scoping, for every source alike: only what this workload can reach is compiled, and the
     // Sidecar's outboundTrafficPolicy overrides --outbound-traffic-policy (as Istio's overrides meshConfig).
     let outboundTrafficPolicy = this.opts.outboundTrafficPolicy;
-    const sidecar = selectSidecar(resources, { namespace: this.opts.namespace, labels: this.opts.labels });
+    let sidecars = this.sidecarCandidates();
+    if (sidecars.length > 0 && badCluster.size > 0) { const kept = new Set(resources); sidecars = sidecars.filter((r) => kept.has(r)); }
+    const sidecar = selectSidecar(sidecars, { namespace: this.opts.namespace, labels: this.opts.labels });
     const scopeWarnings: string[] = [];
     if (sidecar !== undefined) {
       const scoped = scopeInputs({ resources, services: extraServices }, sidecar, this.opts.namespace, { clusterDomain: this.opts.clusterDomain });
@@ -341,13 +376,20 @@ export class ConfigStore extends EventEmitter {
 
   // === DNS for resolution: DNS ServiceEntries ===
 
+  /** The names DNS ServiceEntries resolve (kept by the registry list's identity: an edit that kept it scans nothing). */
   private dnsNames(snap: Snapshot): string[] {
+    const list = snap.services;
+    const known = DNS_NAMES.get(list);
+    if (known !== undefined) return known;
     const names = new Set<string>();
-    for (const s of snap.services) {
+    for (let i = 0; i < list.length; i++) {
+      const s = list[i]!;
       if (s.resolution !== 'DNS') continue;
       for (const w of s.workloads) if (!isIP(w.address) && !w.address.startsWith('unix://')) names.add(w.address);
     }
-    return [...names];
+    const out = [...names];
+    DNS_NAMES.set(list, out);
+    return out;
   }
 
   private scheduleDns(snap: Snapshot): void {
@@ -388,7 +430,22 @@ export class ConfigStore extends EventEmitter {
     this.stopped = true;
     if (this.dnsTimer) clearTimeout(this.dnsTimer);
     if (this.retryTimer) clearTimeout(this.retryTimer);
+    if (this.settleTimer) clearTimeout(this.settleTimer);
   }
+}
+
+const SIDECARS = new WeakMap<readonly Resource[], readonly Resource[]>();
+const DNS_NAMES = new WeakMap<readonly ServiceDef[], string[]>();
+const NO_SIDECARS: readonly Resource[] = [];
+
+function sidecarsOf(list: readonly Resource[]): readonly Resource[] {
+  let s = SIDECARS.get(list);
+  if (s === undefined) {
+    const found = list.filter((r) => r.kind === 'Sidecar');
+    s = found.length === 0 ? NO_SIDECARS : found;
+    SIDECARS.set(list, s);
+  }
+  return s;
 }
 
 const SERVICE_DIGESTS = new WeakMap<ServiceDef, string>();

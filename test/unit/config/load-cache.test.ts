@@ -7,7 +7,7 @@ import { describe, it, expect, afterEach } from 'vitest';
 import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadConfig, type ParseCache } from '../../../src/config/load.js';
+import { loadConfig, settleParseCache, unsettled, SETTLE_AFTER_MS, type ParseCache } from '../../../src/config/load.js';
 
 const dirs: string[] = [];
 afterEach(() => { for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true }); });
@@ -70,5 +70,35 @@ describe('loadConfig with a parse cache', () => {
     const removed = await loadConfig([dir], 'default', cache);
     expect(removed.resources.map(hostOf)).toEqual(['bc.example.com']);
     expect(cache.has(a)).toBe(false);
+  });
+  it('settles files read just after they changed once they have aged: a stat key when the text is still the one parsed', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'remora-cache-'));
+    dirs.push(dir);
+    const a = join(dir, 'a.yaml');
+    const b = join(dir, 'b.yaml');
+    writeFileSync(a, se('aa.example.com'));
+    writeFileSync(b, se('bb.example.com'));
+    const cache: ParseCache = new Map();
+    const first = await loadConfig([dir], 'default', cache);
+    expect(unsettled(cache)).toBe(true);
+    // Too young yet: nothing settled, both counted as left.
+    expect(await settleParseCache(cache)).toBe(2);
+    expect(cache.get(a)!.stat).toBeUndefined();
+    await new Promise((r) => setTimeout(r, SETTLE_AFTER_MS + 50));
+    // b changed since it was read (not yet reloaded): it keeps no key; a gets one.
+    writeFileSync(b, se('bc.example.com'));
+    await new Promise((r) => setTimeout(r, SETTLE_AFTER_MS + 50));
+    expect(await settleParseCache(cache)).toBe(1);
+    expect(cache.get(a)!.stat).toBeDefined();
+    expect(cache.get(b)!.stat).toBeUndefined();
+    expect(unsettled(cache)).toBe(true);
+    // The reload sees b's change (and keeps a's objects); a later change of a is seen through its key.
+    const next = await loadConfig([dir], 'default', cache);
+    expect(next.parsed).toEqual([b]);
+    expect(next.resources[0]).toBe(first.resources[0]);
+    writeFileSync(a, se('ab.example.com'));
+    const last = await loadConfig([dir], 'default', cache);
+    expect(last.parsed).toEqual([a]);
+    expect((last.resources[0]!.spec.hosts as string[])[0]).toBe('ab.example.com');
   });
 });
