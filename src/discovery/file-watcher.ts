@@ -13,10 +13,12 @@
  */
 import { watch, type FSWatcher } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 
 /** The pseudo-path of a change the poll saw (it does not know which file). */
 const POLLED = '\0poll';
+/** Names loadConfig reads (load.ts EXTENSIONS). */
+const CONFIG_FILE = /\.(ya?ml|json)$/;
 
 export class FileWatcher {
   private watchers = new Map<string, FSWatcher>();
@@ -28,10 +30,13 @@ export class FileWatcher {
   private writing = new Map<string, number>();
   /** When the last rename not yet reported was seen. */
   private renamedAt = -Infinity;
+  /** Some event since the last read may have been a directory's (see kick). */
+  private maybeNewDirectory = false;
   /** When the first event not yet reported was seen (performance.now()): what the callback is told, for timings. */
   private firstAt: number | undefined;
-  /** Callbacks made, for the tests. */
+  /** Callbacks made, and listings of the directories, for the tests. */
   fired = 0;
+  listings = 0;
 
   constructor(
     private readonly paths: readonly string[],
@@ -95,12 +100,16 @@ export class FileWatcher {
         // Missing or not watchable: polling covers it.
       }
     }
+    this.listings++;
   }
 
   /** An event: a rename (read soon) or a write in place, or what the poll saw (read once quiet for debounceMs). */
   private kick(type: 'rename' | 'change', path: string): void {
     const now = performance.now();
     this.firstAt ??= now;
+    // A name that may be a new directory (created or renamed: not a config file's, not hidden, as watchAll skips
+    // those), or what the poll saw: the directories are listed again after the read.
+    if (path === POLLED || (type === 'rename' && !CONFIG_FILE.test(path) && !basename(path).startsWith('.'))) this.maybeNewDirectory = true;
     if (type === 'rename') {
       this.renamedAt = now;
       this.writing.delete(path); // replaced, created, moved away or deleted: what comes under that name is a new file
@@ -141,7 +150,9 @@ export class FileWatcher {
         const since = this.firstAt ?? t;
         this.firstAt = undefined;
         this.onChange(since);
-        void this.watchAll(); // new subdirectories get their own watch
+        // New subdirectories get their own watch; a file renamed into place (an edit) cannot be one: not listed again
+        // (100 stats per edit at 50,000 services).
+        if (this.maybeNewDirectory) { this.maybeNewDirectory = false; void this.watchAll(); }
       });
     }, Math.max(0, this.due(now) - now));
     timer.unref();

@@ -156,4 +156,20 @@ describe('FileWatcher', () => {
     const read = seen.find((x) => x.value === 'version: c\n')!;
     expect(read.at - t).toBeLessThan(1000);
   });
+  it('a new subdirectory gets its own watch; an edit renamed into place does not list the directories again', async () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'mesh.yaml'), 'version: a\n');
+    const sub = join(dir, 'team-a');
+    const { w, seen } = await watching([dir], () => { try { return readFileSync(join(sub, 'vs.yaml'), 'utf8'); } catch { return ''; } }, 3000);
+    mkdirSync(sub);
+    await until('the new directory read', () => w.fired === 1);
+    await until('the directories listed again', () => w.listings === 2);
+    writeFileSync(join(sub, '.vs.yaml.new'), 'version: b\n');
+    const t = performance.now();
+    renameSync(join(sub, '.vs.yaml.new'), join(sub, 'vs.yaml'));
+    await until('the file in the new directory read', () => seen.some((x) => x.value === 'version: b\n'), 2500);
+    expect(seen.find((x) => x.value === 'version: b\n')!.at - t).toBeLessThan(1000);
+    await pause(50);
+    expect(w.listings).toBe(2);
+  });
 });
