@@ -73,6 +73,11 @@ const WIRE_I64 = 1;
 const WIRE_LEN = 2;
 const WIRE_I32 = 5;
 
+/** Value of each hex digit by character code (0 for anything else; ids are validated before they get here). */
+const HEX_VALUE = new Uint8Array(128);
+for (let i = 0; i < 10; i++) HEX_VALUE[48 + i] = i;
+for (let i = 0; i < 6; i++) HEX_VALUE[97 + i] = HEX_VALUE[65 + i] = 10 + i;
+
 function varintSize(n: number): number {
   let s = 1;
   while (n >= 0x80) {
@@ -98,9 +103,14 @@ export class ProtoWriter {
     return this;
   }
 
+  /** Room for `n` more bytes without growing while they are written. */
+  reserve(n: number): void {
+    this.ensure(n);
+  }
+
   private ensure(n: number): void {
     if (this.pos + n <= this.buf.length) return;
-    let size = this.buf.length * 2;
+    let size = Math.max(64, this.buf.length * 2);
     while (size < this.pos + n) size *= 2;
     const b = Buffer.allocUnsafe(size);
     this.buf.copy(b, 0, 0, this.pos);
@@ -163,27 +173,40 @@ export class ProtoWriter {
 
   string(field: number, s: string): void {
     this.tag(field, WIRE_LEN);
+    const len = s.length;
+    if (len < 128) {
+      // Short ASCII (nearly every attribute) is copied here: cheaper than two calls into C++ per string.
+      this.ensure(len + 1);
+      const b = this.buf;
+      let p = this.pos + 1;
+      let i = 0;
+      for (; i < len; i++) {
+        const c = s.charCodeAt(i);
+        if (c >= 0x80) break;
+        b[p++] = c;
+      }
+      if (i === len) {
+        b[this.pos] = len;
+        this.pos = p;
+        return;
+      }
+    }
     const n = Buffer.byteLength(s, 'utf8');
     this.uvarint(n);
     this.ensure(n);
     this.pos += this.buf.write(s, this.pos, n, 'utf8');
   }
 
-  /** Hex digits as bytes (trace and span ids). */
+  /** Hex digits (lowercase or uppercase) as bytes: trace and span ids. */
   hexBytes(field: number, hex: string): void {
     this.tag(field, WIRE_LEN);
     const n = hex.length >> 1;
     this.uvarint(n);
     this.ensure(n);
-    this.pos += this.buf.write(hex, this.pos, n, 'hex');
-  }
-
-  raw(field: number, bytes: Uint8Array): void {
-    this.tag(field, WIRE_LEN);
-    this.uvarint(bytes.length);
-    this.ensure(bytes.length);
-    this.buf.set(bytes, this.pos);
-    this.pos += bytes.length;
+    const b = this.buf;
+    let p = this.pos;
+    for (let i = 0; i < n; i++) b[p++] = (HEX_VALUE[hex.charCodeAt(2 * i)]! << 4) | HEX_VALUE[hex.charCodeAt(2 * i + 1)]!;
+    this.pos = p;
   }
 
   /** Start a length-delimited sub-message; `end()` closes it. */
@@ -236,9 +259,12 @@ export function writeAttributes(w: ProtoWriter, field: number, attrs: Attrs): vo
   }
 }
 
-/** Encode one Span message (without its field tag) into `w`, after resetting it. */
-export function encodeSpan(w: ProtoWriter, s: SpanData): Buffer {
-  w.reset();
+/**
+ * Append one span to `w` as a `ScopeSpans.spans` field (tag, length, Span message): the form in which spans are queued
+ * and later copied, unchanged, into an export request (RequestFrame).
+ */
+export function encodeSpan(w: ProtoWriter, s: SpanData): void {
+  w.begin(2);
   w.hexBytes(1, s.traceId);
   w.hexBytes(2, s.spanId);
   if (s.traceState) w.string(3, s.traceState);
@@ -275,7 +301,7 @@ export function encodeSpan(w: ProtoWriter, s: SpanData): Buffer {
     w.end();
   }
   w.fixed32(16, s.flags);
-  return w.take();
+  w.end();
 }
 
 /**
@@ -300,13 +326,18 @@ export class RequestFrame {
     this.scope = w.take();
   }
 
-  /** The whole request body for these encoded spans. */
-  encode(spans: readonly Buffer[]): Buffer {
+  /**
+   * The whole request body around `spans`: byte ranges each holding whole `ScopeSpans.spans` fields (encodeSpan's
+   * output). Written with `w` (reset first; default a new writer); the result is a view of the writer's buffer, valid
+   * until the writer is used again.
+   */
+  encode(spans: ReadonlyArray<{ buf: Uint8Array; used: number }>, w = new ProtoWriter(0)): Buffer {
     let spansLen = 0;
-    for (const s of spans) spansLen += 1 + varintSize(s.length) + s.length;
+    for (const s of spans) spansLen += s.used;
     const scopeSpansLen = this.scope.length + spansLen;
     const resourceSpansLen = this.resource.length + 1 + varintSize(scopeSpansLen) + scopeSpansLen;
-    const w = new ProtoWriter(1 + varintSize(resourceSpansLen) + resourceSpansLen);
+    w.reset();
+    w.reserve(1 + varintSize(resourceSpansLen) + resourceSpansLen);
     w.tag(1, WIRE_LEN); // ExportTraceServiceRequest.resource_spans
     w.uvarint(resourceSpansLen);
     w.buf.set(this.resource, w.pos);
@@ -315,7 +346,10 @@ export class RequestFrame {
     w.uvarint(scopeSpansLen);
     w.buf.set(this.scope, w.pos);
     w.pos += this.scope.length;
-    for (const s of spans) w.raw(2, s); // ScopeSpans.spans
+    for (const s of spans) {
+      w.buf.set(s.buf.subarray(0, s.used), w.pos);
+      w.pos += s.used;
+    }
     return w.buf.subarray(0, w.pos);
   }
 }

@@ -34,8 +34,11 @@ export interface TracingOptions {
   propagateUnsampled?: boolean;
 }
 
-/** Where an ended span's encoded bytes go (the export queue). */
-export type SpanSink = (span: Buffer) => void;
+/**
+ * Where an ended span goes (the export queue): `w.buf[0, w.pos)` holds it as a `ScopeSpans.spans` field, valid only
+ * during the call (the writer is reused for the next span).
+ */
+export type SpanSink = (w: ProtoWriter) => void;
 
 export interface SdkHooks {
   spansDropped(): number;
@@ -230,22 +233,22 @@ abstract class Recorded {
   ) {}
 
   protected finish(kind: number, parentSpanId: string, traceState: string, flags: number): void {
-    this.rec.sink(
-      encodeSpan(this.rec.writer, {
-        traceId: this.traceId,
-        spanId: this.spanId,
-        parentSpanId,
-        traceState,
-        name: this.name,
-        kind,
-        startNanos: this.startNanos,
-        endNanos: nowNanos(),
-        attributes: this.attrs,
-        statusCode: this.statusCode,
-        statusMessage: this.statusMessage,
-        flags,
-      }),
-    );
+    const w = this.rec.writer.reset();
+    encodeSpan(w, {
+      traceId: this.traceId,
+      spanId: this.spanId,
+      parentSpanId,
+      traceState,
+      name: this.name,
+      kind,
+      startNanos: this.startNanos,
+      endNanos: nowNanos(),
+      attributes: this.attrs,
+      statusCode: this.statusCode,
+      statusMessage: this.statusMessage,
+      flags,
+    });
+    this.rec.sink(w);
   }
 }
 
@@ -390,7 +393,7 @@ export class Tracing implements ProxyTracing {
     this.threshold = opts.samplingPercent / 100;
     this.rand = opts.rand ?? Math.random;
     this.propagateUnsampled = opts.propagateUnsampled ?? true;
-    // One writer for every span: a span is encoded synchronously in end(), then copied out.
+    // One writer for every span: a span is encoded synchronously in end(), then copied into the queue.
     this.rec = { writer: new ProtoWriter(1024), sink };
   }
 

@@ -87,6 +87,13 @@ function decode(body: Uint8Array): Decoded {
 
 const b64hex = (b64: string): string => Buffer.from(b64, 'base64').toString('hex');
 
+/** Spans encoded one after the other into one writer, as one byte range for the frame. */
+function spans(w: ProtoWriter, ...data: SpanData[]): Array<{ buf: Uint8Array; used: number }> {
+  w.reset();
+  for (const d of data) encodeSpan(w, d);
+  return [{ buf: w.buf, used: w.pos }];
+}
+
 const T0 = 1_765_000_000_123_456_789n;
 
 const full: SpanData = {
@@ -123,7 +130,7 @@ describe('OTLP protobuf encoder', () => {
   it('round-trips every field it emits through protobufjs', () => {
     const w = new ProtoWriter(16); // small: the writer grows while encoding
     const frame = new RequestFrame({ 'service.name': 'productpage.default', 'k8s.pod.name': 'productpage-v1-0' }, { name: 'remora', version: '0.1.0' });
-    const body = frame.encode([encodeSpan(w, full)]);
+    const body = frame.encode(spans(w, full));
     const d = decode(body);
     expect(d.resource_spans).toHaveLength(1);
     const rs = d.resource_spans[0]!;
@@ -167,21 +174,28 @@ describe('OTLP protobuf encoder', () => {
 
   it('leaves optional fields out: no parent, trace state, status, events or links', () => {
     const w = new ProtoWriter();
-    const body = new RequestFrame({ 'service.name': 'x' }, { name: 'remora' }).encode([
-      encodeSpan(w, { traceId: full.traceId, spanId: full.spanId, name: 'HTTP', kind: SPAN_KIND_CLIENT, startNanos: 1n, endNanos: 2n, attributes: {}, statusCode: STATUS_UNSET, flags: 1 | FLAG_HAS_IS_REMOTE }),
-    ]);
+    const body = new RequestFrame({ 'service.name': 'x' }, { name: 'remora' }).encode(
+      spans(w, { traceId: full.traceId, spanId: full.spanId, name: 'HTTP', kind: SPAN_KIND_CLIENT, startNanos: 1n, endNanos: 2n, attributes: {}, statusCode: STATUS_UNSET, flags: 1 | FLAG_HAS_IS_REMOTE }),
+    );
     const s = decode(body).resource_spans[0]!.scope_spans[0]!.spans[0]!;
     expect(Object.keys(s).filter((k) => !(Array.isArray(s[k]) && (s[k] as unknown[]).length === 0)).sort()).toEqual(['end_time_unix_nano', 'flags', 'kind', 'name', 'span_id', 'start_time_unix_nano', 'trace_id']);
     expect(s.kind).toBe(3);
     expect(s.flags).toBe(0x101);
   });
 
-  it('sizes length prefixes of one, two and three bytes (spans of 100 B to 100 KB, 600 spans in a request)', () => {
+  it('sizes length prefixes of one, two and three bytes (spans of 100 B to 100 KB, 604 spans from two byte ranges)', () => {
     const w = new ProtoWriter(64);
     const sizes = [10, 200, 20_000, 100_000];
-    const spans = sizes.map((n, i) => encodeSpan(w, { ...full, events: [], links: [], name: `s${i}`, attributes: { blob: 'x'.repeat(n) } }));
-    for (let i = 0; i < 600; i++) spans.push(encodeSpan(w, { ...full, name: `many${i}` }));
-    const body = new RequestFrame({ 'service.name': 'x' }, { name: 'remora' }).encode(spans);
+    const big = sizes.map((n, i): SpanData => ({ ...full, events: [], links: [], name: `s${i}`, attributes: { blob: 'x'.repeat(n) } }));
+    const many = Array.from({ length: 600 }, (_, i): SpanData => ({ ...full, name: `many${i}` }));
+    // Two byte ranges (as two queue chunks would be), and a body writer reused from a smaller request.
+    const first = new ProtoWriter(64);
+    const part1 = spans(first, ...big)[0]!;
+    const part2 = spans(w, ...many)[0]!;
+    const bodyWriter = new ProtoWriter(8);
+    const frame = new RequestFrame({ 'service.name': 'x' }, { name: 'remora' });
+    frame.encode([part2], bodyWriter);
+    const body = frame.encode([part1, part2], bodyWriter);
     const out = decode(body).resource_spans[0]!.scope_spans[0]!.spans;
     expect(out).toHaveLength(604);
     expect(out.slice(0, 4).map((s) => ((s.attributes as Array<{ value: { string_value: string } }>)[0]!.value.string_value).length)).toEqual(sizes);
