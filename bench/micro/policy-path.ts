@@ -9,8 +9,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { getHeapSpaceStatistics } from 'node:v8';
-import { ExportResultCode } from '@opentelemetry/core';
-import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace-base';
+import type { Send } from '../../src/telemetry/otel-sdk.js';
 import { parseDocuments } from '../../src/config/parse.js';
 import { compile, lookupHost } from '../../src/config/compile.js';
 import type { Snapshot } from '../../src/config/snapshot.js';
@@ -48,13 +47,14 @@ function snapshot(): Snapshot {
   return compile(resources, { namespace: 'default', clusterDomain: 'cluster.local', labels: {}, outboundTrafficPolicy: 'ALLOW_ANY' });
 }
 
-const noopExporter: SpanExporter = { export: (_s: ReadableSpan[], cb) => cb({ code: ExportResultCode.SUCCESS }), shutdown: () => Promise.resolve() };
+/** Export requests are encoded, then discarded. */
+const noopSend: Send = () => Promise.resolve({ status: 'success' });
 
 async function tracingFor(mode: string): Promise<ProxyTracing> {
   if (mode === 'off') return TRACING_OFF;
   const { createTracing } = await import('../../src/telemetry/otel-sdk.js');
   const [pct, prop] = mode === 'p0-noprop' ? [0, false] : mode === 'p0' ? [0, true] : mode === 'p1' ? [1, true] : [100, true];
-  return createTracing({ exporter: noopExporter, samplingPercent: pct, serviceName: 'bench.default', propagateUnsampled: prop, rand: seededRandom(7) });
+  return createTracing({ send: noopSend, samplingPercent: pct, serviceName: 'bench.default', propagateUnsampled: prop, rand: seededRandom(7) });
 }
 
 // === the per-request path ===

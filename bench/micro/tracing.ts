@@ -1,16 +1,14 @@
 /**
  * Micro-benchmark: per-request cost of tracing on the hot path (startServer → startAttempt → headers → end × 2) for
  * unsampled requests (with and without propagating the decision), sampled requests, and sampled parents.
- * Spans go to a no-op exporter through the real BatchSpanProcessor. Run: see docs/observability.md.
+ * Spans are encoded and go through the real export queue to a transport that discards them. Run: see docs/observability.md.
  */
-import { ExportResultCode } from '@opentelemetry/core';
-import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace-base';
-import { createTracing } from '../../src/telemetry/otel-sdk.js';
+import { createTracing, type Send } from '../../src/telemetry/otel-sdk.js';
 import type { ProxyTracing, ServerAttrs } from '../../src/telemetry/tracing.js';
 import type { RequestRecord } from '../../src/model.js';
 
 const N = Number(process.env.N ?? 300_000);
-const noop: SpanExporter = { export: (_s: ReadableSpan[], cb) => cb({ code: ExportResultCode.SUCCESS }), shutdown: () => Promise.resolve() };
+const noop: Send = () => Promise.resolve({ status: 'success' });
 const attrs: ServerAttrs = { method: 'GET', path: '/reviews/1?x=1', authority: 'reviews:9080', direction: 'outbound', peer: '127.0.0.1:51234' };
 const rec = {
   direction: 'outbound', startTime: 0, durationMs: 1, method: 'GET', path: '/reviews/1', protocol: 'HTTP/1.1', authority: 'reviews:9080',
@@ -37,7 +35,7 @@ function run(name: string, t: ProxyTracing, headers: Record<string, string>): vo
 }
 
 const mk = (samplingPercent: number, propagateUnsampled = true) =>
-  createTracing({ exporter: noop, samplingPercent, serviceName: 'bench', propagateUnsampled, batch: { scheduledDelayMillis: 50 } });
+  createTracing({ send: noop, samplingPercent, serviceName: 'bench', propagateUnsampled, batch: { scheduledDelayMillis: 50 } });
 
 run('unsampled root, decision not propagated (returns undefined)', mk(0, false), {});
 run('unsampled root, decision propagated (default)', mk(0), {});

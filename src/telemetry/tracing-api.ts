@@ -1,5 +1,5 @@
 /**
- * What the data path sees of tracing: the span and tracer interfaces, with no implementation. The OpenTelemetry
+ * What the data path sees of tracing: the span and tracer interfaces, with no implementation. The recording
  * implementation (./tracing.ts) and the switched-off one (./tracing-off.ts) both depend on this file, never on each other.
  */
 import type { RequestRecord } from '../model.js';

@@ -1,6 +1,7 @@
 /**
- * Tracing switched off, without loading OpenTelemetry: `remora run` without `--trace-endpoint` never imports the
- * OTel packages (≈ 200 ms of start-up and ≈ 13 MB RSS), and the app's trace headers pass through untouched.
+ * Tracing switched off, without loading the tracing code: `remora run` without `--trace-endpoint` never imports
+ * ./tracing.ts, the OTLP encoder or the export queue (the otel-sdk chunk), and the app's trace headers pass through
+ * untouched.
  */
 import type { ProxyTracing } from './tracing-api.js';
 

@@ -80,6 +80,16 @@ describe('modules a config does not use are not loaded', () => {
     expect(has(l, KUBE)).toBe(false);
   });
 
+  it('--trace-endpoint over http loads the tracing chunk, but no @opentelemetry package and no TLS', async () => {
+    const l = await loadedBy('trace', { 'mesh.yaml': MESH(up.port) }, ['--trace-endpoint', `http://127.0.0.1:${up.port}/v1/traces`, '--trace-sampling', '100'], async (p) => {
+      expect((await p.get('/', { host: `app.example.com:${up.port}` })).status).toBe(200);
+    });
+    expect(has(l, /\/dist\/chunks\/otel-sdk-[^/]+\.js$/)).toBe(true);
+    expect(has(l, /\/node_modules\/@opentelemetry\//)).toBe(false);
+    expect(has(l, /\/node_modules\/protobufjs\//)).toBe(false);
+    expect(has(l, TLS)).toBe(false);
+  });
+
   it('the first HTTP/2 connection loads the codec (and only it), and is served', async () => {
     const l = await loadedBy('h2', { 'mesh.yaml': MESH(up.port) }, [], async (p) => {
       const client = http2.connect(`http://127.0.0.1:${p.info.outbound}`);

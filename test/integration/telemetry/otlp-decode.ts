@@ -3,7 +3,7 @@
  * assert on spans received by the test collector without depending on protobufjs.
  */
 
-type Field = { no: number; wire: number; varint?: bigint; bytes?: Uint8Array; fixed64?: Buffer };
+type Field = { no: number; wire: number; varint?: bigint; bytes?: Uint8Array; fixed64?: Buffer; fixed32?: number };
 
 function* fields(buf: Uint8Array): Generator<Field> {
   let i = 0;
@@ -30,7 +30,10 @@ function* fields(buf: Uint8Array): Generator<Field> {
       const len = Number(varint());
       yield { no, wire, bytes: buf.subarray(i, i + len) };
       i += len;
-    } else if (wire === 5) i += 4;
+    } else if (wire === 5) {
+      yield { no, wire, fixed32: Buffer.from(buf.subarray(i, i + 4)).readUInt32LE(0) };
+      i += 4;
+    }
     else throw new Error(`unsupported wire type ${wire}`);
   }
 }
@@ -51,6 +54,9 @@ export interface DecodedSpan {
   endNanos: bigint;
   attributes: Record<string, AttrValue>;
   statusCode: number;
+  statusMessage: string;
+  /** Span.flags (fixed32): W3C trace flags, bits 8–9 the parent's is_remote. */
+  flags: number;
   resource: Record<string, AttrValue>;
 }
 
@@ -75,7 +81,7 @@ function keyValues(into: Record<string, AttrValue>, b: Uint8Array): void {
 }
 
 function span(b: Uint8Array, resource: Record<string, AttrValue>): DecodedSpan {
-  const s: DecodedSpan = { traceId: '', spanId: '', parentSpanId: '', traceState: '', name: '', kind: 0, startNanos: 0n, endNanos: 0n, attributes: {}, statusCode: 0, resource };
+  const s: DecodedSpan = { traceId: '', spanId: '', parentSpanId: '', traceState: '', name: '', kind: 0, startNanos: 0n, endNanos: 0n, attributes: {}, statusCode: 0, statusMessage: '', flags: 0, resource };
   for (const f of fields(b)) {
     if (f.no === 1 && f.bytes) s.traceId = hex(f.bytes);
     else if (f.no === 2 && f.bytes) s.spanId = hex(f.bytes);
@@ -87,8 +93,11 @@ function span(b: Uint8Array, resource: Record<string, AttrValue>): DecodedSpan {
     else if (f.no === 8 && f.fixed64) s.endNanos = f.fixed64.readBigUInt64LE(0);
     else if (f.no === 9 && f.bytes) keyValues(s.attributes, f.bytes);
     else if (f.no === 15 && f.bytes) {
-      for (const g of fields(f.bytes)) if (g.no === 3 && g.varint !== undefined) s.statusCode = Number(g.varint);
-    }
+      for (const g of fields(f.bytes)) {
+        if (g.no === 3 && g.varint !== undefined) s.statusCode = Number(g.varint);
+        if (g.no === 2 && g.bytes) s.statusMessage = text(g.bytes);
+      }
+    } else if (f.no === 16 && f.fixed32 !== undefined) s.flags = f.fixed32;
   }
   return s;
 }

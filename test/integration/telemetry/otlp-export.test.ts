@@ -136,4 +136,51 @@ describe('OTLP/HTTP export', () => {
     await t.shutdown(300);
     expect(performance.now() - s).toBeLessThan(1500);
   });
+
+  it('retries a 503 (Retry-After honoured) and delivers; a 400 is not retried and its spans are counted', async () => {
+    const answers = [503, 200, 400];
+    const seen: number[] = [];
+    const { url } = await listen((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        const status = answers.shift() ?? 200;
+        seen.push(status);
+        res.writeHead(status, status === 503 ? { 'retry-after': '0' } : {}).end();
+      });
+    });
+    const t = track(createTracing({ endpoint: url, samplingPercent: 100, serviceName: 'x', batch: { exportTimeoutMillis: 5000 } }));
+    tracedRequest(t);
+    await t.forceFlush();
+    expect(seen).toEqual([503, 200]);
+    expect(t.spansDropped()).toBe(0);
+    tracedRequest(t);
+    await t.forceFlush();
+    expect(seen).toEqual([503, 200, 400]);
+    expect(t.spansDropped()).toBe(3);
+  });
+
+  it('exports a full batch at once and a partial one after the scheduled delay, over one kept-alive connection', async () => {
+    const bodies: number[] = [];
+    const sockets = new Set<unknown>();
+    const { url } = await listen((req, res) => {
+      sockets.add(req.socket);
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        bodies.push(decodeTraceRequest(Buffer.concat(chunks)).length);
+        res.writeHead(200).end();
+      });
+    });
+    const t = track(createTracing({ endpoint: url, samplingPercent: 100, serviceName: 'x', batch: { maxExportBatchSize: 6, scheduledDelayMillis: 200 } }));
+    tracedRequest(t);
+    tracedRequest(t); // 6 spans: a full batch, sent now
+    await new Promise((r) => setTimeout(r, 100));
+    expect(bodies).toEqual([6]);
+    tracedRequest(t); // 3 spans: sent after 200 ms
+    await new Promise((r) => setTimeout(r, 50));
+    expect(bodies).toEqual([6]);
+    await new Promise((r) => setTimeout(r, 400));
+    expect(bodies).toEqual([6, 3]);
+    expect(sockets.size).toBe(1);
+  });
 });

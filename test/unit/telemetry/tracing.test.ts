@@ -1,20 +1,30 @@
-import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
-import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { describe, expect, it } from 'vitest';
 import { createTracing } from '../../../src/telemetry/otel-sdk.js';
-import type { ServerAttrs } from '../../../src/telemetry/tracing.js';
+import { decodeTraceRequest, type DecodedSpan } from '../../integration/telemetry/otlp-decode.js';
+import { parseTraceState, parseTraceparent, type ServerAttrs } from '../../../src/telemetry/tracing.js';
 import { REVIEWS_V1, record } from './records.js';
 
 const TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
 const PARENT = '00f067aa0ba902b7';
 const attrs: ServerAttrs = { method: 'GET', path: '/reviews/1?x=1', authority: 'reviews:9080', direction: 'outbound', peer: '127.0.0.1:51234' };
 
+/** OTLP enum values (SpanKind, StatusCode). */
+const SERVER = 2;
+const CLIENT = 3;
+const UNSET = 0;
+const ERROR = 2;
+
+/** Tracing whose export requests are decoded in process (by the test's own protobuf reader). */
 function setup(samplingPercent = 100, rand?: () => number, propagateUnsampled?: boolean) {
-  const exporter = new InMemorySpanExporter();
-  const tracing = createTracing({ exporter, samplingPercent, serviceName: 'productpage.default', rand, propagateUnsampled });
-  const finished = async (): Promise<ReadableSpan[]> => {
+  const exported: DecodedSpan[] = [];
+  const send = (body: Buffer) => {
+    exported.push(...decodeTraceRequest(body));
+    return Promise.resolve({ status: 'success' as const });
+  };
+  const tracing = createTracing({ send, samplingPercent, serviceName: 'productpage.default', rand, propagateUnsampled });
+  const finished = async (): Promise<DecodedSpan[]> => {
     await tracing.forceFlush();
-    return exporter.getFinishedSpans();
+    return exported;
   };
   return { tracing, finished };
 }
@@ -41,12 +51,12 @@ describe('tracing', () => {
     client.end(200);
     server.end(record());
     const spans = await finished();
-    const s = spans.find((x) => x.kind === SpanKind.SERVER)!;
-    const c = spans.find((x) => x.kind === SpanKind.CLIENT)!;
-    expect(s.spanContext().traceId).toBe(TRACE);
-    expect(s.parentSpanContext?.spanId).toBe(PARENT);
-    expect(c.parentSpanContext?.spanId).toBe(server.spanId);
-    expect(c.spanContext().spanId).toBe(client.spanId);
+    const s = spans.find((x) => x.kind === SERVER)!;
+    const c = spans.find((x) => x.kind === CLIENT)!;
+    expect(s.traceId).toBe(TRACE);
+    expect(s.parentSpanId).toBe(PARENT);
+    expect(c.parentSpanId).toBe(server.spanId);
+    expect(c.spanId).toBe(client.spanId);
   });
 
   it('B3 multi-header in: W3C and B3 out with the same trace id', async () => {
@@ -58,7 +68,7 @@ describe('tracing', () => {
     expect(h['x-b3-parentspanid']).toBe(server.spanId);
     server.end(record());
     const [s] = await finished();
-    expect(s!.parentSpanContext?.spanId).toBe(PARENT);
+    expect(s!.parentSpanId).toBe(PARENT);
   });
 
   it('single b3 header in: answered with single b3 as well as multi-header and W3C', () => {
@@ -140,11 +150,11 @@ describe('tracing', () => {
     server.end(record()); // idempotent
     const spans = await finished();
     expect(spans).toHaveLength(3);
-    const s = spans.find((x) => x.kind === SpanKind.SERVER)!;
-    const clients = spans.filter((x) => x.kind === SpanKind.CLIENT);
-    expect(clients.map((c) => c.parentSpanContext?.spanId)).toEqual([server.spanId, server.spanId]);
-    expect(clients.every((c) => c.spanContext().traceId === server.traceId)).toBe(true);
-    expect(s.parentSpanContext).toBeUndefined();
+    const s = spans.find((x) => x.kind === SERVER)!;
+    const clients = spans.filter((x) => x.kind === CLIENT);
+    expect(clients.map((c) => c.parentSpanId)).toEqual([server.spanId, server.spanId]);
+    expect(clients.every((c) => c.traceId === server.traceId)).toBe(true);
+    expect(s.parentSpanId).toBe('');
     expect(s.name).toBe('GET');
     expect(s.attributes).toMatchObject({
       'http.request.method': 'GET',
@@ -160,12 +170,14 @@ describe('tracing', () => {
       'remora.response_flags': 'UT,URX',
       'remora.attempt': 2,
     });
-    expect(s.status.code).toBe(SpanStatusCode.ERROR);
+    expect(s.statusCode).toBe(ERROR);
+    expect(s.statusMessage).toBe('response_timeout');
     const [c1, c2] = clients;
     expect(c1!.attributes).toMatchObject({ 'server.address': '10.0.0.7', 'server.port': 9080, 'url.full': 'http://10.0.0.7:9080/reviews/1?x=1', 'error.type': 'timeout', 'remora.attempt': 1 });
     expect(c1!.attributes['http.request.resend_count']).toBeUndefined();
     expect(c2!.attributes).toMatchObject({ 'http.request.resend_count': 1, 'http.response.status_code': 504, 'remora.attempt': 2 });
-    expect(c2!.status.code).toBe(SpanStatusCode.ERROR);
+    expect(c2!.statusCode).toBe(ERROR);
+    expect(c1!.statusMessage).toBe('timeout');
   });
 
   it('a 200 without flags is not an error; tracing without an endpoint is a no-op', async () => {
@@ -173,7 +185,7 @@ describe('tracing', () => {
     const server = tracing.startServer({}, { ...attrs, method: 'PROPFIND' })!;
     server.end(record());
     const [s] = await finished();
-    expect(s!.status.code).toBe(SpanStatusCode.UNSET);
+    expect(s!.statusCode).toBe(UNSET);
     expect(s!.name).toBe('HTTP');
     expect(s!.attributes).toMatchObject({ 'http.request.method': '_OTHER', 'http.request.method_original': 'PROPFIND' });
     const off = createTracing({ samplingPercent: 100, serviceName: 'x' });
@@ -184,5 +196,59 @@ describe('tracing', () => {
   it('rejects an out-of-range sampling percentage', () => {
     expect(() => setup(101)).toThrow(RangeError);
     expect(() => setup(-1)).toThrow(RangeError);
+  });
+});
+
+describe('trace context parsing (as the OTel W3C and B3 propagators read it)', () => {
+  it('traceparent: version 00 exactly, later versions may add fields, ff and zero ids are invalid', () => {
+    expect(parseTraceparent(`00-${TRACE}-${PARENT}-01`)).toEqual({ traceId: TRACE, spanId: PARENT, sampled: true, traceState: '' });
+    expect(parseTraceparent([`00-${TRACE}-${PARENT}-00`, 'ignored'])?.sampled).toBe(false);
+    expect(parseTraceparent(`00-${TRACE}-${PARENT}-03`)?.sampled).toBe(true); // other flag bits are ignored
+    expect(parseTraceparent(`01-${TRACE}-${PARENT}-01-future`)?.traceId).toBe(TRACE);
+    expect(parseTraceparent(`00-${TRACE}-${PARENT}-01-extra`)).toBeUndefined();
+    expect(parseTraceparent(`ff-${TRACE}-${PARENT}-01`)).toBeUndefined();
+    expect(parseTraceparent(`00-${'0'.repeat(32)}-${PARENT}-01`)).toBeUndefined();
+    expect(parseTraceparent(`00-${TRACE}-${'0'.repeat(16)}-01`)).toBeUndefined();
+    expect(parseTraceparent(`00-${TRACE.toUpperCase()}-${PARENT}-01`)).toBeUndefined();
+    expect(parseTraceparent(`00-${TRACE}-${PARENT}`)).toBeUndefined();
+  });
+
+  it('tracestate: valid members kept in order, invalid ones dropped, the first of a key wins, at most 32', () => {
+    expect(parseTraceState('rojo=00f067aa0ba902b7, congo=t61rcWkgMzE')).toBe('rojo=00f067aa0ba902b7,congo=t61rcWkgMzE');
+    expect(parseTraceState(['a=1', 'b=2'])).toBe('a=1,b=2');
+    expect(parseTraceState('Bad=1,ok=2,=3,novalue,tenant@sys=4,x=a=b,x=5')).toBe('ok=2,tenant@sys=4,x=5');
+    expect(parseTraceState('a=1,a=2')).toBe('a=1');
+    expect(parseTraceState(Array.from({ length: 40 }, (_, i) => `k${i}=v`).join(',')).split(',')).toHaveLength(32);
+    expect(parseTraceState(undefined)).toBe('');
+  });
+
+  it('B3: a 64-bit trace id is padded, debug samples, an unknown sampled value is no context', () => {
+    const { tracing } = setup(0);
+    const single = tracing.startServer({ b3: `${PARENT}-${PARENT}-d` }, attrs)!;
+    expect(single.traceId).toBe(`${'0'.repeat(16)}${PARENT}`);
+    const multi = tracing.startServer({ 'x-b3-traceid': PARENT.toUpperCase(), 'x-b3-spanid': PARENT, 'x-b3-flags': '1' }, attrs)!;
+    expect(multi.traceId).toBe(`${'0'.repeat(16)}${PARENT}`);
+    // Deferred decision (no sampled field) in a parent context: not sampled, as the propagators read it.
+    expect(tracing.startServer({ b3: `${TRACE}-${PARENT}` }, attrs)).toBeUndefined();
+    expect(tracing.startServer({ 'x-b3-traceid': TRACE, 'x-b3-spanid': PARENT }, attrs)).toBeUndefined();
+    // x-b3-sampled: maybe → no parent; falls to the root decision (0 %: unsampled, propagated).
+    expect(tracing.startServer({ 'x-b3-traceid': TRACE, 'x-b3-spanid': PARENT, 'x-b3-sampled': 'maybe' }, attrs)?.sampled).toBe(false);
+    // An invalid traceparent falls back to B3.
+    expect(tracing.startServer({ traceparent: 'garbage', 'x-b3-traceid': TRACE, 'x-b3-spanid': PARENT, 'x-b3-sampled': 'true' }, attrs)?.traceId).toBe(TRACE);
+  });
+
+  it('exports span flags: sampled, and whether the parent is remote', async () => {
+    const { tracing, finished } = setup(100);
+    const root = tracing.startServer({}, attrs)!;
+    root.startAttempt(1, { cluster: REVIEWS_V1, upstreamHost: '10.0.0.7:9080' }).end(200);
+    root.end(record());
+    const child = tracing.startServer({ traceparent: `00-${TRACE}-${PARENT}-01` }, attrs)!;
+    child.end(record());
+    const spans = await finished();
+    const server = spans.filter((s) => s.kind === SERVER);
+    expect(server.map((s) => s.flags)).toEqual([0x101, 0x301]);
+    expect(spans.find((s) => s.kind === CLIENT)!.flags).toBe(0x101);
+    expect(server[1]!.traceState).toBe('');
+    expect(server.every((s) => s.endNanos >= s.startNanos && s.startNanos > 1_700_000_000_000_000_000n)).toBe(true);
   });
 });
