@@ -251,7 +251,7 @@ export function compile(resources: readonly Resource[], opts: CompileOptions): S
       const cl = claims.get(host);
       if (cl === undefined) claims.set(host, [vs]); else cl.push(vs);
       if (vhosts.has(host)) { warnings.push(`${origin}: host ${host} is already routed by ${vhosts.get(host)!.origin}; ignored for this host`); continue; }
-      vhosts.set(host, new CompiledVirtualHost(host, origin, cell));
+      vhosts.set(host, new CompiledVirtualHost(host, vs, cell));
     }
   }
 
@@ -354,7 +354,7 @@ export function compile(resources: readonly Resource[], opts: CompileOptions): S
   };
   CONTEXTS.set(snapshot, {
     claims, byHost, opts, drIdx, env, world, fileServices, wes, foreign,
-    vsHost: (host, vs, cell) => new CompiledVirtualHost(host, objectName(vs), cell as RouteCell),
+    vsHost: (host, vs, cell) => new CompiledVirtualHost(host, vs, cell as RouteCell),
     vsCell: (vs) => new RouteCell(vsRoutes, vs),
     defaultHost: (svc) => new CompiledVirtualHost(svc.hostname, svc.origin, new RouteCell(defaultRoute, svc)),
   });
