@@ -23,7 +23,7 @@ export interface ClusterEnv {
 }
 
 /** The cluster of (service, port, subset) under `dr`; undefined for a subset the rule does not define. */
-export function buildCluster(svc: ServiceDef, port: ServicePortDef, subset: string, dr: Resource | undefined, env: ClusterEnv): ClusterDef | undefined {
+export function buildCluster(svc: ServiceDef, port: ServicePortDef, subset: string, dr: Resource | undefined, env: ClusterEnv, name?: string): ClusterDef | undefined {
   const drSpec = dr?.spec as DestinationRuleSpec | undefined;
   const sub = subset ? drSpec?.subsets?.find((s) => s.name === subset) : undefined;
   if (subset && !sub) return undefined;
@@ -31,7 +31,7 @@ export function buildCluster(svc: ServiceDef, port: ServicePortDef, subset: stri
   if (drSpec?.trafficPolicy) tp.dr = drSpec.trafficPolicy;
   if (sub?.trafficPolicy) tp.subset = sub.trafficPolicy;
   return {
-    name: clusterName(port.number, subset, svc.hostname),
+    name: name ?? clusterName(port.number, subset, svc.hostname),
     host: svc.hostname,
     port: port.number,
     subset,
@@ -57,6 +57,20 @@ export function serviceClusters(svc: ServiceDef, dr: Resource | undefined, env: 
   for (const port of svc.ports) {
     make(port, '');
     if (subsets !== undefined) for (const s of subsets) make(port, s.name);
+  }
+}
+
+/**
+ * The names serviceClusters() would build, in its order, each with `seed` (what building it needs, shared by the
+ * service's clusters): ./cluster-table.ts builds them on first use.
+ */
+export function seedClusters<S>(svc: ServiceDef, dr: Resource | undefined, seed: S, out: Map<string, S | ClusterDef>): void {
+  const subsets = (dr?.spec as DestinationRuleSpec | undefined)?.subsets;
+  for (const port of svc.ports) {
+    // A repeated subset name (or port) yields its cluster once, as serviceClusters.
+    let name = clusterName(port.number, '', svc.hostname);
+    if (!out.has(name)) out.set(name, seed);
+    if (subsets !== undefined) for (const s of subsets) { name = clusterName(port.number, s.name, svc.hostname); if (!out.has(name)) out.set(name, seed); }
   }
 }
 

@@ -19,7 +19,8 @@ import { ClusterPolicyCache, compileClusterPolicy } from '../upstream/policy.js'
 import { compileMesh, servicesFromFiles, type MeshHost } from '../gateway/mesh.js';
 import { meshConflict } from '../gateway/conflict.js';
 import { serviceEntryDefs, WorkloadEntryIndex } from './compile-registry.js';
-import { clusterName, findDestinationRule, serviceClusters, type ClusterEnv, type DrIndex } from './compile-clusters.js';
+import { clusterName, findDestinationRule, seedClusters, type ClusterEnv, type DrIndex } from './compile-clusters.js';
+import { ClusterSeed, ClusterTable } from './cluster-table.js';
 import { compileHeaderOps, compileMatch, CompiledVirtualHost, foreignHosts, GRPC_STATUS, percentOf, RouteCell, usesHashLb } from './compile-routes.js';
 import { hostAliases } from './host-lookup.js';
 
@@ -79,7 +80,6 @@ export function compile(resources: readonly Resource[], opts: CompileOptions): S
   drIdx.wildcard.sort((a, b) => b.suffix.length - a.suffix.length);
 
   // Clusters: every (service, port) plus every subset its DestinationRule defines.
-  const clusters = new Map<string, ClusterDef>();
   // Clusters without a DestinationRule all get the same default policy for a port: one shared (read-only) object
   // per port instead of one per cluster, which at 10,000 services is most of the snapshot's memory.
   const defaultPolicies = new Map<number, ClusterDef['policy']>();
@@ -95,7 +95,13 @@ export function compile(resources: readonly Resource[], opts: CompileOptions): S
     policies: new ClusterPolicyCache(),
     recent: { lists: [] },
   };
-  for (const svc of services) serviceClusters(svc, findDestinationRule(drIdx, svc.hostname, proxyNs, svc.namespace), env, clusters);
+  // Named now, built on first use (./cluster-table.ts): one seed per service, shared by its clusters.
+  const slots = new Map<string, ClusterDef | ClusterSeed>();
+  for (const svc of services) {
+    const dr = findDestinationRule(drIdx, svc.hostname, proxyNs, svc.namespace);
+    seedClusters(svc, dr, new ClusterSeed(svc, dr), slots);
+  }
+  const clusters = new ClusterTable(slots, env);
 
   // What lazily built routes read: the registry (byHost, updated in place by compile-delta.ts) and the clusters
   // (replaced by compile-delta.ts). The clusters of one (host, subset) are the same for every destination naming it:

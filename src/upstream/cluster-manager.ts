@@ -278,48 +278,59 @@ export class ClusterManager {
     };
   }
 
-  /** After a swap: refresh runtimes, forget removed clusters, close pools nobody references. */
+  /**
+   * After a swap: refresh runtimes, forget removed clusters, close pools nobody references. Reads the snapshot's
+   * clusters in use (those with a runtime) only: the snapshot builds its clusters on first use (ClusterTable), and
+   * pools are only ever made for a runtime's def.
+   */
   onSnapshot(snap: Snapshot): void {
-    for (const def of snap.clusters.values()) {
-      const rt = this.runtimes.get(def.name);
-      if (rt !== undefined && rt.def !== def) rt.update(def);
+    for (const [name, rt] of [...this.runtimes]) {
+      const def = snap.clusters.get(name);
+      if (def === undefined) this.runtimes.delete(name);
+      else if (rt.def !== def) rt.update(def);
     }
-    for (const name of [...this.runtimes.keys()]) if (!snap.clusters.has(name)) this.runtimes.delete(name);
     if (this.pools.size === 0) return;
-    this.closeUnused(this.pools.keys(), snap.clusters.values());
+    this.closeUnused(this.pools.keys(), this.runtimeDefs());
   }
 
   /**
-   * After a swap that changed only the clusters `names` (added, changed or removed against `prev`: compile-delta.ts):
-   * what onSnapshot does, for those clusters alone. Runtimes of changed clusters take their new def, of removed ones
-   * are dropped; pools of their old endpoints, and the TLS pools of their old defs, close unless a live cluster still
-   * uses them. Work in proportion to the change and to the clusters in use (runtimes, pools), never to the mesh.
+   * After a swap that changed only the clusters `names` (added, changed or removed: compile-delta.ts): what onSnapshot
+   * does, for those clusters alone. Runtimes of changed clusters take their new def, of removed ones are dropped; the
+   * pools of their old defs' endpoints, and the TLS pools of their old defs, close unless a live cluster still uses
+   * them. Work in proportion to the change and to the clusters in use (runtimes, pools), never to the mesh. The old
+   * defs are the runtimes' own (a cluster without a runtime has no pools): `_prev` is not read, so that the previous
+   * snapshot's clusters are not built for this.
    */
-  onClustersChanged(snap: Snapshot, names: ReadonlySet<string>, prev: ReadonlyMap<string, ClusterDef>): void {
+  onClustersChanged(snap: Snapshot, names: ReadonlySet<string>, _prev?: ReadonlyMap<string, ClusterDef>): void {
     const candidates = new Set<string>();
     const replaced = new Set<ClusterDef>();
     for (const name of names) {
-      const old = prev.get(name);
-      const def = snap.clusters.get(name);
-      if (old !== undefined && old !== def) {
-        replaced.add(old);
-        for (const ep of old.endpoints) { const k = poolKey(ep, old.policy.pool); candidates.add(k); candidates.add(`${k}|h2`); }
-      }
       const rt = this.runtimes.get(name);
       if (rt === undefined) continue;
+      const old = rt.def;
+      const def = snap.clusters.get(name);
+      if (old === def) continue;
+      replaced.add(old);
+      for (const ep of old.endpoints) { const k = poolKey(ep, old.policy.pool); candidates.add(k); candidates.add(`${k}|h2`); }
       if (def === undefined) this.runtimes.delete(name);
-      else if (rt.def !== def) rt.update(def);
+      else rt.update(def);
     }
     if (replaced.size === 0 || this.pools.size === 0) return;
     // A TLS pool belongs to the def it was made for (tlsPoolKey): a replaced def's pools are candidates too.
     for (const [k, owner] of this.tlsOwner) if (replaced.has(owner)) candidates.add(k);
-    this.closeUnused(candidates, [...this.runtimes.values()].map((rt) => rt.def));
+    this.closeUnused(candidates, this.runtimeDefs());
+  }
+
+  private runtimeDefs(): ClusterDef[] {
+    const out: ClusterDef[] = [];
+    for (const rt of this.runtimes.values()) out.push(rt.def);
+    return out;
   }
 
   /**
    * The one "pools no longer used" step of onSnapshot and onClustersChanged: of the pools named by `candidates`, close
-   * (in batches) those that no live cluster uses. Live clusters are `live` (the snapshot's or the runtimes' defs) and
-   * the dynamic and pinned runtimes' defs. A plaintext pool is used when a live def has its endpoint with its limits;
+   * (in batches) those that no live cluster uses. Live clusters are `live` (the runtimes' defs) and the dynamic and
+   * pinned runtimes' defs. A plaintext pool is used when a live def has its endpoint with its limits;
    * a TLS pool (mTLS, SIMPLE, MUTUAL) when the def it was made for is live.
    */
   private closeUnused(candidates: Iterable<string>, live: Iterable<ClusterDef>): void {
