@@ -60,20 +60,6 @@ export function serviceClusters(svc: ServiceDef, dr: Resource | undefined, env: 
   }
 }
 
-/**
- * The names serviceClusters() would build, in its order, each with `seed` (what building it needs, shared by the
- * service's clusters): ./cluster-table.ts builds them on first use.
- */
-export function seedClusters<S>(svc: ServiceDef, dr: Resource | undefined, seed: S, out: Map<string, S | ClusterDef>): void {
-  const subsets = (dr?.spec as DestinationRuleSpec | undefined)?.subsets;
-  for (const port of svc.ports) {
-    // A repeated subset name (or port) yields its cluster once, as serviceClusters.
-    let name = clusterName(port.number, '', svc.hostname);
-    if (!out.has(name)) out.set(name, seed);
-    if (subsets !== undefined) for (const s of subsets) { name = clusterName(port.number, s.name, svc.hostname); if (!out.has(name)) out.set(name, seed); }
-  }
-}
-
 export function clusterName(port: number, subset: string, host: string): string {
   // join() builds one flat string; a template literal leaves a tree of concatenations (three more heap objects per
   // cluster, kept for the snapshot's life).

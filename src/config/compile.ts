@@ -19,7 +19,7 @@ import { ClusterPolicyCache, compileClusterPolicy } from '../upstream/policy.js'
 import { compileMesh, servicesFromFiles, type MeshHost } from '../gateway/mesh.js';
 import { meshConflict } from '../gateway/conflict.js';
 import { serviceEntryDefs, WorkloadEntryIndex } from './compile-registry.js';
-import { clusterName, findDestinationRule, seedClusters, type ClusterEnv, type DrIndex } from './compile-clusters.js';
+import { clusterName, findDestinationRule, type ClusterEnv, type DrIndex } from './compile-clusters.js';
 import { ClusterSeed, ClusterTable } from './cluster-table.js';
 import { compileHeaderOps, compileMatch, CompiledVirtualHost, foreignHosts, GRPC_STATUS, percentOf, RouteCell, usesHashLb } from './compile-routes.js';
 import { hostAliases } from './host-lookup.js';
@@ -95,13 +95,10 @@ export function compile(resources: readonly Resource[], opts: CompileOptions): S
     policies: new ClusterPolicyCache(),
     recent: { lists: [] },
   };
-  // Named now, built on first use (./cluster-table.ts): one seed per service, shared by its clusters.
-  const slots = new Map<string, ClusterDef | ClusterSeed>();
-  for (const svc of services) {
-    const dr = findDestinationRule(drIdx, svc.hostname, proxyNs, svc.namespace);
-    seedClusters(svc, dr, new ClusterSeed(svc, dr), slots);
-  }
-  const clusters = new ClusterTable(slots, env);
+  // Settled now, built on first use (./cluster-table.ts): one seed per service, by host.
+  const seeds = new Map<string, ClusterSeed>();
+  for (const svc of services) seeds.set(svc.hostname, new ClusterSeed(svc, findDestinationRule(drIdx, svc.hostname, proxyNs, svc.namespace)));
+  const clusters = ClusterTable.of(seeds, env);
 
   // What lazily built routes read: the registry (byHost, updated in place by compile-delta.ts) and the clusters
   // (replaced by compile-delta.ts). The clusters of one (host, subset) are the same for every destination naming it:

@@ -39,6 +39,10 @@ describe('ClusterTable', () => {
     expect(t.get('outbound|81|v2|s1.example.com')).toBe(v2);
     expect([...t.keys()].filter((k) => t.built(k))).toEqual(['outbound|81|v2|s1.example.com']);
     expect(t.has('outbound|82||s1.example.com')).toBe(false);
+    for (const bogus of ['outbound|080||s1.example.com', 'inbound|80||s1.example.com', 'outbound|80|v3|s1.example.com', 'outbound|80||s9.example.com', 'outbound|80|', 'outbound|80']) {
+      expect(t.has(bogus), bogus).toBe(false);
+      expect(t.get(bogus), bogus).toBeUndefined();
+    }
     expect(t.get('outbound|82||s1.example.com')).toBeUndefined();
     // Iteration builds what is not built, and keeps nothing.
     const all = [...t.values()];
@@ -79,5 +83,22 @@ describe('ClusterTable', () => {
     // The original table is left as it was.
     expect(t.size).toBe(1200);
     expect(t.get('outbound|81||s85.example.com')).toBeDefined();
+  });
+
+  it('finds a subset whose name holds a bar, and keeps the order through removals and additions', () => {
+    const text = mesh(2).replace('{name: v2, labels: {version: v2}', "{name: 'a|b', labels: {version: v2}");
+    const snap = compile(parseDocuments(text, 'm.yaml').resources, opts);
+    const t = snap.clusters as ClusterTable;
+    expect(t.get('outbound|80|a|b|s0.example.com')!.endpoints.map((e) => e.address)).toEqual(['10.0.0.2']);
+    expect(t.has('outbound|80|a|b|s1.example.com')).toBe(false);
+    const names = [...t.keys()];
+    const some = t.get(names[1]!)!;
+    const r = t.rebase(new Map<string, ClusterDef | undefined>([[names[0]!, undefined], [names[1]!, { ...some, subset: 'x' }], ['outbound|1|z|new', some]]));
+    expect([...r.keys()]).toEqual([...names.slice(1), 'outbound|1|z|new']);
+    expect(r.size).toBe(names.length);
+    expect(r.get(names[1]!)!.subset).toBe('x');
+    const back = r.rebase(new Map<string, ClusterDef | undefined>([[names[0]!, some], ['outbound|1|z|new', undefined]]));
+    expect([...back.keys()]).toEqual(names);
+    expect(back.get(names[0]!)).toBe(some);
   });
 });
