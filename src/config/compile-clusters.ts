@@ -23,7 +23,7 @@ export interface ClusterEnv {
 }
 
 /** The cluster of (service, port, subset) under `dr`; undefined for a subset the rule does not define. */
-export function buildCluster(svc: ServiceDef, port: ServicePortDef, subset: string, dr: Resource | undefined, env: ClusterEnv): ClusterDef | undefined {
+export function buildCluster(svc: ServiceDef, port: ServicePortDef, subset: string, dr: Resource | undefined, env: ClusterEnv, name?: string): ClusterDef | undefined {
   const drSpec = dr?.spec as DestinationRuleSpec | undefined;
   const sub = subset ? drSpec?.subsets?.find((s) => s.name === subset) : undefined;
   if (subset && !sub) return undefined;
@@ -31,7 +31,7 @@ export function buildCluster(svc: ServiceDef, port: ServicePortDef, subset: stri
   if (drSpec?.trafficPolicy) tp.dr = drSpec.trafficPolicy;
   if (sub?.trafficPolicy) tp.subset = sub.trafficPolicy;
   return {
-    name: clusterName(port.number, subset, svc.hostname),
+    name: name ?? clusterName(port.number, subset, svc.hostname),
     host: svc.hostname,
     port: port.number,
     subset,
@@ -107,7 +107,9 @@ export function endpointsFor(svc: ServiceDef, port: ServicePortDef, subsetLabels
       out.push(ep);
     }
   });
-  return out;
+  // An exact copy: a pushed-to array keeps room for 16 more elements (152 B for one or two endpoints), and a
+  // cluster keeps its endpoints for the snapshot's life (24–32 B so).
+  return out.slice();
 }
 
 /** DestinationRules by host: one rule as itself (nearly every host), several in an array. */

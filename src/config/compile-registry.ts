@@ -8,9 +8,18 @@ import { objectName } from './resource.js';
 import type { ServiceDef, ServicePortDef, WorkloadDef } from '../model.js';
 
 const PROTOCOL_BY_NAME_PREFIX = ['http2', 'https', 'http', 'grpc-web', 'grpc', 'tcp', 'tls', 'mongo', 'redis', 'mysql', 'udp'];
+const PROTOCOL_NAMES = new Map(PROTOCOL_BY_NAME_PREFIX.map((p) => [p, p]));
+/** One read-only array for every ServiceEntry without addresses. */
+const NO_ADDRESSES: readonly string[] = Object.freeze([]);
+/**
+ * Port lists by their JSON: the ServiceEntries of a large mesh declare a handful of distinct port lists, and each
+ * ServiceDef held its own copy (~100 B per service). Read-only, shared; bounded (cleared when full).
+ */
+const PORT_LISTS = new Map<string, readonly ServicePortDef[]>();
 
 export function protocolOf(port: { protocol?: string; name?: string }): string {
-  if (port.protocol) return port.protocol.toLowerCase();
+  // A known protocol as the one shared string (toLowerCase() makes a new one per port).
+  if (port.protocol) { const p = port.protocol.toLowerCase(); return PROTOCOL_NAMES.get(p) ?? p; }
   const n = (port.name ?? '').toLowerCase();
   for (const p of PROTOCOL_BY_NAME_PREFIX) if (n === p || n.startsWith(`${p}-`)) return p;
   return '';
@@ -49,11 +58,18 @@ export class WorkloadEntryIndex {
 
 export function serviceEntryDefs(r: Resource, workloadEntries: WorkloadEntryIndex): ServiceDef[] {
   const spec = r.spec as ServiceEntrySpec;
-  const ports: ServicePortDef[] = (spec.ports ?? []).map((p) => {
+  const own: ServicePortDef[] = (spec.ports ?? []).map((p) => {
     const d: ServicePortDef = { number: p.number, name: p.name ?? String(p.number), protocol: protocolOf(p) };
     if (p.targetPort) d.targetPort = p.targetPort;
     return d;
   });
+  const portsKey = JSON.stringify(own);
+  let ports = PORT_LISTS.get(portsKey);
+  if (ports === undefined) {
+    if (PORT_LISTS.size >= 4096) PORT_LISTS.clear();
+    ports = Object.freeze(own.map((d) => Object.freeze(d)));
+    PORT_LISTS.set(portsKey, ports);
+  }
   const toWorkload = (w: WorkloadEntrySpec, namespace: string, name?: string): WorkloadDef => {
     const wd: WorkloadDef = { address: w.address ?? '', ports: w.ports ?? {}, labels: w.labels ?? {}, weight: w.weight && w.weight > 0 ? w.weight : 1 };
     if (w.locality) wd.locality = w.locality;
@@ -81,7 +97,7 @@ export function serviceEntryDefs(r: Resource, workloadEntries: WorkloadEntryInde
       ports,
       resolution,
       workloads: ws,
-      addresses: spec.addresses ?? [],
+      addresses: spec.addresses ?? NO_ADDRESSES,
       location: spec.location ?? 'MESH_EXTERNAL',
       origin: objectName(r),
       ...(sans.length > 0 ? { subjectAltNames: sans } : {}),

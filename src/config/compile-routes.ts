@@ -4,6 +4,7 @@
  */
 import type { HTTPMatchRequest, HeaderOperations, StringMatch, VirtualServiceSpec } from './types.js';
 import type { Resource } from './resource.js';
+import { objectName } from './resource.js';
 import { expandHost } from './hosts.js';
 import { compileStringMatch } from '../routing/string-match.js';
 import type { CompiledDestination, CompiledMatch, CompiledRoute, HeaderMatch, HeaderOps, VirtualHost } from '../routing/route.js';
@@ -104,7 +105,19 @@ export class RouteCell<T = unknown> {
 
 /** Every virtual host has this one shape (a VirtualService's and default routes alike), so `vh.routes` stays monomorphic. */
 export class CompiledVirtualHost implements VirtualHost {
-  constructor(readonly host: string, readonly origin: string, private readonly cell: { get(): readonly CompiledRoute[]; readonly built: boolean }) {}
+  /**
+   * `origin` as given: a string, or the VirtualService whose name it is, made into `Kind/namespace/name` on first
+   * read (rarely: explain, the dashboard, L4 decisions). One such string per VirtualService was ~80 B per service.
+   */
+  constructor(readonly host: string, private from: string | Resource, private readonly cell: { get(): readonly CompiledRoute[]; readonly built: boolean }) {}
+
+  get origin(): string {
+    const f = this.from;
+    if (typeof f === 'string') return f;
+    const o = objectName(f);
+    this.from = o;
+    return o;
+  }
 
   get routes(): readonly CompiledRoute[] {
     return this.cell.get();

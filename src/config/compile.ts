@@ -19,7 +19,8 @@ import { ClusterPolicyCache, compileClusterPolicy } from '../upstream/policy.js'
 import { compileMesh, servicesFromFiles, type MeshHost } from '../gateway/mesh.js';
 import { meshConflict } from '../gateway/conflict.js';
 import { serviceEntryDefs, WorkloadEntryIndex } from './compile-registry.js';
-import { clusterName, findDestinationRule, serviceClusters, type ClusterEnv, type DrIndex } from './compile-clusters.js';
+import { clusterName, findDestinationRule, type ClusterEnv, type DrIndex } from './compile-clusters.js';
+import { ClusterSeed, ClusterTable } from './cluster-table.js';
 import { compileHeaderOps, compileMatch, CompiledVirtualHost, foreignHosts, GRPC_STATUS, percentOf, RouteCell, usesHashLb } from './compile-routes.js';
 import { hostAliases } from './host-lookup.js';
 
@@ -79,7 +80,6 @@ export function compile(resources: readonly Resource[], opts: CompileOptions): S
   drIdx.wildcard.sort((a, b) => b.suffix.length - a.suffix.length);
 
   // Clusters: every (service, port) plus every subset its DestinationRule defines.
-  const clusters = new Map<string, ClusterDef>();
   // Clusters without a DestinationRule all get the same default policy for a port: one shared (read-only) object
   // per port instead of one per cluster, which at 10,000 services is most of the snapshot's memory.
   const defaultPolicies = new Map<number, ClusterDef['policy']>();
@@ -95,7 +95,10 @@ export function compile(resources: readonly Resource[], opts: CompileOptions): S
     policies: new ClusterPolicyCache(),
     recent: { lists: [] },
   };
-  for (const svc of services) serviceClusters(svc, findDestinationRule(drIdx, svc.hostname, proxyNs, svc.namespace), env, clusters);
+  // Settled now, built on first use (./cluster-table.ts): one seed per service, by host.
+  const seeds = new Map<string, ClusterSeed>();
+  for (const svc of services) seeds.set(svc.hostname, new ClusterSeed(svc, findDestinationRule(drIdx, svc.hostname, proxyNs, svc.namespace)));
+  const clusters = ClusterTable.of(seeds, env);
 
   // What lazily built routes read: the registry (byHost, updated in place by compile-delta.ts) and the clusters
   // (replaced by compile-delta.ts). The clusters of one (host, subset) are the same for every destination naming it:
@@ -251,7 +254,7 @@ export function compile(resources: readonly Resource[], opts: CompileOptions): S
       const cl = claims.get(host);
       if (cl === undefined) claims.set(host, [vs]); else cl.push(vs);
       if (vhosts.has(host)) { warnings.push(`${origin}: host ${host} is already routed by ${vhosts.get(host)!.origin}; ignored for this host`); continue; }
-      vhosts.set(host, new CompiledVirtualHost(host, origin, cell));
+      vhosts.set(host, new CompiledVirtualHost(host, vs, cell));
     }
   }
 
@@ -354,7 +357,7 @@ export function compile(resources: readonly Resource[], opts: CompileOptions): S
   };
   CONTEXTS.set(snapshot, {
     claims, byHost, opts, drIdx, env, world, fileServices, wes, foreign,
-    vsHost: (host, vs, cell) => new CompiledVirtualHost(host, objectName(vs), cell as RouteCell),
+    vsHost: (host, vs, cell) => new CompiledVirtualHost(host, vs, cell as RouteCell),
     vsCell: (vs) => new RouteCell(vsRoutes, vs),
     defaultHost: (svc) => new CompiledVirtualHost(svc.hostname, svc.origin, new RouteCell(defaultRoute, svc)),
   });

@@ -7,6 +7,9 @@
  */
 
 const GONE: unique symbol = Symbol('gone');
+
+/** A map that can make a flat copy of itself with changes applied (undefined: removed), in its own form. */
+export interface Rebasable<K, V> { rebase(changes: ReadonlyMap<K, V | undefined>): ReadonlyMap<K, V> }
 type Slot<V> = V | typeof GONE;
 
 export class LayeredMap<K, V> implements ReadonlyMap<K, V> {
@@ -33,6 +36,13 @@ export class LayeredMap<K, V> implements ReadonlyMap<K, V> {
       }
     }
     if (overlay.size > 64 && overlay.size * 16 > base.size) {
+      // A base that builds its values on first use (./cluster-table.ts) flattens itself, leaving them unbuilt.
+      const rebasable = base as Partial<Rebasable<K, V>>;
+      if (typeof rebasable.rebase === 'function') {
+        const changes = new Map<K, V | undefined>();
+        for (const [k, o] of overlay) changes.set(k, o === GONE ? undefined : o);
+        return rebasable.rebase(changes);
+      }
       const flat = new Map<K, V>();
       for (const [k, v] of base) { const o = overlay.get(k); if (o === undefined) flat.set(k, v); else if (o !== GONE) flat.set(k, o); }
       for (const [k, o] of overlay) if (o !== GONE && !base.has(k)) flat.set(k, o);

@@ -20,10 +20,13 @@ export interface CapturedDestination {
   via: 'vip' | 'endpoint' | 'cidr' | 'unknown';
 }
 
-/** `ip:port` of every endpoint of every subset-less cluster → that cluster; built once per snapshot, on first use. */
-const endpointIndex = new WeakMap<Snapshot, Map<string, ClusterDef>>();
+/**
+ * `ip:port` of every endpoint of every subset-less cluster → that cluster's name; built once per snapshot, on first
+ * use. Names, not defs: the snapshot builds its clusters on first use, and its iteration does not keep them.
+ */
+const endpointIndex = new WeakMap<Snapshot, Map<string, string>>();
 
-function endpointsOf(snap: Snapshot): Map<string, ClusterDef> {
+function endpointsOf(snap: Snapshot): Map<string, string> {
   let idx = endpointIndex.get(snap);
   if (idx !== undefined) return idx;
   idx = new Map();
@@ -32,7 +35,7 @@ function endpointsOf(snap: Snapshot): Map<string, ClusterDef> {
     for (const ep of def.endpoints) {
       const k = `${ep.address}:${ep.port}`;
       // Two services over the same endpoint: the first (registry order) wins, as Istio's first-wins listener merge.
-      if (!idx.has(k)) idx.set(k, def);
+      if (!idx.has(k)) idx.set(k, def.name);
     }
   }
   endpointIndex.set(snap, idx);
@@ -65,7 +68,8 @@ export function resolveCaptured(snap: Snapshot | undefined, dst: OriginalDestina
     const cluster = vip.service !== undefined ? snap.clusters.get(clusterName(dst.port, '', vip.service.hostname)) : undefined;
     return { entry: vip, cluster, port: dst.port, via: 'vip' };
   }
-  const def = endpointsOf(snap).get(`${dst.address}:${dst.port}`);
+  const name = endpointsOf(snap).get(`${dst.address}:${dst.port}`);
+  const def = name === undefined ? undefined : snap.clusters.get(name);
   if (def !== undefined) {
     return { entry: snap.hosts.get(def.host), cluster: def, port: def.port, via: 'endpoint' };
   }

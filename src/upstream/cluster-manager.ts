@@ -32,6 +32,8 @@ export interface PoolDefaults {
 export class ClusterManager {
   private runtimes = new Map<string, ClusterRuntime>();
   private pools = new Map<string, UpstreamPool>();
+  /** The cluster def each TLS pool (key in `pools`) was made for: its connections carry that def's identities and SNI. */
+  private tlsOwner = new Map<string, ClusterDef>();
   /** Passthrough/ NONE clusters created on demand, keyed by host:port (bounded). */
   private dynamic = new Map<string, ClusterRuntime>();
   /** Clusters that do not come from config (inbound app ports): never dropped on a swap. */
@@ -217,6 +219,7 @@ export class ClusterManager {
         ...(mtlsOf !== undefined ? { connect: this.connectorFor(mtlsOf, 'h2', ep) } : {}),
       });
       this.pools.set(key, p);
+      if (mtlsOf !== undefined) this.tlsOwner.set(key, mtlsOf);
     }
     byEp.set(ep.key, p);
     return p;
@@ -253,6 +256,7 @@ export class ClusterManager {
       if (mtlsOf !== undefined) o.connect = this.connectorFor(mtlsOf, 'http/1.1', ep);
       p = new H1Pool(ep.address, ep.port, o);
       this.pools.set(key, p);
+      if (mtlsOf !== undefined) this.tlsOwner.set(key, mtlsOf);
     }
     byEp.set(ep.key, p);
     return p;
@@ -274,44 +278,80 @@ export class ClusterManager {
     };
   }
 
-  /** After a swap: refresh runtimes, forget removed clusters, close pools nobody references. */
-  onSnapshot(snap: Snapshot): void {
-    const live = new Set<string>();
-    for (const def of snap.clusters.values()) {
-      const rt = this.runtimes.get(def.name);
-      if (rt !== undefined && rt.def !== def) rt.update(def);
-      for (const ep of def.endpoints) { const k = poolKey(ep, def.policy.pool); live.add(k); live.add(`${k}|h2`); }
-    }
-    for (const name of [...this.runtimes.keys()]) if (!snap.clusters.has(name)) this.runtimes.delete(name);
-    for (const m of [this.dynamic, this.pinned]) for (const rt of m.values()) for (const ep of rt.def.endpoints) { const k = poolKey(ep, rt.def.policy.pool); live.add(k); live.add(`${k}|h2`); }
-    const dead: UpstreamPool[] = [];
-    for (const [k, p] of this.pools) if (!live.has(k)) { this.pools.delete(k); dead.push(p); }
-    closeInBatches(dead);
-  }
-
   /**
-   * After a swap that changed only the clusters `names` (added, changed or removed against `prev`: compile-delta.ts):
-   * what onSnapshot does, for those clusters alone. Runtimes of changed clusters take their new def, of removed ones
-   * are dropped; pools of their old endpoints close unless a runtime still uses them. Work in proportion to the change
-   * and to the clusters in use (runtimes, pools), never to the mesh.
+   * After a swap: refresh runtimes, forget removed clusters, close pools nobody references. Reads the snapshot's
+   * clusters in use (those with a runtime) only: the snapshot builds its clusters on first use (ClusterTable), and
+   * pools are only ever made for a runtime's def.
    */
-  onClustersChanged(snap: Snapshot, names: ReadonlySet<string>, prev: ReadonlyMap<string, ClusterDef>): void {
-    const maybeDead = new Set<string>();
-    for (const name of names) {
-      const old = prev.get(name);
-      if (old !== undefined) for (const ep of old.endpoints) { const k = poolKey(ep, old.policy.pool); maybeDead.add(k); maybeDead.add(`${k}|h2`); }
-      const rt = this.runtimes.get(name);
-      if (rt === undefined) continue;
+  onSnapshot(snap: Snapshot): void {
+    for (const [name, rt] of [...this.runtimes]) {
       const def = snap.clusters.get(name);
       if (def === undefined) this.runtimes.delete(name);
       else if (rt.def !== def) rt.update(def);
     }
-    if (maybeDead.size === 0 || this.pools.size === 0) return;
-    for (const m of [this.runtimes, this.dynamic, this.pinned]) {
-      for (const rt of m.values()) for (const ep of rt.def.endpoints) { const k = poolKey(ep, rt.def.policy.pool); maybeDead.delete(k); maybeDead.delete(`${k}|h2`); }
+    if (this.pools.size === 0) return;
+    this.closeUnused(this.pools.keys(), this.runtimeDefs());
+  }
+
+  /**
+   * After a swap that changed only the clusters `names` (added, changed or removed: compile-delta.ts): what onSnapshot
+   * does, for those clusters alone. Runtimes of changed clusters take their new def, of removed ones are dropped; the
+   * pools of their old defs' endpoints, and the TLS pools of their old defs, close unless a live cluster still uses
+   * them. Work in proportion to the change and to the clusters in use (runtimes, pools), never to the mesh. The old
+   * defs are the runtimes' own (a cluster without a runtime has no pools): `_prev` is not read, so that the previous
+   * snapshot's clusters are not built for this.
+   */
+  onClustersChanged(snap: Snapshot, names: ReadonlySet<string>, _prev?: ReadonlyMap<string, ClusterDef>): void {
+    const candidates = new Set<string>();
+    const replaced = new Set<ClusterDef>();
+    for (const name of names) {
+      const rt = this.runtimes.get(name);
+      if (rt === undefined) continue;
+      const old = rt.def;
+      const def = snap.clusters.get(name);
+      if (old === def) continue;
+      replaced.add(old);
+      for (const ep of old.endpoints) { const k = poolKey(ep, old.policy.pool); candidates.add(k); candidates.add(`${k}|h2`); }
+      if (def === undefined) this.runtimes.delete(name);
+      else rt.update(def);
     }
+    if (replaced.size === 0 || this.pools.size === 0) return;
+    // A TLS pool belongs to the def it was made for (tlsPoolKey): a replaced def's pools are candidates too.
+    for (const [k, owner] of this.tlsOwner) if (replaced.has(owner)) candidates.add(k);
+    this.closeUnused(candidates, this.runtimeDefs());
+  }
+
+  private runtimeDefs(): ClusterDef[] {
+    const out: ClusterDef[] = [];
+    for (const rt of this.runtimes.values()) out.push(rt.def);
+    return out;
+  }
+
+  /**
+   * The one "pools no longer used" step of onSnapshot and onClustersChanged: of the pools named by `candidates`, close
+   * (in batches) those that no live cluster uses. Live clusters are `live` (the runtimes' defs) and the dynamic and
+   * pinned runtimes' defs. A plaintext pool is used when a live def has its endpoint with its limits;
+   * a TLS pool (mTLS, SIMPLE, MUTUAL) when the def it was made for is live.
+   */
+  private closeUnused(candidates: Iterable<string>, live: Iterable<ClusterDef>): void {
+    const usedKeys = new Set<string>();
+    const usedDefs = new Set<ClusterDef>();
+    const use = (def: ClusterDef): void => {
+      usedDefs.add(def);
+      for (const ep of def.endpoints) { const k = poolKey(ep, def.policy.pool); usedKeys.add(k); usedKeys.add(`${k}|h2`); }
+    };
+    for (const def of live) use(def);
+    for (const m of [this.dynamic, this.pinned]) for (const rt of m.values()) use(rt.def);
     const dead: UpstreamPool[] = [];
-    for (const k of maybeDead) { const p = this.pools.get(k); if (p !== undefined) { this.pools.delete(k); dead.push(p); } }
+    for (const k of [...candidates]) {
+      const p = this.pools.get(k);
+      if (p === undefined) continue;
+      const owner = this.tlsOwner.get(k);
+      if (owner !== undefined ? usedDefs.has(owner) : usedKeys.has(k)) continue;
+      this.pools.delete(k);
+      this.tlsOwner.delete(k);
+      dead.push(p);
+    }
     closeInBatches(dead);
   }
 
@@ -347,12 +387,14 @@ export class ClusterManager {
   async close(): Promise<void> {
     const all = [...this.pools.values()];
     this.pools.clear();
+    this.tlsOwner.clear();
     await Promise.allSettled(all.map((p) => p.close()));
   }
 
   async destroy(): Promise<void> {
     const all = [...this.pools.values()];
     this.pools.clear();
+    this.tlsOwner.clear();
     await Promise.allSettled(all.map((p) => p.destroy()));
   }
 }

@@ -6,6 +6,7 @@
  */
 import type { Snapshot } from '../../src/config/snapshot.js';
 import { LayeredMap } from '../../src/config/layered-map.js';
+import { ClusterTable } from '../../src/config/cluster-table.js';
 
 export function canonSnapshot(s: Snapshot): string {
   const { version: _v, loadedAt: _l, resources, mesh, warnings, ...rest } = s;
@@ -34,7 +35,7 @@ function canon(v: unknown, depth: number): unknown {
   if (v instanceof RegExp) return `/${v.source}/${v.flags}`;
   if (Buffer.isBuffer(v)) return `<buf ${v.toString('hex')}>`;
   // A snapshot compiled from the previous one holds LayeredMaps (the previous maps plus its changes).
-  if (v instanceof Map || v instanceof LayeredMap) return { '<map>': [...(v as ReadonlyMap<unknown, unknown>).entries()].map(([k, x]) => [canon(k, depth + 1), canon(x, depth + 1)] as const).sort((a, b) => cmp(JSON.stringify(a[0]), JSON.stringify(b[0]))) };
+  if (v instanceof Map || v instanceof LayeredMap || v instanceof ClusterTable) return { '<map>': [...(v as ReadonlyMap<unknown, unknown>).entries()].map(([k, x]) => [canon(k, depth + 1), canon(x, depth + 1)] as const).sort((a, b) => cmp(JSON.stringify(a[0]), JSON.stringify(b[0]))) };
   if (v instanceof Set) return { '<set>': [...v].map((x) => canon(x, depth + 1)).map((x) => JSON.stringify(x)).sort() };
   if (Array.isArray(v)) return v.map((x) => canon(x, depth + 1));
   const o: Record<string, unknown> = {};

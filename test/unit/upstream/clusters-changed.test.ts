@@ -51,4 +51,46 @@ describe('ClusterManager.onClustersChanged', () => {
     expect(cm.clusters().map((rt) => rt.def.name).sort()).toEqual(['outbound|80||a.example.com', 'outbound|80||b.example.com']);
     expect(cm.poolCount()).toBe(1);
   });
+
+  it('closes the mTLS pools of replaced clusters, and keeps those of unchanged ones', () => {
+    const mtlsText = (sni: string): string => `${text('10.0.0.1', false)}---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: a, namespace: default}
+spec: {host: a.example.com, trafficPolicy: {tls: {mode: ISTIO_MUTUAL, sni: ${sni}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: b, namespace: default}
+spec: {host: b.example.com, trafficPolicy: {tls: {mode: ISTIO_MUTUAL}}}
+`;
+    const r0 = parseDocuments(mtlsText('a0.example.com'), 'm.yaml').resources;
+    const s0 = compile(r0, opts);
+    const cm = new ClusterManager(Math.random, () => 0, { keepAliveMs: 1000, headersTimeoutMs: 0 });
+    cm.mtls = () => undefined; // a certificate directory is configured: ISTIO_MUTUAL clusters originate mTLS
+    const a = s0.clusters.get('outbound|80||a.example.com')!;
+    const b = s0.clusters.get('outbound|80||b.example.com')!;
+    const poolA = cm.httpPool(cm.runtime(a).def, a.endpoints[0]!, false, false);
+    const poolB = cm.httpPool(cm.runtime(b).def, b.endpoints[0]!, false, false);
+    expect(cm.upstreamTls(a, a.endpoints[0]!)).toBe(true);
+    expect(cm.poolCount()).toBe(2);
+
+    // a's rule changes its SNI: a's cluster is replaced (same endpoint, same limits), b's is not.
+    const r1 = parseDocuments(mtlsText('a1.example.com'), 'm.yaml').resources;
+    const s1 = compileDelta(s0, r0, r1, opts)!;
+    const changed = changedClusters(s1, s0)!;
+    expect([...changed]).toEqual(['outbound|80||a.example.com']);
+    cm.onClustersChanged(s1, changed, s0.clusters);
+    expect(poolA.closed).toBe(true);
+    expect(poolB.closed).toBe(false);
+    expect(cm.poolCount()).toBe(1);
+    const a1 = s1.clusters.get('outbound|80||a.example.com')!;
+    expect(cm.httpPool(cm.runtime(a1).def, a1.endpoints[0]!, false, false)).not.toBe(poolA);
+    expect(cm.httpPool(cm.runtime(b).def, b.endpoints[0]!, false, false)).toBe(poolB);
+
+    // A full update with new defs for every cluster closes the TLS pools of the old ones.
+    cm.onSnapshot(compile(r1, opts));
+    expect(poolB.closed).toBe(true);
+    expect(cm.poolCount()).toBe(0);
+  });
 });
