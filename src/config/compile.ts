@@ -44,7 +44,12 @@ export interface CompileOptions {
   now?: number;
 }
 
-export function compile(resources: readonly Resource[], opts: CompileOptions): Snapshot {
+export function compile(resources: readonly Resource[], input: CompileOptions): Snapshot {
+  // Lazily built routes keep this function's scope alive, `opts` in it, and so does the compile context (handed on to
+  // every snapshot a delta derives): it must not hold the registry entries of other sources, or the first array of
+  // them would outlive every later one, and with it every ServiceDef the API watch replaced since (~6 MB at 10,000
+  // Services after 6,000 endpoint events: docs/scale.md, "RSS after the churn"). `input` is read here only.
+  const { extraServices, ...opts } = input;
   const warnings: string[] = [];
   const { namespace: proxyNs, clusterDomain } = opts;
   const vss = resources.filter((r) => r.kind === 'VirtualService');
@@ -61,7 +66,7 @@ export function compile(resources: readonly Resource[], opts: CompileOptions): S
   }
   // Kubernetes Services (and their EndpointSlices) written in files, then those of the API watch and the environment.
   const fileServices = servicesFromFiles(resources, clusterDomain) ?? [];
-  for (const d of [...fileServices, ...(opts.extraServices ?? [])]) {
+  for (const d of [...fileServices, ...(extraServices ?? [])]) {
     if (byHost.has(d.hostname)) continue;
     byHost.set(d.hostname, d); services.push(d);
   }
@@ -352,13 +357,8 @@ export function compile(resources: readonly Resource[], opts: CompileOptions): S
     warnings,
     ...(mesh !== undefined ? { mesh: { plain: meshPlain, l4: mesh.l4 } } : {}),
   };
-  // The context outlives this compilation (adoptContext hands it to every snapshot a delta derives): it keeps the
-  // options without the registry entries of other sources, or the first array of them would stay alive, and with it
-  // every ServiceDef the API watch has replaced since (~6 MB at 10,000 Services after 6,000 endpoint events).
-  const ctxOpts: CompileOptions = { ...opts };
-  delete ctxOpts.extraServices;
   CONTEXTS.set(snapshot, {
-    claims, byHost, opts: ctxOpts, drIdx, env, world, fileServices, wes, foreign,
+    claims, byHost, opts, drIdx, env, world, fileServices, wes, foreign,
     vsHost: (host, vs, cell) => new CompiledVirtualHost(host, objectName(vs), cell as RouteCell),
     vsCell: (vs) => new RouteCell(vsRoutes, vs),
     defaultHost: (svc) => new CompiledVirtualHost(svc.hostname, svc.origin, new RouteCell(defaultRoute, svc)),
