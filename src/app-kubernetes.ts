@@ -44,10 +44,11 @@ export async function startKubernetes(w: KubernetesWiring, k: NonNullable<RunOpt
     const cur = kube.current();
     if (authzIn?.pods !== cur.pods || authzIn.namespaceLabels !== cur.namespaceLabels) {
       w.authz.update({ pods: cur.pods, namespaceLabels: cur.namespaceLabels });
-      authzIn = cur;
+      // Only what is compared (the whole state would keep its services array alive until the next Pod change).
+      authzIn = { pods: cur.pods, namespaceLabels: cur.namespaceLabels };
     }
     if (storeIn?.resources !== cur.resources || storeIn.services !== cur.services) {
-      storeIn = w.store.setExternal('kubernetes', { resources: cur.resources, services: cur.services }) ? cur : undefined;
+      storeIn = w.store.setExternal('kubernetes', { resources: cur.resources, services: cur.services }) ? { resources: cur.resources, services: cur.services } : undefined;
     }
   };
   push();
