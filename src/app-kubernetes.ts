@@ -8,6 +8,7 @@ import type { KubernetesSource } from './discovery/k8s-source.js';
 import type { InboundAuthorizer } from './proxy/inbound-authz.js';
 import type { RunOptions } from './run-options.js';
 import type { Logger } from './util/logger.js';
+import { startHeapShrinker } from './util/heap-shrink.js';
 
 /** What the watch feeds, and where the sidecar keeps what is made (handed over before it starts, for stop()). */
 export interface KubernetesWiring {
@@ -53,6 +54,9 @@ export async function startKubernetes(w: KubernetesWiring, k: NonNullable<RunOpt
   };
   push();
   kube.on('change', push);
+  // Once the watch's changes stop, V8 is asked to give back the heap they left (src/util/heap-shrink.ts).
+  const shrinker = startHeapShrinker();
+  if (shrinker) kube.on('change', () => shrinker.noteChange());
   if (k.gatewayStatus !== undefined) {
     // Loaded on demand, like the watch: most sidecars never write status.
     const { GatewayStatusWriter } = await import('./gateway/status-writer.js');

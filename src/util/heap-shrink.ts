@@ -1,0 +1,131 @@
+/**
+ * Give back the heap a burst of config changes left behind, once the changes have stopped: Envoy's overload manager
+ * shrinks its heap at a moment it chooses (shrink_heap); V8 never learns on its own that a sidecar has gone quiet.
+ * During API-watch churn every batch builds new ServiceDefs, clusters and snapshots, and V8 grows the old generation
+ * to hold the garbage of the ones before; once the events stop nothing allocates, so no GC comes to give the pages
+ * back, and the resident set stays where the churn left it (docs/scale.md, "RSS after the churn").
+ *
+ * So: when no change came for `quietMs` after at least one did, and the heap V8 reserves has grown by more than
+ * `minGrowthBytes` and `minGrowthRatio` over what it was when last settled, the native addon (native/heap.cc) tells
+ * V8 that memory is wanted (MemoryPressureNotification, moderate): an incremental, memory-reducing mark-compact, most
+ * of it in small steps and on V8's worker thread. At most one per `minIntervalMs`. What the heap reserves once that
+ * GC is done becomes the new reference (a mesh that really grew does not trigger it again and again).
+ * Without the addon, or with REMORA_HEAP_SHRINK=0, nothing is done.
+ */
+import { createRequire } from 'node:module';
+import { getHeapStatistics } from 'node:v8';
+import { findAddon } from '../net/original-dst.js';
+
+export interface HeapShrinkOptions {
+  /** No change for this long (ms) before the heap is looked at. Default 5000. */
+  quietMs: number;
+  /** The heap reserved (V8's total_heap_size) must exceed the settled size by this much... Default 16 MiB. */
+  minGrowthBytes: number;
+  /** ...and by this fraction of it. Default 0.05. */
+  minGrowthRatio: number;
+  /** Least time between two shrinks (ms). Default 30000. */
+  minIntervalMs: number;
+  /** After a shrink, the heap size read this much later (ms) is the new settled size. Default 5000. */
+  settleMs: number;
+}
+
+export const HEAP_SHRINK_DEFAULTS: HeapShrinkOptions = { quietMs: 5000, minGrowthBytes: 16 * 2 ** 20, minGrowthRatio: 0.05, minIntervalMs: 30_000, settleMs: 5000 };
+
+/** The decision alone: shrink when changes came, and the heap grew enough past the settled size, and not too soon. */
+export function shouldShrink(s: { changes: number; heapTotal: number; settled: number; now: number; lastShrinkAt: number }, o: Pick<HeapShrinkOptions, 'minGrowthBytes' | 'minGrowthRatio' | 'minIntervalMs'>): boolean {
+  if (s.changes === 0) return false;
+  const growth = s.heapTotal - s.settled;
+  return growth > o.minGrowthBytes && growth > s.settled * o.minGrowthRatio && s.now - s.lastShrinkAt >= o.minIntervalMs;
+}
+
+export interface HeapShrinkDeps {
+  /** V8's reserved heap (bytes). */
+  heapTotal(): number;
+  /** Ask for the memory-reducing GC. */
+  reduce(): void;
+  now(): number;
+  setTimer(f: () => void, ms: number): { cancel(): void };
+}
+
+/** Counts config changes and shrinks the heap once they have stopped (see the module comment). */
+export class HeapShrinker {
+  private changes = 0;
+  private settled: number;
+  private lastShrinkAt = -Infinity;
+  private timer: { cancel(): void } | undefined;
+  private settleTimer: { cancel(): void } | undefined;
+  /** Shrinks asked for, and the last one's heap size before and once settled (bytes), for /memory and the bench. */
+  readonly stats = { shrinks: 0, lastBefore: 0, lastAfter: 0 };
+
+  constructor(private readonly deps: HeapShrinkDeps, private readonly opts: HeapShrinkOptions = HEAP_SHRINK_DEFAULTS) {
+    this.settled = deps.heapTotal();
+  }
+
+  /** A config change was applied: look at the heap once none has come for quietMs. */
+  noteChange(): void {
+    this.changes++;
+    this.timer?.cancel();
+    this.timer = this.deps.setTimer(() => this.quiet(), this.opts.quietMs);
+  }
+
+  stop(): void {
+    this.timer?.cancel();
+    this.settleTimer?.cancel();
+    this.timer = this.settleTimer = undefined;
+  }
+
+  private quiet(): void {
+    this.timer = undefined;
+    const heapTotal = this.deps.heapTotal();
+    const now = this.deps.now();
+    // Below the settled size (V8 shrank it itself): that is the reference from now on.
+    if (heapTotal < this.settled) this.settled = heapTotal;
+    if (!shouldShrink({ changes: this.changes, heapTotal, settled: this.settled, now, lastShrinkAt: this.lastShrinkAt }, this.opts)) return;
+    this.changes = 0;
+    this.lastShrinkAt = now;
+    this.stats.shrinks++;
+    this.stats.lastBefore = heapTotal;
+    this.deps.reduce();
+    this.settleTimer?.cancel();
+    this.settleTimer = this.deps.setTimer(() => {
+      this.settleTimer = undefined;
+      this.settled = this.deps.heapTotal();
+      this.stats.lastAfter = this.settled;
+    }, this.opts.settleMs);
+  }
+}
+
+interface HeapAddon {
+  reduceHeap?: (level: number) => void;
+  mallocTrim?: () => boolean;
+}
+
+/**
+ * A shrinker on the native addon, or undefined (REMORA_HEAP_SHRINK=0, not Linux, addon absent or older than
+ * reduceHeap). Timers are unref'd: they never keep the process alive.
+ */
+export function startHeapShrinker(env: NodeJS.ProcessEnv = process.env, addonPath: string | undefined = findAddon()): HeapShrinker | undefined {
+  if (env.REMORA_HEAP_SHRINK === '0' || addonPath === undefined || process.platform !== 'linux') return undefined;
+  let addon: HeapAddon;
+  try {
+    addon = createRequire(import.meta.url)(addonPath) as HeapAddon;
+  } catch {
+    return undefined;
+  }
+  const reduceHeap = addon.reduceHeap;
+  if (typeof reduceHeap !== 'function') return undefined;
+  const trim = env.REMORA_HEAP_SHRINK_TRIM === '1' ? addon.mallocTrim : undefined;
+  return new HeapShrinker({
+    heapTotal: () => getHeapStatistics().total_heap_size,
+    reduce: () => {
+      reduceHeap(1);
+      trim?.();
+    },
+    now: () => performance.now(),
+    setTimer: (f, ms) => {
+      const t = setTimeout(f, ms);
+      t.unref();
+      return { cancel: () => clearTimeout(t) };
+    },
+  });
+}
