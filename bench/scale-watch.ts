@@ -230,6 +230,8 @@ interface ChurnResult {
   /** The V8 view at the same moments (admin /memory); with --diag also after all garbage was collected. */
   heapBefore?: HeapView;
   heapAfter?: HeapView;
+  /** The heap each second of the quiet after the churn. */
+  quietAfter?: Array<{ s: number; usedMB: number; totalMB: number; rssMB: number }>;
   liveBefore?: HeapView;
   liveAfter?: HeapView;
   rssChangePct: number;
@@ -304,7 +306,14 @@ async function syncAndChurn(): Promise<ChurnResult[]> {
       await Promise.all(pending);
       const { sent } = await churn;
       const afterDrop = await api.call<Stats>({ cmd: 'stats' });
-      await sleep(15_000);
+      // The 15 s quiet, the heap read each second (the heap shrink after churn: src/util/heap-shrink.ts).
+      const quiet: Array<{ s: number; usedMB: number; totalMB: number; rssMB: number }> = [];
+      for (let s = 1; s <= 15; s++) {
+        await sleep(1000);
+        const h = await heapView(sc.admin);
+        if (h) quiet.push({ s, usedMB: +h.heapUsedMB.toFixed(1), totalMB: +h.heapTotalMB.toFixed(1), rssMB: +h.rssMB.toFixed(1) });
+      }
+      log(`${b.label}: the quiet after the churn, heap used/reserved (RSS) MB each 3 s: ${quiet.filter((q) => q.s % 3 === 0).map((q) => `${q.usedMB}/${q.totalMB} (${q.rssMB})`).join(', ')}`);
       const afterChurn = memStatus(sc.s.pid);
       const heapAfter = await heapView(sc.admin);
       log(`${b.label}: after the churn: ${fmtHeap(heapAfter)}`);
@@ -317,7 +326,7 @@ async function syncAndChurn(): Promise<ChurnResult[]> {
       const after410 = await api.call<Stats>({ cmd: 'stats' });
       const r: ChurnResult = {
         build: b.label, services: SERVICES, readyMs: sc.readyMs, atReady, beforeChurn, afterChurn,
-        ...(heapBefore ? { heapBefore } : {}), ...(heapAfter ? { heapAfter } : {}), ...(liveBefore ? { liveBefore } : {}), ...(liveAfter ? { liveAfter } : {}),
+        ...(heapBefore ? { heapBefore } : {}), ...(heapAfter ? { heapAfter } : {}), quietAfter: quiet, ...(liveBefore ? { liveBefore } : {}), ...(liveAfter ? { liveAfter } : {}),
         rssChangePct: (100 * (afterChurn.rssMB - beforeChurn.rssMB)) / beforeChurn.rssMB,
         probes: { count: latencies.length, latenciesMs: latencies.map((x) => Math.round(x)), p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99), maxMs: Math.max(...latencies), timeouts },
         events: sent + latencies.length + timeouts,

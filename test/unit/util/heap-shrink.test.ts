@@ -5,7 +5,7 @@ import { HeapShrinker, shouldShrink, type HeapShrinkOptions } from '../../../src
 const MB = 2 ** 20;
 const opts: HeapShrinkOptions = { quietMs: 5000, minGrowthBytes: 16 * MB, minGrowthRatio: 0.05, minIntervalMs: 30_000, settleMs: 5000 };
 
-function harness(start: number) {
+function harness(start: number, startup = false) {
   let now = 0;
   let heap = start;
   const timers: Array<{ at: number; f: () => void; live: boolean }> = [];
@@ -19,7 +19,7 @@ function harness(start: number) {
       timers.push(t);
       return { cancel: () => void (t.live = false) };
     },
-  }, opts);
+  }, opts, startup);
   const advance = (ms: number): void => {
     const end = now + ms;
     for (;;) {
@@ -100,6 +100,22 @@ describe('HeapShrinker', () => {
     h.setHeap(80 * MB + 17 * MB);
     h.advance(5000); // 17 MB over the 80 V8 reached by itself: past both thresholds
     expect(h.reduced.length).toBe(3);
+  });
+
+  it('startup: one shrink quietMs after the config was loaded, whatever the heap (settled size 0), then the heap after it is the reference', () => {
+    const h = harness(130 * MB, true);
+    h.advance(4999);
+    expect(h.reduced).toEqual([]);
+    h.advance(1);
+    expect(h.reduced).toEqual([5000]);
+    h.setHeap(97 * MB);
+    h.advance(5000);
+    expect(h.s.stats.lastAfter).toBe(97 * MB);
+    h.advance(60_000);
+    h.s.noteChange();
+    h.setHeap(110 * MB); // 13 MB over: below minGrowthBytes
+    h.advance(10_000);
+    expect(h.reduced.length).toBe(1);
   });
 
   it('stop() cancels what is pending', () => {
