@@ -8,10 +8,12 @@ const opts: HeapShrinkOptions = { quietMs: 5000, minGrowthBytes: 16 * MB, minGro
 function harness(start: number, startup = false) {
   let now = 0;
   let heap = start;
+  let used = start;
   const timers: Array<{ at: number; f: () => void; live: boolean }> = [];
   const reduced: number[] = [];
   const s = new HeapShrinker({
     heapTotal: () => heap,
+    heapUsed: () => used,
     reduce: () => void reduced.push(now),
     now: () => now,
     setTimer: (f, ms) => {
@@ -31,7 +33,8 @@ function harness(start: number, startup = false) {
     }
     now = end;
   };
-  return { s, reduced, advance, setHeap: (b: number) => void (heap = b), at: () => now };
+  // setHeap: reserved and in use alike (a compacted heap) unless `inUse` is given.
+  return { s, reduced, advance, setHeap: (b: number, inUse = b) => { heap = b; used = inUse; }, at: () => now };
 }
 
 describe('shouldShrink', () => {
@@ -116,6 +119,21 @@ describe('HeapShrinker', () => {
     h.setHeap(110 * MB); // 13 MB over: below minGrowthBytes
     h.advance(10_000);
     expect(h.reduced.length).toBe(1);
+  });
+
+  it('a second GC settleMs after the first when the heap reserved is still well above the heap in use; never a third', () => {
+    const h = harness(100 * MB);
+    h.s.noteChange();
+    h.setHeap(400 * MB, 130 * MB);
+    h.advance(5000);
+    expect(h.reduced).toEqual([5000]);
+    h.setHeap(144 * MB, 93 * MB); // one incremental GC: in use 93, reserved 144
+    h.advance(5000);
+    expect(h.reduced).toEqual([5000, 10_000]);
+    h.setHeap(140 * MB, 93 * MB); // still slack: the reference all the same, no third
+    h.advance(5000);
+    expect(h.reduced.length).toBe(2);
+    expect(h.s.stats).toEqual({ shrinks: 2, lastBefore: 400 * MB, lastAfter: 140 * MB });
   });
 
   it('stop() cancels what is pending', () => {
