@@ -8,8 +8,8 @@
  * So: when no change came for `quietMs` after at least one did, and the heap V8 reserves has grown by more than
  * `minGrowthBytes` and `minGrowthRatio` over what it was when last settled, the native addon (native/heap.cc) tells
  * V8 that memory is wanted (MemoryPressureNotification, moderate): an incremental, memory-reducing mark-compact, most
- * of it in small steps and on V8's worker thread; a second one `settleMs` later when the heap reserved is still well
- * above the heap in use. At most one such shrink per `minIntervalMs`. What the heap reserves once that is done becomes the new reference (a mesh that really grew does not trigger it again and again). The same once
+ * of it in small steps and on V8's worker thread; another `settleMs` later while the heap reserved is still well
+ * above the heap in use (up to `maxPasses`). At most one such shrink per `minIntervalMs`. What the heap reserves once that is done becomes the new reference (a mesh that really grew does not trigger it again and again). The same once
  * after start-up: loading the first config leaves its garbage too (RSS 2 s after ready ~215 MB at 10,000 Services,
  * ~150 once collected).
  * Without the addon, or with REMORA_HEAP_SHRINK=0, nothing is done.
@@ -29,9 +29,11 @@ export interface HeapShrinkOptions {
   minIntervalMs: number;
   /** After a shrink, the heap size read this much later (ms) is the new settled size. Default 5000. */
   settleMs: number;
+  /** GCs per shrink at most: another one settleMs after the last while the heap reserved is well above the heap in use. Default 4. */
+  maxPasses: number;
 }
 
-export const HEAP_SHRINK_DEFAULTS: HeapShrinkOptions = { quietMs: 5000, minGrowthBytes: 16 * 2 ** 20, minGrowthRatio: 0.05, minIntervalMs: 30_000, settleMs: 5000 };
+export const HEAP_SHRINK_DEFAULTS: HeapShrinkOptions = { quietMs: 5000, minGrowthBytes: 16 * 2 ** 20, minGrowthRatio: 0.05, minIntervalMs: 30_000, settleMs: 5000, maxPasses: 4 };
 
 /** The decision alone: shrink when changes came, and the heap grew enough past the settled size, and not too soon. */
 export function shouldShrink(s: { changes: number; heapTotal: number; settled: number; now: number; lastShrinkAt: number }, o: Pick<HeapShrinkOptions, 'minGrowthBytes' | 'minGrowthRatio' | 'minIntervalMs'>): boolean {
@@ -95,24 +97,25 @@ export class HeapShrinker {
     this.stats.shrinks++;
     this.stats.lastBefore = heapTotal;
     this.deps.reduce();
-    this.settle(true);
+    this.settle(1);
   }
 
   /**
-   * settleMs after a shrink: the heap reserved then is the new reference; unless it is still well above the heap in
-   * use (one incremental GC compacts only the pages it picked: 10,000 Services after the churn, 405 → 144 MB reserved
-   * for 93 in use), when a second one is asked for first (then 144 → 98).
+   * settleMs after each GC of a shrink: the heap reserved then is the new reference; unless it is still well above
+   * the heap in use (one incremental GC compacts only the pages it picked: 10,000 Services after 60 s of churn,
+   * 324 → 210 MB reserved for 93 in use, then 100; after 180 s, 538 → 320 → 132), when another is asked for first,
+   * up to maxPasses.
    */
-  private settle(again: boolean): void {
+  private settle(pass: number): void {
     this.settleTimer?.cancel();
     this.settleTimer = this.deps.setTimer(() => {
       this.settleTimer = undefined;
       const total = this.deps.heapTotal();
       const slack = total - this.deps.heapUsed();
-      if (again && slack > this.opts.minGrowthBytes && slack > total * this.opts.minGrowthRatio) {
+      if (pass < this.opts.maxPasses && slack > this.opts.minGrowthBytes && slack > total * this.opts.minGrowthRatio) {
         this.stats.shrinks++;
         this.deps.reduce();
-        this.settle(false);
+        this.settle(pass + 1);
         return;
       }
       this.settled = total;
@@ -123,6 +126,7 @@ export class HeapShrinker {
 
 interface HeapAddon {
   reduceHeap?: (level: number) => void;
+  /** glibc malloc_trim(0) (native/heap.cc); not called: native memory did not grow with the churn (docs/scale.md). */
   mallocTrim?: () => boolean;
 }
 
@@ -140,14 +144,10 @@ export function startHeapShrinker(env: NodeJS.ProcessEnv = process.env, addonPat
   }
   const reduceHeap = addon.reduceHeap;
   if (typeof reduceHeap !== 'function') return undefined;
-  const trim = env.REMORA_HEAP_SHRINK_TRIM === '1' ? addon.mallocTrim : undefined;
   return new HeapShrinker({
     heapTotal: () => getHeapStatistics().total_heap_size,
     heapUsed: () => getHeapStatistics().used_heap_size,
-    reduce: () => {
-      reduceHeap(1);
-      trim?.();
-    },
+    reduce: () => reduceHeap(1),
     now: () => performance.now(),
     setTimer: (f, ms) => {
       const t = setTimeout(f, ms);

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { HeapShrinker, shouldShrink, type HeapShrinkOptions } from '../../../src/util/heap-shrink.js';
 
 const MB = 2 ** 20;
-const opts: HeapShrinkOptions = { quietMs: 5000, minGrowthBytes: 16 * MB, minGrowthRatio: 0.05, minIntervalMs: 30_000, settleMs: 5000 };
+const opts: HeapShrinkOptions = { quietMs: 5000, minGrowthBytes: 16 * MB, minGrowthRatio: 0.05, minIntervalMs: 30_000, settleMs: 5000, maxPasses: 4 };
 
 function harness(start: number, startup = false) {
   let now = 0;
@@ -121,19 +121,28 @@ describe('HeapShrinker', () => {
     expect(h.reduced.length).toBe(1);
   });
 
-  it('a second GC settleMs after the first when the heap reserved is still well above the heap in use; never a third', () => {
+  it('another GC settleMs after the last while the heap reserved is still well above the heap in use; maxPasses at most', () => {
     const h = harness(100 * MB);
     h.s.noteChange();
-    h.setHeap(400 * MB, 130 * MB);
+    h.setHeap(538 * MB, 240 * MB);
     h.advance(5000);
     expect(h.reduced).toEqual([5000]);
-    h.setHeap(144 * MB, 93 * MB); // one incremental GC: in use 93, reserved 144
+    h.setHeap(320 * MB, 94 * MB); // one incremental GC: in use 94, reserved 320
     h.advance(5000);
-    expect(h.reduced).toEqual([5000, 10_000]);
-    h.setHeap(140 * MB, 93 * MB); // still slack: the reference all the same, no third
+    h.setHeap(132 * MB, 94 * MB);
     h.advance(5000);
-    expect(h.reduced.length).toBe(2);
-    expect(h.s.stats).toEqual({ shrinks: 2, lastBefore: 400 * MB, lastAfter: 140 * MB });
+    expect(h.reduced).toEqual([5000, 10_000, 15_000]);
+    h.setHeap(98 * MB, 94 * MB); // close enough: settled
+    h.advance(5000);
+    expect(h.reduced.length).toBe(3);
+    expect(h.s.stats).toEqual({ shrinks: 3, lastBefore: 538 * MB, lastAfter: 98 * MB });
+    // A heap that stays slack: four GCs, then it is the reference all the same.
+    h.advance(60_000);
+    h.s.noteChange();
+    h.setHeap(400 * MB, 94 * MB);
+    h.advance(5000 + 4 * 5000);
+    expect(h.reduced.length).toBe(3 + 4);
+    expect(h.s.stats.lastAfter).toBe(400 * MB);
   });
 
   it('stop() cancels what is pending', () => {
