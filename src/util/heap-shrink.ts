@@ -12,14 +12,14 @@
  * above the heap in use (up to `maxPasses`). At most one such shrink per `minIntervalMs`. What the heap reserves once that is done becomes the new reference (a mesh that really grew does not trigger it again and again). The same once
  * after start-up: loading the first config leaves its garbage too (RSS 2 s after ready ~215 MB at 10,000 Services,
  * ~150 once collected).
- * Without the addon, or with REMORA_HEAP_SHRINK=0, nothing is done.
+ * Without the addon, or with REMORA_HEAP_SHRINK=0 (read by src/cli/run.ts), nothing is done.
  */
 import { createRequire } from 'node:module';
 import { getHeapStatistics } from 'node:v8';
 import { findAddon } from '../net/original-dst.js';
 
 export interface HeapShrinkOptions {
-  /** No change for this long (ms) before the heap is looked at. Default 5000. */
+  /** No change for this long (ms) before the heap is looked at. Default 3000. */
   quietMs: number;
   /** The heap reserved (V8's total_heap_size) must exceed the settled size by this much... Default 16 MiB. */
   minGrowthBytes: number;
@@ -27,13 +27,16 @@ export interface HeapShrinkOptions {
   minGrowthRatio: number;
   /** Least time between two shrinks (ms). Default 30000. */
   minIntervalMs: number;
-  /** After a shrink, the heap size read this much later (ms) is the new settled size. Default 5000. */
+  /**
+   * After a shrink's GC, the heap is read this much later (ms): another GC, or the new settled size. Default 3000 (an
+   * incremental GC took 2.0–3.3 s at 10,000–50,000 Services: bench/scale-watch-shrink.ts).
+   */
   settleMs: number;
   /** GCs per shrink at most: another one settleMs after the last while the heap reserved is well above the heap in use. Default 4. */
   maxPasses: number;
 }
 
-export const HEAP_SHRINK_DEFAULTS: HeapShrinkOptions = { quietMs: 5000, minGrowthBytes: 16 * 2 ** 20, minGrowthRatio: 0.05, minIntervalMs: 30_000, settleMs: 5000, maxPasses: 4 };
+export const HEAP_SHRINK_DEFAULTS: HeapShrinkOptions = { quietMs: 3000, minGrowthBytes: 16 * 2 ** 20, minGrowthRatio: 0.05, minIntervalMs: 30_000, settleMs: 3000, maxPasses: 4 };
 
 /** The decision alone: shrink when changes came, and the heap grew enough past the settled size, and not too soon. */
 export function shouldShrink(s: { changes: number; heapTotal: number; settled: number; now: number; lastShrinkAt: number }, o: Pick<HeapShrinkOptions, 'minGrowthBytes' | 'minGrowthRatio' | 'minIntervalMs'>): boolean {
@@ -130,12 +133,18 @@ interface HeapAddon {
   mallocTrim?: () => boolean;
 }
 
+let enabled = true;
+/** Off for this process (`remora run` reads REMORA_HEAP_SHRINK=0: src/cli/run.ts). */
+export function setHeapShrink(on: boolean): void {
+  enabled = on;
+}
+
 /**
- * A shrinker on the native addon, or undefined (REMORA_HEAP_SHRINK=0, not Linux, addon absent or older than
- * reduceHeap). Timers are unref'd: they never keep the process alive.
+ * A shrinker on the native addon, or undefined (turned off, not Linux, addon absent or older than reduceHeap).
+ * Timers are unref'd: they never keep the process alive.
  */
-export function startHeapShrinker(env: NodeJS.ProcessEnv = process.env, addonPath: string | undefined = findAddon()): HeapShrinker | undefined {
-  if (env.REMORA_HEAP_SHRINK === '0' || addonPath === undefined || process.platform !== 'linux') return undefined;
+export function startHeapShrinker(addonPath: string | undefined = findAddon()): HeapShrinker | undefined {
+  if (!enabled || addonPath === undefined || process.platform !== 'linux') return undefined;
   let addon: HeapAddon;
   try {
     addon = createRequire(import.meta.url)(addonPath) as HeapAddon;
