@@ -17,7 +17,7 @@ RUN apt-get update \
 WORKDIR /app
 COPY package.json package-lock.json .npmrc ./
 COPY scripts/build-native.mjs ./scripts/
-COPY native/binding.gyp native/original_dst.c native/resident.c ./native/
+COPY native/binding.gyp native/original_dst.c native/resident.c native/heap.cc ./native/
 RUN npm ci && test -f native/build/Release/remora_net.node
 COPY tsconfig.json tsconfig.build.json rolldown.config.mjs ./
 COPY src ./src

@@ -36,14 +36,21 @@ const { values: argv } = parseArgs({
     sidecars: { type: 'string' },
     baseline: { type: 'string' },
     out: { type: 'string' },
+    // Diagnostics: the sidecar started with --heapsnapshot-signal=SIGUSR2 --diagnostic-dir=DIR; before and after the
+    // churn (after the RSS is read) a heap snapshot is taken, which first collects all garbage: /memory then gives
+    // the live heap. Changes what follows (the snapshot's own memory): not for the RSS figure.
+    diag: { type: 'string' },
+    'node-flags': { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   },
 });
 if (argv.help) {
-  process.stdout.write(`usage: node build/bench/scale-watch.js [--quick] [--only sync,churn,scope,fanout] [--services 10000] [--seconds 60] [--rate 100] [--sidecars 10,20,50] [--baseline DIR]
+  process.stdout.write(`usage: node build/bench/scale-watch.js [--quick] [--only sync,churn,scope,fanout] [--services 10000] [--seconds 60] [--rate 100] [--sidecars 10,20,50] [--baseline DIR] [--diag DIR] [--node-flags '--flag,…']
 `);
   process.exit(0);
 }
+const DIAG_DIR = argv.diag ? resolve(argv.diag) : undefined;
+const EXTRA_NODE_FLAGS = [...(argv['node-flags'] ? argv['node-flags'].split(',') : []), ...(DIAG_DIR ? ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${DIAG_DIR}`] : [])];
 const quick = argv.quick === true;
 const only = argv.only ? new Set(argv.only.split(',')) : null;
 const want = (s: string): boolean => only === null || only.has(s);
@@ -136,6 +143,7 @@ class ApiServerProcess {
 interface Sidecar {
   s: Started;
   outbound: number;
+  admin: number;
   readyMs: number;
 }
 
@@ -145,16 +153,67 @@ async function startSidecar(name: string, build: Build, kubeconfig: string, extr
   const t0 = performance.now();
   const s = await startProcess({
     name, cmd: process.execPath, cpus, marker: 'remora ready', timeoutMs: 300_000,
-    args: [...IMAGE_NODE_FLAGS, build.cli, 'run', '--kubernetes', '--kubeconfig', kubeconfig, '--config', empty, '--outbound-port', '0', '--inbound-port', '0', '--admin-port', '0', '--stats-port', '0', '--health-port', '0', '--log-level', 'warn', ...extra],
+    args: [...IMAGE_NODE_FLAGS, ...EXTRA_NODE_FLAGS, build.cli, 'run', '--kubernetes', '--kubeconfig', kubeconfig, '--config', empty, '--outbound-port', '0', '--inbound-port', '0', '--admin-port', '0', '--stats-port', '0', '--health-port', '0', '--log-level', 'warn', ...extra],
   });
   started.push(s);
-  return { s, outbound: Number(s.ready.outbound), readyMs: performance.now() - t0 };
+  return { s, outbound: Number(s.ready.outbound), admin: Number(s.ready.admin), readyMs: performance.now() - t0 };
 }
 async function stopSidecar(x: Sidecar | undefined): Promise<void> {
   if (!x) return;
   const i = started.indexOf(x.s);
   if (i >= 0) started.splice(i, 1);
   await stopProcess(x.s, 10_000);
+}
+
+/** The sidecar's V8 view (admin /memory) beside its RSS: heap used / reserved, external, and the rest (native). */
+interface HeapView { rssMB: number; heapUsedMB: number; heapTotalMB: number; externalMB: number; arrayBuffersMB: number; nativeMB: number; oldSpace: { sizeMB: number; usedMB: number } }
+async function heapView(admin: number): Promise<HeapView | undefined> {
+  try {
+    const r = await fetch(`http://127.0.0.1:${admin}/memory`);
+    const m = (await r.json()) as { allocated: string; heap_size: string; total_physical_bytes: string; external: string; array_buffers: string; heap_spaces: Array<{ name: string; size: number; used: number }> };
+    const mb = (x: string | number): number => Number(x) / 2 ** 20;
+    const old = m.heap_spaces.find((x) => x.name === 'old_space');
+    return {
+      rssMB: mb(m.total_physical_bytes), heapUsedMB: mb(m.allocated), heapTotalMB: mb(m.heap_size), externalMB: mb(m.external), arrayBuffersMB: mb(m.array_buffers),
+      nativeMB: mb(Number(m.total_physical_bytes) - Number(m.heap_size) - Number(m.external)),
+      oldSpace: { sizeMB: mb(old?.size ?? 0), usedMB: mb(old?.used ?? 0) },
+    };
+  } catch {
+    return undefined;
+  }
+}
+const fmtHeap = (h: HeapView | undefined): string => h ? `rss ${h.rssMB.toFixed(1)} heap ${h.heapUsedMB.toFixed(1)}/${h.heapTotalMB.toFixed(1)} (old ${h.oldSpace.usedMB.toFixed(1)}/${h.oldSpace.sizeMB.toFixed(1)}) external ${h.externalMB.toFixed(1)} (ab ${h.arrayBuffersMB.toFixed(1)}) native ${h.nativeMB.toFixed(1)} MB` : 'n/a';
+
+/** With --diag: a heap snapshot (all garbage collected first), then the live heap. */
+async function snapshotHeap(sc: Sidecar, label: string): Promise<HeapView | undefined> {
+  if (!DIAG_DIR) return undefined;
+  const { readdirSync } = await import('node:fs');
+  const before = new Set(readdirSync(DIAG_DIR));
+  process.kill(sc.s.pid, 'SIGUSR2');
+  const t0 = performance.now();
+  for (;;) {
+    await sleep(500);
+    const fresh = readdirSync(DIAG_DIR).filter((f) => !before.has(f) && f.endsWith('.heapsnapshot'));
+    if (fresh.length > 0) {
+      // Written once the size holds still.
+      let last = -1;
+      for (;;) {
+        const { statSync } = await import('node:fs');
+        const size = statSync(join(DIAG_DIR, fresh[0]!)).size;
+        if (size === last && size > 0) break;
+        last = size;
+        await sleep(1000);
+      }
+      const { renameSync } = await import('node:fs');
+      renameSync(join(DIAG_DIR, fresh[0]!), join(DIAG_DIR, `${label}.heapsnapshot`));
+      break;
+    }
+    if (performance.now() - t0 > 120_000) return undefined;
+  }
+  await sleep(1000);
+  const h = await heapView(sc.admin);
+  log(`${label}: after a heap snapshot (all garbage collected, ${((performance.now() - t0) / 1000).toFixed(1)} s): ${fmtHeap(h)}`);
+  return h;
 }
 
 type Stats = { stats: { listRequests: number; listBytes: number; watchRequests: number; watchBytes: number; watchEvents: number }; openWatches: number; watches: Array<{ typeKey: string; bytes: number; events: number }> };
@@ -168,6 +227,13 @@ interface ChurnResult {
   atReady: MemStatus;
   beforeChurn: MemStatus;
   afterChurn: MemStatus;
+  /** The V8 view at the same moments (admin /memory); with --diag also after all garbage was collected. */
+  heapBefore?: HeapView;
+  heapAfter?: HeapView;
+  /** The heap each second of the quiet after the churn. */
+  quietAfter?: Array<{ s: number; usedMB: number; totalMB: number; rssMB: number }>;
+  liveBefore?: HeapView;
+  liveAfter?: HeapView;
   rssChangePct: number;
   probes: { count: number; latenciesMs: number[]; p50Ms: number; p99Ms: number; maxMs: number; timeouts: number };
   events: number;
@@ -203,6 +269,10 @@ async function syncAndChurn(): Promise<ChurnResult[]> {
       // RSS before and after the churn, each after 15 s without events (the start-up's garbage collected alike).
       await sleep(15_000);
       const beforeChurn = memStatus(sc.s.pid);
+      const heapBefore = await heapView(sc.admin);
+      log(`${b.label}: before the churn: ${fmtHeap(heapBefore)}`);
+      const liveBefore = await snapshotHeap(sc, `${b.label}-before`);
+      if (liveBefore) await sleep(15_000);
       await api.call({ cmd: 'resetStats' });
       // The churn: RATE − PROBE_RATE readiness flips per second in the API server, and PROBE_RATE probe moves timed here.
       const churn = api.call<{ sent: number }>({ cmd: 'churn', rate: RATE - PROBE_RATE, seconds: SECONDS, exclude: probes, seed: 26 });
@@ -236,8 +306,18 @@ async function syncAndChurn(): Promise<ChurnResult[]> {
       await Promise.all(pending);
       const { sent } = await churn;
       const afterDrop = await api.call<Stats>({ cmd: 'stats' });
-      await sleep(15_000);
+      // The 15 s quiet, the heap read each second (the heap shrink after churn: src/util/heap-shrink.ts).
+      const quiet: Array<{ s: number; usedMB: number; totalMB: number; rssMB: number }> = [];
+      for (let s = 1; s <= 15; s++) {
+        await sleep(1000);
+        const h = await heapView(sc.admin);
+        if (h) quiet.push({ s, usedMB: +h.heapUsedMB.toFixed(1), totalMB: +h.heapTotalMB.toFixed(1), rssMB: +h.rssMB.toFixed(1) });
+      }
+      log(`${b.label}: the quiet after the churn, heap used/reserved (RSS) MB each 3 s: ${quiet.filter((q) => q.s % 3 === 0).map((q) => `${q.usedMB}/${q.totalMB} (${q.rssMB})`).join(', ')}`);
       const afterChurn = memStatus(sc.s.pid);
+      const heapAfter = await heapView(sc.admin);
+      log(`${b.label}: after the churn: ${fmtHeap(heapAfter)}`);
+      const liveAfter = await snapshotHeap(sc, `${b.label}-after`);
       // 410 Gone: history compacted, then every watch cut: each kind relists once.
       const before410 = await api.call<Stats>({ cmd: 'stats' });
       await api.call({ cmd: 'compact' });
@@ -246,6 +326,7 @@ async function syncAndChurn(): Promise<ChurnResult[]> {
       const after410 = await api.call<Stats>({ cmd: 'stats' });
       const r: ChurnResult = {
         build: b.label, services: SERVICES, readyMs: sc.readyMs, atReady, beforeChurn, afterChurn,
+        ...(heapBefore ? { heapBefore } : {}), ...(heapAfter ? { heapAfter } : {}), quietAfter: quiet, ...(liveBefore ? { liveBefore } : {}), ...(liveAfter ? { liveAfter } : {}),
         rssChangePct: (100 * (afterChurn.rssMB - beforeChurn.rssMB)) / beforeChurn.rssMB,
         probes: { count: latencies.length, latenciesMs: latencies.map((x) => Math.round(x)), p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99), maxMs: Math.max(...latencies), timeouts },
         events: sent + latencies.length + timeouts,

@@ -95,13 +95,20 @@ static napi_value original_dst(napi_env env, napi_callback_info info) {
 
 /* native/resident.c */
 napi_value drop_startup_pages(napi_env env, napi_callback_info info);
+/* native/heap.cc */
+napi_value reduce_heap(napi_env env, napi_callback_info info);
+napi_value malloc_trim_now(napi_env env, napi_callback_info info);
 
 static napi_value init(napi_env env, napi_value exports) {
-  napi_value fn, drop;
+  napi_value fn, drop, reduce, trim;
   CHECK(env, napi_create_function(env, "originalDst", NAPI_AUTO_LENGTH, original_dst, NULL, &fn));
   CHECK(env, napi_set_named_property(env, exports, "originalDst", fn));
   CHECK(env, napi_create_function(env, "dropStartupPages", NAPI_AUTO_LENGTH, drop_startup_pages, NULL, &drop));
   CHECK(env, napi_set_named_property(env, exports, "dropStartupPages", drop));
+  CHECK(env, napi_create_function(env, "reduceHeap", NAPI_AUTO_LENGTH, reduce_heap, NULL, &reduce));
+  CHECK(env, napi_set_named_property(env, exports, "reduceHeap", reduce));
+  CHECK(env, napi_create_function(env, "mallocTrim", NAPI_AUTO_LENGTH, malloc_trim_now, NULL, &trim));
+  CHECK(env, napi_set_named_property(env, exports, "mallocTrim", trim));
   return exports;
 }
 

@@ -8,6 +8,7 @@ import type { KubernetesSource } from './discovery/k8s-source.js';
 import type { InboundAuthorizer } from './proxy/inbound-authz.js';
 import type { RunOptions } from './run-options.js';
 import type { Logger } from './util/logger.js';
+import { startHeapShrinker } from './util/heap-shrink.js';
 
 /** What the watch feeds, and where the sidecar keeps what is made (handed over before it starts, for stop()). */
 export interface KubernetesWiring {
@@ -44,14 +45,18 @@ export async function startKubernetes(w: KubernetesWiring, k: NonNullable<RunOpt
     const cur = kube.current();
     if (authzIn?.pods !== cur.pods || authzIn.namespaceLabels !== cur.namespaceLabels) {
       w.authz.update({ pods: cur.pods, namespaceLabels: cur.namespaceLabels });
-      authzIn = cur;
+      // Only what is compared (the whole state would keep its services array alive until the next Pod change).
+      authzIn = { pods: cur.pods, namespaceLabels: cur.namespaceLabels };
     }
     if (storeIn?.resources !== cur.resources || storeIn.services !== cur.services) {
-      storeIn = w.store.setExternal('kubernetes', { resources: cur.resources, services: cur.services }) ? cur : undefined;
+      storeIn = w.store.setExternal('kubernetes', { resources: cur.resources, services: cur.services }) ? { resources: cur.resources, services: cur.services } : undefined;
     }
   };
   push();
   kube.on('change', push);
+  // Once the watch's changes stop, V8 is asked to give back the heap they left (src/util/heap-shrink.ts).
+  const shrinker = startHeapShrinker();
+  if (shrinker) kube.on('change', () => shrinker.noteChange());
   if (k.gatewayStatus !== undefined) {
     // Loaded on demand, like the watch: most sidecars never write status.
     const { GatewayStatusWriter } = await import('./gateway/status-writer.js');

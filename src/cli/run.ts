@@ -1,6 +1,7 @@
 /** `remora run`: the sidecar. Prints `remora ready {json}` on stdout once listeners are bound and config is loaded. */
 import { tuneForServing } from '../util/v8-tuning.js';
 import { dropStartupPages } from '../util/resident.js';
+import { setHeapShrink } from '../util/heap-shrink.js';
 import { readFileSync } from 'node:fs';
 import { Sidecar } from '../app.js';
 import type { RunOptions } from '../run-options.js';
@@ -267,6 +268,8 @@ export async function main(argv: string[]): Promise<number> {
   // --concurrency 1 starts exactly as before.
   if (process.env.REMORA_WORKER_ID !== undefined && (await import('node:cluster')).default.isWorker) return (await import('../cluster/worker.js')).runWorker(opts, process.env);
   if ((opts.concurrency ?? 1) > 1) return (await import('../cluster/primary.js')).runPrimary(opts, opts.concurrency!, t0);
+  // The heap shrink after config churn (src/util/heap-shrink.ts); REMORA_HEAP_SHRINK=0 turns it off.
+  if (process.env.REMORA_HEAP_SHRINK === '0') setHeapShrink(false);
   const sidecar = new Sidecar(opts, process.env);
   try {
     await sidecar.start();

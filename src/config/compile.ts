@@ -45,7 +45,12 @@ export interface CompileOptions {
   now?: number;
 }
 
-export function compile(resources: readonly Resource[], opts: CompileOptions): Snapshot {
+export function compile(resources: readonly Resource[], input: CompileOptions): Snapshot {
+  // Lazily built routes keep this function's scope alive, `opts` in it, and so does the compile context (handed on to
+  // every snapshot a delta derives): it must not hold the registry entries of other sources, or the first array of
+  // them would outlive every later one, and with it every ServiceDef the API watch replaced since (~6 MB at 10,000
+  // Services after 6,000 endpoint events: docs/scale.md, "RSS after the churn"). `input` is read here only.
+  const { extraServices, ...opts } = input;
   const warnings: string[] = [];
   const { namespace: proxyNs, clusterDomain } = opts;
   const vss = resources.filter((r) => r.kind === 'VirtualService');
@@ -62,7 +67,7 @@ export function compile(resources: readonly Resource[], opts: CompileOptions): S
   }
   // Kubernetes Services (and their EndpointSlices) written in files, then those of the API watch and the environment.
   const fileServices = servicesFromFiles(resources, clusterDomain) ?? [];
-  for (const d of [...fileServices, ...(opts.extraServices ?? [])]) {
+  for (const d of [...fileServices, ...(extraServices ?? [])]) {
     if (byHost.has(d.hostname)) continue;
     byHost.set(d.hostname, d); services.push(d);
   }

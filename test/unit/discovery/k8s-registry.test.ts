@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import type { V1EndpointSlice, V1Pod, V1Service } from '@kubernetes/client-node';
 import type { ServiceDef } from '../../../src/model.js';
 import { objectKey, servicesFromKubernetes } from '../../../src/discovery/k8s-mapping.js';
-import { KubernetesRegistry, type RegistryKind } from '../../../src/discovery/k8s-registry.js';
+import { KubernetesRegistry, podsNamed, type RegistryKind } from '../../../src/discovery/k8s-registry.js';
 import { seededRandom, type Rand } from '../../../src/util/random.js';
 import { endpointSlice, pod, service } from '../../support/k8s-objects.js';
 
@@ -182,6 +182,34 @@ describe('KubernetesRegistry', () => {
     expect(second).not.toBe(first);
     expect(second[0]).toBe(first[0]); // api: untouched
     expect(second[1]!.workloads[0]!.labels).toEqual({ app: 'web', version: 'v2' });
+  });
+
+  it('podsNamed: the Pods the slices name (ready or not), in order, once each, in the Service namespace; other targetRefs skipped', () => {
+    const svc = service('web', 'a', [{ name: 'http', port: 80 }], { clusterIP: '10.96.0.1' }) as V1Service;
+    const s1 = endpointSlice('web-1', 'a', 'web', [{ ip: '10.0.0.1', pod: 'p1' }, { ip: '10.0.0.2', pod: 'p2', ready: false }, { ip: '10.0.0.3' }], [{ name: 'http', port: 8080 }]) as V1EndpointSlice;
+    const s2 = endpointSlice('web-2', 'a', 'web', [{ ip: '10.0.0.4', pod: 'p1' }, { ip: '10.0.0.5', pod: 'p3', terminating: true }], [{ name: 'http', port: 8080 }]) as V1EndpointSlice;
+    s2.endpoints!.push({ addresses: ['10.0.0.6'], targetRef: { kind: 'Node', name: 'n1' } });
+    expect(podsNamed(svc, [s1, s2])).toEqual(['a/p1', 'a/p2', 'a/p3']);
+    expect(podsNamed(svc, [])).toEqual([]);
+  });
+
+  it('a Pod behind an endpoint that is not ready stays indexed: its label change while unready is mapped, and seen once ready again', () => {
+    const reg = new KubernetesRegistry(opts);
+    reg.set('service', 'a/web', service('web', 'a', [{ name: 'http', port: 80 }], { clusterIP: '10.96.0.1' }) as V1Service);
+    const slice = (ready: boolean): V1EndpointSlice => endpointSlice('web-1', 'a', 'web', [{ ip: '10.0.0.1', pod: 'web-0', ready }], [{ name: 'http', port: 8080 }]) as V1EndpointSlice;
+    reg.set('endpointslice', 'a/web-1', slice(true));
+    reg.set('pod', 'a/web-0', pod('web-0', 'a', '10.0.0.1', { version: 'v1' }) as V1Pod);
+    expect(reg.services()[0]!.workloads.map((w) => w.labels)).toEqual([{ version: 'v1' }]);
+    reg.set('endpointslice', 'a/web-1', slice(false));
+    expect(reg.services()[0]!.workloads).toEqual([]);
+    const mapped = reg.stats.mapped;
+    reg.set('pod', 'a/web-0', pod('web-0', 'a', '10.0.0.1', { version: 'v2' }) as V1Pod);
+    reg.services();
+    expect(reg.stats.mapped).toBe(mapped + 1);
+    reg.set('endpointslice', 'a/web-1', slice(true));
+    const out = reg.services();
+    expect(out[0]!.workloads.map((w) => w.labels)).toEqual([{ version: 'v2' }]);
+    expect(out).toEqual(servicesFromKubernetes({ services: reg.servicesList(), endpointSlices: reg.slicesList(), pods: reg.podsList() }, opts));
   });
 
   it('a slice moving to another Service, then deleted, maps both; sync() after a relist equals the full mapping and keeps what did not change', () => {
