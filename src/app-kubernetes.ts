@@ -8,7 +8,7 @@ import type { KubernetesSource } from './discovery/k8s-source.js';
 import type { InboundAuthorizer } from './proxy/inbound-authz.js';
 import type { RunOptions } from './run-options.js';
 import type { Logger } from './util/logger.js';
-import { startHeapShrinker } from './util/heap-shrink.js';
+import type { HeapShrinker } from './util/heap-shrink.js';
 
 /** What the watch feeds, and where the sidecar keeps what is made (handed over before it starts, for stop()). */
 export interface KubernetesWiring {
@@ -16,6 +16,8 @@ export interface KubernetesWiring {
   readonly logger: Logger;
   readonly store: ConfigStore;
   readonly authz: InboundAuthorizer;
+  /** The heap shrink after config churn, when on (app.ts). */
+  readonly heapShrinker?: HeapShrinker | undefined;
   source(kube: KubernetesSource): void;
   statusWriter(writer: { stop(): Promise<void> }): void;
 }
@@ -54,8 +56,9 @@ export async function startKubernetes(w: KubernetesWiring, k: NonNullable<RunOpt
   };
   push();
   kube.on('change', push);
-  // Once the watch's changes stop, V8 is asked to give back the heap they left (src/util/heap-shrink.ts).
-  const shrinker = startHeapShrinker();
+  // Once the watch's changes stop, V8 is asked to give back the heap they left (src/util/heap-shrink.ts): Pod changes
+  // too, which do not rebuild the config (the store's updates are counted by app.ts).
+  const shrinker = w.heapShrinker;
   if (shrinker) kube.on('change', () => shrinker.noteChange());
   if (k.gatewayStatus !== undefined) {
     // Loaded on demand, like the watch: most sidecars never write status.

@@ -17,6 +17,7 @@ import type { DownstreamRequest, DownstreamResponse } from './proxy/downstream.j
 import { ConfigStore } from './discovery/config-store.js';
 import { changedClusters } from './config/compile.js';
 import { deltaKinds } from './config/compile-delta.js';
+import { startHeapShrinker, type HeapShrinker } from './util/heap-shrink.js';
 import { FileWatcher } from './discovery/file-watcher.js';
 import type { KubernetesSource } from './discovery/k8s-source.js';
 import { servicesFromEnv } from './discovery/env-discovery.js';
@@ -70,6 +71,12 @@ export class Sidecar {
   tracing: ProxyTracing = TRACING_OFF;
   private watcher: FileWatcher | undefined;
   private kube: KubernetesSource | undefined;
+  /**
+   * Gives back the heap a burst of config changes left once they stop (src/util/heap-shrink.ts): every applied config
+   * (file edits, API watch) counts as a change; after start-up too. Undefined without the addon or with
+   * REMORA_HEAP_SHRINK=0.
+   */
+  private heapShrinker: HeapShrinker | undefined;
   private statusWriter: { stop(): Promise<void> } | undefined;
   /** The bound listeners (admin, stats, health, outbound, inbound) and their IPv6 companions. */
   private readonly listeners: Listeners;
@@ -215,6 +222,8 @@ export class Sidecar {
         this.logger.log('warn', `cannot read ${this.opts.resolvConf ?? '/etc/resolv.conf'}: ${(err as Error).message}`);
       }
     }
+    this.heapShrinker = startHeapShrinker();
+    if (this.heapShrinker !== undefined) { const h = this.heapShrinker; this.store.on('update', () => h.noteChange()); }
     if (this.opts.envDiscovery) {
       this.store.setExternal('env', { resources: [], services: servicesFromEnv(this.env, { namespace: this.opts.namespace, clusterDomain: this.opts.clusterDomain }) });
     }
@@ -227,7 +236,7 @@ export class Sidecar {
     }
     if (this.opts.kubernetes) {
       const kube = await startKubernetes({
-        opts: this.opts, logger: this.logger, store: this.store, authz: this.authz,
+        opts: this.opts, logger: this.logger, store: this.store, authz: this.authz, heapShrinker: this.heapShrinker,
         source: (kube) => { this.kube = kube; },
         statusWriter: (writer) => { this.statusWriter = writer; },
       }, this.opts.kubernetes);
@@ -438,6 +447,7 @@ export class Sidecar {
 
   async stop(): Promise<void> {
     this.watcher?.stop();
+    this.heapShrinker?.stop();
     await this.statusWriter?.stop();
     this.kube?.stop();
     this.store.stop();

@@ -264,12 +264,12 @@ export async function main(argv: string[]): Promise<number> {
   }
   if (opts === 'help') { process.stdout.write(HELP); return 0; }
   const t0 = performance.now();
+  // The heap shrink after config churn (src/util/heap-shrink.ts); REMORA_HEAP_SHRINK=0 turns it off (workers too).
+  if (process.env.REMORA_HEAP_SHRINK === '0') setHeapShrink(false);
   // The primary forks workers with REMORA_WORKER_ID; node:cluster (≈3 ms to load) is only loaded then, so
   // --concurrency 1 starts exactly as before.
   if (process.env.REMORA_WORKER_ID !== undefined && (await import('node:cluster')).default.isWorker) return (await import('../cluster/worker.js')).runWorker(opts, process.env);
   if ((opts.concurrency ?? 1) > 1) return (await import('../cluster/primary.js')).runPrimary(opts, opts.concurrency!, t0);
-  // The heap shrink after config churn (src/util/heap-shrink.ts); REMORA_HEAP_SHRINK=0 turns it off.
-  if (process.env.REMORA_HEAP_SHRINK === '0') setHeapShrink(false);
   const sidecar = new Sidecar(opts, process.env);
   try {
     await sidecar.start();
