@@ -12,6 +12,7 @@ import type { ClusterDef, ServiceDef } from '../model.js';
 import type { Resource } from './resource.js';
 import type { DestinationRuleSpec } from './types.js';
 import { buildCluster, clusterName, type ClusterEnv } from './compile-clusters.js';
+import { LayeredMap } from './layered-map.js';
 
 /** What building the clusters of one service needs: the service, its DestinationRule (immutable, as compiled). */
 export class ClusterSeed {
@@ -149,6 +150,27 @@ export class ClusterTable implements ReadonlyMap<string, ClusterDef> {
 
   forEach(fn: (value: ClusterDef, key: string, map: ReadonlyMap<string, ClusterDef>) => void, thisArg?: unknown): void {
     for (const [k, v] of this.entries()) fn.call(thisArg, v, k, this);
+  }
+
+  /**
+   * A new table with the seeds of some hosts replaced (a compile delta's changed hosts: their new ServiceDef and
+   * DestinationRule; every host must have a seed here). Their clusters are built again on first use; the defs built
+   * for other hosts are kept (the same objects). Keeping the delta's built clusters instead (rebase()) kept, under API
+   * watch churn, every cluster an event had touched built, and the seeds kept every replaced ServiceDef alive (+11.7 MB
+   * live after 6,000 events at 10,000 Services). Undefined when this table holds changes made by rebase().
+   */
+  reseed(changed: ReadonlyMap<string, ClusterSeed>): ClusterTable | undefined {
+    if (changed.size === 0) return this;
+    if (this.extra !== undefined && this.extra.size > 0) return undefined;
+    let size = this.size;
+    for (const [h, seed] of changed) {
+      const old = this.seeds.get(h);
+      if (old === undefined) return undefined;
+      size += seed.count() - old.count();
+    }
+    const built = new Map<string, ClusterDef>();
+    for (const [n, d] of this.built_) if (!changed.has(d.host)) built.set(n, d);
+    return new ClusterTable(LayeredMap.derive(this.seeds, changed), this.env, size, built);
   }
 
   /**

@@ -14,6 +14,7 @@ import type { ClusterDef, ServiceDef } from '../model.js';
 import type { CompileContext } from './compile.js';
 import { clusterName, findDestinationRule, serviceClusters, type ClusterEnv, type DrLookup } from './compile-clusters.js';
 import { serviceEntryDefs } from './compile-registry.js';
+import { ClusterSeed } from './cluster-table.js';
 import { servicesFromFiles } from '../gateway/mesh.js';
 import { expandHost } from './hosts.js';
 
@@ -41,6 +42,8 @@ export interface RegistryDelta {
   clusterHosts: Set<string>;
   /** Clusters added or changed (the new ClusterDef) and removed (undefined). */
   clusters: Map<string, ClusterDef | undefined>;
+  /** The same as new seeds of the clusterHosts, for a ClusterTable (built on first use: ClusterTable.reseed). */
+  seeds: Map<string, ClusterSeed>;
   fileServices: readonly ServiceDef[];
 }
 
@@ -139,6 +142,7 @@ export function registryDelta(ctx: CompileContext, ch: RegistryChange, next: rea
   for (const h of drChanged) if (ctx.byHost.has(h)) clusterHosts.add(h);
   const env: ClusterEnv = { ...ctx.env, dns: opts.dns, recent: { lists: [] } };
   const clusters = new Map<string, ClusterDef | undefined>();
+  const seeds = new Map<string, ClusterSeed>();
   for (const h of clusterHosts) {
     const oldSvc = ctx.byHost.get(h)!;
     const newSvc = services.get(h) ?? oldSvc;
@@ -149,8 +153,10 @@ export function registryDelta(ctx: CompileContext, ch: RegistryChange, next: rea
       for (const s of subsets) clusters.set(clusterName(p.number, s.name, h), undefined);
     }
     const built = new Map<string, ClusterDef>();
-    serviceClusters(newSvc, findDestinationRule(newIdx, h, proxyNs, newSvc.namespace), env, built);
+    const newDr = findDestinationRule(newIdx, h, proxyNs, newSvc.namespace);
+    serviceClusters(newSvc, newDr, env, built);
     for (const [name, def] of built) clusters.set(name, def);
+    seeds.set(h, new ClusterSeed(newSvc, newDr));
   }
-  return { services, replaced, drIndex, clusterHosts, clusters, fileServices };
+  return { services, replaced, drIndex, clusterHosts, clusters, seeds, fileServices };
 }

@@ -19,6 +19,7 @@ import type { VirtualHost } from '../routing/route.js';
 import { adoptContext, compileContext, hostAliases, recordChangedClusters, type CompileOptions } from './compile.js';
 import { foreignHosts } from './compile-routes.js';
 import { expandHost } from './hosts.js';
+import { ClusterTable } from './cluster-table.js';
 import { LayeredMap } from './layered-map.js';
 import { registryDelta, type RegistryDelta } from './compile-delta-registry.js';
 
@@ -262,7 +263,9 @@ export function compileDelta(prev: Snapshot, prevResources: readonly Resource[],
     for (const a of svc.addresses) if (prev.addresses.get(a) === oldE) addressChanges.set(a, e);
   }
 
-  const clusters = reg === undefined ? prev.clusters : LayeredMap.derive(prev.clusters, reg.clusters);
+  // A table built on first use takes the changed hosts' new seeds (nothing stays built that was not asked for).
+  const clusters = reg === undefined ? prev.clusters
+    : (prev.clusters instanceof ClusterTable ? prev.clusters.reseed(reg.seeds) : undefined) ?? LayeredMap.derive(prev.clusters, reg.clusters);
   const snapshot: Snapshot = {
     ...prev,
     version: opts.version ?? 0,

@@ -6,7 +6,7 @@
 import { describe, it, expect } from 'vitest';
 import { parseDocuments } from '../../../src/config/parse.js';
 import { compile, type CompileOptions } from '../../../src/config/compile.js';
-import { ClusterTable } from '../../../src/config/cluster-table.js';
+import { ClusterTable, type ClusterSeed } from '../../../src/config/cluster-table.js';
 import { LayeredMap } from '../../../src/config/layered-map.js';
 import { serviceClusters, type ClusterEnv } from '../../../src/config/compile-clusters.js';
 import { ClusterPolicyCache, compileClusterPolicy } from '../../../src/upstream/policy.js';
@@ -100,5 +100,30 @@ describe('ClusterTable', () => {
     const back = r.rebase(new Map<string, ClusterDef | undefined>([[names[0]!, some], ['outbound|1|z|new', undefined]]));
     expect([...back.keys()]).toEqual(names);
     expect(back.get(names[0]!)).toBe(some);
+  });
+  it('reseed: the changed hosts get new seeds (their built defs dropped, built again on use), the others keep theirs', () => {
+    const snap = compile(parseDocuments(mesh(3), 'm.yaml').resources, opts);
+    const t = snap.clusters as ClusterTable;
+    const kept = t.get('outbound|80|v1|s0.example.com')!;
+    const old = t.get('outbound|80|v1|s1.example.com')!;
+    // s1 as a full compile of the edited mesh has it: one subset less, endpoints moved.
+    const edited = mesh(3).replace('10.0.1.1', '10.9.1.1').replace(/(name: s1, namespace: default\}\nspec: \{host: s1.example.com, trafficPolicy: \{loadBalancer: \{simple: RANDOM\}\}, subsets: \[\{name: v1, labels: \{version: v1\}\}), \{name: v2[^\]]*\]/, '$1]');
+    const full = compile(parseDocuments(edited, 'm.yaml').resources, opts).clusters as ClusterTable;
+    const seedOf = (table: ClusterTable, host: string) => (table as unknown as { seeds: ReadonlyMap<string, ClusterSeed> }).seeds.get(host)!;
+    const next = t.reseed(new Map([['s1.example.com', seedOf(full, 's1.example.com')]]))!;
+    expect(next.size).toBe(full.size);
+    expect(next.size).toBe(t.size - 2);
+    expect([...next.keys()]).toEqual([...full.keys()]);
+    expect(next.get('outbound|80|v1|s0.example.com')).toBe(kept);
+    expect(next.built('outbound|80|v1|s1.example.com')).toBe(false);
+    const rebuilt = next.get('outbound|80|v1|s1.example.com')!;
+    expect(rebuilt).not.toBe(old);
+    expect(rebuilt.endpoints.map((e) => e.address)).toEqual(['10.9.1.1']);
+    expect(next.has('outbound|80|v2|s1.example.com')).toBe(false);
+    for (const [k, v] of full) expect(next.get(k), k).toEqual(v);
+    // The table it came from is unchanged.
+    expect(t.get('outbound|80|v1|s1.example.com')).toBe(old);
+    expect(t.has('outbound|80|v2|s1.example.com')).toBe(true);
+    expect(t.reseed(new Map())).toBe(t);
   });
 });
