@@ -18,15 +18,20 @@ metadata: {name: se, namespace: default}
 spec: {hosts: [${host}], ports: [{number: 80, name: http, protocol: HTTP}], resolution: DNS}
 `;
 
+/** A directory with a.yaml and b.yaml (one ServiceEntry each), and an empty parse cache. */
+function twoFiles(): { dir: string; a: string; b: string; cache: ParseCache } {
+  const dir = mkdtempSync(join(tmpdir(), 'remora-cache-'));
+  dirs.push(dir);
+  const a = join(dir, 'a.yaml');
+  const b = join(dir, 'b.yaml');
+  writeFileSync(a, se('aa.example.com'));
+  writeFileSync(b, se('bb.example.com'));
+  return { dir, a, b, cache: new Map() };
+}
+
 describe('loadConfig with a parse cache', () => {
   it('parses only what changed, and sees every change, trusted stat or not', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'remora-cache-'));
-    dirs.push(dir);
-    const a = join(dir, 'a.yaml');
-    const b = join(dir, 'b.yaml');
-    writeFileSync(a, se('aa.example.com'));
-    writeFileSync(b, se('bb.example.com'));
-    const cache: ParseCache = new Map();
+    const { dir, a, b, cache } = twoFiles();
     const hostOf = (r: { spec: Record<string, unknown> }): unknown => (r.spec.hosts as string[])[0];
 
     const first = await loadConfig([dir], 'default', cache);
@@ -72,13 +77,7 @@ describe('loadConfig with a parse cache', () => {
     expect(cache.has(a)).toBe(false);
   });
   it('settles files read just after they changed once they have aged: a stat key when the text is still the one parsed', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'remora-cache-'));
-    dirs.push(dir);
-    const a = join(dir, 'a.yaml');
-    const b = join(dir, 'b.yaml');
-    writeFileSync(a, se('aa.example.com'));
-    writeFileSync(b, se('bb.example.com'));
-    const cache: ParseCache = new Map();
+    const { dir, a, b, cache } = twoFiles();
     const first = await loadConfig([dir], 'default', cache);
     expect(unsettled(cache)).toBe(true);
     // Too young yet: nothing settled, both counted as left.
