@@ -84,8 +84,6 @@ export class ConfigStore extends EventEmitter {
   private transientSince = 0;
   private retryTimer: NodeJS.Timeout | undefined;
   private settleTimer: NodeJS.Timeout | undefined;
-  /** Passes of settleParseCache run (tests). */
-  settled = 0;
 
   constructor(readonly opts: StoreOptions) {
     super();
@@ -152,7 +150,6 @@ export class ConfigStore extends EventEmitter {
       if (this.reloading !== undefined) { this.settleTimer = undefined; this.scheduleSettle(); return; }
       void settleParseCache(this.parseCache).then((left) => {
         this.settleTimer = undefined;
-        this.settled++;
         if (left > 0) this.scheduleSettle();
       }, () => { this.settleTimer = undefined; });
     }, SETTLE_AFTER_MS + 100);
@@ -378,18 +375,7 @@ export class ConfigStore extends EventEmitter {
 
   /** The names DNS ServiceEntries resolve (kept by the registry list's identity: an edit that kept it scans nothing). */
   private dnsNames(snap: Snapshot): string[] {
-    const list = snap.services;
-    const known = DNS_NAMES.get(list);
-    if (known !== undefined) return known;
-    const names = new Set<string>();
-    for (let i = 0; i < list.length; i++) {
-      const s = list[i]!;
-      if (s.resolution !== 'DNS') continue;
-      for (const w of s.workloads) if (!isIP(w.address) && !w.address.startsWith('unix://')) names.add(w.address);
-    }
-    const out = [...names];
-    DNS_NAMES.set(list, out);
-    return out;
+    return dnsNamesOf(snap.services);
   }
 
   private scheduleDns(snap: Snapshot): void {
@@ -434,50 +420,53 @@ export class ConfigStore extends EventEmitter {
   }
 }
 
-const SIDECARS = new WeakMap<readonly Resource[], readonly Resource[]>();
-const DNS_NAMES = new WeakMap<readonly ServiceDef[], string[]>();
+/**
+ * `derive` memoized by the identity of its argument (an input list, a ServiceDef): a source that did not change keeps
+ * its arrays and objects, so a build derives again only from what it replaced.
+ */
+function byIdentity<K extends object, V>(derive: (key: K) => V): (key: K) => V {
+  const memo = new WeakMap<K, V>();
+  return (key) => {
+    let v = memo.get(key);
+    if (v === undefined) { v = derive(key); memo.set(key, v); }
+    return v;
+  };
+}
+
 const NO_SIDECARS: readonly Resource[] = [];
 
-function sidecarsOf(list: readonly Resource[]): readonly Resource[] {
-  let s = SIDECARS.get(list);
-  if (s === undefined) {
-    const found = list.filter((r) => r.kind === 'Sidecar');
-    s = found.length === 0 ? NO_SIDECARS : found;
-    SIDECARS.set(list, s);
-  }
-  return s;
-}
+/** The Sidecar objects of one input list. */
+const sidecarsOf = byIdentity((list: readonly Resource[]): readonly Resource[] => {
+  const found = list.filter((r) => r.kind === 'Sidecar');
+  return found.length === 0 ? NO_SIDECARS : found;
+});
 
-const SERVICE_DIGESTS = new WeakMap<ServiceDef, string>();
-const LIST_DIGESTS = new WeakMap<readonly object[], string>();
+/** The names DNS ServiceEntries resolve, of one registry list. */
+const dnsNamesOf = byIdentity((list: readonly ServiceDef[]): string[] => {
+  const names = new Set<string>();
+  for (let i = 0; i < list.length; i++) {
+    const s = list[i]!;
+    if (s.resolution !== 'DNS') continue;
+    for (const w of s.workloads) if (!isIP(w.address) && !w.address.startsWith('unix://')) names.add(w.address);
+  }
+  return [...names];
+});
 
 /** An API object is its kind, name and resourceVersion (same version, same content); one without a version, its spec. */
-function resourcesDigest(list: readonly Resource[]): string {
-  let d = LIST_DIGESTS.get(list);
-  if (d === undefined) {
-    const h = createHash('sha256');
-    for (const r of list) h.update(`${r.apiVersion}/${r.kind}/${r.metadata.namespace}/${r.metadata.name}@${r.metadata.resourceVersion ?? JSON.stringify(r.spec)}\0`);
-    d = h.digest('base64');
-    LIST_DIGESTS.set(list, d);
-  }
-  return d;
-}
+const resourcesDigest = byIdentity((list: readonly Resource[]): string => {
+  const h = createHash('sha256');
+  for (const r of list) h.update(`${r.apiVersion}/${r.kind}/${r.metadata.namespace}/${r.metadata.name}@${r.metadata.resourceVersion ?? JSON.stringify(r.spec)}\0`);
+  return h.digest('base64');
+});
 
 /** Per registry entry, its digest by identity: an API watch event that replaced one entry hashes that one alone. */
-function servicesDigest(list: readonly ServiceDef[]): string {
-  let d = LIST_DIGESTS.get(list);
-  if (d === undefined) {
-    const h = createHash('sha256');
-    for (const s of list) {
-      let sd = SERVICE_DIGESTS.get(s);
-      if (sd === undefined) { sd = createHash('sha256').update(JSON.stringify(s)).digest('base64'); SERVICE_DIGESTS.set(s, sd); }
-      h.update(sd);
-    }
-    d = h.digest('base64');
-    LIST_DIGESTS.set(list, d);
-  }
-  return d;
-}
+const serviceDigest = byIdentity((s: ServiceDef): string => createHash('sha256').update(JSON.stringify(s)).digest('base64'));
+
+const servicesDigest = byIdentity((list: readonly ServiceDef[]): string => {
+  const h = createHash('sha256');
+  for (const s of list) h.update(serviceDigest(s));
+  return h.digest('base64');
+});
 
 /** load.ts's messages for a read that failed for want of resources rather than because of the files. */
 const TRANSIENT_READ = /^cannot (read|list): (EMFILE|ENFILE|ENOMEM)$/;
