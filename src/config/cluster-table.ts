@@ -136,8 +136,11 @@ export class ClusterTable implements ReadonlyMap<string, ClusterDef> {
     if (extra !== undefined) for (const [n, e] of extra) if (e !== GONE && this.seedOf(n) === undefined) yield [n, e];
   }
 
+  /** The names alone: nothing is built (the cluster manager and the metrics walk every name on a full update). */
   *keys(): MapIterator<string> {
-    for (const [k] of this.entries()) yield k;
+    const extra = this.extra;
+    for (const seed of this.seeds.values()) for (const n of seed.names()) if (extra?.get(n) !== GONE) yield n;
+    if (extra !== undefined) for (const [n, e] of extra) if (e !== GONE && this.seedOf(n) === undefined) yield n;
   }
 
   *values(): MapIterator<ClusterDef> {
